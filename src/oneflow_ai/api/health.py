@@ -1,0 +1,60 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from oneflow_ai import __version__
+from oneflow_ai.api.deps import get_services
+from oneflow_ai.api.responses import json_response
+from oneflow_ai.storage.database import ping
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+_CHECK_TIMEOUT = 2.0
+
+
+@router.get("/health", summary="Liveness: the process serves requests (no I/O)")
+async def health() -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: the database (and Redis when configured) answer",
+    responses={503: {"description": "A dependency failed; the body names it"}},
+)
+async def ready(request: Request) -> Response:
+    services = get_services(request)
+    checks: dict[str, dict[str, str]] = {}
+
+    try:
+        await asyncio.wait_for(ping(services.engine), _CHECK_TIMEOUT)
+        checks["database"] = {"status": "ok"}
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        checks["database"] = {"status": "failed", "error": _reason(exc)}
+
+    if services.redis is not None:
+        try:
+            await asyncio.wait_for(services.redis.ping(), _CHECK_TIMEOUT)
+            checks["redis"] = {"status": "ok"}
+        except Exception as exc:
+            checks["redis"] = {"status": "failed", "error": _reason(exc)}
+
+    failed = sorted(name for name, check in checks.items() if check["status"] != "ok")
+    body: dict[str, object] = {"status": "not_ready" if failed else "ready", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return json_response(body, status_code=503 if failed else 200)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {_CHECK_TIMEOUT:g} s"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,194 @@
+"""The `oneflow` command: serve the gateway, manage the database, and operate it.
+
+Invalid settings stop every command with one line naming the variable and exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from oneflow_ai import __version__
+from oneflow_ai.settings import Settings, SettingsError, load_settings
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="oneflow",
+    help="OneFlow AI: an AI model gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="Database schema: upgrade, downgrade, reset, shell.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"oneflow: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def _configure_cli_logging(settings: Settings) -> None:
+    from oneflow_ai.observability.logging import configure_logging
+
+    configure_logging(
+        level=settings.log_level, json=settings.json_logs, secret_values=settings.secret_values
+    )
+
+
+async def _migrate(settings: Settings, action: str, revision: str) -> str | None:
+    from oneflow_ai.storage import migrate
+    from oneflow_ai.storage.database import create_engine
+
+    engine = create_engine(settings.effective_database_url, pool_size=1)
+    try:
+        if action == "upgrade":
+            await migrate.upgrade(engine, revision)
+        elif action == "downgrade":
+            await migrate.downgrade(engine, revision)
+        return await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+def _database_error(exc: Exception) -> typer.Exit:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _fail(f"database error: {first}", code=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"oneflow-ai {__version__}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    migrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Apply pending migrations first (default: only on the embedded database).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the gateway with uvicorn (uvloop + httptools)."""
+    import uvicorn
+
+    settings = _settings()
+    _configure_cli_logging(settings)
+    if migrate if migrate is not None else settings.uses_embedded_database:
+        try:
+            _run(_migrate(settings, "upgrade", "head"))
+        except Exception as exc:
+            raise _database_error(exc) from None
+    uvicorn.run(
+        "oneflow_ai.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if not reload else None,
+        reload=reload,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    settings = _settings()
+    try:
+        current = _run(_migrate(settings, "upgrade", revision))
+    except Exception as exc:
+        raise _database_error(exc) from None
+    typer.echo(f"database at revision {current}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()] = "-1") -> None:
+    """Roll back to REVISION (default: one step back; 'base' removes everything)."""
+    settings = _settings()
+    try:
+        current = _run(_migrate(settings, "downgrade", revision))
+    except Exception as exc:
+        raise _database_error(exc) from None
+    typer.echo(f"database at revision {current or 'base'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's current revision."""
+    settings = _settings()
+    try:
+        current = _run(_migrate(settings, "current", ""))
+    except Exception as exc:
+        raise _database_error(exc) from None
+    typer.echo(current or "base")
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: every row is lost.")] = False,
+) -> None:
+    """Downgrade to nothing and upgrade again. Every row is lost."""
+    if not yes:
+        raise _fail("db reset drops every table; run it again with --yes to confirm")
+    settings = _settings()
+    try:
+        _run(_migrate(settings, "downgrade", "base"))
+        current = _run(_migrate(settings, "upgrade", "head"))
+    except Exception as exc:
+        raise _database_error(exc) from None
+    typer.echo(f"database reset to revision {current}")
+
+
+@db_app.command("shell")
+def db_shell() -> None:
+    """Open sqlite3 or psql on the configured database."""
+    from sqlalchemy.engine import make_url
+
+    settings = _settings()
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite":
+        tool, args = "sqlite3", [str(url.database)]
+    else:
+        tool = "psql"
+        args = [url.set(drivername="postgresql").render_as_string(hide_password=False)]
+    if shutil.which(tool) is None:
+        raise _fail(f"{tool} is not installed", code=1)
+    os.execvp(tool, [tool, *args])  # noqa: S606 - hands the terminal over to the db shell
+
+
+def main() -> None:
+    app()

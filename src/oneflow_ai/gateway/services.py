@@ -1,0 +1,53 @@
+"""The services one gateway process runs on, built once in the app's lifespan.
+
+Nothing here is global: `create_app` builds a `Services` from its settings, keeps it in the
+application state, and closes it at shutdown. Tests build one per app with their own settings.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.settings import Settings
+from oneflow_ai.storage.database import create_engine, create_sessionmaker
+from oneflow_ai.storage.redis import create_redis
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    redactor: Redactor
+    exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    @classmethod
+    async def start(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
+        engine = create_engine(
+            settings.effective_database_url,
+            pool_size=settings.database_pool_size,
+            echo=settings.database_echo,
+        )
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        services = cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=redis,
+            redactor=redactor or Redactor(settings.secret_values),
+        )
+        services.exit_stack.push_async_callback(engine.dispose)
+        if redis is not None:
+            services.exit_stack.push_async_callback(redis.aclose)
+        return services
+
+    async def close(self) -> None:
+        await self.exit_stack.aclose()

@@ -1,0 +1,185 @@
+"""Structured logging: one structlog chain for OneFlow's own logs and the stdlib's.
+
+JSON lines outside development (console rendering in development), the request id bound per
+request through contextvars, and secrets redacted wherever they appear: by key name
+(Authorization, API-key headers, passwords, tokens), by shape (`sk-...` keys, JWTs, bearer
+credentials) and by value (every secret the settings hold).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["REDACTED", "Redactor", "configure_logging", "get_logger"]
+
+REDACTED = "[REDACTED]"
+
+_SENSITIVE_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "api_key",
+        "apikey",
+        "xi-api-key",
+        "cookie",
+        "set-cookie",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "jwt",
+        "jwt_secret",
+        "master_key",
+        "oneflow_master_key",
+        "private_key",
+    }
+)
+_SENSITIVE_SUFFIXES = ("_api_key", "_secret", "_token", "_password")
+
+# Shapes of credentials: provider and OneFlow keys (sk-..., sk-ant-..., sk_...), JWTs, and
+# whatever follows an auth scheme word.
+_SECRET_PATTERN = re.compile(
+    r"""
+    (?P<bearer>\b(?:Bearer|Basic|Token)\s+)[^\s"',;]+
+    | \bsk[-_][A-Za-z0-9_\-]{8,}
+    | \beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*
+    """,
+    re.VERBOSE,
+)
+
+
+def _is_sensitive_key(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _SENSITIVE_KEYS or lowered.endswith(_SENSITIVE_SUFFIXES)
+
+
+class Redactor:
+    """Scrubs secrets from log events (a structlog processor) and from arbitrary values."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        self._values = tuple(sorted({v for v in secret_values if v}, key=len, reverse=True))
+
+    def text(self, value: str) -> str:
+        for secret in self._values:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _SECRET_PATTERN.sub(self._substitute, value)
+
+    @staticmethod
+    def _substitute(match: re.Match[str]) -> str:
+        bearer = match.group("bearer")
+        return f"{bearer}{REDACTED}" if bearer else REDACTED
+
+    def value(self, value: object) -> object:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return self.mapping(value)
+        if isinstance(value, list | tuple):
+            return [self.value(item) for item in value]
+        if isinstance(value, bytes):
+            return self.text(value.decode("utf-8", "replace"))
+        return value
+
+    def mapping(self, mapping: Mapping[Any, Any]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, item in mapping.items():
+            if isinstance(key, str) and _is_sensitive_key(key) and item:
+                out[key] = REDACTED
+            else:
+                out[key] = self.value(item)
+        return out
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        for key, item in event_dict.items():
+            if isinstance(item, str):
+                if _is_sensitive_key(key) and item:
+                    event_dict[key] = REDACTED
+                else:
+                    event_dict[key] = self.text(item)
+            elif isinstance(item, Mapping | list | tuple | bytes):
+                event_dict[key] = REDACTED if _is_sensitive_key(key) and item else self.value(item)
+        return event_dict
+
+
+class _Stderr:
+    """Whatever `sys.stderr` is at write time (test runners and daemons swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _orjson_dumps(obj: MutableMapping[str, Any], **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    json: bool = True,
+    secret_values: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> Redactor:
+    """Configure structlog and the stdlib root logger; returns the redactor in use."""
+    redactor = Redactor(secret_values)
+    out: Any = stream if stream is not None else _Stderr()
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redactor,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    numeric_level = logging.getLevelNamesMapping()[level]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+    # The stdlib's loggers (uvicorn, sqlalchemy, alembic) go through the same chain.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "sqlalchemy"):
+        lib_logger = logging.getLogger(name)
+        lib_logger.handlers.clear()
+        lib_logger.propagate = True
+    # OneFlow writes its own access line per request; uvicorn's would be a second one.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    return redactor
+
+
+def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

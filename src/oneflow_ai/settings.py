@@ -1,0 +1,268 @@
+"""Settings: one pydantic-settings root, read from the environment and an optional `.env`.
+
+Variable names are the product's documented ones (`DATABASE_URL`, `OPENAI_API_KEY`, ...); the
+root groups them into per-concern views (`settings.provider("openai")`). Secrets are `SecretStr`
+so they never print. Profile rules live in one validator: `production` refuses default secrets.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_JWT_SECRET",
+    "DEFAULT_MASTER_KEY",
+    "PROVIDERS",
+    "Environment",
+    "ProviderSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
+
+DEFAULT_JWT_SECRET = "oneflow-development-jwt-secret-change-me"  # noqa: S105 - a known default
+DEFAULT_MASTER_KEY = "sk-oneflow-dev-master-key"
+EMBEDDED_DATABASE_PATH = Path("var") / "oneflow.db"
+
+PROVIDERS = ("openai", "anthropic", "stability", "elevenlabs")
+_DEFAULT_BASE_URLS = {
+    # Each follows its official SDK's convention: OpenAI's includes /v1, Anthropic's does not.
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "stability": "https://api.stability.ai",
+    "elevenlabs": "https://api.elevenlabs.io",
+}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What the gateway needs to reach one upstream provider."""
+
+    name: str
+    api_key: SecretStr | None
+    base_url: str
+    connect_timeout: float
+    read_timeout: float
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class SettingsError(Exception):
+    """Invalid configuration; `str()` is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_requests: bool = True
+
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_echo: bool = False
+    redis_url: str | None = None
+    redis_key_prefix: str = "oneflow:"
+
+    enable_metrics: bool = True
+    enable_tracing: bool = False
+
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    oneflow_master_key: SecretStr = SecretStr(DEFAULT_MASTER_KEY)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = _DEFAULT_BASE_URLS["openai"]
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = _DEFAULT_BASE_URLS["anthropic"]
+    stability_api_key: SecretStr | None = None
+    stability_base_url: str = _DEFAULT_BASE_URLS["stability"]
+    elevenlabs_api_key: SecretStr | None = None
+    elevenlabs_base_url: str = _DEFAULT_BASE_URLS["elevenlabs"]
+
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
+    upstream_read_timeout: float = Field(default=30.0, gt=0)
+
+    # "auto": in development with no provider key configured, serve through the built-in fake
+    # providers so that a newcomer sees the whole flow work. Never in production.
+    fake_providers: Literal["auto", "on", "off"] = "auto"
+
+    max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        level = str(value).strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return normalize_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator(*(f"{p}_base_url" for p in PROVIDERS))
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _profile_rules(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            secret = self.jwt_secret.get_secret_value()
+            if not secret or secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "JWT_SECRET: production needs a secret of its own (32+ characters), "
+                    "not the development default"
+                )
+            master = self.oneflow_master_key.get_secret_value()
+            if not master or master == DEFAULT_MASTER_KEY or len(master) < 24:
+                raise ValueError(
+                    "ONEFLOW_MASTER_KEY: production needs a key of its own (24+ characters), "
+                    "not the development default"
+                )
+            if self.fake_providers == "on":
+                raise ValueError("FAKE_PROVIDERS: the fake providers are never used in production")
+        return self
+
+    # ---- derived views -------------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file `var/oneflow.db`."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{EMBEDDED_DATABASE_PATH}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.environment is not Environment.DEVELOPMENT
+        return self.log_format == "json"
+
+    def provider(self, name: str) -> ProviderSettings:
+        if name not in PROVIDERS:
+            raise KeyError(name)
+        key: SecretStr | None = getattr(self, f"{name}_api_key")
+        return ProviderSettings(
+            name=name,
+            api_key=key,
+            base_url=getattr(self, f"{name}_base_url"),
+            connect_timeout=self.upstream_connect_timeout,
+            read_timeout=self.upstream_read_timeout,
+        )
+
+    @property
+    def use_fake_providers(self) -> bool:
+        """Whether upstream calls go to the built-in fake providers."""
+        if self.fake_providers == "on":
+            return True
+        if self.fake_providers == "off" or self.environment is not Environment.DEVELOPMENT:
+            return False
+        return not any(self.provider(p).configured for p in PROVIDERS)
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret, so log redaction can scrub them wherever they appear."""
+        values = [self.jwt_secret.get_secret_value(), self.oneflow_master_key.get_secret_value()]
+        for name in PROVIDERS:
+            key = self.provider(name).api_key
+            if key is not None:
+                values.append(key.get_secret_value())
+        return tuple(v for v in values if len(v) >= 8)
+
+
+def normalize_database_url(value: str) -> str:
+    """Accept the common spellings and return the async driver URL; reject anything else."""
+    url = value.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    elif url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        url = "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise ValueError(
+            f"unsupported database URL {_mask_url(value)!r}: use postgresql+asyncpg://... "
+            "or sqlite+aiosqlite:///path"
+        )
+    if url.startswith("postgresql+asyncpg://") and len(url) <= len("postgresql+asyncpg://"):
+        raise ValueError("PostgreSQL URL names no host")
+    return url
+
+
+def _mask_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def _variable_name(loc: tuple[int | str, ...], message: str) -> str:
+    if loc:
+        return str(loc[0]).upper()
+    head = message.split(":", 1)[0]
+    if head.isupper() and " " not in head:
+        return head
+    return "settings"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning validation failures into one `SettingsError` line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        name = _variable_name(tuple(first.get("loc", ())), message)
+        if message.startswith(f"{name}: "):
+            message = message[len(name) + 2 :]
+        extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise SettingsError(f"invalid setting {name}: {message}{extra}") from None

@@ -1,0 +1,231 @@
+"""Shared fixtures: settings per test, real databases (SQLite and PostgreSQL), real Redis.
+
+PostgreSQL and Redis tests run when `TEST_DATABASE_URL` / `TEST_REDIS_URL` name servers (CI
+sets both; `.ci/run` starts them if they are down). On a laptop without them the suite runs the
+embedded half and says in its summary what it did not cover. With `ONEFLOW_REQUIRE_SERVICES=1`
+(set by `.ci/run`) a missing server is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from oneflow_ai.settings import Settings
+from oneflow_ai.storage import migrate
+from oneflow_ai.storage.database import create_engine
+from tests.support.databases import create_pg_database, drop_pg_database, pg_server_url
+
+_LEAKY_VARIABLES = (
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ENABLE_METRICS",
+    "ENABLE_TRACING",
+    "JWT_SECRET",
+    "ONEFLOW_MASTER_KEY",
+    "FAKE_PROVIDERS",
+    "CATALOG_PATH",
+    "CORS_ORIGINS",
+    "MAX_REQUEST_SIZE",
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_PER_HOUR",
+    *(
+        f"{p}_{s}"
+        for p in ("OPENAI", "ANTHROPIC", "STABILITY", "ELEVENLABS")
+        for s in ("API_KEY", "BASE_URL")
+    ),
+)
+
+POSTGRES = pytest.param("postgresql", marks=pytest.mark.postgres, id="postgresql")
+SQLITE = pytest.param("sqlite", id="sqlite")
+MEMORY = pytest.param("memory", id="memory")
+REDIS = pytest.param("redis", marks=pytest.mark.redis, id="redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in _LEAKY_VARIABLES:
+        os.environ.pop(name, None)
+    config._oneflow_uncovered = {}  # type: ignore[attr-defined]
+
+
+def redis_server_url() -> str | None:
+    return os.environ.get("TEST_REDIS_URL", "").strip() or None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = {
+        "postgres": ("PostgreSQL", "TEST_DATABASE_URL", pg_server_url()),
+        "redis": ("Redis", "TEST_REDIS_URL", redis_server_url()),
+    }
+    required = os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1"
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    uncovered: dict[str, int] = config._oneflow_uncovered  # type: ignore[attr-defined]
+    for item in items:
+        absent = [m for m in missing if item.get_closest_marker(m) and not missing[m][2]]
+        if absent and required:
+            raise pytest.UsageError(
+                f"{item.nodeid} needs {missing[absent[0]][1]} (ONEFLOW_REQUIRE_SERVICES=1)"
+            )
+        if absent:
+            dropped.append(item)
+            for marker in absent:
+                uncovered[marker] = uncovered.get(marker, 0) + 1
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    uncovered: dict[str, int] = terminalreporter.config._oneflow_uncovered  # type: ignore[attr-defined]
+    if not uncovered:
+        return
+    names = {"postgres": ("PostgreSQL", "TEST_DATABASE_URL"), "redis": ("Redis", "TEST_REDIS_URL")}
+    terminalreporter.section("not covered in this run")
+    for marker, count in sorted(uncovered.items()):
+        label, variable = names[marker]
+        terminalreporter.write_line(
+            f"{count} {label} test(s) deselected: set {variable} to run them (CI does)"
+        )
+
+
+# ---- settings --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test: no `.env`, an SQLite file of its own unless overridden."""
+
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'oneflow.db'}",
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+
+    return build
+
+
+# ---- databases -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def _pg_template() -> AsyncIterator[str | None]:
+    """A migrated PostgreSQL database that per-test databases are copied from."""
+    server = pg_server_url()
+    if server is None:
+        yield None
+        return
+    url = await create_pg_database(server, prefix="oneflow_test_tmpl")
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+async def _pg_copy(template: str) -> str:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = pg_server_url()
+    assert server is not None
+    name = f"oneflow_test_{uuid.uuid4().hex[:12]}"
+    base = make_url(server)
+    connection = await asyncpg.connect(
+        base.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await connection.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE "{make_url(template).database}"'
+        )
+    finally:
+        await connection.close()
+    return base.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(params=[SQLITE, POSTGRES])
+async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database (no schema) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    server = pg_server_url()
+    assert server is not None
+    url = await create_pg_database(server)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+@asynccontextmanager
+async def _migrated_database(kind: str, tmp_path: Path, template: str | None) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'oneflow.db'}"
+        engine = create_engine(url, pool_size=1)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+        yield url
+        return
+    assert template is not None, "PostgreSQL tests need TEST_DATABASE_URL"
+    url = await _pg_copy(template)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+@pytest.fixture(params=[SQLITE, POSTGRES])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, _pg_template: str | None
+) -> AsyncIterator[str]:
+    """A database migrated to head, of its own for this test, on each backend."""
+    async with _migrated_database(request.param, tmp_path, _pg_template) as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(tmp_path: Path, _pg_template: str | None) -> AsyncIterator[str]:
+    """A migrated PostgreSQL database of its own (mark the test `@pytest.mark.postgres`)."""
+    async with _migrated_database("postgresql", tmp_path, _pg_template) as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    db = create_engine(database_url, pool_size=5)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+# ---- Redis -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"oneflowtest:{uuid.uuid4().hex[:10]}:"

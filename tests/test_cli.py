@@ -1,0 +1,123 @@
+"""The `oneflow` command as an operator runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oneflow_ai import __version__
+
+
+def oneflow(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oneflow_ai", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_version() -> None:
+    result = oneflow("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"oneflow-ai {__version__}"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
+def test_bad_setting_stops_with_one_line(command: list[str], tmp_path: Path) -> None:
+    result = oneflow(*command, env={"DATABASE_URL": "nonsense"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "oneflow: invalid setting DATABASE_URL: unsupported database URL 'nonsense': "
+        "use postgresql+asyncpg://... or sqlite+aiosqlite:///path"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_production_refuses_to_serve_with_default_secrets(tmp_path: Path) -> None:
+    result = oneflow("serve", env={"ENVIRONMENT": "production"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid setting JWT_SECRET" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_one_line_too(tmp_path: Path) -> None:
+    result = oneflow(
+        "db",
+        "upgrade",
+        env={"DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("oneflow: database error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_downgrade_reset(fresh_database_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": fresh_database_url, "LOG_LEVEL": "WARNING"}
+    up = oneflow("db", "upgrade", env=env, cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip().startswith("database at revision ")
+    head = up.stdout.strip().rsplit(" ", 1)[1]
+    assert oneflow("db", "current", env=env, cwd=tmp_path).stdout.strip() == head
+
+    down = oneflow("db", "downgrade", "base", env=env, cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "database at revision base"
+
+    refused = oneflow("db", "reset", env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    reset = oneflow("db", "reset", "--yes", env=env, cwd=tmp_path)
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.strip() == f"database reset to revision {head}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "LOG_FORMAT": "json"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "oneflow serve did not start"
+                time.sleep(0.2)
+        assert ready.status_code == 200
+        assert (tmp_path / "var" / "oneflow.db").exists()
+        assert (tmp_path / "var" / "oneflow.db-wal").exists()
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+    assert process.returncode in (0, -15)
+    assert '"event":"startup"' in output
+    assert '"event":"shutdown"' in output
