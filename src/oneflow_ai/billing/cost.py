@@ -1,0 +1,76 @@
+"""The priced result of one request: line items and their exact total."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from oneflow_ai.domain.money import micro_credits_to_credits, micro_credits_to_usd
+
+__all__ = ["Cost", "LineItem", "LineKind"]
+
+LineKind = Literal["input", "output", "image", "characters"]
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    """One priced part of a request.
+
+    ``quantity`` units are charged ``unit_usd`` per ``per`` units (1,000,000 tokens, 1 image or
+    1,000 characters). ``exact_usd`` is ``quantity * unit_usd / per`` computed exactly;
+    ``micro_credits`` is that amount rounded half to even to a whole micro-credit, the only
+    rounding step (see :mod:`oneflow_ai.domain.money`).
+    """
+
+    kind: LineKind
+    quantity: int
+    unit_usd: Decimal
+    per: int
+    exact_usd: Decimal
+    micro_credits: int
+
+    @property
+    def usd(self) -> Decimal:
+        """The charged USD (the rounded amount, 8 decimal places)."""
+        return micro_credits_to_usd(self.micro_credits)
+
+    @property
+    def credits(self) -> Decimal:
+        """The charged credits (6 decimal places)."""
+        return micro_credits_to_credits(self.micro_credits)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a request costs on one model.
+
+    The total is the sum of the rounded line items, so ``micro_credits`` always equals
+    ``sum(item.micro_credits for item in line_items)``, ``credits == 100 * usd`` exactly, and
+    totals of many costs add up as integers. ``estimated`` is true when the usage was counted
+    by OneFlow (or is a pre-flight or worst-case figure) rather than reported by the provider.
+    """
+
+    model: str
+    line_items: tuple[LineItem, ...]
+    price_table_version: str
+    estimated: bool = False
+
+    @property
+    def micro_credits(self) -> int:
+        """The total in micro-credits (the storage unit)."""
+        return sum(item.micro_credits for item in self.line_items)
+
+    @property
+    def usd(self) -> Decimal:
+        """The total in USD (8 decimal places)."""
+        return micro_credits_to_usd(self.micro_credits)
+
+    @property
+    def credits(self) -> Decimal:
+        """The total in credits (6 decimal places); 1 USD = 100 credits."""
+        return micro_credits_to_credits(self.micro_credits)
+
+    def line(self, kind: LineKind) -> LineItem | None:
+        """The line item of ``kind``, if the cost has one."""
+        return next((item for item in self.line_items if item.kind == kind), None)

@@ -1,0 +1,106 @@
+"""The model catalog: every model OneFlow can route to, with its prices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date
+from types import MappingProxyType
+
+from oneflow_ai.catalog.errors import CatalogError, UnknownModelError
+from oneflow_ai.catalog.schema import Modality, ModelEntry, PriceSource
+
+__all__ = ["Catalog"]
+
+
+class Catalog:
+    """An immutable set of :class:`ModelEntry` with the price table's version and sources.
+
+    Models are found by id or alias (:meth:`get`, :meth:`find`); disabled models are kept in
+    :attr:`models` but never found or listed. Construct it with :func:`load_catalog`, which
+    validates the YAML; the constructor checks only what spans entries (unique names, known
+    price sources) and raises :class:`CatalogError` naming the entry.
+    """
+
+    __slots__ = ("_by_name", "_models", "_prices_as_of", "_sources", "_version")
+
+    def __init__(
+        self,
+        *,
+        price_table_version: str,
+        prices_as_of: date,
+        sources: Mapping[str, PriceSource],
+        models: Iterable[ModelEntry],
+    ) -> None:
+        self._version = price_table_version
+        self._prices_as_of = prices_as_of
+        self._sources: Mapping[str, PriceSource] = MappingProxyType(dict(sources))
+        self._models = tuple(models)
+        by_name: dict[str, ModelEntry] = {}
+        for entry in self._models:
+            if entry.price_source is not None and entry.price_source not in self._sources:
+                raise CatalogError(
+                    f"catalog entry {entry.id!r}: price_source: {entry.price_source!r} "
+                    "is not in the catalog's sources"
+                )
+            for name in entry.names:
+                other = by_name.get(name)
+                if other is not None:
+                    field = "id" if name == entry.id else "aliases"
+                    raise CatalogError(
+                        f"catalog entry {entry.id!r}: {field}: {name!r} is already "
+                        f"a name of catalog entry {other.id!r}"
+                    )
+                by_name[name] = entry
+        self._by_name: Mapping[str, ModelEntry] = MappingProxyType(by_name)
+
+    @property
+    def price_table_version(self) -> str:
+        """Version label of the price table; recorded with every cost."""
+        return self._version
+
+    @property
+    def prices_as_of(self) -> date:
+        """The date the prices were taken."""
+        return self._prices_as_of
+
+    @property
+    def sources(self) -> Mapping[str, PriceSource]:
+        """Where the prices were taken, by the key models name in ``price_source``."""
+        return self._sources
+
+    @property
+    def models(self) -> tuple[ModelEntry, ...]:
+        """All entries, enabled or not, in catalog order."""
+        return self._models
+
+    def find(self, name: str) -> ModelEntry | None:
+        """The enabled model whose id or alias is ``name``, or ``None``."""
+        entry = self._by_name.get(name)
+        return entry if entry is not None and entry.enabled else None
+
+    def get(self, name: str) -> ModelEntry:
+        """The enabled model whose id or alias is ``name``; :class:`UnknownModelError` if none."""
+        entry = self.find(name)
+        if entry is None:
+            raise UnknownModelError(name)
+        return entry
+
+    def by_modality(self, modality: Modality) -> tuple[ModelEntry, ...]:
+        """Enabled models of ``modality``, in catalog order (priced or not)."""
+        return tuple(m for m in self._models if m.enabled and m.modality == modality)
+
+    def unpriced(self) -> tuple[ModelEntry, ...]:
+        """Enabled models that are neither free nor priced (billing refuses them)."""
+        return tuple(m for m in self._models if m.enabled and not m.is_priced)
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return (m for m in self._models if m.enabled)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.find(name) is not None
+
+    def __len__(self) -> int:
+        return sum(1 for m in self._models if m.enabled)
+
+    def __repr__(self) -> str:
+        return f"Catalog(version={self._version!r}, models={len(self)})"

@@ -1,0 +1,199 @@
+"""The shape of one catalog entry, as validated pydantic models (all frozen).
+
+Prices are USD as decimal strings in the YAML (``"2.50"``), held as ``Decimal``; a float (an
+unquoted ``2.5`` in YAML) is refused so that no price ever passes through binary floating point.
+Quality scores and latency priors are not money and are plain numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from oneflow_ai.domain.money import as_decimal
+
+__all__ = [
+    "ImagePrice",
+    "LatencyPrior",
+    "Modality",
+    "ModelEntry",
+    "Price",
+    "PriceSource",
+    "Pricing",
+    "Provider",
+    "TokenizerName",
+]
+
+Provider = Literal["openai", "anthropic", "stability", "elevenlabs"]
+Modality = Literal["text", "image", "audio"]
+#: ``claude_approx`` is OneFlow's documented estimate for Claude (see ``billing.tokenizer``).
+TokenizerName = Literal["cl100k_base", "o200k_base", "claude_approx"]
+
+
+def _parse_price(value: object) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError(
+            f'must be a decimal string such as "{value}", not a float (quote it in YAML)'
+        )
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise ValueError(f'must be a decimal string such as "2.50", got {type(value).__name__}')
+    try:
+        price = as_decimal(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    if price < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return price
+
+
+#: A non-negative USD amount given as a decimal string (or an int); floats are refused.
+Price = Annotated[Decimal, BeforeValidator(_parse_price)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ImagePrice(_Frozen):
+    """Price of one generated image; ``size``/``quality`` of ``None`` match any value."""
+
+    size: str | None = None
+    quality: str | None = None
+    usd: Price
+
+    def matches(self, size: str | None, quality: str | None) -> bool:
+        """Whether this row prices an image of ``size`` and ``quality``."""
+        return (self.size is None or self.size == size) and (
+            self.quality is None or self.quality == quality
+        )
+
+
+class Pricing(_Frozen):
+    """Prices of one model in USD. Which fields apply depends on the model's modality.
+
+    text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens);
+    image: ``per_image`` rows by size and quality, with the defaults used when a request
+    names none; audio: ``per_1k_characters`` (per 1,000 input characters).
+    """
+
+    input_per_mtok: Price | None = None
+    output_per_mtok: Price | None = None
+    per_image: tuple[ImagePrice, ...] = ()
+    default_image_size: str | None = None
+    default_image_quality: str | None = None
+    per_1k_characters: Price | None = None
+
+    def image_price(self, size: str | None, quality: str | None) -> ImagePrice | None:
+        """The first ``per_image`` row matching ``size``/``quality`` (defaults when ``None``)."""
+        size = size if size is not None else self.default_image_size
+        quality = quality if quality is not None else self.default_image_quality
+        return next((row for row in self.per_image if row.matches(size, quality)), None)
+
+    def max_image_usd(self) -> Decimal | None:
+        """The highest per-image price (the worst case when the size is not yet known)."""
+        return max((row.usd for row in self.per_image), default=None)
+
+
+class LatencyPrior(_Frozen):
+    """Expected latency before any traffic is measured (a router's starting point).
+
+    ``ttft_ms`` is the expected time to the first token (text), the first audio byte (audio)
+    or the finished image (image); ``ms_per_output_token`` the expected time per output token
+    of a text model (0 for others).
+    """
+
+    ttft_ms: float = Field(ge=0)
+    ms_per_output_token: float = Field(default=0, ge=0)
+
+    def expected_ms(self, output_tokens: int = 0) -> float:
+        """Expected total latency of a response with ``output_tokens`` tokens."""
+        return self.ttft_ms + self.ms_per_output_token * output_tokens
+
+
+class PriceSource(_Frozen):
+    """Where prices were taken from."""
+
+    url: str = Field(pattern=r"^https?://")
+    retrieved: date | None = None
+    note: str | None = None
+
+
+class ModelEntry(_Frozen):
+    """One model in the catalog.
+
+    A model is billable when it is ``free`` or has ``pricing``; a model with neither is kept
+    (so it can be listed) but refused by billing (:attr:`is_priced` is ``False``).
+    """
+
+    id: str = Field(min_length=1)
+    provider: Provider
+    modality: Modality
+    display_name: str | None = None
+    aliases: tuple[str, ...] = ()
+    enabled: bool = True
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    tokenizer: TokenizerName | None = None
+    quality: float = Field(ge=0, le=1)
+    latency: LatencyPrior
+    free: bool = False
+    pricing: Pricing | None = None
+    price_source: str | None = None
+
+    @property
+    def is_priced(self) -> bool:
+        """Whether billing can charge for this model (it is free or has prices)."""
+        return self.free or self.pricing is not None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The id followed by the aliases."""
+        return (self.id, *self.aliases)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelEntry:
+        if self.modality == "text":
+            for name in ("tokenizer", "context_window", "max_output_tokens"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: required for a text model")
+        if (
+            self.context_window is not None
+            and self.max_output_tokens is not None
+            and self.max_output_tokens > self.context_window
+        ):
+            raise ValueError("max_output_tokens: larger than context_window")
+        if self.modality != "text" and self.tokenizer is not None:
+            raise ValueError(f"tokenizer: only text models have one, this is {self.modality}")
+        if self.free and self.pricing is not None:
+            raise ValueError("free: a free model must not also have pricing")
+        if self.pricing is not None:
+            _check_pricing_fits(self.modality, self.pricing)
+            if self.price_source is None:
+                raise ValueError("price_source: required when pricing is given")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("aliases: repeats the id or another alias")
+        return self
+
+
+def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
+    needed: dict[Modality, tuple[str, ...]] = {
+        "text": ("input_per_mtok", "output_per_mtok"),
+        "image": ("per_image",),
+        "audio": ("per_1k_characters",),
+    }
+    for name in needed[modality]:
+        if getattr(pricing, name) in (None, ()):
+            raise ValueError(f"pricing.{name}: required for a {modality} model")
+    for other, names in needed.items():
+        if other == modality:
+            continue
+        for name in names:
+            if getattr(pricing, name) not in (None, ()):
+                raise ValueError(f"pricing.{name}: not used by a {modality} model")
+    if modality == "image" and pricing.image_price(None, None) is None:
+        raise ValueError(
+            "pricing.default_image_size: no per_image row matches the default size and quality"
+        )
