@@ -1,0 +1,44 @@
+"""Who is calling: the principal every authenticated request carries."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from oneflow_ai.storage.tables import ADMIN_PROJECT_ID
+
+__all__ = ["MASTER", "Principal", "PrincipalKind", "Role"]
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class PrincipalKind(enum.StrEnum):
+    MASTER = "master"  # the bootstrap ONEFLOW_MASTER_KEY
+    API_KEY = "api_key"
+    USER = "user"  # a JWT access token
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    project_id: str
+    role: Role
+    key_id: str | None = None
+    user_id: str | None = None
+    # None: every model; otherwise the catalog ids this caller may use.
+    allowed_models: frozenset[str] | None = None
+    # Exempt from rate limits (the master key, and admin keys marked unlimited).
+    unlimited: bool = False
+
+    @property
+    def subject(self) -> str:
+        return self.key_id or self.user_id or self.kind.value
+
+
+MASTER = Principal(
+    kind=PrincipalKind.MASTER, project_id=ADMIN_PROJECT_ID, role=Role.ADMIN, unlimited=True
+)

@@ -1,0 +1,54 @@
+"""The provider interface: a small protocol plus optional capabilities.
+
+A provider adapter is one module (`openai.py`, `anthropic.py`, ...) holding one class that
+speaks its provider's wire format and maps it to and from `oneflow_ai.domain`. It implements
+`Provider` and whichever capability protocols it supports; the registry checks capabilities
+when an adapter is registered, so no adapter carries stub methods.
+
+Adapters raise only `oneflow_ai.errors.ProviderError` subclasses for upstream failures (auth,
+rate-limited, unavailable/overloaded, bad request, content filtered, timeout), with
+`retry_after` taken from the provider's headers; the resilience and routing layers decide on
+that taxonomy alone.
+
+`model` arguments are the provider's own model id (the catalog resolves aliases before the
+call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
+from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+
+__all__ = ["ChatCapable", "ImageCapable", "Provider", "SpeechCapable"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    async def aclose(self) -> None:
+        """Release pooled connections (called once at shutdown)."""
+        ...
+
+
+@runtime_checkable
+class ChatCapable(Protocol):
+    async def chat(self, request: ChatRequest, model: str) -> ChatResponse: ...
+
+    def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        """Events of a streamed answer. An upstream failure before the first event raises from
+        the first `__anext__`, so the caller can still fall back to another model."""
+        ...
+
+
+@runtime_checkable
+class ImageCapable(Protocol):
+    async def generate_image(self, request: ImageRequest, model: str) -> ImageResponse: ...
+
+
+@runtime_checkable
+class SpeechCapable(Protocol):
+    async def synthesize_speech(self, request: SpeechRequest, model: str) -> SpeechResponse: ...
