@@ -56,7 +56,9 @@ def test_token_ids_equal_tiktokens_on_the_corpus(
 
 
 @pytest.mark.property
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text(max_size=400))
 def test_token_ids_equal_tiktokens_on_any_text(
     text: str, reference_encodings: dict[str, tiktoken.Encoding]
@@ -68,7 +70,9 @@ def test_token_ids_equal_tiktokens_on_any_text(
 
 
 @pytest.mark.property
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     words=st.lists(
         st.sampled_from(

@@ -115,7 +115,9 @@ def published_rule(messages: list[dict[str, str]], encoding: tiktoken.Encoding) 
     for message in messages:
         total += 3
         for key, value in message.items():
-            total += len(encoding.encode(value))
+            # the cookbook's encode() would raise on text like "<|endoftext|>"; a provider
+            # treats such text in a message as ordinary text, and so does OneFlow
+            total += len(encoding.encode(value, disallowed_special=()))
             if key == "name":
                 total += 1
     return total + 3
@@ -128,7 +130,9 @@ message_strategy = st.fixed_dictionaries(
 
 
 @pytest.mark.property
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(messages=st.lists(message_strategy, max_size=8), model=st.sampled_from(["gpt-4", "gpt-4o"]))
 def test_chat_count_follows_the_published_rule(
     messages: list[dict[str, str]],
@@ -238,6 +242,7 @@ def test_claude_is_a_scaled_estimate() -> None:
 
 
 @pytest.mark.property
+@settings(deadline=None)
 @given(text=st.text(max_size=300))
 def test_claude_estimate_is_never_below_the_cl100k_count(text: str) -> None:
     assert COUNTER.count_text("claude-3-opus", text).tokens >= count_tokens(text, "cl100k_base")
