@@ -58,16 +58,18 @@ def build_text(parts: list[str], seed: int) -> str:
 
 
 def reference_encodings() -> dict[str, tiktoken.Encoding]:
-    cache = Path(tempfile.mkdtemp(prefix="tiktoken-cache-"))
-    for name in ENCODING_NAMES:
-        url = f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
-        packaged = resources.files("oneflow_ai.billing").joinpath(
-            "encodings", f"{name}.tiktoken.gz"
-        )
-        key = hashlib.sha1(url.encode()).hexdigest()  # tiktoken names cache files this way
-        (cache / key).write_bytes(gzip.decompress(packaged.read_bytes()))
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-    return {name: tiktoken.get_encoding(name) for name in ENCODING_NAMES}
+    """tiktoken's own encodings, loaded from a temporary cache dir holding the vendored files."""
+    with tempfile.TemporaryDirectory(prefix="tiktoken-cache-") as directory:
+        cache = Path(directory)
+        for name in ENCODING_NAMES:
+            url = f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+            packaged = resources.files("oneflow_ai.billing").joinpath(
+                "encodings", f"{name}.tiktoken.gz"
+            )
+            key = hashlib.sha1(url.encode()).hexdigest()  # tiktoken names cache files this way
+            (cache / key).write_bytes(gzip.decompress(packaged.read_bytes()))
+        os.environ["TIKTOKEN_CACHE_DIR"] = directory
+        return {name: tiktoken.get_encoding(name) for name in ENCODING_NAMES}
 
 
 def timings(
