@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PricingError", "UnpricedModelError"]
+__all__ = ["PricingError", "TokenCountError", "UnpricedModelError"]
 
 
 class PricingError(ValueError):
@@ -15,3 +15,7 @@ class UnpricedModelError(PricingError):
     def __init__(self, model: str) -> None:
         super().__init__(f"model {model!r} has no price in the catalog and is not free")
         self.model = model
+
+
+class TokenCountError(ValueError):
+    """Tokens cannot be counted: not a text model, or malformed messages."""
