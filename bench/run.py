@@ -105,8 +105,14 @@ def rss_mib(pid: int, peak: bool = False) -> float:
     return round(total / 1024, 1)
 
 
-def run_wrk(url: str, body: dict[str, object], headers: dict[str, str], concurrency: int,
-            duration: int, workdir: Path) -> dict[str, object]:
+def run_wrk(
+    url: str,
+    body: dict[str, object],
+    headers: dict[str, str],
+    concurrency: int,
+    duration: int,
+    workdir: Path,
+) -> dict[str, object]:
     body_file = workdir / "body.json"
     body_file.write_text(json.dumps(body))
     env = {
@@ -114,8 +120,20 @@ def run_wrk(url: str, body: dict[str, object], headers: dict[str, str], concurre
         "BENCH_BODY_FILE": str(body_file),
         "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items()),
     }
-    argv = pinned(0, ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
-                      "-s", str(LUA), url])
+    argv = pinned(
+        0,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            url,
+        ],
+    )
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -148,8 +166,21 @@ def cell(scenario: str, target: str, concurrency: int, raw: dict[str, object]) -
 
 def ttfb_ms(url: str, body: dict[str, object], headers: dict[str, str], n: int) -> float:
     """Median time to first byte of a stream, measured by curl, sequentially."""
-    argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer}", "-X", "POST",
-            "-H", "Content-Type: application/json", "--data", json.dumps(body), url]
+    argv = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{time_starttransfer}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        json.dumps(body),
+        url,
+    ]
     for name, value in headers.items():
         argv[1:1] = ["-H", f"{name}: {value}"]
     samples = []
@@ -161,16 +192,22 @@ def ttfb_ms(url: str, body: dict[str, object], headers: dict[str, str], n: int) 
 
 def print_table(report: Report) -> None:
     print()
-    print(f"{'scenario':<16}{'target':<9}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}"
-          f"{'p99 ms':>9}{'errors':>8}{'non-2xx':>8}")
+    print(
+        f"{'scenario':<16}{'target':<9}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}"
+        f"{'p99 ms':>9}{'errors':>8}{'non-2xx':>8}"
+    )
     for c in report.cells:
-        print(f"{c.scenario:<16}{c.target:<9}{c.concurrency:>5}{c.rps:>10.0f}{c.p50_ms:>9.3f}"
-              f"{c.p90_ms:>9.3f}{c.p99_ms:>9.3f}{c.errors:>8}{c.non_2xx:>8}")
+        print(
+            f"{c.scenario:<16}{c.target:<9}{c.concurrency:>5}{c.rps:>10.0f}{c.p50_ms:>9.3f}"
+            f"{c.p90_ms:>9.3f}{c.p99_ms:>9.3f}{c.errors:>8}{c.non_2xx:>8}"
+        )
     print()
     print("gateway added latency (gateway minus direct, same scenario and concurrency):")
     for a in report.added:
-        print(f"  {a['scenario']:<14} c={a['concurrency']:<4} p50 +{a['added_p50_ms']:.3f} ms"
-              f"  p99 +{a['added_p99_ms']:.3f} ms  throughput {a['rps_ratio']:.2f}x of direct")
+        print(
+            f"  {a['scenario']:<14} c={a['concurrency']:<4} p50 +{a['added_p50_ms']:.3f} ms"
+            f"  p99 +{a['added_p99_ms']:.3f} ms  throughput {a['rps_ratio']:.2f}x of direct"
+        )
     if report.ttfb:
         print(f"stream time to first byte (median): {report.ttfb}")
     print(f"gateway RSS (MiB): {report.rss_mib}")
@@ -195,7 +232,8 @@ def main() -> int:
         fake_port, gw_port = free_port(), free_port()
         fakes = subprocess.Popen(
             pinned(0, [str(BIN / "oneflow"), "fake-providers", "--port", str(fake_port)]),
-            stdout=(workdir / "fakes.log").open("wb"), stderr=subprocess.STDOUT,
+            stdout=(workdir / "fakes.log").open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         processes.append(fakes)
@@ -213,38 +251,69 @@ def main() -> int:
             "RATE_LIMIT_PER_MINUTE": "100000000",
             "RATE_LIMIT_PER_HOUR": "1000000000",
         }
-        for provider, suffix in (("openai", "/openai/v1"), ("anthropic", "/anthropic"),
-                                 ("stability", "/stability"), ("elevenlabs", "/elevenlabs")):
+        for provider, suffix in (
+            ("openai", "/openai/v1"),
+            ("anthropic", "/anthropic"),
+            ("stability", "/stability"),
+            ("elevenlabs", "/elevenlabs"),
+        ):
             env[f"{provider.upper()}_API_KEY"] = f"sk-bench-{provider}-key"
             env[f"{provider.upper()}_BASE_URL"] = fake + suffix
-        subprocess.run([str(BIN / "oneflow"), "db", "upgrade"], env=env, check=True,
-                       capture_output=True, cwd=workdir)
+        subprocess.run(
+            [str(BIN / "oneflow"), "db", "upgrade"],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=workdir,
+        )
         key = create_key(env, workdir) or master
         gateway = subprocess.Popen(
-            pinned(1, [str(BIN / "oneflow"), "serve", "--port", str(gw_port),
-                       "--workers", str(args.workers), "--no-migrate"]),
-            env=env, cwd=workdir, stdout=(workdir / "gateway.log").open("wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
+            pinned(
+                1,
+                [
+                    str(BIN / "oneflow"),
+                    "serve",
+                    "--port",
+                    str(gw_port),
+                    "--workers",
+                    str(args.workers),
+                    "--no-migrate",
+                ],
+            ),
+            env=env,
+            cwd=workdir,
+            stdout=(workdir / "gateway.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes.append(gateway)
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"{gw}/health")
         time.sleep(1.0)
 
-        report = Report(machine={"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                 "workers": args.workers, "duration_s": duration,
-                                 "key": "api key" if key != master else "master key"})
+        report = Report(
+            machine={
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+                "workers": args.workers,
+                "duration_s": duration,
+                "key": "api key" if key != master else "master key",
+            }
+        )
         report.rss_mib["idle"] = rss_mib(gateway.pid)
 
-        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
-                "max_tokens": 64}
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
         stream = {**chat, "stream": True, "stream_options": {"include_usage": True}}
         auth = {"Authorization": f"Bearer {key}"}
         upstream_auth = {"Authorization": "Bearer sk-bench-openai-key"}
         scenarios = [
             ("chat", f"{fake}/openai/v1/chat/completions", f"{gw}/v1/chat/completions", chat),
-            ("chat_stream", f"{fake}/openai/v1/chat/completions", f"{gw}/v1/chat/completions",
-             stream),
+            (
+                "chat_stream",
+                f"{fake}/openai/v1/chat/completions",
+                f"{gw}/v1/chat/completions",
+                stream,
+            ),
         ]
         # warm up both paths
         for _, direct_url, gateway_url, body in scenarios:
@@ -253,34 +322,57 @@ def main() -> int:
 
         for name, direct_url, gateway_url, body in scenarios:
             for concurrency in levels:
-                direct = cell(name, "direct", concurrency,
-                              run_wrk(direct_url, body, upstream_auth, concurrency, duration,
-                                      workdir))
-                through = cell(name, "gateway", concurrency,
-                               run_wrk(gateway_url, body, auth, concurrency, duration, workdir))
+                direct = cell(
+                    name,
+                    "direct",
+                    concurrency,
+                    run_wrk(direct_url, body, upstream_auth, concurrency, duration, workdir),
+                )
+                through = cell(
+                    name,
+                    "gateway",
+                    concurrency,
+                    run_wrk(gateway_url, body, auth, concurrency, duration, workdir),
+                )
                 report.cells += [direct, through]
-                report.added.append({
-                    "scenario": name, "concurrency": concurrency,
-                    "added_p50_ms": round(through.p50_ms - direct.p50_ms, 3),
-                    "added_p99_ms": round(through.p99_ms - direct.p99_ms, 3),
-                    "rps_ratio": round(through.rps / direct.rps, 3) if direct.rps else 0.0,
-                })
-        estimate = {"model": MODEL, "input_tokens": 1500, "output_tokens": 500,
-                    "strategy": "cost_optimized"}
+                report.added.append(
+                    {
+                        "scenario": name,
+                        "concurrency": concurrency,
+                        "added_p50_ms": round(through.p50_ms - direct.p50_ms, 3),
+                        "added_p99_ms": round(through.p99_ms - direct.p99_ms, 3),
+                        "rps_ratio": round(through.rps / direct.rps, 3) if direct.rps else 0.0,
+                    }
+                )
+        estimate = {
+            "model": MODEL,
+            "input_tokens": 1500,
+            "output_tokens": 500,
+            "strategy": "cost_optimized",
+        }
         for concurrency in levels:
-            report.cells.append(cell("estimate", "gateway", concurrency,
-                                     run_wrk(f"{gw}/api/v1/estimate", estimate, auth,
-                                             concurrency, duration, workdir)))
+            report.cells.append(
+                cell(
+                    "estimate",
+                    "gateway",
+                    concurrency,
+                    run_wrk(
+                        f"{gw}/api/v1/estimate", estimate, auth, concurrency, duration, workdir
+                    ),
+                )
+            )
         report.rss_mib["after_load"] = rss_mib(gateway.pid)
 
-        report.ttfb["direct_ms"] = ttfb_ms(f"{fake}/openai/v1/chat/completions", stream,
-                                           upstream_auth, 200)
+        report.ttfb["direct_ms"] = ttfb_ms(
+            f"{fake}/openai/v1/chat/completions", stream, upstream_auth, 200
+        )
         report.ttfb["gateway_ms"] = ttfb_ms(f"{gw}/v1/chat/completions", stream, auth, 200)
         report.ttfb["added_ms"] = round(report.ttfb["gateway_ms"] - report.ttfb["direct_ms"], 3)
 
         if not args.skip_streams_1000:
-            report.rss_mib["streams_1000_peak"] = open_streams(fake, gw, auth, stream, workdir,
-                                                               gateway.pid)
+            report.rss_mib["streams_1000_peak"] = open_streams(
+                fake, gw, auth, stream, workdir, gateway.pid
+            )
         report.rss_mib["peak"] = rss_mib(gateway.pid, peak=True)
 
         print_table(report)
@@ -303,7 +395,10 @@ def create_key(env: dict[str, str], workdir: Path) -> str | None:
     """A regular project API key (so auth, limits and billing run as for any caller)."""
     out = subprocess.run(
         [str(BIN / "oneflow"), "keys", "create", "--name", "bench", "--json"],
-        env=env, cwd=workdir, capture_output=True, text=True,
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         return None
@@ -314,19 +409,45 @@ def create_key(env: dict[str, str], workdir: Path) -> str | None:
     return key
 
 
-def open_streams(fake: str, gw: str, auth: dict[str, str], stream: dict[str, object],
-                 workdir: Path, gateway_pid: int) -> float:
+def open_streams(
+    fake: str,
+    gw: str,
+    auth: dict[str, str],
+    stream: dict[str, object],
+    workdir: Path,
+    gateway_pid: int,
+) -> float:
     """RSS while 1,000 streams are open at once (slow upstream chunks keep them open)."""
-    httpx.post(f"{fake}/_fake/faults", json={"rules": [
-        {"provider": "openai", "chunk_delay_ms": 200}]}, timeout=5)
+    httpx.post(
+        f"{fake}/_fake/faults",
+        json={"rules": [{"provider": "openai", "chunk_delay_ms": 200}]},
+        timeout=5,
+    )
     try:
         body = {**stream, "max_tokens": 40}
         proc = subprocess.Popen(
-            pinned(0, ["wrk", "-t1", "-c1000", "-d12s", "--timeout", "30s", "-s", str(LUA),
-                       f"{gw}/v1/chat/completions"]),
-            env={**os.environ, "BENCH_BODY_FILE": str(_write(workdir, body)),
-                 "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in auth.items())},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pinned(
+                0,
+                [
+                    "wrk",
+                    "-t1",
+                    "-c1000",
+                    "-d12s",
+                    "--timeout",
+                    "30s",
+                    "-s",
+                    str(LUA),
+                    f"{gw}/v1/chat/completions",
+                ],
+            ),
+            env={
+                **os.environ,
+                "BENCH_BODY_FILE": str(_write(workdir, body)),
+                "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in auth.items()),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         peak = 0.0
         while proc.poll() is None:
