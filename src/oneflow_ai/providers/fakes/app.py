@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -11,11 +12,14 @@ from aiohttp import web
 from oneflow_ai.providers.fakes.anthropic_messages import AnthropicMessages
 from oneflow_ai.providers.fakes.config import FakeConfig
 from oneflow_ai.providers.fakes.control import ControlPlane
-from oneflow_ai.providers.fakes.errors import anthropic_error, openai_error
+from oneflow_ai.providers.fakes.elevenlabs_speech import ElevenLabsSpeech
+from oneflow_ai.providers.fakes.errors import anthropic_error, openai_error, stability_error
 from oneflow_ai.providers.fakes.exchange import EXCHANGE, Dropped, FakeState
 from oneflow_ai.providers.fakes.faults import FaultError
 from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
 from oneflow_ai.providers.fakes.openai_chat import OpenAIChat, check_openai_key, openai_headers
+from oneflow_ai.providers.fakes.openai_images import OpenAIImages
+from oneflow_ai.providers.fakes.stability_images import StabilityImages
 
 __all__ = ["STATE", "create_fake_app"]
 
@@ -62,9 +66,22 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     router.add_get("/openai/v1/models", guarded(_openai_models(state)))
     router.add_get("/openai/v1/models/{model}", guarded(_openai_models(state)))
     router.add_post("/anthropic/v1/messages", guarded(anthropic.messages))
+    images = OpenAIImages(state)
+    router.add_post("/openai/v1/images/generations", guarded(images.generations))
+    router.add_get("/openai/files/{name}", images.file)
+    stability = StabilityImages(state)
+    router.add_post(
+        "/stability/v1/generation/{engine}/text-to-image", guarded(stability.text_to_image)
+    )
+    router.add_post("/stability/v2beta/stable-image/generate/sd3", guarded(stability.sd3))
+    speech = ElevenLabsSpeech(state)
+    router.add_post("/elevenlabs/v1/text-to-speech/{voice_id}", guarded(speech.convert))
+    router.add_post("/elevenlabs/v1/text-to-speech/{voice_id}/stream", guarded(speech.stream))
     ControlPlane(state).add_routes(router)
     router.add_route("*", "/openai/{tail:.*}", _openai_not_found)
     router.add_route("*", "/anthropic/{tail:.*}", _anthropic_not_found)
+    router.add_route("*", "/stability/{tail:.*}", _stability_not_found)
+    router.add_route("*", "/elevenlabs/{tail:.*}", _elevenlabs_not_found)
     return app
 
 
@@ -114,3 +131,18 @@ async def _openai_not_found(request: web.Request) -> web.Response:
 async def _anthropic_not_found(request: web.Request) -> web.Response:
     answer = anthropic_error(404, "not_found_error", "Not Found")
     return web.Response(status=404, body=orjson.dumps(answer.body), content_type="application/json")
+
+
+async def _stability_not_found(request: web.Request) -> web.Response:
+    answer = stability_error(
+        404,
+        "not_found",
+        f"{request.method} {request.path} was not found",
+        v2=False,
+        error_id=uuid.uuid4().hex,
+    )
+    return web.Response(status=404, body=orjson.dumps(answer.body), content_type="application/json")
+
+
+async def _elevenlabs_not_found(request: web.Request) -> web.Response:
+    return web.Response(status=404, body=b'{"detail":"Not Found"}', content_type="application/json")

@@ -22,7 +22,17 @@ from oneflow_ai.providers.fakes.config import FakeConfig
 from oneflow_ai.providers.fakes.errors import ErrorAnswer
 from oneflow_ai.providers.fakes.faults import Fault, FaultBook, FaultError, fault_from_headers
 
-__all__ = ["Dropped", "Exchange", "FakeState", "Stream", "StreamFailed", "now", "random_id", "sse"]
+__all__ = [
+    "Dropped",
+    "ErrorFactory",
+    "Exchange",
+    "FakeState",
+    "Stream",
+    "StreamFailed",
+    "now",
+    "random_id",
+    "sse",
+]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -175,9 +185,9 @@ class Exchange:
     def binary(self, data: bytes, content_type: str, headers: dict[str, str]) -> web.Response:
         self.record.status = 200
         self.record.outcome = "ok"
-        response = web.Response(body=data, headers=self._headers(headers))
-        response.content_type = content_type
-        return response
+        return web.Response(
+            body=data, headers=self._headers({**headers, "Content-Type": content_type})
+        )
 
     async def open_stream(self, content_type: str, headers: dict[str, str] | None = None) -> Stream:
         response = web.StreamResponse(headers=self._headers(headers))
