@@ -56,9 +56,9 @@ def test_max_tokens_and_stop_sequences(anthropic_client: anthropic.Anthropic) ->
     assert stopped.content[0].text == "Echo: Tell me about "
 
 
-def test_stream_event_sequence(fake: FakeProviders) -> None:
+def test_stream_event_sequence(http: httpx.Client, fake: FakeProviders) -> None:
     """The exact events, each with its `event:` line, in the documented order."""
-    with httpx.stream(
+    with http.stream(
         "POST",
         f"{fake.base_urls['anthropic']}/v1/messages",
         json={"model": OPUS, "max_tokens": 100, "messages": USER, "stream": True},
@@ -178,18 +178,18 @@ def test_tool_result_gets_a_text_answer(anthropic_client: anthropic.Anthropic) -
     assert message.content[0].text.startswith("Echo: 15 degrees")
 
 
-def test_x_api_key_and_version_headers(fake: FakeProviders) -> None:
+def test_x_api_key_and_version_headers(http: httpx.Client, fake: FakeProviders) -> None:
     url = f"{fake.base_urls['anthropic']}/v1/messages"
     body = {"model": OPUS, "max_tokens": 10, "messages": USER}
-    ok = httpx.post(url, json=body, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+    ok = http.post(url, json=body, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
     assert ok.status_code == 200 and ok.json()["type"] == "message"
-    no_version = httpx.post(url, json=body, headers={"x-api-key": "k"})
+    no_version = http.post(url, json=body, headers={"x-api-key": "k"})
     assert no_version.status_code == 400
     assert no_version.json()["error"] == {
         "type": "invalid_request_error",
         "message": "anthropic-version: header is required",
     }
-    no_key = httpx.post(url, json=body, headers={"anthropic-version": "2023-06-01"})
+    no_key = http.post(url, json=body, headers={"anthropic-version": "2023-06-01"})
     assert no_key.status_code == 401
     assert no_key.json()["error"]["type"] == "authentication_error"
     assert no_key.json()["request_id"] == no_key.headers["request-id"]
@@ -228,8 +228,8 @@ def test_invalid_requests(
     assert caught.value.request_id and caught.value.request_id.startswith("req_")
 
 
-def test_missing_max_tokens(fake: FakeProviders) -> None:
-    response = httpx.post(
+def test_missing_max_tokens(http: httpx.Client, fake: FakeProviders) -> None:
+    response = http.post(
         f"{fake.base_urls['anthropic']}/v1/messages",
         json={"model": OPUS, "messages": USER},
         headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},

@@ -15,14 +15,14 @@ from tests.providers.fakes.formats import jpeg_size, png_size
 BEARER = {"Authorization": "Bearer sk-stability-test"}
 
 
-def test_dall_e_3_url(openai_client: openai.OpenAI) -> None:
+def test_dall_e_3_url(http: httpx.Client, openai_client: openai.OpenAI) -> None:
     result = openai_client.images.generate(
         model="dall-e-3", prompt="an otter", size="1024x1792", quality="hd", style="natural"
     )
     (image,) = result.data or []
     assert image.revised_prompt and image.revised_prompt.startswith("an otter")
     assert image.url is not None and image.b64_json is None
-    download = httpx.get(image.url)
+    download = http.get(image.url)
     assert download.headers["content-type"] == "image/png"
     assert png_size(download.content) == (1024, 1792)
 
@@ -51,39 +51,37 @@ def test_dall_e_defaults_and_errors(openai_client: openai.OpenAI, fake: FakeProv
     assert long_prompt.value.param == "prompt"
 
 
-def test_stability_v1_json_artifacts(fake: FakeProviders) -> None:
+def test_stability_v1_json_artifacts(http: httpx.Client, fake: FakeProviders) -> None:
     url = f"{fake.base_urls['stability']}/v1/generation/stable-diffusion-xl-1024-v1-0/text-to-image"
     body = {"text_prompts": [{"text": "a lighthouse", "weight": 1}], "samples": 2, "width": 1216,
             "height": 832}  # fmt: skip
-    response = httpx.post(url, json=body, headers={**BEARER, "Accept": "application/json"})
+    response = http.post(url, json=body, headers={**BEARER, "Accept": "application/json"})
     assert response.status_code == 200
     artifacts = response.json()["artifacts"]
     assert [a["finishReason"] for a in artifacts] == ["SUCCESS", "SUCCESS"]
     assert artifacts[1]["seed"] == artifacts[0]["seed"] + 1
     assert png_size(base64.b64decode(artifacts[0]["base64"])) == (1216, 832)
-    again = httpx.post(url, json=body, headers=BEARER).json()["artifacts"]
+    again = http.post(url, json=body, headers=BEARER).json()["artifacts"]
     assert again[0]["seed"] == artifacts[0]["seed"]  # derived from the prompt
 
 
-def test_stability_v1_png_and_errors(fake: FakeProviders) -> None:
+def test_stability_v1_png_and_errors(http: httpx.Client, fake: FakeProviders) -> None:
     base = f"{fake.base_urls['stability']}/v1/generation"
     url = f"{base}/stable-diffusion-xl-1024-v1-0/text-to-image"
     body = {"text_prompts": [{"text": "a lighthouse"}], "seed": 42}
-    image = httpx.post(url, json=body, headers={**BEARER, "Accept": "image/png"})
+    image = http.post(url, json=body, headers={**BEARER, "Accept": "image/png"})
     assert image.headers["content-type"] == "image/png"
     assert image.headers["finish-reason"] == "SUCCESS" and image.headers["seed"] == "42"
     assert png_size(image.content) == (1024, 1024)
-    samples = httpx.post(
-        url, json={**body, "samples": 2}, headers={**BEARER, "Accept": "image/png"}
-    )
+    samples = http.post(url, json={**body, "samples": 2}, headers={**BEARER, "Accept": "image/png"})
     assert samples.status_code == 400 and samples.json()["name"] == "invalid_samples"
-    size = httpx.post(url, json={**body, "width": 512, "height": 512}, headers=BEARER)
+    size = http.post(url, json={**body, "width": 512, "height": 512}, headers=BEARER)
     assert size.status_code == 400 and size.json()["name"] == "invalid_height_or_width"
-    engine = httpx.post(f"{base}/no-such-engine/text-to-image", json=body, headers=BEARER)
+    engine = http.post(f"{base}/no-such-engine/text-to-image", json=body, headers=BEARER)
     assert engine.status_code == 404
     assert set(engine.json()) == {"id", "name", "message"}
     assert engine.json()["message"] == "The specified engine (ID no-such-engine) was not found."
-    anonymous = httpx.post(url, json=body)
+    anonymous = http.post(url, json=body)
     assert anonymous.status_code == 401
     assert anonymous.json()["name"] == "unauthorized"
 
@@ -107,9 +105,9 @@ async def test_stability_v2beta_sd3_image_bytes(fake: FakeProviders) -> None:
     assert fake.calls(provider="stability")[-1].model == "sd3.5-large-turbo"
 
 
-def test_stability_v2beta_sd3_json(fake: FakeProviders) -> None:
+def test_stability_v2beta_sd3_json(http: httpx.Client, fake: FakeProviders) -> None:
     url = f"{fake.base_urls['stability']}/v2beta/stable-image/generate/sd3"
-    response = httpx.post(
+    response = http.post(
         url,
         headers={**BEARER, "Accept": "application/json"},
         files={"none": ""},
@@ -122,17 +120,17 @@ def test_stability_v2beta_sd3_json(fake: FakeProviders) -> None:
     assert fake.calls(provider="stability")[-1].model == "sd3.5-large"  # the default
 
 
-def test_stability_v2beta_errors(fake: FakeProviders) -> None:
+def test_stability_v2beta_errors(http: httpx.Client, fake: FakeProviders) -> None:
     url = f"{fake.base_urls['stability']}/v2beta/stable-image/generate/sd3"
-    missing = httpx.post(url, headers=BEARER, files={"none": ""}, data={"model": "sd3.5-large"})
+    missing = http.post(url, headers=BEARER, files={"none": ""}, data={"model": "sd3.5-large"})
     assert missing.status_code == 400
     assert missing.json()["name"] == "bad_request"
     assert missing.json()["errors"] == ["prompt: cannot be empty"]
-    json_body = httpx.post(url, headers=BEARER, json={"prompt": "x"})
+    json_body = http.post(url, headers=BEARER, json={"prompt": "x"})
     assert json_body.status_code == 400
-    unknown = httpx.post(
+    unknown = http.post(
         url, headers=BEARER, files={"none": ""}, data={"prompt": "x", "model": "sd9"}
     )
     assert unknown.status_code == 400 and "model:" in unknown.json()["errors"][0]
-    anonymous = httpx.post(url, files={"none": ""}, data={"prompt": "x"})
+    anonymous = http.post(url, files={"none": ""}, data={"prompt": "x"})
     assert anonymous.status_code == 401 and set(anonymous.json()) == {"id", "name", "errors"}

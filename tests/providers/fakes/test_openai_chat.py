@@ -125,10 +125,10 @@ def test_stream_helper_gathers_the_final_completion(openai_client: openai.OpenAI
     assert final.usage is not None and final.usage.completion_tokens > 0
 
 
-def test_stream_wire_format(fake: FakeProviders) -> None:
+def test_stream_wire_format(http: httpx.Client, fake: FakeProviders) -> None:
     """The exact bytes: `data: <json>` events, no usage key unless asked, `[DONE]` last."""
     body = {"model": "gpt-4o", "messages": USER, "stream": True, "max_tokens": 3}
-    with httpx.stream(
+    with http.stream(
         "POST",
         f"{fake.base_urls['openai']}/chat/completions",
         json=body,
@@ -257,12 +257,12 @@ def test_context_length_is_enforced(openai_client: openai.OpenAI) -> None:
     assert "maximum context length is 8192 tokens" in caught.value.message
 
 
-def test_invalid_json_and_missing_key(fake: FakeProviders) -> None:
+def test_invalid_json_and_missing_key(http: httpx.Client, fake: FakeProviders) -> None:
     url = f"{fake.base_urls['openai']}/chat/completions"
-    bad = httpx.post(url, content=b"{nope", headers={"Authorization": "Bearer k"})
+    bad = http.post(url, content=b"{nope", headers={"Authorization": "Bearer k"})
     assert bad.status_code == 400
     assert "could not parse the JSON body" in bad.json()["error"]["message"]
-    anonymous = httpx.post(url, json={"model": "gpt-4o", "messages": USER})
+    anonymous = http.post(url, json={"model": "gpt-4o", "messages": USER})
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["message"].startswith("You didn't provide an API key")
 
@@ -286,8 +286,8 @@ def test_models_list(openai_client: openai.OpenAI) -> None:
         openai_client.models.retrieve("gpt-9")
 
 
-def test_unknown_path_is_openais_404(fake: FakeProviders) -> None:
-    response = httpx.post(f"{fake.base_urls['openai']}/nothing", json={})
+def test_unknown_path_is_openais_404(http: httpx.Client, fake: FakeProviders) -> None:
+    response = http.post(f"{fake.base_urls['openai']}/nothing", json={})
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "Invalid URL (POST /v1/nothing)"
 

@@ -16,8 +16,8 @@ def _url(fake: FakeProviders, voice: str = RACHEL, suffix: str = "") -> str:
     return f"{fake.base_urls['elevenlabs']}/v1/text-to-speech/{voice}{suffix}"
 
 
-def test_mp3_sized_by_the_text(fake: FakeProviders) -> None:
-    short = httpx.post(_url(fake), json={"text": "x" * 150, "model_id": "eleven_multilingual_v2"},
+def test_mp3_sized_by_the_text(http: httpx.Client, fake: FakeProviders) -> None:
+    short = http.post(_url(fake), json={"text": "x" * 150, "model_id": "eleven_multilingual_v2"},
                        headers=KEY)  # fmt: skip
     assert short.status_code == 200
     assert short.headers["content-type"] == "audio/mpeg"
@@ -25,23 +25,25 @@ def test_mp3_sized_by_the_text(fake: FakeProviders) -> None:
     assert short.headers["request-id"]
     frames = mp3_frames(short.content)
     assert frames * 1152 / 44100 == pytest.approx(10, abs=0.05)
-    longer = httpx.post(_url(fake), json={"text": "x" * 450}, headers=KEY)
+    longer = http.post(_url(fake), json={"text": "x" * 450}, headers=KEY)
     assert mp3_frames(longer.content) == pytest.approx(3 * frames, abs=1)
     call = fake.calls(provider="elevenlabs")[0]
     assert call.model == "eleven_multilingual_v2" and call.headers["xi-api-key"] == "***-key"
 
 
-def test_turbo_models_cost_half(fake: FakeProviders) -> None:
-    response = httpx.post(
+def test_turbo_models_cost_half(http: httpx.Client, fake: FakeProviders) -> None:
+    response = http.post(
         _url(fake), json={"text": "x" * 100, "model_id": "eleven_turbo_v2_5"}, headers=KEY
     )
     assert response.headers["character-cost"] == "50"
 
 
-def test_stream_variant_sends_the_same_audio_in_chunks(fake: FakeProviders) -> None:
+def test_stream_variant_sends_the_same_audio_in_chunks(
+    http: httpx.Client, fake: FakeProviders
+) -> None:
     body = {"text": "Hello there, this is a longer sentence to speak out loud."}
-    whole = httpx.post(_url(fake), json=body, headers=KEY).content
-    with httpx.stream("POST", _url(fake, suffix="/stream"), json=body, headers=KEY) as response:
+    whole = http.post(_url(fake), json=body, headers=KEY).content
+    with http.stream("POST", _url(fake, suffix="/stream"), json=body, headers=KEY) as response:
         assert response.headers["content-type"] == "audio/mpeg"
         assert "content-length" not in response.headers
         parts = list(response.iter_raw())
@@ -53,17 +55,17 @@ def test_stream_variant_sends_the_same_audio_in_chunks(fake: FakeProviders) -> N
     [("pcm_16000", "audio/pcm", 2 * 16000), ("ulaw_8000", "audio/basic", 8000)],
 )
 def test_output_formats(
-    fake: FakeProviders, output_format: str, content_type: str, size: int
+    http: httpx.Client, fake: FakeProviders, output_format: str, content_type: str, size: int
 ) -> None:
-    response = httpx.post(
+    response = http.post(
         _url(fake), params={"output_format": output_format}, json={"text": "x" * 15}, headers=KEY
     )
     assert response.headers["content-type"] == content_type
     assert len(response.content) == size
 
 
-def test_errors(fake: FakeProviders) -> None:
-    alloy = httpx.post(_url(fake, voice="alloy"), json={"text": "hi"}, headers=KEY)
+def test_errors(http: httpx.Client, fake: FakeProviders) -> None:
+    alloy = http.post(_url(fake, voice="alloy"), json={"text": "hi"}, headers=KEY)
     assert alloy.status_code == 404
     assert alloy.json() == {
         "detail": {
@@ -71,20 +73,20 @@ def test_errors(fake: FakeProviders) -> None:
             "message": "A voice with the voice_id alloy was not found.",
         }
     }
-    no_text = httpx.post(_url(fake), json={"model_id": "eleven_multilingual_v2"}, headers=KEY)
+    no_text = http.post(_url(fake), json={"model_id": "eleven_multilingual_v2"}, headers=KEY)
     assert no_text.status_code == 422
     assert no_text.json()["detail"][0]["loc"] == ["body", "text"]
-    anonymous = httpx.post(_url(fake), json={"text": "hi"})
+    anonymous = http.post(_url(fake), json={"text": "hi"})
     assert anonymous.status_code == 401
     assert anonymous.json()["detail"]["status"] == "needs_authorization"
-    fmt = httpx.post(_url(fake), params={"output_format": "aac"}, json={"text": "hi"}, headers=KEY)
+    fmt = http.post(_url(fake), params={"output_format": "aac"}, json={"text": "hi"}, headers=KEY)
     assert fmt.status_code == 400
 
 
-def test_a_fixed_key_refuses_others() -> None:
+def test_a_fixed_key_refuses_others(http: httpx.Client) -> None:
     with FakeProviders(api_key="xi-right") as fake:
-        wrong = httpx.post(_url(fake), json={"text": "hi"}, headers={"xi-api-key": "xi-wrong"})
+        wrong = http.post(_url(fake), json={"text": "hi"}, headers={"xi-api-key": "xi-wrong"})
         assert wrong.status_code == 401
         assert wrong.json()["detail"] == {"status": "invalid_api_key", "message": "Invalid API key"}
-        right = httpx.post(_url(fake), json={"text": "hi"}, headers={"xi-api-key": "xi-right"})
+        right = http.post(_url(fake), json={"text": "hi"}, headers={"xi-api-key": "xi-right"})
         assert right.status_code == 200

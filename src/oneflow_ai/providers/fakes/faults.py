@@ -53,11 +53,11 @@ class Fault:
         out = Fault()
         for f in _FIELDS:
             mine, theirs = getattr(self, f), getattr(other, f)
-            setattr(out, f, theirs if theirs not in (None, False) else mine)
+            setattr(out, f, mine if _unset(theirs) else theirs)
         return out
 
     def describe(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in _FIELDS if getattr(self, f) not in (None, False)}
+        return {f: getattr(self, f) for f in _FIELDS if not _unset(getattr(self, f))}
 
     @property
     def active(self) -> bool:
@@ -65,6 +65,11 @@ class Fault:
 
 
 _FIELDS = tuple(f.name for f in fields(Fault))
+
+
+def _unset(value: object) -> bool:
+    return value is None or value is False
+
 
 # header name -> (Fault field, parser)
 HEADERS: dict[str, tuple[str, type]] = {
