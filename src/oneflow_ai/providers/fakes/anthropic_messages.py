@@ -69,7 +69,7 @@ def _source(messages: Sequence[object]) -> tuple[str, bool]:
 
 
 def _input_tokens(state: FakeState, data: Mapping[str, object]) -> int:
-    count = state.config.count_tokens
+    count = state.count_tokens
     total = count(_text(data.get("system")))
     messages = data.get("messages")
     for message in messages if isinstance(messages, list) else ():
@@ -214,7 +214,7 @@ class AnthropicMessages:
             words=exchange.reply_words if not plans else 8,
             max_tokens=max_tokens,
             stop=stops,
-            counter=state.config.count_tokens,
+            counter=state.count_tokens,
         )
         answer = _Answer(exchange, served.id, input_tokens, completion, plans, state)
         if data.get("stream") is True:
@@ -265,7 +265,7 @@ class _Answer:
         self.completion = completion
         self.calls = [(random_id("toolu_01", 22), plan) for plan in plans]
         self.id = random_id("msg_01", 22)
-        count = state.config.count_tokens
+        count = state.count_tokens
         self.output_tokens = completion.tokens + sum(
             8 + count(p.name) + count(p.arguments_json) for _, p in self.calls
         )

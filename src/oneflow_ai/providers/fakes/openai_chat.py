@@ -83,7 +83,7 @@ def _text(content: object) -> str:
 
 
 def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) -> int:
-    count = state.config.count_tokens
+    count = state.count_tokens
     total = 3
     for message in messages:
         if not isinstance(message, Mapping):
@@ -233,7 +233,7 @@ class OpenAIChat:
             words=exchange.reply_words,
             max_tokens=limit,
             stop=stops,
-            counter=state.config.count_tokens,
+            counter=state.count_tokens,
         )
         n = data.get("n")
         choices = n if isinstance(n, int) else 1
@@ -335,7 +335,7 @@ class _Answer:
         self.id = random_id("chatcmpl-", 29)
         self.created = now()
         self.fingerprint = "fp_" + random_id("", 10).lower()
-        count = state.config.count_tokens
+        count = state.count_tokens
         if self.calls:
             per_choice = sum(3 + count(p.name) + count(p.arguments_json) for _, p in self.calls)
         else:
