@@ -77,7 +77,7 @@ def _text(content: object) -> str:
         return " ".join(
             str(part.get("text", ""))
             for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text"
+            if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
 
@@ -86,22 +86,22 @@ def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) 
     count = state.count_tokens
     total = 3
     for message in messages:
-        if not isinstance(message, Mapping):
+        if not isinstance(message, dict):
             continue
         total += 3 + count(str(message.get("role", "")))
         content = message.get("content")
         total += count(_text(content))
         if isinstance(content, list):
             total += 85 * sum(
-                1 for p in content if isinstance(p, Mapping) and p.get("type") == "image_url"
+                1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
             )
         if "name" in message:
             total += 1 + count(str(message["name"]))
         calls = message.get("tool_calls")
         if isinstance(calls, list):
             for call in calls:
-                function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping):
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
                     total += count(str(function.get("name", "")))
                     total += count(str(function.get("arguments", "")))
     if isinstance(tools, list) and tools:
@@ -112,10 +112,10 @@ def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) 
 def _source(messages: Sequence[object]) -> tuple[str, bool]:
     """The text the answer echoes, and whether it is a user turn (which may call a tool)."""
     last = messages[-1] if messages else None
-    if isinstance(last, Mapping) and last.get("role") == "tool":
+    if isinstance(last, dict) and last.get("role") == "tool":
         return _text(last.get("content")), False
     for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
+        if isinstance(message, dict) and message.get("role") == "user":
             return _text(message.get("content")), message is last
     return "", False
 
@@ -124,10 +124,10 @@ def _tool_schemas(tools: object) -> dict[str, Mapping[str, object]]:
     schemas: dict[str, Mapping[str, object]] = {}
     if isinstance(tools, list):
         for tool in tools:
-            function = tool.get("function") if isinstance(tool, Mapping) else None
-            if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
                 parameters = function.get("parameters")
-                schemas[function["name"]] = parameters if isinstance(parameters, Mapping) else {}
+                schemas[function["name"]] = parameters if isinstance(parameters, dict) else {}
     return schemas
 
 
@@ -137,9 +137,9 @@ def _tool_choice(choice: object) -> tuple[str | None, bool]:
         return None, True
     if choice == "required":
         return "", False
-    if isinstance(choice, Mapping):
+    if isinstance(choice, dict):
         function = choice.get("function")
-        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
             return str(function["name"]), False
     return None, False
 
@@ -240,7 +240,7 @@ class OpenAIChat:
         answer = _Answer(exchange, served_model, prompt_tokens, completion, plans, choices, state)
         if streaming:
             options = data.get("stream_options")
-            options = options if isinstance(options, Mapping) else {}
+            options = options if isinstance(options, dict) else {}
             return await answer.stream(
                 include_usage=options.get("include_usage") is True,
                 obfuscation=options.get("include_obfuscation") is not False,
