@@ -202,6 +202,9 @@ def fake_providers(
         str | None, typer.Option(help="Accept only this key (default: any non-empty key).")
     ] = None,
     any_model: Annotated[bool, typer.Option(help="Serve unknown model names too.")] = False,
+    hang_seconds: Annotated[
+        float, typer.Option(min=0, help="How long a timeout fault keeps a request waiting.")
+    ] = 600,
     workers: Annotated[
         int, typer.Option(min=1, help="Processes sharing the port (faults are per process).")
     ] = 1,
@@ -216,6 +219,7 @@ def fake_providers(
         chunk_delay_ms=chunk_delay_ms,
         reply_words=reply_words,
         any_model=any_model,
+        hang_seconds=hang_seconds,
     )
     serve(config, host=host, port=port, workers=workers, announce=typer.echo)
 

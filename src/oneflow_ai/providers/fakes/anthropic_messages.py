@@ -19,7 +19,7 @@ from oneflow_ai.providers.fakes.exchange import (
 )
 from oneflow_ai.providers.fakes.faults import Fault
 from oneflow_ai.providers.fakes.models import ANTHROPIC_MODELS, TextModel, text_model
-from oneflow_ai.providers.fakes.openai_chat import strings
+from oneflow_ai.providers.fakes.openai_common import strings
 from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
 
 __all__ = ["AnthropicMessages"]

@@ -2,72 +2,27 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error, openai_stream_error
-from oneflow_ai.providers.fakes.exchange import (
-    Exchange,
-    FakeState,
-    Stream,
-    StreamFailed,
-    now,
-    random_id,
-    sse,
-)
+from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
+from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, random_id
 from oneflow_ai.providers.fakes.faults import Fault
 from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, text_model
-from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
+from oneflow_ai.providers.fakes.openai_answer import ChatAnswer
+from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers, strings
+from oneflow_ai.providers.fakes.text import compose, plan_tool_calls
 
-__all__ = ["OpenAIChat", "check_openai_key", "openai_headers", "strings"]
+__all__ = ["OpenAIChat"]
 
-_ARG_PIECES = re.compile(r"\s*\w+|\s*[^\w\s]+")
-_DONE = b"data: [DONE]\n\n"
 _INVALID_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
     "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
     "sent was not valid JSON. If you have trouble figuring out how to fix this, please visit "
     "https://platform.openai.com/docs/api-reference)"
 )
-_HEALTHY = {
-    "openai-version": "2020-10-01",
-    "openai-organization": "org-fake",
-    "x-ratelimit-limit-requests": "10000",
-    "x-ratelimit-limit-tokens": "2000000",
-    "x-ratelimit-remaining-requests": "9999",
-    "x-ratelimit-remaining-tokens": "1999000",
-    "x-ratelimit-reset-requests": "6ms",
-    "x-ratelimit-reset-tokens": "30ms",
-}
-
-
-def openai_headers() -> dict[str, str]:
-    return dict(_HEALTHY)
-
-
-def check_openai_key(request: web.Request, accepted: str | None) -> ErrorAnswer | None:
-    """The 401 OpenAI answers to a missing or wrong `Authorization: Bearer` key."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        return openai_error(401, "missing_api_key")
-    if accepted is not None and key != accepted:
-        masked = f"{key[:3]}{'*' * max(len(key) - 7, 3)}{key[-4:]}"
-        return openai_error(401, "invalid_api_key", key=masked)
-    return None
-
-
-def strings(value: object) -> list[str]:
-    """A string or a list of strings, as a list (anything else: empty)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [item for item in value if isinstance(item, str)]
-    return []
 
 
 def _text(content: object) -> str:
@@ -142,21 +97,6 @@ def _tool_choice(choice: object) -> tuple[str | None, bool]:
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             return str(function["name"]), False
     return None, False
-
-
-def _usage(prompt: int, completion: int) -> dict[str, object]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
 
 
 class OpenAIChat:
@@ -237,7 +177,9 @@ class OpenAIChat:
         )
         n = data.get("n")
         choices = n if isinstance(n, int) else 1
-        answer = _Answer(exchange, served_model, prompt_tokens, completion, plans, choices, state)
+        answer = ChatAnswer(
+            exchange, served_model, prompt_tokens, completion, plans, choices, state
+        )
         if streaming:
             options = data.get("stream_options")
             options = options if isinstance(options, dict) else {}
@@ -311,163 +253,3 @@ class OpenAIChat:
 def served_model_context(model: str, state: FakeState) -> int:
     served = text_model(OPENAI_CHAT_MODELS, model, any_model=state.config.any_model)
     return served.context_window if served is not None else 0
-
-
-class _Answer:
-    """One chat answer, as a body or as a stream of chunks."""
-
-    def __init__(
-        self,
-        exchange: Exchange,
-        model: str,
-        prompt_tokens: int,
-        completion: Completion,
-        plans: list[ToolCallPlan],
-        choices: int,
-        state: FakeState,
-    ) -> None:
-        self.exchange = exchange
-        self.model = model
-        self.prompt_tokens = prompt_tokens
-        self.completion = completion
-        self.calls = [(random_id("call_", 24), plan) for plan in plans]
-        self.choices = choices
-        self.id = random_id("chatcmpl-", 29)
-        self.created = now()
-        self.fingerprint = "fp_" + random_id("", 10).lower()
-        count = state.count_tokens
-        if self.calls:
-            per_choice = sum(3 + count(p.name) + count(p.arguments_json) for _, p in self.calls)
-        else:
-            per_choice = completion.tokens
-        self.completion_tokens = per_choice * choices
-
-    @property
-    def finish_reason(self) -> str:
-        if self.calls:
-            return "tool_calls"
-        return "length" if self.completion.finish == "length" else "stop"
-
-    def body(self) -> dict[str, object]:
-        message: dict[str, object] = {
-            "role": "assistant",
-            "content": None if self.calls else self.completion.text,
-            "refusal": None,
-            "annotations": [],
-        }
-        if self.calls:
-            message["tool_calls"] = [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": plan.name, "arguments": plan.arguments_json},
-                }
-                for call_id, plan in self.calls
-            ]
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": i,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-                for i in range(self.choices)
-            ],
-            "usage": _usage(self.prompt_tokens, self.completion_tokens),
-            "service_tier": "default",
-            "system_fingerprint": self.fingerprint,
-        }
-
-    def _chunk(
-        self, choices: list[dict[str, object]], include_usage: bool, obfuscation: bool
-    ) -> bytes:
-        chunk: dict[str, object] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "service_tier": "default",
-            "system_fingerprint": self.fingerprint,
-            "choices": choices,
-        }
-        if include_usage:
-            chunk["usage"] = None
-        if obfuscation:
-            chunk["obfuscation"] = random_id("", 6)
-        return sse(orjson.dumps(chunk))
-
-    @staticmethod
-    def _choice(
-        index: int, delta: Mapping[str, object], finish: str | None = None
-    ) -> dict[str, object]:
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-    async def stream(self, *, include_usage: bool, obfuscation: bool) -> web.StreamResponse:
-        exchange = self.exchange
-        fault = exchange.fault
-        stream = await exchange.open_stream("text/event-stream", openai_headers())
-
-        def chunk(choices: list[dict[str, object]]) -> bytes:
-            return self._chunk(choices, include_usage, obfuscation)
-
-        def failure() -> bytes:
-            return sse(orjson.dumps(openai_stream_error(fault.error_type, fault.message)))
-
-        try:
-            await self._stream_body(stream, chunk, failure)
-        except StreamFailed:
-            return await stream.failed()
-        await stream.closing(
-            chunk([self._choice(i, {}, self.finish_reason) for i in range(self.choices)])
-        )
-        if include_usage:
-            usage = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "service_tier": "default",
-                "system_fingerprint": self.fingerprint,
-                "choices": [],
-                "usage": _usage(self.prompt_tokens, self.completion_tokens),
-            }
-            await stream.closing(sse(orjson.dumps(usage)))
-        await stream.closing(_DONE)
-        return await stream.finish()
-
-    async def _stream_body(
-        self,
-        stream: Stream,
-        chunk: Callable[[list[dict[str, object]]], bytes],
-        failure: Callable[[], bytes],
-    ) -> None:
-        indexes = range(self.choices)
-        if not self.calls:
-            opening = {"role": "assistant", "content": "", "refusal": None}
-            await stream.opening(chunk([self._choice(i, opening) for i in indexes]))
-            for piece in self.completion.chunks:
-                await stream.content(
-                    chunk([self._choice(i, {"content": piece}) for i in indexes]), failure
-                )
-            return
-        for position, (call_id, plan) in enumerate(self.calls):
-            head: dict[str, object] = {
-                "index": position,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": plan.name, "arguments": ""},
-            }
-            delta: dict[str, object] = {"tool_calls": [head]}
-            if position == 0:
-                delta = {"role": "assistant", "content": None, "tool_calls": [head]}
-                await stream.opening(chunk([self._choice(i, delta) for i in indexes]))
-            else:
-                await stream.content(chunk([self._choice(i, delta) for i in indexes]), failure)
-            for piece in _ARG_PIECES.findall(plan.arguments_json):
-                arguments = {"tool_calls": [{"index": position, "function": {"arguments": piece}}]}
-                await stream.content(chunk([self._choice(i, arguments) for i in indexes]), failure)
