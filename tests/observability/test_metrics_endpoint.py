@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import PlainTextResponse
 
@@ -36,9 +36,24 @@ def test_seed_metrics_use_route_templates(make_settings: Callable[..., Settings]
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
+    # Routers included with prefixes, twice: the label is the whole template that matched.
+    inner = APIRouter(prefix="/models")
+
+    @inner.get("/{model_id:path}")
+    async def model(model_id: str) -> dict[str, str]:
+        return {"id": model_id}
+
+    outer = APIRouter(prefix="/v1")
+    outer.include_router(inner)
+    app.include_router(outer, prefix="/_test")
+    app.include_router(outer, prefix="/_test/openai")
+
     with live_server(app) as server:
         for n in range(5):
             assert httpx.get(f"{server.url}/_test/items/{n}").status_code == 200
+        for name in ("gpt-4o", "org/model-x"):
+            assert httpx.get(f"{server.url}/_test/v1/models/{name}").status_code == 200
+        assert httpx.get(f"{server.url}/_test/openai/v1/models/gpt-4o").status_code == 200
         assert httpx.get(f"{server.url}/_test/items/not-a-number").status_code == 400
         assert httpx.get(f"{server.url}/health").status_code == 200
         assert httpx.post(f"{server.url}/health").status_code == 405
@@ -55,6 +70,8 @@ def test_seed_metrics_use_route_templates(make_settings: Callable[..., Settings]
     assert counts[("GET", "/_test/items/{item_id}", "400")] == 1
     assert counts[("GET", "/health", "200")] == 1
     assert counts[("POST", "/health", "405")] == 1
+    assert counts[("GET", "/_test/v1/models/{model_id}", "200")] == 2
+    assert counts[("GET", "/_test/openai/v1/models/{model_id}", "200")] == 1
     assert not any(route.startswith("/_test/items/") and "{" not in route for _, route, _ in counts)
     durations = dict(
         ((labels["route"], labels["status"]), value)

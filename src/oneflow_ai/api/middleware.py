@@ -199,10 +199,22 @@ class EdgeMiddleware:
 
 def route_template(scope: Scope) -> str:
     """The matched route's template (``/v1/models/{model}``), or ``unmatched``: raw paths never
-    become metric labels."""
+    become metric labels.
+
+    FastAPI keeps the route as declared in ``scope["route"]``, without the prefixes of the
+    routers that include it; the template it actually matched (prefixes included) is in its
+    effective route context, preferred when present.
+    """
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path_format", None)
+    if isinstance(path, str) and path:
+        return path
     route = scope.get("route")
-    path = getattr(route, "path", None) if route is not None else None
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+    if route is not None:
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            return path
+    return UNMATCHED_ROUTE
 
 
 def _content_length(scope: Scope) -> int | None:
