@@ -3,8 +3,7 @@ and the database pool gauge."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
+from oneflow_ai.observability._fast import fast_add, fast_observe
 from oneflow_ai.observability.labels import OUTCOMES
 
 __all__ = [
@@ -45,15 +45,19 @@ POOL_IN_USE = "oneflow_db_pool_connections_in_use"
 _POOL_HELP = "Database connections checked out of the pool"
 
 
-@dataclass(slots=True, frozen=True)
 class HttpChildren:
-    requests: Counter
-    duration: Histogram
-    overhead: Histogram
+    """The recording functions of one (method, route, status), bound once."""
+
+    __slots__ = ("count", "duration", "overhead")
+
+    def __init__(self, requests: Counter, duration: Histogram, overhead: Histogram) -> None:
+        self.count = fast_add(requests)
+        self.duration = fast_observe(duration)
+        self.overhead = fast_observe(overhead)
 
 
 class UpstreamChildren:
-    """The label children of one (provider, model) pair, bound once and reused."""
+    """The recording functions of one (provider, model) pair, bound once and reused."""
 
     __slots__ = (
         "_by_outcome",
@@ -77,20 +81,22 @@ class UpstreamChildren:
     ) -> None:
         self.key = key
         self._requests = requests
-        self._by_outcome: dict[str, Counter] = {}
-        self.duration = duration.labels(*key)
-        self.ttft = ttft.labels(*key)
-        self.input_tokens = tokens.labels(*key, "input")
-        self.output_tokens = tokens.labels(*key, "output")
-        self.credits = credits.labels(*key)
+        self._by_outcome: dict[str, Callable[[float], None]] = {}
+        self.duration = fast_observe(duration.labels(*key))
+        self.ttft = fast_observe(ttft.labels(*key))
+        self.input_tokens = fast_add(tokens.labels(*key, "input"))
+        self.output_tokens = fast_add(tokens.labels(*key, "output"))
+        self.credits = fast_add(credits.labels(*key))
 
-    def outcome(self, outcome: str) -> Counter:
-        child = self._by_outcome.get(outcome)
-        if child is None:
+    def outcome(self, outcome: str) -> Callable[[float], None]:
+        """``add`` for the attempts counter of ``outcome`` (unknown ones count as
+        ``internal_error``)."""
+        add = self._by_outcome.get(outcome)
+        if add is None:
             label = outcome if outcome in OUTCOMES else "internal_error"
-            child = self._requests.labels(*self.key, label)
-            self._by_outcome[outcome if outcome in OUTCOMES else label] = child
-        return child
+            add = fast_add(self._requests.labels(*self.key, label))
+            self._by_outcome[outcome if outcome in OUTCOMES else label] = add
+        return add
 
 
 class _PoolCollector(Collector):

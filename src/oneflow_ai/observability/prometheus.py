@@ -31,6 +31,7 @@ from oneflow_ai.observability._families import (
     PoolWatcher,
     UpstreamChildren,
 )
+from oneflow_ai.observability._fast import fast_add
 from oneflow_ai.observability.labels import (
     HTTP_METHODS,
     OTHER,
@@ -51,7 +52,7 @@ __all__ = ["PrometheusMetrics"]
 class _PrometheusHttp:
     """Per-request HTTP metrics with the label children cached by (method, route, status)."""
 
-    __slots__ = ("_children", "_duration", "_in_flight", "_overhead", "_requests")
+    __slots__ = ("_children", "_duration", "_in_flight", "_in_flight_add", "_overhead", "_requests")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("method", "route", "status")
@@ -79,15 +80,16 @@ class _PrometheusHttp:
             multiprocess_mode="livesum",
         )
         self._children: dict[tuple[str, str, int], HttpChildren] = {}
+        self._in_flight_add = fast_add(self._in_flight)
 
     def request_started(self) -> UpstreamTime:
-        self._in_flight.inc()
+        self._in_flight_add(1)
         return start_request_timing()
 
     def request_finished(
         self, timing: UpstreamTime, method: str, route: str, status: int, seconds: float
     ) -> None:
-        self._in_flight.dec()
+        self._in_flight_add(-1)
         if method not in HTTP_METHODS:
             method = OTHER
         key = (method, route, status)
@@ -100,10 +102,10 @@ class _PrometheusHttp:
                 self._overhead.labels(route),
             )
             self._children[key] = children
-        children.requests.inc()
-        children.duration.observe(seconds)
+        children.count(1)
+        children.duration(seconds)
         overhead = seconds - timing.seconds
-        children.overhead.observe(overhead if overhead > 0.0 else 0.0)
+        children.overhead(overhead if overhead > 0.0 else 0.0)
 
 
 class PrometheusMetrics:
@@ -234,24 +236,24 @@ class PrometheusMetrics:
         taken off the current request's gateway overhead."""
         add_upstream_time(seconds)
         children = self._children(provider, model)
-        children.outcome(outcome).inc()
-        children.duration.observe(seconds)
+        children.outcome(outcome)(1)
+        children.duration(seconds)
         if ttft is not None:
-            children.ttft.observe(ttft)
+            children.ttft(ttft)
 
     def count_tokens(
         self, provider: str, model: str, input_tokens: int, output_tokens: int
     ) -> None:
         children = self._children(provider, model)
-        if input_tokens:
-            children.input_tokens.inc(input_tokens)
-        if output_tokens:
-            children.output_tokens.inc(output_tokens)
+        if input_tokens > 0:
+            children.input_tokens(input_tokens)
+        if output_tokens > 0:
+            children.output_tokens(output_tokens)
 
     def add_credits(self, provider: str, model: str, credits: Decimal) -> None:
         """Credits settled for a call (exact ``Decimal`` in the ledger, a float here)."""
-        if credits:
-            self._children(provider, model).credits.inc(float(credits))
+        if credits > 0:
+            self._children(provider, model).credits(float(credits))
 
     def record_fallback(self, from_model: str, to_model: str, reason: str) -> None:
         model = self._labels.model
