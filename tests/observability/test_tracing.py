@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
+import orjson
 import pytest
 from fastapi import Request
 from opentelemetry.sdk.trace import ReadableSpan
@@ -315,3 +316,21 @@ async def test_a_cancelled_attempt_is_recorded_as_cancelled() -> None:
         == 1
     )
     telemetry.close()
+
+
+def test_log_lines_carry_the_trace_id(
+    make_settings: Callable[..., Settings], capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(enable_tracing=True)
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry.from_settings(settings, span_exporter=exporter)
+    app = create_app(settings, telemetry=telemetry)  # logs configured: JSON on stderr
+    with live_server(app) as server:
+        httpx.get(f"{server.url}/health", headers={"traceparent": TRACEPARENT})
+    access = [
+        orjson.loads(line)
+        for line in capfd.readouterr().err.splitlines()
+        if line.startswith("{") and '"event":"request"' in line
+    ]
+    assert len(access) == 1
+    assert access[0]["trace_id"] == CALLER_TRACE
