@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     enable_metrics: bool = True
     enable_tracing: bool = False
+    # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is open (scraped
+    # on the pod's own address, never routed through the public ingress).
+    metrics_token: SecretStr | None = None
 
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     oneflow_master_key: SecretStr = SecretStr(DEFAULT_MASTER_KEY)
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "redis_url", "metrics_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -232,6 +235,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret, so log redaction can scrub them wherever they appear."""
         values = [self.jwt_secret.get_secret_value(), self.oneflow_master_key.get_secret_value()]
+        if self.metrics_token is not None:
+            values.append(self.metrics_token.get_secret_value())
         for name in PROVIDERS:
             key = self.provider(name).api_key
             if key is not None:

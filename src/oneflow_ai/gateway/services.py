@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
@@ -27,10 +28,19 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    telemetry: Telemetry
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
-    async def start(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
+    async def start(
+        cls,
+        settings: Settings,
+        redactor: Redactor | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> Services:
+        redactor = redactor or Redactor(settings.secret_values)
+        if telemetry is None:
+            telemetry = Telemetry.from_settings(settings, redactor=redactor)
         engine = create_engine(
             settings.effective_database_url,
             pool_size=settings.database_pool_size,
@@ -42,8 +52,12 @@ class Services:
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
-            redactor=redactor or Redactor(settings.secret_values),
+            redactor=redactor,
+            telemetry=telemetry,
         )
+        # Closed last: spans of the shutdown itself are still exported.
+        services.exit_stack.callback(telemetry.close)
+        telemetry.metrics.watch_pool(engine)
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
