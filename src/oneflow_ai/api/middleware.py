@@ -2,7 +2,8 @@
 
 - a request id (`X-Request-ID`, the caller's when it is sane, else a new one), bound into the
   log context and `scope["state"]["request_id"]`, and returned on the response;
-- security headers on every response (a looser CSP on the API docs pages so they render);
+- security headers on every response (a looser CSP on the API docs pages so they render), and
+  the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
 - one structured log line per request (method, path, status, duration, request id);
@@ -100,7 +101,9 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra]
+                # X-RateLimit-* decided by the limiter during the request (api/deps.py admit).
+                limited = scope["state"].get("rate_limit_headers", ())
+                message["headers"] = [*message.get("headers", ()), *extra, *limited]
             await send(message)
 
         try:

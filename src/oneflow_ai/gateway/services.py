@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.auth.identity import Identity
+from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
@@ -27,6 +29,9 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    # Who is calling (keys, tokens, users, projects) and how much they may (rate limits).
+    identity: Identity
+    limiter: RateLimiter
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -37,16 +42,22 @@ class Services:
             echo=settings.database_echo,
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
+        sessionmaker = create_sessionmaker(engine)
         services = cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
             redactor=redactor or Redactor(settings.secret_values),
+            identity=Identity.build(settings, sessionmaker, redis),
+            limiter=build_rate_limiter(settings, redis),
         )
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
+        services.exit_stack.push_async_callback(services.limiter.close)
+        await services.identity.start()
+        services.exit_stack.push_async_callback(services.identity.close)
         return services
 
     async def close(self) -> None:
