@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -77,7 +77,9 @@ def _migrate(url: str) -> None:
 
 
 @contextmanager
-def identity_world(database_url: str, **settings: object) -> Iterator[World]:
+def identity_world(
+    database_url: str, configure: Callable[[FastAPI], None] | None = None, **settings: object
+) -> Iterator[World]:
     """Projects `acme` and `other`; keys `viewer`/`member`/`admin` in acme and `outsider` (admin
     of other); signed-in users `user` (member of acme) and `system` (admin of the admin project);
     `master`; and `anonymous` (no credential)."""
@@ -90,6 +92,8 @@ def identity_world(database_url: str, **settings: object) -> Iterator[World]:
         **settings,
     }
     app = create_app(Settings(_env_file=None, **values), configure_logs=False)  # type: ignore[arg-type, call-arg]
+    if configure is not None:
+        configure(app)
     with live_server(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         world = World(app, server, client, {"master": MASTER_KEY, "anonymous": None})
         for project in ("acme", "other"):
