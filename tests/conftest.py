@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from oneflow_ai.observability.logging import configure_logging
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
@@ -71,19 +71,10 @@ REDIS = pytest.param("redis", marks=pytest.mark.redis, id="redis")
 def pytest_configure(config: pytest.Config) -> None:
     for name in _LEAKY_VARIABLES:
         os.environ.pop(name, None)
-    # Apps built with `configure_logs=False` log through structlog's defaults, which render an
-    # exception with rich and every frame's locals: 0.5-5 s per 500 on our machines, enough to
-    # time out a client. Plain tracebacks keep those tests quick (production configures logging).
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.dev.ConsoleRenderer(
-                colors=False, exception_formatter=structlog.dev.plain_traceback
-            ),
-        ]
-    )
     config._oneflow_uncovered = {}  # type: ignore[attr-defined]
+    # Apps built with configure_logs=False log through this chain (structlog's default console
+    # renderer would pretty-print tracebacks, slowly).
+    configure_logging(level="INFO", json=True)
 
 
 def redis_server_url() -> str | None:
