@@ -104,7 +104,8 @@ class Identity:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: Redis | None,
-        **options: object,
+        *,
+        clock: Clock = system_clock,
     ) -> Identity:
         """With Redis, invalidations reach every replica; without, this process only."""
         bus: InvalidationBus = (
@@ -112,7 +113,7 @@ class Identity:
             if redis is not None
             else InvalidationBus()
         )
-        return cls(settings, sessionmaker, bus, **options)  # type: ignore[arg-type]
+        return cls(settings, sessionmaker, bus, clock=clock)
 
     async def authenticate(self, credential: str) -> Principal:
         return await self.resolver.authenticate(credential)
