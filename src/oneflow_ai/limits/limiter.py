@@ -15,6 +15,7 @@ exempt. Token windows are charged with the caller's estimate at admission and to
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -32,7 +33,6 @@ log = structlog.get_logger("oneflow.limits")
 
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
-_NO_LIMITS = LimitPolicy()
 
 
 class RateSubject(Protocol):
@@ -119,7 +119,7 @@ class RateLimiter:
     # ---- buckets ---------------------------------------------------------------------------
 
     def _caller_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
-        policy = (subject.limits or _NO_LIMITS).over(self.defaults)
+        policy = self.defaults if subject.limits is None else _merged(subject.limits, self.defaults)
         return self._buckets(f"s:{subject.subject}", policy, tokens)
 
     def _project_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
@@ -175,6 +175,11 @@ class RateLimiter:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _merged(own: LimitPolicy, defaults: LimitPolicy) -> LimitPolicy:
+    return own.over(defaults)
 
 
 def _admitted(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision:

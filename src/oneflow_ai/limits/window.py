@@ -14,16 +14,14 @@ Lua script, atomically, for every replica at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["SLICES", "Bucket", "BucketResult", "WindowStore", "reset_ms", "retry_ms"]
 
 SLICES = 60
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):  # tuples: a few are made per request
     key: str
     limit: int
     window_ms: int
@@ -31,8 +29,7 @@ class Bucket:
     counts_requests: bool = True  # False for token buckets (they do not set the headers)
 
 
-@dataclass(frozen=True, slots=True)
-class BucketResult:
+class BucketResult(NamedTuple):
     allowed: bool
     used: int  # after this hit when it was admitted, else before it
     retry_after_ms: int  # when refused: until enough of the window has passed
