@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from oneflow_ai.limits import Bucket, MemoryWindowStore, RedisWindowStore, WindowStore
 from oneflow_ai.storage.redis import create_redis
@@ -108,3 +109,27 @@ async def test_redis_is_atomic_across_clients(redis_prefix: str) -> None:
     finally:
         for client in clients:
             await client.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_reloads_a_script_the_server_lost(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    store._sha = "0" * 40  # as after SCRIPT FLUSH or a fail-over to a fresh server
+    bucket = Bucket(f"{redis_prefix}reload", 5, MINUTE, 1)
+    results = await asyncio.gather(*(store.hit([bucket]) for _ in range(7)))
+    assert sorted(r[0].used for r in results if r[0].allowed) == [1, 2, 3, 4, 5]
+    assert sum(not r[0].allowed for r in results) == 2
+
+
+async def test_an_unreachable_redis_fails_every_waiting_check() -> None:
+    client = create_redis("redis://127.0.0.1:1/0")
+    try:
+        store = RedisWindowStore(client)
+        outcomes = await asyncio.gather(
+            *(store.hit([Bucket("x", 5, MINUTE, 1)]) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(o, RedisConnectionError) for o in outcomes), outcomes
+    finally:
+        await client.aclose()

@@ -8,9 +8,12 @@ of one call must share a hash slot; OneFlow targets a single primary, with or wi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
 
 from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
 
@@ -93,10 +96,22 @@ return out
 """
 
 
+_Call = tuple[list[str], list[int | str]]  # keys, arguments
+_Pending = tuple[list[str], list[int | str], "asyncio.Future[list[int]]"]
+
+
 class RedisWindowStore:
-    def __init__(self, redis: Redis) -> None:
+    """Checks issued in the same event-loop turn travel together: one pipelined write and one
+    read for the lot (each script still runs atomically on its own, in submission order), so
+    under concurrency a check costs far less than a command of its own."""
+
+    def __init__(self, redis: Redis, *, max_batch: int = 256) -> None:
         self._redis = redis
-        self._script = redis.register_script(_SCRIPT)
+        self._max_batch = max_batch
+        self._sha: str | None = None
+        self._pending: list[_Pending] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         if not buckets:
@@ -104,9 +119,15 @@ class RedisWindowStore:
         args: list[int | str] = ["1" if check else "0", SLICES]
         for bucket in buckets:
             args.extend((bucket.limit, bucket.window_ms, bucket.cost))
-        # `Script` runs EVALSHA and loads the script once if the server does not know it.
-        raw = await self._script(keys=[b.key for b in buckets], args=args)
-        values = [int(v) for v in raw]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._pending.append(([b.key for b in buckets], args, future))
+        if len(self._pending) >= self._max_batch:
+            self._flush_now()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush_now)
+        values = await future
         return [
             BucketResult(
                 allowed=bool(values[1 + 4 * i]),
@@ -117,5 +138,56 @@ class RedisWindowStore:
             for i in range(len(buckets))
         ]
 
+    def _flush_now(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            replies = await self._evaluate([(keys, args) for keys, args, _ in batch])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result([int(v) for v in reply])
+
+    async def _evaluate(self, calls: list[_Call]) -> list[Any]:
+        if self._sha is None:
+            self._sha = await self._redis.script_load(_SCRIPT)
+        replies = await self._pipeline(self._sha, calls)
+        if any(isinstance(r, NoScriptError) for r in replies):  # the server lost its scripts
+            self._sha = await self._redis.script_load(_SCRIPT)
+            again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            retried = await self._pipeline(self._sha, [calls[i] for i in again])
+            for index, reply in zip(again, retried, strict=True):
+                replies[index] = reply
+        return replies
+
+    async def _pipeline(self, sha: str, calls: list[_Call]) -> list[Any]:
+        if len(calls) == 1:
+            keys, args = calls[0]
+            try:
+                return [await self._redis.evalsha(sha, len(keys), *keys, *args)]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
     async def close(self) -> None:
-        """The Redis client belongs to the process's services, which close it."""
+        """Let checks in flight finish; the Redis client belongs to the process's services."""
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
