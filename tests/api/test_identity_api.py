@@ -158,3 +158,22 @@ def test_project_limits_over_http(world: World) -> None:
     cleared = world.call("master", "PATCH", "/api/v1/projects/other", {"limits": None})
     assert cleared.json()["limits"] is None
     assert world.call("outsider", "GET", "/api/v1/whoami").status_code == 200
+
+
+def test_the_official_sdks_credentials_are_accepted(world: World) -> None:
+    import anthropic
+    import openai
+
+    key = world.new_key()
+    openai_client = openai.OpenAI(base_url=world.server.url, api_key=key["key"], max_retries=0)
+    seen = openai_client.get("/api/v1/whoami", cast_to=object)
+    assert seen["key_id"] == key["id"]  # type: ignore[index]
+    anthropic_client = anthropic.Anthropic(
+        base_url=world.server.url, api_key=key["key"], max_retries=0
+    )
+    seen = anthropic_client.get("/api/v1/whoami", cast_to=object)
+    assert seen["key_id"] == key["id"]  # type: ignore[index]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=world.server.url, api_key="sk-of-wrong", max_retries=0).get(
+            "/api/v1/whoami", cast_to=object
+        )
