@@ -254,3 +254,18 @@ async def test_project_limits_reach_cached_keys(env: IdentityEnv) -> None:
     await env.identity.projects.update(MASTER, "acme", limits=LimitPolicy(tokens_per_minute=10))
     principal = await env.identity.authenticate(new.key)
     assert principal.project_limits == LimitPolicy(tokens_per_minute=10)
+
+
+async def test_concurrent_first_uses_share_one_query(env: IdentityEnv) -> None:
+    import asyncio
+
+    await _project(env)
+    new = await env.identity.keys.create(MASTER, project_id="acme", name="x")
+    env.queries.clear()
+    callers = [asyncio.create_task(env.identity.authenticate(new.key)) for _ in range(50)]
+    await asyncio.sleep(0)
+    callers[0].cancel()  # the first caller goes away; the others still get their answer
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert {r.key_id for r in results[1:]} == {new.row.id}  # type: ignore[union-attr]
+    assert len(env.queries) == 1

@@ -9,6 +9,7 @@ by signature and claims alone). Concurrent misses for one prefix share a single 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -53,7 +54,7 @@ class CredentialResolver:
         self._project_limits = project_limits
         self._last_used = last_used
         self._clock = clock
-        self._loading: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._loading: dict[str, asyncio.Task[KeyRecord | None]] = {}
 
     async def authenticate(self, credential: str) -> Principal:
         if secrets_equal(credential, self._master):
@@ -82,28 +83,30 @@ class CredentialResolver:
         return record.principal
 
     async def _load(self, prefix: str) -> KeyRecord | None:
-        pending = self._loading.get(prefix)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
-        self._loading[prefix] = future
-        generation = self._cache.generation
+        """One query per prefix however many requests wait for it. The query runs in a task of
+        its own, so a caller that goes away (a client disconnect) does not fail the others."""
+        task = self._loading.get(prefix)
+        if task is None:
+            task = asyncio.create_task(self._fetch(prefix, self._cache.generation))
+            self._loading[prefix] = task
+            task.add_done_callback(functools.partial(self._loaded, prefix))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, prefix: str, generation: int) -> KeyRecord | None:
         try:
             record = await self._keys.load(prefix)
         except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
-            error = ServiceUnavailableError("The identity store is unavailable; retry shortly")
-            future.set_exception(error)
-            future.exception()  # retrieved: no warning when nobody else waited
-            raise error from exc
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._loading[prefix]
+            raise ServiceUnavailableError(
+                "The identity store is unavailable; retry shortly"
+            ) from exc
         self._cache.put(prefix, record, generation)
-        future.set_result(record)
         return record
+
+    def _loaded(self, prefix: str, task: asyncio.Task[KeyRecord | None]) -> None:
+        if self._loading.get(prefix) is task:
+            del self._loading[prefix]
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every waiter went away
 
     async def _access_token(self, token: str) -> Principal:
         claims = self._codec.decode_access(token)
