@@ -35,6 +35,17 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
+def _add_identity_commands() -> None:
+    from oneflow_ai.cli_identity import keys_app, projects_app, users_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(users_app, name="users")
+    app.add_typer(projects_app, name="projects")
+
+
+_add_identity_commands()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"oneflow: {message}", err=True)
     return typer.Exit(code)

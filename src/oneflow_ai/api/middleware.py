@@ -2,7 +2,8 @@
 
 - a request id (`X-Request-ID`, the caller's when it is sane, else a new one), bound into the
   log context and `scope["state"]["request_id"]`, and returned on the response;
-- security headers on every response (a looser CSP on the API docs pages so they render);
+- security headers on every response (a looser CSP on the API docs pages so they render), and
+  the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
 - one structured log line per request (method, path, status, duration, request id);
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable
 
 import orjson
 import structlog
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneflow_ai.api.errors import dialect_for_path, error_body
@@ -61,8 +63,12 @@ def security_headers(*, hsts: bool = True) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes the limit. An HTTPException, because FastAPI
+    re-raises those while reading a body (any other exception would become a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds the limit of {limit} bytes")
 
 
 class EdgeMiddleware:
@@ -109,12 +115,17 @@ class EdgeMiddleware:
             self._docs_csp if path.startswith(_DOCS_PATHS) else self._api_csp,
         ]
         status = 0
+        overflow: list[bool] = []  # set by the limited receive once the body passes the limit
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra]
+                # X-RateLimit-* decided by the limiter during the request (api/deps.py admit).
+                limited = scope["state"].get("rate_limit_headers", ())
+                message["headers"] = [*message.get("headers", ()), *extra, *limited]
+                if overflow:  # the unread rest of the body stays on the wire: do not reuse it
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         try:
@@ -123,7 +134,7 @@ class EdgeMiddleware:
                 status = 413
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
                 return
-            await self.app(scope, self._limited(receive), send_with_headers)
+            await self.app(scope, self._limited(receive, overflow), send_with_headers)
         except _BodyTooLarge:
             if status == 0:
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
@@ -162,7 +173,7 @@ class EdgeMiddleware:
                 break
         return self._new_id()
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, overflow: list[bool]) -> Receive:
         limit = self.max_body_size
         seen = 0
 
@@ -172,7 +183,8 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    overflow.append(True)
+                    raise _BodyTooLarge(limit)
             return message
 
         return limited_receive

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.auth.identity import Identity
+from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings
@@ -29,6 +31,9 @@ class Services:
     redis: Redis | None
     redactor: Redactor
     telemetry: Telemetry
+    # Who is calling (keys, tokens, users, projects) and how much they may (rate limits).
+    identity: Identity
+    limiter: RateLimiter
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -47,13 +52,16 @@ class Services:
             echo=settings.database_echo,
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
+        sessionmaker = create_sessionmaker(engine)
         services = cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
             redactor=redactor,
             telemetry=telemetry,
+            identity=Identity.build(settings, sessionmaker, redis),
+            limiter=build_rate_limiter(settings, redis),
         )
         # Closed last: spans of the shutdown itself are still exported.
         services.exit_stack.callback(telemetry.close)
@@ -61,6 +69,9 @@ class Services:
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
+        services.exit_stack.push_async_callback(services.limiter.close)
+        await services.identity.start()
+        services.exit_stack.push_async_callback(services.identity.close)
         return services
 
     async def close(self) -> None:
