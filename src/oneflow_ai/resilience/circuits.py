@@ -1,0 +1,407 @@
+"""Circuit breakers per provider and per (provider, model), in process or shared through Redis.
+
+:class:`CircuitBreakers` is what the rest of OneFlow uses::
+
+    permit = await breakers.acquire("openai", "gpt-4o")   # CircuitOpenError when blocked
+    try:
+        ...call upstream...
+    except ProviderError as exc:
+        await breakers.release(permit, outcome_of(exc)); raise
+    else:
+        await breakers.release(permit, Outcome.SUCCESS)
+
+A call passes only when both its provider's breaker and its model's breaker admit it; its
+outcome is counted by both. The provider's breaker catches a provider-wide outage; the model's
+breaker catches one model failing while its siblings work (its threshold can be set lower).
+
+**Hot path and staleness with Redis.** A breaker keeps its last known snapshot locally. While
+that snapshot says CLOSED the call passes without touching Redis; when it is older than
+``cache_ttl`` (1 s by default) a refresh runs in the background (the call does not wait).
+While it says OPEN and the cool-down has not elapsed the call is refused locally. Only the rare
+transitions (probing a half-open circuit, reporting a probe) wait for Redis. Outcomes of normal
+calls are counted locally and flushed in batches: a failure is flushed at once (in the
+background), successes when ``flush_batch`` have accumulated or ``cache_ttl`` has passed. So a
+replica learns that another replica opened a circuit within about ``cache_ttl``, and until then
+it may send a few more calls to the failing provider; their failures are counted too. If Redis
+is unreachable, breakers keep their last known state and traffic is not blocked by it.
+
+:meth:`CircuitBreakers.open_for` is the synchronous, no-I/O view the router uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from oneflow_ai.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from oneflow_ai.resilience.breaker import (
+    Admission,
+    BreakerConfig,
+    BreakerSnapshot,
+    CircuitState,
+    MemoryBreakerStore,
+    Outcome,
+)
+
+__all__ = [
+    "BreakerStore",
+    "CallPermit",
+    "CircuitBreaker",
+    "CircuitBreakers",
+    "CircuitOpenError",
+    "outcome_of",
+]
+
+log = structlog.get_logger("oneflow.resilience")
+
+#: Runs a coroutine in the background (the registry's keeps track of its tasks).
+Spawner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class CircuitOpenError(ProviderUnavailableError):
+    """The circuit of a provider (or of one of its models) is open: the call was not made."""
+
+    def __init__(self, key: str, *, retry_after: float | None, provider: str, model: str | None):
+        seconds = f" for {retry_after:.1f} s" if retry_after else ""
+        super().__init__(
+            f"{key} is temporarily unavailable (circuit open{seconds})",
+            provider=provider,
+            model=model,
+            code="circuit_open",
+            retry_after=retry_after,
+        )
+        self.key = key
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    """How a call's result counts for its breakers.
+
+    Failures: the provider is unavailable (5xx, 529, connection errors), timed out, rate-limited
+    us (429), or refused our credentials (its configuration is broken for every caller).
+    A bad request or filtered content is the caller's doing: the provider answered, so it
+    counts as a success. Cancellation, an open circuit and anything unexpected are neutral.
+    """
+    if error is None:
+        return Outcome.SUCCESS
+    if isinstance(error, CircuitOpenError):
+        return Outcome.NEUTRAL
+    if isinstance(
+        error,
+        ProviderUnavailableError
+        | ProviderTimeoutError
+        | ProviderRateLimitedError
+        | ProviderAuthError,
+    ):
+        return Outcome.FAILURE
+    if isinstance(error, ProviderError):
+        return Outcome.SUCCESS
+    return Outcome.NEUTRAL
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives: :class:`MemoryBreakerStore` or ``RedisBreakerStore``."""
+
+    shared: bool
+
+    async def acquire(
+        self, key: str, config: BreakerConfig, now: float
+    ) -> tuple[Admission, BreakerSnapshot]: ...
+
+    async def record(
+        self,
+        key: str,
+        config: BreakerConfig,
+        now: float,
+        *,
+        successes: int = 0,
+        failures: int = 0,
+        probe: Outcome | None = None,
+    ) -> BreakerSnapshot: ...
+
+    async def load(
+        self, keys: list[str] | None, config_for: Callable[[str], BreakerConfig], now: float
+    ) -> list[BreakerSnapshot]: ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    breaker: CircuitBreaker
+    probe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallPermit:
+    """Leave to make one call; hand it back with :meth:`CircuitBreakers.release`."""
+
+    provider: str
+    model: str | None
+    tickets: tuple[_Ticket, ...]
+
+    @property
+    def probe(self) -> bool:
+        return any(t.probe for t in self.tickets)
+
+
+class CircuitBreaker:
+    """One breaker (one key) in front of a store; see the module docstring for caching."""
+
+    def __init__(
+        self,
+        key: str,
+        config: BreakerConfig,
+        store: BreakerStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_ttl: float = 1.0,
+        flush_batch: int = 50,
+        spawn: Spawner | None = None,
+    ) -> None:
+        self.key = key
+        self.config = config
+        self._store = store
+        self._clock = clock
+        self._cache_ttl = cache_ttl
+        self._flush_batch = flush_batch
+        self._spawn: Spawner = spawn or _spawn_task
+        self._snapshot = BreakerSnapshot(key=key, state=CircuitState.CLOSED)
+        self._fetched_at = float("-inf")
+        self._pending_successes = 0
+        self._pending_failures = 0
+        self._flushed_at = clock()
+        self._busy = False  # a background flush or refresh is running
+
+    @property
+    def snapshot(self) -> BreakerSnapshot:
+        """The last known state (exact in process; at most about ``cache_ttl`` old with Redis)."""
+        return self._snapshot
+
+    def open_for(self, now: float | None = None) -> float:
+        return self._snapshot.open_for(self._clock() if now is None else now)
+
+    async def acquire(self) -> Admission:
+        now = self._clock()
+        if self._store.shared:
+            cached = self._snapshot
+            if cached.state is CircuitState.CLOSED:
+                if now - self._fetched_at >= self._cache_ttl:
+                    self._background(self.flush)
+                return Admission.ALLOWED
+            if (
+                cached.state is CircuitState.OPEN
+                and cached.retry_at is not None
+                and now < cached.retry_at
+                and now - self._fetched_at < self._cache_ttl
+            ):
+                return Admission.REJECTED
+        admission, snapshot = await self._store.acquire(self.key, self.config, now)
+        self._remember(snapshot, now)
+        return admission
+
+    async def release(self, outcome: Outcome, *, probe: bool) -> None:
+        now = self._clock()
+        if probe or not self._store.shared:
+            snapshot = await self._store.record(
+                self.key,
+                self.config,
+                now,
+                successes=int(outcome is Outcome.SUCCESS and not probe),
+                failures=int(outcome is Outcome.FAILURE and not probe),
+                probe=outcome if probe else None,
+            )
+            self._remember(snapshot, now)
+            return
+        if outcome is Outcome.SUCCESS:
+            self._pending_successes += 1
+        elif outcome is Outcome.FAILURE:
+            self._pending_failures += 1
+        else:
+            return
+        if (
+            outcome is Outcome.FAILURE
+            or self._pending_successes >= self._flush_batch
+            or now - self._flushed_at >= self._cache_ttl
+        ):
+            self._background(self.flush)
+
+    async def flush(self) -> None:
+        """Send counted outcomes to the store and refresh the cached state from it."""
+        successes, failures = self._pending_successes, self._pending_failures
+        self._pending_successes = self._pending_failures = 0
+        now = self._clock()
+        self._flushed_at = now
+        try:
+            if successes or failures:
+                snapshot = await self._store.record(
+                    self.key, self.config, now, successes=successes, failures=failures
+                )
+            else:
+                loaded = await self._store.load([self.key], lambda _key: self.config, now)
+                snapshot = loaded[0]
+        except Exception as exc:  # Redis trouble must never fail a call; keep the last state
+            log.warning("circuit_sync_failed", circuit=self.key, error=repr(exc))
+            self._fetched_at = now
+            return
+        self._remember(snapshot, now)
+
+    def _remember(self, snapshot: BreakerSnapshot, now: float) -> None:
+        before = self._snapshot.state
+        self._snapshot = snapshot
+        self._fetched_at = now
+        if snapshot.state is not before:
+            log.info(
+                "circuit_state",
+                circuit=self.key,
+                state=snapshot.state.value,
+                previous=before.value,
+                failures=snapshot.failures,
+                successes=snapshot.successes,
+            )
+
+    def _background(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self._busy:
+            return
+        self._busy = True
+
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                self._busy = False
+
+        self._spawn(run())
+
+
+_ORPHANS: set[asyncio.Task[None]] = set()
+
+
+def _spawn_task(job: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(job)
+    _ORPHANS.add(task)
+    task.add_done_callback(_ORPHANS.discard)
+
+
+class CircuitBreakers:
+    """The breakers of one process: one per provider and one per (provider, model).
+
+    ``provider_config`` and ``model_config`` give the thresholds (the provider's usually a
+    higher failure rate, so one failing model does not close a whole provider).
+    """
+
+    def __init__(
+        self,
+        store: BreakerStore | None = None,
+        *,
+        provider_config: BreakerConfig | None = None,
+        model_config: BreakerConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        cache_ttl: float = 1.0,
+        flush_batch: int = 50,
+    ) -> None:
+        self.store: BreakerStore = store if store is not None else MemoryBreakerStore()
+        self.provider_config = provider_config or BreakerConfig(failure_rate=0.8)
+        self.model_config = model_config or BreakerConfig()
+        self._clock = clock
+        self._cache_ttl = cache_ttl
+        self._flush_batch = flush_batch
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def shared(self) -> bool:
+        return self.store.shared
+
+    @staticmethod
+    def model_key(provider: str, model: str) -> str:
+        return f"{provider}/{model}"
+
+    def config_for(self, key: str) -> BreakerConfig:
+        return self.model_config if "/" in key else self.provider_config
+
+    def breaker(self, key: str) -> CircuitBreaker:
+        found = self._breakers.get(key)
+        if found is None:
+            found = self._breakers[key] = CircuitBreaker(
+                key,
+                self.config_for(key),
+                self.store,
+                clock=self._clock,
+                cache_ttl=self._cache_ttl,
+                flush_batch=self._flush_batch,
+                spawn=self._spawn,
+            )
+        return found
+
+    def keys_for(self, provider: str, model: str | None) -> tuple[str, ...]:
+        if model is None:
+            return (provider,)
+        return (provider, self.model_key(provider, model))
+
+    async def acquire(self, provider: str, model: str | None = None) -> CallPermit:
+        """Leave for one call, or :class:`CircuitOpenError` naming the open circuit."""
+        tickets: list[_Ticket] = []
+        for key in self.keys_for(provider, model):
+            breaker = self.breaker(key)
+            admission = await breaker.acquire()
+            if admission is Admission.REJECTED:
+                for ticket in tickets:  # hand back what was granted
+                    await ticket.breaker.release(Outcome.NEUTRAL, probe=ticket.probe)
+                retry = breaker.open_for()
+                raise CircuitOpenError(
+                    key, retry_after=retry or None, provider=provider, model=model
+                )
+            tickets.append(_Ticket(breaker, admission is Admission.PROBE))
+        return CallPermit(provider=provider, model=model, tickets=tuple(tickets))
+
+    async def release(self, permit: CallPermit, outcome: Outcome) -> None:
+        for ticket in permit.tickets:
+            await ticket.breaker.release(outcome, probe=ticket.probe)
+
+    def open_for(self, provider: str, model: str | None = None) -> float:
+        """Seconds until a call to ``model`` of ``provider`` may pass (0: now). No I/O."""
+        now = self._clock()
+        longest = 0.0
+        for key in self.keys_for(provider, model):
+            breaker = self._breakers.get(key)
+            if breaker is not None:
+                longest = max(longest, breaker.open_for(now))
+        return longest
+
+    def snapshots(self) -> list[BreakerSnapshot]:
+        """This process's view of every breaker it has used (for metrics and /ready)."""
+        return [self._breakers[k].snapshot for k in sorted(self._breakers)]
+
+    async def load_all(self) -> list[BreakerSnapshot]:
+        """Every breaker in the store (with Redis: those any replica used)."""
+        keys = None if self.store.shared else sorted(self._breakers)
+        return await self.store.load(keys, self.config_for, self._clock())
+
+    async def sync(self, keys: Iterable[str] | None = None) -> None:
+        """Flush counted outcomes and refresh cached states now (Redis only; tests, shutdown)."""
+        if not self.store.shared:
+            return
+        for key in sorted(self._breakers) if keys is None else keys:
+            await self.breaker(key).flush()
+
+    async def aclose(self) -> None:
+        """Finish background work and flush what is still counted."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.sync()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
