@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import health
+from oneflow_ai.api import circuits, health
 from oneflow_ai.api.errors import install_error_handlers
+from oneflow_ai.api.idempotency import IdempotencyMiddleware
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import configure_logging
@@ -64,7 +65,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(circuits.router)
 
+    # Innermost: runs after the edge's size limit, sees exactly what the routes answer.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        max_response_bytes=settings.idempotency_max_response_bytes,
+        wait_seconds=settings.idempotency_wait_seconds,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

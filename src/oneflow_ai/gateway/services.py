@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.resilience.circuits import CircuitBreakers
+from oneflow_ai.resilience.idempotency import IdempotencyStore
+from oneflow_ai.resilience.setup import build_breakers, build_idempotency_store
+from oneflow_ai.routing.latency import LatencyTracker
+from oneflow_ai.routing.router import IntelligentRouter
+from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
@@ -27,6 +34,13 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    pricing: PricingEngine
+    # Circuit breakers per provider and (provider, model); the router's view of them.
+    breakers: CircuitBreakers
+    # Latency learned from completed calls; the pipeline feeds it (`latency.observe`).
+    latency: LatencyTracker
+    router: IntelligentRouter
+    idempotency: IdempotencyStore
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -37,16 +51,29 @@ class Services:
             echo=settings.database_echo,
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
+        pricing = PricingEngine()
+        breakers = build_breakers(settings, redis)
+        latency = build_latency_tracker(settings, pricing.catalog, redis)
         services = cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             redactor=redactor or Redactor(settings.secret_values),
+            pricing=pricing,
+            breakers=breakers,
+            latency=latency,
+            router=build_router(settings, pricing, latency=latency, circuits=breakers),
+            idempotency=build_idempotency_store(settings, redis),
         )
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
+        # closed before Redis (callbacks run last-in, first-out): they flush to it
+        services.exit_stack.push_async_callback(breakers.aclose)
+        services.exit_stack.push_async_callback(latency.aclose)
+        await breakers.start()
+        await latency.start()
         return services
 
     async def close(self) -> None:

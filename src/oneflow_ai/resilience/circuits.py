@@ -31,8 +31,9 @@ is unreachable, breakers keep their last known state and traffic is not blocked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -191,6 +192,11 @@ class CircuitBreaker:
     def open_for(self, now: float | None = None) -> float:
         return self._snapshot.open_for(self._clock() if now is None else now)
 
+    @property
+    def pending(self) -> bool:
+        """Outcomes counted here and not yet sent to the shared store."""
+        return bool(self._pending_successes or self._pending_failures)
+
     async def acquire(self) -> Admission:
         now = self._clock()
         if self._store.shared:
@@ -207,7 +213,7 @@ class CircuitBreaker:
             ):
                 return Admission.REJECTED
         admission, snapshot = await self._store.acquire(self.key, self.config, now)
-        self._remember(snapshot, now)
+        self.remember(snapshot, now)
         return admission
 
     async def release(self, outcome: Outcome, *, probe: bool) -> None:
@@ -221,7 +227,7 @@ class CircuitBreaker:
                 failures=int(outcome is Outcome.FAILURE and not probe),
                 probe=outcome if probe else None,
             )
-            self._remember(snapshot, now)
+            self.remember(snapshot, now)
             return
         if outcome is Outcome.SUCCESS:
             self._pending_successes += 1
@@ -254,9 +260,10 @@ class CircuitBreaker:
             log.warning("circuit_sync_failed", circuit=self.key, error=repr(exc))
             self._fetched_at = now
             return
-        self._remember(snapshot, now)
+        self.remember(snapshot, now)
 
-    def _remember(self, snapshot: BreakerSnapshot, now: float) -> None:
+    def remember(self, snapshot: BreakerSnapshot, now: float) -> None:
+        """Adopt ``snapshot`` as the cached state (logs a state change)."""
         before = self._snapshot.state
         self._snapshot = snapshot
         self._fetched_at = now
@@ -318,6 +325,7 @@ class CircuitBreakers:
         self._flush_batch = flush_batch
         self._breakers: dict[str, CircuitBreaker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
 
     @property
     def shared(self) -> bool:
@@ -388,18 +396,48 @@ class CircuitBreakers:
         keys = None if self.store.shared else sorted(self._breakers)
         return await self.store.load(keys, self.config_for, self._clock())
 
-    async def sync(self, keys: Iterable[str] | None = None) -> None:
-        """Flush counted outcomes and refresh cached states now (Redis only; tests, shutdown)."""
+    async def sync(self) -> None:
+        """Flush counted outcomes and refresh every cached state from Redis, including
+        circuits that only other replicas have used (Redis only; no-op in process)."""
         if not self.store.shared:
             return
-        for key in sorted(self._breakers) if keys is None else keys:
-            await self.breaker(key).flush()
+        for key in sorted(self._breakers):
+            breaker = self._breakers[key]
+            if breaker.pending:
+                await breaker.flush()
+        now = self._clock()
+        try:
+            snapshots = await self.store.load(None, self.config_for, now)
+        except Exception as exc:  # keep the last known states
+            log.warning("circuit_sync_failed", error=repr(exc))
+            return
+        for snapshot in snapshots:
+            self.breaker(snapshot.key).remember(snapshot, now)
+
+    async def start(self) -> None:
+        """With Redis, refresh every circuit each ``cache_ttl`` in the background, so the
+        router's view stays fresh even for models this replica is not calling."""
+        if not self.store.shared or self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def aclose(self) -> None:
-        """Finish background work and flush what is still counted."""
+        """Stop the refresh loop, finish background work, flush what is still counted."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self.sync()
+        for breaker in self._breakers.values():
+            if breaker.pending:
+                await breaker.flush()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.1, self._cache_ttl))
+            await self.sync()
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
