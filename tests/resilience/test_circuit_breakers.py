@@ -177,3 +177,26 @@ async def test_redis_outage_keeps_the_last_known_state() -> None:
     await breakers.aclose()  # the flush fails quietly
     assert breakers.breaker("openai/gpt-4o").snapshot.state is CircuitState.CLOSED
     await dead.aclose()
+
+
+@pytest.mark.redis
+async def test_the_refresh_loop_shows_circuits_opened_elsewhere(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """A replica that never called a model still sees its circuit open within cache_ttl."""
+    one = CircuitBreakers(RedisBreakerStore(redis_client, prefix=redis_prefix), model_config=FAST)
+    watcher = CircuitBreakers(
+        RedisBreakerStore(redis_client, prefix=redis_prefix), model_config=FAST, cache_ttl=0.05
+    )
+    await watcher.start()
+    try:
+        await fail(one, "openai", "gpt-4", 4)
+        await one.aclose()
+        for _ in range(100):
+            if watcher.open_for("openai", "gpt-4") > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert watcher.open_for("openai", "gpt-4") > 0
+        assert watcher.open_for("openai", "gpt-4o") == 0
+    finally:
+        await watcher.aclose()
