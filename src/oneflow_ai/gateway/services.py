@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import load_catalog
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.idempotency import IdempotencyStore
@@ -51,7 +52,7 @@ class Services:
             echo=settings.database_echo,
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
-        pricing = PricingEngine()
+        pricing = PricingEngine(load_catalog(settings.catalog_path))
         breakers = build_breakers(settings, redis)
         latency = build_latency_tracker(settings, pricing.catalog, redis)
         services = cls(
