@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 __all__ = ["Recorded", "Reply", "ScriptedUpstream", "scripted_upstream"]
 
@@ -40,7 +41,7 @@ class Reply:
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP headers are
     body: bytes
 
 
@@ -64,7 +65,9 @@ class ScriptedUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
+        self.requests.append(
+            Recorded(request.method, request.path, CIMultiDict(request.headers), body)
+        )
         reply = self.script.popleft() if self.script else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)

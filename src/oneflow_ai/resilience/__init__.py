@@ -40,6 +40,7 @@ from oneflow_ai.resilience.upstream import (
     current_model,
     map_status_error,
 )
+from oneflow_ai.resilience.upstream_client import ResilientUpstream
 
 __all__ = [
     "Attempt",
@@ -61,6 +62,7 @@ __all__ = [
     "RedisIdempotencyStore",
     "ResilientCaller",
     "ResilientHTTPClient",
+    "ResilientUpstream",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
