@@ -88,7 +88,13 @@ async def test_an_open_provider_blocks_all_its_models() -> None:
 
 async def test_recovery_goes_through_half_open() -> None:
     clock = ManualClock()
-    breakers = CircuitBreakers(provider_config=FAST, model_config=FAST, clock=clock)
+    changes: list[tuple[str, str, str]] = []
+    breakers = CircuitBreakers(
+        provider_config=FAST,
+        model_config=FAST,
+        clock=clock,
+        on_change=lambda key, old, new: changes.append((key, old.value, new.value)),
+    )
     await fail(breakers, "openai", "gpt-4o", 4)
     clock.advance(5)
     assert breakers.open_for("openai", "gpt-4o") == 0.0  # the router may try it again
@@ -100,6 +106,8 @@ async def test_recovery_goes_through_half_open() -> None:
     await breakers.release(permit, Outcome.SUCCESS)
     assert breakers.breaker("openai/gpt-4o").snapshot.state is CircuitState.CLOSED
     assert breakers.breaker("openai").snapshot.state is CircuitState.CLOSED
+    model = [(old, new) for key, old, new in changes if key == "openai/gpt-4o"]
+    assert model == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
 async def test_a_refusal_hands_back_the_providers_probe() -> None:

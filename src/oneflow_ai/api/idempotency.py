@@ -108,25 +108,31 @@ class IdempotencyMiddleware:
                 raw_key = value
             elif name == b"idempotency-wait":
                 wait = value
-        if raw_key is None:
-            await self.app(scope, receive, send)
-            return
         store = self._store if self._store is not None else _store_of(scope)
-        if store is None:
+        if raw_key is None or store is None:
             await self.app(scope, receive, send)
             return
+        try:
+            await self._keyed(scope, receive, send, store, raw_key, wait)
+        except GatewayError as error:
+            response = error_response(error, dialect_for_path(scope["path"]))
+            await response(scope, receive, send)
+
+    async def _keyed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        store: IdempotencyStore,
+        raw_key: bytes,
+        wait: bytes | None,
+    ) -> None:
         if not _KEY_OK.match(raw_key):
-            await self._error(
-                scope,
-                receive,
-                send,
-                BadRequestError(
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                    param="Idempotency-Key",
-                    code="invalid_idempotency_key",
-                ),
+            raise BadRequestError(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                param="Idempotency-Key",
+                code="invalid_idempotency_key",
             )
-            return
         caller = await self._resolve_caller(HTTPConnection(scope))
         if caller is None:
             await self.app(scope, receive, send)
@@ -142,42 +148,26 @@ class IdempotencyMiddleware:
                 result = await store.wait(key, fingerprint, self.wait_seconds)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("idempotency_store_failed", error=repr(exc))
-            await self._error(
-                scope,
-                receive,
-                send,
-                ServiceUnavailableError(
-                    "The idempotency store is unavailable; retry shortly", retry_after=1
-                ),
-            )
-            return
+            raise ServiceUnavailableError(
+                "The idempotency store is unavailable; retry shortly", retry_after=1
+            ) from exc
         if isinstance(result, Claimed):
             await self._run(scope, body, receive, send, store, key, result)
         elif isinstance(result, Done):
-            await self._replay(scope, receive, send, result.response)
+            await _replay(send, result.response)
         elif isinstance(result, Mismatch):
-            await self._error(
-                scope,
-                receive,
-                send,
-                UnprocessableError(
-                    "This Idempotency-Key was already used with a different request "
-                    "(method, path or body)",
-                    param="Idempotency-Key",
-                    code="idempotency_key_reused",
-                ),
+            raise UnprocessableError(
+                "This Idempotency-Key was already used with a different request "
+                "(method, path or body)",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
             )
         else:
-            await self._error(
-                scope,
-                receive,
-                send,
-                ConflictError(
-                    "A request with this Idempotency-Key is still being processed",
-                    param="Idempotency-Key",
-                    code="idempotency_request_in_progress",
-                    retry_after=1,
-                ),
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed",
+                param="Idempotency-Key",
+                code="idempotency_request_in_progress",
+                retry_after=1,
             )
 
     async def _run(
@@ -243,35 +233,18 @@ class IdempotencyMiddleware:
                 else:
                     await asyncio.shield(store.release(key, claim))
 
-    async def _replay(
-        self, scope: Scope, receive: Receive, send: Send, stored: StoredResponse
-    ) -> None:
-        if not stored.replayable:
-            await self._error(
-                scope,
-                receive,
-                send,
-                ConflictError(
-                    "A request with this Idempotency-Key already ran, and its answer was too "
-                    "large to keep for replay",
-                    param="Idempotency-Key",
-                    code="idempotent_response_not_stored",
-                ),
-            )
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": stored.status,
-                "headers": [*stored.headers, _REPLAYED],
-            }
-        )
-        await send({"type": "http.response.body", "body": stored.body})
 
-    @staticmethod
-    async def _error(scope: Scope, receive: Receive, send: Send, error: GatewayError) -> None:
-        response = error_response(error, dialect_for_path(scope["path"]))
-        await response(scope, receive, send)
+async def _replay(send: Send, stored: StoredResponse) -> None:
+    if not stored.replayable:
+        raise ConflictError(
+            "A request with this Idempotency-Key already ran, and its answer was too large "
+            "to keep for replay",
+            param="Idempotency-Key",
+            code="idempotent_response_not_stored",
+        )
+    headers = [*stored.headers, _REPLAYED]
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})
 
 
 def _store_of(scope: Scope) -> IdempotencyStore | None:

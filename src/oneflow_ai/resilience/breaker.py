@@ -87,7 +87,7 @@ class BreakerConfig:
         return self.window_seconds / self.buckets
 
     def bucket_of(self, now: float) -> int:
-        return math.floor(now / self.bucket_width)
+        return math.floor(now / (self.window_seconds / self.buckets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,10 @@ class BreakerCore:
     )
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to a fresh, closed breaker."""
         self.state = CircuitState.CLOSED
         self.opened_at = 0.0
         self.probe_at = 0.0  # last time a probe slot was handed out or reported
@@ -272,7 +276,8 @@ class MemoryBreakerStore:
     def __init__(self) -> None:
         self._cores: dict[str, BreakerCore] = {}
 
-    def _core(self, key: str) -> BreakerCore:
+    def core(self, key: str) -> BreakerCore:
+        """The state of breaker ``key`` (created closed on first use)."""
         core = self._cores.get(key)
         if core is None:
             core = self._cores[key] = BreakerCore()
@@ -281,7 +286,7 @@ class MemoryBreakerStore:
     async def acquire(
         self, key: str, config: BreakerConfig, now: float
     ) -> tuple[Admission, BreakerSnapshot]:
-        core = self._core(key)
+        core = self.core(key)
         admission = core.acquire(config, now)
         return admission, core.snapshot(key, config, now)
 
@@ -295,7 +300,7 @@ class MemoryBreakerStore:
         failures: int = 0,
         probe: Outcome | None = None,
     ) -> BreakerSnapshot:
-        core = self._core(key)
+        core = self.core(key)
         core.record(config, now, successes=successes, failures=failures, probe=probe)
         return core.snapshot(key, config, now)
 
@@ -303,7 +308,9 @@ class MemoryBreakerStore:
         self, keys: list[str] | None, config_for: Callable[[str], BreakerConfig], now: float
     ) -> list[BreakerSnapshot]:
         names = sorted(self._cores) if keys is None else keys
-        return [self._core(k).snapshot(k, config_for(k), now) for k in names]
+        return [self.core(k).snapshot(k, config_for(k), now) for k in names]
 
     async def reset(self, key: str) -> None:
-        self._cores.pop(key, None)
+        core = self._cores.get(key)
+        if core is not None:
+            core.reset()

@@ -61,6 +61,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakers",
     "CircuitOpenError",
+    "StateListener",
     "outcome_of",
 ]
 
@@ -68,6 +69,8 @@ log = structlog.get_logger("oneflow.resilience")
 
 #: Runs a coroutine in the background (the registry's keeps track of its tasks).
 Spawner = Callable[[Coroutine[Any, Any, None]], None]
+#: Told of every state change this process sees: ``(key, previous, current)`` (for metrics).
+StateListener = Callable[[str, CircuitState, CircuitState], None]
 
 
 class CircuitOpenError(ProviderUnavailableError):
@@ -169,8 +172,10 @@ class CircuitBreaker:
         cache_ttl: float = 1.0,
         flush_batch: int = 50,
         spawn: Spawner | None = None,
+        on_change: StateListener | None = None,
     ) -> None:
         self.key = key
+        self._on_change = on_change
         self.config = config
         self._store = store
         self._clock = clock
@@ -183,14 +188,24 @@ class CircuitBreaker:
         self._pending_failures = 0
         self._flushed_at = clock()
         self._busy = False  # a background flush or refresh is running
+        # In process the state is right here: no cache, no snapshot per call.
+        self._core = store.core(key) if isinstance(store, MemoryBreakerStore) else None
 
     @property
     def snapshot(self) -> BreakerSnapshot:
         """The last known state (exact in process; at most about ``cache_ttl`` old with Redis)."""
+        if self._core is not None:
+            return self._core.snapshot(self.key, self.config, self._clock())
         return self._snapshot
 
     def open_for(self, now: float | None = None) -> float:
-        return self._snapshot.open_for(self._clock() if now is None else now)
+        now = self._clock() if now is None else now
+        core = self._core
+        if core is not None:
+            if core.state is not CircuitState.OPEN:
+                return 0.0
+            return max(0.0, core.opened_at + self.config.cooldown_seconds - now)
+        return self._snapshot.open_for(now)
 
     @property
     def pending(self) -> bool:
@@ -199,6 +214,13 @@ class CircuitBreaker:
 
     async def acquire(self) -> Admission:
         now = self._clock()
+        core = self._core
+        if core is not None:
+            before = core.state
+            admission = core.acquire(self.config, now)
+            if core.state is not before:
+                self._changed(before, now)
+            return admission
         if self._store.shared:
             cached = self._snapshot
             if cached.state is CircuitState.CLOSED:
@@ -218,6 +240,18 @@ class CircuitBreaker:
 
     async def release(self, outcome: Outcome, *, probe: bool) -> None:
         now = self._clock()
+        core = self._core
+        if core is not None:
+            before = core.state
+            if probe:
+                core.record(self.config, now, probe=outcome)
+            elif outcome is Outcome.SUCCESS:
+                core.record(self.config, now, successes=1)
+            elif outcome is Outcome.FAILURE:
+                core.record(self.config, now, failures=1)
+            if core.state is not before:
+                self._changed(before, now)
+            return
         if probe or not self._store.shared:
             snapshot = await self._store.record(
                 self.key,
@@ -268,14 +302,19 @@ class CircuitBreaker:
         self._snapshot = snapshot
         self._fetched_at = now
         if snapshot.state is not before:
-            log.info(
-                "circuit_state",
-                circuit=self.key,
-                state=snapshot.state.value,
-                previous=before.value,
-                failures=snapshot.failures,
-                successes=snapshot.successes,
-            )
+            self._changed(before, now)
+
+    def _changed(self, before: CircuitState, now: float) -> None:
+        snapshot = self.snapshot
+        if self._on_change is not None:
+            self._on_change(self.key, before, snapshot.state)
+        log.info(
+            "circuit_state",
+            circuit=self.key,
+            state=snapshot.state.value,
+            previous=before.value,
+            times_opened=snapshot.times_opened,
+        )
 
     def _background(self, job: Callable[[], Awaitable[None]]) -> None:
         if self._busy:
@@ -316,6 +355,7 @@ class CircuitBreakers:
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 1.0,
         flush_batch: int = 50,
+        on_change: StateListener | None = None,
     ) -> None:
         self.store: BreakerStore = store if store is not None else MemoryBreakerStore()
         self.provider_config = provider_config or BreakerConfig(failure_rate=0.8)
@@ -323,6 +363,7 @@ class CircuitBreakers:
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._flush_batch = flush_batch
+        self.on_change = on_change
         self._breakers: dict[str, CircuitBreaker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -349,6 +390,7 @@ class CircuitBreakers:
                 cache_ttl=self._cache_ttl,
                 flush_batch=self._flush_batch,
                 spawn=self._spawn,
+                on_change=self._changed,
             )
         return found
 
@@ -438,6 +480,10 @@ class CircuitBreakers:
         while True:
             await asyncio.sleep(max(0.1, self._cache_ttl))
             await self.sync()
+
+    def _changed(self, key: str, previous: CircuitState, current: CircuitState) -> None:
+        if self.on_change is not None:
+            self.on_change(key, previous, current)
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)

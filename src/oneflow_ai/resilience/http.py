@@ -114,6 +114,7 @@ class ResilientHTTPClient:
         self.connect_timeout = connect_timeout
         self._map_error = error_mapper or map_status_error
         self._pool_size = pool_size
+        self._timeout = self._timeouts(timeout, None)  # the usual case, built once
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -315,15 +316,22 @@ class ResilientHTTPClient:
             self._owns_session = True
         return self._session
 
-    async def _open(self, call: _Call, *, streaming: bool) -> aiohttp.ClientResponse:
-        remaining = self.caller.remaining(call.deadline)
-        timeout = aiohttp.ClientTimeout(
-            # A stream's body may legitimately last long: only silences (sock_read) end it.
-            total=None if streaming or remaining is None else max(0.001, remaining),
+    def _timeouts(self, read_timeout: float, total: float | None) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=total,
             connect=self.connect_timeout,
             sock_connect=self.connect_timeout,
-            sock_read=call.read_timeout,
+            sock_read=read_timeout,
         )
+
+    async def _open(self, call: _Call, *, streaming: bool) -> aiohttp.ClientResponse:
+        # A stream's body may legitimately last long: only silences (sock_read) end it.
+        remaining = None if streaming else self.caller.remaining(call.deadline)
+        if remaining is None and call.read_timeout == self.read_timeout:
+            timeout = self._timeout
+        else:
+            total = None if remaining is None else max(0.001, remaining)
+            timeout = self._timeouts(call.read_timeout, total)
         return await self._session_for_use().request(
             call.method,
             call.url,
