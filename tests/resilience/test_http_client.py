@@ -424,3 +424,49 @@ async def test_leaving_a_stream_early_closes_the_connection(upstream: ScriptedUp
         response = await client.get(f"{upstream.url}/y")
     assert response.json() == {"next": True}
     assert breakers.breaker("openai/m").snapshot.successes == 1
+
+
+async def test_after_recovery_the_circuit_closes_through_half_open(
+    upstream: ScriptedUpstream,
+) -> None:
+    clock = ManualClock()
+    config = BreakerConfig(min_calls=4, failure_rate=0.5, cooldown_seconds=15, half_open_probes=1)
+    breakers = CircuitBreakers(provider_config=config, model_config=config, clock=clock)
+    client, _ = client_for(max_retries=0, breakers=breakers)
+    upstream.default = Reply(503, b"")
+    async with client:
+        for _ in range(4):
+            with pytest.raises(ProviderUnavailableError):
+                await client.post(f"{upstream.url}/x", json={}, model="gpt-4o")
+        assert breakers.breaker("openai/gpt-4o").snapshot.state is CircuitState.OPEN
+        upstream.default = Reply.json({"ok": True})  # the provider recovers
+        clock.advance(14.9)
+        with pytest.raises(CircuitOpenError):
+            await client.post(f"{upstream.url}/x", json={}, model="gpt-4o")
+        clock.advance(0.1)  # the cool-down is over: one probe goes through
+        response = await client.post(f"{upstream.url}/x", json={}, model="gpt-4o")
+        assert response.status == 200
+        assert breakers.breaker("openai/gpt-4o").snapshot.state is CircuitState.CLOSED
+        assert breakers.breaker("openai").snapshot.state is CircuitState.CLOSED
+        await client.post(f"{upstream.url}/x", json={}, model="gpt-4o")
+    assert upstream.count == 6  # 4 failures, the probe, one normal call
+
+
+async def test_a_failed_probe_opens_the_circuit_again(upstream: ScriptedUpstream) -> None:
+    clock = ManualClock()
+    config = BreakerConfig(min_calls=2, failure_rate=0.5, cooldown_seconds=15)
+    breakers = CircuitBreakers(provider_config=config, model_config=config, clock=clock)
+    client, _ = client_for(max_retries=0, breakers=breakers)
+    upstream.default = Reply(500, b"")
+    async with client:
+        for _ in range(2):
+            with pytest.raises(ProviderUnavailableError):
+                await client.post(f"{upstream.url}/x", json={}, model="m")
+        clock.advance(15)
+        with pytest.raises(ProviderUnavailableError):  # the probe fails
+            await client.post(f"{upstream.url}/x", json={}, model="m")
+        with pytest.raises(CircuitOpenError) as caught:
+            await client.post(f"{upstream.url}/x", json={}, model="m")
+    assert caught.value.retry_after == 15.0
+    assert breakers.breaker("openai/m").snapshot.times_opened == 2
+    assert upstream.count == 3
