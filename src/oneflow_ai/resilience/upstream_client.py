@@ -91,14 +91,11 @@ class ResilientUpstream(Generic[Req, Resp, Strm]):
     ) -> None:
         if caller.provider != inner.provider:
             raise ValueError(f"caller for {caller.provider!r}, client for {inner.provider!r}")
+        self.provider: str = inner.provider  # a plain attribute, as the protocol declares it
         self.inner = inner
         self.caller = caller
         self._keys = idempotency_keys
         self._new_key = new_key
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
 
     async def send(self, request: Req) -> Resp:
         request, idempotent = self._keyed(request)
