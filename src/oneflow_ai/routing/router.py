@@ -31,8 +31,7 @@ reopening) instead of sending the request into known failures.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,7 +89,6 @@ class IntelligentRouter:
         weights: BalancedWeights | None = None,
         near_equal: float = 0.05,
         max_fallbacks: int = 3,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         if near_equal < 0 or max_fallbacks < 0:
             raise ValueError("near_equal and max_fallbacks must be >= 0")
@@ -101,7 +99,6 @@ class IntelligentRouter:
         self.weights = weights or BalancedWeights()
         self.near_equal = near_equal
         self.max_fallbacks = max_fallbacks
-        self._clock = clock
         self._by_modality: dict[str, list[_Static]] = {}
         for entry in self.catalog:
             self._by_modality.setdefault(entry.modality, []).append(_Static.of(entry))
