@@ -34,8 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -140,23 +139,17 @@ class BreakerStore(Protocol):
     async def reset(self, key: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Ticket:
-    breaker: CircuitBreaker
-    probe: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CallPermit:
+class CallPermit(NamedTuple):
     """Leave to make one call; hand it back with :meth:`CircuitBreakers.release`."""
 
     provider: str
     model: str | None
-    tickets: tuple[_Ticket, ...]
+    breakers: tuple[CircuitBreaker, ...]
+    probes: tuple[bool, ...]  # per breaker: admitted as a half-open probe
 
     @property
     def probe(self) -> bool:
-        return any(t.probe for t in self.tickets)
+        return any(self.probes)
 
 
 class CircuitBreaker:
@@ -365,6 +358,7 @@ class CircuitBreakers:
         self._flush_batch = flush_batch
         self.on_change = on_change
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._pairs: dict[tuple[str, str | None], tuple[CircuitBreaker, ...]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
 
@@ -399,34 +393,46 @@ class CircuitBreakers:
             return (provider,)
         return (provider, self.model_key(provider, model))
 
+    def breakers_for(self, provider: str, model: str | None) -> tuple[CircuitBreaker, ...]:
+        """The provider's breaker, then the model's (looked up once per pair)."""
+        pair = self._pairs.get((provider, model))
+        if pair is None:
+            pair = tuple(self.breaker(key) for key in self.keys_for(provider, model))
+            self._pairs[(provider, model)] = pair
+        return pair
+
     async def acquire(self, provider: str, model: str | None = None) -> CallPermit:
         """Leave for one call, or :class:`CircuitOpenError` naming the open circuit."""
-        tickets: list[_Ticket] = []
-        for key in self.keys_for(provider, model):
-            breaker = self.breaker(key)
+        breakers = self.breakers_for(provider, model)
+        probes: list[bool] = []
+        for index, breaker in enumerate(breakers):
             admission = await breaker.acquire()
             if admission is Admission.REJECTED:
-                for ticket in tickets:  # hand back what was granted
-                    await ticket.breaker.release(Outcome.NEUTRAL, probe=ticket.probe)
+                for granted, probe in zip(breakers[:index], probes, strict=True):
+                    await granted.release(Outcome.NEUTRAL, probe=probe)  # hand it back
                 retry = breaker.open_for()
                 raise CircuitOpenError(
-                    key, retry_after=retry or None, provider=provider, model=model
+                    breaker.key, retry_after=retry or None, provider=provider, model=model
                 )
-            tickets.append(_Ticket(breaker, admission is Admission.PROBE))
-        return CallPermit(provider=provider, model=model, tickets=tuple(tickets))
+            probes.append(admission is Admission.PROBE)
+        return CallPermit(provider, model, breakers, tuple(probes))
 
     async def release(self, permit: CallPermit, outcome: Outcome) -> None:
-        for ticket in permit.tickets:
-            await ticket.breaker.release(outcome, probe=ticket.probe)
+        for breaker, probe in zip(permit.breakers, permit.probes, strict=True):
+            await breaker.release(outcome, probe=probe)
 
     def open_for(self, provider: str, model: str | None = None) -> float:
         """Seconds until a call to ``model`` of ``provider`` may pass (0: now). No I/O."""
         now = self._clock()
+        pair = self._pairs.get((provider, model))
+        if pair is None:  # never called from here: whatever a refresh brought in
+            found = (self._breakers.get(k) for k in self.keys_for(provider, model))
+            pair = tuple(b for b in found if b is not None)
         longest = 0.0
-        for key in self.keys_for(provider, model):
-            breaker = self._breakers.get(key)
-            if breaker is not None:
-                longest = max(longest, breaker.open_for(now))
+        for breaker in pair:
+            wait = breaker.open_for(now)
+            if wait > longest:
+                longest = wait
         return longest
 
     def snapshots(self) -> list[BreakerSnapshot]:
