@@ -147,7 +147,10 @@ async def test_a_caller_that_will_not_wait_gets_409_while_it_runs(
     with running(backend()) as (server, counter):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             first = asyncio.create_task(post(client, "/test/count", {"work": 0.5}))
-            await asyncio.sleep(0.15)
+            for _ in range(500):  # until the first one runs
+                if counter.runs:
+                    break
+                await asyncio.sleep(0.01)
             impatient = await post(
                 client, "/test/count", {"work": 0.5}, **{"Idempotency-Wait": "false"}
             )
@@ -206,14 +209,14 @@ async def test_an_answer_too_large_to_keep_is_not_run_twice(
 
 
 async def test_keys_expire(backend: Callable[..., Settings]) -> None:
-    with running(backend(idempotency_ttl_seconds=0.3)) as (server, counter):
+    with running(backend(idempotency_ttl_seconds=1.0)) as (server, counter):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             first = await post(client, "/test/count", {"text": "a", "work": 0})
             replay = await post(client, "/test/count", {"text": "a", "work": 0})
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(1.1)
             after = await post(client, "/test/count", {"text": "a", "work": 0})
             # once expired, the key is free for another body too
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(1.1)
             reused = await post(client, "/test/count", {"text": "b", "work": 0})
     assert replay.content == first.content
     assert "idempotent-replayed" not in after.headers and after.json()["run"] == 2

@@ -232,16 +232,16 @@ async def test_raise_for_status_false_returns_the_last_error_answer(
 
 
 async def test_a_read_timeout_is_retried_and_then_succeeds(upstream: ScriptedUpstream) -> None:
-    upstream.add(Reply(delay=0.3), Reply.json({"late": False}))
-    client, _ = client_for(timeout=0.1)
+    upstream.add(Reply(delay=1.0), Reply.json({"late": False}))
+    client, _ = client_for(timeout=0.2)
     async with client:
         response = await client.post(f"{upstream.url}/x", json={}, idempotency_key="k")
     assert response.json() == {"late": False} and upstream.count == 2
 
 
 async def test_a_read_timeout_without_key_raises_a_timeout(upstream: ScriptedUpstream) -> None:
-    upstream.default = Reply(delay=0.3)
-    client, _ = client_for(timeout=0.1)
+    upstream.default = Reply(delay=1.0)
+    client, _ = client_for(timeout=0.2)
     async with client:
         with pytest.raises(ProviderTimeoutError) as caught:
             await client.post(f"{upstream.url}/x", json={})
@@ -402,8 +402,8 @@ async def test_a_dropped_stream_raises_mid_body_and_counts_as_a_failure(
 
 
 async def test_a_stalled_stream_times_out(upstream: ScriptedUpstream) -> None:
-    upstream.default = Reply(chunks=EVENTS, chunk_delay=0.3)
-    client, _ = client_for(timeout=0.1)
+    upstream.default = Reply(chunks=EVENTS, chunk_delay=1.0)
+    client, _ = client_for(timeout=0.2)
     async with client:
         with pytest.raises(ProviderTimeoutError):
             async with client.stream("POST", f"{upstream.url}/x", json={}) as stream:

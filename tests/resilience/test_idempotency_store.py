@@ -62,10 +62,14 @@ async def test_after_a_release_exactly_one_waiter_runs(make_store: StoreFactory)
     store = make_store()
     claim = await store.begin("k", "fp")
     assert isinstance(claim, Claimed)
-    waiters = [asyncio.create_task(store.wait("k", "fp", 2.0)) for _ in range(5)]
+    waiters = [asyncio.create_task(store.wait("k", "fp", 10.0)) for _ in range(5)]
     await asyncio.sleep(0.05)
     await store.release("k", claim)
-    await asyncio.sleep(0.3)
+    for _ in range(500):  # until one of them has claimed the key
+        if any(w.done() for w in waiters):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     finished = [w.result() for w in waiters if w.done()]
     claims = [r for r in finished if isinstance(r, Claimed)]
     assert len(claims) == 1  # one of them runs the request; the others keep waiting
@@ -82,7 +86,7 @@ async def test_a_wait_that_runs_out_reports_in_flight(make_store: StoreFactory) 
 
 
 async def test_a_vanished_runner_lets_a_waiter_take_over(make_store: StoreFactory) -> None:
-    store = make_store(lock_seconds=0.1)
+    store = make_store(lock_seconds=0.3)
     lost = await store.begin("k", "fp")
     assert isinstance(lost, Claimed)
     taken = await store.wait("k", "fp", 2.0)  # the lease runs out: the waiter claims the key
@@ -94,22 +98,22 @@ async def test_a_vanished_runner_lets_a_waiter_take_over(make_store: StoreFactor
 
 
 async def test_renewing_keeps_the_lease(make_store: StoreFactory) -> None:
-    store = make_store(lock_seconds=0.15)
+    store = make_store(lock_seconds=0.5)
     claim = await store.begin("k", "fp")
     assert isinstance(claim, Claimed)
-    for _ in range(4):
-        await asyncio.sleep(0.06)
+    for _ in range(7):  # 0.7 s in all: longer than one lease
+        await asyncio.sleep(0.1)
         await store.renew("k", claim)
     assert isinstance(await store.begin("k", "fp"), InFlight)
 
 
 async def test_stored_answers_expire(make_store: StoreFactory) -> None:
-    store = make_store(ttl=0.1)
+    store = make_store(ttl=0.5)
     claim = await store.begin("k", "fp")
     assert isinstance(claim, Claimed)
     await store.complete("k", claim, ANSWER)
     assert isinstance(await store.begin("k", "fp"), Done)
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.6)
     assert isinstance(await store.begin("k", "other"), Claimed)
 
 
