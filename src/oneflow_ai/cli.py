@@ -114,20 +114,26 @@ def serve(
             _run(_migrate(settings, "upgrade", "head"))
         except Exception as exc:
             raise _database_error(exc) from None
-    uvicorn.run(
-        "oneflow_ai.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers if not reload else None,
-        reload=reload,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
+
+    # Several workers share their metrics through files: the directory is chosen here, before
+    # any worker starts, and cleaned up after the last one stops.
+    processes = workers if not reload else 1
+    with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
+        uvicorn.run(
+            "oneflow_ai.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers if not reload else None,
+            reload=reload,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
 
 
 @db_app.command("upgrade")

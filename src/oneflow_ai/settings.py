@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     enable_metrics: bool = True
     enable_tracing: bool = False
+    # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is open (scraped
+    # on the pod's own address, never routed through the public ingress).
+    metrics_token: SecretStr | None = None
 
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     oneflow_master_key: SecretStr = SecretStr(DEFAULT_MASTER_KEY)
@@ -166,6 +169,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url",
         "redis_url",
+        "metrics_token",
         *(f"{p}_{kind}_timeout" for p in PROVIDERS for kind in ("connect", "read")),
         mode="before",
     )
@@ -287,6 +291,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret, so log redaction can scrub them wherever they appear."""
         values = [self.jwt_secret.get_secret_value(), self.oneflow_master_key.get_secret_value()]
+        if self.metrics_token is not None:
+            values.append(self.metrics_token.get_secret_value())
         for name in PROVIDERS:
             key = self.provider(name).api_key
             if key is not None:

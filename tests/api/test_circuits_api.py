@@ -40,6 +40,7 @@ def test_admins_see_every_circuit(make_settings: Callable[..., Settings]) -> Non
         response = httpx.get(f"{server.url}/api/v1/admin/circuits", headers=ADMIN)
         ready = httpx.get(f"{server.url}/ready")
         anonymous = httpx.get(f"{server.url}/api/v1/admin/circuits")
+        metrics = httpx.get(f"{server.url}/metrics").text
     assert response.status_code == 200
     body = response.json()
     assert body["source"] == "process"
@@ -55,6 +56,8 @@ def test_admins_see_every_circuit(make_settings: Callable[..., Settings]) -> Non
         k for k, c in circuits.items() if c["state"] == "open"
     )
     assert anonymous.status_code == 401
+    assert 'oneflow_circuit_breaker_state{provider="anthropic"} 2.0' in metrics
+    assert 'oneflow_circuit_breaker_state{provider="openai"} 0.0' in metrics
 
 
 def test_other_roles_are_refused(make_settings: Callable[..., Settings]) -> None:

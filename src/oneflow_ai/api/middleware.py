@@ -6,6 +6,9 @@
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
 - one structured log line per request (method, path, status, duration, request id);
+- HTTP metrics (``http_requests_total``, ``http_request_duration_seconds`` by method, route
+  template and status; requests in flight) and the request's server span with the caller's
+  ``traceparent`` as parent, both through no-op objects when switched off;
 - the last resort for an unexpected exception: a 500 in the caller's dialect, logged.
 
 One layer instead of a stack of `BaseHTTPMiddleware`s keeps the per-request cost to a few
@@ -24,8 +27,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneflow_ai.api.errors import dialect_for_path, error_body
+from oneflow_ai.observability.labels import UNMATCHED_ROUTE
+from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
+from oneflow_ai.observability.tracing import NoopTracing, TracingApi
 
-__all__ = ["EdgeMiddleware", "security_headers"]
+__all__ = ["EdgeMiddleware", "route_template", "security_headers"]
 
 log = structlog.get_logger("oneflow.access")
 
@@ -69,8 +75,12 @@ class EdgeMiddleware:
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
         id_factory: Callable[[], str] = lambda: uuid.uuid4().hex,
+        http_metrics: HttpMetrics | None = None,
+        tracing: TracingApi | None = None,
     ) -> None:
         self.app = app
+        self._metrics = http_metrics if http_metrics is not None else NoopMetrics().http
+        self._tracing = tracing if tracing is not None else NoopTracing()
         self.max_body_size = max_body_size
         self.log_requests = log_requests
         self._headers = [*security_headers(hsts=hsts), *extra_headers]
@@ -88,6 +98,10 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        metrics = self._metrics
+        timing = metrics.request_started()
+        server_span = self._tracing.server_span(scope, request_id)
+        error: Exception | None = None
 
         extra = [
             (b"x-request-id", request_id.encode()),
@@ -114,6 +128,7 @@ class EdgeMiddleware:
             if status == 0:
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
         except Exception as exc:
+            error = exc
             log.error("unhandled_error", method=scope["method"], path=path, exc_info=exc)
             if status == 0:
                 body = error_body(
@@ -125,13 +140,17 @@ class EdgeMiddleware:
             else:
                 raise
         finally:
+            elapsed = time.perf_counter() - started_at
+            route = route_template(scope)
+            metrics.request_finished(timing, scope["method"], route, status or 500, elapsed)
+            server_span.finish(route, status or 500, error)
             if self.log_requests:
                 log.info(
                     "request",
                     method=scope["method"],
                     path=path,
                     status=status or 500,
-                    duration_ms=round((time.perf_counter() - started_at) * 1000, 3),
+                    duration_ms=round(elapsed * 1000, 3),
                 )
 
     def _request_id(self, scope: Scope) -> str:
@@ -176,6 +195,26 @@ class EdgeMiddleware:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/models/{model}``), or ``unmatched``: raw paths never
+    become metric labels.
+
+    FastAPI keeps the route as declared in ``scope["route"]``, without the prefixes of the
+    routers that include it; the template it actually matched (prefixes included) is in its
+    effective route context, preferred when present.
+    """
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path_format", None)
+    if isinstance(path, str) and path:
+        return path
+    route = scope.get("route")
+    if route is not None:
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            return path
+    return UNMATCHED_ROUTE
 
 
 def _content_length(scope: Scope) -> int | None:

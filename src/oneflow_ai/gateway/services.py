@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import load_catalog
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.resilience.breaker import CircuitState
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.idempotency import IdempotencyStore
 from oneflow_ai.resilience.setup import build_breakers, build_idempotency_store
@@ -35,6 +37,7 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    telemetry: Telemetry
     pricing: PricingEngine
     # Circuit breakers per provider and (provider, model); the router's view of them.
     breakers: CircuitBreakers
@@ -45,7 +48,15 @@ class Services:
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
-    async def start(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
+    async def start(
+        cls,
+        settings: Settings,
+        redactor: Redactor | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> Services:
+        redactor = redactor or Redactor(settings.secret_values)
+        if telemetry is None:
+            telemetry = Telemetry.from_settings(settings, redactor=redactor)
         engine = create_engine(
             settings.effective_database_url,
             pool_size=settings.database_pool_size,
@@ -54,19 +65,30 @@ class Services:
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         pricing = PricingEngine(load_catalog(settings.catalog_path))
         breakers = build_breakers(settings, redis)
+        metrics = telemetry.metrics
+
+        def breaker_gauge(key: str, _previous: CircuitState, current: CircuitState) -> None:
+            if "/" not in key:  # provider circuits only: the gauge's labels stay bounded
+                metrics.set_breaker_state(key, current.value)
+
+        breakers.on_change = breaker_gauge
         latency = build_latency_tracker(settings, pricing.catalog, redis)
         services = cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
-            redactor=redactor or Redactor(settings.secret_values),
+            redactor=redactor,
+            telemetry=telemetry,
             pricing=pricing,
             breakers=breakers,
             latency=latency,
             router=build_router(settings, pricing, latency=latency, circuits=breakers),
             idempotency=build_idempotency_store(settings, redis),
         )
+        # Closed last: spans of the shutdown itself are still exported.
+        services.exit_stack.callback(telemetry.close)
+        telemetry.metrics.watch_pool(engine)
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)

@@ -28,12 +28,14 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "Admission",
     "BreakerConfig",
     "BreakerCore",
     "BreakerSnapshot",
+    "BreakerStore",
     "CircuitState",
     "MemoryBreakerStore",
     "Outcome",
@@ -266,6 +268,33 @@ class BreakerCore:
         self.probes = 0
         self.probe_successes = 0
         self.buckets.clear()
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives: :class:`MemoryBreakerStore` or ``RedisBreakerStore``."""
+
+    shared: bool
+
+    async def acquire(
+        self, key: str, config: BreakerConfig, now: float
+    ) -> tuple[Admission, BreakerSnapshot]: ...
+
+    async def record(
+        self,
+        key: str,
+        config: BreakerConfig,
+        now: float,
+        *,
+        successes: int = 0,
+        failures: int = 0,
+        probe: Outcome | None = None,
+    ) -> BreakerSnapshot: ...
+
+    async def load(
+        self, keys: list[str] | None, config_for: Callable[[str], BreakerConfig], now: float
+    ) -> list[BreakerSnapshot]: ...
+
+    async def reset(self, key: str) -> None: ...
 
 
 class MemoryBreakerStore:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis.asyncio import Redis
 
 from oneflow_ai.resilience.breaker import BreakerConfig
 from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
-from oneflow_ai.resilience.caller import ResilientCaller
+from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.http import ResilientHTTPClient
 from oneflow_ai.resilience.idempotency import (
@@ -65,15 +67,29 @@ def retry_budget(settings: Settings) -> RetryBudget:
     )
 
 
-def build_caller(settings: Settings, provider: str, breakers: CircuitBreakers) -> ResilientCaller:
+def build_caller(
+    settings: Settings,
+    provider: str,
+    breakers: CircuitBreakers,
+    *,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+) -> ResilientCaller:
     """Breakers, retries and a retry budget for one provider's upstream calls."""
     return ResilientCaller(
-        provider, breakers=breakers, policy=retry_policy(settings), budget=retry_budget(settings)
+        provider,
+        breakers=breakers,
+        policy=retry_policy(settings),
+        budget=retry_budget(settings),
+        on_retry=on_retry,
     )
 
 
 def build_http_client(
-    settings: Settings, provider: str, breakers: CircuitBreakers
+    settings: Settings,
+    provider: str,
+    breakers: CircuitBreakers,
+    *,
+    on_retry: Callable[[RetryEvent], None] | None = None,
 ) -> ResilientHTTPClient:
     """A pooled, resilient HTTP client for ``provider`` with its configured timeouts."""
     config = settings.provider(provider)
@@ -84,6 +100,7 @@ def build_http_client(
         retry_policy=retry_policy(settings),
         breakers=breakers,
         budget=retry_budget(settings),
+        on_retry=on_retry,
     )
 
 
