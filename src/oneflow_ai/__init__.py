@@ -10,12 +10,24 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from oneflow_ai.billing.pricing import PricingEngine
+    from oneflow_ai.resilience.http import ResilientHTTPClient
+    from oneflow_ai.routing.router import IntelligentRouter
+    from oneflow_ai.routing.strategy import RoutingStrategy
 
 __version__ = "2.0.0"
-__all__ = ["PricingEngine", "__version__"]
+__all__ = [
+    "IntelligentRouter",
+    "PricingEngine",
+    "ResilientHTTPClient",
+    "RoutingStrategy",
+    "__version__",
+]
 
 _LAZY = {
+    "IntelligentRouter": "oneflow_ai.routing.router",
     "PricingEngine": "oneflow_ai.billing.pricing",
+    "ResilientHTTPClient": "oneflow_ai.resilience.http",
+    "RoutingStrategy": "oneflow_ai.routing.strategy",
 }
 
 

@@ -15,9 +15,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import auth, health, keys, projects, users
+from oneflow_ai.api import auth, circuits, health, keys, projects, users
 from oneflow_ai.api import metrics as metrics_api
 from oneflow_ai.api.errors import install_error_handlers
+from oneflow_ai.api.idempotency import IdempotencyMiddleware
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import Redactor, configure_logging
@@ -80,11 +81,18 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(circuits.router)
     if telemetry.metrics.enabled:
         app.include_router(metrics_api.router)
     for router in (auth.router, keys.router, users.router, projects.router):
         app.include_router(router)
 
+    # Innermost: runs after the edge's size limit, sees exactly what the routes answer.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        max_response_bytes=settings.idempotency_max_response_bytes,
+        wait_seconds=settings.idempotency_wait_seconds,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -106,6 +106,47 @@ class Settings(BaseSettings):
 
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=30.0, gt=0)
+    # Per-provider overrides of the two timeouts above (unset: the defaults above).
+    openai_connect_timeout: float | None = Field(default=None, gt=0)
+    openai_read_timeout: float | None = Field(default=None, gt=0)
+    anthropic_connect_timeout: float | None = Field(default=None, gt=0)
+    anthropic_read_timeout: float | None = Field(default=None, gt=0)
+    stability_connect_timeout: float | None = Field(default=None, gt=0)
+    stability_read_timeout: float | None = Field(default=None, gt=0)
+    elevenlabs_connect_timeout: float | None = Field(default=None, gt=0)
+    elevenlabs_read_timeout: float | None = Field(default=None, gt=0)
+
+    # Retries of upstream calls (oneflow_ai.resilience.retry).
+    upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    upstream_retry_base_delay: float = Field(default=0.25, ge=0)
+    upstream_retry_max_delay: float = Field(default=8.0, ge=0)
+    upstream_max_retry_after: float = Field(default=20.0, ge=0)
+    upstream_retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    upstream_retry_budget_min_per_second: float = Field(default=1.0, ge=0)
+
+    # Circuit breakers (oneflow_ai.resilience.breaker), per (provider, model) and per provider.
+    circuit_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    circuit_provider_failure_rate: float = Field(default=0.8, gt=0, le=1)
+    circuit_min_calls: int = Field(default=10, ge=1)
+    circuit_window_seconds: float = Field(default=30.0, gt=0)
+    circuit_cooldown_seconds: float = Field(default=15.0, ge=0)
+    circuit_half_open_probes: int = Field(default=1, ge=1)
+    circuit_cache_ttl: float = Field(default=1.0, ge=0)
+
+    # Routing (oneflow_ai.routing): balanced weights, chain shape, latency learning.
+    routing_weight_cost: float = Field(default=1.0, ge=0)
+    routing_weight_latency: float = Field(default=1.0, ge=0)
+    routing_weight_quality: float = Field(default=1.0, ge=0)
+    routing_near_equal: float = Field(default=0.05, ge=0, le=1)
+    routing_max_fallbacks: int = Field(default=3, ge=0)
+    routing_latency_alpha: float = Field(default=0.2, gt=0, le=1)
+    routing_latency_half_life: float = Field(default=600.0, ge=0)
+
+    # Idempotency-Key on the gateway's POST endpoints (oneflow_ai.api.idempotency).
+    idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
+    idempotency_wait_seconds: float = Field(default=60.0, ge=0)
+    idempotency_lock_seconds: float = Field(default=300.0, gt=0)
+    idempotency_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
 
     # "auto": in development with no provider key configured, serve through the built-in fake
     # providers so that a newcomer sees the whole flow work. Never in production.
@@ -149,7 +190,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("database_url", "redis_url", "metrics_token", mode="before")
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "metrics_token",
+        *(f"{p}_{kind}_timeout" for p in PROVIDERS for kind in ("connect", "read")),
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -207,6 +254,13 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _routing_weights(self) -> Settings:
+        weights = (self.routing_weight_cost, self.routing_weight_latency)
+        if sum(weights) + self.routing_weight_quality <= 0:
+            raise ValueError("ROUTING_WEIGHT_COST: the three routing weights must not all be 0")
+        return self
+
+    @model_validator(mode="after")
     def _profile_rules(self) -> Settings:
         if self.environment is Environment.PRODUCTION:
             secret = self.jwt_secret.get_secret_value()
@@ -257,12 +311,14 @@ class Settings(BaseSettings):
         if name not in PROVIDERS:
             raise KeyError(name)
         key: SecretStr | None = getattr(self, f"{name}_api_key")
+        connect: float | None = getattr(self, f"{name}_connect_timeout")
+        read: float | None = getattr(self, f"{name}_read_timeout")
         return ProviderSettings(
             name=name,
             api_key=key,
             base_url=getattr(self, f"{name}_base_url"),
-            connect_timeout=self.upstream_connect_timeout,
-            read_timeout=self.upstream_read_timeout,
+            connect_timeout=connect or self.upstream_connect_timeout,
+            read_timeout=read or self.upstream_read_timeout,
         )
 
     @property

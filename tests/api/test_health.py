@@ -21,7 +21,11 @@ def test_health_ready_docs_on_the_embedded_default(
 
         ready = httpx.get(f"{server.url}/ready")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"database": {"status": "ok"}}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": {"status": "ok"}},
+            "circuits": {"open": [], "half_open": []},
+        }
 
         assert httpx.get(f"{server.url}/docs").status_code == 200
         spec = httpx.get(f"{server.url}/openapi.json")

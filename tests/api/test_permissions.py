@@ -115,6 +115,12 @@ CASES = [
         "/api/v1/projects/acme/members/{user}",
         (401, 403, 403, 204, 403, 403, 204, 204),
     ),
+    Case(
+        "admin.circuits",
+        "GET",
+        "/api/v1/admin/circuits",
+        (401, 403, 403, 403, 403, 403, 200, 200),
+    ),
 ]
 
 

@@ -48,6 +48,13 @@ async def ready(request: Request) -> Response:
 
     failed = sorted(name for name, check in checks.items() if check["status"] != "ok")
     body: dict[str, object] = {"status": "not_ready" if failed else "ready", "checks": checks}
+    # Open circuits are reported, never a reason to be unready: every replica shares them,
+    # and taking replicas out would not bring a provider back.
+    circuits = services.breakers.snapshots()
+    body["circuits"] = {
+        state: sorted(s.key for s in circuits if s.state.value == state)
+        for state in ("open", "half_open")
+    }
     if failed:
         body["failed"] = failed
     return json_response(body, status_code=503 if failed else 200)

@@ -46,6 +46,7 @@ class Permission(enum.StrEnum):
     MEMBERS_WRITE = "members:write"
     USERS_ADMIN = "users:admin"
     PROJECTS_ADMIN = "projects:admin"
+    OPERATIONS_READ = "operations:read"  # gateway-wide state: circuit breakers
 
 
 _VIEWER = frozenset(
@@ -60,7 +61,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ADMIN,
 }
 # Granted only to admins of the admin project.
-SYSTEM_PERMISSIONS = frozenset({Permission.USERS_ADMIN, Permission.PROJECTS_ADMIN})
+SYSTEM_PERMISSIONS = frozenset(
+    {Permission.USERS_ADMIN, Permission.PROJECTS_ADMIN, Permission.OPERATIONS_READ}
+)
 
 _RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2}
 

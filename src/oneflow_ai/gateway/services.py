@@ -13,9 +13,18 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import load_catalog
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.resilience.breaker import CircuitState
+from oneflow_ai.resilience.circuits import CircuitBreakers
+from oneflow_ai.resilience.idempotency import IdempotencyStore
+from oneflow_ai.resilience.setup import build_breakers, build_idempotency_store
+from oneflow_ai.routing.latency import LatencyTracker
+from oneflow_ai.routing.router import IntelligentRouter
+from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
@@ -34,6 +43,13 @@ class Services:
     # Who is calling (keys, tokens, users, projects) and how much they may (rate limits).
     identity: Identity
     limiter: RateLimiter
+    pricing: PricingEngine
+    # Circuit breakers per provider and (provider, model); the router's view of them.
+    breakers: CircuitBreakers
+    # Latency learned from completed calls; the pipeline feeds it (`latency.observe`).
+    latency: LatencyTracker
+    router: IntelligentRouter
+    idempotency: IdempotencyStore
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -53,6 +69,16 @@ class Services:
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         sessionmaker = create_sessionmaker(engine)
+        pricing = PricingEngine(load_catalog(settings.catalog_path))
+        breakers = build_breakers(settings, redis)
+        metrics = telemetry.metrics
+
+        def breaker_gauge(key: str, _previous: CircuitState, current: CircuitState) -> None:
+            if "/" not in key:  # provider circuits only: the gauge's labels stay bounded
+                metrics.set_breaker_state(key, current.value)
+
+        breakers.on_change = breaker_gauge
+        latency = build_latency_tracker(settings, pricing.catalog, redis)
         services = cls(
             settings=settings,
             engine=engine,
@@ -62,6 +88,11 @@ class Services:
             telemetry=telemetry,
             identity=Identity.build(settings, sessionmaker, redis),
             limiter=build_rate_limiter(settings, redis),
+            pricing=pricing,
+            breakers=breakers,
+            latency=latency,
+            router=build_router(settings, pricing, latency=latency, circuits=breakers),
+            idempotency=build_idempotency_store(settings, redis),
         )
         # Closed last: spans of the shutdown itself are still exported.
         services.exit_stack.callback(telemetry.close)
@@ -69,6 +100,11 @@ class Services:
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
+        # closed before Redis (callbacks run last-in, first-out): they flush to it
+        services.exit_stack.push_async_callback(breakers.aclose)
+        services.exit_stack.push_async_callback(latency.aclose)
+        await breakers.start()
+        await latency.start()
         services.exit_stack.push_async_callback(services.limiter.close)
         await services.identity.start()
         services.exit_stack.push_async_callback(services.identity.close)

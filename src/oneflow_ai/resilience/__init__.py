@@ -1,1 +1,80 @@
+"""Resilience: circuit breakers, retries with backoff, the resilient upstream HTTP client,
+the fallback executor and the idempotency store."""
 
+from oneflow_ai.resilience.breaker import (
+    BreakerConfig,
+    BreakerSnapshot,
+    CircuitState,
+    MemoryBreakerStore,
+    Outcome,
+)
+from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
+from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent, never_sent
+from oneflow_ai.resilience.circuits import (
+    CallPermit,
+    CircuitBreaker,
+    CircuitBreakers,
+    CircuitOpenError,
+    outcome_of,
+)
+from oneflow_ai.resilience.fallback import (
+    Attempt,
+    AttemptRecord,
+    FallbackResult,
+    falls_through,
+    prime,
+    run_with_fallbacks,
+)
+from oneflow_ai.resilience.http import ResilientHTTPClient
+from oneflow_ai.resilience.idempotency import (
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+    StoredResponse,
+)
+from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy, parse_retry_after
+from oneflow_ai.resilience.upstream import (
+    ErrorMapper,
+    UpstreamResponse,
+    UpstreamStream,
+    current_model,
+    map_status_error,
+)
+from oneflow_ai.resilience.upstream_client import ResilientUpstream
+
+__all__ = [
+    "Attempt",
+    "AttemptRecord",
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "CallPermit",
+    "CircuitBreaker",
+    "CircuitBreakers",
+    "CircuitOpenError",
+    "CircuitState",
+    "ErrorMapper",
+    "FallbackResult",
+    "IdempotencyStore",
+    "MemoryBreakerStore",
+    "MemoryIdempotencyStore",
+    "Outcome",
+    "RedisBreakerStore",
+    "RedisIdempotencyStore",
+    "ResilientCaller",
+    "ResilientHTTPClient",
+    "ResilientUpstream",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryPolicy",
+    "StoredResponse",
+    "UpstreamResponse",
+    "UpstreamStream",
+    "current_model",
+    "falls_through",
+    "map_status_error",
+    "never_sent",
+    "outcome_of",
+    "parse_retry_after",
+    "prime",
+    "run_with_fallbacks",
+]

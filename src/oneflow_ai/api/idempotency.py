@@ -1,0 +1,286 @@
+"""`Idempotency-Key` on the gateway's POST endpoints: one pure-ASGI layer.
+
+A POST carrying ``Idempotency-Key: <1-255 visible ASCII characters>`` from an authenticated
+caller runs at most once per (caller, key) while the key lives (``IDEMPOTENCY_TTL_SECONDS``,
+24 h by default):
+
+- the first request runs; its answer (status, headers, body; for an SSE stream every event
+  byte, up to ``IDEMPOTENCY_MAX_RESPONSE_BYTES``) is stored when it ends;
+- a repeat that arrives while it runs waits for it (up to ``IDEMPOTENCY_WAIT_SECONDS``) and
+  then gets its answer; with ``Idempotency-Wait: false`` it gets ``409`` at once instead, and
+  ``409`` too when the wait runs out;
+- a later repeat gets the stored answer, byte for byte, with ``Idempotent-Replayed: true``;
+- the same key with a different request (method, path, query or body) is ``422``;
+- an answer that says nothing happened is not stored, so a repeat runs again: 5xx (the
+  upstream failed, nothing was billed), 408, 409, 425 and 429. A request the client abandoned
+  before its answer ended is not stored either.
+- an answer larger than the store keeps is remembered as done but not replayable: repeats get
+  ``409`` rather than a second execution.
+
+Keys are scoped to the caller (project and key or user), so two tenants never share one.
+Requests without the header, other methods, and unauthenticated requests pass straight
+through (the route then answers 401 as usual).
+
+Why a middleware rather than a step of the pipeline: it covers every POST endpoint (chat in
+both dialects, images, speech, the seed's ``/api/v1/request``) the same way, stores exactly the
+bytes the client received (streams included) without each endpoint's cooperation, and a
+duplicate never reaches routing, reservation or the upstream, so it is billed once. It costs
+nothing on requests without the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+
+import structlog
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oneflow_ai.api.deps import authenticate
+from oneflow_ai.api.errors import dialect_for_path, error_response
+from oneflow_ai.errors import (
+    BadRequestError,
+    ConflictError,
+    GatewayError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
+from oneflow_ai.resilience.idempotency import (
+    Claimed,
+    Done,
+    IdempotencyStore,
+    InFlight,
+    Mismatch,
+    StoredResponse,
+)
+
+__all__ = ["IdempotencyMiddleware", "caller_scope"]
+
+log = structlog.get_logger("oneflow.idempotency")
+
+_KEY_OK = re.compile(rb"^[\x21-\x7e]{1,255}$")
+_NO_WAIT = frozenset({b"false", b"0", b"no"})
+_NOT_STORED = frozenset({408, 409, 425, 429})
+_REPLAYED = (b"idempotent-replayed", b"true")
+
+CallerResolver = Callable[[HTTPConnection], Awaitable[str | None]]
+
+
+async def caller_scope(connection: HTTPConnection) -> str | None:
+    """The caller's idempotency scope (``project:subject``), or ``None`` if unauthenticated."""
+    try:
+        principal = await authenticate(connection)
+    except GatewayError:
+        return None
+    return f"{principal.project_id}:{principal.subject}"
+
+
+class IdempotencyMiddleware:
+    """See the module docstring. The store comes from ``app.state.services.idempotency``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_response_bytes: int = 4 * 1024 * 1024,
+        wait_seconds: float = 60.0,
+        resolve_caller: CallerResolver = caller_scope,
+        store: IdempotencyStore | None = None,
+    ) -> None:
+        self.app = app
+        self.max_response_bytes = max_response_bytes
+        self.wait_seconds = wait_seconds
+        self._resolve_caller = resolve_caller
+        self._store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        raw_key = wait = None
+        for name, value in scope["headers"]:
+            if name == b"idempotency-key":
+                raw_key = value
+            elif name == b"idempotency-wait":
+                wait = value
+        store = self._store if self._store is not None else _store_of(scope)
+        if raw_key is None or store is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._keyed(scope, receive, send, store, raw_key, wait)
+        except GatewayError as error:
+            response = error_response(error, dialect_for_path(scope["path"]))
+            await response(scope, receive, send)
+
+    async def _keyed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        store: IdempotencyStore,
+        raw_key: bytes,
+        wait: bytes | None,
+    ) -> None:
+        if not _KEY_OK.match(raw_key):
+            raise BadRequestError(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                param="Idempotency-Key",
+                code="invalid_idempotency_key",
+            )
+        caller = await self._resolve_caller(HTTPConnection(scope))
+        if caller is None:
+            await self.app(scope, receive, send)
+            return
+        body, disconnected = await _read_body(receive)
+        if disconnected:
+            return
+        key = f"{caller}:{hashlib.sha256(raw_key).hexdigest()}"
+        fingerprint = _fingerprint(scope, caller, body)
+        try:
+            result = await store.begin(key, fingerprint)
+            if isinstance(result, InFlight) and (wait or b"").strip().lower() not in _NO_WAIT:
+                result = await store.wait(key, fingerprint, self.wait_seconds)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("idempotency_store_failed", error=repr(exc))
+            raise ServiceUnavailableError(
+                "The idempotency store is unavailable; retry shortly", retry_after=1
+            ) from exc
+        if isinstance(result, Claimed):
+            await self._run(scope, body, receive, send, store, key, result)
+        elif isinstance(result, Done):
+            await _replay(send, result.response)
+        elif isinstance(result, Mismatch):
+            raise UnprocessableError(
+                "This Idempotency-Key was already used with a different request "
+                "(method, path or body)",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
+        else:
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed",
+                param="Idempotency-Key",
+                code="idempotency_request_in_progress",
+                retry_after=1,
+            )
+
+    async def _run(
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        store: IdempotencyStore,
+        key: str,
+        claim: Claimed,
+    ) -> None:
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        parts: list[bytes] = []
+        size = 0
+        oversized = False
+        finished = False
+        body_sent = False
+
+        async def replay_body() -> Message:
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the client to go away
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers, size, oversized, finished
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+            elif message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                if not oversized:
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        oversized = True
+                        parts.clear()
+                    else:
+                        parts.append(chunk)
+                if not message.get("more_body", False):
+                    finished = True
+            await send(message)
+
+        renewal = asyncio.get_running_loop().create_task(_renew(store, key, claim))
+        try:
+            await self.app(scope, replay_body, capture)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            storable = finished and 200 <= status < 500 and status not in _NOT_STORED
+            with contextlib.suppress(Exception):
+                if storable:
+                    response = StoredResponse(
+                        status=status,
+                        headers=tuple(headers),
+                        body=b"".join(parts),
+                        replayable=not oversized,
+                    )
+                    await asyncio.shield(store.complete(key, claim, response))
+                else:
+                    await asyncio.shield(store.release(key, claim))
+
+
+async def _replay(send: Send, stored: StoredResponse) -> None:
+    if not stored.replayable:
+        raise ConflictError(
+            "A request with this Idempotency-Key already ran, and its answer was too large "
+            "to keep for replay",
+            param="Idempotency-Key",
+            code="idempotent_response_not_stored",
+        )
+    headers = [*stored.headers, _REPLAYED]
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})
+
+
+def _store_of(scope: Scope) -> IdempotencyStore | None:
+    app = scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    store: IdempotencyStore | None = getattr(services, "idempotency", None)
+    return store
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", True
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts), False
+
+
+def _fingerprint(scope: Scope, caller: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b"")):
+        digest.update(part)
+        digest.update(b"\0")
+    digest.update(caller.encode())
+    digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+async def _renew(store: IdempotencyStore, key: str, claim: Claimed) -> None:
+    """Keep a running request's lease alive (every third of the lease)."""
+    while True:
+        await asyncio.sleep(store.lock_seconds / 3)
+        try:
+            await store.renew(key, claim)
+        except Exception as exc:  # a missed renewal only shortens the lease
+            log.warning("idempotency_renew_failed", error=repr(exc))

@@ -1,0 +1,215 @@
+"""`ResilientCaller`: circuit breakers, retries and a retry budget around any upstream attempt.
+
+The transport-independent core of :class:`~oneflow_ai.resilience.http.ResilientHTTPClient`
+and of :class:`~oneflow_ai.resilience.upstream_client.ResilientUpstream` (the wrapper for the
+providers' ``UpstreamClient``). An *attempt* is an async function that either returns the
+answer or raises a ``ProviderError``; the caller runs it under the breakers and decides whether
+to run it again. A failed attempt is retried only when all of these hold:
+
+- the error is retryable (``ProviderError.retryable``: unavailable/5xx/529, timeout, 429), and
+  the upstream did not forbid it (``x-should-retry: false``, when the transport reports it);
+- the call is idempotent (the caller says so: a safe method, or an idempotency key is sent),
+  **or** the upstream certainly did not act on it: the connection was never made (refused,
+  DNS, connect timeout) or the answer was a 429 refusal;
+- retries are left and the wait fits: the provider's Retry-After when given (up to
+  ``RetryPolicy.max_retry_after``), else full-jitter backoff; within ``total_timeout``;
+- the retry budget has a token.
+
+The breakers see every attempt: an open circuit raises ``CircuitOpenError`` at once (also
+between retries, so a circuit that opens during a call stops its retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+
+from oneflow_ai.errors import ProviderError, ProviderRateLimitedError
+from oneflow_ai.resilience.breaker import Outcome
+from oneflow_ai.resilience.circuits import CircuitBreakers, outcome_of
+from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
+
+__all__ = ["ResilientCaller", "RetryEvent", "never_sent"]
+
+T = TypeVar("T")
+
+_NOT_SENT_CODES = frozenset({"connect_error", "connect_timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """Reported to ``on_retry`` before each retry (for metrics and logs)."""
+
+    provider: str
+    model: str | None
+    retry: int  # 1 for the first retry
+    delay: float
+    error: ProviderError
+
+
+def never_sent(error: ProviderError) -> bool:
+    """Whether the upstream certainly did not act on the request that failed with ``error``.
+
+    True for a 429 (a refusal) and for a connection that was never established: our transport
+    marks those with code ``connect_error``/``connect_timeout``, and any transport that chains
+    aiohttp's connector errors as the cause is recognised too.
+    """
+    if isinstance(error, ProviderRateLimitedError) or error.upstream_status == 429:
+        return True
+    if error.code in _NOT_SENT_CODES:
+        return True
+    cause = error.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+class ResilientCaller:
+    """Runs attempts for one provider under breakers, retries and a budget (module docstring)."""
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        breakers: CircuitBreakers | None = None,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        total_timeout: float | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.provider = provider
+        self.breakers = breakers if breakers is not None else CircuitBreakers()
+        self.policy = policy or RetryPolicy()
+        self.budget = budget if budget is not None else RetryBudget()
+        self.total_timeout = total_timeout
+        self.on_retry = on_retry
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+
+    def deadline(self) -> float | None:
+        """The monotonic time by which a call started now must end (``total_timeout``)."""
+        return None if self.total_timeout is None else self._clock() + self.total_timeout
+
+    def remaining(self, deadline: float | None) -> float | None:
+        return None if deadline is None else deadline - self._clock()
+
+    async def call(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        model: str | None,
+        idempotent: bool,
+        should_retry: Callable[[ProviderError], bool | None] | None = None,
+    ) -> T:
+        """Run ``attempt`` until it answers or must not be retried (then its error is raised).
+
+        ``should_retry(error)`` may return the upstream's explicit verdict (``x-should-retry``)
+        or ``None`` for none.
+        """
+        self.budget.deposit()
+        deadline = self.deadline()
+        retry = 0
+        while True:
+            permit = await self.breakers.acquire(self.provider, model)
+            try:
+                value = await attempt()
+            except ProviderError as error:
+                await self.breakers.release(permit, outcome_of(error))
+                verdict = should_retry(error) if should_retry is not None else None
+                if not await self._pause(error, retry, model, idempotent, deadline, verdict):
+                    raise
+                retry += 1
+                continue
+            except BaseException:
+                await self.breakers.release(permit, Outcome.NEUTRAL)
+                raise
+            await self.breakers.release(permit, Outcome.SUCCESS)
+            return value
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        opener: Callable[[], AbstractAsyncContextManager[T]],
+        *,
+        model: str | None,
+        idempotent: bool,
+        failed: Callable[[T], bool] | None = None,
+    ) -> AsyncIterator[T]:
+        """Enter ``opener()`` with retries (only its entering is retried, never the body).
+
+        The stream's outcome is reported when the block ends: a ``ProviderError`` raised in it
+        (a dropped connection, a read timeout) is a failure, ``failed(stream)`` may report one
+        the block swallowed, a cancellation is neutral, anything else a success.
+        """
+        self.budget.deposit()
+        deadline = self.deadline()
+        retry = 0
+        while True:
+            permit = await self.breakers.acquire(self.provider, model)
+            context = opener()
+            try:
+                stream = await context.__aenter__()
+            except ProviderError as error:
+                await self.breakers.release(permit, outcome_of(error))
+                if not await self._pause(error, retry, model, idempotent, deadline, None):
+                    raise
+                retry += 1
+                continue
+            except BaseException:
+                await self.breakers.release(permit, Outcome.NEUTRAL)
+                raise
+            break
+        outcome = Outcome.SUCCESS
+        try:
+            yield stream
+        except ProviderError as error:
+            outcome = outcome_of(error)
+            if not await context.__aexit__(type(error), error, error.__traceback__):
+                raise
+        except BaseException as exc:
+            outcome = Outcome.NEUTRAL
+            if not await context.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await context.__aexit__(None, None, None)
+        finally:
+            if outcome is Outcome.SUCCESS and failed is not None and failed(stream):
+                outcome = Outcome.FAILURE
+            await self.breakers.release(permit, outcome)
+
+    async def _pause(
+        self,
+        error: ProviderError,
+        retry: int,
+        model: str | None,
+        idempotent: bool,
+        deadline: float | None,
+        verdict: bool | None,
+    ) -> bool:
+        """Whether to retry after ``error``; when so, wait the delay first."""
+        if verdict is False or not (error.retryable or verdict):
+            return False
+        if not idempotent and not never_sent(error):
+            return False
+        delay = self.policy.delay(retry, error.retry_after, rng=self._rng)
+        if delay is None:
+            return False
+        remaining = self.remaining(deadline)
+        if remaining is not None and delay >= remaining:
+            return False
+        if not self.budget.try_withdraw():
+            return False
+        if self.on_retry is not None:
+            self.on_retry(RetryEvent(self.provider, model, retry + 1, delay, error))
+        if delay > 0:
+            await self._sleep(delay)
+        return True

@@ -1,0 +1,172 @@
+"""Running a request down a chain of models until one answers.
+
+>>> result = await run_with_fallbacks(
+...     [decision.primary_model, *decision.fallback_chain],
+...     lambda attempt: provider_for(attempt.model).chat(request, attempt.model),
+...     open_for=lambda model: breakers.open_for(provider_of(model), model),
+... )
+>>> result.value, result.model, result.fallbacks, result.headers()
+
+Rules:
+
+- Models whose circuit is open (``open_for(model) > 0``) are skipped without a call.
+- A failure moves on to the next model only when it is a provider's failure that another model
+  may not share: unavailable/overloaded, timeout, rate-limited, an open circuit, or the
+  provider refusing OneFlow's own credentials (:func:`falls_through`). A bad request, filtered
+  content, or any error of OneFlow itself (the caller's auth, limits, budget) is raised at once.
+- Once an attempt has *committed* (``attempt.commit()``: the first byte of the answer went to
+  the client) nothing falls through any more: a later failure is raised as it is. An attempt
+  that returns a primed stream (:func:`prime`) has not sent anything yet; the executor is done
+  when it returns, so failures later in that stream are the caller's to end the stream with.
+- While an attempt runs, :data:`~oneflow_ai.resilience.upstream.current_model` names its model,
+  so the HTTP client keys the per-model circuit breaker.
+- When every model failed, the last failure is raised (the chain is in its notes); when every
+  model was skipped, a ``ProviderUnavailableError`` (code ``all_circuits_open``) with
+  ``retry_after`` set to the soonest reopening.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+from oneflow_ai.errors import ProviderAuthError, ProviderError, ProviderUnavailableError
+from oneflow_ai.resilience.upstream import current_model
+
+__all__ = [
+    "Attempt",
+    "AttemptRecord",
+    "FallbackResult",
+    "falls_through",
+    "prime",
+    "run_with_fallbacks",
+]
+
+T = TypeVar("T")
+
+
+def falls_through(error: BaseException) -> bool:
+    """Whether ``error`` from one model lets the next model in the chain be tried."""
+    if not isinstance(error, ProviderError):
+        return False
+    return error.retryable or isinstance(error, ProviderAuthError)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One model's turn; ``commit()`` once any byte of its answer has reached the client."""
+
+    model: str
+    index: int
+    committed: bool = False
+
+    def commit(self) -> None:
+        self.committed = True
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    model: str
+    outcome: Literal["answered", "failed", "skipped"]
+    error: BaseException | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackResult(Generic[T]):
+    """The answer, the model that gave it, and how many models before it fell through."""
+
+    value: T
+    model: str
+    fallbacks: int
+    attempts: tuple[AttemptRecord, ...] = field(default=())
+
+    def headers(self) -> dict[str, str]:
+        """Response headers naming the model that answered and how many fell through."""
+        return {"X-OneFlow-Model": self.model, "X-OneFlow-Fallbacks": str(self.fallbacks)}
+
+
+async def run_with_fallbacks(
+    chain: Sequence[str],
+    attempt: Callable[[Attempt], Awaitable[T]],
+    *,
+    open_for: Callable[[str], float] | None = None,
+    should_fall_through: Callable[[BaseException], bool] = falls_through,
+    max_attempts: int | None = None,
+    on_attempt: Callable[[AttemptRecord], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FallbackResult[T]:
+    """Try ``chain`` in order (see the module docstring); at most ``max_attempts`` calls."""
+    if not chain:
+        raise ValueError("the chain names no model")
+    records: list[AttemptRecord] = []
+    last_error: BaseException | None = None
+    soonest: float | None = None
+    calls = 0
+
+    def note(record: AttemptRecord) -> None:
+        records.append(record)
+        if on_attempt is not None:
+            on_attempt(record)
+
+    for index, model in enumerate(chain):
+        if max_attempts is not None and calls >= max_attempts:
+            break
+        wait = open_for(model) if open_for is not None else 0.0
+        if wait > 0:
+            soonest = wait if soonest is None else min(soonest, wait)
+            note(AttemptRecord(model, "skipped"))
+            continue
+        calls += 1
+        turn = Attempt(model=model, index=index)
+        token = current_model.set(model)
+        started = clock()
+        try:
+            value = await attempt(turn)
+        except Exception as exc:
+            note(AttemptRecord(model, "failed", exc, clock() - started))
+            if turn.committed or not should_fall_through(exc):
+                raise
+            last_error = exc
+            continue
+        finally:
+            current_model.reset(token)
+        note(AttemptRecord(model, "answered", None, clock() - started))
+        return FallbackResult(value, model, index, tuple(records))
+
+    if last_error is not None:
+        tried = ", ".join(f"{r.model}: {r.outcome}" for r in records)
+        last_error.add_note(f"fallback chain exhausted ({tried})")
+        raise last_error
+    raise ProviderUnavailableError(
+        "No model is available: the circuit of every model in the chain is open",
+        code="all_circuits_open",
+        retry_after=soonest,
+    )
+
+
+async def prime(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Pull ``stream``'s first item now and return an iterator over all of it.
+
+    An upstream failure before the first event therefore raises here, inside the attempt,
+    where the executor can still fall back; nothing has been sent to the client yet.
+    """
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return _empty()
+    return _chain(first, stream)
+
+
+async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _empty() -> AsyncIterator[T]:
+    nothing: tuple[T, ...] = ()
+    for item in nothing:
+        yield item
