@@ -15,9 +15,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import health
+from oneflow_ai.api import health, openai_compat
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
+from oneflow_ai.api.schemas import install_schemas
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import configure_logging
 from oneflow_ai.settings import Settings, load_settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             environment=settings.environment.value,
             database="sqlite" if settings.uses_embedded_database else "postgresql",
             redis=settings.redis_url is not None,
+            providers=list(services.registry.names),
         )
         try:
             yield
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(openai_compat.router)
+    install_schemas(app)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -9,15 +9,27 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import Catalog, packaged_catalog
+from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.providers.registry import (
+    ClientFactory,
+    ProviderRegistry,
+    build_registry,
+    default_client,
+)
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
 
 __all__ = ["Services"]
+
+log = structlog.get_logger("oneflow")
 
 
 @dataclass
@@ -27,27 +39,58 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    catalog: Catalog
+    pricing: PricingEngine
+    registry: ProviderRegistry
+    pipeline: Pipeline
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
-    async def start(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
-        engine = create_engine(
-            settings.effective_database_url,
-            pool_size=settings.database_pool_size,
-            echo=settings.database_echo,
-        )
-        redis = create_redis(settings.redis_url) if settings.redis_url else None
-        services = cls(
+    async def start(
+        cls,
+        settings: Settings,
+        redactor: Redactor | None = None,
+        *,
+        client_factory: ClientFactory = default_client,
+    ) -> Services:
+        exit_stack = AsyncExitStack()
+        try:
+            engine = create_engine(
+                settings.effective_database_url,
+                pool_size=settings.database_pool_size,
+                echo=settings.database_echo,
+            )
+            exit_stack.push_async_callback(engine.dispose)
+            redis = create_redis(settings.redis_url) if settings.redis_url else None
+            if redis is not None:
+                exit_stack.push_async_callback(redis.aclose)
+            catalog = packaged_catalog()
+            pricing = PricingEngine(catalog)
+            registry = build_registry(settings, catalog, client_factory=client_factory)
+            exit_stack.push_async_callback(registry.aclose)
+            pipeline = Pipeline(registry, pricing)
+            exit_stack.push_async_callback(pipeline.drain)
+        except BaseException:
+            await exit_stack.aclose()
+            raise
+        if not registry.names:
+            log.warning(
+                "no_provider_configured",
+                hint="set OPENAI_API_KEY, ANTHROPIC_API_KEY, STABILITY_API_KEY or "
+                "ELEVENLABS_API_KEY, or FAKE_PROVIDERS=on in development",
+            )
+        return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             redactor=redactor or Redactor(settings.secret_values),
+            catalog=catalog,
+            pricing=pricing,
+            registry=registry,
+            pipeline=pipeline,
+            exit_stack=exit_stack,
         )
-        services.exit_stack.push_async_callback(engine.dispose)
-        if redis is not None:
-            services.exit_stack.push_async_callback(redis.aclose)
-        return services
 
     async def close(self) -> None:
         await self.exit_stack.aclose()
