@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import health, openai_compat
+from oneflow_ai.api import anthropic_compat, health, openai_compat
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.api.schemas import install_schemas
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(openai_compat.router)
+    app.include_router(anthropic_compat.router)
     install_schemas(app)
 
     if settings.cors_origins:
