@@ -190,5 +190,35 @@ def db_shell() -> None:
     os.execvp(tool, [tool, *args])  # noqa: S606 - hands the terminal over to the db shell
 
 
+@app.command("fake-providers")
+def fake_providers(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Added before every answer.")] = 0,
+    ttft_ms: Annotated[float, typer.Option(min=0, help="Time to the first token.")] = 0,
+    chunk_delay_ms: Annotated[float, typer.Option(min=0, help="Between stream chunks.")] = 0,
+    reply_words: Annotated[int, typer.Option(min=1, help="Words in each chat answer.")] = 16,
+    api_key: Annotated[
+        str | None, typer.Option(help="Accept only this key (default: any non-empty key).")
+    ] = None,
+    any_model: Annotated[bool, typer.Option(help="Serve unknown model names too.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes sharing the port (faults are per process).")
+    ] = 1,
+) -> None:
+    """Serve fake OpenAI, Anthropic, Stability AI and ElevenLabs APIs for tests and demos."""
+    from oneflow_ai.providers.fakes import FakeConfig, serve
+
+    config = FakeConfig(
+        api_key=api_key,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        chunk_delay_ms=chunk_delay_ms,
+        reply_words=reply_words,
+        any_model=any_model,
+    )
+    serve(config, host=host, port=port, workers=workers, announce=typer.echo)
+
+
 def main() -> None:
     app()
