@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import anthropic_compat, health, openai_compat
+from oneflow_ai.api import anthropic_compat, gateway_api, health, openai_compat
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.api.schemas import install_schemas
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(health.router)
     app.include_router(openai_compat.router)
     app.include_router(anthropic_compat.router)
+    app.include_router(gateway_api.router)
     install_schemas(app)
 
     if settings.cors_origins:
@@ -82,5 +83,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         EdgeMiddleware,
         max_body_size=settings.max_request_size,
         log_requests=settings.log_requests,
+        extra_headers=[(b"x-oneflow-fake-providers", b"true")]
+        if settings.use_fake_providers
+        else (),
     )
     return app

@@ -16,11 +16,15 @@ from starlette.responses import Response
 
 from oneflow_ai.api.deps import authenticate, get_services, request_id
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
+    ImageGenerationRequest,
+    ImagesResponse,
     ModelList,
+    SpeechRequestBody,
     request_body,
 )
 from oneflow_ai.api.validation import parse_object
@@ -73,6 +77,56 @@ async def chat_completions(
     assert call.route is not None and call.usage is not None
     body = render_chat_completion(response, call.usage, int(time.time()))
     return json_response(body, headers=gateway_headers(call.route, call.cost))
+
+
+@router.post(
+    "/v1/images/generations",
+    summary="Images from DALL·E or Stability AI models (OpenAI dialect)",
+    response_model=ImagesResponse,
+    openapi_extra=request_body(ImageGenerationRequest),
+)
+async def images_generations(
+    request: Request, principal: Principal = Depends(authenticate)
+) -> Response:
+    image = parse_image_request(parse_object(await request.body()))
+    call = Call(
+        request_id=request_id(request),
+        principal=principal,
+        operation="image",
+        request=image,
+        model=image.model,
+        strategy=resolve_strategy(
+            image.model, strategy_header(request), header_name=STRATEGY_HEADER
+        ),
+    )
+    response = await get_services(request).pipeline.generate_image(call)
+    assert call.route is not None
+    return json_response(render_images(response), headers=gateway_headers(call.route, call.cost))
+
+
+@router.post(
+    "/v1/audio/speech",
+    summary="Speech from ElevenLabs voices (OpenAI dialect): audio bytes",
+    openapi_extra=request_body(SpeechRequestBody),
+    response_class=Response,
+    responses={200: {"content": {"audio/mpeg": {}, "audio/opus": {}, "audio/wav": {}}}},
+)
+async def audio_speech(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+    speech = parse_speech_request(parse_object(await request.body()))
+    call = Call(
+        request_id=request_id(request),
+        principal=principal,
+        operation="speech",
+        request=speech,
+        model=speech.model,
+        strategy=resolve_strategy(
+            speech.model, strategy_header(request), header_name=STRATEGY_HEADER
+        ),
+    )
+    response = await get_services(request).pipeline.synthesize_speech(call)
+    assert call.route is not None
+    headers = gateway_headers(call.route, call.cost)
+    return Response(response.audio, media_type=response.content_type, headers=headers)
 
 
 @router.get("/v1/models", summary="The models this gateway serves", response_model=ModelList)

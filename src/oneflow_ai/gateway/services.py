@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import structlog
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,6 +18,7 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import Catalog, packaged_catalog
 from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.providers.registry import (
     ClientFactory,
     ProviderRegistry,
@@ -43,6 +45,7 @@ class Services:
     pricing: PricingEngine
     registry: ProviderRegistry
     pipeline: Pipeline
+    fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -54,7 +57,10 @@ class Services:
         client_factory: ClientFactory = default_client,
     ) -> Services:
         exit_stack = AsyncExitStack()
+        fakes: FakeProviders | None = None
         try:
+            if settings.use_fake_providers:
+                fakes, settings = await _start_fakes(settings, exit_stack)
             engine = create_engine(
                 settings.effective_database_url,
                 pool_size=settings.database_pool_size,
@@ -89,8 +95,30 @@ class Services:
             pricing=pricing,
             registry=registry,
             pipeline=pipeline,
+            fake_providers=fakes,
             exit_stack=exit_stack,
         )
 
     async def close(self) -> None:
         await self.exit_stack.aclose()
+
+
+async def _start_fakes(
+    settings: Settings, exit_stack: AsyncExitStack
+) -> tuple[FakeProviders, Settings]:
+    """Serve the fake providers in this event loop on a free loopback port, and the settings
+    that point every provider at them. Development only: production settings refuse it."""
+    fakes = FakeProviders(host="127.0.0.1", port=0)
+    await fakes.start_async()
+    exit_stack.push_async_callback(fakes.stop_async)
+    update: dict[str, object] = {
+        name: SecretStr(value) if name.endswith("_api_key") else value
+        for name, value in fakes.settings_overrides().items()
+    }
+    log.warning(
+        "FAKE PROVIDERS IN USE: every answer is made up by OneFlow's built-in fake OpenAI, "
+        "Anthropic, Stability AI and ElevenLabs servers, nothing reaches a real provider. "
+        "Set provider API keys (or FAKE_PROVIDERS=off) to serve real models.",
+        fake_providers_url=fakes.url,
+    )
+    return fakes, settings.model_copy(update=update)

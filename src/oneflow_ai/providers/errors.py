@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import orjson
 
 from oneflow_ai.errors import (
+    ContentFilteredError,
     ProviderAuthError,
     ProviderBadRequestError,
     ProviderError,
@@ -24,6 +25,8 @@ from oneflow_ai.errors import (
 __all__ = ["error_class", "json_object", "provider_error", "retry_after"]
 
 _MAX_MESSAGE = 500
+#: Errors whose provider code tells the caller something about their request.
+_CALLERS_CODES = (ProviderBadRequestError, ContentFilteredError, ProviderRateLimitedError)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -93,6 +96,10 @@ def provider_error(
     text = message.strip() or f"HTTP {status}"
     if cls is ProviderAuthError:
         text = f"the provider refused OneFlow's credentials (HTTP {status}, {code or 'no code'})"
+    if not issubclass(cls, _CALLERS_CODES):
+        # A code such as `invalid_api_key` or `server_error` describes the provider's side,
+        # not the caller's request: the edge gives the caller OneFlow's own code instead.
+        code = None
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + "…"
     return cls(

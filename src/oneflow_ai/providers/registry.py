@@ -19,7 +19,7 @@ from typing import cast
 
 from oneflow_ai.catalog import Catalog, Modality, ModelEntry
 from oneflow_ai.errors import NotFoundError
-from oneflow_ai.providers import anthropic, openai
+from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
 from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
 from oneflow_ai.providers.http import AiohttpUpstream
 from oneflow_ai.providers.spec import ProviderSpec
@@ -35,7 +35,7 @@ __all__ = [
     "default_client",
 ]
 
-SPECS: tuple[ProviderSpec, ...] = (openai.SPEC, anthropic.SPEC)
+SPECS: tuple[ProviderSpec, ...] = (openai.SPEC, anthropic.SPEC, stability.SPEC, elevenlabs.SPEC)
 
 _CAPABILITIES: dict[Modality, type] = {
     "text": ChatCapable,

@@ -1,0 +1,93 @@
+"""OneFlow's own API from the product description: `POST /api/v1/request`.
+
+One prompt, a routing strategy and a modality in; the output, the model and provider that
+answered, the usage and the credits charged out. Errors use the OpenAI error shape.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from oneflow_ai.api.deps import authenticate, get_services, request_id
+from oneflow_ai.api.responses import gateway_headers, json_response
+from oneflow_ai.api.schemas import GatewayRequest, GatewayResponse, request_body
+from oneflow_ai.api.validation import Fields, parse_object
+from oneflow_ai.auth.principal import Principal
+from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
+from oneflow_ai.domain.media import ImageRequest, SpeechRequest
+from oneflow_ai.gateway.call import Call, Operation
+from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES, resolve_strategy
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["OneFlow"])
+
+DEFAULT_VOICE = "alloy"
+
+
+@router.post(
+    "/api/v1/request",
+    summary="Answer a prompt with the model a strategy picks (text, image or audio)",
+    response_model=GatewayResponse,
+    openapi_extra=request_body(GatewayRequest),
+)
+async def process_request(
+    request: Request, principal: Principal = Depends(authenticate)
+) -> Response:
+    fields = Fields(parse_object(await request.body()))
+    prompt = fields.req_str("prompt")
+    strategy_name = fields.opt_str("strategy", choices=STRATEGIES) or DEFAULT_STRATEGY
+    modality = fields.opt_str("modality", choices=("text", "image", "audio")) or "text"
+    max_tokens = fields.opt_int("max_tokens", minimum=1)
+    model = fields.opt_str("model") or strategy_name
+    voice = fields.opt_str("voice") or DEFAULT_VOICE
+    strategy = resolve_strategy(model, strategy_name, header_name="strategy")
+    pipeline = get_services(request).pipeline
+
+    def new_call(operation: Operation, payload: ChatRequest | ImageRequest | SpeechRequest) -> Call:
+        return Call(
+            request_id=request_id(request),
+            principal=principal,
+            operation=operation,
+            request=payload,
+            model=model,
+            strategy=strategy,
+        )
+
+    output: str
+    if modality == "text":
+        chat = ChatRequest(model, [Message("user", [TextPart(prompt)])], max_tokens=max_tokens)
+        call = new_call("chat", chat)
+        output = (await pipeline.chat(call)).text
+    elif modality == "image":
+        call = new_call("image", ImageRequest(model=model, prompt=prompt))
+        generated = (await pipeline.generate_image(call)).images[0]
+        output = generated.url or f"data:image/png;base64,{generated.b64_json}"
+    else:
+        call = new_call("speech", SpeechRequest(model=model, input=prompt, voice=voice))
+        audio = await pipeline.synthesize_speech(call)
+        output = f"data:{audio.content_type};base64,{base64.b64encode(audio.audio).decode()}"
+    assert call.route is not None and call.usage is not None and call.cost is not None
+    usage = call.usage
+    body: dict[str, Any] = {
+        "request_id": call.request_id,
+        "model": call.route.model,
+        "provider": call.route.provider_name,
+        "modality": modality,
+        "strategy": strategy,
+        "output": output,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "images": usage.images,
+            "characters": usage.characters,
+            "estimated": usage.estimated,
+        },
+        "credits": str(call.cost.credits),
+        "cost_usd": str(call.cost.usd),
+    }
+    return json_response(body, headers=gateway_headers(call.route, call.cost))
