@@ -65,10 +65,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(openai_compat.router)
-    app.include_router(anthropic_compat.router)
-    app.include_router(gateway_api.router)
+    for router in (
+        health.router,
+        openai_compat.router,
+        anthropic_compat.router,
+        gateway_api.router,
+    ):
+        # The routes join the app's own list: FastAPI matches an included router through an
+        # extra layer that costs tens of microseconds per request on the hot path.
+        app.router.routes.extend(router.routes)
     install_schemas(app)
 
     if settings.cors_origins:

@@ -15,8 +15,8 @@ microseconds, which matters on the gateway's hot path.
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -68,7 +68,7 @@ class EdgeMiddleware:
         log_requests: bool = True,
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
-        id_factory: Callable[[], str] = lambda: uuid.uuid4().hex,
+        id_factory: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
         self.app = app
         self.max_body_size = max_body_size
