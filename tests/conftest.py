@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from oneflow_ai.observability.logging import configure_logging
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
@@ -61,6 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in _LEAKY_VARIABLES:
         os.environ.pop(name, None)
     config._oneflow_uncovered = {}  # type: ignore[attr-defined]
+    # Apps built with configure_logs=False log through this chain (structlog's default console
+    # renderer would pretty-print tracebacks, slowly).
+    configure_logging(level="INFO", json=True)
 
 
 def redis_server_url() -> str | None:

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # providers so that a newcomer sees the whole flow work. Never in production.
     fake_providers: Literal["auto", "on", "off"] = "auto"
 
+    # An operator's YAML file merged over the packaged model catalog and price table.
+    catalog_path: Path | None = None
+
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -162,6 +165,21 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("catalog_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("catalog_path")
+    @classmethod
+    def _catalog_loads(cls, value: Path | None) -> Path | None:
+        """A malformed catalog stops start-up, naming the entry and field."""
+        if value is not None:
+            from oneflow_ai.catalog import load_catalog
+
+            load_catalog(value)  # raises CatalogError (a ValueError) with one clear line
         return value
 
     @field_validator(*(f"{p}_base_url" for p in PROVIDERS))

@@ -42,3 +42,36 @@ def test_fake_providers_command_prints_base_urls_and_serves() -> None:
         process.terminate()
         process.communicate(timeout=20)
     assert process.returncode == 0
+
+
+def test_several_workers_share_the_port() -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oneflow_ai",
+            "fake-providers",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("OneFlow fake providers on")  # once listening
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/openai/v1", api_key="k", max_retries=0
+        )
+        for _ in range(4):
+            assert client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "ping"}]
+            ).choices
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert process.returncode == 0

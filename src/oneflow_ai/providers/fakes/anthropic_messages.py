@@ -19,7 +19,7 @@ from oneflow_ai.providers.fakes.exchange import (
 )
 from oneflow_ai.providers.fakes.faults import Fault
 from oneflow_ai.providers.fakes.models import ANTHROPIC_MODELS, TextModel, text_model
-from oneflow_ai.providers.fakes.openai_chat import strings
+from oneflow_ai.providers.fakes.openai_common import strings
 from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
 
 __all__ = ["AnthropicMessages"]
@@ -36,7 +36,7 @@ def _text(content: object) -> str:
         return " ".join(
             str(block.get("text", ""))
             for block in content
-            if isinstance(block, Mapping) and block.get("type") == "text"
+            if isinstance(block, dict) and block.get("type") == "text"
         )
     return ""
 
@@ -46,9 +46,7 @@ def _tool_result(content: object) -> str | None:
     if not isinstance(content, list):
         return None
     results = [
-        block
-        for block in content
-        if isinstance(block, Mapping) and block.get("type") == "tool_result"
+        block for block in content if isinstance(block, dict) and block.get("type") == "tool_result"
     ]
     if not results:
         return None
@@ -57,29 +55,29 @@ def _tool_result(content: object) -> str | None:
 
 def _source(messages: Sequence[object]) -> tuple[str, bool]:
     last = messages[-1] if messages else None
-    if isinstance(last, Mapping) and last.get("role") == "user":
+    if isinstance(last, dict) and last.get("role") == "user":
         result = _tool_result(last.get("content"))
         if result is not None:
             return result, False
         return _text(last.get("content")), True
     for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
+        if isinstance(message, dict) and message.get("role") == "user":
             return _text(message.get("content")), False
     return "", False
 
 
 def _input_tokens(state: FakeState, data: Mapping[str, object]) -> int:
-    count = state.config.count_tokens
+    count = state.count_tokens
     total = count(_text(data.get("system")))
     messages = data.get("messages")
     for message in messages if isinstance(messages, list) else ():
-        if not isinstance(message, Mapping):
+        if not isinstance(message, dict):
             continue
         content = message.get("content")
         total += 3 + count(_text(content))
         if isinstance(content, list):
             for block in content:
-                if not isinstance(block, Mapping):
+                if not isinstance(block, dict):
                     continue
                 kind = block.get("type")
                 if kind == "image":
@@ -98,14 +96,14 @@ def _tool_schemas(tools: object) -> dict[str, Mapping[str, object]]:
     schemas: dict[str, Mapping[str, object]] = {}
     if isinstance(tools, list):
         for tool in tools:
-            if isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                 schema = tool.get("input_schema")
-                schemas[str(tool["name"])] = schema if isinstance(schema, Mapping) else {}
+                schemas[str(tool["name"])] = schema if isinstance(schema, dict) else {}
     return schemas
 
 
 def _tool_choice(choice: object) -> tuple[str | None, bool]:
-    if not isinstance(choice, Mapping):
+    if not isinstance(choice, dict):
         return None, False
     kind = choice.get("type")
     if kind == "none":
@@ -214,7 +212,7 @@ class AnthropicMessages:
             words=exchange.reply_words if not plans else 8,
             max_tokens=max_tokens,
             stop=stops,
-            counter=state.config.count_tokens,
+            counter=state.count_tokens,
         )
         answer = _Answer(exchange, served.id, input_tokens, completion, plans, state)
         if data.get("stream") is True:
@@ -265,7 +263,7 @@ class _Answer:
         self.completion = completion
         self.calls = [(random_id("toolu_01", 22), plan) for plan in plans]
         self.id = random_id("msg_01", 22)
-        count = state.config.count_tokens
+        count = state.count_tokens
         self.output_tokens = completion.tokens + sum(
             8 + count(p.name) + count(p.arguments_json) for _, p in self.calls
         )

@@ -17,7 +17,8 @@ from oneflow_ai.providers.fakes.errors import anthropic_error, openai_error, sta
 from oneflow_ai.providers.fakes.exchange import EXCHANGE, Dropped, FakeState
 from oneflow_ai.providers.fakes.faults import FaultError
 from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
-from oneflow_ai.providers.fakes.openai_chat import OpenAIChat, check_openai_key, openai_headers
+from oneflow_ai.providers.fakes.openai_chat import OpenAIChat
+from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers
 from oneflow_ai.providers.fakes.openai_images import OpenAIImages
 from oneflow_ai.providers.fakes.stability_images import StabilityImages
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["CallLog", "CallRecord"]
@@ -32,13 +32,19 @@ class CallRecord:
     path: str
     model: str
     stream: bool
-    headers: dict[str, str]
+    raw_headers: Mapping[str, str] = field(repr=False)
     body: object
     request_id: str = ""
     status: int = 0
     outcome: str = "pending"
     chunks_sent: int = 0
     fault: dict[str, object] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request's headers, names in lower case, credentials cut to their last four
+        characters."""
+        return redacted_headers(self.raw_headers.items())
 
     @property
     def idempotency_key(self) -> str | None:
@@ -106,7 +112,7 @@ class CallLog:
         path: str,
         model: str,
         stream: bool,
-        headers: Iterable[tuple[str, str]],
+        headers: Mapping[str, str],
         body: object,
     ) -> CallRecord:
         with self._lock:
@@ -120,7 +126,7 @@ class CallLog:
                 path=path,
                 model=model,
                 stream=stream,
-                headers=redacted_headers(headers),
+                raw_headers=headers,
                 body=body,
             )
             self._records.append(record)

@@ -9,8 +9,9 @@ then answer with `json()`, `binary()` or `open_stream()`.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import functools
 import os
-import string
 import time
 from collections.abc import Callable
 
@@ -34,13 +35,14 @@ __all__ = [
     "sse",
 ]
 
-_ALPHABET = string.ascii_letters + string.digits
+
+_B64_TO_62 = bytes.maketrans(b"+/", b"xQ")
 
 
 def random_id(prefix: str, size: int) -> str:
-    """`prefix` + `size` random base62 characters, like the providers' ids."""
-    raw = os.urandom(size)
-    return prefix + "".join(_ALPHABET[b % 62] for b in raw)
+    """`prefix` + `size` random letters and digits, like the providers' ids."""
+    raw = binascii.b2a_base64(os.urandom(size), newline=False).translate(_B64_TO_62, b"=")
+    return prefix + raw[:size].decode()
 
 
 class FakeState:
@@ -50,6 +52,8 @@ class FakeState:
         self.config = config
         self.faults = FaultBook()
         self.calls = CallLog(size=config.call_log_size)
+        # Prompts and answer chunks repeat (benchmarks send one prompt many times).
+        self.count_tokens = functools.lru_cache(maxsize=16_384)(config.count_tokens)
         self.defaults = Fault(
             latency_ms=config.latency_ms or None,
             ttft_ms=config.ttft_ms or None,
@@ -94,7 +98,7 @@ class Exchange:
             path=request.path,
             model=model,
             stream=stream,
-            headers=request.headers.items(),
+            headers=request.headers,
             body=body,
         )
         self.record.request_id = request_id
@@ -107,7 +111,7 @@ class Exchange:
             self.record.fault = {"invalid": str(exc)}
             raise
         self.fault = fault
-        if ruled is not None or (fault.active and fault is not state.defaults):
+        if ruled is not None or (fault is not state.defaults and fault.active):
             self.record.fault = fault.describe()
 
     # ---- timing ------------------------------------------------------------------------

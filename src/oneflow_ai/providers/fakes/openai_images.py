@@ -17,7 +17,7 @@ from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, now, random
 from oneflow_ai.providers.fakes.faults import Fault
 from oneflow_ai.providers.fakes.media import colour_for, png
 from oneflow_ai.providers.fakes.models import OPENAI_IMAGE_MODELS
-from oneflow_ai.providers.fakes.openai_chat import check_openai_key, openai_headers
+from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers
 
 __all__ = ["OpenAIImages"]
 

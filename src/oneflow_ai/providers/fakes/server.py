@@ -11,7 +11,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
 from typing import NoReturn, Self
 
@@ -257,6 +258,7 @@ def serve(
     ]
     for process in processes:
         process.start()
+    _wait_until_listening(host, port, processes)
     ready()
     try:
         for process in processes:
@@ -265,6 +267,19 @@ def serve(
         for process in processes:
             process.terminate()
             process.join(5)
+
+
+def _wait_until_listening(
+    host: str, port: int, processes: Sequence[multiprocessing.process.BaseProcess]
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and all(p.is_alive() for p in processes):
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the fake provider workers did not start")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:

@@ -13,6 +13,7 @@ parallel calls. A forcing `tool_choice` calls the named (or first) tool without 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -50,13 +51,13 @@ def count_tokens(text: str) -> int:
     return total
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     """An answer cut into chunks, with its token count and why it ended.
 
     `finish` is `stop`, `length` or `stop_sequence` (then `stop_sequence` is the one met)."""
 
-    chunks: list[str]
+    chunks: tuple[str, ...]
     tokens: int
     finish: str
     stop_sequence: str | None = None
@@ -88,6 +89,17 @@ def compose(
     counter: Callable[[str], int] = count_tokens,
 ) -> Completion:
     """The reply to `source`, cut by `max_tokens` and the first stop sequence met."""
+    return _compose(source, words, max_tokens, tuple(stop), counter)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compose(
+    source: str,
+    words: int,
+    max_tokens: int | None,
+    stop: tuple[str, ...],
+    counter: Callable[[str], int],
+) -> Completion:
     pieces = [w if i == 0 else " " + w for i, w in enumerate(_reply_words(source, words))]
     finish, matched = "stop", None
     if stop:
@@ -109,10 +121,10 @@ def compose(
             if room > 0:
                 chunks.append(piece[: room * 4])
                 tokens += room
-            return Completion(chunks, tokens, "length")
+            return Completion(tuple(chunks), tokens, "length")
         chunks.append(piece)
         tokens += cost
-    return Completion(chunks, tokens, finish, matched)
+    return Completion(tuple(chunks), tokens, finish, matched)
 
 
 def _cut_chars(pieces: list[str], cut: int) -> list[str]:
