@@ -13,6 +13,7 @@ import pytest
 
 from oneflow_ai.app import create_app
 from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from tests.support.recording import RecordingSink
@@ -367,8 +368,11 @@ def test_stream_cut_off_upstream_ends_with_an_error_event_and_estimated_usage(
     assert isinstance(body, dict) and body["code"] == "upstream_unavailable"
     (record,) = gateway.sink.wait_for(1)
     assert record.outcome == "cut_off" and record.usage.estimated and record.cost.estimated
-    assert record.usage.output_tokens == 3  # "Hello wor": 9 characters, ~4 per token
-    assert record.usage.input_tokens > 0
+    # Counted by OneFlow with GPT-4o's own encoding (o200k_base) and OpenAI's message framing.
+    counter = TokenCounter()
+    assert record.usage.output_tokens == counter.count_text("gpt-4o", "Hello wor").tokens
+    messages = [{"role": "user", "content": "Hi"}]
+    assert record.usage.input_tokens == counter.count_messages("gpt-4o", messages).tokens == 8
 
 
 def test_client_disconnect_cancels_the_upstream_request(gateway: Gateway) -> None:

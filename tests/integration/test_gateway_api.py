@@ -71,3 +71,31 @@ def test_malformed_requests_name_the_field(
     response = gateway.post("/api/v1/request", body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+
+
+def test_estimate_ranks_models_and_recommends_the_strategys_pick(gateway: Gateway) -> None:
+    response = gateway.post(
+        "/api/v1/estimate",
+        {"input_tokens": 1500, "output_tokens": 500, "strategy": "cost_optimized"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    by_model = {e["model"]: e for e in body["estimates"]}
+    # The seed's example: GPT-4 at 1500 + 500 tokens costs $0.075, 7.5 credits.
+    assert Decimal(by_model["gpt-4"]["credits"]) == Decimal("7.5")
+    assert Decimal(by_model["gpt-4"]["cost_usd"]) == Decimal("0.075")
+    credits = [Decimal(e["credits"]) for e in body["estimates"]]
+    assert credits == sorted(credits)
+    assert (
+        body["recommended"]["model"] == body["estimates"][0]["model"] == "claude-3-haiku-20240307"
+    )
+    assert all(e["available"] for e in body["estimates"])
+
+
+def test_estimate_counts_a_prompt_per_model(gateway: Gateway) -> None:
+    body = gateway.post("/api/v1/estimate", {"prompt": "Hello world, how are you?"}).json()
+    by_model = {e["model"]: e for e in body["estimates"]}
+    assert by_model["gpt-4o"]["tokens_exact"] is True and by_model["gpt-4o"]["input_tokens"] > 5
+    assert by_model["claude-3-opus-20240229"]["tokens_exact"] is False
+    missing = gateway.post("/api/v1/estimate", {"output_tokens": 5})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "input_tokens"

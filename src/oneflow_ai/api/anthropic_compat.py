@@ -47,9 +47,13 @@ async def messages(request: Request, principal: Principal = Depends(authenticate
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)
-        encoder = EventEncoder(
-            model=stream.route.model, input_tokens=stream.call.estimated_input_tokens
-        )
+        # message_start announces the input tokens: the provider's count when it came with the
+        # opening events (Anthropic), else OneFlow's (OpenAI counts them only at the end; the
+        # final message_delta carries its count).
+        input_tokens = stream.opening_input_tokens
+        if input_tokens is None:
+            input_tokens = pipeline.prompt_tokens(stream.call)
+        encoder = EventEncoder(model=stream.route.model, input_tokens=input_tokens)
         return sse_response(stream, encoder)
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None

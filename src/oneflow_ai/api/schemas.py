@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ChatCompletion",
     "ChatCompletionRequest",
+    "EstimateRequest",
+    "EstimateResponse",
     "GatewayRequest",
     "GatewayResponse",
     "ImageGenerationRequest",
@@ -170,12 +172,35 @@ class GatewayResponse(_Doc):
     cost_usd: str
 
 
+class EstimateRequest(_Doc):
+    strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
+        "balanced"
+    )
+    modality: Literal["text", "image", "audio"] = "text"
+    input_tokens: int | None = Field(default=None, ge=0, description="or give a prompt")
+    output_tokens: int | None = Field(default=None, ge=0, description="default 256")
+    prompt: str | None = Field(default=None, description="counted per model's tokenizer")
+    images: int = Field(default=1, ge=1, le=10)
+    size: str | None = None
+    quality: str | None = None
+
+
+class EstimateResponse(_Doc):
+    strategy: str
+    modality: Literal["text", "image", "audio"]
+    recommended: dict[str, Any] | None = Field(
+        description="The model the strategy picks among available ones (null if none fits)"
+    )
+    estimates: list[dict[str, Any]] = Field(description="Every eligible model, cheapest first")
+
+
 _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
     ImageGenerationRequest,
     SpeechRequestBody,
     MessagesRequest,
     GatewayRequest,
+    EstimateRequest,
 )
 
 

@@ -41,8 +41,9 @@ class Call:
 
     Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
     named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
-    Set by the pipeline before the pre-hooks: `estimated_input_tokens`, `candidates` (primary
-    first, then fallbacks; a pre-hook may reorder or trim them). Set while it runs: `route`
+    Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
+    pre-hook may reorder or trim them) and, when OneFlow chooses the model,
+    `estimated_input_tokens` (a rough count the choice was based on). Set while it runs: `route`
     (the model answering, or the last one tried), `attempts`, then `usage`, `cost`, `outcome`,
     `error`, `first_content_ms`, `finished_at`. `state` is scratch space for hooks, keyed by
     the hook's name.

@@ -247,16 +247,22 @@ class Pipeline:
 
     # ---- planning ----------------------------------------------------------------------
 
+    def prompt_tokens(self, call: Call) -> int:
+        """OneFlow's count of a chat call's input tokens on the model answering it (for
+        announcing them before the provider's count arrives)."""
+        entry = call.route.entry if call.route is not None else None
+        return self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
+
     def _plan(self, call: Call) -> None:
-        if call.operation == "chat":
-            call.estimated_input_tokens = self.estimator.prompt_tokens(
-                cast(ChatRequest, call.request), None
-            )
         if call.strategy is None:
             route = self.registry.resolve(call.model)
             self._check_concrete(call, route.entry)
             call.candidates = [route]
             return
+        if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
+            call.estimated_input_tokens = self.estimator.prompt_tokens(
+                cast(ChatRequest, call.request), None
+            )
         eligible = [
             entry
             for entry in self.registry.available(call.modality)

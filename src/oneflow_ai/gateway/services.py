@@ -6,6 +6,7 @@ application state, and closes it at shutdown. Tests build one per app with their
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -14,8 +15,11 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.billing.estimates import Estimator
 from oneflow_ai.billing.pricing import PricingEngine
-from oneflow_ai.catalog import Catalog, packaged_catalog
+from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.catalog import Catalog, load_catalog
+from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.providers.fakes import FakeProviders
@@ -43,6 +47,7 @@ class Services:
     redactor: Redactor
     catalog: Catalog
     pricing: PricingEngine
+    estimates: Estimator
     registry: ProviderRegistry
     pipeline: Pipeline
     fake_providers: FakeProviders | None = None
@@ -70,11 +75,14 @@ class Services:
             redis = create_redis(settings.redis_url) if settings.redis_url else None
             if redis is not None:
                 exit_stack.push_async_callback(redis.aclose)
-            catalog = packaged_catalog()
+            catalog = load_catalog(settings.catalog_path)
             pricing = PricingEngine(catalog)
+            counter = TokenCounter(catalog)
             registry = build_registry(settings, catalog, client_factory=client_factory)
             exit_stack.push_async_callback(registry.aclose)
-            pipeline = Pipeline(registry, pricing)
+            tokens = TokenizerEstimator(counter)
+            await asyncio.to_thread(tokens.warm, list(registry.available("text")))
+            pipeline = Pipeline(registry, pricing, estimator=tokens)
             exit_stack.push_async_callback(pipeline.drain)
         except BaseException:
             await exit_stack.aclose()
@@ -93,6 +101,7 @@ class Services:
             redactor=redactor or Redactor(settings.secret_values),
             catalog=catalog,
             pricing=pricing,
+            estimates=Estimator(pricing, counter),
             registry=registry,
             pipeline=pipeline,
             fake_providers=fakes,

@@ -82,6 +82,14 @@ class ChatStream:
             else (self.call.estimated_input_tokens)
         )
 
+    @property
+    def opening_input_tokens(self) -> int | None:
+        """The provider's input count if it came with the opening events (before iterating)."""
+        for event in self._head:
+            if isinstance(event, StreamUsage) and event.input_tokens is not None:
+                return event.input_tokens
+        return None
+
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events()
 
