@@ -58,12 +58,14 @@ class ScriptedChat:
             raise answer
         return answer
 
-    async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, request: ChatRequest, model: str
+    ) -> AsyncIterator[list[StreamEvent]]:
         self.calls.append(model)
         for item in self.streams.pop(0):
             if isinstance(item, GatewayError):
                 raise item
-            yield item
+            yield [item]
 
 
 def _answer(text: str = "ok", usage: Usage | None = None) -> ChatResponse:

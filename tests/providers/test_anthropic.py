@@ -252,7 +252,9 @@ async def test_full_event_stream_becomes_canonical_events(
 ) -> None:
     upstream.reply_stream(FULL_STREAM)
     events = [
-        e async for e in provider.stream_chat(_request(stream=True), "claude-3-haiku-20240307")
+        e
+        async for batch in provider.stream_chat(_request(stream=True), "claude-3-haiku-20240307")
+        for e in batch
     ]
     assert events == [
         StreamStart("msg_s", "claude-3-haiku-20240307"),
@@ -278,12 +280,20 @@ async def test_in_stream_overloaded_error_and_a_stream_without_message_stop(
     )
     with pytest.raises(ProviderUnavailableError, match="Overloaded"):
         _ = [
-            e async for e in provider.stream_chat(_request(stream=True), "claude-3-haiku-20240307")
+            e
+            async for batch in provider.stream_chat(
+                _request(stream=True), "claude-3-haiku-20240307"
+            )
+            for e in batch
         ]
     upstream.reply_stream(FULL_STREAM[:-1])
     with pytest.raises(ProviderUnavailableError, match="ended before"):
         _ = [
-            e async for e in provider.stream_chat(_request(stream=True), "claude-3-haiku-20240307")
+            e
+            async for batch in provider.stream_chat(
+                _request(stream=True), "claude-3-haiku-20240307"
+            )
+            for e in batch
         ]
 
 

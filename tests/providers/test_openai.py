@@ -173,7 +173,7 @@ async def test_same_dialect_body_is_forwarded_with_model_replaced(
     upstream.reply_stream(sse({"id": "c", "model": "m", "choices": [], "usage": None}, "[DONE]"))
     streamed = {**raw, "stream": True, "stream_options": {"include_obfuscation": False}}
     request = _request(raw=streamed, raw_dialect="openai")
-    _ = [event async for event in provider.stream_chat(request, "gpt-4o")]
+    _ = [event async for batch in provider.stream_chat(request, "gpt-4o") for event in batch]
     body = upstream.requests[1].json()
     assert body["stream"] is True
     assert body["stream_options"] == {"include_obfuscation": False, "include_usage": True}
@@ -248,7 +248,11 @@ async def test_stream_events_text_tools_finish_and_usage(
             "[DONE]",
         )
     )
-    events = [event async for event in provider.stream_chat(_request(stream=True), "gpt-4o")]
+    events = [
+        event
+        async for batch in provider.stream_chat(_request(stream=True), "gpt-4o")
+        for event in batch
+    ]
     assert events == [
         StreamStart("chatcmpl-7", "gpt-4o-x"),
         TextDelta("Hel"),
@@ -267,13 +271,17 @@ async def test_stream_error_event_and_early_end_raise(
     upstream.reply_stream(sse(base, {"error": {"message": "boom", "type": "server_error"}}))
     received = []
     with pytest.raises(ProviderUnavailableError, match="boom"):
-        async for event in provider.stream_chat(_request(stream=True), "gpt-4o"):
-            received.append(event)
+        async for batch in provider.stream_chat(_request(stream=True), "gpt-4o"):
+            received.extend(batch)
     assert received == [StreamStart("c", "m"), TextDelta("x")]
 
     upstream.reply_stream(sse(base))  # ends cleanly but without a finish or [DONE]
     with pytest.raises(ProviderUnavailableError, match="ended before"):
-        _ = [event async for event in provider.stream_chat(_request(stream=True), "gpt-4o")]
+        _ = [
+            event
+            async for batch in provider.stream_chat(_request(stream=True), "gpt-4o")
+            for event in batch
+        ]
 
 
 @pytest.mark.parametrize(

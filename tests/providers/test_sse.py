@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from oneflow_ai.providers.sse import SSEEvent, iter_sse
+from oneflow_ai.providers.sse import SSEEvent, iter_sse_batches
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -13,7 +13,7 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def _events(*parts: bytes) -> list[SSEEvent]:
-    return [event async for event in iter_sse(_chunks(*parts))]
+    return [event async for batch in iter_sse_batches(_chunks(*parts)) for event in batch]
 
 
 async def test_events_split_at_every_byte_are_reassembled() -> None:
@@ -41,3 +41,13 @@ async def test_crlf_comments_multiline_data_and_no_space() -> None:
 
 async def test_an_unterminated_event_at_the_end_is_dropped() -> None:
     assert await _events(b"data: [DONE]\n\ndata: partial") == [SSEEvent(None, b"[DONE]")]
+
+
+async def test_events_that_arrive_together_come_in_one_batch() -> None:
+    batches = [
+        batch
+        async for batch in iter_sse_batches(
+            _chunks(b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n", b": comment only\n\n")
+        )
+    ]
+    assert batches == [[SSEEvent(None, b"1"), SSEEvent(None, b"2")], [SSEEvent(None, b"3")]]

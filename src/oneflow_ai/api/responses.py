@@ -55,19 +55,17 @@ def sse_response(stream: ChatStream, encoder: StreamEncoder) -> StreamingRespons
     upstream request)."""
 
     async def body() -> AsyncIterator[bytes]:
-        events = aiter(stream)
+        batches = stream.batches()
         try:
-            async for event in events:
-                data = encoder.event(event)
+            async for batch in batches:  # what arrived together leaves in one write
+                data = b"".join([encoder.event(event) for event in batch])
                 if data:
                     yield data
         except GatewayError as exc:
             yield encoder.error(exc, stream.usage, stream.cost)
             return
         finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+            await batches.aclose()
         yield encoder.end(stream.usage or Usage(estimated=True), stream.cost)
 
     headers = gateway_headers(stream.route)

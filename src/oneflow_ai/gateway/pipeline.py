@@ -128,7 +128,9 @@ class Pipeline:
                 events = response_events(response, shortcut.usage)
                 return ChatStream(self, call, entered, [], _iterate(events))
 
-            async def invoke(route: Route) -> tuple[list[StreamEvent], AsyncIterator[StreamEvent]]:
+            async def invoke(
+                route: Route,
+            ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
                 return await _open(route.chat().stream_chat(request, route.upstream_model))
 
             head, rest = await self._call_provider(call, invoke)
@@ -373,27 +375,26 @@ def _since(started: float) -> float:
 
 
 async def _open(
-    events: AsyncIterator[StreamEvent],
-) -> tuple[list[StreamEvent], AsyncIterator[StreamEvent]]:
-    """Read a provider stream up to and including its first content event."""
+    batches: AsyncIterator[list[StreamEvent]],
+) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+    """Read a provider stream up to and including the batch with its first content event."""
     head: list[StreamEvent] = []
     try:
-        async for event in events:
-            head.append(event)
-            if isinstance(event, _CONTENT):
+        async for batch in batches:
+            head.extend(batch)
+            if any(isinstance(event, _CONTENT) for event in batch):
                 break
     except BaseException:
-        await _aclose(events)
+        await _aclose(batches)
         raise
-    return head, events
+    return head, batches
 
 
-async def _iterate(events: Iterable[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    for event in events:
-        yield event
+async def _iterate(events: list[StreamEvent]) -> AsyncIterator[list[StreamEvent]]:
+    yield events
 
 
-async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
-    close = getattr(events, "aclose", None)
+async def _aclose(batches: AsyncIterator[list[StreamEvent]]) -> None:
+    close = getattr(batches, "aclose", None)
     if close is not None:
         await close()

@@ -1,17 +1,18 @@
 """`ChatStream`: a streamed answer that has started, and its accounting when it ends.
 
-The edge iterates it and renders each event in the caller's dialect. When the iteration ends,
-`usage` and `cost` hold what the answer consumed: the provider's counts when it reported them,
-otherwise OneFlow's estimate (`usage.estimated`). A provider failure in the middle of the
-stream is raised from the iteration as a `GatewayError` after `usage`/`cost` are set, so the
-edge can end the stream with an error event that still carries them. If the caller goes away
-(the iteration is cancelled or closed), the provider stream is closed, which cancels the
-upstream request, and the call is accounted as `cancelled`.
+The edge iterates its `batches()` (events that arrived together) and renders them in the
+caller's dialect, one write per batch; iterating the stream itself gives single events. When
+the iteration ends, `usage` and `cost` hold what the answer consumed: the provider's counts
+when it reported them, otherwise OneFlow's estimate (`usage.estimated`). A provider failure in
+the middle of the stream is raised from the iteration as a `GatewayError` after `usage`/`cost`
+are set, so the edge can end the stream with an error event that still carries them. If the
+caller goes away (the iteration is cancelled or closed), the provider stream is closed, which
+cancels the upstream request, and the call is accounted as `cancelled`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -51,7 +52,7 @@ class ChatStream:
         call: Call,
         entered: Sequence[Hook],
         head: list[StreamEvent],
-        rest: AsyncIterator[StreamEvent],
+        rest: AsyncIterator[list[StreamEvent]],
     ) -> None:
         self._pipeline = pipeline
         self._entered = tuple(entered)
@@ -91,18 +92,28 @@ class ChatStream:
         return None
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+        return self._flat()
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
+    async def _flat(self) -> AsyncIterator[StreamEvent]:
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def batches(self) -> AsyncGenerator[list[StreamEvent], None]:
+        """The events in batches as they arrived (the held-back opening events are the first)."""
         call = self.call
         try:
             head, self._head = self._head, []
-            for event in head:
-                self._observe(event)
-                yield event
-            async for event in self._rest:
-                self._observe(event)
-                yield event
+            if head:
+                self._observe(head)
+                yield head
+            async for batch in self._rest:
+                self._observe(batch)
+                yield batch
         except GatewayError as exc:
             self._close_out("cut_off", exc)
             log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
@@ -126,22 +137,23 @@ class ChatStream:
         self._close_out("ok")
         await self._pipeline.finish(call, self._entered)
 
-    def _observe(self, event: StreamEvent) -> None:
-        if isinstance(event, TextDelta):
-            self._text.append(event.text)
-        elif isinstance(event, ToolCallDelta):
-            self._text.append(event.arguments)
-            if event.name:
-                self._text.append(event.name)
-        elif isinstance(event, StreamUsage):
-            if event.input_tokens is not None:
-                self._input_tokens = event.input_tokens
-            if event.output_tokens is not None:
-                self._output_tokens = event.output_tokens
-        elif isinstance(event, StreamFinish):
-            self.finish_reason = event.reason
-        for hook in self._watchers:
-            hook.on_stream_event(self.call, event)
+    def _observe(self, batch: list[StreamEvent]) -> None:
+        for event in batch:
+            if isinstance(event, TextDelta):
+                self._text.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self._text.append(event.arguments)
+                if event.name:
+                    self._text.append(event.name)
+            elif isinstance(event, StreamUsage):
+                if event.input_tokens is not None:
+                    self._input_tokens = event.input_tokens
+                if event.output_tokens is not None:
+                    self._output_tokens = event.output_tokens
+            elif isinstance(event, StreamFinish):
+                self.finish_reason = event.reason
+            for hook in self._watchers:
+                hook.on_stream_event(self.call, event)
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call

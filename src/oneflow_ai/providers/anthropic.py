@@ -42,7 +42,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.errors import error_class, json_object, provider_error
 from oneflow_ai.providers.spec import ProviderSpec
-from oneflow_ai.providers.sse import iter_sse
+from oneflow_ai.providers.sse import iter_sse_batches
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.settings import Settings
 
@@ -109,7 +109,9 @@ class AnthropicProvider:
         except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
             raise _malformed(exc, model) from exc
 
-    async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, request: ChatRequest, model: str
+    ) -> AsyncIterator[list[StreamEvent]]:
         body = self._body(request, model, stream=True)
         upstream = UpstreamRequest(
             "POST", "/v1/messages", map_error, body=orjson.dumps(body), model=model
@@ -117,21 +119,28 @@ class AnthropicProvider:
         async with self._client.stream(upstream) as response:
             tools: dict[int, int] = {}  # content block index -> tool call index
             stopped = False
-            async for sse in iter_sse(response.chunks()):
-                if sse.event is None or sse.event == "ping":
-                    continue
-                try:
-                    data = orjson.loads(sse.data)
-                    kind = data.get("type") or sse.event
-                    if kind == "message_stop":
-                        stopped = True
-                        break
-                    if kind == "error":
-                        raise stream_error(data.get("error"), model)
-                    for event in _stream_events(kind, data, tools, model):
-                        yield event
-                except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
-                    raise _malformed(exc, model) from exc
+            async for batch in iter_sse_batches(response.chunks()):
+                events: list[StreamEvent] = []
+                for sse in batch:
+                    if sse.event is None or sse.event == "ping":
+                        continue
+                    try:
+                        data = orjson.loads(sse.data)
+                        kind = data.get("type") or sse.event
+                        if kind == "message_stop":
+                            stopped = True
+                            break
+                        if kind == "error":
+                            if events:
+                                yield events  # what arrived before the error still counts
+                            raise stream_error(data.get("error"), model)
+                        events.extend(_stream_events(kind, data, tools, model))
+                    except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
+                        raise _malformed(exc, model) from exc
+                if events:
+                    yield events
+                if stopped:
+                    break
             if not stopped:
                 raise ProviderUnavailableError(
                     "anthropic: the stream ended before the answer was complete",

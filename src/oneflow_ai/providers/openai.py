@@ -44,7 +44,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.errors import error_class, json_object, provider_error
 from oneflow_ai.providers.spec import ProviderSpec
-from oneflow_ai.providers.sse import iter_sse
+from oneflow_ai.providers.sse import iter_sse_batches
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.settings import Settings
 
@@ -96,31 +96,43 @@ class OpenAIProvider:
         except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
             raise _malformed(exc, model) from exc
 
-    async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, request: ChatRequest, model: str
+    ) -> AsyncIterator[list[StreamEvent]]:
         body = self._chat_body(request, model, stream=True)
         upstream = UpstreamRequest(
             "POST", "/chat/completions", map_error, body=orjson.dumps(body), model=model
         )
         async with self._client.stream(upstream) as response:
             started = finished = done = False
-            async for sse in iter_sse(response.chunks()):
-                if sse.data == b"[DONE]":
-                    done = True
+            async for batch in iter_sse_batches(response.chunks()):
+                events: list[StreamEvent] = []
+                for sse in batch:
+                    if sse.data == b"[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = orjson.loads(sse.data)
+                        error = chunk.get("error")
+                        if error:
+                            if events:
+                                yield events  # what arrived before the error still counts
+                            raise stream_error(error, model)
+                        if not started:
+                            started = True
+                            events.append(
+                                StreamStart(str(chunk.get("id") or ""), chunk.get("model") or model)
+                            )
+                        for event in _chunk_events(chunk):
+                            if isinstance(event, StreamFinish):
+                                finished = True
+                            events.append(event)
+                    except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
+                        raise _malformed(exc, model) from exc
+                if events:
+                    yield events
+                if done:
                     break
-                try:
-                    chunk = orjson.loads(sse.data)
-                    error = chunk.get("error")
-                    if error:
-                        raise stream_error(error, model)
-                    if not started:
-                        started = True
-                        yield StreamStart(str(chunk.get("id") or ""), chunk.get("model") or model)
-                    for event in _chunk_events(chunk):
-                        if isinstance(event, StreamFinish):
-                            finished = True
-                        yield event
-                except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
-                    raise _malformed(exc, model) from exc
             if not (done or finished):
                 raise ProviderUnavailableError(
                     "openai: the stream ended before the answer was complete",
