@@ -15,12 +15,23 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import anthropic_compat, gateway_api, health, openai_compat
+from oneflow_ai.api import (
+    anthropic_compat,
+    auth,
+    gateway_api,
+    health,
+    keys,
+    openai_compat,
+    projects,
+    users,
+)
+from oneflow_ai.api import metrics as metrics_api
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.api.schemas import install_schemas
 from oneflow_ai.gateway.services import Services
-from oneflow_ai.observability.logging import configure_logging
+from oneflow_ai.observability.logging import Redactor, configure_logging
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings, load_settings
 
 __all__ = ["create_app"]
@@ -28,20 +39,32 @@ __all__ = ["create_app"]
 log = structlog.get_logger("oneflow")
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
-    """Build the gateway application; with no settings they are read from the environment."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logs: bool = True,
+    telemetry: Telemetry | None = None,
+) -> FastAPI:
+    """Build the gateway application; with no settings they are read from the environment.
+
+    ``telemetry`` (metrics and tracing) is built from the settings unless given; tests pass
+    one with an in-memory span exporter.
+    """
     settings = settings if settings is not None else load_settings()
-    redactor = None
     if configure_logs:
         redactor = configure_logging(
             level=settings.log_level,
             json=settings.json_logs,
             secret_values=settings.secret_values,
         )
+    else:
+        redactor = Redactor(settings.secret_values)
+    if telemetry is None:
+        telemetry = Telemetry.from_settings(settings, redactor=redactor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings, redactor)
+        services = await Services.start(settings, redactor, telemetry)
         app.state.services = services
         log.info(
             "startup",
@@ -49,6 +72,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             environment=settings.environment.value,
             database="sqlite" if settings.uses_embedded_database else "postgresql",
             redis=settings.redis_url is not None,
+            metrics=telemetry.metrics.enabled,
+            tracing=telemetry.tracing.enabled,
             providers=list(services.registry.names),
         )
         try:
@@ -65,29 +90,37 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (
-        health.router,
-        openai_compat.router,
-        anthropic_compat.router,
-        gateway_api.router,
-    ):
-        # The routes join the app's own list: FastAPI matches an included router through an
-        # extra layer that costs tens of microseconds per request on the hot path.
+    for router in (openai_compat.router, anthropic_compat.router, gateway_api.router):
+        # The model endpoints join the app's own route list, first: FastAPI matches each
+        # included router through an extra layer that costs microseconds per request.
         app.router.routes.extend(router.routes)
+    app.include_router(health.router)
+    if telemetry.metrics.enabled:
+        app.include_router(metrics_api.router)
+    for router in (auth.router, keys.router, users.router, projects.router):
+        app.include_router(router)
     install_schemas(app)
 
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(
         EdgeMiddleware,
         max_body_size=settings.max_request_size,
         log_requests=settings.log_requests,
+        http_metrics=telemetry.metrics.http,
+        tracing=telemetry.tracing,
         extra_headers=[(b"x-oneflow-fake-providers", b"true")]
         if settings.use_fake_providers
         else (),

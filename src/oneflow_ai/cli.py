@@ -35,6 +35,17 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
+def _add_identity_commands() -> None:
+    from oneflow_ai.cli_identity import keys_app, projects_app, users_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(users_app, name="users")
+    app.add_typer(projects_app, name="projects")
+
+
+_add_identity_commands()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"oneflow: {message}", err=True)
     return typer.Exit(code)
@@ -114,20 +125,26 @@ def serve(
             _run(_migrate(settings, "upgrade", "head"))
         except Exception as exc:
             raise _database_error(exc) from None
-    uvicorn.run(
-        "oneflow_ai.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers if not reload else None,
-        reload=reload,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
+
+    # Several workers share their metrics through files: the directory is chosen here, before
+    # any worker starts, and cleaned up after the last one stops.
+    processes = workers if not reload else 1
+    with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
+        uvicorn.run(
+            "oneflow_ai.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers if not reload else None,
+            reload=reload,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
 
 
 @db_app.command("upgrade")

@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
-from oneflow_ai.api.deps import authenticate, get_services, request_id
-from oneflow_ai.api.openai_compat import STRATEGY_HEADER, strategy_header
+from oneflow_ai.api.calls import new_call
+from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
 from oneflow_ai.api.validation import parse_object
+from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.gateway.call import Call
-from oneflow_ai.gateway.planning import resolve_strategy
 
 __all__ = ["router"]
 
@@ -31,19 +30,11 @@ router = APIRouter(tags=["Anthropic-compatible"])
     openapi_extra=request_body(MessagesRequest),
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def messages(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+async def messages(
+    request: Request, principal: Principal = Depends(require(Permission.GATEWAY))
+) -> Response:
     chat = parse_messages_request(parse_object(await request.body()))
-    call = Call(
-        request_id=request_id(request),
-        principal=principal,
-        operation="chat",
-        request=chat,
-        model=chat.model,
-        strategy=resolve_strategy(
-            chat.model, strategy_header(request), header_name=STRATEGY_HEADER
-        ),
-        stream=chat.stream,
-    )
+    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)

@@ -14,7 +14,8 @@ from typing import Any, cast
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.deps import authenticate, get_services, request_id
+from oneflow_ai.api.calls import new_call
+from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.responses import gateway_headers, json_response
 from oneflow_ai.api.schemas import (
     EstimateRequest,
@@ -24,16 +25,19 @@ from oneflow_ai.api.schemas import (
     request_body,
 )
 from oneflow_ai.api.validation import Fields, parse_object
+from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
 from oneflow_ai.domain.media import ImageRequest, SpeechRequest
 from oneflow_ai.gateway.call import Call, Operation
-from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES, RouteQuery, resolve_strategy
+from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES, RouteQuery
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["OneFlow"])
+
+CALLER = Depends(require(Permission.GATEWAY))
 
 DEFAULT_VOICE = "alloy"
 MODALITIES = ("text", "image", "audio")
@@ -45,9 +49,7 @@ MODALITIES = ("text", "image", "audio")
     response_model=GatewayResponse,
     openapi_extra=request_body(GatewayRequest),
 )
-async def process_request(
-    request: Request, principal: Principal = Depends(authenticate)
-) -> Response:
+async def process_request(request: Request, principal: Principal = CALLER) -> Response:
     fields = Fields(parse_object(await request.body()))
     prompt = fields.req_str("prompt")
     strategy_name = fields.opt_str("strategy", choices=STRATEGIES) or DEFAULT_STRATEGY
@@ -55,30 +57,32 @@ async def process_request(
     max_tokens = fields.opt_int("max_tokens", minimum=1)
     model = fields.opt_str("model") or strategy_name
     voice = fields.opt_str("voice") or DEFAULT_VOICE
-    strategy = resolve_strategy(model, strategy_name, header_name="strategy")
     pipeline = get_services(request).pipeline
 
-    def new_call(operation: Operation, payload: ChatRequest | ImageRequest | SpeechRequest) -> Call:
-        return Call(
-            request_id=request_id(request),
-            principal=principal,
-            operation=operation,
-            request=payload,
+    def new(operation: Operation, payload: ChatRequest | ImageRequest | SpeechRequest) -> Call:
+        return new_call(
+            request,
+            principal,
+            operation,
+            payload,
             model=model,
-            strategy=strategy,
+            strategy=strategy_name,
+            strategy_field="strategy",
         )
 
     output: str
     if modality == "text":
         chat = ChatRequest(model, [Message("user", [TextPart(prompt)])], max_tokens=max_tokens)
-        call = new_call("chat", chat)
+        call = new("chat", chat)
         output = (await pipeline.chat(call)).text
     elif modality == "image":
-        call = new_call("image", ImageRequest(model=model, prompt=prompt))
+        image = ImageRequest(model=model, prompt=prompt)
+        call = new("image", image)
         generated = (await pipeline.generate_image(call)).images[0]
         output = generated.url or f"data:image/png;base64,{generated.b64_json}"
     else:
-        call = new_call("speech", SpeechRequest(model=model, input=prompt, voice=voice))
+        speech = SpeechRequest(model=model, input=prompt, voice=voice)
+        call = new("speech", speech)
         audio = await pipeline.synthesize_speech(call)
         output = f"data:{audio.content_type};base64,{base64.b64encode(audio.audio).decode()}"
     assert call.route is not None and call.usage is not None and call.cost is not None
@@ -88,7 +92,7 @@ async def process_request(
         "model": call.route.model,
         "provider": call.route.provider_name,
         "modality": modality,
-        "strategy": strategy,
+        "strategy": call.strategy,
         "output": output,
         "usage": {
             "input_tokens": usage.input_tokens,
@@ -109,7 +113,7 @@ async def process_request(
     response_model=EstimateResponse,
     openapi_extra=request_body(EstimateRequest),
 )
-async def estimate(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+async def estimate(request: Request, principal: Principal = CALLER) -> Response:
     fields = Fields(parse_object(await request.body()))
     strategy = fields.opt_str("strategy", choices=STRATEGIES) or DEFAULT_STRATEGY
     modality = cast(Modality, fields.opt_str("modality", choices=MODALITIES) or "text")

@@ -14,7 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.deps import authenticate, get_services, request_id
+from oneflow_ai.api.calls import new_call
+from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
@@ -28,20 +29,15 @@ from oneflow_ai.api.schemas import (
     request_body,
 )
 from oneflow_ai.api.validation import parse_object
+from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.gateway.call import Call
-from oneflow_ai.gateway.planning import AUTO, STRATEGIES, resolve_strategy
+from oneflow_ai.gateway.planning import AUTO, STRATEGIES
 
-__all__ = ["STRATEGY_HEADER", "router"]
-
-STRATEGY_HEADER = "X-OneFlow-Strategy"
+__all__ = ["router"]
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
-
-def strategy_header(request: Request) -> str | None:
-    value: str | None = request.headers.get(STRATEGY_HEADER)
-    return value
+CALLER = Depends(require(Permission.GATEWAY))
 
 
 @router.post(
@@ -51,21 +47,9 @@ def strategy_header(request: Request) -> str | None:
     openapi_extra=request_body(ChatCompletionRequest),
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_completions(
-    request: Request, principal: Principal = Depends(authenticate)
-) -> Response:
+async def chat_completions(request: Request, principal: Principal = CALLER) -> Response:
     chat, include_usage = parse_chat_request(parse_object(await request.body()))
-    call = Call(
-        request_id=request_id(request),
-        principal=principal,
-        operation="chat",
-        request=chat,
-        model=chat.model,
-        strategy=resolve_strategy(
-            chat.model, strategy_header(request), header_name=STRATEGY_HEADER
-        ),
-        stream=chat.stream,
-    )
+    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)
@@ -85,20 +69,9 @@ async def chat_completions(
     response_model=ImagesResponse,
     openapi_extra=request_body(ImageGenerationRequest),
 )
-async def images_generations(
-    request: Request, principal: Principal = Depends(authenticate)
-) -> Response:
+async def images_generations(request: Request, principal: Principal = CALLER) -> Response:
     image = parse_image_request(parse_object(await request.body()))
-    call = Call(
-        request_id=request_id(request),
-        principal=principal,
-        operation="image",
-        request=image,
-        model=image.model,
-        strategy=resolve_strategy(
-            image.model, strategy_header(request), header_name=STRATEGY_HEADER
-        ),
-    )
+    call = new_call(request, principal, "image", image, model=image.model)
     response = await get_services(request).pipeline.generate_image(call)
     assert call.route is not None
     return json_response(render_images(response), headers=gateway_headers(call.route, call.cost))
@@ -111,18 +84,9 @@ async def images_generations(
     response_class=Response,
     responses={200: {"content": {"audio/mpeg": {}, "audio/opus": {}, "audio/wav": {}}}},
 )
-async def audio_speech(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+async def audio_speech(request: Request, principal: Principal = CALLER) -> Response:
     speech = parse_speech_request(parse_object(await request.body()))
-    call = Call(
-        request_id=request_id(request),
-        principal=principal,
-        operation="speech",
-        request=speech,
-        model=speech.model,
-        strategy=resolve_strategy(
-            speech.model, strategy_header(request), header_name=STRATEGY_HEADER
-        ),
-    )
+    call = new_call(request, principal, "speech", speech, model=speech.model)
     response = await get_services(request).pipeline.synthesize_speech(call)
     assert call.route is not None
     headers = gateway_headers(call.route, call.cost)
@@ -130,7 +94,9 @@ async def audio_speech(request: Request, principal: Principal = Depends(authenti
 
 
 @router.get("/v1/models", summary="The models this gateway serves", response_model=ModelList)
-async def list_models(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+async def list_models(
+    request: Request, principal: Principal = Depends(require(Permission.MODELS_READ))
+) -> Response:
     registry = get_services(request).registry
     catalog = registry.catalog
     created = int(

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 import structlog
 
+from oneflow_ai.auth.permissions import ensure_model_allowed
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.pricing import PricingEngine
@@ -256,8 +257,10 @@ class Pipeline:
         return self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
 
     def _plan(self, call: Call) -> None:
+        allowed = call.principal.allowed_models
         if call.strategy is None:
             route = self.registry.resolve(call.model)
+            ensure_model_allowed(call.principal, route.entry.id)
             self._check_concrete(call, route.entry)
             call.candidates = [route]
             return
@@ -268,7 +271,9 @@ class Pipeline:
         eligible = [
             entry
             for entry in self.registry.available(call.modality)
-            if entry.is_priced and self._fits(call, entry)
+            if entry.is_priced
+            and self._fits(call, entry)
+            and (allowed is None or entry.id in allowed)
         ]
         chosen = self.selector(self._query(call, call.strategy), eligible)
         if not chosen:

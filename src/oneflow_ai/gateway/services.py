@@ -15,13 +15,17 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.auth.identity import Identity
 from oneflow_ai.billing.estimates import Estimator
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.estimate import TokenizerEstimator
+from oneflow_ai.gateway.limits_hook import RateLimitHook
 from oneflow_ai.gateway.pipeline import Pipeline
+from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.providers.registry import (
     ClientFactory,
@@ -45,6 +49,11 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    telemetry: Telemetry
+    # Who is calling (keys, tokens, users, projects) and how much they may (rate limits).
+    identity: Identity
+    limiter: RateLimiter
+    # The models: catalog and prices, the running provider adapters, the request pipeline.
     catalog: Catalog
     pricing: PricingEngine
     estimates: Estimator
@@ -58,10 +67,16 @@ class Services:
         cls,
         settings: Settings,
         redactor: Redactor | None = None,
+        telemetry: Telemetry | None = None,
         *,
         client_factory: ClientFactory = default_client,
     ) -> Services:
+        redactor = redactor or Redactor(settings.secret_values)
+        if telemetry is None:
+            telemetry = Telemetry.from_settings(settings, redactor=redactor)
         exit_stack = AsyncExitStack()
+        # Closed last: spans of the shutdown itself are still exported.
+        exit_stack.callback(telemetry.close)
         fakes: FakeProviders | None = None
         try:
             if settings.use_fake_providers:
@@ -71,10 +86,17 @@ class Services:
                 pool_size=settings.database_pool_size,
                 echo=settings.database_echo,
             )
+            telemetry.metrics.watch_pool(engine)
             exit_stack.push_async_callback(engine.dispose)
             redis = create_redis(settings.redis_url) if settings.redis_url else None
             if redis is not None:
                 exit_stack.push_async_callback(redis.aclose)
+            sessionmaker = create_sessionmaker(engine)
+            limiter = build_rate_limiter(settings, redis)
+            exit_stack.push_async_callback(limiter.close)
+            identity = Identity.build(settings, sessionmaker, redis)
+            await identity.start()
+            exit_stack.push_async_callback(identity.close)
             catalog = load_catalog(settings.catalog_path)
             pricing = PricingEngine(catalog)
             counter = TokenCounter(catalog)
@@ -82,7 +104,9 @@ class Services:
             exit_stack.push_async_callback(registry.aclose)
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
-            pipeline = Pipeline(registry, pricing, estimator=tokens)
+            pipeline = Pipeline(
+                registry, pricing, estimator=tokens, hooks=[RateLimitHook(limiter, tokens)]
+            )
             exit_stack.push_async_callback(pipeline.drain)
         except BaseException:
             await exit_stack.aclose()
@@ -96,9 +120,12 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
-            redactor=redactor or Redactor(settings.secret_values),
+            redactor=redactor,
+            telemetry=telemetry,
+            identity=identity,
+            limiter=limiter,
             catalog=catalog,
             pricing=pricing,
             estimates=Estimator(pricing, counter),
