@@ -139,8 +139,10 @@ async def _main(requests: int, profile: bool) -> None:
         app = create_app(settings, configure_logs=True)
         start = services.Services.start
 
-        async def start_in_memory(cls_settings: Settings, redactor: Any = None) -> Any:
-            return await start(cls_settings, redactor, client_factory=_memory_client)
+        async def start_in_memory(
+            cls_settings: Settings, redactor: Any = None, telemetry: Any = None
+        ) -> Any:
+            return await start(cls_settings, redactor, telemetry, client_factory=_memory_client)
 
         services.Services.start = start_in_memory  # type: ignore[assignment]
         async with app.router.lifespan_context(app):

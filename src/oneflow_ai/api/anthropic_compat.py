@@ -10,12 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
-from oneflow_ai.api.calls import new_call
-from oneflow_ai.api.deps import get_services, require
+from oneflow_ai.api.calls import gateway_caller, new_call
+from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
 from oneflow_ai.api.validation import parse_object
-from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
 
 __all__ = ["router"]
@@ -30,9 +29,7 @@ router = APIRouter(tags=["Anthropic-compatible"])
     openapi_extra=request_body(MessagesRequest),
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def messages(
-    request: Request, principal: Principal = Depends(require(Permission.GATEWAY))
-) -> Response:
+async def messages(request: Request, principal: Principal = Depends(gateway_caller)) -> Response:
     chat = parse_messages_request(parse_object(await request.body()))
     call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
     pipeline = get_services(request).pipeline

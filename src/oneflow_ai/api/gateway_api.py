@@ -14,8 +14,8 @@ from typing import Any, cast
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.calls import new_call
-from oneflow_ai.api.deps import get_services, require
+from oneflow_ai.api.calls import gateway_caller, new_call
+from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.responses import gateway_headers, json_response
 from oneflow_ai.api.schemas import (
     EstimateRequest,
@@ -25,7 +25,6 @@ from oneflow_ai.api.schemas import (
     request_body,
 )
 from oneflow_ai.api.validation import Fields, parse_object
-from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
@@ -37,7 +36,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["OneFlow"])
 
-CALLER = Depends(require(Permission.GATEWAY))
+CALLER = Depends(gateway_caller)
 
 DEFAULT_VOICE = "alloy"
 MODALITIES = ("text", "image", "audio")

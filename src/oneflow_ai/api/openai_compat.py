@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.calls import new_call
+from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
@@ -37,7 +37,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
-CALLER = Depends(require(Permission.GATEWAY))
+CALLER = Depends(gateway_caller)
 
 
 @router.post(
