@@ -15,11 +15,22 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import auth, circuits, health, keys, projects, users
+from oneflow_ai.api import (
+    anthropic_compat,
+    auth,
+    circuits,
+    gateway_api,
+    health,
+    keys,
+    openai_compat,
+    projects,
+    users,
+)
 from oneflow_ai.api import metrics as metrics_api
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.idempotency import IdempotencyMiddleware
 from oneflow_ai.api.middleware import EdgeMiddleware
+from oneflow_ai.api.schemas import install_schemas
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import Redactor, configure_logging
 from oneflow_ai.observability.telemetry import Telemetry
@@ -65,6 +76,7 @@ def create_app(
             redis=settings.redis_url is not None,
             metrics=telemetry.metrics.enabled,
             tracing=telemetry.tracing.enabled,
+            providers=list(services.registry.names),
         )
         try:
             yield
@@ -80,12 +92,17 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    for router in (openai_compat.router, anthropic_compat.router, gateway_api.router):
+        # The model endpoints join the app's own route list, first: FastAPI matches each
+        # included router through an extra layer that costs microseconds per request.
+        app.router.routes.extend(router.routes)
     app.include_router(health.router)
     app.include_router(circuits.router)
     if telemetry.metrics.enabled:
         app.include_router(metrics_api.router)
     for router in (auth.router, keys.router, users.router, projects.router):
         app.include_router(router)
+    install_schemas(app)
 
     # Innermost: runs after the edge's size limit, sees exactly what the routes answer.
     app.add_middleware(
@@ -113,5 +130,8 @@ def create_app(
         log_requests=settings.log_requests,
         http_metrics=telemetry.metrics.http,
         tracing=telemetry.tracing,
+        extra_headers=[(b"x-oneflow-fake-providers", b"true")]
+        if settings.use_fake_providers
+        else (),
     )
     return app

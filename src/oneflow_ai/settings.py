@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "DEFAULT_ELEVENLABS_VOICES",
     "DEFAULT_JWT_SECRET",
     "DEFAULT_MASTER_KEY",
     "PROVIDERS",
@@ -38,6 +39,20 @@ _DEFAULT_BASE_URLS = {
     "stability": "https://api.stability.ai",
     "elevenlabs": "https://api.elevenlabs.io",
 }
+# ElevenLabs premade voices chosen to resemble OpenAI's voices of the same name.
+DEFAULT_ELEVENLABS_VOICES: dict[str, str] = {
+    "alloy": "21m00Tcm4TlvDq8ikWAM",  # Rachel
+    "echo": "ErXwobaYiN019PkySvjV",  # Antoni
+    "fable": "JBFqnCBsd6RMkjVDRZzb",  # George
+    "onyx": "pNInz6obpgDQGcFmaJgB",  # Adam
+    "nova": "EXAVITQu4vr4xnSDxMaL",  # Sarah
+    "shimmer": "MF3mGyEYCl7XYWbV9V6O",  # Elli
+    "ash": "TxGEqnHWrfWFTfGW9XjX",  # Josh
+    "coral": "XrExE9yKIg1WjnnlVkGX",  # Matilda
+    "sage": "pFZP5JQG7iQjIQuC4Bku",  # Lily
+    "ballad": "onwK4e9ZLuTAKqWW03F9",  # Daniel
+    "verse": "TX3LPaxmHKxFdv7VOQHJ",  # Liam
+}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -56,6 +71,7 @@ class ProviderSettings:
     base_url: str
     connect_timeout: float
     read_timeout: float
+    max_connections: int = 256
 
     @property
     def configured(self) -> bool:
@@ -106,6 +122,15 @@ class Settings(BaseSettings):
 
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=30.0, gt=0)
+    # Pooled keep-alive connections per provider.
+    upstream_max_connections: int = Field(default=256, ge=1, le=10_000)
+
+    # OpenAI voice names -> ElevenLabs voice ids (a JSON object in the environment); a voice
+    # that is not a key here is taken as an ElevenLabs voice id.
+    elevenlabs_voices: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ELEVENLABS_VOICES)
+    )
+
     # Per-provider overrides of the two timeouts above (unset: the defaults above).
     openai_connect_timeout: float | None = Field(default=None, gt=0)
     openai_read_timeout: float | None = Field(default=None, gt=0)
@@ -319,6 +344,7 @@ class Settings(BaseSettings):
             base_url=getattr(self, f"{name}_base_url"),
             connect_timeout=connect or self.upstream_connect_timeout,
             read_timeout=read or self.upstream_read_timeout,
+            max_connections=self.upstream_max_connections,
         )
 
     @property

@@ -121,6 +121,21 @@ CASES = [
         "/api/v1/admin/circuits",
         (401, 403, 403, 403, 403, 403, 200, 200),
     ),
+    # Model calls need the gateway permission (this world serves through the fake providers).
+    Case(
+        "gateway.request",
+        "POST",
+        "/api/v1/request",
+        (401, 403, 200, 200, 200, 200, 200, 200),
+        lambda w: {"prompt": "hello", "max_tokens": 5},
+    ),
+    Case(
+        "gateway.estimate",
+        "POST",
+        "/api/v1/estimate",
+        (401, 403, 200, 200, 200, 200, 200, 200),
+        lambda w: {"input_tokens": 100, "output_tokens": 10},
+    ),
 ]
 
 

@@ -19,8 +19,8 @@ microseconds, which matters on the gateway's hot path.
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -80,7 +80,7 @@ class EdgeMiddleware:
         log_requests: bool = True,
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
-        id_factory: Callable[[], str] = lambda: uuid.uuid4().hex,
+        id_factory: Callable[[], str] = lambda: secrets.token_hex(16),
         http_metrics: HttpMetrics | None = None,
         tracing: TracingApi | None = None,
     ) -> None:

@@ -1,13 +1,26 @@
-"""JSON responses encoded once with orjson (the hot path never re-encodes)."""
+"""Responses of the gateway's edges: JSON encoded once with orjson, the `X-OneFlow-*` headers,
+and server-sent event streams that end cleanly."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-__all__ = ["json_response"]
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.domain.chat import StreamEvent
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.stream import ChatStream
+from oneflow_ai.providers.registry import Route
+
+__all__ = ["StreamEncoder", "gateway_headers", "json_response", "sse_response"]
+
+MODEL_HEADER = "X-OneFlow-Model"
+PROVIDER_HEADER = "X-OneFlow-Provider"
+CREDITS_HEADER = "X-OneFlow-Credits"
 
 
 def json_response(
@@ -16,3 +29,46 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+def gateway_headers(route: Route, cost: Cost | None = None) -> dict[str, str]:
+    """Which model and provider answered and, once known, the credits charged."""
+    headers = {MODEL_HEADER: route.model, PROVIDER_HEADER: route.provider_name}
+    if cost is not None:
+        headers[CREDITS_HEADER] = str(cost.credits)
+    return headers
+
+
+class StreamEncoder(Protocol):
+    """Writes a stream's events in one dialect; `end` and `error` close the stream."""
+
+    def event(self, event: StreamEvent) -> bytes: ...
+
+    def end(self, usage: Usage, cost: Cost | None) -> bytes: ...
+
+    def error(self, exc: GatewayError, usage: Usage | None, cost: Cost | None) -> bytes: ...
+
+
+def sse_response(stream: ChatStream, encoder: StreamEncoder) -> StreamingResponse:
+    """The stream as `text/event-stream`. It always ends with usage and credits, or with an
+    error event in the dialect; a caller that disconnects closes the stream (and so the
+    upstream request)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        batches = stream.batches()
+        try:
+            async for batch in batches:  # what arrived together leaves in one write
+                data = b"".join([encoder.event(event) for event in batch])
+                if data:
+                    yield data
+        except GatewayError as exc:
+            yield encoder.error(exc, stream.usage, stream.cost)
+            return
+        finally:
+            await batches.aclose()
+        yield encoder.end(stream.usage or Usage(estimated=True), stream.cost)
+
+    headers = gateway_headers(stream.route)
+    headers["Cache-Control"] = "no-cache"
+    headers["X-Accel-Buffering"] = "no"
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

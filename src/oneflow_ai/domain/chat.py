@@ -27,6 +27,7 @@ __all__ = [
     "Role",
     "StreamEvent",
     "StreamFinish",
+    "StreamStart",
     "StreamUsage",
     "TextDelta",
     "TextPart",
@@ -115,7 +116,7 @@ class ChatResponse:
     model: str
     text: str
     finish_reason: FinishReason
-    usage: Usage
+    usage: Usage | None  # as the provider reported it; None when it reported none
     tool_calls: list[ToolCall] = field(default_factory=list)
     # The provider's body as received, and the dialect it is in.
     raw: dict[str, Any] | None = None
@@ -123,6 +124,14 @@ class ChatResponse:
 
 
 # ---- stream events ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamStart:
+    """The answer's id and the model that writes it (the provider's opening event)."""
+
+    id: str
+    model: str
 
 
 @dataclass(slots=True)
@@ -154,4 +163,4 @@ class StreamUsage:
     output_tokens: int | None = None
 
 
-StreamEvent = TextDelta | ToolCallDelta | StreamFinish | StreamUsage
+StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage

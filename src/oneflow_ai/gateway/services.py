@@ -6,30 +6,51 @@ application state, and closes it at shutdown. Tests build one per app with their
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+import structlog
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
+from oneflow_ai.billing.estimates import Estimator
 from oneflow_ai.billing.pricing import PricingEngine
-from oneflow_ai.catalog import load_catalog
+from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.catalog import Catalog, load_catalog
+from oneflow_ai.gateway.estimate import TokenizerEstimator
+from oneflow_ai.gateway.limits_hook import RateLimitHook
+from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_ai.providers.registry import (
+    ClientFactory,
+    ProviderRegistry,
+    build_registry,
+    default_client,
+)
+from oneflow_ai.providers.upstream import UpstreamClient
 from oneflow_ai.resilience.breaker import CircuitState
+from oneflow_ai.resilience.caller import RetryEvent
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.idempotency import IdempotencyStore
-from oneflow_ai.resilience.setup import build_breakers, build_idempotency_store
+from oneflow_ai.resilience.setup import build_breakers, build_caller, build_idempotency_store
+from oneflow_ai.resilience.upstream_client import ResilientUpstream
 from oneflow_ai.routing.latency import LatencyTracker
 from oneflow_ai.routing.router import IntelligentRouter
 from oneflow_ai.routing.setup import build_latency_tracker, build_router
-from oneflow_ai.settings import Settings
+from oneflow_ai.settings import ProviderSettings, Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
 
 __all__ = ["Services"]
+
+log = structlog.get_logger("oneflow")
 
 
 @dataclass
@@ -43,13 +64,19 @@ class Services:
     # Who is calling (keys, tokens, users, projects) and how much they may (rate limits).
     identity: Identity
     limiter: RateLimiter
+    # The models: catalog and prices, the running provider adapters, the request pipeline.
+    catalog: Catalog
     pricing: PricingEngine
-    # Circuit breakers per provider and (provider, model); the router's view of them.
+    estimates: Estimator
+    registry: ProviderRegistry
+    pipeline: Pipeline
+    # Resilience and routing: circuit breakers per provider and (provider, model), latency
+    # learned from completed calls, the router, and the Idempotency-Key store.
     breakers: CircuitBreakers
-    # Latency learned from completed calls; the pipeline feeds it (`latency.observe`).
     latency: LatencyTracker
     router: IntelligentRouter
     idempotency: IdempotencyStore
+    fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -58,57 +85,132 @@ class Services:
         settings: Settings,
         redactor: Redactor | None = None,
         telemetry: Telemetry | None = None,
+        *,
+        client_factory: ClientFactory | None = None,
     ) -> Services:
         redactor = redactor or Redactor(settings.secret_values)
         if telemetry is None:
             telemetry = Telemetry.from_settings(settings, redactor=redactor)
-        engine = create_engine(
-            settings.effective_database_url,
-            pool_size=settings.database_pool_size,
-            echo=settings.database_echo,
-        )
-        redis = create_redis(settings.redis_url) if settings.redis_url else None
-        sessionmaker = create_sessionmaker(engine)
-        pricing = PricingEngine(load_catalog(settings.catalog_path))
-        breakers = build_breakers(settings, redis)
-        metrics = telemetry.metrics
-
-        def breaker_gauge(key: str, _previous: CircuitState, current: CircuitState) -> None:
-            if "/" not in key:  # provider circuits only: the gauge's labels stay bounded
-                metrics.set_breaker_state(key, current.value)
-
-        breakers.on_change = breaker_gauge
-        latency = build_latency_tracker(settings, pricing.catalog, redis)
-        services = cls(
+        exit_stack = AsyncExitStack()
+        # Closed last: spans of the shutdown itself are still exported.
+        exit_stack.callback(telemetry.close)
+        fakes: FakeProviders | None = None
+        try:
+            if settings.use_fake_providers:
+                fakes, settings = await _start_fakes(settings, exit_stack)
+            engine = create_engine(
+                settings.effective_database_url,
+                pool_size=settings.database_pool_size,
+                echo=settings.database_echo,
+            )
+            telemetry.metrics.watch_pool(engine)
+            exit_stack.push_async_callback(engine.dispose)
+            redis = create_redis(settings.redis_url) if settings.redis_url else None
+            if redis is not None:
+                exit_stack.push_async_callback(redis.aclose)
+            sessionmaker = create_sessionmaker(engine)
+            limiter = build_rate_limiter(settings, redis)
+            exit_stack.push_async_callback(limiter.close)
+            identity = Identity.build(settings, sessionmaker, redis)
+            await identity.start()
+            exit_stack.push_async_callback(identity.close)
+            catalog = load_catalog(settings.catalog_path)
+            pricing = PricingEngine(catalog)
+            counter = TokenCounter(catalog)
+            breakers = build_breakers(settings, redis)
+            _report_breakers(breakers, telemetry)
+            await breakers.start()
+            exit_stack.push_async_callback(breakers.aclose)  # flushes to Redis: before it closes
+            latency = build_latency_tracker(settings, catalog, redis)
+            await latency.start()
+            exit_stack.push_async_callback(latency.aclose)
+            router = build_router(settings, pricing, latency=latency, circuits=breakers)
+            factory = client_factory or _resilient_clients(settings, breakers, telemetry)
+            registry = build_registry(settings, catalog, client_factory=factory)
+            exit_stack.push_async_callback(registry.aclose)
+            tokens = TokenizerEstimator(counter)
+            await asyncio.to_thread(tokens.warm, list(registry.available("text")))
+            pipeline = Pipeline(
+                registry, pricing, estimator=tokens, hooks=[RateLimitHook(limiter, tokens)]
+            )
+            exit_stack.push_async_callback(pipeline.drain)
+        except BaseException:
+            await exit_stack.aclose()
+            raise
+        if not registry.names:
+            log.warning(
+                "no_provider_configured",
+                hint="set OPENAI_API_KEY, ANTHROPIC_API_KEY, STABILITY_API_KEY or "
+                "ELEVENLABS_API_KEY, or FAKE_PROVIDERS=on in development",
+            )
+        return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
             redactor=redactor,
             telemetry=telemetry,
-            identity=Identity.build(settings, sessionmaker, redis),
-            limiter=build_rate_limiter(settings, redis),
+            identity=identity,
+            limiter=limiter,
+            catalog=catalog,
             pricing=pricing,
+            estimates=Estimator(pricing, counter),
+            registry=registry,
+            pipeline=pipeline,
             breakers=breakers,
             latency=latency,
-            router=build_router(settings, pricing, latency=latency, circuits=breakers),
+            router=router,
             idempotency=build_idempotency_store(settings, redis),
+            fake_providers=fakes,
+            exit_stack=exit_stack,
         )
-        # Closed last: spans of the shutdown itself are still exported.
-        services.exit_stack.callback(telemetry.close)
-        telemetry.metrics.watch_pool(engine)
-        services.exit_stack.push_async_callback(engine.dispose)
-        if redis is not None:
-            services.exit_stack.push_async_callback(redis.aclose)
-        # closed before Redis (callbacks run last-in, first-out): they flush to it
-        services.exit_stack.push_async_callback(breakers.aclose)
-        services.exit_stack.push_async_callback(latency.aclose)
-        await breakers.start()
-        await latency.start()
-        services.exit_stack.push_async_callback(services.limiter.close)
-        await services.identity.start()
-        services.exit_stack.push_async_callback(services.identity.close)
-        return services
 
     async def close(self) -> None:
         await self.exit_stack.aclose()
+
+
+async def _start_fakes(
+    settings: Settings, exit_stack: AsyncExitStack
+) -> tuple[FakeProviders, Settings]:
+    """Serve the fake providers in this event loop on a free loopback port, and the settings
+    that point every provider at them. Development only: production settings refuse it."""
+    fakes = FakeProviders(host="127.0.0.1", port=0)
+    await fakes.start_async()
+    exit_stack.push_async_callback(fakes.stop_async)
+    update: dict[str, object] = {
+        name: SecretStr(value) if name.endswith("_api_key") else value
+        for name, value in fakes.settings_overrides().items()
+    }
+    log.warning(
+        "FAKE PROVIDERS IN USE: every answer is made up by OneFlow's built-in fake OpenAI, "
+        "Anthropic, Stability AI and ElevenLabs servers, nothing reaches a real provider. "
+        "Set provider API keys (or FAKE_PROVIDERS=off) to serve real models.",
+        fake_providers_url=fakes.url,
+    )
+    return fakes, settings.model_copy(update=update)
+
+
+def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:
+    metrics = telemetry.metrics
+
+    def on_change(key: str, _previous: CircuitState, current: CircuitState) -> None:
+        if "/" not in key:  # provider circuits only: the gauge's labels stay bounded
+            metrics.set_breaker_state(key, current.value)
+
+    breakers.on_change = on_change
+
+
+def _resilient_clients(
+    settings: Settings, breakers: CircuitBreakers, telemetry: Telemetry
+) -> ClientFactory:
+    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys."""
+    metrics = telemetry.metrics
+
+    def on_retry(event: RetryEvent) -> None:
+        metrics.record_retry(event.provider, event.error.kind)
+
+    def factory(provider: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
+        caller = build_caller(settings, provider.name, breakers, on_retry=on_retry)
+        return ResilientUpstream(default_client(provider, headers), caller)
+
+    return factory

@@ -38,9 +38,11 @@ class Provider(Protocol):
 class ChatCapable(Protocol):
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse: ...
 
-    def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
-        """Events of a streamed answer. An upstream failure before the first event raises from
-        the first `__anext__`, so the caller can still fall back to another model."""
+    def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[list[StreamEvent]]:
+        """Events of a streamed answer, in batches as they arrive (one batch per network read,
+        never empty). An upstream failure before the first batch raises from the first
+        `__anext__`, so the caller can still fall back to another model; a failure later
+        raises from the `__anext__` after the last good batch."""
         ...
 
 

@@ -1,0 +1,172 @@
+"""CPU the gateway's own code spends per request, without the network.
+
+Calls the ASGI application directly (no sockets, no uvicorn) with an upstream client that
+answers from memory, and reports CPU microseconds per non-streamed chat completion, for the
+whole app and for a bare ASGI app doing the same JSON round trip (the floor). Useful on a busy
+machine where wall-clock benchmarks are noisy: process CPU time is not. With `--profile` it
+prints the top functions by cumulative time (cProfile).
+
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+
+from oneflow_ai.app import create_app
+from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamResponse, UpstreamStream
+from oneflow_ai.settings import ProviderSettings, Settings
+
+KEY = "sk-bench-master-key-0123456789"
+REQUEST = orjson.dumps(
+    {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}
+)
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello, benchmark!", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+    }
+)
+
+
+class MemoryUpstream:
+    """An UpstreamClient answering every request with the same chat completion."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        return UpstreamResponse(200, {"content-type": "application/json"}, ANSWER)
+
+    @asynccontextmanager
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
+        raise NotImplementedError("non-streamed benchmark")
+        yield  # pragma: no cover
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _memory_client(settings: ProviderSettings, headers: Mapping[str, str]) -> MemoryUpstream:
+    return MemoryUpstream(settings.name)
+
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[dict[str, Any], Any, Send], Awaitable[None]]
+
+
+async def _drive(app: App, requests: int) -> float:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(REQUEST)).encode()),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": REQUEST, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    started = time.process_time()
+    for _ in range(requests):
+        await app(dict(scope, state={}), receive, send)
+        assert status == 200, status
+    return (time.process_time() - started) / requests * 1e6
+
+
+async def _bare(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    body = (await receive())["body"]
+    request = orjson.loads(body)
+    answer = orjson.loads(ANSWER)
+    answer["model"] = request["model"]
+    payload = orjson.dumps(answer)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _main(requests: int, profile: bool) -> None:
+    from oneflow_ai.gateway import services
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
+            oneflow_master_key=KEY,
+            openai_api_key="sk-memory",
+            fake_providers="off",
+            log_level="WARNING",
+        )
+        app = create_app(settings, configure_logs=True)
+        start = services.Services.start
+
+        async def start_in_memory(
+            cls_settings: Settings, redactor: Any = None, telemetry: Any = None
+        ) -> Any:
+            return await start(cls_settings, redactor, telemetry, client_factory=_memory_client)
+
+        services.Services.start = start_in_memory  # type: ignore[assignment]
+        async with app.router.lifespan_context(app):
+            await _drive(app, 500)  # warm up
+            bare = await _drive(_bare, requests)
+            if profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+            gateway = await _drive(app, requests)
+            if profile:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    print(f"CPU per non-streamed chat completion, {requests} requests, no network:")
+    print(f"  bare ASGI JSON round trip  {bare:8.1f} us")
+    print(f"  OneFlow gateway            {gateway:8.1f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(_main(args.requests, args.profile))
+
+
+if __name__ == "__main__":
+    main()

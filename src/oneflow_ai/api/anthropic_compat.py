@@ -1,0 +1,49 @@
+"""The Anthropic-compatible API: what the official `anthropic` SDK talks to with OneFlow's
+base URL. Messages for every text model in the catalog (GPT included, translated both ways,
+streaming included). The key may come as `x-api-key` or `Authorization: Bearer` (current SDKs
+send the latter); any `anthropic-version` is accepted. Errors leave in Anthropic's shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
+from oneflow_ai.api.calls import gateway_caller, new_call
+from oneflow_ai.api.deps import get_services
+from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
+from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
+from oneflow_ai.api.validation import parse_object
+from oneflow_ai.auth.principal import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Anthropic-compatible"])
+
+
+@router.post(
+    "/v1/messages",
+    summary="A message from any text model (Anthropic dialect)",
+    response_model=MessagesResponse,
+    openapi_extra=request_body(MessagesRequest),
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def messages(request: Request, principal: Principal = Depends(gateway_caller)) -> Response:
+    chat = parse_messages_request(parse_object(await request.body()))
+    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
+    pipeline = get_services(request).pipeline
+    if chat.stream:
+        stream = await pipeline.open_chat_stream(call)
+        # message_start announces the input tokens: the provider's count when it came with the
+        # opening events (Anthropic), else OneFlow's (OpenAI counts them only at the end; the
+        # final message_delta carries its count).
+        input_tokens = stream.opening_input_tokens
+        if input_tokens is None:
+            input_tokens = pipeline.prompt_tokens(stream.call)
+        encoder = EventEncoder(model=stream.route.model, input_tokens=input_tokens)
+        return sse_response(stream, encoder)
+    response = await pipeline.chat(call)
+    assert call.route is not None and call.usage is not None
+    body = render_message(response, call.usage)
+    return json_response(body, headers=gateway_headers(call.route, call.cost))

@@ -1,0 +1,128 @@
+"""The OpenAI-compatible API: what the official `openai` SDK talks to with OneFlow's base URL.
+
+Chat Completions for every text model in the catalog (Claude included, translated both ways,
+streaming included), images for DALL·E and Stability models, speech for ElevenLabs, and the
+model list. Errors leave in OpenAI's error shape (`api/errors.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from oneflow_ai.api.calls import gateway_caller, new_call
+from oneflow_ai.api.deps import get_services, require
+from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
+from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
+from oneflow_ai.api.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ImageGenerationRequest,
+    ImagesResponse,
+    ModelList,
+    SpeechRequestBody,
+    request_body,
+)
+from oneflow_ai.api.validation import parse_object
+from oneflow_ai.auth.permissions import Permission
+from oneflow_ai.auth.principal import Principal
+from oneflow_ai.gateway.planning import AUTO, STRATEGIES
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+CALLER = Depends(gateway_caller)
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="Chat completion on any text model (OpenAI dialect)",
+    response_model=ChatCompletion,
+    openapi_extra=request_body(ChatCompletionRequest),
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat_completions(request: Request, principal: Principal = CALLER) -> Response:
+    chat, include_usage = parse_chat_request(parse_object(await request.body()))
+    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
+    pipeline = get_services(request).pipeline
+    if chat.stream:
+        stream = await pipeline.open_chat_stream(call)
+        encoder = ChunkEncoder(
+            model=stream.route.model, created=int(time.time()), include_usage=include_usage
+        )
+        return sse_response(stream, encoder)
+    response = await pipeline.chat(call)
+    assert call.route is not None and call.usage is not None
+    body = render_chat_completion(response, call.usage, int(time.time()))
+    return json_response(body, headers=gateway_headers(call.route, call.cost))
+
+
+@router.post(
+    "/v1/images/generations",
+    summary="Images from DALL·E or Stability AI models (OpenAI dialect)",
+    response_model=ImagesResponse,
+    openapi_extra=request_body(ImageGenerationRequest),
+)
+async def images_generations(request: Request, principal: Principal = CALLER) -> Response:
+    image = parse_image_request(parse_object(await request.body()))
+    call = new_call(request, principal, "image", image, model=image.model)
+    response = await get_services(request).pipeline.generate_image(call)
+    assert call.route is not None
+    return json_response(render_images(response), headers=gateway_headers(call.route, call.cost))
+
+
+@router.post(
+    "/v1/audio/speech",
+    summary="Speech from ElevenLabs voices (OpenAI dialect): audio bytes",
+    openapi_extra=request_body(SpeechRequestBody),
+    response_class=Response,
+    responses={200: {"content": {"audio/mpeg": {}, "audio/opus": {}, "audio/wav": {}}}},
+)
+async def audio_speech(request: Request, principal: Principal = CALLER) -> Response:
+    speech = parse_speech_request(parse_object(await request.body()))
+    call = new_call(request, principal, "speech", speech, model=speech.model)
+    response = await get_services(request).pipeline.synthesize_speech(call)
+    assert call.route is not None
+    headers = gateway_headers(call.route, call.cost)
+    return Response(response.audio, media_type=response.content_type, headers=headers)
+
+
+@router.get("/v1/models", summary="The models this gateway serves", response_model=ModelList)
+async def list_models(
+    request: Request, principal: Principal = Depends(require(Permission.MODELS_READ))
+) -> Response:
+    registry = get_services(request).registry
+    catalog = registry.catalog
+    created = int(
+        datetime.combine(catalog.prices_as_of, datetime.min.time(), tzinfo=UTC).timestamp()
+    )
+    data: list[dict[str, Any]] = [
+        {
+            "id": entry.id,
+            "object": "model",
+            "created": created,
+            "owned_by": entry.provider,
+            "modality": entry.modality,
+            "aliases": list(entry.aliases),
+            "context_window": entry.context_window,
+            "max_output_tokens": entry.max_output_tokens,
+        }
+        for entry in registry.available()
+    ]
+    data.extend(
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "oneflow",
+            "modality": "routing",
+        }
+        for name in (AUTO, *STRATEGIES)
+    )
+    return json_response({"object": "list", "data": data})

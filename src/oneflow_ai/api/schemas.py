@@ -1,0 +1,236 @@
+"""Request and response shapes for the API docs (OpenAPI), and only for them.
+
+The edges parse bodies with orjson and `api/validation.py` (fast, and every error names its
+field); these pydantic models are never instantiated per request. Routes reference them with
+`openapi_extra=request_body(Model)` and `response_model=Model` (a route that returns a
+`Response` skips response validation, so documenting costs nothing at run time);
+`install_schemas(app)` puts the request models into the document's components.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionRequest",
+    "EstimateRequest",
+    "EstimateResponse",
+    "GatewayRequest",
+    "GatewayResponse",
+    "ImageGenerationRequest",
+    "ImagesResponse",
+    "MessagesRequest",
+    "MessagesResponse",
+    "ModelList",
+    "SpeechRequestBody",
+    "install_schemas",
+    "request_body",
+]
+
+_REF = "#/components/schemas/{model}"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- OpenAI dialect --------------------------------------------------------------------
+
+
+class ChatMessage(_Doc):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = Field(
+        description="Text, or content parts ({type: text} / {type: image_url})"
+    )
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionRequest(_Doc):
+    model: str = Field(
+        description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
+        "cost_optimized, latency_optimized, quality_optimized, balanced",
+        examples=["gpt-4o", "claude-3-haiku-20240307", "auto"],
+    )
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = Field(
+        default=None, description="{include_usage: true} adds a final usage chunk"
+    )
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    user: str | None = None
+
+
+class ChatCompletion(_Doc):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: dict[str, int]
+
+
+class ImageGenerationRequest(_Doc):
+    model: str = Field(
+        default="auto",
+        examples=["dall-e-3", "dall-e-2", "sd3.5-large", "stable-diffusion-xl-1024-v1-0"],
+    )
+    prompt: str
+    n: int = Field(default=1, ge=1, le=10)
+    size: str | None = Field(default=None, examples=["1024x1024"])
+    quality: str | None = Field(default=None, examples=["standard", "hd"])
+    style: str | None = None
+    response_format: Literal["url", "b64_json"] = "url"
+    user: str | None = None
+
+
+class ImagesResponse(_Doc):
+    created: int
+    data: list[dict[str, Any]]
+
+
+class SpeechRequestBody(_Doc):
+    model: str = Field(default="eleven_multilingual_v2")
+    input: str = Field(max_length=4096)
+    voice: str = Field(description="alloy, echo, fable, onyx, nova, shimmer, ... or a voice id")
+    response_format: Literal["mp3", "opus", "wav", "pcm"] = "mp3"
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+
+
+class ModelList(_Doc):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+
+
+# ---- Anthropic dialect -----------------------------------------------------------------
+
+
+class AnthropicMessage(_Doc):
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class MessagesRequest(_Doc):
+    model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o", "auto"])
+    max_tokens: int = Field(ge=1)
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = None
+    stream: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class MessagesResponse(_Doc):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    content: list[dict[str, Any]]
+    model: str
+    stop_reason: str | None
+    stop_sequence: str | None = None
+    usage: dict[str, int]
+
+
+# ---- the seed's gateway API -------------------------------------------------------------
+
+
+class GatewayRequest(_Doc):
+    prompt: str = Field(min_length=1)
+    strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
+        "balanced"
+    )
+    modality: Literal["text", "image", "audio"] = "text"
+    max_tokens: int | None = Field(default=None, ge=1)
+    model: str | None = Field(default=None, description="A catalog model instead of a strategy")
+    voice: str | None = Field(default=None, description="audio: a voice name or id")
+
+
+class GatewayResponse(_Doc):
+    request_id: str
+    model: str
+    provider: str
+    modality: Literal["text", "image", "audio"]
+    strategy: str | None
+    output: str = Field(description="The text; or an image or audio URL (possibly a data: URL)")
+    usage: dict[str, Any]
+    credits: str = Field(description="Credits charged (1 USD = 100 credits), a decimal string")
+    cost_usd: str
+
+
+class EstimateRequest(_Doc):
+    strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
+        "balanced"
+    )
+    modality: Literal["text", "image", "audio"] = "text"
+    input_tokens: int | None = Field(default=None, ge=0, description="or give a prompt")
+    output_tokens: int | None = Field(default=None, ge=0, description="default 256")
+    prompt: str | None = Field(default=None, description="counted per model's tokenizer")
+    images: int = Field(default=1, ge=1, le=10)
+    size: str | None = None
+    quality: str | None = None
+
+
+class EstimateResponse(_Doc):
+    strategy: str
+    modality: Literal["text", "image", "audio"]
+    recommended: dict[str, Any] | None = Field(
+        description="The model the strategy picks among available ones (null if none fits)"
+    )
+    estimates: list[dict[str, Any]] = Field(description="Every eligible model, cheapest first")
+
+
+_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionRequest,
+    ImageGenerationRequest,
+    SpeechRequestBody,
+    MessagesRequest,
+    GatewayRequest,
+    EstimateRequest,
+)
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON request body of shape `model`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}
+            },
+        }
+    }
+
+
+def install_schemas(app: FastAPI) -> None:
+    """Add the request models (and the models they use) to the OpenAPI components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in _REQUEST_MODELS:
+            schema = model.model_json_schema(ref_template=_REF)
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
+            schemas[model.__name__] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,80 @@
+"""`Call`: one request on its way through the pipeline, as hooks and usage sinks see it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from oneflow_ai.auth.principal import Principal
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.catalog import Modality
+from oneflow_ai.domain.chat import ChatRequest
+from oneflow_ai.domain.media import ImageRequest, SpeechRequest
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.errors import GatewayError
+from oneflow_ai.providers.registry import Route
+
+__all__ = ["Attempt", "Call", "Operation", "Outcome"]
+
+Operation = Literal["chat", "image", "speech"]
+Outcome = Literal["ok", "error", "cut_off", "cancelled"]
+"""`ok`: answered in full; `error`: failed before any content reached the caller;
+`cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
+
+_MODALITY: dict[Operation, Modality] = {"chat": "text", "image": "image", "speech": "audio"}
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call: the model tried, how long it took, and how it failed (if it did)."""
+
+    model: str
+    provider: str
+    latency_ms: float
+    error: GatewayError | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """What was asked, by whom, and (as it runs) what happened.
+
+    Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
+    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
+    Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
+    pre-hook may reorder or trim them) and, when OneFlow chooses the model,
+    `estimated_input_tokens` (a rough count the choice was based on). Set while it runs: `route`
+    (the model answering, or the last one tried), `attempts`, then `usage`, `cost`, `outcome`,
+    `error`, `first_content_ms`, `finished_at`. `state` is scratch space for hooks, keyed by
+    the hook's name.
+    """
+
+    request_id: str
+    principal: Principal
+    operation: Operation
+    request: ChatRequest | ImageRequest | SpeechRequest
+    model: str
+    strategy: str | None = None
+    stream: bool = False
+    started_at: float = field(default_factory=time.perf_counter)
+    estimated_input_tokens: int = 0
+    candidates: list[Route] = field(default_factory=list)
+    route: Route | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    cost: Cost | None = None
+    outcome: Outcome | None = None
+    error: GatewayError | None = None
+    first_content_ms: float | None = None
+    finished_at: float | None = None
+    state: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def modality(self) -> Modality:
+        return _MODALITY[self.operation]
+
+    @property
+    def latency_ms(self) -> float:
+        """Time from the pipeline's start to the end of the answer (so far, if running)."""
+        end = self.finished_at if self.finished_at is not None else time.perf_counter()
+        return (end - self.started_at) * 1000

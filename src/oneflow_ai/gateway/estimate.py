@@ -1,0 +1,99 @@
+"""Token estimates for when no provider count exists yet (routing) or ever (a broken stream).
+
+`TokenEstimator` is the interface. `TokenizerEstimator` (the gateway's) counts with billing's
+`TokenCounter`: exactly with OpenAI's encodings and published message framing for GPT models,
+by billing's documented estimate for Claude. `CharacterEstimator` (about four characters per
+token plus the same framing) serves before a model is chosen and when a count fails. Estimates
+are marked as such wherever they are billed (`Usage.estimated`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from oneflow_ai.billing.errors import TokenCountError
+from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.catalog import ModelEntry
+from oneflow_ai.domain.chat import ChatRequest, ImagePart, TextPart
+from oneflow_ai.providers.openai import build_chat_body
+
+__all__ = ["CharacterEstimator", "TokenEstimator", "TokenizerEstimator"]
+
+_CHARS_PER_TOKEN = 4
+_PER_MESSAGE = 3
+_REPLY_PRIMING = 3
+_IMAGE_TOKENS = 765  # a 1024x1024 image at high detail (OpenAI's tile rule)
+_IMAGE_TOKENS_LOW = 85
+
+
+class TokenEstimator(Protocol):
+    def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
+        """Input tokens of a chat request on `model` (None: before a model is chosen)."""
+        ...
+
+    def text_tokens(self, text: str, model: ModelEntry | None) -> int:
+        """Tokens of generated text."""
+        ...
+
+
+class CharacterEstimator:
+    """About four characters per token; deterministic and free of I/O."""
+
+    def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
+        chars = 0
+        tokens = _REPLY_PRIMING
+        for message in request.messages:
+            tokens += _PER_MESSAGE
+            for part in message.content:
+                if isinstance(part, TextPart):
+                    chars += len(part.text)
+                elif isinstance(part, ImagePart):
+                    tokens += _IMAGE_TOKENS_LOW if part.detail == "low" else _IMAGE_TOKENS
+            for call in message.tool_calls:
+                chars += len(call.name) + len(call.arguments)
+        for tool in request.tools:
+            chars += len(tool.name) + len(tool.description or "") + 8 * len(tool.parameters)
+        return tokens + _ceil_div(chars, _CHARS_PER_TOKEN)
+
+    def text_tokens(self, text: str, model: ModelEntry | None) -> int:
+        return _ceil_div(len(text), _CHARS_PER_TOKEN)
+
+
+class TokenizerEstimator:
+    """Counts with billing's tokenizers once the model is known (OpenAI's chat format, tools
+    included), and with `fallback` before that or when a count fails."""
+
+    def __init__(self, counter: TokenCounter, fallback: TokenEstimator | None = None) -> None:
+        self._counter = counter
+        self._fallback: TokenEstimator = fallback or CharacterEstimator()
+
+    def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
+        if model is None or model.tokenizer is None:
+            return self._fallback.prompt_tokens(request, model)
+        body: dict[str, Any] = build_chat_body(request, model.id)
+        try:
+            return self._counter.count_messages(
+                model.id, body["messages"], body.get("tools")
+            ).tokens
+        except TokenCountError:
+            return self._fallback.prompt_tokens(request, model)
+
+    def text_tokens(self, text: str, model: ModelEntry | None) -> int:
+        if model is None or model.tokenizer is None:
+            return self._fallback.text_tokens(text, model)
+        try:
+            return self._counter.count_text(model.id, text).tokens
+        except TokenCountError:
+            return self._fallback.text_tokens(text, model)
+
+    def warm(self, models: list[ModelEntry]) -> None:
+        """Load each tokenizer the models use (the first load takes a second or two)."""
+        seen: set[str] = set()
+        for model in models:
+            if model.tokenizer is not None and model.tokenizer not in seen:
+                seen.add(model.tokenizer)
+                self.text_tokens("warm up", model)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)

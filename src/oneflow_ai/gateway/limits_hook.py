@@ -1,0 +1,65 @@
+"""Rate limits as a pipeline pre-hook: the limiter of `limits/` admits each model call.
+
+Before the call: one request and the input tokens OneFlow counts (on the planned model's
+tokenizer) are charged to the caller, its project and the planned model's provider; a refusal
+is the limiter's 429 (`Retry-After`, `X-RateLimit-*`) and no provider is called. The decision's
+`X-RateLimit-*` headers are left in the request state, where the edge middleware adds them to
+the answer. After the call: the tokens the answer really used beyond that count are added to
+the token windows (never refused). Exempt callers (the master key, unlimited keys) cost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from oneflow_ai.domain.chat import ChatRequest
+from oneflow_ai.gateway.call import Call
+from oneflow_ai.gateway.estimate import TokenEstimator
+from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.limits import RateLimiter
+
+__all__ = ["RATE_LIMIT_HEADERS_STATE", "RateLimitHook"]
+
+#: Request-state entry the edge middleware turns into response headers (see `api/deps.py`).
+RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
+_CHARGED = "rate_limit.tokens"
+
+
+class RateLimitHook(Hook):
+    name = "rate_limit"
+
+    def __init__(self, limiter: RateLimiter, estimator: TokenEstimator) -> None:
+        self._limiter = limiter
+        self._estimator = estimator
+
+    async def before(self, call: Call) -> ShortCircuit | None:
+        if call.principal.unlimited:
+            return None
+        route = call.candidates[0] if call.candidates else None
+        tokens = 0
+        if call.operation == "chat" and route is not None:
+            tokens = self._estimator.prompt_tokens(cast(ChatRequest, call.request), route.entry)
+        call.state[_CHARGED] = tokens
+        decision = await self._limiter.admit(
+            call.principal,
+            provider=route.provider_name if route is not None else None,
+            tokens=tokens,
+        )
+        if decision.limit is not None:
+            call.state[RATE_LIMIT_HEADERS_STATE] = [
+                (name.lower().encode(), value.encode()) for name, value in decision.headers.items()
+            ]
+        return None
+
+    async def after(self, call: Call) -> None:
+        usage, route = call.usage, call.route
+        if call.principal.unlimited or usage is None or route is None or call.operation != "chat":
+            return
+        charged = call.state.get(_CHARGED, 0)
+        beyond = (
+            usage.input_tokens + usage.output_tokens - (charged if isinstance(charged, int) else 0)
+        )
+        if beyond > 0:
+            await self._limiter.record_tokens(
+                call.principal, tokens=beyond, provider=route.provider_name
+            )

@@ -1,0 +1,405 @@
+"""The request pipeline: the one place that runs a request end to end.
+
+    edge (authenticated Call) -> plan the candidates -> pre-hooks (in order) -> provider call
+    (fallback down the candidates on a retryable failure) -> usage -> cost -> post-hooks (in
+    reverse) -> usage sinks -> edge renders the answer in the caller's dialect
+
+Streams run the same way, but the pipeline returns as soon as the first real content has
+arrived (`open_chat_stream`): the opening events are held back until then, so a failure before
+it is still an ordinary error answer or a fallback, invisible to the caller. The rest of the
+accounting happens when the stream ends (`ChatStream`).
+
+Extension points (`gateway.hooks`): `Hook`s around the call, `UsageSink`s for usage, a
+`ModelSelector` for routing by strategy, a `TokenEstimator` for counts the provider did not give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeVar, cast
+
+import structlog
+
+from oneflow_ai.auth.permissions import ensure_model_allowed
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.errors import PricingError
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import ModelEntry
+from oneflow_ai.domain.chat import (
+    ChatRequest,
+    ChatResponse,
+    StreamEvent,
+    StreamFinish,
+    TextDelta,
+    ToolCallDelta,
+)
+from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.errors import (
+    BadRequestError,
+    GatewayError,
+    ProviderAuthError,
+    ProviderError,
+    ServiceUnavailableError,
+)
+from oneflow_ai.gateway.call import Attempt, Call
+from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
+from oneflow_ai.gateway.hooks import Hook, ShortCircuit, UsageRecord, UsageSink
+from oneflow_ai.gateway.planning import (
+    EXPECTED_OUTPUT_TOKENS,
+    ModelSelector,
+    RouteQuery,
+    select_cheapest,
+)
+from oneflow_ai.gateway.stream import ChatStream, response_events
+from oneflow_ai.providers.registry import ProviderRegistry, Route
+
+__all__ = ["Pipeline"]
+
+log = structlog.get_logger("oneflow.gateway")
+
+R = TypeVar("R")
+_CONTENT = (TextDelta, ToolCallDelta, StreamFinish)
+
+
+class Pipeline:
+    """Runs calls against the registry's providers, prices them and tells hooks and sinks.
+
+    `hooks` and `usage_sinks` are lists: add to them at start-up (limits, ledger, metrics).
+    """
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        pricing: PricingEngine,
+        *,
+        hooks: Iterable[Hook] = (),
+        usage_sinks: Iterable[UsageSink] = (),
+        selector: ModelSelector | None = None,
+        estimator: TokenEstimator | None = None,
+    ) -> None:
+        self.registry = registry
+        self.pricing = pricing
+        self.hooks: list[Hook] = list(hooks)
+        self.usage_sinks: list[UsageSink] = list(usage_sinks)
+        self.selector: ModelSelector = selector or partial(select_cheapest, pricing)
+        self.estimator: TokenEstimator = estimator or CharacterEstimator()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- operations --------------------------------------------------------------------
+
+    async def chat(self, call: Call) -> ChatResponse:
+        request = cast(ChatRequest, call.request)
+
+        async def invoke(route: Route) -> ChatResponse:
+            return await route.chat().chat(request, route.upstream_model)
+
+        return await self._run(call, invoke, partial(self._chat_usage, call))
+
+    async def generate_image(self, call: Call) -> ImageResponse:
+        request = cast(ImageRequest, call.request)
+
+        async def invoke(route: Route) -> ImageResponse:
+            return await route.images().generate_image(request, route.upstream_model)
+
+        return await self._run(call, invoke, lambda response: response.usage)
+
+    async def synthesize_speech(self, call: Call) -> SpeechResponse:
+        request = cast(SpeechRequest, call.request)
+
+        async def invoke(route: Route) -> SpeechResponse:
+            return await route.speech().synthesize_speech(request, route.upstream_model)
+
+        return await self._run(call, invoke, lambda response: response.usage)
+
+    async def open_chat_stream(self, call: Call) -> ChatStream:
+        """Start a streamed answer; returns once its first content is in hand (or raises the
+        error of the last candidate tried, before anything reached the caller)."""
+        request = cast(ChatRequest, call.request)
+        self._plan(call)
+        entered: list[Hook] = []
+        try:
+            shortcut = await self._before(call, entered)
+            if shortcut is not None:
+                call.route = shortcut.route
+                response = cast(ChatResponse, shortcut.response)
+                events = response_events(response, shortcut.usage)
+                return ChatStream(self, call, entered, [], _iterate(events))
+
+            async def invoke(
+                route: Route,
+            ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+                return await _open(route.chat().stream_chat(request, route.upstream_model))
+
+            head, rest = await self._call_provider(call, invoke)
+            call.first_content_ms = (time.perf_counter() - call.started_at) * 1000
+            return ChatStream(self, call, entered, head, rest)
+        except GatewayError as exc:
+            call.error, call.outcome = exc, "error"
+            await self.finish(call, entered)
+            raise
+        except Exception:
+            call.outcome = "error"
+            await self.finish(call, entered)
+            raise
+        except BaseException:
+            call.outcome = "cancelled"
+            self.spawn(self.finish(call, entered))
+            raise
+
+    # ---- the run -----------------------------------------------------------------------
+
+    async def _run(
+        self,
+        call: Call,
+        invoke: Callable[[Route], Awaitable[R]],
+        usage_of: Callable[[R], Usage],
+    ) -> R:
+        self._plan(call)
+        entered: list[Hook] = []
+        try:
+            shortcut = await self._before(call, entered)
+            if shortcut is not None:
+                call.route = shortcut.route
+                response = cast(R, shortcut.response)
+                usage = shortcut.usage or usage_of(response)
+            else:
+                response = await self._call_provider(call, invoke)
+                usage = usage_of(response)
+            call.usage, call.cost, call.outcome = usage, self.price(call, usage), "ok"
+            return response
+        except GatewayError as exc:
+            call.error, call.outcome = exc, "error"
+            raise
+        except Exception:
+            call.outcome = "error"
+            raise
+        finally:
+            if call.outcome is None:
+                call.outcome = "cancelled"
+            await self.finish(call, entered)
+
+    async def _before(self, call: Call, entered: list[Hook]) -> ShortCircuit | None:
+        for hook in self.hooks:
+            shortcut = await hook.before(call)
+            entered.append(hook)
+            if shortcut is not None:
+                return shortcut
+        return None
+
+    async def _call_provider(self, call: Call, invoke: Callable[[Route], Awaitable[R]]) -> R:
+        candidates = call.candidates
+        for index, route in enumerate(candidates):
+            call.route = route
+            started = time.perf_counter()
+            try:
+                result = await invoke(route)
+            except ProviderError as exc:
+                call.attempts.append(
+                    Attempt(route.model, route.provider_name, _since(started), exc)
+                )
+                if index + 1 < len(candidates) and _falls_back(exc):
+                    log.info(
+                        "fallback",
+                        model=route.model,
+                        next_model=candidates[index + 1].model,
+                        error=exc.kind,
+                    )
+                    continue
+                raise
+            call.attempts.append(Attempt(route.model, route.provider_name, _since(started)))
+            return result
+        raise ServiceUnavailableError("No model could be called for this request")
+
+    async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
+        """Post-hooks in reverse order, then the usage sinks; failures are logged."""
+        if call.finished_at is None:
+            call.finished_at = time.perf_counter()
+        for hook in reversed(entered):
+            try:
+                await hook.after(call)
+            except Exception:
+                log.exception("hook_failed", hook=hook.name, request_id=call.request_id)
+        if call.route is None or not self.usage_sinks:
+            return
+        usage = call.usage if call.usage is not None else Usage()
+        cost = call.cost if call.cost is not None else self.price(call, usage)
+        record = UsageRecord(
+            request_id=call.request_id,
+            principal=call.principal,
+            operation=call.operation,
+            model=call.route.model,
+            provider=call.route.provider_name,
+            usage=usage,
+            cost=cost,
+            outcome=call.outcome or "error",
+            latency_ms=call.latency_ms,
+            first_content_ms=call.first_content_ms,
+            stream=call.stream,
+            attempts=len(call.attempts),
+            error_kind=call.error.kind if call.error is not None else None,
+        )
+        for sink in self.usage_sinks:
+            try:
+                await sink.record(record)
+            except Exception:
+                log.exception("usage_sink_failed", request_id=call.request_id)
+
+    # ---- planning ----------------------------------------------------------------------
+
+    def prompt_tokens(self, call: Call) -> int:
+        """OneFlow's count of a chat call's input tokens on the model answering it (for
+        announcing them before the provider's count arrives)."""
+        entry = call.route.entry if call.route is not None else None
+        return self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
+
+    def _plan(self, call: Call) -> None:
+        allowed = call.principal.allowed_models
+        if call.strategy is None:
+            route = self.registry.resolve(call.model)
+            ensure_model_allowed(call.principal, route.entry.id)
+            self._check_concrete(call, route.entry)
+            call.candidates = [route]
+            return
+        if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
+            call.estimated_input_tokens = self.estimator.prompt_tokens(
+                cast(ChatRequest, call.request), None
+            )
+        eligible = [
+            entry
+            for entry in self.registry.available(call.modality)
+            if entry.is_priced
+            and self._fits(call, entry)
+            and (allowed is None or entry.id in allowed)
+        ]
+        chosen = self.selector(self._query(call, call.strategy), eligible)
+        if not chosen:
+            raise BadRequestError(
+                f"No available {call.modality} model can serve this request",
+                param="model",
+                code="no_model_available",
+            )
+        call.candidates = [self.registry.route(entry) for entry in chosen]
+
+    def _check_concrete(self, call: Call, entry: ModelEntry) -> None:
+        if entry.modality != call.modality:
+            raise BadRequestError(
+                f"The model '{entry.id}' is a {entry.modality} model; this endpoint needs a "
+                f"{call.modality} model",
+                param="model",
+            )
+        if not entry.is_priced:
+            raise BadRequestError(
+                f"The model '{entry.id}' has no price in the catalog and cannot be billed",
+                param="model",
+            )
+        if call.operation == "image" and entry.pricing is not None:
+            request = cast(ImageRequest, call.request)
+            if entry.pricing.image_price(request.size, request.quality) is None:
+                sizes = sorted({row.size for row in entry.pricing.per_image if row.size})
+                qualities = sorted({row.quality for row in entry.pricing.per_image if row.quality})
+                param = "quality" if request.size in sizes or request.size is None else "size"
+                raise BadRequestError(
+                    f"The model '{entry.id}' does not make images of size "
+                    f"'{request.size}' and quality '{request.quality}' "
+                    f"(sizes: {', '.join(sizes)}; qualities: {', '.join(qualities) or 'any'})",
+                    param=param,
+                )
+
+    def _fits(self, call: Call, entry: ModelEntry) -> bool:
+        if call.operation != "chat" or entry.context_window is None:
+            return True
+        request = cast(ChatRequest, call.request)
+        return call.estimated_input_tokens + (request.max_tokens or 0) <= entry.context_window
+
+    def _query(self, call: Call, strategy: str) -> RouteQuery:
+        request = call.request
+        if isinstance(request, ChatRequest):
+            return RouteQuery(
+                "text",
+                strategy,
+                input_tokens=call.estimated_input_tokens,
+                output_tokens=request.max_tokens or EXPECTED_OUTPUT_TOKENS,
+            )
+        if isinstance(request, ImageRequest):
+            return RouteQuery(
+                "image",
+                strategy,
+                images=request.n,
+                image_size=request.size,
+                image_quality=request.quality,
+            )
+        return RouteQuery("audio", strategy, characters=len(request.input))
+
+    # ---- usage and cost ----------------------------------------------------------------
+
+    def _chat_usage(self, call: Call, response: ChatResponse) -> Usage:
+        if response.usage is not None:
+            return response.usage
+        entry = call.route.entry if call.route is not None else None
+        text = response.text + "".join(c.name + c.arguments for c in response.tool_calls)
+        return Usage(
+            input_tokens=self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry),
+            output_tokens=self.estimator.text_tokens(text, entry),
+            estimated=True,
+        )
+
+    def price(self, call: Call, usage: Usage) -> Cost:
+        """The cost of `usage` on the call's model (zero, logged, if it cannot be priced)."""
+        assert call.route is not None
+        try:
+            return self.pricing.price(call.route.model, usage)
+        except PricingError:
+            log.exception("pricing_failed", model=call.route.model, request_id=call.request_id)
+            return self.pricing.price(call.route.model, Usage(estimated=usage.estimated))
+
+    # ---- background work ---------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` to completion even if the current task is being cancelled."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (at shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _falls_back(exc: ProviderError) -> bool:
+    """Whether another model may succeed where this one failed."""
+    return exc.retryable or isinstance(exc, ProviderAuthError)
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+async def _open(
+    batches: AsyncIterator[list[StreamEvent]],
+) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+    """Read a provider stream up to and including the batch with its first content event."""
+    head: list[StreamEvent] = []
+    try:
+        async for batch in batches:
+            head.extend(batch)
+            if any(isinstance(event, _CONTENT) for event in batch):
+                break
+    except BaseException:
+        await _aclose(batches)
+        raise
+    return head, batches
+
+
+async def _iterate(events: list[StreamEvent]) -> AsyncIterator[list[StreamEvent]]:
+    yield events
+
+
+async def _aclose(batches: AsyncIterator[list[StreamEvent]]) -> None:
+    close = getattr(batches, "aclose", None)
+    if close is not None:
+        await close()

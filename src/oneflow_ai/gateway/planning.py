@@ -1,0 +1,107 @@
+"""Which model answers: a concrete model as named, or one chosen by strategy.
+
+A caller names a catalog model (id or alias) or lets OneFlow choose: `auto` or a strategy name
+(`cost_optimized`, `latency_optimized`, `quality_optimized`, `balanced`) as the model, or the
+`X-OneFlow-Strategy` header with `auto`. A concrete model always wins over the header.
+
+Choosing is a `ModelSelector`: given what the request needs and the eligible models, it returns
+the models to try, best first (the first is the primary, the rest are fallbacks). Until the
+routing layer's `IntelligentRouter` takes its place, `select_cheapest` picks the cheapest
+eligible model by the pricing engine's cost of the request's estimated usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from oneflow_ai.billing.errors import PricingError
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import Modality, ModelEntry
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.errors import BadRequestError
+
+__all__ = [
+    "AUTO",
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
+    "ModelSelector",
+    "RouteQuery",
+    "resolve_strategy",
+    "select_cheapest",
+]
+
+AUTO = "auto"
+STRATEGIES = ("cost_optimized", "latency_optimized", "quality_optimized", "balanced")
+DEFAULT_STRATEGY = "balanced"
+#: Expected answer length of a text request that sets no `max_tokens`, for comparing costs.
+EXPECTED_OUTPUT_TOKENS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class RouteQuery:
+    """What a request needs, as far as choosing a model goes."""
+
+    modality: Modality
+    strategy: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    images: int = 0
+    image_size: str | None = None
+    image_quality: str | None = None
+    characters: int = 0
+
+    def usage(self) -> Usage:
+        if self.modality == "text":
+            return Usage(
+                input_tokens=self.input_tokens, output_tokens=self.output_tokens, estimated=True
+            )
+        if self.modality == "image":
+            return Usage(
+                images=self.images,
+                image_size=self.image_size,
+                image_quality=self.image_quality,
+                estimated=True,
+            )
+        return Usage(characters=self.characters, estimated=True)
+
+
+ModelSelector = Callable[[RouteQuery, Sequence[ModelEntry]], Sequence[ModelEntry]]
+
+
+def resolve_strategy(model: str, header: str | None, *, header_name: str) -> str | None:
+    """The strategy that chooses the model, or None when `model` is a concrete model.
+
+    `header` is the caller's strategy header (or field), validated here: an unknown strategy is
+    a 400 naming `header_name`."""
+    if header is not None:
+        header = header.strip().lower()
+        if header and header != AUTO and header not in STRATEGIES:
+            raise BadRequestError(
+                f"Unknown routing strategy '{header}': use one of {', '.join(STRATEGIES)}",
+                param=header_name,
+            )
+    if model in STRATEGIES:
+        return model
+    if model == AUTO:
+        return header if header and header != AUTO else DEFAULT_STRATEGY
+    return None
+
+
+def select_cheapest(
+    pricing: PricingEngine, query: RouteQuery, candidates: Sequence[ModelEntry]
+) -> list[ModelEntry]:
+    """The cheapest candidate for the query's usage (catalog order breaks ties), alone.
+
+    Candidates that cannot price the usage (an image size they do not make) are skipped."""
+    usage = query.usage()
+    best: ModelEntry | None = None
+    best_cost = 0
+    for entry in candidates:
+        try:
+            cost = pricing.price(entry.id, usage).micro_credits
+        except PricingError:
+            continue
+        if best is None or cost < best_cost:
+            best, best_cost = entry, cost
+    return [best] if best is not None else []

@@ -1,0 +1,189 @@
+"""`ChatStream`: a streamed answer that has started, and its accounting when it ends.
+
+The edge iterates its `batches()` (events that arrived together) and renders them in the
+caller's dialect, one write per batch; iterating the stream itself gives single events. When
+the iteration ends, `usage` and `cost` hold what the answer consumed: the provider's counts
+when it reported them, otherwise OneFlow's estimate (`usage.estimated`). A provider failure in
+the middle of the stream is raised from the iteration as a `GatewayError` after `usage`/`cost`
+are set, so the edge can end the stream with an error event that still carries them. If the
+caller goes away (the iteration is cancelled or closed), the provider stream is closed, which
+cancels the upstream request, and the call is accounted as `cancelled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, cast
+
+import structlog
+
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.domain.chat import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    StreamUsage,
+    TextDelta,
+    ToolCallDelta,
+)
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.call import Call, Outcome
+from oneflow_ai.gateway.hooks import Hook
+from oneflow_ai.providers.registry import Route
+
+if TYPE_CHECKING:
+    from oneflow_ai.gateway.pipeline import Pipeline
+
+__all__ = ["ChatStream", "response_events"]
+
+log = structlog.get_logger("oneflow.gateway")
+
+
+class ChatStream:
+    """Iterate it once; then read `usage`, `cost` and `finish_reason`."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        call: Call,
+        entered: Sequence[Hook],
+        head: list[StreamEvent],
+        rest: AsyncIterator[list[StreamEvent]],
+    ) -> None:
+        self._pipeline = pipeline
+        self._entered = tuple(entered)
+        self._watchers = tuple(
+            hook for hook in entered if type(hook).on_stream_event is not Hook.on_stream_event
+        )
+        self._head = head
+        self._rest = rest
+        self._text: list[str] = []
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self.call = call
+        self.usage: Usage | None = None
+        self.cost: Cost | None = None
+        self.finish_reason: FinishReason | None = None
+
+    @property
+    def route(self) -> Route:
+        assert self.call.route is not None
+        return self.call.route
+
+    @property
+    def estimated_input_tokens(self) -> int:
+        """Input tokens to announce before the provider's count is known."""
+        return (
+            self._input_tokens
+            if self._input_tokens is not None
+            else (self.call.estimated_input_tokens)
+        )
+
+    @property
+    def opening_input_tokens(self) -> int | None:
+        """The provider's input count if it came with the opening events (before iterating)."""
+        for event in self._head:
+            if isinstance(event, StreamUsage) and event.input_tokens is not None:
+                return event.input_tokens
+        return None
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._flat()
+
+    async def _flat(self) -> AsyncIterator[StreamEvent]:
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def batches(self) -> AsyncGenerator[list[StreamEvent], None]:
+        """The events in batches as they arrived (the held-back opening events are the first)."""
+        call = self.call
+        try:
+            head, self._head = self._head, []
+            if head:
+                self._observe(head)
+                yield head
+            async for batch in self._rest:
+                self._observe(batch)
+                yield batch
+        except GatewayError as exc:
+            self._close_out("cut_off", exc)
+            log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
+            await self._pipeline.finish(call, self._entered)
+            raise
+        except Exception as exc:
+            log.exception("stream_failed", model=self.route.model)
+            error = GatewayError("The answer broke off because of an internal error")
+            self._close_out("cut_off", error)
+            await self._pipeline.finish(call, self._entered)
+            raise error from exc
+        except BaseException:
+            # The caller went away: close the provider's stream (which drops its connection)
+            # and account for what was produced so far, even though this task is cancelled.
+            self._close_out("cancelled")
+            self._pipeline.spawn(self._pipeline.finish(call, self._entered))
+            close = getattr(self._rest, "aclose", None)
+            if close is not None:
+                await close()
+            raise
+        self._close_out("ok")
+        await self._pipeline.finish(call, self._entered)
+
+    def _observe(self, batch: list[StreamEvent]) -> None:
+        for event in batch:
+            if isinstance(event, TextDelta):
+                self._text.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self._text.append(event.arguments)
+                if event.name:
+                    self._text.append(event.name)
+            elif isinstance(event, StreamUsage):
+                if event.input_tokens is not None:
+                    self._input_tokens = event.input_tokens
+                if event.output_tokens is not None:
+                    self._output_tokens = event.output_tokens
+            elif isinstance(event, StreamFinish):
+                self.finish_reason = event.reason
+            for hook in self._watchers:
+                hook.on_stream_event(self.call, event)
+
+    def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
+        call = self.call
+        if self._input_tokens is not None and self._output_tokens is not None:
+            usage = Usage(input_tokens=self._input_tokens, output_tokens=self._output_tokens)
+        else:
+            estimator = self._pipeline.estimator
+            entry = self.route.entry
+            input_tokens = self._input_tokens
+            if input_tokens is None:
+                input_tokens = estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
+            output_tokens = self._output_tokens
+            if output_tokens is None:
+                output_tokens = estimator.text_tokens("".join(self._text), entry)
+            usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
+        self.usage = call.usage = usage
+        self.cost = call.cost = self._pipeline.price(call, usage)
+        call.outcome = outcome
+        call.error = error
+
+
+def response_events(response: ChatResponse, usage: Usage | None = None) -> list[StreamEvent]:
+    """A complete answer as the events of a stream (for answers given by a pre-hook)."""
+    events: list[StreamEvent] = [StreamStart(response.id, response.model)]
+    if response.text:
+        events.append(TextDelta(response.text))
+    for index, call in enumerate(response.tool_calls):
+        events.append(ToolCallDelta(index, call.arguments, call.id, call.name))
+    events.append(StreamFinish(response.finish_reason))
+    usage = usage or response.usage
+    if usage is not None:
+        events.append(StreamUsage(usage.input_tokens, usage.output_tokens))
+    return events

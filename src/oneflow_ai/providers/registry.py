@@ -1,0 +1,181 @@
+"""The provider registry: which adapters run, what they can do, and which one serves a model.
+
+`build_registry(settings, catalog)` builds one adapter per provider whose key is configured
+(when the fake providers serve, the settings point every provider at them, keys included),
+each over its own pooled upstream client. `register` checks an adapter's capabilities once,
+against the modalities of its catalog models, so that no adapter needs stub methods.
+`resolve(name)` turns a catalog id or alias into a `Route`: the catalog entry, the adapter and
+the provider's own model id.
+
+Adding a provider: one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
+`*_API_KEY`/`*_BASE_URL` settings, and its models in the catalog (README, "Adding a provider").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import cast
+
+from oneflow_ai.catalog import Catalog, Modality, ModelEntry
+from oneflow_ai.errors import NotFoundError
+from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
+from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
+from oneflow_ai.providers.http import AiohttpUpstream
+from oneflow_ai.providers.spec import ProviderSpec
+from oneflow_ai.providers.upstream import UpstreamClient
+from oneflow_ai.settings import ProviderSettings, Settings
+
+__all__ = [
+    "SPECS",
+    "ClientFactory",
+    "ProviderRegistry",
+    "Route",
+    "build_registry",
+    "default_client",
+]
+
+SPECS: tuple[ProviderSpec, ...] = (openai.SPEC, anthropic.SPEC, stability.SPEC, elevenlabs.SPEC)
+
+_CAPABILITIES: dict[Modality, type] = {
+    "text": ChatCapable,
+    "image": ImageCapable,
+    "audio": SpeechCapable,
+}
+
+ClientFactory = Callable[[ProviderSettings, Mapping[str, str]], UpstreamClient]
+"""Builds the upstream client of one provider from its settings and its fixed headers. The
+resilience layer passes a factory that wraps `default_client` in retries and a breaker."""
+
+
+def default_client(settings: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
+    return AiohttpUpstream(
+        settings.name,
+        settings.base_url,
+        headers=headers,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A catalog model bound to the adapter that serves it."""
+
+    entry: ModelEntry
+    provider: Provider
+    upstream_model: str
+
+    @property
+    def model(self) -> str:
+        """The catalog id (what OneFlow reports and bills)."""
+        return self.entry.id
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    def chat(self) -> ChatCapable:
+        return cast(ChatCapable, self.provider)
+
+    def images(self) -> ImageCapable:
+        return cast(ImageCapable, self.provider)
+
+    def speech(self) -> SpeechCapable:
+        return cast(SpeechCapable, self.provider)
+
+
+class ProviderRegistry:
+    """The running adapters, by provider name, and the routes to catalog models."""
+
+    __slots__ = ("_catalog", "_modalities", "_providers")
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._providers: dict[str, Provider] = {}
+        self._modalities: dict[str, frozenset[Modality]] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def register(self, provider: Provider) -> None:
+        """Add an adapter; `TypeError` if it lacks a capability its catalog models need."""
+        if not isinstance(provider, Provider):
+            raise TypeError(f"{provider!r} does not implement Provider (name, aclose)")
+        modalities = frozenset(
+            m for m, proto in _CAPABILITIES.items() if isinstance(provider, proto)
+        )
+        for entry in self._catalog:
+            if entry.provider == provider.name and entry.modality not in modalities:
+                raise TypeError(
+                    f"provider {provider.name!r} cannot serve catalog model {entry.id!r}: "
+                    f"it does not implement {_CAPABILITIES[entry.modality].__name__}"
+                )
+        self._providers[provider.name] = provider
+        self._modalities[provider.name] = modalities
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def __iter__(self) -> Iterator[Provider]:
+        return iter(self._providers.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._providers)
+
+    def is_available(self, entry: ModelEntry) -> bool:
+        """Whether a running adapter serves `entry`."""
+        return entry.modality in self._modalities.get(entry.provider, frozenset())
+
+    def available(self, modality: Modality | None = None) -> tuple[ModelEntry, ...]:
+        """Enabled catalog models a running adapter serves, in catalog order."""
+        return tuple(
+            e
+            for e in self._catalog
+            if (modality is None or e.modality == modality) and self.is_available(e)
+        )
+
+    def route(self, entry: ModelEntry) -> Route:
+        if not self.is_available(entry):
+            raise NotFoundError(
+                f"The model '{entry.id}' is not available: its provider ({entry.provider}) "
+                "is not configured on this gateway",
+                param="model",
+                code="model_not_available",
+            )
+        return Route(entry, self._providers[entry.provider], entry.id)
+
+    def resolve(self, name: str) -> Route:
+        """The route to a catalog model named by id or alias (`NotFoundError` otherwise)."""
+        entry = self._catalog.find(name)
+        if entry is None:
+            raise NotFoundError(
+                f"The model '{name}' does not exist (GET /v1/models lists the models)",
+                param="model",
+                code="model_not_found",
+            )
+        return self.route(entry)
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+        self._modalities.clear()
+
+
+def build_registry(
+    settings: Settings, catalog: Catalog, *, client_factory: ClientFactory = default_client
+) -> ProviderRegistry:
+    """One adapter per provider whose API key is configured, each with its own client."""
+    registry = ProviderRegistry(catalog)
+    for spec in SPECS:
+        provider_settings = settings.provider(spec.name)
+        if provider_settings.api_key is None or not provider_settings.configured:
+            continue
+        headers = spec.headers(provider_settings.api_key.get_secret_value())
+        client = client_factory(provider_settings, headers)
+        registry.register(spec.build(client, settings))
+    return registry

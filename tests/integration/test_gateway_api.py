@@ -1,0 +1,101 @@
+"""The product's own API: `POST /api/v1/request` for text, image and audio."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+
+import pytest
+
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.domain.usage import Usage
+from tests.integration.conftest import Gateway
+
+
+def test_text_by_strategy(gateway: Gateway) -> None:
+    response = gateway.post(
+        "/api/v1/request",
+        {"prompt": "Write a haiku about AI", "strategy": "cost_optimized", "max_tokens": 60},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # The cheapest text model in the catalog: Claude 3 Haiku ($0.25 / $1.25 per MTok).
+    assert (body["model"], body["provider"], body["modality"]) == (
+        "claude-3-haiku-20240307",
+        "anthropic",
+        "text",
+    )
+    assert body["strategy"] == "cost_optimized" and body["output"]
+    usage = Usage(
+        input_tokens=body["usage"]["input_tokens"], output_tokens=body["usage"]["output_tokens"]
+    )
+    cost = PricingEngine().price(body["model"], usage)
+    assert Decimal(body["credits"]) == cost.credits and Decimal(body["cost_usd"]) == cost.usd
+    assert response.headers["x-oneflow-credits"] == body["credits"]
+    (record,) = gateway.sink.wait_for(1)
+    assert record.request_id == body["request_id"]
+
+
+def test_a_concrete_model_instead_of_a_strategy(gateway: Gateway) -> None:
+    response = gateway.post("/api/v1/request", {"prompt": "hi", "model": "gpt-4o"})
+    assert response.json()["model"] == "gpt-4o" and response.json()["strategy"] is None
+
+
+def test_image_and_audio(gateway: Gateway) -> None:
+    image = gateway.post("/api/v1/request", {"prompt": "a red bicycle", "modality": "image"}).json()
+    assert image["modality"] == "image" and image["usage"]["images"] == 1
+    assert image["output"].startswith(("http", "data:image/png;base64,"))
+    audio = gateway.post(
+        "/api/v1/request", {"prompt": "Hello there", "modality": "audio", "voice": "nova"}
+    ).json()
+    assert audio["provider"] == "elevenlabs" and audio["usage"]["characters"] == 11
+    head, _, data = audio["output"].partition(",")
+    assert head == "data:audio/mpeg;base64" and base64.b64decode(data)
+    assert gateway.fakes.calls("elevenlabs")[0].path.endswith("/EXAVITQu4vr4xnSDxMaL")  # nova
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "prompt"),
+        ({"prompt": 5}, "prompt"),
+        ({"prompt": "x", "strategy": "fastest"}, "strategy"),
+        ({"prompt": "x", "modality": "video"}, "modality"),
+        ({"prompt": "x", "max_tokens": -1}, "max_tokens"),
+        ({"prompt": "x", "model": "dall-e-3"}, "model"),
+    ],
+)
+def test_malformed_requests_name_the_field(
+    gateway: Gateway, body: dict[str, object], param: str
+) -> None:
+    response = gateway.post("/api/v1/request", body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+def test_estimate_ranks_models_and_recommends_the_strategys_pick(gateway: Gateway) -> None:
+    response = gateway.post(
+        "/api/v1/estimate",
+        {"input_tokens": 1500, "output_tokens": 500, "strategy": "cost_optimized"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    by_model = {e["model"]: e for e in body["estimates"]}
+    # The seed's example: GPT-4 at 1500 + 500 tokens costs $0.075, 7.5 credits.
+    assert Decimal(by_model["gpt-4"]["credits"]) == Decimal("7.5")
+    assert Decimal(by_model["gpt-4"]["cost_usd"]) == Decimal("0.075")
+    credits = [Decimal(e["credits"]) for e in body["estimates"]]
+    assert credits == sorted(credits)
+    assert (
+        body["recommended"]["model"] == body["estimates"][0]["model"] == "claude-3-haiku-20240307"
+    )
+    assert all(e["available"] for e in body["estimates"])
+
+
+def test_estimate_counts_a_prompt_per_model(gateway: Gateway) -> None:
+    body = gateway.post("/api/v1/estimate", {"prompt": "Hello world, how are you?"}).json()
+    by_model = {e["model"]: e for e in body["estimates"]}
+    assert by_model["gpt-4o"]["tokens_exact"] is True and by_model["gpt-4o"]["input_tokens"] > 5
+    assert by_model["claude-3-opus-20240229"]["tokens_exact"] is False
+    missing = gateway.post("/api/v1/estimate", {"output_tokens": 5})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "input_tokens"
