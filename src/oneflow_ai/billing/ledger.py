@@ -307,7 +307,6 @@ class Ledger:
         for budget, hold in zip(hard, holds, strict=True):
             if hold.amount > budget.limit:  # can never fit: no need to ask the database
                 raise self._refusal(budget.id, max_cost, now)
-        reservation.account_hold = max_cost.micro_credits if prepaid else 0
         future = self._enqueue(
             ReserveCommand(
                 reservation_id=reservation.id,
@@ -317,7 +316,7 @@ class Ledger:
                 key_id=key_id,
                 model=max_cost.model,
                 provider=provider,
-                account_hold=reservation.account_hold,
+                account_hold=max_cost.micro_credits if prepaid else 0,
                 max_micro_credits=max_cost.micro_credits,
                 holds=holds,
                 owner=self.owner,
@@ -334,6 +333,7 @@ class Ledger:
         assert isinstance(reserved, Reserved)
         if not reserved.accepted:
             raise self._refusal(reserved.refused_by, max_cost, now)
+        reservation.account_hold = reserved.account_hold
         reservation.holds = reserved.holds
         return reservation
 
@@ -510,6 +510,7 @@ class Ledger:
         result = done.result()
         if not (isinstance(result, Reserved) and result.accepted):
             return
+        reservation.account_hold = result.account_hold
         reservation.holds = result.holds
         reservation.state = ReservationState.RELEASED
         with contextlib.suppress(Exception):
@@ -517,7 +518,7 @@ class Ledger:
                 ReleaseCommand(
                     reservation_id=reservation.id,
                     project_id=reservation.project_id,
-                    account_hold=reservation.account_hold,
+                    account_hold=result.account_hold,
                     holds=result.holds,
                     record=None,
                 )

@@ -2,23 +2,25 @@
 
 Phases run in a fixed order: heartbeat and reaping, top-ups and adjustments, reservations,
 settlements, releases, usage records. Every phase starts with a write, so on SQLite the
-transaction takes the write lock first (no read-to-write upgrade can fail half-way).
+transaction holds the write lock before it reads anything (no read-to-write upgrade can fail
+half-way, and what it reads is the latest state).
 
-Hard limits are atomic conditional updates (both databases)::
+Hard limits are atomic conditional updates (the same SQL on both databases)::
 
     UPDATE ledger_accounts SET reserved = reserved + :x
      WHERE project_id = :p AND (mode = 'postpaid' OR balance - reserved >= :x)
     UPDATE budget_counters SET reserved = reserved + :x
      WHERE budget_id = :b AND period_start = :d
-       AND used + reserved + :x <= (SELECT limit_value FROM budgets WHERE id = :b ...)
+       AND used + reserved + :x <= (SELECT limit_value FROM budgets WHERE id = :b AND ...)
 
-The row lock each update takes is held to commit, so no interleaving of transactions, in
-this process or another replica, can hold more than the balance or the limit. A reservation
-refused by its n-th hold gives back the holds it took before, in the same transaction.
+Each update checks and changes the row in one statement, and the row lock it takes is held to
+commit, so no interleaving of transactions, in this process or in another replica, can hold
+more than the balance or the limit. A reservation refused by one of its holds gives back the
+ones it took before, in the same transaction.
 
 Cached totals move with the rows they sum: an entry's amount is added to its account's
-``balance`` and a hold to ``reserved`` in the same statement set, which is what makes
-``balance == SUM(entries.amount)`` and ``reserved == SUM(active holds)`` invariants.
+``balance``, and a hold to ``reserved``, in the same transaction, which is what keeps
+``balance == SUM(entries.amount)`` and ``reserved == SUM(active holds)`` true.
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from oneflow_ai.domain.usage_record import UsageRecord
-from oneflow_ai.storage.dialect import chunks, upsert_insert
+from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
     CounterChange,
@@ -52,27 +53,10 @@ from oneflow_ai.storage.ledger_commands import (
     SettleCommand,
     Settled,
 )
-from oneflow_ai.storage.tables import (
-    Budget,
-    BudgetCounter,
-    LedgerAccount,
-    LedgerEntry,
-    LedgerOwner,
-    LedgerReservation,
-    ReservationHold,
-    table_of,
-)
+from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
 from oneflow_ai.storage.usage_store import insert_usage
 
 __all__ = ["apply_batch", "post_entry"]
-
-accounts = table_of(LedgerAccount)
-entries = table_of(LedgerEntry)
-owners = table_of(LedgerOwner)
-reservations = table_of(LedgerReservation)
-holds_table = table_of(ReservationHold)
-budgets = table_of(Budget)
-counters = table_of(BudgetCounter)
 
 CounterKey = tuple[str, date]
 
@@ -81,60 +65,41 @@ async def apply_batch(
     connection: AsyncConnection, commands: Sequence[LedgerCommand]
 ) -> list[LedgerResult]:
     """Apply ``commands`` in the open transaction; one result per command, in order."""
-    results: list[LedgerResult | None] = [None] * len(commands)
-    usage: list[UsageRecord] = []
+    sql = ledger_statements(connection)
+    results: dict[int, LedgerResult] = {}
 
     for i, command in enumerate(commands):
         if isinstance(command, ReapCommand):
-            results[i] = await _reap(connection, command)
+            results[i] = await _reap(connection, sql, command)
     for i, command in enumerate(commands):
         if isinstance(command, EntryCommand):
             results[i] = await post_entry(connection, command.entry, command.mode)
 
     reserves = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReserveCommand)]
     if reserves:
-        for i, outcome in zip(
-            (i for i, _ in reserves),
-            await _reserve(connection, [c for _, c in reserves]),
-            strict=True,
-        ):
-            results[i] = outcome
-
+        reserved = await _reserve(connection, sql, [c for _, c in reserves])
+        results.update(zip((i for i, _ in reserves), reserved, strict=True))
     settles = [(i, c) for i, c in enumerate(commands) if isinstance(c, SettleCommand)]
     if settles:
-        for i, settled in zip(
-            (i for i, _ in settles),
-            await _settle(connection, [c for _, c in settles]),
-            strict=True,
-        ):
-            results[i] = settled
-
+        settled = await _settle(connection, sql, [c for _, c in settles])
+        results.update(zip((i for i, _ in settles), settled, strict=True))
     releases = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReleaseCommand)]
     if releases:
-        active = await _resolve(connection, [c.reservation_id for _, c in releases])
-        account_release: dict[str, int] = defaultdict(int)
-        counter_release: dict[CounterKey, int] = defaultdict(int)
-        for i, command in releases:
-            released = command.reservation_id is not None and command.reservation_id in active
-            active.discard(command.reservation_id or "")
-            if released:
-                account_release[command.project_id] += command.account_hold
-                for hold in command.holds:
-                    counter_release[(hold.budget_id, hold.period_start)] += hold.amount
-            results[i] = Released(released=released)
-        await _release_holds(connection, account_release, counter_release)
+        released = await _release(connection, sql, [c for _, c in releases])
+        results.update(zip((i for i, _ in releases), released, strict=True))
 
+    usage: list[UsageRecord] = []
     for i, command in enumerate(commands):
         if isinstance(command, RecordCommand):
             results[i] = Recorded()
-        record = getattr(command, "record", None)
-        if record is not None:
-            usage.append(record)
+            usage.append(command.record)
+        elif isinstance(command, SettleCommand | ReleaseCommand) and command.record is not None:
+            usage.append(command.record)
     await insert_usage(connection, usage)
 
-    if any(result is None for result in results):
+    if len(results) != len(commands):
         raise TypeError("apply_batch got a command it does not know")
-    return [result for result in results if result is not None]
+    return [results[i] for i in range(len(commands))]
 
 
 # ---- entries -------------------------------------------------------------------------------
@@ -164,50 +129,74 @@ def _entry_values(entry: EntryRow) -> dict[str, Any]:
 async def post_entry(
     connection: AsyncConnection, entry: EntryRow, mode: str | None = None
 ) -> AccountRow:
-    """Append a top-up or adjustment and move the account's balance with it."""
-    await connection.execute(insert(entries), [_entry_values(entry)])
-    statement = upsert_insert(connection, accounts).values(
-        project_id=entry.project_id,
-        mode=mode or "postpaid",
-        balance=entry.amount,
-        reserved=0,
-        updated_at=entry.created_at,
-    )
-    changes: dict[str, Any] = {
-        "balance": accounts.c.balance + statement.excluded.balance,
-        "updated_at": statement.excluded.updated_at,
-    }
-    if mode is not None:
-        changes["mode"] = statement.excluded.mode
-    statement = statement.on_conflict_do_update(index_elements=["project_id"], set_=changes)
+    """Append a top-up or adjustment and move the account's balance with it; with ``mode``
+    set the account's billing mode too (a new account is postpaid otherwise)."""
+    sql = ledger_statements(connection)
+    await connection.execute(sql.insert_entries, [_entry_values(entry)])
     row = (
         await connection.execute(
-            statement.returning(
-                accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved
-            )
+            sql.upsert_topup if mode is not None else sql.upsert_topup_keep_mode,
+            {
+                "project_id": entry.project_id,
+                "mode": mode or "postpaid",
+                "amount": entry.amount,
+                "at": entry.created_at,
+            },
         )
     ).one()
-    return AccountRow(project_id=row[0], mode=row[1], balance=row[2], reserved=row[3])
+    return AccountRow(project_id=row[0], mode=row[1], balance=int(row[2]), reserved=int(row[3]))
 
 
 # ---- reservations --------------------------------------------------------------------------
 
 
 async def _reserve(
-    connection: AsyncConnection, commands: Sequence[ReserveCommand]
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReserveCommand]
 ) -> list[Reserved]:
-    needed = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
-    for budget_id, period_start in needed:
-        await _ensure_counter(connection, budget_id, period_start)
+    """Lock every account and counter the batch touches (in key order), decide each
+    reservation in order against what the locked rows say, then write one update per row."""
+    keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
+    if keys:
+        await connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
+    elif sql.write_lock is not None:
+        await connection.execute(sql.write_lock)
+    projects = sorted({c.project_id for c in commands if c.account_hold > 0})
+    available: dict[str, tuple[str, int]] = {}
+    if projects:
+        rows = await connection.execute(sql.lock_accounts, {"ids": projects})
+        available = {row[0]: (row[1], int(row[2]) - int(row[3])) for row in rows}
+    room: dict[CounterKey, int] = {}  # what each hard counter can still hold
+    if keys:
+        rows = await connection.execute(sql.lock_counters, {"keys": keys})
+        room = {
+            (row[0], row[1]): int(row[4]) - int(row[2]) - int(row[3])
+            for row in rows
+            if row[5] == "hard"
+        }
+
     outcomes: list[Reserved] = []
-    rows: list[dict[str, Any]] = []
-    hold_rows: list[dict[str, Any]] = []
+    account_shift: dict[str, int] = defaultdict(int)
+    counter_shift: dict[CounterKey, int] = defaultdict(int)
     for command in commands:
-        outcome = await _take_holds(connection, command)
+        outcome = _decide(command, available, room)
         outcomes.append(outcome)
+        if outcome.accepted:
+            if outcome.account_hold:
+                mode, left = available[command.project_id]
+                available[command.project_id] = (mode, left - outcome.account_hold)
+                account_shift[command.project_id] += outcome.account_hold
+            for hold in outcome.holds:
+                key = (hold.budget_id, hold.period_start)
+                room[key] -= hold.amount
+                counter_shift[key] += hold.amount
+    await _shift_reserved(connection, sql, account_shift, counter_shift)
+
+    rows_out: list[dict[str, Any]] = []
+    hold_rows: list[dict[str, Any]] = []
+    for command, outcome in zip(commands, outcomes, strict=True):
         if not outcome.accepted:
             continue
-        rows.append(
+        rows_out.append(
             {
                 "id": command.reservation_id,
                 "request_id": command.request_id,
@@ -216,7 +205,7 @@ async def _reserve(
                 "key_id": command.key_id,
                 "model": command.model,
                 "provider": command.provider,
-                "amount": command.account_hold,
+                "amount": outcome.account_hold,
                 "max_micro_credits": command.max_micro_credits,
                 "owner": command.owner,
                 "created_at": command.created_at,
@@ -232,124 +221,86 @@ async def _reserve(
             }
             for hold in outcome.holds
         )
-    for chunk in chunks(rows):
-        await connection.execute(insert(reservations), chunk)
+    for chunk in chunks(rows_out):
+        await connection.execute(sql.insert_reservations, chunk)
     for chunk in chunks(hold_rows):
-        await connection.execute(insert(holds_table), chunk)
+        await connection.execute(sql.insert_holds, chunk)
     return outcomes
 
 
-async def _ensure_counter(connection: AsyncConnection, budget_id: str, period: date) -> None:
-    source = select(
-        budgets.c.id, literal(period, counters.c.period_start.type), literal(0), literal(0)
-    ).where(budgets.c.id == budget_id)
-    statement = upsert_insert(connection, counters).from_select(
-        ["budget_id", "period_start", "used", "reserved"], source
-    )
-    await connection.execute(statement.on_conflict_do_nothing())
-
-
-async def _take_holds(connection: AsyncConnection, command: ReserveCommand) -> Reserved:
-    amount = command.account_hold
-    if amount > 0:
-        taken = await connection.execute(
-            update(accounts)
-            .where(
-                accounts.c.project_id == command.project_id,
-                or_(
-                    accounts.c.mode == "postpaid",
-                    accounts.c.balance - accounts.c.reserved >= amount,
-                ),
-            )
-            .values(reserved=accounts.c.reserved + amount, updated_at=command.created_at)
-        )
-        if taken.rowcount == 0:
+def _decide(
+    command: ReserveCommand, available: dict[str, tuple[str, int]], room: dict[CounterKey, int]
+) -> Reserved:
+    """All of the command's holds fit, or it is refused (nothing is taken)."""
+    account_hold = 0
+    if command.account_hold > 0 and command.project_id in available:
+        mode, left = available[command.project_id]
+        if mode == "prepaid" and left < command.account_hold:
             return Reserved(accepted=False, refused_by="account")
-    applied: list[HoldRow] = []
+        account_hold = command.account_hold
+    holds: list[HoldRow] = []
     for hold in sorted(command.holds):
-        limit = (
-            select(budgets.c.limit_value)
-            .where(budgets.c.id == hold.budget_id, budgets.c.mode == "hard")
-            .scalar_subquery()
-        )
-        taken = await connection.execute(
-            update(counters)
-            .where(
-                counters.c.budget_id == hold.budget_id,
-                counters.c.period_start == hold.period_start,
-                counters.c.used + counters.c.reserved + hold.amount <= limit,
-            )
-            .values(reserved=counters.c.reserved + hold.amount)
-        )
-        if taken.rowcount == 1:
-            applied.append(hold)
-            continue
-        if not await _is_hard(connection, hold.budget_id):
+        left_on_counter = room.get((hold.budget_id, hold.period_start))
+        if left_on_counter is None:
             continue  # deleted or made soft since the caller looked: it no longer holds
-        await _release_holds(
-            connection,
-            {command.project_id: amount},
-            {(h.budget_id, h.period_start): h.amount for h in applied},
-        )
-        return Reserved(accepted=False, refused_by=hold.budget_id)
-    return Reserved(accepted=True, holds=tuple(applied))
+        if left_on_counter < hold.amount:
+            return Reserved(accepted=False, refused_by=hold.budget_id)
+        holds.append(hold)
+    return Reserved(accepted=True, account_hold=account_hold, holds=tuple(holds))
 
 
-async def _is_hard(connection: AsyncConnection, budget_id: str) -> bool:
-    found = await connection.execute(
-        select(budgets.c.id).where(budgets.c.id == budget_id, budgets.c.mode == "hard")
-    )
-    return found.first() is not None
-
-
-async def _release_holds(
+async def _shift_reserved(
     connection: AsyncConnection,
-    account_release: dict[str, int],
-    counter_release: dict[CounterKey, int],
+    sql: LedgerStatements,
+    account_shift: dict[str, int],
+    counter_shift: dict[CounterKey, int],
 ) -> None:
-    for project_id, amount in sorted(account_release.items()):
-        if amount:
-            await connection.execute(
-                update(accounts)
-                .where(accounts.c.project_id == project_id)
-                .values(reserved=accounts.c.reserved - amount)
-            )
-    for (budget_id, period_start), amount in sorted(counter_release.items()):
-        if amount:
-            await connection.execute(
-                update(counters)
-                .where(counters.c.budget_id == budget_id, counters.c.period_start == period_start)
-                .values(reserved=counters.c.reserved - amount)
-            )
+    """Add to (or, with negative amounts, take from) the ``reserved`` of accounts and counters."""
+    accounts = [{"p": p, "x": x} for p, x in sorted(account_shift.items()) if x]
+    if accounts:
+        await connection.execute(sql.shift_account, accounts)
+    counters = [{"b": b, "d": d, "x": x} for (b, d), x in sorted(counter_shift.items()) if x]
+    if counters:
+        await connection.execute(sql.shift_counter, counters)
 
 
-async def _resolve(connection: AsyncConnection, ids: Sequence[str | None]) -> set[str]:
+async def _give_back(
+    connection: AsyncConnection,
+    sql: LedgerStatements,
+    account_holds: dict[str, int],
+    counter_holds: dict[CounterKey, int],
+) -> None:
+    await _shift_reserved(
+        connection,
+        sql,
+        {p: -x for p, x in account_holds.items()},
+        {k: -x for k, x in counter_holds.items()},
+    )
+
+
+async def _resolve(
+    connection: AsyncConnection, sql: LedgerStatements, ids: Sequence[str | None]
+) -> set[str]:
     """Delete the given reservations; return those that were still active."""
     wanted = sorted({i for i in ids if i is not None})
     active: set[str] = set()
     for chunk in chunks(wanted):
-        deleted = await connection.execute(
-            delete(reservations).where(reservations.c.id.in_(chunk)).returning(reservations.c.id)
-        )
+        deleted = await connection.execute(sql.resolve, {"ids": chunk})
         active.update(row[0] for row in deleted)
     return active
 
 
-# ---- settlements ---------------------------------------------------------------------------
+# ---- settlements and releases --------------------------------------------------------------
 
 
-async def _settle(connection: AsyncConnection, commands: Sequence[SettleCommand]) -> list[Settled]:
-    charges = [c.charge for c in commands]
-    statement = (
-        upsert_insert(connection, entries)
-        .on_conflict_do_nothing(index_elements=["request_id"], index_where=text("kind = 'charge'"))
-        .returning(entries.c.request_id)
-    )
+async def _settle(
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[SettleCommand]
+) -> list[Settled]:
     inserted: set[str] = set()
-    for chunk in chunks([_entry_values(c) for c in charges]):
-        result = await connection.execute(statement, chunk)
+    for chunk in chunks([_entry_values(c.charge) for c in commands]):
+        result = await connection.execute(sql.insert_charges, chunk)
         inserted.update(row[0] for row in result)
-    active = await _resolve(connection, [c.reservation_id for c in commands])
+    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
 
     balance_delta: dict[str, int] = defaultdict(int)
     account_release: dict[str, int] = defaultdict(int)
@@ -358,10 +309,9 @@ async def _settle(connection: AsyncConnection, commands: Sequence[SettleCommand]
     first_contributor: dict[CounterKey, int] = {}
     flags: list[tuple[bool, bool]] = []
     for index, command in enumerate(commands):
-        request_id = command.charge.request_id or ""
-        charged = request_id in inserted
-        inserted.discard(request_id)
-        released = command.reservation_id is not None and command.reservation_id in active
+        charged = command.charge.request_id in inserted
+        inserted.discard(command.charge.request_id or "")
+        released = command.reservation_id in active
         active.discard(command.reservation_id or "")
         project_id = command.charge.project_id
         if charged:
@@ -376,20 +326,27 @@ async def _settle(connection: AsyncConnection, commands: Sequence[SettleCommand]
                 counter_release[(hold.budget_id, hold.period_start)] += hold.amount
         flags.append((charged, released))
 
+    at = commands[0].charge.created_at
     for project_id in sorted(set(balance_delta) | set(account_release)):
         await _move_account(
             connection,
+            sql,
             project_id,
             balance_delta.get(project_id, 0),
             account_release.get(project_id, 0),
-            commands[0].charge.created_at,
+            at,
         )
-    await _release_holds(connection, {}, counter_release)
+    await _give_back(connection, sql, {}, counter_release)
     changes: dict[int, list[CounterChange]] = defaultdict(list)
-    for key in sorted(counter_used):
-        change = await _add_used(connection, key, counter_used[key])
-        if change is not None:
-            changes[first_contributor[key]].append(change)
+    for (budget_id, period_start), amount in sorted(counter_used.items()):
+        row = (
+            await connection.execute(sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
+        ).first()
+        if row is not None:  # None: the budget was deleted meanwhile
+            used = int(row[0])
+            changes[first_contributor[(budget_id, period_start)]].append(
+                CounterChange(budget_id, period_start, used - amount, used)
+            )
     return [
         Settled(charged=charged, released=released, counters=tuple(changes.get(index, ())))
         for index, (charged, released) in enumerate(flags)
@@ -397,100 +354,59 @@ async def _settle(connection: AsyncConnection, commands: Sequence[SettleCommand]
 
 
 async def _move_account(
-    connection: AsyncConnection, project_id: str, delta: int, release: int, at: datetime
+    connection: AsyncConnection,
+    sql: LedgerStatements,
+    project_id: str,
+    delta: int,
+    release: int,
+    at: datetime,
 ) -> None:
-    if release:
+    if release:  # the account exists: the hold was taken on it
         await connection.execute(
-            update(accounts)
-            .where(accounts.c.project_id == project_id)
-            .values(
-                balance=accounts.c.balance + delta,
-                reserved=accounts.c.reserved - release,
-                updated_at=at,
-            )
+            sql.charge_account, {"p": project_id, "delta": delta, "release": release, "at": at}
         )
-        return
-    if not delta:
-        return
-    statement = upsert_insert(connection, accounts).values(
-        project_id=project_id, mode="postpaid", balance=delta, reserved=0, updated_at=at
-    )
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["project_id"],
-            set_={
-                "balance": accounts.c.balance + statement.excluded.balance,
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-    )
+    elif delta:
+        await connection.execute(sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
 
 
-async def _add_used(
-    connection: AsyncConnection, key: CounterKey, amount: int
-) -> CounterChange | None:
-    budget_id, period_start = key
-    source = select(
-        budgets.c.id,
-        literal(period_start, counters.c.period_start.type),
-        literal(amount),
-        literal(0),
-    ).where(budgets.c.id == budget_id)
-    statement = upsert_insert(connection, counters).from_select(
-        ["budget_id", "period_start", "used", "reserved"], source
-    )
-    upsert = statement.on_conflict_do_update(
-        index_elements=["budget_id", "period_start"],
-        set_={"used": counters.c.used + statement.excluded.used},
-    ).returning(counters.c.used)
-    row = (await connection.execute(upsert)).first()
-    if row is None:  # the budget was deleted meanwhile
-        return None
-    used_after = int(row[0])
-    return CounterChange(budget_id, period_start, used_after - amount, used_after)
+async def _release(
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
+) -> list[Released]:
+    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
+    account_release: dict[str, int] = defaultdict(int)
+    counter_release: dict[CounterKey, int] = defaultdict(int)
+    outcomes: list[Released] = []
+    for command in commands:
+        released = command.reservation_id in active
+        active.discard(command.reservation_id or "")
+        if released:
+            account_release[command.project_id] += command.account_hold
+            for hold in command.holds:
+                counter_release[(hold.budget_id, hold.period_start)] += hold.amount
+        outcomes.append(Released(released=released))
+    await _give_back(connection, sql, account_release, counter_release)
+    return outcomes
 
 
 # ---- reaping -------------------------------------------------------------------------------
 
 
-async def _reap(connection: AsyncConnection, command: ReapCommand) -> Reaped:
+async def _reap(connection: AsyncConnection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
+    params = {"owner": command.owner, "now": command.now, "stale": command.stale_before}
     if command.retire:
-        await connection.execute(delete(owners).where(owners.c.owner == command.owner))
+        await connection.execute(sql.retire, {"owner": command.owner})
     else:
-        statement = upsert_insert(connection, owners).values(
-            owner=command.owner, started_at=command.now, heartbeat_at=command.now
-        )
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["owner"], set_={"heartbeat_at": statement.excluded.heartbeat_at}
-            )
-        )
-    alive = select(owners.c.owner).where(owners.c.heartbeat_at >= command.stale_before)
-    dead = or_(
-        reservations.c.expires_at < command.now,
-        (reservations.c.owner != command.owner) & reservations.c.owner.not_in(alive),
-    )
-    if command.release_own:
-        dead = or_(dead, reservations.c.owner == command.owner)
+        await connection.execute(sql.heartbeat, {"owner": command.owner, "now": command.now})
     candidates = (
         await connection.execute(
-            select(reservations.c.id, reservations.c.project_id, reservations.c.amount).where(dead)
+            sql.dead_or_own_reservations if command.release_own else sql.dead_reservations, params
         )
     ).all()
     released = 0
     for chunk in chunks(candidates):
         by_id = {row[0]: (row[1], int(row[2])) for row in chunk}
-        held = (
-            await connection.execute(
-                select(
-                    holds_table.c.reservation_id,
-                    holds_table.c.budget_id,
-                    holds_table.c.period_start,
-                    holds_table.c.amount,
-                ).where(holds_table.c.reservation_id.in_(list(by_id)))
-            )
-        ).all()
-        gone = await _resolve(connection, list(by_id))
+        held = (await connection.execute(sql.holds_of, {"ids": list(by_id)})).all()
+        gone = await _resolve(connection, sql, list(by_id))
         account_release: dict[str, int] = defaultdict(int)
         counter_release: dict[CounterKey, int] = defaultdict(int)
         for reservation_id in gone:
@@ -499,12 +415,8 @@ async def _reap(connection: AsyncConnection, command: ReapCommand) -> Reaped:
         for reservation_id, budget_id, period_start, amount in held:
             if reservation_id in gone:
                 counter_release[(budget_id, period_start)] += int(amount)
-        await _release_holds(connection, account_release, counter_release)
+        await _give_back(connection, sql, account_release, counter_release)
         released += len(gone)
     # Dead owners hold nothing any more (their reservations were released just above).
-    await connection.execute(
-        delete(owners).where(
-            owners.c.heartbeat_at < command.stale_before, owners.c.owner != command.owner
-        )
-    )
+    await connection.execute(sql.purge_owners, params)
     return Reaped(released=released)

@@ -95,10 +95,12 @@ class ReserveCommand:
 @dataclass(frozen=True, slots=True)
 class Reserved:
     """``refused_by`` is ``"account"`` or the id of the hard budget that could not cover it;
-    ``holds`` are the holds actually taken (a budget deleted meanwhile is skipped)."""
+    ``account_hold`` and ``holds`` are what was actually held (a budget deleted or made soft
+    meanwhile holds nothing, nor does an account that does not exist)."""
 
     accepted: bool
     refused_by: str | None = None
+    account_hold: int = 0
     holds: tuple[HoldRow, ...] = ()
 
 

@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +31,12 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
 
 from oneflow_ai.domain.usage_record import UsageRecord
-from oneflow_ai.storage.dialect import chunks, upsert_insert
+from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.tables import (
     LATENCY_BUCKET_COLUMNS,
     LATENCY_BUCKETS_MS,
@@ -123,15 +126,33 @@ def record_counters(record: UsageRecord) -> list[int]:
 # ---- writing -------------------------------------------------------------------------------
 
 
+_ROLLUPS = ((usage_hourly, _HOURLY_DIMENSIONS), (usage_hourly_by_key, DIMENSIONS))
+_INSERT_RECORDS = insert(records)
+
+
+@cache
+def _rollup_upserts(dialect: str) -> tuple[Executable, ...]:
+    """``INSERT ... ON CONFLICT DO UPDATE SET counter = counter + excluded.counter`` per rollup,
+    built once per dialect (building a statement costs more than running it)."""
+    upserts: list[Executable] = []
+    for table, dimensions in _ROLLUPS:
+        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        upserts.append(
+            statement.on_conflict_do_update(
+                index_elements=["bucket_hour", *dimensions],
+                set_={name: table.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
+            )
+        )
+    return tuple(upserts)
+
+
 async def insert_usage(connection: AsyncConnection, batch: Sequence[UsageRecord]) -> None:
     """Insert ``batch`` into usage_records and fold it into both hourly rollups."""
     if not batch:
         return
-    await connection.execute(insert(records), [_record_row(r) for r in batch])
-    for table, dimensions in (
-        (usage_hourly, _HOURLY_DIMENSIONS),
-        (usage_hourly_by_key, DIMENSIONS),
-    ):
+    await connection.execute(_INSERT_RECORDS, [_record_row(r) for r in batch])
+    upserts = _rollup_upserts(connection.dialect.name)
+    for (_, dimensions), upsert in zip(_ROLLUPS, upserts, strict=True):
         folded: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for record in batch:
             key = (
@@ -153,13 +174,8 @@ async def insert_usage(connection: AsyncConnection, batch: Sequence[UsageRecord]
             }
             for (hour, dims), counters in sorted(folded.items())
         ]
-        statement = upsert_insert(connection, table)
-        statement = statement.on_conflict_do_update(
-            index_elements=["bucket_hour", *dimensions],
-            set_={name: table.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
-        )
         for chunk in chunks(rows):
-            await connection.execute(statement, chunk)
+            await connection.execute(upsert, chunk)
 
 
 def _record_row(record: UsageRecord) -> dict[str, Any]:
@@ -292,10 +308,7 @@ async def rebuild_rollups(connection: AsyncConnection, start_hour: int, end_hour
     start = datetime.fromtimestamp(start_hour * 3600, UTC)
     end = datetime.fromtimestamp(end_hour * 3600, UTC)
     hour = _hour_of(connection).label("bucket_hour")
-    for table, dimensions in (
-        (usage_hourly, _HOURLY_DIMENSIONS),
-        (usage_hourly_by_key, DIMENSIONS),
-    ):
+    for table, dimensions in _ROLLUPS:
         await connection.execute(
             delete(table).where(table.c.bucket_hour >= start_hour, table.c.bucket_hour < end_hour)
         )
