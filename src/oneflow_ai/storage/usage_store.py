@@ -292,6 +292,8 @@ async def aggregate_rollups(
     width = len(keys)
     rows: list[tuple[Key, Counters]] = []
     for row in result.all():
+        if not row[width]:  # an ungrouped aggregate of nothing is one row of NULLs
+            continue
         key = tuple(_dimension_value(v) for v in row[:width])
         rows.append((key, tuple(int(v) for v in row[width:])))
     return rows
