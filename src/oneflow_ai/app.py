@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import health
+from oneflow_ai.api import credits, health, usage
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.gateway.services import Services
@@ -64,12 +64,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(usage.router)
+    app.include_router(credits.router)
 
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oneflow_ai.billing.ledger import Ledger, LedgerConfig
+from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
@@ -27,6 +29,8 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
     redactor: Redactor
+    pricing: PricingEngine
+    ledger: Ledger
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -37,16 +41,24 @@ class Services:
             echo=settings.database_echo,
         )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
+        pricing = PricingEngine()
         services = cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             redactor=redactor or Redactor(settings.secret_values),
+            pricing=pricing,
+            ledger=Ledger(engine, pricing, LedgerConfig.from_settings(settings)),
         )
         services.exit_stack.push_async_callback(engine.dispose)
         if redis is not None:
             services.exit_stack.push_async_callback(redis.aclose)
+        # Started last, closed first: the ledger commits what is queued while the engine lives.
+        # It does not wait for the database: its first round of maintenance reconciles the
+        # reservations a crashed process left, and limited requests wait for that round.
+        await services.ledger.start()
+        services.exit_stack.push_async_callback(services.ledger.close)
         return services
 
     async def close(self) -> None:
