@@ -280,6 +280,13 @@ async def test_what_the_ledger_settles_is_what_analytics_reports(engine: AsyncEn
     assert group.as_dict()["credits"] == f"{charged / 1_000_000:.6f}"
 
 
+async def test_an_empty_report_renders_zero_money_plainly(engine: AsyncEngine) -> None:
+    report = await query_usage(engine, UsageQuery(**QUERIES[-1]))  # type: ignore[arg-type]
+    assert report.groups == ()
+    totals = report.as_dict()["totals"]
+    assert (totals["usd"], totals["credits"], totals["requests"]) == ("0.00000000", "0.000000", 0)
+
+
 def test_percentiles_interpolate_inside_their_bucket() -> None:
     histogram = [0] * (len(LATENCY_BUCKETS_MS) + 1)
     histogram[6] = 10  # 10 requests in (75, 100] ms

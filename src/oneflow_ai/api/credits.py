@@ -67,8 +67,8 @@ def to_micro_credits(value: Amount, *, unit: Literal["credits", "usd"], param: s
 
 def _money(micro_credits: int) -> dict[str, object]:
     return {
-        "credits": f"{micro_credits_to_credits(micro_credits)}",
-        "usd": f"{micro_credits_to_usd(micro_credits)}",
+        "credits": f"{micro_credits_to_credits(micro_credits):f}",
+        "usd": f"{micro_credits_to_usd(micro_credits):f}",
         "micro_credits": micro_credits,
     }
 

@@ -183,8 +183,8 @@ class UsageTotals:
             "output_tokens": self.counters[3],
             "images": self.counters[4],
             "characters": self.counters[5],
-            "usd": f"{micro_credits_to_usd(self.micro_credits)}",
-            "credits": f"{micro_credits_to_credits(self.micro_credits)}",
+            "usd": f"{micro_credits_to_usd(self.micro_credits):f}",
+            "credits": f"{micro_credits_to_credits(self.micro_credits):f}",
             "latency_ms": {
                 "avg": _round(self.latency_avg_ms),
                 "p50": _round(self.latency_percentile(0.50)),
