@@ -35,34 +35,22 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from oneflow_ai.billing.budgets import (
-    BudgetAlert,
-    BudgetBook,
-    BudgetSpec,
-    Metric,
-    period_end,
-    period_start,
-)
+from oneflow_ai.billing.budget_rules import crossings, hold_amount, increments, refusal
+from oneflow_ai.billing.budgets import BudgetAlert, BudgetBook, BudgetSpec, period_start
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.ledger_admin import AccountView, BudgetStatus, LedgerAdmin, spec_from_row
+from oneflow_ai.billing.ledger_config import LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation, ReservationState, Settlement
-from oneflow_ai.domain.money import micro_credits_to_credits
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
-from oneflow_ai.errors import (
-    GatewayError,
-    InsufficientCreditsError,
-    RateLimitedError,
-    ServiceUnavailableError,
-)
+from oneflow_ai.errors import GatewayError, ServiceUnavailableError
 from oneflow_ai.storage import ledger_store
 from oneflow_ai.storage.group_commit import GroupCommitWriter
 from oneflow_ai.storage.ledger_batch import apply_batch
@@ -83,38 +71,11 @@ from oneflow_ai.storage.ledger_commands import (
 )
 from oneflow_ai.storage.tables import utcnow
 
-if TYPE_CHECKING:
-    from oneflow_ai.settings import Settings
-
 __all__ = ["Ledger", "LedgerConfig"]
 
 log = structlog.get_logger("oneflow.billing.ledger")
 
 R = TypeVar("R", bound=LedgerResult)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerConfig:
-    """Tuning of the ledger (each field has a setting; see ``.env.example``)."""
-
-    flush_interval: float = 0.002
-    batch_max: int = 500
-    reservation_ttl: float = 3600.0
-    owner_timeout: float = 30.0
-    maintenance_interval: float = 5.0
-    ready_timeout: float = 5.0
-    shutdown_timeout: float = 10.0
-    max_pending: int = 100_000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LedgerConfig:
-        return cls(
-            flush_interval=settings.ledger_flush_interval_ms / 1000,
-            batch_max=settings.ledger_batch_max_rows,
-            reservation_ttl=settings.ledger_reservation_ttl_seconds,
-            owner_timeout=settings.ledger_owner_timeout_seconds,
-            maintenance_interval=settings.ledger_maintenance_interval_seconds,
-        )
 
 
 def _default_owner() -> str:
@@ -302,11 +263,12 @@ class Ledger:
         if not reservation.limited:
             return reservation
         holds = tuple(
-            HoldRow(b.id, period_start(b.period, now), _amount(b.metric, max_cost)) for b in hard
+            HoldRow(b.id, period_start(b.period, now), hold_amount(b.metric, max_cost))
+            for b in hard
         )
         for budget, hold in zip(hard, holds, strict=True):
             if hold.amount > budget.limit:  # can never fit: no need to ask the database
-                raise self._refusal(budget.id, max_cost, now)
+                raise refusal(self._book, budget.id, max_cost, now)
         future = self._enqueue(
             ReserveCommand(
                 reservation_id=reservation.id,
@@ -332,7 +294,7 @@ class Ledger:
             raise
         assert isinstance(reserved, Reserved)
         if not reserved.accepted:
-            raise self._refusal(reserved.refused_by, max_cost, now)
+            raise refusal(self._book, reserved.refused_by, max_cost, now)
         reservation.account_hold = reserved.account_hold
         reservation.holds = reserved.holds
         return reservation
@@ -385,7 +347,7 @@ class Ledger:
                 reservation_id=reservation.id if durable else None,
                 account_hold=reservation.account_hold if durable else 0,
                 holds=reservation.holds if durable else (),
-                usage_increments=self._increments(reservation, provider, usage, cost),
+                usage_increments=increments(self._book, reservation, provider, usage, cost),
                 record=_record(reservation, outcome or RequestOutcome(), usage, cost, provider),
             )
         )
@@ -524,31 +486,9 @@ class Ledger:
                 )
             )
 
-    def _increments(
-        self, reservation: Reservation, provider: str, usage: Usage, cost: Cost
-    ) -> tuple[HoldRow, ...]:
-        budgets = self._book.matching(
-            reservation.project_id, reservation.user_id, reservation.key_id, provider
-        )
-        increments = []
-        for budget in budgets:
-            if budget.metric is Metric.CREDITS:
-                amount = cost.micro_credits
-            elif budget.metric is Metric.TOKENS:
-                amount = usage.input_tokens + usage.output_tokens
-            else:
-                amount = 1
-            if amount:
-                increments.append(
-                    HoldRow(budget.id, period_start(budget.period, reservation.created_at), amount)
-                )
-        return tuple(increments)
-
     def _alert(self, changes: tuple[CounterChange, ...]) -> None:
-        for change in changes:
-            budget = self._book.get(change.budget_id)
-            if budget is None or not change.used_before < budget.limit <= change.used_after:
-                continue
+        for alert in crossings(self._book, changes):
+            budget = alert.budget
             log.warning(
                 "budget_limit_reached",
                 budget_id=budget.id,
@@ -558,55 +498,14 @@ class Ledger:
                 period=budget.period.value,
                 mode=budget.mode.value,
                 limit=budget.limit,
-                used=change.used_after,
-                period_start=change.period_start.isoformat(),
+                used=alert.used,
+                period_start=alert.period_start.isoformat(),
             )
             if self._on_budget_alert is not None:
                 try:
-                    self._on_budget_alert(
-                        BudgetAlert(budget, change.period_start, change.used_after)
-                    )
+                    self._on_budget_alert(alert)
                 except Exception as exc:
                     log.error("budget_alert_hook_failed", error=_describe(exc))
-
-    def _refusal(self, refused_by: str | None, max_cost: Cost, now: datetime) -> GatewayError:
-        up_to = f"{micro_credits_to_credits(max_cost.micro_credits).normalize():f}"
-        if refused_by == "account":
-            return InsufficientCreditsError(
-                f"Insufficient credits: this request may cost up to {up_to} credits, more than "
-                "the project has available. Top up the project's credits or lower max_tokens.",
-                code="insufficient_credits",
-            )
-        budget = self._book.get(refused_by or "")
-        if budget is None:
-            return InsufficientCreditsError(
-                "Budget exceeded: a hard budget of this project cannot cover this request",
-                code="budget_exceeded",
-            )
-        resets = period_end(budget.period, period_start(budget.period, now))
-        resets_text = resets.isoformat().replace("+00:00", "Z")
-        if budget.metric is Metric.CREDITS:
-            return InsufficientCreditsError(
-                f"Budget exceeded: this request may cost up to {up_to} credits, more than "
-                f"remains of {budget.describe()}; it resets at {resets_text}.",
-                code="budget_exceeded",
-            )
-        return RateLimitedError(
-            f"Quota exceeded: {budget.describe()} cannot cover this request; "
-            f"it resets at {resets_text}.",
-            code="quota_exceeded",
-            retry_after=max(1.0, (resets - now).total_seconds()),
-        )
-
-
-def _amount(metric: Metric, max_cost: Cost) -> int:
-    if metric is Metric.CREDITS:
-        return max_cost.micro_credits
-    if metric is Metric.TOKENS:
-        return sum(
-            item.quantity for item in max_cost.line_items if item.kind in ("input", "output")
-        )
-    return 1
 
 
 def _record(
