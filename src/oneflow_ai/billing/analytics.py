@@ -352,9 +352,11 @@ async def query_usage(engine: AsyncEngine, query: UsageQuery) -> UsageReport:
         for key, counters in merged.items()
     ]
     groups.sort(key=lambda g: _order(g, time_group))
-    totals = UsageTotals()
-    for group in groups:
-        totals = totals + group.totals
+    totals = UsageTotals(
+        tuple(sum(column) for column in zip(*(c for c in merged.values()), strict=True))
+        if merged
+        else (0,) * _COUNTERS
+    )
     # Present keys in the order the caller asked for.
     ordered = tuple(
         UsageGroup({name: g.key[name] for name in query.group_by}, g.totals) for g in groups

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Table,
@@ -232,7 +233,10 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
             condition = and_(latency > lower, latency <= bound)
         columns.append(func.coalesce(func.sum(case((condition, 1), else_=0)), 0))
         lower = bound
-    return [column.label(name) for column, name in zip(columns, ROLLUP_COUNTERS, strict=True)]
+    return [
+        cast(column, BigInteger).label(name)
+        for column, name in zip(columns, ROLLUP_COUNTERS, strict=True)
+    ]
 
 
 def _hour_of(connection: AsyncConnection) -> ColumnElement[int]:
@@ -283,7 +287,11 @@ async def aggregate_rollups(
     elif time_group == "day":
         keys.append((table.c.bucket_hour // literal(24)).label("bucket_day"))
     statement = (
-        select(*keys, *(func.sum(table.c[name]).label(name) for name in ROLLUP_COUNTERS))
+        select(
+            *keys,
+            # SUM(bigint) is NUMERIC on PostgreSQL: decoding it is most of the cost of a report
+            *(cast(func.sum(table.c[name]), BigInteger).label(name) for name in ROLLUP_COUNTERS),
+        )
         .where(table.c.bucket_hour >= start_hour, table.c.bucket_hour < end_hour)
         .where(*(table.c[dim] == value for dim, value in filters.items()))
         .group_by(*keys)
