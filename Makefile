@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: help install install-dev run dev test test-coverage test-property lint format type-check \
-        db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers
+        db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers \
+        deploy-check
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -77,6 +78,10 @@ fake-providers: install ## run the fake providers on 127.0.0.1:9100
 
 bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
 	$(BIN)/python -m bench.run
+
+deploy-check: ## promtool checks of deploy/prometheus (needs promtool: apt-get install prometheus)
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts.test.yml
 
 prod-check: lint type-check test ## everything that must pass before production
 

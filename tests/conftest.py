@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from oneflow_ai.observability.logging import configure_logging
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
@@ -40,6 +41,20 @@ _LEAKY_VARIABLES = (
     "MAX_REQUEST_SIZE",
     "RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_PER_HOUR",
+    "RATE_LIMIT_TOKENS_PER_MINUTE",
+    "RATE_LIMIT_PROVIDERS",
+    "RATE_LIMIT_FAIL_OPEN",
+    "JWT_PREVIOUS_SECRETS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ACCESS_TTL_SECONDS",
+    "JWT_REFRESH_TTL_SECONDS",
+    "API_KEY_PEPPER",
+    "API_KEY_CACHE_TTL_SECONDS",
+    "API_KEY_CACHE_SIZE",
+    "API_KEY_MAX_AGE_DAYS",
+    "API_KEY_ROTATION_GRACE_HOURS",
+    "LOGIN_ATTEMPTS_PER_MINUTE",
     *(
         f"{p}_{s}"
         for p in ("OPENAI", "ANTHROPIC", "STABILITY", "ELEVENLABS")
@@ -57,6 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in _LEAKY_VARIABLES:
         os.environ.pop(name, None)
     config._oneflow_uncovered = {}  # type: ignore[attr-defined]
+    # Apps built with configure_logs=False log through this chain (structlog's default console
+    # renderer would pretty-print tracebacks, slowly).
+    configure_logging(level="INFO", json=True)
 
 
 def redis_server_url() -> str | None:

@@ -149,3 +149,21 @@ def test_secret_values_lists_every_configured_secret() -> None:
     assert "sk-ant-abcdefgh" in values
     assert "el-1234567890" in values
     assert settings.oneflow_master_key.get_secret_value() in values
+
+
+def test_a_malformed_catalog_stops_start_up_naming_the_entry(tmp_path) -> None:
+    override = tmp_path / "prices.yaml"
+    override.write_text("models:\n  gpt-4o:\n    pricing:\n      input_per_mtok: 2.5\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, catalog_path=str(override))
+    message = str(caught.value)
+    assert message.startswith("invalid setting CATALOG_PATH: catalog entry 'gpt-4o'")
+    assert "pricing.input_per_mtok" in message
+    assert "\n" not in message
+
+
+def test_a_catalog_override_is_accepted(tmp_path) -> None:
+    override = tmp_path / "prices.yaml"
+    override.write_text('models:\n  gpt-4o:\n    pricing:\n      input_per_mtok: "2.00"\n')
+    settings = load_settings(_env_file=None, catalog_path=str(override))
+    assert settings.catalog_path == override

@@ -15,11 +15,13 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
-from oneflow_ai.api import credits, health, usage
+from oneflow_ai.api import auth, credits, health, keys, projects, usage, users
+from oneflow_ai.api import metrics as metrics_api
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.gateway.services import Services
-from oneflow_ai.observability.logging import configure_logging
+from oneflow_ai.observability.logging import Redactor, configure_logging
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings, load_settings
 
 __all__ = ["create_app"]
@@ -27,20 +29,32 @@ __all__ = ["create_app"]
 log = structlog.get_logger("oneflow")
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
-    """Build the gateway application; with no settings they are read from the environment."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logs: bool = True,
+    telemetry: Telemetry | None = None,
+) -> FastAPI:
+    """Build the gateway application; with no settings they are read from the environment.
+
+    ``telemetry`` (metrics and tracing) is built from the settings unless given; tests pass
+    one with an in-memory span exporter.
+    """
     settings = settings if settings is not None else load_settings()
-    redactor = None
     if configure_logs:
         redactor = configure_logging(
             level=settings.log_level,
             json=settings.json_logs,
             secret_values=settings.secret_values,
         )
+    else:
+        redactor = Redactor(settings.secret_values)
+    if telemetry is None:
+        telemetry = Telemetry.from_settings(settings, redactor=redactor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings, redactor)
+        services = await Services.start(settings, redactor, telemetry)
         app.state.services = services
         log.info(
             "startup",
@@ -48,6 +62,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             environment=settings.environment.value,
             database="sqlite" if settings.uses_embedded_database else "postgresql",
             redis=settings.redis_url is not None,
+            metrics=telemetry.metrics.enabled,
+            tracing=telemetry.tracing.enabled,
         )
         try:
             yield
@@ -64,6 +80,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
+    if telemetry.metrics.enabled:
+        app.include_router(metrics_api.router)
+    for router in (auth.router, keys.router, users.router, projects.router):
+        app.include_router(router)
     app.include_router(usage.router)
     app.include_router(credits.router)
 
@@ -73,11 +93,19 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(
         EdgeMiddleware,
         max_body_size=settings.max_request_size,
         log_requests=settings.log_requests,
+        http_metrics=telemetry.metrics.http,
+        tracing=telemetry.tracing,
     )
     return app

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     enable_metrics: bool = True
     enable_tracing: bool = False
+    # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is open (scraped
+    # on the pod's own address, never routed through the public ingress).
+    metrics_token: SecretStr | None = None
 
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     oneflow_master_key: SecretStr = SecretStr(DEFAULT_MASTER_KEY)
@@ -108,6 +111,9 @@ class Settings(BaseSettings):
     # providers so that a newcomer sees the whole flow work. Never in production.
     fake_providers: Literal["auto", "on", "off"] = "auto"
 
+    # An operator's YAML file merged over the packaged model catalog and price table.
+    catalog_path: Path | None = None
+
     # Ledger: group commit of charges and usage records, reservations and their reconciliation.
     ledger_flush_interval_ms: float = Field(default=2.0, ge=0, le=1000)
     ledger_batch_max_rows: int = Field(default=500, ge=1, le=10_000)
@@ -118,6 +124,30 @@ class Settings(BaseSettings):
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
 
+    # ---- identity: access tokens, API keys ---------------------------------------------
+    # Secrets that signed earlier access/refresh tokens; still accepted by their `kid`.
+    jwt_previous_secrets: list[SecretStr] = Field(default_factory=list)
+    jwt_issuer: str = "oneflow"
+    jwt_audience: str = "oneflow-api"
+    jwt_access_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    jwt_refresh_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    # Keyed hash of API keys; unset: derived from ONEFLOW_MASTER_KEY.
+    api_key_pepper: SecretStr | None = None
+    api_key_cache_ttl_seconds: float = Field(default=5.0, gt=0, le=300)
+    api_key_cache_size: int = Field(default=10_000, ge=16)
+    api_key_max_age_days: int = Field(default=90, ge=0)
+    api_key_rotation_grace_hours: float = Field(default=24.0, ge=0)
+    login_attempts_per_minute: int = Field(default=10, ge=0)
+
+    # ---- rate limits (0 turns a default off) ---------------------------------------------
+    rate_limit_per_minute: int = Field(default=60, ge=0)
+    rate_limit_per_hour: int = Field(default=1000, ge=0)
+    rate_limit_tokens_per_minute: int = Field(default=0, ge=0)
+    # Aggregate limits per upstream provider, e.g. {"openai": {"requests_per_minute": 3000}}.
+    rate_limit_providers: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # When the shared counter store (Redis) fails: admit (true) or refuse with 503 (false).
+    rate_limit_fail_open: bool = True
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: object) -> str:
@@ -126,7 +156,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "redis_url", "metrics_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -145,6 +175,35 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("catalog_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("catalog_path")
+    @classmethod
+    def _catalog_loads(cls, value: Path | None) -> Path | None:
+        """A malformed catalog stops start-up, naming the entry and field."""
+        if value is not None:
+            from oneflow_ai.catalog import load_catalog
+
+            load_catalog(value)  # raises CatalogError (a ValueError) with one clear line
+        return value
+
+    @field_validator("rate_limit_providers")
+    @classmethod
+    def _provider_limits(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        allowed = {"requests_per_minute", "requests_per_hour", "tokens_per_minute"}
+        for provider, limits in value.items():
+            if provider not in PROVIDERS:
+                raise ValueError(f"unknown provider {provider!r}")
+            for name, limit in limits.items():
+                if name not in allowed:
+                    raise ValueError(f"{provider}: unknown limit {name!r}")
+                if limit < 1:
+                    raise ValueError(f"{provider}.{name} must be a positive integer")
         return value
 
     @field_validator(*(f"{p}_base_url" for p in PROVIDERS))
@@ -178,6 +237,11 @@ class Settings(BaseSettings):
                     "ONEFLOW_MASTER_KEY: production needs a key of its own (24+ characters), "
                     "not the development default"
                 )
+            for previous in self.jwt_previous_secrets:
+                if len(previous.get_secret_value()) < 32:
+                    raise ValueError("JWT_PREVIOUS_SECRETS: every secret needs 32+ characters")
+            if self.api_key_pepper is not None and len(self.api_key_pepper.get_secret_value()) < 32:
+                raise ValueError("API_KEY_PEPPER: production needs 32+ characters")
             if self.fake_providers == "on":
                 raise ValueError("FAKE_PROVIDERS: the fake providers are never used in production")
         return self
@@ -230,6 +294,11 @@ class Settings(BaseSettings):
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret, so log redaction can scrub them wherever they appear."""
         values = [self.jwt_secret.get_secret_value(), self.oneflow_master_key.get_secret_value()]
+        if self.metrics_token is not None:
+            values.append(self.metrics_token.get_secret_value())
+        values.extend(previous.get_secret_value() for previous in self.jwt_previous_secrets)
+        if self.api_key_pepper is not None:
+            values.append(self.api_key_pepper.get_secret_value())
         for name in PROVIDERS:
             key = self.provider(name).api_key
             if key is not None:

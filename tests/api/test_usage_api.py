@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from oneflow_ai.api.access import readable_project, require_admin
+from oneflow_ai.api.access import readable_project, require_budget_admin, require_credits_admin
 from oneflow_ai.app import create_app
 from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role
 from oneflow_ai.domain.usage_record import UsageRecord
@@ -202,14 +202,23 @@ def test_budgets_put_and_get(server: LiveServer) -> None:
     assert httpx.put(url, json={"budgets": []}, headers=ADMIN).json()["data"] == []
 
 
-def test_only_admins_write_and_members_read_their_own_project() -> None:
+def test_who_may_read_and_change_billing() -> None:
     member = Principal(kind=PrincipalKind.API_KEY, project_id="team-a", role=Role.MEMBER)
-    assert readable_project(MASTER, None) is None  # admins: every project
+    viewer = Principal(kind=PrincipalKind.API_KEY, project_id="team-a", role=Role.VIEWER)
+    project_admin = Principal(kind=PrincipalKind.USER, project_id="team-a", role=Role.ADMIN)
+    assert readable_project(MASTER, None) is None  # system admins: every project
     assert readable_project(MASTER, "team-b") == "team-b"
-    assert readable_project(member, None) == "team-a"  # members: their own
-    assert readable_project(member, "team-a") == "team-a"
-    with pytest.raises(PermissionDeniedError):
-        readable_project(member, "team-b")
-    with pytest.raises(PermissionDeniedError):
-        require_admin(member)
-    require_admin(MASTER)
+    for principal in (member, viewer, project_admin):  # the others: their own only
+        assert readable_project(principal, None) == "team-a"
+        assert readable_project(principal, "team-a") == "team-a"
+        with pytest.raises(PermissionDeniedError):
+            readable_project(principal, "team-b")
+    require_budget_admin(project_admin, "team-a")
+    require_budget_admin(MASTER, "team-b")
+    for principal, project in ((member, "team-a"), (viewer, "team-a"), (project_admin, "team-b")):
+        with pytest.raises(PermissionDeniedError):
+            require_budget_admin(principal, project)
+    require_credits_admin(MASTER)
+    for principal in (member, viewer, project_admin):  # money: system admins only
+        with pytest.raises(PermissionDeniedError):
+            require_credits_admin(principal)

@@ -136,6 +136,8 @@ def test_max_cost_of_images_uses_the_dearest_matching_row(engine: PricingEngine)
     assert engine.max_cost("dall-e-2", images=1).usd == Decimal("0.02")
     with pytest.raises(PricingError):
         engine.max_cost("dall-e-3", images=1, image_size="64x64")
+    with pytest.raises(PricingError, match="has no price for characters"):
+        engine.max_cost("dall-e-3", images=1, characters=5)
 
 
 def test_max_cost_ignores_prompt_tokens_for_image_and_audio(engine: PricingEngine) -> None:
@@ -216,6 +218,8 @@ def test_free_model_costs_nothing(tmp_path: Path) -> None:
     assert cost.micro_credits == 0 and cost.usd == 0
     assert [item.quantity for item in cost.line_items] == [10_000, 1_000]
     assert "house-model" in {m.id for m in engine.eligible_models("text")}
+    with pytest.raises(PricingError, match="has no price for images"):
+        engine.price("house-model", Usage(images=1))
 
 
 def test_unpriced_model_is_refused_and_not_eligible(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
 """Credits, billing mode, ledger entries and budgets of a project.
 
-    GET   /api/v1/projects/{id}/credits   balance, reserved, available, mode   (admin or member)
-    POST  /api/v1/projects/{id}/credits   top-up or adjustment                 (admin)
-    PATCH /api/v1/projects/{id}/credits   {"mode": "prepaid" | "postpaid"}     (admin)
-    GET   /api/v1/projects/{id}/ledger    entries, newest first                (admin or member)
-    GET   /api/v1/projects/{id}/budgets   budgets with this period's usage     (admin or member)
-    PUT   /api/v1/projects/{id}/budgets   replace the project's budgets        (admin)
+    GET   /api/v1/projects/{id}/credits   balance, reserved, available, mode   (usage:read)
+    POST  /api/v1/projects/{id}/credits   top-up or adjustment                 (system admin)
+    PATCH /api/v1/projects/{id}/credits   {"mode": "prepaid" | "postpaid"}     (system admin)
+    GET   /api/v1/projects/{id}/ledger    entries, newest first                (usage:read)
+    GET   /api/v1/projects/{id}/budgets   budgets with this period's usage     (usage:read)
+    PUT   /api/v1/projects/{id}/budgets   replace the project's budgets        (project admin)
+
+Reads are for the project's own credentials (any role) and for system admins (see
+``api/access.py``).
 
 Amounts are decimal strings or integers (``"12.5"`` credits), never JSON floats, and must be
 whole micro-credits (1e-6 credit, 1e-8 USD).
@@ -20,7 +23,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from oneflow_ai.api.access import readable_project, require_admin
+from oneflow_ai.api.access import (
+    readable_project,
+    require_budget_admin,
+    require_credits_admin,
+)
 from oneflow_ai.api.deps import authenticate, get_services
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.auth.principal import Principal
@@ -143,7 +150,7 @@ async def post_credits(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> Response:
-    require_admin(principal)
+    require_credits_admin(principal)
     if (change.credits is None) == (change.usd is None):
         raise BadRequestError("give the amount as 'credits' or as 'usd' (one of them)")
     amount = (
@@ -169,7 +176,7 @@ async def patch_credits(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> Response:
-    require_admin(principal)
+    require_credits_admin(principal)
     account = await get_services(request).ledger.set_mode(project_id, change.mode)
     return json_response(_account(account))
 
@@ -232,7 +239,7 @@ async def put_budgets(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> Response:
-    require_admin(principal)
+    require_budget_admin(principal, project_id)
     specs = []
     for index, item in enumerate(body.budgets):
         param = f"budgets[{index}].limit"

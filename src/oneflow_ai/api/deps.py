@@ -1,15 +1,49 @@
-"""Typed access to the process's services and the caller from a request."""
+"""Typed access to the process's services, the caller, its permissions and its rate limits.
+
+The integration surface for every router:
+
+    # 401 unless a valid credential:
+    principal: Annotated[Principal, Depends(authenticate)]
+    # ... and 403 unless its role grants the permission:
+    principal: Annotated[Principal, Depends(require(Permission.GATEWAY))]
+    # 429 when over a limit:
+    decision = await admit(request, principal, provider="openai", tokens=1200)
+
+`authenticate` runs once per request however many dependencies ask for it (FastAPI caches it).
+`admit` (or the `rate_limit` dependency, which admits with no provider and no tokens) must run
+once per request; the `X-RateLimit-*` headers it decides are added to whatever response the
+request ends with (by the edge middleware), and a refusal is a 429 carrying them plus
+`Retry-After`.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from oneflow_ai.auth.credentials import credential_from_headers, secrets_equal
-from oneflow_ai.auth.principal import MASTER, Principal
+from oneflow_ai.auth.credentials import credential_from_headers
+from oneflow_ai.auth.permissions import Permission, ensure_permission
+from oneflow_ai.auth.principal import Principal
 from oneflow_ai.errors import AuthenticationError
 from oneflow_ai.gateway.services import Services
+from oneflow_ai.limits import RateDecision
 
-__all__ = ["authenticate", "get_services", "request_id"]
+__all__ = [
+    "RATE_LIMIT_HEADERS_STATE",
+    "admit",
+    "authenticate",
+    "get_services",
+    "rate_limit",
+    "request_id",
+    "require",
+]
+
+# scope["state"] entry the edge middleware reads to add X-RateLimit-* headers to the response.
+RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
 
 
 def get_services(connection: HTTPConnection) -> Services:
@@ -23,14 +57,53 @@ def request_id(connection: HTTPConnection) -> str:
 
 
 async def authenticate(connection: HTTPConnection) -> Principal:
-    """The caller, from `Authorization: Bearer`, `X-API-Key` or `x-api-key`; 401 otherwise."""
+    """The caller, from `Authorization: Bearer`, `X-API-Key` or `x-api-key`: the master key, an
+    API key, or a JWT access token; 401 otherwise. No database round trip when the key is warm."""
     credential = credential_from_headers(connection.scope["headers"])
     if credential is None:
         raise AuthenticationError(
             "No API key provided: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
         )
-    services = get_services(connection)
-    master = services.settings.oneflow_master_key.get_secret_value()
-    if secrets_equal(credential, master):
-        return MASTER
-    raise AuthenticationError("Invalid API key", code="invalid_api_key")
+    principal = await get_services(connection).identity.authenticate(credential)
+    connection.scope.setdefault("state", {})["principal"] = principal
+    return principal
+
+
+@functools.cache
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the authenticated caller, provided its role grants `permission` (403)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        ensure_permission(principal, permission)
+        return principal
+
+    dependency.__name__ = f"require_{permission.name.lower()}"
+    return dependency
+
+
+async def admit(
+    connection: HTTPConnection,
+    principal: Principal,
+    *,
+    provider: str | None = None,
+    tokens: int = 0,
+) -> RateDecision:
+    """Count this request against the caller's, its project's and `provider`'s limits.
+
+    Raises `RateLimitedError` (429, `Retry-After`, `X-RateLimit-*`); on success the decision's
+    headers go on the response."""
+    decision = await get_services(connection).limiter.admit(
+        principal, provider=provider, tokens=tokens
+    )
+    if decision.limit is not None:
+        connection.scope.setdefault("state", {})[RATE_LIMIT_HEADERS_STATE] = [
+            (name.lower().encode(), value.encode()) for name, value in decision.headers.items()
+        ]
+    return decision
+
+
+async def rate_limit(
+    connection: HTTPConnection, principal: Annotated[Principal, Depends(authenticate)]
+) -> RateDecision:
+    """A dependency: admit one request for the caller (no provider, no tokens)."""
+    return await admit(connection, principal)

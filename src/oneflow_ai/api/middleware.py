@@ -2,10 +2,14 @@
 
 - a request id (`X-Request-ID`, the caller's when it is sane, else a new one), bound into the
   log context and `scope["state"]["request_id"]`, and returned on the response;
-- security headers on every response (a looser CSP on the API docs pages so they render);
+- security headers on every response (a looser CSP on the API docs pages so they render), and
+  the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
 - one structured log line per request (method, path, status, duration, request id);
+- HTTP metrics (``http_requests_total``, ``http_request_duration_seconds`` by method, route
+  template and status; requests in flight) and the request's server span with the caller's
+  ``traceparent`` as parent, both through no-op objects when switched off;
 - the last resort for an unexpected exception: a 500 in the caller's dialect, logged.
 
 One layer instead of a stack of `BaseHTTPMiddleware`s keeps the per-request cost to a few
@@ -21,11 +25,15 @@ from collections.abc import Callable, Iterable
 
 import orjson
 import structlog
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneflow_ai.api.errors import dialect_for_path, error_body
+from oneflow_ai.observability.labels import UNMATCHED_ROUTE
+from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
+from oneflow_ai.observability.tracing import NoopTracing, TracingApi
 
-__all__ = ["EdgeMiddleware", "security_headers"]
+__all__ = ["EdgeMiddleware", "route_template", "security_headers"]
 
 log = structlog.get_logger("oneflow.access")
 
@@ -55,8 +63,12 @@ def security_headers(*, hsts: bool = True) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes the limit. An HTTPException, because FastAPI
+    re-raises those while reading a body (any other exception would become a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds the limit of {limit} bytes")
 
 
 class EdgeMiddleware:
@@ -69,8 +81,12 @@ class EdgeMiddleware:
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
         id_factory: Callable[[], str] = lambda: uuid.uuid4().hex,
+        http_metrics: HttpMetrics | None = None,
+        tracing: TracingApi | None = None,
     ) -> None:
         self.app = app
+        self._metrics = http_metrics if http_metrics is not None else NoopMetrics().http
+        self._tracing = tracing if tracing is not None else NoopTracing()
         self.max_body_size = max_body_size
         self.log_requests = log_requests
         self._headers = [*security_headers(hsts=hsts), *extra_headers]
@@ -88,6 +104,10 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        metrics = self._metrics
+        timing = metrics.request_started()
+        server_span = self._tracing.server_span(scope, request_id)
+        error: Exception | None = None
 
         extra = [
             (b"x-request-id", request_id.encode()),
@@ -95,12 +115,17 @@ class EdgeMiddleware:
             self._docs_csp if path.startswith(_DOCS_PATHS) else self._api_csp,
         ]
         status = 0
+        overflow: list[bool] = []  # set by the limited receive once the body passes the limit
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra]
+                # X-RateLimit-* decided by the limiter during the request (api/deps.py admit).
+                limited = scope["state"].get("rate_limit_headers", ())
+                message["headers"] = [*message.get("headers", ()), *extra, *limited]
+                if overflow:  # the unread rest of the body stays on the wire: do not reuse it
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         try:
@@ -109,11 +134,12 @@ class EdgeMiddleware:
                 status = 413
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
                 return
-            await self.app(scope, self._limited(receive), send_with_headers)
+            await self.app(scope, self._limited(receive, overflow), send_with_headers)
         except _BodyTooLarge:
             if status == 0:
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
         except Exception as exc:
+            error = exc
             log.error("unhandled_error", method=scope["method"], path=path, exc_info=exc)
             if status == 0:
                 body = error_body(
@@ -125,13 +151,17 @@ class EdgeMiddleware:
             else:
                 raise
         finally:
+            elapsed = time.perf_counter() - started_at
+            route = route_template(scope)
+            metrics.request_finished(timing, scope["method"], route, status or 500, elapsed)
+            server_span.finish(route, status or 500, error)
             if self.log_requests:
                 log.info(
                     "request",
                     method=scope["method"],
                     path=path,
                     status=status or 500,
-                    duration_ms=round((time.perf_counter() - started_at) * 1000, 3),
+                    duration_ms=round(elapsed * 1000, 3),
                 )
 
     def _request_id(self, scope: Scope) -> str:
@@ -143,7 +173,7 @@ class EdgeMiddleware:
                 break
         return self._new_id()
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, overflow: list[bool]) -> Receive:
         limit = self.max_body_size
         seen = 0
 
@@ -153,7 +183,8 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    overflow.append(True)
+                    raise _BodyTooLarge(limit)
             return message
 
         return limited_receive
@@ -176,6 +207,26 @@ class EdgeMiddleware:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/models/{model}``), or ``unmatched``: raw paths never
+    become metric labels.
+
+    FastAPI keeps the route as declared in ``scope["route"]``, without the prefixes of the
+    routers that include it; the template it actually matched (prefixes included) is in its
+    effective route context, preferred when present.
+    """
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path_format", None)
+    if isinstance(path, str) and path:
+        return path
+    route = scope.get("route")
+    if route is not None:
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            return path
+    return UNMATCHED_ROUTE
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -2,8 +2,8 @@
 
 Filters: `project`, `user`, `key`, `model`, `provider`; time range `from`/`to` (ISO 8601, UTC
 when no offset is given; `to` is exclusive; default: the last 30 days); `group_by`: a comma
-list of project, user, key, model, provider and one of hour or day. Admins read every
-project; other callers read their own project only.
+list of project, user, key, model, provider and one of hour or day. System admins read every
+project; other callers (with ``usage:read``) read their own project only.
 """
 
 from __future__ import annotations

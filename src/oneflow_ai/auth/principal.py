@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from oneflow_ai.domain.limits import LimitPolicy
 from oneflow_ai.storage.tables import ADMIN_PROJECT_ID
 
 __all__ = ["MASTER", "Principal", "PrincipalKind", "Role"]
@@ -33,10 +34,19 @@ class Principal:
     allowed_models: frozenset[str] | None = None
     # Exempt from rate limits (the master key, and admin keys marked unlimited).
     unlimited: bool = False
+    # The caller's own rate limits (None fields: the deployment's defaults) ...
+    limits: LimitPolicy | None = None
+    # ... and its project's aggregate limits (None: no project-wide limit).
+    project_limits: LimitPolicy | None = None
 
     @property
     def subject(self) -> str:
         return self.key_id or self.user_id or self.kind.value
+
+    @property
+    def is_system_admin(self) -> bool:
+        """An admin of the admin project: acts on every project."""
+        return self.role is Role.ADMIN and self.project_id == ADMIN_PROJECT_ID
 
 
 MASTER = Principal(

@@ -13,6 +13,7 @@ the total is the sum of the rounded line items (see :mod:`oneflow_ai.domain.mone
 from __future__ import annotations
 
 from decimal import Decimal, localcontext
+from typing import Final
 
 from oneflow_ai.billing.cost import Cost, LineItem, LineKind
 from oneflow_ai.billing.errors import PricingError, UnpricedModelError
@@ -61,6 +62,7 @@ class PricingEngine:
         usage names none), audio models bill input characters.
         """
         entry = self._priced_entry(model)
+        _check_usage_fits(entry, usage)
         if entry.free or entry.pricing is None:
             items = _free_items(entry, usage)
         else:
@@ -139,6 +141,7 @@ class PricingEngine:
         return entry
 
     def _worst_image_cost(self, entry: ModelEntry, pricing: Pricing, usage: Usage) -> Cost:
+        _check_usage_fits(entry, usage)
         rows = [
             row.usd
             for row in pricing.per_image
@@ -157,18 +160,15 @@ class PricingEngine:
 
 def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem, ...]:
     if entry.modality == "text":
-        _refuse(entry, usage, "images", "characters")
         return (
             _line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),
             _line("output", usage.output_tokens, _price(pricing.output_per_mtok), _PER_MTOK),
         )
     if entry.modality == "image":
-        _refuse(entry, usage, "input_tokens", "output_tokens", "characters")
         row = pricing.image_price(usage.image_size, usage.image_quality)
         if row is None:
             raise PricingError(_no_image_price(entry, usage))
         return (_line("image", usage.images, row.usd, _PER_IMAGE),)
-    _refuse(entry, usage, "input_tokens", "output_tokens", "images")
     unit = _price(pricing.per_1k_characters)
     return (_line("characters", usage.characters, unit, _PER_1K_CHARACTERS),)
 
@@ -212,8 +212,15 @@ def _check_count(name: str, value: int) -> None:
         raise ValueError(f"{name} must be >= 0, got {value}")
 
 
-def _refuse(entry: ModelEntry, usage: Usage, *fields: str) -> None:
-    for name in fields:
+_NOT_BILLED: Final[dict[Modality, tuple[str, ...]]] = {
+    "text": ("images", "characters"),
+    "image": ("input_tokens", "output_tokens", "characters"),
+    "audio": ("input_tokens", "output_tokens", "images"),
+}
+
+
+def _check_usage_fits(entry: ModelEntry, usage: Usage) -> None:
+    for name in _NOT_BILLED[entry.modality]:
         if getattr(usage, name):
             raise PricingError(
                 f"model {entry.id!r} is a {entry.modality} model and has no price for {name}"

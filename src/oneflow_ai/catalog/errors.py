@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from oneflow_ai.errors import NotFoundError
+
 __all__ = ["CatalogError", "UnknownModelError"]
 
 
@@ -13,9 +15,13 @@ class CatalogError(ValueError):
     """
 
 
-class UnknownModelError(LookupError):
-    """No enabled catalog model has this id or alias."""
+class UnknownModelError(NotFoundError, LookupError):
+    """No enabled catalog model has this id or alias (404 in the caller's dialect)."""
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"unknown model {model!r}")
+        super().__init__(
+            f"The model '{model}' does not exist or is not enabled in this gateway",
+            param="model",
+            code="model_not_found",
+        )
         self.model = model

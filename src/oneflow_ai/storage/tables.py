@@ -8,15 +8,17 @@ drop them on both databases (SQLite through batch mode).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     Date,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    TypeDecorator,
     UniqueConstraint,
     text,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "LATENCY_BUCKETS_MS",
     "LATENCY_BUCKET_COLUMNS",
     "ROLLUP_COUNTERS",
+    "ApiKey",
     "Base",
     "Budget",
     "BudgetCounter",
@@ -41,9 +45,13 @@ __all__ = [
     "LedgerEntry",
     "LedgerOwner",
     "LedgerReservation",
+    "Membership",
     "Project",
+    "RefreshToken",
     "ReservationHold",
     "UsageRecordRow",
+    "User",
+    "UtcDateTime",
     "table_of",
     "usage_hourly",
     "usage_hourly_by_key",
@@ -65,8 +73,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both databases (SQLite keeps no zone: UTC is implied)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: OneFlow stores aware UTC datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
 
 
 def table_of(model: type[Base]) -> Table:
@@ -83,7 +111,87 @@ class Project(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Aggregate rate limits over every key and user of the project (LimitPolicy fields).
+    limits: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+
+
+class User(Base):
+    """A person who signs in with email and password (argon2id hash)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Membership(Base):
+    """A user's role in a project."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key of a project: only a keyed hash of its secret is stored.
+
+    The key reads `sk-of-<prefix>-<secret>`; `prefix` finds the row, `secret_hash` proves the
+    secret. A rotated key keeps working until `grace_until`; a revoked one stops at `revoked_at`.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    rotated_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    grace_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    limits: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    unlimited: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Written in batches in the background, never on the request path.
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class RefreshToken(Base):
+    """One refresh token (by its `jti`); every refresh replaces it within its family."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family_id", "family_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    replaced_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 # ---- ledger (migration 0003) ------------------------------------------------------------
@@ -112,7 +220,7 @@ class LedgerAccount(Base):
     mode: Mapped[str] = mapped_column(String(16), default="postpaid")
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class LedgerEntry(Base):
@@ -158,7 +266,7 @@ class LedgerEntry(Base):
     user_id: Mapped[str | None] = mapped_column(String(64))
     key_id: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class LedgerOwner(Base):
@@ -167,8 +275,8 @@ class LedgerOwner(Base):
     __tablename__ = "ledger_owners"
 
     owner: Mapped[str] = mapped_column(String(100), primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class LedgerReservation(Base):
@@ -196,8 +304,8 @@ class LedgerReservation(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     max_micro_credits: Mapped[int] = mapped_column(BigInteger)
     owner: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Budget(Base):
@@ -236,8 +344,8 @@ class Budget(Base):
     period: Mapped[str] = mapped_column(String(8))
     limit_value: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[str] = mapped_column(String(8))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class BudgetCounter(Base):
@@ -287,7 +395,7 @@ class UsageRecordRow(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(64))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     project_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64))
     key_id: Mapped[str | None] = mapped_column(String(64))

@@ -4,7 +4,7 @@ Money is integer micro-credits (1 credit = 1_000_000 micro-credits = 0.01 USD). 
 keys are referenced by id only (no foreign keys), so this revision does not depend on theirs.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-26
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,99 @@
+"""Roles and what each may do: one small table, checked on every endpoint.
+
+    permission       viewer  member  admin  scope
+    models:read        ✓       ✓       ✓
+    usage:read         ✓       ✓       ✓     own project
+    project:read       ✓       ✓       ✓     own project
+    keys:read          ✓       ✓       ✓     own project
+    gateway            .       ✓       ✓     call models (chat, images, speech, estimate)
+    keys:write         .       ✓       ✓     own project; a key never outranks its creator
+    members:read       .       .       ✓     own project
+    members:write      .       .       ✓     own project
+    users:admin        .       .       ✓     system admins only
+    projects:admin     .       .       ✓     system admins only
+
+A system admin is an admin of the built-in admin project (`proj_admin`): the master key, or
+any key or user given that role there. It acts on every project.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from oneflow_ai.auth.principal import Principal, Role
+from oneflow_ai.errors import PermissionDeniedError
+
+__all__ = [
+    "ROLE_PERMISSIONS",
+    "SYSTEM_PERMISSIONS",
+    "Permission",
+    "ensure_model_allowed",
+    "ensure_permission",
+    "ensure_project_access",
+    "has_permission",
+    "role_rank",
+]
+
+
+class Permission(enum.StrEnum):
+    MODELS_READ = "models:read"
+    USAGE_READ = "usage:read"
+    PROJECT_READ = "project:read"
+    KEYS_READ = "keys:read"
+    GATEWAY = "gateway"
+    KEYS_WRITE = "keys:write"
+    MEMBERS_READ = "members:read"
+    MEMBERS_WRITE = "members:write"
+    USERS_ADMIN = "users:admin"
+    PROJECTS_ADMIN = "projects:admin"
+
+
+_VIEWER = frozenset(
+    {Permission.MODELS_READ, Permission.USAGE_READ, Permission.PROJECT_READ, Permission.KEYS_READ}
+)
+_MEMBER = _VIEWER | {Permission.GATEWAY, Permission.KEYS_WRITE}
+_ADMIN = frozenset(Permission)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: _VIEWER,
+    Role.MEMBER: frozenset(_MEMBER),
+    Role.ADMIN: _ADMIN,
+}
+# Granted only to admins of the admin project.
+SYSTEM_PERMISSIONS = frozenset({Permission.USERS_ADMIN, Permission.PROJECTS_ADMIN})
+
+_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2}
+
+
+def role_rank(role: Role) -> int:
+    return _RANK[role]
+
+
+def has_permission(principal: Principal, permission: Permission) -> bool:
+    if permission not in ROLE_PERMISSIONS[principal.role]:
+        return False
+    return permission not in SYSTEM_PERMISSIONS or principal.is_system_admin
+
+
+def ensure_permission(principal: Principal, permission: Permission) -> None:
+    if not has_permission(principal, permission):
+        raise PermissionDeniedError(
+            f"This {principal.role.value} credential lacks the '{permission.value}' permission",
+            code="insufficient_permissions",
+        )
+
+
+def ensure_project_access(principal: Principal, project_id: str) -> None:
+    """A principal acts on its own project; system admins on every project."""
+    if principal.project_id != project_id and not principal.is_system_admin:
+        raise PermissionDeniedError(
+            "This credential has no access to that project", code="project_forbidden"
+        )
+
+
+def ensure_model_allowed(principal: Principal, model: str) -> None:
+    """Refuse a model outside the credential's allow-list (no allow-list: every model)."""
+    if principal.allowed_models is not None and model not in principal.allowed_models:
+        raise PermissionDeniedError(
+            f"This API key may not use the model '{model}'", param="model", code="model_not_allowed"
+        )

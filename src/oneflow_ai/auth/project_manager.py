@@ -1,0 +1,126 @@
+"""Projects (teams): created and configured by system admins, read by their own members."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from oneflow_ai.auth.clock import Clock, system_clock
+from oneflow_ai.auth.invalidation import InvalidationBus
+from oneflow_ai.auth.permissions import (
+    Permission,
+    ensure_permission,
+    has_permission,
+)
+from oneflow_ai.auth.principal import Principal
+from oneflow_ai.domain.limits import LimitPolicy
+from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError
+from oneflow_ai.storage.projects import ProjectRepository
+from oneflow_ai.storage.tables import Project
+
+__all__ = ["UNCHANGED", "ProjectManager", "Unchanged"]
+
+_PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{2,63}$")
+
+
+class Unchanged:
+    __slots__ = ()
+
+
+UNCHANGED = Unchanged()
+
+
+class ProjectManager:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: InvalidationBus,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._sessions = sessionmaker
+        self._bus = bus
+        self._clock = clock
+
+    async def create(
+        self,
+        actor: Principal,
+        *,
+        name: str,
+        project_id: str | None = None,
+        limits: LimitPolicy | None = None,
+    ) -> Project:
+        ensure_permission(actor, Permission.PROJECTS_ADMIN)
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise BadRequestError("A project needs a name of 1 to 200 characters", param="name")
+        identifier = project_id or f"proj_{secrets.token_hex(6)}"
+        if not _PROJECT_ID.match(identifier):
+            raise BadRequestError(
+                "A project id has 3 to 64 lower-case letters, digits, '_' or '-'", param="id"
+            )
+        async with self._sessions.begin() as session:
+            projects = ProjectRepository(session)
+            if await projects.get(identifier) is not None:
+                raise ConflictError(
+                    f"Project '{identifier}' exists", param="id", code="project_exists"
+                )
+            if await projects.by_name(name) is not None:
+                raise ConflictError(
+                    f"A project named '{name}' exists", param="name", code="project_exists"
+                )
+            project = Project(
+                id=identifier,
+                name=name,
+                created_at=self._clock(),
+                limits=limits.to_mapping() if limits is not None else None,
+            )
+            await projects.add(project)
+            return project
+
+    async def list_projects(self, actor: Principal) -> list[Project]:
+        ensure_permission(actor, Permission.PROJECT_READ)
+        only = None if has_permission(actor, Permission.PROJECTS_ADMIN) else actor.project_id
+        async with self._sessions() as session:
+            return await ProjectRepository(session).find(only=only)
+
+    async def get(self, actor: Principal, project_id: str) -> Project:
+        ensure_permission(actor, Permission.PROJECT_READ)
+        async with self._sessions() as session:
+            project = await ProjectRepository(session).get(project_id)
+        if project is None or (project.id != actor.project_id and not actor.is_system_admin):
+            raise NotFoundError(f"No project '{project_id}'", code="project_not_found")
+        return project
+
+    async def update(
+        self,
+        actor: Principal,
+        project_id: str,
+        *,
+        name: str | None = None,
+        limits: LimitPolicy | Unchanged | None = UNCHANGED,
+    ) -> Project:
+        ensure_permission(actor, Permission.PROJECTS_ADMIN)
+        async with self._sessions.begin() as session:
+            projects = ProjectRepository(session)
+            project = await projects.get(project_id)
+            if project is None:
+                raise NotFoundError(f"No project '{project_id}'", code="project_not_found")
+            if name is not None:
+                name = name.strip()
+                if not name or len(name) > 200:
+                    raise BadRequestError(
+                        "A project needs a name of 1 to 200 characters", param="name"
+                    )
+                other = await projects.by_name(name)
+                if other is not None and other.id != project_id:
+                    raise ConflictError(
+                        f"A project named '{name}' exists", param="name", code="project_exists"
+                    )
+                project.name = name
+            if not isinstance(limits, Unchanged):
+                project.limits = limits.to_mapping() if limits is not None else None
+        await self._bus.publish(f"project:{project_id}")
+        return project

@@ -1,0 +1,421 @@
+"""`oneflow keys|users|projects`: identity administration on the configured database.
+
+These commands act as the operator (a system admin). With `REDIS_URL` set, revocations and
+rotations are announced to every running replica at once; without it, replicas notice within
+`API_KEY_CACHE_TTL_SECONDS`. Secrets are printed once, on stdout, and nowhere else.
+
+Scheduled rotation: run `oneflow keys rotate-due` from cron (or a Kubernetes CronJob), e.g. daily.
+It rotates every live key older than `API_KEY_MAX_AGE_DAYS` and prints one JSON line per new key
+(with the secret) for the job to hand to the secret store the key's users read from; the old key
+keeps working for `API_KEY_ROTATION_GRACE_HOURS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from oneflow_ai.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported when a command runs, so `oneflow --help` stays quick
+    from oneflow_ai.auth.identity import Identity
+
+__all__ = ["keys_app", "projects_app", "users_app"]
+
+T = TypeVar("T")
+
+keys_app = typer.Typer(help="API keys: create, list, rotate, revoke.", no_args_is_help=True)
+users_app = typer.Typer(help="Users: create, list, activate, deactivate.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects: create, list, limits, members.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"oneflow: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@asynccontextmanager
+async def _identity(settings: Settings) -> AsyncIterator[Identity]:
+    from oneflow_ai.auth.identity import Identity
+    from oneflow_ai.storage.database import create_engine, create_sessionmaker
+    from oneflow_ai.storage.redis import create_redis
+
+    engine = create_engine(settings.effective_database_url, pool_size=2)
+    redis = create_redis(settings.redis_url) if settings.redis_url else None
+    try:
+        yield Identity.build(settings, create_sessionmaker(engine), redis)
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+def _run(action: Callable[[Identity], Awaitable[T]]) -> T:
+    """Run `action` on a fresh Identity; errors become one line and exit code 1."""
+    from oneflow_ai.errors import GatewayError
+
+    settings = _settings()
+
+    async def main() -> T:
+        async with _identity(settings) as identity:
+            return await action(identity)
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as exc:
+        raise _fail(exc.message) from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(f"database error: {first}") from None
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(orjson.dumps(value).decode())
+
+
+def _policy(rpm: int | None, rph: int | None, tpm: int | None) -> Any:
+    from oneflow_ai.domain.limits import LimitPolicy
+
+    policy = LimitPolicy(rpm, rph, tpm)
+    return None if policy.is_empty else policy
+
+
+def _master() -> Any:
+    from oneflow_ai.auth.principal import MASTER
+
+    return MASTER
+
+
+Rpm = Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute.")]
+Rph = Annotated[int | None, typer.Option("--rph", min=1, help="Requests per hour.")]
+Tpm = Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens per minute.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+# ---- keys ------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="Project the key belongs to.")],
+    name: Annotated[str, typer.Option(help="A name to recognise the key by.")],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Allow only this model (repeatable).")
+    ] = None,
+    rpm: Rpm = None,
+    rph: Rph = None,
+    tpm: Tpm = None,
+    unlimited: Annotated[bool, typer.Option(help="Exempt from rate limits (admin keys).")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    from oneflow_ai.api.views import key_view
+    from oneflow_ai.auth.principal import Role
+
+    try:
+        key_role = Role(role)
+    except ValueError:
+        raise _fail("--role must be admin, member or viewer", 2) from None
+
+    async def action(identity: Identity) -> None:
+        expires = identity.clock() + timedelta(days=expires_in_days) if expires_in_days else None
+        new = await identity.keys.create(
+            _master(),
+            project_id=project,
+            name=name,
+            role=key_role,
+            expires_at=expires,
+            allowed_models=model or None,
+            limits=_policy(rpm, rph, tpm),
+            unlimited=unlimited,
+        )
+        if as_json:
+            _print_json({**key_view(new.row, identity.clock()), "key": new.key})
+        else:
+            typer.echo(f"{new.row.id} {new.key}")
+            typer.echo("Store this key now: it is not shown again.", err=True)
+
+    _run(action)
+
+
+@keys_app.command("list")
+def keys_list(
+    project: Annotated[str | None, typer.Option(help="Only this project's keys.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List API keys (never their secrets)."""
+    from oneflow_ai.api.views import key_view
+
+    async def action(identity: Identity) -> None:
+        keys = await identity.keys.list_keys(_master(), project_id=project)
+        now = identity.clock()
+        if as_json:
+            _print_json([key_view(k, now) for k in keys])
+            return
+        for k in keys:
+            view = key_view(k, now)
+            status = view["status"]
+            typer.echo(
+                f"{k.id}  {view['prefix']}  {k.project_id}  {k.role:<6}  {status:<8}  {k.name}"
+            )
+
+    _run(action)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key to replace.")],
+    grace_hours: Annotated[
+        float | None, typer.Option(min=0, help="How long the old key keeps working.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Issue a successor key; the old one works until the grace period ends."""
+    from oneflow_ai.api.views import key_view
+
+    async def action(identity: Identity) -> None:
+        grace = timedelta(hours=grace_hours) if grace_hours is not None else None
+        new = await identity.keys.rotate(_master(), key_id, grace=grace)
+        if as_json:
+            _print_json({**key_view(new.row, identity.clock()), "key": new.key})
+        else:
+            typer.echo(f"{new.row.id} {new.key}")
+
+    _run(action)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key to revoke.")]) -> None:
+    """Revoke a key now (every replica within seconds)."""
+
+    async def action(identity: Identity) -> None:
+        key = await identity.keys.revoke(_master(), key_id)
+        typer.echo(f"revoked {key.id}")
+
+    _run(action)
+
+
+@keys_app.command("rotate-due")
+def keys_rotate_due(
+    max_age_days: Annotated[
+        int | None, typer.Option(min=1, help="Default: API_KEY_MAX_AGE_DAYS.")
+    ] = None,
+    grace_hours: Annotated[
+        float | None, typer.Option(min=0, help="Default: API_KEY_ROTATION_GRACE_HOURS.")
+    ] = None,
+) -> None:
+    """Rotate every key older than the maximum age; one JSON line per new key (cron)."""
+    settings = _settings()
+    days = max_age_days if max_age_days is not None else settings.api_key_max_age_days
+    if days <= 0:
+        raise _fail("scheduled rotation is off (API_KEY_MAX_AGE_DAYS=0); pass --max-age-days", 2)
+
+    async def action(identity: Identity) -> int:
+        grace = timedelta(hours=grace_hours) if grace_hours is not None else None
+        rotated = await identity.keys.rotate_due(max_age=timedelta(days=days), grace=grace)
+        for old, new in rotated:
+            _print_json(
+                {
+                    "rotated": old.id,
+                    "id": new.row.id,
+                    "project_id": new.row.project_id,
+                    "name": new.row.name,
+                    "key": new.key,
+                    "old_key_valid_until": new.previous_valid_until,
+                }
+            )
+        return len(rotated)
+
+    count = _run(action)
+    typer.echo(f"rotated {count} key(s)", err=True)
+
+
+# ---- users -----------------------------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The user's email (their sign-in name).")],
+    project: Annotated[str, typer.Option(help="Project the user joins.")],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a user (the password is prompted for, or read from stdin)."""
+    from oneflow_ai.auth.principal import Role
+
+    try:
+        user_role = Role(role)
+    except ValueError:
+        raise _fail("--role must be admin, member or viewer", 2) from None
+    password = _read_password(password_stdin)
+
+    async def action(identity: Identity) -> None:
+        view = await identity.users.create(
+            _master(), email=email, password=password, project_id=project, role=user_role
+        )
+        typer.echo(f"{view.user.id} {view.user.email}")
+
+    _run(action)
+
+
+@users_app.command("list")
+def users_list(
+    project: Annotated[str | None, typer.Option(help="Only this project's members.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List users and their memberships."""
+    from oneflow_ai.api.views import user_view
+
+    async def action(identity: Identity) -> None:
+        views = await identity.users.list_users(_master(), project_id=project)
+        if as_json:
+            _print_json([user_view(v) for v in views])
+            return
+        for v in views:
+            roles = ",".join(f"{m.project_id}:{m.role}" for m in v.memberships)
+            state = "active" if v.user.active else "inactive"
+            typer.echo(f"{v.user.id}  {v.user.email}  {state}  {roles}")
+
+    _run(action)
+
+
+def _set_active(user_id: str, active: bool) -> None:
+    async def action(identity: Identity) -> None:
+        view = await identity.users.update(_master(), user_id, active=active)
+        typer.echo(f"{view.user.id} {'active' if view.user.active else 'inactive'}")
+
+    _run(action)
+
+
+@users_app.command("deactivate")
+def users_deactivate(user_id: Annotated[str, typer.Argument()]) -> None:
+    """Stop a user from signing in or refreshing."""
+    _set_active(user_id, False)
+
+
+@users_app.command("activate")
+def users_activate(user_id: Annotated[str, typer.Argument()]) -> None:
+    """Let a deactivated user sign in again."""
+    _set_active(user_id, True)
+
+
+@users_app.command("set-password")
+def users_set_password(
+    user_id: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set a user's password."""
+    password = _read_password(password_stdin)
+
+    async def action(identity: Identity) -> None:
+        await identity.users.update(_master(), user_id, password=password)
+        typer.echo(f"{user_id} password set")
+
+    _run(action)
+
+
+# ---- projects --------------------------------------------------------------------------------
+
+
+@projects_app.command("create")
+def projects_create(
+    name: Annotated[str, typer.Argument(help="The project's name.")],
+    project_id: Annotated[
+        str | None, typer.Option("--id", help="Its id (default: generated).")
+    ] = None,
+    rpm: Rpm = None,
+    rph: Rph = None,
+    tpm: Tpm = None,
+) -> None:
+    """Create a project (a team owning keys, budgets and usage)."""
+
+    async def action(identity: Identity) -> None:
+        project = await identity.projects.create(
+            _master(), name=name, project_id=project_id, limits=_policy(rpm, rph, tpm)
+        )
+        typer.echo(f"{project.id} {project.name}")
+
+    _run(action)
+
+
+@projects_app.command("list")
+def projects_list(as_json: AsJson = False) -> None:
+    """List projects."""
+    from oneflow_ai.api.views import project_view
+
+    async def action(identity: Identity) -> None:
+        projects = await identity.projects.list_projects(_master())
+        if as_json:
+            _print_json([project_view(p) for p in projects])
+            return
+        for p in projects:
+            limits = orjson.dumps(p.limits).decode() if p.limits else "-"
+            typer.echo(f"{p.id}  {p.name}  {limits}")
+
+    _run(action)
+
+
+@projects_app.command("set-limits")
+def projects_set_limits(
+    project_id: Annotated[str, typer.Argument()],
+    rpm: Rpm = None,
+    rph: Rph = None,
+    tpm: Tpm = None,
+) -> None:
+    """Set a project's aggregate limits (no option: remove them)."""
+
+    async def action(identity: Identity) -> None:
+        project = await identity.projects.update(
+            _master(), project_id, limits=_policy(rpm, rph, tpm)
+        )
+        typer.echo(f"{project.id} {orjson.dumps(project.limits).decode()}")
+
+    _run(action)
+
+
+@projects_app.command("add-member")
+def projects_add_member(
+    project_id: Annotated[str, typer.Argument()],
+    user_id: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
+) -> None:
+    """Add a user to a project (or change their role there)."""
+    from oneflow_ai.auth.principal import Role
+
+    try:
+        member_role = Role(role)
+    except ValueError:
+        raise _fail("--role must be admin, member or viewer", 2) from None
+
+    async def action(identity: Identity) -> None:
+        membership = await identity.users.set_membership(
+            _master(), project_id=project_id, user_id=user_id, role=member_role
+        )
+        typer.echo(f"{membership.user_id} {membership.project_id} {membership.role}")
+
+    _run(action)

@@ -1,0 +1,214 @@
+"""`RateLimiter`: admits or refuses a request against every limit that applies to it.
+
+Scopes, each a set of sliding windows (requests per minute, per hour, tokens per minute):
+
+- the caller: its API key (or signed-in user), with the key's own limits over the defaults
+  `RATE_LIMIT_PER_MINUTE` / `RATE_LIMIT_PER_HOUR` / `RATE_LIMIT_TOKENS_PER_MINUTE`;
+- its project: the project's aggregate limits, when set;
+- the upstream provider, when named: `RATE_LIMIT_PROVIDERS`.
+
+All windows of one request are checked and charged together, atomically (one Redis round trip
+with the Redis store). Unlimited principals (the master key, admin keys marked unlimited) are
+exempt. Token windows are charged with the caller's estimate at admission and topped up with
+`record_tokens` once the real usage is known; a window in debt refuses until it has recovered.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import structlog
+
+from oneflow_ai.domain.limits import LimitPolicy
+from oneflow_ai.errors import RateLimitedError, ServiceUnavailableError
+from oneflow_ai.limits.decision import EXEMPT, RateDecision
+from oneflow_ai.limits.window import Bucket, BucketResult, WindowStore
+
+__all__ = ["RateLimiter", "RateSubject"]
+
+log = structlog.get_logger("oneflow.limits")
+
+_MINUTE_MS = 60_000
+_HOUR_MS = 3_600_000
+
+
+class RateSubject(Protocol):
+    """What the limiter needs of a caller (`auth.Principal` has all of it)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def project_id(self) -> str: ...
+
+    @property
+    def unlimited(self) -> bool: ...
+
+    @property
+    def limits(self) -> LimitPolicy | None: ...
+
+    @property
+    def project_limits(self) -> LimitPolicy | None: ...
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        store: WindowStore,
+        *,
+        defaults: LimitPolicy,
+        providers: Mapping[str, LimitPolicy] | None = None,
+        key_prefix: str = "oneflow:",
+        fail_open: bool = True,
+    ) -> None:
+        self.store = store
+        self.defaults = defaults
+        self.providers = dict(providers or {})
+        self._prefix = f"{key_prefix}rl:"
+        self._fail_open = fail_open
+        self._last_failure_log = 0.0
+
+    # ---- the gateway's calls ---------------------------------------------------------------
+
+    async def admit(
+        self, subject: RateSubject, *, provider: str | None = None, tokens: int = 0
+    ) -> RateDecision:
+        """Count one request (and `tokens` estimated tokens) for the caller, its project and
+        `provider`; raises `RateLimitedError` (429 with `Retry-After` and `X-RateLimit-*`)."""
+        if subject.unlimited:
+            return EXEMPT
+        buckets = [
+            *self._caller_buckets(subject, tokens),
+            *self._project_buckets(subject, tokens),
+            *self._provider_buckets(provider, tokens),
+        ]
+        return await self._admit(buckets, what="Rate limit")
+
+    async def admit_provider(self, provider: str, *, tokens: int = 0) -> RateDecision:
+        """Count a call on `provider` alone (a fallback to another provider mid-request)."""
+        return await self._admit(self._provider_buckets(provider, tokens), what="Provider limit")
+
+    async def record_tokens(
+        self, subject: RateSubject, *, tokens: int, provider: str | None = None
+    ) -> None:
+        """Add tokens used beyond the estimate to every token window (never refuses)."""
+        if subject.unlimited or tokens <= 0:
+            return
+        buckets = [
+            b
+            for b in (
+                *self._caller_buckets(subject, tokens),
+                *self._project_buckets(subject, tokens),
+                *self._provider_buckets(provider, tokens),
+            )
+            if not b.counts_requests
+        ]
+        if buckets:
+            await self._hit(buckets, check=False)
+
+    async def admit_bucket(self, name: str, *, per_minute: int) -> RateDecision:
+        """A plain requests-per-minute window by name (e.g. sign-in attempts per email)."""
+        if per_minute <= 0:
+            return EXEMPT
+        bucket = Bucket(f"{self._prefix}n:{name}", per_minute, _MINUTE_MS, 1)
+        return await self._admit([bucket], what="Too many attempts")
+
+    # ---- buckets ---------------------------------------------------------------------------
+
+    def _caller_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
+        policy = self.defaults if subject.limits is None else _merged(subject.limits, self.defaults)
+        return self._buckets(f"s:{subject.subject}", policy, tokens)
+
+    def _project_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
+        if subject.project_limits is None:
+            return []
+        return self._buckets(f"p:{subject.project_id}", subject.project_limits, tokens)
+
+    def _provider_buckets(self, provider: str | None, tokens: int) -> list[Bucket]:
+        policy = self.providers.get(provider) if provider else None
+        return [] if policy is None else self._buckets(f"v:{provider}", policy, tokens)
+
+    def _buckets(self, scope: str, policy: LimitPolicy, tokens: int) -> list[Bucket]:
+        key = f"{self._prefix}{scope}"
+        buckets: list[Bucket] = []
+        if policy.requests_per_minute:
+            buckets.append(Bucket(f"{key}:rpm", policy.requests_per_minute, _MINUTE_MS, 1))
+        if policy.requests_per_hour:
+            buckets.append(Bucket(f"{key}:rph", policy.requests_per_hour, _HOUR_MS, 1))
+        if policy.tokens_per_minute:
+            buckets.append(
+                Bucket(f"{key}:tpm", policy.tokens_per_minute, _MINUTE_MS, max(0, tokens), False)
+            )
+        return buckets
+
+    # ---- deciding --------------------------------------------------------------------------
+
+    async def _admit(self, buckets: Sequence[Bucket], *, what: str) -> RateDecision:
+        if not buckets:
+            return EXEMPT
+        results = await self._hit(buckets, check=True)
+        if results is None:
+            return EXEMPT
+        if all(r.allowed for r in results):
+            return _admitted(buckets, results)
+        decision = _refused(buckets, results)
+        raise RateLimitedError(
+            f"{what} exceeded: retry after {decision.headers['Retry-After']} s",
+            retry_after=decision.retry_after,
+            headers=decision.headers,
+        )
+
+    async def _hit(self, buckets: Sequence[Bucket], *, check: bool) -> list[BucketResult] | None:
+        try:
+            return await self.store.hit(buckets, check=check)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._last_failure_log > 10:
+                self._last_failure_log = now
+                log.error("rate_limit_store_failed", error=str(exc), fail_open=self._fail_open)
+            if self._fail_open:
+                return None
+            raise ServiceUnavailableError("Rate limiting is unavailable; retry shortly") from exc
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _merged(own: LimitPolicy, defaults: LimitPolicy) -> LimitPolicy:
+    return own.over(defaults)
+
+
+def _admitted(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision:
+    """Headers from the caller's tightest request window (least remaining)."""
+    best: tuple[Bucket, BucketResult] | None = None
+    for bucket, result in zip(buckets, results, strict=True):
+        if not bucket.counts_requests:
+            continue
+        if best is None or bucket.limit - result.used < best[0].limit - best[1].used:
+            best = (bucket, result)
+    if best is None:
+        return EXEMPT
+    bucket, result = best
+    return RateDecision(
+        allowed=True,
+        limit=bucket.limit,
+        remaining=bucket.limit - result.used,
+        reset_seconds=result.reset_ms / 1000,
+    )
+
+
+def _refused(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision:
+    """Headers from the refusing window that frees room last (every window must admit)."""
+    refusals = [(b, r) for b, r in zip(buckets, results, strict=True) if not r.allowed]
+    bucket, result = max(refusals, key=lambda pair: pair[1].retry_after_ms)
+    return RateDecision(
+        allowed=False,
+        limit=bucket.limit,
+        remaining=max(0, bucket.limit - result.used),
+        reset_seconds=result.reset_ms / 1000,
+        retry_after=result.retry_after_ms / 1000,
+    )

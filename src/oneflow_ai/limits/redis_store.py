@@ -1,0 +1,193 @@
+"""The shared window store: one Lua script per check, atomic across every replica.
+
+The script reads the clock of the Redis server (`TIME`), so replicas with skewed clocks agree;
+it checks every bucket of a request and charges them all, or none, in one round trip. A bucket is
+a hash of at most 60 slice counters that expires with its window. (On Redis Cluster, every key
+of one call must share a hash slot; OneFlow targets a single primary, with or without replicas.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
+
+__all__ = ["RedisWindowStore"]
+
+_SCRIPT = """
+local check = ARGV[1] == '1'
+local slices = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local admitted = true
+local staged = {}
+for i = 1, #KEYS do
+  local base = 2 + (i - 1) * 3
+  local limit = tonumber(ARGV[base + 1])
+  local window = tonumber(ARGV[base + 2])
+  local cost = tonumber(ARGV[base + 3])
+  local width = math.floor(window / slices)
+  local current = math.floor(now / width)
+  local horizon = current - slices
+  local raw = redis.call('HGETALL', KEYS[i])
+  local live = {}
+  local stale = {}
+  local used = 0
+  for j = 1, #raw, 2 do
+    local index = tonumber(raw[j])
+    if index <= horizon then
+      stale[#stale + 1] = raw[j]
+    else
+      local count = tonumber(raw[j + 1])
+      used = used + count
+      live[#live + 1] = {index, count}
+    end
+  end
+  if #stale > 0 then
+    redis.call('HDEL', KEYS[i], unpack(stale))
+  end
+  table.sort(live, function(a, b) return a[1] < b[1] end)
+  local allowed = 1
+  local retry = 0
+  if check and used + cost > limit then
+    allowed = 0
+    admitted = false
+    retry = window
+    if cost <= limit then
+      local need = used + cost - limit
+      local freed = 0
+      for _, slice in ipairs(live) do
+        freed = freed + slice[2]
+        if freed >= need then
+          retry = math.max(1, (slice[1] + slices) * width - now)
+          break
+        end
+      end
+    end
+  end
+  local oldest = nil
+  if #live > 0 then oldest = live[1][1] end
+  staged[i] = {window, cost, width, current, used, allowed, retry, oldest}
+end
+local out = {admitted and 1 or 0}
+for i = 1, #KEYS do
+  local s = staged[i]
+  local used = s[5]
+  local oldest = s[8]
+  if admitted and s[2] > 0 then
+    redis.call('HINCRBY', KEYS[i], string.format('%d', s[4]), s[2])
+    redis.call('PEXPIRE', KEYS[i], s[1] + s[3])
+    used = used + s[2]
+    if oldest == nil then oldest = s[4] end
+  end
+  local reset = 0
+  if oldest ~= nil then reset = math.max(0, (oldest + slices) * s[3] - now) end
+  out[#out + 1] = s[6]
+  out[#out + 1] = used
+  out[#out + 1] = s[7]
+  out[#out + 1] = reset
+end
+return out
+"""
+
+
+_Call = tuple[list[str], list[int | str]]  # keys, arguments
+_Pending = tuple[list[str], list[int | str], "asyncio.Future[list[int]]"]
+
+
+class RedisWindowStore:
+    """Checks issued in the same event-loop turn travel together: one pipelined write and one
+    read for the lot (each script still runs atomically on its own, in submission order), so
+    under concurrency a check costs far less than a command of its own."""
+
+    def __init__(self, redis: Redis, *, max_batch: int = 256) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._sha: str | None = None
+        self._pending: list[_Pending] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._scheduled = False
+
+    async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
+        if not buckets:
+            return []
+        args: list[int | str] = ["1" if check else "0", SLICES]
+        for bucket in buckets:
+            args.extend((bucket.limit, bucket.window_ms, bucket.cost))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._pending.append(([b.key for b in buckets], args, future))
+        if len(self._pending) >= self._max_batch:
+            self._flush_now()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush_now)
+        values = await future
+        return [
+            BucketResult(
+                allowed=bool(values[1 + 4 * i]),
+                used=values[2 + 4 * i],
+                retry_after_ms=values[3 + 4 * i],
+                reset_ms=values[4 + 4 * i],
+            )
+            for i in range(len(buckets))
+        ]
+
+    def _flush_now(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            replies = await self._evaluate([(keys, args) for keys, args, _ in batch])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result([int(v) for v in reply])
+
+    async def _evaluate(self, calls: list[_Call]) -> list[Any]:
+        if self._sha is None:
+            self._sha = await self._redis.script_load(_SCRIPT)
+        replies = await self._pipeline(self._sha, calls)
+        if any(isinstance(r, NoScriptError) for r in replies):  # the server lost its scripts
+            self._sha = await self._redis.script_load(_SCRIPT)
+            again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            retried = await self._pipeline(self._sha, [calls[i] for i in again])
+            for index, reply in zip(again, retried, strict=True):
+                replies[index] = reply
+        return replies
+
+    async def _pipeline(self, sha: str, calls: list[_Call]) -> list[Any]:
+        if len(calls) == 1:
+            keys, args = calls[0]
+            try:
+                return [await self._redis.evalsha(sha, len(keys), *keys, *args)]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        """Let checks in flight finish; the Redis client belongs to the process's services."""
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)

@@ -1,0 +1,395 @@
+"""The fake Anthropic Messages endpoint (`POST /anthropic/v1/messages`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import orjson
+from aiohttp import web
+
+from oneflow_ai.providers.fakes.errors import ErrorAnswer, anthropic_error
+from oneflow_ai.providers.fakes.exchange import (
+    Exchange,
+    FakeState,
+    Stream,
+    StreamFailed,
+    random_id,
+    sse,
+)
+from oneflow_ai.providers.fakes.faults import Fault
+from oneflow_ai.providers.fakes.models import ANTHROPIC_MODELS, TextModel, text_model
+from oneflow_ai.providers.fakes.openai_common import strings
+from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
+
+__all__ = ["AnthropicMessages"]
+
+MAX_BODY = 32 * 1024 * 1024
+_ARG_PIECES = re.compile(r"\s*\w+|\s*[^\w\s]+")
+_IMAGE_TOKENS = 1600
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(block.get("text", ""))
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return ""
+
+
+def _tool_result(content: object) -> str | None:
+    """The text of the tool results in a user turn, or None when it has none."""
+    if not isinstance(content, list):
+        return None
+    results = [
+        block for block in content if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+    if not results:
+        return None
+    return " ".join(_text(block.get("content")) for block in results)
+
+
+def _source(messages: Sequence[object]) -> tuple[str, bool]:
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "user":
+        result = _tool_result(last.get("content"))
+        if result is not None:
+            return result, False
+        return _text(last.get("content")), True
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content")), False
+    return "", False
+
+
+def _input_tokens(state: FakeState, data: Mapping[str, object]) -> int:
+    count = state.count_tokens
+    total = count(_text(data.get("system")))
+    messages = data.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        total += 3 + count(_text(content))
+        if isinstance(content, list):
+            for block in content:
+                if not isinstance(block, dict):
+                    continue
+                kind = block.get("type")
+                if kind == "image":
+                    total += _IMAGE_TOKENS
+                elif kind == "tool_use":
+                    total += count(orjson.dumps(block.get("input", {})).decode())
+                elif kind == "tool_result":
+                    total += count(_text(block.get("content")))
+    tools = data.get("tools")
+    if isinstance(tools, list) and tools:
+        total += 300 + sum(count(orjson.dumps(tool).decode()) for tool in tools)
+    return max(total, 1)
+
+
+def _tool_schemas(tools: object) -> dict[str, Mapping[str, object]]:
+    schemas: dict[str, Mapping[str, object]] = {}
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                schema = tool.get("input_schema")
+                schemas[str(tool["name"])] = schema if isinstance(schema, dict) else {}
+    return schemas
+
+
+def _tool_choice(choice: object) -> tuple[str | None, bool]:
+    if not isinstance(choice, dict):
+        return None, False
+    kind = choice.get("type")
+    if kind == "none":
+        return None, True
+    if kind == "any":
+        return "", False
+    if kind == "tool" and isinstance(choice.get("name"), str):
+        return str(choice["name"]), False
+    return None, False
+
+
+def check_anthropic_key(request: web.Request, accepted: str | None) -> ErrorAnswer | None:
+    """Anthropic takes `x-api-key` or `Authorization: Bearer`, and needs `anthropic-version`."""
+    key = request.headers.get("x-api-key", "").strip()
+    if not key:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        return anthropic_error(401, "authentication_error", "x-api-key header is required")
+    if accepted is not None and key != accepted:
+        return anthropic_error(401, "authentication_error", "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return anthropic_error(
+            400, "invalid_request_error", "anthropic-version: header is required"
+        )
+    return None
+
+
+class AnthropicMessages:
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        data: dict[str, object] = body if isinstance(body, dict) else {}
+        model = data.get("model")
+        model_name = model if isinstance(model, str) else ""
+        request_id = random_id("req_01", 22)
+        exchange = Exchange(
+            state,
+            request,
+            provider="anthropic",
+            endpoint="chat",
+            model=model_name,
+            stream=data.get("stream") is True,
+            body=body if isinstance(body, dict) else raw.decode("utf-8", "replace"),
+            request_id=request_id,
+        )
+
+        def error(fault: Fault) -> ErrorAnswer:
+            return anthropic_error(
+                fault.status,
+                fault.error_type,
+                fault.message,
+                retry_after=fault.retry_after,
+                request_id=request_id,
+                model=model_name or "unknown",
+            )
+
+        interfered = await exchange.interfere(error)
+        if interfered is not None:
+            return interfered
+        if len(raw) > MAX_BODY:
+            return exchange.error(anthropic_error(413, request_id=request_id))
+        refused = check_anthropic_key(request, state.config.api_key)
+        if refused is None and not isinstance(body, dict):
+            refused = anthropic_error(
+                400, "invalid_request_error", "The request body is not valid JSON."
+            )
+        served: TextModel | ErrorAnswer | None = refused
+        if refused is None:
+            served = self._validate(data, model_name)
+        if isinstance(served, ErrorAnswer):
+            served.body["request_id"] = request_id
+            return exchange.error(served)
+        assert served is not None
+        input_tokens = _input_tokens(state, data)
+        if input_tokens > served.context_window:
+            problem = f"prompt is too long: {input_tokens} tokens > {served.context_window} maximum"
+            return exchange.error(
+                anthropic_error(400, "invalid_request_error", problem, request_id=request_id)
+            )
+        messages = data["messages"]
+        assert isinstance(messages, list)
+        source, user_turn = _source(messages)
+        forced, forbidden = _tool_choice(data.get("tool_choice"))
+        plans = plan_tool_calls(
+            source if user_turn else "",
+            _tool_schemas(data.get("tools")),
+            forced=forced,
+            forbidden=forbidden,
+        )
+        stops = strings(data.get("stop_sequences"))
+        max_tokens = data["max_tokens"]
+        assert isinstance(max_tokens, int)
+        if plans:
+            names = ", ".join(plan.name for plan in plans)
+            source, stops = f"I will use {names} for this", []
+        completion = compose(
+            source,
+            words=exchange.reply_words if not plans else 8,
+            max_tokens=max_tokens,
+            stop=stops,
+            counter=state.count_tokens,
+        )
+        answer = _Answer(exchange, served.id, input_tokens, completion, plans, state)
+        if data.get("stream") is True:
+            return await answer.stream()
+        await exchange.generation_delay(len(completion.chunks))
+        return exchange.json(answer.body())
+
+    def _validate(self, data: Mapping[str, object], model: str) -> TextModel | ErrorAnswer:
+        for name in ("model", "max_tokens", "messages"):
+            if name not in data:
+                return anthropic_error(400, "invalid_request_error", f"{name}: Field required")
+        messages = data["messages"]
+        if not isinstance(messages, list) or not messages:
+            return anthropic_error(
+                400, "invalid_request_error", "messages: at least one message is required"
+            )
+        served = text_model(ANTHROPIC_MODELS, model, any_model=self.state.config.any_model)
+        if served is None:
+            return anthropic_error(404, "not_found_error", model=model)
+        max_tokens = data["max_tokens"]
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            return anthropic_error(
+                400, "invalid_request_error", "max_tokens: Input should be greater than 0"
+            )
+        if max_tokens > served.max_output:
+            return anthropic_error(
+                400,
+                "invalid_request_error",
+                f"max_tokens: {max_tokens} > {served.max_output}, which is the maximum allowed "
+                f"number of output tokens for {served.id}",
+            )
+        return served
+
+
+class _Answer:
+    def __init__(
+        self,
+        exchange: Exchange,
+        model: str,
+        input_tokens: int,
+        completion: Completion,
+        plans: list[ToolCallPlan],
+        state: FakeState,
+    ) -> None:
+        self.exchange = exchange
+        self.model = model
+        self.input_tokens = input_tokens
+        self.completion = completion
+        self.calls = [(random_id("toolu_01", 22), plan) for plan in plans]
+        self.id = random_id("msg_01", 22)
+        count = state.count_tokens
+        self.output_tokens = completion.tokens + sum(
+            8 + count(p.name) + count(p.arguments_json) for _, p in self.calls
+        )
+
+    @property
+    def stop_reason(self) -> str:
+        if self.calls:
+            return "tool_use"
+        return {"length": "max_tokens", "stop_sequence": "stop_sequence"}.get(
+            self.completion.finish, "end_turn"
+        )
+
+    def _usage(self, output_tokens: int) -> dict[str, object]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    def body(self) -> dict[str, object]:
+        content: list[dict[str, object]] = []
+        if self.completion.chunks:
+            content.append({"type": "text", "text": self.completion.text})
+        for call_id, plan in self.calls:
+            content.append(
+                {"type": "tool_use", "id": call_id, "name": plan.name, "input": plan.arguments}
+            )
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": self.stop_reason,
+            "stop_sequence": self.completion.stop_sequence,
+            "usage": self._usage(self.output_tokens),
+        }
+
+    async def stream(self) -> web.StreamResponse:
+        exchange = self.exchange
+        fault = exchange.fault
+        stream = await exchange.open_stream("text/event-stream")
+
+        def failure() -> bytes:
+            body = anthropic_error(None, fault.error_type or "overloaded_error", fault.message).body
+            return _event("error", body)
+
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": self._usage(1),
+            },
+        }
+        await stream.opening(_event("message_start", start))
+        try:
+            await self._blocks(stream, failure)
+        except StreamFailed:
+            return await stream.failed()
+        delta = {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": self.stop_reason,
+                "stop_sequence": self.completion.stop_sequence,
+            },
+            "usage": {"output_tokens": self.output_tokens},
+        }
+        await stream.closing(_event("message_delta", delta))
+        await stream.closing(_event("message_stop", {"type": "message_stop"}))
+        return await stream.finish()
+
+    async def _blocks(self, stream: Stream, failure: Callable[[], bytes]) -> None:
+        index = 0
+        if self.completion.chunks:
+            text_block: dict[str, object] = {"type": "text", "text": ""}
+            await stream.opening(
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": text_block},
+                )
+            )
+            await stream.opening(_event("ping", {"type": "ping"}))
+            for piece in self.completion.chunks:
+                delta = {"type": "text_delta", "text": piece}
+                await stream.content(_delta(index, delta), failure)
+            await stream.opening(
+                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            )
+            index += 1
+        for call_id, plan in self.calls:
+            block: dict[str, object] = {
+                "type": "tool_use",
+                "id": call_id,
+                "name": plan.name,
+                "input": {},
+            }
+            await stream.opening(
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
+            )
+            if index == 0:
+                await stream.opening(_event("ping", {"type": "ping"}))
+            pieces = ["", *_ARG_PIECES.findall(plan.arguments_json)]
+            for piece in pieces:
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                await stream.content(_delta(index, delta), failure)
+            await stream.opening(
+                _event("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
+            index += 1
+
+
+def _event(name: str, data: object) -> bytes:
+    return sse(orjson.dumps(data), name)
+
+
+def _delta(index: int, delta: Mapping[str, object]) -> bytes:
+    return _event(
+        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+    )

@@ -1,0 +1,255 @@
+"""The fake OpenAI Chat Completions endpoint (`POST /openai/v1/chat/completions`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import orjson
+from aiohttp import web
+
+from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
+from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, random_id
+from oneflow_ai.providers.fakes.faults import Fault
+from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, text_model
+from oneflow_ai.providers.fakes.openai_answer import ChatAnswer
+from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers, strings
+from oneflow_ai.providers.fakes.text import compose, plan_tool_calls
+
+__all__ = ["OpenAIChat"]
+
+_INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON. If you have trouble figuring out how to fix this, please visit "
+    "https://platform.openai.com/docs/api-reference)"
+)
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) -> int:
+    count = state.count_tokens
+    total = 3
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        total += 3 + count(str(message.get("role", "")))
+        content = message.get("content")
+        total += count(_text(content))
+        if isinstance(content, list):
+            total += 85 * sum(
+                1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
+            )
+        if "name" in message:
+            total += 1 + count(str(message["name"]))
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    total += count(str(function.get("name", "")))
+                    total += count(str(function.get("arguments", "")))
+    if isinstance(tools, list) and tools:
+        total += 12 + sum(count(orjson.dumps(tool).decode()) for tool in tools)
+    return total
+
+
+def _source(messages: Sequence[object]) -> tuple[str, bool]:
+    """The text the answer echoes, and whether it is a user turn (which may call a tool)."""
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return _text(last.get("content")), False
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content")), message is last
+    return "", False
+
+
+def _tool_schemas(tools: object) -> dict[str, Mapping[str, object]]:
+    schemas: dict[str, Mapping[str, object]] = {}
+    if isinstance(tools, list):
+        for tool in tools:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                parameters = function.get("parameters")
+                schemas[function["name"]] = parameters if isinstance(parameters, dict) else {}
+    return schemas
+
+
+def _tool_choice(choice: object) -> tuple[str | None, bool]:
+    """(forced tool: name, "" for any, None for not forced), forbidden."""
+    if choice == "none":
+        return None, True
+    if choice == "required":
+        return "", False
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return str(function["name"]), False
+    return None, False
+
+
+class OpenAIChat:
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        valid = isinstance(body, dict)
+        data: dict[str, object] = body if isinstance(body, dict) else {}
+        model = data.get("model")
+        model_name = model if isinstance(model, str) else ""
+        streaming = data.get("stream") is True
+        exchange = Exchange(
+            state,
+            request,
+            provider="openai",
+            endpoint="chat",
+            model=model_name,
+            stream=streaming,
+            body=body if valid else raw.decode("utf-8", "replace"),
+            request_id=random_id("req_", 32),
+        )
+
+        def error(fault: Fault) -> ErrorAnswer:
+            return openai_error(
+                fault.status,
+                fault.error_type,
+                fault.message,
+                retry_after=fault.retry_after,
+                model=model_name or "unknown",
+            )
+
+        interfered = await exchange.interfere(error)
+        if interfered is not None:
+            return interfered
+        refused = check_openai_key(request, state.config.api_key)
+        if refused is not None:
+            return exchange.error(refused)
+        if not valid:
+            return exchange.error(openai_error(400, "invalid_request_error", _INVALID_JSON))
+        problem = self._validate(data, model_name)
+        if isinstance(problem, ErrorAnswer):
+            return exchange.error(problem)
+        served_model, limit = problem
+        messages = data["messages"]
+        assert isinstance(messages, list)
+        prompt_tokens = _prompt_tokens(state, messages, data.get("tools"))
+        if prompt_tokens > served_model_context(model_name, state):
+            return exchange.error(
+                openai_error(
+                    400,
+                    "context_length_exceeded",
+                    context=served_model_context(model_name, state),
+                    tokens=prompt_tokens,
+                )
+            )
+        source, user_turn = _source(messages)
+        forced, forbidden = _tool_choice(data.get("tool_choice"))
+        plans = plan_tool_calls(
+            source if user_turn else "",
+            _tool_schemas(data.get("tools")),
+            forced=forced,
+            forbidden=forbidden,
+        )
+        stops = strings(data.get("stop"))
+        completion = compose(
+            source,
+            words=exchange.reply_words,
+            max_tokens=limit,
+            stop=stops,
+            counter=state.count_tokens,
+        )
+        n = data.get("n")
+        choices = n if isinstance(n, int) else 1
+        answer = ChatAnswer(
+            exchange, served_model, prompt_tokens, completion, plans, choices, state
+        )
+        if streaming:
+            options = data.get("stream_options")
+            options = options if isinstance(options, dict) else {}
+            return await answer.stream(
+                include_usage=options.get("include_usage") is True,
+                obfuscation=options.get("include_obfuscation") is not False,
+            )
+        await exchange.generation_delay(len(completion.chunks))
+        return exchange.json(answer.body(), openai_headers())
+
+    def _validate(
+        self, data: Mapping[str, object], model: str
+    ) -> ErrorAnswer | tuple[str, int | None]:
+        if not model:
+            return openai_error(400, "invalid_request_error", "You must provide a model parameter.")
+        messages = data.get("messages")
+        if messages is None:
+            return openai_error(
+                400,
+                "missing_required_parameter",
+                "Missing required parameter: 'messages'.",
+                param="messages",
+            )
+        if not isinstance(messages, list) or not messages:
+            return openai_error(
+                400,
+                "empty_array",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.",
+                param="messages",
+            )
+        served = text_model(OPENAI_CHAT_MODELS, model, any_model=self.state.config.any_model)
+        if served is None:
+            return openai_error(404, "model_not_found", model=model)
+        if data.get("stream_options") is not None and data.get("stream") is not True:
+            return openai_error(
+                400,
+                "invalid_request_error",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
+        limit = data.get("max_completion_tokens")
+        name = "max_completion_tokens"
+        if limit is None:
+            limit, name = data.get("max_tokens"), "max_tokens"
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                return openai_error(
+                    400,
+                    "integer_below_min_value",
+                    f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
+                    f"but got {limit} instead.",
+                    param=name,
+                )
+            if limit > served.max_output:
+                return openai_error(
+                    400,
+                    "invalid_value",
+                    f"max_tokens is too large: {limit}. This model supports at most "
+                    f"{served.max_output} completion tokens, whereas you provided {limit}.",
+                    param=name,
+                )
+        n = data.get("n")
+        if n is not None and (not isinstance(n, int) or not 1 <= n <= 128):
+            return openai_error(
+                400, "invalid_value", f"Invalid 'n': expected 1..128, got {n}.", param="n"
+            )
+        return served.id, limit
+
+
+def served_model_context(model: str, state: FakeState) -> int:
+    served = text_model(OPENAI_CHAT_MODELS, model, any_model=state.config.any_model)
+    return served.context_window if served is not None else 0

@@ -1,0 +1,61 @@
+"""Shared by the fake OpenAI endpoints: key check, response headers, small JSON helpers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
+
+__all__ = ["check_openai_key", "openai_headers", "strings", "usage"]
+
+_HEALTHY = {
+    "openai-version": "2020-10-01",
+    "openai-organization": "org-fake",
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "2000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "1999000",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "30ms",
+}
+
+
+def openai_headers() -> dict[str, str]:
+    return dict(_HEALTHY)
+
+
+def check_openai_key(request: web.Request, accepted: str | None) -> ErrorAnswer | None:
+    """The 401 OpenAI answers to a missing or wrong `Authorization: Bearer` key."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return openai_error(401, "missing_api_key")
+    if accepted is not None and key != accepted:
+        masked = f"{key[:3]}{'*' * max(len(key) - 7, 3)}{key[-4:]}"
+        return openai_error(401, "invalid_api_key", key=masked)
+    return None
+
+
+def strings(value: object) -> list[str]:
+    """A string or a list of strings, as a list (anything else: empty)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def usage(prompt: int, completion: int) -> dict[str, object]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }

@@ -1,0 +1,195 @@
+"""`oneflow keys|users|projects` as an operator runs them: real processes on a real database."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner, Result
+
+from oneflow_ai.auth.identity import Identity
+from oneflow_ai.auth.invalidation import InvalidationBus
+from oneflow_ai.cli import app
+from oneflow_ai.errors import AuthenticationError
+from oneflow_ai.settings import Settings
+from oneflow_ai.storage import migrate
+from oneflow_ai.storage.database import create_engine, create_sessionmaker
+from tests.test_cli import oneflow
+
+MASTER = "sk-master-for-cli-tests-0123456789"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'oneflow.db'}"
+
+    async def prepare() -> None:
+        engine = create_engine(url, pool_size=1)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    return {"DATABASE_URL": url, "ONEFLOW_MASTER_KEY": MASTER, "LOG_LEVEL": "WARNING"}
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Result:
+    """The command in this process (Typer's runner: same code and exit codes, no interpreter
+    start-up per call); `test_a_real_process` covers the installed entry point."""
+    return CliRunner().invoke(app, list(args), input=stdin, env=env)
+
+
+def _authenticate(env: dict[str, str], key: str) -> str:
+    """The key's id as a gateway on the same database resolves it, or the refusal's code."""
+
+    async def resolve() -> str:
+        settings = Settings(
+            _env_file=None, database_url=env["DATABASE_URL"], oneflow_master_key=MASTER
+        )  # type: ignore[call-arg]
+        engine = create_engine(env["DATABASE_URL"], pool_size=1)
+        try:
+            identity = Identity(settings, create_sessionmaker(engine), InvalidationBus())
+            try:
+                return (await identity.authenticate(key)).key_id or ""
+            except AuthenticationError as exc:
+                return exc.code or "refused"
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(resolve())
+
+
+def _age_keys(env: dict[str, str], days: int) -> None:
+    async def age() -> None:
+        engine = create_engine(env["DATABASE_URL"], pool_size=1)
+        async with engine.begin() as conn:
+            rows = (await conn.execute(text("SELECT id, created_at FROM api_keys"))).all()
+            for key_id, created in rows:
+                from datetime import datetime, timedelta
+
+                moved = (datetime.fromisoformat(str(created)) - timedelta(days=days)).isoformat(" ")
+                await conn.execute(
+                    text("UPDATE api_keys SET created_at = :c WHERE id = :i"),
+                    {"c": moved, "i": key_id},
+                )
+        await engine.dispose()
+
+    asyncio.run(age())
+
+
+def test_projects_and_keys(env: dict[str, str]) -> None:
+    made = run(env, "projects", "create", "Acme Corp", "--id", "acme", "--rpm", "500")
+    assert made.exit_code == 0, made.stderr
+    assert made.stdout.strip() == "acme Acme Corp"
+    listed = run(env, "projects", "list")
+    assert 'acme  Acme Corp  {"requests_per_minute":500}' in listed.stdout
+
+    created = run(
+        env, "keys", "create", "--project", "acme", "--name", "ci", "--model", "gpt-4o-mini"
+    )
+    assert created.exit_code == 0, created.stderr
+    key_id, key = created.stdout.split()
+    assert key.startswith("sk-of-") and "not shown again" in created.stderr
+    assert _authenticate(env, key) == key_id
+
+    shown = orjson.loads(run(env, "keys", "list", "--json").stdout)
+    assert [(k["id"], k["status"], k["allowed_models"]) for k in shown] == [
+        (key_id, "active", ["gpt-4o-mini"])
+    ]
+    assert key not in run(env, "keys", "list").stdout
+
+    rotated = run(env, "keys", "rotate", key_id, "--grace-hours", "0", "--json")
+    assert rotated.exit_code == 0, rotated.stderr
+    successor = orjson.loads(rotated.stdout)
+    assert successor["rotated_from"] == key_id
+    assert _authenticate(env, key) == "key_rotated"  # no grace asked for
+    assert _authenticate(env, successor["key"]) == successor["id"]
+
+    revoked = run(env, "keys", "revoke", successor["id"])
+    assert revoked.exit_code == 0 and revoked.stdout.strip() == f"revoked {successor['id']}"
+    assert _authenticate(env, successor["key"]) == "key_revoked"
+
+    missing = run(env, "keys", "revoke", "key_nope")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == "oneflow: No API key 'key_nope'"
+    bad_role = run(env, "keys", "create", "--project", "acme", "--name", "x", "--role", "root")
+    assert bad_role.exit_code == 2
+
+
+def test_scheduled_rotation(env: dict[str, str]) -> None:
+    run(env, "projects", "create", "Acme", "--id", "acme")
+    old_id, old_key = run(
+        env, "keys", "create", "--project", "acme", "--name", "old"
+    ).stdout.split()
+    _age_keys(env, 100)
+    young_id, _ = run(env, "keys", "create", "--project", "acme", "--name", "young").stdout.split()
+
+    due = run(env, "keys", "rotate-due", "--max-age-days", "90", "--grace-hours", "2")
+    assert due.exit_code == 0, due.stderr
+    lines = [orjson.loads(line) for line in due.stdout.splitlines()]
+    assert [(line["rotated"], line["name"]) for line in lines] == [(old_id, "old")]
+    assert lines[0]["key"].startswith("sk-of-") and lines[0]["old_key_valid_until"]
+    assert "rotated 1 key(s)" in due.stderr
+    assert _authenticate(env, old_key) == old_id  # in its grace period
+    assert _authenticate(env, lines[0]["key"]) == lines[0]["id"]
+    again = run(env, "keys", "rotate-due", "--max-age-days", "90")
+    assert again.stdout == "" and young_id not in again.stdout
+    disabled = run({**env, "API_KEY_MAX_AGE_DAYS": "0"}, "keys", "rotate-due")
+    assert disabled.exit_code == 2 and "scheduled rotation is off" in disabled.stderr
+
+
+def test_users(env: dict[str, str]) -> None:
+    run(env, "projects", "create", "Acme", "--id", "acme")
+    made = run(
+        env,
+        "users",
+        "create",
+        "--email",
+        "ana@example.com",
+        "--project",
+        "acme",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a strong password\n",
+    )
+    assert made.exit_code == 0, made.stderr
+    user_id, email = made.stdout.split()
+    assert email == "ana@example.com"
+    assert "a strong password" not in made.stdout + made.stderr
+    listed = run(env, "users", "list")
+    assert f"{user_id}  ana@example.com  active  acme:admin" in listed.stdout
+    run(env, "projects", "create", "Beta", "--id", "beta")
+    added = run(env, "projects", "add-member", "beta", user_id, "--role", "viewer")
+    assert added.stdout.strip() == f"{user_id} beta viewer"
+    assert run(env, "users", "deactivate", user_id).stdout.strip() == f"{user_id} inactive"
+    users = orjson.loads(run(env, "users", "list", "--json").stdout)
+    assert users[0]["active"] is False
+    assert {m["project_id"] for m in users[0]["memberships"]} == {"acme", "beta"}
+    short = run(
+        env,
+        "users",
+        "create",
+        "--email",
+        "b@example.com",
+        "--project",
+        "acme",
+        "--password-stdin",
+        stdin="short\n",
+    )
+    assert short.exit_code == 1 and "at least 8 characters" in short.stderr
+    limits = run(env, "projects", "set-limits", "acme", "--tpm", "1000")
+    assert limits.stdout.strip() == 'acme {"tokens_per_minute":1000}'
+
+
+def test_a_real_process(env: dict[str, str]) -> None:
+    assert oneflow("projects", "create", "Acme", "--id", "acme", env=env).returncode == 0
+    created = oneflow("keys", "create", "--project", "acme", "--name", "ci", env=env)
+    assert created.returncode == 0, created.stderr
+    key_id, key = created.stdout.split()
+    assert _authenticate(env, key) == key_id
+    missing = oneflow("keys", "revoke", "key_nope", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "oneflow: No API key 'key_nope'"
