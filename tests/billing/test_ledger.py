@@ -224,6 +224,25 @@ async def test_a_settle_whose_caller_is_cancelled_still_charges(
     assert snap["p1"].reserved == 0 and snap["p1"].usage_records == 1
 
 
+async def test_a_reserve_whose_caller_is_cancelled_leaves_no_hold(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 10 * CREDIT)
+    written = ledger.writer.commands
+    task = asyncio.ensure_future(reserve(ledger, "r-gone"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # its write is queued now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await ledger.writer.flush()  # the hold commits, and its release is queued behind it
+    await ledger.writer.flush()
+    assert ledger.writer.commands - written == 2  # the hold, then its release
+    snap = await assert_consistent(engine, ["p1"])
+    assert (snap["p1"].reserved, snap["p1"].reservations) == (0, 0)
+    assert snap["p1"].balance == 10 * CREDIT
+
+
 async def test_unpriced_models_are_refused_and_free_ones_recorded_at_zero(
     engine: AsyncEngine, clock: FakeClock, tmp_path: Path
 ) -> None:
