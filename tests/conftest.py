@@ -21,7 +21,12 @@ from oneflow_ai.observability.logging import configure_logging
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
-from tests.support.databases import create_pg_database, drop_pg_database, pg_server_url
+from tests.support.databases import (
+    create_pg_database,
+    drop_pg_database,
+    migrated_sqlite_url,
+    pg_server_url,
+)
 
 _LEAKY_VARIABLES = (
     "ENVIRONMENT",
@@ -129,14 +134,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings for one test: no `.env`, an SQLite file of its own unless overridden."""
+    """Settings for one test: no `.env`, a migrated SQLite file of its own unless overridden."""
 
     def build(**overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'oneflow.db'}",
-            "log_format": "json",
-        }
-        values.update(overrides)
+        values: dict[str, object] = {"log_format": "json", **overrides}
+        if "database_url" not in values:
+            values["database_url"] = migrated_sqlite_url(tmp_path / "settings.db")
         return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
 
     return build

@@ -19,11 +19,13 @@ from oneflow_ai.api import (
     anthropic_compat,
     auth,
     circuits,
+    credits,
     gateway_api,
     health,
     keys,
     openai_compat,
     projects,
+    usage,
     users,
 )
 from oneflow_ai.api import metrics as metrics_api
@@ -100,7 +102,14 @@ def create_app(
     app.include_router(circuits.router)
     if telemetry.metrics.enabled:
         app.include_router(metrics_api.router)
-    for router in (auth.router, keys.router, users.router, projects.router):
+    for router in (
+        auth.router,
+        keys.router,
+        users.router,
+        projects.router,
+        usage.router,
+        credits.router,
+    ):
         app.include_router(router)
     install_schemas(app)
 

@@ -46,6 +46,17 @@ def _add_identity_commands() -> None:
 _add_identity_commands()
 
 
+def _add_billing_commands() -> None:
+    from oneflow_ai.cli_billing import budgets_app, credits_app, usage
+
+    app.command("usage")(usage)
+    app.add_typer(credits_app, name="credits")
+    app.add_typer(budgets_app, name="budgets")
+
+
+_add_billing_commands()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"oneflow: {message}", err=True)
     return typer.Exit(code)

@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     # An operator's YAML file merged over the packaged model catalog and price table.
     catalog_path: Path | None = None
 
+    # Ledger: group commit of charges and usage records, reservations and their reconciliation.
+    ledger_flush_interval_ms: float = Field(default=2.0, ge=0, le=1000)
+    ledger_batch_max_rows: int = Field(default=500, ge=1, le=10_000)
+    ledger_reservation_ttl_seconds: float = Field(default=3600.0, gt=0)
+    ledger_owner_timeout_seconds: float = Field(default=30.0, gt=0)
+    ledger_maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -283,6 +290,15 @@ class Settings(BaseSettings):
         weights = (self.routing_weight_cost, self.routing_weight_latency)
         if sum(weights) + self.routing_weight_quality <= 0:
             raise ValueError("ROUTING_WEIGHT_COST: the three routing weights must not all be 0")
+        return self
+
+    @model_validator(mode="after")
+    def _ledger_timing(self) -> Settings:
+        if self.ledger_maintenance_interval_seconds * 2 > self.ledger_owner_timeout_seconds:
+            raise ValueError(
+                "LEDGER_OWNER_TIMEOUT_SECONDS: must be at least twice "
+                "LEDGER_MAINTENANCE_INTERVAL_SECONDS, or live replicas would look dead"
+            )
         return self
 
     @model_validator(mode="after")

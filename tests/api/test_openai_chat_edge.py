@@ -121,16 +121,26 @@ def test_alias_resolves_to_the_catalog_model(gateway: Gateway) -> None:
     assert gateway.upstream.requests[0].json()["model"] == "gpt-4o"
 
 
-@pytest.mark.parametrize("model", ["auto", "cost_optimized"])
-def test_routing_alias_picks_the_cheapest_available_model(gateway: Gateway, model: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        # Only OpenAI is configured here; of its text models gpt-3.5-turbo costs least ...
+        ("cost_optimized", "gpt-3.5-turbo"),
+        # ... and `auto` is the balanced strategy: cost, latency and quality weighed equally.
+        ("auto", "gpt-4o"),
+    ],
+)
+def test_routing_alias_picks_the_strategys_model(
+    gateway: Gateway, model: str, expected: str
+) -> None:
     gateway.upstream.reply(COMPLETION)
     response = gateway.post(
         "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
     )
     assert response.status_code == 200, response.text
-    # Only OpenAI is configured here; of its text models gpt-3.5-turbo costs least.
-    assert response.headers["x-oneflow-model"] == "gpt-3.5-turbo"
-    assert gateway.upstream.requests[0].json()["model"] == "gpt-3.5-turbo"
+    assert response.headers["x-oneflow-model"] == expected
+    assert response.headers["x-oneflow-fallbacks"] == "0"
+    assert gateway.upstream.requests[0].json()["model"] == expected
 
 
 def test_strategy_header_is_validated(gateway: Gateway) -> None:

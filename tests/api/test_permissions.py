@@ -136,6 +136,54 @@ CASES = [
         (401, 403, 200, 200, 200, 200, 200, 200),
         lambda w: {"input_tokens": 100, "output_tokens": 10},
     ),
+    # Billing: every credential reads its own project's usage; money is for system admins.
+    Case("usage", "GET", "/api/v1/usage", (401, 200, 200, 200, 200, 200, 200, 200)),
+    Case(
+        "usage.other_project",
+        "GET",
+        "/api/v1/usage?project=acme",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case("usage.csv", "GET", "/api/v1/usage.csv", (401, 200, 200, 200, 200, 200, 200, 200)),
+    Case(
+        "credits.get",
+        "GET",
+        "/api/v1/projects/acme/credits",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case(
+        "credits.topup",
+        "POST",
+        "/api/v1/projects/acme/credits",
+        (401, 403, 403, 403, 403, 403, 201, 201),
+        lambda w: {"credits": "1", "mode": "postpaid"},
+    ),
+    Case(
+        "credits.mode",
+        "PATCH",
+        "/api/v1/projects/acme/credits",
+        (401, 403, 403, 403, 403, 403, 200, 200),
+        lambda w: {"mode": "postpaid"},
+    ),
+    Case(
+        "ledger.list",
+        "GET",
+        "/api/v1/projects/acme/ledger",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case(
+        "budgets.get",
+        "GET",
+        "/api/v1/projects/acme/budgets",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case(
+        "budgets.put",
+        "PUT",
+        "/api/v1/projects/acme/budgets",
+        (401, 403, 403, 200, 403, 403, 200, 200),
+        lambda w: {"budgets": []},
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ import pytest
 from oneflow_ai.app import create_app
 from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
+from tests.support.databases import migrated_sqlite_url
 from tests.support.recording import RecordingSink
 from tests.support.server import LiveServer, live_server
 
@@ -64,7 +65,7 @@ def _module_gateway(
     database = Path(tmp_path_factory.mktemp("gateway")) / "oneflow.db"
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{database}",
+        database_url=migrated_sqlite_url(database),
         log_format="json",
         fake_providers="off",
         upstream_read_timeout=READ_TIMEOUT,

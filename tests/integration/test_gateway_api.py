@@ -86,9 +86,13 @@ def test_estimate_ranks_models_and_recommends_the_strategys_pick(gateway: Gatewa
     assert Decimal(by_model["gpt-4"]["cost_usd"]) == Decimal("0.075")
     credits = [Decimal(e["credits"]) for e in body["estimates"]]
     assert credits == sorted(credits)
-    assert (
-        body["recommended"]["model"] == body["estimates"][0]["model"] == "claude-3-haiku-20240307"
-    )
+    routing = body["routing"]
+    assert routing["primary_model"] == body["estimates"][0]["model"] == "claude-3-haiku-20240307"
+    assert Decimal(routing["estimated_credits"]) == Decimal("0.1")
+    # The router's chain spans providers, with its reason and every candidate's scores.
+    assert routing["fallback_chain"][0] == "gpt-3.5-turbo"
+    assert {"openai", "anthropic"} <= {s["provider"] for s in routing["scores"]}
+    assert routing["reason"]
     assert all(e["available"] for e in body["estimates"])
 
 

@@ -6,13 +6,20 @@ each use gets a database of its own, so parallel runs never share state.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import tempfile
+import threading
 import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
-__all__ = ["create_pg_database", "drop_pg_database", "pg_server_url"]
+__all__ = ["create_pg_database", "drop_pg_database", "migrated_sqlite_url", "pg_server_url"]
 
 
 def pg_server_url() -> str | None:
@@ -52,3 +59,48 @@ async def drop_pg_database(url: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+_TEMPLATE_LOCK = threading.Lock()
+_TEMPLATE: list[Path] = []
+
+
+def migrated_sqlite_url(path: Path) -> str:
+    """An SQLite database at `path` already migrated to head: a copy of one migrated once per
+    test session (migrating every test's database would cost a fraction of a second each)."""
+    with _TEMPLATE_LOCK:
+        if not _TEMPLATE:
+            folder = Path(tempfile.mkdtemp(prefix="oneflow-template-"))
+            template = folder / "template.db"
+            _run_in_thread(_migrate(f"sqlite+aiosqlite:///{template}"))
+            _TEMPLATE.append(template)
+    shutil.copyfile(_TEMPLATE[0], path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _migrate(url: str) -> None:
+    from oneflow_ai.storage import migrate
+    from oneflow_ai.storage.database import create_engine
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()  # the last connection's close checkpoints the WAL into the file
+
+
+def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run `coroutine` to completion on a loop of its own (callers may be inside a loop)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]

@@ -46,4 +46,4 @@ async def messages(request: Request, principal: Principal = Depends(gateway_call
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_message(response, call.usage)
-    return json_response(body, headers=gateway_headers(call.route, call.cost))
+    return json_response(body, headers=gateway_headers(call))

@@ -30,7 +30,7 @@ from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
 from oneflow_ai.domain.media import ImageRequest, SpeechRequest
 from oneflow_ai.gateway.call import Call, Operation
-from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES, RouteQuery
+from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES
 
 __all__ = ["router"]
 
@@ -103,7 +103,7 @@ async def process_request(request: Request, principal: Principal = CALLER) -> Re
         "credits": str(call.cost.credits),
         "cost_usd": str(call.cost.usd),
     }
-    return json_response(body, headers=gateway_headers(call.route, call.cost))
+    return json_response(body, headers=gateway_headers(call))
 
 
 @router.post(
@@ -133,35 +133,41 @@ async def estimate(request: Request, principal: Principal = CALLER) -> Response:
         image_quality=quality,
     )
     ranked = sorted(estimates, key=lambda e: (not e.fits, e.cost.micro_credits, e.model))
-    registry = services.registry
-    available = {entry.id: entry for entry in registry.available(modality)}
-    candidates = [available[e.model] for e in ranked if e.fits and e.model in available]
-    query = RouteQuery(
-        modality,
-        strategy,
-        input_tokens=max((e.input_tokens for e in ranked), default=0),
-        output_tokens=max((e.output_tokens for e in ranked), default=0),
-        images=images,
-        image_size=size,
-        image_quality=quality,
-        characters=len(prompt or ""),
-    )
-    chosen = services.pipeline.selector(query, candidates)
-    by_model = {e.model: e for e in ranked}
-    recommended = None
-    if chosen:
-        pick = by_model[chosen[0].id]
-        recommended = {
-            "model": pick.model,
-            "provider": pick.provider,
-            "credits": str(pick.cost.credits),
+    available = {entry.id for entry in services.registry.available(modality)}
+    allowed = [
+        e.model
+        for e in ranked
+        if e.fits
+        and e.model in available
+        and (principal.allowed_models is None or e.model in principal.allowed_models)
+    ]
+    routing: dict[str, object] | None = None
+    if allowed:
+        decision = services.router.route(
+            input_tokens=max((e.input_tokens for e in ranked), default=0),
+            output_tokens=max((e.output_tokens for e in ranked), default=0),
+            strategy=strategy,
+            modality=modality,
+            allowed_models=allowed,
+            images=images,
+            image_size=size,
+            image_quality=quality,
+            characters=len(prompt or ""),
+        )
+        pick = next(e for e in ranked if e.model == decision.primary_model)
+        routing = {
+            "primary_model": decision.primary_model,
+            "provider": decision.primary_provider,
+            "estimated_credits": str(pick.cost.credits),
             "cost_usd": str(pick.cost.usd),
-            "fallbacks": [entry.id for entry in chosen[1:]],
+            "fallback_chain": decision.fallback_chain,
+            "reason": decision.reason,
+            "scores": [score.as_dict() for score in decision.scores],
         }
     body = {
         "strategy": strategy,
         "modality": modality,
-        "recommended": recommended,
+        "routing": routing,
         "estimates": [
             {
                 "model": e.model,

@@ -60,7 +60,7 @@ async def chat_completions(request: Request, principal: Principal = CALLER) -> R
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_chat_completion(response, call.usage, int(time.time()))
-    return json_response(body, headers=gateway_headers(call.route, call.cost))
+    return json_response(body, headers=gateway_headers(call))
 
 
 @router.post(
@@ -74,7 +74,7 @@ async def images_generations(request: Request, principal: Principal = CALLER) ->
     call = new_call(request, principal, "image", image, model=image.model)
     response = await get_services(request).pipeline.generate_image(call)
     assert call.route is not None
-    return json_response(render_images(response), headers=gateway_headers(call.route, call.cost))
+    return json_response(render_images(response), headers=gateway_headers(call))
 
 
 @router.post(
@@ -89,7 +89,7 @@ async def audio_speech(request: Request, principal: Principal = CALLER) -> Respo
     call = new_call(request, principal, "speech", speech, model=speech.model)
     response = await get_services(request).pipeline.synthesize_speech(call)
     assert call.route is not None
-    headers = gateway_headers(call.route, call.cost)
+    headers = gateway_headers(call)
     return Response(response.audio, media_type=response.content_type, headers=headers)
 
 

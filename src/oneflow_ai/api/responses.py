@@ -13,14 +13,15 @@ from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import StreamEvent
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.stream import ChatStream
-from oneflow_ai.providers.registry import Route
 
 __all__ = ["StreamEncoder", "gateway_headers", "json_response", "sse_response"]
 
 MODEL_HEADER = "X-OneFlow-Model"
 PROVIDER_HEADER = "X-OneFlow-Provider"
 CREDITS_HEADER = "X-OneFlow-Credits"
+FALLBACKS_HEADER = "X-OneFlow-Fallbacks"
 
 
 def json_response(
@@ -31,11 +32,18 @@ def json_response(
     )
 
 
-def gateway_headers(route: Route, cost: Cost | None = None) -> dict[str, str]:
-    """Which model and provider answered and, once known, the credits charged."""
-    headers = {MODEL_HEADER: route.model, PROVIDER_HEADER: route.provider_name}
-    if cost is not None:
-        headers[CREDITS_HEADER] = str(cost.credits)
+def gateway_headers(call: Call) -> dict[str, str]:
+    """Which model and provider answered, how many models fell through before it and, once
+    known, the credits charged."""
+    route = call.route
+    assert route is not None
+    headers = {
+        MODEL_HEADER: route.model,
+        PROVIDER_HEADER: route.provider_name,
+        FALLBACKS_HEADER: str(call.fallbacks),
+    }
+    if call.cost is not None:
+        headers[CREDITS_HEADER] = str(call.cost.credits)
     return headers
 
 
@@ -68,7 +76,7 @@ def sse_response(stream: ChatStream, encoder: StreamEncoder) -> StreamingRespons
             await batches.aclose()
         yield encoder.end(stream.usage or Usage(estimated=True), stream.cost)
 
-    headers = gateway_headers(stream.route)
+    headers = gateway_headers(stream.call)
     headers["Cache-Control"] = "no-cache"
     headers["X-Accel-Buffering"] = "no"
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

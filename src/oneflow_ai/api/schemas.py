@@ -188,8 +188,10 @@ class EstimateRequest(_Doc):
 class EstimateResponse(_Doc):
     strategy: str
     modality: Literal["text", "image", "audio"]
-    recommended: dict[str, Any] | None = Field(
-        description="The model the strategy picks among available ones (null if none fits)"
+    routing: dict[str, Any] | None = Field(
+        description="The router's decision among the available models that fit: primary_model, "
+        "estimated_credits, fallback_chain, the reason, and every candidate's cost, latency and "
+        "quality scores (null if none fits)"
     )
     estimates: list[dict[str, Any]] = Field(description="Every eligible model, cheapest first")
 

@@ -31,8 +31,9 @@ class Attempt:
 
     model: str
     provider: str
-    latency_ms: float
+    latency_ms: float  # until the answer (for a stream: its first content) or the failure
     error: GatewayError | None = None
+    started_at: float = 0.0  # time.perf_counter() when the attempt began
 
 
 @dataclass(slots=True, eq=False)
@@ -44,7 +45,8 @@ class Call:
     Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
     pre-hook may reorder or trim them) and, when OneFlow chooses the model,
     `estimated_input_tokens` (a rough count the choice was based on). Set while it runs: `route`
-    (the model answering, or the last one tried), `attempts`, then `usage`, `cost`, `outcome`,
+    (the model answering, or the last one tried), `attempts`, `fallbacks` (how many candidates
+    fell through before the answering one), then `usage`, `cost`, `outcome`,
     `error`, `first_content_ms`, `finished_at`. `state` is scratch space for hooks, keyed by
     the hook's name.
     """
@@ -60,6 +62,7 @@ class Call:
     estimated_input_tokens: int = 0
     candidates: list[Route] = field(default_factory=list)
     route: Route | None = None
+    fallbacks: int = 0  # candidates before the answering one (failed or skipped: circuit open)
     attempts: list[Attempt] = field(default_factory=list)
     usage: Usage | None = None
     cost: Cost | None = None

@@ -41,9 +41,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
     BadRequestError,
     GatewayError,
-    ProviderAuthError,
     ProviderError,
-    ServiceUnavailableError,
 )
 from oneflow_ai.gateway.call import Attempt, Call
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
@@ -52,10 +50,15 @@ from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
     RouteQuery,
-    select_cheapest,
+    select_by_router,
 )
 from oneflow_ai.gateway.stream import ChatStream, response_events
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
+from oneflow_ai.resilience.circuits import CircuitBreakers
+from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
+from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
+from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = ["Pipeline"]
 
@@ -80,13 +83,19 @@ class Pipeline:
         usage_sinks: Iterable[UsageSink] = (),
         selector: ModelSelector | None = None,
         estimator: TokenEstimator | None = None,
+        telemetry: Telemetry | None = None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self.registry = registry
         self.pricing = pricing
         self.hooks: list[Hook] = list(hooks)
         self.usage_sinks: list[UsageSink] = list(usage_sinks)
-        self.selector: ModelSelector = selector or partial(select_cheapest, pricing)
+        self.selector: ModelSelector = selector or partial(
+            select_by_router, IntelligentRouter(pricing, circuits=breakers)
+        )
         self.estimator: TokenEstimator = estimator or CharacterEstimator()
+        self.telemetry = telemetry if telemetry is not None else Telemetry.disabled()
+        self.breakers = breakers
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- operations --------------------------------------------------------------------
@@ -191,28 +200,50 @@ class Pipeline:
         return None
 
     async def _call_provider(self, call: Call, invoke: Callable[[Route], Awaitable[R]]) -> R:
-        candidates = call.candidates
-        for index, route in enumerate(candidates):
+        """Down the candidates until one answers (`resilience.fallback` decides what falls
+        through); models whose circuit is open are skipped without a call. Each attempt is
+        timed, traced and counted."""
+        routes = {route.model: route for route in call.candidates}
+        telemetry = self.telemetry
+        breakers = self.breakers
+
+        async def attempt(turn: FallbackAttempt) -> R:
+            route = routes[turn.model]
             call.route = route
             started = time.perf_counter()
-            try:
-                result = await invoke(route)
-            except ProviderError as exc:
-                call.attempts.append(
-                    Attempt(route.model, route.provider_name, _since(started), exc)
-                )
-                if index + 1 < len(candidates) and _falls_back(exc):
-                    log.info(
-                        "fallback",
-                        model=route.model,
-                        next_model=candidates[index + 1].model,
-                        error=exc.kind,
+            with telemetry.upstream_attempt(
+                provider=route.provider_name,
+                model=route.model,
+                operation=call.operation,
+                attempt=turn.index + 1,
+                stream=call.stream,
+                max_tokens=getattr(call.request, "max_tokens", None),
+            ):
+                try:
+                    result = await invoke(route)
+                except ProviderError as exc:
+                    call.attempts.append(
+                        Attempt(route.model, route.provider_name, _since(started), exc, started)
                     )
-                    continue
-                raise
-            call.attempts.append(Attempt(route.model, route.provider_name, _since(started)))
+                    raise
+            call.attempts.append(
+                Attempt(route.model, route.provider_name, _since(started), None, started)
+            )
             return result
-        raise ServiceUnavailableError("No model could be called for this request")
+
+        def open_for(model: str) -> float:
+            return breakers.open_for(routes[model].provider_name, model) if breakers else 0.0
+
+        result = await run_with_fallbacks(
+            list(routes), attempt, open_for=open_for, on_attempt=self._on_attempt
+        )
+        call.route, call.fallbacks = routes[result.model], result.fallbacks
+        return result.value
+
+    def _on_attempt(self, record: AttemptRecord) -> None:
+        if record.outcome == "failed" and record.error is not None:
+            error = record.error
+            log.info("fallback", model=record.model, error=getattr(error, "kind", "error"))
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
         """Post-hooks in reverse order, then the usage sinks; failures are logged."""
@@ -368,11 +399,6 @@ class Pipeline:
         """Wait for background work (at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-
-def _falls_back(exc: ProviderError) -> bool:
-    """Whether another model may succeed where this one failed."""
-    return exc.retryable or isinstance(exc, ProviderAuthError)
 
 
 def _since(started: float) -> float:

@@ -5,9 +5,9 @@ A caller names a catalog model (id or alias) or lets OneFlow choose: `auto` or a
 `X-OneFlow-Strategy` header with `auto`. A concrete model always wins over the header.
 
 Choosing is a `ModelSelector`: given what the request needs and the eligible models, it returns
-the models to try, best first (the first is the primary, the rest are fallbacks). Until the
-routing layer's `IntelligentRouter` takes its place, `select_cheapest` picks the cheapest
-eligible model by the pricing engine's cost of the request's estimated usage.
+the models to try, best first (the first is the primary, the rest are fallbacks):
+`select_by_router` asks the `IntelligentRouter` (strategy scores, learned latency, open
+circuits last) for its chain over the eligible models.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from oneflow_ai.billing.errors import PricingError
-from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import Modality, ModelEntry
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import BadRequestError
+from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = [
     "AUTO",
@@ -28,7 +27,7 @@ __all__ = [
     "ModelSelector",
     "RouteQuery",
     "resolve_strategy",
-    "select_cheapest",
+    "select_by_router",
 ]
 
 AUTO = "auto"
@@ -88,20 +87,22 @@ def resolve_strategy(model: str, header: str | None, *, header_name: str) -> str
     return None
 
 
-def select_cheapest(
-    pricing: PricingEngine, query: RouteQuery, candidates: Sequence[ModelEntry]
+def select_by_router(
+    router: IntelligentRouter, query: RouteQuery, candidates: Sequence[ModelEntry]
 ) -> list[ModelEntry]:
-    """The cheapest candidate for the query's usage (catalog order breaks ties), alone.
-
-    Candidates that cannot price the usage (an image size they do not make) are skipped."""
-    usage = query.usage()
-    best: ModelEntry | None = None
-    best_cost = 0
-    for entry in candidates:
-        try:
-            cost = pricing.price(entry.id, usage).micro_credits
-        except PricingError:
-            continue
-        if best is None or cost < best_cost:
-            best, best_cost = entry, cost
-    return [best] if best is not None else []
+    """The router's chain for the query over `candidates` (primary first, then fallbacks)."""
+    if not candidates:
+        return []
+    decision = router.route(
+        input_tokens=query.input_tokens,
+        output_tokens=query.output_tokens,
+        strategy=query.strategy,
+        modality=query.modality,
+        allowed_models=[entry.id for entry in candidates],
+        images=query.images or 1,
+        image_size=query.image_size,
+        image_quality=query.image_quality,
+        characters=query.characters,
+    )
+    by_id = {entry.id: entry for entry in candidates}
+    return [by_id[model] for model in decision.chain if model in by_id]

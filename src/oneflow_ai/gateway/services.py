@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 from pydantic import SecretStr
@@ -18,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
 from oneflow_ai.billing.estimates import Estimator
+from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.estimate import TokenizerEstimator
+from oneflow_ai.gateway.feedback_hook import FeedbackHook
+from oneflow_ai.gateway.ledger_hook import LedgerHook
 from oneflow_ai.gateway.limits_hook import RateLimitHook
 from oneflow_ai.gateway.pipeline import Pipeline
+from oneflow_ai.gateway.planning import select_by_router
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
@@ -76,6 +81,8 @@ class Services:
     latency: LatencyTracker
     router: IntelligentRouter
     idempotency: IdempotencyStore
+    # Credits: reservations, charges, budgets and usage records.
+    ledger: Ledger
     fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -128,10 +135,27 @@ class Services:
             factory = client_factory or _resilient_clients(settings, breakers, telemetry)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
+            # The ledger commits what is queued while the engine lives, and after the pipeline
+            # has drained (closed in reverse order). It does not wait for the database: its first
+            # round of maintenance reconciles the reservations a crashed process left, and
+            # limited requests wait for that round.
+            ledger = Ledger(engine, pricing, LedgerConfig.from_settings(settings))
+            await ledger.start()
+            exit_stack.push_async_callback(ledger.close)
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
-                registry, pricing, estimator=tokens, hooks=[RateLimitHook(limiter, tokens)]
+                registry,
+                pricing,
+                estimator=tokens,
+                selector=partial(select_by_router, router),
+                telemetry=telemetry,
+                breakers=breakers,
+                hooks=[
+                    FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
+                    RateLimitHook(limiter, tokens),
+                    LedgerHook(ledger, pricing, tokens),
+                ],
             )
             exit_stack.push_async_callback(pipeline.drain)
         except BaseException:
@@ -161,6 +185,7 @@ class Services:
             latency=latency,
             router=router,
             idempotency=build_idempotency_store(settings, redis),
+            ledger=ledger,
             fake_providers=fakes,
             exit_stack=exit_stack,
         )

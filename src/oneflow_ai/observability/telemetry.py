@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from oneflow_ai.catalog import Catalog, packaged_catalog
 from oneflow_ai.observability.labels import CatalogLabels, outcome_of
 from oneflow_ai.observability.logging import Redactor
-from oneflow_ai.observability.metrics import GatewayMetrics, build_metrics
+from oneflow_ai.observability.metrics import GatewayMetrics, NoopMetrics, build_metrics
 from oneflow_ai.observability.spans import UpstreamSpanHandle
-from oneflow_ai.observability.tracing import TracingApi, build_tracing
+from oneflow_ai.observability.tracing import NoopTracing, TracingApi, build_tracing
 from oneflow_ai.settings import Settings
 
 __all__ = ["Telemetry", "UpstreamAttempt"]
@@ -50,6 +50,11 @@ class Telemetry:
             metrics=build_metrics(settings.enable_metrics, labels, registry=registry),
             tracing=build_tracing(settings.enable_tracing, redactor, exporter=span_exporter),
         )
+
+    @classmethod
+    def disabled(cls) -> Telemetry:
+        """No metrics, no tracing (a pipeline built without telemetry, e.g. in tests)."""
+        return cls(metrics=NoopMetrics(), tracing=NoopTracing())
 
     def upstream_attempt(
         self,

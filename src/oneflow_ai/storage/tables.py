@@ -7,31 +7,54 @@ drop them on both databases (SQLite through batch mode).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    CheckConstraint,
+    Column,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
+    Table,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ADMIN_PROJECT_ID",
+    "LATENCY_BUCKETS_MS",
+    "LATENCY_BUCKET_COLUMNS",
+    "ROLLUP_COUNTERS",
     "ApiKey",
     "Base",
+    "Budget",
+    "BudgetCounter",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerOwner",
+    "LedgerReservation",
     "Membership",
     "Project",
     "RefreshToken",
+    "ReservationHold",
+    "UsageRecordRow",
     "User",
     "UtcDateTime",
+    "table_of",
+    "usage_hourly",
+    "usage_hourly_by_key",
     "utcnow",
 ]
 
@@ -72,6 +95,13 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class (typed, for Core statements)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Project(Base):
@@ -162,3 +192,273 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     replaced_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# ---- ledger (migration 0003) ------------------------------------------------------------
+#
+# Money columns are integer micro-credits (1 credit = 1_000_000; 1 micro-credit = 1e-8 USD),
+# so USD and credits are exact renderings of one integer (see oneflow_ai.domain.money).
+
+_ID = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY autoincrements on SQLite
+
+
+class LedgerAccount(Base):
+    """A project's cached running balance: provably the sum of its ledger entries.
+
+    ``balance`` is updated in the same transaction as every entry; ``reserved`` is the sum of
+    the ``amount`` of the project's active reservations. ``mode`` ``prepaid`` refuses a
+    reservation that ``balance - reserved`` cannot cover; ``postpaid`` never refuses.
+    """
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint("mode IN ('prepaid', 'postpaid')", name="mode"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+    project_id: Mapped[str] = mapped_column(String(64), ForeignKey("projects.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), default="postpaid")
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One append-only money movement: a top-up, an adjustment or a settled charge.
+
+    ``amount`` is signed (a charge is negative). A charge carries its request id (unique among
+    charges: one settled charge per request), model, provider, usage and the price table
+    version it was priced with. UPDATE and DELETE are refused by a trigger.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("kind IN ('topup', 'adjustment', 'charge')", name="kind"),
+        CheckConstraint("kind <> 'topup' OR amount > 0", name="topup_positive"),
+        CheckConstraint("kind <> 'charge' OR amount <= 0", name="charge_not_positive"),
+        CheckConstraint(
+            "kind <> 'charge' OR (request_id IS NOT NULL AND price_table_version IS NOT NULL)",
+            name="charge_priced",
+        ),
+        Index("ix_ledger_entries_project_id_id", "project_id", "id"),
+        Index(
+            "uq_ledger_entries_charge_request_id",
+            "request_id",
+            unique=True,
+            sqlite_where=text("kind = 'charge'"),
+            postgresql_where=text("kind = 'charge'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(64), ForeignKey("projects.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    price_table_version: Mapped[str | None] = mapped_column(String(64))
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LedgerOwner(Base):
+    """A live gateway process that may hold reservations; its heartbeat proves it alive."""
+
+    __tablename__ = "ledger_owners"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LedgerReservation(Base):
+    """An active hold for one in-flight request of a project with limits (deleted when resolved).
+
+    ``amount`` is held on the project's prepaid balance (0 when the account is postpaid);
+    the holds on hard budgets are in ``reservation_holds``. A reservation whose ``owner``
+    stops heartbeating, or that outlives ``expires_at``, is released by any process.
+    """
+
+    __tablename__ = "ledger_reservations"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        Index("ix_ledger_reservations_owner", "owner"),
+        Index("ix_ledger_reservations_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(String(64), ForeignKey("projects.id"))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    max_micro_credits: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Budget(Base):
+    """A budget or quota of a project, optionally narrowed to a user, a key and/or a provider.
+
+    ``''`` in ``user_id``/``key_id``/``provider`` means "any". ``metric``: credits
+    (micro-credits), tokens (input + output) or requests; ``period``: UTC day or month;
+    ``mode``: hard (refuse) or soft (alert only).
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        CheckConstraint("metric IN ('credits', 'tokens', 'requests')", name="metric"),
+        CheckConstraint("period IN ('day', 'month')", name="period"),
+        CheckConstraint("mode IN ('hard', 'soft')", name="mode"),
+        CheckConstraint("limit_value >= 0", name="limit_not_negative"),
+        UniqueConstraint(
+            "project_id",
+            "user_id",
+            "key_id",
+            "provider",
+            "metric",
+            "period",
+            name="uq_budgets_scope",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    provider: Mapped[str] = mapped_column(String(32), default="")
+    metric: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(8))
+    limit_value: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class BudgetCounter(Base):
+    """A budget's consumption in one period: ``used`` (settled) and ``reserved`` (held)."""
+
+    __tablename__ = "budget_counters"
+    __table_args__ = (
+        PrimaryKeyConstraint("budget_id", "period_start", name="pk_budget_counters"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+    budget_id: Mapped[str] = mapped_column(String(32), ForeignKey("budgets.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReservationHold(Base):
+    """What one active reservation holds on one hard budget's counter."""
+
+    __tablename__ = "reservation_holds"
+    __table_args__ = (
+        PrimaryKeyConstraint("reservation_id", "budget_id", name="pk_reservation_holds"),
+        Index("ix_reservation_holds_budget_id", "budget_id"),
+    )
+
+    reservation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("ledger_reservations.id", ondelete="CASCADE")
+    )
+    budget_id: Mapped[str] = mapped_column(String(32), ForeignKey("budgets.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---- usage analytics (migration 0003) ---------------------------------------------------
+
+
+class UsageRecordRow(Base):
+    """One request as analytics sees it, errors included (written in batches)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_occurred_at", "occurred_at"),
+        Index("ix_usage_records_project_id_occurred_at", "project_id", "occurred_at"),
+        Index("ix_usage_records_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(40))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    micro_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    price_table_version: Mapped[str | None] = mapped_column(String(64))
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+#: Upper bounds (inclusive, ms) of the latency histogram kept in the hourly rollups; a last
+#: bucket holds everything slower. Percentiles are interpolated within a bucket.
+LATENCY_BUCKETS_MS: Final = (
+    5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 4000,
+    5000, 7500, 10000, 15000, 20000, 30000, 60000, 120000, 300000,
+)  # fmt: skip
+LATENCY_BUCKET_COLUMNS: Final = (
+    *(f"lat_le_{bound}" for bound in LATENCY_BUCKETS_MS),
+    f"lat_gt_{LATENCY_BUCKETS_MS[-1]}",
+)
+ROLLUP_COUNTERS: Final = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "images",
+    "characters",
+    "micro_credits",
+    "latency_count",
+    "latency_sum_ms",
+    "ttft_count",
+    "ttft_sum_ms",
+    *LATENCY_BUCKET_COLUMNS,
+)
+
+
+def _rollup(name: str, *dimensions: str) -> Table:
+    """An hourly rollup of usage_records over ``dimensions`` ('' stands for none)."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("bucket_hour", Integer, nullable=False),  # hours since 1970-01-01T00:00Z
+        *(Column(dim, String(128 if dim == "model" else 64), nullable=False) for dim in dimensions),
+        *(
+            Column(counter, BigInteger, nullable=False, server_default="0")
+            for counter in ROLLUP_COUNTERS
+        ),
+        PrimaryKeyConstraint("bucket_hour", *dimensions, name=f"pk_{name}"),
+    )
+
+
+#: Per hour, project, model and provider: what most questions need, small and fast.
+usage_hourly = _rollup("usage_hourly", "project_id", "model", "provider")
+#: Per hour and every dimension, for questions about users and keys.
+usage_hourly_by_key = _rollup(
+    "usage_hourly_by_key", "project_id", "user_id", "key_id", "model", "provider"
+)

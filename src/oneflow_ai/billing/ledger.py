@@ -1,0 +1,587 @@
+"""The credits ledger on the hot path: reserve before the upstream call, settle or release after.
+
+Integration (one request)::
+
+    cost = ledger.pricing.max_cost(model, input_tokens, max_tokens)   # UnpricedModelError
+    reservation = await ledger.reserve(request_id=rid, project_id=p, max_cost=cost,
+                                       provider=provider, user_id=u, key_id=k)  # 402 / 429
+    ... upstream call; while streaming: if reservation.would_exceed(output_tokens): end it ...
+    await ledger.settle(reservation, usage, outcome=RequestOutcome(...))  # before the last byte
+    # or, when nothing billable came back:
+    await ledger.release(reservation, RequestOutcome(status=502, error="provider_error"))
+
+What costs I/O, and when it is durable:
+
+- ``reserve`` on a project without limits (postpaid, no hard budget for this caller): no I/O;
+  the decision comes from the in-process :class:`BudgetBook`.
+- ``reserve`` on a project with limits: one group-committed write (the conditional updates
+  and the reservation row), durable before it returns, so a crash cannot leak the hold.
+- ``settle``/``release``/``record``: one group-committed write shared with every request of the
+  same few milliseconds; it returns once committed. Awaiting it before the response's last
+  byte is what makes "the client saw it complete" imply "it is charged".
+
+Reconciliation: every ``LEDGER_MAINTENANCE_INTERVAL_SECONDS`` (and at start-up) the ledger
+heartbeats its owner row and releases reservations whose owner stopped heartbeating for
+``LEDGER_OWNER_TIMEOUT_SECONDS`` (a crashed replica) or that outlived
+``LEDGER_RESERVATION_TTL_SECONDS``. A crashed process's in-flight requests are released, never
+charged: their clients did not see them complete (see the README's durability note).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from oneflow_ai.billing.budget_rules import crossings, hold_amount, increments, refusal
+from oneflow_ai.billing.budgets import BudgetAlert, BudgetBook, BudgetSpec, period_start
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.ledger_admin import AccountView, BudgetStatus, LedgerAdmin, spec_from_row
+from oneflow_ai.billing.ledger_config import LedgerConfig
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.reservation import Reservation, ReservationState, Settlement
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
+from oneflow_ai.errors import GatewayError, ServiceUnavailableError
+from oneflow_ai.storage import ledger_store
+from oneflow_ai.storage.group_commit import GroupCommitWriter
+from oneflow_ai.storage.ledger_batch import apply_batch
+from oneflow_ai.storage.ledger_commands import (
+    CounterChange,
+    EntryRow,
+    HoldRow,
+    LedgerCommand,
+    LedgerResult,
+    ReapCommand,
+    Reaped,
+    RecordCommand,
+    ReleaseCommand,
+    ReserveCommand,
+    Reserved,
+    SettleCommand,
+    Settled,
+)
+from oneflow_ai.storage.tables import utcnow
+
+__all__ = ["Ledger", "LedgerConfig"]
+
+
+def _model_of(max_cost: Cost | Callable[[], Cost]) -> str:
+    if isinstance(max_cost, Cost):
+        return max_cost.model
+    raise TypeError("reserve(): give `model` when `max_cost` is a function")
+
+
+log = structlog.get_logger("oneflow.billing.ledger")
+
+R = TypeVar("R", bound=LedgerResult)
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Ledger:
+    """Reserve, settle, release and record; see the module documentation."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        pricing: PricingEngine,
+        config: LedgerConfig | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+        on_budget_alert: Callable[[BudgetAlert], None] | None = None,
+    ) -> None:
+        self.config = config or LedgerConfig()
+        self.pricing = pricing
+        self.engine = engine
+        self.owner = owner or _default_owner()
+        self.admin = LedgerAdmin(engine, clock=clock)
+        self._clock = clock
+        self._on_budget_alert = on_budget_alert
+        self._book = BudgetBook()
+        self._ready = asyncio.Event()
+        self._writer: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
+            engine,
+            apply_batch,
+            max_batch=self.config.batch_max,
+            max_delay=self.config.flush_interval,
+            max_pending=self.config.max_pending,
+            name="ledger",
+        )
+        self._maintenance: asyncio.Task[None] | None = None
+        self._registered = False
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    @property
+    def book(self) -> BudgetBook:
+        return self._book
+
+    @property
+    def writer(self) -> GroupCommitWriter[LedgerCommand, LedgerResult]:
+        return self._writer
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self) -> None:
+        """Start the writer and the maintenance loop (whose first round reconciles)."""
+        self._writer.start()
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(
+                self._maintain(), name="ledger-maintenance"
+            )
+
+    async def wait_ready(self) -> None:
+        """Wait for the first reconciliation and budget load; 503 if the database is away."""
+        if self._ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.config.ready_timeout)
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                "Billing is not ready: the ledger database does not answer"
+            ) from None
+
+    async def close(self) -> None:
+        """Stop maintenance, release this process's remaining reservations, flush, stop."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if self._registered:
+            now = self._clock()
+            command = ReapCommand(
+                owner=self.owner,
+                now=now,
+                stale_before=now - timedelta(seconds=self.config.owner_timeout),
+                release_own=True,
+                retire=True,
+            )
+            try:
+                released = await asyncio.wait_for(
+                    self._writer.run(command), self.config.shutdown_timeout
+                )
+                if isinstance(released, Reaped) and released.released:
+                    log.info("ledger_released_at_shutdown", reservations=released.released)
+            except Exception as exc:
+                log.warning("ledger_shutdown_release_failed", error=_describe(exc))
+        await self._writer.close(self.config.shutdown_timeout)
+
+    def abandon(self) -> None:
+        """Stop at once, committing nothing more (what ``kill -9`` does; for tests)."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            self._maintenance = None
+        self._writer.abandon()
+
+    async def reconcile(self) -> int:
+        """Heartbeat, then release dead owners' and expired reservations; how many released."""
+        now = self._clock()
+        reaped = await self._submit(
+            ReapCommand(
+                owner=self.owner,
+                now=now,
+                stale_before=now - timedelta(seconds=self.config.owner_timeout),
+            ),
+            Reaped,
+        )
+        self._registered = True
+        if reaped.released:
+            log.info("ledger_reconciled", released=reaped.released)
+        return reaped.released
+
+    async def refresh(self) -> BudgetBook:
+        """Reload budgets and prepaid projects from the database."""
+        async with self.engine.connect() as connection:
+            rows = await ledger_store.load_budgets(connection)
+            prepaid = await ledger_store.prepaid_projects(connection)
+        self._book = BudgetBook.build(
+            (spec_from_row(row) for row in rows), prepaid, loaded_at=self._clock()
+        )
+        return self._book
+
+    async def _maintain(self) -> None:
+        backoff = 0.25
+        while True:
+            try:
+                await self.reconcile()
+                await self.refresh()
+                self._ready.set()
+                backoff = 0.25
+                delay = self.config.maintenance_interval
+            except Exception as exc:
+                log.warning("ledger_maintenance_failed", error=_describe(exc))
+                delay = min(backoff, self.config.maintenance_interval)
+                backoff *= 2
+            await asyncio.sleep(delay)
+
+    # ---- the hot path ----------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        request_id: str,
+        project_id: str,
+        max_cost: Cost | Callable[[], Cost],
+        provider: str,
+        model: str | None = None,
+        user_id: str | None = None,
+        key_id: str | None = None,
+    ) -> Reservation:
+        """Hold ``max_cost`` (from ``pricing.max_cost``) for one request.
+
+        ``max_cost`` may be a function that computes it: it is then called only when a limit
+        applies (a postpaid request without a hard budget holds nothing, so pricing its worst
+        case would be wasted work); ``model`` names the model in that case.
+
+        Raises :class:`InsufficientCreditsError` (402) when the prepaid balance or a hard
+        credits budget cannot cover it, :class:`RateLimitedError` (429) when a hard tokens or
+        requests quota is used up, :class:`ServiceUnavailableError` (503) when the ledger's
+        database cannot be reached for a project that has limits.
+        """
+        await self.wait_ready()
+        now = self._clock()
+        book = self._book
+        hard = [b for b in book.matching(project_id, user_id, key_id, provider) if b.hard]
+        prepaid = project_id in book.prepaid
+        if not (prepaid or hard):
+            output = max_cost.line("output") if isinstance(max_cost, Cost) else None
+            return Reservation(
+                id=uuid.uuid4().hex,
+                request_id=request_id,
+                project_id=project_id,
+                model=model or _model_of(max_cost),
+                provider=provider,
+                max_cost=max_cost if isinstance(max_cost, Cost) else None,
+                created_at=now,
+                limited=False,
+                user_id=user_id,
+                key_id=key_id,
+                output_token_limit=output.quantity if output is not None else None,
+            )
+        if not isinstance(max_cost, Cost):
+            max_cost = max_cost()
+        output = max_cost.line("output")
+        reservation = Reservation(
+            id=uuid.uuid4().hex,
+            request_id=request_id,
+            project_id=project_id,
+            model=max_cost.model,
+            provider=provider,
+            max_cost=max_cost,
+            created_at=now,
+            limited=True,
+            user_id=user_id,
+            key_id=key_id,
+            output_token_limit=output.quantity if output is not None else None,
+        )
+        holds = tuple(
+            HoldRow(b.id, period_start(b.period, now), hold_amount(b.metric, max_cost))
+            for b in hard
+        )
+        for budget, hold in zip(hard, holds, strict=True):
+            if hold.amount > budget.limit:  # can never fit: no need to ask the database
+                raise refusal(self._book, budget.id, max_cost, now)
+        future = self._enqueue(
+            ReserveCommand(
+                reservation_id=reservation.id,
+                request_id=request_id,
+                project_id=project_id,
+                user_id=user_id,
+                key_id=key_id,
+                model=max_cost.model,
+                provider=provider,
+                account_hold=max_cost.micro_credits if prepaid else 0,
+                max_micro_credits=max_cost.micro_credits,
+                holds=holds,
+                owner=self.owner,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.config.reservation_ttl),
+            )
+        )
+        try:
+            reserved = await self._outcome(asyncio.shield(future))
+        except asyncio.CancelledError:
+            # The caller is gone but the hold may still commit: give it back when it does.
+            future.add_done_callback(lambda done: self._release_abandoned(reservation, done))
+            raise
+        assert isinstance(reserved, Reserved)
+        if not reserved.accepted:
+            raise refusal(self._book, reserved.refused_by, max_cost, now)
+        reservation.account_hold = reserved.account_hold
+        reservation.holds = reserved.holds
+        return reservation
+
+    async def settle(
+        self,
+        reservation: Reservation,
+        usage: Usage,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        outcome: RequestOutcome | None = None,
+        cost: Cost | None = None,
+    ) -> Settlement:
+        """Charge what ``usage`` costs on ``model`` (default: the reserved one) exactly once.
+
+        ``cost`` is that cost when the caller has priced it already (the pipeline has).
+
+        Releases what the reservation held beyond it, adds the usage to the matching budgets
+        and writes the request's usage record, all in one group commit; returns once durable.
+        A caller cancelled while waiting does not cancel the charge. Settling again returns
+        the first settlement; a request id that already has a charge (settled by another
+        process) is not charged again (``charged`` is false). Raises ``UnpricedModelError``
+        for a model that has no price and is not free (nothing is written then).
+        """
+        if reservation.settlement is not None:
+            return reservation.settlement
+        if reservation._settling is not None:
+            return await asyncio.shield(reservation._settling)
+        if cost is None:
+            cost = self.pricing.price(model or reservation.model, usage)
+        provider = provider or reservation.provider
+        durable = reservation.limited and reservation.active
+        charge = EntryRow(
+            project_id=reservation.project_id,
+            kind="charge",
+            amount=-cost.micro_credits,
+            created_at=self._clock(),
+            request_id=reservation.request_id,
+            model=cost.model,
+            provider=provider,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            images=usage.images,
+            characters=usage.characters,
+            price_table_version=cost.price_table_version,
+            estimated=cost.estimated,
+            user_id=reservation.user_id,
+            key_id=reservation.key_id,
+        )
+        future = self._enqueue(
+            SettleCommand(
+                charge=charge,
+                reservation_id=reservation.id if durable else None,
+                account_hold=reservation.account_hold if durable else 0,
+                holds=reservation.holds if durable else (),
+                usage_increments=increments(self._book, reservation, provider, usage, cost),
+                record=_record(reservation, outcome or RequestOutcome(), usage, cost, provider),
+            )
+        )
+        settling: asyncio.Future[Settlement] = asyncio.get_running_loop().create_future()
+        reservation._settling = settling
+
+        def committed(done: asyncio.Future[LedgerResult]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                reservation._settling = None
+                settling.set_exception(_unavailable(done))
+                return
+            settled = done.result()
+            assert isinstance(settled, Settled)
+            reservation.state = ReservationState.SETTLED
+            reservation.settlement = Settlement(reservation.request_id, cost, settled.charged)
+            settling.set_result(reservation.settlement)
+            if reservation.limited and cost.micro_credits > reservation.max_micro_credits:
+                log.warning(
+                    "ledger_overrun",
+                    request_id=reservation.request_id,
+                    project_id=reservation.project_id,
+                    reserved=reservation.max_micro_credits,
+                    charged=cost.micro_credits,
+                )
+            self._alert(settled.counters)
+
+        future.add_done_callback(committed)
+        return await asyncio.shield(settling)
+
+    async def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
+        """Give back everything held for a request that produced nothing billable, and
+        write its usage record (``outcome`` says how it failed). No-op once settled."""
+        if not reservation.active or reservation._settling is not None:
+            return
+        reservation.state = ReservationState.RELEASED
+        future = self._enqueue(
+            ReleaseCommand(
+                reservation_id=reservation.id if reservation.limited else None,
+                project_id=reservation.project_id,
+                account_hold=reservation.account_hold,
+                holds=reservation.holds if reservation.limited else (),
+                record=_record(reservation, outcome, Usage(), None, reservation.provider),
+            )
+        )
+        await self._outcome(asyncio.shield(future))
+
+    async def record(self, record: UsageRecord) -> None:
+        """Write the usage record of a request that never got a reservation (refused,
+        unauthenticated, invalid); returns once durable."""
+        await self._outcome(asyncio.shield(self._enqueue(RecordCommand(record))))
+
+    # ---- administration that takes effect at once in this process -------------------------
+
+    async def top_up(
+        self,
+        project_id: str,
+        micro_credits: int,
+        *,
+        prepaid: bool = True,
+        note: str | None = None,
+        user_id: str | None = None,
+        key_id: str | None = None,
+    ) -> AccountView:
+        account = await self.admin.top_up(
+            project_id, micro_credits, prepaid=prepaid, note=note, user_id=user_id, key_id=key_id
+        )
+        await self.refresh()
+        return account
+
+    async def adjust(
+        self,
+        project_id: str,
+        micro_credits: int,
+        *,
+        note: str | None = None,
+        user_id: str | None = None,
+        key_id: str | None = None,
+    ) -> AccountView:
+        account = await self.admin.adjust(
+            project_id, micro_credits, note=note, user_id=user_id, key_id=key_id
+        )
+        await self.refresh()
+        return account
+
+    async def set_mode(self, project_id: str, mode: str) -> AccountView:
+        account = await self.admin.set_mode(project_id, mode)
+        await self.refresh()
+        return account
+
+    async def set_budgets(self, project_id: str, specs: list[BudgetSpec]) -> list[BudgetStatus]:
+        statuses = await self.admin.set_budgets(project_id, specs)
+        await self.refresh()
+        return statuses
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _enqueue(self, command: LedgerCommand) -> asyncio.Future[LedgerResult]:
+        try:
+            return self._writer.submit(command)
+        except Exception as exc:
+            raise _unavailable_error(exc) from exc
+
+    async def _outcome(self, waiting: asyncio.Future[LedgerResult]) -> LedgerResult:
+        try:
+            return await waiting
+        except (GatewayError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _unavailable_error(exc) from exc
+
+    async def _submit(self, command: LedgerCommand, expected: type[R]) -> R:
+        result = await self._outcome(asyncio.shield(self._enqueue(command)))
+        if not isinstance(result, expected):
+            raise TypeError(f"ledger returned {type(result).__name__} for {type(command).__name__}")
+        return result
+
+    def _release_abandoned(
+        self, reservation: Reservation, done: asyncio.Future[LedgerResult]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        result = done.result()
+        if not (isinstance(result, Reserved) and result.accepted):
+            return
+        reservation.account_hold = result.account_hold
+        reservation.holds = result.holds
+        reservation.state = ReservationState.RELEASED
+        with contextlib.suppress(Exception):
+            self._enqueue(
+                ReleaseCommand(
+                    reservation_id=reservation.id,
+                    project_id=reservation.project_id,
+                    account_hold=result.account_hold,
+                    holds=result.holds,
+                    record=None,
+                )
+            )
+
+    def _alert(self, changes: tuple[CounterChange, ...]) -> None:
+        for alert in crossings(self._book, changes):
+            budget = alert.budget
+            log.warning(
+                "budget_limit_reached",
+                budget_id=budget.id,
+                project_id=budget.project_id,
+                scope=budget.scope,
+                metric=budget.metric.value,
+                period=budget.period.value,
+                mode=budget.mode.value,
+                limit=budget.limit,
+                used=alert.used,
+                period_start=alert.period_start.isoformat(),
+            )
+            if self._on_budget_alert is not None:
+                try:
+                    self._on_budget_alert(alert)
+                except Exception as exc:
+                    log.error("budget_alert_hook_failed", error=_describe(exc))
+
+
+def _record(
+    reservation: Reservation,
+    outcome: RequestOutcome,
+    usage: Usage,
+    cost: Cost | None,
+    provider: str,
+) -> UsageRecord:
+    return UsageRecord(
+        request_id=reservation.request_id,
+        occurred_at=outcome.started_at or reservation.created_at,
+        status=outcome.status,
+        project_id=reservation.project_id,
+        user_id=reservation.user_id,
+        key_id=reservation.key_id,
+        model=cost.model if cost is not None else reservation.model,
+        provider=provider,
+        error=outcome.error,
+        stream=outcome.stream,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        images=usage.images,
+        characters=usage.characters,
+        micro_credits=cost.micro_credits if cost is not None else 0,
+        price_table_version=cost.price_table_version if cost is not None else None,
+        estimated=usage.estimated,
+        latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms,
+    )
+
+
+def _unavailable_error(exc: BaseException) -> ServiceUnavailableError:
+    log.error("ledger_write_failed", error=_describe(exc))
+    return ServiceUnavailableError("Billing is unavailable: the ledger could not be written")
+
+
+def _unavailable(done: asyncio.Future[LedgerResult]) -> BaseException:
+    if done.cancelled():
+        return _unavailable_error(asyncio.CancelledError())
+    exc = done.exception()
+    assert exc is not None
+    return exc if isinstance(exc, GatewayError) else _unavailable_error(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300]

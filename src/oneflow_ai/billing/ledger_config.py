@@ -1,0 +1,35 @@
+"""Tuning of the ledger: group commit, reservation lifetime, reconciliation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oneflow_ai.settings import Settings
+
+__all__ = ["LedgerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """Tuning of the ledger (each field has a setting; see ``.env.example``)."""
+
+    flush_interval: float = 0.002
+    batch_max: int = 500
+    reservation_ttl: float = 3600.0
+    owner_timeout: float = 30.0
+    maintenance_interval: float = 5.0
+    ready_timeout: float = 5.0
+    shutdown_timeout: float = 10.0
+    max_pending: int = 100_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LedgerConfig:
+        return cls(
+            flush_interval=settings.ledger_flush_interval_ms / 1000,
+            batch_max=settings.ledger_batch_max_rows,
+            reservation_ttl=settings.ledger_reservation_ttl_seconds,
+            owner_timeout=settings.ledger_owner_timeout_seconds,
+            maintenance_interval=settings.ledger_maintenance_interval_seconds,
+        )

@@ -1,0 +1,144 @@
+"""Credits as a pipeline hook: reserve before the upstream call, settle or release after.
+
+Before the call the request's worst case is reserved (`Ledger.reserve`): for a project with
+limits (prepaid, or a hard budget or quota) that is a durable hold that may refuse the request
+(402, or 429 for a tokens/requests quota); for a postpaid project it costs no I/O and its worst
+case is not even priced. The worst case is the most expensive candidate (fallbacks included):
+its input tokens counted on its own tokenizer, and `max_tokens` (or the model's output limit)
+of output.
+
+During a stream, output tokens are counted as they arrive when a limit applies; a stream that
+would run past what was reserved ends with an error event (402) instead of running over.
+
+After the call the charge is settled exactly once with the usage and cost the pipeline
+determined (the provider's counts, or OneFlow's when a stream was cut off), or the hold is
+released when nothing billable came back. The pipeline runs this before a stream's final event
+and before a non-streamed answer leaves, so an answer its caller saw complete is charged.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.ledger import Ledger
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.reservation import Reservation
+from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
+from oneflow_ai.domain.media import ImageRequest
+from oneflow_ai.domain.usage_record import RequestOutcome
+from oneflow_ai.errors import InsufficientCreditsError
+from oneflow_ai.gateway.call import Call
+from oneflow_ai.gateway.estimate import TokenEstimator
+from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+
+__all__ = ["LedgerHook"]
+
+_RESERVATION = "ledger.reservation"
+_OUTPUT = "ledger.output_tokens"
+#: The status a caller saw when it went away before the answer ended (nginx's convention).
+CLIENT_CLOSED = 499
+
+
+class LedgerHook(Hook):
+    name = "ledger"
+
+    def __init__(self, ledger: Ledger, pricing: PricingEngine, estimator: TokenEstimator) -> None:
+        self._ledger = ledger
+        self._pricing = pricing
+        self._estimator = estimator
+
+    async def before(self, call: Call) -> ShortCircuit | None:
+        primary = call.candidates[0]
+        principal = call.principal
+        call.state[_RESERVATION] = await self._ledger.reserve(
+            request_id=call.request_id,
+            project_id=principal.project_id,
+            max_cost=lambda: self._worst_case(call),
+            model=primary.model,
+            provider=primary.provider_name,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+        )
+        return None
+
+    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
+        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        if reservation is None or not reservation.limited:
+            return
+        counted = cast(int, call.state.get(_OUTPUT, 0))
+        if isinstance(event, TextDelta):
+            entry = call.route.entry if call.route is not None else None
+            counted += self._estimator.text_tokens(event.text, entry)
+        elif isinstance(event, ToolCallDelta):
+            entry = call.route.entry if call.route is not None else None
+            counted += self._estimator.text_tokens((event.name or "") + event.arguments, entry)
+        elif isinstance(event, StreamUsage) and event.output_tokens is not None:
+            counted = max(counted, event.output_tokens)
+        else:
+            return
+        call.state[_OUTPUT] = counted
+        if reservation.would_exceed(counted):
+            raise InsufficientCreditsError(
+                "The answer was stopped: it would have cost more than the credits reserved "
+                "for it (the project's balance or budget)",
+                code="budget_exhausted",
+            )
+
+    async def after(self, call: Call) -> None:
+        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        if reservation is None:
+            return
+        error = call.error
+        if call.outcome == "cancelled":
+            status = CLIENT_CLOSED
+        elif error is not None:
+            status = error.status
+        else:
+            status = 200
+        outcome = RequestOutcome(
+            status=status,
+            error=error.kind if error is not None else None,
+            latency_ms=round(call.latency_ms),
+            ttft_ms=round(call.first_content_ms) if call.first_content_ms is not None else None,
+            stream=call.stream,
+        )
+        route, usage = call.route, call.usage
+        if route is None or usage is None or call.outcome == "error":
+            await self._ledger.release(reservation, outcome)
+            return
+        await self._ledger.settle(
+            reservation,
+            usage,
+            model=route.model,
+            provider=route.provider_name,
+            outcome=outcome,
+            cost=call.cost,
+        )
+
+    def _worst_case(self, call: Call) -> Cost:
+        """The most expensive candidate's worst case (fallbacks may answer instead)."""
+        request = call.request
+        costs: list[Cost] = []
+        prompt_tokens: dict[str | None, int] = {}
+        for route in call.candidates:
+            entry = route.entry
+            if isinstance(request, ChatRequest):
+                tokenizer = entry.tokenizer
+                if tokenizer not in prompt_tokens:
+                    prompt_tokens[tokenizer] = self._estimator.prompt_tokens(request, entry)
+                costs.append(
+                    self._pricing.max_cost(entry.id, prompt_tokens[tokenizer], request.max_tokens)
+                )
+            elif isinstance(request, ImageRequest):
+                costs.append(
+                    self._pricing.max_cost(
+                        entry.id,
+                        images=request.n,
+                        image_size=request.size,
+                        image_quality=request.quality,
+                    )
+                )
+            else:
+                costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
+        return max(costs, key=lambda cost: cost.micro_credits)

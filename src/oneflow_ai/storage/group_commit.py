@@ -1,0 +1,284 @@
+"""Group commit: many small writes from concurrent requests, one transaction per batch.
+
+A request hands its write (a *command*) to :meth:`GroupCommitWriter.submit` and awaits the
+returned future, which resolves once the transaction holding it has **committed** (or fails
+with the reason it could not). One background task drains the queue: it waits up to
+``max_delay`` for company (never longer than it takes to gather ``max_batch`` commands),
+applies the whole batch in one transaction through ``apply`` and commits. While a transaction
+is in flight the next batch gathers, so under load batches grow by themselves and the database
+sees a few transactions per flush interval instead of one per request.
+
+Failures:
+
+- a *transient* error (connection lost, deadlock, serialization failure, SQLite busy) rolls
+  the batch back and retries it whole with exponential backoff; ``apply`` must therefore be
+  safe to re-run, which it is because nothing it did survived the rollback;
+- any other error (a constraint violated by one bad command) splits the batch: each command
+  is retried in a transaction of its own, so one bad command fails alone.
+
+Durability: a resolved future means committed (PostgreSQL: durable on disk with the default
+``synchronous_commit``; SQLite in WAL with ``synchronous=NORMAL``: survives a process crash).
+Commands not yet committed when the process dies are lost; callers that must not lose a write
+await its future before acknowledging anything to their own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["GroupCommitWriter", "WriterClosedError", "WriterOverloadedError", "is_transient"]
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+log = structlog.get_logger("oneflow.storage.group_commit")
+
+# PostgreSQL SQLSTATE classes worth retrying: connection exceptions, transaction rollback
+# (serialization failure, deadlock), insufficient resources, operator intervention.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P")
+
+
+class WriterClosedError(RuntimeError):
+    """The writer is closed (or was abandoned); the command was not written."""
+
+
+class WriterOverloadedError(RuntimeError):
+    """Too many commands wait for the database; the command was not accepted."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed transaction is worth retrying as it is."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+        text = str(orig).lower()
+        return "database is locked" in text or "database is busy" in text
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+class GroupCommitWriter(Generic[C, R]):
+    """Batches commands into transactions; see the module documentation.
+
+    ``apply(connection, commands)`` runs inside an open transaction and returns one result per
+    command, in order. It runs again from the start when a batch is retried.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        apply: Callable[[AsyncConnection, Sequence[C]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 500,
+        max_delay: float = 0.002,
+        max_pending: int = 100_000,
+        retry_initial: float = 0.05,
+        retry_max: float = 2.0,
+        name: str = "writer",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._engine = engine
+        self._apply = apply
+        self._max_batch = max_batch
+        self._max_delay = max(0.0, max_delay)
+        self._max_pending = max_pending
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._name = name
+        self._pending: list[tuple[C, asyncio.Future[R]]] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self.batches = 0
+        self.commands = 0
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"group-commit-{self._name}"
+            )
+
+    @property
+    def pending(self) -> int:
+        """Commands accepted but not yet committed (including the batch in flight)."""
+        return len(self._pending) + (0 if self._idle.is_set() else 1)
+
+    async def flush(self) -> None:
+        """Return once every command submitted before the call has been committed or failed."""
+        futures = [future for _, future in self._pending]
+        while not self._idle.is_set():
+            await self._idle.wait()
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
+
+    async def close(self, grace: float | None = 10.0) -> int:
+        """Commit what is queued (waiting at most ``grace`` seconds) and stop.
+
+        Returns how many commands could not be committed in time (their futures fail with
+        :class:`WriterClosedError`); 0 on a clean shutdown.
+        """
+        if self._closed:
+            return 0
+        self._closing = True
+        self._wakeup.set()
+        task = self._task
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._closed = True
+        lost = self._fail_pending(WriterClosedError(f"{self._name} closed before committing"))
+        if lost:
+            log.error("group_commit_lost", writer=self._name, commands=lost)
+        return lost
+
+    def abandon(self) -> None:
+        """Stop at once without committing anything queued: what a killed process does.
+
+        The transaction in flight, if any, is abandoned (the database rolls it back); the
+        queued commands are dropped and their futures fail with :class:`WriterClosedError`.
+        """
+        self._closed = True
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+        self._fail_pending(WriterClosedError(f"{self._name} abandoned"))
+
+    # ---- submitting ------------------------------------------------------------------------
+
+    def submit(self, command: C) -> asyncio.Future[R]:
+        """Queue ``command``; the future resolves with its result once committed."""
+        if self._closing or self._closed:
+            raise WriterClosedError(f"{self._name} is closed")
+        if len(self._pending) >= self._max_pending:
+            raise WriterOverloadedError(
+                f"{self._name}: {len(self._pending)} writes are waiting for the database"
+            )
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, future))
+        self._wakeup.set()
+        return future
+
+    async def run(self, command: C) -> R:
+        """Submit ``command`` and wait until it is committed."""
+        return await self.submit(command)
+
+    # ---- the writer task -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._max_delay and len(self._pending) < self._max_batch and not self._closing:
+                await self._gather_company()
+            batch = self._pending[: self._max_batch]
+            del self._pending[: len(batch)]
+            self._idle.clear()
+            try:
+                await self._commit(batch)
+            except asyncio.CancelledError:
+                stopped = WriterClosedError(f"{self._name} stopped before committing")
+                for _, future in batch:
+                    _set_exception(future, stopped)
+                raise
+            finally:
+                self._idle.set()
+
+    async def _gather_company(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_delay
+        while len(self._pending) < self._max_batch and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    async def _commit(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
+        live = [(command, future) for command, future in batch if not future.cancelled()]
+        if not live:
+            return
+        try:
+            results = await self._transaction([command for command, _ in live])
+        except Exception as exc:
+            if len(live) == 1:
+                log.error(
+                    "group_commit_failed", writer=self._name, error=f"{type(exc).__name__}: {exc}"
+                )
+                _set_exception(live[0][1], exc)
+                return
+            log.warning(
+                "group_commit_split",
+                writer=self._name,
+                commands=len(live),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            for item in live:
+                await self._commit([item])
+            return
+        self.batches += 1
+        self.commands += len(live)
+        for (_, future), result in zip(live, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _transaction(self, commands: list[C]) -> Sequence[R]:
+        """Run one batch to commit, retrying transient failures; raise anything else."""
+        delay = self._retry_initial
+        while True:
+            try:
+                async with self._engine.begin() as connection:
+                    results = await self._apply(connection, commands)
+                if len(results) != len(commands):
+                    raise RuntimeError("apply returned a different number of results")
+                return results
+            except Exception as exc:
+                if not is_transient(exc) or (self._closing and self._closed):
+                    raise
+                log.warning(
+                    "group_commit_retry",
+                    writer=self._name,
+                    commands=len(commands),
+                    retry_in_s=round(delay, 3),
+                    error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+
+    def _fail_pending(self, exc: BaseException) -> int:
+        failed = 0
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(exc)
+                failed += 1
+        self._pending.clear()
+        return failed
+
+
+def _set_exception(future: asyncio.Future[R], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

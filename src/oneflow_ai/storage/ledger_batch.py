@@ -1,0 +1,422 @@
+"""Apply one batch of ledger commands in one transaction (the group-commit writer's ``apply``).
+
+Phases run in a fixed order: heartbeat and reaping, top-ups and adjustments, reservations,
+settlements, releases, usage records. Every phase starts with a write, so on SQLite the
+transaction holds the write lock before it reads anything (no read-to-write upgrade can fail
+half-way, and what it reads is the latest state).
+
+Hard limits are atomic conditional updates (the same SQL on both databases)::
+
+    UPDATE ledger_accounts SET reserved = reserved + :x
+     WHERE project_id = :p AND (mode = 'postpaid' OR balance - reserved >= :x)
+    UPDATE budget_counters SET reserved = reserved + :x
+     WHERE budget_id = :b AND period_start = :d
+       AND used + reserved + :x <= (SELECT limit_value FROM budgets WHERE id = :b AND ...)
+
+Each update checks and changes the row in one statement, and the row lock it takes is held to
+commit, so no interleaving of transactions, in this process or in another replica, can hold
+more than the balance or the limit. A reservation refused by one of its holds gives back the
+ones it took before, in the same transaction.
+
+Cached totals move with the rows they sum: an entry's amount is added to its account's
+``balance``, and a hold to ``reserved``, in the same transaction, which is what keeps
+``balance == SUM(entries.amount)`` and ``reserved == SUM(active holds)`` true.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.storage.dialect import chunks
+from oneflow_ai.storage.ledger_commands import (
+    AccountRow,
+    CounterChange,
+    EntryCommand,
+    EntryRow,
+    HoldRow,
+    LedgerCommand,
+    LedgerResult,
+    ReapCommand,
+    Reaped,
+    RecordCommand,
+    Recorded,
+    ReleaseCommand,
+    Released,
+    ReserveCommand,
+    Reserved,
+    SettleCommand,
+    Settled,
+)
+from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
+from oneflow_ai.storage.usage_store import insert_usage
+
+__all__ = ["apply_batch", "post_entry"]
+
+CounterKey = tuple[str, date]
+
+
+async def apply_batch(
+    connection: AsyncConnection, commands: Sequence[LedgerCommand]
+) -> list[LedgerResult]:
+    """Apply ``commands`` in the open transaction; one result per command, in order."""
+    sql = ledger_statements(connection)
+    results: dict[int, LedgerResult] = {}
+
+    for i, command in enumerate(commands):
+        if isinstance(command, ReapCommand):
+            results[i] = await _reap(connection, sql, command)
+    for i, command in enumerate(commands):
+        if isinstance(command, EntryCommand):
+            results[i] = await post_entry(connection, command.entry, command.mode)
+
+    reserves = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReserveCommand)]
+    if reserves:
+        reserved = await _reserve(connection, sql, [c for _, c in reserves])
+        results.update(zip((i for i, _ in reserves), reserved, strict=True))
+    settles = [(i, c) for i, c in enumerate(commands) if isinstance(c, SettleCommand)]
+    if settles:
+        settled = await _settle(connection, sql, [c for _, c in settles])
+        results.update(zip((i for i, _ in settles), settled, strict=True))
+    releases = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReleaseCommand)]
+    if releases:
+        released = await _release(connection, sql, [c for _, c in releases])
+        results.update(zip((i for i, _ in releases), released, strict=True))
+
+    usage: list[UsageRecord] = []
+    for i, command in enumerate(commands):
+        if isinstance(command, RecordCommand):
+            results[i] = Recorded()
+            usage.append(command.record)
+        elif isinstance(command, SettleCommand | ReleaseCommand) and command.record is not None:
+            usage.append(command.record)
+    await insert_usage(connection, usage)
+
+    if len(results) != len(commands):
+        raise TypeError("apply_batch got a command it does not know")
+    return [results[i] for i in range(len(commands))]
+
+
+# ---- entries -------------------------------------------------------------------------------
+
+
+def _entry_values(entry: EntryRow) -> dict[str, Any]:
+    return {
+        "project_id": entry.project_id,
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "request_id": entry.request_id,
+        "model": entry.model,
+        "provider": entry.provider,
+        "input_tokens": entry.input_tokens,
+        "output_tokens": entry.output_tokens,
+        "images": entry.images,
+        "characters": entry.characters,
+        "price_table_version": entry.price_table_version,
+        "estimated": entry.estimated,
+        "user_id": entry.user_id,
+        "key_id": entry.key_id,
+        "note": entry.note,
+        "created_at": entry.created_at,
+    }
+
+
+async def post_entry(
+    connection: AsyncConnection, entry: EntryRow, mode: str | None = None
+) -> AccountRow:
+    """Append a top-up or adjustment and move the account's balance with it; with ``mode``
+    set the account's billing mode too (a new account is postpaid otherwise)."""
+    sql = ledger_statements(connection)
+    await connection.execute(sql.insert_entries, [_entry_values(entry)])
+    row = (
+        await connection.execute(
+            sql.upsert_topup if mode is not None else sql.upsert_topup_keep_mode,
+            {
+                "project_id": entry.project_id,
+                "mode": mode or "postpaid",
+                "amount": entry.amount,
+                "at": entry.created_at,
+            },
+        )
+    ).one()
+    return AccountRow(project_id=row[0], mode=row[1], balance=int(row[2]), reserved=int(row[3]))
+
+
+# ---- reservations --------------------------------------------------------------------------
+
+
+async def _reserve(
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReserveCommand]
+) -> list[Reserved]:
+    """Lock every account and counter the batch touches (in key order), decide each
+    reservation in order against what the locked rows say, then write one update per row."""
+    keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
+    if keys:
+        await connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
+    elif sql.write_lock is not None:
+        await connection.execute(sql.write_lock)
+    projects = sorted({c.project_id for c in commands if c.account_hold > 0})
+    available: dict[str, tuple[str, int]] = {}
+    if projects:
+        rows = await connection.execute(sql.lock_accounts, {"ids": projects})
+        available = {row[0]: (row[1], int(row[2]) - int(row[3])) for row in rows}
+    room: dict[CounterKey, int] = {}  # what each hard counter can still hold
+    if keys:
+        rows = await connection.execute(sql.lock_counters, {"keys": keys})
+        room = {
+            (row[0], row[1]): int(row[4]) - int(row[2]) - int(row[3])
+            for row in rows
+            if row[5] == "hard"
+        }
+
+    outcomes: list[Reserved] = []
+    account_shift: dict[str, int] = defaultdict(int)
+    counter_shift: dict[CounterKey, int] = defaultdict(int)
+    for command in commands:
+        outcome = _decide(command, available, room)
+        outcomes.append(outcome)
+        if outcome.accepted:
+            if outcome.account_hold:
+                mode, left = available[command.project_id]
+                available[command.project_id] = (mode, left - outcome.account_hold)
+                account_shift[command.project_id] += outcome.account_hold
+            for hold in outcome.holds:
+                key = (hold.budget_id, hold.period_start)
+                room[key] -= hold.amount
+                counter_shift[key] += hold.amount
+    await _shift_reserved(connection, sql, account_shift, counter_shift)
+
+    rows_out: list[dict[str, Any]] = []
+    hold_rows: list[dict[str, Any]] = []
+    for command, outcome in zip(commands, outcomes, strict=True):
+        if not outcome.accepted:
+            continue
+        rows_out.append(
+            {
+                "id": command.reservation_id,
+                "request_id": command.request_id,
+                "project_id": command.project_id,
+                "user_id": command.user_id,
+                "key_id": command.key_id,
+                "model": command.model,
+                "provider": command.provider,
+                "amount": outcome.account_hold,
+                "max_micro_credits": command.max_micro_credits,
+                "owner": command.owner,
+                "created_at": command.created_at,
+                "expires_at": command.expires_at,
+            }
+        )
+        hold_rows.extend(
+            {
+                "reservation_id": command.reservation_id,
+                "budget_id": hold.budget_id,
+                "period_start": hold.period_start,
+                "amount": hold.amount,
+            }
+            for hold in outcome.holds
+        )
+    for chunk in chunks(rows_out):
+        await connection.execute(sql.insert_reservations, chunk)
+    for chunk in chunks(hold_rows):
+        await connection.execute(sql.insert_holds, chunk)
+    return outcomes
+
+
+def _decide(
+    command: ReserveCommand, available: dict[str, tuple[str, int]], room: dict[CounterKey, int]
+) -> Reserved:
+    """All of the command's holds fit, or it is refused (nothing is taken)."""
+    account_hold = 0
+    if command.account_hold > 0 and command.project_id in available:
+        mode, left = available[command.project_id]
+        if mode == "prepaid" and left < command.account_hold:
+            return Reserved(accepted=False, refused_by="account")
+        account_hold = command.account_hold
+    holds: list[HoldRow] = []
+    for hold in sorted(command.holds):
+        left_on_counter = room.get((hold.budget_id, hold.period_start))
+        if left_on_counter is None:
+            continue  # deleted or made soft since the caller looked: it no longer holds
+        if left_on_counter < hold.amount:
+            return Reserved(accepted=False, refused_by=hold.budget_id)
+        holds.append(hold)
+    return Reserved(accepted=True, account_hold=account_hold, holds=tuple(holds))
+
+
+async def _shift_reserved(
+    connection: AsyncConnection,
+    sql: LedgerStatements,
+    account_shift: dict[str, int],
+    counter_shift: dict[CounterKey, int],
+) -> None:
+    """Add to (or, with negative amounts, take from) the ``reserved`` of accounts and counters."""
+    accounts = [{"p": p, "x": x} for p, x in sorted(account_shift.items()) if x]
+    if accounts:
+        await connection.execute(sql.shift_account, accounts)
+    counters = [{"b": b, "d": d, "x": x} for (b, d), x in sorted(counter_shift.items()) if x]
+    if counters:
+        await connection.execute(sql.shift_counter, counters)
+
+
+async def _give_back(
+    connection: AsyncConnection,
+    sql: LedgerStatements,
+    account_holds: dict[str, int],
+    counter_holds: dict[CounterKey, int],
+) -> None:
+    await _shift_reserved(
+        connection,
+        sql,
+        {p: -x for p, x in account_holds.items()},
+        {k: -x for k, x in counter_holds.items()},
+    )
+
+
+async def _resolve(
+    connection: AsyncConnection, sql: LedgerStatements, ids: Sequence[str | None]
+) -> set[str]:
+    """Delete the given reservations; return those that were still active."""
+    wanted = sorted({i for i in ids if i is not None})
+    active: set[str] = set()
+    for chunk in chunks(wanted):
+        deleted = await connection.execute(sql.resolve, {"ids": chunk})
+        active.update(row[0] for row in deleted)
+    return active
+
+
+# ---- settlements and releases --------------------------------------------------------------
+
+
+async def _settle(
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[SettleCommand]
+) -> list[Settled]:
+    inserted: set[str] = set()
+    for chunk in chunks([_entry_values(c.charge) for c in commands]):
+        result = await connection.execute(sql.insert_charges, chunk)
+        inserted.update(row[0] for row in result)
+    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
+
+    balance_delta: dict[str, int] = defaultdict(int)
+    account_release: dict[str, int] = defaultdict(int)
+    counter_release: dict[CounterKey, int] = defaultdict(int)
+    counter_used: dict[CounterKey, int] = defaultdict(int)
+    first_contributor: dict[CounterKey, int] = {}
+    flags: list[tuple[bool, bool]] = []
+    for index, command in enumerate(commands):
+        charged = command.charge.request_id in inserted
+        inserted.discard(command.charge.request_id or "")
+        released = command.reservation_id in active
+        active.discard(command.reservation_id or "")
+        project_id = command.charge.project_id
+        if charged:
+            balance_delta[project_id] += command.charge.amount
+            for increment in command.usage_increments:
+                key = (increment.budget_id, increment.period_start)
+                counter_used[key] += increment.amount
+                first_contributor.setdefault(key, index)
+        if released:
+            account_release[project_id] += command.account_hold
+            for hold in command.holds:
+                counter_release[(hold.budget_id, hold.period_start)] += hold.amount
+        flags.append((charged, released))
+
+    at = commands[0].charge.created_at
+    for project_id in sorted(set(balance_delta) | set(account_release)):
+        await _move_account(
+            connection,
+            sql,
+            project_id,
+            balance_delta.get(project_id, 0),
+            account_release.get(project_id, 0),
+            at,
+        )
+    await _give_back(connection, sql, {}, counter_release)
+    changes: dict[int, list[CounterChange]] = defaultdict(list)
+    for (budget_id, period_start), amount in sorted(counter_used.items()):
+        row = (
+            await connection.execute(sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
+        ).first()
+        if row is not None:  # None: the budget was deleted meanwhile
+            used = int(row[0])
+            changes[first_contributor[(budget_id, period_start)]].append(
+                CounterChange(budget_id, period_start, used - amount, used)
+            )
+    return [
+        Settled(charged=charged, released=released, counters=tuple(changes.get(index, ())))
+        for index, (charged, released) in enumerate(flags)
+    ]
+
+
+async def _move_account(
+    connection: AsyncConnection,
+    sql: LedgerStatements,
+    project_id: str,
+    delta: int,
+    release: int,
+    at: datetime,
+) -> None:
+    if release:  # the account exists: the hold was taken on it
+        await connection.execute(
+            sql.charge_account, {"p": project_id, "delta": delta, "release": release, "at": at}
+        )
+    elif delta:
+        await connection.execute(sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
+
+
+async def _release(
+    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
+) -> list[Released]:
+    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
+    account_release: dict[str, int] = defaultdict(int)
+    counter_release: dict[CounterKey, int] = defaultdict(int)
+    outcomes: list[Released] = []
+    for command in commands:
+        released = command.reservation_id in active
+        active.discard(command.reservation_id or "")
+        if released:
+            account_release[command.project_id] += command.account_hold
+            for hold in command.holds:
+                counter_release[(hold.budget_id, hold.period_start)] += hold.amount
+        outcomes.append(Released(released=released))
+    await _give_back(connection, sql, account_release, counter_release)
+    return outcomes
+
+
+# ---- reaping -------------------------------------------------------------------------------
+
+
+async def _reap(connection: AsyncConnection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
+    params = {"owner": command.owner, "now": command.now, "stale": command.stale_before}
+    if command.retire:
+        await connection.execute(sql.retire, {"owner": command.owner})
+    else:
+        await connection.execute(sql.heartbeat, {"owner": command.owner, "now": command.now})
+    candidates = (
+        await connection.execute(
+            sql.dead_or_own_reservations if command.release_own else sql.dead_reservations, params
+        )
+    ).all()
+    released = 0
+    for chunk in chunks(candidates):
+        by_id = {row[0]: (row[1], int(row[2])) for row in chunk}
+        held = (await connection.execute(sql.holds_of, {"ids": list(by_id)})).all()
+        gone = await _resolve(connection, sql, list(by_id))
+        account_release: dict[str, int] = defaultdict(int)
+        counter_release: dict[CounterKey, int] = defaultdict(int)
+        for reservation_id in gone:
+            project_id, amount = by_id[reservation_id]
+            account_release[project_id] += amount
+        for reservation_id, budget_id, period_start, amount in held:
+            if reservation_id in gone:
+                counter_release[(budget_id, period_start)] += int(amount)
+        await _give_back(connection, sql, account_release, counter_release)
+        released += len(gone)
+    # Dead owners hold nothing any more (their reservations were released just above).
+    await connection.execute(sql.purge_owners, params)
+    return Reaped(released=released)

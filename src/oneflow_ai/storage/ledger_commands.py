@@ -1,0 +1,192 @@
+"""The writes the ledger hands to its group-commit writer, and what each one returns.
+
+Plain data only: billing decides amounts and holds, :mod:`oneflow_ai.storage.ledger_batch`
+applies a batch of these in one transaction. Amounts are integer micro-credits (credits
+metric), tokens or requests, as the budget's metric says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from oneflow_ai.domain.usage_record import UsageRecord
+
+__all__ = [
+    "AccountRow",
+    "CounterChange",
+    "EntryCommand",
+    "EntryRow",
+    "HoldRow",
+    "LedgerCommand",
+    "LedgerResult",
+    "ReapCommand",
+    "Reaped",
+    "RecordCommand",
+    "Recorded",
+    "ReleaseCommand",
+    "Released",
+    "ReserveCommand",
+    "Reserved",
+    "SettleCommand",
+    "Settled",
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HoldRow:
+    """An amount on one budget counter (a hold, or a usage increment)."""
+
+    budget_id: str
+    period_start: date
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One ledger entry to append."""
+
+    project_id: str
+    kind: str  # topup | adjustment | charge
+    amount: int
+    created_at: datetime
+    request_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    images: int = 0
+    characters: int = 0
+    price_table_version: str | None = None
+    estimated: bool = False
+    user_id: str | None = None
+    key_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    project_id: str
+    mode: str
+    balance: int
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveCommand:
+    """Hold ``account_hold`` on a prepaid balance and each of ``holds`` on a hard budget,
+    all or nothing, and record the reservation as active."""
+
+    reservation_id: str
+    request_id: str
+    project_id: str
+    user_id: str | None
+    key_id: str | None
+    model: str
+    provider: str
+    account_hold: int
+    max_micro_credits: int
+    holds: tuple[HoldRow, ...]
+    owner: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """``refused_by`` is ``"account"`` or the id of the hard budget that could not cover it;
+    ``account_hold`` and ``holds`` are what was actually held (a budget deleted or made soft
+    meanwhile holds nothing, nor does an account that does not exist)."""
+
+    accepted: bool
+    refused_by: str | None = None
+    account_hold: int = 0
+    holds: tuple[HoldRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SettleCommand:
+    """Append the request's charge (once per request id), resolve its reservation if still
+    active (releasing its holds), add its usage to the matching budgets' counters."""
+
+    charge: EntryRow
+    reservation_id: str | None
+    account_hold: int
+    holds: tuple[HoldRow, ...]
+    usage_increments: tuple[HoldRow, ...]
+    record: UsageRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class CounterChange:
+    budget_id: str
+    period_start: date
+    used_before: int
+    used_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """``charged`` is false when a charge for the request id already existed (nothing was
+    charged twice); ``released`` whether the durable reservation was still active.
+    ``counters`` lists the counters this batch moved, reported on their first contributor."""
+
+    charged: bool
+    released: bool
+    counters: tuple[CounterChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCommand:
+    reservation_id: str | None
+    project_id: str
+    account_hold: int
+    holds: tuple[HoldRow, ...]
+    record: UsageRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    released: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCommand:
+    record: UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCommand:
+    """A top-up or adjustment; ``mode`` (prepaid/postpaid) is set on the account with it."""
+
+    entry: EntryRow
+    mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReapCommand:
+    """Heartbeat for ``owner`` and release the reservations of dead owners (no heartbeat
+    since ``stale_before``) and expired ones; with ``release_own`` also every reservation of
+    ``owner`` (clean shutdown), with ``retire`` remove ``owner`` itself."""
+
+    owner: str
+    now: datetime
+    stale_before: datetime
+    release_own: bool = False
+    retire: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    released: int
+
+
+LedgerCommand = (
+    ReserveCommand | SettleCommand | ReleaseCommand | RecordCommand | EntryCommand | ReapCommand
+)
+LedgerResult = Reserved | Settled | Released | Recorded | AccountRow | Reaped

@@ -1,0 +1,227 @@
+"""The ledger's SQL, built once per database dialect with bind parameters.
+
+Building a SQLAlchemy statement costs far more than executing a prepared one (about 2 ms
+against 0.7 ms per statement on our 2-core machines), so the hot path never builds one: every
+statement here is constructed once and executed with parameter dictionaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
+
+from oneflow_ai.storage.tables import (
+    Budget,
+    BudgetCounter,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerOwner,
+    LedgerReservation,
+    ReservationHold,
+    table_of,
+)
+
+__all__ = ["LedgerStatements", "ledger_statements"]
+
+accounts = table_of(LedgerAccount)
+entries = table_of(LedgerEntry)
+owners = table_of(LedgerOwner)
+reservations = table_of(LedgerReservation)
+holds = table_of(ReservationHold)
+budgets = table_of(Budget)
+counters = table_of(BudgetCounter)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatements:
+    insert_entries: Executable
+    upsert_topup: Executable  # :project_id :mode :amount :at ; RETURNING the account
+    upsert_topup_keep_mode: Executable
+    insert_charges: Executable  # executemany; RETURNING request_id of those inserted
+    ensure_counter: Executable  # :b :d
+    write_lock: Executable | None  # SQLite: take the database's write lock before reading
+    lock_accounts: Executable  # :ids (expanding); FOR UPDATE on PostgreSQL
+    lock_counters: Executable  # :keys (expanding (budget_id, period_start)); FOR UPDATE
+    shift_account: Executable  # :p :x  (reserved += x)
+    shift_counter: Executable  # :b :d :x  (reserved += x)
+    insert_reservations: Executable
+    insert_holds: Executable
+    resolve: Executable  # :ids (expanding); RETURNING id
+    charge_account: Executable  # :p :delta :release :at
+    upsert_balance: Executable  # :p :delta :at
+    add_used: Executable  # :b :d :x ; RETURNING used
+    heartbeat: Executable  # :owner :now
+    retire: Executable  # :owner
+    dead_reservations: Executable  # :now :owner :stale
+    dead_or_own_reservations: Executable  # :now :owner :stale
+    holds_of: Executable  # :ids (expanding)
+    purge_owners: Executable  # :owner :stale
+
+
+def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+@cache
+def _build(dialect: str) -> LedgerStatements:
+    def topup(keep_mode: bool) -> Executable:
+        statement = _insert(dialect, accounts).values(
+            project_id=bindparam("project_id"),
+            mode=bindparam("mode"),
+            balance=bindparam("amount", type_=BigInteger),
+            reserved=0,
+            updated_at=bindparam("at"),
+        )
+        changes: dict[str, Any] = {
+            "balance": accounts.c.balance + statement.excluded.balance,
+            "updated_at": statement.excluded.updated_at,
+        }
+        if not keep_mode:
+            changes["mode"] = statement.excluded.mode
+        return statement.on_conflict_do_update(
+            index_elements=["project_id"], set_=changes
+        ).returning(accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved)
+
+    new_counter = select(
+        budgets.c.id, bindparam("d", type_=Date), literal(0, BigInteger), literal(0, BigInteger)
+    ).where(budgets.c.id == bindparam("b"))
+    used_counter = select(
+        budgets.c.id,
+        bindparam("d", type_=Date),
+        bindparam("x", type_=BigInteger),
+        literal(0, BigInteger),
+    ).where(budgets.c.id == bindparam("b"))
+    counter_columns = ["budget_id", "period_start", "used", "reserved"]
+    add_used = _insert(dialect, counters).from_select(counter_columns, used_counter)
+    add_used = add_used.on_conflict_do_update(
+        index_elements=["budget_id", "period_start"],
+        set_={"used": counters.c.used + add_used.excluded.used},
+    )
+    balance = _insert(dialect, accounts).values(
+        project_id=bindparam("p"),
+        mode="postpaid",
+        balance=bindparam("delta", type_=BigInteger),
+        reserved=0,
+        updated_at=bindparam("at"),
+    )
+    heartbeat = _insert(dialect, owners).values(
+        owner=bindparam("owner"), started_at=bindparam("now"), heartbeat_at=bindparam("now")
+    )
+    alive = select(owners.c.owner).where(owners.c.heartbeat_at >= bindparam("stale"))
+    dead = or_(
+        reservations.c.expires_at < bindparam("now"),
+        (reservations.c.owner != bindparam("owner")) & reservations.c.owner.not_in(alive),
+    )
+    reservation_columns = (reservations.c.id, reservations.c.project_id, reservations.c.amount)
+    x = bindparam("x", type_=BigInteger)
+    return LedgerStatements(
+        insert_entries=insert(entries),
+        upsert_topup=topup(keep_mode=False),
+        upsert_topup_keep_mode=topup(keep_mode=True),
+        insert_charges=_insert(dialect, entries)
+        .on_conflict_do_nothing(index_elements=["request_id"], index_where=text("kind = 'charge'"))
+        .returning(entries.c.request_id),
+        ensure_counter=_insert(dialect, counters)
+        .from_select(counter_columns, new_counter)
+        .on_conflict_do_nothing(),
+        write_lock=(
+            None
+            if dialect == "postgresql"
+            else update(accounts).where(literal(1) == 0).values(reserved=accounts.c.reserved)
+        ),
+        lock_accounts=_for_update(
+            dialect,
+            select(accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved)
+            .where(accounts.c.project_id.in_(bindparam("ids", expanding=True)))
+            .order_by(accounts.c.project_id),
+            accounts,
+        ),
+        lock_counters=_for_update(
+            dialect,
+            select(
+                counters.c.budget_id,
+                counters.c.period_start,
+                counters.c.used,
+                counters.c.reserved,
+                budgets.c.limit_value,
+                budgets.c.mode,
+            )
+            .join(budgets, budgets.c.id == counters.c.budget_id)
+            .where(
+                tuple_(counters.c.budget_id, counters.c.period_start).in_(
+                    bindparam("keys", expanding=True)
+                )
+            )
+            .order_by(counters.c.budget_id, counters.c.period_start),
+            counters,
+        ),
+        shift_account=update(accounts)
+        .where(accounts.c.project_id == bindparam("p"))
+        .values(reserved=accounts.c.reserved + x),
+        shift_counter=update(counters)
+        .where(counters.c.budget_id == bindparam("b"), counters.c.period_start == bindparam("d"))
+        .values(reserved=counters.c.reserved + x),
+        insert_reservations=insert(reservations),
+        insert_holds=insert(holds),
+        resolve=delete(reservations)
+        .where(reservations.c.id.in_(bindparam("ids", expanding=True)))
+        .returning(reservations.c.id),
+        charge_account=update(accounts)
+        .where(accounts.c.project_id == bindparam("p"))
+        .values(
+            balance=accounts.c.balance + bindparam("delta", type_=BigInteger),
+            reserved=accounts.c.reserved - bindparam("release", type_=BigInteger),
+            updated_at=bindparam("at"),
+        ),
+        upsert_balance=balance.on_conflict_do_update(
+            index_elements=["project_id"],
+            set_={
+                "balance": accounts.c.balance + balance.excluded.balance,
+                "updated_at": balance.excluded.updated_at,
+            },
+        ),
+        add_used=add_used.returning(counters.c.used),
+        heartbeat=heartbeat.on_conflict_do_update(
+            index_elements=["owner"], set_={"heartbeat_at": heartbeat.excluded.heartbeat_at}
+        ),
+        retire=delete(owners).where(owners.c.owner == bindparam("owner")),
+        dead_reservations=select(*reservation_columns).where(dead),
+        dead_or_own_reservations=select(*reservation_columns).where(
+            or_(dead, reservations.c.owner == bindparam("owner"))
+        ),
+        holds_of=select(
+            holds.c.reservation_id, holds.c.budget_id, holds.c.period_start, holds.c.amount
+        ).where(holds.c.reservation_id.in_(bindparam("ids", expanding=True))),
+        purge_owners=delete(owners).where(
+            owners.c.heartbeat_at < bindparam("stale"), owners.c.owner != bindparam("owner")
+        ),
+    )
+
+
+def _for_update(dialect: str, statement: Select[Any], table: Any) -> Select[Any]:
+    """Row locks held to commit on PostgreSQL; SQLite's write lock already covers it."""
+    return statement.with_for_update(of=table) if dialect == "postgresql" else statement
+
+
+def ledger_statements(connection: AsyncConnection) -> LedgerStatements:
+    """The statements for the connection's database."""
+    return _build(connection.dialect.name)

@@ -1,0 +1,184 @@
+"""The group-commit writer: shared transactions, durable on resolve, nothing lost on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.storage.database import create_engine
+from oneflow_ai.storage.group_commit import (
+    GroupCommitWriter,
+    WriterClosedError,
+    WriterOverloadedError,
+    is_transient,
+)
+from oneflow_ai.storage.ledger_batch import apply_batch
+from oneflow_ai.storage.ledger_commands import (
+    EntryCommand,
+    EntryRow,
+    LedgerCommand,
+    LedgerResult,
+    RecordCommand,
+    Recorded,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def record(i: int) -> RecordCommand:
+    return RecordCommand(
+        UsageRecord(request_id=f"req-{i}", occurred_at=NOW, status=200, project_id="proj_admin")
+    )
+
+
+async def count_records(url: str) -> int:
+    """Read through an engine of its own: what another process would see."""
+    other = create_engine(url, pool_size=1)
+    try:
+        async with other.connect() as c:
+            return int((await c.execute(text("SELECT COUNT(*) FROM usage_records"))).scalar_one())
+    finally:
+        await other.dispose()
+
+
+def writer(engine: AsyncEngine, **options: float) -> GroupCommitWriter[LedgerCommand, LedgerResult]:
+    w: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
+        engine,
+        apply_batch,
+        **options,  # type: ignore[arg-type]
+    )
+    w.start()
+    return w
+
+
+async def test_concurrent_writes_share_transactions_and_are_durable_when_resolved(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_delay=0.005)
+    try:
+        results = await asyncio.gather(*(w.submit(record(i)) for i in range(300)))
+        assert all(isinstance(r, Recorded) for r in results)
+        assert await count_records(database_url) == 300  # committed, visible to others
+        assert w.commands == 300
+        assert w.batches <= 3  # 300 writes, a handful of transactions
+    finally:
+        await w.close()
+
+
+async def test_batches_are_capped_at_max_batch(engine: AsyncEngine) -> None:
+    w = writer(engine, max_batch=50, max_delay=0.005)
+    try:
+        await asyncio.gather(*(w.submit(record(i)) for i in range(200)))
+        assert w.batches >= 4
+    finally:
+        await w.close()
+
+
+async def test_close_commits_everything_queued(engine: AsyncEngine, database_url: str) -> None:
+    w = writer(engine, max_delay=0.05)
+    futures = [w.submit(record(i)) for i in range(250)]
+    assert w.pending == 250
+    assert await w.close() == 0
+    assert all(f.done() and not f.exception() for f in futures)
+    assert await count_records(database_url) == 250
+    with pytest.raises(WriterClosedError):
+        w.submit(record(999))
+
+
+async def test_flush_waits_for_what_was_submitted(engine: AsyncEngine, database_url: str) -> None:
+    w = writer(engine, max_delay=0.05)
+    try:
+        futures = [w.submit(record(i)) for i in range(40)]
+        await w.flush()
+        assert all(f.done() for f in futures)
+        assert await count_records(database_url) == 40
+    finally:
+        await w.close()
+
+
+async def test_abandoning_loses_only_what_was_never_committed(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_delay=0.2)
+    await asyncio.gather(*(w.submit(record(i)) for i in range(10)))  # committed
+    queued = [w.submit(record(100 + i)) for i in range(10)]  # still gathering company
+    w.abandon()
+    await asyncio.sleep(0)
+    assert all(isinstance(f.exception(), WriterClosedError) for f in queued)
+    assert await count_records(database_url) == 10
+
+
+async def test_a_bad_command_fails_alone(engine: AsyncEngine, database_url: str) -> None:
+    w = writer(engine, max_delay=0.01)
+    bad = EntryCommand(
+        EntryRow(project_id="no-such-project", kind="topup", amount=1, created_at=NOW)
+    )
+    try:
+        futures = [w.submit(record(i)) for i in range(5)]
+        futures.insert(2, w.submit(bad))
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        await w.close()
+    assert isinstance(outcomes[2], IntegrityError)  # the project does not exist
+    assert all(isinstance(o, Recorded) for i, o in enumerate(outcomes) if i != 2)
+    assert await count_records(database_url) == 5
+
+
+async def test_transient_failures_are_retried_whole(engine: AsyncEngine, database_url: str) -> None:
+    failures = 2
+    attempts = 0
+
+    async def flaky(
+        connection: AsyncConnection, commands: Sequence[LedgerCommand]
+    ) -> list[LedgerResult]:
+        nonlocal attempts
+        attempts += 1
+        results = await apply_batch(connection, commands)  # written, then rolled back below
+        if attempts <= failures:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return results
+
+    w: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
+        engine, flaky, max_delay=0.01, retry_initial=0.01
+    )
+    w.start()
+    try:
+        await asyncio.gather(*(w.submit(record(i)) for i in range(20)))
+    finally:
+        await w.close()
+    assert attempts == failures + 1
+    assert await count_records(database_url) == 20  # once each: the failed tries rolled back
+
+
+async def test_too_many_waiting_writes_are_refused(engine: AsyncEngine) -> None:
+    w = writer(engine, max_pending=3, max_delay=0.05)
+    try:
+        for i in range(3):
+            w.submit(record(i))
+        with pytest.raises(WriterOverloadedError):
+            w.submit(record(3))
+    finally:
+        await w.close()
+
+
+def test_what_counts_as_transient() -> None:
+    class PgError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    assert is_transient(OperationalError("x", {}, PgError("40P01")))  # deadlock detected
+    assert is_transient(OperationalError("x", {}, PgError("40001")))  # serialization failure
+    assert is_transient(OperationalError("x", {}, PgError("08006")))  # connection failure
+    assert not is_transient(IntegrityError("x", {}, PgError("23505")))  # unique violation
+    assert is_transient(OperationalError("x", {}, Exception("database is locked")))
+    assert not is_transient(OperationalError("x", {}, Exception("no such table: t")))
+    assert is_transient(ConnectionRefusedError())
+    assert not is_transient(ValueError())
