@@ -58,6 +58,7 @@ from oneflow_ai.resilience.idempotency import (
     Mismatch,
     StoredResponse,
 )
+from oneflow_ai.tasks import stop
 
 __all__ = ["IdempotencyMiddleware", "caller_scope"]
 
@@ -217,9 +218,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_body, capture)
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            await stop(renewal)
             storable = finished and 200 <= status < 500 and status not in _NOT_STORED
             with contextlib.suppress(Exception):
                 if storable:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import structlog
 from redis.asyncio import Redis
 
+from oneflow_ai.tasks import stop
+
 __all__ = ["InvalidationBus", "RedisInvalidationBus"]
 
 log = structlog.get_logger("oneflow.auth")
@@ -79,11 +81,8 @@ class RedisInvalidationBus(InvalidationBus):
             await asyncio.wait_for(self._first_attempt.wait(), wait)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _listen(self) -> None:
         while True:

@@ -7,13 +7,13 @@ and once more at shutdown. A crash loses at most one interval of these timestamp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oneflow_ai.storage.api_keys import ApiKeyRepository
+from oneflow_ai.tasks import stop
 
 __all__ = ["LastUsedRecorder"]
 
@@ -43,11 +43,8 @@ class LastUsedRecorder:
         self._task = asyncio.create_task(self._run(), name="oneflow-key-last-used")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         try:
             await self.flush()
         except Exception as exc:

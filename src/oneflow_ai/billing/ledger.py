@@ -70,6 +70,7 @@ from oneflow_ai.storage.ledger_commands import (
     Settled,
 )
 from oneflow_ai.storage.tables import utcnow
+from oneflow_ai.tasks import stop
 
 __all__ = ["Ledger", "LedgerConfig"]
 
@@ -157,11 +158,8 @@ class Ledger:
 
     async def close(self) -> None:
         """Stop maintenance, release this process's remaining reservations, flush, stop."""
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
+        await stop(self._maintenance)
+        self._maintenance = None
         if self._registered:
             now = self._clock()
             command = ReapCommand(

@@ -31,7 +31,6 @@ is unreachable, breakers keep their last known state and traffic is not blocked 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
@@ -55,6 +54,7 @@ from oneflow_ai.resilience.breaker import (
     Outcome,
 )
 from oneflow_ai.resilience.circuit import CircuitBreaker, StateListener
+from oneflow_ai.tasks import stop
 
 __all__ = [
     "BreakerStore",
@@ -261,11 +261,8 @@ class CircuitBreakers:
 
     async def aclose(self) -> None:
         """Stop the refresh loop, finish background work, flush what is still counted."""
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await stop(self._loop)
+        self._loop = None
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for breaker in self._breakers.values():

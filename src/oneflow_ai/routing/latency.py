@@ -26,7 +26,6 @@ Routing only ever reads the local copy, so it never waits on Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import structlog
 from redis.asyncio import Redis
 
 from oneflow_ai.catalog import Catalog, LatencyPrior
+from oneflow_ai.tasks import stop
 
 __all__ = ["LatencyEstimate", "LatencyTracker"]
 
@@ -235,11 +235,8 @@ class LatencyTracker:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         await self.sync()
 
     async def _loop(self) -> None:

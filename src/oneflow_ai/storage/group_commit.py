@@ -33,6 +33,8 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from oneflow_ai.tasks import stop
+
 __all__ = ["GroupCommitWriter", "WriterClosedError", "WriterOverloadedError", "is_transient"]
 
 C = TypeVar("C")
@@ -142,9 +144,7 @@ class GroupCommitWriter(Generic[C, R]):
             try:
                 await asyncio.wait_for(asyncio.shield(task), grace)
             except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop(task)
         self._closed = True
         lost = self._fail_pending(WriterClosedError(f"{self._name} closed before committing"))
         if lost:
