@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
@@ -117,10 +118,17 @@ class Redactor:
 
 
 class _Stderr:
-    """Whatever `sys.stderr` is at write time (test runners and daemons swap it)."""
+    """Whatever `sys.stderr` is at write time (test runners and daemons swap it).
+
+    structlog's and the stdlib's writers each hold their own lock; this one lock
+    keeps a line from one thread from landing inside another thread's line.
+    """
+
+    _lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        with self._lock:
+            return sys.stderr.write(text)
 
     def flush(self) -> None:
         sys.stderr.flush()
@@ -156,7 +164,7 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.WriteLoggerFactory(out),  # one write per line
         cache_logger_on_first_use=False,
     )
 
