@@ -1,0 +1,197 @@
+"""`Idempotency-Key` through live gateway processes, counted at the fake provider.
+
+- 50 concurrent chat requests with one key: exactly one upstream call, 50 identical answers
+  (body and `X-OneFlow-*` headers; 49 of them marked `Idempotent-Replayed`), one charge.
+- A streamed request with a key: its duplicates (during and after it) get its bytes exactly,
+  one upstream call, one charge.
+
+With the in-process store on one gateway, and with the Redis store on two replicas sharing
+Redis and the database, the requests alternating between them: one upstream call across both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
+from oneflow_ai.storage.database import create_engine
+from tests.conftest import redis_server_url
+from tests.support.gateway_load import (
+    HANG_GUARD,
+    Answer,
+    FakeProcess,
+    StreamRead,
+    fake_process,
+    gateway_env,
+    new_prepaid_project,
+    post_chat,
+    stream_chat,
+)
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ledger import assert_consistent, snapshot
+
+PROJECT = "idem"
+TOP_UP = 1_000  # credits
+DUPLICATES = 50
+# Slow enough upstream that the duplicates arrive while the first request runs.
+FAKE_OPTIONS = ("--latency-ms", "300", "--chunk-delay-ms", "10", "--reply-words", "24")
+REPLAYED = "idempotent-replayed"
+
+
+@dataclass
+class World:
+    fakes: FakeProcess
+    replicas: list[GatewayProcess]
+    key: str
+    database_url: str
+
+    @property
+    def urls(self) -> list[str]:
+        return [replica.url for replica in self.replicas]
+
+
+@asynccontextmanager
+async def world(
+    database_url: str, tmp_path: Path, replicas: int, **env: str
+) -> AsyncIterator[World]:
+    """Fakes, `replicas` gateways on one database (and Redis, when `env` names it), and a
+    prepaid project with a key."""
+    with fake_process(tmp_path / "fakes.log", *FAKE_OPTIONS) as fakes:
+        gateway = gateway_env(database_url, fakes, **env)
+        started: list[GatewayProcess] = []
+        try:
+            for i in range(replicas):
+                log = tmp_path / f"gateway-{i}.log"
+                started.append(await asyncio.to_thread(GatewayProcess, gateway, log))
+            key = await asyncio.to_thread(new_prepaid_project, started[0].url, PROJECT, str(TOP_UP))
+            yield World(fakes, started, key, database_url)
+        finally:
+            for replica in started:
+                replica.stop()
+
+
+def _redis_env(redis_prefix: str) -> dict[str, str]:
+    url = redis_server_url()
+    assert url is not None
+    return {"REDIS_URL": url, "REDIS_KEY_PREFIX": redis_prefix}
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=DUPLICATES),
+        timeout=aiohttp.ClientTimeout(total=HANG_GUARD),
+    )
+
+
+async def _one_charge(world: World) -> tuple[str, int]:
+    """The project's only charge (request id, micro-credits); the ledger balances."""
+    engine = create_engine(world.database_url, pool_size=1)
+    try:
+        snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
+        assert len(snap.charges) == 1 and snap.duplicate_charges == 0, snap
+        [(request_id, amount)] = snap.charges.items()
+        assert snap.balance == TOP_UP * MICRO_CREDITS_PER_CREDIT - amount
+        assert snap.reservations == 0 and snap.reserved == 0, snap
+        assert (await snapshot(engine, PROJECT)).usage_records == 1
+        return request_id, amount
+    finally:
+        await engine.dispose()
+
+
+async def concurrent_duplicates(world: World) -> None:
+    headers = {"Idempotency-Key": f"fifty-{uuid.uuid4().hex}"}
+    urls = world.urls
+    async with _session() as session:
+        answers: list[Answer] = await asyncio.gather(
+            *(
+                post_chat(session, urls[i % len(urls)], world.key, extra_headers=headers)
+                for i in range(DUPLICATES)
+            )
+        )
+
+    assert world.fakes.call_count() == 1
+    first = answers[0]
+    assert first.status == 200, first.body
+    assert {answer.body for answer in answers} == {first.body}
+    assert all(answer.status == 200 for answer in answers)
+    oneflow = first.oneflow_headers()
+    assert {"x-oneflow-model", "x-oneflow-provider", "x-oneflow-credits"} <= set(oneflow)
+    assert all(answer.oneflow_headers() == oneflow for answer in answers)
+    replayed = [answer for answer in answers if answer.headers.get(REPLAYED) == "true"]
+    assert len(replayed) == DUPLICATES - 1
+
+    [original] = [answer for answer in answers if REPLAYED not in answer.headers]
+    request_id, amount = await _one_charge(world)
+    assert request_id == original.headers["x-request-id"]
+    assert amount == Decimal(oneflow["x-oneflow-credits"]) * MICRO_CREDITS_PER_CREDIT
+
+
+async def streamed_duplicates(world: World) -> None:
+    headers = {"Idempotency-Key": f"stream-{uuid.uuid4().hex}"}
+    urls = world.urls
+    reads = [StreamRead(f"stream-{i}") for i in range(DUPLICATES // 5)]
+    async with _session() as session:
+        await asyncio.gather(
+            *(
+                stream_chat(session, urls[i % len(urls)], world.key, read, extra_headers=headers)
+                for i, read in enumerate(reads)
+            )
+        )
+        # And once it is over: the stored answer, from every replica.
+        for i, url in enumerate(urls):
+            later = StreamRead(f"stream-later-{i}")
+            reads.append(await stream_chat(session, url, world.key, later, extra_headers=headers))
+
+    assert world.fakes.call_count() == 1
+    [original] = [read for read in reads if REPLAYED not in read.headers]
+    assert original.complete and original.credits is not None, original
+    assert original.body.endswith(b"data: [DONE]\n\n")
+    for read in reads:
+        assert read.status == 200
+        assert read.body == original.body, read.request_id  # byte for byte
+    assert sum(read.headers.get(REPLAYED) == "true" for read in reads) == len(reads) - 1
+
+    request_id, amount = await _one_charge(world)
+    assert request_id == original.request_id
+    assert amount == original.credits * MICRO_CREDITS_PER_CREDIT
+
+
+async def test_fifty_duplicates_one_upstream_call_in_process_store(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with world(database_url, tmp_path, replicas=1) as w:
+        await concurrent_duplicates(w)
+
+
+async def test_streamed_duplicates_replayed_byte_for_byte_in_process_store(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with world(database_url, tmp_path, replicas=1) as w:
+        await streamed_duplicates(w)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_fifty_duplicates_across_two_replicas_sharing_redis(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with world(postgres_url, tmp_path, replicas=2, **_redis_env(redis_prefix)) as w:
+        await concurrent_duplicates(w)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_streamed_duplicates_across_two_replicas_sharing_redis(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with world(postgres_url, tmp_path, replicas=2, **_redis_env(redis_prefix)) as w:
+        await streamed_duplicates(w)
