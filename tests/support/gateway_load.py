@@ -5,11 +5,12 @@ whole answers (streamed or not) the way an SDK would see them complete.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +26,7 @@ __all__ = [
     "MASTER",
     "Answer",
     "FakeProcess",
+    "StreamLoad",
     "StreamRead",
     "fake_process",
     "gateway_env",
@@ -257,3 +259,49 @@ async def post_chat(
         f"{url}/v1/chat/completions", data=chat_body(stream=stream), headers=headers
     ) as response:
         return Answer(response.status, _headers(response), await response.read())
+
+
+class StreamLoad:
+    """`clients` clients streaming one chat request after another through one gateway, each
+    request with an id of its own (`{prefix}-{n}`, the gateway's request id)."""
+
+    #: Seconds between the clients' first requests: streams end at different moments.
+    STAGGER = 0.013
+
+    def __init__(self, url: str, key: str, prefix: str, clients: int) -> None:
+        self.url, self.key, self.prefix, self.clients = url, key, prefix, clients
+        self.reads: list[StreamRead] = []
+        self.stopped = False
+
+    def complete(self) -> list[StreamRead]:
+        return [read for read in self.reads if read.complete]
+
+    def cut_off(self) -> list[StreamRead]:
+        return [read for read in self.reads if not read.complete]
+
+    def mid_stream(self) -> list[StreamRead]:
+        return [read for read in self.reads if read.started and not read.done and not read.error]
+
+    async def run(self, until: Callable[[StreamLoad], bool]) -> None:
+        """Stream until `until(self)` holds (checked every few milliseconds), then let every
+        client finish (or lose) the request it has in hand."""
+        connector = aiohttp.TCPConnector(limit=self.clients)
+        timeout = aiohttp.ClientTimeout(total=HANG_GUARD)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def client(index: int) -> None:
+                await asyncio.sleep(index * self.STAGGER)
+                while not self.stopped:
+                    read = StreamRead(f"{self.prefix}-{len(self.reads)}")
+                    self.reads.append(read)
+                    await stream_chat(session, self.url, self.key, read)
+
+            clients = asyncio.gather(*(client(i) for i in range(self.clients)))
+            deadline = time.monotonic() + HANG_GUARD
+            try:
+                while not until(self):
+                    assert time.monotonic() < deadline, "the load did not get going"
+                    await asyncio.sleep(0.005)
+            finally:
+                self.stopped = True
+                await clients
