@@ -23,6 +23,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
@@ -91,7 +92,7 @@ async def test_kill_9_without_restart_another_replica_reconciles(
         with fake_process(tmp_path / "fakes.log", *FAKE_OPTIONS) as fakes:
             # A longer owner timeout: the survivor must not reconcile before the snapshot of
             # what the dead gateway left, even on a busy machine.
-            env = gateway_env(database_url, fakes, **_ledger_timing(6))
+            env = gateway_env(database_url, fakes, LOG_LEVEL="INFO", **_ledger_timing(6))
             doomed = await asyncio.to_thread(GatewayProcess, env, tmp_path / "doomed.log")
             survivor: GatewayProcess | None = None
             try:
@@ -107,9 +108,18 @@ async def test_kill_9_without_restart_another_replica_reconciles(
                 doomed.stop()
                 if survivor is not None:
                     survivor.stop()
+            # What the survivor released is exactly what the dead gateway left: it never took
+            # a hold from under the live one.
+            assert _released_by(survivor) == left.reservations
         await _assert_settled(engine, before, after, left)
     finally:
         await engine.dispose()
+
+
+def _released_by(gateway: GatewayProcess) -> int:
+    """Reservations the gateway's reconciliation released, from its log."""
+    events = (orjson.loads(line) for line in gateway.log_path.read_text().splitlines())
+    return sum(e["released"] for e in events if e.get("event") == "ledger_reconciled")
 
 
 async def _kill_mid_load(gateway: GatewayProcess, key: str) -> StreamLoad:
