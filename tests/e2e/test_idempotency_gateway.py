@@ -4,6 +4,9 @@
   (body and `X-OneFlow-*` headers; 49 of them marked `Idempotent-Replayed`), one charge.
 - A streamed request with a key: its duplicates (during and after it) get its bytes exactly,
   one upstream call, one charge.
+- A keyed stream whose gateway is killed (-9) midway: a duplicate waiting on the other replica
+  runs it once its lease runs out, the dead gateway's hold is reconciled, and the request is
+  charged once, for the answer that was delivered whole.
 
 With the in-process store on one gateway, and with the Redis store on two replicas sharing
 Redis and the database, the requests alternating between them: one upstream call across both.
@@ -12,6 +15,7 @@ Redis and the database, the requests alternating between them: one upstream call
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +39,7 @@ from tests.support.gateway_load import (
     new_prepaid_project,
     post_chat,
     stream_chat,
+    wait_reconciled,
 )
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ledger import assert_consistent, snapshot
@@ -93,9 +98,11 @@ def _session() -> aiohttp.ClientSession:
 
 
 async def _one_charge(world: World) -> tuple[str, int]:
-    """The project's only charge (request id, micro-credits); the ledger balances."""
+    """The project's only charge (request id, micro-credits) once no reservation is left;
+    the ledger balances."""
     engine = create_engine(world.database_url, pool_size=1)
     try:
+        await wait_reconciled(engine, PROJECT)
         snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
         assert len(snap.charges) == 1 and snap.duplicate_charges == 0, snap
         [(request_id, amount)] = snap.charges.items()
@@ -195,3 +202,43 @@ async def test_streamed_duplicates_across_two_replicas_sharing_redis(
 ) -> None:
     async with world(postgres_url, tmp_path, replicas=2, **_redis_env(redis_prefix)) as w:
         await streamed_duplicates(w)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_is_charged_once(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    env = {
+        **_redis_env(redis_prefix),
+        "IDEMPOTENCY_LOCK_SECONDS": "3",  # a dead runner's claim lapses after this
+        "LEDGER_OWNER_TIMEOUT_SECONDS": "2",
+        "LEDGER_MAINTENANCE_INTERVAL_SECONDS": "0.5",
+    }
+    async with world(postgres_url, tmp_path, replicas=2, **env) as w:
+        doomed, survivor = w.replicas
+        headers = {"Idempotency-Key": f"crash-{uuid.uuid4().hex}"}
+        first, retry, later = (StreamRead(f"crash-{n}") for n in ("first", "retry", "later"))
+        async with _session() as session:
+            running = asyncio.ensure_future(
+                stream_chat(session, doomed.url, w.key, first, extra_headers=headers)
+            )
+            deadline = time.monotonic() + HANG_GUARD
+            while not first.started:  # the doomed gateway holds the key and streams
+                assert time.monotonic() < deadline and not running.done(), first
+                await asyncio.sleep(0.005)
+            waiting = asyncio.ensure_future(
+                stream_chat(session, survivor.url, w.key, retry, extra_headers=headers)
+            )
+            doomed.process.kill()
+            await asyncio.gather(running, waiting)
+            await stream_chat(session, survivor.url, w.key, later, extra_headers=headers)
+
+        assert first.started and not first.complete
+        assert retry.complete and REPLAYED not in retry.headers, retry
+        assert later.headers.get(REPLAYED) == "true" and later.body == retry.body
+        assert w.fakes.call_count() == 2  # the call cut off by the kill, and the one run again
+        request_id, amount = await _one_charge(w)
+        assert request_id == retry.request_id
+        assert retry.credits is not None
+        assert amount == retry.credits * MICRO_CREDITS_PER_CREDIT

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tests.support.gateway_load import (
     fake_process,
     gateway_env,
     new_prepaid_project,
+    wait_reconciled,
 )
 from tests.support.gateway_process import GatewayProcess
 from tests.support.ledger import Snapshot, assert_consistent, snapshot
@@ -76,7 +76,7 @@ async def test_kill_9_mid_stream_then_restart_settles_everything(
             second = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway-2.log")
             try:
                 after = await _serve_more(second, key)
-                await _wait_reconciled(engine)
+                await wait_reconciled(engine, PROJECT)
             finally:
                 second.stop()
         await _assert_settled(engine, before, after, left)
@@ -103,7 +103,7 @@ async def test_kill_9_without_restart_another_replica_reconciles(
                 before = await _kill_mid_load(doomed, key)
                 left = await _left_by_the_dead(engine)
                 after = await _serve_more(survivor, key)
-                await _wait_reconciled(engine)
+                await wait_reconciled(engine, PROJECT)
             finally:
                 doomed.stop()
                 if survivor is not None:
@@ -158,13 +158,6 @@ async def _serve_more(gateway: GatewayProcess, key: str) -> StreamLoad:
     await load.run(until=lambda load: len(load.complete()) >= CLIENTS)
     assert not load.cut_off(), [(r.request_id, r.status, r.error) for r in load.cut_off()]
     return load
-
-
-async def _wait_reconciled(engine: AsyncEngine) -> None:
-    deadline = time.monotonic() + HANG_GUARD
-    while (await snapshot(engine, PROJECT)).reservations:
-        assert time.monotonic() < deadline, "the dead gateway's reservations were never reconciled"
-        await asyncio.sleep(0.2)
 
 
 async def _assert_settled(

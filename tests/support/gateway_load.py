@@ -19,8 +19,10 @@ from pathlib import Path
 import aiohttp
 import httpx
 import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.providers.fakes import base_urls
+from tests.support.ledger import snapshot
 
 __all__ = [
     "MASTER",
@@ -33,6 +35,7 @@ __all__ = [
     "new_prepaid_project",
     "post_chat",
     "stream_chat",
+    "wait_reconciled",
 ]
 
 MASTER = "sk-master-for-gateway-load-tests-0123456789"
@@ -133,6 +136,15 @@ def gateway_env(database_url: str, fakes: FakeProcess, **extra: str) -> dict[str
         **fakes.env(),
         **extra,
     }
+
+
+async def wait_reconciled(engine: AsyncEngine, project: str) -> None:
+    """Wait until `project` has no reservation left (a dead gateway's are reconciled once its
+    heartbeat is older than the owner timeout)."""
+    deadline = time.monotonic() + HANG_GUARD
+    while (await snapshot(engine, project)).reservations:
+        assert time.monotonic() < deadline, "the dead gateway's reservations were never reconciled"
+        await asyncio.sleep(0.2)
 
 
 def new_prepaid_project(gateway_url: str, project: str, credits: str) -> str:
