@@ -7,8 +7,9 @@ same database (a restart), or the dead one never comes back and a replica that w
 beside it all along takes over; once the dead gateway's heartbeat is older than the owner
 timeout, what it left is reconciled. In both cases:
 
-- every request whose client saw the whole stream (final usage chunk and ``[DONE]``) is
-  charged exactly once, and exactly the credits that chunk announced;
+- every request whose client saw the whole stream (OpenAI's final usage chunk and ``[DONE]``,
+  Anthropic's ``message_delta`` and ``message_stop``) is charged exactly once, and exactly the
+  credits that last usage event announced;
 - nothing else is charged but requests that were in flight at the kill (a stream charged
   just before its last bytes were cut off), and no request twice;
 - no reservation is left, nothing is held, and the balance is the sum of the entries (the
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
 from oneflow_ai.storage.database import create_engine
 from tests.support.gateway_load import (
+    DIALECTS,
     HANG_GUARD,
     StreamLoad,
     fake_process,
@@ -168,6 +170,7 @@ async def _assert_settled(
     assert snap.duplicate_charges == 0, snap
     # Every answer a client saw complete is charged exactly what its last chunk announced.
     seen_complete = [*before.complete(), *after.complete()]
+    assert {read.dialect for read in before.complete()} == set(DIALECTS)
     for read in seen_complete:
         assert read.credits is not None
         assert read.request_id in snap.charges, f"completed but not charged: {read.request_id}"

@@ -173,17 +173,39 @@ def chat_body(*, stream: bool, prompt: str = "Say something", max_tokens: int = 
     return orjson.dumps(body)
 
 
+#: Each dialect's streaming chat endpoint and a request body for it.
+CHAT_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
+DIALECTS = tuple(CHAT_PATHS)
+
+
+def stream_body(dialect: str, prompt: str) -> bytes:
+    if dialect == "openai":
+        return chat_body(stream=True, prompt=prompt)
+    return orjson.dumps(
+        {
+            "model": "claude-3-haiku-20240307",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 64,
+            "stream": True,
+        }
+    )
+
+
 @dataclass
 class StreamRead:
-    """What a client read of one streamed answer."""
+    """What a client read of one streamed answer (OpenAI or Anthropic dialect)."""
 
     request_id: str
+    dialect: str = "openai"
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    #: Credits the final usage chunk announced (None: the client never saw it).
+    #: Credits the final usage event announced (None: the client never saw it).
     credits: Decimal | None = None
-    done: bool = False  # `data: [DONE]` arrived after the usage chunk
+    #: The stream's end (`[DONE]`, Anthropic's `message_stop`) arrived after the usage event.
+    done: bool = False
     started: bool = False  # some content arrived
     error: str | None = None
 
@@ -205,19 +227,20 @@ async def stream_chat(
     extra_headers: dict[str, str] | None = None,
     prompt: str = "Say something",
 ) -> StreamRead:
-    """One streamed chat request, read into `read` as it arrives (others may watch it) to
-    its end or until the connection breaks."""
+    """One streamed chat request in `read.dialect`, read into `read` as it arrives (others
+    may watch it) to its end or until the connection breaks."""
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
+        "anthropic-version": "2023-06-01",
         "X-Request-ID": read.request_id,
         **(extra_headers or {}),
     }
     parts: list[bytes] = []
     try:
         async with session.post(
-            f"{url}/v1/chat/completions",
-            data=chat_body(stream=True, prompt=prompt),
+            url + CHAT_PATHS[read.dialect],
+            data=stream_body(read.dialect, prompt),
             headers=headers,
         ) as response:
             read.status, read.headers = response.status, _headers(response)
@@ -237,11 +260,14 @@ def _observe_sse_line(read: StreamRead, line: bytes) -> None:
     if data == b"[DONE]":
         read.done = read.credits is not None
         return
-    chunk = orjson.loads(data)
-    if chunk.get("choices"):
+    event = orjson.loads(data)
+    kind = event.get("type")  # Anthropic's events say what they are; OpenAI's chunks do not
+    if event.get("choices") or kind == "content_block_delta":
         read.started = True
-    if chunk.get("usage") and "oneflow" in chunk:
-        read.credits = Decimal(chunk["oneflow"]["credits"])
+    if "oneflow" in event and (event.get("usage") or kind == "message_delta"):
+        read.credits = Decimal(event["oneflow"]["credits"])
+    if kind == "message_stop":
+        read.done = read.credits is not None
 
 
 @dataclass
@@ -275,7 +301,8 @@ async def post_chat(
 
 class StreamLoad:
     """`clients` clients streaming one chat request after another through one gateway, each
-    request with an id of its own (`{prefix}-{n}`, the gateway's request id)."""
+    request with an id of its own (`{prefix}-{n}`, the gateway's request id), in the OpenAI
+    and the Anthropic dialect in turn."""
 
     #: Seconds between the clients' first requests: streams end at different moments.
     STAGGER = 0.013
@@ -304,7 +331,8 @@ class StreamLoad:
             async def client(index: int) -> None:
                 await asyncio.sleep(index * self.STAGGER)
                 while not self.stopped:
-                    read = StreamRead(f"{self.prefix}-{len(self.reads)}")
+                    n = len(self.reads)
+                    read = StreamRead(f"{self.prefix}-{n}", DIALECTS[n % len(DIALECTS)])
                     self.reads.append(read)
                     await stream_chat(session, self.url, self.key, read)
 
