@@ -4,6 +4,8 @@
   (body and `X-OneFlow-*` headers; 49 of them marked `Idempotent-Replayed`), one charge.
 - A streamed request with a key: its duplicates (during and after it) get its bytes exactly,
   one upstream call, one charge.
+- With Redis, a stored answer outlives the gateway that produced it (killed with -9 and
+  started again): a repeat is replayed, not run or billed again.
 - A keyed stream whose gateway is killed (-9) midway: a duplicate waiting on the other replica
   runs it once its lease runs out, the dead gateway's hold is reconciled, and the request is
   charged once, for the answer that was delivered whole.
@@ -15,6 +17,7 @@ Redis and the database, the requests alternating between them: one upstream call
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -58,6 +61,7 @@ class World:
     replicas: list[GatewayProcess]
     key: str
     database_url: str
+    env: dict[str, str]  # the gateways' environment, to start one more
 
     @property
     def urls(self) -> list[str]:
@@ -78,7 +82,7 @@ async def world(
                 log = tmp_path / f"gateway-{i}.log"
                 started.append(await asyncio.to_thread(GatewayProcess, gateway, log))
             key = await asyncio.to_thread(new_prepaid_project, started[0].url, PROJECT, str(TOP_UP))
-            yield World(fakes, started, key, database_url)
+            yield World(fakes, started, key, database_url, gateway)
         finally:
             for replica in started:
                 replica.stop()
@@ -242,3 +246,28 @@ async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_is_charged_
         assert request_id == retry.request_id
         assert retry.credits is not None
         assert amount == retry.credits * MICRO_CREDITS_PER_CREDIT
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_with_redis_a_stored_answer_outlives_a_killed_gateway(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with world(postgres_url, tmp_path, replicas=1, **_redis_env(redis_prefix)) as w:
+        [gateway] = w.replicas
+        headers = {"Idempotency-Key": f"outlives-{uuid.uuid4().hex}"}
+        async with _session() as session:
+            first = await post_chat(session, gateway.url, w.key, extra_headers=headers)
+            gateway.process.kill()
+            assert await asyncio.to_thread(gateway.process.wait, HANG_GUARD) == -signal.SIGKILL
+            again = await asyncio.to_thread(GatewayProcess, w.env, tmp_path / "again.log")
+            w.replicas.append(again)
+            repeat = await post_chat(session, again.url, w.key, extra_headers=headers)
+
+        assert first.status == 200 and REPLAYED not in first.headers
+        assert repeat.headers.get(REPLAYED) == "true"
+        assert (repeat.status, repeat.body) == (first.status, first.body)
+        assert repeat.oneflow_headers() == first.oneflow_headers()
+        assert w.fakes.call_count() == 1
+        request_id, _ = await _one_charge(w)
+        assert request_id == first.headers["x-request-id"]
