@@ -1,4 +1,5 @@
-"""kill -9 of a real gateway process in the middle of a load of streamed chat requests.
+"""kill -9 (and SIGTERM) of a real gateway process in the middle of a load of streamed chat
+requests.
 
 The fake providers run as a process of their own and stream slowly (a delay per token), so
 that many answers are in flight when the gateway dies. The project is prepaid, so every
@@ -14,6 +15,9 @@ timeout, what it left is reconciled. In both cases:
   just before its last bytes were cut off), and no request twice;
 - no reservation is left, nothing is held, and the balance is the sum of the entries (the
   top-up minus the charges).
+
+A SIGTERM instead (a rolling deploy) lets the streams under way end whole, and the gateway
+gives back its own holds as it exits: nothing is left for anyone to reconcile.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tests.support.gateway_load import (
     DIALECTS,
     HANG_GUARD,
     StreamLoad,
+    StreamRead,
     fake_process,
     gateway_env,
     new_prepaid_project,
@@ -81,7 +86,7 @@ async def test_kill_9_mid_stream_then_restart_settles_everything(
                 await wait_reconciled(engine, PROJECT)
             finally:
                 second.stop()
-        await _assert_settled(engine, before, after, left)
+        await _assert_settled(engine, before, left, after)
     finally:
         await engine.dispose()
 
@@ -113,7 +118,7 @@ async def test_kill_9_without_restart_another_replica_reconciles(
             # What the survivor released is exactly what the dead gateway left: it never took
             # a hold from under the live one.
             assert _released_by(survivor) == left.reservations
-        await _assert_settled(engine, before, after, left)
+        await _assert_settled(engine, before, left, after)
     finally:
         await engine.dispose()
 
@@ -124,22 +129,57 @@ def _released_by(gateway: GatewayProcess) -> int:
     return sum(e["released"] for e in events if e.get("event") == "ledger_reconciled")
 
 
-async def _kill_mid_load(gateway: GatewayProcess, key: str) -> StreamLoad:
-    """Stream through `gateway`; SIGKILL it once enough streams ended and many are midway."""
+async def test_sigterm_mid_stream_ends_the_streams_and_leaves_nothing_held(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A graceful stop (a rolling deploy) in the middle of the same load: the streams under
+    way end whole and are charged, and the gateway gives back its own holds as it exits,
+    so nothing waits for another process's reconciliation."""
+    engine = create_engine(database_url, pool_size=2)
+    try:
+        with fake_process(tmp_path / "fakes.log", *FAKE_OPTIONS) as fakes:
+            env = gateway_env(database_url, fakes, **_ledger_timing(60))
+            gateway = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway.log")
+            try:
+                key = await asyncio.to_thread(
+                    new_prepaid_project, gateway.url, PROJECT, str(TOP_UP)
+                )
+                before = await _kill_mid_load(gateway, key, signal.SIGTERM)
+            finally:
+                gateway.stop()
+        left = await snapshot(engine, PROJECT)
+        assert left.reservations == 0 and left.reserved == 0, left
+        await _assert_settled(engine, before, left)
+    finally:
+        await engine.dispose()
+
+
+async def _kill_mid_load(
+    gateway: GatewayProcess, key: str, how: signal.Signals = signal.SIGKILL
+) -> StreamLoad:
+    """Stream through `gateway`; send it `how` (SIGKILL: no shutdown, no release, no flush)
+    once enough streams ended and many are midway; wait for it to exit."""
     load = StreamLoad(gateway.url, key, "before", CLIENTS)
+    midway: list[StreamRead] = []
 
     def kill_when_busy(load: StreamLoad) -> bool:
         if len(load.complete()) < COMPLETE_BEFORE_KILL:
             return False
-        if len(load.mid_stream()) < MID_STREAM_AT_KILL:
+        midway[:] = load.mid_stream()
+        if len(midway) < MID_STREAM_AT_KILL:
             return False
-        gateway.process.kill()  # SIGKILL: no shutdown, no release, no flush
+        gateway.process.send_signal(how)
         return True
 
     await load.run(until=kill_when_busy)
-    assert await asyncio.to_thread(gateway.process.wait, HANG_GUARD) == -signal.SIGKILL
+    exit_code = await asyncio.to_thread(gateway.process.wait, HANG_GUARD)
+    # After a graceful stop uvicorn re-raises the signal it caught: the exit says -SIGTERM.
+    assert exit_code == -how
     assert len(load.complete()) >= COMPLETE_BEFORE_KILL
-    assert len(load.cut_off()) >= MID_STREAM_AT_KILL
+    if how is signal.SIGTERM:  # a graceful stop lets the streams under way end whole
+        assert all(read.complete for read in midway), [r.request_id for r in midway]
+    else:
+        assert len(load.cut_off()) >= MID_STREAM_AT_KILL
     # Before the kill every answer came whole: nothing refused, nothing broken.
     refused = [
         (r.request_id, r.status, r.body[:200]) for r in load.reads if r.status not in (0, 200)
@@ -163,25 +203,26 @@ async def _serve_more(gateway: GatewayProcess, key: str) -> StreamLoad:
 
 
 async def _assert_settled(
-    engine: AsyncEngine, before: StreamLoad, after: StreamLoad, left: Snapshot
+    engine: AsyncEngine, before: StreamLoad, left: Snapshot, after: StreamLoad | None = None
 ) -> None:
+    """`before` ran into the stop, which left `left` behind; `after` ran on the successor."""
     snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
     assert snap.reservations == 0 and snap.reserved == 0, snap
     assert snap.duplicate_charges == 0, snap
     # Every answer a client saw complete is charged exactly what its last chunk announced.
-    seen_complete = [*before.complete(), *after.complete()]
+    seen_complete = [*before.complete(), *(after.complete() if after is not None else ())]
     assert {read.dialect for read in before.complete()} == set(DIALECTS)
     for read in seen_complete:
         assert read.credits is not None
         assert read.request_id in snap.charges, f"completed but not charged: {read.request_id}"
         assert snap.charges[read.request_id] == read.credits * MICRO_CREDITS_PER_CREDIT
-    # Anything else charged was in flight at the kill (settled before its end was cut off).
+    # Anything else charged was in flight at the stop (settled before its end was cut off).
     charged_unseen = set(snap.charges) - {read.request_id for read in seen_complete}
     assert charged_unseen <= {read.request_id for read in before.cut_off()}
     assert snap.balance == TOP_UP * MICRO_CREDITS_PER_CREDIT - sum(snap.charges.values())
     credits = sum((read.credits or Decimal(0) for read in before.complete()), Decimal(0))
     print(
-        f"\n{len(before.complete())} streams seen complete before the kill ({credits} credits), "
+        f"\n{len(before.complete())} streams seen complete before the stop ({credits} credits), "
         f"{len(before.cut_off())} cut off ({len(charged_unseen)} of them charged before the "
-        f"cut), {left.reservations} reservations left by the dead gateway, all reconciled"
+        f"cut), {left.reservations} reservations left by the stopped gateway"
     )
