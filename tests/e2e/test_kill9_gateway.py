@@ -154,6 +154,45 @@ async def test_sigterm_mid_stream_ends_the_streams_and_leaves_nothing_held(
         await engine.dispose()
 
 
+async def test_sigterm_past_the_grace_period_charges_what_was_delivered(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Streams longer than the gateway's grace period (5 s here) are cut off by the stop: each
+    is charged once, for what it delivered, before the gateway gives back what it held."""
+    engine = create_engine(database_url, pool_size=2)
+    clients = 8
+    try:
+        # 24 chunks, 0.5 s apart: each answer takes twice the grace period.
+        slow = ("--chunk-delay-ms", "500", "--reply-words", "24")
+        with fake_process(tmp_path / "fakes.log", *slow) as fakes:
+            env = gateway_env(database_url, fakes, **_ledger_timing(60))
+            gateway = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway.log")
+            try:
+                key = await asyncio.to_thread(
+                    new_prepaid_project, gateway.url, PROJECT, str(TOP_UP)
+                )
+                load = StreamLoad(gateway.url, key, "long", clients)
+
+                def stop_when_all_stream(load: StreamLoad) -> bool:
+                    if len(load.mid_stream()) < clients:
+                        return False
+                    gateway.process.terminate()
+                    return True
+
+                await load.run(until=stop_when_all_stream)
+                assert await asyncio.to_thread(gateway.process.wait, HANG_GUARD) == -signal.SIGTERM
+            finally:
+                gateway.stop()
+        assert len(load.reads) == clients and not load.complete()
+        snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
+        assert snap.reservations == 0 and snap.reserved == 0, snap
+        assert set(snap.charges) == {read.request_id for read in load.reads}
+        assert all(amount > 0 for amount in snap.charges.values()), snap.charges
+        assert snap.balance == TOP_UP * MICRO_CREDITS_PER_CREDIT - sum(snap.charges.values())
+    finally:
+        await engine.dispose()
+
+
 async def _kill_mid_load(
     gateway: GatewayProcess, key: str, how: signal.Signals = signal.SIGKILL
 ) -> StreamLoad:
