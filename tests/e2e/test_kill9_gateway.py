@@ -16,8 +16,9 @@ timeout, what it left is reconciled. In both cases:
 - no reservation is left, nothing is held, and the balance is the sum of the entries (the
   top-up minus the charges).
 
-A SIGTERM instead (a rolling deploy) lets the streams under way end whole, and the gateway
-gives back its own holds as it exits: nothing is left for anyone to reconcile.
+A SIGTERM instead (a rolling deploy) lets the streams under way end whole (those longer than
+the grace period are cut off and charged for what they delivered), and the gateway gives back
+its own holds as it exits: nothing is left for anyone to reconcile.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from oneflow_ai.providers.fakes import base_urls
 from tests.support.ledger import snapshot
 
 __all__ = [
+    "DIALECTS",
+    "HANG_GUARD",
     "MASTER",
     "Answer",
     "FakeProcess",
@@ -56,24 +59,37 @@ class FakeProcess:
     """`oneflow fake-providers` in a process of its own, steered through its control plane."""
 
     def __init__(self, log_path: Path, *options: str) -> None:
-        self.port = _free_port()
         self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "oneflow_ai", "fake-providers", f"--port={self.port}", *options],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + HANG_GUARD
-        while True:
-            try:
-                httpx.get(f"{self.url}/_fake", timeout=2).raise_for_status()
+        for _ in range(3):  # a free port may be taken by someone else before the fakes bind it
+            self.port = _free_port()
+            command = [sys.executable, "-m", "oneflow_ai", "fake-providers", f"--port={self.port}"]
+            self.process = subprocess.Popen(
+                [*command, *options],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+            )
+            if self._announced():
                 return
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"fake providers did not start: {log_path.read_text()}")
-                time.sleep(0.05)
+            self.process.kill()
+            self.process.wait(timeout=HANG_GUARD)
+        self.stop()
+        raise RuntimeError(f"fake providers did not start: {log_path.read_text()[-2000:]}")
+
+    def _announced(self) -> bool:
+        """Whether the process said it serves (it exits at once if the port is taken)."""
+        line: list[str] = []
+        assert self.process.stdout is not None
+        reader = threading.Thread(
+            target=lambda: line.append(
+                self.process.stdout.readline() if self.process.stdout else ""
+            ),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(HANG_GUARD)
+        return bool(line) and line[0].startswith("OneFlow fake providers on")
 
     @property
     def url(self) -> str:
