@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
@@ -65,13 +66,18 @@ def _ledger_timing(owner_timeout: int) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["at-once", "after-the-owner-timeout"])
 async def test_kill_9_mid_stream_then_restart_settles_everything(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, late: bool
 ) -> None:
+    """Restarted at once, the new gateway reconciles the dead one's holds in a later round of
+    maintenance, once the owner timeout has passed; restarted after it, in its start-up round,
+    which every request on a prepaid project waits for."""
+    owner_timeout = 2
     engine = create_engine(database_url, pool_size=2)
     try:
         with fake_process(tmp_path / "fakes.log", *FAKE_OPTIONS) as fakes:
-            env = gateway_env(database_url, fakes, **_ledger_timing(2))
+            env = gateway_env(database_url, fakes, **_ledger_timing(owner_timeout))
             first = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway-1.log")
             try:
                 key = await asyncio.to_thread(new_prepaid_project, first.url, PROJECT, str(TOP_UP))
@@ -79,11 +85,15 @@ async def test_kill_9_mid_stream_then_restart_settles_everything(
             finally:
                 first.stop()
             left = await _left_by_the_dead(engine)
+            if late:
+                await asyncio.sleep(owner_timeout + 0.5)  # the dead heartbeat is stale now
 
             # The restart, on the same database: it serves, and reconciles what the dead left.
             second = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway-2.log")
             try:
                 after = await _serve_more(second, key)
+                if late:  # already done in the start-up round its requests waited for
+                    assert (await snapshot(engine, PROJECT)).reservations == 0
                 await wait_reconciled(engine, PROJECT)
             finally:
                 second.stop()
