@@ -44,18 +44,9 @@ def world(fakes: FakeProviders, tmp_path: Path) -> Iterator[Resilient]:
         yield gateway
 
 
-def _primary(world: Resilient, strategy: str) -> str:
-    """The router's pick for a short prompt, asked without calling any provider."""
-    body = {"prompt": "Say hello", "strategy": strategy, "max_tokens": 40}
-    response = world.http.post("/api/v1/estimate", json=body)
-    assert response.status_code == 200, response.text
-    primary: str = response.json()["routing"]["primary_model"]
-    return primary
-
-
 def test_a_failing_provider_is_bypassed_its_circuit_opens_and_recovers(world: Resilient) -> None:
     fakes, model_key = world.fakes, f"anthropic/{HAIKU}"
-    assert _primary(world, "cost_optimized") == HAIKU
+    assert world.primary("cost_optimized") == HAIKU
     fakes.add_fault(provider="anthropic", status=500)
 
     # Every request succeeds, one model down the chain; the window fills with failures.
@@ -73,7 +64,7 @@ def test_a_failing_provider_is_bypassed_its_circuit_opens_and_recovers(world: Re
     skipped = [world.request() for _ in range(3)]
     assert {(a.model, a.provider, a.fallbacks) for a in skipped} == {(*CHEAP_FALLBACK, 0)}
     assert fakes.call_count("anthropic") == MIN_CALLS
-    assert _primary(world, "cost_optimized") != HAIKU
+    assert world.primary("cost_optimized") != HAIKU
 
     # The provider recovers; after the cool-down one probe goes through and closes both.
     fakes.clear_faults()
@@ -99,7 +90,7 @@ def retrying(fakes: FakeProviders, tmp_path: Path) -> Iterator[Resilient]:
 
 def test_a_429_with_retry_after_within_the_limit_is_waited(retrying: Resilient) -> None:
     fakes = retrying.fakes
-    primary = _primary(retrying, "quality_optimized")
+    primary = retrying.primary("quality_optimized")
     fakes.add_fault(provider="openai", model=primary, status=429, retry_after=0.3, times=1)
     answer = retrying.request("quality_optimized")
     assert (answer.model, answer.fallbacks) == (primary, 0)
@@ -113,7 +104,7 @@ def test_a_429_with_retry_after_beyond_the_limit_moves_to_the_next_model(
     retrying: Resilient,
 ) -> None:
     fakes = retrying.fakes
-    primary = _primary(retrying, "quality_optimized")
+    primary = retrying.primary("quality_optimized")
     fakes.add_fault(provider="openai", model=primary, status=429, retry_after=120)
     answer = retrying.request("quality_optimized")
     assert answer.model != primary and answer.fallbacks == 1

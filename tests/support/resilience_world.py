@@ -42,7 +42,7 @@ MIN_CALLS = 4
 
 #: What every fault-injection gateway runs with unless a test says otherwise.
 DEFAULTS: dict[str, object] = {
-    "upstream_read_timeout": 0.5,
+    "upstream_read_timeout": 1.0,
     "upstream_max_retries": 0,
     "circuit_min_calls": MIN_CALLS,
     "circuit_window_seconds": 60.0,
@@ -92,6 +92,14 @@ class Resilient:
     def request(self, strategy: str = "cost_optimized", **fields: object) -> Answer:
         body = {"prompt": "Say hello", "strategy": strategy, "max_tokens": 40, **fields}
         return Answer.of(self.http.post("/api/v1/request", json=body))
+
+    def primary(self, strategy: str, **fields: object) -> str:
+        """The model the router would pick now (`/api/v1/estimate`: no provider is called)."""
+        body = {"prompt": "Say hello", "strategy": strategy, "max_tokens": 40, **fields}
+        response = self.http.post("/api/v1/estimate", json=body)
+        assert response.status_code == 200, response.text
+        primary: str = response.json()["routing"]["primary_model"]
+        return primary
 
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, max_retries=0)
@@ -148,11 +156,14 @@ def gateway_settings(fakes: FakeProviders, database_url: str, **overrides: objec
 
 @contextmanager
 def resilient_gateway(
-    fakes: FakeProviders, tmp_path: Path, **overrides: object
+    fakes: FakeProviders,
+    tmp_path: Path,
+    **overrides: object,
 ) -> Iterator[Resilient]:
     """A live gateway in front of `fakes` (settings: `DEFAULTS`, then `overrides`)."""
     database_url = migrated_sqlite_url(tmp_path / "oneflow.db")
-    app = create_app(gateway_settings(fakes, database_url, **overrides), configure_logs=False)
+    settings = gateway_settings(fakes, database_url, **overrides)
+    app = create_app(settings, configure_logs=False)
     with live_server(app) as server:
         gateway = Resilient(server.url, fakes, app)
         try:
