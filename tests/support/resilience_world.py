@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import openai
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from oneflow_ai.app import create_app
+from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from tests.support.databases import migrated_sqlite_url
@@ -158,12 +160,20 @@ def gateway_settings(fakes: FakeProviders, database_url: str, **overrides: objec
 def resilient_gateway(
     fakes: FakeProviders,
     tmp_path: Path,
+    *,
+    span_exporter: SpanExporter | None = None,
     **overrides: object,
 ) -> Iterator[Resilient]:
-    """A live gateway in front of `fakes` (settings: `DEFAULTS`, then `overrides`)."""
+    """A live gateway in front of `fakes` (settings: `DEFAULTS`, then `overrides`); with
+    `span_exporter`, tracing is on and its spans go there."""
     database_url = migrated_sqlite_url(tmp_path / "oneflow.db")
-    settings = gateway_settings(fakes, database_url, **overrides)
-    app = create_app(settings, configure_logs=False)
+    settings = gateway_settings(
+        fakes, database_url, **({"enable_tracing": True} if span_exporter else {}), **overrides
+    )
+    telemetry = (
+        Telemetry.from_settings(settings, span_exporter=span_exporter) if span_exporter else None
+    )
+    app = create_app(settings, configure_logs=False, telemetry=telemetry)
     with live_server(app) as server:
         gateway = Resilient(server.url, fakes, app)
         try:

@@ -6,11 +6,15 @@ Timeouts are the seed's: `connect` (getting a connection, TCP and TLS included) 
 (the longest silence while reading an answer; a stream may run longer as long as bytes keep
 coming). On our machines aiohttp's client costs a fraction of httpx's per request (FINDINGS.md),
 which is why the hot path uses it.
+
+With tracing on, `trace_context` (the tracing's injector) writes the current span's W3C
+`traceparent` into every request: inside an upstream-attempt span, the provider sees that
+attempt as its parent. With tracing off it is None and requests are sent untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -19,7 +23,10 @@ from yarl import URL
 from oneflow_ai.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamResponse, UpstreamStream
 
-__all__ = ["AiohttpUpstream"]
+__all__ = ["AiohttpUpstream", "TraceInjector"]
+
+#: Writes the current trace context (`traceparent`, `tracestate`) into outgoing headers.
+TraceInjector = Callable[[MutableMapping[str, str]], None]
 
 
 class AiohttpUpstream:
@@ -29,7 +36,7 @@ class AiohttpUpstream:
     are added on top. Construct it inside a running event loop (the application's lifespan).
     """
 
-    __slots__ = ("_base", "_session", "_urls", "provider")
+    __slots__ = ("_base", "_inject", "_session", "_urls", "provider")
 
     def __init__(
         self,
@@ -40,9 +47,11 @@ class AiohttpUpstream:
         connect_timeout: float,
         read_timeout: float,
         max_connections: int = 256,
+        trace_context: TraceInjector | None = None,
     ) -> None:
         self.provider = provider
         self._base = base_url.rstrip("/")
+        self._inject = trace_context
         self._urls: dict[str, URL] = {}
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
@@ -66,13 +75,21 @@ class AiohttpUpstream:
                 self._urls[path] = url
         return url
 
+    def _headers(self, request: UpstreamRequest) -> Mapping[str, str] | None:
+        inject = self._inject
+        if inject is None:
+            return request.headers
+        headers = dict(request.headers or {})
+        inject(headers)
+        return headers
+
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         try:
             async with self._session.request(
                 request.method,
                 self._url(request.path),
                 data=request.body,
-                headers=request.headers,
+                headers=self._headers(request),
                 params=request.query,
             ) as response:
                 body = await response.read()
@@ -91,7 +108,7 @@ class AiohttpUpstream:
                 request.method,
                 self._url(request.path),
                 data=request.body,
-                headers=request.headers,
+                headers=self._headers(request),
                 params=request.query,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
