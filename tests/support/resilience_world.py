@@ -96,8 +96,9 @@ class Resilient:
         return Answer.of(self.http.post("/api/v1/request", json=body))
 
     def primary(self, strategy: str, **fields: object) -> str:
-        """The model the router would pick now (`/api/v1/estimate`: no provider is called)."""
-        body = {"prompt": "Say hello", "strategy": strategy, "max_tokens": 40, **fields}
+        """The model the router would pick now for `request(strategy)`'s prompt and answer
+        length (`/api/v1/estimate`: no provider is called)."""
+        body = {"prompt": "Say hello", "strategy": strategy, "output_tokens": 40, **fields}
         response = self.http.post("/api/v1/estimate", json=body)
         assert response.status_code == 200, response.text
         primary: str = response.json()["routing"]["primary_model"]
