@@ -36,7 +36,7 @@ from oneflow_ai.resilience.breaker import Outcome
 from oneflow_ai.resilience.circuits import CircuitBreakers, outcome_of
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 
-__all__ = ["ResilientCaller", "RetryEvent", "never_sent"]
+__all__ = ["ResilientCaller", "RetryEvent", "never_sent", "transport_code"]
 
 T = TypeVar("T")
 
@@ -54,19 +54,31 @@ class RetryEvent:
     error: ProviderError
 
 
+def transport_code(error: ProviderError) -> str | None:
+    """Which transport failure ``error`` was raised from (its aiohttp cause):
+    ``connect_timeout``, ``read_timeout``, ``connect_error`` (never connected) or
+    ``connection_error`` (broke); None for an HTTP answer."""
+    cause = error.__cause__
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return "connect_timeout"
+    if isinstance(cause, TimeoutError):
+        return "read_timeout"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return "connect_error"
+    if isinstance(cause, aiohttp.ClientError | OSError):
+        return "connection_error"
+    return None
+
+
 def never_sent(error: ProviderError) -> bool:
     """Whether the upstream certainly did not act on the request that failed with ``error``.
 
-    True for a 429 (a refusal) and for a connection that was never established: our transport
-    marks those with code ``connect_error``/``connect_timeout``, and any transport that chains
-    aiohttp's connector errors as the cause is recognised too.
+    True for a 429 (a refusal) and for a connection that was never established (code
+    ``connect_error``/``connect_timeout``, or an aiohttp connector error as the cause).
     """
     if isinstance(error, ProviderRateLimitedError) or error.upstream_status == 429:
         return True
-    if error.code in _NOT_SENT_CODES:
-        return True
-    cause = error.__cause__
-    return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return (error.code or transport_code(error)) in _NOT_SENT_CODES
 
 
 class ResilientCaller:
