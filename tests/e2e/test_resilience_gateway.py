@@ -19,6 +19,7 @@ from tests.conftest import redis_server_url
 from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway_process import gateway_process
 from tests.support.resilience_world import (
+    COOLDOWN,
     DEFAULTS,
     HAIKU,
     KEY,
@@ -203,3 +204,21 @@ def test_replicas_share_their_circuits_through_redis(
         finally:
             a.close()
             b.close()
+
+
+def test_a_named_model_whose_circuit_is_open_is_refused_without_a_call(world: Resilient) -> None:
+    fakes = world.fakes
+    fakes.add_fault(provider="openai", model="gpt-4o", status=500)
+    chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(MIN_CALLS):  # a named model has no fallback: the caller sees each failure
+        failed = world.http.post("/v1/chat/completions", json=chat)
+        assert failed.status_code == 503
+        assert failed.json()["error"]["code"] == "upstream_unavailable"
+    assert world.state("openai/gpt-4o") == "open"
+
+    refused = world.http.post("/v1/chat/completions", json=chat)
+    assert refused.status_code == 503, refused.text
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "all_circuits_open")
+    assert 0 < int(refused.headers["retry-after"]) <= COOLDOWN
+    assert fakes.call_count("openai", "gpt-4o") == MIN_CALLS  # not called again

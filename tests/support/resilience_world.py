@@ -41,6 +41,8 @@ KEY = DEFAULT_MASTER_KEY
 HAIKU = "claude-3-haiku-20240307"
 #: Calls in a circuit's window before it may open.
 MIN_CALLS = 4
+#: Seconds an open circuit waits before a probe may pass.
+COOLDOWN = 3.0
 
 #: What every fault-injection gateway runs with unless a test says otherwise.
 DEFAULTS: dict[str, object] = {
@@ -48,7 +50,7 @@ DEFAULTS: dict[str, object] = {
     "upstream_max_retries": 0,
     "circuit_min_calls": MIN_CALLS,
     "circuit_window_seconds": 60.0,
-    "circuit_cooldown_seconds": 3.0,
+    "circuit_cooldown_seconds": COOLDOWN,
     "circuit_cache_ttl": 0.05,
 }
 
