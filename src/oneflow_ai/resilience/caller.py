@@ -33,12 +33,13 @@ import aiohttp
 
 from oneflow_ai.errors import ProviderError, ProviderRateLimitedError
 from oneflow_ai.resilience.breaker import Outcome
-from oneflow_ai.resilience.circuits import CircuitBreakers, outcome_of
+from oneflow_ai.resilience.circuits import CallPermit, CircuitBreakers, outcome_of
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 
 __all__ = ["ResilientCaller", "RetryEvent", "never_sent", "transport_code"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 _NOT_SENT_CODES = frozenset({"connect_error", "connect_timeout"})
 
@@ -127,25 +128,9 @@ class ResilientCaller:
         ``should_retry(error)`` may return the upstream's explicit verdict (``x-should-retry``)
         or ``None`` for none.
         """
-        self.budget.deposit()
-        deadline = self.deadline()
-        retry = 0
-        while True:
-            permit = await self.breakers.acquire(self.provider, model)
-            try:
-                value = await attempt()
-            except ProviderError as error:
-                await self.breakers.release(permit, outcome_of(error))
-                verdict = should_retry(error) if should_retry is not None else None
-                if not await self._pause(error, retry, model, idempotent, deadline, verdict):
-                    raise
-                retry += 1
-                continue
-            except BaseException:
-                await self.breakers.release(permit, Outcome.NEUTRAL)
-                raise
-            await self.breakers.release(permit, Outcome.SUCCESS)
-            return value
+        value, permit = await self._until_success(attempt, model, idempotent, should_retry)
+        await self.breakers.release(permit, Outcome.SUCCESS)
+        return value
 
     @asynccontextmanager
     async def stream(
@@ -162,24 +147,12 @@ class ResilientCaller:
         (a dropped connection, a read timeout) is a failure, ``failed(stream)`` may report one
         the block swallowed, a cancellation is neutral, anything else a success.
         """
-        self.budget.deposit()
-        deadline = self.deadline()
-        retry = 0
-        while True:
-            permit = await self.breakers.acquire(self.provider, model)
+
+        async def enter() -> tuple[AbstractAsyncContextManager[T], T]:
             context = opener()
-            try:
-                stream = await context.__aenter__()
-            except ProviderError as error:
-                await self.breakers.release(permit, outcome_of(error))
-                if not await self._pause(error, retry, model, idempotent, deadline, None):
-                    raise
-                retry += 1
-                continue
-            except BaseException:
-                await self.breakers.release(permit, Outcome.NEUTRAL)
-                raise
-            break
+            return context, await context.__aenter__()
+
+        (context, stream), permit = await self._until_success(enter, model, idempotent, None)
         outcome = Outcome.SUCCESS
         try:
             yield stream
@@ -197,6 +170,35 @@ class ResilientCaller:
             if outcome is Outcome.SUCCESS and failed is not None and failed(stream):
                 outcome = Outcome.FAILURE
             await self.breakers.release(permit, outcome)
+
+    async def _until_success(
+        self,
+        attempt: Callable[[], Awaitable[V]],
+        model: str | None,
+        idempotent: bool,
+        should_retry: Callable[[ProviderError], bool | None] | None,
+    ) -> tuple[V, CallPermit]:
+        """Run ``attempt`` under the breakers, retrying by the rules, until it succeeds: its
+        value and the permit it holds (the caller reports the outcome). The last error is
+        raised when it must not be retried."""
+        self.budget.deposit()
+        deadline = self.deadline()
+        retry = 0
+        while True:
+            permit = await self.breakers.acquire(self.provider, model)
+            try:
+                value = await attempt()
+            except ProviderError as error:
+                await self.breakers.release(permit, outcome_of(error))
+                verdict = should_retry(error) if should_retry is not None else None
+                if not await self._pause(error, retry, model, idempotent, deadline, verdict):
+                    raise
+                retry += 1
+                continue
+            except BaseException:
+                await self.breakers.release(permit, Outcome.NEUTRAL)
+                raise
+            return value, permit
 
     async def _pause(
         self,
