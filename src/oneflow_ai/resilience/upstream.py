@@ -14,14 +14,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from oneflow_ai.errors import (
-    ProviderAuthError,
-    ProviderBadRequestError,
-    ProviderError,
-    ProviderRateLimitedError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-)
+from oneflow_ai.errors import ProviderError, ProviderUnavailableError
+from oneflow_ai.providers.errors import error_class
 from oneflow_ai.providers.upstream import UpstreamStream as TransportStream
 from oneflow_ai.resilience.retry import parse_retry_after
 
@@ -125,25 +119,16 @@ def error_message(body: bytes) -> str | None:
 
 
 def map_status_error(provider: str, model: str | None, response: UpstreamResponse) -> ProviderError:
-    """The default mapping of an HTTP error status onto our taxonomy.
-
-    401/403 -> ProviderAuthError; 408 -> ProviderTimeoutError; 409, 5xx and 529 (Anthropic's
-    overloaded) -> ProviderUnavailableError; 429 -> ProviderRateLimitedError; any other 4xx ->
-    ProviderBadRequestError. ``retry_after`` comes from ``retry-after-ms`` / ``Retry-After``.
+    """The default mapping of an HTTP error status onto our taxonomy: the providers' own
+    (:func:`~oneflow_ai.providers.errors.error_class`: 401/402/403 -> ProviderAuthError;
+    408/504 -> ProviderTimeoutError; 429 -> ProviderRateLimitedError; 5xx and 529 (Anthropic's
+    overloaded) -> ProviderUnavailableError; any other 4xx -> ProviderBadRequestError), and 409
+    (a conflict, e.g. a lock timeout, that OpenAI's clients retry) -> ProviderUnavailableError.
+    ``retry_after`` comes from ``retry-after-ms`` / ``Retry-After``.
     """
     status = response.status
     message = error_message(response.body) or f"{provider} answered HTTP {status}"
-    cls: type[ProviderError]
-    if status in (401, 403):
-        cls = ProviderAuthError
-    elif status == 408:
-        cls = ProviderTimeoutError
-    elif status == 429:
-        cls = ProviderRateLimitedError
-    elif status == 409 or status >= 500:
-        cls = ProviderUnavailableError
-    else:
-        cls = ProviderBadRequestError
+    cls = ProviderUnavailableError if status == 409 else error_class(status)
     return cls(
         message,
         provider=provider,
