@@ -161,3 +161,25 @@ async def test_a_stream_is_retried_until_it_opens_then_never(upstream: ScriptedU
     # 2 failures (a 529, a dropped stream) in 3 calls reach the 50 % rate: the circuit opened
     snapshot = breakers.breaker("anthropic/m").snapshot
     assert snapshot.state is CircuitState.OPEN and snapshot.times_opened == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "hint", "calls"),
+    [
+        (500, "false", 1),  # retryable, but the provider says not to
+        (400, "true", 2),  # not retryable, but the provider says to
+    ],
+)
+async def test_the_providers_x_should_retry_is_obeyed(
+    upstream: ScriptedUpstream, first: int, hint: str, calls: int
+) -> None:
+    upstream.add(Reply(first, b"{}", {"x-should-retry": hint}), Reply.json({"ok": True}))
+    client, _ = wrap(upstream.url)
+    try:
+        try:
+            await client.send(upstream_request("POST", "/x", b"{}"))
+        except ProviderError as error:
+            assert error.should_retry is (hint == "true")
+    finally:
+        await client.aclose()
+    assert upstream.count == calls

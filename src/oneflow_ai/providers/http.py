@@ -157,6 +157,9 @@ class AiohttpUpstream:
         self, request: UpstreamRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
         error = request.map_error(status, headers, body)
+        hint = headers.get("x-should-retry")
+        if hint is not None:
+            error.should_retry = hint.strip().lower() == "true"
         if error.model is None:
             error.model = request.model
         if not error.provider:

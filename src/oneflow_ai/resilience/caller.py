@@ -7,7 +7,8 @@ answer or raises a ``ProviderError``; the caller runs it under the breakers and 
 to run it again. A failed attempt is retried only when all of these hold:
 
 - the error is retryable (``ProviderError.retryable``: unavailable/5xx/529, timeout, 429), and
-  the upstream did not forbid it (``x-should-retry: false``, when the transport reports it);
+  the upstream did not forbid it (``x-should-retry: false``, which the transport puts on the
+  error as ``should_retry``; ``x-should-retry: true`` makes any failure retryable);
 - the call is idempotent (the caller says so: a safe method, or an idempotency key is sent),
   **or** the upstream certainly did not act on it: the connection was never made (refused,
   DNS, connect timeout) or the answer was a 429 refusal;
@@ -125,8 +126,9 @@ class ResilientCaller:
     ) -> T:
         """Run ``attempt`` until it answers or must not be retried (then its error is raised).
 
-        ``should_retry(error)`` may return the upstream's explicit verdict (``x-should-retry``)
-        or ``None`` for none.
+        The upstream's explicit verdict (``x-should-retry``, which the transport puts on the
+        error as ``should_retry``) is obeyed; ``should_retry(error)`` may give another one
+        (``None`` for none).
         """
         value, permit = await self._until_success(attempt, model, idempotent, should_retry)
         await self.breakers.release(permit, Outcome.SUCCESS)
@@ -190,7 +192,7 @@ class ResilientCaller:
                 value = await attempt()
             except ProviderError as error:
                 await self.breakers.release(permit, outcome_of(error))
-                verdict = should_retry(error) if should_retry is not None else None
+                verdict = error.should_retry if should_retry is None else should_retry(error)
                 if not await self._pause(error, retry, model, idempotent, deadline, verdict):
                     raise
                 retry += 1

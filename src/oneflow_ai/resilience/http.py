@@ -231,7 +231,6 @@ class ResilientHTTPClient:
                 attempt,
                 model=call.request.model,
                 idempotent=call.idempotent,
-                should_retry=lambda _error: _should_retry(call.error_response),
             )
         except ProviderError:
             if not raise_for_status and call.error_response is not None:
@@ -357,11 +356,3 @@ def _name_transport_failure(error: ProviderError) -> None:
     """Give a transport failure its code (``read_timeout``, ``connect_error``, ...)."""
     if error.code is None:
         error.code = transport_code(error)
-
-
-def _should_retry(response: UpstreamResponse | None) -> bool | None:
-    """The upstream's ``x-should-retry`` verdict on its error answer, if it gave one."""
-    if response is None:
-        return None
-    hint = response.headers.get("x-should-retry")
-    return None if hint is None else hint.strip().lower() == "true"
