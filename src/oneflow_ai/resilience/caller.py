@@ -37,12 +37,14 @@ from oneflow_ai.resilience.breaker import Outcome
 from oneflow_ai.resilience.circuits import CallPermit, CircuitBreakers, outcome_of
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 
-__all__ = ["ResilientCaller", "RetryEvent", "never_sent", "transport_code"]
+__all__ = ["IDEMPOTENT_METHODS", "ResilientCaller", "RetryEvent", "never_sent", "transport_code"]
 
 T = TypeVar("T")
 V = TypeVar("V")
 
 _NOT_SENT_CODES = frozenset({"connect_error", "connect_timeout"})
+#: Methods whose repetition is harmless by HTTP's definition; a POST needs an idempotency key.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)

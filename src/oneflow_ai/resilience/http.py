@@ -42,7 +42,12 @@ import orjson
 from oneflow_ai.errors import ProviderError
 from oneflow_ai.providers.http import AiohttpUpstream
 from oneflow_ai.providers.upstream import UpstreamRequest
-from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent, transport_code
+from oneflow_ai.resilience.caller import (
+    IDEMPOTENT_METHODS,
+    ResilientCaller,
+    RetryEvent,
+    transport_code,
+)
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 from oneflow_ai.resilience.upstream import (
@@ -55,7 +60,6 @@ from oneflow_ai.resilience.upstream import (
 
 __all__ = ["ResilientHTTPClient", "RetryEvent"]
 
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 Body = bytes | str | aiohttp.FormData | None
 
@@ -324,7 +328,7 @@ class ResilientHTTPClient:
         call = _Call(
             self.provider,
             self._map_error,
-            idempotent=method in _IDEMPOTENT_METHODS or idempotency_key is not None,
+            idempotent=method in IDEMPOTENT_METHODS or idempotency_key is not None,
         )
         call.request = UpstreamRequest(
             method,
