@@ -107,6 +107,7 @@ bench: install-dev ## benchmark the gateway against the upstream alone (needs wr
 
 deploy-check: ## promtool checks of deploy/prometheus (needs promtool: apt-get install prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
+	promtool check config deploy/prometheus/prometheus.compose.yml
 	cd deploy/prometheus && promtool test rules alerts.test.yml
 
 security-check: install-dev ## bandit static security scan of src (settings in pyproject.toml)
