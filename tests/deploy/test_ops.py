@@ -101,9 +101,24 @@ def test_every_dependency_volume_and_mount_exists() -> None:
                 assert (ROOT / source).exists(), (name, source)
             else:
                 assert source in named, (name, source)
-        if name != "migrate":  # a one-shot job; the rest run and report their health
-            assert service["healthcheck"]["test"], name
     assert {"postgres", "redis", "prometheus", "grafana", "jaeger"} <= set(stack)
+
+
+def test_every_service_reports_health_or_is_a_job_a_service_waits_for() -> None:
+    """`docker compose up --wait` (make docker-up) succeeds only if each service becomes healthy
+    or is a one-shot job that a long-running service waits for."""
+    stack = services()
+    awaited = {
+        dependency
+        for service in stack.values()
+        for dependency, condition in service.get("depends_on", {}).items()
+        if condition["condition"] == "service_completed_successfully"
+    }
+    for name, service in stack.items():
+        if service["healthcheck"].get("disable"):
+            assert name in awaited and service["restart"] == "no", name
+        else:
+            assert service["healthcheck"]["test"][0] == "CMD", name
 
 
 def test_the_gateway_runs_migrated_on_postgresql_and_redis_of_the_stack() -> None:
