@@ -19,7 +19,8 @@ GATEWAY := oneflow-ai
 SERVICE ?=
 SERVICES ?=
 KUBECTL ?= kubectl
-K8S_NAMESPACE ?= oneflow
+# The namespace deploy/k8s/kustomization.yaml puts everything in.
+K8S_NAMESPACE := oneflow
 K8S_DIR := deploy/k8s
 K8S_SELECTOR := app.kubernetes.io/name=oneflow-ai
 LOCAL_PORT ?= 8000

@@ -288,6 +288,9 @@ def test_container_and_cluster_targets_run_the_real_commands() -> None:
     assert "-f docker-compose.yml -f docker-compose.fakes.yml up" in with_fakes
     deploy = make("-n", "k8s-deploy").stdout
     assert deploy.index("apply -f deploy/k8s/namespace.yaml") < deploy.index("apply -k deploy/k8s")
+    namespace = load(ROOT / "deploy" / "k8s" / "kustomization.yaml")["namespace"]
+    for target in ("k8s-status", "k8s-logs", "k8s-port-forward"):
+        assert f"kubectl -n {namespace} " in make("-n", target).stdout, target
     forward = make("-n", "k8s-port-forward").stdout
     assert "port-forward service/oneflow-ai 8000:80" in forward
     assert "pip-audit" not in make("-n", "test").stdout  # the audit needs the network
