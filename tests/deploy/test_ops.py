@@ -12,20 +12,24 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
 
 from oneflow_ai.app import create_app
 from oneflow_ai.providers.fakes import base_urls
 from oneflow_ai.settings import Settings
+from tests.conftest import redis_server_url
 from tests.deploy.test_manifests import serve_help
 from tests.deploy.test_observability_config import JOB
+from tests.support.databases import create_pg_database, drop_pg_database, pg_server_url
 from tests.support.server import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,6 +229,79 @@ def test_the_fakes_override_points_every_provider_at_the_fake_service() -> None:
         assert settings.provider(provider).configured
 
 
+@pytest.fixture
+async def empty_postgres() -> AsyncIterator[str]:
+    server = pg_server_url()
+    assert server is not None
+    url = await create_pg_database(server)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_stack_commands_migrate_then_serve_a_ready_gateway(
+    empty_postgres: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The migrate and gateway services' own commands and environment, run here: only the
+    addresses of PostgreSQL and Redis (and the port) differ from the stack's."""
+    stack = services()
+    redis_url = redis_server_url()
+    assert redis_url is not None
+    env = {
+        **os.environ,
+        **environment(stack[GATEWAY]),
+        "DATABASE_URL": empty_postgres,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+    }
+    bin_dir = Path(sys.executable).parent
+
+    def command(service: str) -> list[str]:
+        program, *args = stack[service]["command"]
+        return [str(bin_dir / program), *args]
+
+    migrate = subprocess.run(
+        command("migrate"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+
+    port = free_port()
+    serve = command(GATEWAY)
+    serve[serve.index("--host") + 1] = "127.0.0.1"
+    serve[serve.index("--port") + 1] = str(port)
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "gateway.log").open("w")
+    process = subprocess.Popen(serve, cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, (tmp_path / "gateway.log").read_text()
+                assert time.monotonic() < deadline, "the gateway did not start"
+                time.sleep(0.2)
+        result = health_check(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert result.returncode == 0, result.stdout
+    assert "OK   /ready: every dependency answers" in result.stdout
+    assert not (tmp_path / "var").exists()  # it ran on PostgreSQL, not the embedded database
+
+
 # ---- the Makefile -----------------------------------------------------------------------
 
 
@@ -372,10 +449,7 @@ def test_health_check_wants_the_metrics_token_when_one_is_set(
 
 
 def test_health_check_fails_when_nothing_listens() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = health_check(f"http://127.0.0.1:{port}")
+    result = health_check(f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "FAIL /health: no answer from" in result.stdout
     assert result.stdout.splitlines()[-1] == "Health check failed: the gateway is unreachable"
