@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= oneflow-ai
+# prod-build's base image, e.g. python:3.11-slim-bookworm@sha256:... (unset: the Dockerfile's).
+PYTHON_IMAGE ?=
 GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DOCKER ?= docker
 FAKES ?=
@@ -126,7 +128,7 @@ docker-build: ## build the image oneflow-ai:<version> and :latest from the Docke
 	$(DOCKER) build -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
 
 prod-build: ## build the production image: fresh base, OCI labels, tagged <version> and <git sha>
-	$(DOCKER) build --pull \
+	$(DOCKER) build --pull $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
 		--label org.opencontainers.image.title=oneflow-ai \
 		--label org.opencontainers.image.version=$(VERSION) \
 		--label org.opencontainers.image.revision=$(GIT_SHA) \
