@@ -135,7 +135,7 @@ prod-build: ## build the production image: fresh base, OCI labels, tagged <versi
 		--label org.opencontainers.image.created=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 		-t $(IMAGE):$(VERSION) -t $(IMAGE):$(GIT_SHA) .
 
-docker-up: ## start the local stack: gateway, PostgreSQL, Redis, Prometheus, Grafana, Jaeger (FAKES=1)
+docker-up: ## start the stack: gateway, PostgreSQL, Redis, Prometheus, Grafana, Jaeger (FAKES=1: fakes service)
 	$(COMPOSE) up --detach --build --wait $(SERVICES)
 
 docker-down: ## stop the local stack (volumes are kept)
