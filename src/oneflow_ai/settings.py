@@ -27,7 +27,8 @@ __all__ = [
     "load_settings",
 ]
 
-DEFAULT_JWT_SECRET = "oneflow-development-jwt-secret-change-me"  # noqa: S105 - a known default
+# Known development defaults, not secrets: production refuses them.
+DEFAULT_JWT_SECRET = "oneflow-development-jwt-secret-change-me"  # noqa: S105  # nosec B105
 DEFAULT_MASTER_KEY = "sk-oneflow-dev-master-key"
 EMBEDDED_DATABASE_PATH = Path("var") / "oneflow.db"
 

@@ -25,6 +25,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["identity"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The OAuth 2 token type (RFC 6750), not a secret.
+_TOKEN_TYPE = "bearer"  # noqa: S105  # nosec B105
 
 
 class TokenRequest(BaseModel):
@@ -40,7 +42,7 @@ class RefreshRequest(BaseModel):
 def _tokens(pair: TokenPair) -> Response:
     body = {
         "access_token": pair.access_token,
-        "token_type": "bearer",
+        "token_type": _TOKEN_TYPE,
         "expires_in": pair.expires_in,
         "refresh_token": pair.refresh_token,
         "refresh_expires_in": pair.refresh_expires_in,

@@ -165,7 +165,7 @@ class _Installed:
         self.rule = rule
         self.remaining = rule.times
         self.hits = 0
-        self.random = random.Random(rule.seed)
+        self.random = random.Random(rule.seed)  # reproducible faults, not security  # nosec B311
 
     def matches(self, provider: str, endpoint: str, model: str, stream: bool) -> bool:
         rule = self.rule
