@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from oneflow_ai.storage.group_commit import (
     GroupCommitWriter,
     WriterClosedError,
     WriterOverloadedError,
+    _set_exception,
     is_transient,
 )
 from oneflow_ai.storage.ledger_batch import apply_batch
@@ -182,3 +184,21 @@ def test_what_counts_as_transient() -> None:
     assert not is_transient(OperationalError("x", {}, Exception("no such table: t")))
     assert is_transient(ConnectionRefusedError())
     assert not is_transient(ValueError())
+
+
+async def test_a_future_failed_after_its_submitter_left_is_not_logged_as_unretrieved() -> None:
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    try:
+        future: asyncio.Future[int] = loop.create_future()
+        _set_exception(future, WriterClosedError("stopped before committing"))
+        with pytest.raises(WriterClosedError):  # a waiter still gets it
+            await future
+        abandoned: asyncio.Future[int] = loop.create_future()
+        _set_exception(abandoned, WriterClosedError("stopped before committing"))
+        del abandoned
+        gc.collect()
+        assert unretrieved == []
+    finally:
+        loop.set_exception_handler(None)

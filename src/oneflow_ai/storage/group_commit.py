@@ -273,12 +273,18 @@ class GroupCommitWriter(Generic[C, R]):
         failed = 0
         for _, future in self._pending:
             if not future.done():
-                future.set_exception(exc)
+                _set_exception(future, exc)
                 failed += 1
         self._pending.clear()
         return failed
 
 
 def _set_exception(future: asyncio.Future[R], exc: BaseException) -> None:
+    """Fail ``future``; its submitter may be gone already (cancelled, or shut down).
+
+    A waiter still gets the exception when it awaits; marking it retrieved here keeps asyncio
+    from logging "Future exception was never retrieved" for a submitter that stopped waiting.
+    """
     if not future.done():
         future.set_exception(exc)
+        future.exception()
