@@ -24,6 +24,7 @@ from oneflow_ai.storage.database import create_engine
 from tests.support.databases import (
     create_pg_database,
     drop_pg_database,
+    empty_pg_database,
     migrated_sqlite_url,
     pg_server_url,
 )
@@ -195,13 +196,8 @@ async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    server = pg_server_url()
-    assert server is not None
-    url = await create_pg_database(server)
-    try:
+    async with empty_pg_database() as url:
         yield url
-    finally:
-        await drop_pg_database(url)
 
 
 @asynccontextmanager

@@ -29,7 +29,7 @@ from oneflow_ai.settings import Settings
 from tests.conftest import redis_server_url
 from tests.deploy.test_manifests import serve_help
 from tests.deploy.test_observability_config import JOB
-from tests.support.databases import create_pg_database, drop_pg_database, pg_server_url
+from tests.support.databases import empty_pg_database
 from tests.support.server import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,13 +231,8 @@ def test_the_fakes_override_points_every_provider_at_the_fake_service() -> None:
 
 @pytest.fixture
 async def empty_postgres() -> AsyncIterator[str]:
-    server = pg_server_url()
-    assert server is not None
-    url = await create_pg_database(server)
-    try:
+    async with empty_pg_database() as url:
         yield url
-    finally:
-        await drop_pg_database(url)
 
 
 def free_port() -> int:

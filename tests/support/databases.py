@@ -12,7 +12,8 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,18 @@ async def drop_pg_database(url: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+@asynccontextmanager
+async def empty_pg_database() -> AsyncIterator[str]:
+    """A new empty database on the test server (TEST_DATABASE_URL), dropped afterwards."""
+    server = pg_server_url()
+    assert server is not None, "PostgreSQL tests need TEST_DATABASE_URL"
+    url = await create_pg_database(server)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
 
 
 _TEMPLATE_LOCK = threading.Lock()

@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.providers.fakes import base_urls
+from tests.support.gateway_process import stop_process
 from tests.support.ledger import snapshot
 
 __all__ = [
@@ -119,13 +120,7 @@ class FakeProcess:
         httpx.post(f"{self.url}/_fake/reset", timeout=30).raise_for_status()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
 
 
