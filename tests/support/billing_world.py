@@ -1,0 +1,181 @@
+"""A running gateway in front of the fake providers, for end-to-end billing tests.
+
+`billing_world(database_url)` starts fake providers and a gateway on a migrated database (the
+caller's `database_url` fixture), with no rate limit, retries or circuits in the way, and gives
+a `BillingWorld`: projects with a key of their own, top-ups and budgets through the admin API,
+the official SDKs and raw HTTP clients for a key, and the ledger's invariants read from the
+database.
+
+The fakes count tokens with the gateway's own tokenizer for `MODEL` unless told otherwise, as
+the real provider does: a request's worst case (its prompt and `max_tokens` of output) is then
+exactly what an answer cut at `max_tokens` costs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from oneflow_ai.app import create_app
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.catalog import load_catalog
+from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_ai.settings import Settings
+from oneflow_ai.storage.database import create_engine
+from tests.support.ledger import Snapshot, assert_consistent
+from tests.support.server import LiveServer, live_server
+
+__all__ = ["MASTER_KEY", "MODEL", "BillingWorld", "billing_world", "counter", "gateway_tokens"]
+
+MASTER_KEY = "sk-master-for-billing-tests-0123456789"
+MODEL = "gpt-4o"
+#: The prompt every load request sends (its token count is fixed).
+PROMPT = "Say something about budgets."
+
+_CATALOG = load_catalog(None)
+counter = TokenCounter(_CATALOG)
+pricing = PricingEngine(_CATALOG)
+
+
+def gateway_tokens(text: str) -> int:
+    """`text`'s tokens as the gateway counts them for `MODEL`."""
+    return counter.count_text(MODEL, text).tokens
+
+
+@dataclass
+class BillingWorld:
+    app: FastAPI
+    server: LiveServer
+    fakes: FakeProviders
+    admin: httpx.Client
+    database_url: str
+    key_ids: dict[str, str] = field(default_factory=dict)  # key -> its id
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    # ---- administration through the API -----------------------------------------------------
+
+    def admin_call(self, method: str, path: str, json: object = None) -> httpx.Response:
+        response = self.admin.request(method, path, json=json)
+        assert response.status_code < 300, (method, path, response.status_code, response.text)
+        return response
+
+    def project(self, stem: str = "proj") -> tuple[str, str]:
+        """A new project and a member key of it: (project id, key)."""
+        project_id = f"{stem}{next(self._ids)}"
+        self.admin_call("POST", "/api/v1/projects", {"name": project_id, "id": project_id})
+        return project_id, self.key(project_id)
+
+    def key(self, project_id: str, role: str = "member") -> str:
+        body = {"name": f"k{next(self._ids)}", "project_id": project_id, "role": role}
+        made = self.admin_call("POST", "/api/v1/keys", body).json()
+        self.key_ids[made["key"]] = made["id"]
+        key: str = made["key"]
+        return key
+
+    def top_up(self, project_id: str, micro_credits: int) -> None:
+        credits = Decimal(micro_credits) / 1_000_000
+        self.admin_call("POST", f"/api/v1/projects/{project_id}/credits", {"credits": str(credits)})
+
+    def budgets(self, project_id: str, *budgets: dict[str, object]) -> list[dict[str, object]]:
+        body = {"budgets": list(budgets)}
+        data: list[dict[str, object]] = self.admin_call(
+            "PUT", f"/api/v1/projects/{project_id}/budgets", body
+        ).json()["data"]
+        return data
+
+    # ---- callers ------------------------------------------------------------------------------
+
+    def openai(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
+
+    def anthropic(self, key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0)
+
+    @asynccontextmanager
+    async def client(self, key: str, connections: int = 100) -> AsyncIterator[httpx.AsyncClient]:
+        """An async client with at most `connections` connections to the gateway."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {key}"},
+            limits=limits,
+            timeout=httpx.Timeout(120, pool=None),
+        ) as client:
+            yield client
+
+    # ---- the ledger ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def engine(self) -> AsyncIterator[AsyncEngine]:
+        """An engine of this test's event loop on the gateway's database."""
+        engine = create_engine(self.database_url, pool_size=2)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+    async def consistent(self, *project_ids: str) -> dict[str, Snapshot]:
+        """The ledger's invariants hold for the projects; their snapshots."""
+        async with self.engine() as engine:
+            return await assert_consistent(engine, project_ids)
+
+
+def chat_body(max_tokens: int, *, stream: bool = False, model: str = MODEL) -> dict[str, object]:
+    body: dict[str, object] = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
+@contextmanager
+def billing_world(
+    database_url: str,
+    *,
+    count_tokens: Callable[[str], int] = gateway_tokens,
+    reply_words: int = 400,
+    **settings: object,
+) -> Iterator[BillingWorld]:
+    """See the module documentation; `settings` override the gateway's."""
+    with FakeProviders(count_tokens=count_tokens, reply_words=reply_words) as fakes:
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "oneflow_master_key": MASTER_KEY,
+            "fake_providers": "off",
+            "log_format": "json",
+            "log_requests": False,
+            "rate_limit_per_minute": 0,
+            "rate_limit_per_hour": 0,
+            "upstream_max_retries": 0,
+            "circuit_min_calls": 1_000_000,
+            "ledger_flush_interval_ms": 1.0,
+            **fakes.settings_overrides(),
+            **settings,
+        }
+        app = create_app(Settings(_env_file=None, **values), configure_logs=False)  # type: ignore[arg-type, call-arg]
+        with (
+            live_server(app) as server,
+            httpx.Client(
+                base_url=server.url,
+                headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                timeout=30,
+            ) as admin,
+        ):
+            yield BillingWorld(app, server, fakes, admin, database_url)
