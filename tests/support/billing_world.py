@@ -35,7 +35,19 @@ from oneflow_ai.storage.database import create_engine
 from tests.support.ledger import Snapshot, assert_consistent
 from tests.support.server import LiveServer, live_server
 
-__all__ = ["MASTER_KEY", "MODEL", "BillingWorld", "billing_world", "counter", "gateway_tokens"]
+__all__ = [
+    "CHAT_PATHS",
+    "MASTER_KEY",
+    "MODEL",
+    "NO_CREDITS",
+    "BillingWorld",
+    "billing_world",
+    "chat_body",
+    "counter",
+    "error_type",
+    "gateway_tokens",
+    "worst_case",
+]
 
 MASTER_KEY = "sk-master-for-billing-tests-0123456789"
 MODEL = "gpt-4o"
@@ -134,7 +146,12 @@ class BillingWorld:
             return await assert_consistent(engine, project_ids)
 
 
+#: The chat endpoint of each dialect.
+CHAT_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
 def chat_body(max_tokens: int, *, stream: bool = False, model: str = MODEL) -> dict[str, object]:
+    """A chat request with `PROMPT` (the same body in both dialects)."""
     body: dict[str, object] = {
         "model": model,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -143,6 +160,29 @@ def chat_body(max_tokens: int, *, stream: bool = False, model: str = MODEL) -> d
     if stream:
         body["stream"] = True
     return body
+
+
+def worst_case(max_tokens: int) -> int:
+    """What a `chat_body(max_tokens)` request reserves (micro-credits): its prompt as the
+    gateway counts it, and `max_tokens` of output."""
+    prompt = counter.count_messages(MODEL, [{"role": "user", "content": PROMPT}]).tokens
+    return pricing.max_cost(MODEL, prompt, max_tokens).micro_credits
+
+
+def error_type(dialect: str, response: httpx.Response) -> str:
+    """The error's type in `dialect`'s shape (fails if the body is not that shape)."""
+    body = response.json()
+    if dialect == "anthropic":
+        assert body["type"] == "error", body
+        kind: str = body["error"]["type"]
+        return kind
+    assert set(body) == {"error"}, body
+    kind = body["error"]["type"]
+    return kind
+
+
+#: The error type of a 402 in each dialect.
+NO_CREDITS = {"openai": "insufficient_quota", "anthropic": "billing_error"}
 
 
 @contextmanager
