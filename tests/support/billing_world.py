@@ -23,6 +23,7 @@ import anthropic
 import httpx
 import openai
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.app import create_app
@@ -41,6 +42,7 @@ __all__ = [
     "MODEL",
     "NO_CREDITS",
     "BillingWorld",
+    "Charge",
     "billing_world",
     "chat_body",
     "counter",
@@ -62,6 +64,16 @@ pricing = PricingEngine(_CATALOG)
 def gateway_tokens(text: str) -> int:
     """`text`'s tokens as the gateway counts them for `MODEL`."""
     return counter.count_text(MODEL, text).tokens
+
+
+@dataclass(frozen=True)
+class Charge:
+    request_id: str
+    model: str
+    provider: str
+    input_tokens: int | None
+    output_tokens: int | None
+    micro_credits: int
 
 
 @dataclass
@@ -140,6 +152,18 @@ class BillingWorld:
         finally:
             await engine.dispose()
 
+    async def charges(self, project_id: str) -> list[Charge]:
+        """The project's settled charges, oldest first."""
+        async with self.engine() as engine, engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT request_id, model, provider, input_tokens, output_tokens, amount "
+                    "FROM ledger_entries WHERE project_id = :p AND kind = 'charge' ORDER BY id"
+                ),
+                {"p": project_id},
+            )
+            return [Charge(r[0], r[1], r[2], r[3], r[4], -int(r[5])) for r in rows]
+
     async def consistent(self, *project_ids: str) -> dict[str, Snapshot]:
         """The ledger's invariants hold for the projects; their snapshots."""
         async with self.engine() as engine:
@@ -191,10 +215,13 @@ def billing_world(
     *,
     count_tokens: Callable[[str], int] = gateway_tokens,
     reply_words: int = 400,
+    chunk_delay_ms: float = 0.0,
     **settings: object,
 ) -> Iterator[BillingWorld]:
     """See the module documentation; `settings` override the gateway's."""
-    with FakeProviders(count_tokens=count_tokens, reply_words=reply_words) as fakes:
+    with FakeProviders(
+        count_tokens=count_tokens, reply_words=reply_words, chunk_delay_ms=chunk_delay_ms
+    ) as fakes:
         values: dict[str, object] = {
             "database_url": database_url,
             "oneflow_master_key": MASTER_KEY,

@@ -8,7 +8,8 @@ its input tokens counted on its own tokenizer, and `max_tokens` (or the model's 
 of output.
 
 During a stream, output tokens are counted as they arrive when a limit applies; a stream that
-would run past what was reserved ends with an error event (402) instead of running over.
+would run past what was reserved ends with an error event (402) instead of running over: the
+events that would overrun are not forwarded, and the charge is what the caller received.
 
 After the call the charge is settled exactly once with the usage and cost the pipeline
 determined (the provider's counts, or OneFlow's when a stream was cut off), or the hold is
