@@ -23,6 +23,7 @@ import anthropic
 import httpx
 import openai
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,10 +49,12 @@ __all__ = [
     "counter",
     "error_type",
     "gateway_tokens",
+    "prompt_tokens",
     "worst_case",
 ]
 
 MASTER_KEY = "sk-master-for-billing-tests-0123456789"
+PASSWORD = "a long enough password"
 MODEL = "gpt-4o"
 #: The prompt every load request sends (its token count is fixed).
 PROMPT = "Say something about budgets."
@@ -110,6 +113,29 @@ class BillingWorld:
         key: str = made["key"]
         return key
 
+    def user(self, project_id: str, role: str = "member") -> tuple[str, str]:
+        """A new user of the project, signed in: (user id, access token)."""
+        email = f"user{next(self._ids)}@example.com"
+        body = {"email": email, "password": PASSWORD, "project_id": project_id, "role": role}
+        user_id: str = self.admin_call("POST", "/api/v1/users", body).json()["id"]
+        signed_in = self.admin.post(
+            "/api/v1/auth/token", json={"email": email, "password": PASSWORD}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        token: str = signed_in.json()["access_token"]
+        return user_id, token
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the gateway's `/metrics` (0 when it has none yet)."""
+        exposition = self.admin.get("/metrics").text
+        for family in text_string_to_metric_families(exposition):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return 0.0
+
     def top_up(self, project_id: str, micro_credits: int) -> None:
         credits = Decimal(micro_credits) / 1_000_000
         self.admin_call("POST", f"/api/v1/projects/{project_id}/credits", {"credits": str(credits)})
@@ -164,10 +190,13 @@ class BillingWorld:
             )
             return [Charge(r[0], r[1], r[2], r[3], r[4], -int(r[5])) for r in rows]
 
-    async def consistent(self, *project_ids: str) -> dict[str, Snapshot]:
-        """The ledger's invariants hold for the projects; their snapshots."""
+    async def consistent(
+        self, *project_ids: str, hard_limits: dict[str, int] | None = None
+    ) -> dict[str, Snapshot]:
+        """The ledger's invariants hold for the projects (and their hard budgets: budget id
+        -> limit); their snapshots."""
         async with self.engine() as engine:
-            return await assert_consistent(engine, project_ids)
+            return await assert_consistent(engine, project_ids, hard_limits=hard_limits)
 
 
 #: The chat endpoint of each dialect.
@@ -186,11 +215,15 @@ def chat_body(max_tokens: int, *, stream: bool = False, model: str = MODEL) -> d
     return body
 
 
+def prompt_tokens() -> int:
+    """`PROMPT`'s input tokens as the gateway (and the fakes) count them."""
+    return counter.count_messages(MODEL, [{"role": "user", "content": PROMPT}]).tokens
+
+
 def worst_case(max_tokens: int) -> int:
     """What a `chat_body(max_tokens)` request reserves (micro-credits): its prompt as the
     gateway counts it, and `max_tokens` of output."""
-    prompt = counter.count_messages(MODEL, [{"role": "user", "content": PROMPT}]).tokens
-    return pricing.max_cost(MODEL, prompt, max_tokens).micro_credits
+    return pricing.max_cost(MODEL, prompt_tokens(), max_tokens).micro_credits
 
 
 def error_type(dialect: str, response: httpx.Response) -> str:

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
+from oneflow_ai.billing.budgets import BudgetAlert
 from oneflow_ai.billing.estimates import Estimator
 from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
@@ -139,7 +140,12 @@ class Services:
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
             # limited requests wait for that round.
-            ledger = Ledger(engine, pricing, LedgerConfig.from_settings(settings))
+            ledger = Ledger(
+                engine,
+                pricing,
+                LedgerConfig.from_settings(settings),
+                on_budget_alert=partial(_report_budget_alert, telemetry),
+            )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
             tokens = TokenizerEstimator(counter)
@@ -213,6 +219,11 @@ async def _start_fakes(
         fake_providers_url=fakes.url,
     )
     return fakes, settings.model_copy(update=update)
+
+
+def _report_budget_alert(telemetry: Telemetry, alert: BudgetAlert) -> None:
+    budget = alert.budget
+    telemetry.metrics.record_budget_alert(budget.scope, budget.metric.value, budget.mode.value)
 
 
 def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:
