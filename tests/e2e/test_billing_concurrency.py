@@ -45,3 +45,4 @@ async def test_a_balance_for_100_requests_answers_exactly_100_of_1000(database_u
         answered_ids = {r.headers["x-oneflow-request-id"] for r in answered}
         assert set(snapshot.charges) == answered_ids
         assert set(snapshot.charges.values()) == {each}
+        assert snapshot.usage_records == REQUESTS  # the refused ones are counted too

@@ -95,8 +95,11 @@ class BillingWorld:
 
     # ---- administration through the API -----------------------------------------------------
 
-    def admin_call(self, method: str, path: str, json: object = None) -> httpx.Response:
-        response = self.admin.request(method, path, json=json)
+    def admin_call(
+        self, method: str, path: str, json: object = None, **params: str
+    ) -> httpx.Response:
+        """A call with the master key that must succeed; `params` go in the query string."""
+        response = self.admin.request(method, path, json=json, params=params or None)
         assert response.status_code < 300, (method, path, response.status_code, response.text)
         return response
 

@@ -2,10 +2,10 @@
 
 Before the call the request's worst case is reserved (`Ledger.reserve`): for a project with
 limits (prepaid, or a hard budget or quota) that is a durable hold that may refuse the request
-(402, or 429 for a tokens/requests quota); for a postpaid project it costs no I/O and its worst
-case is not even priced. The worst case is the most expensive candidate (fallbacks included):
-its input tokens counted on its own tokenizer, and `max_tokens` (or the model's output limit)
-of output.
+(402, or 429 for a tokens/requests quota; a refused request still leaves its usage record);
+for a postpaid project it costs no I/O and its worst case is not even priced. The worst case
+is the most expensive candidate (fallbacks included): its input tokens counted on its own
+tokenizer, and `max_tokens` (or the model's output limit) of output.
 
 During a stream, output tokens are counted as they arrive when a limit applies; a stream that
 would run past what was reserved ends with an error event (402) instead of running over: the
@@ -19,6 +19,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 from oneflow_ai.billing.cost import Cost
@@ -27,8 +28,8 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
 from oneflow_ai.domain.media import ImageRequest
-from oneflow_ai.domain.usage_record import RequestOutcome
-from oneflow_ai.errors import InsufficientCreditsError
+from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
+from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
@@ -52,16 +53,41 @@ class LedgerHook(Hook):
     async def before(self, call: Call) -> ShortCircuit | None:
         primary = call.candidates[0]
         principal = call.principal
-        call.state[_RESERVATION] = await self._ledger.reserve(
+        try:
+            call.state[_RESERVATION] = await self._ledger.reserve(
+                request_id=call.request_id,
+                project_id=principal.project_id,
+                max_cost=lambda: self._worst_case(call),
+                model=primary.model,
+                provider=primary.provider_name,
+                user_id=principal.user_id,
+                key_id=principal.key_id,
+            )
+        except (InsufficientCreditsError, RateLimitedError) as refused:
+            await self._record_refusal(call, refused)
+            raise
+        return None
+
+    async def _record_refusal(self, call: Call, refused: GatewayError) -> None:
+        """A refused request leaves its usage record too (an error in the usage totals)."""
+        primary, principal = call.candidates[0], call.principal
+        record = UsageRecord(
             request_id=call.request_id,
+            occurred_at=datetime.now(UTC),
+            status=refused.status,
             project_id=principal.project_id,
-            max_cost=lambda: self._worst_case(call),
-            model=primary.model,
-            provider=primary.provider_name,
             user_id=principal.user_id,
             key_id=principal.key_id,
+            model=primary.model,
+            provider=primary.provider_name,
+            error=refused.kind,
+            stream=call.stream,
+            latency_ms=round(call.latency_ms),
         )
-        return None
+        try:
+            await self._ledger.record(record)
+        except GatewayError:  # the ledger is unavailable: logged there; the refusal stands
+            return
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
