@@ -1,7 +1,8 @@
 """Usage analytics after real traffic agree with the ledger's charges, to the micro-credit.
 
 A mix of requests goes through the gateway: three models of two providers in both dialects,
-streamed and not, one that fails upstream and one refused by a hard budget. Then
+streamed and not, one that fails upstream, one refused by a hard budget and one by a key's
+rate limit. Then
 `GET /api/v1/usage` (grouped by model, provider and day, and filtered), its CSV export and
 `oneflow usage` must all report exactly what the ledger charged, with the failed and refused
 requests counted as errors.
@@ -77,6 +78,7 @@ def drive_traffic(world: BillingWorld, project: str, key: str) -> dict[str, str]
     """The mix of requests; returns each request's id -> model."""
     sent: dict[str, str] = {}
     capped = world.key(project)
+    throttled = world.key(project, limits={"requests_per_minute": 1})
     world.budgets(
         project,
         {
@@ -105,6 +107,7 @@ def drive_traffic(world: BillingWorld, project: str, key: str) -> dict[str, str]
         ask(key, "anthropic", "claude-3-haiku-20240307", stream=True),
         ask(key, "openai", "gpt-3.5-turbo"),
         ask(capped, "openai", "gpt-4o"),
+        ask(throttled, "openai", "gpt-3.5-turbo"),
     ]
     assert [r.status_code for r in answered] == [200] * len(answered)
     failed = ask(key, "openai", FAILING_MODEL)
@@ -113,6 +116,8 @@ def drive_traffic(world: BillingWorld, project: str, key: str) -> dict[str, str]
     assert (
         refused.status_code == 402 and error_type("anthropic", refused) == NO_CREDITS["anthropic"]
     )
+    limited = ask(throttled, "anthropic", "gpt-3.5-turbo")
+    assert limited.status_code == 429 and error_type("anthropic", limited) == "rate_limit_error"
     return sent
 
 
@@ -141,8 +146,8 @@ async def test_usage_reports_agree_with_the_ledger(database_url: str) -> None:
         project, key = world.project()
         sent = drive_traffic(world, project, key)
         charges = await world.charges(project)
-        assert len(charges) == 7 and {c.request_id for c in charges} <= set(sent)
-        assert expectations(sent, charges, "all")["all"].errors == 2  # the failed, the refused
+        assert len(charges) == 8 and {c.request_id for c in charges} <= set(sent)
+        assert expectations(sent, charges, "all")["all"].errors == 3  # failed, refused, limited
 
         # The current hour whole (rollups) or partial (records): the same numbers.
         now = datetime.now(UTC)

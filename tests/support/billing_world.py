@@ -109,8 +109,9 @@ class BillingWorld:
         self.admin_call("POST", "/api/v1/projects", {"name": project_id, "id": project_id})
         return project_id, self.key(project_id)
 
-    def key(self, project_id: str, role: str = "member") -> str:
-        body = {"name": f"k{next(self._ids)}", "project_id": project_id, "role": role}
+    def key(self, project_id: str, role: str = "member", **fields: object) -> str:
+        """A new key of the project (`fields`: more of the key's settings, e.g. `limits`)."""
+        body = {"name": f"k{next(self._ids)}", "project_id": project_id, "role": role, **fields}
         made = self.admin_call("POST", "/api/v1/keys", body).json()
         self.key_ids[made["key"]] = made["id"]
         key: str = made["key"]

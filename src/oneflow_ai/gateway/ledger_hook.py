@@ -2,7 +2,7 @@
 
 Before the call the request's worst case is reserved (`Ledger.reserve`): for a project with
 limits (prepaid, or a hard budget or quota) that is a durable hold that may refuse the request
-(402, or 429 for a tokens/requests quota; a refused request still leaves its usage record);
+(402, or 429 for a tokens/requests quota; `RefusalHook` writes a refused request's usage record);
 for a postpaid project it costs no I/O and its worst case is not even priced. The worst case
 is the most expensive candidate (fallbacks included): its input tokens counted on its own
 tokenizer, and `max_tokens` (or the model's output limit) of output.
@@ -34,7 +34,7 @@ from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 
-__all__ = ["LedgerHook"]
+__all__ = ["LedgerHook", "RefusalHook"]
 
 _RESERVATION = "ledger.reservation"
 _OUTPUT = "ledger.output_tokens"
@@ -53,41 +53,16 @@ class LedgerHook(Hook):
     async def before(self, call: Call) -> ShortCircuit | None:
         primary = call.candidates[0]
         principal = call.principal
-        try:
-            call.state[_RESERVATION] = await self._ledger.reserve(
-                request_id=call.request_id,
-                project_id=principal.project_id,
-                max_cost=lambda: self._worst_case(call),
-                model=primary.model,
-                provider=primary.provider_name,
-                user_id=principal.user_id,
-                key_id=principal.key_id,
-            )
-        except (InsufficientCreditsError, RateLimitedError) as refused:
-            await self._record_refusal(call, refused)
-            raise
-        return None
-
-    async def _record_refusal(self, call: Call, refused: GatewayError) -> None:
-        """A refused request leaves its usage record too (an error in the usage totals)."""
-        primary, principal = call.candidates[0], call.principal
-        record = UsageRecord(
+        call.state[_RESERVATION] = await self._ledger.reserve(
             request_id=call.request_id,
-            occurred_at=datetime.now(UTC),
-            status=refused.status,
             project_id=principal.project_id,
-            user_id=principal.user_id,
-            key_id=principal.key_id,
+            max_cost=lambda: self._worst_case(call),
             model=primary.model,
             provider=primary.provider_name,
-            error=refused.kind,
-            stream=call.stream,
-            latency_ms=round(call.latency_ms),
+            user_id=principal.user_id,
+            key_id=principal.key_id,
         )
-        try:
-            await self._ledger.record(record)
-        except GatewayError:  # the ledger is unavailable: logged there; the refusal stands
-            return
+        return None
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
@@ -169,3 +144,43 @@ class LedgerHook(Hook):
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)
+
+
+class RefusalHook(Hook):
+    """Usage records for calls refused before any upstream call (a rate limit, the credits, a
+    budget or a quota): an error in the usage totals like any other. It runs before the hooks
+    that refuse, so its `after` sees their refusals; a call that got a reservation has its
+    record from `LedgerHook` instead."""
+
+    name = "refusals"
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def after(self, call: Call) -> None:
+        refused = call.error
+        if (
+            not isinstance(refused, InsufficientCreditsError | RateLimitedError)
+            or call.attempts
+            or _RESERVATION in call.state
+            or not call.candidates
+        ):
+            return
+        primary, principal = call.candidates[0], call.principal
+        record = UsageRecord(
+            request_id=call.request_id,
+            occurred_at=datetime.now(UTC),
+            status=refused.status,
+            project_id=principal.project_id,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            model=primary.model,
+            provider=primary.provider_name,
+            error=refused.kind,
+            stream=call.stream,
+            latency_ms=round(call.latency_ms),
+        )
+        try:
+            await self._ledger.record(record)
+        except GatewayError:  # the ledger is unavailable: logged there; the refusal stands
+            return

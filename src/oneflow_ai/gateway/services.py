@@ -26,7 +26,7 @@ from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
-from oneflow_ai.gateway.ledger_hook import LedgerHook
+from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
 from oneflow_ai.gateway.limits_hook import RateLimitHook
 from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.gateway.planning import select_by_router
@@ -159,6 +159,7 @@ class Services:
                 breakers=breakers,
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
+                    RefusalHook(ledger),  # before the hooks that refuse: records their refusals
                     RateLimitHook(limiter, tokens),
                     LedgerHook(ledger, pricing, tokens),
                 ],
