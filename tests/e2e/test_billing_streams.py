@@ -9,6 +9,7 @@ and charges exactly what the caller received.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import anthropic
 import openai
@@ -82,13 +83,30 @@ def overrunning(database_url: str) -> Iterator[BillingWorld]:
         yield world
 
 
+def limit(world: BillingWorld, project: str, kind: str) -> tuple[str | None, int]:
+    """Give the project room for ten requests: a prepaid balance, or a hard credits budget or
+    tokens quota. Returns the budget's id (None: prepaid) and its limit."""
+    if kind == "prepaid":
+        world.top_up(project, 10 * worst_case(MAX_TOKENS))
+        return None, 10 * worst_case(MAX_TOKENS)
+    if kind == "credits budget":
+        amount = 10 * worst_case(MAX_TOKENS)
+        budget = {"metric": "credits", "period": "day", "limit": str(Decimal(amount) / 1_000_000)}
+    else:
+        amount = 10 * (counter.count_messages(MODEL, MESSAGES).tokens + MAX_TOKENS)
+        budget = {"metric": "tokens", "period": "month", "limit": str(amount)}
+    (status,) = world.budgets(project, budget)
+    return str(status["id"]), amount
+
+
+@pytest.mark.parametrize("kind", ["prepaid", "credits budget", "tokens quota"])
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
 async def test_a_stream_that_would_overrun_its_reservation_is_ended_and_charged_as_delivered(
-    overrunning: BillingWorld, dialect: str
+    overrunning: BillingWorld, dialect: str, kind: str
 ) -> None:
     world = overrunning
     project, key = world.project()
-    world.top_up(project, 10 * worst_case(MAX_TOKENS))
+    budget_id, amount = limit(world, project, kind)
     received: list[str] = []
     with pytest.raises((openai.APIError, anthropic.APIError)) as raised:
         STREAMS[dialect](world, key, received)
@@ -103,9 +121,14 @@ async def test_a_stream_that_would_overrun_its_reservation_is_ended_and_charged_
     assert (charge.input_tokens, charge.output_tokens) == (prompt, delivered)
     expected = pricing.price(MODEL, Usage(input_tokens=prompt, output_tokens=delivered))
     assert charge.micro_credits == expected.micro_credits <= worst_case(MAX_TOKENS)
-    snapshot = (await world.consistent(project))[project]
-    assert snapshot.balance == 10 * worst_case(MAX_TOKENS) - charge.micro_credits
+    hard_limits = {budget_id: amount} if budget_id is not None else {}
+    snapshot = (await world.consistent(project, hard_limits=hard_limits))[project]
     assert snapshot.reserved == 0 and snapshot.reservations == 0
+    if budget_id is None:
+        assert snapshot.balance == amount - charge.micro_credits
+    else:
+        used = charge.micro_credits if kind == "credits budget" else prompt + delivered
+        assert snapshot.counters[budget_id] == (used, 0)
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
