@@ -1,0 +1,363 @@
+"""Load through real gateway processes: the fake providers as a process of their own
+(`oneflow fake-providers`), gateway replicas from `gateway_process`, and clients that read
+whole answers (streamed or not) the way an SDK would see them complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import httpx
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from oneflow_ai.providers.fakes import base_urls
+from tests.support.ledger import snapshot
+
+__all__ = [
+    "DIALECTS",
+    "HANG_GUARD",
+    "MASTER",
+    "Answer",
+    "FakeProcess",
+    "StreamLoad",
+    "StreamRead",
+    "fake_process",
+    "gateway_env",
+    "new_prepaid_project",
+    "post_chat",
+    "stream_chat",
+    "wait_reconciled",
+]
+
+MASTER = "sk-master-for-gateway-load-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {MASTER}"}
+ROOT = Path(__file__).resolve().parents[2]
+#: A guard against a hang, never a measure: generous on a busy 2-core machine.
+HANG_GUARD = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class FakeProcess:
+    """`oneflow fake-providers` in a process of its own, steered through its control plane."""
+
+    def __init__(self, log_path: Path, *options: str) -> None:
+        self._log = log_path.open("w")
+        for _ in range(3):  # a free port may be taken by someone else before the fakes bind it
+            self.port = _free_port()
+            command = [sys.executable, "-m", "oneflow_ai", "fake-providers", f"--port={self.port}"]
+            self.process = subprocess.Popen(
+                [*command, *options],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+            )
+            if self._announced():
+                return
+            self.process.kill()
+            self.process.wait(timeout=HANG_GUARD)
+        self.stop()
+        raise RuntimeError(f"fake providers did not start: {log_path.read_text()[-2000:]}")
+
+    def _announced(self) -> bool:
+        """Whether the process said it serves (it exits at once if the port is taken)."""
+        line: list[str] = []
+        assert self.process.stdout is not None
+        reader = threading.Thread(
+            target=lambda: line.append(
+                self.process.stdout.readline() if self.process.stdout else ""
+            ),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(HANG_GUARD)
+        return bool(line) and line[0].startswith("OneFlow fake providers on")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment pointing a gateway at these fakes."""
+        out = {"FAKE_PROVIDERS": "off"}
+        for provider, url in base_urls(self.url).items():
+            out[f"{provider.upper()}_BASE_URL"] = url
+            out[f"{provider.upper()}_API_KEY"] = "sk-fake-key-0123456789"
+        return out
+
+    def calls(self, provider: str | None = None) -> dict[str, object]:
+        query = {"body": "0", **({"provider": provider} if provider else {})}
+        response = httpx.get(f"{self.url}/_fake/calls", params=query, timeout=30)
+        response.raise_for_status()
+        answer: dict[str, object] = response.json()
+        return answer
+
+    def call_count(self, provider: str | None = None) -> int:
+        total = self.calls(provider)["total"]
+        assert isinstance(total, int)
+        return total
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_fake/reset", timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@contextmanager
+def fake_process(log_path: Path, *options: str) -> Iterator[FakeProcess]:
+    fakes = FakeProcess(log_path, *options)
+    try:
+        yield fakes
+    finally:
+        fakes.stop()
+
+
+def gateway_env(database_url: str, fakes: FakeProcess, **extra: str) -> dict[str, str]:
+    """A gateway on `database_url` in front of `fakes`: one upstream attempt per request (so
+    upstream calls can be counted) and no rate limit in the way of a load."""
+    return {
+        "DATABASE_URL": database_url,
+        "ONEFLOW_MASTER_KEY": MASTER,
+        "API_KEY_PEPPER": "pepper-for-gateway-load-tests-0123456789abcdef",
+        "LOG_LEVEL": "WARNING",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "RATE_LIMIT_PER_HOUR": "0",
+        **fakes.env(),
+        **extra,
+    }
+
+
+async def wait_reconciled(engine: AsyncEngine, project: str) -> None:
+    """Wait until `project` has no reservation left (a dead gateway's are reconciled once its
+    heartbeat is older than the owner timeout)."""
+    deadline = time.monotonic() + HANG_GUARD
+    while (await snapshot(engine, project)).reservations:
+        assert time.monotonic() < deadline, "the dead gateway's reservations were never reconciled"
+        await asyncio.sleep(0.2)
+
+
+def new_prepaid_project(gateway_url: str, project: str, credits: str) -> str:
+    """Create `project` with `credits` prepaid (a real hold per request); a key of its own."""
+    with httpx.Client(base_url=gateway_url, headers=ADMIN, timeout=30) as admin:
+        created = admin.post("/api/v1/projects", json={"name": project, "id": project})
+        assert created.status_code == 201, created.text
+        topped = admin.post(f"/api/v1/projects/{project}/credits", json={"credits": credits})
+        assert topped.status_code == 201, topped.text
+        assert topped.json()["mode"] == "prepaid", topped.text
+        key = admin.post("/api/v1/keys", json={"name": "load", "project_id": project})
+        assert key.status_code == 201, key.text
+        secret: str = key.json()["key"]
+        return secret
+
+
+def chat_body(*, stream: bool, prompt: str = "Say something", max_tokens: int = 64) -> bytes:
+    body: dict[str, object] = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return orjson.dumps(body)
+
+
+#: Each dialect's streaming chat endpoint and a request body for it.
+CHAT_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
+DIALECTS = tuple(CHAT_PATHS)
+
+
+def stream_body(dialect: str, prompt: str) -> bytes:
+    if dialect == "openai":
+        return chat_body(stream=True, prompt=prompt)
+    return orjson.dumps(
+        {
+            "model": "claude-3-haiku-20240307",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 64,
+            "stream": True,
+        }
+    )
+
+
+@dataclass
+class StreamRead:
+    """What a client read of one streamed answer (OpenAI or Anthropic dialect)."""
+
+    request_id: str
+    dialect: str = "openai"
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    #: Credits the final usage event announced (None: the client never saw it).
+    credits: Decimal | None = None
+    #: The stream's end (`[DONE]`, Anthropic's `message_stop`) arrived after the usage event.
+    done: bool = False
+    started: bool = False  # some content arrived
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == 200 and self.done and self.credits is not None
+
+
+def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.headers.items()}
+
+
+async def stream_chat(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    read: StreamRead,
+    *,
+    extra_headers: dict[str, str] | None = None,
+    prompt: str = "Say something",
+) -> StreamRead:
+    """One streamed chat request in `read.dialect`, read into `read` as it arrives (others
+    may watch it) to its end or until the connection breaks."""
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "X-Request-ID": read.request_id,
+        **(extra_headers or {}),
+    }
+    parts: list[bytes] = []
+    try:
+        async with session.post(
+            url + CHAT_PATHS[read.dialect],
+            data=stream_body(read.dialect, prompt),
+            headers=headers,
+        ) as response:
+            read.status, read.headers = response.status, _headers(response)
+            async for line in response.content:
+                parts.append(line)
+                _observe_sse_line(read, line.strip())
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        read.error = repr(exc)
+    read.body = b"".join(parts)
+    return read
+
+
+def _observe_sse_line(read: StreamRead, line: bytes) -> None:
+    if not line.startswith(b"data: "):
+        return
+    data = line.removeprefix(b"data: ")
+    if data == b"[DONE]":
+        read.done = read.credits is not None
+        return
+    event = orjson.loads(data)
+    kind = event.get("type")  # Anthropic's events say what they are; OpenAI's chunks do not
+    if event.get("choices") or kind == "content_block_delta":
+        read.started = True
+    if "oneflow" in event and (event.get("usage") or kind == "message_delta"):
+        read.credits = Decimal(event["oneflow"]["credits"])
+    if kind == "message_stop":
+        read.done = read.credits is not None
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def oneflow_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.headers.items() if k.startswith("x-oneflow-")}
+
+
+async def post_chat(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    *,
+    stream: bool = False,
+    extra_headers: dict[str, str] | None = None,
+) -> Answer:
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        **(extra_headers or {}),
+    }
+    async with session.post(
+        f"{url}/v1/chat/completions", data=chat_body(stream=stream), headers=headers
+    ) as response:
+        return Answer(response.status, _headers(response), await response.read())
+
+
+class StreamLoad:
+    """`clients` clients streaming one chat request after another through one gateway, each
+    request with an id of its own (`{prefix}-{n}`, the gateway's request id), in the OpenAI
+    and the Anthropic dialect in turn."""
+
+    #: Seconds between the clients' first requests: streams end at different moments.
+    STAGGER = 0.013
+
+    def __init__(self, url: str, key: str, prefix: str, clients: int) -> None:
+        self.url, self.key, self.prefix, self.clients = url, key, prefix, clients
+        self.reads: list[StreamRead] = []
+        self.stopped = False
+
+    def complete(self) -> list[StreamRead]:
+        return [read for read in self.reads if read.complete]
+
+    def cut_off(self) -> list[StreamRead]:
+        return [read for read in self.reads if not read.complete]
+
+    def mid_stream(self) -> list[StreamRead]:
+        return [read for read in self.reads if read.started and not read.done and not read.error]
+
+    async def run(self, until: Callable[[StreamLoad], bool]) -> None:
+        """Stream until `until(self)` holds (checked every few milliseconds), then let every
+        client finish (or lose) the request it has in hand."""
+        connector = aiohttp.TCPConnector(limit=self.clients)
+        timeout = aiohttp.ClientTimeout(total=HANG_GUARD)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def client(index: int) -> None:
+                await asyncio.sleep(index * self.STAGGER)
+                while not self.stopped:
+                    n = len(self.reads)
+                    read = StreamRead(f"{self.prefix}-{n}", DIALECTS[n % len(DIALECTS)])
+                    self.reads.append(read)
+                    await stream_chat(session, self.url, self.key, read)
+
+            clients = asyncio.gather(*(client(i) for i in range(self.clients)))
+            deadline = time.monotonic() + HANG_GUARD
+            try:
+                while not until(self):
+                    assert time.monotonic() < deadline, "the load did not get going"
+                    await asyncio.sleep(0.005)
+            finally:
+                self.stopped = True
+                await clients
