@@ -132,6 +132,8 @@ class ProviderError(GatewayError):
 
     status = 502
     kind = "provider_error"
+    #: The provider's own verdict on retrying (its `x-should-retry` header), when it gave one.
+    should_retry: bool | None = None
 
     def __init__(
         self,

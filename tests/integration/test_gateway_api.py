@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.domain.usage import Usage
 from tests.integration.conftest import Gateway
 
@@ -103,3 +104,32 @@ def test_estimate_counts_a_prompt_per_model(gateway: Gateway) -> None:
     assert by_model["claude-3-opus-20240229"]["tokens_exact"] is False
     missing = gateway.post("/api/v1/estimate", {"output_tokens": 5})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "input_tokens"
+
+
+def test_estimate_counts_a_conversation_with_the_chat_format(gateway: Gateway) -> None:
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hello world, how are you?"},
+    ]
+    body = gateway.post("/api/v1/estimate", {"messages": messages, "max_tokens": 40}).json()
+    by_model = {e["model"]: e for e in body["estimates"]}
+    counter = TokenCounter()
+    for model in ("gpt-4o", "gpt-4", "gpt-3.5-turbo"):
+        assert by_model[model]["input_tokens"] == counter.count_messages(model, messages).tokens
+        assert by_model[model]["output_tokens"] == 40  # max_tokens is output_tokens' other name
+    malformed = gateway.post("/api/v1/estimate", {"messages": [{"role": "user", "content": 5}]})
+    assert malformed.status_code == 400, malformed.text
+
+
+def test_estimate_refuses_a_field_it_does_not_know(gateway: Gateway) -> None:
+    response = gateway.post("/api/v1/estimate", {"input_tokens": 10, "output_token": 5})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "output_token" and "unknown field" in error["message"]
+
+
+def test_estimate_prices_speech_by_characters(gateway: Gateway) -> None:
+    body = gateway.post("/api/v1/estimate", {"modality": "audio", "characters": 1000}).json()
+    (entry,) = [e for e in body["estimates"] if e["model"] == "eleven_multilingual_v2"]
+    expected = PricingEngine().price("eleven_multilingual_v2", Usage(characters=1000))
+    assert Decimal(entry["credits"]) == expected.credits == Decimal("10")  # $0.10 per 1,000

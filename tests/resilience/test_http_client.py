@@ -218,6 +218,26 @@ async def test_upstream_auth_failure_is_a_provider_auth_error(upstream: Scripted
     assert upstream.count == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (402, ProviderAuthError),  # the provider account, not the request
+        (409, ProviderUnavailableError),  # a conflict such as a lock timeout: retryable
+        (422, ProviderBadRequestError),
+        (504, ProviderTimeoutError),
+    ],
+)
+async def test_error_statuses_map_as_the_providers_do(
+    upstream: ScriptedUpstream, status: int, kind: type[Exception]
+) -> None:
+    upstream.default = Reply(status, b"{}")
+    client, _ = client_for(max_retries=0)
+    async with client:
+        with pytest.raises(kind) as caught:
+            await client.post(f"{upstream.url}/x", json={})
+    assert type(caught.value) is kind
+
+
 async def test_raise_for_status_false_returns_the_last_error_answer(
     upstream: ScriptedUpstream,
 ) -> None:

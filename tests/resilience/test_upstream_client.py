@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
-import aiohttp
 import pytest
 
 from oneflow_ai.errors import ProviderError, ProviderUnavailableError
+from oneflow_ai.providers.http import AiohttpUpstream
+from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamStream
+from oneflow_ai.providers.upstream import UpstreamResponse as TransportResponse
 from oneflow_ai.resilience import (
     BreakerConfig,
     CircuitBreakers,
@@ -23,80 +23,28 @@ from oneflow_ai.resilience import (
     current_model,
     map_status_error,
 )
-from oneflow_ai.resilience.upstream import map_transport_error
 from tests.support.scripted import Reply, ScriptedUpstream, scripted_upstream
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    body: bytes | None = None
-    headers: Mapping[str, str] | None = None
-    model: str | None = None
+def _error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    return map_status_error("anthropic", None, UpstreamResponse(status, headers, body))
 
 
-class Stream:
-    def __init__(self, response: aiohttp.ClientResponse, owner: PlainUpstream) -> None:
-        self.status = response.status
-        self.headers = response.headers
-        self._response = response
-        self._owner = owner
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_transport_error(exc, self._owner.provider, None) from exc
+def upstream_request(
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    model: str | None = None,
+) -> UpstreamRequest:
+    return UpstreamRequest(method, path, _error, body=body, headers=headers, model=model)
 
 
-class PlainUpstream:
-    """No retries, no breaker: one request, one answer, errors as ProviderError."""
-
-    def __init__(self, provider: str, base_url: str) -> None:
-        self.provider = provider
-        self.base_url = base_url
-        self.session = aiohttp.ClientSession()
-
-    def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        return map_status_error(self.provider, None, UpstreamResponse(status, headers, body))
-
-    async def send(self, request: Request) -> UpstreamResponse:
-        try:
-            async with self.session.request(
-                request.method,
-                self.base_url + request.path,
-                data=request.body,
-                headers=request.headers,
-            ) as response:
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_transport_error(exc, self.provider, request.model) from exc
-        if response.status >= 300:
-            raise self._error(response.status, response.headers, body)
-        return UpstreamResponse(response.status, response.headers, body)
-
-    @asynccontextmanager
-    async def stream(self, request: Request) -> AsyncIterator[Stream]:
-        try:
-            response = await self.session.request(
-                request.method,
-                self.base_url + request.path,
-                data=request.body,
-                headers=request.headers,
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_transport_error(exc, self.provider, request.model) from exc
-        try:
-            if response.status >= 300:
-                raise self._error(response.status, response.headers, await response.read())
-            yield Stream(response, self)
-        finally:
-            response.release()
-
-    async def aclose(self) -> None:
-        await self.session.close()
+def plain_upstream(base_url: str) -> AiohttpUpstream:
+    """The gateway's own upstream client: no retries, no breaker, errors as ProviderError."""
+    return AiohttpUpstream(
+        "anthropic", base_url, headers={}, connect_timeout=10.0, read_timeout=30.0
+    )
 
 
 @pytest.fixture
@@ -111,12 +59,12 @@ async def no_sleep(_seconds: float) -> None:
 
 def wrap(
     base_url: str, **options: object
-) -> tuple[ResilientUpstream[Request, UpstreamResponse, Stream], CircuitBreakers]:
+) -> tuple[ResilientUpstream[UpstreamRequest, TransportResponse, UpstreamStream], CircuitBreakers]:
     breakers = CircuitBreakers(model_config=BreakerConfig(min_calls=3, cooldown_seconds=60))
     caller = ResilientCaller(
         "anthropic", breakers=breakers, policy=RetryPolicy(max_retries=3), sleep=no_sleep
     )
-    return ResilientUpstream(PlainUpstream("anthropic", base_url), caller, **options), breakers  # type: ignore[arg-type]
+    return ResilientUpstream(plain_upstream(base_url), caller, **options), breakers  # type: ignore[arg-type]
 
 
 async def test_a_post_gets_one_idempotency_key_kept_across_its_retries(
@@ -125,8 +73,8 @@ async def test_a_post_gets_one_idempotency_key_kept_across_its_retries(
     upstream.add(Reply(529, b""), Reply(500, b""), Reply.json({"id": "msg_1"}))
     client, _ = wrap(upstream.url)
     try:
-        answer = await client.send(Request("POST", "/v1/messages", b"{}", model="m"))
-        other = await client.send(Request("POST", "/v1/messages", b"{}", model="m"))
+        answer = await client.send(upstream_request("POST", "/v1/messages", b"{}", model="m"))
+        other = await client.send(upstream_request("POST", "/v1/messages", b"{}", model="m"))
     finally:
         await client.aclose()
     assert answer.status == 200 and other.status == 200
@@ -138,7 +86,9 @@ async def test_a_callers_own_key_is_kept(upstream: ScriptedUpstream) -> None:
     upstream.add(Reply(503, b""), Reply.json({}))
     client, _ = wrap(upstream.url)
     try:
-        await client.send(Request("POST", "/x", b"{}", headers={"idempotency-key": "mine"}))
+        await client.send(
+            upstream_request("POST", "/x", b"{}", headers={"idempotency-key": "mine"})
+        )
     finally:
         await client.aclose()
     assert [r.headers["Idempotency-Key"] for r in upstream.requests] == ["mine", "mine"]
@@ -149,7 +99,7 @@ async def test_without_keys_a_failed_post_is_not_repeated(upstream: ScriptedUpst
     client, _ = wrap(upstream.url, idempotency_keys=False)
     try:
         with pytest.raises(ProviderUnavailableError):
-            await client.send(Request("POST", "/x", b"{}"))
+            await client.send(upstream_request("POST", "/x", b"{}"))
     finally:
         await client.aclose()
     assert upstream.count == 1 and "Idempotency-Key" not in upstream.requests[0].headers
@@ -164,7 +114,7 @@ async def test_without_keys_a_refused_connection_is_still_retried() -> None:
     client.caller.on_retry = lambda event: attempts.append(event.retry)
     try:
         with pytest.raises(ProviderUnavailableError):
-            await client.send(Request("POST", "/x", b"{}"))
+            await client.send(upstream_request("POST", "/x", b"{}"))
     finally:
         await client.aclose()
     assert attempts == [1, 2, 3]
@@ -178,9 +128,9 @@ async def test_breakers_are_keyed_by_the_model_being_tried(upstream: ScriptedUps
     try:
         for _ in range(3):
             with pytest.raises(ProviderUnavailableError):
-                await client.send(Request("POST", "/x", b"{}", model="provider-own-id"))
+                await client.send(upstream_request("POST", "/x", b"{}", model="provider-own-id"))
         with pytest.raises(CircuitOpenError):
-            await client.send(Request("POST", "/x", b"{}", model="provider-own-id"))
+            await client.send(upstream_request("POST", "/x", b"{}", model="provider-own-id"))
     finally:
         current_model.reset(token)
         await client.aclose()
@@ -193,11 +143,15 @@ async def test_a_stream_is_retried_until_it_opens_then_never(upstream: ScriptedU
     upstream.add(Reply(529, b""), Reply(chunks=events), Reply(chunks=events, drop_after_chunks=1))
     client, breakers = wrap(upstream.url)
     try:
-        async with client.stream(Request("POST", "/v1/messages", b"{}", model="m")) as stream:
+        async with client.stream(
+            upstream_request("POST", "/v1/messages", b"{}", model="m")
+        ) as stream:
             body = b"".join([c async for c in stream.chunks()])
         received = []
         with pytest.raises(ProviderUnavailableError):
-            async with client.stream(Request("POST", "/v1/messages", b"{}", model="m")) as stream:
+            async with client.stream(
+                upstream_request("POST", "/v1/messages", b"{}", model="m")
+            ) as stream:
                 async for chunk in stream.chunks():
                     received.append(chunk)
     finally:
@@ -207,3 +161,25 @@ async def test_a_stream_is_retried_until_it_opens_then_never(upstream: ScriptedU
     # 2 failures (a 529, a dropped stream) in 3 calls reach the 50 % rate: the circuit opened
     snapshot = breakers.breaker("anthropic/m").snapshot
     assert snapshot.state is CircuitState.OPEN and snapshot.times_opened == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "hint", "calls"),
+    [
+        (500, "false", 1),  # retryable, but the provider says not to
+        (400, "true", 2),  # not retryable, but the provider says to
+    ],
+)
+async def test_the_providers_x_should_retry_is_obeyed(
+    upstream: ScriptedUpstream, first: int, hint: str, calls: int
+) -> None:
+    upstream.add(Reply(first, b"{}", {"x-should-retry": hint}), Reply.json({"ok": True}))
+    client, _ = wrap(upstream.url)
+    try:
+        try:
+            await client.send(upstream_request("POST", "/x", b"{}"))
+        except ProviderError as error:
+            assert error.should_retry is (hint == "true")
+    finally:
+        await client.aclose()
+    assert upstream.count == calls

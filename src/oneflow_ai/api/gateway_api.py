@@ -40,6 +40,21 @@ CALLER = Depends(gateway_caller)
 
 DEFAULT_VOICE = "alloy"
 MODALITIES = ("text", "image", "audio")
+ESTIMATE_FIELDS = frozenset(
+    {
+        "strategy",
+        "modality",
+        "input_tokens",
+        "output_tokens",
+        "max_tokens",
+        "prompt",
+        "messages",
+        "images",
+        "size",
+        "quality",
+        "characters",
+    }
+)
 
 
 @router.post(
@@ -114,23 +129,30 @@ async def process_request(request: Request, principal: Principal = CALLER) -> Re
 )
 async def estimate(request: Request, principal: Principal = CALLER) -> Response:
     fields = Fields(parse_object(await request.body()))
+    fields.only(ESTIMATE_FIELDS)
     strategy = fields.opt_str("strategy", choices=STRATEGIES) or DEFAULT_STRATEGY
     modality = cast(Modality, fields.opt_str("modality", choices=MODALITIES) or "text")
     input_tokens = fields.opt_int("input_tokens", minimum=0)
     output_tokens = fields.opt_int("output_tokens", minimum=0)
+    if output_tokens is None:  # the name /api/v1/request and the chat APIs use
+        output_tokens = fields.opt_int("max_tokens", minimum=0)
     prompt = fields.opt_str("prompt")
+    messages = fields.opt_list("messages")
     images = fields.opt_int("images", minimum=1, maximum=10) or 1
     size = fields.opt_str("size")
     quality = fields.opt_str("quality")
+    characters = fields.opt_int("characters", minimum=0)
     services = get_services(request)
     estimates = services.estimates.estimate(
         modality=modality,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         prompt=prompt,
+        messages=messages,
         images=images,
         image_size=size,
         image_quality=quality,
+        characters=characters,
     )
     ranked = sorted(estimates, key=lambda e: (not e.fits, e.cost.micro_credits, e.model))
     available = {entry.id for entry in services.registry.available(modality)}
@@ -152,7 +174,7 @@ async def estimate(request: Request, principal: Principal = CALLER) -> Response:
             images=images,
             image_size=size,
             image_quality=quality,
-            characters=len(prompt or ""),
+            characters=characters if characters is not None else len(prompt or ""),
         )
         pick = next(e for e in ranked if e.model == decision.primary_model)
         routing = {

@@ -179,10 +179,17 @@ class EstimateRequest(_Doc):
     modality: Literal["text", "image", "audio"] = "text"
     input_tokens: int | None = Field(default=None, ge=0, description="or give a prompt")
     output_tokens: int | None = Field(default=None, ge=0, description="default 256")
+    max_tokens: int | None = Field(default=None, ge=0, description="same as output_tokens")
     prompt: str | None = Field(default=None, description="counted per model's tokenizer")
+    messages: list[ChatMessage] | None = Field(
+        default=None, description="a chat conversation, counted with each model's chat format"
+    )
     images: int = Field(default=1, ge=1, le=10)
     size: str | None = None
     quality: str | None = None
+    characters: int | None = Field(
+        default=None, ge=0, description="audio: characters to speak (or the prompt's length)"
+    )
 
 
 class EstimateResponse(_Doc):

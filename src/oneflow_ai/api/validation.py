@@ -63,6 +63,12 @@ class Fields:
         self.data: dict[str, Any] = data
         self.path = path
 
+    def only(self, known: Collection[str]) -> None:
+        """Refuse a field the endpoint does not know (a misspelt one would be ignored)."""
+        for key in self.data:
+            if key not in known:
+                raise invalid(self.at(key), "unknown field; known: " + ", ".join(sorted(known)))
+
     def at(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 

@@ -240,14 +240,18 @@ def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:
 def _resilient_clients(
     settings: Settings, breakers: CircuitBreakers, telemetry: Telemetry
 ) -> ClientFactory:
-    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys."""
+    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys;
+    with tracing on, its requests carry the upstream attempt's `traceparent`."""
     metrics = telemetry.metrics
+    tracing = telemetry.tracing
+    trace_context = tracing.inject if tracing.enabled else None
 
     def on_retry(event: RetryEvent) -> None:
         metrics.record_retry(event.provider, event.error.kind)
 
     def factory(provider: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
         caller = build_caller(settings, provider.name, breakers, on_retry=on_retry)
-        return ResilientUpstream(default_client(provider, headers), caller)
+        client = default_client(provider, headers, trace_context=trace_context)
+        return ResilientUpstream(client, caller)
 
     return factory

@@ -7,6 +7,7 @@ provider's error body and may refine the class (content filtered, overloaded, qu
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 
@@ -29,29 +30,41 @@ _MAX_MESSAGE = 500
 _CALLERS_CODES = (ProviderBadRequestError, ContentFilteredError, ProviderRateLimitedError)
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait before retrying: `retry-after-ms`, else `retry-after` (seconds or an
-    HTTP date); None when absent or unreadable."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = -1.0
-        if ms >= 0:
-            return ms / 1000
-    value = headers.get("retry-after")
-    if value is None:
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The provider's retry hint in seconds, or None when it gave none (or an unusable one).
+
+    `headers` must be case-insensitive (aiohttp's `CIMultiDictProxy`) or lower-cased.
+    `retry-after-ms` is read first, then `retry-after` as seconds or an HTTP date (`now` is the
+    current Unix time, for the date form). Negative values and past dates give 0; garbage gives
+    None.
+    """
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        millis = _finite(raw_ms)
+        if millis is not None:
+            return max(0.0, millis / 1000.0)
+    raw = headers.get("retry-after")
+    if raw is None:
         return None
+    seconds = _finite(raw)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
-        seconds = float(value)
+        when = email.utils.parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text.strip())
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+        return None
+    return value if math.isfinite(value) else None
 
 
 def error_class(status: int) -> type[ProviderError]:

@@ -6,11 +6,18 @@ Timeouts are the seed's: `connect` (getting a connection, TCP and TLS included) 
 (the longest silence while reading an answer; a stream may run longer as long as bytes keep
 coming). On our machines aiohttp's client costs a fraction of httpx's per request (FINDINGS.md),
 which is why the hot path uses it.
+
+With tracing on, `trace_context` (the tracing's injector) writes the current span's W3C
+`traceparent` into every request: inside an upstream-attempt span, the provider sees that
+attempt as its parent. With tracing off it is None and requests are sent untouched.
+
+It is also the transport of `ResilientHTTPClient` (absolute URLs: an empty base URL), which is
+why a request may carry its own read and total timeouts.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -19,7 +26,13 @@ from yarl import URL
 from oneflow_ai.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamResponse, UpstreamStream
 
-__all__ = ["AiohttpUpstream"]
+__all__ = ["AiohttpUpstream", "TraceInjector", "transport_error"]
+
+#: How much of an error answer is read: an error page is never worth megabytes.
+ERROR_BODY_LIMIT = 64 * 1024
+
+#: Writes the current trace context (`traceparent`, `tracestate`) into outgoing headers.
+TraceInjector = Callable[[MutableMapping[str, str]], None]
 
 
 class AiohttpUpstream:
@@ -27,9 +40,10 @@ class AiohttpUpstream:
 
     `headers` are sent with every request (credentials, content type); a request's own headers
     are added on top. Construct it inside a running event loop (the application's lifespan).
+    A `session` given here is used as it is (its own headers and timeouts) and not closed.
     """
 
-    __slots__ = ("_base", "_session", "_urls", "provider")
+    __slots__ = ("_base", "_connect", "_inject", "_owns_session", "_session", "_urls", "provider")
 
     def __init__(
         self,
@@ -40,10 +54,18 @@ class AiohttpUpstream:
         connect_timeout: float,
         read_timeout: float,
         max_connections: int = 256,
+        trace_context: TraceInjector | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.provider = provider
         self._base = base_url.rstrip("/")
+        self._inject = trace_context
+        self._connect = connect_timeout
         self._urls: dict[str, URL] = {}
+        self._owns_session = session is None
+        if session is not None:
+            self._session = session
+            return
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -66,42 +88,60 @@ class AiohttpUpstream:
                 self._urls[path] = url
         return url
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    def _headers(self, request: UpstreamRequest) -> Mapping[str, str] | None:
+        inject = self._inject
+        if inject is None:
+            return request.headers
+        headers = dict(request.headers or {})
+        inject(headers)
+        return headers
+
+    def _timeout(self, request: UpstreamRequest) -> aiohttp.ClientTimeout:
+        """The session's timeouts, or the request's own where it sets any."""
+        default = self._session.timeout
+        if request.read_timeout is None and request.total_timeout is None:
+            return default
+        return aiohttp.ClientTimeout(
+            total=request.total_timeout,
+            connect=self._connect,
+            sock_read=request.read_timeout or default.sock_read,
+        )
+
+    async def _open(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
         try:
-            async with self._session.request(
+            return await self._session.request(
                 request.method,
                 self._url(request.path),
                 data=request.body,
-                headers=request.headers,
+                headers=self._headers(request),
                 params=request.query,
-            ) as response:
-                body = await response.read()
-                status = response.status
-                headers = response.headers
+                timeout=self._timeout(request),
+            )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise self._failure(exc, request) from exc
-        if status >= 300:
-            raise self._mapped(request, status, headers, body)
+            raise transport_error(exc, self.provider, request.model) from exc
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        response = await self._open(request)
+        try:
+            status, headers = response.status, response.headers
+            if status >= 300:
+                raise self._mapped(request, status, headers, await _error_body(response))
+            body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise transport_error(exc, self.provider, request.model) from exc
+        finally:
+            response.release()
         return UpstreamResponse(status, headers, body)
 
     @asynccontextmanager
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
-        try:
-            response = await self._session.request(
-                request.method,
-                self._url(request.path),
-                data=request.body,
-                headers=request.headers,
-                params=request.query,
-            )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise self._failure(exc, request) from exc
+        response = await self._open(request)
         try:
             if response.status >= 300:
                 try:
-                    body = await response.read()
+                    body = await _error_body(response)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    raise self._failure(exc, request) from exc
+                    raise transport_error(exc, self.provider, request.model) from exc
                 raise self._mapped(request, response.status, response.headers, body)
             yield _Stream(self, response, request)
         finally:
@@ -110,33 +150,21 @@ class AiohttpUpstream:
             response.release()
 
     async def aclose(self) -> None:
-        await self._session.close()
+        if self._owns_session:
+            await self._session.close()
 
     def _mapped(
         self, request: UpstreamRequest, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
         error = request.map_error(status, headers, body)
+        hint = headers.get("x-should-retry")
+        if hint is not None:
+            error.should_retry = hint.strip().lower() == "true"
         if error.model is None:
             error.model = request.model
         if not error.provider:
             error.provider = self.provider
         return error
-
-    def _failure(self, exc: Exception, request: UpstreamRequest) -> ProviderError:
-        """The ProviderError for a transport failure: a timeout, or a refused or broken
-        connection."""
-        if isinstance(exc, TimeoutError):
-            return ProviderTimeoutError(
-                f"{self.provider} did not answer in time ({type(exc).__name__})",
-                provider=self.provider,
-                model=request.model,
-            )
-        detail = str(exc) or type(exc).__name__
-        return ProviderUnavailableError(
-            f"{self.provider} connection failed: {detail}",
-            provider=self.provider,
-            model=request.model,
-        )
 
     def __repr__(self) -> str:
         return f"AiohttpUpstream({self.provider!r}, {self._base!r})"
@@ -160,7 +188,48 @@ class _Stream:
             try:
                 chunk = await content.readany()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise self._owner._failure(exc, self._request) from exc
+                request = self._request
+                raise transport_error(
+                    exc, self._owner.provider, request.model, mid_stream=True
+                ) from exc
             if not chunk:
                 return
             yield chunk
+
+
+def transport_error(
+    exc: BaseException, provider: str, model: str | None, *, mid_stream: bool = False
+) -> ProviderError:
+    """The ProviderError for a transport failure (raise it `from exc`: the cause tells a
+    connection that was never made from one that broke): a connect or read timeout, or a
+    refused or broken connection."""
+    where = " while streaming the answer" if mid_stream else ""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ProviderTimeoutError(
+            f"{provider}: no connection in time", provider=provider, model=model
+        )
+    if isinstance(exc, TimeoutError):  # aiohttp's socket-read and total timeouts
+        return ProviderTimeoutError(
+            f"{provider} did not answer in time{where}", provider=provider, model=model
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return ProviderUnavailableError(
+            f"{provider}: cannot connect ({reason})", provider=provider, model=model
+        )
+    detail = str(exc) or type(exc).__name__
+    return ProviderUnavailableError(
+        f"{provider} connection failed{where}: {detail}", provider=provider, model=model
+    )
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """An error answer's body, up to `ERROR_BODY_LIMIT` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= ERROR_BODY_LIMIT:
+            break
+    return b"".join(parts)[:ERROR_BODY_LIMIT]

@@ -21,7 +21,7 @@ from oneflow_ai.catalog import Catalog, Modality, ModelEntry
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
 from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
-from oneflow_ai.providers.http import AiohttpUpstream
+from oneflow_ai.providers.http import AiohttpUpstream, TraceInjector
 from oneflow_ai.providers.spec import ProviderSpec
 from oneflow_ai.providers.upstream import UpstreamClient
 from oneflow_ai.settings import ProviderSettings, Settings
@@ -48,7 +48,13 @@ ClientFactory = Callable[[ProviderSettings, Mapping[str, str]], UpstreamClient]
 resilience layer passes a factory that wraps `default_client` in retries and a breaker."""
 
 
-def default_client(settings: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
+def default_client(
+    settings: ProviderSettings,
+    headers: Mapping[str, str],
+    *,
+    trace_context: TraceInjector | None = None,
+) -> UpstreamClient:
+    """The pooled aiohttp client of one provider (`trace_context`: see `AiohttpUpstream`)."""
     return AiohttpUpstream(
         settings.name,
         settings.base_url,
@@ -56,6 +62,7 @@ def default_client(settings: ProviderSettings, headers: Mapping[str, str]) -> Up
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_connections=settings.max_connections,
+        trace_context=trace_context,
     )
 
 

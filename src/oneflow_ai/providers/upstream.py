@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from oneflow_ai.errors import ProviderError
 
@@ -48,13 +48,15 @@ ErrorMapper = Callable[[int, Mapping[str, str], bytes], ProviderError]
 class UpstreamRequest:
     """One HTTP request to a provider; `path` is appended to the client's base URL."""
 
-    method: Literal["GET", "POST"]
+    method: str  # GET and POST for the adapters; any method for `ResilientHTTPClient`
     path: str
     map_error: ErrorMapper
     body: bytes | None = None
     headers: Mapping[str, str] | None = None  # on top of the client's (content type, accept)
     query: Mapping[str, str] | None = None
     model: str | None = None  # the upstream model, for errors, breakers and metrics
+    read_timeout: float | None = None  # instead of the client's, for this request
+    total_timeout: float | None = None  # a bound on the whole exchange (none by default)
 
 
 @dataclass(frozen=True, slots=True)

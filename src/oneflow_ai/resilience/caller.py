@@ -7,7 +7,8 @@ answer or raises a ``ProviderError``; the caller runs it under the breakers and 
 to run it again. A failed attempt is retried only when all of these hold:
 
 - the error is retryable (``ProviderError.retryable``: unavailable/5xx/529, timeout, 429), and
-  the upstream did not forbid it (``x-should-retry: false``, when the transport reports it);
+  the upstream did not forbid it (``x-should-retry: false``, which the transport puts on the
+  error as ``should_retry``; ``x-should-retry: true`` makes any failure retryable);
 - the call is idempotent (the caller says so: a safe method, or an idempotency key is sent),
   **or** the upstream certainly did not act on it: the connection was never made (refused,
   DNS, connect timeout) or the answer was a 429 refusal;
@@ -33,14 +34,17 @@ import aiohttp
 
 from oneflow_ai.errors import ProviderError, ProviderRateLimitedError
 from oneflow_ai.resilience.breaker import Outcome
-from oneflow_ai.resilience.circuits import CircuitBreakers, outcome_of
+from oneflow_ai.resilience.circuits import CallPermit, CircuitBreakers, outcome_of
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 
-__all__ = ["ResilientCaller", "RetryEvent", "never_sent"]
+__all__ = ["IDEMPOTENT_METHODS", "ResilientCaller", "RetryEvent", "never_sent", "transport_code"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 _NOT_SENT_CODES = frozenset({"connect_error", "connect_timeout"})
+#: Methods whose repetition is harmless by HTTP's definition; a POST needs an idempotency key.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +58,31 @@ class RetryEvent:
     error: ProviderError
 
 
+def transport_code(error: ProviderError) -> str | None:
+    """Which transport failure ``error`` was raised from (its aiohttp cause):
+    ``connect_timeout``, ``read_timeout``, ``connect_error`` (never connected) or
+    ``connection_error`` (broke); None for an HTTP answer."""
+    cause = error.__cause__
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return "connect_timeout"
+    if isinstance(cause, TimeoutError):
+        return "read_timeout"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return "connect_error"
+    if isinstance(cause, aiohttp.ClientError | OSError):
+        return "connection_error"
+    return None
+
+
 def never_sent(error: ProviderError) -> bool:
     """Whether the upstream certainly did not act on the request that failed with ``error``.
 
-    True for a 429 (a refusal) and for a connection that was never established: our transport
-    marks those with code ``connect_error``/``connect_timeout``, and any transport that chains
-    aiohttp's connector errors as the cause is recognised too.
+    True for a 429 (a refusal) and for a connection that was never established (code
+    ``connect_error``/``connect_timeout``, or an aiohttp connector error as the cause).
     """
     if isinstance(error, ProviderRateLimitedError) or error.upstream_status == 429:
         return True
-    if error.code in _NOT_SENT_CODES:
-        return True
-    cause = error.__cause__
-    return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return (error.code or transport_code(error)) in _NOT_SENT_CODES
 
 
 class ResilientCaller:
@@ -112,28 +128,13 @@ class ResilientCaller:
     ) -> T:
         """Run ``attempt`` until it answers or must not be retried (then its error is raised).
 
-        ``should_retry(error)`` may return the upstream's explicit verdict (``x-should-retry``)
-        or ``None`` for none.
+        The upstream's explicit verdict (``x-should-retry``, which the transport puts on the
+        error as ``should_retry``) is obeyed; ``should_retry(error)`` may give another one
+        (``None`` for none).
         """
-        self.budget.deposit()
-        deadline = self.deadline()
-        retry = 0
-        while True:
-            permit = await self.breakers.acquire(self.provider, model)
-            try:
-                value = await attempt()
-            except ProviderError as error:
-                await self.breakers.release(permit, outcome_of(error))
-                verdict = should_retry(error) if should_retry is not None else None
-                if not await self._pause(error, retry, model, idempotent, deadline, verdict):
-                    raise
-                retry += 1
-                continue
-            except BaseException:
-                await self.breakers.release(permit, Outcome.NEUTRAL)
-                raise
-            await self.breakers.release(permit, Outcome.SUCCESS)
-            return value
+        value, permit = await self._until_success(attempt, model, idempotent, should_retry)
+        await self.breakers.release(permit, Outcome.SUCCESS)
+        return value
 
     @asynccontextmanager
     async def stream(
@@ -150,24 +151,12 @@ class ResilientCaller:
         (a dropped connection, a read timeout) is a failure, ``failed(stream)`` may report one
         the block swallowed, a cancellation is neutral, anything else a success.
         """
-        self.budget.deposit()
-        deadline = self.deadline()
-        retry = 0
-        while True:
-            permit = await self.breakers.acquire(self.provider, model)
+
+        async def enter() -> tuple[AbstractAsyncContextManager[T], T]:
             context = opener()
-            try:
-                stream = await context.__aenter__()
-            except ProviderError as error:
-                await self.breakers.release(permit, outcome_of(error))
-                if not await self._pause(error, retry, model, idempotent, deadline, None):
-                    raise
-                retry += 1
-                continue
-            except BaseException:
-                await self.breakers.release(permit, Outcome.NEUTRAL)
-                raise
-            break
+            return context, await context.__aenter__()
+
+        (context, stream), permit = await self._until_success(enter, model, idempotent, None)
         outcome = Outcome.SUCCESS
         try:
             yield stream
@@ -185,6 +174,35 @@ class ResilientCaller:
             if outcome is Outcome.SUCCESS and failed is not None and failed(stream):
                 outcome = Outcome.FAILURE
             await self.breakers.release(permit, outcome)
+
+    async def _until_success(
+        self,
+        attempt: Callable[[], Awaitable[V]],
+        model: str | None,
+        idempotent: bool,
+        should_retry: Callable[[ProviderError], bool | None] | None,
+    ) -> tuple[V, CallPermit]:
+        """Run ``attempt`` under the breakers, retrying by the rules, until it succeeds: its
+        value and the permit it holds (the caller reports the outcome). The last error is
+        raised when it must not be retried."""
+        self.budget.deposit()
+        deadline = self.deadline()
+        retry = 0
+        while True:
+            permit = await self.breakers.acquire(self.provider, model)
+            try:
+                value = await attempt()
+            except ProviderError as error:
+                await self.breakers.release(permit, outcome_of(error))
+                verdict = error.should_retry if should_retry is None else should_retry(error)
+                if not await self._pause(error, retry, model, idempotent, deadline, verdict):
+                    raise
+                retry += 1
+                continue
+            except BaseException:
+                await self.breakers.release(permit, Outcome.NEUTRAL)
+                raise
+            return value, permit
 
     async def _pause(
         self,

@@ -1,6 +1,12 @@
 """`ResilientHTTPClient`: one pooled aiohttp session per provider, with circuit breakers,
 retries (exponential backoff, full jitter, Retry-After, a retry budget) and timeouts.
 
+A thin facade: requests go through the gateway's own upstream client
+(:class:`~oneflow_ai.providers.http.AiohttpUpstream`, with absolute URLs) and attempts run under
+the same :class:`~oneflow_ai.resilience.caller.ResilientCaller` as the gateway's provider
+calls; what is its own is the call shape (a URL, JSON or form data, an idempotency key), the
+error mapper, and ``raise_for_status=False``.
+
 >>> client = ResilientHTTPClient(provider_name="openai", timeout=30.0, max_retries=3)
 >>> response = await client.post(url=..., json={...}, headers={...}, idempotency_key="req-1")
 >>> response.status, response.json()
@@ -23,6 +29,7 @@ stream is the gap between chunks).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,7 +40,14 @@ import aiohttp
 import orjson
 
 from oneflow_ai.errors import ProviderError
-from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent
+from oneflow_ai.providers.http import AiohttpUpstream
+from oneflow_ai.providers.upstream import UpstreamRequest
+from oneflow_ai.resilience.caller import (
+    IDEMPOTENT_METHODS,
+    ResilientCaller,
+    RetryEvent,
+    transport_code,
+)
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 from oneflow_ai.resilience.upstream import (
@@ -42,30 +56,29 @@ from oneflow_ai.resilience.upstream import (
     UpstreamStream,
     current_model,
     map_status_error,
-    map_transport_error,
 )
 
 __all__ = ["ResilientHTTPClient", "RetryEvent"]
 
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_ERROR_BODY_LIMIT = 64 * 1024
 
 Body = bytes | str | aiohttp.FormData | None
-_Payload = bytes | str | aiohttp.payload.Payload | None
 
 
 @dataclass(slots=True)
 class _Call:
-    method: str
-    url: str
-    payload: _Payload
-    headers: dict[str, str]
-    model: str | None
+    """One logical call: its request, and what its attempts leave behind."""
+
+    provider: str
+    mapper: ErrorMapper
     idempotent: bool
-    read_timeout: float
-    deadline: float | None
+    request: UpstreamRequest = dataclasses.field(init=False)
     attempts: int = 0
     error_response: UpstreamResponse | None = None  # the last attempt's error answer
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        response = UpstreamResponse(status, headers, body, self.attempts)
+        self.error_response = response
+        return self.mapper(self.provider, self.request.model, response)
 
 
 class ResilientHTTPClient:
@@ -74,7 +87,8 @@ class ResilientHTTPClient:
     ``breakers`` defaults to a private in-process set; the gateway passes its shared
     :class:`CircuitBreakers` so that every client, the router and the admin API see the same
     circuits. ``sleep``, ``clock`` and ``rng`` are injectable so tests never wait for real
-    backoff.
+    backoff. A ``session`` given here is used (and not closed); otherwise one is made on first
+    use.
     """
 
     def __init__(
@@ -114,9 +128,8 @@ class ResilientHTTPClient:
         self.connect_timeout = connect_timeout
         self._map_error = error_mapper or map_status_error
         self._pool_size = pool_size
-        self._timeout = self._timeouts(timeout, None)  # the usual case, built once
         self._session = session
-        self._owns_session = session is None
+        self._transport: AiohttpUpstream | None = None
         self._clock = clock
 
     @property
@@ -193,34 +206,35 @@ class ResilientHTTPClient:
         An error answer raises its ``ProviderError`` once retries are over, or is returned
         as it is with ``raise_for_status=False`` (for adapters that read error bodies).
         """
-        call = self._call(method, url, json, data, headers, idempotency_key, model, read_timeout)
+        call = await self._call(
+            method, url, json, data, headers, idempotency_key, model, read_timeout
+        )
+        transport = self._transport_for_use()
+        deadline = self.caller.deadline()
 
         async def attempt() -> UpstreamResponse:
             call.attempts += 1
             call.error_response = None
+            remaining = self.caller.remaining(deadline)
+            request = call.request
+            if remaining is not None:
+                request = dataclasses.replace(request, total_timeout=max(0.001, remaining))
             started = self._clock()
             try:
-                raw = await self._open(call, streaming=False)
-                try:
-                    body = await (raw.read() if raw.status < 400 else _read_error_body(raw))
-                finally:
-                    raw.release()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise map_transport_error(exc, self.provider, call.model) from exc
-            response = UpstreamResponse(
-                raw.status, raw.headers, body, call.attempts, self._clock() - started
+                answer = await transport.send(request)
+            except ProviderError as error:
+                _name_transport_failure(error)
+                raise
+            elapsed = self._clock() - started
+            return UpstreamResponse(
+                answer.status, answer.headers, answer.body, call.attempts, elapsed
             )
-            if response.ok:
-                return response
-            call.error_response = response
-            raise self._map_error(self.provider, call.model, response)
 
         try:
             return await self.caller.call(
                 attempt,
-                model=call.model,
+                model=call.request.model,
                 idempotent=call.idempotent,
-                should_retry=lambda _error: _should_retry(call.error_response),
             )
         except ProviderError:
             if not raise_for_status and call.error_response is not None:
@@ -244,10 +258,26 @@ class ResilientHTTPClient:
         never after (the body is the caller's). An error status raises before the block; a
         connection that drops or stalls mid-body raises from ``iter_chunks()`` and counts
         against the circuit. Leaving the block early closes the upstream connection."""
-        call = self._call(method, url, json, data, headers, idempotency_key, model, read_timeout)
+        # A stream's body may legitimately last long: only silences (the read timeout) end it.
+        call = await self._call(
+            method, url, json, data, headers, idempotency_key, model, read_timeout
+        )
+        request = call.request
+        transport = self._transport_for_use()
+
+        @asynccontextmanager
+        async def open_stream() -> AsyncIterator[UpstreamStream]:
+            call.attempts += 1
+            try:
+                async with transport.stream(request) as inner:
+                    yield UpstreamStream(inner)
+            except ProviderError as error:
+                _name_transport_failure(error)
+                raise
+
         async with self.caller.stream(
-            lambda: self._open_stream(call),
-            model=call.model,
+            open_stream,
+            model=request.model,
             idempotent=call.idempotent,
             failed=lambda upstream: upstream.error is not None,
         ) as upstream:
@@ -255,9 +285,9 @@ class ResilientHTTPClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections (once, at shutdown)."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()
 
     async def __aenter__(self) -> ResilientHTTPClient:
         return self
@@ -267,7 +297,7 @@ class ResilientHTTPClient:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _call(
+    async def _call(
         self,
         method: str,
         url: str,
@@ -280,105 +310,53 @@ class ResilientHTTPClient:
     ) -> _Call:
         method = method.upper()
         send_headers = dict(headers or {})
-        payload: _Payload
+        has_type = any(k.lower() == "content-type" for k in send_headers)
+        body: bytes | None
         if json is not None:
-            payload = orjson.dumps(json)
-            if not any(k.lower() == "content-type" for k in send_headers):
-                send_headers["Content-Type"] = "application/json"
+            body = orjson.dumps(json)
+            content_type: str | None = "application/json"
         elif isinstance(data, aiohttp.FormData):
-            payload = data()  # a multipart payload that can be sent again on a retry
+            payload = data()  # encoded once: a retry sends the same bytes, boundary included
+            body, content_type = await payload.as_bytes(), payload.content_type
         else:
-            payload = data
+            body = data.encode() if isinstance(data, str) else data
+            content_type = None
+        if content_type is not None and not has_type:
+            send_headers["Content-Type"] = content_type
         if idempotency_key is not None:
             send_headers["Idempotency-Key"] = idempotency_key
-        return _Call(
-            method=method,
-            url=url,
-            payload=payload,
+        call = _Call(
+            self.provider,
+            self._map_error,
+            idempotent=method in IDEMPOTENT_METHODS or idempotency_key is not None,
+        )
+        call.request = UpstreamRequest(
+            method,
+            url,
+            call.map_error,
+            body=body,
             headers=send_headers,
             model=model if model is not None else current_model.get(),
-            idempotent=method in _IDEMPOTENT_METHODS or idempotency_key is not None,
-            read_timeout=read_timeout or self.read_timeout,
-            deadline=self.caller.deadline(),
+            read_timeout=read_timeout,
         )
+        return call
 
-    def _session_for_use(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
+    def _transport_for_use(self) -> AiohttpUpstream:
+        transport = self._transport
+        if transport is None:
+            transport = self._transport = AiohttpUpstream(
+                self.provider,
+                "",  # requests name absolute URLs
+                headers={},
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_connections=self._pool_size,
+                session=self._session,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=True,
-                raise_for_status=False,
-                trust_env=False,
-            )
-            self._owns_session = True
-        return self._session
-
-    def _timeouts(self, read_timeout: float, total: float | None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=total,
-            connect=self.connect_timeout,
-            sock_connect=self.connect_timeout,
-            sock_read=read_timeout,
-        )
-
-    async def _open(self, call: _Call, *, streaming: bool) -> aiohttp.ClientResponse:
-        # A stream's body may legitimately last long: only silences (sock_read) end it.
-        remaining = None if streaming else self.caller.remaining(call.deadline)
-        if remaining is None and call.read_timeout == self.read_timeout:
-            timeout = self._timeout
-        else:
-            total = None if remaining is None else max(0.001, remaining)
-            timeout = self._timeouts(call.read_timeout, total)
-        return await self._session_for_use().request(
-            call.method,
-            call.url,
-            data=call.payload,
-            headers=call.headers,
-            timeout=timeout,
-            allow_redirects=False,
-        )
-
-    @asynccontextmanager
-    async def _open_stream(self, call: _Call) -> AsyncIterator[UpstreamStream]:
-        call.attempts += 1
-        try:
-            raw = await self._open(call, streaming=True)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_transport_error(exc, self.provider, call.model) from exc
-        try:
-            if raw.status >= 400:
-                try:
-                    body = await _read_error_body(raw)
-                except (aiohttp.ClientError, TimeoutError):
-                    body = b""
-                response = UpstreamResponse(raw.status, raw.headers, body, call.attempts)
-                raise self._map_error(self.provider, call.model, response)
-            yield UpstreamStream(raw, self.provider, call.model)
-        finally:
-            if raw.content.at_eof():
-                raw.release()
-            else:
-                raw.close()  # the caller stopped early: do not leave the upstream running
+        return transport
 
 
-def _should_retry(response: UpstreamResponse | None) -> bool | None:
-    """The upstream's ``x-should-retry`` verdict on its error answer, if it gave one."""
-    if response is None:
-        return None
-    hint = response.headers.get("x-should-retry")
-    return None if hint is None else hint.strip().lower() == "true"
-
-
-async def _read_error_body(raw: aiohttp.ClientResponse) -> bytes:
-    """An error answer's body, up to a bound (an error page is never worth megabytes)."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in raw.content.iter_any():
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= _ERROR_BODY_LIMIT:
-            break
-    return b"".join(parts)[:_ERROR_BODY_LIMIT]
+def _name_transport_failure(error: ProviderError) -> None:
+    """Give a transport failure its code (``read_timeout``, ``connect_error``, ...)."""
+    if error.code is None:
+        error.code = transport_code(error)

@@ -18,12 +18,13 @@ multiplying it by ``max_retries + 1``.
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+
+# The providers' reading of Retry-After is the one the retries use (one parser for both).
+from oneflow_ai.providers.errors import retry_after as parse_retry_after
 
 __all__ = ["RetryBudget", "RetryPolicy", "parse_retry_after"]
 
@@ -72,43 +73,6 @@ class RetryPolicy:
                 return None
             return max(0.0, retry_after)
         return rng() * self.backoff_cap(retry)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """The provider's retry hint in seconds, or ``None`` when it gave none (or an unusable one).
-
-    ``headers`` must be case-insensitive (aiohttp's ``CIMultiDictProxy``) or lower-cased.
-    ``retry-after-ms`` is read first, then ``retry-after`` as seconds or an HTTP date
-    (``now`` is the current Unix time, for the date form). Negative values and past dates give
-    0; garbage gives ``None``.
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        millis = _finite(raw_ms)
-        if millis is not None:
-            return max(0.0, millis / 1000.0)
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    seconds = _finite(raw)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is always GMT
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _finite(text: str) -> float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 class RetryBudget:

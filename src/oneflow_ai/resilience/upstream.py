@@ -12,17 +12,11 @@ import contextvars
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
-from oneflow_ai.errors import (
-    ProviderAuthError,
-    ProviderBadRequestError,
-    ProviderError,
-    ProviderRateLimitedError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-)
+from oneflow_ai.errors import ProviderError, ProviderUnavailableError
+from oneflow_ai.providers.errors import error_class
+from oneflow_ai.providers.upstream import UpstreamStream as TransportStream
 from oneflow_ai.resilience.retry import parse_retry_after
 
 __all__ = [
@@ -32,7 +26,6 @@ __all__ = [
     "current_model",
     "error_message",
     "map_status_error",
-    "map_transport_error",
 ]
 
 #: The catalog model an upstream call is made for. The fallback executor sets it around each
@@ -78,29 +71,30 @@ class UpstreamStream:
     closes. Leaving the ``stream()`` block before the end closes the upstream connection.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, provider: str, model: str | None):
-        self._response = response
-        self._provider = provider
-        self._model = model
-        self.status: int = response.status
-        self.headers: Mapping[str, str] = response.headers
+    def __init__(self, inner: TransportStream) -> None:
+        self._inner = inner
+        self.status: int = inner.status
+        self.headers: Mapping[str, str] = inner.headers
         self.error: ProviderError | None = None
+        self._eof = False
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (chunk boundaries are the network's, not the events')."""
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._inner.chunks():
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.error = map_transport_error(exc, self._provider, self._model, mid_stream=True)
-            raise self.error from exc
+        except ProviderError as exc:
+            self.error = exc
+            raise
+        self._eof = True
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
     @property
     def at_eof(self) -> bool:
-        return self._response.content.at_eof()
+        """Whether the whole body has been read."""
+        return self._eof
 
 
 def error_message(body: bytes) -> str | None:
@@ -125,61 +119,20 @@ def error_message(body: bytes) -> str | None:
 
 
 def map_status_error(provider: str, model: str | None, response: UpstreamResponse) -> ProviderError:
-    """The default mapping of an HTTP error status onto our taxonomy.
-
-    401/403 -> ProviderAuthError; 408 -> ProviderTimeoutError; 409, 5xx and 529 (Anthropic's
-    overloaded) -> ProviderUnavailableError; 429 -> ProviderRateLimitedError; any other 4xx ->
-    ProviderBadRequestError. ``retry_after`` comes from ``retry-after-ms`` / ``Retry-After``.
+    """The default mapping of an HTTP error status onto our taxonomy: the providers' own
+    (:func:`~oneflow_ai.providers.errors.error_class`: 401/402/403 -> ProviderAuthError;
+    408/504 -> ProviderTimeoutError; 429 -> ProviderRateLimitedError; 5xx and 529 (Anthropic's
+    overloaded) -> ProviderUnavailableError; any other 4xx -> ProviderBadRequestError), and 409
+    (a conflict, e.g. a lock timeout, that OpenAI's clients retry) -> ProviderUnavailableError.
+    ``retry_after`` comes from ``retry-after-ms`` / ``Retry-After``.
     """
     status = response.status
     message = error_message(response.body) or f"{provider} answered HTTP {status}"
-    cls: type[ProviderError]
-    if status in (401, 403):
-        cls = ProviderAuthError
-    elif status == 408:
-        cls = ProviderTimeoutError
-    elif status == 429:
-        cls = ProviderRateLimitedError
-    elif status == 409 or status >= 500:
-        cls = ProviderUnavailableError
-    else:
-        cls = ProviderBadRequestError
+    cls = ProviderUnavailableError if status == 409 else error_class(status)
     return cls(
         message,
         provider=provider,
         model=model,
         upstream_status=status,
         retry_after=parse_retry_after(response.headers),
-    )
-
-
-def map_transport_error(
-    exc: BaseException, provider: str, model: str | None, *, mid_stream: bool = False
-) -> ProviderError:
-    """A connection-level failure as a ProviderError (timeouts apart from the rest)."""
-    where = "while streaming the answer" if mid_stream else ""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return ProviderTimeoutError(
-            f"{provider}: connect timeout", provider=provider, model=model, code="connect_timeout"
-        )
-    if isinstance(exc, TimeoutError):  # aiohttp.SocketTimeoutError and total timeouts
-        return ProviderTimeoutError(
-            f"{provider}: no answer in time {where}".strip(),
-            provider=provider,
-            model=model,
-            code="read_timeout",
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProviderUnavailableError(
-            f"{provider}: cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
-            provider=provider,
-            model=model,
-            code="connect_error",
-        )
-    detail = type(exc).__name__
-    return ProviderUnavailableError(
-        f"{provider}: connection failed {where} ({detail})".replace("  ", " "),
-        provider=provider,
-        model=model,
-        code="connection_error",
     )

@@ -36,12 +36,10 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from oneflow_ai.resilience.caller import ResilientCaller
+from oneflow_ai.resilience.caller import IDEMPOTENT_METHODS, ResilientCaller
 from oneflow_ai.resilience.upstream import current_model
 
 __all__ = ["ResilientUpstream"]
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class UpstreamRequestLike(Protocol):
@@ -113,7 +111,7 @@ class ResilientUpstream(Generic[Req, Resp, Strm]):
         await self.inner.aclose()
 
     def _keyed(self, request: Req) -> tuple[Req, bool]:
-        if request.method.upper() in _SAFE_METHODS:
+        if request.method.upper() in IDEMPOTENT_METHODS:
             return request, True
         headers = dict(request.headers or {})
         if any(name.lower() == "idempotency-key" for name in headers):
