@@ -161,8 +161,10 @@ class BillingWorld:
 
     @asynccontextmanager
     async def client(self, key: str, connections: int = 100) -> AsyncIterator[httpx.AsyncClient]:
-        """An async client with at most `connections` connections to the gateway."""
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        """An async client with at most `connections` connections to the gateway, each for
+        one request: on a loaded machine a kept-alive connection can meet the server's idle
+        timeout as the next request goes out, a transport race that says nothing of billing."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)
         async with httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": f"Bearer {key}"},
