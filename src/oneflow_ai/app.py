@@ -127,6 +127,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[
                 "X-Request-ID",
+                "X-OneFlow-Request-ID",
                 "Retry-After",
                 "X-RateLimit-Limit",
                 "X-RateLimit-Remaining",

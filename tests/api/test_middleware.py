@@ -42,15 +42,17 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield running
 
 
-def test_request_id_is_generated_or_taken_from_the_caller(server: LiveServer) -> None:
-    generated = httpx.get(f"{server.url}/health").headers["x-request-id"]
-    assert len(generated) == 32
-    assert (
-        httpx.get(f"{server.url}/health", headers={"X-Request-ID": "req-42"}).headers[
-            "x-request-id"
-        ]
-        == "req-42"
+def test_request_id_is_generated_and_the_callers_echoed(server: LiveServer) -> None:
+    plain = httpx.get(f"{server.url}/health").headers
+    assert len(plain["x-request-id"]) == 32
+    assert plain["x-oneflow-request-id"] == plain["x-request-id"]
+    # The caller's id is echoed; the gateway's own is new every time, even for a reused one.
+    first, second = (
+        httpx.get(f"{server.url}/health", headers={"X-Request-ID": "req-42"}).headers
+        for _ in range(2)
     )
+    assert first["x-request-id"] == second["x-request-id"] == "req-42"
+    assert len({first["x-oneflow-request-id"], second["x-oneflow-request-id"], "req-42"}) == 3
     # An unsafe id is replaced rather than echoed.
     unsafe = httpx.get(f"{server.url}/health", headers={"X-Request-ID": "a b<script>"})
     assert unsafe.headers["x-request-id"] != "a b<script>"

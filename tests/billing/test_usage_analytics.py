@@ -193,6 +193,8 @@ QUERIES = [
         end=at("2026-11-28T00:00:00Z"),
         group_by=("user", "key", "model", "provider", "project"),
     ),
+    # Only time groups, from a partial hour without records: no empty group for it.
+    dict(start=at("2026-11-23T05:17:33Z"), end=at("2026-11-26T13:42:10Z"), group_by=("day",)),
     dict(start=at("2026-11-24T00:00:00Z"), end=at("2026-11-27T00:00:00Z"), model="no-such"),
 ]
 

@@ -141,7 +141,7 @@ async def concurrent_duplicates(world: World) -> None:
 
     [original] = [answer for answer in answers if REPLAYED not in answer.headers]
     request_id, amount = await _one_charge(world)
-    assert request_id == original.headers["x-request-id"]
+    assert request_id == original.headers["x-oneflow-request-id"]
     assert amount == Decimal(oneflow["x-oneflow-credits"]) * MICRO_CREDITS_PER_CREDIT
 
 
@@ -171,7 +171,7 @@ async def streamed_duplicates(world: World) -> None:
     assert sum(read.headers.get(REPLAYED) == "true" for read in reads) == len(reads) - 1
 
     request_id, amount = await _one_charge(world)
-    assert request_id == original.request_id
+    assert request_id == original.gateway_id
     assert amount == original.credits * MICRO_CREDITS_PER_CREDIT
 
 
@@ -242,7 +242,7 @@ async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_is_charged_
         assert later.headers.get(REPLAYED) == "true" and later.body == retry.body
         assert w.fakes.call_count() == 2  # the call cut off by the kill, and the one run again
         request_id, amount = await _one_charge(w)
-        assert request_id == retry.request_id
+        assert request_id == retry.gateway_id
         assert retry.credits is not None
         assert amount == retry.credits * MICRO_CREDITS_PER_CREDIT
 
@@ -269,4 +269,4 @@ async def test_with_redis_a_stored_answer_outlives_a_killed_gateway(
         assert repeat.oneflow_headers() == first.oneflow_headers()
         assert w.fakes.call_count() == 1
         request_id, _ = await _one_charge(w)
-        assert request_id == first.headers["x-request-id"]
+        assert request_id == first.headers["x-oneflow-request-id"]

@@ -197,7 +197,7 @@ async def test_sigterm_past_the_grace_period_charges_what_was_delivered(
         assert len(load.reads) == clients and not load.complete()
         snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
         assert snap.reservations == 0 and snap.reserved == 0, snap
-        assert set(snap.charges) == {read.request_id for read in load.reads}
+        assert set(snap.charges) == {read.gateway_id for read in load.reads}
         assert all(amount > 0 for amount in snap.charges.values()), snap.charges
         assert snap.balance == TOP_UP * MICRO_CREDITS_PER_CREDIT - sum(snap.charges.values())
     finally:
@@ -264,11 +264,12 @@ async def _assert_settled(
     assert {read.dialect for read in before.complete()} == set(DIALECTS)
     for read in seen_complete:
         assert read.credits is not None
-        assert read.request_id in snap.charges, f"completed but not charged: {read.request_id}"
-        assert snap.charges[read.request_id] == read.credits * MICRO_CREDITS_PER_CREDIT
+        charged = read.gateway_id
+        assert charged in snap.charges, f"completed but not charged: {read.request_id}"
+        assert snap.charges[charged] == read.credits * MICRO_CREDITS_PER_CREDIT
     # Anything else charged was in flight at the stop (settled before its end was cut off).
-    charged_unseen = set(snap.charges) - {read.request_id for read in seen_complete}
-    assert charged_unseen <= {read.request_id for read in before.cut_off()}
+    charged_unseen = set(snap.charges) - {read.gateway_id for read in seen_complete}
+    assert charged_unseen <= {read.gateway_id for read in before.cut_off()}
     assert snap.balance == TOP_UP * MICRO_CREDITS_PER_CREDIT - sum(snap.charges.values())
     credits = sum((read.credits or Decimal(0) for read in before.complete()), Decimal(0))
     print(

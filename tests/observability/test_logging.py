@@ -121,6 +121,7 @@ def test_one_access_line_per_request(
     assert line["method"] == "GET"
     assert line["path"] == "/health"
     assert line["status"] == 200
-    assert line["request_id"] == "abc-123"
+    assert line["client_request_id"] == "abc-123"
+    assert line["request_id"] == response.headers["x-oneflow-request-id"] != "abc-123"
     assert isinstance(line["duration_ms"], float)
     assert line["level"] == "info"

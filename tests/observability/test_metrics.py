@@ -216,6 +216,7 @@ def test_every_family_has_help_and_no_created_series(metrics: PrometheusMetrics)
         "oneflow_circuit_breaker_state",
         "oneflow_rate_limit_rejections",
         "oneflow_budget_rejections",
+        "oneflow_budget_alerts",
         "oneflow_db_pool_connections_in_use",
     ):
         assert name in names
@@ -251,6 +252,7 @@ def test_disabled_metrics_are_one_noop_object_with_the_same_api() -> None:
     metrics.set_breaker_state("openai", "open")
     metrics.record_rate_limited("x")
     metrics.record_budget_rejected("y")
+    metrics.record_budget_alert("project", "credits", "soft")
     assert metrics.http is http
 
 

@@ -224,6 +224,11 @@ class StreamRead:
     def complete(self) -> bool:
         return self.status == 200 and self.done and self.credits is not None
 
+    @property
+    def gateway_id(self) -> str | None:
+        """The gateway's own id of the request (the key of its charge), once headers came."""
+        return self.headers.get("x-oneflow-request-id")
+
 
 def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     return {name.lower(): value for name, value in response.headers.items()}
@@ -288,7 +293,13 @@ class Answer:
     body: bytes
 
     def oneflow_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self.headers.items() if k.startswith("x-oneflow-")}
+        """What answered and what it cost; not the request's own id (a replay is a request
+        of its own, with an id of its own)."""
+        return {
+            k: v
+            for k, v in self.headers.items()
+            if k.startswith("x-oneflow-") and k != "x-oneflow-request-id"
+        }
 
 
 async def post_chat(
@@ -312,7 +323,8 @@ async def post_chat(
 
 class StreamLoad:
     """`clients` clients streaming one chat request after another through one gateway, each
-    request with an id of its own (`{prefix}-{n}`, the gateway's request id), in the OpenAI
+    request with an id of its own (`{prefix}-{n}`, sent as X-Request-ID; the gateway's own id,
+    which keys the charge, is `StreamRead.gateway_id`), in the OpenAI
     and the Anthropic dialect in turn."""
 
     #: Seconds between the clients' first requests: streams end at different moments.

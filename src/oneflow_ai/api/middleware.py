@@ -1,7 +1,10 @@
 """The edge middleware: one pure-ASGI layer for what every HTTP request needs.
 
-- a request id (`X-Request-ID`, the caller's when it is sane, else a new one), bound into the
-  log context and `scope["state"]["request_id"]`, and returned on the response;
+- a request id of the gateway's own, new for every request (`X-OneFlow-Request-ID`): the id
+  the pipeline, the ledger and the usage records key on, bound into the log context and
+  `scope["state"]["request_id"]`. The caller's `X-Request-ID` (when sane) is echoed back and
+  logged as `client_request_id`, never trusted as a key: callers reuse theirs. Without one,
+  `X-Request-ID` is the gateway's id;
 - security headers on every response (a looser CSP on the API docs pages so they render), and
   the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
@@ -100,17 +103,26 @@ class EdgeMiddleware:
             return
         started_at = time.perf_counter()
         path: str = scope["path"]
-        request_id = self._request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = self._new_id()
+        client_id = _client_request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        if client_id is None:
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+        else:
+            state["client_request_id"] = client_id
+            structlog.contextvars.bind_contextvars(
+                request_id=request_id, client_request_id=client_id
+            )
         metrics = self._metrics
         timing = metrics.request_started()
         server_span = self._tracing.server_span(scope, request_id)
         error: Exception | None = None
 
         extra = [
-            (b"x-request-id", request_id.encode()),
+            (b"x-request-id", (client_id or request_id).encode()),
+            (b"x-oneflow-request-id", request_id.encode()),
             *self._headers,
             self._docs_csp if path.startswith(_DOCS_PATHS) else self._api_csp,
         ]
@@ -145,7 +157,7 @@ class EdgeMiddleware:
                 body = error_body(
                     dialect_for_path(path),
                     kind="internal_error",
-                    message="Internal error; X-Request-ID identifies it in the gateway's logs",
+                    message="Internal error; X-OneFlow-Request-ID identifies it in the logs",
                 )
                 await self._send_error(send_with_headers, path, 500, body)
             else:
@@ -163,15 +175,6 @@ class EdgeMiddleware:
                     status=status or 500,
                     duration_ms=round(elapsed * 1000, 3),
                 )
-
-    def _request_id(self, scope: Scope) -> str:
-        value: bytes
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _REQUEST_ID_OK.match(value):
-                    return value.decode()
-                break
-        return self._new_id()
 
     def _limited(self, receive: Receive, overflow: list[bool]) -> Receive:
         limit = self.max_body_size
@@ -227,6 +230,15 @@ def route_template(scope: Scope) -> str:
         if isinstance(path, str) and path:
             return path
     return UNMATCHED_ROUTE
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    """The caller's `X-Request-ID`, when it is sane (echoed and logged, never a key)."""
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode() if _REQUEST_ID_OK.match(value) else None
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

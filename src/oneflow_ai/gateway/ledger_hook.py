@@ -2,13 +2,14 @@
 
 Before the call the request's worst case is reserved (`Ledger.reserve`): for a project with
 limits (prepaid, or a hard budget or quota) that is a durable hold that may refuse the request
-(402, or 429 for a tokens/requests quota); for a postpaid project it costs no I/O and its worst
-case is not even priced. The worst case is the most expensive candidate (fallbacks included):
-its input tokens counted on its own tokenizer, and `max_tokens` (or the model's output limit)
-of output.
+(402, or 429 for a tokens/requests quota; `RefusalHook` writes a refused request's usage record);
+for a postpaid project it costs no I/O and its worst case is not even priced. The worst case
+is the most expensive candidate (fallbacks included): its input tokens counted on its own
+tokenizer, and `max_tokens` (or the model's output limit) of output.
 
 During a stream, output tokens are counted as they arrive when a limit applies; a stream that
-would run past what was reserved ends with an error event (402) instead of running over.
+would run past what was reserved ends with an error event (402) instead of running over: the
+events that would overrun are not forwarded, and the charge is what the caller received.
 
 After the call the charge is settled exactly once with the usage and cost the pipeline
 determined (the provider's counts, or OneFlow's when a stream was cut off), or the hold is
@@ -18,6 +19,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 from oneflow_ai.billing.cost import Cost
@@ -26,13 +28,13 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
 from oneflow_ai.domain.media import ImageRequest
-from oneflow_ai.domain.usage_record import RequestOutcome
-from oneflow_ai.errors import InsufficientCreditsError
+from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
+from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 
-__all__ = ["LedgerHook"]
+__all__ = ["LedgerHook", "RefusalHook"]
 
 _RESERVATION = "ledger.reservation"
 _OUTPUT = "ledger.output_tokens"
@@ -142,3 +144,43 @@ class LedgerHook(Hook):
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)
+
+
+class RefusalHook(Hook):
+    """Usage records for calls refused before any upstream call (a rate limit, the credits, a
+    budget or a quota): an error in the usage totals like any other. It runs before the hooks
+    that refuse, so its `after` sees their refusals; a call that got a reservation has its
+    record from `LedgerHook` instead."""
+
+    name = "refusals"
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def after(self, call: Call) -> None:
+        refused = call.error
+        if (
+            not isinstance(refused, InsufficientCreditsError | RateLimitedError)
+            or call.attempts
+            or _RESERVATION in call.state
+            or not call.candidates
+        ):
+            return
+        primary, principal = call.candidates[0], call.principal
+        record = UsageRecord(
+            request_id=call.request_id,
+            occurred_at=datetime.now(UTC),
+            status=refused.status,
+            project_id=principal.project_id,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            model=primary.model,
+            provider=primary.provider_name,
+            error=refused.kind,
+            stream=call.stream,
+            latency_ms=round(call.latency_ms),
+        )
+        try:
+            await self._ledger.record(record)
+        except GatewayError:  # the ledger is unavailable: logged there; the refusal stands
+            return

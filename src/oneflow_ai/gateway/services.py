@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
+from oneflow_ai.billing.budgets import BudgetAlert
 from oneflow_ai.billing.estimates import Estimator
 from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
@@ -25,7 +26,7 @@ from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
-from oneflow_ai.gateway.ledger_hook import LedgerHook
+from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
 from oneflow_ai.gateway.limits_hook import RateLimitHook
 from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.gateway.planning import select_by_router
@@ -139,7 +140,12 @@ class Services:
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
             # limited requests wait for that round.
-            ledger = Ledger(engine, pricing, LedgerConfig.from_settings(settings))
+            ledger = Ledger(
+                engine,
+                pricing,
+                LedgerConfig.from_settings(settings),
+                on_budget_alert=partial(_report_budget_alert, telemetry),
+            )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
             tokens = TokenizerEstimator(counter)
@@ -153,6 +159,7 @@ class Services:
                 breakers=breakers,
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
+                    RefusalHook(ledger),  # before the hooks that refuse: records their refusals
                     RateLimitHook(limiter, tokens),
                     LedgerHook(ledger, pricing, tokens),
                 ],
@@ -213,6 +220,11 @@ async def _start_fakes(
         fake_providers_url=fakes.url,
     )
     return fakes, settings.model_copy(update=update)
+
+
+def _report_budget_alert(telemetry: Telemetry, alert: BudgetAlert) -> None:
+    budget = alert.budget
+    telemetry.metrics.record_budget_alert(budget.scope, budget.metric.value, budget.mode.value)
 
 
 def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:

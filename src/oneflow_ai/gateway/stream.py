@@ -138,6 +138,12 @@ class ChatStream:
         await self._pipeline.finish(call, self._entered)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
+        # The hooks see a batch before it is counted as delivered: one that ends the stream
+        # (an answer about to overrun what the ledger reserved) stops it before any of the
+        # batch is forwarded, so what is charged is exactly what the caller received.
+        for hook in self._watchers:
+            for event in batch:
+                hook.on_stream_event(self.call, event)
         for event in batch:
             if isinstance(event, TextDelta):
                 self._text.append(event.text)
@@ -152,8 +158,6 @@ class ChatStream:
                     self._output_tokens = event.output_tokens
             elif isinstance(event, StreamFinish):
                 self.finish_reason = event.reason
-            for hook in self._watchers:
-                hook.on_stream_event(self.call, event)
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call

@@ -16,7 +16,8 @@ pipeline reports the rest:
 - ``metrics.add_credits(provider, model, Decimal)`` when the ledger settles;
 - ``metrics.record_fallback(from_model, to_model, reason)``,
   ``metrics.record_retry(provider, reason)``, ``metrics.set_breaker_state(provider, state)``,
-  ``metrics.record_rate_limited(reason)``, ``metrics.record_budget_rejected(reason)``;
+  ``metrics.record_rate_limited(reason)``, ``metrics.record_budget_rejected(reason)``,
+  ``metrics.record_budget_alert(scope, metric, mode)`` when a budget reaches its limit;
 - ``with tracing.routing(strategy=..., requested_model=...) as span: ...`` and
   ``with tracing.ledger("reserve" | "settle" | "release") as span: ...`` for child spans.
 """

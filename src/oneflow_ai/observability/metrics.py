@@ -88,6 +88,8 @@ class GatewayMetrics(Protocol):
 
     def record_budget_rejected(self, reason: str) -> None: ...
 
+    def record_budget_alert(self, scope: str, metric: str, mode: str) -> None: ...
+
     def watch_pool(self, engine: AsyncEngine) -> None: ...
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
@@ -151,6 +153,9 @@ class NoopMetrics:
         return None
 
     def record_budget_rejected(self, reason: str) -> None:
+        return None
+
+    def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:
         return None
 
     def watch_pool(self, engine: AsyncEngine) -> None:

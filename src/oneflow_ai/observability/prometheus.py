@@ -192,6 +192,13 @@ class PrometheusMetrics:
             ("reason",),
             registry=reg,
         )
+        self._budget_alerts = Counter(
+            "oneflow_budget_alerts_total",
+            "Budgets and quotas whose usage reached their limit in a period (soft ones alert "
+            "only; hard ones refuse from then on)",
+            ("scope", "metric", "mode"),
+            registry=reg,
+        )
         self._pool = PoolWatcher(reg, multiprocess=multiproc_dir is not None)
         self._upstream: dict[tuple[str, str], UpstreamChildren] = {}
         self._rate_reasons = BoundedLabel()
@@ -272,6 +279,10 @@ class PrometheusMetrics:
 
     def record_budget_rejected(self, reason: str) -> None:
         self._budget_rejected.labels(self._budget_reasons(reason)).inc()
+
+    def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:
+        """One budget crossing its limit (the labels come from fixed sets: bounded)."""
+        self._budget_alerts.labels(scope, metric, mode).inc()
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         """Report the engine's pool connections in use (read at scrape time in one process,

@@ -264,7 +264,11 @@ async def aggregate_records(
     )
     result = await connection.execute(statement)
     width = len(keys)
-    return [(tuple(row[:width]), tuple(int(v) for v in row[width:])) for row in result.all()]
+    return [
+        (tuple(row[:width]), tuple(int(v) for v in row[width:]))
+        for row in result.all()
+        if row[width]  # an ungrouped aggregate of nothing is one row of zeros: no group
+    ]
 
 
 async def aggregate_rollups(
