@@ -5,7 +5,8 @@ caller runs at most once per (caller, key) while the key lives (``IDEMPOTENCY_TT
 24 h by default):
 
 - the first request runs; its answer (status, headers, body; for an SSE stream every event
-  byte, up to ``IDEMPOTENCY_MAX_RESPONSE_BYTES``) is stored when it ends;
+  byte, up to ``IDEMPOTENCY_MAX_RESPONSE_BYTES``) is stored as it ends, before its last bytes
+  are sent, so a client that saw it whole can count on repeats being replayed;
 - a repeat that arrives while it runs waits for it (up to ``IDEMPOTENCY_WAIT_SECONDS``) and
   then gets its answer; with ``Idempotency-Wait: false`` it gets ``409`` at once instead, and
   ``409`` too when the wait runs out;
@@ -186,7 +187,7 @@ class IdempotencyMiddleware:
         parts: list[bytes] = []
         size = 0
         oversized = False
-        finished = False
+        completed = False
         body_sent = False
 
         async def replay_body() -> Message:
@@ -197,7 +198,7 @@ class IdempotencyMiddleware:
             return await receive()  # after the body: wait for the client to go away
 
         async def capture(message: Message) -> None:
-            nonlocal status, headers, size, oversized, finished
+            nonlocal status, headers, size, oversized, completed
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", ()))
@@ -210,8 +211,18 @@ class IdempotencyMiddleware:
                         parts.clear()
                     else:
                         parts.append(chunk)
-                if not message.get("more_body", False):
-                    finished = True
+                if not message.get("more_body", False) and _storable(status):
+                    # Stored before its last bytes leave: a client that saw the answer whole
+                    # can count on a repeat being replayed, even if this process dies next.
+                    answer = StoredResponse(
+                        status=status,
+                        headers=tuple(headers),
+                        body=b"".join(parts),
+                        replayable=not oversized,
+                    )
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(store.complete(key, claim, answer))
+                        completed = True
             await send(message)
 
         renewal = asyncio.get_running_loop().create_task(_renew(store, key, claim))
@@ -219,18 +230,14 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_body, capture)
         finally:
             await stop(renewal)
-            storable = finished and 200 <= status < 500 and status not in _NOT_STORED
-            with contextlib.suppress(Exception):
-                if storable:
-                    response = StoredResponse(
-                        status=status,
-                        headers=tuple(headers),
-                        body=b"".join(parts),
-                        replayable=not oversized,
-                    )
-                    await asyncio.shield(store.complete(key, claim, response))
-                else:
+            if not completed:
+                with contextlib.suppress(Exception):
                     await asyncio.shield(store.release(key, claim))
+
+
+def _storable(status: int) -> bool:
+    """An answer that says something happened (or was refused for good) is kept."""
+    return 200 <= status < 500 and status not in _NOT_STORED
 
 
 async def _replay(send: Send, stored: StoredResponse) -> None:
