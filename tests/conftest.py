@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.observability.logging import configure_logging
@@ -85,6 +86,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # Apps built with configure_logs=False log through this chain (structlog's default console
     # renderer would pretty-print tracebacks, slowly).
     configure_logging(level="INFO", json=True)
+    _BASELINE_LOGGING.append(structlog.get_config()["processors"])
+
+
+_BASELINE_LOGGING: list[object] = []
+
+
+@pytest.fixture(autouse=True)
+def _baseline_logging() -> Iterator[None]:
+    """A test that configures logging (create_app's default, the CLI) does not leave its
+    configuration (level, console format, a stream) to the tests after it."""
+    yield
+    if structlog.get_config()["processors"] is not _BASELINE_LOGGING[-1]:
+        configure_logging(level="INFO", json=True)
+        _BASELINE_LOGGING.append(structlog.get_config()["processors"])
 
 
 def redis_server_url() -> str | None:
