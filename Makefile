@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -77,7 +78,7 @@ fake-providers: install ## run the fake providers on 127.0.0.1:9100
 	$(BIN)/oneflow fake-providers --port 9100
 
 bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 deploy-check: ## promtool checks of deploy/prometheus (needs promtool: apt-get install prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
