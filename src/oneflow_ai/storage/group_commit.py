@@ -6,7 +6,10 @@ with the reason it could not). One background task drains the queue: it waits up
 ``max_delay`` for company (never longer than it takes to gather ``max_batch`` commands),
 applies the whole batch in one transaction through ``apply`` and commits. While a transaction
 is in flight the next batch gathers, so under load batches grow by themselves and the database
-sees a few transactions per flush interval instead of one per request.
+sees a few transactions per flush interval instead of one per request. The wait for company
+is only worth it when there is company: after a batch of one command (a lone caller, low
+concurrency) the next command is committed at once instead of waiting ``max_delay`` for
+nobody; as soon as a batch holds several commands, the writer waits again.
 
 Failures:
 
@@ -107,6 +110,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._closed = False
         self.batches = 0
         self.commands = 0
+        self._last_batch = 0  # commands in the previous batch: was there company to wait for?
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -192,9 +196,15 @@ class GroupCommitWriter(Generic[C, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._max_delay and len(self._pending) < self._max_batch and not self._closing:
+            if (
+                self._max_delay
+                and self._last_batch > 1
+                and len(self._pending) < self._max_batch
+                and not self._closing
+            ):
                 await self._gather_company()
             batch = self._pending[: self._max_batch]
+            self._last_batch = len(batch)
             del self._pending[: len(batch)]
             self._idle.clear()
             try:
