@@ -9,7 +9,7 @@ busy machine where wall-clock benchmarks are noisy: process CPU time is not, and
 to compare before and after a change to the hot path. With `--profile` it prints the top
 functions by cumulative time (cProfile); `--master` uses the (unlimited) master key instead.
 
-Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile] [--master]`.
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile FILE.prof] [--master]`.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ async def _bare(scope: dict[str, Any], receive: Any, send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _main(requests: int, profile: bool, master: bool) -> None:
+async def _main(requests: int, profile: str | None, master: bool) -> None:
     from oneflow_ai.gateway import services
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,9 +203,8 @@ async def _main(requests: int, profile: bool, master: bool) -> None:
             gateway = await _drive(app, requests, key)
             if profile:
                 profiler.disable()
-                pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(
-                    45
-                )
+                profiler.dump_stats(profile)
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         os.dup2(stderr, 2)
     print(f"CPU per non-streamed chat completion, {requests} requests, no network:")
     print(f"  bare ASGI JSON round trip  {bare:8.1f} us")
@@ -215,7 +214,7 @@ async def _main(requests: int, profile: bool, master: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", metavar="FILE.prof", default=None)
     parser.add_argument("--master", action="store_true")
     args = parser.parse_args()
     asyncio.run(_main(args.requests, args.profile, args.master))
