@@ -7,9 +7,10 @@ with the reason it could not). One background task drains the queue: it waits up
 applies the whole batch in one transaction through ``apply`` and commits. While a transaction
 is in flight the next batch gathers, so under load batches grow by themselves and the database
 sees a few transactions per flush interval instead of one per request. The wait for company
-is only worth it when there is company: after a batch of one command (a lone caller, low
-concurrency) the next command is committed at once instead of waiting ``max_delay`` for
-nobody; as soon as a batch holds several commands, the writer waits again.
+is only worth it when there is company: when no command arrived while the previous
+transaction was committing (a lone caller, low concurrency), the next one is committed at once
+instead of waiting ``max_delay`` for nobody; as soon as commands arrive during a commit, the
+writer waits again.
 
 Failures:
 
@@ -110,7 +111,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._closed = False
         self.batches = 0
         self.commands = 0
-        self._last_batch = 0  # commands in the previous batch: was there company to wait for?
+        self._company = False  # did commands arrive while the previous batch committed?
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -198,13 +199,12 @@ class GroupCommitWriter(Generic[C, R]):
                 continue
             if (
                 self._max_delay
-                and self._last_batch > 1
+                and self._company
                 and len(self._pending) < self._max_batch
                 and not self._closing
             ):
                 await self._gather_company()
             batch = self._pending[: self._max_batch]
-            self._last_batch = len(batch)
             del self._pending[: len(batch)]
             self._idle.clear()
             try:
@@ -216,6 +216,7 @@ class GroupCommitWriter(Generic[C, R]):
                 raise
             finally:
                 self._idle.set()
+            self._company = bool(self._pending)
 
     async def _gather_company(self) -> None:
         loop = asyncio.get_running_loop()
