@@ -9,7 +9,8 @@ busy machine where wall-clock benchmarks are noisy: process CPU time is not, and
 to compare before and after a change to the hot path. With `--profile` it prints the top
 functions by cumulative time (cProfile); `--master` uses the (unlimited) master key instead.
 
-Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile FILE.prof] [--master]`.
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile FILE.prof] [--master]
+[--database-url URL]`.
 """
 
 from __future__ import annotations
@@ -164,11 +165,11 @@ async def _bare(scope: dict[str, Any], receive: Any, send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _main(requests: int, profile: str | None, master: bool) -> None:
+async def _main(requests: int, profile: str | None, master: bool, database_url: str) -> None:
     from oneflow_ai.gateway import services
 
     with tempfile.TemporaryDirectory() as tmp:
-        database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        database_url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         key = _caller_key(database_url, tmp, master)
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -216,8 +217,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--profile", metavar="FILE.prof", default=None)
     parser.add_argument("--master", action="store_true")
+    parser.add_argument("--database-url", default="", help="an empty database (default SQLite)")
     args = parser.parse_args()
-    asyncio.run(_main(args.requests, args.profile, args.master))
+    asyncio.run(_main(args.requests, args.profile, args.master, args.database_url))
 
 
 if __name__ == "__main__":
