@@ -86,6 +86,7 @@ class Report:
     added: list[dict[str, object]] = field(default_factory=list)
     ttfb_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
+    streams_1000: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -341,8 +342,9 @@ def ttfb(
 
 def open_streams(
     fake: str, gateway: Server, headers: dict[str, str], stream: dict[str, object], workdir: Path
-) -> float:
-    """Peak RSS while 1,000 streams are open at once (slow upstream chunks keep them open)."""
+) -> dict[str, float]:
+    """Peak RSS while 1,000 streams are open at once (slow upstream chunks keep them open),
+    and how many of those streams completed, failed or were refused."""
     httpx.post(
         f"{fake}/_fake/faults",
         json={"rules": [{"provider": "openai", "chunk_delay_ms": 200}]},
@@ -367,7 +369,28 @@ def open_streams(
         while proc.poll() is None:
             peak = max(peak, rss_mib(gateway.process.pid))
             time.sleep(0.25)
-        return peak
+        summary = (
+            next(
+                (
+                    line
+                    for line in proc.stdout.read().splitlines()
+                    if line.startswith("BENCH_JSON ")
+                ),
+                None,
+            )
+            if proc.stdout is not None
+            else None
+        )
+        raw = json.loads(summary.removeprefix("BENCH_JSON ")) if summary else {}
+        statuses = raw.get("statuses", {})
+        return {
+            "peak_rss_mib": peak,
+            "completed": float(raw.get("requests", 0)),
+            "non_2xx": float(sum(n for code, n in statuses.items() if not code.startswith("2"))),
+            "socket_errors": float(
+                sum(n for kind, n in raw.get("errors", {}).items() if kind != "status")
+            ),
+        }
     finally:
         httpx.delete(f"{fake}/_fake/faults", timeout=5)
 
@@ -441,6 +464,13 @@ def print_table(report: Report) -> None:
         added = report.ttfb_ms["gateway"]["p50"] - report.ttfb_ms["direct"]["p50"]
         print(f"  gateway adds {added:.3f} ms to the first byte (p50)")
     print(f"RSS (MiB): {report.rss_mib}")
+    if report.streams_1000:
+        s = report.streams_1000
+        print(
+            f"1,000 concurrent streams (12 s, slow upstream): {s['completed']:.0f} completed,"
+            f" {s['non_2xx']:.0f} non-2xx, {s['socket_errors']:.0f} socket errors,"
+            f" peak RSS {s['peak_rss_mib']:.1f} MiB"
+        )
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -601,9 +631,10 @@ def run(
         60 if args.quick else 200,
     )
     if not (args.quick or args.skip_streams_1000):
-        report.rss_mib["gateway_1000_streams"] = open_streams(
+        report.streams_1000 = open_streams(
             fake, servers["gateway"], headers["gateway"], stream, workdir
         )
+        report.rss_mib["gateway_1000_streams"] = report.streams_1000["peak_rss_mib"]
     report.rss_mib["gateway_peak"] = rss_mib(gateway.pid, peak=True)
     report.rss_mib["bare_peak"] = rss_mib(bare.pid, peak=True)
     return report
