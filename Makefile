@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+ARGS ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= oneflow-ai
@@ -106,7 +107,7 @@ fake-providers: install ## run the fake providers on 127.0.0.1:9100
 	$(BIN)/oneflow fake-providers --port 9100
 
 bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 deploy-check: ## promtool checks of deploy/prometheus (needs promtool: apt-get install prometheus)
 	promtool check rules deploy/prometheus/alerts.yml

@@ -1,7 +1,8 @@
-"""The floor for `bench.gateway_overhead`: a bare ASGI app that forwards a chat completion
-to the upstream with one pooled aiohttp session and returns its body, nothing else (no auth,
-no parsing, no pricing). Served by uvicorn exactly like the gateway. The upstream URL comes
-from `BARE_UPSTREAM_URL`."""
+"""The floor for `make bench`: a bare ASGI app that forwards a chat completion to the upstream
+with one pooled aiohttp session and passes its answer back (a stream chunk by chunk as it
+arrives), nothing else (no auth, no parsing, no pricing). Served by uvicorn (uvloop +
+httptools) like the gateway. The upstream comes from `BARE_UPSTREAM_URL` and
+`BARE_UPSTREAM_KEY`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import aiohttp
 
 _session: dict[str, aiohttp.ClientSession] = {}
 _UPSTREAM = os.environ.get("BARE_UPSTREAM_URL", "http://127.0.0.1:9100/openai/v1/chat/completions")
-_HEADERS = {"Authorization": "Bearer sk-fake", "Content-Type": "application/json"}
+_HEADERS = {
+    "Authorization": f"Bearer {os.environ.get('BARE_UPSTREAM_KEY', 'sk-fake')}",
+    "Content-Type": "application/json",
+}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -33,7 +37,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     async with _session["s"].post(_UPSTREAM, data=body, headers=_HEADERS) as response:
-        data = await response.read()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+        content_type = response.headers.get("Content-Type", "application/json").encode()
+        if not content_type.startswith(b"text/event-stream"):
+            data = await response.read()
+            headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(data))]
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": data})
+            return
+        start = {"type": "http.response.start", "status": response.status}
+        await send({**start, "headers": [(b"content-type", content_type)]})
+        async for chunk in response.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})

@@ -2,11 +2,15 @@
 
 Calls the ASGI application directly (no sockets, no uvicorn) with an upstream client that
 answers from memory, and reports CPU microseconds per non-streamed chat completion, for the
-whole app and for a bare ASGI app doing the same JSON round trip (the floor). Useful on a busy
-machine where wall-clock benchmarks are noisy: process CPU time is not. With `--profile` it
-prints the top functions by cumulative time (cProfile).
+whole app and for a bare ASGI app doing the same JSON round trip (the floor). The pipeline is
+the one `make bench` drives: a prepaid project's key with request and token limits (never
+refusing), the ledger on SQLite, metrics, JSON access logs (sent to /dev/null). Useful on a
+busy machine where wall-clock benchmarks are noisy: process CPU time is not, and it is what
+to compare before and after a change to the hot path. With `--profile` it prints the top
+functions by cumulative time (cProfile); `--master` uses the (unlimited) master key instead.
 
-Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile]`.
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile FILE.prof] [--master]
+[--database-url URL]`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -76,7 +84,37 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[dict[str, Any], Any, Send], Awaitable[None]]
 
 
-async def _drive(app: App, requests: int) -> float:
+HIGH = "1000000000"
+
+
+def _caller_key(database_url: str, workdir: str, master: bool) -> str:
+    """A migrated database and, unless `master`, a prepaid project's member key with high
+    request and token limits (see bench/run.py)."""
+    oneflow = str(Path(sys.executable).with_name("oneflow"))
+    env = {**os.environ, "DATABASE_URL": database_url, "ONEFLOW_MASTER_KEY": KEY}
+    limits = ["--rpm", HIGH, "--rph", HIGH, "--tpm", HIGH]
+    setup = [["db", "upgrade"]]
+    if not master:
+        setup += [
+            ["projects", "create", "bench", "--id", "bench", *limits],
+            ["credits", "topup", "bench", HIGH],
+        ]
+    for argv in setup:
+        subprocess.run([oneflow, *argv], env=env, cwd=workdir, check=True, capture_output=True)
+    if master:
+        return KEY
+    out = subprocess.run(
+        [oneflow, "keys", "create", "--project", "bench", "--name", "bench", "--json"],
+        env=env,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(orjson.loads(out.stdout)["key"])
+
+
+async def _drive(app: App, requests: int, key: str = KEY) -> float:
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -91,7 +129,7 @@ async def _drive(app: App, requests: int) -> float:
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(REQUEST)).encode()),
-            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"authorization", f"Bearer {key}".encode()),
         ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
@@ -106,10 +144,13 @@ async def _drive(app: App, requests: int) -> float:
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    started = time.process_time()
+    started, started_main, wall = time.process_time(), time.thread_time(), time.perf_counter()
     for _ in range(requests):
         await app(dict(scope, state={}), receive, send)
         assert status == 200, status
+    main_thread = (time.thread_time() - started_main) / requests * 1e6
+    wall = (time.perf_counter() - wall) / requests * 1e6
+    print(f"  event loop thread {main_thread:8.1f} us, wall {wall:8.1f} us per request")
     return (time.process_time() - started) / requests * 1e6
 
 
@@ -124,18 +165,27 @@ async def _bare(scope: dict[str, Any], receive: Any, send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _main(requests: int, profile: bool) -> None:
+async def _main(requests: int, profile: str | None, master: bool, database_url: str) -> None:
     from oneflow_ai.gateway import services
 
     with tempfile.TemporaryDirectory() as tmp:
+        database_url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        key = _caller_key(database_url, tmp, master)
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
-            database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
+            database_url=database_url,
             oneflow_master_key=KEY,
             openai_api_key="sk-memory",
             fake_providers="off",
-            log_level="WARNING",
+            log_format="json",
+            log_requests=True,
+            enable_metrics=True,
+            rate_limit_per_minute=int(HIGH),
+            rate_limit_per_hour=int(HIGH),
+            rate_limit_tokens_per_minute=int(HIGH),
         )
+        stderr = os.dup(2)  # the access log goes to /dev/null, the report to the terminal
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         app = create_app(settings, configure_logs=True)
         start = services.Services.start
 
@@ -146,15 +196,17 @@ async def _main(requests: int, profile: bool) -> None:
 
         services.Services.start = start_in_memory  # type: ignore[assignment]
         async with app.router.lifespan_context(app):
-            await _drive(app, 500)  # warm up
+            await _drive(app, 500, key)  # warm up
             bare = await _drive(_bare, requests)
             if profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
-            gateway = await _drive(app, requests)
+            gateway = await _drive(app, requests, key)
             if profile:
                 profiler.disable()
+                profiler.dump_stats(profile)
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        os.dup2(stderr, 2)
     print(f"CPU per non-streamed chat completion, {requests} requests, no network:")
     print(f"  bare ASGI JSON round trip  {bare:8.1f} us")
     print(f"  OneFlow gateway            {gateway:8.1f} us")
@@ -163,9 +215,11 @@ async def _main(requests: int, profile: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", metavar="FILE.prof", default=None)
+    parser.add_argument("--master", action="store_true")
+    parser.add_argument("--database-url", default="", help="an empty database (default SQLite)")
     args = parser.parse_args()
-    asyncio.run(_main(args.requests, args.profile))
+    asyncio.run(_main(args.requests, args.profile, args.master, args.database_url))
 
 
 if __name__ == "__main__":

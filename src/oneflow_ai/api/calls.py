@@ -18,9 +18,10 @@ STRATEGY_HEADER = "X-OneFlow-Strategy"
 
 
 async def gateway_caller(connection: HTTPConnection) -> Principal:
-    """The dependency of every model endpoint: the authenticated caller, provided its role
-    grants `gateway` (403 otherwise). The same as `require(Permission.GATEWAY)`, in one
-    dependency level instead of two: FastAPI's dependency solving is on the hot path."""
+    """The caller of every model endpoint: the authenticated caller, provided its role grants
+    `gateway` (403 otherwise). The same as `require(Permission.GATEWAY)`, in one dependency
+    level instead of two: FastAPI's dependency solving is on the hot path (the chat endpoints,
+    the hottest, call it directly instead of declaring it)."""
     principal = await authenticate(connection)
     ensure_permission(principal, Permission.GATEWAY)
     return principal

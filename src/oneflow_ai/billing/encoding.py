@@ -6,7 +6,8 @@ official ``cl100k_base`` and ``o200k_base`` rank files are vendored gzip-compres
 each file is decompressed, checked against the SHA-256 that tiktoken itself records for it, and
 turned into a ``tiktoken.Encoding`` with the same split pattern and special tokens as tiktoken's
 own definition (``tiktoken_ext/openai_public.py``, tiktoken 0.14.0). The encodings are cached for
-the life of the process and are safe to share between threads.
+the life of the process and are safe to share between threads; they cannot be pickled (their
+Python copy of the ranks is dropped once the encoder is built, to save memory).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def get_encoding(name: EncodingName) -> tiktoken.Encoding:
                 mergeable_ranks=_load_ranks(spec),
                 special_tokens=spec.special_tokens,
             )
+            # The encoder (tiktoken's compiled core) holds its own copy of the ranks; the
+            # Python dict is kept only for pickling the Encoding, which OneFlow never does.
+            # Dropping it returns 40-45 MiB of the gateway's resident memory (both encodings).
+            encoding._mergeable_ranks = {}
             _cache[name] = encoding
     return encoding
 

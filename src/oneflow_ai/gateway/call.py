@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
@@ -14,6 +14,10 @@ from oneflow_ai.domain.media import ImageRequest, SpeechRequest
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.providers.registry import Route
+
+if TYPE_CHECKING:
+    from oneflow_ai.catalog import ModelEntry
+    from oneflow_ai.gateway.estimate import TokenEstimator
 
 __all__ = ["Attempt", "Call", "Operation", "Outcome"]
 
@@ -71,10 +75,21 @@ class Call:
     first_content_ms: float | None = None
     finished_at: float | None = None
     state: dict[str, object] = field(default_factory=dict)
+    _prompt_tokens: dict[str | None, int] = field(default_factory=dict, repr=False)
 
     @property
     def modality(self) -> Modality:
         return _MODALITY[self.operation]
+
+    def prompt_tokens(self, estimator: TokenEstimator, entry: ModelEntry | None) -> int:
+        """A chat call's input tokens on `entry`'s tokenizer, counted once per tokenizer (the
+        rate-limit and ledger hooks both need them, with the gateway's one estimator)."""
+        tokenizer = entry.tokenizer if entry is not None else None
+        counted = self._prompt_tokens.get(tokenizer)
+        if counted is None:
+            counted = estimator.prompt_tokens(cast(ChatRequest, self.request), entry)
+            self._prompt_tokens[tokenizer] = counted
+        return counted
 
     @property
     def latency_ms(self) -> float:

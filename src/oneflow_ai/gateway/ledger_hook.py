@@ -122,16 +122,11 @@ class LedgerHook(Hook):
         """The most expensive candidate's worst case (fallbacks may answer instead)."""
         request = call.request
         costs: list[Cost] = []
-        prompt_tokens: dict[str | None, int] = {}
         for route in call.candidates:
             entry = route.entry
             if isinstance(request, ChatRequest):
-                tokenizer = entry.tokenizer
-                if tokenizer not in prompt_tokens:
-                    prompt_tokens[tokenizer] = self._estimator.prompt_tokens(request, entry)
-                costs.append(
-                    self._pricing.max_cost(entry.id, prompt_tokens[tokenizer], request.max_tokens)
-                )
+                prompt_tokens = call.prompt_tokens(self._estimator, entry)
+                costs.append(self._pricing.max_cost(entry.id, prompt_tokens, request.max_tokens))
             elif isinstance(request, ImageRequest):
                 costs.append(
                     self._pricing.max_cost(

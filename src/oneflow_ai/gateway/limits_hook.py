@@ -1,7 +1,8 @@
 """Rate limits as a pipeline pre-hook: the limiter of `limits/` admits each model call.
 
 Before the call: one request and the input tokens OneFlow counts (on the planned model's
-tokenizer) are charged to the caller, its project and the planned model's provider; a refusal
+tokenizer; counted only when a tokens-per-minute window applies) are charged to the caller,
+its project and the planned model's provider; a refusal
 is the limiter's 429 (`Retry-After`, `X-RateLimit-*`) and no provider is called. The decision's
 `X-RateLimit-*` headers are left in the request state, where the edge middleware adds them to
 the answer. After the call: the tokens the answer really used beyond that count are added to
@@ -10,9 +11,6 @@ the token windows (never refused). Exempt callers (the master key, unlimited key
 
 from __future__ import annotations
 
-from typing import cast
-
-from oneflow_ai.domain.chat import ChatRequest
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
@@ -36,15 +34,16 @@ class RateLimitHook(Hook):
         if call.principal.unlimited:
             return None
         route = call.candidates[0] if call.candidates else None
+        provider = route.provider_name if route is not None else None
         tokens = 0
-        if call.operation == "chat" and route is not None:
-            tokens = self._estimator.prompt_tokens(cast(ChatRequest, call.request), route.entry)
+        if (
+            call.operation == "chat"
+            and route is not None
+            and self._limiter.counts_tokens(call.principal, provider=provider)
+        ):
+            tokens = call.prompt_tokens(self._estimator, route.entry)
         call.state[_CHARGED] = tokens
-        decision = await self._limiter.admit(
-            call.principal,
-            provider=route.provider_name if route is not None else None,
-            tokens=tokens,
-        )
+        decision = await self._limiter.admit(call.principal, provider=provider, tokens=tokens)
         if decision.limit is not None:
             call.state[RATE_LIMIT_HEADERS_STATE] = [
                 (name.lower().encode(), value.encode()) for name, value in decision.headers.items()

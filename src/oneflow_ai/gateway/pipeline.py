@@ -285,7 +285,7 @@ class Pipeline:
         """OneFlow's count of a chat call's input tokens on the model answering it (for
         announcing them before the provider's count arrives)."""
         entry = call.route.entry if call.route is not None else None
-        return self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
+        return call.prompt_tokens(self.estimator, entry)
 
     def _plan(self, call: Call) -> None:
         allowed = call.principal.allowed_models
@@ -296,9 +296,7 @@ class Pipeline:
             call.candidates = [route]
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
-            call.estimated_input_tokens = self.estimator.prompt_tokens(
-                cast(ChatRequest, call.request), None
-            )
+            call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
         eligible = [
             entry
             for entry in self.registry.available(call.modality)
@@ -373,7 +371,7 @@ class Pipeline:
         entry = call.route.entry if call.route is not None else None
         text = response.text + "".join(c.name + c.arguments for c in response.tool_calls)
         return Usage(
-            input_tokens=self.estimator.prompt_tokens(cast(ChatRequest, call.request), entry),
+            input_tokens=call.prompt_tokens(self.estimator, entry),
             output_tokens=self.estimator.text_tokens(text, entry),
             estimated=True,
         )

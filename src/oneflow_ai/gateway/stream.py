@@ -13,13 +13,12 @@ cancels the upstream request, and the call is accounted as `cancelled`.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import structlog
 
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import (
-    ChatRequest,
     ChatResponse,
     FinishReason,
     StreamEvent,
@@ -168,7 +167,7 @@ class ChatStream:
             entry = self.route.entry
             input_tokens = self._input_tokens
             if input_tokens is None:
-                input_tokens = estimator.prompt_tokens(cast(ChatRequest, call.request), entry)
+                input_tokens = call.prompt_tokens(estimator, entry)
             output_tokens = self._output_tokens
             if output_tokens is None:
                 output_tokens = estimator.text_tokens("".join(self._text), entry)

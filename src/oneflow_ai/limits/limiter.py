@@ -116,33 +116,34 @@ class RateLimiter:
         bucket = Bucket(f"{self._prefix}n:{name}", per_minute, _MINUTE_MS, 1)
         return await self._admit([bucket], what="Too many attempts")
 
+    def counts_tokens(self, subject: RateSubject, *, provider: str | None = None) -> bool:
+        """Whether a tokens-per-minute window applies to this caller, its project or
+        `provider`: only then is a request's token count worth making before it runs."""
+        if subject.unlimited:
+            return False
+        return any(
+            not bucket.counts_requests
+            for bucket in (
+                *self._caller_buckets(subject, 0),
+                *self._project_buckets(subject, 0),
+                *self._provider_buckets(provider, 0),
+            )
+        )
+
     # ---- buckets ---------------------------------------------------------------------------
 
     def _caller_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
         policy = self.defaults if subject.limits is None else _merged(subject.limits, self.defaults)
-        return self._buckets(f"s:{subject.subject}", policy, tokens)
+        return _buckets(f"{self._prefix}s:{subject.subject}", policy, tokens)
 
     def _project_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
         if subject.project_limits is None:
             return []
-        return self._buckets(f"p:{subject.project_id}", subject.project_limits, tokens)
+        return _buckets(f"{self._prefix}p:{subject.project_id}", subject.project_limits, tokens)
 
     def _provider_buckets(self, provider: str | None, tokens: int) -> list[Bucket]:
         policy = self.providers.get(provider) if provider else None
-        return [] if policy is None else self._buckets(f"v:{provider}", policy, tokens)
-
-    def _buckets(self, scope: str, policy: LimitPolicy, tokens: int) -> list[Bucket]:
-        key = f"{self._prefix}{scope}"
-        buckets: list[Bucket] = []
-        if policy.requests_per_minute:
-            buckets.append(Bucket(f"{key}:rpm", policy.requests_per_minute, _MINUTE_MS, 1))
-        if policy.requests_per_hour:
-            buckets.append(Bucket(f"{key}:rph", policy.requests_per_hour, _HOUR_MS, 1))
-        if policy.tokens_per_minute:
-            buckets.append(
-                Bucket(f"{key}:tpm", policy.tokens_per_minute, _MINUTE_MS, max(0, tokens), False)
-            )
-        return buckets
+        return [] if policy is None else _buckets(f"{self._prefix}v:{provider}", policy, tokens)
 
     # ---- deciding --------------------------------------------------------------------------
 
@@ -180,6 +181,28 @@ class RateLimiter:
 @functools.lru_cache(maxsize=4096)
 def _merged(own: LimitPolicy, defaults: LimitPolicy) -> LimitPolicy:
     return own.over(defaults)
+
+
+def _buckets(key: str, policy: LimitPolicy, tokens: int) -> list[Bucket]:
+    """The windows of one scope, charged one request and `tokens` tokens."""
+    return [
+        bucket if bucket.counts_requests else bucket._replace(cost=max(0, tokens))
+        for bucket in _planned(key, policy)
+    ]
+
+
+@functools.lru_cache(maxsize=8192)
+def _planned(key: str, policy: LimitPolicy) -> tuple[Bucket, ...]:
+    """The windows a policy sets on a scope (planned once per scope and policy: the keys are
+    strings built per caller, and every request of that caller needs the same ones)."""
+    buckets: list[Bucket] = []
+    if policy.requests_per_minute:
+        buckets.append(Bucket(f"{key}:rpm", policy.requests_per_minute, _MINUTE_MS, 1))
+    if policy.requests_per_hour:
+        buckets.append(Bucket(f"{key}:rph", policy.requests_per_hour, _HOUR_MS, 1))
+    if policy.tokens_per_minute:
+        buckets.append(Bucket(f"{key}:tpm", policy.tokens_per_minute, _MINUTE_MS, 0, False))
+    return tuple(buckets)
 
 
 def _admitted(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision:

@@ -43,8 +43,16 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # No rollback when a connection goes back to the pool: SQLAlchemy's connections end
+        # their own transactions (commit, or rollback on close), so the pool's extra one only
+        # cost a round trip to aiosqlite's thread after every transaction.
         engine = create_async_engine(
-            url, echo=echo, pool_size=pool_size, max_overflow=0, pool_pre_ping=False
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_pre_ping=False,
+            pool_reset_on_return=None,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -6,7 +6,11 @@ with the reason it could not). One background task drains the queue: it waits up
 ``max_delay`` for company (never longer than it takes to gather ``max_batch`` commands),
 applies the whole batch in one transaction through ``apply`` and commits. While a transaction
 is in flight the next batch gathers, so under load batches grow by themselves and the database
-sees a few transactions per flush interval instead of one per request.
+sees a few transactions per flush interval instead of one per request. The wait for company
+is only worth it when there is company: when no command arrived while the previous
+transaction was committing (a lone caller, low concurrency), the next one is committed at once
+instead of waiting ``max_delay`` for nobody; as soon as commands arrive during a commit, the
+writer waits again.
 
 Failures:
 
@@ -107,6 +111,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._closed = False
         self.batches = 0
         self.commands = 0
+        self._company = False  # did commands arrive while the previous batch committed?
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -192,7 +197,12 @@ class GroupCommitWriter(Generic[C, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._max_delay and len(self._pending) < self._max_batch and not self._closing:
+            if (
+                self._max_delay
+                and self._company
+                and len(self._pending) < self._max_batch
+                and not self._closing
+            ):
                 await self._gather_company()
             batch = self._pending[: self._max_batch]
             del self._pending[: len(batch)]
@@ -206,6 +216,7 @@ class GroupCommitWriter(Generic[C, R]):
                 raise
             finally:
                 self._idle.set()
+            self._company = bool(self._pending)
 
     async def _gather_company(self) -> None:
         loop = asyncio.get_running_loop()
