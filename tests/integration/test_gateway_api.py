@@ -133,3 +133,17 @@ def test_estimate_prices_speech_by_characters(gateway: Gateway) -> None:
     (entry,) = [e for e in body["estimates"] if e["model"] == "eleven_multilingual_v2"]
     expected = PricingEngine().price("eleven_multilingual_v2", Usage(characters=1000))
     assert Decimal(entry["credits"]) == expected.credits == Decimal("10")  # $0.10 per 1,000
+
+
+def test_estimate_for_one_model(gateway: Gateway) -> None:
+    body = gateway.post(
+        "/api/v1/estimate", {"model": "gpt-4", "input_tokens": 1500, "output_tokens": 500}
+    ).json()
+    assert [(e["model"], Decimal(e["credits"])) for e in body["estimates"]] == [
+        ("gpt-4", Decimal("7.5"))
+    ]
+    assert body["routing"]["primary_model"] == "gpt-4"
+    unknown = gateway.post("/api/v1/estimate", {"model": "gpt-9", "input_tokens": 1})
+    assert unknown.status_code == 404
+    wrong_kind = gateway.post("/api/v1/estimate", {"model": "dall-e-3", "input_tokens": 1})
+    assert wrong_kind.status_code == 400 and wrong_kind.json()["error"]["param"] == "model"

@@ -24,7 +24,7 @@ from oneflow_ai.api.schemas import (
     GatewayResponse,
     request_body,
 )
-from oneflow_ai.api.validation import Fields, parse_object
+from oneflow_ai.api.validation import Fields, invalid, parse_object
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
@@ -42,6 +42,7 @@ DEFAULT_VOICE = "alloy"
 MODALITIES = ("text", "image", "audio")
 ESTIMATE_FIELDS = frozenset(
     {
+        "model",
         "strategy",
         "modality",
         "input_tokens",
@@ -142,6 +143,7 @@ async def estimate(request: Request, principal: Principal = CALLER) -> Response:
     size = fields.opt_str("size")
     quality = fields.opt_str("quality")
     characters = fields.opt_int("characters", minimum=0)
+    model = fields.opt_str("model")  # one model instead of every eligible one
     services = get_services(request)
     estimates = services.estimates.estimate(
         modality=modality,
@@ -153,7 +155,10 @@ async def estimate(request: Request, principal: Principal = CALLER) -> Response:
         image_size=size,
         image_quality=quality,
         characters=characters,
+        models=None if model is None else [model],
     )
+    if model is not None and not estimates:
+        raise invalid("model", f"{model!r} is not a {modality} model")
     ranked = sorted(estimates, key=lambda e: (not e.fits, e.cost.micro_credits, e.model))
     available = {entry.id for entry in services.registry.available(modality)}
     allowed = [

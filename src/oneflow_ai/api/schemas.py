@@ -173,6 +173,7 @@ class GatewayResponse(_Doc):
 
 
 class EstimateRequest(_Doc):
+    model: str | None = Field(default=None, description="one model instead of every eligible one")
     strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
         "balanced"
     )
