@@ -9,7 +9,6 @@ import asyncio
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.providers.fakes import base_urls
-from tests.support.gateway_process import stop_process
+from tests.support.gateway_process import first_line, stop_process
 from tests.support.ledger import snapshot
 
 __all__ = [
@@ -80,17 +79,7 @@ class FakeProcess:
 
     def _announced(self) -> bool:
         """Whether the process said it serves (it exits at once if the port is taken)."""
-        line: list[str] = []
-        assert self.process.stdout is not None
-        reader = threading.Thread(
-            target=lambda: line.append(
-                self.process.stdout.readline() if self.process.stdout else ""
-            ),
-            daemon=True,
-        )
-        reader.start()
-        reader.join(HANG_GUARD)
-        return bool(line) and line[0].startswith("OneFlow fake providers on")
+        return first_line(self.process, HANG_GUARD).startswith("OneFlow fake providers on")
 
     @property
     def url(self) -> str:

@@ -31,16 +31,7 @@ class GatewayProcess:
         self.port = self._read_port(timeout=60)
 
     def _read_port(self, timeout: float) -> int:
-        found: list[str] = []
-        reader = threading.Thread(
-            target=lambda: found.append(
-                self.process.stdout.readline() if self.process.stdout else ""
-            ),
-            daemon=True,
-        )
-        reader.start()
-        reader.join(timeout)
-        line = found[0] if found else ""
+        line = first_line(self.process, timeout)
         if not line.startswith("PORT "):
             self.stop()
             raise RuntimeError(f"gateway did not start: {self.log_path.read_text()[-2000:]}")
@@ -57,6 +48,18 @@ class GatewayProcess:
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
+
+
+def first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The first line the process prints on stdout, or "" if none comes within `timeout`."""
+    found: list[str] = []
+    reader = threading.Thread(
+        target=lambda: found.append(process.stdout.readline() if process.stdout else ""),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(timeout)
+    return found[0] if found else ""
 
 
 def stop_process(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
