@@ -9,6 +9,7 @@ embedded half and says in its summary what it did not cover. With `ONEFLOW_REQUI
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -106,10 +107,19 @@ def redis_server_url() -> str | None:
     return os.environ.get("TEST_REDIS_URL", "").strip() or None
 
 
+# marker -> (what it needs, how to provide it)
+NEEDS = {
+    "postgres": ("PostgreSQL", "set TEST_DATABASE_URL"),
+    "redis": ("Redis", "set TEST_REDIS_URL"),
+    "node": ("Node.js", "install node"),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = {
-        "postgres": ("PostgreSQL", "TEST_DATABASE_URL", pg_server_url()),
-        "redis": ("Redis", "TEST_REDIS_URL", redis_server_url()),
+        "postgres": (*NEEDS["postgres"], pg_server_url()),
+        "redis": (*NEEDS["redis"], redis_server_url()),
+        "node": (*NEEDS["node"], shutil.which("node")),
     }
     required = os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1"
     keep: list[pytest.Item] = []
@@ -119,7 +129,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         absent = [m for m in missing if item.get_closest_marker(m) and not missing[m][2]]
         if absent and required:
             raise pytest.UsageError(
-                f"{item.nodeid} needs {missing[absent[0]][1]} (ONEFLOW_REQUIRE_SERVICES=1)"
+                f"{item.nodeid} needs {missing[absent[0]][0]}: "
+                f"{missing[absent[0]][1]} (ONEFLOW_REQUIRE_SERVICES=1)"
             )
         if absent:
             dropped.append(item)
@@ -136,12 +147,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     uncovered: dict[str, int] = terminalreporter.config._oneflow_uncovered  # type: ignore[attr-defined]
     if not uncovered:
         return
-    names = {"postgres": ("PostgreSQL", "TEST_DATABASE_URL"), "redis": ("Redis", "TEST_REDIS_URL")}
     terminalreporter.section("not covered in this run")
     for marker, count in sorted(uncovered.items()):
-        label, variable = names[marker]
+        label, remedy = NEEDS[marker]
         terminalreporter.write_line(
-            f"{count} {label} test(s) deselected: set {variable} to run them (CI does)"
+            f"{count} {label} test(s) deselected: {remedy} to run them (CI does)"
         )
 
 
