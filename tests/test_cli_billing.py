@@ -25,8 +25,8 @@ async def env(database_url: str) -> dict[str, str]:
     try:
         await create_projects(engine, "team-a")
         async with engine.begin() as c:
-            await insert_usage(
-                c,
+            await c.run_sync(
+                insert_usage,
                 [
                     UsageRecord(
                         request_id=f"r{i}",

@@ -47,7 +47,7 @@ async def seeded_url(database_url: str) -> str:
             for i in range(60)
         ]
         async with engine.begin() as c:
-            await insert_usage(c, records)
+            await c.run_sync(insert_usage, records)
     finally:
         await engine.dispose()
     return database_url

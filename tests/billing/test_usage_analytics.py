@@ -67,7 +67,7 @@ async def seeded(engine: AsyncEngine) -> list[UsageRecord]:
     records = make_records()
     for chunk in range(0, len(records), 137):  # several batches: rollups merge across them
         async with engine.begin() as connection:
-            await insert_usage(connection, records[chunk : chunk + 137])
+            await connection.run_sync(insert_usage, records[chunk : chunk + 137])
     return records
 
 

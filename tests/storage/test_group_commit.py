@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.database import create_engine
@@ -137,12 +137,10 @@ async def test_transient_failures_are_retried_whole(engine: AsyncEngine, databas
     failures = 2
     attempts = 0
 
-    async def flaky(
-        connection: AsyncConnection, commands: Sequence[LedgerCommand]
-    ) -> list[LedgerResult]:
+    def flaky(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
         nonlocal attempts
         attempts += 1
-        results = await apply_batch(connection, commands)  # written, then rolled back below
+        results = apply_batch(connection, commands)  # written, then rolled back below
         if attempts <= failures:
             raise OperationalError("INSERT", {}, Exception("database is locked"))
         return results

@@ -258,7 +258,7 @@ class LedgerAdmin:
         )
         async with self._engine.begin() as connection:
             await self._require_project(connection, project_id)
-            row = await post_entry(connection, entry, mode)
+            row = await connection.run_sync(post_entry, entry, mode)
         return _view(row, project_id)
 
     async def _status(

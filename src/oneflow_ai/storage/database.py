@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "create_sessionmaker", "is_sqlite", "ping"]
+__all__ = ["create_engine", "create_sessionmaker", "is_sqlite", "ping", "sqlite_file_engine"]
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,6 +65,28 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+
+
+def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file as ``engine`` (None for PostgreSQL or an
+    in-memory database), with the same pragmas, for one thread that writes in batches.
+
+    Through aiosqlite every statement is a round trip to its connection's thread and back to
+    the event loop; a batch written on a thread of its own with the plain ``sqlite3`` driver
+    costs the event loop one round trip for the whole transaction.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    sync = create_sync_engine(
+        url.set(drivername="sqlite"),
+        pool_size=1,
+        max_overflow=0,
+        pool_reset_on_return=None,
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(sync, "connect", _sqlite_pragmas)
+    return sync
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

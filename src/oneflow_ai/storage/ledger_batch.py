@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.dialect import chunks
@@ -61,8 +61,8 @@ __all__ = ["apply_batch", "post_entry"]
 CounterKey = tuple[str, date]
 
 
-async def apply_batch(
-    connection: AsyncConnection, commands: Sequence[LedgerCommand]
+def apply_batch(
+    connection: Connection, commands: Sequence[LedgerCommand]
 ) -> list[LedgerResult]:
     """Apply ``commands`` in the open transaction; one result per command, in order."""
     sql = ledger_statements(connection)
@@ -70,22 +70,22 @@ async def apply_batch(
 
     for i, command in enumerate(commands):
         if isinstance(command, ReapCommand):
-            results[i] = await _reap(connection, sql, command)
+            results[i] = _reap(connection, sql, command)
     for i, command in enumerate(commands):
         if isinstance(command, EntryCommand):
-            results[i] = await post_entry(connection, command.entry, command.mode)
+            results[i] = post_entry(connection, command.entry, command.mode)
 
     reserves = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReserveCommand)]
     if reserves:
-        reserved = await _reserve(connection, sql, [c for _, c in reserves])
+        reserved = _reserve(connection, sql, [c for _, c in reserves])
         results.update(zip((i for i, _ in reserves), reserved, strict=True))
     settles = [(i, c) for i, c in enumerate(commands) if isinstance(c, SettleCommand)]
     if settles:
-        settled = await _settle(connection, sql, [c for _, c in settles])
+        settled = _settle(connection, sql, [c for _, c in settles])
         results.update(zip((i for i, _ in settles), settled, strict=True))
     releases = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReleaseCommand)]
     if releases:
-        released = await _release(connection, sql, [c for _, c in releases])
+        released = _release(connection, sql, [c for _, c in releases])
         results.update(zip((i for i, _ in releases), released, strict=True))
 
     usage: list[UsageRecord] = []
@@ -95,7 +95,7 @@ async def apply_batch(
             usage.append(command.record)
         elif isinstance(command, SettleCommand | ReleaseCommand) and command.record is not None:
             usage.append(command.record)
-    await insert_usage(connection, usage)
+    insert_usage(connection, usage)
 
     if len(results) != len(commands):
         raise TypeError("apply_batch got a command it does not know")
@@ -126,15 +126,15 @@ def _entry_values(entry: EntryRow) -> dict[str, Any]:
     }
 
 
-async def post_entry(
-    connection: AsyncConnection, entry: EntryRow, mode: str | None = None
+def post_entry(
+    connection: Connection, entry: EntryRow, mode: str | None = None
 ) -> AccountRow:
     """Append a top-up or adjustment and move the account's balance with it; with ``mode``
     set the account's billing mode too (a new account is postpaid otherwise)."""
     sql = ledger_statements(connection)
-    await connection.execute(sql.insert_entries, [_entry_values(entry)])
+    connection.execute(sql.insert_entries, [_entry_values(entry)])
     row = (
-        await connection.execute(
+        connection.execute(
             sql.upsert_topup if mode is not None else sql.upsert_topup_keep_mode,
             {
                 "project_id": entry.project_id,
@@ -150,24 +150,24 @@ async def post_entry(
 # ---- reservations --------------------------------------------------------------------------
 
 
-async def _reserve(
-    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReserveCommand]
+def _reserve(
+    connection: Connection, sql: LedgerStatements, commands: Sequence[ReserveCommand]
 ) -> list[Reserved]:
     """Lock every account and counter the batch touches (in key order), decide each
     reservation in order against what the locked rows say, then write one update per row."""
     keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
     if keys:
-        await connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
+        connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
     elif sql.write_lock is not None:
-        await connection.execute(sql.write_lock)
+        connection.execute(sql.write_lock)
     projects = sorted({c.project_id for c in commands if c.account_hold > 0})
     available: dict[str, tuple[str, int]] = {}
     if projects:
-        rows = await connection.execute(sql.lock_accounts, {"ids": projects})
+        rows = connection.execute(sql.lock_accounts, {"ids": projects})
         available = {row[0]: (row[1], int(row[2]) - int(row[3])) for row in rows}
     room: dict[CounterKey, int] = {}  # what each hard counter can still hold
     if keys:
-        rows = await connection.execute(sql.lock_counters, {"keys": keys})
+        rows = connection.execute(sql.lock_counters, {"keys": keys})
         room = {
             (row[0], row[1]): int(row[4]) - int(row[2]) - int(row[3])
             for row in rows
@@ -189,7 +189,7 @@ async def _reserve(
                 key = (hold.budget_id, hold.period_start)
                 room[key] -= hold.amount
                 counter_shift[key] += hold.amount
-    await _shift_reserved(connection, sql, account_shift, counter_shift)
+    _shift_reserved(connection, sql, account_shift, counter_shift)
 
     rows_out: list[dict[str, Any]] = []
     hold_rows: list[dict[str, Any]] = []
@@ -222,9 +222,9 @@ async def _reserve(
             for hold in outcome.holds
         )
     for chunk in chunks(rows_out):
-        await connection.execute(sql.insert_reservations, chunk)
+        connection.execute(sql.insert_reservations, chunk)
     for chunk in chunks(hold_rows):
-        await connection.execute(sql.insert_holds, chunk)
+        connection.execute(sql.insert_holds, chunk)
     return outcomes
 
 
@@ -249,8 +249,8 @@ def _decide(
     return Reserved(accepted=True, account_hold=account_hold, holds=tuple(holds))
 
 
-async def _shift_reserved(
-    connection: AsyncConnection,
+def _shift_reserved(
+    connection: Connection,
     sql: LedgerStatements,
     account_shift: dict[str, int],
     counter_shift: dict[CounterKey, int],
@@ -258,19 +258,19 @@ async def _shift_reserved(
     """Add to (or, with negative amounts, take from) the ``reserved`` of accounts and counters."""
     accounts = [{"p": p, "x": x} for p, x in sorted(account_shift.items()) if x]
     if accounts:
-        await connection.execute(sql.shift_account, accounts)
+        connection.execute(sql.shift_account, accounts)
     counters = [{"b": b, "d": d, "x": x} for (b, d), x in sorted(counter_shift.items()) if x]
     if counters:
-        await connection.execute(sql.shift_counter, counters)
+        connection.execute(sql.shift_counter, counters)
 
 
-async def _give_back(
-    connection: AsyncConnection,
+def _give_back(
+    connection: Connection,
     sql: LedgerStatements,
     account_holds: dict[str, int],
     counter_holds: dict[CounterKey, int],
 ) -> None:
-    await _shift_reserved(
+    _shift_reserved(
         connection,
         sql,
         {p: -x for p, x in account_holds.items()},
@@ -278,14 +278,14 @@ async def _give_back(
     )
 
 
-async def _resolve(
-    connection: AsyncConnection, sql: LedgerStatements, ids: Sequence[str | None]
+def _resolve(
+    connection: Connection, sql: LedgerStatements, ids: Sequence[str | None]
 ) -> set[str]:
     """Delete the given reservations; return those that were still active."""
     wanted = sorted({i for i in ids if i is not None})
     active: set[str] = set()
     for chunk in chunks(wanted):
-        deleted = await connection.execute(sql.resolve, {"ids": chunk})
+        deleted = connection.execute(sql.resolve, {"ids": chunk})
         active.update(row[0] for row in deleted)
     return active
 
@@ -293,14 +293,14 @@ async def _resolve(
 # ---- settlements and releases --------------------------------------------------------------
 
 
-async def _settle(
-    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[SettleCommand]
+def _settle(
+    connection: Connection, sql: LedgerStatements, commands: Sequence[SettleCommand]
 ) -> list[Settled]:
     inserted: set[str] = set()
     for chunk in chunks([_entry_values(c.charge) for c in commands]):
-        result = await connection.execute(sql.insert_charges, chunk)
+        result = connection.execute(sql.insert_charges, chunk)
         inserted.update(row[0] for row in result)
-    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
+    active = _resolve(connection, sql, [c.reservation_id for c in commands])
 
     balance_delta: dict[str, int] = defaultdict(int)
     account_release: dict[str, int] = defaultdict(int)
@@ -328,7 +328,7 @@ async def _settle(
 
     at = commands[0].charge.created_at
     for project_id in sorted(set(balance_delta) | set(account_release)):
-        await _move_account(
+        _move_account(
             connection,
             sql,
             project_id,
@@ -336,11 +336,11 @@ async def _settle(
             account_release.get(project_id, 0),
             at,
         )
-    await _give_back(connection, sql, {}, counter_release)
+    _give_back(connection, sql, {}, counter_release)
     changes: dict[int, list[CounterChange]] = defaultdict(list)
     for (budget_id, period_start), amount in sorted(counter_used.items()):
         row = (
-            await connection.execute(sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
+            connection.execute(sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
         ).first()
         if row is not None:  # None: the budget was deleted meanwhile
             used = int(row[0])
@@ -353,8 +353,8 @@ async def _settle(
     ]
 
 
-async def _move_account(
-    connection: AsyncConnection,
+def _move_account(
+    connection: Connection,
     sql: LedgerStatements,
     project_id: str,
     delta: int,
@@ -362,17 +362,17 @@ async def _move_account(
     at: datetime,
 ) -> None:
     if release:  # the account exists: the hold was taken on it
-        await connection.execute(
+        connection.execute(
             sql.charge_account, {"p": project_id, "delta": delta, "release": release, "at": at}
         )
     elif delta:
-        await connection.execute(sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
+        connection.execute(sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
 
 
-async def _release(
-    connection: AsyncConnection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
+def _release(
+    connection: Connection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
 ) -> list[Released]:
-    active = await _resolve(connection, sql, [c.reservation_id for c in commands])
+    active = _resolve(connection, sql, [c.reservation_id for c in commands])
     account_release: dict[str, int] = defaultdict(int)
     counter_release: dict[CounterKey, int] = defaultdict(int)
     outcomes: list[Released] = []
@@ -384,29 +384,29 @@ async def _release(
             for hold in command.holds:
                 counter_release[(hold.budget_id, hold.period_start)] += hold.amount
         outcomes.append(Released(released=released))
-    await _give_back(connection, sql, account_release, counter_release)
+    _give_back(connection, sql, account_release, counter_release)
     return outcomes
 
 
 # ---- reaping -------------------------------------------------------------------------------
 
 
-async def _reap(connection: AsyncConnection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
+def _reap(connection: Connection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
     params = {"owner": command.owner, "now": command.now, "stale": command.stale_before}
     if command.retire:
-        await connection.execute(sql.retire, {"owner": command.owner})
+        connection.execute(sql.retire, {"owner": command.owner})
     else:
-        await connection.execute(sql.heartbeat, {"owner": command.owner, "now": command.now})
+        connection.execute(sql.heartbeat, {"owner": command.owner, "now": command.now})
     candidates = (
-        await connection.execute(
+        connection.execute(
             sql.dead_or_own_reservations if command.release_own else sql.dead_reservations, params
         )
     ).all()
     released = 0
     for chunk in chunks(candidates):
         by_id = {row[0]: (row[1], int(row[2])) for row in chunk}
-        held = (await connection.execute(sql.holds_of, {"ids": list(by_id)})).all()
-        gone = await _resolve(connection, sql, list(by_id))
+        held = (connection.execute(sql.holds_of, {"ids": list(by_id)})).all()
+        gone = _resolve(connection, sql, list(by_id))
         account_release: dict[str, int] = defaultdict(int)
         counter_release: dict[CounterKey, int] = defaultdict(int)
         for reservation_id in gone:
@@ -415,8 +415,8 @@ async def _reap(connection: AsyncConnection, sql: LedgerStatements, command: Rea
         for reservation_id, budget_id, period_start, amount in held:
             if reservation_id in gone:
                 counter_release[(budget_id, period_start)] += int(amount)
-        await _give_back(connection, sql, account_release, counter_release)
+        _give_back(connection, sql, account_release, counter_release)
         released += len(gone)
     # Dead owners hold nothing any more (their reservations were released just above).
-    await connection.execute(sql.purge_owners, params)
+    connection.execute(sql.purge_owners, params)
     return Reaped(released=released)

@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from oneflow_ai.storage.tables import (
@@ -222,6 +222,6 @@ def _for_update(dialect: str, statement: Select[Any], table: Any) -> Select[Any]
     return statement.with_for_update(of=table) if dialect == "postgresql" else statement
 
 
-def ledger_statements(connection: AsyncConnection) -> LedgerStatements:
+def ledger_statements(connection: Connection) -> LedgerStatements:
     """The statements for the connection's database."""
     return _build(connection.dialect.name)

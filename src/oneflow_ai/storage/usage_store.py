@@ -33,6 +33,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
@@ -147,11 +148,11 @@ def _rollup_upserts(dialect: str) -> tuple[Executable, ...]:
     return tuple(upserts)
 
 
-async def insert_usage(connection: AsyncConnection, batch: Sequence[UsageRecord]) -> None:
+def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
     """Insert ``batch`` into usage_records and fold it into both hourly rollups."""
     if not batch:
         return
-    await connection.execute(_INSERT_RECORDS, [_record_row(r) for r in batch])
+    connection.execute(_INSERT_RECORDS, [_record_row(r) for r in batch])
     upserts = _rollup_upserts(connection.dialect.name)
     for (_, dimensions), upsert in zip(_ROLLUPS, upserts, strict=True):
         folded: dict[tuple[int, tuple[str, ...]], list[int]] = {}
@@ -176,7 +177,7 @@ async def insert_usage(connection: AsyncConnection, batch: Sequence[UsageRecord]
             for (hour, dims), counters in sorted(folded.items())
         ]
         for chunk in chunks(rows):
-            await connection.execute(upsert, chunk)
+            connection.execute(upsert, chunk)
 
 
 def _record_row(record: UsageRecord) -> dict[str, Any]:
