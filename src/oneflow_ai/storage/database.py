@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "create_sessionmaker", "is_sqlite", "ping", "sqlite_file_engine"]
+__all__ = [
+    "BEGINS_IMMEDIATE",
+    "begin_immediate",
+    "create_engine",
+    "create_sessionmaker",
+    "is_sqlite",
+    "ping",
+    "sqlite_file_engine",
+]
 
 
 def is_sqlite(url: str) -> bool:
@@ -69,7 +77,8 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
 
 def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
     """A synchronous engine on the same SQLite file as ``engine`` (None for PostgreSQL or an
-    in-memory database), with the same pragmas, for one thread that writes in batches.
+    in-memory database), with the same pragmas, for one thread that writes in batches. Its
+    transactions begin with ``BEGIN IMMEDIATE``: they hold the write lock before they read.
 
     Through aiosqlite every statement is a round trip to its connection's thread and back to
     the event loop; a batch written on a thread of its own with the plain ``sqlite3`` driver
@@ -85,8 +94,26 @@ def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
         pool_reset_on_return=None,
         connect_args={"check_same_thread": False},
     )
-    event.listen(sync, "connect", _sqlite_pragmas)
+    # Pool events only: a connection event (such as "begin") would make SQLAlchemy dispatch
+    # events around every statement, which costs more than the statements themselves.
+    event.listen(sync.pool, "connect", _sqlite_pragmas)
+    event.listen(sync.pool, "connect", _manual_begin)
     return sync
+
+
+#: In a connection's ``info``: its transactions hold SQLite's write lock from their first
+#: statement (``BEGIN IMMEDIATE``), so nothing needs to take it explicitly before reading.
+BEGINS_IMMEDIATE = "oneflow_begins_immediate"
+
+
+def _manual_begin(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the driver begins nothing: begin_immediate does
+    record.info[BEGINS_IMMEDIATE] = True
+
+
+def begin_immediate(connection: Connection) -> None:
+    """Open the transaction of a `sqlite_file_engine` connection, taking the write lock."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -39,7 +39,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from oneflow_ai.storage.database import sqlite_file_engine
+from oneflow_ai.storage.database import begin_immediate, sqlite_file_engine
 from oneflow_ai.tasks import stop
 
 __all__ = ["GroupCommitWriter", "WriterClosedError", "WriterOverloadedError", "is_transient"]
@@ -109,6 +109,7 @@ class GroupCommitWriter(Generic[C, R]):
             if self._file_engine is not None
             else None
         )
+        self._connection: Connection | None = None  # the thread's, between batches
         self._max_batch = max_batch
         self._max_delay = max(0.0, max_delay)
         self._max_pending = max_pending
@@ -175,7 +176,7 @@ class GroupCommitWriter(Generic[C, R]):
         if self._thread is None or self._file_engine is None:
             return
         thread, self._thread = self._thread, None
-        await asyncio.get_running_loop().run_in_executor(thread, self._file_engine.dispose)
+        await asyncio.get_running_loop().run_in_executor(thread, self._dispose)
         thread.shutdown(wait=False)
 
     def abandon(self) -> None:
@@ -310,9 +311,29 @@ class GroupCommitWriter(Generic[C, R]):
                 delay = min(delay * 2, self._retry_max)
 
     def _on_thread(self, commands: list[C]) -> Sequence[R]:
+        """One transaction on the writer's own connection, kept open between batches (a
+        failed batch closes it; the next one opens a new one)."""
         assert self._file_engine is not None
-        with self._file_engine.begin() as connection:
-            return self._apply(connection, commands)
+        if self._connection is None:
+            self._connection = self._file_engine.connect()
+        try:
+            with self._connection.begin():
+                begin_immediate(self._connection)
+                return self._apply(self._connection, commands)
+        except BaseException:
+            self._close_connection()
+            raise
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _dispose(self) -> None:
+        self._close_connection()
+        if self._file_engine is not None:
+            self._file_engine.dispose()
 
     def _fail_pending(self, exc: BaseException) -> int:
         failed = 0

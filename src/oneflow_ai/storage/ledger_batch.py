@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
@@ -158,7 +159,7 @@ def _reserve(
     keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
     if keys:
         connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
-    elif sql.write_lock is not None:
+    elif sql.write_lock is not None and not connection.info.get(BEGINS_IMMEDIATE):
         connection.execute(sql.write_lock)
     projects = sorted({c.project_id for c in commands if c.account_hold > 0})
     available: dict[str, tuple[str, int]] = {}
