@@ -182,8 +182,10 @@ class GroupCommitWriter(Generic[C, R]):
     def abandon(self) -> None:
         """Stop at once without committing anything queued: what a killed process does.
 
-        The transaction in flight, if any, is abandoned (the database rolls it back); the
-        queued commands are dropped and their futures fail with :class:`WriterClosedError`.
+        The transaction in flight, if any, is abandoned: on the event loop it is cancelled
+        (the database rolls it back); on SQLite's writer thread it runs to its end and may
+        commit, as a transaction may when a process dies during its commit. The queued commands
+        are dropped and their futures fail with :class:`WriterClosedError`.
         """
         self._closed = True
         self._closing = True

@@ -62,9 +62,7 @@ __all__ = ["apply_batch", "post_entry"]
 CounterKey = tuple[str, date]
 
 
-def apply_batch(
-    connection: Connection, commands: Sequence[LedgerCommand]
-) -> list[LedgerResult]:
+def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
     """Apply ``commands`` in the open transaction; one result per command, in order."""
     sql = ledger_statements(connection)
     results: dict[int, LedgerResult] = {}
@@ -127,9 +125,7 @@ def _entry_values(entry: EntryRow) -> dict[str, Any]:
     }
 
 
-def post_entry(
-    connection: Connection, entry: EntryRow, mode: str | None = None
-) -> AccountRow:
+def post_entry(connection: Connection, entry: EntryRow, mode: str | None = None) -> AccountRow:
     """Append a top-up or adjustment and move the account's balance with it; with ``mode``
     set the account's billing mode too (a new account is postpaid otherwise)."""
     sql = ledger_statements(connection)
@@ -279,9 +275,7 @@ def _give_back(
     )
 
 
-def _resolve(
-    connection: Connection, sql: LedgerStatements, ids: Sequence[str | None]
-) -> set[str]:
+def _resolve(connection: Connection, sql: LedgerStatements, ids: Sequence[str | None]) -> set[str]:
     """Delete the given reservations; return those that were still active."""
     wanted = sorted({i for i in ids if i is not None})
     active: set[str] = set()
