@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__
@@ -30,6 +31,7 @@ from oneflow_ai.api import (
     users,
 )
 from oneflow_ai.api import metrics as metrics_api
+from oneflow_ai.api.direct_routes import DirectRoutes
 from oneflow_ai.api.errors import install_error_handlers
 from oneflow_ai.api.idempotency import IdempotencyMiddleware
 from oneflow_ai.api.middleware import EdgeMiddleware
@@ -40,6 +42,9 @@ from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings, load_settings
 
 __all__ = ["create_app"]
+
+#: The endpoints that take the request alone and answer most of the traffic.
+_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
 log = structlog.get_logger("oneflow")
 
@@ -120,7 +125,17 @@ def create_app(
         app.include_router(router)
     install_schemas(app)
 
-    # Innermost: runs after the edge's size limit, sees exactly what the routes answer.
+    # Innermost: the model endpoints straight to their functions (see api/direct_routes.py).
+    app.add_middleware(
+        DirectRoutes,
+        routes=[
+            route
+            for router in (openai_compat.router, anthropic_compat.router)
+            for route in router.routes
+            if isinstance(route, APIRoute) and route.path in _DIRECT_PATHS
+        ],
+    )
+    # Runs after the edge's size limit, sees exactly what the routes answer.
     app.add_middleware(
         IdempotencyMiddleware,
         max_response_bytes=settings.idempotency_max_response_bytes,
