@@ -26,7 +26,8 @@ Prints a table and writes JSON (every round's raw figures too) to bench/results/
 Options: --duration SECONDS per cell (default 6), --rounds N (default 2), --quick (concurrency
 1 and 10, 3 s, one round, no 1,000 streams), --workers N, --database-url URL,
 --env NAME=VALUE (extra gateway settings, e.g. ENABLE_TRACING=true, to compare variants),
---profile FILE (py-spy flame graph of the gateway during chat at concurrency 10; needs py-spy).
+--profile FILE (py-spy flame graph of the gateway during chat at concurrency 10; needs py-spy),
+--keep-logs (copy the servers' logs, access lines included, to bench/results/logs-<time>/).
 """
 
 from __future__ import annotations
@@ -486,6 +487,7 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--profile", default=None, metavar="FILE.svg")
     parser.add_argument("--skip-streams-1000", action="store_true")
+    parser.add_argument("--keep-logs", action="store_true", help="copy the servers' logs")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk: sudo apt-get install -y wrk", file=sys.stderr)
@@ -499,6 +501,12 @@ def main() -> int:
         with processes() as start:
             report = run(start, workdir, args, duration, rounds, levels)
     finally:
+        if args.keep_logs:
+            kept = RESULTS / f"logs-{time.strftime('%Y%m%dT%H%M%S')}"
+            kept.mkdir(parents=True, exist_ok=True)
+            for log in workdir.glob("*.log"):
+                shutil.copy(log, kept / log.name)
+            print(f"server logs: {kept.relative_to(ROOT)}")
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(report)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -143,3 +143,18 @@ def test_estimate_offline_matches_the_seed_example(tmp_path: Path) -> None:
     missing = oneflow("estimate", cwd=tmp_path)
     assert missing.returncode == 2
     assert "input_tokens, a prompt or messages" in missing.stderr
+
+
+def test_serve_lifts_the_open_files_limit_to_the_hard_one() -> None:
+    """A thousand open streams hold two thousand sockets: more than a default soft limit."""
+    script = (
+        "import resource\n"
+        "from oneflow_ai.cli import _raise_open_files_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "_raise_open_files_limit()\n"
+        "print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    soft, hard = (int(v) for v in out.stdout.split())
+    assert soft == hard or (hard == -1 and soft > 256)

@@ -85,7 +85,7 @@ def create_app(
             "startup",
             version=__version__,
             environment=settings.environment.value,
-            database="sqlite" if settings.uses_embedded_database else "postgresql",
+            database=settings.effective_database_url.split("+", 1)[0],
             redis=settings.redis_url is not None,
             metrics=telemetry.metrics.enabled,
             tracing=telemetry.tracing.enabled,

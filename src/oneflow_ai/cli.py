@@ -6,6 +6,7 @@ Invalid settings stop every command with one line naming the variable and exit c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -141,6 +142,7 @@ def serve(
     # Several workers share their metrics through files: the directory is chosen here, before
     # any worker starts, and cleaned up after the last one stops.
     processes = workers if not reload else 1
+    _raise_open_files_limit()
     with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
         uvicorn.run(
             "oneflow_ai.app:create_app",
@@ -156,6 +158,20 @@ def serve(
             server_header=False,
             timeout_graceful_shutdown=10,
         )
+
+
+def _raise_open_files_limit() -> None:
+    """Every open stream holds two sockets (the caller's and the provider's): lift the soft
+    limit on open files (1,024 on many systems) to the hard one, as long-lived servers do."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 @db_app.command("upgrade")

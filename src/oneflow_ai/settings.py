@@ -72,7 +72,7 @@ class ProviderSettings:
     base_url: str
     connect_timeout: float
     read_timeout: float
-    max_connections: int = 256
+    max_connections: int = 1024
 
     @property
     def configured(self) -> bool:
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=30.0, gt=0)
     # Pooled keep-alive connections per provider.
-    upstream_max_connections: int = Field(default=256, ge=1, le=10_000)
+    upstream_max_connections: int = Field(default=1024, ge=1, le=10_000)
 
     # OpenAI voice names -> ElevenLabs voice ids (a JSON object in the environment); a voice
     # that is not a key here is taken as an ElevenLabs voice id.
