@@ -403,7 +403,7 @@ def profiled(pid: int, out: str | None) -> Iterator[None]:
     if out is None or not Path(spy).exists():
         yield
         return
-    argv = [spy, "record", "--pid", str(pid), "--output", out, "--rate", "250", "--nonblocking"]
+    argv = [spy, "record", "--pid", str(pid), "--output", out, "--rate", "1000", "--nonblocking"]
     if not out.endswith(".svg"):  # collapsed stacks, one line each, for reading as text
         argv += ["--format", "raw"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.dialect import chunks
+from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
     CounterChange,
@@ -129,9 +130,10 @@ def post_entry(connection: Connection, entry: EntryRow, mode: str | None = None)
     """Append a top-up or adjustment and move the account's balance with it; with ``mode``
     set the account's billing mode too (a new account is postpaid otherwise)."""
     sql = ledger_statements(connection)
-    connection.execute(sql.insert_entries, [_entry_values(entry)])
+    run(connection, sql.insert_entries, [_entry_values(entry)])
     row = (
-        connection.execute(
+        run(
+            connection,
             sql.upsert_topup if mode is not None else sql.upsert_topup_keep_mode,
             {
                 "project_id": entry.project_id,
@@ -154,17 +156,17 @@ def _reserve(
     reservation in order against what the locked rows say, then write one update per row."""
     keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
     if keys:
-        connection.execute(sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
+        run(connection, sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
     elif sql.write_lock is not None and not connection.info.get(BEGINS_IMMEDIATE):
-        connection.execute(sql.write_lock)
+        run(connection, sql.write_lock)
     projects = sorted({c.project_id for c in commands if c.account_hold > 0})
     available: dict[str, tuple[str, int]] = {}
     if projects:
-        rows = connection.execute(sql.lock_accounts, {"ids": projects})
+        rows = run(connection, sql.lock_accounts, {"ids": projects})
         available = {row[0]: (row[1], int(row[2]) - int(row[3])) for row in rows}
     room: dict[CounterKey, int] = {}  # what each hard counter can still hold
     if keys:
-        rows = connection.execute(sql.lock_counters, {"keys": keys})
+        rows = run(connection, sql.lock_counters, {"keys": keys})
         room = {
             (row[0], row[1]): int(row[4]) - int(row[2]) - int(row[3])
             for row in rows
@@ -219,9 +221,9 @@ def _reserve(
             for hold in outcome.holds
         )
     for chunk in chunks(rows_out):
-        connection.execute(sql.insert_reservations, chunk)
+        run(connection, sql.insert_reservations, chunk)
     for chunk in chunks(hold_rows):
-        connection.execute(sql.insert_holds, chunk)
+        run(connection, sql.insert_holds, chunk)
     return outcomes
 
 
@@ -255,10 +257,10 @@ def _shift_reserved(
     """Add to (or, with negative amounts, take from) the ``reserved`` of accounts and counters."""
     accounts = [{"p": p, "x": x} for p, x in sorted(account_shift.items()) if x]
     if accounts:
-        connection.execute(sql.shift_account, accounts)
+        run(connection, sql.shift_account, accounts)
     counters = [{"b": b, "d": d, "x": x} for (b, d), x in sorted(counter_shift.items()) if x]
     if counters:
-        connection.execute(sql.shift_counter, counters)
+        run(connection, sql.shift_counter, counters)
 
 
 def _give_back(
@@ -280,7 +282,7 @@ def _resolve(connection: Connection, sql: LedgerStatements, ids: Sequence[str | 
     wanted = sorted({i for i in ids if i is not None})
     active: set[str] = set()
     for chunk in chunks(wanted):
-        deleted = connection.execute(sql.resolve, {"ids": chunk})
+        deleted = run(connection, sql.resolve, {"ids": chunk})
         active.update(row[0] for row in deleted)
     return active
 
@@ -293,7 +295,7 @@ def _settle(
 ) -> list[Settled]:
     inserted: set[str] = set()
     for chunk in chunks([_entry_values(c.charge) for c in commands]):
-        result = connection.execute(sql.insert_charges, chunk)
+        result = run(connection, sql.insert_charges, chunk)
         inserted.update(row[0] for row in result)
     active = _resolve(connection, sql, [c.reservation_id for c in commands])
 
@@ -335,7 +337,7 @@ def _settle(
     changes: dict[int, list[CounterChange]] = defaultdict(list)
     for (budget_id, period_start), amount in sorted(counter_used.items()):
         row = (
-            connection.execute(sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
+            run(connection, sql.add_used, {"b": budget_id, "d": period_start, "x": amount})
         ).first()
         if row is not None:  # None: the budget was deleted meanwhile
             used = int(row[0])
@@ -357,11 +359,13 @@ def _move_account(
     at: datetime,
 ) -> None:
     if release:  # the account exists: the hold was taken on it
-        connection.execute(
-            sql.charge_account, {"p": project_id, "delta": delta, "release": release, "at": at}
+        run(
+            connection,
+            sql.charge_account,
+            {"p": project_id, "delta": delta, "release": release, "at": at},
         )
     elif delta:
-        connection.execute(sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
+        run(connection, sql.upsert_balance, {"p": project_id, "delta": delta, "at": at})
 
 
 def _release(
@@ -389,18 +393,20 @@ def _release(
 def _reap(connection: Connection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
     params = {"owner": command.owner, "now": command.now, "stale": command.stale_before}
     if command.retire:
-        connection.execute(sql.retire, {"owner": command.owner})
+        run(connection, sql.retire, {"owner": command.owner})
     else:
-        connection.execute(sql.heartbeat, {"owner": command.owner, "now": command.now})
+        run(connection, sql.heartbeat, {"owner": command.owner, "now": command.now})
     candidates = (
-        connection.execute(
-            sql.dead_or_own_reservations if command.release_own else sql.dead_reservations, params
+        run(
+            connection,
+            sql.dead_or_own_reservations if command.release_own else sql.dead_reservations,
+            params,
         )
     ).all()
     released = 0
     for chunk in chunks(candidates):
         by_id = {row[0]: (row[1], int(row[2])) for row in chunk}
-        held = (connection.execute(sql.holds_of, {"ids": list(by_id)})).all()
+        held = (run(connection, sql.holds_of, {"ids": list(by_id)})).all()
         gone = _resolve(connection, sql, list(by_id))
         account_release: dict[str, int] = defaultdict(int)
         counter_release: dict[CounterKey, int] = defaultdict(int)
@@ -413,5 +419,5 @@ def _reap(connection: Connection, sql: LedgerStatements, command: ReapCommand) -
         _give_back(connection, sql, account_release, counter_release)
         released += len(gone)
     # Dead owners hold nothing any more (their reservations were released just above).
-    connection.execute(sql.purge_owners, params)
+    run(connection, sql.purge_owners, params)
     return Reaped(released=released)

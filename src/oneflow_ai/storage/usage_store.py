@@ -39,6 +39,7 @@ from sqlalchemy.sql import Executable
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.dialect import chunks
+from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.tables import (
     LATENCY_BUCKET_COLUMNS,
     LATENCY_BUCKETS_MS,
@@ -152,7 +153,7 @@ def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
     """Insert ``batch`` into usage_records and fold it into both hourly rollups."""
     if not batch:
         return
-    connection.execute(_INSERT_RECORDS, [_record_row(r) for r in batch])
+    run(connection, _INSERT_RECORDS, [_record_row(r) for r in batch])
     upserts = _rollup_upserts(connection.dialect.name)
     for (_, dimensions), upsert in zip(_ROLLUPS, upserts, strict=True):
         folded: dict[tuple[int, tuple[str, ...]], list[int]] = {}
@@ -177,7 +178,7 @@ def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
             for (hour, dims), counters in sorted(folded.items())
         ]
         for chunk in chunks(rows):
-            connection.execute(upsert, chunk)
+            run(connection, upsert, chunk)
 
 
 def _record_row(record: UsageRecord) -> dict[str, Any]:

@@ -1,0 +1,187 @@
+"""Run a Core statement on SQLite's own cursor: the ledger writer's statements, without
+SQLAlchemy's per-execution machinery.
+
+For a statement of a few microseconds of SQLite work, SQLAlchemy spends several times that in
+Python (the execution context, parameter processing, the result object), and on the ledger
+writer's thread that Python holds the interpreter lock the event loop needs. :func:`run`
+compiles each statement once per shape of its parameters (which keys, for an ``INSERT``),
+keeps the SQL text, the order of its ``?`` placeholders and the type processors of its bound
+values and returned columns, and then only converts values and calls ``sqlite3`` itself: the
+same SQL, the same conversions, a fraction of the cost.
+
+It applies to connections of `sqlite_file_engine` (the writer's thread). Everywhere else, and
+for any statement it does not handle (an expanding ``IN`` list, a column whose default Python
+must compute), it is ``connection.execute``. Errors are raised as SQLAlchemy raises them
+(`sqlalchemy.exc.IntegrityError`, `OperationalError`, ...), so callers cannot tell the paths
+apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.sqltypes import TupleType
+
+from oneflow_ai.storage.database import BEGINS_IMMEDIATE
+
+__all__ = ["Rows", "run"]
+
+Processor = Callable[[Any], Any] | None
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class Rows(list[tuple[Any, ...]]):
+    """The rows a statement returned (none for most writes)."""
+
+    def one(self) -> tuple[Any, ...]:
+        if len(self) != 1:
+            raise LookupError(f"expected exactly one row, got {len(self)}")
+        return self[0]
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self[0] if self else None
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return list(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor, ...]
+    fixed: Mapping[str, Any]  # values bound at compile time (literals)
+    results: tuple[Processor, ...] | None  # None: the statement returns no rows
+    expanding: str | None = None  # the one ``IN`` list, rendered per length
+    by_length: dict[int, str] = field(default_factory=dict)
+
+    def text(self, row: Mapping[str, Any]) -> str:
+        if self.expanding is None:
+            return self.sql
+        length = len(row[self.expanding])
+        sql = self.by_length.get(length)
+        if sql is None:
+            marker = f"__[POSTCOMPILE_{self.expanding}]"
+            sql = self.sql.replace(marker, ", ".join("?" * length) or "NULL")
+            self.by_length[length] = sql
+        return sql
+
+
+_UNSUPPORTED = object()
+_plans: dict[tuple[int, tuple[str, ...]], _Plan | object] = {}
+
+
+def run(connection: Connection, statement: Executable, params: Params = None) -> Rows:
+    """Execute ``statement`` with ``params`` (one mapping, or a list for many rows)."""
+    rows: Sequence[Mapping[str, Any]] = params if isinstance(params, Sequence) else [params or {}]
+    if not rows:
+        return Rows()
+    plan = _plan(connection, statement, rows[0]) if connection.info.get(BEGINS_IMMEDIATE) else None
+    if plan is None:
+        result = connection.execute(
+            statement, list(rows) if isinstance(params, Sequence) else rows[0]
+        )
+        return Rows(tuple(row) for row in result) if result.returns_rows else Rows()
+    values = [_bind(plan, row) for row in rows]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    sql = plan.sql
+    try:
+        if plan.results is None and plan.expanding is None:
+            if len(values) == 1:
+                cursor.execute(sql, values[0])
+            else:
+                cursor.executemany(sql, values)
+            return Rows()
+        out = Rows()
+        for row, value in zip(rows, values, strict=True):  # executemany returns no rows
+            sql = plan.text(row)
+            cursor.execute(sql, value)
+            if plan.results is not None:
+                out.extend(_row(plan.results, found) for found in cursor.fetchall())
+        return out
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, values, exc, connection.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _bind(plan: _Plan, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    fixed, expanding = plan.fixed, plan.expanding
+    values: list[Any] = []
+    for name, process in zip(plan.names, plan.processors, strict=True):
+        value = row[name] if name in row else fixed[name]
+        if name == expanding:
+            values.extend(
+                process(item) if process is not None and item is not None else item
+                for item in value
+            )
+        else:
+            values.append(process(value) if process is not None and value is not None else value)
+    return tuple(values)
+
+
+def _row(processors: tuple[Processor, ...], row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        process(value) if process is not None else value
+        for process, value in zip(processors, row, strict=True)
+    )
+
+
+def _plan(connection: Connection, statement: Executable, first: Mapping[str, Any]) -> _Plan | None:
+    keys = tuple(sorted(first))
+    key = (id(statement), keys)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _compile(connection, statement, keys)
+        _plans[key] = plan
+    return plan if isinstance(plan, _Plan) else None
+
+
+def _compile(
+    connection: Connection, statement: Executable, keys: tuple[str, ...]
+) -> _Plan | object:
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    if (
+        not isinstance(compiled, SQLCompiler)
+        or compiled.positiontup is None
+        or compiled.insert_prefetch
+        or compiled.update_prefetch
+    ):
+        return _UNSUPPORTED
+    names = tuple(compiled.positiontup)
+    binds = compiled.binds
+    lists = [name for name in names if binds[name].expanding]
+    expanding = lists[0] if len(lists) == 1 and names.count(lists[0]) == 1 else None
+    if lists and (
+        expanding is None
+        or isinstance(binds[expanding].type, TupleType)
+        or compiled.string.count("__[POSTCOMPILE") != 1
+    ):
+        return _UNSUPPORTED
+    fixed: dict[str, Any] = {}
+    for name in names:
+        bind = binds[name]
+        if name not in keys:
+            if bind.required or bind.callable is not None:
+                return _UNSUPPORTED
+            fixed[name] = bind.value
+    # The dialect's own implementation of each type (SQLite's DATETIME and DATE store text).
+    processors = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    returned = compiled._result_columns
+    results = (
+        tuple(
+            entry.type.dialect_impl(dialect).result_processor(dialect, None) for entry in returned
+        )
+        if returned
+        else None
+    )
+    return _Plan(compiled.string, names, processors, fixed, results, expanding)

@@ -1,0 +1,162 @@
+"""Statements run on SQLite's cursor store and return exactly what SQLAlchemy's execution does."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import IntegrityError
+
+from oneflow_ai.storage.database import create_engine, sqlite_file_engine
+from oneflow_ai.storage.direct_sql import run
+from oneflow_ai.storage.ledger_statements import ledger_statements
+from oneflow_ai.storage.tables import (
+    Budget,
+    BudgetCounter,
+    LedgerAccount,
+    LedgerEntry,
+    Project,
+    table_of,
+    utcnow,
+)
+from tests.support.databases import migrated_sqlite_url
+
+entries, accounts = table_of(LedgerEntry), table_of(LedgerAccount)
+counters, budgets, projects = table_of(BudgetCounter), table_of(Budget), table_of(Project)
+AT = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def entry(request_id: str, amount: int, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "project_id": "p1",
+        "kind": "charge",
+        "amount": amount,
+        "request_id": request_id,
+        "model": "gpt-4o",
+        "provider": "openai",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "images": 0,
+        "characters": 0,
+        "price_table_version": "v1",
+        "estimated": True,
+        "user_id": None,
+        "key_id": None,
+        "note": None,
+        "created_at": AT,
+    }
+    return {**values, **changes}
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> tuple[Engine, Engine]:
+    """Two engines on one migrated file: the writer's (direct path) and a plain one."""
+    url = migrated_sqlite_url(tmp_path / "direct.db")
+    file_engine = sqlite_file_engine(create_engine(url))
+    assert file_engine is not None
+    plain = create_sync_engine(url.replace("+aiosqlite", ""))
+    with plain.begin() as connection:
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+    return file_engine, plain
+
+
+def both(engines: tuple[Engine, Engine], work: object) -> list[list[tuple[object, ...]]]:
+    """Run ``work(connection, suffix)`` on both paths; return what each returned."""
+    outputs = []
+    for engine, suffix in zip(engines, ("direct", "core"), strict=True):
+        with engine.connect() as connection, connection.begin():
+            outputs.append(work(connection, suffix))  # type: ignore[operator]
+    return outputs
+
+
+def test_writes_store_the_same_values_as_core(engines: tuple[Engine, Engine]) -> None:
+    def work(connection: Connection, suffix: str) -> list[tuple[object, ...]]:
+        sql = ledger_statements(connection)
+        run(connection, sql.insert_entries, [entry(f"{suffix}-a", -5), entry(f"{suffix}-b", -7)])
+        run(connection, sql.upsert_balance, {"p": "p1", "delta": -12, "at": AT})
+        return list(run(connection, sql.insert_charges, [entry(f"{suffix}-a", -5)]))
+
+    direct, core = both(engines, work)
+    assert direct == core == []  # the charge was already there: ON CONFLICT DO NOTHING
+
+    with engines[1].connect() as connection:
+        rows = connection.execute(
+            select(entries).where(entries.c.request_id.like("%-%")).order_by(entries.c.id)
+        ).all()
+        account = connection.execute(select(accounts)).one()
+        stored = connection.exec_driver_sql(  # the text SQLite holds, not what reads make of it
+            "SELECT request_id, created_at, estimated FROM ledger_entries ORDER BY id"
+        ).all()
+    by_path = {
+        path: [
+            {k: v for k, v in row._mapping.items() if k not in ("id", "request_id")}
+            for row in rows
+            if row.request_id.startswith(path)
+        ]
+        for path in ("direct", "core")
+    }
+    assert by_path["direct"] == by_path["core"]
+    assert by_path["direct"][0]["created_at"] == AT  # the UTC datetime round-trips exactly
+    assert by_path["direct"][0]["estimated"] is True
+    assert account.balance == -24 and account.mode == "postpaid"
+    texts = {row[0].split("-", 1)[1]: row[1:] for row in stored if row[0].startswith("direct")}
+    assert texts == {
+        row[0].split("-", 1)[1]: row[1:] for row in stored if row[0].startswith("core")
+    }
+    assert texts["a"] == ("2026-11-26 12:30:15.123456", 1)
+
+
+def test_returning_and_in_lists_read_back_typed_rows(engines: tuple[Engine, Engine]) -> None:
+    start = date(2026, 11, 1)
+
+    def work(connection: Connection, suffix: str) -> list[object]:
+        sql = ledger_statements(connection)
+        budget = f"b-{suffix}"
+        connection.execute(
+            budgets.insert(),
+            [
+                {
+                    "id": budget,
+                    "project_id": "p1",
+                    "period": "month",
+                    "limit_value": 100,
+                    "mode": "hard",
+                    "metric": "credits",
+                    "key_id": suffix,  # one budget per path
+                    "created_at": AT,
+                    "updated_at": AT,
+                }
+            ],
+        )
+        run(connection, sql.ensure_counter, [{"b": budget, "d": start}])
+        used = run(connection, sql.add_used, {"b": budget, "d": start, "x": 30}).one()
+        inserted = run(connection, sql.insert_charges, [entry(f"{suffix}-c", -3)])
+        locked = run(connection, sql.lock_accounts, {"ids": ["p1", "nobody"]})
+        counter = connection.execute(select(counters).where(counters.c.budget_id == budget)).one()
+        return [used, list(inserted), list(locked), counter.period_start, counter.used]
+
+    direct, core = both(engines, work)
+    assert direct[0] == core[0] == (30,)
+    assert direct[1] == [("direct-c",)] and core[1] == [("core-c",)]
+    assert direct[3] == core[3] == start and direct[4] == core[4] == 30
+    assert direct[2] == [] or direct[2] == core[2]
+
+
+def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, Engine]) -> None:
+    file_engine = engines[0]
+    with file_engine.connect() as connection, connection.begin():
+        sql = ledger_statements(connection)
+        with pytest.raises(IntegrityError):  # no such project: the foreign key refuses it
+            run(connection, sql.insert_entries, [entry("orphan", -1, project_id="nobody")])
+    before = utcnow()
+    with file_engine.connect() as connection, connection.begin():
+        without_time = entry("defaulted", -1)
+        del without_time["created_at"]  # a Python-side default: SQLAlchemy's execution fills it
+        run(connection, ledger_statements(connection).insert_entries, [without_time])
+        stored = connection.execute(
+            select(entries.c.created_at).where(entries.c.request_id == "defaulted")
+        ).scalar_one()
+    assert before - timedelta(seconds=1) <= stored <= utcnow() + timedelta(seconds=1)
