@@ -74,7 +74,9 @@ class _Plan:
 
 
 _UNSUPPORTED = object()
-_plans: dict[tuple[int, tuple[str, ...]], _Plan | object] = {}
+#: By statement (held, so that its identity is never reused) and parameter keys. The ledger's
+#: statements are built once per dialect, so this stays as small as they are few.
+_plans: dict[tuple[Executable, tuple[str, ...]], _Plan | object] = {}
 
 
 def run(connection: Connection, statement: Executable, params: Params = None) -> Rows:
@@ -135,7 +137,7 @@ def _row(processors: tuple[Processor, ...], row: tuple[Any, ...]) -> tuple[Any, 
 
 def _plan(connection: Connection, statement: Executable, first: Mapping[str, Any]) -> _Plan | None:
     keys = tuple(sorted(first))
-    key = (id(statement), keys)
+    key = (statement, keys)
     plan = _plans.get(key)
     if plan is None:
         plan = _compile(connection, statement, keys)
