@@ -68,8 +68,10 @@ def estimate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
-    """What a request would cost on every eligible model, and the model a strategy picks
-    (offline: the same answer as POST /api/v1/estimate)."""
+    """What a request would cost on every model, and which one a strategy picks (offline).
+
+    The same answer as POST /api/v1/estimate for the same fields; --json prints its JSON.
+    """
     from oneflow_ai.api.estimates import EstimateContext, estimate_answer
     from oneflow_ai.errors import GatewayError
 
