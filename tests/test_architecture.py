@@ -1,4 +1,4 @@
-"""The layering of ARCHITECTURE.md, enforced: imports only go downward."""
+"""The layering of docs/architecture.md, enforced: imports only go downward."""
 
 from __future__ import annotations
 

@@ -123,28 +123,6 @@ def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> Non
     assert '"event":"shutdown"' in output
 
 
-def test_estimate_offline_matches_the_seed_example(tmp_path: Path) -> None:
-    import json
-
-    result = oneflow(
-        "estimate", "--input-tokens", "1500", "--output-tokens", "500", "--json", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {row["model"]: row for row in json.loads(result.stdout)}
-    assert rows["gpt-4"]["usd"] == "0.075"
-    assert rows["gpt-4"]["credits"] == "7.5"
-    credits = [float(row["credits"]) for row in json.loads(result.stdout)]
-    assert credits == sorted(credits)  # cheapest first
-
-    table = oneflow("estimate", "--prompt", "Write a haiku about AI", cwd=tmp_path)
-    assert table.returncode == 0
-    assert "gpt-4o" in table.stdout and "~estimated" in table.stdout  # Claude is approximate
-
-    missing = oneflow("estimate", cwd=tmp_path)
-    assert missing.returncode == 2
-    assert "input_tokens, a prompt or messages" in missing.stderr
-
-
 def test_serve_lifts_the_open_files_limit_to_the_hard_one() -> None:
     """A thousand open streams hold two thousand sockets: more than a default soft limit."""
     script = (

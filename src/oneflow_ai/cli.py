@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 from collections.abc import Coroutine
-from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -58,6 +57,15 @@ def _add_billing_commands() -> None:
 _add_billing_commands()
 
 
+def _add_estimate_command() -> None:
+    from oneflow_ai.cli_estimate import estimate
+
+    app.command("estimate")(estimate)
+
+
+_add_estimate_command()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"oneflow: {message}", err=True)
     return typer.Exit(code)
@@ -95,11 +103,6 @@ async def _migrate(settings: Settings, action: str, revision: str) -> str | None
         return await migrate.current_revision(engine)
     finally:
         await engine.dispose()
-
-
-def _plain(amount: Decimal) -> str:
-    """An exact amount without trailing zeros: Decimal('0.07500000') -> '0.075'."""
-    return format(amount.normalize(), "f")
 
 
 def _database_error(exc: Exception) -> typer.Exit:
@@ -239,67 +242,6 @@ def db_shell() -> None:
         raise _fail(f"{tool} is not installed", code=1)
     # Hands the terminal over to the database shell (no shell involved: argv is a list).
     os.execvp(tool, [tool, *args])  # noqa: S606  # nosec B606
-
-
-@app.command()
-def estimate(
-    input_tokens: Annotated[int | None, typer.Option(min=0, help="Input tokens.")] = None,
-    output_tokens: Annotated[int | None, typer.Option(min=0, help="Output tokens.")] = None,
-    prompt: Annotated[str | None, typer.Option(help="A prompt to count instead.")] = None,
-    modality: Annotated[str, typer.Option(help="text, image or audio.")] = "text",
-    images: Annotated[int, typer.Option(min=1, help="Images (image modality).")] = 1,
-    size: Annotated[str | None, typer.Option(help="Image size, e.g. 1024x1024.")] = None,
-    quality: Annotated[str | None, typer.Option(help="Image quality: standard, hd.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """What a request would cost on every eligible model, offline."""
-    import orjson
-
-    from oneflow_ai.billing.estimates import Estimator
-    from oneflow_ai.billing.pricing import PricingEngine
-    from oneflow_ai.catalog import load_catalog
-    from oneflow_ai.errors import GatewayError
-
-    if modality not in ("text", "image", "audio"):
-        raise _fail("--modality must be text, image or audio")
-    settings = _settings()
-    estimator = Estimator(PricingEngine(load_catalog(settings.catalog_path)))
-    try:
-        results = estimator.estimate(
-            modality=modality,  # type: ignore[arg-type]
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            prompt=prompt,
-            images=images,
-            image_size=size,
-            image_quality=quality,
-        )
-    except GatewayError as exc:
-        raise _fail(exc.message) from None
-    ranked = sorted(results, key=lambda e: (not e.fits, e.cost.micro_credits, e.model))
-    if as_json:
-        rows = [
-            {
-                "model": e.model,
-                "provider": e.provider,
-                "input_tokens": e.input_tokens,
-                "output_tokens": e.output_tokens,
-                "tokens_exact": e.tokens_exact,
-                "fits": e.fits,
-                "usd": _plain(e.cost.usd),
-                "credits": _plain(e.cost.credits),
-            }
-            for e in ranked
-        ]
-        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return
-    typer.echo(f"{'model':<30}{'provider':<12}{'in':>8}{'out':>8}{'USD':>14}{'credits':>14}  note")
-    for e in ranked:
-        note = ("" if e.fits else "does not fit") + ("" if e.tokens_exact else " ~estimated")
-        typer.echo(
-            f"{e.model:<30}{e.provider:<12}{e.input_tokens:>8}{e.output_tokens:>8}"
-            f"{_plain(e.cost.usd):>14}{_plain(e.cost.credits):>14}  {note.strip()}"
-        )
 
 
 @app.command("fake-providers")

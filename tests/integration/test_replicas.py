@@ -156,8 +156,8 @@ class Answer:
 
 
 async def _burst(urls: list[str], key: str, total: int) -> list[Answer]:
-    """`total` concurrent requests spread over `urls` (aiohttp: httpx's pool stalls at this
-    concurrency, see FINDINGS.md)."""
+    """`total` concurrent requests spread over `urls` (aiohttp: httpx's pool stalled at this
+    concurrency on our machines)."""
     headers = {"Authorization": f"Bearer {key}"}
     connector = aiohttp.TCPConnector(limit=200)
     async with aiohttp.ClientSession(connector=connector) as session:

@@ -24,7 +24,7 @@ Reconciliation: every ``LEDGER_MAINTENANCE_INTERVAL_SECONDS`` (and at start-up) 
 heartbeats its owner row and releases reservations whose owner stopped heartbeating for
 ``LEDGER_OWNER_TIMEOUT_SECONDS`` (a crashed replica) or that outlived
 ``LEDGER_RESERVATION_TTL_SECONDS``. A crashed process's in-flight requests are released, never
-charged: their clients did not see them complete (see the README's durability note).
+charged: their clients did not see them complete (see "Durability" in docs/billing.md).
 """
 
 from __future__ import annotations

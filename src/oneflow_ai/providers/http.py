@@ -4,8 +4,9 @@ One long-lived, pooled `aiohttp.ClientSession` per provider, created at start-up
 shutdown: keep-alive connections are reused across requests, nothing is created per request.
 Timeouts are the seed's: `connect` (getting a connection, TCP and TLS included) and `read`
 (the longest silence while reading an answer; a stream may run longer as long as bytes keep
-coming). On our machines aiohttp's client costs a fraction of httpx's per request (FINDINGS.md),
-which is why the hot path uses it.
+coming). On our machines aiohttp's client costs a fraction of httpx's per request (the figures
+are in docs/architecture.md, "Dependencies, chosen deliberately"), which is why the hot path
+uses it.
 
 With tracing on, `trace_context` (the tracing's injector) writes the current span's W3C
 `traceparent` into every request: inside an upstream-attempt span, the provider sees that

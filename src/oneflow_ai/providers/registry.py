@@ -8,7 +8,8 @@ against the modalities of its catalog models, so that no adapter needs stub meth
 the provider's own model id.
 
 Adding a provider: one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
-`*_API_KEY`/`*_BASE_URL` settings, and its models in the catalog (README, "Adding a provider").
+`*_API_KEY`/`*_BASE_URL` settings, and its models in the catalog (docs/contributing.md, "Adding a
+provider").
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ the same :class:`~oneflow_ai.resilience.caller.ResilientCaller` as the gateway's
 calls; what is its own is the call shape (a URL, JSON or form data, an idempotency key), the
 error mapper, and ``raise_for_status=False``.
 
->>> client = ResilientHTTPClient(provider_name="openai", timeout=30.0, max_retries=3)
->>> response = await client.post(url=..., json={...}, headers={...}, idempotency_key="req-1")
->>> response.status, response.json()
+    async with ResilientHTTPClient(provider_name="openai", timeout=30.0, max_retries=3) as client:
+        response = await client.post(url, json={...}, headers={...}, idempotency_key="req-1")
+        response.status, response.json()
+
+The client keeps a pooled aiohttp session: use it with ``async with`` (or ``await
+client.aclose()`` once done), or aiohttp warns of an unclosed client session at exit.
+`docs/library.md` has the whole example, runnable, and how to install the package elsewhere.
 
 Each attempt runs under the provider's (and the model's) circuit breaker, and failed attempts
 are retried by the rules of :class:`~oneflow_ai.resilience.caller.ResilientCaller`: only

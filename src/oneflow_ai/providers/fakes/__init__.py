@@ -12,7 +12,7 @@ path prefixes that match each official SDK's `base_url` convention:
   and its `/stream` variant.
 
 Faults are chosen per request by `x-fake-*` headers or by rules installed through the
-`/_fake` control plane; see `faults.py` and the README section "Fake providers".
+`/_fake` control plane; see `faults.py` and docs/fake-providers.md.
 """
 
 from oneflow_ai.providers.fakes.app import create_fake_app
