@@ -97,6 +97,7 @@ def test_main_pushes_the_image_and_rolls_it_out() -> None:
     on_main = "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     image, deploy = every["image"], every["deploy"]
     assert "make docker-build" in runs(image)
+    assert "oneflow-ai:latest" in runs(image) and "127.0.0.1:8000/health" in runs(image)
     (push,) = [step for step in image["steps"] if "docker push" in step.get("run", "")]
     assert push["if"] == on_main
     assert 'docker push "$REGISTRY/oneflow-ai:$GITHUB_SHA"' in push["run"]
