@@ -7,20 +7,25 @@
 #
 # The same image runs the migration Job: `oneflow db upgrade`.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base is pinned by digest (the multi-platform index of python:3.11-slim-bookworm, as
+# docker-library/repo-info recorded it), so a rebuild gets the same base until the pin is moved:
+#   docker buildx imagetools inspect python:3.11-slim-bookworm   # the tag's digest now
+# and override it with `make docker-build PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...`.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:fe556eaffd0d96abd8685b83bb8a69addd0dc730fa193669a7df0d49ddcfac02
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/oneflow
 WORKDIR /src
-# Dependencies first, so that a code change does not reinstall them.
+# Dependencies first, so that a code change does not reinstall them: exactly the versions and
+# files of requirements.lock (pip refuses any file whose hash is not there), setuptools included,
+# which then builds the package without fetching anything else.
+COPY requirements.lock ./
+RUN /opt/oneflow/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN mkdir -p src/oneflow_ai && touch src/oneflow_ai/__init__.py \
-    && /opt/oneflow/bin/pip install . \
-    && /opt/oneflow/bin/pip uninstall --yes oneflow-ai
 COPY src ./src
-RUN /opt/oneflow/bin/pip install --no-deps . \
+RUN /opt/oneflow/bin/pip install --no-deps --no-build-isolation . \
     && /opt/oneflow/bin/python -m compileall -q /opt/oneflow/lib
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -10,9 +10,20 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 ARGS ?=
 
+# The version's one source is pyproject.toml (the package reads its installed metadata).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Hash-locked dependencies (make lock): the runtime's, and the runtime's plus the dev tools.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+LOCK_ARGS ?=
+DIST_DIR ?= dist
+SBOM_ENV ?= build/sbom-env
+# e.g. --no-validate: skip checking the SBOM against the CycloneDX schema (the slow part).
+SBOM_ARGS ?=
 IMAGE ?= oneflow-ai
-# prod-build's base image, e.g. python:3.11-slim-bookworm@sha256:... (unset: the Dockerfile's).
+# What k8s-release rolls out (CI: <registry>/oneflow-ai:<commit sha>).
+IMAGE_REF ?= $(IMAGE):$(VERSION)
+# The base image, e.g. python:3.11-slim-bookworm@sha256:... (unset: the Dockerfile's pinned one).
 PYTHON_IMAGE ?=
 GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DOCKER ?= docker
@@ -25,6 +36,9 @@ KUBECTL ?= kubectl
 # The namespace deploy/k8s/kustomization.yaml puts everything in.
 K8S_NAMESPACE := oneflow
 K8S_DIR := deploy/k8s
+# K8S_OVERLAY=dev or prod: apply deploy/k8s/overlays/<name> instead of the base.
+K8S_OVERLAY ?=
+K8S_KUSTOMIZATION := $(K8S_DIR)$(if $(K8S_OVERLAY),/overlays/$(K8S_OVERLAY))
 K8S_SELECTOR := app.kubernetes.io/name=oneflow-ai
 LOCAL_PORT ?= 8000
 PROMETHEUS_URL ?= http://localhost:9090
@@ -42,7 +56,7 @@ open_url = @echo "$(1)"; \
         db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers \
         deploy-check security-check audit docker-build prod-build docker-up docker-down \
         docker-logs docker-restart docker-shell docker-clean k8s-deploy k8s-delete k8s-status \
-        k8s-logs k8s-port-forward prometheus grafana jaeger
+        k8s-logs k8s-port-forward prometheus grafana jaeger lock dist sbom k8s-release
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -52,17 +66,45 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Dependencies come from a lock file with hashes; the package itself is built with the locked
+# setuptools (no build isolation, so nothing unlocked is fetched).
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed ## install the gateway into .venv
 
 install-dev: $(VENV)/.installed-dev ## install the gateway and the development tools into .venv
+
+# pip-compile reads pip's configuration (index, mirrors); the files name no index, so they install
+# from whatever index pip is configured with. LOCK_ARGS=--upgrade moves every pin to the newest.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+lock: install-dev ## regenerate requirements.lock and requirements-dev.lock (hashes) from pyproject.toml
+	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --extra dev --output-file $(DEV_LOCK) pyproject.toml
+
+dist: install-dev ## build the wheel and the sdist into dist/ (version from pyproject.toml)
+	rm -rf $(DIST_DIR)
+	$(BIN)/python -m build --no-isolation --outdir $(DIST_DIR) .
+
+# The wheel and the runtime lock installed into a fresh environment (pip's index), then described.
+sbom: dist ## CycloneDX SBOM of the wheel and its locked dependencies: dist/oneflow-ai-<version>.cdx.json
+	rm -rf $(SBOM_ENV)
+	$(PYTHON) -m venv --without-pip $(SBOM_ENV)
+	$(BIN)/python -m pip --python $(SBOM_ENV)/bin/python install --quiet --no-compile \
+		--require-hashes -r $(LOCK)
+	$(BIN)/python -m pip --python $(SBOM_ENV)/bin/python install --quiet --no-compile --no-deps \
+		$(DIST_DIR)/*.whl
+	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --output-reproducible $(SBOM_ARGS) \
+		--output-file $(DIST_DIR)/oneflow-ai-$(VERSION).cdx.json $(SBOM_ENV)/bin/python
 
 run: install ## start the gateway at http://127.0.0.1:8000 on the embedded defaults
 	$(BIN)/oneflow serve --host $(HOST) --port $(PORT)
@@ -126,7 +168,8 @@ prod-check: lint type-check security-check test ## everything that must pass bef
 # ---- Docker ---------------------------------------------------------------------------------
 
 docker-build: ## build the image oneflow-ai:<version> and :latest from the Dockerfile
-	$(DOCKER) build -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+	$(DOCKER) build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
 
 prod-build: ## build the production image: fresh base, OCI labels, tagged <version> and <git sha>
 	$(DOCKER) build --pull $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
@@ -156,17 +199,26 @@ docker-clean: ## stop the stack and remove its volumes and locally built images
 
 # ---- Kubernetes ----------------------------------------------------------------------------
 
-k8s-deploy: ## apply deploy/k8s (namespace first; the oneflow-ai-secrets Secret must exist)
+k8s-deploy: ## apply deploy/k8s or K8S_OVERLAY=dev|prod (namespace first; the Secret must exist)
 	$(KUBECTL) apply -f $(K8S_DIR)/namespace.yaml
 	@$(KUBECTL) -n $(K8S_NAMESPACE) get secret oneflow-ai-secrets >/dev/null 2>&1 || { \
 		echo "Secret oneflow-ai-secrets is missing in namespace $(K8S_NAMESPACE):"; \
 		echo "create it first (see deploy/k8s/secret.example.yaml and deploy/README.md)"; \
 		exit 1; }
-	$(KUBECTL) apply -k $(K8S_DIR)
+	$(KUBECTL) apply -k $(K8S_KUSTOMIZATION)
+	$(KUBECTL) -n $(K8S_NAMESPACE) rollout status deployment/oneflow-ai --timeout=300s
+
+# CI's deploy: the migration Job of the new image runs to completion, then the Deployment rolls.
+k8s-release: ## run the migration Job with IMAGE_REF, then kubectl set image and wait for the rollout
+	$(KUBECTL) -n $(K8S_NAMESPACE) delete job oneflow-ai-db-upgrade --ignore-not-found --wait
+	$(KUBECTL) set image --local -o yaml -f $(K8S_DIR)/migration-job.yaml db-upgrade=$(IMAGE_REF) \
+		| $(KUBECTL) apply -f -
+	$(KUBECTL) -n $(K8S_NAMESPACE) wait --for=condition=complete job/oneflow-ai-db-upgrade --timeout=300s
+	$(KUBECTL) -n $(K8S_NAMESPACE) set image deployment/oneflow-ai oneflow-ai=$(IMAGE_REF)
 	$(KUBECTL) -n $(K8S_NAMESPACE) rollout status deployment/oneflow-ai --timeout=300s
 
 k8s-delete: ## delete everything deploy/k8s created (the namespace too, with its Secret)
-	$(KUBECTL) delete -k $(K8S_DIR) --ignore-not-found
+	$(KUBECTL) delete -k $(K8S_KUSTOMIZATION) --ignore-not-found
 
 k8s-status: ## the gateway's Deployment, pods, Service, HPA, PDB and migration Job
 	$(KUBECTL) -n $(K8S_NAMESPACE) get deployment,pods,service,hpa,pdb,jobs

@@ -1,6 +1,7 @@
 """OneFlow AI: an AI model gateway.
 
-Public names are imported lazily, so ``import oneflow_ai`` stays cheap.
+Public names are imported lazily, so ``import oneflow_ai`` stays cheap. The version has one
+source, ``pyproject.toml``: ``__version__`` is the installed distribution's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
     from oneflow_ai.routing.router import IntelligentRouter
     from oneflow_ai.routing.strategy import RoutingStrategy
 
-__version__ = "2.0.0"
+    __version__: str
+
 __all__ = [
     "IntelligentRouter",
     "PricingEngine",
@@ -31,7 +33,19 @@ _LAZY = {
 }
 
 
+def _installed_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("oneflow-ai")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> object:
+    if name == "__version__":
+        globals()[name] = version = _installed_version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'oneflow_ai' has no attribute {name!r}")

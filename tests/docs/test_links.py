@@ -2,7 +2,7 @@
 
 Checked, in every Markdown file of the repository: relative link targets (and their `#anchor`
 when the target is a Markdown file), and inline code that looks like a repository path
-(`src/oneflow_ai/catalog/models.yaml`, `api/errors.py`, `DEPLOYMENT.md`). In the docstrings and
+(`src/oneflow_ai/catalog/models.yaml`, `api/errors.py`, `CHANGELOG.md`). In the docstrings and
 comments of `src/`, `tests/` and `bench/`, and the comments of the Makefile, Dockerfile, compose
 files, `.ci/run`, `scripts/` and `deploy/`: the same path-like words.
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "oneflow_ai"
 
 #: new home -> files whose content moves there (the link is fine while one of them exists).
-PENDING_MOVES = {"docs/deployment.md": ("DEPLOYMENT.md", "PRODUCTION_CHECKLIST.md")}
+PENDING_MOVES: dict[str, tuple[str, ...]] = {}
 
 _SKIPPED_DIRS = {".git", ".venv", "node_modules", "build", "dist", "__pycache__"}
 _EXTENSIONS = "py|md|yaml|yml|json|toml|ini|sh|js|lua|txt|gz|cfg|mako|example"
