@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import get_services, rate_limit, require
 from oneflow_ai.api.keys import LimitsBody
 from oneflow_ai.api.responses import json_response
@@ -19,21 +20,26 @@ from oneflow_ai.domain.limits import LimitPolicy
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"], dependencies=[Depends(rate_limit)])
+router = APIRouter(
+    route_class=JsonRoute,
+    prefix="/api/v1/projects",
+    tags=["projects"],
+    dependencies=[Depends(rate_limit)],
+)
 
 
-class CreateProject(BaseModel):
+class CreateProject(Body):
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(default=None, max_length=64)
     limits: LimitsBody | None = None
 
 
-class UpdateProject(BaseModel):
+class UpdateProject(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     limits: LimitsBody | None = None  # null clears the project's limits; absent leaves them
 
 
-class SetMembership(BaseModel):
+class SetMembership(Body):
     role: Role
 
 
