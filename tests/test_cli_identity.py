@@ -184,6 +184,31 @@ def test_users(env: dict[str, str]) -> None:
     assert limits.stdout.strip() == 'acme {"tokens_per_minute":1000}'
 
 
+def test_set_limits_changes_only_the_limits_named(env: dict[str, str]) -> None:
+    run(env, "projects", "create", "Acme", "--id", "acme", "--rpm", "500", "--tpm", "1000")
+
+    def set_limits(*options: str) -> object:
+        result = run(env, "projects", "set-limits", "acme", *options)
+        assert result.exit_code == 0, result.stderr
+        project_id, _, limits = result.stdout.strip().partition(" ")
+        assert project_id == "acme"
+        return orjson.loads(limits)
+
+    assert set_limits("--rpm", "100") == {"requests_per_minute": 100, "tokens_per_minute": 1000}
+    assert set_limits("--rph", "2000", "--clear-tpm") == {
+        "requests_per_minute": 100,
+        "requests_per_hour": 2000,
+    }
+    nothing = run(env, "projects", "set-limits", "acme")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+    contradiction = run(env, "projects", "set-limits", "acme", "--rpm", "5", "--clear-rpm")
+    assert contradiction.exit_code == 2 and "contradict" in contradiction.stderr
+    (project,) = orjson.loads(run(env, "projects", "list", "--json").stdout)[1:]
+    assert project["limits"] == {"requests_per_minute": 100, "requests_per_hour": 2000}
+    assert set_limits("--clear-all", "--tpm", "7") == {"tokens_per_minute": 7}
+    assert set_limits("--clear-all") is None
+
+
 def test_a_keys_models_are_catalog_ids_and_must_exist(env: dict[str, str]) -> None:
     run(env, "projects", "create", "Acme", "--id", "acme")
     models = ("--model", "gpt-4o", "--model", "claude-3-haiku")

@@ -29,6 +29,8 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 class LimitsBody(Body):
+    """Rate limits; in a PATCH, only the fields given change (null removes that limit)."""
+
     requests_per_minute: int | None = Field(default=None, ge=1)
     requests_per_hour: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
@@ -38,6 +40,10 @@ class LimitsBody(Body):
             self.requests_per_minute, self.requests_per_hour, self.tokens_per_minute
         )
         return None if policy.is_empty else policy
+
+    def changes(self) -> dict[str, int | None]:
+        """The fields the client gave, with their values (None: remove that limit)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class CreateKey(Body):

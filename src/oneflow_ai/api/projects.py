@@ -16,7 +16,6 @@ from oneflow_ai.api.views import list_view, membership_view, project_view
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal, Role
 from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
-from oneflow_ai.domain.limits import LimitPolicy
 
 __all__ = ["router"]
 
@@ -36,7 +35,8 @@ class CreateProject(Body):
 
 class UpdateProject(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    limits: LimitsBody | None = None  # null clears the project's limits; absent leaves them
+    # Only the limits given change (a null one is removed); null removes them all.
+    limits: LimitsBody | None = None
 
 
 class SetMembership(Body):
@@ -78,7 +78,8 @@ async def get_project(
 
 
 @router.patch(
-    "/{project_id}", summary="Rename a project or set its aggregate rate limits (system admins)"
+    "/{project_id}",
+    summary="Rename a project or change some of its aggregate rate limits (system admins)",
 )
 async def update_project(
     request: Request,
@@ -86,9 +87,9 @@ async def update_project(
     body: UpdateProject,
     principal: Annotated[Principal, Depends(require(Permission.PROJECTS_ADMIN))],
 ) -> Response:
-    limits: LimitPolicy | Unchanged | None = UNCHANGED
+    limits: dict[str, int | None] | Unchanged | None = UNCHANGED
     if "limits" in body.model_fields_set:
-        limits = body.limits.policy() if body.limits is not None else None
+        limits = body.limits.changes() if body.limits is not None else None
     project = await get_services(request).identity.projects.update(
         principal, project_id, name=body.name, limits=limits
     )
