@@ -87,7 +87,7 @@ def test_projects_and_keys(env: dict[str, str]) -> None:
     assert 'acme  Acme Corp  {"requests_per_minute":500}' in listed.stdout
 
     created = run(
-        env, "keys", "create", "--project", "acme", "--name", "ci", "--model", "gpt-4o-mini"
+        env, "keys", "create", "--project", "acme", "--name", "ci", "--model", "gpt-3.5-turbo"
     )
     assert created.exit_code == 0, created.stderr
     key_id, key = created.stdout.split()
@@ -96,7 +96,7 @@ def test_projects_and_keys(env: dict[str, str]) -> None:
 
     shown = orjson.loads(run(env, "keys", "list", "--json").stdout)
     assert [(k["id"], k["status"], k["allowed_models"]) for k in shown] == [
-        (key_id, "active", ["gpt-4o-mini"])
+        (key_id, "active", ["gpt-3.5-turbo"])
     ]
     assert key not in run(env, "keys", "list").stdout
 
@@ -182,6 +182,48 @@ def test_users(env: dict[str, str]) -> None:
     assert short.exit_code == 1 and "at least 8 characters" in short.stderr
     limits = run(env, "projects", "set-limits", "acme", "--tpm", "1000")
     assert limits.stdout.strip() == 'acme {"tokens_per_minute":1000}'
+
+
+def test_set_limits_changes_only_the_limits_named(env: dict[str, str]) -> None:
+    run(env, "projects", "create", "Acme", "--id", "acme", "--rpm", "500", "--tpm", "1000")
+
+    def set_limits(*options: str) -> object:
+        result = run(env, "projects", "set-limits", "acme", *options)
+        assert result.exit_code == 0, result.stderr
+        project_id, _, limits = result.stdout.strip().partition(" ")
+        assert project_id == "acme"
+        return orjson.loads(limits)
+
+    assert set_limits("--rpm", "100") == {"requests_per_minute": 100, "tokens_per_minute": 1000}
+    assert set_limits("--rph", "2000", "--clear-tpm") == {
+        "requests_per_minute": 100,
+        "requests_per_hour": 2000,
+    }
+    nothing = run(env, "projects", "set-limits", "acme")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+    contradiction = run(env, "projects", "set-limits", "acme", "--rpm", "5", "--clear-rpm")
+    assert contradiction.exit_code == 2 and "contradict" in contradiction.stderr
+    (project,) = orjson.loads(run(env, "projects", "list", "--json").stdout)[1:]
+    assert project["limits"] == {"requests_per_minute": 100, "requests_per_hour": 2000}
+    assert set_limits("--clear-all", "--tpm", "7") == {"tokens_per_minute": 7}
+    assert set_limits("--clear-all") is None
+
+
+def test_a_keys_models_are_catalog_ids_and_must_exist(env: dict[str, str]) -> None:
+    run(env, "projects", "create", "Acme", "--id", "acme")
+    models = ("--model", "gpt-4o", "--model", "claude-3-haiku")
+    made = run(env, "keys", "create", "--project", "acme", "--name", "b", *models, "--json")
+    assert made.exit_code == 0, made.stderr
+    assert orjson.loads(made.stdout)["allowed_models"] == ["claude-3-haiku-20240307", "gpt-4o"]
+    unknown = run(
+        env, "keys", "create", "--project", "acme", "--name", "c", "--model", "gpt-4o-mini"
+    )
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert unknown.stderr.splitlines() == [
+        "oneflow: Unknown model 'gpt-4o-mini': not in this gateway's model catalog "
+        "(closest catalog ids: gpt-4o, gpt-4, gpt-4-turbo)"
+    ]
+    assert [k["name"] for k in orjson.loads(run(env, "keys", "list", "--json").stdout)] == ["b"]
 
 
 def test_a_real_process(env: dict[str, str]) -> None:

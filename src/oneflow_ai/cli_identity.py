@@ -380,19 +380,54 @@ def projects_list(as_json: AsJson = False) -> None:
     _run(action)
 
 
+def _clear(option: str, what: str) -> Any:
+    return typer.Option(option, help=f"Remove the {what} limit.")
+
+
+def _limit_changes(given: dict[str, int | None], cleared: dict[str, bool], clear_all: bool) -> Any:
+    """What `set-limits` changes: the limits given and the ones cleared, the others kept (with
+    --clear-all: only the limits given remain)."""
+    both = [name for name, value in given.items() if value is not None and cleared[name]]
+    if both:
+        raise _fail(f"--{both[0]} and --clear-{both[0]} contradict each other", 2)
+    if clear_all:
+        return _policy(given["rpm"], given["rph"], given["tpm"])
+    fields = {"rpm": "requests_per_minute", "rph": "requests_per_hour", "tpm": "tokens_per_minute"}
+    changes: dict[str, int | None] = {
+        fields[name]: value for name, value in given.items() if value is not None
+    }
+    changes.update({fields[name]: None for name, clear in cleared.items() if clear})
+    if not changes:
+        raise _fail(
+            "nothing to change: --rpm/--rph/--tpm set a limit, --clear-rpm/--clear-rph/"
+            "--clear-tpm remove one, --clear-all removes every limit not given",
+            2,
+        )
+    return changes
+
+
 @projects_app.command("set-limits")
 def projects_set_limits(
     project_id: Annotated[str, typer.Argument()],
     rpm: Rpm = None,
     rph: Rph = None,
     tpm: Tpm = None,
+    clear_rpm: Annotated[bool, _clear("--clear-rpm", "requests-per-minute")] = False,
+    clear_rph: Annotated[bool, _clear("--clear-rph", "requests-per-hour")] = False,
+    clear_tpm: Annotated[bool, _clear("--clear-tpm", "tokens-per-minute")] = False,
+    clear_all: Annotated[
+        bool, typer.Option("--clear-all", help="Remove every limit not given with it.")
+    ] = False,
 ) -> None:
-    """Set a project's aggregate limits (no option: remove them)."""
+    """Change a project's aggregate limits: only the ones named change, the others stay."""
+    limits = _limit_changes(
+        {"rpm": rpm, "rph": rph, "tpm": tpm},
+        {"rpm": clear_rpm, "rph": clear_rph, "tpm": clear_tpm},
+        clear_all,
+    )
 
     async def action(identity: Identity) -> None:
-        project = await identity.projects.update(
-            _master(), project_id, limits=_policy(rpm, rph, tpm)
-        )
+        project = await identity.projects.update(_master(), project_id, limits=limits)
         typer.echo(f"{project.id} {orjson.dumps(project.limits).decode()}")
 
     _run(action)

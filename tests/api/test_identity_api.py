@@ -163,6 +163,24 @@ def test_project_limits_over_http(world: World) -> None:
     assert world.call("outsider", "GET", "/api/v1/whoami").status_code == 200
 
 
+def test_a_limits_patch_changes_only_the_limits_it_names(world: World) -> None:
+    def patch(limits: object) -> object:
+        response = world.call("master", "PATCH", "/api/v1/projects/other", {"limits": limits})
+        assert response.status_code == 200, response.text
+        return response.json()["limits"]
+
+    both = {"requests_per_minute": 100, "tokens_per_minute": 5000}
+    assert patch(both) == both
+    assert patch({"requests_per_hour": 1000}) == {**both, "requests_per_hour": 1000}
+    assert patch({"requests_per_minute": 50, "tokens_per_minute": None}) == {
+        "requests_per_minute": 50,
+        "requests_per_hour": 1000,
+    }
+    renamed = world.call("master", "PATCH", "/api/v1/projects/other", {"name": "Other Co"})
+    assert renamed.json()["limits"] == {"requests_per_minute": 50, "requests_per_hour": 1000}
+    assert patch(None) is None
+
+
 def test_the_official_sdks_credentials_are_accepted(world: World) -> None:
     import anthropic
     import openai

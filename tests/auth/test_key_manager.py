@@ -29,7 +29,7 @@ async def test_a_warm_key_is_resolved_without_touching_the_database(env: Identit
         MASTER,
         project_id="acme",
         name="ci",
-        allowed_models=["gpt-4o-mini", "claude-3-haiku"],
+        allowed_models=["gpt-3.5-turbo", "claude-3-haiku"],
         limits=LimitPolicy(requests_per_minute=5),
     )
     assert new.key.startswith("sk-of-") and new.row.secret_hash not in new.key
@@ -42,7 +42,7 @@ async def test_a_warm_key_is_resolved_without_touching_the_database(env: Identit
         Role.MEMBER,
         new.row.id,
     )
-    assert principal.allowed_models == frozenset({"gpt-4o-mini", "claude-3-haiku"})
+    assert principal.allowed_models == frozenset({"gpt-3.5-turbo", "claude-3-haiku-20240307"})
     assert principal.limits == LimitPolicy(requests_per_minute=5)
     assert not principal.unlimited
     env.queries.clear()
@@ -180,15 +180,15 @@ async def test_who_may_create_which_key(env: IdentityEnv) -> None:
         await keys.create(_key(Role.ADMIN), project_id="other", name="x")
     with pytest.raises(NotFoundError):
         await keys.create(MASTER, project_id="nowhere", name="x")
-    restricted = _key(Role.MEMBER, models=frozenset({"gpt-4o-mini"}))
+    restricted = _key(Role.MEMBER, models=frozenset({"gpt-3.5-turbo"}))
     with pytest.raises(PermissionDeniedError):
         await keys.create(restricted, project_id="acme", name="x")
     with pytest.raises(PermissionDeniedError):
         await keys.create(restricted, project_id="acme", name="x", allowed_models=["gpt-4o"])
     made = await keys.create(
-        restricted, project_id="acme", name="x", allowed_models=["gpt-4o-mini"]
+        restricted, project_id="acme", name="x", allowed_models=["gpt-3.5-turbo"]
     )
-    assert made.row.allowed_models == ["gpt-4o-mini"]
+    assert made.row.allowed_models == ["gpt-3.5-turbo"]
     admin = await keys.create(
         MASTER, project_id=ADMIN_PROJECT_ID, name="ops", role=Role.ADMIN, unlimited=True
     )

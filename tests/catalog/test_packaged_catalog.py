@@ -177,3 +177,10 @@ def test_entries_are_frozen(catalog: Catalog) -> None:
     entry = catalog.get("gpt-4")
     with pytest.raises(ValueError):
         entry.quality = 1.0  # type: ignore[misc]
+
+
+def test_closest_names_catalog_ids(catalog: Catalog) -> None:
+    assert catalog.closest("gpt-4o-mini")[0] == "gpt-4o"
+    assert catalog.closest("claude-3-haiku")[0] == "claude-3-haiku-20240307"  # via its alias
+    assert len(catalog.closest("gpt-5", limit=2)) == 2
+    assert catalog.closest("nothing-like-it") == []

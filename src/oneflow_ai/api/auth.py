@@ -11,9 +11,10 @@ import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import authenticate, get_services, rate_limit
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.api.views import principal_view
@@ -22,20 +23,20 @@ from oneflow_ai.auth.sessions import TokenPair
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["identity"])
+router = APIRouter(route_class=JsonRoute, tags=["identity"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # The OAuth 2 token type (RFC 6750), not a secret.
 _TOKEN_TYPE = "bearer"  # noqa: S105  # nosec B105
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)
     project_id: str | None = Field(default=None, max_length=64)
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(Body):
     refresh_token: str = Field(max_length=4096)
 
 

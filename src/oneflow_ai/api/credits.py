@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from starlette.responses import Response
 
 from oneflow_ai.api.access import (
@@ -28,6 +28,7 @@ from oneflow_ai.api.access import (
     require_budget_admin,
     require_credits_admin,
 )
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import authenticate, get_services
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.auth.principal import Principal
@@ -45,7 +46,7 @@ from oneflow_ai.storage.ledger_store import EntryView
 
 __all__ = ["router", "to_micro_credits"]
 
-router = APIRouter(prefix="/api/v1/projects", tags=["credits"])
+router = APIRouter(route_class=JsonRoute, prefix="/api/v1/projects", tags=["credits"])
 
 Amount = str | int
 
@@ -84,10 +85,8 @@ def _account(account: AccountView) -> dict[str, object]:
     return {"object": "credits", **account.as_dict()}
 
 
-class CreditsChange(BaseModel):
+class CreditsChange(Body):
     """A top-up (positive) or an adjustment (signed), in credits or in USD."""
-
-    model_config = ConfigDict(extra="forbid")
 
     credits: Amount | None = None
     usd: Amount | None = None
@@ -101,15 +100,12 @@ class CreditsChange(BaseModel):
     _floats = field_validator("credits", "usd", mode="before")(_no_float)
 
 
-class ModeChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModeChange(Body):
     mode: Literal["prepaid", "postpaid"]
 
 
-class BudgetIn(BaseModel):
+class BudgetIn(Body):
     """One budget: ``limit`` is credits for the credits metric, a count otherwise."""
-
-    model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(default=None, max_length=64)
     key_id: str | None = Field(default=None, max_length=64)
@@ -129,8 +125,7 @@ class BudgetIn(BaseModel):
         return value
 
 
-class BudgetsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BudgetsIn(Body):
     budgets: list[BudgetIn] = Field(max_length=200)
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import UNKNOWN_FIELD
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.errors import BadRequestError, GatewayError
 
@@ -122,15 +123,37 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+# What a body that is not a JSON object at all gets (the endpoints read JSON whatever the
+# Content-Type; see api/bodies.py).
+_SEND_JSON = "send a JSON object (Content-Type: application/json)"
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
+
+
 def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     """One readable line naming the first offending field, and that field's path."""
     if not errors:
         return "Invalid request body", None
     first = errors[0]
-    field = _field_path(tuple(first.get("loc", ()))) or None
+    kind = first.get("type")
+    ctx = first.get("ctx") or {}
+    loc = tuple(first.get("loc", ()))
+    if kind == "json_invalid":
+        position = f" at position {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        detail = ctx.get("error", "JSON decode error")
+        return (
+            f"Invalid request: the body is not valid JSON ({detail}{position}); {_SEND_JSON}",
+            None,
+        )
+    if kind == UNKNOWN_FIELD:  # raised by the object (api/bodies.py); the field is in ctx
+        loc = (*loc, str(ctx.get("field", "")))
+    field = _field_path(loc) or None
     msg = str(first.get("msg", "invalid value"))
-    if first.get("type") == "missing":
+    if kind == "missing":
         msg = "field required"
+    if field is None and kind in _NOT_AN_OBJECT:
+        msg = f"the body must be a JSON object; {_SEND_JSON}"
+    elif field is None and kind == "missing":
+        msg = f"the body is empty; {_SEND_JSON}"
     text = f"Invalid request: '{field}': {msg}" if field else f"Invalid request: {msg}"
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"

@@ -39,6 +39,7 @@ router = APIRouter(tags=["OneFlow"])
 CALLER = Depends(gateway_caller)
 
 DEFAULT_VOICE = "alloy"
+REQUEST_FIELDS = frozenset(GatewayRequest.model_fields)  # the documented ones, no others
 
 
 @router.post(
@@ -49,6 +50,7 @@ DEFAULT_VOICE = "alloy"
 )
 async def process_request(request: Request, principal: Principal = CALLER) -> Response:
     fields = Fields(parse_object(await request.body()))
+    fields.only(REQUEST_FIELDS)
     prompt = fields.req_str("prompt")
     strategy_name = fields.opt_str("strategy", choices=STRATEGIES) or DEFAULT_STRATEGY
     modality = fields.opt_str("modality", choices=MODALITIES) or "text"

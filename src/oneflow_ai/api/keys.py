@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import get_services, rate_limit, require
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.api.views import key_view, list_view
@@ -20,12 +21,16 @@ from oneflow_ai.errors import BadRequestError
 
 __all__ = ["LimitsBody", "router"]
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"], dependencies=[Depends(rate_limit)])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/api/v1/keys", tags=["keys"], dependencies=[Depends(rate_limit)]
+)
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-class LimitsBody(BaseModel):
+class LimitsBody(Body):
+    """Rate limits; in a PATCH, only the fields given change (null removes that limit)."""
+
     requests_per_minute: int | None = Field(default=None, ge=1)
     requests_per_hour: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
@@ -36,8 +41,12 @@ class LimitsBody(BaseModel):
         )
         return None if policy.is_empty else policy
 
+    def changes(self) -> dict[str, int | None]:
+        """The fields the client gave, with their values (None: remove that limit)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
-class CreateKey(BaseModel):
+
+class CreateKey(Body):
     name: str = Field(min_length=1, max_length=200)
     project_id: str | None = Field(default=None, max_length=64)
     role: Role = Role.MEMBER
@@ -48,7 +57,7 @@ class CreateKey(BaseModel):
     unlimited: bool = False
 
 
-class RotateKey(BaseModel):
+class RotateKey(Body):
     grace_seconds: int | None = Field(default=None, ge=0, le=30 * 86_400)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import get_services, rate_limit, require
 from oneflow_ai.api.keys import LimitsBody
 from oneflow_ai.api.responses import json_response
@@ -15,25 +16,30 @@ from oneflow_ai.api.views import list_view, membership_view, project_view
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal, Role
 from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
-from oneflow_ai.domain.limits import LimitPolicy
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"], dependencies=[Depends(rate_limit)])
+router = APIRouter(
+    route_class=JsonRoute,
+    prefix="/api/v1/projects",
+    tags=["projects"],
+    dependencies=[Depends(rate_limit)],
+)
 
 
-class CreateProject(BaseModel):
+class CreateProject(Body):
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(default=None, max_length=64)
     limits: LimitsBody | None = None
 
 
-class UpdateProject(BaseModel):
+class UpdateProject(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    limits: LimitsBody | None = None  # null clears the project's limits; absent leaves them
+    # Only the limits given change (a null one is removed); null removes them all.
+    limits: LimitsBody | None = None
 
 
-class SetMembership(BaseModel):
+class SetMembership(Body):
     role: Role
 
 
@@ -72,7 +78,8 @@ async def get_project(
 
 
 @router.patch(
-    "/{project_id}", summary="Rename a project or set its aggregate rate limits (system admins)"
+    "/{project_id}",
+    summary="Rename a project or change some of its aggregate rate limits (system admins)",
 )
 async def update_project(
     request: Request,
@@ -80,9 +87,9 @@ async def update_project(
     body: UpdateProject,
     principal: Annotated[Principal, Depends(require(Permission.PROJECTS_ADMIN))],
 ) -> Response:
-    limits: LimitPolicy | Unchanged | None = UNCHANGED
+    limits: dict[str, int | None] | Unchanged | None = UNCHANGED
     if "limits" in body.model_fields_set:
-        limits = body.limits.policy() if body.limits is not None else None
+        limits = body.limits.changes() if body.limits is not None else None
     project = await get_services(request).identity.projects.update(
         principal, project_id, name=body.name, limits=limits
     )

@@ -150,6 +150,8 @@ class MessagesResponse(_Doc):
 
 
 class GatewayRequest(_Doc):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused
+
     prompt: str = Field(min_length=1)
     strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
         "balanced"
@@ -173,6 +175,8 @@ class GatewayResponse(_Doc):
 
 
 class EstimateRequest(_Doc):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused
+
     model: str | None = Field(default=None, description="one model instead of every eligible one")
     strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
         "balanced"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import authenticate, get_services, rate_limit, require
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.api.views import list_view, user_view
@@ -16,17 +17,22 @@ from oneflow_ai.auth.principal import Principal, Role
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"], dependencies=[Depends(rate_limit)])
+router = APIRouter(
+    route_class=JsonRoute,
+    prefix="/api/v1/users",
+    tags=["users"],
+    dependencies=[Depends(rate_limit)],
+)
 
 
-class CreateUser(BaseModel):
+class CreateUser(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)
     project_id: str | None = Field(default=None, max_length=64)
     role: Role = Role.MEMBER
 
 
-class UpdateUser(BaseModel):
+class UpdateUser(Body):
     active: bool | None = None
     password: str | None = Field(default=None, max_length=1024)
 

@@ -30,6 +30,7 @@ from oneflow_ai.auth.resolver import CredentialResolver
 from oneflow_ai.auth.sessions import SessionManager
 from oneflow_ai.auth.tokens import TokenCodec
 from oneflow_ai.auth.user_manager import UserManager
+from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.settings import Settings
 
 __all__ = ["Identity", "invalidation_channel"]
@@ -50,6 +51,7 @@ class Identity:
         monotonic: Callable[[], float] = time.monotonic,
         passwords: PasswordHashing | None = None,
         last_used_interval: float = 60.0,
+        catalog: Catalog | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -79,6 +81,7 @@ class Identity:
             sessionmaker,
             self.hasher,
             bus,
+            catalog=catalog if catalog is not None else load_catalog(settings.catalog_path),
             default_grace=timedelta(hours=settings.api_key_rotation_grace_hours),
             clock=clock,
         )
@@ -106,14 +109,16 @@ class Identity:
         redis: Redis | None,
         *,
         clock: Clock = system_clock,
+        catalog: Catalog | None = None,
     ) -> Identity:
-        """With Redis, invalidations reach every replica; without, this process only."""
+        """With Redis, invalidations reach every replica; without, this process only. Model
+        allow-lists are resolved against `catalog` (default: the settings' catalog)."""
         bus: InvalidationBus = (
             RedisInvalidationBus(redis, invalidation_channel(settings))
             if redis is not None
             else InvalidationBus()
         )
-        return cls(settings, sessionmaker, bus, clock=clock)
+        return cls(settings, sessionmaker, bus, clock=clock, catalog=catalog)
 
     async def authenticate(self, credential: str) -> Principal:
         return await self.resolver.authenticate(credential)

@@ -2,7 +2,8 @@
 
 Rules beyond the permission table: a key never outranks the credential that creates, rotates or
 revokes it; per-key limits need an admin; `unlimited` needs a system admin and an admin key; a
-caller restricted to some models can only create keys restricted to a subset of them.
+caller restricted to some models can only create keys restricted to a subset of them. Allow-lists
+are catalog ids (`auth/model_lists.py`): resolved from aliases when stored, and again when loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from oneflow_ai.auth.api_keys import KeyHasher, generate_key
 from oneflow_ai.auth.clock import Clock, system_clock
 from oneflow_ai.auth.invalidation import InvalidationBus
 from oneflow_ai.auth.key_cache import KeyRecord
+from oneflow_ai.auth.model_lists import allow_list, stored_allow_list
 from oneflow_ai.auth.permissions import (
     Permission,
     ensure_permission,
@@ -25,6 +27,7 @@ from oneflow_ai.auth.permissions import (
     role_rank,
 )
 from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role
+from oneflow_ai.catalog import Catalog
 from oneflow_ai.domain.limits import LimitPolicy
 from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from oneflow_ai.storage.api_keys import ApiKeyRepository
@@ -62,10 +65,12 @@ class KeyManager:
         hasher: KeyHasher,
         bus: InvalidationBus,
         *,
+        catalog: Catalog,
         default_grace: timedelta,
         clock: Clock = system_clock,
     ) -> None:
         self._sessions = sessionmaker
+        self._catalog = catalog
         self._hasher = hasher
         self._bus = bus
         self.default_grace = default_grace
@@ -85,7 +90,7 @@ class KeyManager:
             project_id=row.project_id,
             role=Role(row.role),
             key_id=row.id,
-            allowed_models=frozenset(row.allowed_models)
+            allowed_models=stored_allow_list(self._catalog, row.allowed_models)
             if row.allowed_models is not None
             else None,
             unlimited=row.unlimited,
@@ -120,7 +125,13 @@ class KeyManager:
         ensure_project_access(actor, project_id)
         now = self._clock()
         models = self._check_new_key(
-            actor, role, expires_at, allowed_models, limits, unlimited, now
+            actor,
+            role,
+            expires_at,
+            None if allowed_models is None else allow_list(self._catalog, allowed_models),
+            limits,
+            unlimited,
+            now,
         )
         async with self._sessions.begin() as session:
             if await ProjectRepository(session).get(project_id) is None:
@@ -182,7 +193,9 @@ class KeyManager:
                 role=Role(old.role),
                 created_by=_actor_name(actor),
                 expires_at=now + lifetime if lifetime is not None else None,
-                allowed_models=old.allowed_models,
+                allowed_models=None
+                if old.allowed_models is None
+                else sorted(stored_allow_list(self._catalog, old.allowed_models)),
                 limits=LimitPolicy.from_mapping(old.limits),
                 unlimited=old.unlimited,
                 rotated_from=old.id,
@@ -227,7 +240,7 @@ class KeyManager:
         actor: Principal,
         role: Role,
         expires_at: datetime | None,
-        allowed_models: Iterable[str] | None,
+        allowed_models: list[str] | None,
         limits: LimitPolicy | None,
         unlimited: bool,
         now: datetime,
@@ -258,7 +271,7 @@ class KeyManager:
                     code="model_not_allowed",
                 )
             return None
-        models = sorted(set(allowed_models))
+        models = allowed_models  # catalog ids, sorted and distinct
         if not models:
             raise BadRequestError("allowed_models cannot be empty", param="allowed_models")
         if actor.allowed_models is not None and not set(models) <= actor.allowed_models:

@@ -31,6 +31,7 @@ __all__ = [
     "ensure_permission",
     "ensure_project_access",
     "has_permission",
+    "may_use",
     "role_rank",
 ]
 
@@ -94,9 +95,17 @@ def ensure_project_access(principal: Principal, project_id: str) -> None:
         )
 
 
-def ensure_model_allowed(principal: Principal, model: str) -> None:
-    """Refuse a model outside the credential's allow-list (no allow-list: every model)."""
-    if principal.allowed_models is not None and model not in principal.allowed_models:
+def may_use(principal: Principal, model_id: str) -> bool:
+    """Whether the credential's allow-list (catalog ids; none: every model) holds the model
+    with this catalog id. Callers resolve aliases first (a `ModelEntry`'s id)."""
+    return principal.allowed_models is None or model_id in principal.allowed_models
+
+
+def ensure_model_allowed(principal: Principal, model_id: str) -> None:
+    """Refuse the model with this catalog id when it is outside the credential's allow-list."""
+    if not may_use(principal, model_id):
         raise PermissionDeniedError(
-            f"This API key may not use the model '{model}'", param="model", code="model_not_allowed"
+            f"This API key may not use the model '{model_id}'",
+            param="model",
+            code="model_not_allowed",
         )

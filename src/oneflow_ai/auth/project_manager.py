@@ -1,9 +1,15 @@
-"""Projects (teams): created and configured by system admins, read by their own members."""
+"""Projects (teams): created and configured by system admins, read by their own members.
+
+A project's aggregate rate limits change field by field: `update(limits={"requests_per_minute":
+100})` sets that limit and keeps the others, `{"requests_per_hour": None}` removes one, and
+`limits=None` removes them all (a `LimitPolicy` replaces them all).
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -100,12 +106,14 @@ class ProjectManager:
         project_id: str,
         *,
         name: str | None = None,
-        limits: LimitPolicy | Unchanged | None = UNCHANGED,
+        limits: LimitPolicy | Mapping[str, int | None] | Unchanged | None = UNCHANGED,
     ) -> Project:
+        """Rename the project and/or change its limits (see the module docstring)."""
         ensure_permission(actor, Permission.PROJECTS_ADMIN)
         async with self._sessions.begin() as session:
             projects = ProjectRepository(session)
-            project = await projects.get(project_id)
+            # Locked (PostgreSQL): two updates of different limits both take effect.
+            project = await projects.get(project_id, for_update=True)
             if project is None:
                 raise NotFoundError(f"No project '{project_id}'", code="project_not_found")
             if name is not None:
@@ -121,6 +129,12 @@ class ProjectManager:
                     )
                 project.name = name
             if not isinstance(limits, Unchanged):
+                if limits is not None and not isinstance(limits, LimitPolicy):
+                    current = LimitPolicy.from_mapping(project.limits)
+                    try:
+                        limits = LimitPolicy.changed(current, limits)
+                    except ValueError as exc:
+                        raise BadRequestError(str(exc), param="limits") from None
                 project.limits = limits.to_mapping() if limits is not None else None
         await self._bus.publish(f"project:{project_id}")
         return project

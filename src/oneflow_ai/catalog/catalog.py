@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from types import MappingProxyType
@@ -84,6 +85,17 @@ class Catalog:
         if entry is None:
             raise UnknownModelError(name)
         return entry
+
+    def closest(self, name: str, limit: int = 3) -> list[str]:
+        """The ids of the enabled models whose id or an alias is most like ``name``, closest
+        first (for "did you mean" in an error), at most ``limit``."""
+        names = [n for n, entry in self._by_name.items() if entry.enabled]
+        ids: list[str] = []
+        for match in difflib.get_close_matches(name, names, n=len(names), cutoff=0.5):
+            model = self._by_name[match].id
+            if model not in ids:
+                ids.append(model)
+        return ids[:limit]
 
     def by_modality(self, modality: Modality) -> tuple[ModelEntry, ...]:
         """Enabled models of ``modality``, in catalog order (priced or not)."""

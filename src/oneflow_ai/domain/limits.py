@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-__all__ = ["LimitPolicy"]
+__all__ = ["LIMIT_FIELDS", "LimitPolicy"]
 
 _FIELDS = ("requests_per_minute", "requests_per_hour", "tokens_per_minute")
+LIMIT_FIELDS = _FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,19 @@ class LimitPolicy:
                 for name in _FIELDS
             }
         )
+
+    @classmethod
+    def changed(
+        cls, current: LimitPolicy | None, changes: Mapping[str, int | None]
+    ) -> LimitPolicy | None:
+        """`current` with the fields named in `changes` set (a number) or removed (None) and
+        every other field kept; None when no limit is left. Unknown fields are an error."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown limit field(s): {', '.join(sorted(unknown))}")
+        base = current if current is not None else cls()
+        policy = cls(**{name: changes.get(name, getattr(base, name)) for name in _FIELDS})
+        return None if policy.is_empty else policy
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object] | None) -> LimitPolicy | None:

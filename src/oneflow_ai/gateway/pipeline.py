@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import structlog
 
-from oneflow_ai.auth.permissions import ensure_model_allowed
+from oneflow_ai.auth.permissions import ensure_model_allowed, may_use
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.pricing import PricingEngine
@@ -288,7 +288,6 @@ class Pipeline:
         return call.prompt_tokens(self.estimator, entry)
 
     def _plan(self, call: Call) -> None:
-        allowed = call.principal.allowed_models
         if call.strategy is None:
             route = self.registry.resolve(call.model)
             ensure_model_allowed(call.principal, route.entry.id)
@@ -300,9 +299,7 @@ class Pipeline:
         eligible = [
             entry
             for entry in self.registry.available(call.modality)
-            if entry.is_priced
-            and self._fits(call, entry)
-            and (allowed is None or entry.id in allowed)
+            if entry.is_priced and self._fits(call, entry) and may_use(call.principal, entry.id)
         ]
         chosen = self.selector(self._query(call, call.strategy), eligible)
         if not chosen:

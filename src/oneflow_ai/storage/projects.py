@@ -18,8 +18,9 @@ class ProjectRepository:
         self._session.add(project)
         await self._session.flush()
 
-    async def get(self, project_id: str) -> Project | None:
-        return await self._session.get(Project, project_id)
+    async def get(self, project_id: str, *, for_update: bool = False) -> Project | None:
+        """The project, or None; `for_update` locks its row until the transaction ends."""
+        return await self._session.get(Project, project_id, with_for_update=for_update)
 
     async def by_name(self, name: str) -> Project | None:
         result = await self._session.execute(select(Project).where(Project.name == name))
