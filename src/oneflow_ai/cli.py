@@ -264,7 +264,7 @@ def fake_providers(
     ] = 1,
 ) -> None:
     """Serve fake OpenAI, Anthropic, Stability AI and ElevenLabs APIs for tests and demos."""
-    from oneflow_ai.providers.fakes import FakeConfig, serve
+    from oneflow_fakes.demo import FakeConfig, serve
 
     config = FakeConfig(
         api_key=api_key,

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from oneflow_ai.app import create_app
-from oneflow_ai.providers.fakes import base_urls
 from oneflow_ai.settings import Settings
+from oneflow_fakes import base_urls
 from tests.conftest import redis_server_url
 from tests.deploy.test_manifests import serve_help
 from tests.deploy.test_observability_config import JOB

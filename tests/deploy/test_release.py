@@ -29,7 +29,8 @@ from tests.support.gateway_process import stop_process
 
 pytestmark = pytest.mark.slow
 
-PACKAGE = ROOT / "src" / "oneflow_ai"
+#: The distribution's packages: the gateway, and the fake providers its demo mode serves.
+PACKAGES = (ROOT / "src" / "oneflow_ai", ROOT / "src" / "oneflow_fakes")
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 
 
 def expected_files() -> set[str]:
-    """Every file of the package the gateway may read: code and data, not docs or caches."""
+    """Every file of the packages the gateway may read: code and data, not docs or caches."""
     return {
-        str(path.relative_to(PACKAGE.parent))
-        for path in PACKAGE.rglob("*")
+        str(path.relative_to(package.parent))
+        for package in PACKAGES
+        for path in package.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".md", ".pyc"}
     }
 
@@ -91,6 +93,8 @@ def test_the_wheel_and_the_sdist_carry_the_catalog_migrations_and_encodings(
         "oneflow_ai/storage/migrations/script.py.mako",
         "oneflow_ai/billing/encodings/o200k_base.tiktoken.gz",
         "oneflow_ai/py.typed",
+        "oneflow_fakes/demo.py",
+        "oneflow_fakes/py.typed",
     } <= wanted
     assert any(name.startswith("oneflow_ai/storage/migrations/versions/") for name in wanted)
     in_wheel = set(zipfile.ZipFile(wheel).namelist())

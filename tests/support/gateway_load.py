@@ -21,7 +21,7 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from oneflow_ai.providers.fakes import base_urls
+from oneflow_fakes import base_urls
 from tests.support.gateway_process import first_line, stop_process
 from tests.support.ledger import snapshot
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
@@ -33,7 +34,6 @@ from oneflow_ai.gateway.planning import select_by_router
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.providers.registry import (
     ClientFactory,
     ProviderRegistry,
@@ -53,6 +53,9 @@ from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import ProviderSettings, Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
+
+if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
+    from oneflow_fakes.demo import FakeProviders
 
 __all__ = ["Services"]
 
@@ -206,6 +209,8 @@ async def _start_fakes(
 ) -> tuple[FakeProviders, Settings]:
     """Serve the fake providers in this event loop on a free loopback port, and the settings
     that point every provider at them. Development only: production settings refuse it."""
+    from oneflow_fakes.demo import FakeProviders
+
     fakes = FakeProviders(host="127.0.0.1", port=0)
     await fakes.start_async()
     exit_stack.push_async_callback(fakes.stop_async)

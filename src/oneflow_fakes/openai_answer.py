@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import openai_stream_error
-from oneflow_ai.providers.fakes.exchange import (
+from oneflow_fakes.errors import openai_stream_error
+from oneflow_fakes.exchange import (
     Exchange,
     FakeState,
     Stream,
@@ -18,8 +18,8 @@ from oneflow_ai.providers.fakes.exchange import (
     random_id,
     sse,
 )
-from oneflow_ai.providers.fakes.openai_common import openai_headers, usage
-from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan
+from oneflow_fakes.openai_common import openai_headers, usage
+from oneflow_fakes.text import Completion, ToolCallPlan
 
 __all__ = ["ChatAnswer"]
 

@@ -12,12 +12,12 @@ import re
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, now, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import colour_for, png
-from oneflow_ai.providers.fakes.models import OPENAI_IMAGE_MODELS
-from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.exchange import Exchange, FakeState, now, random_id
+from oneflow_fakes.faults import Fault
+from oneflow_fakes.media import colour_for, png
+from oneflow_fakes.models import OPENAI_IMAGE_MODELS
+from oneflow_fakes.openai_common import check_openai_key, openai_headers
 
 __all__ = ["OpenAIImages"]
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, anthropic_error
-from oneflow_ai.providers.fakes.exchange import (
+from oneflow_fakes.errors import ErrorAnswer, anthropic_error
+from oneflow_fakes.exchange import (
     Exchange,
     FakeState,
     Stream,
@@ -17,10 +17,10 @@ from oneflow_ai.providers.fakes.exchange import (
     random_id,
     sse,
 )
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.models import ANTHROPIC_MODELS, TextModel, text_model
-from oneflow_ai.providers.fakes.openai_common import strings
-from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
+from oneflow_fakes.faults import Fault
+from oneflow_fakes.models import ANTHROPIC_MODELS, TextModel, text_model
+from oneflow_fakes.openai_common import strings
+from oneflow_fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
 
 __all__ = ["AnthropicMessages"]
 

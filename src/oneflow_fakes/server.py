@@ -18,11 +18,11 @@ from typing import NoReturn, Self
 
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.app import STATE, create_fake_app
-from oneflow_ai.providers.fakes.calls import CallRecord
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.control import base_urls
-from oneflow_ai.providers.fakes.faults import FaultRule
+from oneflow_fakes.app import STATE, create_fake_app
+from oneflow_fakes.calls import CallRecord
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.control import base_urls
+from oneflow_fakes.faults import FaultRule
 
 __all__ = ["FakeProviders", "serve"]
 

@@ -11,15 +11,15 @@ import math
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import (
+from oneflow_fakes.errors import (
     ErrorAnswer,
     elevenlabs_error,
     elevenlabs_validation_error,
 )
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, StreamFailed, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import audio, audio_content_type
-from oneflow_ai.providers.fakes.models import ELEVENLABS_MODELS, ELEVENLABS_VOICES
+from oneflow_fakes.exchange import Exchange, FakeState, StreamFailed, random_id
+from oneflow_fakes.faults import Fault
+from oneflow_fakes.media import audio, audio_content_type
+from oneflow_fakes.models import ELEVENLABS_MODELS, ELEVENLABS_VOICES
 
 __all__ = ["ElevenLabsSpeech"]
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.calls import CallLog, CallRecord
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.errors import ErrorAnswer
-from oneflow_ai.providers.fakes.faults import Fault, FaultBook, FaultError, fault_from_headers
+from oneflow_fakes.calls import CallLog, CallRecord
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.errors import ErrorAnswer
+from oneflow_fakes.faults import Fault, FaultBook, FaultError, fault_from_headers
 
 __all__ = [
     "Dropped",

@@ -14,11 +14,11 @@ import uuid
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, stability_error
-from oneflow_ai.providers.fakes.exchange import ErrorFactory, Exchange, FakeState, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import colour_for, jpeg, png
-from oneflow_ai.providers.fakes.models import (
+from oneflow_fakes.errors import ErrorAnswer, stability_error
+from oneflow_fakes.exchange import ErrorFactory, Exchange, FakeState, random_id
+from oneflow_fakes.faults import Fault
+from oneflow_fakes.media import colour_for, jpeg, png
+from oneflow_fakes.models import (
     STABILITY_ASPECT_RATIOS,
     STABILITY_V1_ENGINES,
     STABILITY_V2_MODELS,

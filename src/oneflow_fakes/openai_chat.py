@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, text_model
-from oneflow_ai.providers.fakes.openai_answer import ChatAnswer
-from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers, strings
-from oneflow_ai.providers.fakes.text import compose, plan_tool_calls
+from oneflow_fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.exchange import Exchange, FakeState, random_id
+from oneflow_fakes.faults import Fault
+from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
+from oneflow_fakes.openai_answer import ChatAnswer
+from oneflow_fakes.openai_common import check_openai_key, openai_headers, strings
+from oneflow_fakes.text import compose, plan_tool_calls
 
 __all__ = ["OpenAIChat"]
 
