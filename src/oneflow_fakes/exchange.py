@@ -141,6 +141,8 @@ class Exchange:
             body=body,
         )
         self.record.request_id = request_id
+        if request.transport is not None:
+            self.record.peer = request.transport.get_extra_info("peername")
         request[EXCHANGE] = self
         ruled = state.faults.match(provider, endpoint, model, stream)
         fault = state.defaults.merged(ruled)

@@ -97,8 +97,11 @@ class Services:
         redactor: Redactor | None = None,
         telemetry: Telemetry | None = None,
         *,
-        client_factory: ClientFactory | None = None,
+        transport: ClientFactory | None = None,
     ) -> Services:
+        """Build and start everything (closed by `close`). `transport` builds each provider's
+        own client, under its breakers and retries (default: the pooled aiohttp client, with
+        the tracing headers); tests pass an in-process one."""
         redactor = redactor or Redactor(settings.secret_values)
         if telemetry is None:
             telemetry = Telemetry.from_settings(settings, redactor=redactor)
@@ -136,7 +139,7 @@ class Services:
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
             router = build_router(settings, pricing, latency=latency, circuits=breakers)
-            factory = client_factory or _resilient_clients(settings, breakers, telemetry)
+            factory = _resilient_clients(settings, breakers, telemetry, transport)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
             # The ledger commits what is queued while the engine lives, and after the pipeline
@@ -243,7 +246,10 @@ def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:
 
 
 def _resilient_clients(
-    settings: Settings, breakers: CircuitBreakers, telemetry: Telemetry
+    settings: Settings,
+    breakers: CircuitBreakers,
+    telemetry: Telemetry,
+    transport: ClientFactory | None = None,
 ) -> ClientFactory:
     """Each provider's pooled client wrapped in its breakers, retries and idempotency keys;
     with tracing on, its requests carry the upstream attempt's `traceparent`."""
@@ -256,7 +262,10 @@ def _resilient_clients(
 
     def factory(provider: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
         caller = build_caller(settings, provider.name, breakers, on_retry=on_retry)
-        client = default_client(provider, headers, trace_context=trace_context)
+        if transport is None:
+            client = default_client(provider, headers, trace_context=trace_context)
+        else:
+            client = transport(provider, headers)
         return ResilientUpstream(client, caller)
 
     return factory

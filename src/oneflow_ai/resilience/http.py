@@ -45,7 +45,7 @@ import orjson
 
 from oneflow_ai.errors import ProviderError
 from oneflow_ai.providers.http import AiohttpUpstream
-from oneflow_ai.providers.upstream import UpstreamRequest
+from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.resilience.caller import (
     IDEMPOTENT_METHODS,
     ResilientCaller,
@@ -92,7 +92,8 @@ class ResilientHTTPClient:
     :class:`CircuitBreakers` so that every client, the router and the admin API see the same
     circuits. ``sleep``, ``clock`` and ``rng`` are injectable so tests never wait for real
     backoff. A ``session`` given here is used (and not closed); otherwise one is made on first
-    use.
+    use. A ``transport`` (any ``UpstreamClient`` taking absolute URLs as paths, such as an
+    in-process one in tests) replaces the pooled aiohttp client altogether, and is not closed.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class ResilientHTTPClient:
         error_mapper: ErrorMapper | None = None,
         pool_size: int = 100,
         session: aiohttp.ClientSession | None = None,
+        transport: UpstreamClient | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -133,6 +135,7 @@ class ResilientHTTPClient:
         self._map_error = error_mapper or map_status_error
         self._pool_size = pool_size
         self._session = session
+        self._given = transport
         self._transport: AiohttpUpstream | None = None
         self._clock = clock
 
@@ -345,7 +348,9 @@ class ResilientHTTPClient:
         )
         return call
 
-    def _transport_for_use(self) -> AiohttpUpstream:
+    def _transport_for_use(self) -> UpstreamClient:
+        if self._given is not None:
+            return self._given
         transport = self._transport
         if transport is None:
             transport = self._transport = AiohttpUpstream(

@@ -1,0 +1,63 @@
+"""Ports without races: a child binds port 0 itself and reports the port it got.
+
+Binding a free port here, closing it and handing the number to a child is a race: any other
+process may take the port in between. Instead `oneflow serve` and `oneflow fake-providers` take
+`--port 0 --port-file PATH` and write the port they listen on to PATH once they listen;
+`start_on_port_0` runs such a command and reads the port back. For a port where nothing
+listens (a refused connection), `refusing_port` keeps a socket bound, not listening, while the
+test uses it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["refusing_port", "start_on_port_0"]
+
+
+def start_on_port_0(
+    command: Sequence[str],
+    *,
+    timeout: float = 90,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdout: int | IO[str] | None = None,
+    stderr: int | IO[str] | None = None,
+) -> tuple[subprocess.Popen[str], int]:
+    """Start `command --port 0 --port-file F` and wait until it has written its port to F;
+    the process and its port. A process that exits first, or says nothing within `timeout`,
+    is stopped and reported with its exit status."""
+    with tempfile.TemporaryDirectory(prefix="oneflow-port-") as scratch:
+        port_file = Path(scratch) / "port"
+        process = subprocess.Popen(
+            [*command, "--port", "0", "--port-file", str(port_file)],
+            cwd=cwd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                code = process.wait(timeout=30)
+                raise RuntimeError(f"{' '.join(command)} did not report a port (exit {code})")
+            time.sleep(0.05)
+        return process, int(port_file.read_text())
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs: bound by this
+    process and never listening, so no other process can take it meanwhile."""
+    with socket.socket() as sock:  # no SO_REUSEADDR: nobody else can bind it meanwhile
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
