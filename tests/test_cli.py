@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from oneflow_ai import __version__
+from tests.support.ports import start_on_port_0
 
 
 def oneflow(
@@ -85,22 +85,16 @@ def test_db_upgrade_downgrade_reset(fresh_database_url: str, tmp_path: Path) -> 
     assert reset.stdout.strip() == f"database reset to revision {head}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> None:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)],
+    """On the port the system chose (`--port 0`), read back from `--port-file`."""
+    process, port = start_on_port_0(
+        [sys.executable, "-m", "oneflow_ai", "serve"],
         cwd=tmp_path,
         env={**os.environ, "LOG_FORMAT": "json"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
+    assert port != 0
     try:
         deadline = time.monotonic() + 60
         while True:

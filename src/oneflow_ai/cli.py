@@ -11,6 +11,8 @@ import os
 import shutil
 import sys
 from collections.abc import Coroutine
+from functools import partial
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -129,9 +131,13 @@ def serve(
             help="Apply pending migrations first (default: only on the embedded database).",
         ),
     ] = None,
+    port_file: Annotated[
+        Path | None,
+        typer.Option(help="Once listening, write the port to this file (for --port 0)."),
+    ] = None,
 ) -> None:
     """Serve the gateway with uvicorn (uvloop + httptools)."""
-    import uvicorn
+    from oneflow_ai.cli_serve import run_uvicorn
 
     settings = _settings()
     _configure_cli_logging(settings)
@@ -147,8 +153,9 @@ def serve(
     processes = workers if not reload else 1
     _raise_open_files_limit()
     with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
-        uvicorn.run(
+        run_uvicorn(
             "oneflow_ai.app:create_app",
+            port_file=port_file,
             factory=True,
             host=host,
             port=port,
@@ -262,8 +269,13 @@ def fake_providers(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes sharing the port (faults are per process).")
     ] = 1,
+    port_file: Annotated[
+        Path | None,
+        typer.Option(help="Once listening, write the port to this file (for --port 0)."),
+    ] = None,
 ) -> None:
     """Serve fake OpenAI, Anthropic, Stability AI and ElevenLabs APIs for tests and demos."""
+    from oneflow_ai.cli_serve import write_port_file
     from oneflow_fakes.demo import FakeConfig, serve
 
     config = FakeConfig(
@@ -275,7 +287,14 @@ def fake_providers(
         any_model=any_model,
         hang_seconds=hang_seconds,
     )
-    serve(config, host=host, port=port, workers=workers, announce=typer.echo)
+    serve(
+        config,
+        host=host,
+        port=port,
+        workers=workers,
+        announce=typer.echo,
+        on_listening=None if port_file is None else partial(write_port_file, port_file),
+    )
 
 
 def main() -> None:

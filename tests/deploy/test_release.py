@@ -23,9 +23,10 @@ import pytest
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
-from tests.deploy.test_ops import MAKE, free_port
+from tests.deploy.test_ops import MAKE
 from tests.deploy.test_supply_chain import LOCK, ROOT, VERSION, locked
 from tests.support.gateway_process import stop_process
+from tests.support.ports import start_on_port_0
 
 pytestmark = pytest.mark.slow
 
@@ -109,8 +110,9 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
     version = release.run("oneflow", "version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"oneflow-ai {VERSION}"
-    where = release.run("python", "-c", "import oneflow_ai; print(oneflow_ai.__file__)")
-    assert Path(where.stdout.strip()).is_relative_to(release.env), where.stdout
+    for package in ("oneflow_ai", "oneflow_fakes.demo"):  # the gateway and its demo mode's fakes
+        where = release.run("python", "-c", f"import {package} as p; print(p.__file__)")
+        assert Path(where.stdout.strip()).is_relative_to(release.env), where.stdout + where.stderr
 
     database = release.home / "oneflow.db"
     url = f"sqlite+aiosqlite:///{database}"
@@ -120,11 +122,10 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
         (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     assert revision
 
-    port = free_port()
     log = release.home / "serve.log"
     with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(release.env / "bin" / "oneflow"), "serve", "--port", str(port)],
+        process, port = start_on_port_0(
+            [str(release.env / "bin" / "oneflow"), "serve"],
             cwd=release.home,
             env={"PATH": os.environ["PATH"], "HOME": str(release.home), "DATABASE_URL": url},
             stdout=output,
@@ -138,7 +139,7 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
     assert health.json()["version"] == VERSION
 
 
-def wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> httpx.Response:
+def wait_for_health(url: str, process: subprocess.Popen[str], log: Path) -> httpx.Response:
     deadline = time.monotonic() + 60
     while True:
         try:

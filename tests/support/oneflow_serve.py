@@ -1,14 +1,14 @@
 """A gateway started the way `make run` starts one: a real `oneflow serve` process.
 
 Development settings, the built-in fake providers (no provider key), and a SQLite database of
-its own in `directory` (migrated by `--migrate`), on a free loopback port; `env` adds to or
-overrides the environment. The process's output goes to `directory/oneflow-serve.log`.
+its own in `directory` (migrated by `--migrate`), on the loopback port the system chooses
+(`--port 0`, read back from `--port-file`); `env` adds to or overrides the environment. The
+process's output goes to `directory/oneflow-serve.log`.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 
 from tests.support.gateway_process import stop_process
+from tests.support.ports import start_on_port_0
 
-__all__ = ["ServedGateway", "free_port", "oneflow_serve", "serve_environment"]
+__all__ = ["ServedGateway", "oneflow_serve", "serve_environment"]
 
 #: Variables of the caller's environment a served gateway must not inherit.
 _PROVIDER_VARIABLES = tuple(
@@ -29,12 +30,6 @@ _PROVIDER_VARIABLES = tuple(
     for provider in ("OPENAI", "ANTHROPIC", "STABILITY", "ELEVENLABS")
     for kind in ("API_KEY", "BASE_URL")
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -62,16 +57,19 @@ def oneflow_serve(
     directory: Path, env: dict[str, str] | None = None, timeout: float = 90
 ) -> Iterator[ServedGateway]:
     environment = serve_environment(directory, env)
-    port = free_port()
     log_path = directory / "oneflow-serve.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port), "--migrate"],
-            cwd=directory,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            process, port = start_on_port_0(
+                [sys.executable, "-m", "oneflow_ai", "serve", "--migrate"],
+                timeout=timeout,
+                cwd=directory,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{log_path.read_text()[-3000:]}") from None
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_until_ready(process, url, log_path, timeout)
@@ -81,7 +79,7 @@ def oneflow_serve(
 
 
 def _wait_until_ready(
-    process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float
+    process: subprocess.Popen[str], url: str, log_path: Path, timeout: float
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
