@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from oneflow_ai import __version__
-from tests.support.ports import start_on_port_0
+from tests.support.ports import first_answer, start_on_port_0
 
 
 def oneflow(
@@ -96,15 +94,7 @@ def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> Non
     )
     assert port != 0
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "oneflow serve did not start"
-                time.sleep(0.2)
+        ready = first_answer(process, f"http://127.0.0.1:{port}/ready")
         assert ready.status_code == 200
         assert (tmp_path / "var" / "oneflow.db").exists()
         assert (tmp_path / "var" / "oneflow.db-wal").exists()

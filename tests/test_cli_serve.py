@@ -7,14 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from oneflow_ai.cli_serve import write_port_file
 from tests.support.gateway_process import stop_process
-from tests.support.ports import start_on_port_0
+from tests.support.ports import first_answer, start_on_port_0
 
 
 def test_the_port_file_is_replaced_whole(tmp_path: Path) -> None:
@@ -35,15 +32,7 @@ def test_with_reload_the_port_is_reported_and_served(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "oneflow serve --reload stopped"
-                assert time.monotonic() < deadline, "oneflow serve --reload did not answer"
-                time.sleep(0.2)
+        health = first_answer(process, f"http://127.0.0.1:{port}/health")
     finally:
         stop_process(process)
     assert health.status_code == 200

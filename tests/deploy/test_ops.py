@@ -11,14 +11,12 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import yaml
 
@@ -29,7 +27,7 @@ from tests.conftest import redis_server_url
 from tests.deploy.test_manifests import serve_help
 from tests.deploy.test_observability_config import JOB
 from tests.support.databases import empty_pg_database
-from tests.support.ports import refusing_port, start_on_port_0
+from tests.support.ports import first_answer, refusing_port, start_on_port_0
 from tests.support.server import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,15 +269,7 @@ def test_the_stack_commands_migrate_then_serve_a_ready_gateway(
     process, port = start_on_port_0(serve, cwd=tmp_path, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (tmp_path / "gateway.log").read_text()
-                assert time.monotonic() < deadline, "the gateway did not start"
-                time.sleep(0.2)
+        first_answer(process, f"{url}/health", log_path=tmp_path / "gateway.log")
         result = health_check(url)
     finally:
         process.terminate()

@@ -12,13 +12,11 @@ import os
 import sqlite3
 import subprocess
 import tarfile
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
@@ -26,7 +24,7 @@ from packaging.utils import canonicalize_name
 from tests.deploy.test_ops import MAKE
 from tests.deploy.test_supply_chain import LOCK, ROOT, VERSION, locked
 from tests.support.gateway_process import stop_process
-from tests.support.ports import start_on_port_0
+from tests.support.ports import first_answer, start_on_port_0
 
 pytestmark = pytest.mark.slow
 
@@ -132,22 +130,11 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
             stderr=subprocess.STDOUT,
         )
         try:
-            health = wait_for_health(f"http://127.0.0.1:{port}/health", process, log)
+            health = first_answer(process, f"http://127.0.0.1:{port}/health", log_path=log)
         finally:
             stop_process(process)
     assert health.status_code == 200
     assert health.json()["version"] == VERSION
-
-
-def wait_for_health(url: str, process: subprocess.Popen[str], log: Path) -> httpx.Response:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the gateway did not start:\n" + log.read_text()
-            time.sleep(0.2)
 
 
 def test_the_sbom_describes_the_wheel_and_every_locked_package(release: Release) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from oneflow_ai.observability.multiprocess import clear_metric_files, multiprocess_metrics_dir
-from tests.support.ports import start_on_port_0
+from tests.support.ports import first_answer, start_on_port_0
 
 
 def _health_count(text: str) -> float:
@@ -56,15 +55,7 @@ def test_two_workers_are_counted_together(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "oneflow serve did not start"
-                time.sleep(0.2)
+        first_answer(process, f"{url}/ready")
         (directory,) = scratch.glob("oneflow-metrics-*")
 
         # New connection per request: the two workers take turns accepting them.

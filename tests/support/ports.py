@@ -3,7 +3,9 @@
 Binding a free port here, closing it and handing the number to a child is a race: any other
 process may take the port in between. Instead `oneflow serve` and `oneflow fake-providers` take
 `--port 0 --port-file PATH` and write the port they listen on to PATH once they listen;
-`start_on_port_0` runs such a command and reads the port back. For a port where nothing
+`start_on_port_0` runs such a command and reads the port back, `first_answer` waits for it to
+answer (connections made before its start-up is over wait in the socket's backlog, or are
+refused by a fake that is not listening yet). For a port where nothing
 listens (a refused connection), `refusing_port` keeps a socket bound, not listening, while the
 test uses it.
 """
@@ -19,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["refusing_port", "start_on_port_0"]
+import httpx
+
+__all__ = ["first_answer", "refusing_port", "start_on_port_0"]
 
 
 def start_on_port_0(
@@ -52,6 +56,28 @@ def start_on_port_0(
                 raise RuntimeError(f"{' '.join(command)} did not report a port (exit {code})")
             time.sleep(0.05)
         return process, int(port_file.read_text())
+
+
+def first_answer(
+    process: subprocess.Popen[str], url: str, *, timeout: float = 60, log_path: Path | None = None
+) -> httpx.Response:
+    """GET `url` until it answers (any status), while `process` runs; the answer. A process
+    that stops first, or no answer within `timeout` (the process is then killed), fails the
+    test with its output (its stdout if piped, and `log_path`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:  # stopped first, so that its output can end
+                    process.kill()
+                    process.wait(timeout=30)
+                output = process.stdout.read() if process.stdout else ""
+                if log_path is not None:
+                    output += log_path.read_text()
+                raise AssertionError(f"no answer from {url}:\n{output[-3000:]}") from None
+            time.sleep(0.2)
 
 
 @contextmanager
