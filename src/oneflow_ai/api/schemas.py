@@ -17,6 +17,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "PUBLIC_OPERATIONS",
+    "SECURITY_SCHEMES",
     "ChatCompletion",
     "ChatCompletionRequest",
     "EstimateRequest",
@@ -28,8 +30,6 @@ __all__ = [
     "MessagesRequest",
     "MessagesResponse",
     "ModelList",
-    "PUBLIC_OPERATIONS",
-    "SECURITY_SCHEMES",
     "SpeechRequestBody",
     "install_schemas",
     "request_body",
@@ -53,7 +53,7 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
         "description": "x-api-key (or X-API-Key): an API key or the master key",
     },
 }
-_SECURITY = [{name: []} for name in SECURITY_SCHEMES]  # either one
+_SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]  # either one
 
 #: (method, path) of the operations that take no credential: probes, metrics (guarded by its
 #: own METRICS_TOKEN when set) and signing in.
@@ -207,6 +207,11 @@ class GatewayResponse(_Doc):
     usage: dict[str, Any]
     credits: str = Field(description="Credits charged (1 USD = 100 credits), a decimal string")
     cost_usd: str
+    route: dict[str, Any] = Field(
+        description="How the model was chosen: reason (as the X-OneFlow-Route header says it), "
+        "chain (the candidates, primary first), fallbacks (how many fell through) and attempts "
+        "(each model called, with the kind of error it failed with, or null)"
+    )
 
 
 class EstimateRequest(_Doc):
