@@ -9,6 +9,7 @@ pipeline's `Call` (left in the request's state by `api/calls.py`):
     fallbacks        how many candidates were passed before it
     input_tokens, output_tokens (chat), images (image), characters (speech)
     credits          charged (a decimal string)
+    ignored_params   the caller's parameters the answering model could not honour, if any
     error            the kind of error the call ended with, if it did
 """
 
@@ -46,6 +47,9 @@ def call_fields(call: Call) -> dict[str, object]:
             fields["characters"] = usage.characters
     if call.cost is not None:
         fields["credits"] = str(call.cost.credits)
+    ignored = call.ignored_params
+    if ignored:
+        fields["ignored_params"] = list(ignored)
     if call.error is not None:
         fields["error"] = call.error.kind
     return fields

@@ -4,7 +4,9 @@ and server-sent event streams that end cleanly.
 The headers of a model call's answer: which model and provider answered (`X-OneFlow-Model`,
 `X-OneFlow-Provider`), how many candidates fell through before it (`X-OneFlow-Fallbacks`), why
 that model (`X-OneFlow-Route`: the routing's reason, e.g. `cost_optimized: cheapest of 7
-eligible`) and, once known, the credits charged (`X-OneFlow-Credits`).
+eligible`), the caller's parameters that model could not honour (`X-OneFlow-Ignored-Params`,
+only when there are any: docs/dialects.md) and, once known, the credits charged
+(`X-OneFlow-Credits`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PROVIDER_HEADER = "X-OneFlow-Provider"
 CREDITS_HEADER = "X-OneFlow-Credits"
 FALLBACKS_HEADER = "X-OneFlow-Fallbacks"
 ROUTE_HEADER = "X-OneFlow-Route"
+IGNORED_PARAMS_HEADER = "X-OneFlow-Ignored-Params"
 
 
 def json_response(
@@ -51,6 +54,9 @@ def gateway_headers(call: Call) -> dict[str, str]:
     }
     if call.route_reason is not None:
         headers[ROUTE_HEADER] = call.route_reason.text  # printable ASCII, made once per route
+    ignored = call.ignored_params
+    if ignored:
+        headers[IGNORED_PARAMS_HEADER] = ", ".join(ignored)  # printable ASCII field names
     if call.cost is not None:
         headers[CREDITS_HEADER] = str(call.cost.credits)
     return headers

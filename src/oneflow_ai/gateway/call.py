@@ -95,6 +95,15 @@ class Call:
         return counted
 
     @property
+    def ignored_params(self) -> tuple[str, ...]:
+        """The caller's chat fields the answering model could not honour: those only its own
+        dialect carries (`ChatRequest.dialect_only`), when the model speaks the other one."""
+        request, route = self.request, self.route
+        if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
+            return ()
+        return request.dialect_only if route.dialect != request.raw_dialect else ()
+
+    @property
     def latency_ms(self) -> float:
         """Time from the pipeline's start to the end of the answer (so far, if running)."""
         end = self.finished_at if self.finished_at is not None else time.perf_counter()
