@@ -27,6 +27,7 @@ from oneflow_ai.api import (
     keys,
     openai_compat,
     projects,
+    root,
     usage,
     users,
 )
@@ -111,6 +112,7 @@ def create_app(
         # included router through an extra layer that costs microseconds per request.
         app.router.routes.extend(router.routes)
     app.include_router(health.router)
+    app.include_router(root.router)
     app.include_router(circuits.router)
     if telemetry.metrics.enabled:
         app.include_router(metrics_api.router)
