@@ -50,6 +50,26 @@ _DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 log = structlog.get_logger("oneflow")
 
 
+#: Response headers a browser page on an allowed origin may read (CORS): the request ids,
+#: limits, and what answered a model call and what it cost.
+EXPOSED_HEADERS = (
+    "X-Request-ID",
+    "X-OneFlow-Request-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "X-OneFlow-Model",
+    "X-OneFlow-Provider",
+    "X-OneFlow-Route",
+    "X-OneFlow-Fallbacks",
+    "X-OneFlow-Credits",
+    "X-OneFlow-Ignored-Params",
+    "X-OneFlow-Fake-Providers",
+    "Idempotent-Replayed",
+)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -149,14 +169,7 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=[
-                "X-Request-ID",
-                "X-OneFlow-Request-ID",
-                "Retry-After",
-                "X-RateLimit-Limit",
-                "X-RateLimit-Remaining",
-                "X-RateLimit-Reset",
-            ],
+            expose_headers=list(EXPOSED_HEADERS),
         )
     app.add_middleware(
         EdgeMiddleware,
