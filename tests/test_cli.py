@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oneflow_ai import __version__
-from tests.support.serve_process import oneflow_serve
+from tests.support.oneflow_serve import started
 
 
 def oneflow(
@@ -89,7 +89,7 @@ def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> Non
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"ONEFLOW_HOME": str(home), "LOG_FORMAT": "json"}
-    with oneflow_serve(elsewhere, env) as gateway:
+    with started(elsewhere, env) as gateway:
         ready = gateway.get("/ready")
         assert ready.status_code == 200
         assert (home / "oneflow.db").exists()

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from oneflow_ai.settings import DEFAULT_MASTER_KEY
 from oneflow_ai.storage.database import describe_database, sqlite_path
 from tests.support.databases import FUTURE_REVISION, put_schema
-from tests.support.serve_process import free_port, oneflow_serve, serve_refusal
+from tests.support.oneflow_serve import free_port, serve_refusal, started
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_MASTER_KEY}"}
 #: PostgreSQL here trusts every local connection: a password in the URL is only there to be
@@ -83,7 +83,7 @@ async def test_serve_migrates_then_says_what_a_new_user_needs(
     await put_schema(fresh_database_url, "empty" if sqlite else "behind")
     url = _with_password(fresh_database_url)
     env = {"DATABASE_URL": url, "LOG_FORMAT": "console"}
-    with oneflow_serve(tmp_path, env, *([] if sqlite else ["--migrate"])) as gateway:
+    with started(tmp_path, env, *([] if sqlite else ["--migrate"])) as gateway:
         projects = gateway.get("/api/v1/projects", **ADMIN)
         ready = gateway.get("/ready")
         output = gateway.output()
@@ -94,7 +94,7 @@ async def test_serve_migrates_then_says_what_a_new_user_needs(
     assert f"at {gateway.url}" in banner[0] and f"{gateway.url}/docs" in banner[0]
     assert banner[1].split(":", 1)[1].strip() == f"{describe_database(url)} (schema 0003)"
     assert "built-in fakes answer" in banner[2]
-    assert banner[3].split(":", 1)[1].strip() == f"export ONEFLOW_API_KEY={DEFAULT_MASTER_KEY}"
+    assert banner[3].split(":", 1)[1].strip() == f"export ONEFLOW_MASTER_KEY={DEFAULT_MASTER_KEY}"
     assert PASSWORD not in output
 
 
@@ -105,7 +105,7 @@ async def test_wait_for_schema_starts_unready_and_becomes_ready_after_the_migrat
     answers /ready 503 until the job has run, then 200: the same process, never restarted."""
     await put_schema(fresh_database_url, "behind")
     env = {"DATABASE_URL": fresh_database_url, "LOG_FORMAT": "json"}
-    with oneflow_serve(tmp_path, env, "--no-migrate", "--wait-for-schema") as gateway:
+    with started(tmp_path, env, "--no-migrate", "--wait-for-schema") as gateway:
         behind = gateway.get("/ready")
         job = subprocess.run(
             [sys.executable, "-m", "oneflow_ai", "db", "upgrade"],

@@ -3,8 +3,8 @@
 A port already taken ends the command with one line saying how to pick another. Once the
 gateway listens it prints where (the URL), on which database, whether the built-in fake
 providers answer, and in development the master key to call it with, as a line to copy
-(`export ONEFLOW_API_KEY=...`). With JSON logs (outside development) the same facts, without
-any key, are one `serving` log event instead.
+(`export ONEFLOW_MASTER_KEY=...`, as the docs' examples use it). With JSON logs (outside
+development) the same facts, without any key, are one `serving` log event instead.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Banner:
         if self.settings.environment is not Environment.DEVELOPMENT:
             return None
         if self.settings.oneflow_master_key.get_secret_value() == DEFAULT_MASTER_KEY:
-            return f"export ONEFLOW_API_KEY={DEFAULT_MASTER_KEY}"
+            return f"export ONEFLOW_MASTER_KEY={DEFAULT_MASTER_KEY}"
         return "the ONEFLOW_MASTER_KEY you configured (Authorization: Bearer <key>)"
 
     def lines(self, port: int) -> list[str]:
