@@ -91,3 +91,23 @@ def test_an_unreachable_database_is_named_in_its_one_line(tmp_path: Path) -> Non
     [line] = result.stderr.splitlines()
     assert line.startswith("oneflow: database error: ")
     assert line.endswith("(postgresql://x:***@127.0.0.1:1/none)")
+
+
+def test_an_earlier_releases_database_in_var_is_pointed_at_not_lost(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    """Earlier releases kept the embedded database in ./var of the folder a command ran from."""
+    home, folder, _ = folders
+    earlier = folder / "var" / "oneflow.db"
+    earlier.parent.mkdir()
+    made = oneflow("db", "upgrade", env={"DATABASE_URL": f"sqlite:///{earlier}"}, cwd=folder)
+    assert made.returncode == 0, made.stderr
+
+    result = oneflow("projects", "list", env={"ONEFLOW_HOME": str(home), **QUIET}, cwd=folder)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.endswith(
+        f"; an earlier release's embedded database is at {earlier}: set "
+        f"DATABASE_URL=sqlite:///{earlier} to keep using it, or move it to {home / 'oneflow.db'}"
+    )
+    assert not home.exists()

@@ -14,13 +14,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from oneflow_ai.settings import DEFAULT_MASTER_KEY
+from oneflow_ai.cli_startup import Banner
+from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from oneflow_ai.storage.database import describe_database, sqlite_path
+from oneflow_ai.storage.schema import classify
 from tests.support.databases import FUTURE_REVISION, put_schema
 from tests.support.oneflow_serve import free_port, serve_refusal, started
 
@@ -146,3 +149,22 @@ def test_a_port_in_use_ends_with_one_line_saying_how_to_pick_another(tmp_path: P
         f"oneflow: port {port} on 127.0.0.1 is already in use (another gateway running?): "
         "pick another with `oneflow serve --port 8100` (`make run PORT=8100`)"
     ]
+
+
+def test_the_banner_shows_a_usable_url_and_the_key_only_in_development(
+    make_settings: Callable[..., Settings],
+) -> None:
+    schema = classify("0003")
+    banner = Banner(make_settings(), "0.0.0.0", schema)
+    assert banner.url(8000) == "http://127.0.0.1:8000"
+    assert banner.master_key() == f"export ONEFLOW_MASTER_KEY={DEFAULT_MASTER_KEY}"
+
+    own = Banner(make_settings(oneflow_master_key="sk-my-own-development-key"), "::1", schema)
+    assert own.url(8100) == "http://[::1]:8100"
+    assert "sk-my-own" not in (own.master_key() or "")
+    assert "the ONEFLOW_MASTER_KEY you configured" in "\n".join(own.lines(8100))
+
+    staging = make_settings(environment="staging", openai_api_key="sk-real-provider-key")
+    lines = Banner(staging, "127.0.0.1", schema).lines(8000)
+    assert not any("master key" in line for line in lines)
+    assert lines[2].split(":", 1)[1].strip() == "openai"

@@ -72,7 +72,8 @@ class Banner:
 
     def url(self, port: int) -> str:
         host = self.host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104  # every interface: show a usable one
+        # Every interface: show one a browser can open.
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104  # nosec B104
             host = "127.0.0.1"
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import sqlite_path
 
-__all__ = ["SchemaState", "SchemaStatus", "SchemaWatch", "schema_status"]
+__all__ = ["SchemaState", "SchemaStatus", "SchemaWatch", "classify", "schema_status"]
 
 #: What a person runs to bring a database to the code's head.
 UPGRADE_COMMAND = "oneflow db upgrade"
