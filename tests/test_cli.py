@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from oneflow_ai import __version__
+from tests.support.oneflow_serve import started
 
 
 def oneflow(
@@ -85,41 +83,23 @@ def test_db_upgrade_downgrade_reset(fresh_database_url: str, tmp_path: Path) -> 
     assert reset.stdout.strip() == f"database reset to revision {head}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> None:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "LOG_FORMAT": "json"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "oneflow serve did not start"
-                time.sleep(0.2)
+    """The embedded database is `$ONEFLOW_HOME/oneflow.db` (the user's data folder when unset),
+    whichever folder the gateway starts from: nothing is created there."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"ONEFLOW_HOME": str(home), "LOG_FORMAT": "json"}
+    with started(elsewhere, env) as gateway:
+        ready = gateway.get("/ready")
         assert ready.status_code == 200
-        assert (tmp_path / "var" / "oneflow.db").exists()
-        assert (tmp_path / "var" / "oneflow.db-wal").exists()
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
+        assert (home / "oneflow.db").exists()
+        assert (home / "oneflow.db-wal").exists()
+    assert list(elsewhere.iterdir()) == [elsewhere / "serve.log"]
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
-    assert process.returncode in (0, -15)
+    assert gateway.process.returncode in (0, -15)
+    output = gateway.output()
     assert '"event":"startup"' in output
+    assert f'"database":"{home / "oneflow.db"}"' in output
     assert '"event":"shutdown"' in output
 
 

@@ -41,6 +41,7 @@ from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import Redactor, configure_logging
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.settings import Settings, load_settings
+from oneflow_ai.storage.database import describe_database
 
 __all__ = ["create_app"]
 
@@ -106,7 +107,8 @@ def create_app(
             "startup",
             version=__version__,
             environment=settings.environment.value,
-            database=settings.effective_database_url.split("+", 1)[0],
+            database=describe_database(settings.effective_database_url),
+            schema=services.schema.last.state.value if services.schema.last else "unknown",
             redis=settings.redis_url is not None,
             metrics=telemetry.metrics.enabled,
             tracing=telemetry.tracing.enabled,

@@ -96,17 +96,15 @@ def _when(value: str, option: str) -> datetime:
 
 
 async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    from oneflow_ai.storage.database import create_engine
+    from oneflow_ai.cli_database import opened_database
 
-    engine = create_engine(settings.effective_database_url, pool_size=1)
-    try:
+    async with opened_database(settings) as engine:
         return await work(engine)
-    finally:
-        await engine.dispose()
 
 
 def _run_billing(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(engine)``; one line and a non-zero exit on a refusal or database error."""
+    from oneflow_ai.cli_database import DatabaseNotReady
     from oneflow_ai.errors import GatewayError
 
     settings = _settings()
@@ -114,6 +112,8 @@ def _run_billing(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(_with_engine(settings, work))
     except GatewayError as exc:
         raise _fail(exc.message, code=1) from None
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc), code=1) from None
     except typer.Exit:
         raise
     except Exception as exc:

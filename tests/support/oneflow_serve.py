@@ -1,8 +1,10 @@
-"""A gateway started the way `make run` starts one: a real `oneflow serve` process.
+"""`oneflow serve` as a user starts it: a real process, its output, its exit status.
 
-Development settings, the built-in fake providers (no provider key), and a SQLite database of
-its own in `directory` (migrated by `--migrate`), on a free loopback port; `env` adds to or
-overrides the environment. The process's output goes to `directory/oneflow-serve.log`.
+`oneflow_serve` starts a gateway the way `make run` starts one: development settings, the
+built-in fake providers (no provider key), and a SQLite database of its own in `directory`
+(migrated by `--migrate`), on a free loopback port; `env` adds to or overrides the environment.
+The process's output goes to `directory/oneflow-serve.log`. `ServeProcess` and `serve_refusal`
+start it with any arguments, for tests of start-up itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import httpx
 
 from tests.support.gateway_process import stop_process
 
-__all__ = ["ServedGateway", "free_port", "oneflow_serve", "serve_environment"]
+__all__ = [
+    "ServeProcess",
+    "ServedGateway",
+    "free_port",
+    "oneflow_serve",
+    "serve_environment",
+    "serve_refusal",
+    "started",
+]
 
 #: Variables of the caller's environment a served gateway must not inherit.
 _PROVIDER_VARIABLES = tuple(
@@ -35,6 +45,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """`python -m oneflow_ai serve --port PORT ARGS` (a free port unless given) in `cwd`, with
+    exactly the environment `env`; stdout and stderr go to `log_path`."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path, port: int = 0
+    ) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(self.port), *args],
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def wait(self, path: str = "/health", timeout: float = 90) -> None:
+        """Until GET `path` answers 200 (`/health`: it listens; `/ready`: it is ready)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"oneflow serve did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self._log.close()
 
 
 @dataclass(frozen=True)
@@ -61,35 +120,39 @@ def serve_environment(directory: Path, env: dict[str, str] | None = None) -> dic
 def oneflow_serve(
     directory: Path, env: dict[str, str] | None = None, timeout: float = 90
 ) -> Iterator[ServedGateway]:
+    """A ready gateway as `make run` starts one (see the module's docstring)."""
     environment = serve_environment(directory, env)
-    port = free_port()
-    log_path = directory / "oneflow-serve.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port), "--migrate"],
-            cwd=directory,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_until_ready(process, url, log_path, timeout)
-            yield ServedGateway(url, environment, log_path)
-        finally:
-            stop_process(process)
+    process = ServeProcess(["--migrate"], environment, directory / "oneflow-serve.log", directory)
+    try:
+        process.wait("/ready", timeout)
+        yield ServedGateway(process.url, environment, process.log_path)
+    finally:
+        process.stop()
 
 
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"oneflow serve did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
+@contextmanager
+def started(directory: Path, env: dict[str, str], *args: str) -> Iterator[ServeProcess]:
+    """`oneflow serve ARGS` in `directory`, with `env` over the test's environment, once it
+    listens (ready or not); stopped afterwards."""
+    process = ServeProcess(list(args), {**os.environ, **env}, directory / "serve.log", directory)
+    try:
+        process.wait("/health")
+        yield process
+    finally:
+        process.stop()
+
+
+def serve_refusal(
+    directory: Path, env: dict[str, str], *args: str, port: int = 0
+) -> tuple[int, list[str]]:
+    """Start `oneflow serve ARGS` expecting it to refuse: its exit status and its output's
+    lines (a gateway that starts instead fails the test after 60 s, stopped)."""
+    environment = {**os.environ, **env}
+    process = ServeProcess(list(args), environment, directory / "refused.log", directory, port)
+    try:
+        code = process.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"oneflow serve started instead: {process.output()}") from None
+    finally:
+        process.stop()
+    return code, process.output().strip().splitlines()
