@@ -19,7 +19,7 @@ caller runs at most once per (caller, key) while the key lives (``IDEMPOTENCY_TT
   request the client abandoned before its answer ended is not stored either. Kept and
   replayed: 2xx, and the refusals of the request itself (400, 404, 422, ...), which a repeat
   would get again.
-  ``docs/idempotency.md`` has the table.
+  The table is in docs/routing.md ("Idempotency").
 - an answer larger than the store keeps is remembered as done but not replayable: repeats get
   ``409`` rather than a second execution.
 
