@@ -12,6 +12,9 @@ The replicas reload budgets and prepaid projects only every 300 s here (and trus
 loaded for 600 s), so nothing but the published change can explain a replica that enforces it.
 Without Redis there is nothing to publish on: the replicas trust what they loaded for 2 s, and
 the CLI, seeing gateways running, waits that long before it returns.
+
+And when the database cannot be read for longer than that bound, a replica does not guess: it
+refuses with 503 before calling the provider, and serves again once the database is back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.storage.database import create_engine
 from tests.conftest import redis_server_url
 from tests.support.billing_world import counter
+from tests.support.databases import unreachable_pg_database
 from tests.support.gateway_load import (
     HANG_GUARD,
     Answer,
@@ -63,6 +67,7 @@ class Cluster:
     env: dict[str, str]
     replicas: list[GatewayProcess]
     key: str
+    fakes: FakeProviders
 
 
 @contextmanager
@@ -84,7 +89,7 @@ def cluster(database_url: str, tmp_path: Path, **settings: str) -> Iterator[Clus
             stack.enter_context(gateway_process(env, tmp_path / f"replica-{i}.log"))
             for i in range(2)
         ]
-        yield Cluster(env, replicas, new_project(replicas[0].url, PROJECT))
+        yield Cluster(env, replicas, new_project(replicas[0].url, PROJECT), fakes)
 
 
 def _top_up_through_the_api(world: Cluster) -> None:
@@ -119,7 +124,7 @@ CHANGES: dict[str, Callable[[Cluster], object]] = {
 }
 
 
-async def _burst(world: Cluster) -> list[Answer]:
+async def _burst(world: Cluster, requests: int = REQUESTS) -> list[Answer]:
     urls = [replica.url for replica in world.replicas]
     connector = aiohttp.TCPConnector(limit=200)
     timeout = aiohttp.ClientTimeout(total=HANG_GUARD)
@@ -128,7 +133,7 @@ async def _burst(world: Cluster) -> list[Answer]:
             await asyncio.gather(
                 *(
                     post_chat(session, urls[i % len(urls)], world.key, body=BODY)
-                    for i in range(REQUESTS)
+                    for i in range(requests)
                 )
             )
         )
@@ -156,6 +161,34 @@ async def test_without_redis_the_cli_returns_once_running_replicas_apply_its_top
         answers = await _burst(world)
     await _check(postgres_url, "cli-top-up", answers)
     assert "waiting 2 s for running gateways" in said, said
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_a_replica_that_cannot_read_the_state_refuses_before_calling_the_provider(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The project's database goes away for longer than LEDGER_STATE_MAX_AGE_SECONDS: no
+    replica knows any more whether the project is prepaid or has a budget, so each answers 503
+    with Retry-After before calling the provider, rather than serving it as unlimited. Once the
+    database is back, the project is served again. (Keys are cached for 5 minutes here: what
+    refuses is the ledger state, not authentication.)"""
+    redis = {"REDIS_URL": redis_server_url() or "", "REDIS_KEY_PREFIX": redis_prefix}
+    settings = {"LEDGER_STATE_MAX_AGE_SECONDS": "1", "API_KEY_CACHE_TTL_SECONDS": "300"}
+    with cluster(postgres_url, tmp_path, **settings, **redis) as world:
+        assert {a.status for a in await _burst(world, 4)} == {200}  # keys now cached
+        called = world.fakes.call_count()
+        async with unreachable_pg_database(postgres_url):
+            await asyncio.sleep(1.5)  # past the bound: what the replicas knew is too old
+            during = await _burst(world, 20)
+            upstream_calls = world.fakes.call_count() - called
+        after = await _burst(world, 4)
+
+    print(f"database away: {Counter(a.status for a in during)}, {upstream_calls} upstream calls")
+    assert upstream_calls == 0
+    assert {a.status for a in during} == {503}
+    assert all(a.headers.get("retry-after") for a in during)
+    assert {a.status for a in after} == {200}
 
 
 async def _check(postgres_url: str, change: str, answers: list[Answer]) -> None:
