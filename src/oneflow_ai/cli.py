@@ -139,12 +139,23 @@ def serve(
             "until a migration job (oneflow db upgrade) has brought it to head.",
         ),
     ] = False,
+    allow_per_worker_limits: Annotated[
+        bool,
+        typer.Option(
+            "--allow-per-worker-limits",
+            envvar="ALLOW_PER_WORKER_LIMITS",
+            help="Serve several workers without REDIS_URL: each keeps its own rate limits "
+            "(every limit applies once per worker), idempotency keys and caches.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the gateway with uvicorn (uvloop + httptools)."""
     from oneflow_ai.cli_startup import Banner, port_in_use, port_taken_message, run_server
 
     settings = _settings()
     _configure_cli_logging(settings)
+    processes = workers if not reload else 1
+    per_worker = _per_worker(settings, processes, allowed=allow_per_worker_limits)
     if port_in_use(host, port):
         raise _fail(port_taken_message(host, port), code=1)
     schema = _prepare_database(settings, migrate, wait_for_schema)
@@ -152,7 +163,6 @@ def serve(
 
     # Several workers share their metrics through files: the directory is chosen here, before
     # any worker starts, and cleaned up after the last one stops.
-    processes = workers if not reload else 1
     _raise_open_files_limit()
     with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
         run_server(
@@ -170,7 +180,7 @@ def serve(
                 "server_header": False,
                 "timeout_graceful_shutdown": 10,
             },
-            on_started=Banner(settings, host, schema).announce,
+            on_started=Banner(settings, host, schema, per_worker).announce,
         )
 
 
@@ -192,6 +202,20 @@ def _prepare_database(settings: Settings, migrate: bool | None, wait: bool) -> S
         raise _fail(str(exc), code=1) from None
     except Exception as exc:
         raise _fail(database_error(exc, settings), code=1) from None
+
+
+def _per_worker(settings: Settings, workers: int, *, allowed: bool) -> int:
+    """How many workers will count rate limits on their own (0: shared through Redis, or one
+    process). Without Redis, several workers are refused unless explicitly allowed."""
+    if workers <= 1 or settings.redis_url:
+        return 0
+    if not allowed:
+        raise _fail(
+            f"--workers {workers} without REDIS_URL would give each worker its own rate-limit "
+            f"counters (every limit {workers} times over), idempotency keys and caches: set "
+            "REDIS_URL, or pass --allow-per-worker-limits to accept that"
+        )
+    return workers
 
 
 def _raise_open_files_limit() -> None:

@@ -69,6 +69,8 @@ class Banner:
     settings: Settings
     host: str
     schema: SchemaStatus
+    #: Workers that each count rate limits on their own (no REDIS_URL); 0: shared or one.
+    per_worker: int = 0
 
     def url(self, port: int) -> str:
         host = self.host
@@ -114,6 +116,11 @@ class Banner:
         key = self.master_key()
         if key is not None:
             lines.append(f"  master key:  {key}")
+        if self.per_worker:
+            lines.append(
+                f"  rate limits: per worker ({self.per_worker} workers without REDIS_URL: every "
+                f"limit applies {self.per_worker} times over; idempotency keys and caches too)"
+            )
         return lines
 
     def announce(self, port: int) -> None:
@@ -126,6 +133,7 @@ class Banner:
             database=describe_database(self.settings.effective_database_url),
             schema=self.schema.state.value,
             fake_providers=self.settings.use_fake_providers,
+            **({"limits": "per_worker", "workers": self.per_worker} if self.per_worker else {}),
         )
 
 

@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     ledger_reservation_ttl_seconds: float = Field(default=3600.0, gt=0)
     ledger_owner_timeout_seconds: float = Field(default=30.0, gt=0)
     ledger_maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+    ledger_state_max_age_seconds: float = Field(default=10.0, gt=0)
+    ledger_state_fail_open: bool = False
 
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)

@@ -54,7 +54,10 @@ def test_two_workers_are_counted_together(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update({"LOG_LEVEL": "WARNING", "TMPDIR": str(scratch)})
     process = subprocess.Popen(
-        [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port), "--workers", "2"],
+        [
+            *(sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)),
+            *("--workers", "2", "--allow-per-worker-limits"),  # metrics, not limits, here
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -27,6 +27,7 @@ __all__ = [
     "migrated_sqlite_url",
     "pg_server_url",
     "put_schema",
+    "unreachable_pg_database",
 ]
 
 #: A revision no migration of this code has: what a newer release leaves in the database.
@@ -69,6 +70,25 @@ async def drop_pg_database(url: str) -> None:
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def unreachable_pg_database(url: str) -> AsyncIterator[None]:
+    """While inside, the test's own database `url` accepts no connection and the ones open
+    are cut (an outage of that database alone: the shared server keeps running)."""
+    name = make_url(url).database
+    assert name and name.startswith("oneflow_test"), name
+    maintenance = make_url(os.environ.get("TEST_DATABASE_URL", "")).database or "postgres"
+    connection = await asyncpg.connect(_dsn(url, maintenance))
+    try:
+        await connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        yield
+    finally:
+        await connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await connection.close()
 
 

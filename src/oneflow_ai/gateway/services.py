@@ -148,6 +148,7 @@ class Services:
                 pricing,
                 LedgerConfig.from_settings(settings),
                 on_budget_alert=partial(_report_budget_alert, telemetry),
+                bus=identity.bus,  # funding and budget changes travel like key revocations
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
