@@ -60,6 +60,9 @@ open_url = @echo "$(1)"; \
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@echo ""
+	@echo "Variables (make run PORT=8100):"
+	@echo "  PORT=$(PORT) HOST=$(HOST)   where run and dev listen (a port in use: pick another)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -106,7 +109,7 @@ sbom: dist ## CycloneDX SBOM of the wheel and its locked dependencies: dist/onef
 	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --output-reproducible $(SBOM_ARGS) \
 		--output-file $(DIST_DIR)/oneflow-ai-$(VERSION).cdx.json $(SBOM_ENV)/bin/python
 
-run: install ## start the gateway at http://127.0.0.1:8000 on the embedded defaults
+run: install ## start the gateway at http://127.0.0.1:8000 (PORT=8100 for another port)
 	$(BIN)/oneflow serve --host $(HOST) --port $(PORT)
 
 dev: install-dev ## start the gateway with auto-reload
@@ -245,5 +248,5 @@ clean: ## remove caches and build files
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-clean-all: clean ## also remove .venv and the embedded database
+clean-all: clean ## also remove .venv and ./var (the embedded database stays: oneflow db reset)
 	rm -rf $(VENV) var

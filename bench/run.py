@@ -199,6 +199,8 @@ def gateway_env(fake: str, workdir: Path, args: argparse.Namespace) -> dict[str,
         "RATE_LIMIT_PER_MINUTE": HIGH,
         "RATE_LIMIT_PER_HOUR": HIGH,
         "RATE_LIMIT_TOKENS_PER_MINUTE": HIGH,
+        # --workers N without Redis: the limits are out of the way anyway (HIGH, per worker).
+        "ALLOW_PER_WORKER_LIMITS": "true",
     }
     for provider, suffix in (
         ("openai", "/openai/v1"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from tests.support.databases import (
 _LEAKY_VARIABLES = (
     "ENVIRONMENT",
     "DATABASE_URL",
+    "ONEFLOW_HOME",
     "DATABASE_POOL_SIZE",
     "REDIS_URL",
     "REDIS_KEY_PREFIX",
@@ -83,6 +85,9 @@ REDIS = pytest.param("redis", marks=pytest.mark.redis, id="redis")
 def pytest_configure(config: pytest.Config) -> None:
     for name in _LEAKY_VARIABLES:
         os.environ.pop(name, None)
+    # The embedded database's default home is the user's data folder: never touched by tests
+    # (nor by the `oneflow` processes they start, which inherit this).
+    os.environ["ONEFLOW_HOME"] = tempfile.mkdtemp(prefix="oneflow-home-")
     config._oneflow_uncovered = {}  # type: ignore[attr-defined]
     # Apps built with configure_logs=False log through this chain (structlog's default console
     # renderer would pretty-print tracebacks, slowly).

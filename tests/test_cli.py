@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oneflow_ai import __version__
-from tests.support.ports import first_answer, start_on_port_0
+from tests.support.oneflow_serve import started
 
 
 def oneflow(
@@ -84,26 +84,22 @@ def test_db_upgrade_downgrade_reset(fresh_database_url: str, tmp_path: Path) -> 
 
 
 def test_serve_migrates_the_embedded_database_and_answers(tmp_path: Path) -> None:
-    """On the port the system chose (`--port 0`), read back from `--port-file`."""
-    process, port = start_on_port_0(
-        [sys.executable, "-m", "oneflow_ai", "serve"],
-        cwd=tmp_path,
-        env={**os.environ, "LOG_FORMAT": "json"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert port != 0
-    try:
-        ready = first_answer(process, f"http://127.0.0.1:{port}/ready")
+    """The embedded database is `$ONEFLOW_HOME/oneflow.db` (the user's data folder when unset),
+    whichever folder the gateway starts from: nothing is created there."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"ONEFLOW_HOME": str(home), "LOG_FORMAT": "json"}
+    with started(elsewhere, env) as gateway:
+        ready = gateway.get("/ready")
         assert ready.status_code == 200
-        assert (tmp_path / "var" / "oneflow.db").exists()
-        assert (tmp_path / "var" / "oneflow.db-wal").exists()
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
+        assert (home / "oneflow.db").exists()
+        assert (home / "oneflow.db-wal").exists()
+    assert list(elsewhere.iterdir()) == [elsewhere / "serve.log"]
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
-    assert process.returncode in (0, -15)
+    assert gateway.process.returncode in (0, -15)
+    output = gateway.output()
     assert '"event":"startup"' in output
+    assert f'"database":"{home / "oneflow.db"}"' in output
     assert '"event":"shutdown"' in output
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oneflow_ai.cli_serve import write_port_file
+from oneflow_ai.cli_startup import write_port_file
 from tests.support.gateway_process import stop_process
 from tests.support.ports import first_answer, start_on_port_0
 

@@ -41,6 +41,7 @@ def test_routing_exports() -> None:
         "LatencyTracker",
         "Pricer",
         "RouteDecision",
+        "RouteReason",
         "RoutingStrategy",
         "rank",
     }

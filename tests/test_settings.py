@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,12 +22,44 @@ def test_defaults_are_the_embedded_development_profile(
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.environment is Environment.DEVELOPMENT
     assert settings.uses_embedded_database
-    assert settings.effective_database_url == "sqlite+aiosqlite:///var/oneflow.db"
+    home = Path(os.environ["ONEFLOW_HOME"])  # tests/conftest.py: never the user's own folder
+    assert settings.effective_database_url == f"sqlite+aiosqlite:///{home / 'oneflow.db'}"
     assert settings.redis_url is None
     assert settings.database_pool_size == 10
     assert settings.upstream_connect_timeout == 10.0
     assert settings.upstream_read_timeout == 30.0
     assert settings.max_request_size == 10 * 1024 * 1024
+
+
+def test_the_embedded_database_is_one_file_per_user_wherever_a_command_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not relative to the current folder: the platform's user data folder, ONEFLOW_HOME
+    over it, DATABASE_URL over both."""
+    monkeypatch.delenv("ONEFLOW_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    default = Settings(_env_file=None).embedded_database_path  # type: ignore[call-arg]
+    if sys.platform == "darwin":
+        assert default == tmp_path / "me/Library/Application Support/oneflow/oneflow.db"
+    elif sys.platform != "win32":
+        assert default == tmp_path / "me/.local/share/oneflow/oneflow.db"
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        xdg = Settings(_env_file=None).embedded_database_path  # type: ignore[call-arg]
+        assert xdg == tmp_path / "data/oneflow/oneflow.db"
+    assert default.is_absolute()
+
+    monkeypatch.setenv("ONEFLOW_HOME", "relative/home")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.embedded_database_path == tmp_path / "relative/home/oneflow.db"
+    assert settings.effective_database_url == (
+        f"sqlite+aiosqlite:///{tmp_path / 'relative/home/oneflow.db'}"
+    )
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db/oneflow")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.effective_database_url == "postgresql+asyncpg://u@db/oneflow"
+    assert not (tmp_path / "var").exists() and not (tmp_path / "me").exists()  # nothing made
 
 
 def test_provider_base_urls_follow_each_sdk_convention() -> None:

@@ -27,6 +27,7 @@ from oneflow_ai.api import (
     keys,
     openai_compat,
     projects,
+    root,
     usage,
     users,
 )
@@ -41,6 +42,7 @@ from oneflow_ai.observability.logging import Redactor, configure_logging
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ClientFactory
 from oneflow_ai.settings import Settings, load_settings
+from oneflow_ai.storage.database import describe_database
 
 __all__ = ["create_app"]
 
@@ -48,6 +50,26 @@ __all__ = ["create_app"]
 _DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
 log = structlog.get_logger("oneflow")
+
+
+#: Response headers a browser page on an allowed origin may read (CORS): the request ids,
+#: limits, and what answered a model call and what it cost.
+EXPOSED_HEADERS = (
+    "X-Request-ID",
+    "X-OneFlow-Request-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "X-OneFlow-Model",
+    "X-OneFlow-Provider",
+    "X-OneFlow-Route",
+    "X-OneFlow-Fallbacks",
+    "X-OneFlow-Credits",
+    "X-OneFlow-Ignored-Params",
+    "X-OneFlow-Fake-Providers",
+    "Idempotent-Replayed",
+)
 
 
 def create_app(
@@ -88,7 +110,8 @@ def create_app(
             "startup",
             version=__version__,
             environment=settings.environment.value,
-            database=settings.effective_database_url.split("+", 1)[0],
+            database=describe_database(settings.effective_database_url),
+            schema=services.schema.last.state.value if services.schema.last else "unknown",
             redis=settings.redis_url is not None,
             metrics=telemetry.metrics.enabled,
             tracing=telemetry.tracing.enabled,
@@ -114,6 +137,7 @@ def create_app(
         # included router through an extra layer that costs microseconds per request.
         app.router.routes.extend(router.routes)
     app.include_router(health.router)
+    app.include_router(root.router)
     app.include_router(circuits.router)
     if telemetry.metrics.enabled:
         app.include_router(metrics_api.router)
@@ -150,14 +174,7 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=[
-                "X-Request-ID",
-                "X-OneFlow-Request-ID",
-                "Retry-After",
-                "X-RateLimit-Limit",
-                "X-RateLimit-Remaining",
-                "X-RateLimit-Reset",
-            ],
+            expose_headers=list(EXPOSED_HEADERS),
         )
     app.add_middleware(
         EdgeMiddleware,

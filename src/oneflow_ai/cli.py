@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from oneflow_ai import __version__
 from oneflow_ai.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from oneflow_ai.storage.schema import SchemaStatus
 
 __all__ = ["app", "main"]
 
@@ -90,6 +94,8 @@ def _configure_cli_logging(settings: Settings) -> None:
     configure_logging(
         level=settings.log_level, json=settings.json_logs, secret_values=settings.secret_values
     )
+    # Alembic announces each of its plugins at INFO; the migrations it runs are worth a line.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 async def _migrate(settings: Settings, action: str, revision: str) -> str | None:
@@ -105,11 +111,6 @@ async def _migrate(settings: Settings, action: str, revision: str) -> str | None
         return await migrate.current_revision(engine)
     finally:
         await engine.dispose()
-
-
-def _database_error(exc: Exception) -> typer.Exit:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return _fail(f"database error: {first}", code=1)
 
 
 @app.command()
@@ -128,46 +129,100 @@ def serve(
         bool | None,
         typer.Option(
             "--migrate/--no-migrate",
-            help="Apply pending migrations first (default: only on the embedded database).",
+            help="Apply pending migrations first (default: on for an SQLite file, "
+            "off for PostgreSQL). Without them a database behind the code is refused.",
         ),
     ] = None,
+    wait_for_schema: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-schema",
+            help="Start even if the database is behind the code and answer /ready with 503 "
+            "until a migration job (oneflow db upgrade) has brought it to head.",
+        ),
+    ] = False,
+    allow_per_worker_limits: Annotated[
+        bool,
+        typer.Option(
+            "--allow-per-worker-limits",
+            envvar="ALLOW_PER_WORKER_LIMITS",
+            help="Serve several workers without REDIS_URL: each keeps its own rate limits "
+            "(every limit applies once per worker), idempotency keys and caches.",
+        ),
+    ] = False,
     port_file: Annotated[
         Path | None,
         typer.Option(help="Once listening, write the port to this file (for --port 0)."),
     ] = None,
 ) -> None:
     """Serve the gateway with uvicorn (uvloop + httptools)."""
-    from oneflow_ai.cli_serve import run_uvicorn
+    from oneflow_ai.cli_startup import Banner, port_in_use, port_taken_message, run_server
 
     settings = _settings()
     _configure_cli_logging(settings)
-    if migrate if migrate is not None else settings.uses_embedded_database:
-        try:
-            _run(_migrate(settings, "upgrade", "head"))
-        except Exception as exc:
-            raise _database_error(exc) from None
+    processes = workers if not reload else 1
+    per_worker = _per_worker(settings, processes, allowed=allow_per_worker_limits)
+    if port_in_use(host, port):
+        raise _fail(port_taken_message(host, port), code=1)
+    schema = _prepare_database(settings, migrate, wait_for_schema)
     from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
 
     # Several workers share their metrics through files: the directory is chosen here, before
     # any worker starts, and cleaned up after the last one stops.
-    processes = workers if not reload else 1
     _raise_open_files_limit()
     with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
-        run_uvicorn(
-            "oneflow_ai.app:create_app",
+        run_server(
+            {
+                "app": "oneflow_ai.app:create_app",
+                "factory": True,
+                "host": host,
+                "port": port,
+                "workers": workers if not reload else None,
+                "reload": reload,
+                "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+                "http": "httptools",
+                "log_config": None,
+                "access_log": False,
+                "server_header": False,
+                "timeout_graceful_shutdown": 10,
+            },
+            on_started=Banner(settings, host, schema, per_worker).announce,
             port_file=port_file,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers if not reload else None,
-            reload=reload,
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
         )
+
+
+def _prepare_database(settings: Settings, migrate: bool | None, wait: bool) -> SchemaStatus:
+    """The schema at head (migrated if asked), or one line and exit 1."""
+    from oneflow_ai.cli_database import (
+        DatabaseNotReady,
+        database_error,
+        earlier_database_notice,
+        prepare_for_serving,
+    )
+
+    notice = earlier_database_notice(settings)
+    if notice is not None:
+        typer.echo(f"oneflow: {notice}", err=True)
+    try:
+        return _run(prepare_for_serving(settings, migrate_schema=migrate, wait=wait))
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc), code=1) from None
+    except Exception as exc:
+        raise _fail(database_error(exc, settings), code=1) from None
+
+
+def _per_worker(settings: Settings, workers: int, *, allowed: bool) -> int:
+    """How many workers will count rate limits on their own (0: shared through Redis, or one
+    process). Without Redis, several workers are refused unless explicitly allowed."""
+    if workers <= 1 or settings.redis_url:
+        return 0
+    if not allowed:
+        raise _fail(
+            f"--workers {workers} without REDIS_URL would give each worker its own rate-limit "
+            f"counters (every limit {workers} times over), idempotency keys and caches: set "
+            "REDIS_URL, or pass --allow-per-worker-limits to accept that"
+        )
+    return workers
 
 
 def _raise_open_files_limit() -> None:
@@ -184,36 +239,49 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply migrations up to REVISION (default: head)."""
+def _schema_command(*actions: tuple[str, str], create: bool = False) -> str | None:
+    """Run schema actions on the configured database (named on stderr); the revision after.
+    Without `create`, a missing SQLite file is refused, never created."""
+    from oneflow_ai.cli_database import (
+        DatabaseNotReady,
+        announce_database,
+        database_error,
+        require_file,
+    )
+
     settings = _settings()
     try:
-        current = _run(_migrate(settings, "upgrade", revision))
+        if not create:
+            require_file(settings)
+        current = None
+        for action, revision in actions:
+            current = _run(_migrate(settings, action, revision))
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc), code=1) from None
     except Exception as exc:
-        raise _database_error(exc) from None
+        raise _fail(database_error(exc, settings), code=1) from None
+    announce_database(settings)
+    return current
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head); creates the database's schema."""
+    current = _schema_command(("upgrade", revision), create=True)
     typer.echo(f"database at revision {current}")
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument()] = "-1") -> None:
     """Roll back to REVISION (default: one step back; 'base' removes everything)."""
-    settings = _settings()
-    try:
-        current = _run(_migrate(settings, "downgrade", revision))
-    except Exception as exc:
-        raise _database_error(exc) from None
+    current = _schema_command(("downgrade", revision))
     typer.echo(f"database at revision {current or 'base'}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's current revision."""
-    settings = _settings()
-    try:
-        current = _run(_migrate(settings, "current", ""))
-    except Exception as exc:
-        raise _database_error(exc) from None
+    current = _schema_command(("current", ""))
     typer.echo(current or "base")
 
 
@@ -224,12 +292,7 @@ def db_reset(
     """Downgrade to nothing and upgrade again. Every row is lost."""
     if not yes:
         raise _fail("db reset drops every table; run it again with --yes to confirm")
-    settings = _settings()
-    try:
-        _run(_migrate(settings, "downgrade", "base"))
-        current = _run(_migrate(settings, "upgrade", "head"))
-    except Exception as exc:
-        raise _database_error(exc) from None
+    current = _schema_command(("downgrade", "base"), ("upgrade", "head"), create=True)
     typer.echo(f"database reset to revision {current}")
 
 
@@ -238,7 +301,14 @@ def db_shell() -> None:
     """Open sqlite3 or psql on the configured database."""
     from sqlalchemy.engine import make_url
 
+    from oneflow_ai.cli_database import DatabaseNotReady, announce_database, require_file
+
     settings = _settings()
+    try:
+        require_file(settings)  # sqlite3 would create an empty one
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc), code=1) from None
+    announce_database(settings)
     url = make_url(settings.effective_database_url)
     if url.get_backend_name() == "sqlite":
         tool, args = "sqlite3", [str(url.database)]
@@ -275,7 +345,7 @@ def fake_providers(
     ] = None,
 ) -> None:
     """Serve fake OpenAI, Anthropic, Stability AI and ElevenLabs APIs for tests and demos."""
-    from oneflow_ai.cli_serve import write_port_file
+    from oneflow_ai.cli_startup import write_port_file
     from oneflow_fakes.demo import FakeConfig, serve
 
     config = FakeConfig(

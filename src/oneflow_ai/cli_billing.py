@@ -1,8 +1,7 @@
 """`oneflow usage`, `oneflow credits …`, `oneflow budgets …`: billing on the configured database.
 
-These act directly on the database (no running gateway needed). A running gateway sees a new
-billing mode or budget at its next refresh (`LEDGER_MAINTENANCE_INTERVAL_SECONDS`); changes
-made through the HTTP API take effect at once on the replica that made them.
+These act directly on the database (no running gateway needed). A change reaches the gateways
+that are running before the command returns (see `cli_changes.py`).
 """
 
 from __future__ import annotations
@@ -11,11 +10,14 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from oneflow_ai.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from oneflow_ai.billing.ledger_admin import LedgerAdmin
 
 __all__ = ["budgets_app", "credits_app", "render_table", "usage"]
 
@@ -96,17 +98,22 @@ def _when(value: str, option: str) -> datetime:
 
 
 async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    from oneflow_ai.storage.database import create_engine
+    from oneflow_ai.cli_database import opened_database
 
-    engine = create_engine(settings.effective_database_url, pool_size=1)
-    try:
+    async with opened_database(settings) as engine:
         return await work(engine)
-    finally:
-        await engine.dispose()
+
+
+def _admin(engine: Any) -> LedgerAdmin:
+    """A `LedgerAdmin` whose changes reach running gateways before the command returns."""
+    from oneflow_ai.cli_changes import announcing_admin
+
+    return announcing_admin(_settings(), engine)
 
 
 def _run_billing(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(engine)``; one line and a non-zero exit on a refusal or database error."""
+    from oneflow_ai.cli_database import DatabaseNotReady
     from oneflow_ai.errors import GatewayError
 
     settings = _settings()
@@ -114,6 +121,8 @@ def _run_billing(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(_with_engine(settings, work))
     except GatewayError as exc:
         raise _fail(exc.message, code=1) from None
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc), code=1) from None
     except typer.Exit:
         raise
     except Exception as exc:
@@ -249,7 +258,6 @@ def credits_topup(
     ] = False,
 ) -> None:
     """Add credits to a project; it becomes prepaid unless --postpaid."""
-    from oneflow_ai.billing.ledger_admin import LedgerAdmin
     from oneflow_ai.errors import GatewayError
 
     try:
@@ -258,9 +266,7 @@ def credits_topup(
         raise _fail(exc.message) from None
     _print_account(
         _run_billing(
-            lambda engine: LedgerAdmin(engine).top_up(
-                project, micro, prepaid=not postpaid, note=note
-            )
+            lambda engine: _admin(engine).top_up(project, micro, prepaid=not postpaid, note=note)
         )
     )
 
@@ -278,16 +284,13 @@ def credits_adjust(
 
     Example: oneflow credits adjust team-a --note "refund" -- -2.5
     """
-    from oneflow_ai.billing.ledger_admin import LedgerAdmin
     from oneflow_ai.errors import GatewayError
 
     try:
         micro = _amount(amount, usd, "amount")
     except GatewayError as exc:
         raise _fail(exc.message) from None
-    _print_account(
-        _run_billing(lambda engine: LedgerAdmin(engine).adjust(project, micro, note=note))
-    )
+    _print_account(_run_billing(lambda engine: _admin(engine).adjust(project, micro, note=note)))
 
 
 class BillingMode(enum.StrEnum):
@@ -300,10 +303,9 @@ def credits_mode(
     project: Annotated[str, typer.Argument()],
     mode: Annotated[BillingMode, typer.Argument(help="prepaid or postpaid")],
 ) -> None:
-    """Set a project's billing mode (running gateways apply it within their refresh interval)."""
-    from oneflow_ai.billing.ledger_admin import LedgerAdmin
+    """Set a project's billing mode."""
 
-    _print_account(_run_billing(lambda engine: LedgerAdmin(engine).set_mode(project, mode.value)))
+    _print_account(_run_billing(lambda engine: _admin(engine).set_mode(project, mode.value)))
 
 
 def _print_budgets(statuses: list[Any]) -> None:
@@ -372,7 +374,6 @@ def budgets_set(
 ) -> None:
     """Add a budget, or change the one with the same scope, metric and period."""
     from oneflow_ai.billing.budgets import BudgetMode, BudgetSpec, Metric, Period
-    from oneflow_ai.billing.ledger_admin import LedgerAdmin
     from oneflow_ai.errors import GatewayError
 
     try:
@@ -392,7 +393,7 @@ def budgets_set(
     )
 
     async def work(engine: Any) -> list[Any]:
-        admin = LedgerAdmin(engine)
+        admin = _admin(engine)
         scope = (user, key, provider, wanted.metric, wanted.period)
         kept = [
             s.spec
@@ -411,10 +412,9 @@ def budgets_remove(
     budget_id: Annotated[str, typer.Argument(help="The id `oneflow budgets list` shows.")],
 ) -> None:
     """Remove one budget (its counters go with it)."""
-    from oneflow_ai.billing.ledger_admin import LedgerAdmin
 
     async def work(engine: Any) -> list[Any]:
-        admin = LedgerAdmin(engine)
+        admin = _admin(engine)
         current = [s.spec for s in await admin.budgets(project)]
         if budget_id not in {spec.id for spec in current}:
             raise _fail(f"project {project!r} has no budget {budget_id!r}", code=1)

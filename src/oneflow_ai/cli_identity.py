@@ -51,21 +51,22 @@ def _settings() -> Settings:
 @asynccontextmanager
 async def _identity(settings: Settings) -> AsyncIterator[Identity]:
     from oneflow_ai.auth.identity import Identity
-    from oneflow_ai.storage.database import create_engine, create_sessionmaker
+    from oneflow_ai.cli_database import opened_database
+    from oneflow_ai.storage.database import create_sessionmaker
     from oneflow_ai.storage.redis import create_redis
 
-    engine = create_engine(settings.effective_database_url, pool_size=2)
-    redis = create_redis(settings.redis_url) if settings.redis_url else None
-    try:
-        yield Identity.build(settings, create_sessionmaker(engine), redis)
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        await engine.dispose()
+    async with opened_database(settings, pool_size=2) as engine:
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        try:
+            yield Identity.build(settings, create_sessionmaker(engine), redis)
+        finally:
+            if redis is not None:
+                await redis.aclose()
 
 
 def _run(action: Callable[[Identity], Awaitable[T]]) -> T:
     """Run `action` on a fresh Identity; errors become one line and exit code 1."""
+    from oneflow_ai.cli_database import DatabaseNotReady
     from oneflow_ai.errors import GatewayError
 
     settings = _settings()
@@ -78,6 +79,8 @@ def _run(action: Callable[[Identity], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except GatewayError as exc:
         raise _fail(exc.message) from None
+    except DatabaseNotReady as exc:
+        raise _fail(str(exc)) from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _fail(f"database error: {first}") from None

@@ -8,6 +8,8 @@ so they never print. Profile rules live in one validator: `production` refuses d
 from __future__ import annotations
 
 import enum
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,12 +27,13 @@ __all__ = [
     "Settings",
     "SettingsError",
     "load_settings",
+    "user_data_dir",
 ]
 
 # Known development defaults, not secrets: production refuses them.
 DEFAULT_JWT_SECRET = "oneflow-development-jwt-secret-change-me"  # noqa: S105  # nosec B105
 DEFAULT_MASTER_KEY = "sk-oneflow-dev-master-key"
-EMBEDDED_DATABASE_PATH = Path("var") / "oneflow.db"
+EMBEDDED_DATABASE_NAME = "oneflow.db"
 
 PROVIDERS = ("openai", "anthropic", "stability", "elevenlabs")
 _DEFAULT_BASE_URLS = {
@@ -98,6 +101,9 @@ class Settings(BaseSettings):
     log_requests: bool = True
 
     database_url: str | None = None
+    # The folder of the embedded SQLite database when DATABASE_URL is unset (default: the
+    # platform's per-user data folder, see user_data_dir()).
+    oneflow_home: Path | None = None
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_echo: bool = False
     redis_url: str | None = None
@@ -187,6 +193,8 @@ class Settings(BaseSettings):
     ledger_reservation_ttl_seconds: float = Field(default=3600.0, gt=0)
     ledger_owner_timeout_seconds: float = Field(default=30.0, gt=0)
     ledger_maintenance_interval_seconds: float = Field(default=5.0, gt=0)
+    ledger_state_max_age_seconds: float = Field(default=10.0, gt=0)
+    ledger_state_fail_open: bool = False
 
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
@@ -248,6 +256,13 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("oneflow_home", mode="before")
+    @classmethod
+    def _home(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Path(value.strip()).expanduser() if value.strip() else None
         return value
 
     @field_validator("catalog_path", mode="before")
@@ -333,11 +348,18 @@ class Settings(BaseSettings):
         return self.environment is Environment.PRODUCTION
 
     @property
+    def embedded_database_path(self) -> Path:
+        """Where the embedded SQLite database lives: `$ONEFLOW_HOME/oneflow.db`, by default in
+        the user's data folder (the same file whichever folder a command runs from)."""
+        home = self.oneflow_home if self.oneflow_home is not None else user_data_dir()
+        return (home / EMBEDDED_DATABASE_NAME).absolute()
+
+    @property
     def effective_database_url(self) -> str:
-        """The configured database, or the embedded SQLite file `var/oneflow.db`."""
+        """The configured database, or the embedded SQLite file (`embedded_database_path`)."""
         if self.database_url is not None:
             return self.database_url
-        return f"sqlite+aiosqlite:///{EMBEDDED_DATABASE_PATH}"
+        return f"sqlite+aiosqlite:///{self.embedded_database_path}"
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -387,6 +409,21 @@ class Settings(BaseSettings):
             if key is not None:
                 values.append(key.get_secret_value())
         return tuple(v for v in values if len(v) >= 8)
+
+
+def user_data_dir() -> Path:
+    """OneFlow's folder in the platform's per-user data directory: `$XDG_DATA_HOME/oneflow`
+    (`~/.local/share/oneflow`) on Linux and other Unix systems, `~/Library/Application
+    Support/oneflow` on macOS, `%LOCALAPPDATA%\\oneflow` on Windows."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA", "").strip()
+        return (Path(base) if base else Path.home() / "AppData" / "Local") / "oneflow"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "oneflow"
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    # The XDG specification ignores a relative path.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "oneflow"
 
 
 def normalize_database_url(value: str) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -7,6 +9,9 @@ import pytest
 
 from oneflow_ai.app import create_app
 from oneflow_ai.settings import Settings
+from oneflow_ai.storage import migrate
+from oneflow_ai.storage.database import create_engine
+from tests.support.databases import put_schema
 from tests.support.server import live_server
 
 
@@ -23,7 +28,10 @@ def test_health_ready_docs_on_the_embedded_default(
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready",
-            "checks": {"database": {"status": "ok"}},
+            "checks": {
+                "database": {"status": "ok"},
+                "schema": {"status": "ok", "revision": migrate.head_revision()},
+            },
             "circuits": {"open": [], "half_open": []},
         }
 
@@ -42,6 +50,48 @@ async def test_ready_on_postgresql(
         ready = httpx.get(f"{server.url}/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] == {"status": "ok"}
+
+
+async def test_ready_is_503_while_the_schema_is_behind_then_200_without_a_restart(
+    make_settings: Callable[..., Settings], fresh_database_url: str
+) -> None:
+    """A replica started before its release's migration job finished: not ready (the body says
+    what to run) until the job is done, then ready, the same process."""
+    await put_schema(fresh_database_url, "behind")
+    app = create_app(make_settings(database_url=fresh_database_url), configure_logs=False)
+    with live_server(app) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            behind = await client.get("/ready")
+            assert behind.status_code == 503
+            assert behind.json()["failed"] == ["schema"]
+            assert behind.json()["checks"]["schema"] == {
+                "status": "failed",
+                "error": "schema behind: run oneflow db upgrade",
+                "revision": "0002",
+                "head": migrate.head_revision(),
+            }
+            engine = create_engine(fresh_database_url, pool_size=1)
+            try:
+                await migrate.upgrade(engine)  # the migration job
+            finally:
+                await engine.dispose()
+            deadline = time.monotonic() + 30
+            while (ready := await client.get("/ready")).status_code != 200:
+                assert time.monotonic() < deadline, ready.text
+                await asyncio.sleep(0.2)
+    assert ready.json()["checks"]["schema"] == {"status": "ok", "revision": "0003"}
+
+
+async def test_ready_is_503_for_a_schema_ahead_of_the_code(
+    make_settings: Callable[..., Settings], fresh_database_url: str
+) -> None:
+    await put_schema(fresh_database_url, "ahead")
+    app = create_app(make_settings(database_url=fresh_database_url), configure_logs=False)
+    with live_server(app) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            ready = await client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["schema"]["error"].startswith("schema ahead of the code")
 
 
 def test_ready_is_503_naming_the_failed_database(make_settings: Callable[..., Settings]) -> None:

@@ -26,6 +26,7 @@ from oneflow_ai.resilience import MemoryIdempotencyStore
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from oneflow_ai.storage.redis import create_redis
 from tests.conftest import MEMORY, REDIS, redis_server_url
+from tests.support.billing_world import billing_world, chat_body, worst_case
 from tests.support.server import LiveServer, live_server
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_MASTER_KEY}"}
@@ -161,23 +162,65 @@ async def test_a_caller_that_will_not_wait_gets_409_while_it_runs(
     assert counter.runs == 1
 
 
-async def test_a_failed_answer_is_not_stored_so_a_retry_runs_again(
+#: Answers that mean nothing was done, and may not hold on a retry: the key is released.
+NOT_STORED = (401, 402, 403, 408, 409, 413, 425, 429, 500, 502, 503, 504)
+#: Answers of something done, or refusals of the request itself: replayed.
+STORED = (200, 201, 400, 404, 422)
+
+
+async def test_answers_that_mean_nothing_was_done_are_not_stored(
     backend: Callable[..., Settings],
 ) -> None:
     with running(backend()) as (server, counter):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            failed = await post(client, "/test/count", {"status": 502})
-            again = await post(client, "/test/count", {"status": 502})
-            limited = await post(client, "/test/count", {"status": 429}, key="k2")
-            limited_again = await post(client, "/test/count", {"status": 429}, key="k2")
-            client_error = await post(client, "/test/count", {"status": 400}, key="k3")
-            client_error_again = await post(client, "/test/count", {"status": 400}, key="k3")
-    assert (failed.status_code, again.status_code) == (502, 502)
-    assert "idempotent-replayed" not in again.headers
-    assert (limited.status_code, limited_again.status_code) == (429, 429)
-    assert client_error_again.headers["idempotent-replayed"] == "true"
-    assert client_error_again.content == client_error.content
-    assert counter.runs == 5  # 2 + 2 re-runs, and the 400 once
+            for status in NOT_STORED:
+                key = f"refused-{status}"
+                first = await post(client, "/test/count", {"status": status}, key=key)
+                again = await post(client, "/test/count", {"status": status}, key=key)
+                assert (first.status_code, again.status_code) == (status, status)
+                assert "idempotent-replayed" not in again.headers, status
+                assert again.json()["run"] == first.json()["run"] + 1, status  # ran afresh
+            # Once the cause is gone, the retry with the same key succeeds (and that is kept).
+            done = await post(client, "/test/count", {"status": 200}, key="refused-402")
+            repeat = await post(client, "/test/count", {"status": 200}, key="refused-402")
+    assert done.status_code == 200 and "idempotent-replayed" not in done.headers
+    assert repeat.headers["idempotent-replayed"] == "true" and repeat.content == done.content
+    assert counter.runs == 2 * len(NOT_STORED) + 1
+
+
+async def test_answers_of_something_done_and_refusals_of_the_request_are_replayed(
+    backend: Callable[..., Settings],
+) -> None:
+    with running(backend()) as (server, counter):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for status in STORED:
+                key = f"kept-{status}"
+                first = await post(client, "/test/count", {"status": status}, key=key)
+                again = await post(client, "/test/count", {"status": status}, key=key)
+                assert (first.status_code, again.status_code) == (status, status)
+                assert again.headers["idempotent-replayed"] == "true", status
+                assert again.content == first.content, status
+    assert counter.runs == len(STORED)
+
+
+async def test_a_402_is_not_replayed_after_a_top_up(database_url: str) -> None:
+    """Through the gateway: a prepaid project without enough credits, a keyed request, a
+    top-up, the same request again: it runs and is charged once."""
+    with billing_world(database_url) as world:
+        project, key = world.project()
+        world.top_up(project, 1)  # one micro-credit: prepaid, and too little for anything
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "after-top-up"}
+        async with httpx.AsyncClient(base_url=world.url, timeout=30, headers=headers) as client:
+            refused = await client.post("/v1/chat/completions", json=chat_body(20))
+            world.top_up(project, 100 * worst_case(20))
+            retried = await client.post("/v1/chat/completions", json=chat_body(20))
+            repeated = await client.post("/v1/chat/completions", json=chat_body(20))
+        assert refused.status_code == 402
+        assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
+        assert repeated.headers["idempotent-replayed"] == "true"
+        assert repeated.content == retried.content
+        charges = await world.charges(project)
+        assert [c.request_id for c in charges] == [retried.headers["x-oneflow-request-id"]]
 
 
 async def test_a_stream_is_stored_whole_and_replayed_byte_for_byte(

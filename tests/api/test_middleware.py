@@ -132,5 +132,11 @@ def test_cors_from_configuration(make_settings: Callable[..., Settings]) -> None
             headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
         )
         other = httpx.get(f"{running.url}/health", headers={"Origin": "https://evil.example"})
+        simple = httpx.get(f"{running.url}/health", headers={"Origin": "https://app.example"})
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    exposed = {
+        name.strip().lower() for name in simple.headers["access-control-expose-headers"].split(",")
+    }
+    # A page reading what answered its model call and what it cost can see those headers.
+    assert {"x-oneflow-route", "x-oneflow-credits", "x-oneflow-model"} <= exposed
     assert "access-control-allow-origin" not in other.headers

@@ -9,6 +9,8 @@
 - A keyed stream whose gateway is killed (-9) midway: a duplicate waiting on the other replica
   runs it once its lease runs out, the dead gateway's hold is reconciled, and the request is
   charged once, for the answer that was delivered whole.
+- A 402 is not stored: after a top-up (through the other replica) the retry with the same key
+  runs and is charged once; its repeats are replayed.
 
 With the in-process store on one gateway, and with the Redis store on two replicas sharing
 Redis and the database, the requests alternating between them: one upstream call across both.
@@ -37,6 +39,7 @@ from tests.support.gateway_load import (
     Answer,
     FakeProcess,
     StreamRead,
+    admin_call,
     fake_process,
     gateway_env,
     new_prepaid_project,
@@ -270,3 +273,33 @@ async def test_with_redis_a_stored_answer_outlives_a_killed_gateway(
         assert w.fakes.call_count() == 1
         request_id, _ = await _one_charge(w)
         assert request_id == first.headers["x-oneflow-request-id"]
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_a_402_is_not_replayed_after_a_top_up_on_another_replica(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """A refusal means nothing was done: the key is released, so the client's retry with the
+    same key, once the project is topped up (through the other replica), runs and is charged."""
+    async with world(postgres_url, tmp_path, replicas=2, **_redis_env(redis_prefix)) as w:
+        first, second = w.urls
+        poor = await asyncio.to_thread(new_prepaid_project, first, "poor", "0.000001")
+        headers = {"Idempotency-Key": f"top-up-{uuid.uuid4().hex}"}
+        async with _session() as session:
+            refused = await post_chat(session, first, poor, extra_headers=headers)
+            path = "/api/v1/projects/poor/credits"
+            await asyncio.to_thread(admin_call, second, "POST", path, {"credits": "10"})
+            retried = await post_chat(session, first, poor, extra_headers=headers)
+            repeated = await post_chat(session, second, poor, extra_headers=headers)
+
+        assert refused.status == 402 and REPLAYED not in refused.headers
+        assert retried.status == 200 and REPLAYED not in retried.headers, retried
+        assert repeated.headers.get(REPLAYED) == "true" and repeated.body == retried.body
+        assert w.fakes.call_count() == 1
+        engine = create_engine(postgres_url, pool_size=1)
+        try:
+            snap = (await assert_consistent(engine, ["poor"]))["poor"]
+        finally:
+            await engine.dispose()
+        assert list(snap.charges) == [retried.headers["x-oneflow-request-id"]]

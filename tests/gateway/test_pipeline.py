@@ -34,8 +34,9 @@ from oneflow_ai.errors import (
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.gateway.pipeline import Pipeline
-from oneflow_ai.gateway.planning import RouteQuery
+from oneflow_ai.gateway.planning import RouteQuery, Selection
 from oneflow_ai.providers.registry import ProviderRegistry
+from oneflow_ai.routing.reasons import RouteReason
 from tests.support.recording import RecordingHook, RecordingSink
 
 
@@ -171,9 +172,10 @@ async def test_a_pre_hook_may_refuse_the_call(pipeline: Pipeline, openai: Script
     assert sink.records == []  # no model was called, nothing to bill
 
 
-def _two_models(query: RouteQuery, candidates: Sequence[ModelEntry]) -> list[ModelEntry]:
+def _two_models(query: RouteQuery, candidates: Sequence[ModelEntry]) -> Selection:
     by_id = {entry.id: entry for entry in candidates}
-    return [by_id["gpt-4o"], by_id["claude-3-haiku-20240307"]]
+    models = [by_id["gpt-4o"], by_id["claude-3-haiku-20240307"]]
+    return Selection(models, RouteReason.of(query.strategy, "two models"))
 
 
 async def test_a_retryable_failure_falls_back_to_the_next_candidate(

@@ -47,7 +47,10 @@ def test_two_workers_are_counted_together(tmp_path: Path) -> None:
     env.update({"LOG_LEVEL": "WARNING", "TMPDIR": str(scratch)})
     # Port 0: the supervisor binds the one port both workers share and reports it.
     process, port = start_on_port_0(
-        [sys.executable, "-m", "oneflow_ai", "serve", "--workers", "2"],
+        [
+            *(sys.executable, "-m", "oneflow_ai", "serve"),
+            *("--workers", "2", "--allow-per-worker-limits"),  # metrics, not limits, here
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -20,7 +20,18 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-__all__ = ["create_pg_database", "drop_pg_database", "migrated_sqlite_url", "pg_server_url"]
+__all__ = [
+    "FUTURE_REVISION",
+    "create_pg_database",
+    "drop_pg_database",
+    "migrated_sqlite_url",
+    "pg_server_url",
+    "put_schema",
+    "unreachable_pg_database",
+]
+
+#: A revision no migration of this code has: what a newer release leaves in the database.
+FUTURE_REVISION = "9999_a_newer_release"
 
 
 def pg_server_url() -> str | None:
@@ -59,6 +70,25 @@ async def drop_pg_database(url: str) -> None:
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def unreachable_pg_database(url: str) -> AsyncIterator[None]:
+    """While inside, the test's own database `url` accepts no connection and the ones open
+    are cut (an outage of that database alone: the shared server keeps running)."""
+    name = make_url(url).database
+    assert name and name.startswith("oneflow_test"), name
+    maintenance = make_url(os.environ.get("TEST_DATABASE_URL", "")).database or "postgres"
+    connection = await asyncpg.connect(_dsn(url, maintenance))
+    try:
+        await connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        yield
+    finally:
+        await connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await connection.close()
 
 
@@ -117,3 +147,25 @@ def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
     thread.join()
     if errors:
         raise errors[0]
+
+
+async def put_schema(url: str, state: str) -> None:
+    """Leave the database `empty` (untouched), `behind` (at the revision before head),
+    `current` (at head) or `ahead` (at a revision of a newer release)."""
+    from sqlalchemy import text
+
+    from oneflow_ai.storage import migrate
+    from oneflow_ai.storage.database import create_engine
+
+    if state == "empty":
+        return
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine, "head" if state != "behind" else "head-1")
+        if state == "ahead":
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE_REVISION}
+                )
+    finally:
+        await engine.dispose()

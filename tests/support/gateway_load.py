@@ -19,7 +19,7 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from oneflow_fakes import base_urls
+from oneflow_fakes import FakeProviders, base_urls
 from tests.support.gateway_process import stop_process
 from tests.support.ledger import snapshot
 from tests.support.ports import start_on_port_0
@@ -32,9 +32,12 @@ __all__ = [
     "FakeProcess",
     "StreamLoad",
     "StreamRead",
+    "admin_call",
     "fake_process",
+    "fakes_env",
     "gateway_env",
     "new_prepaid_project",
+    "new_project",
     "post_chat",
     "stream_chat",
     "wait_reconciled",
@@ -72,11 +75,7 @@ class FakeProcess:
 
     def env(self) -> dict[str, str]:
         """Environment pointing a gateway at these fakes."""
-        out = {"FAKE_PROVIDERS": "off"}
-        for provider, url in base_urls(self.url).items():
-            out[f"{provider.upper()}_BASE_URL"] = url
-            out[f"{provider.upper()}_API_KEY"] = "sk-fake-key-0123456789"
-        return out
+        return fakes_env(self.url)
 
     def calls(self, provider: str | None = None) -> dict[str, object]:
         query = {"body": "0", **({"provider": provider} if provider else {})}
@@ -107,9 +106,21 @@ def fake_process(log_path: Path, *options: str) -> Iterator[FakeProcess]:
         fakes.stop()
 
 
-def gateway_env(database_url: str, fakes: FakeProcess, **extra: str) -> dict[str, str]:
-    """A gateway on `database_url` in front of `fakes`: one upstream attempt per request (so
-    upstream calls can be counted) and no rate limit in the way of a load."""
+def fakes_env(fakes_url: str) -> dict[str, str]:
+    """Environment pointing a gateway at the fake providers serving at `fakes_url`."""
+    out = {"FAKE_PROVIDERS": "off"}
+    for provider, url in base_urls(fakes_url).items():
+        out[f"{provider.upper()}_BASE_URL"] = url
+        out[f"{provider.upper()}_API_KEY"] = "sk-fake-key-0123456789"
+    return out
+
+
+def gateway_env(
+    database_url: str, fakes: FakeProcess | FakeProviders, **extra: str
+) -> dict[str, str]:
+    """A gateway on `database_url` in front of `fakes` (a process of their own, or served by
+    this one): one upstream attempt per request (so upstream calls can be counted) and no rate
+    limit in the way of a load."""
     return {
         "DATABASE_URL": database_url,
         "ONEFLOW_MASTER_KEY": MASTER,
@@ -118,7 +129,7 @@ def gateway_env(database_url: str, fakes: FakeProcess, **extra: str) -> dict[str
         "UPSTREAM_MAX_RETRIES": "0",
         "RATE_LIMIT_PER_MINUTE": "0",
         "RATE_LIMIT_PER_HOUR": "0",
-        **fakes.env(),
+        **fakes_env(fakes.url),
         **extra,
     }
 
@@ -132,18 +143,28 @@ async def wait_reconciled(engine: AsyncEngine, project: str) -> None:
         await asyncio.sleep(0.2)
 
 
+def admin_call(gateway_url: str, method: str, path: str, body: object = None) -> httpx.Response:
+    """A call with the master key that must succeed."""
+    response = httpx.request(method, gateway_url + path, json=body, headers=ADMIN, timeout=30)
+    assert response.status_code < 300, (method, path, response.status_code, response.text)
+    return response
+
+
+def new_project(gateway_url: str, project: str) -> str:
+    """Create `project` (postpaid: no limit) and a key of its own; the key."""
+    admin_call(gateway_url, "POST", "/api/v1/projects", {"name": project, "id": project})
+    key = admin_call(gateway_url, "POST", "/api/v1/keys", {"name": "load", "project_id": project})
+    secret: str = key.json()["key"]
+    return secret
+
+
 def new_prepaid_project(gateway_url: str, project: str, credits: str) -> str:
     """Create `project` with `credits` prepaid (a real hold per request); a key of its own."""
-    with httpx.Client(base_url=gateway_url, headers=ADMIN, timeout=30) as admin:
-        created = admin.post("/api/v1/projects", json={"name": project, "id": project})
-        assert created.status_code == 201, created.text
-        topped = admin.post(f"/api/v1/projects/{project}/credits", json={"credits": credits})
-        assert topped.status_code == 201, topped.text
-        assert topped.json()["mode"] == "prepaid", topped.text
-        key = admin.post("/api/v1/keys", json={"name": "load", "project_id": project})
-        assert key.status_code == 201, key.text
-        secret: str = key.json()["key"]
-        return secret
+    key = new_project(gateway_url, project)
+    path = f"/api/v1/projects/{project}/credits"
+    topped = admin_call(gateway_url, "POST", path, {"credits": credits})
+    assert topped.json()["mode"] == "prepaid", topped.text
+    return key
 
 
 def chat_body(*, stream: bool, prompt: str = "Say something", max_tokens: int = 64) -> bytes:
@@ -283,14 +304,18 @@ async def post_chat(
     *,
     stream: bool = False,
     extra_headers: dict[str, str] | None = None,
+    body: bytes | None = None,
 ) -> Answer:
+    """One chat request (`body`, or `chat_body(stream=stream)`) read whole."""
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
         **(extra_headers or {}),
     }
     async with session.post(
-        f"{url}/v1/chat/completions", data=chat_body(stream=stream), headers=headers
+        f"{url}/v1/chat/completions",
+        data=body if body is not None else chat_body(stream=stream),
+        headers=headers,
     ) as response:
         return Answer(response.status, _headers(response), await response.read())
 

@@ -2,12 +2,10 @@
 
 Binding a free port here, closing it and handing the number to a child is a race: any other
 process may take the port in between. Instead `oneflow serve` and `oneflow fake-providers` take
-`--port 0 --port-file PATH` and write the port they listen on to PATH once they listen;
-`start_on_port_0` runs such a command and reads the port back, `first_answer` waits for it to
-answer (connections made before its start-up is over wait in the socket's backlog, or are
-refused by a fake that is not listening yet). For a port where nothing
-listens (a refused connection), `refusing_port` keeps a socket bound, not listening, while the
-test uses it.
+`--port 0 --port-file PATH` and write the port they listen on to PATH once they listen:
+`start_on_port_0` runs such a command and reads the port back (`reported_port`), and
+`first_answer` waits for an address to answer. For a port where nothing listens (a refused
+connection), `refusing_port` keeps a socket bound, not listening, while the test uses it.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from typing import IO
 
 import httpx
 
-__all__ = ["first_answer", "refusing_port", "start_on_port_0"]
+__all__ = ["first_answer", "refusing_port", "reported_port", "start_on_port_0"]
 
 
 def start_on_port_0(
@@ -48,14 +46,20 @@ def start_on_port_0(
             stderr=stderr,
             text=True,
         )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                code = process.wait(timeout=30)
-                raise RuntimeError(f"{' '.join(command)} did not report a port (exit {code})")
-            time.sleep(0.05)
-        return process, int(port_file.read_text())
+        return process, reported_port(process, port_file, timeout)
+
+
+def reported_port(process: subprocess.Popen[str], port_file: Path, timeout: float = 90) -> int:
+    """The port `process` wrote to `port_file` once listening. A process that exits first, or
+    writes nothing within `timeout` (it is then killed), raises RuntimeError."""
+    deadline = time.monotonic() + timeout
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            code = process.wait(timeout=30)
+            raise RuntimeError(f"{' '.join(map(str, process.args))} reported no port (exit {code})")
+        time.sleep(0.05)
+    return int(port_file.read_text())
 
 
 def first_answer(

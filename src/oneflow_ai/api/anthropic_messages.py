@@ -1,7 +1,8 @@
 """Anthropic's Messages dialect at the edge: request in, message and stream events out.
 
 `parse_messages_request` reads a caller's body into a canonical `ChatRequest` (keeping the
-body, so a Claude model gets it unchanged). `render_message` writes the answer (the provider's
+body, so a Claude model gets it unchanged, and naming the fields a GPT model cannot honour:
+`api/dialect_fields.py`). `render_message` writes the answer (the provider's
 own body when it speaks this dialect). `EventEncoder` writes a stream's events as the full
 `message_start` ... `message_stop` sequence that the official SDK parses; the final
 `message_delta` carries the usage in its own `usage` field and the credits in an extra
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from oneflow_ai.api.dialect_fields import ANTHROPIC_CARRIED, dialect_only
 from oneflow_ai.api.errors import Dialect, error_body
 from oneflow_ai.api.openai_chat import oneflow_extra
 from oneflow_ai.api.validation import Fields, invalid
@@ -25,6 +27,7 @@ from oneflow_ai.domain.chat import (
     FinishReason,
     ImagePart,
     Message,
+    ResponseFormat,
     StreamEvent,
     StreamFinish,
     StreamStart,
@@ -64,6 +67,9 @@ def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
     for i, raw in enumerate(fields.req_list("messages", non_empty=True)):
         messages.extend(_turn(Fields(raw, f"messages[{i}]")))
     metadata = fields.opt_obj("metadata")
+    choice = fields.opt_obj("tool_choice")
+    single_call = choice.opt_bool("disable_parallel_tool_use") if choice is not None else None
+    response_format, uncarried = _output_format(fields)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -75,9 +81,32 @@ def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
         tools=_tools(fields),
         tool_choice=_tool_choice(fields),
         user=metadata.opt_str("user_id") if metadata is not None else None,
+        parallel_tool_calls=False if single_call else None,
+        response_format=response_format,
         raw=body,
         raw_dialect="anthropic",
+        dialect_only=dialect_only(body, ANTHROPIC_CARRIED, uncarried),
     )
+
+
+def _output_format(fields: Fields) -> tuple[ResponseFormat | None, list[str]]:
+    """`output_config.format` (a JSON schema the answer follows), and the names of the
+    `output_config` keys a request in another dialect cannot carry (`effort`, ...)."""
+    config = fields.opt_obj("output_config")
+    if config is None:
+        return None, []
+    wanted: ResponseFormat | None = None
+    uncarried = [
+        f"output_config.{key}"
+        for key, value in config.data.items()
+        if key != "format" and value is not None
+    ]
+    spec = config.opt_obj("format")
+    if spec is not None and spec.req_str("type") == "json_schema":
+        wanted = ResponseFormat("json_schema", spec.req_obj("schema").data)
+    elif spec is not None:
+        uncarried.append("output_config.format")
+    return wanted, uncarried
 
 
 def _system(fields: Fields) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection, Request
 
+from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.api.deps import authenticate
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
@@ -41,11 +42,11 @@ def new_call(
     """A call for `model` (a concrete model, `auto` or a strategy name). The strategy comes
     from `strategy` (a body field named `strategy_field`) or else the `X-OneFlow-Strategy`
     header. The call's state is the request's, so hooks can leave response headers for the
-    edge middleware."""
+    edge middleware, and the call is left in it for the request's access line."""
     if strategy is None:
         strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
     state = request.scope.setdefault("state", {})
-    return Call(
+    state[CALL_STATE] = call = Call(
         request_id=state.get("request_id", ""),
         principal=principal,
         operation=operation,
@@ -55,3 +56,4 @@ def new_call(
         stream=stream,
         state=state,
     )
+    return call

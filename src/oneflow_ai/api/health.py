@@ -11,6 +11,7 @@ from oneflow_ai import __version__
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.storage.database import ping
+from oneflow_ai.storage.schema import SchemaWatch
 
 __all__ = ["router"]
 
@@ -26,7 +27,7 @@ async def health() -> Response:
 
 @router.get(
     "/ready",
-    summary="Readiness: the database (and Redis when configured) answer",
+    summary="Readiness: the database (at the code's schema) and Redis (when configured) answer",
     responses={503: {"description": "A dependency failed; the body names it"}},
 )
 async def ready(request: Request) -> Response:
@@ -38,6 +39,8 @@ async def ready(request: Request) -> Response:
         checks["database"] = {"status": "ok"}
     except Exception as exc:  # any failure means not ready; the reason is reported
         checks["database"] = {"status": "failed", "error": _reason(exc)}
+    else:
+        checks["schema"] = await _schema(services.schema)
 
     if services.redis is not None:
         try:
@@ -58,6 +61,22 @@ async def ready(request: Request) -> Response:
     if failed:
         body["failed"] = failed
     return json_response(body, status_code=503 if failed else 200)
+
+
+async def _schema(watch: SchemaWatch) -> dict[str, str]:
+    """The schema at the code's head, or why not (`schema behind: run oneflow db upgrade`)."""
+    try:
+        status = await asyncio.wait_for(watch.status(), _CHECK_TIMEOUT)
+    except Exception as exc:
+        return {"status": "failed", "error": _reason(exc)}
+    if status.current:
+        return {"status": "ok", "revision": status.head}
+    return {
+        "status": "failed",
+        "error": status.reason,
+        "revision": status.revision or "none",
+        "head": status.head,
+    }
 
 
 def _reason(exc: BaseException) -> str:

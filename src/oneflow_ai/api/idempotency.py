@@ -12,9 +12,14 @@ caller runs at most once per (caller, key) while the key lives (``IDEMPOTENCY_TT
   ``409`` too when the wait runs out;
 - a later repeat gets the stored answer, byte for byte, with ``Idempotent-Replayed: true``;
 - the same key with a different request (method, path, query or body) is ``422``;
-- an answer that says nothing happened is not stored, so a repeat runs again: 5xx (the
-  upstream failed, nothing was billed), 408, 409, 425 and 429. A request the client abandoned
-  before its answer ended is not stored either.
+- an answer that says nothing was done is not stored: the key is released and a repeat runs
+  afresh. That is every refusal whose cause can go away: 401 and 403 (credentials, roles), 402
+  (credits or a credits budget: a top-up makes a retry succeed), 408, 409, 413 (a size limit),
+  425, 429 (rate limits, quotas) and every 5xx (the upstream failed, nothing was billed). A
+  request the client abandoned before its answer ended is not stored either. Kept and
+  replayed: 2xx, and the refusals of the request itself (400, 404, 422, ...), which a repeat
+  would get again.
+  The table is in docs/routing.md ("Idempotency").
 - an answer larger than the store keeps is remembered as done but not replayable: repeats get
   ``409`` rather than a second execution.
 
@@ -67,7 +72,8 @@ log = structlog.get_logger("oneflow.idempotency")
 
 _KEY_OK = re.compile(rb"^[\x21-\x7e]{1,255}$")
 _NO_WAIT = frozenset({b"false", b"0", b"no"})
-_NOT_STORED = frozenset({408, 409, 425, 429})
+#: Refusals that mean nothing was done and may not hold on a retry (see the module docstring).
+_NOT_STORED = frozenset({401, 402, 403, 408, 409, 413, 425, 429})
 _REPLAYED = (b"idempotent-replayed", b"true")
 
 CallerResolver = Callable[[HTTPConnection], Awaitable[str | None]]

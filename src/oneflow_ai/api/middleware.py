@@ -9,7 +9,9 @@
   the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
-- one structured log line per request (method, path, status, duration, request id);
+- one structured log line per request (method, path, status, duration, request id; for a
+  model call also the model asked for and the one that answered, provider, tokens, credits and
+  fallbacks: `api/call_log.py`);
 - HTTP metrics (``http_requests_total``, ``http_request_duration_seconds`` by method, route
   template and status; requests in flight) and the request's server span with the caller's
   ``traceparent`` as parent, both through no-op objects when switched off;
@@ -31,6 +33,7 @@ import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oneflow_ai.api.call_log import CALL_STATE, call_fields
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
@@ -167,6 +170,7 @@ class EdgeMiddleware:
             route = route_template(scope)
             metrics.request_finished(timing, scope["method"], route, status or 500, elapsed)
             server_span.finish(route, status or 500, error)
+            call = state.pop(CALL_STATE, None)  # (the call holds the state: let both go)
             if self.log_requests:
                 log.info(
                     "request",
@@ -174,6 +178,7 @@ class EdgeMiddleware:
                     path=path,
                     status=status or 500,
                     duration_ms=round(elapsed * 1000, 3),
+                    **(call_fields(call) if call is not None else {}),
                 )
 
     def _limited(self, receive: Receive, overflow: list[bool]) -> Receive:

@@ -1,7 +1,8 @@
 """OpenAI's Chat Completions dialect at the edge: request in, answer and stream chunks out.
 
 `parse_chat_request` reads a caller's body into a canonical `ChatRequest` (keeping the body,
-so an OpenAI model gets it unchanged). `render_chat_completion` writes the answer (the
+so an OpenAI model gets it unchanged, and naming the fields a Claude model cannot honour:
+`api/dialect_fields.py`). `render_chat_completion` writes the answer (the
 provider's own body when it speaks this dialect). `ChunkEncoder` writes a stream's events as
 `chat.completion.chunk` SSE lines that the official SDK parses; the stream ends with usage and
 credits: in a final usage chunk when the caller asked `stream_options.include_usage`,
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from oneflow_ai.api.dialect_fields import OPENAI_CARRIED, dialect_only
 from oneflow_ai.api.errors import Dialect, error_body
 from oneflow_ai.api.validation import Fields, invalid
 from oneflow_ai.billing.cost import Cost
@@ -24,6 +26,7 @@ from oneflow_ai.domain.chat import (
     FinishReason,
     ImagePart,
     Message,
+    ResponseFormat,
     Role,
     StreamEvent,
     StreamFinish,
@@ -71,6 +74,7 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[ChatRequest, bool]:
     options = fields.opt_obj("stream_options")
     if options is not None:
         include_usage = bool(options.opt_bool("include_usage"))
+    response_format, unknown_format = _response_format(fields)
     request = ChatRequest(
         model=model,
         messages=messages,
@@ -82,10 +86,30 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[ChatRequest, bool]:
         tools=_tools(fields),
         tool_choice=_tool_choice(fields),
         user=fields.opt_str("user"),
+        response_format=response_format,
+        parallel_tool_calls=fields.opt_bool("parallel_tool_calls"),
         raw=body,
         raw_dialect="openai",
+        dialect_only=dialect_only(body, OPENAI_CARRIED, unknown_format),
     )
     return request, include_usage
+
+
+def _response_format(fields: Fields) -> tuple[ResponseFormat | None, tuple[str, ...]]:
+    """JSON mode or a JSON schema; a format of another type is forwarded to OpenAI models
+    only (the second value then names the field)."""
+    value = fields.opt_obj("response_format")
+    if value is None:
+        return None, ()
+    kind = value.req_str("type")
+    if kind == "json_object":
+        return ResponseFormat("json_object"), ()
+    if kind == "json_schema":
+        spec = value.req_obj("json_schema")
+        schema = spec.opt_obj("schema")
+        name = spec.req_str("name")
+        return ResponseFormat("json_schema", schema.data if schema is not None else None, name), ()
+    return None, (() if kind == "text" else ("response_format",))
 
 
 def _message(item: object, path: str) -> Message:

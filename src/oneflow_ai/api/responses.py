@@ -1,5 +1,13 @@
 """Responses of the gateway's edges: JSON encoded once with orjson, the `X-OneFlow-*` headers,
-and server-sent event streams that end cleanly."""
+and server-sent event streams that end cleanly.
+
+The headers of a model call's answer: which model and provider answered (`X-OneFlow-Model`,
+`X-OneFlow-Provider`), how many candidates fell through before it (`X-OneFlow-Fallbacks`), why
+that model (`X-OneFlow-Route`: the routing's reason, e.g. `cost_optimized: cheapest of 7
+eligible`), the caller's parameters that model could not honour (`X-OneFlow-Ignored-Params`,
+only when there are any: docs/dialects.md) and, once known, the credits charged
+(`X-OneFlow-Credits`).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +24,14 @@ from oneflow_ai.errors import GatewayError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.stream import ChatStream
 
-__all__ = ["StreamEncoder", "gateway_headers", "json_response", "sse_response"]
+__all__ = ["StreamEncoder", "gateway_headers", "json_response", "route_view", "sse_response"]
 
 MODEL_HEADER = "X-OneFlow-Model"
 PROVIDER_HEADER = "X-OneFlow-Provider"
 CREDITS_HEADER = "X-OneFlow-Credits"
 FALLBACKS_HEADER = "X-OneFlow-Fallbacks"
+ROUTE_HEADER = "X-OneFlow-Route"
+IGNORED_PARAMS_HEADER = "X-OneFlow-Ignored-Params"
 
 
 def json_response(
@@ -33,8 +43,8 @@ def json_response(
 
 
 def gateway_headers(call: Call) -> dict[str, str]:
-    """Which model and provider answered, how many models fell through before it and, once
-    known, the credits charged."""
+    """Which model and provider answered, how many models fell through before it, why that
+    model and, once known, the credits charged (see the module docstring)."""
     route = call.route
     assert route is not None
     headers = {
@@ -42,9 +52,32 @@ def gateway_headers(call: Call) -> dict[str, str]:
         PROVIDER_HEADER: route.provider_name,
         FALLBACKS_HEADER: str(call.fallbacks),
     }
+    if call.route_reason is not None:
+        headers[ROUTE_HEADER] = call.route_reason.text  # printable ASCII, made once per route
+    ignored = call.ignored_params
+    if ignored:
+        headers[IGNORED_PARAMS_HEADER] = ", ".join(ignored)  # printable ASCII field names
     if call.cost is not None:
         headers[CREDITS_HEADER] = str(call.cost.credits)
     return headers
+
+
+def route_view(call: Call) -> dict[str, object]:
+    """How the call was routed: the reason (as `X-OneFlow-Route` says it), the chain of
+    candidates (primary first) and every model called, with the kind of error it failed with."""
+    return {
+        "reason": call.route_reason.text if call.route_reason is not None else None,
+        "chain": [route.model for route in call.candidates],
+        "fallbacks": call.fallbacks,
+        "attempts": [
+            {
+                "model": attempt.model,
+                "provider": attempt.provider,
+                "error": attempt.error.kind if attempt.error is not None else None,
+            }
+            for attempt in call.attempts
+        ],
+    }
 
 
 class StreamEncoder(Protocol):

@@ -4,7 +4,9 @@ The edges parse bodies with orjson and `api/validation.py` (fast, and every erro
 field); these pydantic models are never instantiated per request. Routes reference them with
 `openapi_extra=request_body(Model)` and `response_model=Model` (a route that returns a
 `Response` skips response validation, so documenting costs nothing at run time);
-`install_schemas(app)` puts the request models into the document's components.
+`install_schemas(app)` puts the request models into the document's components and declares
+how callers authenticate (`Authorization: Bearer` or `x-api-key`), on every operation but the
+public ones, so the docs page's Authorize button sends the key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "PUBLIC_OPERATIONS",
+    "SECURITY_SCHEMES",
     "ChatCompletion",
     "ChatCompletionRequest",
     "EstimateRequest",
@@ -32,6 +36,37 @@ __all__ = [
 ]
 
 _REF = "#/components/schemas/{model}"
+
+#: How a caller presents its credential (an API key, the master key or a JWT access token):
+#: either header is accepted on every operation that needs one (`api/deps.py`).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Authorization: Bearer <key>: an API key, the master key or a JWT "
+        "access token (POST /api/v1/auth/token)",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "x-api-key (or X-API-Key): an API key or the master key",
+    },
+}
+_SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]  # either one
+
+#: (method, path) of the operations that take no credential: probes, metrics (guarded by its
+#: own METRICS_TOKEN when set) and signing in.
+PUBLIC_OPERATIONS = frozenset(
+    {
+        ("get", "/health"),
+        ("get", "/ready"),
+        ("get", "/metrics"),
+        ("post", "/api/v1/auth/token"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+    }
+)
 
 
 class _Doc(BaseModel):
@@ -172,6 +207,11 @@ class GatewayResponse(_Doc):
     usage: dict[str, Any]
     credits: str = Field(description="Credits charged (1 USD = 100 credits), a decimal string")
     cost_usd: str
+    route: dict[str, Any] = Field(
+        description="How the model was chosen: reason (as the X-OneFlow-Route header says it), "
+        "chain (the candidates, primary first), fallbacks (how many fell through) and attempts "
+        "(each model called, with the kind of error it failed with, or null)"
+    )
 
 
 class EstimateRequest(_Doc):
@@ -231,7 +271,8 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def install_schemas(app: FastAPI) -> None:
-    """Add the request models (and the models they use) to the OpenAPI components."""
+    """Add the request models (and the models they use) to the OpenAPI components, and the
+    security schemes to every operation that needs a credential."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -244,7 +285,16 @@ def install_schemas(app: FastAPI) -> None:
             for name, definition in schema.pop("$defs", {}).items():
                 schemas.setdefault(name, definition)
             schemas[model.__name__] = schema
+        _declare_security(document)
         app.openapi_schema = document
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare_security(document: dict[str, Any]) -> None:
+    document["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if (method, path) not in PUBLIC_OPERATIONS:
+                operation["security"] = _SECURITY

@@ -1,17 +1,22 @@
-"""Telling every replica that an identity changed: revoked or rotated keys, project limits.
+"""Telling every replica that something it caches changed: revoked or rotated keys, project
+limits, a project's funding and budgets.
 
-Messages are short strings: `key:<prefix>`, `project:<id>`, or `*` (drop everything). The
-in-process bus delivers them to this process only (the embedded default: one process). The Redis
-bus also publishes them on a channel every replica subscribes to, so a revocation reaches every
-replica's cache within milliseconds. Pub/sub is fire-and-forget: a replica that was disconnected
-drops its whole cache when it subscribes again, and the cache's TTL bounds what a lost message
-can cost (`API_KEY_CACHE_TTL_SECONDS`).
+Messages are short strings: `key:<prefix>`, `project:<id>`, `ledger:<project id>` (see
+`billing/ledger_state.py`), or `*` (drop everything). The in-process bus delivers them to this
+process only (the embedded default: one process). The Redis bus also publishes them on a channel
+every replica subscribes to, and `publish` returns once every replica that received the message
+has applied it (each acknowledges on a list of its own; `ack_timeout` bounds the wait): what
+follows a revocation or a top-up, on any replica, sees it. Pub/sub is fire-and-forget for a
+replica that was not listening: it drops its whole cache when it subscribes again, and the
+caches' TTLs bound what a lost message can cost (`API_KEY_CACHE_TTL_SECONDS`,
+`LEDGER_STATE_MAX_AGE_SECONDS`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 
 import structlog
@@ -25,6 +30,8 @@ log = structlog.get_logger("oneflow.auth")
 
 Listener = Callable[[str], None]
 EVERYTHING = "*"
+#: Between a message and the id its receivers acknowledge it under (never in a message).
+_ACK_SEPARATOR = "\n"
 
 
 class InvalidationBus:
@@ -36,8 +43,10 @@ class InvalidationBus:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def publish(self, message: str) -> None:
+    async def publish(self, message: str) -> bool:
+        """Deliver to this process's listeners; whether every receiver has applied it."""
         self._deliver(message)
+        return True
 
     def _deliver(self, message: str) -> None:
         for listener in self._listeners:
@@ -53,21 +62,63 @@ class InvalidationBus:
 class RedisInvalidationBus(InvalidationBus):
     """Publishes on a Redis channel and listens to it in a background task."""
 
-    def __init__(self, redis: Redis, channel: str, *, retry_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        channel: str,
+        *,
+        retry_delay: float = 1.0,
+        ack_timeout: float = 2.0,
+    ) -> None:
         super().__init__()
         self._redis = redis
         self.channel = channel
         self._retry_delay = retry_delay
+        self._ack_timeout = ack_timeout
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._first_attempt = asyncio.Event()
 
-    async def publish(self, message: str) -> None:
+    async def publish(self, message: str) -> bool:
+        """Deliver here, publish, and wait until every replica that received it applied it;
+        false if publishing failed or a receiver did not acknowledge in time (the change is
+        stored: caches expire within their TTL)."""
         self._deliver(message)
+        ack = uuid.uuid4().hex
         try:
-            await self._redis.publish(self.channel, message)
-        except Exception as exc:  # the change is stored; caches expire within their TTL
+            receivers = await self._redis.publish(self.channel, message + _ACK_SEPARATOR + ack)
+            missing = await self._await_acks(ack, int(receivers))
+        except Exception as exc:
             log.warning("invalidation_publish_failed", message=message, error=str(exc))
+            return False
+        if missing:
+            log.warning("invalidation_not_acknowledged", message=message, replicas=missing)
+        return not missing
+
+    def _ack_key(self, ack: str) -> str:
+        return f"{self.channel}:ack:{ack}"
+
+    async def _await_acks(self, ack: str, receivers: int) -> int:
+        """Wait for `receivers` acknowledgements of `ack`; how many did not come in time."""
+        key = self._ack_key(ack)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ack_timeout
+        try:
+            while receivers > 0:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await self._redis.blpop([key], timeout=remaining):
+                    break
+                receivers -= 1
+        finally:
+            await self._redis.delete(key)
+        return receivers
+
+    async def _acknowledge(self, ack: str) -> None:
+        key = self._ack_key(ack)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, b"1")
+            pipe.pexpire(key, max(1, int(self._ack_timeout * 2000)))
+            await pipe.execute()
 
     @property
     def subscribed(self) -> bool:
@@ -97,7 +148,7 @@ class RedisInvalidationBus(InvalidationBus):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
-                        self._deliver(data.decode() if isinstance(data, bytes) else str(data))
+                        await self._received(data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -108,3 +159,12 @@ class RedisInvalidationBus(InvalidationBus):
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _received(self, data: str) -> None:
+        message, _, ack = data.partition(_ACK_SEPARATOR)
+        self._deliver(message)
+        if ack:
+            try:
+                await self._acknowledge(ack)
+            except Exception as exc:  # the publisher stops waiting at its timeout
+                log.warning("invalidation_ack_failed", message=message, error=str(exc))

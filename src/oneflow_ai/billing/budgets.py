@@ -13,7 +13,7 @@ alerts when usage crosses the limit. Usage counts toward the period in which the
 reserved; a new period starts from zero.
 
 :class:`BudgetBook` is the in-process view the hot path reads: budgets by project and the set
-of prepaid projects, reloaded every few seconds and after every local change.
+of prepaid projects, kept true by `ledger_state.LedgerState`.
 """
 
 from __future__ import annotations
@@ -154,6 +154,19 @@ class BudgetBook:
             prepaid=frozenset(prepaid),
             loaded_at=loaded_at,
         )
+
+    def with_project(
+        self, project_id: str, specs: Iterable[BudgetSpec], prepaid: bool
+    ) -> BudgetBook:
+        """This book with ``project_id``'s budgets and mode as just read."""
+        by_project = dict(self.by_project)
+        found = tuple(specs)
+        if found:
+            by_project[project_id] = found
+        else:
+            by_project.pop(project_id, None)
+        funded = self.prepaid | {project_id} if prepaid else self.prepaid - {project_id}
+        return BudgetBook(by_project, frozenset(funded), self.loaded_at)
 
     def get(self, budget_id: str) -> BudgetSpec | None:
         for specs in self.by_project.values():

@@ -21,9 +21,11 @@ What costs I/O, and when it is durable:
   byte is what makes "the client saw it complete" imply "it is charged".
 
 Reconciliation: every ``LEDGER_MAINTENANCE_INTERVAL_SECONDS`` (and at start-up) the ledger
-heartbeats its owner row and releases reservations whose owner stopped heartbeating for
+heartbeats its owner row, releases reservations whose owner stopped heartbeating for
 ``LEDGER_OWNER_TIMEOUT_SECONDS`` (a crashed replica) or that outlived
-``LEDGER_RESERVATION_TTL_SECONDS``. A crashed process's in-flight requests are released, never
+``LEDGER_RESERVATION_TTL_SECONDS``, and reloads which projects are prepaid and their budgets
+(how changes reach every replica at once, and what happens when that reload is late:
+``billing/ledger_state.py``). A crashed process's in-flight requests are released, never
 charged: their clients did not see them complete (see "Durability" in docs/billing.md).
 """
 
@@ -46,6 +48,7 @@ from oneflow_ai.billing.budgets import BudgetAlert, BudgetBook, BudgetSpec, peri
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.ledger_admin import AccountView, BudgetStatus, LedgerAdmin, spec_from_row
 from oneflow_ai.billing.ledger_config import LedgerConfig
+from oneflow_ai.billing.ledger_state import Announcer, LedgerState, ProjectFunding, change_message
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation, ReservationState, Settlement
 from oneflow_ai.domain.usage import Usage
@@ -102,15 +105,24 @@ class Ledger:
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
         on_budget_alert: Callable[[BudgetAlert], None] | None = None,
+        bus: Announcer | None = None,
     ) -> None:
         self.config = config or LedgerConfig()
         self.pricing = pricing
         self.engine = engine
         self.owner = owner or _default_owner()
-        self.admin = LedgerAdmin(engine, clock=clock)
+        self.admin = LedgerAdmin(engine, clock=clock, announce=self._announce)
         self._clock = clock
         self._on_budget_alert = on_budget_alert
-        self._book = BudgetBook()
+        self.state = LedgerState(
+            self._load_book,
+            self._load_project,
+            max_age=self.config.state_max_age,
+            fail_open=self.config.state_fail_open,
+        )
+        self._bus = bus
+        if bus is not None:
+            bus.subscribe(self.state.on_message)
         self._ready = asyncio.Event()
         self._writer: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
             engine,
@@ -127,7 +139,7 @@ class Ledger:
 
     @property
     def book(self) -> BudgetBook:
-        return self._book
+        return self.state.book
 
     @property
     def writer(self) -> GroupCommitWriter[LedgerCommand, LedgerResult]:
@@ -204,13 +216,22 @@ class Ledger:
 
     async def refresh(self) -> BudgetBook:
         """Reload budgets and prepaid projects from the database."""
+        return await self.state.reload()
+
+    async def _load_book(self) -> BudgetBook:
         async with self.engine.connect() as connection:
             rows = await ledger_store.load_budgets(connection)
             prepaid = await ledger_store.prepaid_projects(connection)
-        self._book = BudgetBook.build(
+        return BudgetBook.build(
             (spec_from_row(row) for row in rows), prepaid, loaded_at=self._clock()
         )
-        return self._book
+
+    async def _load_project(self, project_id: str) -> ProjectFunding:
+        async with self.engine.connect() as connection:
+            rows = await ledger_store.load_budgets(connection, project_id)
+            account = await ledger_store.get_account(connection, project_id)
+        prepaid = account is not None and account.mode == "prepaid"
+        return tuple(spec_from_row(row) for row in rows), prepaid
 
     async def _maintain(self) -> None:
         backoff = 0.25
@@ -253,7 +274,7 @@ class Ledger:
         """
         await self.wait_ready()
         now = self._clock()
-        book = self._book
+        book = self.state.usable(project_id) or await self.state.for_project(project_id)
         hard = [b for b in book.matching(project_id, user_id, key_id, provider) if b.hard]
         prepaid = project_id in book.prepaid
         if not (prepaid or hard):
@@ -293,7 +314,7 @@ class Ledger:
         )
         for budget, hold in zip(hard, holds, strict=True):
             if hold.amount > budget.limit:  # can never fit: no need to ask the database
-                raise refusal(self._book, budget.id, max_cost, now)
+                raise refusal(book, budget.id, max_cost, now)
         future = self._enqueue(
             ReserveCommand(
                 reservation_id=reservation.id,
@@ -319,7 +340,7 @@ class Ledger:
             raise
         assert isinstance(reserved, Reserved)
         if not reserved.accepted:
-            raise refusal(self._book, reserved.refused_by, max_cost, now)
+            raise refusal(book, reserved.refused_by, max_cost, now)
         reservation.account_hold = reserved.account_hold
         reservation.holds = reserved.holds
         return reservation
@@ -376,7 +397,7 @@ class Ledger:
                 reservation_id=reservation.id if durable else None,
                 account_hold=reservation.account_hold if durable else 0,
                 holds=reservation.holds if durable else (),
-                usage_increments=increments(self._book, reservation, provider, usage, cost),
+                usage_increments=increments(self.book, reservation, provider, usage, cost),
                 record=_record(reservation, outcome or RequestOutcome(), usage, cost, provider),
             )
         )
@@ -440,11 +461,9 @@ class Ledger:
         user_id: str | None = None,
         key_id: str | None = None,
     ) -> AccountView:
-        account = await self.admin.top_up(
+        return await self.admin.top_up(
             project_id, micro_credits, prepaid=prepaid, note=note, user_id=user_id, key_id=key_id
         )
-        await self.refresh()
-        return account
 
     async def adjust(
         self,
@@ -455,21 +474,26 @@ class Ledger:
         user_id: str | None = None,
         key_id: str | None = None,
     ) -> AccountView:
-        account = await self.admin.adjust(
+        return await self.admin.adjust(
             project_id, micro_credits, note=note, user_id=user_id, key_id=key_id
         )
-        await self.refresh()
-        return account
 
     async def set_mode(self, project_id: str, mode: str) -> AccountView:
-        account = await self.admin.set_mode(project_id, mode)
-        await self.refresh()
-        return account
+        return await self.admin.set_mode(project_id, mode)
 
     async def set_budgets(self, project_id: str, specs: list[BudgetSpec]) -> list[BudgetStatus]:
-        statuses = await self.admin.set_budgets(project_id, specs)
-        await self.refresh()
-        return statuses
+        return await self.admin.set_budgets(project_id, specs)
+
+    async def _announce(self, project_id: str) -> None:
+        """After a committed change: every replica (this one first) forgets the project and
+        reads it again; this one reads it now, so its next request need not wait."""
+        message = change_message(project_id)
+        if self._bus is not None:
+            await self._bus.publish(message)
+        else:
+            self.state.on_message(message)
+        with contextlib.suppress(GatewayError):  # committed: the next request reads it
+            await self.state.for_project(project_id)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -516,7 +540,7 @@ class Ledger:
             )
 
     def _alert(self, changes: tuple[CounterChange, ...]) -> None:
-        for alert in crossings(self._book, changes):
+        for alert in crossings(self.book, changes):
             budget = alert.budget
             log.warning(
                 "budget_limit_reached",

@@ -1,17 +1,18 @@
 """Administrative side of the ledger: top-ups, adjustments, billing mode, budgets, reading.
 
 Each write is its own transaction (durable when the call returns); it needs no running
-:class:`~oneflow_ai.billing.ledger.Ledger`, so the CLI uses this directly. A running ledger
-sees a change at its next refresh (``LEDGER_MAINTENANCE_INTERVAL_SECONDS``), or at once when
-the change went through :class:`~oneflow_ai.billing.ledger.Ledger`'s own methods.
+:class:`~oneflow_ai.billing.ledger.Ledger`, so the CLI uses this directly. Once a write has
+committed, ``announce(project_id)`` tells the running replicas (see ``ledger_state.py``): the
+ledger passes its own, which publishes on the invalidation bus; the CLI passes one that
+publishes through Redis, or waits until running gateways have reloaded without it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -134,9 +135,16 @@ def _view(row: AccountRow | None, project_id: str) -> AccountView:
 class LedgerAdmin:
     """Top-ups, adjustments, billing mode and budgets of projects; reads for the API and CLI."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        announce: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._announce = announce
 
     async def top_up(
         self,
@@ -182,6 +190,7 @@ class LedgerAdmin:
         async with self._engine.begin() as connection:
             await self._require_project(connection, project_id)
             row = await ledger_store.set_mode(connection, project_id, mode, self._clock())
+        await self._changed(project_id)
         return _view(row, project_id)
 
     async def account(self, project_id: str) -> AccountView:
@@ -189,6 +198,12 @@ class LedgerAdmin:
             await self._require_project(connection, project_id)
             row = await ledger_store.get_account(connection, project_id)
         return _view(row, project_id)
+
+    async def live_gateways(self, owner_timeout: float) -> int:
+        """How many gateway processes heartbeat their ledger (within ``owner_timeout`` s)."""
+        since = self._clock() - timedelta(seconds=owner_timeout)
+        async with self._engine.connect() as connection:
+            return await ledger_store.live_owners(connection, since)
 
     async def entries(
         self, project_id: str, *, limit: int = 100, before_id: int | None = None
@@ -232,7 +247,9 @@ class LedgerAdmin:
         async with self._engine.begin() as connection:
             await self._require_project(connection, project_id)
             stored = await ledger_store.replace_budgets(connection, project_id, rows, self._clock())
-            return await self._status(connection, stored)
+            statuses = await self._status(connection, stored)
+        await self._changed(project_id)
+        return statuses
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -259,7 +276,12 @@ class LedgerAdmin:
         async with self._engine.begin() as connection:
             await self._require_project(connection, project_id)
             row = await connection.run_sync(post_entry, entry, mode)
+        await self._changed(project_id)
         return _view(row, project_id)
+
+    async def _changed(self, project_id: str) -> None:
+        if self._announce is not None:
+            await self._announce(project_id)
 
     async def _status(
         self, connection: AsyncConnection, rows: Sequence[BudgetRow]

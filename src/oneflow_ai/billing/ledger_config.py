@@ -23,6 +23,10 @@ class LedgerConfig:
     ready_timeout: float = 5.0
     shutdown_timeout: float = 10.0
     max_pending: int = 100_000
+    #: A book of funding and budgets older than this is reloaded before it decides.
+    state_max_age: float = 10.0
+    #: If that reload fails: refuse with 503 (False) or decide on the last state known.
+    state_fail_open: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LedgerConfig:
@@ -32,4 +36,6 @@ class LedgerConfig:
             reservation_ttl=settings.ledger_reservation_ttl_seconds,
             owner_timeout=settings.ledger_owner_timeout_seconds,
             maintenance_interval=settings.ledger_maintenance_interval_seconds,
+            state_max_age=settings.ledger_state_max_age_seconds,
+            state_fail_open=settings.ledger_state_fail_open,
         )

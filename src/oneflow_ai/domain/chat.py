@@ -7,7 +7,9 @@ to and from them.
 
 `ChatRequest.raw` keeps the caller's original body when a provider speaks the caller's own
 dialect, so the adapter can forward it losslessly (provider-specific fields included) instead
-of rebuilding it; `ChatResponse.raw` does the same on the way back.
+of rebuilding it; `ChatResponse.raw` does the same on the way back. The fields of that body the
+canonical request does not carry are named in `ChatRequest.dialect_only`: a provider of the
+other dialect cannot honour them (docs/dialects.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "FinishReason",
     "ImagePart",
     "Message",
+    "ResponseFormat",
     "Role",
     "StreamEvent",
     "StreamFinish",
@@ -88,6 +91,16 @@ class Tool:
     parameters: dict[str, Any] = field(default_factory=dict)  # JSON Schema
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The answer must be a JSON object (`json_object`), one matching `schema`
+    (`json_schema`, with the schema's `name`)."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+
+
 @dataclass(slots=True)
 class ChatRequest:
     model: str
@@ -101,9 +114,13 @@ class ChatRequest:
     # "auto" | "none" | "required" | a tool name to force
     tool_choice: str | None = None
     user: str | None = None
-    # The caller's body as received, and the dialect it is in (see the module docstring).
+    response_format: ResponseFormat | None = None
+    parallel_tool_calls: bool | None = None  # False: at most one tool call per answer
+    # The caller's body as received, the dialect it is in, and the fields of it this request
+    # does not carry (see the module docstring).
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
+    dialect_only: tuple[str, ...] = ()
 
     @property
     def system_text(self) -> str:

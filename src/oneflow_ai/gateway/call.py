@@ -14,6 +14,7 @@ from oneflow_ai.domain.media import ImageRequest, SpeechRequest
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.providers.registry import Route
+from oneflow_ai.routing.reasons import RouteReason
 
 if TYPE_CHECKING:
     from oneflow_ai.catalog import ModelEntry
@@ -47,10 +48,11 @@ class Call:
     Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
     named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
     Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
-    pre-hook may reorder or trim them) and, when OneFlow chooses the model,
-    `estimated_input_tokens` (a rough count the choice was based on). Set while it runs: `route`
-    (the model answering, or the last one tried), `attempts`, `fallbacks` (how many candidates
-    fell through before the answering one), then `usage`, `cost`, `outcome`,
+    pre-hook may reorder or trim them), `route_reason` (why the primary, in a few words) and,
+    when OneFlow chooses the model, `estimated_input_tokens` (a rough count the choice was
+    based on). Set while it runs: `route` (the model answering, or the last one tried),
+    `attempts`, `fallbacks` (how many candidates fell through before the answering one; the
+    `route_reason` then says which and why), then `usage`, `cost`, `outcome`,
     `error`, `first_content_ms`, `finished_at`. `state` is scratch space for hooks, keyed by
     the hook's name.
     """
@@ -65,6 +67,7 @@ class Call:
     started_at: float = field(default_factory=time.perf_counter)
     estimated_input_tokens: int = 0
     candidates: list[Route] = field(default_factory=list)
+    route_reason: RouteReason | None = None
     route: Route | None = None
     fallbacks: int = 0  # candidates before the answering one (failed or skipped: circuit open)
     attempts: list[Attempt] = field(default_factory=list)
@@ -90,6 +93,15 @@ class Call:
             counted = estimator.prompt_tokens(cast(ChatRequest, self.request), entry)
             self._prompt_tokens[tokenizer] = counted
         return counted
+
+    @property
+    def ignored_params(self) -> tuple[str, ...]:
+        """The caller's chat fields the answering model could not honour: those only its own
+        dialect carries (`ChatRequest.dialect_only`), when the model speaks the other one."""
+        request, route = self.request, self.route
+        if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
+            return ()
+        return request.dialect_only if route.dialect != request.raw_dialect else ()
 
     @property
     def latency_ms(self) -> float:

@@ -58,6 +58,7 @@ from oneflow_ai.providers.registry import ProviderRegistry, Route
 from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
+from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
 from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = ["Pipeline"]
@@ -209,6 +210,8 @@ class Pipeline:
 
         async def attempt(turn: FallbackAttempt) -> R:
             route = routes[turn.model]
+            if call.attempts:  # an earlier candidate failed: this is a fallback
+                _log_fallback(call.attempts[-1], route.model)
             call.route = route
             started = time.perf_counter()
             with telemetry.upstream_attempt(
@@ -234,16 +237,11 @@ class Pipeline:
         def open_for(model: str) -> float:
             return breakers.open_for(routes[model].provider_name, model) if breakers else 0.0
 
-        result = await run_with_fallbacks(
-            list(routes), attempt, open_for=open_for, on_attempt=self._on_attempt
-        )
+        result = await run_with_fallbacks(list(routes), attempt, open_for=open_for)
         call.route, call.fallbacks = routes[result.model], result.fallbacks
+        if result.fallbacks:
+            call.route_reason = _fallback_reason(result.attempts)
         return result.value
-
-    def _on_attempt(self, record: AttemptRecord) -> None:
-        if record.outcome == "failed" and record.error is not None:
-            error = record.error
-            log.info("fallback", model=record.model, error=getattr(error, "kind", "error"))
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
         """Post-hooks in reverse order, then the usage sinks; failures are logged."""
@@ -293,6 +291,7 @@ class Pipeline:
             ensure_model_allowed(call.principal, route.entry.id)
             self._check_concrete(call, route.entry)
             call.candidates = [route]
+            call.route_reason = requested(route.model)
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
             call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
@@ -302,13 +301,14 @@ class Pipeline:
             if entry.is_priced and self._fits(call, entry) and may_use(call.principal, entry.id)
         ]
         chosen = self.selector(self._query(call, call.strategy), eligible)
-        if not chosen:
+        if not chosen.models:
             raise BadRequestError(
                 f"No available {call.modality} model can serve this request",
                 param="model",
                 code="no_model_available",
             )
-        call.candidates = [self.registry.route(entry) for entry in chosen]
+        call.candidates = [self.registry.route(entry) for entry in chosen.models]
+        call.route_reason = chosen.reason
 
     def _check_concrete(self, call: Call, entry: ModelEntry) -> None:
         if entry.modality != call.modality:
@@ -394,6 +394,21 @@ class Pipeline:
         """Wait for background work (at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _log_fallback(failed: Attempt, model: str) -> None:
+    kind = failed.error.kind if failed.error is not None else "error"
+    log.info("fallback", failed_model=failed.model, error=kind, next_model=model)
+
+
+def _fallback_reason(records: Sequence[AttemptRecord]) -> RouteReason:
+    """Which models the chain moved past before the answering one (the last record), and why."""
+    *passed, answered = records
+    steps = [
+        (r.model, getattr(r.error, "kind", "error") if r.outcome == "failed" else None)
+        for r in passed
+    ]
+    return fell_back(steps, answered.model)
 
 
 def _since(started: float) -> float:

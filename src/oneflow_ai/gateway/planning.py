@@ -5,9 +5,9 @@ A caller names a catalog model (id or alias) or lets OneFlow choose: `auto` or a
 `X-OneFlow-Strategy` header with `auto`. A concrete model always wins over the header.
 
 Choosing is a `ModelSelector`: given what the request needs and the eligible models, it returns
-the models to try, best first (the first is the primary, the rest are fallbacks):
-`select_by_router` asks the `IntelligentRouter` (strategy scores, learned latency, open
-circuits last) for its chain over the eligible models.
+a `Selection`: the models to try, best first (the first is the primary, the rest are
+fallbacks), and why in a few words. `select_by_router` asks the `IntelligentRouter` (strategy
+scores, learned latency, open circuits last) for its chain over the eligible models.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from oneflow_ai.catalog import Modality, ModelEntry
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import BadRequestError
+from oneflow_ai.routing.reasons import RouteReason
 from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "STRATEGIES",
     "ModelSelector",
     "RouteQuery",
+    "Selection",
     "resolve_strategy",
     "select_by_router",
 ]
@@ -65,7 +67,15 @@ class RouteQuery:
         return Usage(characters=self.characters, estimated=True)
 
 
-ModelSelector = Callable[[RouteQuery, Sequence[ModelEntry]], Sequence[ModelEntry]]
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The models to try, best first, and why the first (`RouteReason`)."""
+
+    models: Sequence[ModelEntry]
+    reason: RouteReason
+
+
+ModelSelector = Callable[[RouteQuery, Sequence[ModelEntry]], Selection]
 
 
 def resolve_strategy(model: str, header: str | None, *, header_name: str) -> str | None:
@@ -89,10 +99,10 @@ def resolve_strategy(model: str, header: str | None, *, header_name: str) -> str
 
 def select_by_router(
     router: IntelligentRouter, query: RouteQuery, candidates: Sequence[ModelEntry]
-) -> list[ModelEntry]:
+) -> Selection:
     """The router's chain for the query over `candidates` (primary first, then fallbacks)."""
     if not candidates:
-        return []
+        return Selection((), RouteReason.of(query.strategy, "no eligible model"))
     decision = router.route(
         input_tokens=query.input_tokens,
         output_tokens=query.output_tokens,
@@ -105,4 +115,6 @@ def select_by_router(
         characters=query.characters,
     )
     by_id = {entry.id: entry for entry in candidates}
-    return [by_id[model] for model in decision.chain if model in by_id]
+    models = [by_id[model] for model in decision.chain if model in by_id]
+    assert decision.summary is not None  # the router always explains its pick
+    return Selection(models, decision.summary)

@@ -53,6 +53,7 @@ from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import ProviderSettings, Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
+from oneflow_ai.storage.schema import SchemaWatch
 
 if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
     from oneflow_fakes.demo import FakeProviders
@@ -87,6 +88,8 @@ class Services:
     idempotency: IdempotencyStore
     # Credits: reservations, charges, budgets and usage records.
     ledger: Ledger
+    # The database's schema against the code's migrations (for /ready).
+    schema: SchemaWatch
     fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -151,6 +154,7 @@ class Services:
                 pricing,
                 LedgerConfig.from_settings(settings),
                 on_budget_alert=partial(_report_budget_alert, telemetry),
+                bus=identity.bus,  # funding and budget changes travel like key revocations
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
@@ -199,6 +203,7 @@ class Services:
             router=router,
             idempotency=build_idempotency_store(settings, redis),
             ledger=ledger,
+            schema=await _watch_schema(engine),
             fake_providers=fakes,
             exit_stack=exit_stack,
         )
@@ -228,6 +233,26 @@ async def _start_fakes(
         fake_providers_url=fakes.url,
     )
     return fakes, settings.model_copy(update=update)
+
+
+async def _watch_schema(engine: AsyncEngine) -> SchemaWatch:
+    """The schema watch for /ready, read once now: a database that is not at the code's head
+    is a warning here (`oneflow serve` refuses it before the app starts, unless told to wait
+    for a migration job)."""
+    watch = SchemaWatch(engine)
+    try:
+        status = await watch.status()
+    except Exception as exc:  # the database is away: /ready reports it
+        log.warning("schema_unknown", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        return watch
+    if not status.current:
+        log.warning(
+            "schema_not_current",
+            reason=status.reason,
+            revision=status.revision,
+            head=status.head,
+        )
+    return watch
 
 
 def _report_budget_alert(telemetry: Telemetry, alert: BudgetAlert) -> None:

@@ -3,9 +3,11 @@ event sequence), with `x-api-key` and `anthropic-version: 2023-06-01`.
 
 Canonical requests map as Anthropic's API reference describes: system messages become the
 `system` field, assistant tool calls `tool_use` blocks, tool results `tool_result` blocks in a
-user turn (consecutive turns of one role are merged), and stop reasons map to OpenAI's finish
-reasons. A request that arrived in Anthropic's own dialect is forwarded as written (with only
-`model` and `stream` set), and the provider's body is handed back in `ChatResponse.raw`.
+user turn (consecutive turns of one role are merged), `parallel_tool_calls: false` becomes
+`disable_parallel_tool_use`, a response format is asked for as `anthropic_json.py` describes,
+and stop reasons map to OpenAI's finish reasons. A request that arrived in Anthropic's own
+dialect is forwarded as written (with only `model` and `stream` set), and the provider's body
+is handed back in `ChatResponse.raw`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from oneflow_ai.errors import (
     ProviderRateLimitedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+)
+from oneflow_ai.providers.anthropic_json import (
+    apply_response_format,
+    as_json_answer,
+    forces_tool,
+    json_events,
 )
 from oneflow_ai.providers.errors import error_class, json_object, provider_error
 from oneflow_ai.providers.spec import ProviderSpec
@@ -105,9 +113,10 @@ class AnthropicProvider:
             UpstreamRequest("POST", "/v1/messages", map_error, body=orjson.dumps(body), model=model)
         )
         try:
-            return _parse_message(orjson.loads(response.body), model)
+            answer = _parse_message(orjson.loads(response.body), model)
         except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
             raise _malformed(exc, model) from exc
+        return as_json_answer(answer) if _json_tool(request) else answer
 
     async def stream_chat(
         self, request: ChatRequest, model: str
@@ -116,6 +125,7 @@ class AnthropicProvider:
         upstream = UpstreamRequest(
             "POST", "/v1/messages", map_error, body=orjson.dumps(body), model=model
         )
+        as_json = _json_tool(request)
         async with self._client.stream(upstream) as response:
             tools: dict[int, int] = {}  # content block index -> tool call index
             stopped = False
@@ -137,6 +147,8 @@ class AnthropicProvider:
                         events.extend(_stream_events(kind, data, tools, model))
                     except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
                         raise _malformed(exc, model) from exc
+                if as_json:
+                    events = json_events(events)
                 if events:
                     yield events
                 if stopped:
@@ -149,7 +161,7 @@ class AnthropicProvider:
                 )
 
     def _body(self, request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
-        if request.raw is not None and request.raw_dialect == "anthropic":
+        if request.raw is not None and _forwarded(request):
             body = dict(request.raw)
             body["model"] = model
         else:
@@ -162,6 +174,15 @@ class AnthropicProvider:
 
 
 # ---- canonical -> Anthropic ------------------------------------------------------------
+
+
+def _forwarded(request: ChatRequest) -> bool:
+    """Whether the caller's own Messages body is sent (else one built from the request)."""
+    return request.raw is not None and request.raw_dialect == "anthropic"
+
+
+def _json_tool(request: ChatRequest) -> bool:
+    return not _forwarded(request) and forces_tool(request)
 
 
 def build_messages_body(
@@ -214,6 +235,11 @@ def build_messages_body(
             if choice == "required"
             else {"type": "tool", "name": choice}
         )
+    if request.parallel_tool_calls is False and request.tools:
+        tool_choice = body.setdefault("tool_choice", {"type": "auto"})
+        if tool_choice["type"] != "none":
+            tool_choice["disable_parallel_tool_use"] = True
+    apply_response_format(request, body)
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
     return body

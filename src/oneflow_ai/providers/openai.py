@@ -22,6 +22,7 @@ from oneflow_ai.domain.chat import (
     FinishReason,
     ImagePart,
     Message,
+    ResponseFormat,
     StreamEvent,
     StreamFinish,
     StreamStart,
@@ -227,9 +228,22 @@ def build_chat_body(request: ChatRequest, model: str) -> dict[str, Any]:
             body["tool_choice"] = request.tool_choice
         else:
             body["tool_choice"] = {"type": "function", "function": {"name": request.tool_choice}}
+    if request.parallel_tool_calls is False and request.tools:
+        body["parallel_tool_calls"] = False
+    if request.response_format is not None:
+        body["response_format"] = _response_format(request.response_format)
     if request.user is not None:
         body["user"] = request.user
     return body
+
+
+def _response_format(wanted: ResponseFormat) -> dict[str, Any]:
+    if wanted.kind == "json_object":
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": wanted.name or "answer"}
+    if wanted.schema is not None:
+        spec["schema"] = wanted.schema
+    return {"type": "json_schema", "json_schema": spec}
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from oneflow_ai.catalog import Catalog, Modality, ModelEntry
+from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
 from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
@@ -83,6 +84,12 @@ class Route:
     @property
     def provider_name(self) -> str:
         return self.provider.name
+
+    @property
+    def dialect(self) -> WireDialect | None:
+        """The chat dialect the provider speaks (None for one without chat)."""
+        dialect: WireDialect | None = getattr(self.provider, "dialect", None)
+        return dialect
 
     def chat(self) -> ChatCapable:
         return cast(ChatCapable, self.provider)

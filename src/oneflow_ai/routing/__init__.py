@@ -2,6 +2,7 @@
 
 from oneflow_ai.routing.decision import Exclusion, RouteDecision
 from oneflow_ai.routing.latency import LatencyEstimate, LatencyTracker
+from oneflow_ai.routing.reasons import RouteReason
 from oneflow_ai.routing.router import CircuitView, IntelligentRouter, Pricer
 from oneflow_ai.routing.strategy import (
     BalancedWeights,
@@ -22,6 +23,7 @@ __all__ = [
     "LatencyTracker",
     "Pricer",
     "RouteDecision",
+    "RouteReason",
     "RoutingStrategy",
     "rank",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from oneflow_ai.routing.reasons import RouteReason
 from oneflow_ai.routing.strategy import CandidateScore, RoutingStrategy
 
 __all__ = ["Exclusion", "RouteDecision"]
@@ -27,7 +28,8 @@ class RouteDecision:
     given token counts (exact, ``Decimal``; ``estimated_micro_credits`` is the same amount as
     an integer). ``scores`` holds every candidate in rank order
     with its cost, latency and quality components; ``excluded`` the models that could not
-    serve the request and why.
+    serve the request and why. ``reason`` explains the pick at length; ``summary`` in a few
+    words (``cost_optimized: cheapest of 7 eligible``), as an answer's route header says it.
     """
 
     primary_model: str
@@ -40,6 +42,7 @@ class RouteDecision:
     estimated_micro_credits: int = 0
     scores: tuple[CandidateScore, ...] = ()
     excluded: tuple[Exclusion, ...] = field(default=())
+    summary: RouteReason | None = None
 
     @property
     def chain(self) -> list[str]:
@@ -65,6 +68,7 @@ class RouteDecision:
             "strategy": self.strategy.value,
             "modality": self.modality,
             "reason": self.reason,
+            "summary": self.summary.text if self.summary is not None else None,
             "candidates": [s.as_dict() for s in self.scores],
             "excluded": [{"model": e.model, "reason": e.reason} for e in self.excluded],
         }

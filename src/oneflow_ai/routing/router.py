@@ -46,6 +46,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.routing.decision import Exclusion, RouteDecision
 from oneflow_ai.routing.latency import LatencyTracker
+from oneflow_ai.routing.reasons import chosen, explained
 from oneflow_ai.routing.strategy import (
     BalancedWeights,
     CandidateFacts,
@@ -190,11 +191,25 @@ class IntelligentRouter:
             estimated_credits=primary.credits,
             estimated_micro_credits=primary.micro_credits,
             fallback_chain=chain,
-            reason=self._reason(strategy, primary, ranked, pinned, blocked),
+            reason=explained(
+                strategy,
+                primary,
+                ranked,
+                pinned=pinned.id if pinned is not None else None,
+                circuit_open=blocked,
+                weights=self.weights,
+            ),
             strategy=strategy,
             modality=modality,
             scores=tuple(ranked),
             excluded=tuple(excluded),
+            summary=chosen(
+                strategy,
+                eligible=len(ranked),
+                circuit_open=len(blocked),
+                primary=primary.model,
+                pinned=pinned.id if pinned is not None else None,
+            ),
         )
 
     # ---- candidates ------------------------------------------------------------------------
@@ -268,40 +283,6 @@ class IntelligentRouter:
         if other is None:
             return chain
         return [*chain[:-1], other.model]
-
-    # ---- the reason ------------------------------------------------------------------------
-
-    def _reason(
-        self,
-        strategy: RoutingStrategy,
-        primary: CandidateScore,
-        ranked: Sequence[CandidateScore],
-        pinned: ModelEntry | None,
-        blocked: Sequence[CandidateScore],
-    ) -> str:
-        n = len(ranked)
-        if pinned is not None and primary.model == pinned.id:
-            why = f"{primary.model} was requested"
-        elif strategy is RoutingStrategy.COST_OPTIMIZED:
-            why = f"{primary.model} has the lowest estimated cost ({primary.credits} credits)"
-        elif strategy is RoutingStrategy.LATENCY_OPTIMIZED:
-            why = f"{primary.model} has the lowest expected latency ({primary.latency_ms:.0f} ms)"
-        elif strategy is RoutingStrategy.QUALITY_OPTIMIZED:
-            why = f"{primary.model} has the highest quality score ({primary.quality:g})"
-        else:
-            w = self.weights
-            why = (
-                f"{primary.model} has the best balanced score {primary.score:.3f} (cost "
-                f"{primary.cost_score:.2f}, latency {primary.latency_score:.2f}, quality "
-                f"{primary.quality_score:.2f}; weights {w.cost:g}/{w.latency:g}/{w.quality:g})"
-            )
-        text = f"{strategy.value}: {why} among {n} candidate{'s' if n != 1 else ''}"
-        if pinned is not None and primary.model != pinned.id:
-            text += f"; the requested {pinned.id} is unavailable (circuit open)"
-        if blocked:
-            names = ", ".join(s.model for s in blocked)
-            text += f"; circuit open, tried last: {names}"
-        return text
 
 
 @dataclass(frozen=True, slots=True)

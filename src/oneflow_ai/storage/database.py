@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,14 +25,36 @@ __all__ = [
     "begin_immediate",
     "create_engine",
     "create_sessionmaker",
+    "describe_database",
     "is_sqlite",
     "ping",
     "sqlite_file_engine",
+    "sqlite_path",
 ]
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The absolute path of an SQLite file database; None for PostgreSQL or in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
+def describe_database(url: str | URL) -> str:
+    """The database for a person to read: an SQLite file's absolute path, or the server's URL
+    without the driver and with the password hidden (`postgresql://oneflow:***@db:5432/x`)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return "in-memory SQLite"
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

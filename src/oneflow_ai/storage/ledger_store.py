@@ -21,6 +21,7 @@ from oneflow_ai.storage.tables import (
     BudgetCounter,
     LedgerAccount,
     LedgerEntry,
+    LedgerOwner,
     LedgerReservation,
     Project,
     table_of,
@@ -33,6 +34,7 @@ __all__ = [
     "counters_for",
     "get_account",
     "list_entries",
+    "live_owners",
     "load_budgets",
     "prepaid_projects",
     "project_exists",
@@ -45,6 +47,7 @@ entries = table_of(LedgerEntry)
 budgets = table_of(Budget)
 counters = table_of(BudgetCounter)
 reservations = table_of(LedgerReservation)
+owners = table_of(LedgerOwner)
 projects = table_of(Project)
 
 
@@ -244,4 +247,10 @@ async def active_reservations(connection: AsyncConnection, project_id: str | Non
     statement = select(func.count()).select_from(reservations)
     if project_id is not None:
         statement = statement.where(reservations.c.project_id == project_id)
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def live_owners(connection: AsyncConnection, since: datetime) -> int:
+    """How many gateway processes have heartbeaten since ``since`` (are running)."""
+    statement = select(func.count()).select_from(owners).where(owners.c.heartbeat_at >= since)
     return int((await connection.execute(statement)).scalar_one())
