@@ -253,6 +253,18 @@ async def database_url(
         yield url
 
 
+@pytest.fixture(scope="module", params=[SQLITE, POSTGRES])
+async def module_database_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    _pg_template: str | None,
+) -> AsyncIterator[str]:
+    """A database migrated to head, shared by the tests of one module, on each backend."""
+    folder = tmp_path_factory.mktemp("module-db")
+    async with _migrated_database(request.param, folder, _pg_template) as url:
+        yield url
+
+
 @pytest.fixture
 async def postgres_url(tmp_path: Path, _pg_template: str | None) -> AsyncIterator[str]:
     """A migrated PostgreSQL database of its own (mark the test `@pytest.mark.postgres`)."""

@@ -27,6 +27,9 @@ from oneflow_ai.api import (
     keys,
     openai_compat,
     projects,
+    request_log_policy,
+    requests,
+    self_service,
     usage,
     users,
 )
@@ -121,6 +124,9 @@ def create_app(
         projects.router,
         usage.router,
         credits.router,
+        requests.router,
+        request_log_policy.router,
+        self_service.router,
     ):
         app.include_router(router)
     install_schemas(app)

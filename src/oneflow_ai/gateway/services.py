@@ -24,6 +24,7 @@ from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
+from oneflow_ai.gateway.body_log import BodyLogHook
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
@@ -84,6 +85,8 @@ class Services:
     idempotency: IdempotencyStore
     # Credits: reservations, charges, budgets and usage records.
     ledger: Ledger
+    # Prompts and answers of the projects that store them (the request log's bodies).
+    bodies: BodyLogHook
     fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -148,6 +151,8 @@ class Services:
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
+            bodies = BodyLogHook(engine, redactor)
+            exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
@@ -162,6 +167,7 @@ class Services:
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
                     RateLimitHook(limiter, tokens),
                     LedgerHook(ledger, pricing, tokens),
+                    bodies,
                 ],
             )
             exit_stack.push_async_callback(pipeline.drain)
@@ -193,6 +199,7 @@ class Services:
             router=router,
             idempotency=build_idempotency_store(settings, redis),
             ledger=ledger,
+            bodies=bodies,
             fake_providers=fakes,
             exit_stack=exit_stack,
         )
