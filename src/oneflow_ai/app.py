@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from oneflow_ai import __version__
+from oneflow_ai import __version__, console
 from oneflow_ai.api import (
     anthropic_compat,
     auth,
@@ -127,6 +127,7 @@ def create_app(
         requests.router,
         request_log_policy.router,
         self_service.router,
+        console.router,
     ):
         app.include_router(router)
     install_schemas(app)
