@@ -239,3 +239,20 @@ def test_a_phone_width_layout_is_usable(console: Console, traffic: dict[str, obj
     page.get_by_role("link", name="Requests").click()
     page.get_by_text("requests shown").wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_anything_from_outside_the_gateway_is_blocked_and_caught(console: Console) -> None:
+    """The guard every test relies on: the CSP refuses another origin, and the page's
+    watchers see it (the test then forgets it, so that its own teardown passes)."""
+    console.open("/console")
+    page = console.page
+    page.get_by_role("button", name="Use this key").wait_for()
+    page.evaluate("new Image().src = 'http://198.51.100.7/pixel.png'")
+    page.evaluate("fetch('https://198.51.100.7/api').catch(() => null)")
+    deadline = page.evaluate("Date.now()") + 5000
+    while len(console.errors) < 2 and page.evaluate("Date.now()") < deadline:
+        page.wait_for_timeout(50)
+    assert any("Content Security Policy" in e and "img-src" in e for e in console.errors)
+    assert any("Content Security Policy" in e and "connect-src" in e for e in console.errors)
+    assert not any("198.51.100.7" in url for url in console.requested)  # never left the page
+    console.errors.clear()
