@@ -83,6 +83,16 @@ class Console:
     errors: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
+    #: Requests whose URL contains `holding` wait in `held` until `release()`.
+    holding: str | None = None
+    held: list[object] = field(default_factory=list)
+
+    def release(self) -> int:
+        self.holding = None
+        held, self.held = self.held, []
+        for route in held:
+            route.continue_()  # type: ignore[attr-defined]
+        return len(held)
 
     def open(self, path: str = "/console") -> None:
         self.page.goto(f"{self.base}{path}")  # type: ignore[attr-defined]
@@ -122,7 +132,10 @@ def console(
         tab.requested.append(url)
         parts = urlsplit(url)
         if parts.scheme in ("blob", "data") or parts.netloc == origin:
-            route.continue_()  # type: ignore[attr-defined]
+            if tab.holding is not None and tab.holding in url:
+                tab.held.append(route)
+            else:
+                route.continue_()  # type: ignore[attr-defined]
         else:
             tab.foreign.append(url)
             route.abort()  # type: ignore[attr-defined]

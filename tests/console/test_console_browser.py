@@ -97,6 +97,21 @@ def test_an_admin_sees_the_calls_in_the_log_and_the_charts(
     console.shot("request-details")
     dialog.get_by_role("button", name="Close").click()
 
+    # Every page an admin has opens without an error; a page left before its data arrived
+    # does not draw over the next one.
+    nav = page.get_by_role("navigation")
+    console.holding = "/api/v1/usage"  # Analytics' data arrives late...
+    nav.get_by_role("link", name="Analytics").click()
+    nav.get_by_role("link", name="Projects").click()
+    page.get_by_role("heading", name="Projects", exact=True, level=1).wait_for()
+    released = console.release()  # ... after Projects is shown
+    page.wait_for_load_state("networkidle")
+    assert released and page.get_by_label("Totals", exact=True).count() == 0
+    assert page.get_by_role("heading", name="Projects", exact=True, level=1).count() == 1
+    for link, heading in (("Billing", "Budgets and quotas"), ("Circuits", "Circuit breakers")):
+        nav.get_by_role("link", name=link).click()
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
+
 
 def test_every_chart_downloads_the_api_csv(
     console: Console, world: BillingWorld, traffic: dict[str, object]

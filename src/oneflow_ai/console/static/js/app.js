@@ -68,7 +68,9 @@ async function render() {
     renderNav(null);
     renderWho();
     document.title = "Sign in · OneFlow console";
-    return signin.render(main, { onSignedIn: () => navigate(currentName(), Object.fromEntries(new URLSearchParams(location.search)), { replace: true }) });
+    const view = h("div");
+    replace(main, view);
+    return signin.render(view, { onSignedIn: () => navigate(currentName(), Object.fromEntries(new URLSearchParams(location.search)), { replace: true }) });
   }
   const page = pageFor(currentName());
   renderNav(page);
@@ -81,12 +83,15 @@ async function render() {
     setParams: (next) => navigate(page.name, next, { replace: true }),
     navigate,
   };
-  replace(main, h("p", { class: "muted", text: "Loading…" }));
+  // Each view renders into a container of its own: if another navigation replaces it before
+  // its data arrives, what it draws later lands in a detached element and is never seen.
+  const view = h("div", {}, h("p", { class: "muted", text: "Loading…" }));
+  replace(main, view);
   try {
-    await page.render(main, context);
+    await page.render(view, context);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;
-    replace(main, h("h1", { text: page.title }), h("p", { class: "error", role: "alert", text: error.message }));
+    replace(view, h("h1", { text: page.title }), h("p", { class: "error", role: "alert", text: error.message }));
   }
 }
 
