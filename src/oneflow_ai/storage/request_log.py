@@ -146,14 +146,6 @@ class RequestRow:
 _COLUMNS = [records.c[name] for name in RequestRow.__dataclass_fields__]
 
 
-def _row(values: Any) -> RequestRow:
-    row = RequestRow(*values)
-    at = row.occurred_at
-    if at.tzinfo is None:  # SQLite hands back naive UTC
-        object.__setattr__(row, "occurred_at", at.replace(tzinfo=UTC))
-    return row
-
-
 def _page(filters: RequestFilter, cursor: Cursor | None, limit: int) -> Select[Any]:
     c = records.c
     statement = select(*_COLUMNS).where(*filters.conditions())
@@ -173,7 +165,7 @@ async def list_requests(
     """Up to ``limit`` records before ``cursor`` (newest first) and the cursor of the next
     page (``None`` when this one is the last)."""
     result = await connection.execute(_page(filters, cursor, limit + 1))
-    rows = [_row(values) for values in result.all()]
+    rows = [RequestRow(*values) for values in result.all()]  # UtcDateTime: aware UTC times
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].cursor
     return rows, None
