@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from oneflow_ai import __version__
+from oneflow_ai import __version__, console
 from oneflow_ai.api import (
     anthropic_compat,
     auth,
@@ -28,6 +28,9 @@ from oneflow_ai.api import (
     openai_compat,
     projects,
     root,
+    request_log_policy,
+    requests,
+    self_service,
     usage,
     users,
 )
@@ -145,6 +148,10 @@ def create_app(
         projects.router,
         usage.router,
         credits.router,
+        requests.router,
+        request_log_policy.router,
+        self_service.router,
+        console.router,
     ):
         app.include_router(router)
     install_schemas(app)

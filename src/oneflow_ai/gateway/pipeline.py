@@ -179,6 +179,8 @@ class Pipeline:
             else:
                 response = await self._call_provider(call, invoke)
                 usage = usage_of(response)
+            if isinstance(response, ChatResponse | ImageResponse | SpeechResponse):
+                call.answer = response
             call.usage, call.cost, call.outcome = usage, self.price(call, usage), "ok"
             return response
         except GatewayError as exc:
