@@ -112,7 +112,19 @@ NEEDS = {
     "postgres": ("PostgreSQL", "set TEST_DATABASE_URL"),
     "redis": ("Redis", "set TEST_REDIS_URL"),
     "node": ("Node.js", "install node"),
+    "cluster": (
+        "haproxy, initdb/pg_ctl and redis-server",
+        "apt-get install haproxy postgresql redis-server",
+    ),
 }
+
+
+def cluster_tools() -> bool:
+    """Whether the local cluster's servers can be started here (tests/support/cluster.py)."""
+    from tests.support.pg_server import postgres_bindir
+
+    found = shutil.which("haproxy") and shutil.which("redis-server") and postgres_bindir()
+    return bool(found)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -120,6 +132,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "postgres": (*NEEDS["postgres"], pg_server_url()),
         "redis": (*NEEDS["redis"], redis_server_url()),
         "node": (*NEEDS["node"], shutil.which("node")),
+        "cluster": (*NEEDS["cluster"], cluster_tools()),
     }
     required = os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1"
     keep: list[pytest.Item] = []
