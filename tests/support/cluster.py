@@ -20,11 +20,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from tests.support.gateway_load import HANG_GUARD, FakeProcess, free_port, gateway_env
 from tests.support.gateway_process import stop_process
-from tests.support.load_balancer import HAProxy
+from tests.support.load_balancer import HAProxy, http_status
 from tests.support.pg_server import PrivatePostgres
 from tests.support.redis_server import PrivateRedis
 
@@ -44,7 +42,7 @@ class ClusterConfig:
     #: The load balancer's port (0: a free one).
     port: int = 0
     #: How often the load balancer checks each replica's `/ready` (milliseconds).
-    check_ms: int = 500
+    check_ms: int = 1000
 
 
 class Replica:
@@ -90,10 +88,7 @@ class Replica:
             time.sleep(0.1)
 
     def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+        return http_status(f"{self.url}/health") == 200
 
     def signal(self, how: signal.Signals) -> int:
         """Send `how` and wait for the process to exit; its exit code."""

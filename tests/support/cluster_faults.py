@@ -18,7 +18,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, Replica
 from tests.support.cluster_load import SteadyLoad
 
 __all__ = ["Fault", "Timeline", "run_faults"]
@@ -68,18 +68,17 @@ async def run_faults(
     await asyncio.sleep(timeline.warmup)
     if timeline.rolling_update:
         for replica in cluster.replicas:
-            fault = Fault("rolling", f"rolling update {replica.name}", load.elapsed())
-            fault.target = replica.address
-            fault.details["exit"] = await asyncio.to_thread(replica.signal, signal.SIGTERM)
+            fault = Fault("rolling", f"rolling update {replica.name}", 0, target=replica.address)
+            await _signal(fault, replica, signal.SIGTERM, load)
             await asyncio.to_thread(replica.start)
             faults.append(_ended(fault, load))
         await asyncio.sleep(timeline.gap)
     if timeline.kill:
         replica = cluster.replicas[len(cluster.replicas) // 2]
         streams = await _streams_on(load, replica.address, timeline.kill_mid_streams)
-        fault = Fault("kill", f"kill -9 {replica.name}", load.elapsed(), target=replica.address)
+        fault = Fault("kill", f"kill -9 {replica.name}", 0, target=replica.address)
         fault.details["mid-stream"] = streams
-        fault.details["exit"] = await asyncio.to_thread(replica.signal, signal.SIGKILL)
+        await _signal(fault, replica, signal.SIGKILL, load)
         await asyncio.sleep(timeline.killed_for)
         await asyncio.to_thread(replica.start)
         faults.append(_ended(fault, load))
@@ -103,6 +102,17 @@ async def run_faults(
         faults.append(_ended(fault, load))
     load.finish_in(timeline.tail)
     return faults
+
+
+async def _signal(fault: Fault, replica: Replica, how: signal.Signals, load: SteadyLoad) -> None:
+    """Send `how`, the fault beginning that moment (taken on the thread that sends it, not
+    when the event loop gets round to it); wait for the exit."""
+
+    def send() -> tuple[float, int]:
+        at = load.elapsed()
+        return at, replica.signal(how)
+
+    fault.start, fault.details["exit"] = await asyncio.to_thread(send)
 
 
 async def _streams_on(load: SteadyLoad, address: str, wanted: int) -> int:

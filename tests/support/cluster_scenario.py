@@ -19,7 +19,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import httpx
+import aiohttp
+import orjson
 
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
 from oneflow_ai.storage.database import create_engine
@@ -79,14 +80,16 @@ class _Admin:
     """The master key's calls through the load balancer; each must succeed."""
 
     def __init__(self, url: str) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {MASTER}"}, timeout=30
+        self.url = url
+        self.client = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {MASTER}"}, timeout=aiohttp.ClientTimeout(30)
         )
 
     async def call(self, method: str, path: str, body: object = None) -> dict[str, object]:
-        response = await self.client.request(method, path, json=body)
-        assert response.status_code < 300, (method, path, response.status_code, response.text)
-        answer: dict[str, object] = response.json()
+        async with self.client.request(method, self.url + path, json=body) as response:
+            text = await response.text()
+            assert response.status < 300, (method, path, response.status, text)
+        answer: dict[str, object] = orjson.loads(text)
         return answer
 
     async def key(self, project: str, name: str, **fields: object) -> str:
@@ -136,7 +139,7 @@ async def prove(cluster: Cluster, scenario: Scenario) -> Report:
         outcomes = await running
         usage = {p: await _usage_credits(admin, p) for p in PROJECTS}
     finally:
-        await admin.client.aclose()
+        await admin.client.close()
     kinds = [classify(o, faults, scenario.timeline) for o in outcomes]
     report = Report(outcomes, kinds, faults, {}, usage, outcome_problems(outcomes, kinds))
     await _settled_checks(cluster, scenario, report, budget)

@@ -3,8 +3,9 @@ test). Debian: `apt-get install haproxy`; nothing is started system-wide, the se
 the foreground from a directory of its own.
 
 It does what a production load balancer (or Kubernetes' Service, from the readiness probe)
-does: round robin over the replicas that are ready, each checked on `GET /ready` (every half
-second by default; out after two failures, back after one success). A connection a replica
+does: round robin over the replicas that are ready, each checked on `GET /ready` (every second
+by default, 3 s to answer; out after three failures, back after one success, as Kubernetes'
+readiness probe would, only faster). A connection a replica
 refuses is retried on another (nothing was sent yet); a request already sent to a replica
 that dies is never sent again: the caller gets a 502. With no replica ready, HAProxy answers
 503 itself.
@@ -18,14 +19,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-
-import httpx
 
 from tests.support.gateway_load import free_port
 from tests.support.gateway_process import stop_process
 
-__all__ = ["UPSTREAM_HEADER", "HAProxy", "haproxy_config"]
+__all__ = ["UPSTREAM_HEADER", "HAProxy", "haproxy_config", "http_status"]
 
 #: The response header naming the replica (host:port) that answered, or was tried last.
 UPSTREAM_HEADER = "x-oneflow-upstream"
@@ -58,7 +59,8 @@ backend replicas
     balance roundrobin
     option httpchk GET /ready
     http-check expect status 200
-    default-server check inter {check_ms} fall 2 rise 1
+    timeout check 3s
+    default-server check inter {check_ms} fall 3 rise 1
 {servers}
 """
 
@@ -70,7 +72,18 @@ _LOG_FORMAT = (
 )
 
 
-def haproxy_config(port: int, upstreams: list[int], check_ms: int = 500) -> str:
+def http_status(url: str) -> int:
+    """The status of `GET url`, 0 if nothing answered (urllib: nothing in the test logs)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def haproxy_config(port: int, upstreams: list[int], check_ms: int = 1000) -> str:
     """The whole configuration: one backend of `upstreams` (ports on 127.0.0.1), each checked
     every `check_ms` milliseconds."""
     servers = "\n".join(f"    server replica-{i} 127.0.0.1:{p}" for i, p in enumerate(upstreams))
@@ -85,7 +98,7 @@ class HAProxy:
         upstreams: list[int],
         port: int | None = None,
         directory: Path | None = None,
-        check_ms: int = 500,
+        check_ms: int = 1000,
     ) -> None:
         """`directory` (kept afterwards) holds the configuration and the log; by default a
         temporary one, removed by `remove()`."""
@@ -118,11 +131,8 @@ class HAProxy:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"HAProxy did not start: {self._tail()}")
-            try:  # answered by a replica HAProxy sees as ready
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if http_status(f"{self.url}/ready") == 200:  # a replica HAProxy sees as ready
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no replica ready behind HAProxy: {self._tail()}")
             time.sleep(0.05)
