@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import aiohttp
 import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
 from oneflow_ai.storage.database import create_engine
@@ -59,7 +60,7 @@ class Scenario:
     rates: tuple[float, float, float] = (8.0, 2.0, 6.0)
     rate_limit: int = 60
     top_up: str = "100000"
-    budget_credits: str = "0.5"
+    budget_credits: str = "0.1"
 
     def cluster_config(self, env: dict[str, str] | None = None) -> ClusterConfig:
         return ClusterConfig(env={**CLUSTER_ENV, **(env or {})}, fake_options=FAKE_OPTIONS)
@@ -116,10 +117,10 @@ async def _callers(admin: _Admin, scenario: Scenario) -> list[Caller]:
 async def prove(cluster: Cluster, scenario: Scenario) -> Report:
     """Run the load and the faults on `cluster`, wait for the ledger to settle, check."""
     admin = _Admin(cluster.url)
+    engine = create_engine(cluster.database_url, pool_size=2)
+    budget: dict[str, object] = {}
     try:
-        callers = await _callers(admin, scenario)
-        load = SteadyLoad(cluster.url, callers)
-        budget: dict[str, object] = {}
+        load = SteadyLoad(cluster.url, await _callers(admin, scenario))
 
         async def set_budget() -> dict[str, object]:
             body = {"budgets": [{"metric": "credits", "period": "month", "mode": "hard",
@@ -137,37 +138,15 @@ async def prove(cluster: Cluster, scenario: Scenario) -> Report:
             await running
             raise
         outcomes = await running
-        usage = {p: await _usage_credits(admin, p) for p in PROJECTS}
-    finally:
-        await admin.client.close()
-    kinds = [classify(o, faults, scenario.timeline) for o in outcomes]
-    report = Report(outcomes, kinds, faults, {}, usage, outcome_problems(outcomes, kinds))
-    await _settled_checks(cluster, scenario, report, budget)
-    report.table = table(report, scenario)
-    return report
-
-
-async def _usage_credits(admin: _Admin, project: str) -> Decimal:
-    totals = (await admin.call("GET", f"/api/v1/usage?project={project}"))["totals"]
-    return Decimal(totals["credits"])  # type: ignore[index]
-
-
-async def _settled_checks(
-    cluster: Cluster, scenario: Scenario, report: Report, budget: dict[str, object]
-) -> None:
-    engine = create_engine(cluster.database_url, pool_size=2)
-    try:
+        kinds = [classify(o, faults, scenario.timeline) for o in outcomes]
+        report = Report(outcomes, kinds, faults, {}, {}, outcome_problems(outcomes, kinds))
         left = await _wait_settled(engine)
         if left:
             report.problems.append(f"reservations still held {HANG_GUARD:.0f} s after: {left}")
-        report.charges = await charges_of(engine, list(PROJECTS))
-        hard = {str(budget["id"]): _credits(scenario.budget_credits)} if budget else {}
-        try:
-            await assert_consistent(engine, PROJECTS, hard_limits=hard)
-        except AssertionError as exc:  # (project, [budget,] snapshot): the numbers that matter
-            *where, snap = exc.args[0] if exc.args and isinstance(exc.args[0], tuple) else [exc]
-            report.problems.append(f"ledger invariants of {where}: {_summary(snap)}")
+        report.usage_credits = {p: await _usage_credits(admin, p) for p in PROJECTS}
+        await _ledger_checks(engine, scenario, report, budget)
     finally:
+        await admin.client.close()
         await engine.dispose()
     report.problems += money_problems(report.outcomes, report.kinds, report.charges)
     report.problems += _totals_problems(report)
@@ -181,13 +160,33 @@ async def _settled_checks(
     )
     if budget:
         report.problems += _budget_problems(report, budget, _credits(scenario.budget_credits))
+    report.table = table(report, scenario)
+    return report
 
 
-async def _wait_settled(engine: object) -> dict[str, int]:
+async def _usage_credits(admin: _Admin, project: str) -> Decimal:
+    totals = (await admin.call("GET", f"/api/v1/usage?project={project}"))["totals"]
+    return Decimal(totals["credits"])  # type: ignore[index]
+
+
+async def _ledger_checks(
+    engine: AsyncEngine, scenario: Scenario, report: Report, budget: dict[str, object]
+) -> None:
+    """The charges, and the ledger's invariants (the hard budget's too, once set)."""
+    report.charges = await charges_of(engine, list(PROJECTS))
+    hard = {str(budget["id"]): _credits(scenario.budget_credits)} if budget else {}
+    try:
+        await assert_consistent(engine, PROJECTS, hard_limits=hard)
+    except AssertionError as exc:  # (project, [budget,] snapshot): the numbers that matter
+        *where, snap = exc.args[0] if exc.args and isinstance(exc.args[0], tuple) else [exc]
+        report.problems.append(f"ledger invariants of {where}: {_summary(snap)}")
+
+
+async def _wait_settled(engine: AsyncEngine) -> dict[str, int]:
     """Wait (up to HANG_GUARD) until no reservation is left; what is still left."""
     deadline = time.monotonic() + HANG_GUARD
     while True:
-        left = {p: (await snapshot(engine, p)).reservations for p in PROJECTS}  # type: ignore[arg-type]
+        left = {p: (await snapshot(engine, p)).reservations for p in PROJECTS}
         if not any(left.values()) or time.monotonic() > deadline:
             return {p: n for p, n in left.items() if n}
         await asyncio.sleep(1)
@@ -263,6 +262,10 @@ def _phase(moment: float, faults: list[Fault], recovery: float) -> str:
     return "no fault"
 
 
+def _ran_at(outcome: Outcome, moment: float) -> bool:
+    return outcome.started <= moment <= outcome.ended
+
+
 def _errors(outcomes: list[Outcome], kinds: list[str]) -> str:
     """Kinds other than `ok` with their counts; a 503's time to answer (p50, max)."""
     counts = Counter(kinds)
@@ -284,7 +287,11 @@ def table(report: Report, scenario: Scenario) -> str:
     recovery = scenario.timeline.recovery
     phases: dict[str, list[int]] = defaultdict(list)
     for i, outcome in enumerate(report.outcomes):
-        phases[_phase(outcome.started, report.faults, recovery)].append(i)
+        cut_by = [f.name for f in report.faults if f.kind == "kill" and _ran_at(outcome, f.start)]
+        if report.kinds[i] in ("interrupted", "502 cut by kill -9") and cut_by:
+            phases[cut_by[0]].append(i)  # on the replica killed while it ran
+        else:
+            phases[_phase(outcome.started, report.faults, recovery)].append(i)
     # How long each phase lasted: tenths of a second of the load, each given to its phase.
     total = max((o.started for o in report.outcomes), default=0.0)
     spans = Counter(_phase(t / 10, report.faults, recovery) for t in range(int(total * 10)))
