@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -51,6 +52,10 @@ class Minute:
     p99_ms: float = 0.0
     rss_mib: float = 0.0
     fds: int = 0
+    sockets: int = 0
+    client_sockets: int = 0
+    cpu_ms_per_request: float = 0.0
+    load1: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
 
 
@@ -59,6 +64,10 @@ class Sample:
     seconds: float
     rss_mib: float
     fds: int
+    sockets: int
+    client_sockets: int
+    cpu_seconds: float
+    load1: float
 
 
 class Driver:
@@ -95,13 +104,39 @@ class Driver:
         return None
 
 
-def process_sample(pid: int, since: float) -> Sample:
-    rss_kib = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kib = int(line.split()[1])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return Sample(round(time.monotonic() - since, 1), round(rss_kib / 1024, 1), fds)
+def _local_ports() -> dict[str, int]:
+    """Socket inode -> local TCP port, for every TCP socket of the machine."""
+    ports: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                ports[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def process_sample(pid: int, since: float, port: int) -> Sample:
+    """RSS, CPU time, descriptors of `pid`: all, sockets, and the sockets of its clients (on
+    its listening `port`; the others go to the providers, the database and Redis)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed between the listing and the look
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    inodes = [link[8:-1] for link in links if link.startswith("socket:[")]
+    ports = _local_ports()
+    return Sample(
+        seconds=round(time.monotonic() - since, 1),
+        rss_mib=round(rss_kib / 1024, 1),
+        fds=len(links),
+        sockets=len(inodes),
+        client_sockets=sum(1 for inode in inodes if ports.get(inode) == port),
+        cpu_seconds=cpu,
+        load1=os.getloadavg()[0],
+    )
 
 
 async def measure_max(driver: Driver, concurrency: int, seconds: float) -> float:
@@ -140,7 +175,7 @@ async def soak(
 
     async def sampler() -> None:
         while time.monotonic() - started < duration:
-            samples.append(process_sample(replica.pid or 0, started))
+            samples.append(process_sample(replica.pid or 0, started, replica.port))
             await asyncio.sleep(args.sample_seconds)
 
     sampling = asyncio.create_task(sampler())
@@ -167,7 +202,12 @@ def _summarize(minutes: list[Minute], samples: list[Sample]) -> None:
             bucket.p99_ms = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)
         mine = [s for s in samples if int(s.seconds // 60) == bucket.minute]
         if mine:
-            bucket.rss_mib, bucket.fds = mine[-1].rss_mib, mine[-1].fds
+            last = mine[-1]
+            bucket.rss_mib, bucket.fds, bucket.sockets = last.rss_mib, last.fds, last.sockets
+            bucket.client_sockets, bucket.load1 = last.client_sockets, round(last.load1, 1)
+            cpu = last.cpu_seconds - mine[0].cpu_seconds
+            sampled = (last.seconds - mine[0].seconds) / 60 * bucket.requests
+            bucket.cpu_ms_per_request = round(cpu * 1000 / sampled, 2) if sampled else 0.0
         bucket.latencies = []
 
 
@@ -211,12 +251,16 @@ def report(
 
 def print_report(result: dict[str, object]) -> None:
     print(f"\nmaximum {result['max_rps']} req/s; soak at {result['soak_rps']} req/s")
-    print("| minute | requests | errors | not sent | p50 ms | p99 ms | RSS MiB | open fds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| minute | requests | errors | not sent | p50 ms | p99 ms | CPU ms/request | RSS MiB "
+        "| fds (sockets, of clients) | machine load |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for m in result["minutes"]:  # type: ignore[attr-defined]
         print(
             f"| {m['minute'] + 1} | {m['requests']} | {m['errors']} | {m['not_sent']} | "
-            f"{m['p50_ms']} | {m['p99_ms']} | {m['rss_mib']} | {m['fds']} |"
+            f"{m['p50_ms']} | {m['p99_ms']} | {m['cpu_ms_per_request']} | {m['rss_mib']} | "
+            f"{m['fds']} ({m['sockets']}, {m['client_sockets']}) | {m['load1']} |"
         )
     print(
         f"\nrequests {result['requests']}, errors {result['errors']} {result['errors_by_kind']}, "
