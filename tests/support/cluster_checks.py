@@ -35,6 +35,7 @@ __all__ = [
     "Charge",
     "charges_of",
     "classify",
+    "cut_by_kill",
     "money_problems",
     "outcome_problems",
     "rate_limit_problems",
@@ -54,12 +55,19 @@ ALLOWED = frozenset(
 )
 
 
-def _cut_by_kill(outcome: Outcome, faults: list[Fault]) -> bool:
-    return any(
-        f.kind == "kill"
-        and outcome.started <= f.start <= outcome.ended
-        and f.target in outcome.headers.get("x-oneflow-upstream", "")
-        for f in faults
+def cut_by_kill(outcome: Outcome, faults: list[Fault]) -> Fault | None:
+    """The kill that cut `outcome` short: it ran on that replica while the replica died
+    (between the signal and the exit)."""
+    return next(
+        (
+            f
+            for f in faults
+            if f.kind == "kill"
+            and outcome.started <= float(str(f.details.get("gone", f.start)))
+            and outcome.ended >= f.start
+            and f.target in outcome.headers.get("x-oneflow-upstream", "")
+        ),
+        None,
     )
 
 
@@ -77,7 +85,7 @@ def classify(outcome: Outcome, faults: list[Fault], timeline: Timeline) -> str:
     if status == 200:
         if outcome.complete:
             return "ok"
-        return "interrupted" if _cut_by_kill(outcome, faults) else "interrupted, no kill"
+        return "interrupted" if cut_by_kill(outcome, faults) else "interrupted, no kill"
     if status == 0:
         return "no answer"
     if status == 402:
@@ -87,7 +95,7 @@ def classify(outcome: Outcome, faults: list[Fault], timeline: Timeline) -> str:
     if status == 503 and _in_outage(outcome, faults, timeline):
         # The load balancer's own page: it saw no replica ready.
         return "503 outage, no replica ready" if outcome.body.startswith(b"<") else "503 outage"
-    if status == 502 and _cut_by_kill(outcome, faults):
+    if status == 502 and cut_by_kill(outcome, faults):
         return "502 cut by kill -9"
     return f"{status} {'outside an outage' if status >= 500 else 'unexpected'}"
 

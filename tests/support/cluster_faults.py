@@ -105,14 +105,17 @@ async def run_faults(
 
 
 async def _signal(fault: Fault, replica: Replica, how: signal.Signals, load: SteadyLoad) -> None:
-    """Send `how`, the fault beginning that moment (taken on the thread that sends it, not
-    when the event loop gets round to it); wait for the exit."""
+    """Send `how` and wait for the exit. The fault begins the moment before the signal goes
+    (taken on the thread that sends it, not when the event loop gets round to it); `gone` is
+    when the process had exited: on a busy machine a killed process may still answer for a
+    while in between."""
 
-    def send() -> tuple[float, int]:
+    def send() -> tuple[float, int, float]:
         at = load.elapsed()
-        return at, replica.signal(how)
+        code = replica.signal(how)
+        return at, code, load.elapsed()
 
-    fault.start, fault.details["exit"] = await asyncio.to_thread(send)
+    fault.start, fault.details["exit"], fault.details["gone"] = await asyncio.to_thread(send)
 
 
 async def _streams_on(load: SteadyLoad, address: str, wanted: int) -> int:

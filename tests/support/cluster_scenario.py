@@ -30,6 +30,7 @@ from tests.support.cluster_checks import (
     Charge,
     charges_of,
     classify,
+    cut_by_kill,
     money_problems,
     outcome_problems,
     rate_limit_problems,
@@ -262,10 +263,6 @@ def _phase(moment: float, faults: list[Fault], recovery: float) -> str:
     return "no fault"
 
 
-def _ran_at(outcome: Outcome, moment: float) -> bool:
-    return outcome.started <= moment <= outcome.ended
-
-
 def _errors(outcomes: list[Outcome], kinds: list[str]) -> str:
     """Kinds other than `ok` with their counts; a 503's time to answer (p50, max)."""
     counts = Counter(kinds)
@@ -287,9 +284,9 @@ def table(report: Report, scenario: Scenario) -> str:
     recovery = scenario.timeline.recovery
     phases: dict[str, list[int]] = defaultdict(list)
     for i, outcome in enumerate(report.outcomes):
-        cut_by = [f.name for f in report.faults if f.kind == "kill" and _ran_at(outcome, f.start)]
-        if report.kinds[i] in ("interrupted", "502 cut by kill -9") and cut_by:
-            phases[cut_by[0]].append(i)  # on the replica killed while it ran
+        cut_by = cut_by_kill(outcome, report.faults)
+        if report.kinds[i] in ("interrupted", "502 cut by kill -9") and cut_by is not None:
+            phases[cut_by.name].append(i)  # on the replica killed while it ran
         else:
             phases[_phase(outcome.started, report.faults, recovery)].append(i)
     # How long each phase lasted: tenths of a second of the load, each given to its phase.
