@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 import tempfile
@@ -70,9 +69,11 @@ def run(args: argparse.Namespace) -> None:
         print('    -d \'{"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}\'')
         print("\nCtrl-C stops everything.")
         stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+        # Both set by hand: a shell may start a background job with SIGINT ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopped.set())
+        while not stopped.wait(0.5):
+            pass
         print("stopping")
 
 
