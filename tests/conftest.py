@@ -120,10 +120,22 @@ NEEDS = {
     "redis": ("Redis", "set TEST_REDIS_URL"),
     "node": ("Node.js", "install node"),
     "browser": ("Chromium", "apt-get install -y chromium"),
+    "cluster": (
+        "haproxy, initdb/pg_ctl and redis-server",
+        "apt-get install haproxy postgresql redis-server",
+    ),
 }
 #: The browser the console's tests drive: Debian's package unless `ONEFLOW_CHROMIUM` names
 #: another Chromium or Chrome (Playwright's own browser download is not used).
 CHROMIUM = Path(os.environ.get("ONEFLOW_CHROMIUM") or "/usr/bin/chromium")
+
+
+def cluster_tools() -> bool:
+    """Whether the local cluster's servers can be started here (tests/support/cluster.py)."""
+    from tests.support.pg_server import postgres_bindir
+
+    found = shutil.which("haproxy") and shutil.which("redis-server") and postgres_bindir()
+    return bool(found)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -132,6 +144,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "redis": (*NEEDS["redis"], redis_server_url()),
         "node": (*NEEDS["node"], shutil.which("node")),
         "browser": (*NEEDS["browser"], CHROMIUM.exists() or None),
+        "cluster": (*NEEDS["cluster"], cluster_tools()),
     }
     required = os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1"
     keep: list[pytest.Item] = []

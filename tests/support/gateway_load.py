@@ -36,6 +36,7 @@ __all__ = [
     "admin_call",
     "fake_process",
     "fakes_env",
+    "free_port",
     "gateway_env",
     "new_prepaid_project",
     "new_project",
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD = 120.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -64,7 +65,7 @@ class FakeProcess:
     def __init__(self, log_path: Path, *options: str) -> None:
         self._log = log_path.open("w")
         for _ in range(3):  # a free port may be taken by someone else before the fakes bind it
-            self.port = _free_port()
+            self.port = free_port()
             command = [sys.executable, "-m", "oneflow_ai", "fake-providers", f"--port={self.port}"]
             self.process = subprocess.Popen(
                 [*command, *options],
@@ -286,7 +287,10 @@ def _observe_sse_line(read: StreamRead, line: bytes) -> None:
     if data == b"[DONE]":
         read.done = read.credits is not None
         return
-    event = orjson.loads(data)
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:  # the last line of a stream cut off in the middle of it
+        return
     kind = event.get("type")  # Anthropic's events say what they are; OpenAI's chunks do not
     if event.get("choices") or kind == "content_block_delta":
         read.started = True
