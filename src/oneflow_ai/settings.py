@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     upstream_retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
     upstream_retry_budget_min_per_second: float = Field(default=1.0, ge=0)
 
-    # Circuit breakers (oneflow_ai.resilience.breaker), per (provider, model) and per provider.
+    # Circuit breakers (oneflow_ai.resilience.breaker_set), per (provider, model) and provider.
     circuit_failure_rate: float = Field(default=0.5, gt=0, le=1)
     circuit_provider_failure_rate: float = Field(default=0.8, gt=0, le=1)
     circuit_min_calls: int = Field(default=10, ge=1)

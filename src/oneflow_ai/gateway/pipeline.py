@@ -55,7 +55,7 @@ from oneflow_ai.gateway.planning import (
 from oneflow_ai.gateway.stream import ChatStream, response_events
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
-from oneflow_ai.resilience.circuits import CircuitBreakers
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
 from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
