@@ -45,7 +45,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.gateway.call import Attempt, Call
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit, UsageRecord, UsageSink
+from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
@@ -256,7 +256,7 @@ class Pipeline:
             return
         usage = call.usage if call.usage is not None else Usage()
         cost = call.cost if call.cost is not None else self.price(call, usage)
-        record = UsageRecord(
+        record = CallSummary(
             request_id=call.request_id,
             principal=call.principal,
             operation=call.operation,
