@@ -8,7 +8,8 @@ so they never print. Profile rules live in one validator: `production` refuses d
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +74,7 @@ class ProviderSettings:
     connect_timeout: float
     read_timeout: float
     max_connections: int = 1024
+    query: Mapping[str, str] = field(default_factory=dict)  # sent with every request
 
     @property
     def configured(self) -> bool:
