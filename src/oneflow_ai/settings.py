@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     elevenlabs_api_key: SecretStr | None = None
     elevenlabs_base_url: str = _DEFAULT_BASE_URLS["elevenlabs"]
 
+    # Keys of the providers the catalog declares (CATALOG_PATH's `providers:`), by name, as a
+    # JSON object: {"azure": "...", "groq": "..."}.
+    provider_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=30.0, gt=0)
     # Pooled keep-alive connections per provider.
@@ -388,6 +392,7 @@ class Settings(BaseSettings):
             key = self.provider(name).api_key
             if key is not None:
                 values.append(key.get_secret_value())
+        values.extend(key.get_secret_value() for key in self.provider_api_keys.values())
         return tuple(v for v in values if len(v) >= 8)
 
 

@@ -25,6 +25,7 @@ from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
 from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
+from oneflow_ai.providers.compatible import compatible_specs
 from oneflow_ai.providers.http import AiohttpUpstream, TraceInjector
 from oneflow_ai.providers.spec import ProviderSpec
 from oneflow_ai.providers.upstream import UpstreamClient
@@ -229,7 +230,7 @@ def build_registry(
     """One adapter per configured provider (built in, or declared in the catalog), each with
     its own client."""
     registry = ProviderRegistry(catalog)
-    for spec in SPECS:
+    for spec in (*SPECS, *compatible_specs(catalog)):
         connection = spec.connection(settings)
         if connection is None:
             continue
