@@ -12,7 +12,6 @@ OneFlow's taxonomy. A request that arrived in Anthropic's own dialect is forward
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
@@ -40,9 +39,15 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.anthropic_json import as_json_answer, forces_tool, json_events
 from oneflow_ai.providers.anthropic_request import DEFAULT_MAX_TOKENS, build_messages_body
-from oneflow_ai.providers.anthropic_types import ErrorObject, Message, StreamData, UsageObject
-from oneflow_ai.providers.engine import ChatProvider
-from oneflow_ai.providers.errors import error_class, json_object, provider_error
+from oneflow_ai.providers.anthropic_types import Message, StreamData, UsageObject
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body
+from oneflow_ai.providers.errors import (
+    error_class,
+    error_fields,
+    json_object,
+    provider_error,
+    stream_failure,
+)
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.sse import SSEEvent
 from oneflow_ai.providers.upstream import UpstreamClient
@@ -69,6 +74,7 @@ STOP_REASONS: dict[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
+#: The error types of an in-stream `event: error`.
 _ERROR_TYPES: dict[str, type[ProviderError]] = {
     "invalid_request_error": ProviderBadRequestError,
     "not_found_error": ProviderBadRequestError,
@@ -102,13 +108,12 @@ class AnthropicWire:
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]:
-        raw = request.raw
-        if raw is None or request.raw_dialect != "anthropic":
+        forwarded = forwarded_body(request, "anthropic", model)
+        if forwarded is None:
             body = build_messages_body(request, model, self._default_max_tokens)
             if stream:
                 body["stream"] = True
             return body
-        forwarded: dict[str, Any] = {**raw, "model": model}  # as the caller wrote it
         if stream:
             forwarded["stream"] = True
         else:
@@ -126,7 +131,7 @@ class AnthropicWire:
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """Anthropic's `{"type": "error", "error": {type, message}}` answer, in OneFlow's
         terms."""
-        message, kind = _fields(json_object(body).get("error"))
+        message, kind, _code, _param = error_fields(json_object(body).get("error"))
         cls = error_class(status)
         if kind == "overloaded_error" or status == 529:
             cls = ProviderUnavailableError
@@ -220,7 +225,7 @@ class AnthropicStream:
             self.stopped = True
             return True
         if kind == "error":
-            raise stream_error(self._name, data.get("error"), self._model)
+            raise stream_failure(self._name, self._model, data.get("error"), _ERROR_TYPES)
         events = _stream_events(kind, data, self._tools, self._model)
         out.extend(json_events(events) if self._as_json else events)
         return False
@@ -276,27 +281,6 @@ def _message_delta(data: StreamData) -> list[StreamEvent]:
             )
         )
     return events
-
-
-# ---- errors ----------------------------------------------------------------------------
-
-
-def _fields(error: object) -> tuple[str, str | None]:
-    if not isinstance(error, dict):
-        return "", None
-    message, kind = error.get("message"), error.get("type")
-    return (str(message) if message else "", str(kind) if kind else None)
-
-
-def stream_error(provider: str, error: ErrorObject | None, model: str) -> ProviderError:
-    """An `event: error` inside a stream (e.g. `overloaded_error`)."""
-    message, kind = _fields(error)
-    cls = _ERROR_TYPES.get(kind or "", ProviderUnavailableError)
-    return cls(
-        f"{provider}: {message or kind or 'error during the stream'}",
-        provider=provider,
-        model=model,
-    )
 
 
 def _build(client: UpstreamClient, settings: Settings) -> AnthropicProvider:

@@ -31,7 +31,7 @@ from oneflow_ai.providers.errors import MALFORMED, malformed
 from oneflow_ai.providers.sse import SSEEvent, iter_sse_batches
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 
-__all__ = ["ChatProvider", "ChatWire", "StreamDecoder", "read_answer"]
+__all__ = ["ChatProvider", "ChatWire", "StreamDecoder", "forwarded_body", "read_answer"]
 
 T = TypeVar("T")
 
@@ -80,6 +80,18 @@ class ChatWire(Protocol):
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """An error answer (non-2xx) in OneFlow's taxonomy."""
         ...
+
+
+def forwarded_body(
+    request: ChatRequest, dialect: WireDialect, model: str
+) -> dict[str, object] | None:
+    """The caller's own body, sent as written with only `model` replaced, when the request
+    arrived in the provider's `dialect` (provider-specific fields survive); None when the body
+    must be built from the canonical request."""
+    raw = request.raw
+    if raw is None or request.raw_dialect != dialect:
+        return None
+    return {**raw, "model": model}
 
 
 def read_answer(provider: str, model: str | None, body: bytes, read: Callable[[bytes], T]) -> T:

@@ -12,6 +12,7 @@ import email.utils
 import math
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import orjson
 
@@ -27,13 +28,16 @@ from oneflow_ai.errors import (
 
 __all__ = [
     "MALFORMED",
+    "ErrorFields",
     "error_class",
+    "error_fields",
     "error_message",
     "json_object",
     "malformed",
     "map_status_error",
     "provider_error",
     "retry_after",
+    "stream_failure",
 ]
 
 _MAX_MESSAGE = 500
@@ -174,3 +178,43 @@ def map_status_error(status: int, headers: Mapping[str, str], body: bytes) -> Pr
     message = error_message(body) or f"the upstream answered HTTP {status}"
     cls = ProviderUnavailableError if status == 409 else error_class(status)
     return cls(message, upstream_status=status, retry_after=retry_after(headers))
+
+
+class ErrorFields(NamedTuple):
+    message: str
+    kind: str | None
+    code: str | None
+    param: str | None
+
+
+def error_fields(error: object) -> ErrorFields:
+    """The `message`, `type`, `code` and `param` of a provider's error object (OpenAI's and
+    Anthropic's share the shape; what is missing is empty), as text."""
+    if not isinstance(error, dict):
+        return ErrorFields("", None, None, None)
+    message, kind, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
+    return ErrorFields(
+        str(message) if message else "",
+        str(kind) if kind else None,
+        str(code) if code else None,
+        str(param) if param else None,
+    )
+
+
+def stream_failure(
+    provider: str,
+    model: str,
+    error: object,
+    classes: Mapping[str, type[ProviderError]],
+) -> ProviderError:
+    """The error of an error event inside a stream: its class by the error's type (`classes`;
+    unavailable when the type is unknown), its message the provider's."""
+    fields = error_fields(error)
+    cls = classes.get(fields.kind or "", ProviderUnavailableError)
+    return cls(
+        f"{provider}: {fields.message or fields.kind or 'error during the stream'}",
+        provider=provider,
+        model=model,
+        code=fields.code,
+        param=fields.param,
+    )

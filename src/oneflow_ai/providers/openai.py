@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
@@ -41,13 +40,18 @@ from oneflow_ai.errors import (
     ProviderRateLimitedError,
     ProviderUnavailableError,
 )
-from oneflow_ai.providers.engine import ChatProvider, read_answer
-from oneflow_ai.providers.errors import error_class, json_object, provider_error
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body, read_answer
+from oneflow_ai.providers.errors import (
+    error_class,
+    error_fields,
+    json_object,
+    provider_error,
+    stream_failure,
+)
 from oneflow_ai.providers.openai_request import build_chat_body
 from oneflow_ai.providers.openai_types import (
     ChatCompletion,
     ChatCompletionChunk,
-    ErrorObject,
     UsageObject,
 )
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
@@ -86,14 +90,13 @@ class OpenAIWire:
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]:
-        raw = request.raw
-        if raw is None or request.raw_dialect != "openai":
+        forwarded = forwarded_body(request, "openai", model)
+        if forwarded is None:
             body = build_chat_body(request, model)
             if stream:
                 body["stream"] = True
                 body["stream_options"] = {"include_usage": True}
             return body
-        forwarded: dict[str, Any] = {**raw, "model": model}  # as the caller wrote it
         if stream:
             options = forwarded.get("stream_options")
             forwarded["stream"] = True
@@ -115,7 +118,7 @@ class OpenAIWire:
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """OpenAI's `{"error": {message, type, param, code}}` answer, in OneFlow's taxonomy."""
-        message, kind, code, param = _fields(json_object(body).get("error"))
+        message, kind, code, param = error_fields(json_object(body).get("error"))
         cls = error_class(status)
         if code in ("content_policy_violation", "content_filter"):
             cls = ContentFilteredError
@@ -231,7 +234,7 @@ class OpenAIStream:
         chunk: ChatCompletionChunk = orjson.loads(event.data)
         error = chunk.get("error")
         if error:
-            raise stream_error(self._name, error, self._model)
+            raise stream_failure(self._name, self._model, error, _TYPE_CLASSES)
         if not self._started:
             self._started = True
             out.append(StreamStart(str(chunk.get("id") or ""), chunk.get("model") or self._model))
@@ -275,8 +278,7 @@ def _chunk_events(chunk: ChatCompletionChunk, out: list[StreamEvent]) -> bool:
     return finished
 
 
-# ---- errors ----------------------------------------------------------------------------
-
+#: The error types of an in-stream `{"error": ...}` event.
 _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "invalid_request_error": ProviderBadRequestError,
     "rate_limit_error": ProviderRateLimitedError,
@@ -285,31 +287,6 @@ _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "server_error": ProviderUnavailableError,
     "insufficient_quota": ProviderAuthError,
 }
-
-
-def _fields(error: object) -> tuple[str, str | None, str | None, str | None]:
-    if not isinstance(error, dict):
-        return "", None, None, None
-    message, kind, code, param = (error.get(k) for k in ("message", "type", "code", "param"))
-    return (
-        str(message) if message else "",
-        str(kind) if kind else None,
-        str(code) if code else None,
-        str(param) if param else None,
-    )
-
-
-def stream_error(provider: str, error: ErrorObject, model: str) -> ProviderError:
-    """An `{"error": ...}` event inside a stream."""
-    message, kind, code, param = _fields(error)
-    cls = _TYPE_CLASSES.get(kind or "", ProviderUnavailableError)
-    return cls(
-        f"{provider}: {message or 'error during the stream'}",
-        provider=provider,
-        model=model,
-        code=code,
-        param=param,
-    )
 
 
 def _build(client: UpstreamClient, settings: Settings) -> OpenAIProvider:
