@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,14 @@ def test_provider_keys_are_secrets(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, provider_api_keys={"vllm": "k-very-secret"})  # type: ignore[call-arg]
     assert "k-very-secret" not in repr(settings)
     assert "k-very-secret" in settings.secret_values  # scrubbed from logs
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    (example,) = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(example)
+    catalog = load_catalog(path)
+    assert sorted(catalog.providers) == ["azure", "ollama"]
+    assert catalog.providers["azure"].query == {"api-version": "2024-10-21"}
+    assert catalog.get("azure-gpt-4o").provider == "azure" and catalog.get("llama3.2").free
