@@ -25,7 +25,6 @@ from oneflow_ai.resilience import (
     RetryBudget,
     RetryEvent,
     RetryPolicy,
-    current_model,
 )
 from tests.support.clock import ManualClock
 from tests.support.scripted import Reply, ScriptedUpstream, scripted_upstream
@@ -337,19 +336,20 @@ async def test_the_breaker_opens_and_then_refuses_without_calling(
     assert breakers.open_for("openai", "gpt-4o") > 59
 
 
-async def test_the_model_comes_from_the_fallback_context(upstream: ScriptedUpstream) -> None:
+async def test_the_model_is_passed_explicitly(upstream: ScriptedUpstream) -> None:
     upstream.default = Reply(500, b"")
     breakers = CircuitBreakers()
     client, _ = client_for(max_retries=0, breakers=breakers)
-    token = current_model.set("claude-3-haiku-20240307")
-    try:
-        async with client:
-            with pytest.raises(ProviderUnavailableError) as caught:
-                await client.post(f"{upstream.url}/x", json={})
-    finally:
-        current_model.reset(token)
+    async with client:
+        with pytest.raises(ProviderUnavailableError) as caught:
+            await client.post(f"{upstream.url}/x", json={}, model="claude-3-haiku-20240307")
+        with pytest.raises(ProviderUnavailableError) as unnamed:
+            await client.post(f"{upstream.url}/x", json={})
     assert caught.value.model == "claude-3-haiku-20240307"
+    assert caught.value.provider == "openai"
     assert breakers.breaker("openai/claude-3-haiku-20240307").snapshot.failures == 1
+    assert unnamed.value.model is None  # no model named: the provider's breaker alone
+    assert breakers.breaker("openai").snapshot.failures == 2
 
 
 async def test_multipart_bodies_survive_a_retry(upstream: ScriptedUpstream) -> None:
@@ -414,7 +414,7 @@ async def test_a_dropped_stream_raises_mid_body_and_counts_as_a_failure(
             async with client.stream(
                 "POST", f"{upstream.url}/x", json={}, idempotency_key="k", model="m"
             ) as stream:
-                async for chunk in stream.iter_chunks():
+                async for chunk in stream.chunks():
                     received.append(chunk)
     assert b"".join(received) == EVENTS[0]
     assert upstream.count == 1  # a stream that started is never repeated
@@ -436,7 +436,7 @@ async def test_leaving_a_stream_early_closes_the_connection(upstream: ScriptedUp
     client, _ = client_for(breakers=breakers)
     async with client:
         async with client.stream("POST", f"{upstream.url}/x", json={}, model="m") as stream:
-            async for _chunk in stream.iter_chunks():
+            async for _chunk in stream.chunks():
                 break
             assert not stream.at_eof
         # the pool is free again: a new call works at once

@@ -42,9 +42,9 @@ from oneflow_ai.providers.registry import (
     default_client,
 )
 from oneflow_ai.providers.upstream import UpstreamClient
-from oneflow_ai.resilience.breaker import CircuitState
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
+from oneflow_ai.resilience.breaker_state import CircuitState
 from oneflow_ai.resilience.caller import RetryEvent
-from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.idempotency import IdempotencyStore
 from oneflow_ai.resilience.setup import build_breakers, build_caller, build_idempotency_store
 from oneflow_ai.resilience.upstream_client import ResilientUpstream

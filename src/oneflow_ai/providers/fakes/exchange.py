@@ -102,6 +102,7 @@ class Exchange:
             body=body,
         )
         self.record.request_id = request_id
+        self.record.query = dict(request.query)
         request[EXCHANGE] = self
         ruled = state.faults.match(provider, endpoint, model, stream)
         fault = state.defaults.merged(ruled)

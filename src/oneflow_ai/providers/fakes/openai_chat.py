@@ -138,7 +138,7 @@ class OpenAIChat:
         interfered = await exchange.interfere(error)
         if interfered is not None:
             return interfered
-        refused = check_openai_key(request, state.config.api_key)
+        refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
         if refused is not None:
             return exchange.error(refused)
         if not valid:
