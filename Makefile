@@ -154,6 +154,13 @@ fake-providers: install ## run the fake providers on 127.0.0.1:9100
 bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
 	$(BIN)/python -m bench.run $(ARGS)
 
+.PHONY: cluster
+CLUSTER_PORT ?= 8080
+# Servers of its own from temporary directories: nothing system-wide is started or stopped.
+cluster: install-dev ## 3 replicas behind HAProxy on PostgreSQL + Redis of their own, fake providers (CLUSTER_PORT)
+	@command -v haproxy >/dev/null 2>&1 || { echo "make cluster needs HAProxy: apt-get install haproxy"; exit 1; }
+	$(BIN)/python scripts/cluster.py run --port $(CLUSTER_PORT) $(ARGS)
+
 deploy-check: ## promtool checks of deploy/prometheus (needs promtool: apt-get install prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
 	promtool check config deploy/prometheus/prometheus.compose.yml

@@ -2,8 +2,10 @@
 
 PostgreSQL and Redis tests run when `TEST_DATABASE_URL` / `TEST_REDIS_URL` name servers (CI
 sets both; `.ci/run` starts them if they are down). On a laptop without them the suite runs the
-embedded half and says in its summary what it did not cover. With `ONEFLOW_REQUIRE_SERVICES=1`
-(set by `.ci/run`) a missing server is an error, never a silent skip.
+embedded half and says in its summary what it did not cover. The console's browser tests
+(marker `browser`) run the same way when Debian's Chromium is installed (`.ci/run` installs it).
+With `ONEFLOW_REQUIRE_SERVICES=1` (set by `.ci/run`) a missing server or browser is an error,
+never a silent skip.
 """
 
 from __future__ import annotations
@@ -117,7 +119,23 @@ NEEDS = {
     "postgres": ("PostgreSQL", "set TEST_DATABASE_URL"),
     "redis": ("Redis", "set TEST_REDIS_URL"),
     "node": ("Node.js", "install node"),
+    "browser": ("Chromium", "apt-get install -y chromium"),
+    "cluster": (
+        "haproxy, initdb/pg_ctl and redis-server",
+        "apt-get install haproxy postgresql redis-server",
+    ),
 }
+#: The browser the console's tests drive: Debian's package unless `ONEFLOW_CHROMIUM` names
+#: another Chromium or Chrome (Playwright's own browser download is not used).
+CHROMIUM = Path(os.environ.get("ONEFLOW_CHROMIUM") or "/usr/bin/chromium")
+
+
+def cluster_tools() -> bool:
+    """Whether the local cluster's servers can be started here (tests/support/cluster.py)."""
+    from tests.support.pg_server import postgres_bindir
+
+    found = shutil.which("haproxy") and shutil.which("redis-server") and postgres_bindir()
+    return bool(found)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -125,6 +143,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "postgres": (*NEEDS["postgres"], pg_server_url()),
         "redis": (*NEEDS["redis"], redis_server_url()),
         "node": (*NEEDS["node"], shutil.which("node")),
+        "browser": (*NEEDS["browser"], CHROMIUM.exists() or None),
+        "cluster": (*NEEDS["cluster"], cluster_tools()),
     }
     required = os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1"
     keep: list[pytest.Item] = []
@@ -255,6 +275,18 @@ async def database_url(
 ) -> AsyncIterator[str]:
     """A database migrated to head, of its own for this test, on each backend."""
     async with _migrated_database(request.param, tmp_path, _pg_template) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=[SQLITE, POSTGRES])
+async def module_database_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    _pg_template: str | None,
+) -> AsyncIterator[str]:
+    """A database migrated to head, shared by the tests of one module, on each backend."""
+    folder = tmp_path_factory.mktemp("module-db")
+    async with _migrated_database(request.param, folder, _pg_template) as url:
         yield url
 
 

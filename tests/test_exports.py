@@ -75,7 +75,6 @@ def test_resilience_exports() -> None:
         "StoredResponse",
         "UpstreamResponse",
         "UpstreamStream",
-        "current_model",
         "falls_through",
         "map_status_error",
         "never_sent",

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from oneflow_ai import __version__
+from oneflow_ai import __version__, console
 from oneflow_ai.api import (
     anthropic_compat,
     auth,
@@ -27,7 +27,10 @@ from oneflow_ai.api import (
     keys,
     openai_compat,
     projects,
+    request_log_policy,
+    requests,
     root,
+    self_service,
     usage,
     users,
 )
@@ -148,6 +151,10 @@ def create_app(
         projects.router,
         usage.router,
         credits.router,
+        requests.router,
+        request_log_policy.router,
+        self_service.router,
+        console.router,
     ):
         app.include_router(router)
     install_schemas(app)

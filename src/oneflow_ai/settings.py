@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +77,7 @@ class ProviderSettings:
     connect_timeout: float
     read_timeout: float
     max_connections: int = 1024
+    query: Mapping[str, str] = field(default_factory=dict)  # sent with every request
 
     @property
     def configured(self) -> bool:
@@ -127,6 +129,10 @@ class Settings(BaseSettings):
     elevenlabs_api_key: SecretStr | None = None
     elevenlabs_base_url: str = _DEFAULT_BASE_URLS["elevenlabs"]
 
+    # Keys of the providers the catalog declares (CATALOG_PATH's `providers:`), by name, as a
+    # JSON object: {"azure": "...", "groq": "..."}.
+    provider_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_read_timeout: float = Field(default=30.0, gt=0)
     # Pooled keep-alive connections per provider.
@@ -156,7 +162,7 @@ class Settings(BaseSettings):
     upstream_retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
     upstream_retry_budget_min_per_second: float = Field(default=1.0, ge=0)
 
-    # Circuit breakers (oneflow_ai.resilience.breaker), per (provider, model) and per provider.
+    # Circuit breakers (oneflow_ai.resilience.breaker_set), per (provider, model) and provider.
     circuit_failure_rate: float = Field(default=0.5, gt=0, le=1)
     circuit_provider_failure_rate: float = Field(default=0.8, gt=0, le=1)
     circuit_min_calls: int = Field(default=10, ge=1)
@@ -408,6 +414,7 @@ class Settings(BaseSettings):
             key = self.provider(name).api_key
             if key is not None:
                 values.append(key.get_secret_value())
+        values.extend(key.get_secret_value() for key in self.provider_api_keys.values())
         return tuple(v for v in values if len(v) >= 8)
 
 

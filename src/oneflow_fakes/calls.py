@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["CallLog", "CallRecord"]
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "xi-api-key"})
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "xi-api-key", "api-key"})
 
 
 @dataclass(slots=True)
@@ -40,6 +40,7 @@ class CallRecord:
     chunks_sent: int = 0
     fault: dict[str, object] | None = None
     peer: tuple[str, int] | None = None  # the client's address: one per connection
+    query: dict[str, str] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -16,6 +16,9 @@ class FakeConfig:
 
     `api_key` None accepts any non-empty key (each provider's header still has to be there);
     a string accepts only that key, so a test can provoke each provider's real 401.
+    `openai_auth` is where OpenAI's chat endpoint wants the key, as an OpenAI-compatible API
+    may: `bearer` (`Authorization: Bearer`, OpenAI's own), `api-key` (Azure OpenAI's header)
+    or `none` (a server of one's own: no key needed).
     `latency_ms` delays the response headers, `ttft_ms` the first content after them (for a
     non-streamed answer both add up, with `chunk_delay_ms` between the answer's chunks, so
     both modes take as long as each other). `hang_seconds` is how long a `timeout` fault
@@ -25,6 +28,7 @@ class FakeConfig:
     """
 
     api_key: str | None = None
+    openai_auth: str = "bearer"
     latency_ms: float = 0.0
     ttft_ms: float = 0.0
     chunk_delay_ms: float = 0.0
@@ -42,5 +46,7 @@ class FakeConfig:
             raise ValueError("reply_words must be at least 1")
         if self.call_log_size < 1:
             raise ValueError("call_log_size must be at least 1")
+        if self.openai_auth not in ("bearer", "api-key", "none"):
+            raise ValueError("openai_auth must be bearer, api-key or none")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be None (any key) or a non-empty key")

@@ -143,6 +143,7 @@ class Exchange:
         self.record.request_id = request_id
         if request.transport is not None:
             self.record.peer = request.transport.get_extra_info("peername")
+        self.record.query = dict(request.query)
         request[EXCHANGE] = self
         ruled = state.faults.match(provider, endpoint, model, stream)
         fault = state.defaults.merged(ruled)

@@ -109,7 +109,7 @@ class OpenAIChat:
         interfered = await exchange.interfere(openai_error, model=model_name or "unknown")
         if interfered is not None:
             return interfered
-        refused = check_openai_key(request, state.config.api_key)
+        refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
         if refused is not None:
             return exchange.error(refused)
         if not body.is_object:

@@ -24,10 +24,17 @@ def openai_headers() -> dict[str, str]:
     return dict(_HEALTHY)
 
 
-def check_openai_key(request: web.Request, accepted: str | None) -> ErrorAnswer | None:
-    """The 401 OpenAI answers to a missing or wrong `Authorization: Bearer` key."""
+def check_openai_key(
+    request: web.Request, accepted: str | None, auth: str = "bearer"
+) -> ErrorAnswer | None:
+    """The 401 OpenAI answers to a missing or wrong `Authorization: Bearer` key (`auth`:
+    `api-key` wants an `api-key` header instead, `none` no key: `FakeConfig.openai_auth`)."""
+    if auth == "none":
+        return None
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
+    if auth == "api-key":
+        scheme, key = "bearer", request.headers.get("api-key", "")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         return openai_error(401, "missing_api_key")

@@ -198,3 +198,41 @@ def test_the_official_sdks_credentials_are_accepted(world: World) -> None:
         openai.OpenAI(base_url=world.server.url, api_key="sk-of-wrong", max_retries=0).get(
             "/api/v1/whoami", cast_to=object
         )
+
+
+def test_a_limit_too_large_for_json_is_refused_and_never_breaks_the_listing(world: World) -> None:
+    """A limit beyond 64 bits was stored, then every answer naming it (the new key, the
+    project, every listing of keys) failed with a 500: JSON has no such integer."""
+    huge = 2**64
+    for path, body in (
+        ("/api/v1/keys", {"name": "huge", "project_id": "acme"}),
+        ("/api/v1/projects", {"name": "huge", "id": "huge"}),
+    ):
+        made = world.call("master", "POST", path, {**body, "limits": {"requests_per_minute": huge}})
+        assert made.status_code == 400, made.text
+        assert made.json()["error"]["param"] == "limits.requests_per_minute"
+    patched = world.call(
+        "master", "PATCH", "/api/v1/projects/acme", {"limits": {"tokens_per_minute": huge}}
+    )
+    assert patched.status_code == 400, patched.text
+    assert world.call("master", "GET", "/api/v1/keys").status_code == 200
+    assert world.call("master", "GET", "/api/v1/projects").status_code == 200
+
+
+def test_a_value_the_database_cannot_store_is_a_400_never_a_500(
+    world: World, database_url: str
+) -> None:
+    """PostgreSQL refuses a NUL character in text (SQLite stores it): in a body, a path or a
+    query, that is the caller's bad input (400, in the caller's dialect), not a server error."""
+    postgres = database_url.startswith("postgresql")
+    created = world.call(
+        "master", "POST", "/api/v1/keys", {"name": "a\u0000b", "project_id": "acme"}
+    )
+    assert created.status_code == (400 if postgres else 201), created.text
+    for path in ("/api/v1/projects/a%00b", "/api/v1/usage?project=a%00b"):
+        found = world.call("master", "GET", path)
+        assert found.status_code in ((400,) if postgres else (200, 404)), (path, found.text)
+    if postgres:
+        error = created.json()["error"]
+        assert error["type"] == "invalid_request_error", error
+        assert "cannot be stored" in error["message"], error

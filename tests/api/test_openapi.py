@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -90,3 +91,91 @@ def test_the_root_leads_to_the_interactive_docs(make_settings: Callable[..., Set
         docs = httpx.get(f"{server.url}/", follow_redirects=True)
     assert docs.status_code == 200 and str(docs.url) == f"{server.url}/docs"
     assert "swagger-ui" in docs.text and "/openapi.json" in docs.text
+
+
+def _document(make_settings: Callable[..., Settings]) -> dict[str, Any]:
+    app = create_app(make_settings(fake_providers="off"), configure_logs=False)
+    with live_server(app) as server:
+        document: dict[str, Any] = httpx.get(f"{server.url}/openapi.json").json()
+    return document
+
+
+def test_every_operation_documents_its_errors_in_its_dialect_and_never_422(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A malformed request is a 400 in the caller's dialect (api/errors.py), never FastAPI's
+    422: the document says so, for every operation."""
+    document = _document(make_settings)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            schema = responses["default"]["content"]["application/json"]["schema"]
+            shape = "AnthropicError" if path.startswith("/v1/messages") else "Error"
+            assert schema == {"$ref": f"#/components/schemas/{shape}"}, (method, path)
+    schemas = document["components"]["schemas"]
+    assert schemas["Error"]["required"] == ["error"]
+    assert schemas["AnthropicError"]["properties"]["type"] == {"const": "error"}
+    assert "HTTPValidationError" not in schemas
+
+
+def test_the_usage_report_documents_its_csv(make_settings: Callable[..., Settings]) -> None:
+    paths = _document(make_settings)["paths"]
+    assert set(paths["/api/v1/usage"]["get"]["responses"]["200"]["content"]) == {
+        "application/json",
+        "text/csv",
+    }
+    assert set(paths["/api/v1/usage.csv"]["get"]["responses"]["200"]["content"]) == {"text/csv"}
+    assert set(paths["/api/v1/requests"]["get"]["responses"]["200"]["content"]) == {
+        "application/json",
+        "text/csv",
+    }
+
+
+def test_answers_usage_is_documented_as_the_providers_nest_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """OpenAI's usage has objects in it (prompt_tokens_details), Anthropic's too."""
+    schemas = _document(make_settings)["components"]["schemas"]
+    for model in ("ChatCompletion", "MessagesResponse"):
+        usage = schemas[model]["properties"]["usage"]
+        assert usage["type"] == "object" and usage["additionalProperties"] is True, usage
+
+
+def test_created_projects_keys_and_users_link_to_the_operations_on_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Each link names a real operation and passes the created object's id as its path
+    parameter (what clients and stateful testers follow)."""
+    paths = _document(make_settings)["paths"]
+    operations = {
+        op["operationId"]: (path, method)
+        for path, item in paths.items()
+        for method, op in item.items()
+    }
+    expected = {
+        "/api/v1/projects": {
+            ("/api/v1/projects/{project_id}", "get"),
+            ("/api/v1/projects/{project_id}", "patch"),
+            ("/api/v1/projects/{project_id}/credits", "get"),
+            ("/api/v1/projects/{project_id}/credits", "post"),
+            ("/api/v1/projects/{project_id}/credits", "patch"),
+            ("/api/v1/projects/{project_id}/ledger", "get"),
+            ("/api/v1/projects/{project_id}/budgets", "get"),
+            ("/api/v1/projects/{project_id}/budgets", "put"),
+        },
+        "/api/v1/keys": {
+            ("/api/v1/keys/{key_id}", "get"),
+            ("/api/v1/keys/{key_id}/rotate", "post"),
+            ("/api/v1/keys/{key_id}/revoke", "post"),
+        },
+        "/api/v1/users": {("/api/v1/users/{user_id}", "get"), ("/api/v1/users/{user_id}", "patch")},
+    }
+    for create, targets in expected.items():
+        links = paths[create]["post"]["responses"]["201"]["links"]
+        assert {operations[link["operationId"]] for link in links.values()} == targets
+        for link in links.values():
+            (parameter,) = link["parameters"]
+            target_path, _ = operations[link["operationId"]]
+            assert f"{{{parameter}}}" in target_path
+            assert link["parameters"][parameter] == "$response.body#/id"

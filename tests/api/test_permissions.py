@@ -184,7 +184,43 @@ CASES = [
         (401, 403, 403, 200, 403, 403, 200, 200),
         lambda w: {"budgets": []},
     ),
+    # The request log reads like usage; the caller's own view is everyone's.
+    Case("requests", "GET", "/api/v1/requests", (401, 200, 200, 200, 200, 200, 200, 200)),
+    Case(
+        "requests.other_project",
+        "GET",
+        "/api/v1/requests?project=acme",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case("requests.get", "GET", "/api/v1/requests/none", (401, 404, 404, 404, 404, 404, 404, 404)),
+    Case("self", "GET", "/api/v1/self", (401, 200, 200, 200, 200, 200, 200, 200)),
+    Case(
+        "request_log.get",
+        "GET",
+        "/api/v1/projects/acme/request-log",
+        (401, 200, 200, 200, 403, 200, 200, 200),
+    ),
+    Case(
+        "request_log.put",
+        "PUT",
+        "/api/v1/projects/acme/request-log",
+        (401, 403, 403, 200, 403, 403, 200, 200),
+        lambda w: {"store_bodies": False},
+    ),
 ]
+
+#: What a self-service session (an API key's of acme, any role) may call: its own data
+#: (usage and requests of acme narrow themselves to its key).
+SELF_SERVICE = {
+    "whoami",
+    "requests",
+    "requests.other_project",
+    "requests.get",
+    "self",
+    "usage",
+    "usage.other_project",
+    "usage.csv",
+}
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -220,11 +256,35 @@ def test_every_identity_route_is_in_the_table(world: World) -> None:
             case.path.split("?")[0]
             .replace("{key}", "{key_id}")
             .replace("{user}", "{user_id}")
-            .replace("/projects/acme", "/projects/{project_id}"),
+            .replace("/projects/acme", "/projects/{project_id}")
+            .replace("/requests/none", "/requests/{request_id}"),
         )
         for case in CASES
     }
     assert routes == covered
+
+
+@pytest.mark.parametrize("role", ["viewer", "member", "admin"])
+def test_a_self_service_session_is_refused_all_but_its_own_data(world: World, role: str) -> None:
+    made = world.client.post("/api/v1/auth/key-session", headers=world.as_(role))
+    assert made.status_code == 200, made.text
+    session = {"Authorization": f"Bearer {made.json()['access_token']}"}
+    for case in CASES:
+        path = case.path
+        if "{key}" in path:
+            path = path.replace("{key}", world.new_key()["id"])
+        if "{user}" in path:
+            path = path.replace("{user}", world.new_user()["id"])
+        body = case.body(world) if case.body is not None else None
+        response = world.client.request(case.method, path, json=body, headers=session)
+        viewer = case.expected[CALLERS.index("viewer")]
+        if case.name in SELF_SERVICE:
+            assert response.status_code == viewer, (case.name, response.text)
+        else:  # refused; what a viewer may not even see stays unseen (404)
+            assert response.status_code == (404 if viewer == 404 else 403), (
+                case.name,
+                response.text,
+            )
 
 
 def test_users_see_themselves(world: World) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from oneflow_ai.auth.permissions import (
@@ -23,8 +25,9 @@ def key(role: Role, project: str = "proj_a", models: frozenset[str] | None = Non
 
 
 EXPECTED = {
-    Role.VIEWER: {"models:read", "usage:read", "project:read", "keys:read"},
+    Role.VIEWER: {"self:read", "models:read", "usage:read", "project:read", "keys:read"},
     Role.MEMBER: {
+        "self:read",
         "models:read",
         "usage:read",
         "project:read",
@@ -33,6 +36,7 @@ EXPECTED = {
         "keys:write",
     },
     Role.ADMIN: {
+        "self:read",
         "models:read",
         "usage:read",
         "project:read",
@@ -49,6 +53,16 @@ EXPECTED = {
 def test_each_role_has_exactly_its_permissions(role: Role) -> None:
     granted = {p.value for p in Permission if has_permission(key(role), p)}
     assert granted == EXPECTED[role]
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_a_self_service_session_reads_its_own_data_only(role: Role) -> None:
+    session = dataclasses.replace(key(role, ADMIN_PROJECT_ID), self_only=True)
+    assert {p.value for p in Permission if has_permission(session, p)} == {"self:read"}
+    assert not session.is_system_admin
+    with pytest.raises(PermissionDeniedError) as refused:
+        ensure_permission(session, Permission.USAGE_READ)
+    assert refused.value.code == "self_service_only"
 
 
 def test_system_permissions_need_the_admin_project() -> None:

@@ -23,7 +23,7 @@ from oneflow_ai.billing.analytics import (
     query_usage,
 )
 from oneflow_ai.domain.usage import Usage
-from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
+from oneflow_ai.domain.usage_record import RequestOutcome, RequestRoute, UsageRecord
 from oneflow_ai.storage.tables import LATENCY_BUCKETS_MS
 from oneflow_ai.storage.usage_store import bucket_hour, insert_usage, rebuild_rollups
 from tests.support.ledger import FakeClock, create_projects, make_ledger
@@ -57,6 +57,10 @@ def make_records(count: int = 900, seed: int = 7) -> list[UsageRecord]:
                 micro_credits=rng.randrange(5_000_000),
                 latency_ms=latency,
                 ttft_ms=None if latency is None or rng.random() < 0.3 else latency // 3,
+                cached_input_tokens=rng.choice([0, rng.randrange(1000)]),
+                reasoning_tokens=rng.choice([0, rng.randrange(500)]),
+                cache_hit=rng.random() < 0.1,
+                route=RequestRoute(model_requested=model, fallbacks=rng.choice([0, 0, 0, 1, 2])),
             )
         )
     return records
@@ -86,6 +90,10 @@ def expected(records: list[UsageRecord], query: UsageQuery) -> dict[tuple, dict]
             "mc": 0,
             "lat": [],
             "ttft": [],
+            "cached": 0,
+            "reasoning": 0,
+            "fallbacks": 0,
+            "hits": 0,
         }
     )
     for r in records:
@@ -124,6 +132,10 @@ def expected(records: list[UsageRecord], query: UsageQuery) -> dict[tuple, dict]
             g["lat"].append(r.latency_ms)
         if r.ttft_ms is not None:
             g["ttft"].append(r.ttft_ms)
+        g["cached"] += r.cached_input_tokens
+        g["reasoning"] += r.reasoning_tokens
+        g["fallbacks"] += r.route is not None and r.route.fallbacks > 0
+        g["hits"] += r.cache_hit
     return dict(groups)
 
 
@@ -147,6 +159,8 @@ def check(report: UsageReport, records: list[UsageRecord]) -> None:
             w["out"],
         )
         assert (t["images"], t["characters"], t.micro_credits) == (w["img"], w["chars"], w["mc"])
+        assert (t["cached_input_tokens"], t["reasoning_tokens"]) == (w["cached"], w["reasoning"])
+        assert (t["fallback_requests"], t["cache_hits"]) == (w["fallbacks"], w["hits"])
         if w["lat"]:
             assert t.latency_avg_ms == pytest.approx(sum(w["lat"]) / len(w["lat"]))
             ordered = sorted(w["lat"])

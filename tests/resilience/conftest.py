@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from oneflow_ai.resilience import MemoryBreakerStore, RedisBreakerStore
-from oneflow_ai.resilience.circuits import BreakerStore
+from oneflow_ai.resilience.breaker_set import BreakerStore
 from tests.conftest import MEMORY, REDIS
 from tests.support.redis_server import redis_for_test
 

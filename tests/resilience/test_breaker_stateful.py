@@ -35,8 +35,8 @@ from oneflow_ai.resilience import (
     Outcome,
     RedisBreakerStore,
 )
-from oneflow_ai.resilience.breaker import Admission
-from oneflow_ai.resilience.circuits import BreakerStore
+from oneflow_ai.resilience.breaker_set import BreakerStore
+from oneflow_ai.resilience.breaker_state import Admission
 from tests.conftest import redis_server_url
 
 pytestmark = pytest.mark.property

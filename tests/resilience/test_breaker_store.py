@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from oneflow_ai.resilience import BreakerConfig, CircuitState, Outcome
-from oneflow_ai.resilience.breaker import Admission
-from oneflow_ai.resilience.circuits import BreakerStore
+from oneflow_ai.resilience.breaker_set import BreakerStore
+from oneflow_ai.resilience.breaker_state import Admission
 
 CFG = BreakerConfig(
     failure_rate=0.5,

@@ -26,7 +26,6 @@ from oneflow_ai.resilience import (
     RetryBudget,
     RetryEvent,
     RetryPolicy,
-    current_model,
 )
 from oneflow_fakes import FakeProviders
 from tests.support.clock import ManualClock
@@ -78,7 +77,7 @@ def client_for(upstream: Script | None, **options: object) -> tuple[ResilientHTT
     sleeps = Sleeps()
     options.setdefault("sleep", sleeps)
     if upstream is not None:
-        options["transport"] = MockTransport(upstream)
+        options["transport"] = MockTransport(upstream, provider="openai")
     return ResilientHTTPClient("openai", **options), sleeps  # type: ignore[arg-type]
 
 
@@ -328,7 +327,7 @@ async def test_the_total_timeout_bounds_the_retries(upstream: Script) -> None:
         retry_policy=RetryPolicy(max_retries=5, max_retry_after=20),
         sleep=sleep,
         clock=clock,
-        transport=MockTransport(upstream),
+        transport=MockTransport(upstream, provider="openai"),
     )
     async with client:
         with pytest.raises(ProviderUnavailableError):
@@ -367,19 +366,20 @@ async def test_the_breaker_opens_and_then_refuses_without_calling(
     assert breakers.open_for("openai", "gpt-4o") > 59
 
 
-async def test_the_model_comes_from_the_fallback_context(upstream: Script) -> None:
+async def test_the_model_is_passed_explicitly(upstream: Script) -> None:
     upstream.default = MockResponse(500, b"")
     breakers = CircuitBreakers()
     client, _ = client_for(upstream, max_retries=0, breakers=breakers)
-    token = current_model.set("claude-3-haiku-20240307")
-    try:
-        async with client:
-            with pytest.raises(ProviderUnavailableError) as caught:
-                await client.post(f"{URL}/x", json={})
-    finally:
-        current_model.reset(token)
+    async with client:
+        with pytest.raises(ProviderUnavailableError) as caught:
+            await client.post(f"{URL}/x", json={}, model="claude-3-haiku-20240307")
+        with pytest.raises(ProviderUnavailableError) as unnamed:
+            await client.post(f"{URL}/x", json={})
     assert caught.value.model == "claude-3-haiku-20240307"
+    assert caught.value.provider == "openai"
     assert breakers.breaker("openai/claude-3-haiku-20240307").snapshot.failures == 1
+    assert unnamed.value.model is None  # no model named: the provider's breaker alone
+    assert breakers.breaker("openai").snapshot.failures == 2
 
 
 async def test_multipart_bodies_survive_a_retry(upstream: Script) -> None:
@@ -444,7 +444,7 @@ async def test_a_dropped_stream_raises_mid_body_and_counts_as_a_failure(
             async with client.stream(
                 "POST", f"{URL}/x", json={}, idempotency_key="k", model="m"
             ) as stream:
-                async for chunk in stream.iter_chunks():
+                async for chunk in stream.chunks():
                     received.append(chunk)
     assert b"".join(received) == EVENTS[0]
     assert upstream.count == 1  # a stream that started is never repeated
@@ -471,7 +471,7 @@ async def test_leaving_a_stream_early_closes_the_connection(
     streamed = {**CHAT, "stream": True}
     async with client:
         async with client.stream("POST", chat_url, json=streamed, headers=KEY, model="m") as stream:
-            async for _chunk in stream.iter_chunks():
+            async for _chunk in stream.chunks():
                 break
             assert not stream.at_eof
         # the pool is free again: a new call works at once

@@ -9,8 +9,7 @@ import pytest
 
 from oneflow_ai.errors import ProviderError, ProviderUnavailableError
 from oneflow_ai.providers.http import AiohttpUpstream
-from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest, UpstreamStream
-from oneflow_ai.providers.upstream import UpstreamResponse as TransportResponse
+from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.resilience import (
     BreakerConfig,
     CircuitBreakers,
@@ -19,16 +18,10 @@ from oneflow_ai.resilience import (
     ResilientCaller,
     ResilientUpstream,
     RetryPolicy,
-    UpstreamResponse,
-    current_model,
     map_status_error,
 )
 from tests.support.ports import refusing_port
 from tests.support.transport import MockResponse, MockTransport, Script
-
-
-def _error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    return map_status_error("anthropic", None, UpstreamResponse(status, headers, body))
 
 
 def upstream_request(
@@ -38,7 +31,7 @@ def upstream_request(
     headers: Mapping[str, str] | None = None,
     model: str | None = None,
 ) -> UpstreamRequest:
-    return UpstreamRequest(method, path, _error, body=body, headers=headers, model=model)
+    return UpstreamRequest(method, path, map_status_error, body=body, headers=headers, model=model)
 
 
 @pytest.fixture
@@ -51,9 +44,7 @@ async def no_sleep(_seconds: float) -> None:
     return None
 
 
-def wrap(
-    upstream: Script | str, **options: object
-) -> tuple[ResilientUpstream[UpstreamRequest, TransportResponse, UpstreamStream], CircuitBreakers]:
+def wrap(upstream: Script | str, **options: object) -> tuple[ResilientUpstream, CircuitBreakers]:
     """`upstream` (in process) in breakers and retries; a URL: the gateway's own pooled client
     to it (no retries, no breaker, errors as ProviderError)."""
     breakers = CircuitBreakers(model_config=BreakerConfig(min_calls=3, cooldown_seconds=60))
@@ -121,22 +112,25 @@ async def test_without_keys_a_refused_connection_is_still_retried() -> None:
     assert attempts == [1, 2, 3]
 
 
-async def test_breakers_are_keyed_by_the_model_being_tried(upstream: Script) -> None:
+async def test_breakers_are_keyed_by_the_model_the_request_names(upstream: Script) -> None:
     upstream.default = MockResponse(500, b"")
     client, breakers = wrap(upstream)
     client.caller.policy = RetryPolicy(max_retries=0)
-    token = current_model.set("claude-3-haiku-20240307")
+    haiku = "claude-3-haiku-20240307"
     try:
         for _ in range(3):
-            with pytest.raises(ProviderUnavailableError):
-                await client.send(upstream_request("POST", "/x", b"{}", model="provider-own-id"))
+            with pytest.raises(ProviderUnavailableError) as caught:
+                await client.send(upstream_request("POST", "/x", b"{}", model=haiku))
         with pytest.raises(CircuitOpenError):
-            await client.send(upstream_request("POST", "/x", b"{}", model="provider-own-id"))
+            await client.send(upstream_request("POST", "/x", b"{}", model=haiku))
+        upstream.default = MockResponse.json({})
+        other = await client.send(upstream_request("POST", "/x", b"{}", model="other-model"))
     finally:
-        current_model.reset(token)
         await client.aclose()
-    assert upstream.count == 3
-    assert breakers.open_for("anthropic", "claude-3-haiku-20240307") > 0
+    assert upstream.count == 4 and other.status == 200
+    assert caught.value.model == haiku and caught.value.provider == "anthropic"
+    assert breakers.open_for("anthropic", haiku) > 0
+    assert breakers.open_for("anthropic", "other-model") == 0
 
 
 async def test_a_stream_is_retried_until_it_opens_then_never(upstream: Script) -> None:

@@ -89,7 +89,11 @@ class MiniGateway:
             provider = decision.provider_of(turn.model)
             url, body = self.request(turn.model, provider, stream=False)
             response = await self.clients[provider].post(
-                url, json=body, headers=_auth(provider), idempotency_key=request_id
+                url,
+                json=body,
+                headers=_auth(provider),
+                idempotency_key=request_id,
+                model=turn.model,
             )
             return response.json()
 
@@ -108,9 +112,11 @@ class MiniGateway:
             provider = decision.provider_of(turn.model)
             url, body = self.request(turn.model, provider, stream=True)
             upstream = await stack.enter_async_context(
-                self.clients[provider].stream("POST", url, json=body, headers=_auth(provider))
+                self.clients[provider].stream(
+                    "POST", url, json=body, headers=_auth(provider), model=turn.model
+                )
             )
-            return await prime(upstream.iter_chunks())
+            return await prime(upstream.chunks())
 
         return await run_with_fallbacks(decision.chain, attempt)
 

@@ -106,7 +106,9 @@ async def test_real_calls_feed_the_tracker_and_move_the_route() -> None:
     def answer(request: MockRequest) -> MockResponse:
         return upstreams[str(request.url.host).removesuffix(".test")](request)
 
-    async with ResilientHTTPClient("any", max_retries=0, transport=MockTransport(answer)) as client:
+    async with ResilientHTTPClient(
+        "any", max_retries=0, transport=MockTransport(answer, provider="any")
+    ) as client:
 
         async def serve(model: str | None = None) -> str:
             decision = router.route(

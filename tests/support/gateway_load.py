@@ -271,7 +271,10 @@ def _observe_sse_line(read: StreamRead, line: bytes) -> None:
     if data == b"[DONE]":
         read.done = read.credits is not None
         return
-    event = orjson.loads(data)
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:  # the last line of a stream cut off in the middle of it
+        return
     kind = event.get("type")  # Anthropic's events say what they are; OpenAI's chunks do not
     if event.get("choices") or kind == "content_block_delta":
         read.started = True

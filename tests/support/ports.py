@@ -6,6 +6,10 @@ process may take the port in between. Instead `oneflow serve` and `oneflow fake-
 `start_on_port_0` runs such a command and reads the port back (`reported_port`), and
 `first_answer` waits for an address to answer. For a port where nothing listens (a refused
 connection), `refusing_port` keeps a socket bound, not listening, while the test uses it.
+
+Servers that are not ours and cannot report a port they chose (PostgreSQL, Redis, HAProxy) get
+`guessed_free_port`: the one place where a port is found free and closed again, named for what
+it is.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from typing import IO
 
 import httpx
 
-__all__ = ["first_answer", "refusing_port", "reported_port", "start_on_port_0"]
+__all__ = [
+    "first_answer",
+    "guessed_free_port",
+    "refusing_port",
+    "reported_port",
+    "start_on_port_0",
+]
 
 
 def start_on_port_0(
@@ -49,7 +59,9 @@ def start_on_port_0(
         return process, reported_port(process, port_file, timeout)
 
 
-def reported_port(process: subprocess.Popen[str], port_file: Path, timeout: float = 90) -> int:
+def reported_port(
+    process: subprocess.Popen[str] | subprocess.Popen[bytes], port_file: Path, timeout: float = 90
+) -> int:
     """The port `process` wrote to `port_file` once listening. A process that exits first, or
     writes nothing within `timeout` (it is then killed), raises RuntimeError."""
     deadline = time.monotonic() + timeout
@@ -91,3 +103,12 @@ def refusing_port() -> Iterator[int]:
     with socket.socket() as sock:  # no SO_REUSEADDR: nobody else can bind it meanwhile
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+def guessed_free_port() -> int:
+    """A loopback port that was free a moment ago, for a server that cannot bind port 0 and
+    report it (PostgreSQL, Redis, HAProxy). Another process may take it first: never use it
+    for `oneflow serve` or `oneflow fake-providers`, which report the port they bind."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

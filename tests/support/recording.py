@@ -6,22 +6,22 @@ import threading
 
 from oneflow_ai.domain.chat import StreamEvent
 from oneflow_ai.gateway.call import Call
-from oneflow_ai.gateway.hooks import Hook, UsageRecord
+from oneflow_ai.gateway.hooks import CallSummary, Hook
 
 __all__ = ["RecordingHook", "RecordingSink"]
 
 
 class RecordingSink:
     def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
+        self.records: list[CallSummary] = []
         self._arrived = threading.Condition()
 
-    async def record(self, record: UsageRecord) -> None:
+    async def record(self, record: CallSummary) -> None:
         with self._arrived:
             self.records.append(record)
             self._arrived.notify_all()
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[UsageRecord]:
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[CallSummary]:
         """The records once at least `count` have arrived (streams finish after the answer)."""
         with self._arrived:
             self._arrived.wait_for(lambda: len(self.records) >= count, timeout)

@@ -39,6 +39,7 @@ from oneflow_ai.providers.upstream import (
     UpstreamClient,
     UpstreamRequest,
     UpstreamResponse,
+    UpstreamStream,
     answer_error,
 )
 from oneflow_ai.settings import ProviderSettings
@@ -143,41 +144,41 @@ class MockTransport:
         return UpstreamResponse(response.status, headers, body)
 
     @asynccontextmanager
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[_Stream]:
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
         sent, response = await self._answer(request)
-        stream = _Stream(self.provider, request, response)
+        headers = CIMultiDictProxy(CIMultiDict(response.headers))
+        stream = UpstreamStream(response.status, headers, self._reader(request, response))
         try:
             yield stream
         finally:
-            if not stream.ended:
+            if not stream.at_eof:  # left before the end: the "connection" is closed
                 sent.disconnected.set()
+
+    def _reader(
+        self, request: UpstreamRequest, response: MockResponse
+    ) -> Callable[[], Awaitable[bytes]]:
+        """The stream's next chunk, b"" at the end; the transport error of a cut connection."""
+        chunks = list(response.chunks if response.chunks is not None else (response.body,))
+        sent = 0
+
+        async def read_chunk() -> bytes:
+            nonlocal sent
+            if sent == len(chunks):
+                return b""
+            if response.cut_after is not None and sent >= response.cut_after:
+                cause = ConnectionResetError("the connection was cut")
+                raise transport_error(
+                    cause, self.provider, request.model, mid_stream=True
+                ) from cause
+            if sent and response.chunk_delay:
+                await asyncio.sleep(response.chunk_delay)
+            sent += 1
+            return chunks[sent - 1]
+
+        return read_chunk
 
     async def aclose(self) -> None:
         return None
-
-
-class _Stream:
-    def __init__(self, provider: str, request: UpstreamRequest, response: MockResponse) -> None:
-        self.status = response.status
-        self.headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(response.headers))
-        self.ended = False
-        self._provider = provider
-        self._request = request
-        self._response = response
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        response = self._response
-        chunks = response.chunks if response.chunks is not None else (response.body,)
-        for index, chunk in enumerate(chunks):
-            if response.cut_after is not None and index >= response.cut_after:
-                cause = ConnectionResetError("the connection was cut")
-                raise transport_error(
-                    cause, self._provider, self._request.model, mid_stream=True
-                ) from cause
-            if index and response.chunk_delay:
-                await asyncio.sleep(response.chunk_delay)
-            yield chunk
-        self.ended = True
 
 
 class Script:

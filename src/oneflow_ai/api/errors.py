@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -170,6 +171,11 @@ _HTTP_KINDS = {
 }
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    """The SQLSTATE of a PostgreSQL error ("" for SQLite's, which have none)."""
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error a route raises leaves in the caller's dialect (the edge middleware turns an
     unexpected exception into a 500 in the same shape)."""
@@ -195,7 +201,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return json_response(body, exc.status_code, exc.headers)
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        """A value of the request the database refused (SQLSTATE class 22, "data exception":
+        a NUL character PostgreSQL cannot store, a number out of its range) is the caller's
+        bad input, and nothing was written; any other database error stays a server error."""
+        assert isinstance(exc, DBAPIError)
+        if not (isinstance(exc, DataError) or _sqlstate(exc).startswith("22")):
+            raise exc
+        lines = str(exc.orig).strip().splitlines()
+        reason = lines[0].rsplit(">: ", 1)[-1] if lines else "out of range"
+        message = f"A value of the request cannot be stored: {reason}"
+        return error_response(BadRequestError(message), dialect_for_path(request.url.path))
+
     app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(ValidationError, request_validation)
     app.add_exception_handler(StarletteHTTPException, http_exception)

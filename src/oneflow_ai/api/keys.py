@@ -16,7 +16,7 @@ from oneflow_ai.api.views import key_view, list_view
 from oneflow_ai.auth.key_manager import NewKey
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal, Role
-from oneflow_ai.domain.limits import LimitPolicy
+from oneflow_ai.domain.limits import MAX_LIMIT, LimitPolicy
 from oneflow_ai.errors import BadRequestError
 
 __all__ = ["LimitsBody", "router"]
@@ -31,9 +31,9 @@ _NO_STORE = {"Cache-Control": "no-store"}
 class LimitsBody(Body):
     """Rate limits; in a PATCH, only the fields given change (null removes that limit)."""
 
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    requests_per_hour: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    requests_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
 
     def policy(self) -> LimitPolicy | None:
         policy = LimitPolicy(

@@ -5,7 +5,8 @@
   `scope["state"]["request_id"]`. The caller's `X-Request-ID` (when sane) is echoed back and
   logged as `client_request_id`, never trusted as a key: callers reuse theirs. Without one,
   `X-Request-ID` is the gateway's id;
-- security headers on every response (a looser CSP on the API docs pages so they render), and
+- security headers on every response (a looser CSP on the API docs pages so they render, the
+  console's own on `/console`), and
   the `X-RateLimit-*` headers the limiter decided for this request;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
@@ -47,6 +48,13 @@ _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+_CONSOLE_PATH = "/console"
+# The console: its own scripts, styles, images and API only; no inline script or style.
+_CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'; require-trusted-types-for 'script'"
+)
 _DOCS_CSP = (
     "default-src 'self'; "
     "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -98,6 +106,7 @@ class EdgeMiddleware:
         self._headers = [*security_headers(hsts=hsts), *extra_headers]
         self._api_csp = (b"content-security-policy", _API_CSP.encode())
         self._docs_csp = (b"content-security-policy", _DOCS_CSP.encode())
+        self._console_csp = (b"content-security-policy", _CONSOLE_CSP.encode())
         self._new_id = id_factory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,7 +136,7 @@ class EdgeMiddleware:
             (b"x-request-id", (client_id or request_id).encode()),
             (b"x-oneflow-request-id", request_id.encode()),
             *self._headers,
-            self._docs_csp if path.startswith(_DOCS_PATHS) else self._api_csp,
+            self._csp(path),
         ]
         status = 0
         overflow: list[bool] = []  # set by the limited receive once the body passes the limit
@@ -180,6 +189,13 @@ class EdgeMiddleware:
                     duration_ms=round(elapsed * 1000, 3),
                     **(call_fields(call) if call is not None else {}),
                 )
+
+    def _csp(self, path: str) -> tuple[bytes, bytes]:
+        if path.startswith(_DOCS_PATHS):
+            return self._docs_csp
+        if path.startswith(_CONSOLE_PATH):
+            return self._console_csp
+        return self._api_csp
 
     def _limited(self, receive: Receive, overflow: list[bool]) -> Receive:
         limit = self.max_body_size

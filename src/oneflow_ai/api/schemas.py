@@ -16,6 +16,8 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from oneflow_ai.api.openapi_doc import complete_document
+
 __all__ = [
     "PUBLIC_OPERATIONS",
     "SECURITY_SCHEMES",
@@ -113,7 +115,9 @@ class ChatCompletion(_Doc):
     created: int
     model: str
     choices: list[dict[str, Any]]
-    usage: dict[str, int]
+    usage: dict[str, Any] = Field(
+        description="prompt_tokens, completion_tokens, total_tokens and their details"
+    )
 
 
 class ImageGenerationRequest(_Doc):
@@ -178,7 +182,9 @@ class MessagesResponse(_Doc):
     model: str
     stop_reason: str | None
     stop_sequence: str | None = None
-    usage: dict[str, int]
+    usage: dict[str, Any] = Field(
+        description="input_tokens, output_tokens and the cache counts (some of them objects)"
+    )
 
 
 # ---- the seed's gateway API -------------------------------------------------------------
@@ -285,6 +291,7 @@ def install_schemas(app: FastAPI) -> None:
             for name, definition in schema.pop("$defs", {}).items():
                 schemas.setdefault(name, definition)
             schemas[model.__name__] = schema
+        complete_document(document)
         _declare_security(document)
         app.openapi_schema = document
         return document

@@ -3,7 +3,9 @@
 Filters: `project`, `user`, `key`, `model`, `provider`; time range `from`/`to` (ISO 8601, UTC
 when no offset is given; `to` is exclusive; default: the last 30 days); `group_by`: a comma
 list of project, user, key, model, provider and one of hour or day. System admins read every
-project; other callers (with ``usage:read``) read their own project only.
+project; other callers (with ``usage:read``) read their own project only. `scope=self` reads
+the caller's own usage (its key's, or its user's), and is what a self-service session always
+reads (see `api/access.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.access import readable_project
+from oneflow_ai.api.access import read_scope
 from oneflow_ai.api.deps import authenticate, get_services
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.auth.principal import Principal
@@ -53,8 +55,11 @@ async def _report(
     end: str | None,
     group_by: str | None,
     as_csv: bool,
+    scope: str = "all",
 ) -> Response:
-    project_id = readable_project(principal, project)
+    allowed = read_scope(principal, project, own=scope == "self")
+    project_id = allowed.project_id
+    user, key = allowed.narrow("user_id", user), allowed.narrow("key_id", key)
     end_at = parse_time(end, "to") if end else datetime.now(UTC)
     start_at = parse_time(start, "from") if start else end_at - _DEFAULT_RANGE
     groups = tuple(g.strip() for g in (group_by or "").split(",") if g.strip())
@@ -83,6 +88,10 @@ async def _report(
 
 
 Filter = Annotated[str | None, Query(max_length=128)]
+Scope = Annotated[
+    Literal["all", "self"],
+    Query(description="self: the caller's own usage (its key's or its user's) only"),
+]
 
 
 @router.get(
@@ -101,6 +110,7 @@ async def usage(
     end: Annotated[str | None, Query(alias="to")] = None,
     group_by: Annotated[str | None, Query(max_length=200)] = None,
     format: Literal["json", "csv"] = "json",
+    scope: Scope = "all",
 ) -> Response:
     return await _report(
         request,
@@ -114,6 +124,7 @@ async def usage(
         end=end,
         group_by=group_by,
         as_csv=format == "csv",
+        scope=scope,
     )
 
 
@@ -129,6 +140,7 @@ async def usage_csv(
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     group_by: Annotated[str | None, Query(max_length=200)] = None,
+    scope: Scope = "all",
 ) -> Response:
     return await _report(
         request,
@@ -142,4 +154,5 @@ async def usage_csv(
         end=end,
         group_by=group_by,
         as_csv=True,
+        scope=scope,
     )

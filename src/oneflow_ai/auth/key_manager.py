@@ -331,3 +331,11 @@ class KeyManager:
         )
         await ApiKeyRepository(session).add(row)
         return NewKey(row=row, key=generated.key)
+
+    async def own(self, actor: Principal) -> ApiKey | None:
+        """The caller's own API key (``self:read``); ``None`` for a caller that is not a key."""
+        ensure_permission(actor, Permission.SELF_READ)
+        if actor.key_id is None:
+            return None
+        async with self._sessions() as session:
+            return await ApiKeyRepository(session).get(actor.key_id)

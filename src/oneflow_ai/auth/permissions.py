@@ -1,6 +1,7 @@
 """Roles and what each may do: one small table, checked on every endpoint.
 
     permission       viewer  member  admin  scope
+    self:read          ✓       ✓       ✓     the caller's own key or user: usage, requests
     models:read        ✓       ✓       ✓
     usage:read         ✓       ✓       ✓     own project
     project:read       ✓       ✓       ✓     own project
@@ -14,6 +15,9 @@
 
 A system admin is an admin of the built-in admin project (`proj_admin`): the master key, or
 any key or user given that role there. It acts on every project.
+
+A self-service session (`Principal.self_only`, what `POST /api/v1/auth/key-session` gives an
+API key holder) has `self:read` alone, whatever the key's role.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
 
 
 class Permission(enum.StrEnum):
+    SELF_READ = "self:read"
     MODELS_READ = "models:read"
     USAGE_READ = "usage:read"
     PROJECT_READ = "project:read"
@@ -51,7 +56,13 @@ class Permission(enum.StrEnum):
 
 
 _VIEWER = frozenset(
-    {Permission.MODELS_READ, Permission.USAGE_READ, Permission.PROJECT_READ, Permission.KEYS_READ}
+    {
+        Permission.SELF_READ,
+        Permission.MODELS_READ,
+        Permission.USAGE_READ,
+        Permission.PROJECT_READ,
+        Permission.KEYS_READ,
+    }
 )
 _MEMBER = _VIEWER | {Permission.GATEWAY, Permission.KEYS_WRITE}
 _ADMIN = frozenset(Permission)
@@ -74,6 +85,8 @@ def role_rank(role: Role) -> int:
 
 
 def has_permission(principal: Principal, permission: Permission) -> bool:
+    if principal.self_only:
+        return permission is Permission.SELF_READ
     if permission not in ROLE_PERMISSIONS[principal.role]:
         return False
     return permission not in SYSTEM_PERMISSIONS or principal.is_system_admin
@@ -81,6 +94,11 @@ def has_permission(principal: Principal, permission: Permission) -> bool:
 
 def ensure_permission(principal: Principal, permission: Permission) -> None:
     if not has_permission(principal, permission):
+        if principal.self_only:
+            raise PermissionDeniedError(
+                "A self-service session reads its own key's usage and requests only",
+                code="self_service_only",
+            )
         raise PermissionDeniedError(
             f"This {principal.role.value} credential lacks the '{permission.value}' permission",
             code="insufficient_permissions",

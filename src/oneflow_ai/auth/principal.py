@@ -38,6 +38,8 @@ class Principal:
     limits: LimitPolicy | None = None
     # ... and its project's aggregate limits (None: no project-wide limit).
     project_limits: LimitPolicy | None = None
+    # A self-service session of an API key: it reads that key's own data and nothing else.
+    self_only: bool = False
 
     @property
     def subject(self) -> str:
@@ -45,8 +47,11 @@ class Principal:
 
     @property
     def is_system_admin(self) -> bool:
-        """An admin of the admin project: acts on every project."""
-        return self.role is Role.ADMIN and self.project_id == ADMIN_PROJECT_ID
+        """An admin of the admin project: acts on every project (never a self-service
+        session, which reads its own key's data only)."""
+        return (
+            self.role is Role.ADMIN and self.project_id == ADMIN_PROJECT_ID and not self.self_only
+        )
 
 
 MASTER = Principal(

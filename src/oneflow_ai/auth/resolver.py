@@ -3,13 +3,16 @@
 A credential is the master key (compared in constant time), an API key `sk-of-...` (looked up
 by prefix in the in-process cache, its secret's keyed hash compared in constant time, then its
 expiry, revocation and grace period checked against the clock), or a JWT access token (verified
-by signature and claims alone). Concurrent misses for one prefix share a single query.
+by signature and claims alone; a self-service session's token also needs its key still usable).
+Concurrent misses for one prefix share a single query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -21,7 +24,7 @@ from oneflow_ai.auth.key_manager import KeyManager
 from oneflow_ai.auth.last_used import LastUsedRecorder
 from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role
 from oneflow_ai.auth.project_limits import ProjectLimitCache
-from oneflow_ai.auth.tokens import TokenCodec
+from oneflow_ai.auth.tokens import SELF_SCOPE, TokenCodec
 from oneflow_ai.errors import AuthenticationError, ServiceUnavailableError
 
 __all__ = ["CredentialResolver"]
@@ -67,20 +70,24 @@ class CredentialResolver:
         raise AuthenticationError("Invalid API key", code="invalid_api_key")
 
     async def _api_key(self, prefix: str, secret: str) -> Principal:
+        record = await self._usable_key(
+            prefix, lambda r: self._hasher.matches(secret, r.secret_hash)
+        )
+        if self._last_used is not None:
+            self._last_used.note(record.key_id, self._clock())
+        return record.principal
+
+    async def _usable_key(self, prefix: str, proves: Callable[[KeyRecord], bool]) -> KeyRecord:
+        """The key of ``prefix`` when ``proves`` accepts it and it may be used now."""
         cached = self._cache.get(prefix)
         record = await self._load(prefix) if cached is MISSING else cached
-        if record is None or not isinstance(record, KeyRecord):
+        if record is None or not isinstance(record, KeyRecord) or not proves(record):
             raise AuthenticationError("Invalid API key", code="invalid_api_key")
-        if not self._hasher.matches(secret, record.secret_hash):
-            raise AuthenticationError("Invalid API key", code="invalid_api_key")
-        now = self._clock()
-        reason = record.usable_at(now)
+        reason = record.usable_at(self._clock())
         if reason is not None:
             message, code = _REASONS[reason]
             raise AuthenticationError(message, code=code)
-        if self._last_used is not None:
-            self._last_used.note(record.key_id, now)
-        return record.principal
+        return record
 
     async def _load(self, prefix: str) -> KeyRecord | None:
         """One query per prefix however many requests wait for it. The query runs in a task of
@@ -110,6 +117,11 @@ class CredentialResolver:
 
     async def _access_token(self, token: str) -> Principal:
         claims = self._codec.decode_access(token)
+        if claims.scope == SELF_SCOPE and claims.key_prefix is not None:
+            # A self-service session: as long as its key may be used, that key's own data.
+            key_id = claims.user_id
+            record = await self._usable_key(claims.key_prefix, lambda r: r.key_id == key_id)
+            return dataclasses.replace(record.principal, self_only=True)
         try:
             role = Role(claims.role)
         except ValueError:

@@ -6,6 +6,8 @@
   `typ: rt+jwt`; one can never be used as the other.
 - `iss`, `aud`, `sub`, `iat`, `exp` and `jti` are required and checked; time is read from an
   injectable clock with a small leeway.
+- A self-service session of an API key is an access token with `scp: self`, the key's id as
+  `sub` and its prefix as `kpf`: the resolver checks the key is still usable on every request.
 - Signing keys rotate by `kid`: tokens are signed with `JWT_SECRET`; secrets in
   `JWT_PREVIOUS_SECRETS` still verify the tokens they signed. A `kid` is a digest of its secret,
   so operators configure secrets only.
@@ -28,12 +30,15 @@ __all__ = [
     "ACCESS_TYPE",
     "ALGORITHM",
     "REFRESH_TYPE",
+    "SELF_SCOPE",
     "AccessClaims",
     "RefreshClaims",
     "TokenCodec",
 ]
 
 ALGORITHM = "HS256"
+#: The ``scp`` claim of a self-service session's access token.
+SELF_SCOPE = "self"
 ACCESS_TYPE = "at+jwt"
 REFRESH_TYPE = "rt+jwt"
 _REQUIRED = ["iss", "aud", "sub", "iat", "exp", "jti"]
@@ -45,11 +50,16 @@ def key_id(secret: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
+    """``user_id`` is the token's subject: a user, or for a self-service session (``scope``
+    ``"self"``) the API key's id, whose prefix ``key_prefix`` finds it again."""
+
     user_id: str
     project_id: str
     role: str
     token_id: str
     expires_at: int
+    scope: str | None = None
+    key_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,15 @@ class TokenCodec:
         )
         return IssuedToken(token, token_id, self.access_ttl)
 
+    def issue_self_session(
+        self, *, key_id: str, key_prefix: str, project_id: str, role: str
+    ) -> IssuedToken:
+        """An access token that reads one API key's own data (``scp: self``)."""
+        token_id = uuid.uuid4().hex
+        claims = {"jti": token_id, "pid": project_id, "role": role, "scp": SELF_SCOPE}
+        token = self._sign(ACCESS_TYPE, key_id, self.access_ttl, {**claims, "kpf": key_prefix})
+        return IssuedToken(token, token_id, self.access_ttl)
+
     def issue_refresh(
         self, *, user_id: str, project_id: str, token_id: str, family_id: str
     ) -> IssuedToken:
@@ -152,7 +171,12 @@ class TokenCodec:
         pid, role = claims.get("pid"), claims.get("role")
         if not isinstance(pid, str) or not isinstance(role, str):
             raise AuthenticationError("Invalid access token", code="invalid_token")
-        access = AccessClaims(claims["sub"], pid, role, claims["jti"], int(claims["exp"]))
+        scope, prefix = claims.get("scp"), claims.get("kpf")
+        if scope is not None and (scope != SELF_SCOPE or not isinstance(prefix, str)):
+            raise AuthenticationError("Invalid access token", code="invalid_token")
+        access = AccessClaims(
+            claims["sub"], pid, role, claims["jti"], int(claims["exp"]), scope, prefix
+        )
         if len(self._verified) >= self._memo_size:
             self._verified.clear()
         self._verified[token] = access

@@ -60,6 +60,10 @@ CSV_METRICS: Final = (
     "latency_p95_ms",
     "latency_p99_ms",
     "ttft_avg_ms",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "fallback_requests",
+    "cache_hits",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -192,6 +196,10 @@ class UsageTotals:
                 "p99": _round(self.latency_percentile(0.99)),
             },
             "ttft_ms": {"avg": _round(self.ttft_avg_ms)},
+            "cached_input_tokens": self["cached_input_tokens"],
+            "reasoning_tokens": self["reasoning_tokens"],
+            "fallback_requests": self["fallback_requests"],
+            "cache_hits": self["cache_hits"],
         }
 
 
@@ -262,6 +270,10 @@ class UsageReport:
                 latency["p95"],
                 latency["p99"],
                 ttft["avg"],
+                data["cached_input_tokens"],
+                data["reasoning_tokens"],
+                data["fallback_requests"],
+                data["cache_hits"],
             ]
             rows.append(
                 [

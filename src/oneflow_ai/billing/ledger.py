@@ -588,6 +588,7 @@ def _record(
         estimated=usage.estimated,
         latency_ms=outcome.latency_ms,
         ttft_ms=outcome.ttft_ms,
+        route=outcome.route,
     )
 
 

@@ -13,6 +13,9 @@ from oneflow_ai.catalog.loader import (
     parse_catalog,
 )
 from oneflow_ai.catalog.schema import (
+    AUTH_STYLES,
+    BUILTIN_PROVIDERS,
+    AuthStyle,
     ImagePrice,
     LatencyPrior,
     Modality,
@@ -20,10 +23,14 @@ from oneflow_ai.catalog.schema import (
     PriceSource,
     Pricing,
     Provider,
+    ProviderEntry,
     TokenizerName,
 )
 
 __all__ = [
+    "AUTH_STYLES",
+    "BUILTIN_PROVIDERS",
+    "AuthStyle",
     "Catalog",
     "CatalogError",
     "ImagePrice",
@@ -33,6 +40,7 @@ __all__ = [
     "PriceSource",
     "Pricing",
     "Provider",
+    "ProviderEntry",
     "TokenizerName",
     "UnknownModelError",
     "load_catalog",

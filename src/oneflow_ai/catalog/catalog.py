@@ -8,21 +8,28 @@ from datetime import date
 from types import MappingProxyType
 
 from oneflow_ai.catalog.errors import CatalogError, UnknownModelError
-from oneflow_ai.catalog.schema import Modality, ModelEntry, PriceSource
+from oneflow_ai.catalog.schema import (
+    BUILTIN_PROVIDERS,
+    Modality,
+    ModelEntry,
+    PriceSource,
+    ProviderEntry,
+)
 
 __all__ = ["Catalog"]
 
 
 class Catalog:
-    """An immutable set of :class:`ModelEntry` with the price table's version and sources.
+    """An immutable set of :class:`ModelEntry` with the price table's version and sources, and
+    the providers declared by configuration (:class:`ProviderEntry`).
 
     Models are found by id or alias (:meth:`get`, :meth:`find`); disabled models are kept in
     :attr:`models` but never found or listed. Construct it with :func:`load_catalog`, which
     validates the YAML; the constructor checks only what spans entries (unique names, known
-    price sources) and raises :class:`CatalogError` naming the entry.
+    price sources, known providers) and raises :class:`CatalogError` naming the entry.
     """
 
-    __slots__ = ("_by_name", "_models", "_prices_as_of", "_sources", "_version")
+    __slots__ = ("_by_name", "_models", "_prices_as_of", "_providers", "_sources", "_version")
 
     def __init__(
         self,
@@ -31,10 +38,14 @@ class Catalog:
         prices_as_of: date,
         sources: Mapping[str, PriceSource],
         models: Iterable[ModelEntry],
+        providers: Iterable[ProviderEntry] = (),
     ) -> None:
         self._version = price_table_version
         self._prices_as_of = prices_as_of
         self._sources: Mapping[str, PriceSource] = MappingProxyType(dict(sources))
+        self._providers: Mapping[str, ProviderEntry] = MappingProxyType(
+            {entry.name: entry for entry in providers}
+        )
         self._models = tuple(models)
         by_name: dict[str, ModelEntry] = {}
         for entry in self._models:
@@ -43,6 +54,7 @@ class Catalog:
                     f"catalog entry {entry.id!r}: price_source: {entry.price_source!r} "
                     "is not in the catalog's sources"
                 )
+            self._check_provider(entry)
             for name in entry.names:
                 other = by_name.get(name)
                 if other is not None:
@@ -53,6 +65,26 @@ class Catalog:
                     )
                 by_name[name] = entry
         self._by_name: Mapping[str, ModelEntry] = MappingProxyType(by_name)
+
+    def _check_provider(self, entry: ModelEntry) -> None:
+        """A model's provider is built in, or declared and able to serve it (chat, priced)."""
+        if entry.provider in BUILTIN_PROVIDERS:
+            return
+        where = f"catalog entry {entry.id!r}"
+        if entry.provider not in self._providers:
+            raise CatalogError(
+                f"{where}: provider: {entry.provider!r} is neither built in "
+                f"({', '.join(BUILTIN_PROVIDERS)}) nor declared under providers"
+            )
+        if entry.modality != "text":
+            raise CatalogError(
+                f"{where}: modality: provider {entry.provider!r} serves chat (text) models only"
+            )
+        if not entry.is_priced:
+            raise CatalogError(
+                f"{where}: pricing: required for a model of provider {entry.provider!r} "
+                '(input_per_mtok and output_per_mtok, "0" allowed; or free: true)'
+            )
 
     @property
     def price_table_version(self) -> str:
@@ -68,6 +100,11 @@ class Catalog:
     def sources(self) -> Mapping[str, PriceSource]:
         """Where the prices were taken, by the key models name in ``price_source``."""
         return self._sources
+
+    @property
+    def providers(self) -> Mapping[str, ProviderEntry]:
+        """The providers declared by configuration, by name (the built-in ones are not here)."""
+        return self._providers
 
     @property
     def models(self) -> tuple[ModelEntry, ...]:

@@ -1,5 +1,8 @@
 """Loading the catalog: the packaged ``models.yaml``, optionally merged with an operator's file.
 
+An operator's file may also declare OpenAI-compatible providers under ``providers:`` (see
+:class:`~oneflow_ai.catalog.schema.ProviderEntry`), whose models are then ordinary entries.
+
 An override file has the same shape as ``models.yaml`` and any subset of it. It is merged over
 the packaged catalog key by key: mappings merge recursively, anything else (numbers, strings,
 lists such as ``aliases`` or ``pricing.per_image``) replaces the packaged value. A model id not
@@ -26,12 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oneflow_ai.catalog.catalog import Catalog
 from oneflow_ai.catalog.errors import CatalogError
-from oneflow_ai.catalog.schema import ModelEntry, PriceSource
+from oneflow_ai.catalog.schema import ModelEntry, PriceSource, ProviderEntry
 
 __all__ = ["load_catalog", "merge_catalog_data", "packaged_catalog", "parse_catalog"]
 
 _PACKAGED = "models.yaml"
-_TOP_LEVEL = frozenset({"price_table_version", "prices_as_of", "sources", "models"})
+_TOP_LEVEL = frozenset({"price_table_version", "prices_as_of", "sources", "providers", "models"})
 
 
 class _Header(BaseModel):
@@ -85,7 +88,9 @@ def parse_catalog(data: Mapping[str, object], *, origin: str = "catalog") -> Cat
     if unknown:
         raise CatalogError(f"catalog ({origin}): unknown top-level key {unknown[0]!r}")
     try:
-        header = _Header.model_validate({k: v for k, v in data.items() if k != "models"})
+        header = _Header.model_validate(
+            {k: v for k, v in data.items() if k not in ("models", "providers")}
+        )
     except ValidationError as exc:
         raise CatalogError(f"catalog ({origin}): {_describe(exc)}") from None
     models = data.get("models")
@@ -99,7 +104,24 @@ def parse_catalog(data: Mapping[str, object], *, origin: str = "catalog") -> Cat
         prices_as_of=header.prices_as_of,
         sources=header.sources,
         models=entries,
+        providers=_parse_providers(data.get("providers"), origin),
     )
+
+
+def _parse_providers(data: object, origin: str) -> list[ProviderEntry]:
+    if data is None:
+        return []
+    if not isinstance(data, Mapping):
+        raise CatalogError(f"catalog ({origin}): providers: must be a mapping of name to provider")
+    providers = []
+    for name, raw in data.items():
+        if not isinstance(raw, Mapping):
+            raise CatalogError(f"catalog provider {name!r}: must be a mapping of fields")
+        try:
+            providers.append(ProviderEntry.model_validate({**_str_keys(raw), "name": str(name)}))
+        except ValidationError as exc:
+            raise CatalogError(f"catalog provider {name!r}: {_describe(exc)}") from None
+    return providers
 
 
 def _parse_entry(model_id: str, raw: object) -> ModelEntry:

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from oneflow_ai.domain.money import as_decimal
 
 __all__ = [
+    "AUTH_STYLES",
+    "BUILTIN_PROVIDERS",
+    "AuthStyle",
     "ImagePrice",
     "LatencyPrior",
     "Modality",
@@ -24,10 +34,18 @@ __all__ = [
     "PriceSource",
     "Pricing",
     "Provider",
+    "ProviderEntry",
     "TokenizerName",
 ]
 
+#: The providers OneFlow has an adapter for; others are declared under `providers:`.
 Provider = Literal["openai", "anthropic", "stability", "elevenlabs"]
+BUILTIN_PROVIDERS: tuple[Provider, ...] = get_args(Provider)
+AuthStyle = Literal["bearer", "api-key", "none"]
+"""How a declared provider takes its key: `Authorization: Bearer <key>` (OpenAI's way, and
+most compatible APIs'), an `api-key: <key>` header (Azure OpenAI), or no credential at all (a
+server of one's own)."""
+AUTH_STYLES: tuple[AuthStyle, ...] = get_args(AuthStyle)
 Modality = Literal["text", "image", "audio"]
 #: ``claude_approx`` is OneFlow's documented estimate for Claude (see ``billing.tokenizer``).
 TokenizerName = Literal["cl100k_base", "o200k_base", "claude_approx"]
@@ -129,7 +147,7 @@ class ModelEntry(_Frozen):
     """
 
     id: str = Field(min_length=1)
-    provider: Provider
+    provider: str = Field(min_length=1)  # a built-in provider or one under `providers:`
     modality: Modality
     display_name: str | None = None
     aliases: tuple[str, ...] = ()
@@ -197,3 +215,44 @@ def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
         raise ValueError(
             "pricing.default_image_size: no per_image row matches the default size and quality"
         )
+
+
+class ProviderEntry(_Frozen):
+    """A provider declared by configuration: any API that speaks OpenAI's Chat Completions
+    (vLLM, Ollama, Azure OpenAI, Groq, Together, Mistral, OpenRouter, ...), served by the same
+    OpenAI transforms as OpenAI itself. Its key, when its `auth` takes one, is the setting
+    `PROVIDER_API_KEYS` (a JSON object of provider name to key), never this file; `headers`
+    and `query` are sent with every request (`query: {api-version: ...}` for Azure). Its models
+    are catalog models with `provider: <name>`, text models with prices (zero allowed, or
+    `free: true`)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,47}$")
+    api: Literal["openai"] = "openai"
+    base_url: str
+    auth: AuthStyle
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    connect_timeout: float | None = Field(default=None, gt=0)
+    read_timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderEntry:
+        if self.name in BUILTIN_PROVIDERS:
+            raise ValueError(f"name: {self.name!r} is a built-in provider")
+        secret = next((h for h in self.headers if h.lower() in _CREDENTIAL_HEADERS), None)
+        if secret is not None:
+            raise ValueError(
+                f"headers.{secret}: credentials do not belong in the catalog; set `auth` and "
+                "the key in PROVIDER_API_KEYS"
+            )
+        return self
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})

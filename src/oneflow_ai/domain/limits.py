@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-__all__ = ["LIMIT_FIELDS", "LimitPolicy"]
+__all__ = ["LIMIT_FIELDS", "MAX_LIMIT", "LimitPolicy"]
 
 _FIELDS = ("requests_per_minute", "requests_per_hour", "tokens_per_minute")
 LIMIT_FIELDS = _FIELDS
+#: The largest limit: far above any real one, and an integer every JSON reader (and 64-bit
+#: counter) holds exactly.
+MAX_LIMIT = 10**12
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,10 @@ class LimitPolicy:
     def __post_init__(self) -> None:
         for name in _FIELDS:
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or null, not {value!r}")
+            if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_LIMIT):
+                raise ValueError(
+                    f"{name} must be a positive integer up to {MAX_LIMIT} or null, not {value!r}"
+                )
 
     @property
     def is_empty(self) -> bool:

@@ -1,4 +1,5 @@
-"""One request as usage analytics sees it: who, which model, what it used and cost, how fast.
+"""One request as usage analytics and the request log see it: who, which model and why, what
+it used and cost, how fast.
 
 Every request leaves exactly one record, errors and refusals included. Money is integer
 micro-credits (see :mod:`oneflow_ai.domain.money`); times are UTC.
@@ -9,7 +10,58 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["RequestOutcome", "UsageRecord"]
+__all__ = ["AttemptSummary", "RequestOutcome", "RequestRoute", "UsageRecord"]
+
+#: How much of an upstream error's message a record keeps.
+ERROR_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSummary:
+    """One upstream call of a request: the model tried, how long it took, how it failed."""
+
+    model: str
+    provider: str
+    latency_ms: int
+    error: str | None = None  # the error's kind (``GatewayError.kind``)
+    status: int | None = None  # the status that error maps to
+    message: str | None = None  # its message, at most ERROR_MESSAGE_CHARS characters
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRoute:
+    """How a request was routed: the model as the caller named it, the strategy that chose
+    (``None``: the caller named a model), why (the routing's short reason, when it gives one),
+    the candidates in order, how many fell through before the answering one, and each upstream
+    call. ``candidates`` and ``attempts`` are kept only when they tell more than the record's
+    own model, provider and latency (a chain, a failure)."""
+
+    model_requested: str | None = None
+    strategy: str | None = None
+    reason: str | None = None
+    fallbacks: int = 0
+    candidates: tuple[str, ...] = ()
+    attempts: tuple[AttemptSummary, ...] = ()
+
+    @property
+    def detail(self) -> dict[str, object] | None:
+        """The candidates and attempts worth storing, or ``None``."""
+        if len(self.candidates) <= 1 and not any(a.error for a in self.attempts):
+            return None
+        return {
+            "candidates": list(self.candidates),
+            "attempts": [attempt.as_dict() for attempt in self.attempts],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +80,18 @@ class RequestOutcome:
     ttft_ms: int | None = None
     stream: bool = False
     started_at: datetime | None = None
+    route: RequestRoute | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """One row of ``usage_records``; ``status >= 400`` counts as an error."""
+    """One row of ``usage_records``; ``status >= 400`` counts as an error.
+
+    ``cached_input_tokens`` (input tokens read from the provider's prompt cache, part of
+    ``input_tokens``) and ``reasoning_tokens`` (part of ``output_tokens``) are the token
+    classes providers report besides the totals; ``cache_hit`` marks an answer served from a
+    response cache. All three stay 0/false until the usage that carries them reaches the record.
+    """
 
     request_id: str
     occurred_at: datetime
@@ -53,6 +112,10 @@ class UsageRecord:
     estimated: bool = False
     latency_ms: int | None = None
     ttft_ms: int | None = None
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_hit: bool = False
+    route: RequestRoute | None = None
 
     @property
     def is_error(self) -> bool:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal, cast
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.catalog import Modality
-from oneflow_ai.domain.chat import ChatRequest
-from oneflow_ai.domain.media import ImageRequest, SpeechRequest
+from oneflow_ai.domain.chat import ChatRequest, ChatResponse
+from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.providers.registry import Route
@@ -53,8 +53,8 @@ class Call:
     based on). Set while it runs: `route` (the model answering, or the last one tried),
     `attempts`, `fallbacks` (how many candidates fell through before the answering one; the
     `route_reason` then says which and why), then `usage`, `cost`, `outcome`,
-    `error`, `first_content_ms`, `finished_at`. `state` is scratch space for hooks, keyed by
-    the hook's name.
+    `error`, `answer` (a non-streamed answer), `first_content_ms`, `finished_at`. `state` is
+    scratch space for hooks, keyed by the hook's name.
     """
 
     request_id: str
@@ -75,6 +75,7 @@ class Call:
     cost: Cost | None = None
     outcome: Outcome | None = None
     error: GatewayError | None = None
+    answer: ChatResponse | ImageResponse | SpeechResponse | None = None  # not for streams
     first_content_ms: float | None = None
     finished_at: float | None = None
     state: dict[str, object] = field(default_factory=dict)

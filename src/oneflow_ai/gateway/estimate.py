@@ -9,7 +9,7 @@ are marked as such wherever they are billed (`Usage.estimated`).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from oneflow_ai.billing.errors import TokenCountError
 from oneflow_ai.billing.tokenizer import TokenCounter
@@ -70,7 +70,7 @@ class TokenizerEstimator:
     def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
         if model is None or model.tokenizer is None:
             return self._fallback.prompt_tokens(request, model)
-        body: dict[str, Any] = build_chat_body(request, model.id)
+        body = build_chat_body(request, model.id)
         try:
             return self._counter.count_messages(
                 model.id, body["messages"], body.get("tools")

@@ -13,9 +13,10 @@ they need. For every call the pipeline runs
    `call.outcome`, `call.usage`, `call.cost`, `call.error` and `call.attempts` tell the story.
    For a stream this is when the stream has ended.
 
-Then every `UsageSink` receives one `UsageRecord` for each call that reached a model: this is
-how usage reaches billing (and analytics), streaming included. Exceptions in `after` and in
-sinks are logged, never shown to the caller, whose answer is already made.
+Then every `UsageSink` receives one `CallSummary` for each call that reached a model, streaming
+included (the application registers none: billing and analytics get their records from the
+ledger hook, `gateway/ledger_hook.py`). Exceptions in `after` and in sinks are logged, never
+shown to the caller, whose answer is already made.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call, Operation, Outcome
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["Hook", "ShortCircuit", "UsageRecord", "UsageSink"]
+__all__ = ["CallSummary", "Hook", "ShortCircuit", "UsageSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,9 @@ class Hook:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """What one call consumed and cost: the record billing settles and analytics keep.
+class CallSummary:
+    """What one call consumed and cost, as a `UsageSink` receives it (the ledger's own record
+    of a call is `domain/usage_record.py`'s `UsageRecord`).
 
     `usage.estimated` (and `cost.estimated`) is true when OneFlow counted the tokens itself
     because the provider reported none (a stream cut off or cancelled early).
@@ -85,7 +87,7 @@ class UsageRecord:
 
 @runtime_checkable
 class UsageSink(Protocol):
-    """Receives one `UsageRecord` per call that reached a model. Keep it quick (batch writes):
+    """Receives one `CallSummary` per call that reached a model. Keep it quick (batch writes):
     it runs before a non-streamed answer is returned."""
 
-    async def record(self, record: UsageRecord) -> None: ...
+    async def record(self, record: CallSummary) -> None: ...

@@ -33,6 +33,7 @@ from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimite
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.gateway.request_route import request_route
 
 __all__ = ["LedgerHook", "RefusalHook"]
 
@@ -104,6 +105,7 @@ class LedgerHook(Hook):
             latency_ms=round(call.latency_ms),
             ttft_ms=round(call.first_content_ms) if call.first_content_ms is not None else None,
             stream=call.stream,
+            route=request_route(call),
         )
         route, usage = call.route, call.usage
         if route is None or usage is None or call.outcome == "error":
@@ -174,6 +176,7 @@ class RefusalHook(Hook):
             error=refused.kind,
             stream=call.stream,
             latency_ms=round(call.latency_ms),
+            route=request_route(call),
         )
         try:
             await self._ledger.record(record)

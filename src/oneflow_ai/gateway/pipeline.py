@@ -45,7 +45,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.gateway.call import Attempt, Call
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit, UsageRecord, UsageSink
+from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
@@ -55,7 +55,7 @@ from oneflow_ai.gateway.planning import (
 from oneflow_ai.gateway.stream import ChatStream, response_events
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
-from oneflow_ai.resilience.circuits import CircuitBreakers
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
 from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
@@ -179,6 +179,8 @@ class Pipeline:
             else:
                 response = await self._call_provider(call, invoke)
                 usage = usage_of(response)
+            if isinstance(response, ChatResponse | ImageResponse | SpeechResponse):
+                call.answer = response
             call.usage, call.cost, call.outcome = usage, self.price(call, usage), "ok"
             return response
         except GatewayError as exc:
@@ -256,7 +258,7 @@ class Pipeline:
             return
         usage = call.usage if call.usage is not None else Usage()
         cost = call.cost if call.cost is not None else self.price(call, usage)
-        record = UsageRecord(
+        record = CallSummary(
             request_id=call.request_id,
             principal=call.principal,
             operation=call.operation,

@@ -25,6 +25,7 @@ from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
+from oneflow_ai.gateway.body_log import BodyLogHook
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
@@ -41,9 +42,9 @@ from oneflow_ai.providers.registry import (
     default_client,
 )
 from oneflow_ai.providers.upstream import UpstreamClient
-from oneflow_ai.resilience.breaker import CircuitState
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
+from oneflow_ai.resilience.breaker_state import CircuitState
 from oneflow_ai.resilience.caller import RetryEvent
-from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.idempotency import IdempotencyStore
 from oneflow_ai.resilience.setup import build_breakers, build_caller, build_idempotency_store
 from oneflow_ai.resilience.upstream_client import ResilientUpstream
@@ -90,6 +91,8 @@ class Services:
     ledger: Ledger
     # The database's schema against the code's migrations (for /ready).
     schema: SchemaWatch
+    # Prompts and answers of the projects that store them (the request log's bodies).
+    bodies: BodyLogHook
     fake_providers: FakeProviders | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -158,6 +161,8 @@ class Services:
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
+            bodies = BodyLogHook(engine, redactor)
+            exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
@@ -172,6 +177,7 @@ class Services:
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
                     RateLimitHook(limiter, tokens),
                     LedgerHook(ledger, pricing, tokens),
+                    bodies,
                 ],
             )
             exit_stack.push_async_callback(pipeline.drain)
@@ -204,6 +210,7 @@ class Services:
             idempotency=build_idempotency_store(settings, redis),
             ledger=ledger,
             schema=await _watch_schema(engine),
+            bodies=bodies,
             fake_providers=fakes,
             exit_stack=exit_stack,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -27,12 +27,26 @@ from oneflow_ai.errors import RateLimitedError, ServiceUnavailableError
 from oneflow_ai.limits.decision import EXEMPT, RateDecision
 from oneflow_ai.limits.window import Bucket, BucketResult, WindowStore
 
-__all__ = ["RateLimiter", "RateSubject"]
+__all__ = ["RateLimiter", "RateSubject", "WindowUsage"]
 
 log = structlog.get_logger("oneflow.limits")
 
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
+_WINDOW_NAMES = {
+    "rpm": "requests_per_minute",
+    "rph": "requests_per_hour",
+    "tpm": "tokens_per_minute",
+}
+
+
+class WindowUsage(NamedTuple):
+    """One window of a caller: its limit, what is used of it, and when its oldest use leaves."""
+
+    name: str  # a LimitPolicy field: requests_per_minute, requests_per_hour, tokens_per_minute
+    limit: int
+    used: int
+    reset_seconds: float
 
 
 class RateSubject(Protocol):
@@ -115,6 +129,23 @@ class RateLimiter:
             return EXEMPT
         bucket = Bucket(f"{self._prefix}n:{name}", per_minute, _MINUTE_MS, 1)
         return await self._admit([bucket], what="Too many attempts")
+
+    async def windows(self, subject: RateSubject) -> list[WindowUsage]:
+        """The caller's own windows and what is used of each now (charges nothing; empty for
+        an unlimited caller, or when the counter store cannot be read and limits fail open)."""
+        if subject.unlimited:
+            return []
+        buckets = [b._replace(cost=0) for b in self._caller_buckets(subject, 0)]
+        results = await self._hit(buckets, check=False) if buckets else []
+        return [
+            WindowUsage(
+                _WINDOW_NAMES[bucket.key.rsplit(":", 1)[1]],
+                bucket.limit,
+                result.used,
+                result.reset_ms / 1000,
+            )
+            for bucket, result in zip(buckets, results or [], strict=False)
+        ]
 
     def counts_tokens(self, subject: RateSubject, *, provider: str | None = None) -> bool:
         """Whether a tokens-per-minute window applies to this caller, its project or

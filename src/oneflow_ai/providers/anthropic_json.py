@@ -14,7 +14,6 @@ but nothing enforces it (docs/dialects.md).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import orjson
 
@@ -26,6 +25,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCallDelta,
 )
+from oneflow_ai.providers.anthropic_types import MessagesBody
 
 __all__ = ["JSON_TOOL", "apply_response_format", "as_json_answer", "forces_tool", "json_events"]
 
@@ -38,7 +38,7 @@ def forces_tool(request: ChatRequest) -> bool:
     return request.response_format is not None and not request.tools
 
 
-def apply_response_format(request: ChatRequest, body: dict[str, Any]) -> None:
+def apply_response_format(request: ChatRequest, body: MessagesBody) -> None:
     """Ask for the request's response format in `body` (a Messages body built from it)."""
     wanted = request.response_format
     if wanted is None:

@@ -1,17 +1,20 @@
 """The provider interface: a small protocol plus optional capabilities.
 
-A provider adapter is one module (`openai.py`, `anthropic.py`, ...) holding one class that
-speaks its provider's wire format and maps it to and from `oneflow_ai.domain`. It implements
-`Provider` and whichever capability protocols it supports; the registry checks capabilities
-when an adapter is registered, so no adapter carries stub methods.
+A provider adapter implements `Provider` and whichever capability protocols it supports; the
+registry checks capabilities when an adapter is registered, so no adapter carries stub methods.
+Chat is the provider engine's `ChatProvider` (`engine.py`) running the provider's wire
+transforms (`openai.py`, `anthropic.py`; any OpenAI-compatible API by configuration,
+`compatible.py`); images and speech are methods of the provider's module (`openai.py`,
+`stability.py`, `elevenlabs.py`) over the same upstream client.
 
 Adapters raise only `oneflow_ai.errors.ProviderError` subclasses for upstream failures (auth,
 rate-limited, unavailable/overloaded, bad request, content filtered, timeout), with
 `retry_after` taken from the provider's headers; the resilience and routing layers decide on
 that taxonomy alone.
 
-`model` arguments are the provider's own model id (the catalog resolves aliases before the
-call).
+`model` arguments are the model's catalog id (aliases resolved), which is also the id the
+provider is called with; an adapter passes it on as `UpstreamRequest.model`, which names the
+model in errors and keys its circuit breaker.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ settings, within the range ElevenLabs accepts. Usage is the input's characters.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
@@ -71,7 +70,7 @@ class ElevenLabsProvider:
                 param="response_format",
             )
         output_format, content_type = formats
-        body: dict[str, Any] = {"text": request.input, "model_id": model}
+        body: dict[str, object] = {"text": request.input, "model_id": model}
         if request.speed is not None:
             low, high = SPEED_RANGE
             body["voice_settings"] = {"speed": min(max(request.speed, low), high)}

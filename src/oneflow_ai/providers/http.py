@@ -18,7 +18,7 @@ why a request may carry its own read and total timeouts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -44,12 +44,22 @@ TraceInjector = Callable[[MutableMapping[str, str]], None]
 class AiohttpUpstream:
     """The upstream client of one provider (implements `UpstreamClient`).
 
-    `headers` are sent with every request (credentials, content type); a request's own headers
-    are added on top. Construct it inside a running event loop (the application's lifespan).
-    A `session` given here is used as it is (its own headers and timeouts) and not closed.
+    `headers` are sent with every request (credentials, content type), and `query` parameters
+    too (an API version); a request's own headers and parameters are added on top. Construct
+    it inside a running event loop (the application's lifespan). A `session` given here is
+    used as it is (its own headers and timeouts) and not closed.
     """
 
-    __slots__ = ("_base", "_connect", "_inject", "_owns_session", "_session", "_urls", "provider")
+    __slots__ = (
+        "_base",
+        "_connect",
+        "_inject",
+        "_owns_session",
+        "_query",
+        "_session",
+        "_urls",
+        "provider",
+    )
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class AiohttpUpstream:
         base_url: str,
         *,
         headers: Mapping[str, str],
+        query: Mapping[str, str] | None = None,
         connect_timeout: float,
         read_timeout: float,
         max_connections: int = 256,
@@ -66,6 +77,7 @@ class AiohttpUpstream:
         self.provider = provider
         self._base = base_url.rstrip("/")
         self._inject = trace_context
+        self._query = dict(query) if query else None
         self._connect = connect_timeout
         self._urls: dict[str, URL] = {}
         self._owns_session = session is None
@@ -102,6 +114,10 @@ class AiohttpUpstream:
         inject(headers)
         return headers
 
+    def _params(self, request: UpstreamRequest) -> Mapping[str, str] | None:
+        query = self._query
+        return {**query, **request.query} if query and request.query else query
+
     def _timeout(self, request: UpstreamRequest) -> aiohttp.ClientTimeout:
         """The session's timeouts, or the request's own where it sets any."""
         default = self._session.timeout
@@ -120,7 +136,7 @@ class AiohttpUpstream:
                 self._url(request.path),
                 data=request.body,
                 headers=self._headers(request),
-                params=request.query,
+                params=request.query if self._query is None else self._params(request),
                 timeout=self._timeout(request),
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -150,11 +166,27 @@ class AiohttpUpstream:
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     raise transport_error(exc, self.provider, request.model) from exc
                 raise answer_error(request, self.provider, response.status, response.headers, body)
-            yield _Stream(self, response, request)
+            yield UpstreamStream(
+                response.status, response.headers, self._chunk_reader(response, request)
+            )
         finally:
             # Fully read: the connection goes back to the pool. Otherwise it is closed, which
             # is what stops the provider's work when our caller went away.
             response.release()
+
+    def _chunk_reader(
+        self, response: aiohttp.ClientResponse, request: UpstreamRequest
+    ) -> Callable[[], Awaitable[bytes]]:
+        content = response.content
+        provider = self.provider
+
+        async def read_chunk() -> bytes:
+            try:
+                return await content.readany()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise transport_error(exc, provider, request.model, mid_stream=True) from exc
+
+        return read_chunk
 
     async def aclose(self) -> None:
         if self._owns_session:
@@ -162,33 +194,6 @@ class AiohttpUpstream:
 
     def __repr__(self) -> str:
         return f"AiohttpUpstream({self.provider!r}, {self._base!r})"
-
-
-class _Stream:
-    __slots__ = ("_owner", "_request", "_response", "headers", "status")
-
-    def __init__(
-        self, owner: AiohttpUpstream, response: aiohttp.ClientResponse, request: UpstreamRequest
-    ) -> None:
-        self._owner = owner
-        self._response = response
-        self._request = request
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        while True:
-            try:
-                chunk = await content.readany()
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                request = self._request
-                raise transport_error(
-                    exc, self._owner.provider, request.model, mid_stream=True
-                ) from exc
-            if not chunk:
-                return
-            yield chunk
 
 
 def transport_error(

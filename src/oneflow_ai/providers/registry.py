@@ -1,28 +1,31 @@
 """The provider registry: which adapters run, what they can do, and which one serves a model.
 
-`build_registry(settings, catalog)` builds one adapter per provider whose key is configured
-(when the fake providers serve, the settings point every provider at them, keys included),
-each over its own pooled upstream client. `register` checks an adapter's capabilities once,
-against the modalities of its catalog models, so that no adapter needs stub methods.
-`resolve(name)` turns a catalog id or alias into a `Route`: the catalog entry, the adapter and
-the provider's own model id.
+`build_registry(settings, catalog)` builds one adapter per provider that is configured: the
+built-in ones whose key is set (when the fake providers serve, the settings point every
+provider at them, keys included), and the OpenAI-compatible ones the catalog declares
+(`compatible.py`), each over its own pooled upstream client. `register` checks an adapter's
+capabilities once, against the modalities of its catalog models, so that no adapter needs stub
+methods. `resolve(name)` turns a catalog id or alias into a `Route`: the catalog entry, the
+adapter (as the capability the call needs) and the model id the provider is called with.
 
-Adding a provider: one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
-`*_API_KEY`/`*_BASE_URL` settings, and its models in the catalog (docs/contributing.md, "Adding a
-provider").
+Adding a provider: an OpenAI-compatible one is a catalog entry (docs/configuration.md); one of
+another dialect is one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
+`*_API_KEY`/`*_BASE_URL` settings, and its models in the catalog (docs/contributing.md,
+"Adding a provider").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar
 
 from oneflow_ai.catalog import Catalog, Modality, ModelEntry
 from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
 from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
+from oneflow_ai.providers.compatible import compatible_specs
 from oneflow_ai.providers.http import AiohttpUpstream, TraceInjector
 from oneflow_ai.providers.spec import ProviderSpec
 from oneflow_ai.providers.upstream import UpstreamClient
@@ -61,11 +64,29 @@ def default_client(
         settings.name,
         settings.base_url,
         headers=headers,
+        query=settings.query,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_connections=settings.max_connections,
         trace_context=trace_context,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Capabilities:
+    """An adapter as each capability it has (None where it has not), checked once."""
+
+    chat: ChatCapable | None
+    images: ImageCapable | None
+    speech: SpeechCapable | None
+
+    @classmethod
+    def of(cls, provider: Provider) -> _Capabilities:
+        return cls(
+            provider if isinstance(provider, ChatCapable) else None,
+            provider if isinstance(provider, ImageCapable) else None,
+            provider if isinstance(provider, SpeechCapable) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +96,7 @@ class Route:
     entry: ModelEntry
     provider: Provider
     upstream_model: str
+    _capabilities: _Capabilities
 
     @property
     def model(self) -> str:
@@ -92,24 +114,35 @@ class Route:
         return dialect
 
     def chat(self) -> ChatCapable:
-        return cast(ChatCapable, self.provider)
+        return _capable(self._capabilities.chat, self, "chat")
 
     def images(self) -> ImageCapable:
-        return cast(ImageCapable, self.provider)
+        return _capable(self._capabilities.images, self, "images")
 
     def speech(self) -> SpeechCapable:
-        return cast(SpeechCapable, self.provider)
+        return _capable(self._capabilities.speech, self, "speech")
+
+
+C = TypeVar("C")
+
+
+def _capable(capability: C | None, route: Route, what: str) -> C:
+    if capability is None:  # the registry checked the catalog's modalities: a caller's slip
+        raise TypeError(f"provider {route.provider_name!r} has no {what}")
+    return capability
 
 
 class ProviderRegistry:
     """The running adapters, by provider name, and the routes to catalog models."""
 
-    __slots__ = ("_catalog", "_modalities", "_providers")
+    __slots__ = ("_capabilities", "_catalog", "_modalities", "_providers", "_routes")
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self._providers: dict[str, Provider] = {}
         self._modalities: dict[str, frozenset[Modality]] = {}
+        self._capabilities: dict[str, _Capabilities] = {}
+        self._routes: dict[str, Route] = {}  # by catalog id, made on first use
 
     @property
     def catalog(self) -> Catalog:
@@ -130,6 +163,8 @@ class ProviderRegistry:
                 )
         self._providers[provider.name] = provider
         self._modalities[provider.name] = modalities
+        self._capabilities[provider.name] = _Capabilities.of(provider)
+        self._routes.clear()
 
     def __contains__(self, name: object) -> bool:
         return name in self._providers
@@ -154,6 +189,9 @@ class ProviderRegistry:
         )
 
     def route(self, entry: ModelEntry) -> Route:
+        route = self._routes.get(entry.id)
+        if route is not None and route.entry is entry:
+            return route
         if not self.is_available(entry):
             raise NotFoundError(
                 f"The model '{entry.id}' is not available: its provider ({entry.provider}) "
@@ -161,7 +199,10 @@ class ProviderRegistry:
                 param="model",
                 code="model_not_available",
             )
-        return Route(entry, self._providers[entry.provider], entry.id)
+        name = entry.provider
+        route = Route(entry, self._providers[name], entry.id, self._capabilities[name])
+        self._routes[entry.id] = route
+        return route
 
     def resolve(self, name: str) -> Route:
         """The route to a catalog model named by id or alias (`NotFoundError` otherwise)."""
@@ -179,18 +220,21 @@ class ProviderRegistry:
             await provider.aclose()
         self._providers.clear()
         self._modalities.clear()
+        self._capabilities.clear()
+        self._routes.clear()
 
 
 def build_registry(
     settings: Settings, catalog: Catalog, *, client_factory: ClientFactory = default_client
 ) -> ProviderRegistry:
-    """One adapter per provider whose API key is configured, each with its own client."""
+    """One adapter per configured provider (built in, or declared in the catalog), each with
+    its own client."""
     registry = ProviderRegistry(catalog)
-    for spec in SPECS:
-        provider_settings = settings.provider(spec.name)
-        if provider_settings.api_key is None or not provider_settings.configured:
+    for spec in (*SPECS, *compatible_specs(catalog)):
+        connection = spec.connection(settings)
+        if connection is None:
             continue
-        headers = spec.headers(provider_settings.api_key.get_secret_value())
-        client = client_factory(provider_settings, headers)
+        key = connection.api_key.get_secret_value() if connection.api_key is not None else ""
+        client = client_factory(connection, spec.headers(key))
         registry.register(spec.build(client, settings))
     return registry

@@ -13,15 +13,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import ContentFilteredError, ProviderAuthError, ProviderError
+from oneflow_ai.providers.engine import read_answer
 from oneflow_ai.providers.errors import error_class, json_object, provider_error
-from oneflow_ai.providers.spec import ProviderSpec
+from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.settings import Settings
 
@@ -46,11 +46,7 @@ SD3_ASPECT_RATIOS = ("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", 
 
 
 def stability_headers(api_key: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {api_key}",
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-    }
+    return {"Authorization": f"Bearer {api_key}", **JSON_HEADERS}
 
 
 class StabilityProvider:
@@ -78,10 +74,10 @@ class StabilityProvider:
 
     async def _sdxl(self, request: ImageRequest, model: str) -> list[GeneratedImage]:
         width, height = sdxl_dimensions(request.size)
-        prompts: list[dict[str, Any]] = [{"text": request.prompt, "weight": 1}]
+        prompts: list[dict[str, object]] = [{"text": request.prompt, "weight": 1}]
         if request.negative_prompt:
             prompts.append({"text": request.negative_prompt, "weight": -1})
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "text_prompts": prompts,
             "width": width,
             "height": height,
@@ -98,11 +94,12 @@ class StabilityProvider:
                 model=model,
             )
         )
-        try:
-            artifacts = orjson.loads(response.body)["artifacts"]
+
+        def images(body: bytes) -> list[GeneratedImage]:
+            artifacts = orjson.loads(body)["artifacts"]
             return [_image(a["base64"], a.get("finishReason"), request, model) for a in artifacts]
-        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
-            raise _malformed(exc, model) from exc
+
+        return read_answer(NAME, model, response.body, images)
 
     async def _sd3(self, request: ImageRequest, model: str) -> GeneratedImage:
         fields = {
@@ -127,11 +124,12 @@ class StabilityProvider:
                 model=model,
             )
         )
-        try:
-            data = orjson.loads(response.body)
+
+        def image(body: bytes) -> GeneratedImage:
+            data = orjson.loads(body)
             return _image(data["image"], data.get("finish_reason"), request, model)
-        except (orjson.JSONDecodeError, LookupError, TypeError, AttributeError) as exc:
-            raise _malformed(exc, model) from exc
+
+        return read_answer(NAME, model, response.body, image)
 
 
 def _image(b64: str, finish: object, request: ImageRequest, model: str) -> GeneratedImage:
@@ -203,12 +201,6 @@ def map_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderE
         cls = ProviderAuthError
     code = str(name) if name else None
     return provider_error(cls, NAME, status, headers, str(message or name or ""), code=code)
-
-
-def _malformed(exc: Exception, model: str) -> ProviderError:
-    return ProviderError(
-        f"{NAME}: malformed answer ({type(exc).__name__}: {exc})", provider=NAME, model=model
-    )
 
 
 def _build(client: UpstreamClient, settings: Settings) -> StabilityProvider:

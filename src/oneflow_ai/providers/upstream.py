@@ -1,8 +1,8 @@
-"""The upstream client protocol: how a provider adapter reaches its provider over HTTP.
+"""The upstream types: how OneFlow reaches a provider over HTTP, the one set every layer uses.
 
-An adapter receives one `UpstreamClient` in its constructor, bound to its provider: the client
-owns the base URL, the credential headers, the connection pool and the timeouts. The adapter
-names the path, the body, any per-request headers, and how to read an error answer
+A provider adapter receives one `UpstreamClient` in its constructor, bound to its provider: the
+client owns the base URL, the credential headers, the connection pool and the timeouts. The
+adapter names the path, the body, any per-request headers, and how to read an error answer
 (`UpstreamRequest.map_error`). Two calls:
 
 - `send(request)`: the whole answer as an `UpstreamResponse` (2xx only);
@@ -12,23 +12,27 @@ names the path, the body, any per-request headers, and how to read an error answ
 Failures are always `oneflow_ai.errors.ProviderError` subclasses:
 
 - a non-2xx answer raises what `request.map_error(status, headers, body)` returns (the adapter
-  knows its provider's error bodies; the client attaches `request.model`);
+  knows its provider's error bodies; the client attaches `request.model` and its provider's
+  name where the mapper left them out);
 - a refused or broken connection raises `ProviderUnavailableError`, a connect or read timeout
   `ProviderTimeoutError` (also while reading a stream's chunks).
 
 Wrappers implement the same protocol around an inner client: the resilience layer's retries
-with jitter, circuit breaker and idempotency keys. Everything they need is on the request
-(`provider`, `model`) and on the errors (`retryable`, `retry_after`). A wrapper may repeat
-`send` and the *entering* of `stream` (nothing has reached the caller yet); it must never repeat
-a stream whose chunks it has started to hand out.
+with jitter, circuit breaker and idempotency keys (`resilience/upstream_client.py`), keyed by
+the request's `provider` and `model`, and deciding on the errors' `retryable` and
+`retry_after`. A wrapper may repeat `send` and the *entering* of `stream` (nothing has reached
+the caller yet); it must never repeat a stream whose chunks it has started to hand out.
+`ResilientHTTPClient` (`resilience/http.py`) answers with these same types.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import orjson
 
 from oneflow_ai.errors import ProviderError
 
@@ -54,8 +58,10 @@ class UpstreamRequest:
     map_error: ErrorMapper
     body: bytes | None = None
     headers: Mapping[str, str] | None = None  # on top of the client's (content type, accept)
-    query: Mapping[str, str] | None = None
-    model: str | None = None  # the upstream model, for errors, breakers and metrics
+    query: Mapping[str, str] | None = None  # on top of the client's own query parameters
+    # The model the call is for: errors name it, and the circuit breakers of the resilience
+    # layer count the call for it (the registry's routes pass the catalog id).
+    model: str | None = None
     read_timeout: float | None = None  # instead of the client's, for this request
     total_timeout: float | None = None  # a bound on the whole exchange (none by default)
 
@@ -83,19 +89,66 @@ def answer_error(
 
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    status: int
-    headers: Mapping[str, str]  # case-insensitive
-    body: bytes
+    """A complete answer; `headers` is case-insensitive. `attempts` and `elapsed` (seconds,
+    of the attempt that produced it) are filled in by `ResilientHTTPClient`."""
 
-
-@runtime_checkable
-class UpstreamStream(Protocol):
     status: int
     headers: Mapping[str, str]
+    body: bytes
+    attempts: int = 1
+    elapsed: float = 0.0
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (chunk boundaries carry no meaning)."""
-        ...
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    def json(self) -> object:
+        """The body parsed as JSON (orjson); `orjson.JSONDecodeError` if it is not."""
+        return orjson.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class UpstreamStream:
+    """An answer whose body is still arriving (server-sent events, audio).
+
+    `read_chunk()` (the transport's) returns the next bytes as they arrive and `b""` at the
+    end, or raises a `ProviderError` when the connection drops or stalls mid-body. `chunks()`
+    hands them out and remembers how the body ended: `at_eof` once it was read to the end,
+    `error` when it failed (the resilience layer counts that against the circuit even when the
+    reader swallowed it). Leaving the `stream()` block before the end closes the connection.
+    """
+
+    __slots__ = ("_read_chunk", "at_eof", "error", "headers", "status")
+
+    def __init__(
+        self, status: int, headers: Mapping[str, str], read_chunk: Callable[[], Awaitable[bytes]]
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.error: ProviderError | None = None
+        self.at_eof = False
+        self._read_chunk = read_chunk
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive (chunk boundaries are the network's, not the events')."""
+        read_chunk = self._read_chunk
+        while True:
+            try:
+                chunk = await read_chunk()
+            except ProviderError as exc:
+                self.error = exc
+                raise
+            if not chunk:
+                self.at_eof = True
+                return
+            yield chunk
+
+    async def read(self) -> bytes:
+        """The rest of the body at once."""
+        return b"".join([chunk async for chunk in self.chunks()])
 
 
 @runtime_checkable

@@ -1,22 +1,28 @@
 """Resilience: circuit breakers, retries with backoff, the resilient upstream HTTP client,
-the fallback executor and the idempotency store."""
+the fallback executor and the idempotency store.
 
-from oneflow_ai.resilience.breaker import (
-    BreakerConfig,
-    BreakerSnapshot,
-    CircuitState,
-    MemoryBreakerStore,
-    Outcome,
-)
+The upstream types (`UpstreamResponse`, `UpstreamStream`, `ErrorMapper`) and the generic error
+mapping (`map_status_error`) are the provider engine's (`oneflow_ai.providers`), re-exported
+here for users of `ResilientHTTPClient`."""
+
+from oneflow_ai.providers.errors import map_status_error
+from oneflow_ai.providers.upstream import ErrorMapper, UpstreamResponse, UpstreamStream
 from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
-from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent, never_sent
-from oneflow_ai.resilience.circuits import (
+from oneflow_ai.resilience.breaker_set import (
     CallPermit,
     CircuitBreaker,
     CircuitBreakers,
     CircuitOpenError,
     outcome_of,
 )
+from oneflow_ai.resilience.breaker_state import (
+    BreakerConfig,
+    BreakerSnapshot,
+    CircuitState,
+    MemoryBreakerStore,
+    Outcome,
+)
+from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent, never_sent
 from oneflow_ai.resilience.fallback import (
     Attempt,
     AttemptRecord,
@@ -33,13 +39,6 @@ from oneflow_ai.resilience.idempotency import (
     StoredResponse,
 )
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy, parse_retry_after
-from oneflow_ai.resilience.upstream import (
-    ErrorMapper,
-    UpstreamResponse,
-    UpstreamStream,
-    current_model,
-    map_status_error,
-)
 from oneflow_ai.resilience.upstream_client import ResilientUpstream
 
 __all__ = [
@@ -69,7 +68,6 @@ __all__ = [
     "StoredResponse",
     "UpstreamResponse",
     "UpstreamStream",
-    "current_model",
     "falls_through",
     "map_status_error",
     "never_sent",

@@ -4,7 +4,8 @@ One hash per breaker (``{prefix}circuit:{key}``) holds the state, the open time,
 counters and the window's buckets (``s:<bucket>`` / ``f:<bucket>`` counts); a set
 (``{prefix}circuits``) lists the keys so the admin API can show every circuit any replica has
 used. Each transition is one Lua script (atomic in Redis), implementing exactly the rules of
-:class:`oneflow_ai.resilience.breaker.BreakerCore`; the shared behaviour suite runs against both.
+:class:`oneflow_ai.resilience.breaker_state.BreakerCore`; the shared behaviour suite runs against
+both.
 Time comes from the caller (Unix seconds), so replicas need roughly synchronized clocks (NTP;
 skew of milliseconds is irrelevant next to cool-downs of seconds). Hashes expire a day after
 their last use.
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from oneflow_ai.resilience.breaker import (
+from oneflow_ai.resilience.breaker_state import (
     Admission,
     BreakerConfig,
     BreakerSnapshot,

@@ -33,8 +33,8 @@ from typing import TypeVar
 import aiohttp
 
 from oneflow_ai.errors import ProviderError, ProviderRateLimitedError
-from oneflow_ai.resilience.breaker import Outcome
-from oneflow_ai.resilience.circuits import CallPermit, CircuitBreakers, outcome_of
+from oneflow_ai.resilience.breaker_set import CallPermit, CircuitBreakers, outcome_of
+from oneflow_ai.resilience.breaker_state import Outcome
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 
 __all__ = ["IDEMPOTENT_METHODS", "ResilientCaller", "RetryEvent", "never_sent", "transport_code"]

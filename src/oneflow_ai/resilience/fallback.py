@@ -18,8 +18,8 @@ Rules:
   the client) nothing falls through any more: a later failure is raised as it is. An attempt
   that returns a primed stream (:func:`prime`) has not sent anything yet; the executor is done
   when it returns, so failures later in that stream are the caller's to end the stream with.
-- While an attempt runs, :data:`~oneflow_ai.resilience.upstream.current_model` names its model,
-  so the HTTP client keys the per-model circuit breaker.
+- The attempt is handed its model (``Attempt.model``) and passes it on to the upstream call
+  explicitly (``UpstreamRequest.model``), which keys the per-model circuit breaker.
 - When every model failed, the last failure is raised (the chain is in its notes); when every
   model was skipped, a ``ProviderUnavailableError`` (code ``all_circuits_open``) with
   ``retry_after`` set to the soonest reopening.
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
 from oneflow_ai.errors import ProviderAuthError, ProviderError, ProviderUnavailableError
-from oneflow_ai.resilience.upstream import current_model
 
 __all__ = [
     "Attempt",
@@ -121,7 +120,6 @@ async def run_with_fallbacks(
             continue
         calls += 1
         turn = Attempt(model=model, index=index)
-        token = current_model.set(model)
         started = clock()
         try:
             value = await attempt(turn)
@@ -131,8 +129,6 @@ async def run_with_fallbacks(
                 raise
             last_error = exc
             continue
-        finally:
-            current_model.reset(token)
         note(AttemptRecord(model, "answered", None, clock() - started))
         return FallbackResult(value, model, index, tuple(records))
 

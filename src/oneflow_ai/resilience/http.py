@@ -1,11 +1,14 @@
 """`ResilientHTTPClient`: one pooled aiohttp session per provider, with circuit breakers,
 retries (exponential backoff, full jitter, Retry-After, a retry budget) and timeouts.
 
-A thin facade: requests go through the gateway's own upstream client
-(:class:`~oneflow_ai.providers.http.AiohttpUpstream`, with absolute URLs) and attempts run under
-the same :class:`~oneflow_ai.resilience.caller.ResilientCaller` as the gateway's provider
-calls; what is its own is the call shape (a URL, JSON or form data, an idempotency key), the
-error mapper, and ``raise_for_status=False``.
+A thin facade over the provider engine's pieces: requests go through the gateway's own
+upstream client (:class:`~oneflow_ai.providers.http.AiohttpUpstream`, with absolute URLs), errors
+are mapped by :func:`~oneflow_ai.providers.errors.map_status_error` (or the ``error_mapper``
+given), answers are the engine's :class:`~oneflow_ai.providers.upstream.UpstreamResponse` and
+:class:`~oneflow_ai.providers.upstream.UpstreamStream`, and attempts run under the same
+:class:`~oneflow_ai.resilience.caller.ResilientCaller` as the gateway's provider calls. What is
+its own is the call shape (a URL, JSON or form data, an idempotency key) and
+``raise_for_status=False``.
 
     async with ResilientHTTPClient(provider_name="openai", timeout=30.0, max_retries=3) as client:
         response = await client.post(url, json={...}, headers={...}, idempotency_key="req-1")
@@ -39,40 +42,58 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import aiohttp
 import orjson
 
 from oneflow_ai.errors import ProviderError
+from oneflow_ai.providers.errors import map_status_error
 from oneflow_ai.providers.http import AiohttpUpstream
-from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
+from oneflow_ai.providers.upstream import (
+    ErrorMapper,
+    UpstreamClient,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamStream,
+)
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.caller import (
     IDEMPOTENT_METHODS,
     ResilientCaller,
     RetryEvent,
     transport_code,
 )
-from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
-from oneflow_ai.resilience.upstream import (
-    ErrorMapper,
-    UpstreamResponse,
-    UpstreamStream,
-    current_model,
-    map_status_error,
-)
 
-__all__ = ["ResilientHTTPClient", "RetryEvent"]
+__all__ = ["CallOptions", "ReadOptions", "ResilientHTTPClient", "RetryEvent"]
 
 
 Body = bytes | str | aiohttp.FormData | None
+
+
+class ReadOptions(TypedDict, total=False):
+    """What every call may say: extra ``headers``, the ``model`` the call is for (its circuit
+    breaker; errors name it), and a ``read_timeout`` instead of the client's."""
+
+    headers: Mapping[str, str] | None
+    model: str | None
+    read_timeout: float | None
+
+
+class CallOptions(ReadOptions, total=False):
+    """A call with a body: ``json`` (sent as JSON) or ``data`` (bytes, text or a form), and an
+    ``idempotency_key`` (sent as ``Idempotency-Key``; it makes retrying a POST safe)."""
+
+    json: object
+    data: Body
+    idempotency_key: str | None
 
 
 @dataclass(slots=True)
 class _Call:
     """One logical call: its request, and what its attempts leave behind."""
 
-    provider: str
     mapper: ErrorMapper
     idempotent: bool
     request: UpstreamRequest = dataclasses.field(init=False)
@@ -80,9 +101,8 @@ class _Call:
     error_response: UpstreamResponse | None = None  # the last attempt's error answer
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        response = UpstreamResponse(status, headers, body, self.attempts)
-        self.error_response = response
-        return self.mapper(self.provider, self.request.model, response)
+        self.error_response = UpstreamResponse(status, headers, body, self.attempts)
+        return self.mapper(status, headers, body)
 
 
 class ResilientHTTPClient:
@@ -154,68 +174,29 @@ class ResilientHTTPClient:
     # ---- public API ------------------------------------------------------------------------
 
     async def post(
-        self,
-        url: str,
-        *,
-        json: object = None,
-        data: Body = None,
-        headers: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        model: str | None = None,
-        read_timeout: float | None = None,
-        raise_for_status: bool = True,
+        self, url: str, *, raise_for_status: bool = True, **options: Unpack[CallOptions]
     ) -> UpstreamResponse:
-        return await self.request(
-            "POST",
-            url,
-            json=json,
-            data=data,
-            headers=headers,
-            idempotency_key=idempotency_key,
-            model=model,
-            read_timeout=read_timeout,
-            raise_for_status=raise_for_status,
-        )
+        return await self.request("POST", url, raise_for_status=raise_for_status, **options)
 
     async def get(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        model: str | None = None,
-        read_timeout: float | None = None,
-        raise_for_status: bool = True,
+        self, url: str, *, raise_for_status: bool = True, **options: Unpack[ReadOptions]
     ) -> UpstreamResponse:
-        return await self.request(
-            "GET",
-            url,
-            headers=headers,
-            model=model,
-            read_timeout=read_timeout,
-            raise_for_status=raise_for_status,
-        )
+        return await self.request("GET", url, raise_for_status=raise_for_status, **options)
 
     async def request(
         self,
         method: str,
         url: str,
         *,
-        json: object = None,
-        data: Body = None,
-        headers: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        model: str | None = None,
-        read_timeout: float | None = None,
         raise_for_status: bool = True,
+        **options: Unpack[CallOptions],
     ) -> UpstreamResponse:
         """Send a request with breakers, retries and timeouts; the complete answer.
 
         An error answer raises its ``ProviderError`` once retries are over, or is returned
         as it is with ``raise_for_status=False`` (for adapters that read error bodies).
         """
-        call = await self._call(
-            method, url, json, data, headers, idempotency_key, model, read_timeout
-        )
+        call = await self._call(method, url, options)
         transport = self._transport_for_use()
         deadline = self.caller.deadline()
 
@@ -233,15 +214,11 @@ class ResilientHTTPClient:
                 _name_transport_failure(error)
                 raise
             elapsed = self._clock() - started
-            return UpstreamResponse(
-                answer.status, answer.headers, answer.body, call.attempts, elapsed
-            )
+            return dataclasses.replace(answer, attempts=call.attempts, elapsed=elapsed)
 
         try:
             return await self.caller.call(
-                attempt,
-                model=call.request.model,
-                idempotent=call.idempotent,
+                attempt, model=call.request.model, idempotent=call.idempotent
             )
         except ProviderError:
             if not raise_for_status and call.error_response is not None:
@@ -250,25 +227,14 @@ class ResilientHTTPClient:
 
     @asynccontextmanager
     async def stream(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: object = None,
-        data: Body = None,
-        headers: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        model: str | None = None,
-        read_timeout: float | None = None,
+        self, method: str, url: str, **options: Unpack[CallOptions]
     ) -> AsyncIterator[UpstreamStream]:
         """Open a streamed answer: retried like :meth:`request` until a 2xx status arrives,
         never after (the body is the caller's). An error status raises before the block; a
-        connection that drops or stalls mid-body raises from ``iter_chunks()`` and counts
+        connection that drops or stalls mid-body raises from ``chunks()`` and counts
         against the circuit. Leaving the block early closes the upstream connection."""
         # A stream's body may legitimately last long: only silences (the read timeout) end it.
-        call = await self._call(
-            method, url, json, data, headers, idempotency_key, model, read_timeout
-        )
+        call = await self._call(method, url, options)
         request = call.request
         transport = self._transport_for_use()
 
@@ -276,8 +242,8 @@ class ResilientHTTPClient:
         async def open_stream() -> AsyncIterator[UpstreamStream]:
             call.attempts += 1
             try:
-                async with transport.stream(request) as inner:
-                    yield UpstreamStream(inner)
+                async with transport.stream(request) as stream:
+                    yield stream
             except ProviderError as error:
                 _name_transport_failure(error)
                 raise
@@ -304,47 +270,24 @@ class ResilientHTTPClient:
 
     # ---- internals -------------------------------------------------------------------------
 
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        json: object,
-        data: Body,
-        headers: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        model: str | None,
-        read_timeout: float | None,
-    ) -> _Call:
+    async def _call(self, method: str, url: str, options: CallOptions) -> _Call:
         method = method.upper()
-        send_headers = dict(headers or {})
-        has_type = any(k.lower() == "content-type" for k in send_headers)
-        body: bytes | None
-        if json is not None:
-            body = orjson.dumps(json)
-            content_type: str | None = "application/json"
-        elif isinstance(data, aiohttp.FormData):
-            payload = data()  # encoded once: a retry sends the same bytes, boundary included
-            body, content_type = await payload.as_bytes(), payload.content_type
-        else:
-            body = data.encode() if isinstance(data, str) else data
-            content_type = None
-        if content_type is not None and not has_type:
-            send_headers["Content-Type"] = content_type
-        if idempotency_key is not None:
-            send_headers["Idempotency-Key"] = idempotency_key
-        call = _Call(
-            self.provider,
-            self._map_error,
-            idempotent=method in IDEMPOTENT_METHODS or idempotency_key is not None,
-        )
+        headers = dict(options.get("headers") or {})
+        body, content_type = await _encode(options.get("json"), options.get("data"))
+        if content_type is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        key = options.get("idempotency_key")
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        call = _Call(self._map_error, idempotent=method in IDEMPOTENT_METHODS or key is not None)
         call.request = UpstreamRequest(
             method,
             url,
             call.map_error,
             body=body,
-            headers=send_headers,
-            model=model if model is not None else current_model.get(),
-            read_timeout=read_timeout,
+            headers=headers,
+            model=options.get("model"),
+            read_timeout=options.get("read_timeout"),
         )
         return call
 
@@ -363,6 +306,16 @@ class ResilientHTTPClient:
                 session=self._session,
             )
         return transport
+
+
+async def _encode(json: object, data: Body) -> tuple[bytes | None, str | None]:
+    """The body's bytes and content type (None: the caller's headers say it)."""
+    if json is not None:
+        return orjson.dumps(json), "application/json"
+    if isinstance(data, aiohttp.FormData):
+        payload = data()  # encoded once: a retry sends the same bytes, boundary included
+        return await payload.as_bytes(), payload.content_type
+    return (data.encode() if isinstance(data, str) else data), None
 
 
 def _name_transport_failure(error: ProviderError) -> None:

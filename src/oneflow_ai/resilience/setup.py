@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from oneflow_ai.resilience.breaker import BreakerConfig
 from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
+from oneflow_ai.resilience.breaker_set import CircuitBreakers
+from oneflow_ai.resilience.breaker_state import BreakerConfig
 from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent
-from oneflow_ai.resilience.circuits import CircuitBreakers
 from oneflow_ai.resilience.http import ResilientHTTPClient
 from oneflow_ai.resilience.idempotency import (
     IdempotencyStore,

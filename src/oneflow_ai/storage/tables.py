@@ -48,6 +48,8 @@ __all__ = [
     "Membership",
     "Project",
     "RefreshToken",
+    "RequestBody",
+    "RequestLogPolicy",
     "ReservationHold",
     "UsageRecordRow",
     "User",
@@ -384,12 +386,16 @@ class ReservationHold(Base):
 
 
 class UsageRecordRow(Base):
-    """One request as analytics sees it, errors included (written in batches)."""
+    """One request as analytics and the request log see it, errors included (written in
+    batches). The request log pages through it newest first by ``(occurred_at, id)``, over
+    everything or within a project or a key (migration 0004 added the route, the token
+    classes and those indexes)."""
 
     __tablename__ = "usage_records"
     __table_args__ = (
-        Index("ix_usage_records_occurred_at", "occurred_at"),
-        Index("ix_usage_records_project_id_occurred_at", "project_id", "occurred_at"),
+        Index("ix_usage_records_occurred_at_id", "occurred_at", "id"),
+        Index("ix_usage_records_project_id_occurred_at_id", "project_id", "occurred_at", "id"),
+        Index("ix_usage_records_key_id_occurred_at_id", "key_id", "occurred_at", "id"),
         Index("ix_usage_records_request_id", "request_id"),
     )
 
@@ -413,6 +419,16 @@ class UsageRecordRow(Base):
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    # The route (see oneflow_ai.domain.usage_record.RequestRoute).
+    model_requested: Mapped[str | None] = mapped_column(String(128))
+    strategy: Mapped[str | None] = mapped_column(String(32))
+    route_reason: Mapped[str | None] = mapped_column(String(300))
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    route_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Token classes within input_tokens / output_tokens, and a response-cache hit.
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 #: Upper bounds (inclusive, ms) of the latency histogram kept in the hourly rollups; a last
@@ -437,6 +453,11 @@ ROLLUP_COUNTERS: Final = (
     "latency_sum_ms",
     "ttft_count",
     "ttft_sum_ms",
+    # migration 0004: requests answered by a fallback, response-cache hits, token classes
+    "fallback_requests",
+    "cache_hits",
+    "cached_input_tokens",
+    "reasoning_tokens",
     *LATENCY_BUCKET_COLUMNS,
 )
 
@@ -462,3 +483,36 @@ usage_hourly = _rollup("usage_hourly", "project_id", "model", "provider")
 usage_hourly_by_key = _rollup(
     "usage_hourly_by_key", "project_id", "user_id", "key_id", "model", "provider"
 )
+
+
+# ---- request log (migration 0004) -------------------------------------------------------
+
+
+class RequestLogPolicy(Base):
+    """A project's opt-in to store prompt and answer bodies: kept ``retention_days``, with
+    the redaction rules named in ``redact`` applied before they are written."""
+
+    __tablename__ = "request_log_policies"
+    __table_args__ = (CheckConstraint("retention_days >= 1", name="retention_positive"),)
+
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    store_bodies: Mapped[bool] = mapped_column(Boolean)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    redact: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class RequestBody(Base):
+    """The stored (redacted) prompt and answer of one request of a project that opted in."""
+
+    __tablename__ = "request_bodies"
+    __table_args__ = (Index("ix_request_bodies_expires_at", "expires_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.domain.usage_record import RequestRoute, UsageRecord
 from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.tables import (
@@ -123,6 +123,11 @@ def record_counters(record: UsageRecord) -> list[int]:
     if record.ttft_ms is not None:
         values[9] = 1
         values[10] = record.ttft_ms
+    if record.route is not None and record.route.fallbacks:
+        values[11] = 1
+    values[12] = 1 if record.cache_hit else 0
+    values[13] = record.cached_input_tokens
+    values[14] = record.reasoning_tokens
     return values
 
 
@@ -202,6 +207,31 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "estimated": record.estimated,
         "latency_ms": record.latency_ms,
         "ttft_ms": record.ttft_ms,
+        "cached_input_tokens": record.cached_input_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cache_hit": record.cache_hit,
+        **_route_columns(record.route),
+    }
+
+
+_NO_ROUTE: dict[str, Any] = {
+    "model_requested": None,
+    "strategy": None,
+    "route_reason": None,
+    "fallbacks": 0,
+    "route_detail": None,
+}
+
+
+def _route_columns(route: RequestRoute | None) -> dict[str, Any]:
+    if route is None:
+        return _NO_ROUTE
+    return {
+        "model_requested": route.model_requested,
+        "strategy": route.strategy,
+        "route_reason": route.reason[:300] if route.reason else None,
+        "fallbacks": route.fallbacks,
+        "route_detail": route.detail,
     }
 
 
@@ -224,6 +254,10 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(latency), 0),
         func.count(c.ttft_ms),
         func.coalesce(func.sum(c.ttft_ms), 0),
+        func.coalesce(func.sum(case((c.fallbacks > 0, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0),
+        func.coalesce(func.sum(c.cached_input_tokens), 0),
+        func.coalesce(func.sum(c.reasoning_tokens), 0),
     ]
     lower: int | None = None
     for bound in (*LATENCY_BUCKETS_MS, None):

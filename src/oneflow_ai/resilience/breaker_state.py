@@ -1,4 +1,10 @@
-"""The circuit-breaker state machine, its configuration and its in-process store.
+"""The state of a circuit breaker: its rules (a pure state machine), its configuration, the
+snapshot others read, and the stores that keep it (the protocol and the in-process store).
+
+The breaker in front of a store, with its hot-path caching, is
+:class:`~oneflow_ai.resilience.cached_breaker.CircuitBreaker`; the set of them the gateway
+uses (one per provider and one per model) is
+:class:`~oneflow_ai.resilience.breaker_set.CircuitBreakers`.
 
 States::
 

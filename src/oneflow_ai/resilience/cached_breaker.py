@@ -1,5 +1,6 @@
-"""`CircuitBreaker`: one breaker (one key) in front of its store, with the hot-path caching
-described in :mod:`oneflow_ai.resilience.circuits`."""
+"""`CircuitBreaker`: one breaker (one key) in front of the store of its state
+(:mod:`oneflow_ai.resilience.breaker_state`), with the hot-path caching described in
+:mod:`oneflow_ai.resilience.breaker_set`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from oneflow_ai.resilience.breaker import (
+from oneflow_ai.resilience.breaker_state import (
     Admission,
     BreakerConfig,
     BreakerSnapshot,

@@ -1,4 +1,5 @@
-"""Circuit breakers per provider and per (provider, model), in process or shared through Redis.
+"""The set of circuit breakers a process uses: one per provider and one per (provider, model),
+in process or shared through Redis.
 
 :class:`CircuitBreakers` is what the rest of OneFlow uses::
 
@@ -44,7 +45,7 @@ from oneflow_ai.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from oneflow_ai.resilience.breaker import (
+from oneflow_ai.resilience.breaker_state import (
     Admission,
     BreakerConfig,
     BreakerSnapshot,
@@ -53,7 +54,7 @@ from oneflow_ai.resilience.breaker import (
     MemoryBreakerStore,
     Outcome,
 )
-from oneflow_ai.resilience.circuit import CircuitBreaker, StateListener
+from oneflow_ai.resilience.cached_breaker import CircuitBreaker, StateListener
 from oneflow_ai.tasks import stop
 
 __all__ = [

@@ -1,0 +1,61 @@
+"""OpenAI-compatible providers by configuration: no code of their own.
+
+Each provider the catalog declares under `providers:` (`catalog.ProviderEntry`: a base URL, an
+auth style, extra headers and query parameters) becomes a `ProviderSpec` whose adapter is the
+engine's `ChatProvider` running the OpenAI wire (`openai.OpenAIWire`) under the provider's own
+name: same request and answer transforms, same streams, same error mapping, its own pooled
+client, circuit breakers and metrics label. Its key comes from the setting `PROVIDER_API_KEYS`
+(by provider name); a provider whose auth takes a key and has none is not started (logged),
+and its models answer as not available.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from oneflow_ai.catalog import Catalog, ProviderEntry
+from oneflow_ai.providers.engine import ChatProvider
+from oneflow_ai.providers.openai import OpenAIWire
+from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec, auth_headers
+from oneflow_ai.providers.upstream import UpstreamClient
+from oneflow_ai.settings import ProviderSettings, Settings
+
+__all__ = ["compatible_spec", "compatible_specs"]
+
+log = structlog.get_logger("oneflow.providers")
+
+
+def compatible_specs(catalog: Catalog) -> tuple[ProviderSpec, ...]:
+    """The specs of the providers `catalog` declares, in its order."""
+    return tuple(compatible_spec(entry) for entry in catalog.providers.values())
+
+
+def compatible_spec(entry: ProviderEntry) -> ProviderSpec:
+    """How to run the provider `entry` declares."""
+
+    def headers(api_key: str) -> dict[str, str]:
+        return {**JSON_HEADERS, **auth_headers(entry.auth, api_key), **entry.headers}
+
+    def build(client: UpstreamClient, settings: Settings) -> ChatProvider:
+        return ChatProvider(client, OpenAIWire(entry.name))
+
+    def connect(settings: Settings) -> ProviderSettings | None:
+        key = settings.provider_api_keys.get(entry.name) if entry.auth != "none" else None
+        if entry.auth != "none" and (key is None or not key.get_secret_value()):
+            log.warning(
+                "provider_not_configured",
+                provider=entry.name,
+                hint=f"its auth is {entry.auth}: give its key in PROVIDER_API_KEYS",
+            )
+            return None
+        return ProviderSettings(
+            name=entry.name,
+            api_key=key,
+            base_url=entry.base_url,
+            connect_timeout=entry.connect_timeout or settings.upstream_connect_timeout,
+            read_timeout=entry.read_timeout or settings.upstream_read_timeout,
+            max_connections=settings.upstream_max_connections,
+            query=entry.query,
+        )
+
+    return ProviderSpec(name=entry.name, headers=headers, build=build, connect=connect)
