@@ -25,7 +25,7 @@ from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from oneflow_ai.storage.database import describe_database, sqlite_path
 from oneflow_ai.storage.schema import classify
 from tests.support.databases import FUTURE_REVISION, put_schema
-from tests.support.oneflow_serve import free_port, serve_refusal, started
+from tests.support.oneflow_serve import serve_refusal, started
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_MASTER_KEY}"}
 #: PostgreSQL here trusts every local connection: a password in the URL is only there to be
@@ -139,10 +139,10 @@ async def test_wait_for_schema_starts_unready_and_becomes_ready_after_the_migrat
 
 
 def test_a_port_in_use_ends_with_one_line_saying_how_to_pick_another(tmp_path: Path) -> None:
-    port = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
+    with socket.socket() as taken:  # listening for the whole test: nobody else gets the port
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
         code, lines = serve_refusal(tmp_path, {"LOG_FORMAT": "console"}, port=port)
     assert code == 1
     assert lines == [

@@ -43,6 +43,7 @@ from oneflow_ai.api.schemas import install_schemas
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.observability.logging import Redactor, configure_logging
 from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.providers.registry import ClientFactory
 from oneflow_ai.settings import Settings, load_settings
 from oneflow_ai.storage.database import describe_database
 
@@ -79,11 +80,13 @@ def create_app(
     *,
     configure_logs: bool = True,
     telemetry: Telemetry | None = None,
+    transport: ClientFactory | None = None,
 ) -> FastAPI:
     """Build the gateway application; with no settings they are read from the environment.
 
     ``telemetry`` (metrics and tracing) is built from the settings unless given; tests pass
-    one with an in-memory span exporter.
+    one with an in-memory span exporter. ``transport`` builds each provider's own client in
+    place of the pooled aiohttp one (``Services.start``); tests pass an in-process one.
     """
     settings = settings if settings is not None else load_settings()
     if configure_logs:
@@ -99,7 +102,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings, redactor, telemetry)
+        services = await Services.start(settings, redactor, telemetry, transport=transport)
         app.state.services = services
         # What start-up built lives as long as the process: keep it out of the collector's
         # passes, which otherwise walk every module and table of the process now and then (a

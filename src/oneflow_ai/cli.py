@@ -12,6 +12,8 @@ import os
 import shutil
 import sys
 from collections.abc import Coroutine
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -148,6 +150,10 @@ def serve(
             "(every limit applies once per worker), idempotency keys and caches.",
         ),
     ] = False,
+    port_file: Annotated[
+        Path | None,
+        typer.Option(help="Once listening, write the port to this file (for --port 0)."),
+    ] = None,
 ) -> None:
     """Serve the gateway with uvicorn (uvloop + httptools)."""
     from oneflow_ai.cli_startup import Banner, port_in_use, port_taken_message, run_server
@@ -181,6 +187,7 @@ def serve(
                 "timeout_graceful_shutdown": 10,
             },
             on_started=Banner(settings, host, schema, per_worker).announce,
+            port_file=port_file,
         )
 
 
@@ -332,9 +339,14 @@ def fake_providers(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes sharing the port (faults are per process).")
     ] = 1,
+    port_file: Annotated[
+        Path | None,
+        typer.Option(help="Once listening, write the port to this file (for --port 0)."),
+    ] = None,
 ) -> None:
     """Serve fake OpenAI, Anthropic, Stability AI and ElevenLabs APIs for tests and demos."""
-    from oneflow_ai.providers.fakes import FakeConfig, serve
+    from oneflow_ai.cli_startup import write_port_file
+    from oneflow_fakes.demo import FakeConfig, serve
 
     config = FakeConfig(
         api_key=api_key,
@@ -345,7 +357,14 @@ def fake_providers(
         any_model=any_model,
         hang_seconds=hang_seconds,
     )
-    serve(config, host=host, port=port, workers=workers, announce=typer.echo)
+    serve(
+        config,
+        host=host,
+        port=port,
+        workers=workers,
+        announce=typer.echo,
+        on_listening=None if port_file is None else partial(write_port_file, port_file),
+    )
 
 
 def main() -> None:

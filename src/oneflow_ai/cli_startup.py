@@ -5,6 +5,10 @@ gateway listens it prints where (the URL), on which database, whether the built-
 providers answer, and in development the master key to call it with, as a line to copy
 (`export ONEFLOW_MASTER_KEY=...`, as the docs' examples use it). With JSON logs (outside
 development) the same facts, without any key, are one `serving` log event instead.
+
+`--port 0` lets the system choose a free port (the one announced); `--port-file PATH` also
+writes it to PATH (whole, in one step), so that a script or a test reads it back instead of
+guessing a free port that another process may take before the gateway binds it.
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 import typer
 import uvicorn
+from uvicorn.supervisors import ChangeReload, Multiprocess
 
 from oneflow_ai import __version__
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, PROVIDERS, Environment, Settings
 from oneflow_ai.storage.database import describe_database
 from oneflow_ai.storage.schema import SchemaStatus
 
-__all__ = ["Banner", "port_in_use", "port_taken_message", "run_server"]
+__all__ = ["Banner", "port_in_use", "port_taken_message", "run_server", "write_port_file"]
 
 log = structlog.get_logger("oneflow")
 
@@ -148,17 +154,41 @@ class _AnnouncingServer(uvicorn.Server):
             self._on_started(int(self.servers[0].sockets[0].getsockname()[1]))
 
 
-def run_server(options: dict[str, Any], on_started: Callable[[int], None]) -> None:
-    """`uvicorn.run(**options)`, calling `on_started(port)` once the gateway listens (one
-    process), or as the workers start (several processes, or `reload`)."""
-    if options.get("reload") or (options.get("workers") or 1) > 1:
-        on_started(int(options["port"]))
-        uvicorn.run(**options)
-        return
+def run_server(
+    options: dict[str, Any], on_started: Callable[[int], None], port_file: Path | None = None
+) -> None:
+    """`uvicorn.run(**options)`, calling `on_started(port)` with the port the gateway listens
+    on (the one the system chose for port 0), then writing it to `port_file` if given: once it
+    serves (one process), or once its socket listens, before the workers start (several
+    workers, or `reload`: connections wait in the socket's backlog until a worker takes them).
+    """
+
+    def started(port: int) -> None:
+        on_started(port)
+        if port_file is not None:
+            write_port_file(port_file, port)
+
     config = uvicorn.Config(**options)
+    if config.should_reload or config.workers > 1:
+        sock = config.bind_socket()  # bound once here, shared by the workers
+        sock.listen(config.backlog)
+        started(int(sock.getsockname()[1]))
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+            if config.should_reload:
+                ChangeReload(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+            else:
+                Multiprocess(config, sockets=[sock]).run()
+        return
     config.load_app()
-    server = _AnnouncingServer(config, on_started)
+    server = _AnnouncingServer(config, started)
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
         server.run()
     if not server.started:
         raise SystemExit(_STARTUP_FAILURE)
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """`port` into `path`, replacing the file in one step (a reader never sees part of it)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(f"{port}\n")
+    os.replace(partial, path)

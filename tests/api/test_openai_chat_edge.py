@@ -1,4 +1,5 @@
-"""The OpenAI dialect end to end: the official SDK in front, a scripted OpenAI behind."""
+"""The OpenAI dialect end to end: the official SDK in front, a scripted OpenAI behind (the
+in-process transport under the gateway's own breakers and retries)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from tests.support.recording import RecordingSink
 from tests.support.server import LiveServer, live_server
-from tests.support.upstream import ScriptedUpstream, scripted_upstream, sse
+from tests.support.transport import Script, mock_transports, sse
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -41,7 +42,7 @@ COMPLETION = {
 @dataclass
 class Gateway:
     server: LiveServer
-    upstream: ScriptedUpstream
+    upstream: Script
     sink: RecordingSink
 
     @property
@@ -60,18 +61,18 @@ class Gateway:
 
 @pytest.fixture
 def gateway(make_settings: Callable[..., Settings]) -> Iterator[Gateway]:
-    with scripted_upstream() as upstream:
-        settings = make_settings(
-            openai_api_key="sk-upstream",
-            openai_base_url=f"{upstream.url}/v1",
-            fake_providers="off",
-            upstream_max_retries=0,  # each scripted reply answers one call: no retries here
-        )
-        app = create_app(settings, configure_logs=False)
-        with live_server(app) as server:
-            sink = RecordingSink()
-            app.state.services.pipeline.usage_sinks.append(sink)
-            yield Gateway(server, upstream, sink)
+    upstream = Script()
+    settings = make_settings(
+        openai_api_key="sk-upstream",
+        openai_base_url="http://openai.test/v1",
+        fake_providers="off",
+        upstream_max_retries=0,  # each scripted reply answers one call: no retries here
+    )
+    app = create_app(settings, configure_logs=False, transport=mock_transports(upstream))
+    with live_server(app) as server:
+        sink = RecordingSink()
+        app.state.services.pipeline.usage_sinks.append(sink)
+        yield Gateway(server, upstream, sink)
 
 
 def test_chat_completion_through_the_sdk(gateway: Gateway) -> None:
@@ -368,7 +369,7 @@ def test_upstream_failure_before_content_is_an_ordinary_error_answer(gateway: Ga
 def test_stream_cut_off_upstream_ends_with_an_error_event_and_estimated_usage(
     gateway: Gateway,
 ) -> None:
-    gateway.upstream.reply_stream(_text_stream("Hello", " wor", "ld"), drop_after=3)
+    gateway.upstream.reply_stream(_text_stream("Hello", " wor", "ld"), cut_after=3)
     received = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in gateway.client.chat.completions.create(

@@ -8,28 +8,26 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import yaml
 
 from oneflow_ai.app import create_app
-from oneflow_ai.providers.fakes import base_urls
 from oneflow_ai.settings import Settings
+from oneflow_fakes import base_urls
 from tests.conftest import redis_server_url
 from tests.deploy.test_manifests import serve_help
 from tests.deploy.test_observability_config import JOB
 from tests.support.databases import empty_pg_database
+from tests.support.ports import first_answer, refusing_port, start_on_port_0
 from tests.support.server import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,13 +233,6 @@ async def empty_postgres() -> AsyncIterator[str]:
         yield url
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_the_stack_commands_migrate_then_serve_a_ready_gateway(
@@ -270,23 +261,15 @@ def test_the_stack_commands_migrate_then_serve_a_ready_gateway(
     )
     assert migrate.returncode == 0, migrate.stderr
 
-    port = free_port()
     serve = command(GATEWAY)
     serve[serve.index("--host") + 1] = "127.0.0.1"
-    serve[serve.index("--port") + 1] = str(port)
-    url = f"http://127.0.0.1:{port}"
+    at = serve.index("--port")
+    del serve[at : at + 2]  # the port the system chooses instead, read back
     log = (tmp_path / "gateway.log").open("w")
-    process = subprocess.Popen(serve, cwd=tmp_path, env=env, stdout=log, stderr=log)
+    process, port = start_on_port_0(serve, cwd=tmp_path, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (tmp_path / "gateway.log").read_text()
-                assert time.monotonic() < deadline, "the gateway did not start"
-                time.sleep(0.2)
+        first_answer(process, f"{url}/health", log_path=tmp_path / "gateway.log")
         result = health_check(url)
     finally:
         process.terminate()
@@ -473,7 +456,8 @@ def test_health_check_wants_the_metrics_token_when_one_is_set(
 
 
 def test_health_check_fails_when_nothing_listens() -> None:
-    result = health_check(f"http://127.0.0.1:{free_port()}")
+    with refusing_port() as port:
+        result = health_check(f"http://127.0.0.1:{port}")
     assert result.returncode == 1
     assert "FAIL /health: no answer from" in result.stdout
     assert result.stdout.splitlines()[-1] == "Health check failed: the gateway is unreachable"

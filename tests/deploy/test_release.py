@@ -12,24 +12,24 @@ import os
 import sqlite3
 import subprocess
 import tarfile
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
-from tests.deploy.test_ops import MAKE, free_port
+from tests.deploy.test_ops import MAKE
 from tests.deploy.test_supply_chain import LOCK, ROOT, VERSION, locked
 from tests.support.gateway_process import stop_process
+from tests.support.ports import first_answer, start_on_port_0
 
 pytestmark = pytest.mark.slow
 
-PACKAGE = ROOT / "src" / "oneflow_ai"
+#: The distribution's packages: the gateway, and the fake providers its demo mode serves.
+PACKAGES = (ROOT / "src" / "oneflow_ai", ROOT / "src" / "oneflow_fakes")
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,11 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 
 
 def expected_files() -> set[str]:
-    """Every file of the package the gateway may read: code and data, not docs or caches."""
+    """Every file of the packages the gateway may read: code and data, not docs or caches."""
     return {
-        str(path.relative_to(PACKAGE.parent))
-        for path in PACKAGE.rglob("*")
+        str(path.relative_to(package.parent))
+        for package in PACKAGES
+        for path in package.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".md", ".pyc"}
     }
 
@@ -91,6 +92,8 @@ def test_the_wheel_and_the_sdist_carry_the_catalog_migrations_and_encodings(
         "oneflow_ai/storage/migrations/script.py.mako",
         "oneflow_ai/billing/encodings/o200k_base.tiktoken.gz",
         "oneflow_ai/py.typed",
+        "oneflow_fakes/demo.py",
+        "oneflow_fakes/py.typed",
     } <= wanted
     assert any(name.startswith("oneflow_ai/storage/migrations/versions/") for name in wanted)
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
@@ -105,8 +108,9 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
     version = release.run("oneflow", "version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"oneflow-ai {VERSION}"
-    where = release.run("python", "-c", "import oneflow_ai; print(oneflow_ai.__file__)")
-    assert Path(where.stdout.strip()).is_relative_to(release.env), where.stdout
+    for package in ("oneflow_ai", "oneflow_fakes.demo"):  # the gateway and its demo mode's fakes
+        where = release.run("python", "-c", f"import {package} as p; print(p.__file__)")
+        assert Path(where.stdout.strip()).is_relative_to(release.env), where.stdout + where.stderr
 
     database = release.home / "oneflow.db"
     url = f"sqlite+aiosqlite:///{database}"
@@ -116,33 +120,21 @@ def test_the_installed_wheel_migrates_and_serves_outside_the_checkout(release: R
         (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     assert revision
 
-    port = free_port()
     log = release.home / "serve.log"
     with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(release.env / "bin" / "oneflow"), "serve", "--port", str(port)],
+        process, port = start_on_port_0(
+            [str(release.env / "bin" / "oneflow"), "serve"],
             cwd=release.home,
             env={"PATH": os.environ["PATH"], "HOME": str(release.home), "DATABASE_URL": url},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
         try:
-            health = wait_for_health(f"http://127.0.0.1:{port}/health", process, log)
+            health = first_answer(process, f"http://127.0.0.1:{port}/health", log_path=log)
         finally:
             stop_process(process)
     assert health.status_code == 200
     assert health.json()["version"] == VERSION
-
-
-def wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> httpx.Response:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the gateway did not start:\n" + log.read_text()
-            time.sleep(0.2)
 
 
 def test_the_sbom_describes_the_wheel_and_every_locked_package(release: Release) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 from tests.docs.markdown import Block, fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import httpx
 
-from oneflow_ai.providers.fakes import FaultRule
+from oneflow_fakes import FaultRule
 from tests.support.billing_world import (
     CHAT_PATHS,
     NO_CREDITS,

@@ -33,8 +33,8 @@ import aiohttp
 import orjson
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.storage.database import create_engine
+from oneflow_fakes import FakeProviders
 from tests.conftest import redis_server_url
 from tests.support.billing_world import counter
 from tests.support.databases import unreachable_pg_database

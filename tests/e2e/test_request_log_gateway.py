@@ -12,7 +12,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from oneflow_ai.providers.fakes import FaultRule
+from oneflow_fakes import FaultRule
 from tests.support.billing_world import BillingWorld, billing_world, chat_body
 
 #: What cost_optimized tries first (see tests/e2e/test_strategies_gateway.py).

@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 from tests.conftest import redis_server_url
 from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway_process import gateway_process

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 from tests.support.resilience_world import HAIKU, Resilient, resilient_gateway
 
 # About 1,500 input tokens and 500 output tokens: the router table's request.

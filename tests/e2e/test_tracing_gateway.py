@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 from tests.support.resilience_world import Resilient, resilient_gateway
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -11,9 +11,9 @@ import openai
 import pytest
 from sqlalchemy import update
 
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.storage.database import create_engine
 from oneflow_ai.storage.tables import ApiKey
+from oneflow_fakes import FakeProviders
 from tests.support.identity_world import World, identity_world
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

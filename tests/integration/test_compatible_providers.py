@@ -19,8 +19,8 @@ import openai
 import pytest
 
 from oneflow_ai.app import create_app
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
+from oneflow_fakes import FakeProviders
 from tests.support.databases import migrated_sqlite_url
 from tests.support.server import LiveServer, live_server
 

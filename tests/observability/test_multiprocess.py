@@ -4,10 +4,8 @@ metrics directory that is set up before the workers start and removed after they
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,12 +14,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from oneflow_ai.observability.multiprocess import clear_metric_files, multiprocess_metrics_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.ports import first_answer, start_on_port_0
 
 
 def _health_count(text: str) -> float:
@@ -48,33 +41,24 @@ def _health_count_per_worker(directory: Path) -> dict[str, float]:
 
 
 def test_two_workers_are_counted_together(tmp_path: Path) -> None:
-    port = _free_port()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update({"LOG_LEVEL": "WARNING", "TMPDIR": str(scratch)})
-    process = subprocess.Popen(
+    # Port 0: the supervisor binds the one port both workers share and reports it.
+    process, port = start_on_port_0(
         [
-            *(sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)),
+            *(sys.executable, "-m", "oneflow_ai", "serve"),
             *("--workers", "2", "--allow-per-worker-limits"),  # metrics, not limits, here
         ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "oneflow serve did not start"
-                time.sleep(0.2)
+        first_answer(process, f"{url}/ready")
         (directory,) = scratch.glob("oneflow-metrics-*")
 
         # New connection per request: the two workers take turns accepting them.

@@ -1,8 +1,8 @@
-"""The Anthropic adapter against a scripted upstream: headers, translation, events, errors."""
+"""The Anthropic adapter over the in-process transport: headers, translation, events, errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,8 +27,7 @@ from oneflow_ai.errors import (
     ProviderUnavailableError,
 )
 from oneflow_ai.providers.anthropic import AnthropicProvider, anthropic_headers
-from oneflow_ai.providers.http import AiohttpUpstream
-from tests.support.upstream import ScriptedUpstream, scripted_upstream, sse
+from tests.support.transport import MockTransport, Script, sse
 
 MESSAGE = {
     "id": "msg_01",
@@ -46,19 +45,17 @@ MESSAGE = {
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with scripted_upstream() as server:
-        yield server
+def upstream() -> Script:
+    return Script()
 
 
 @pytest.fixture
-async def provider(upstream: ScriptedUpstream) -> AsyncIterator[AnthropicProvider]:
-    client = AiohttpUpstream(
-        "anthropic",
-        upstream.url,
+async def provider(upstream: Script) -> AsyncIterator[AnthropicProvider]:
+    client = MockTransport(
+        upstream,
+        provider="anthropic",
+        base_url="http://anthropic.test",
         headers=anthropic_headers("sk-ant-secret"),
-        connect_timeout=2,
-        read_timeout=5,
     )
     adapter = AnthropicProvider(client)
     yield adapter
@@ -97,7 +94,7 @@ def _request(**overrides: object) -> ChatRequest:
 
 
 async def test_canonical_request_becomes_a_messages_body(
-    upstream: ScriptedUpstream, provider: AnthropicProvider
+    upstream: Script, provider: AnthropicProvider
 ) -> None:
     upstream.reply(MESSAGE)
     response = await provider.chat(_request(), "claude-3-opus-20240229")
@@ -160,7 +157,7 @@ async def test_canonical_request_becomes_a_messages_body(
 
 
 async def test_same_dialect_body_is_forwarded(
-    upstream: ScriptedUpstream, provider: AnthropicProvider
+    upstream: Script, provider: AnthropicProvider
 ) -> None:
     raw = {
         "model": "claude-3-haiku",
@@ -248,7 +245,7 @@ FULL_STREAM = _stream(
 
 
 async def test_full_event_stream_becomes_canonical_events(
-    upstream: ScriptedUpstream, provider: AnthropicProvider
+    upstream: Script, provider: AnthropicProvider
 ) -> None:
     upstream.reply_stream(FULL_STREAM)
     events = [
@@ -269,7 +266,7 @@ async def test_full_event_stream_becomes_canonical_events(
 
 
 async def test_in_stream_overloaded_error_and_a_stream_without_message_stop(
-    upstream: ScriptedUpstream, provider: AnthropicProvider
+    upstream: Script, provider: AnthropicProvider
 ) -> None:
     upstream.reply_stream(
         FULL_STREAM[:4]
@@ -308,7 +305,7 @@ async def test_in_stream_overloaded_error_and_a_stream_without_message_stop(
     ],
 )
 async def test_error_answers_map_to_the_taxonomy(
-    upstream: ScriptedUpstream,
+    upstream: Script,
     provider: AnthropicProvider,
     status: int,
     kind: str,

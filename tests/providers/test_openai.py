@@ -1,8 +1,8 @@
-"""The OpenAI adapter against a scripted upstream: wire format both ways and error mapping."""
+"""The OpenAI adapter over the in-process transport: wire format both ways and error mapping."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -29,9 +29,8 @@ from oneflow_ai.errors import (
     ProviderUnavailableError,
 )
 from oneflow_ai.providers.base import ChatCapable, ImageCapable
-from oneflow_ai.providers.http import AiohttpUpstream
 from oneflow_ai.providers.openai import OpenAIProvider, openai_headers
-from tests.support.upstream import ScriptedUpstream, scripted_upstream, sse
+from tests.support.transport import MockTransport, Script, sse
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -52,19 +51,17 @@ COMPLETION = {
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with scripted_upstream() as server:
-        yield server
+def upstream() -> Script:
+    return Script()
 
 
 @pytest.fixture
-async def provider(upstream: ScriptedUpstream) -> AsyncIterator[OpenAIProvider]:
-    client = AiohttpUpstream(
-        "openai",
-        upstream.url + "/v1",
+async def provider(upstream: Script) -> AsyncIterator[OpenAIProvider]:
+    client = MockTransport(
+        upstream,
+        provider="openai",
+        base_url="http://openai.test/v1",
         headers=openai_headers("sk-upstream-secret"),
-        connect_timeout=2,
-        read_timeout=5,
     )
     adapter = OpenAIProvider(client)
     yield adapter
@@ -92,7 +89,7 @@ def _request(**overrides: object) -> ChatRequest:
 
 
 async def test_canonical_request_is_written_as_chat_completions(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
+    upstream: Script, provider: OpenAIProvider
 ) -> None:
     assert isinstance(provider, ChatCapable) and isinstance(provider, ImageCapable)
     upstream.reply(COMPLETION)
@@ -153,7 +150,7 @@ async def test_canonical_request_is_written_as_chat_completions(
 
 
 async def test_same_dialect_body_is_forwarded_with_model_replaced(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
+    upstream: Script, provider: OpenAIProvider
 ) -> None:
     raw = {
         "model": "auto",
@@ -179,9 +176,7 @@ async def test_same_dialect_body_is_forwarded_with_model_replaced(
     assert body["stream_options"] == {"include_obfuscation": False, "include_usage": True}
 
 
-async def test_tool_call_answer_is_parsed(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
-) -> None:
+async def test_tool_call_answer_is_parsed(upstream: Script, provider: OpenAIProvider) -> None:
     answer = {
         **COMPLETION,
         "choices": [
@@ -209,7 +204,7 @@ async def test_tool_call_answer_is_parsed(
 
 
 async def test_stream_events_text_tools_finish_and_usage(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
+    upstream: Script, provider: OpenAIProvider
 ) -> None:
     base = {
         "id": "chatcmpl-7",
@@ -265,7 +260,7 @@ async def test_stream_events_text_tools_finish_and_usage(
 
 
 async def test_stream_error_event_and_early_end_raise(
-    upstream: ScriptedUpstream, provider: OpenAIProvider
+    upstream: Script, provider: OpenAIProvider
 ) -> None:
     base = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "x"}}]}
     upstream.reply_stream(sse(base, {"error": {"message": "boom", "type": "server_error"}}))
@@ -349,7 +344,7 @@ async def test_stream_error_event_and_early_end_raise(
     ],
 )
 async def test_error_answers_map_to_the_taxonomy(
-    upstream: ScriptedUpstream,
+    upstream: Script,
     provider: OpenAIProvider,
     status: int,
     error: dict[str, str] | None,
@@ -369,7 +364,7 @@ async def test_error_answers_map_to_the_taxonomy(
     assert "sk-upst" not in exc.message  # our key never reaches the caller
 
 
-async def test_image_generation(upstream: ScriptedUpstream, provider: OpenAIProvider) -> None:
+async def test_image_generation(upstream: Script, provider: OpenAIProvider) -> None:
     upstream.reply(
         {
             "created": 1713833628,

@@ -1,15 +1,15 @@
-"""ResilientUpstream around a plain upstream client of the providers' protocol shape."""
+"""ResilientUpstream around a plain upstream client of the providers' protocol shape: the
+in-process transport, and the pooled aiohttp client for a refused connection."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 
 from oneflow_ai.errors import ProviderError, ProviderUnavailableError
 from oneflow_ai.providers.http import AiohttpUpstream
-from oneflow_ai.providers.upstream import UpstreamRequest
+from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 from oneflow_ai.resilience import (
     BreakerConfig,
     CircuitBreakers,
@@ -20,7 +20,8 @@ from oneflow_ai.resilience import (
     RetryPolicy,
     map_status_error,
 )
-from tests.support.scripted import Reply, ScriptedUpstream, scripted_upstream
+from tests.support.ports import refusing_port
+from tests.support.transport import MockResponse, MockTransport, Script
 
 
 def upstream_request(
@@ -33,36 +34,38 @@ def upstream_request(
     return UpstreamRequest(method, path, map_status_error, body=body, headers=headers, model=model)
 
 
-def plain_upstream(base_url: str) -> AiohttpUpstream:
-    """The gateway's own upstream client: no retries, no breaker, errors as ProviderError."""
-    return AiohttpUpstream(
-        "anthropic", base_url, headers={}, connect_timeout=10.0, read_timeout=30.0
-    )
-
-
 @pytest.fixture
-async def upstream() -> AsyncIterator[ScriptedUpstream]:
-    async with scripted_upstream() as server:
-        yield server
+def upstream() -> Script:
+    """Answers what a test queues, then 200 `{"ok": true}`."""
+    return Script(default=MockResponse.json({"ok": True}))
 
 
 async def no_sleep(_seconds: float) -> None:
     return None
 
 
-def wrap(base_url: str, **options: object) -> tuple[ResilientUpstream, CircuitBreakers]:
+def wrap(upstream: Script | str, **options: object) -> tuple[ResilientUpstream, CircuitBreakers]:
+    """`upstream` (in process) in breakers and retries; a URL: the gateway's own pooled client
+    to it (no retries, no breaker, errors as ProviderError)."""
     breakers = CircuitBreakers(model_config=BreakerConfig(min_calls=3, cooldown_seconds=60))
     caller = ResilientCaller(
         "anthropic", breakers=breakers, policy=RetryPolicy(max_retries=3), sleep=no_sleep
     )
-    return ResilientUpstream(plain_upstream(base_url), caller, **options), breakers  # type: ignore[arg-type]
+    plain: UpstreamClient
+    if isinstance(upstream, str):
+        plain = AiohttpUpstream(
+            "anthropic", upstream, headers={}, connect_timeout=10.0, read_timeout=30.0
+        )
+    else:
+        plain = MockTransport(upstream, provider="anthropic")
+    return ResilientUpstream(plain, caller, **options), breakers  # type: ignore[arg-type]
 
 
 async def test_a_post_gets_one_idempotency_key_kept_across_its_retries(
-    upstream: ScriptedUpstream,
+    upstream: Script,
 ) -> None:
-    upstream.add(Reply(529, b""), Reply(500, b""), Reply.json({"id": "msg_1"}))
-    client, _ = wrap(upstream.url)
+    upstream.add(MockResponse(529, b""), MockResponse(500, b""), MockResponse.json({"id": "msg_1"}))
+    client, _ = wrap(upstream)
     try:
         answer = await client.send(upstream_request("POST", "/v1/messages", b"{}", model="m"))
         other = await client.send(upstream_request("POST", "/v1/messages", b"{}", model="m"))
@@ -73,9 +76,9 @@ async def test_a_post_gets_one_idempotency_key_kept_across_its_retries(
     assert len(keys) == 4 and len(set(keys[:3])) == 1 and keys[3] != keys[0]
 
 
-async def test_a_callers_own_key_is_kept(upstream: ScriptedUpstream) -> None:
-    upstream.add(Reply(503, b""), Reply.json({}))
-    client, _ = wrap(upstream.url)
+async def test_a_callers_own_key_is_kept(upstream: Script) -> None:
+    upstream.add(MockResponse(503, b""), MockResponse.json({}))
+    client, _ = wrap(upstream)
     try:
         await client.send(
             upstream_request("POST", "/x", b"{}", headers={"idempotency-key": "mine"})
@@ -85,9 +88,9 @@ async def test_a_callers_own_key_is_kept(upstream: ScriptedUpstream) -> None:
     assert [r.headers["Idempotency-Key"] for r in upstream.requests] == ["mine", "mine"]
 
 
-async def test_without_keys_a_failed_post_is_not_repeated(upstream: ScriptedUpstream) -> None:
-    upstream.default = Reply(500, b"")
-    client, _ = wrap(upstream.url, idempotency_keys=False)
+async def test_without_keys_a_failed_post_is_not_repeated(upstream: Script) -> None:
+    upstream.default = MockResponse(500, b"")
+    client, _ = wrap(upstream, idempotency_keys=False)
     try:
         with pytest.raises(ProviderUnavailableError):
             await client.send(upstream_request("POST", "/x", b"{}"))
@@ -97,25 +100,21 @@ async def test_without_keys_a_failed_post_is_not_repeated(upstream: ScriptedUpst
 
 
 async def test_without_keys_a_refused_connection_is_still_retried() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     attempts: list[int] = []
-    client, _ = wrap(f"http://127.0.0.1:{port}", idempotency_keys=False)
-    client.caller.on_retry = lambda event: attempts.append(event.retry)
-    try:
-        with pytest.raises(ProviderUnavailableError):
-            await client.send(upstream_request("POST", "/x", b"{}"))
-    finally:
-        await client.aclose()
+    with refusing_port() as port:
+        client, _ = wrap(f"http://127.0.0.1:{port}", idempotency_keys=False)
+        client.caller.on_retry = lambda event: attempts.append(event.retry)
+        try:
+            with pytest.raises(ProviderUnavailableError):
+                await client.send(upstream_request("POST", "/x", b"{}"))
+        finally:
+            await client.aclose()
     assert attempts == [1, 2, 3]
 
 
-async def test_breakers_are_keyed_by_the_model_the_request_names(
-    upstream: ScriptedUpstream,
-) -> None:
-    upstream.default = Reply(500, b"")
-    client, breakers = wrap(upstream.url)
+async def test_breakers_are_keyed_by_the_model_the_request_names(upstream: Script) -> None:
+    upstream.default = MockResponse(500, b"")
+    client, breakers = wrap(upstream)
     client.caller.policy = RetryPolicy(max_retries=0)
     haiku = "claude-3-haiku-20240307"
     try:
@@ -124,7 +123,7 @@ async def test_breakers_are_keyed_by_the_model_the_request_names(
                 await client.send(upstream_request("POST", "/x", b"{}", model=haiku))
         with pytest.raises(CircuitOpenError):
             await client.send(upstream_request("POST", "/x", b"{}", model=haiku))
-        upstream.default = Reply.json({})
+        upstream.default = MockResponse.json({})
         other = await client.send(upstream_request("POST", "/x", b"{}", model="other-model"))
     finally:
         await client.aclose()
@@ -134,10 +133,14 @@ async def test_breakers_are_keyed_by_the_model_the_request_names(
     assert breakers.open_for("anthropic", "other-model") == 0
 
 
-async def test_a_stream_is_retried_until_it_opens_then_never(upstream: ScriptedUpstream) -> None:
+async def test_a_stream_is_retried_until_it_opens_then_never(upstream: Script) -> None:
     events = (b"event: ping\ndata: {}\n\n", b"event: message_stop\ndata: {}\n\n")
-    upstream.add(Reply(529, b""), Reply(chunks=events), Reply(chunks=events, drop_after_chunks=1))
-    client, breakers = wrap(upstream.url)
+    upstream.add(
+        MockResponse(529, b""),
+        MockResponse(chunks=events),
+        MockResponse(chunks=events, cut_after=1),
+    )
+    client, breakers = wrap(upstream)
     try:
         async with client.stream(
             upstream_request("POST", "/v1/messages", b"{}", model="m")
@@ -167,10 +170,12 @@ async def test_a_stream_is_retried_until_it_opens_then_never(upstream: ScriptedU
     ],
 )
 async def test_the_providers_x_should_retry_is_obeyed(
-    upstream: ScriptedUpstream, first: int, hint: str, calls: int
+    upstream: Script, first: int, hint: str, calls: int
 ) -> None:
-    upstream.add(Reply(first, b"{}", {"x-should-retry": hint}), Reply.json({"ok": True}))
-    client, _ = wrap(upstream.url)
+    upstream.add(
+        MockResponse(first, b"{}", {"x-should-retry": hint}), MockResponse.json({"ok": True})
+    )
+    client, _ = wrap(upstream)
     try:
         try:
             await client.send(upstream_request("POST", "/x", b"{}"))

@@ -16,7 +16,6 @@ import pytest
 
 from oneflow_ai import IntelligentRouter, PricingEngine, ResilientHTTPClient
 from oneflow_ai.errors import ProviderTimeoutError, ProviderUnavailableError
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.resilience import (
     Attempt,
     BreakerConfig,
@@ -28,6 +27,7 @@ from oneflow_ai.resilience import (
     run_with_fallbacks,
 )
 from oneflow_ai.routing import RouteDecision
+from oneflow_fakes import FakeProviders
 from tests.support.clock import ManualClock
 
 HAIKU = "claude-3-haiku-20240307"

@@ -14,7 +14,7 @@ from oneflow_ai.catalog import packaged_catalog
 from oneflow_ai.routing import IntelligentRouter, LatencyTracker, RoutingStrategy
 from tests.support.clock import ManualClock
 from tests.support.redis_server import redis_for_test
-from tests.support.scripted import Reply, scripted_upstream
+from tests.support.transport import MockRequest, MockResponse, MockTransport, Script
 
 CATALOG = packaged_catalog()
 HAIKU = "claude-3-haiku-20240307"
@@ -96,35 +96,42 @@ def test_latency_optimized_switches_when_the_fastest_model_slows_down() -> None:
 
 
 async def test_real_calls_feed_the_tracker_and_move_the_route() -> None:
-    """Two models, each served by a local upstream; the fastest one's upstream slows down."""
+    """Two models, each served by an upstream of its own (at `http://<model>.test`, in
+    process); the fastest one's upstream slows down."""
     tracker = LatencyTracker(CATALOG, alpha=0.5, relax_half_life=0)
     router = IntelligentRouter(PricingEngine(), latency=tracker)
-    async with scripted_upstream() as haiku_up, scripted_upstream() as gpt35_up:
-        upstreams = {HAIKU: haiku_up, "gpt-3.5-turbo": gpt35_up}
-        async with ResilientHTTPClient("any", max_retries=0) as client:
+    ok = MockResponse.json({"ok": True})
+    upstreams = {HAIKU: Script(default=ok), "gpt-3.5-turbo": Script(default=ok)}
 
-            async def serve(model: str | None = None) -> str:
-                decision = router.route(
-                    input_tokens=10,
-                    output_tokens=0,
-                    strategy=RoutingStrategy.LATENCY_OPTIMIZED,
-                    allowed_models=set(upstreams),
-                    model=model,
-                )
-                chosen = decision.primary_model
-                started = time.perf_counter()
-                await client.post(f"{upstreams[chosen].url}/v1/chat", json={}, model=chosen)
-                tracker.observe(chosen, total_ms=(time.perf_counter() - started) * 1000)
-                return chosen
+    def answer(request: MockRequest) -> MockResponse:
+        return upstreams[str(request.url.host).removesuffix(".test")](request)
 
-            for _ in range(10):  # traffic that names each model warms both estimates
-                await serve(HAIKU)
-                await serve("gpt-3.5-turbo")
-            assert max(tracker.expected_ms(m) for m in upstreams) < 40
-            fastest = min(upstreams, key=tracker.expected_ms)
-            other = next(m for m in upstreams if m != fastest)
-            upstreams[fastest].default = Reply(delay=0.3)  # its provider slows to 300 ms
-            after = [await serve() for _ in range(5)]
+    async with ResilientHTTPClient(
+        "any", max_retries=0, transport=MockTransport(answer, provider="any")
+    ) as client:
+
+        async def serve(model: str | None = None) -> str:
+            decision = router.route(
+                input_tokens=10,
+                output_tokens=0,
+                strategy=RoutingStrategy.LATENCY_OPTIMIZED,
+                allowed_models=set(upstreams),
+                model=model,
+            )
+            chosen = decision.primary_model
+            started = time.perf_counter()
+            await client.post(f"http://{chosen}.test/v1/chat", json={}, model=chosen)
+            tracker.observe(chosen, total_ms=(time.perf_counter() - started) * 1000)
+            return chosen
+
+        for _ in range(10):  # traffic that names each model warms both estimates
+            await serve(HAIKU)
+            await serve("gpt-3.5-turbo")
+        assert max(tracker.expected_ms(m) for m in upstreams) < 40
+        fastest = min(upstreams, key=tracker.expected_ms)
+        other = next(m for m in upstreams if m != fastest)
+        upstreams[fastest].default = MockResponse.json({"ok": True}, delay=0.3)  # 300 ms
+        after = [await serve() for _ in range(5)]
     # one slow answer lifts its estimate to about 150 ms: the next requests go elsewhere
     assert after == [fastest] + [other] * 4
     assert tracker.expected_ms(fastest) > 100 > tracker.expected_ms(other)

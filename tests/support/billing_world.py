@@ -31,9 +31,9 @@ from oneflow_ai.app import create_app
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import load_catalog
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine
+from oneflow_fakes import FakeProviders
 from tests.support.ledger import Snapshot, assert_consistent
 from tests.support.server import LiveServer, live_server
 

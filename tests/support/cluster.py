@@ -5,7 +5,8 @@ PostgreSQL and Redis are servers of the cluster's own (tests/support/pg_server.p
 tests/support/redis_server.py), so that faults may stop them; the database is migrated once
 before the replicas start, as the Kubernetes migration Job does. Each replica listens on a
 port fixed for the cluster's life, so that a restarted replica takes its place behind the
-load balancer. Used by `make cluster` (scripts/cluster.py) and the cluster test.
+load balancer: the one its first start bound (port 0, read back: tests/support/ports.py). Used
+by `make cluster` (scripts/cluster.py) and the cluster test.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.gateway_load import HANG_GUARD, FakeProcess, free_port, gateway_env
+from tests.support.gateway_load import HANG_GUARD, FakeProcess, gateway_env
 from tests.support.gateway_process import stop_process
 from tests.support.load_balancer import HAProxy, http_status
 from tests.support.pg_server import PrivatePostgres
+from tests.support.ports import reported_port
 from tests.support.redis_server import PrivateRedis
 
 __all__ = ["Cluster", "ClusterConfig", "Replica", "local_cluster"]
@@ -46,8 +48,8 @@ class ClusterConfig:
 
 
 class Replica:
-    """`oneflow serve` on 127.0.0.1:`port`; its output appended to `log_path` across
-    restarts."""
+    """`oneflow serve` on 127.0.0.1:`port` (0: the one its first start binds, kept for its
+    restarts); its output appended to `log_path` across restarts."""
 
     def __init__(self, name: str, port: int, env: dict[str, str], log_path: Path) -> None:
         self.name, self.port, self.env, self.log_path = name, port, env, log_path
@@ -71,15 +73,21 @@ class Replica:
         """Start the process and wait until it serves (`/health` answers 200)."""
         assert self.process is None or self.process.poll() is not None, "already running"
         command = ["-m", "oneflow_ai", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        port_file = self.log_path.with_suffix(".port")
+        port_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *command],
+                [sys.executable, *command, "--port-file", str(port_file)],
                 cwd=ROOT,
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
+        try:
+            self.port = reported_port(self.process, port_file, HANG_GUARD)
+        except RuntimeError:
+            raise RuntimeError(f"{self.name}: {self.log_path.read_text()[-3000:]}") from None
         deadline = time.monotonic() + HANG_GUARD
         while not self._healthy():
             if self.process.poll() is not None:
@@ -122,7 +130,7 @@ class Cluster:
         }
         self._migrate()
         self.replicas = [
-            Replica(f"replica-{i}", free_port(), self.env, workdir / f"replica-{i}.log")
+            Replica(f"replica-{i}", 0, self.env, workdir / f"replica-{i}.log")
             for i in range(config.replicas)
         ]
         for replica in self.replicas:

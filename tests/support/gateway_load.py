@@ -6,8 +6,6 @@ whole answers (streamed or not) the way an SDK would see them complete.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +19,10 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from oneflow_ai.providers.fakes import FakeProviders, base_urls
-from tests.support.gateway_process import first_line, stop_process
+from oneflow_fakes import FakeProviders, base_urls
+from tests.support.gateway_process import stop_process
 from tests.support.ledger import snapshot
+from tests.support.ports import start_on_port_0
 
 __all__ = [
     "DIALECTS",
@@ -36,7 +35,6 @@ __all__ = [
     "admin_call",
     "fake_process",
     "fakes_env",
-    "free_port",
     "gateway_env",
     "new_prepaid_project",
     "new_project",
@@ -52,38 +50,24 @@ ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD = 120.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class FakeProcess:
     """`oneflow fake-providers` in a process of its own, steered through its control plane."""
 
     def __init__(self, log_path: Path, *options: str) -> None:
         self._log = log_path.open("w")
-        for _ in range(3):  # a free port may be taken by someone else before the fakes bind it
-            self.port = free_port()
-            command = [sys.executable, "-m", "oneflow_ai", "fake-providers", f"--port={self.port}"]
-            self.process = subprocess.Popen(
-                [*command, *options],
+        try:
+            self.process, self.port = start_on_port_0(
+                [sys.executable, "-m", "oneflow_ai", "fake-providers", *options],
+                timeout=HANG_GUARD,
                 cwd=ROOT,
-                stdout=subprocess.PIPE,
+                stdout=self._log,
                 stderr=self._log,
-                text=True,
             )
-            if self._announced():
-                return
-            self.process.kill()
-            self.process.wait(timeout=HANG_GUARD)
-        self.stop()
-        raise RuntimeError(f"fake providers did not start: {log_path.read_text()[-2000:]}")
-
-    def _announced(self) -> bool:
-        """Whether the process said it serves (it exits at once if the port is taken)."""
-        return first_line(self.process, HANG_GUARD).startswith("OneFlow fake providers on")
+        except RuntimeError:
+            self._log.close()
+            raise RuntimeError(
+                f"fake providers did not start: {log_path.read_text()[-2000:]}"
+            ) from None
 
     @property
     def url(self) -> str:

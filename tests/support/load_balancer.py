@@ -23,8 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.gateway_load import free_port
 from tests.support.gateway_process import stop_process
+from tests.support.ports import guessed_free_port
 
 __all__ = ["UPSTREAM_HEADER", "HAProxy", "haproxy_config", "http_status"]
 
@@ -107,7 +107,7 @@ class HAProxy:
         self._own = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="oneflow-haproxy-"))
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.port = port or guessed_free_port()
         self.config_path = self.directory / "haproxy.cfg"
         self.config_path.write_text(haproxy_config(self.port, upstreams, check_ms))
         self._log = self.access_log.open("w")

@@ -2,17 +2,18 @@
 
 `oneflow_serve` starts a gateway the way `make run` starts one: development settings, the
 built-in fake providers (no provider key), and a SQLite database of its own in `directory`
-(migrated by `--migrate`), on a free loopback port; `env` adds to or overrides the environment.
-The process's output goes to `directory/oneflow-serve.log`. `ServeProcess` and `serve_refusal`
+(migrated by `--migrate`), on the loopback port the system chooses (`--port 0`, read back from
+`--port-file`: tests/support/ports.py); `env` adds to or overrides the environment. The
+process's output goes to `directory/oneflow-serve.log`. `ServeProcess` and `serve_refusal`
 start it with any arguments, for tests of start-up itself.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +23,11 @@ from pathlib import Path
 import httpx
 
 from tests.support.gateway_process import stop_process
+from tests.support.ports import reported_port
 
 __all__ = [
     "ServeProcess",
     "ServedGateway",
-    "free_port",
     "oneflow_serve",
     "serve_environment",
     "serve_refusal",
@@ -41,24 +42,22 @@ _PROVIDER_VARIABLES = tuple(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ServeProcess:
-    """`python -m oneflow_ai serve --port PORT ARGS` (a free port unless given) in `cwd`, with
-    exactly the environment `env`; stdout and stderr go to `log_path`."""
+    """`python -m oneflow_ai serve --port PORT ARGS` in `cwd`, with exactly the environment
+    `env`; stdout and stderr go to `log_path`. Unless a port is given it listens on the one the
+    system chooses, known once `wait` has read it back."""
 
     def __init__(
         self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path, port: int = 0
     ) -> None:
-        self.port = port or free_port()
+        self.port = port
         self.log_path = log_path
         self._log = log_path.open("w")
+        self._scratch = tempfile.TemporaryDirectory(prefix="oneflow-serve-")  # not in cwd
+        self._port_file = Path(self._scratch.name) / "port"
+        command = [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "oneflow_ai", "serve", "--port", str(self.port), *args],
+            [*command, "--port-file", str(self._port_file), *args],
             cwd=cwd,
             env=env,
             stdout=self._log,
@@ -78,6 +77,11 @@ class ServeProcess:
     def wait(self, path: str = "/health", timeout: float = 90) -> None:
         """Until GET `path` answers 200 (`/health`: it listens; `/ready`: it is ready)."""
         deadline = time.monotonic() + timeout
+        if not self.port:
+            try:
+                self.port = reported_port(self.process, self._port_file, timeout)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}:\n{self.output()[-3000:]}") from None
         while True:
             try:
                 if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
@@ -94,6 +98,7 @@ class ServeProcess:
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
+        self._scratch.cleanup()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.gateway_load import free_port
+from tests.support.ports import guessed_free_port
 
 __all__ = ["PrivatePostgres", "postgres_bindir"]
 
@@ -52,7 +52,7 @@ class PrivatePostgres:
             shutil.chown(self.directory, self._user, self._user)
         self.data = self.directory / "data"
         self.log_path = self.directory / "server.log"
-        self.port = port or free_port()
+        self.port = port or guessed_free_port()
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self.start()
 

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from oneflow_ai.storage.redis import create_redis
 from tests.conftest import redis_server_url
-from tests.support.gateway_load import free_port
 from tests.support.gateway_process import stop_process
+from tests.support.ports import guessed_free_port
 
 __all__ = ["PrivateRedis", "redis_for_test"]
 
@@ -48,7 +48,7 @@ class PrivateRedis:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed")
         self.directory = Path(tempfile.mkdtemp(prefix="oneflow-redis-"))
-        self.port = port or free_port()
+        self.port = port or guessed_free_port()
         self.log_path = self.directory / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()

@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from oneflow_ai.app import create_app
 from oneflow_ai.observability.telemetry import Telemetry
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
+from oneflow_fakes import FakeProviders
 from tests.support.databases import migrated_sqlite_url
 from tests.support.server import live_server
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
@@ -34,7 +35,6 @@ from oneflow_ai.gateway.planning import select_by_router
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
-from oneflow_ai.providers.fakes import FakeProviders
 from oneflow_ai.providers.registry import (
     ClientFactory,
     ProviderRegistry,
@@ -55,6 +55,9 @@ from oneflow_ai.settings import ProviderSettings, Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.redis import create_redis
 from oneflow_ai.storage.schema import SchemaWatch
+
+if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
+    from oneflow_fakes.demo import FakeProviders
 
 __all__ = ["Services"]
 
@@ -100,8 +103,11 @@ class Services:
         redactor: Redactor | None = None,
         telemetry: Telemetry | None = None,
         *,
-        client_factory: ClientFactory | None = None,
+        transport: ClientFactory | None = None,
     ) -> Services:
+        """Build and start everything (closed by `close`). `transport` builds each provider's
+        own client, under its breakers and retries (default: the pooled aiohttp client, with
+        the tracing headers); tests pass an in-process one."""
         redactor = redactor or Redactor(settings.secret_values)
         if telemetry is None:
             telemetry = Telemetry.from_settings(settings, redactor=redactor)
@@ -139,7 +145,7 @@ class Services:
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
             router = build_router(settings, pricing, latency=latency, circuits=breakers)
-            factory = client_factory or _resilient_clients(settings, breakers, telemetry)
+            factory = _resilient_clients(settings, breakers, telemetry, transport)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
             # The ledger commits what is queued while the engine lives, and after the pipeline
@@ -218,6 +224,8 @@ async def _start_fakes(
 ) -> tuple[FakeProviders, Settings]:
     """Serve the fake providers in this event loop on a free loopback port, and the settings
     that point every provider at them. Development only: production settings refuse it."""
+    from oneflow_fakes.demo import FakeProviders
+
     fakes = FakeProviders(host="127.0.0.1", port=0)
     await fakes.start_async()
     exit_stack.push_async_callback(fakes.stop_async)
@@ -270,7 +278,10 @@ def _report_breakers(breakers: CircuitBreakers, telemetry: Telemetry) -> None:
 
 
 def _resilient_clients(
-    settings: Settings, breakers: CircuitBreakers, telemetry: Telemetry
+    settings: Settings,
+    breakers: CircuitBreakers,
+    telemetry: Telemetry,
+    transport: ClientFactory | None = None,
 ) -> ClientFactory:
     """Each provider's pooled client wrapped in its breakers, retries and idempotency keys;
     with tracing on, its requests carry the upstream attempt's `traceparent`."""
@@ -283,7 +294,10 @@ def _resilient_clients(
 
     def factory(provider: ProviderSettings, headers: Mapping[str, str]) -> UpstreamClient:
         caller = build_caller(settings, provider.name, breakers, on_retry=on_retry)
-        client = default_client(provider, headers, trace_context=trace_context)
+        if transport is None:
+            client = default_client(provider, headers, trace_context=trace_context)
+        else:
+            client = transport(provider, headers)
         return ResilientUpstream(client, caller)
 
     return factory

@@ -25,7 +25,12 @@ import aiohttp
 from yarl import URL
 
 from oneflow_ai.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
-from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamResponse, UpstreamStream
+from oneflow_ai.providers.upstream import (
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamStream,
+    answer_error,
+)
 
 __all__ = ["AiohttpUpstream", "TraceInjector", "transport_error"]
 
@@ -142,7 +147,8 @@ class AiohttpUpstream:
         try:
             status, headers = response.status, response.headers
             if status >= 300:
-                raise self._mapped(request, status, headers, await _error_body(response))
+                body = await _error_body(response)
+                raise answer_error(request, self.provider, status, headers, body)
             body = await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise transport_error(exc, self.provider, request.model) from exc
@@ -159,7 +165,7 @@ class AiohttpUpstream:
                     body = await _error_body(response)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     raise transport_error(exc, self.provider, request.model) from exc
-                raise self._mapped(request, response.status, response.headers, body)
+                raise answer_error(request, self.provider, response.status, response.headers, body)
             yield UpstreamStream(
                 response.status, response.headers, self._chunk_reader(response, request)
             )
@@ -185,19 +191,6 @@ class AiohttpUpstream:
     async def aclose(self) -> None:
         if self._owns_session:
             await self._session.close()
-
-    def _mapped(
-        self, request: UpstreamRequest, status: int, headers: Mapping[str, str], body: bytes
-    ) -> ProviderError:
-        error = request.map_error(status, headers, body)
-        hint = headers.get("x-should-retry")
-        if hint is not None:
-            error.should_retry = hint.strip().lower() == "true"
-        if error.model is None:
-            error.model = request.model
-        if not error.provider:
-            error.provider = self.provider
-        return error
 
     def __repr__(self) -> str:
         return f"AiohttpUpstream({self.provider!r}, {self._base!r})"

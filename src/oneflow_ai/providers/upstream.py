@@ -42,6 +42,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "UpstreamStream",
+    "answer_error",
 ]
 
 ErrorMapper = Callable[[int, Mapping[str, str], bytes], ProviderError]
@@ -63,6 +64,27 @@ class UpstreamRequest:
     model: str | None = None
     read_timeout: float | None = None  # instead of the client's, for this request
     total_timeout: float | None = None  # a bound on the whole exchange (none by default)
+
+
+def answer_error(
+    request: UpstreamRequest,
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> ProviderError:
+    """What a client raises for a non-2xx answer: the request's `map_error`, with the
+    provider's `x-should-retry` hint, and the model and provider filled in where the mapping
+    left them out. Every `UpstreamClient` raises an error answer this way."""
+    error = request.map_error(status, headers, body)
+    hint = headers.get("x-should-retry")
+    if hint is not None:
+        error.should_retry = hint.strip().lower() == "true"
+    if error.model is None:
+        error.model = request.model
+    if not error.provider:
+        error.provider = provider
+    return error
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from oneflow_ai.providers.errors import map_status_error
 from oneflow_ai.providers.http import AiohttpUpstream
 from oneflow_ai.providers.upstream import (
     ErrorMapper,
+    UpstreamClient,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamStream,
@@ -111,7 +112,8 @@ class ResilientHTTPClient:
     :class:`CircuitBreakers` so that every client, the router and the admin API see the same
     circuits. ``sleep``, ``clock`` and ``rng`` are injectable so tests never wait for real
     backoff. A ``session`` given here is used (and not closed); otherwise one is made on first
-    use.
+    use. A ``transport`` (any ``UpstreamClient`` taking absolute URLs as paths, such as an
+    in-process one in tests) replaces the pooled aiohttp client altogether, and is not closed.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class ResilientHTTPClient:
         error_mapper: ErrorMapper | None = None,
         pool_size: int = 100,
         session: aiohttp.ClientSession | None = None,
+        transport: UpstreamClient | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -152,6 +155,7 @@ class ResilientHTTPClient:
         self._map_error = error_mapper or map_status_error
         self._pool_size = pool_size
         self._session = session
+        self._given = transport
         self._transport: AiohttpUpstream | None = None
         self._clock = clock
 
@@ -287,7 +291,9 @@ class ResilientHTTPClient:
         )
         return call
 
-    def _transport_for_use(self) -> AiohttpUpstream:
+    def _transport_for_use(self) -> UpstreamClient:
+        if self._given is not None:
+            return self._given
         transport = self._transport
         if transport is None:
             transport = self._transport = AiohttpUpstream(

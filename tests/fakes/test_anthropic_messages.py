@@ -8,7 +8,7 @@ import anthropic
 import httpx
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 
 OPUS = "claude-3-opus-20240229"
 HAIKU = "claude-3-haiku-20240307"

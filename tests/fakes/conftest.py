@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import httpx2
 import openai
 import pytest
 
-from oneflow_ai.providers.fakes import FakeConfig, FakeProviders
+from oneflow_fakes import FakeConfig, FakeProviders
 
 GPT = "gpt-4o"
 OPUS = "claude-3-opus-20240229"

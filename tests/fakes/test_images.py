@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
-from tests.providers.fakes.formats import jpeg_size, png_size
+from oneflow_fakes import FakeProviders
+from tests.fakes.formats import jpeg_size, png_size
 
 BEARER = {"Authorization": "Bearer sk-stability-test"}
 

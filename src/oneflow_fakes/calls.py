@@ -39,6 +39,7 @@ class CallRecord:
     outcome: str = "pending"
     chunks_sent: int = 0
     fault: dict[str, object] | None = None
+    peer: tuple[str, int] | None = None  # the client's address: one per connection
     query: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from oneflow_ai.providers.fakes.text import count_tokens
+from oneflow_fakes.text import count_tokens
 
 __all__ = ["FakeConfig"]
 

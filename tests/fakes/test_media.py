@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from oneflow_ai.providers.fakes import media
-from tests.providers.fakes.formats import jpeg_size, mp3_frames, png_size
+from oneflow_fakes import media
+from tests.fakes.formats import jpeg_size, mp3_frames, png_size
 
 
 @pytest.mark.parametrize("size", [(1024, 1024), (1792, 1024), (256, 256), (1344, 768), (8, 8)])

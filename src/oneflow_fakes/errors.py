@@ -3,13 +3,16 @@
 A fault names an error by status, by `error_type` (the provider's own discriminator: OpenAI's
 `error.code`, else its `error.type`; Anthropic's `error.type`; Stability's `name`;
 ElevenLabs' `detail.status`), or both. With only a type, the status is that type's usual one;
-with only a status, the type is that status's usual one.
+with only a status, the type is that status's usual one. `ErrorKinds` (`error_kinds.py`)
+works that out the same way for every provider from its table here; each provider's function
+then shapes the body its clients expect.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+
+from oneflow_fakes.error_kinds import ErrorAnswer, ErrorKinds, words
 
 __all__ = [
     "ErrorAnswer",
@@ -18,17 +21,6 @@ __all__ = [
     "openai_error",
     "stability_error",
 ]
-
-
-@dataclass(slots=True)
-class ErrorAnswer:
-    status: int
-    body: dict[str, object]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 # ---- OpenAI -----------------------------------------------------------------------------
@@ -141,27 +133,11 @@ def openai_error(
     **fill: object,
 ) -> ErrorAnswer:
     """An OpenAI `{"error": {message, type, param, code}}` answer."""
-    if error_type is None:
-        error_type = _OPENAI_BY_STATUS.get(
-            status or 500, "invalid_request_error" if (status or 500) < 500 else "server_error"
-        )
-    known = _OPENAI.get(error_type)
-    if known is None:
-        code: str | None = error_type
-        kind, text = error_type, message or error_type.replace("_", " ").capitalize() + "."
-        status = status or 400
-    else:
-        default_status, kind, code, known_param, text = known
-        status = status or default_status
-        param = param or known_param
-        text = message or text.format_map(_Fill(fill))
-    headers: dict[str, str] = {}
-    if status == 429:
-        headers.update(_OPENAI_EXHAUSTED)
-    if retry_after is not None:
-        headers["retry-after"] = _seconds(retry_after)
-    body = {"error": {"message": text, "type": kind, "param": param, "code": code}}
-    return ErrorAnswer(status, dict(body), headers)
+    error = _OPENAI_KINDS.resolve(status, error_type, message, retry_after, fill)
+    unknown = (error.error_type, error.error_type, None)  # its own type and code
+    kind, code, known_param = _OPENAI_WIRE.get(error.error_type, unknown)
+    wire = {"message": error.message, "type": kind, "param": param or known_param, "code": code}
+    return ErrorAnswer(error.status, {"error": wire}, error.headers)
 
 
 _OPENAI_EXHAUSTED = {
@@ -174,14 +150,21 @@ _OPENAI_EXHAUSTED = {
 }
 
 
+_OPENAI_KINDS = ErrorKinds(
+    {name: (entry[0], entry[4]) for name, entry in _OPENAI.items()},
+    _OPENAI_BY_STATUS,
+    "invalid_request_error",
+    "server_error",
+    unknown=lambda error_type: words(error_type).capitalize() + ".",
+    rate_limited=lambda: dict(_OPENAI_EXHAUSTED),
+)
+#: error_type -> the body's (type, code, param)
+_OPENAI_WIRE = {name: (entry[1], entry[2], entry[3]) for name, entry in _OPENAI.items()}
+
+
 def openai_stream_error(error_type: str | None, message: str | None) -> dict[str, object]:
     """The in-stream error payload (`data: {"error": {...}}`)."""
     return openai_error(500 if error_type is None else None, error_type, message).body
-
-
-class _Fill(dict[str, object]):
-    def __missing__(self, key: str) -> str:
-        return "unknown"
 
 
 # ---- Anthropic --------------------------------------------------------------------------
@@ -225,6 +208,27 @@ _ANTHROPIC_BY_STATUS = {
 }
 
 
+def _anthropic_exhausted() -> dict[str, str]:
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    return {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-limit": "40000",
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": reset,
+    }
+
+
+_ANTHROPIC_KINDS = ErrorKinds(
+    _ANTHROPIC,
+    _ANTHROPIC_BY_STATUS,
+    "invalid_request_error",
+    "api_error",
+    rate_limited=_anthropic_exhausted,
+)
+
+
 def anthropic_error(
     status: int | None,
     error_type: str | None = None,
@@ -235,32 +239,14 @@ def anthropic_error(
     **fill: object,
 ) -> ErrorAnswer:
     """An Anthropic `{"type": "error", "error": {type, message}, "request_id"}` answer."""
-    if error_type is None:
-        error_type = _ANTHROPIC_BY_STATUS.get(
-            status or 500, "invalid_request_error" if (status or 500) < 500 else "api_error"
-        )
-    default_status, text = _ANTHROPIC.get(error_type, (400, error_type.replace("_", " ")))
-    status = status or default_status
-    text = message or text.format_map(_Fill(fill))
-    headers: dict[str, str] = {}
-    if status == 429:
-        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
-        headers.update(
-            {
-                "anthropic-ratelimit-requests-limit": "50",
-                "anthropic-ratelimit-requests-remaining": "0",
-                "anthropic-ratelimit-requests-reset": reset,
-                "anthropic-ratelimit-tokens-limit": "40000",
-                "anthropic-ratelimit-tokens-remaining": "0",
-                "anthropic-ratelimit-tokens-reset": reset,
-            }
-        )
-    if retry_after is not None:
-        headers["retry-after"] = _seconds(retry_after)
-    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": text}}
+    error = _ANTHROPIC_KINDS.resolve(status, error_type, message, retry_after, fill)
+    body: dict[str, object] = {
+        "type": "error",
+        "error": {"type": error.error_type, "message": error.message},
+    }
     if request_id:
         body["request_id"] = request_id
-    return ErrorAnswer(status, body, headers)
+    return ErrorAnswer(error.status, body, error.headers)
 
 
 # ---- Stability --------------------------------------------------------------------------
@@ -300,6 +286,9 @@ _STABILITY_BY_STATUS = {
 }
 
 
+_STABILITY_KINDS = ErrorKinds(_STABILITY, _STABILITY_BY_STATUS, "bad_request", "server_error")
+
+
 def stability_error(
     status: int | None,
     error_type: str | None = None,
@@ -311,19 +300,12 @@ def stability_error(
     **fill: object,
 ) -> ErrorAnswer:
     """Stability's v1 `{id, name, message}` or v2beta `{id, name, errors: [...]}` answer."""
-    if error_type is None:
-        error_type = _STABILITY_BY_STATUS.get(
-            status or 500, "bad_request" if (status or 500) < 500 else "server_error"
-        )
-        if error_type == "content_moderation" and not v2:
-            error_type = "permission_denied"
-    default_status, text = _STABILITY.get(error_type, (400, error_type.replace("_", " ")))
-    status = status or default_status
-    text = message or text.format_map(_Fill(fill))
-    body: dict[str, object] = {"id": error_id, "name": error_type}
-    body.update({"errors": [text]} if v2 else {"message": text})
-    headers = {"retry-after": _seconds(retry_after)} if retry_after is not None else {}
-    return ErrorAnswer(status, body, headers)
+    if error_type is None and status == 403 and not v2:
+        error_type = "permission_denied"  # v1 has no content moderation
+    error = _STABILITY_KINDS.resolve(status, error_type, message, retry_after, fill)
+    body: dict[str, object] = {"id": error_id, "name": error.error_type}
+    body.update({"errors": [error.message]} if v2 else {"message": error.message})
+    return ErrorAnswer(error.status, body, error.headers)
 
 
 # ---- ElevenLabs -------------------------------------------------------------------------
@@ -364,6 +346,11 @@ _ELEVENLABS_BY_STATUS = {
 }
 
 
+_ELEVENLABS_KINDS = ErrorKinds(
+    _ELEVENLABS, _ELEVENLABS_BY_STATUS, "invalid_request", "internal_server_error"
+)
+
+
 def elevenlabs_error(
     status: int | None,
     error_type: str | None = None,
@@ -373,15 +360,9 @@ def elevenlabs_error(
     **fill: object,
 ) -> ErrorAnswer:
     """ElevenLabs' `{"detail": {"status", "message"}}` answer."""
-    if error_type is None:
-        error_type = _ELEVENLABS_BY_STATUS.get(
-            status or 500, "invalid_request" if (status or 500) < 500 else "internal_server_error"
-        )
-    default_status, text = _ELEVENLABS.get(error_type, (400, error_type.replace("_", " ")))
-    status = status or default_status
-    text = message or text.format_map(_Fill(fill))
-    headers = {"retry-after": _seconds(retry_after)} if retry_after is not None else {}
-    return ErrorAnswer(status, {"detail": {"status": error_type, "message": text}}, headers)
+    error = _ELEVENLABS_KINDS.resolve(status, error_type, message, retry_after, fill)
+    detail = {"status": error.error_type, "message": error.message}
+    return ErrorAnswer(error.status, {"detail": detail}, error.headers)
 
 
 def elevenlabs_validation_error(field_name: str) -> ErrorAnswer:

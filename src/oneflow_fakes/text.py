@@ -28,6 +28,7 @@ __all__ = [
     "count_tokens",
     "plan_tool_calls",
     "schema_example",
+    "text_of",
 ]
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -241,3 +242,17 @@ def _example(schema: object, name: str) -> object:
     if kind == "null":
         return None
     return f"example {name}"
+
+
+def text_of(content: object) -> str:
+    """The text of a message's content: a string, or the `text` parts of a list of parts
+    (OpenAI's content parts and Anthropic's content blocks alike)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""

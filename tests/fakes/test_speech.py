@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
-from tests.providers.fakes.formats import mp3_frames
+from oneflow_fakes import FakeProviders
+from tests.fakes.formats import mp3_frames
 
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
 KEY = {"xi-api-key": "xi-test-key"}

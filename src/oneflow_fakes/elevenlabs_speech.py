@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import math
 
-import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import (
+from oneflow_fakes.errors import (
     ErrorAnswer,
     elevenlabs_error,
     elevenlabs_validation_error,
 )
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, StreamFailed, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import audio, audio_content_type
-from oneflow_ai.providers.fakes.models import ELEVENLABS_MODELS, ELEVENLABS_VOICES
+from oneflow_fakes.exchange import Exchange, FakeState, StreamFailed, random_id, read_json
+from oneflow_fakes.media import audio, audio_content_type
+from oneflow_fakes.models import ELEVENLABS_MODELS, ELEVENLABS_VOICES
 
 __all__ = ["ElevenLabsSpeech"]
 
@@ -53,14 +51,9 @@ class ElevenLabsSpeech:
 
     async def _speak(self, request: web.Request, *, streaming: bool) -> web.StreamResponse:
         voice_id = request.match_info["voice_id"]
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        data: dict[str, object] = body if isinstance(body, dict) else {}
-        model = data.get("model_id")
-        model_name = model if isinstance(model, str) and model else _DEFAULT_MODEL
+        body = await read_json(request)
+        data = body.data
+        model_name = body.string("model_id") or _DEFAULT_MODEL
         text = data.get("text")
         exchange = Exchange(
             self.state,
@@ -69,7 +62,7 @@ class ElevenLabsSpeech:
             endpoint="speech",
             model=model_name,
             stream=streaming,
-            body=body if isinstance(body, dict) else raw.decode("utf-8", "replace"),
+            body=body.recorded,
             request_id=random_id("", 20),
         )
         cost = (
@@ -77,19 +70,9 @@ class ElevenLabsSpeech:
             if isinstance(text, str)
             else 0
         )
-
-        def error(fault: Fault) -> ErrorAnswer:
-            return elevenlabs_error(
-                fault.status,
-                fault.error_type,
-                fault.message,
-                retry_after=fault.retry_after,
-                voice_id=voice_id,
-                model=model_name,
-                cost=cost,
-            )
-
-        interfered = await exchange.interfere(error)
+        interfered = await exchange.interfere(
+            elevenlabs_error, voice_id=voice_id, model=model_name, cost=cost
+        )
         if interfered is not None:
             return interfered
         refused = _check_key(request, self.state.config.api_key)

@@ -14,24 +14,27 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.calls import CallLog, CallRecord
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.errors import ErrorAnswer
-from oneflow_ai.providers.fakes.faults import Fault, FaultBook, FaultError, fault_from_headers
+from oneflow_fakes.calls import CallLog, CallRecord
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.errors import ErrorAnswer
+from oneflow_fakes.faults import Fault, FaultBook, FaultError, fault_from_headers
 
 __all__ = [
     "Dropped",
     "ErrorFactory",
     "Exchange",
     "FakeState",
+    "JsonBody",
     "Stream",
     "StreamFailed",
     "now",
     "random_id",
+    "read_json",
     "sse",
 ]
 
@@ -69,7 +72,43 @@ class Dropped(Exception):
     """The fault cut the connection; nothing more can be sent."""
 
 
-ErrorFactory = Callable[[Fault], ErrorAnswer]
+ErrorFactory = Callable[..., ErrorAnswer]
+"""A provider's error function: `(status, error_type, message, *, retry_after, **fill)`."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    """A request body read whole, and what it holds when it is JSON."""
+
+    raw: bytes
+    parsed: object  # None when it is not JSON
+
+    @property
+    def data(self) -> dict[str, object]:
+        """The JSON object, or an empty one when the body is something else."""
+        return self.parsed if isinstance(self.parsed, dict) else {}
+
+    def string(self, name: str) -> str:
+        """The object's field `name` when it is a string, else ""."""
+        value = self.data.get(name)
+        return value if isinstance(value, str) else ""
+
+    @property
+    def is_object(self) -> bool:
+        return isinstance(self.parsed, dict)
+
+    @property
+    def recorded(self) -> object:
+        """What the call log keeps: the JSON object, or the body as text."""
+        return self.parsed if isinstance(self.parsed, dict) else self.raw.decode("utf-8", "replace")
+
+
+async def read_json(request: web.Request) -> JsonBody:
+    raw = await request.read()
+    try:
+        return JsonBody(raw, orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return JsonBody(raw, None)
 
 
 class Exchange:
@@ -102,6 +141,8 @@ class Exchange:
             body=body,
         )
         self.record.request_id = request_id
+        if request.transport is not None:
+            self.record.peer = request.transport.get_extra_info("peername")
         self.record.query = dict(request.query)
         request[EXCHANGE] = self
         ruled = state.faults.match(provider, endpoint, model, stream)
@@ -125,8 +166,9 @@ class Exchange:
         if value:
             await asyncio.sleep(value / 1000)
 
-    async def interfere(self, error: ErrorFactory) -> web.StreamResponse | None:
-        """Apply the fault before any answer: delay, hang, cut, or an error status."""
+    async def interfere(self, error: ErrorFactory, **fill: object) -> web.StreamResponse | None:
+        """Apply the fault before any answer: delay, hang, cut, or an error status (built by
+        the provider's `error` function, its message filled in from `fill`)."""
         fault = self.fault
         await self.sleep_ms(fault.latency_ms)
         if fault.timeout:
@@ -135,7 +177,9 @@ class Exchange:
         if fault.drop_after_chunks is not None and not self.record.stream:
             self.drop()
         if fault.status is not None or fault.body is not None or fault.error_type is not None:
-            answer = error(fault)
+            answer = error(
+                fault.status, fault.error_type, fault.message, retry_after=fault.retry_after, **fill
+            )
             if fault.body is not None:
                 answer.body = fault.body
             return self.error(answer)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import base64
 import re
 
-import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, now, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import colour_for, png
-from oneflow_ai.providers.fakes.models import OPENAI_IMAGE_MODELS
-from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.exchange import Exchange, FakeState, now, random_id, read_json
+from oneflow_fakes.media import colour_for, png
+from oneflow_fakes.models import OPENAI_IMAGE_MODELS
+from oneflow_fakes.openai_common import check_openai_key, openai_headers
 
 __all__ = ["OpenAIImages"]
 
@@ -34,14 +32,9 @@ class OpenAIImages:
         self.state = state
 
     async def generations(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        data: dict[str, object] = body if isinstance(body, dict) else {}
-        model = data.get("model")
-        model_name = model if isinstance(model, str) and model else "dall-e-2"
+        body = await read_json(request)
+        data = body.data
+        model_name = body.string("model") or "dall-e-2"
         exchange = Exchange(
             self.state,
             request,
@@ -49,24 +42,14 @@ class OpenAIImages:
             endpoint="images",
             model=model_name,
             stream=False,
-            body=body if isinstance(body, dict) else raw.decode("utf-8", "replace"),
+            body=body.recorded,
             request_id=random_id("req_", 32),
         )
-
-        def error(fault: Fault) -> ErrorAnswer:
-            return openai_error(
-                fault.status,
-                fault.error_type,
-                fault.message,
-                retry_after=fault.retry_after,
-                model=model_name,
-            )
-
-        interfered = await exchange.interfere(error)
+        interfered = await exchange.interfere(openai_error, model=model_name)
         if interfered is not None:
             return interfered
         refused = check_openai_key(request, self.state.config.api_key)
-        if refused is None and not isinstance(body, dict):
+        if refused is None and not body.is_object:
             refused = openai_error(400, "invalid_request_error", "Invalid JSON body.")
         if refused is not None:
             return exchange.error(refused)

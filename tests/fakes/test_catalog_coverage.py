@@ -6,7 +6,7 @@ import pytest
 
 from oneflow_ai.catalog import packaged_catalog
 from oneflow_ai.catalog.schema import ModelEntry
-from oneflow_ai.providers.fakes.models import (
+from oneflow_fakes.models import (
     ANTHROPIC_MODELS,
     ELEVENLABS_MODELS,
     OPENAI_CHAT_MODELS,

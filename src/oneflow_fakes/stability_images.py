@@ -14,11 +14,10 @@ import uuid
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, stability_error
-from oneflow_ai.providers.fakes.exchange import ErrorFactory, Exchange, FakeState, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.media import colour_for, jpeg, png
-from oneflow_ai.providers.fakes.models import (
+from oneflow_fakes.errors import ErrorAnswer, stability_error
+from oneflow_fakes.exchange import Exchange, FakeState, random_id, read_json
+from oneflow_fakes.media import colour_for, jpeg, png
+from oneflow_fakes.models import (
     STABILITY_ASPECT_RATIOS,
     STABILITY_V1_ENGINES,
     STABILITY_V2_MODELS,
@@ -48,35 +47,32 @@ def _check_key(request: web.Request, accepted: str | None, *, v2: bool) -> Error
     return None
 
 
-def _fault_error(v2: bool, model: str) -> ErrorFactory:
-    def build(fault: Fault) -> ErrorAnswer:
-        return stability_error(
-            fault.status,
-            fault.error_type,
-            fault.message,
-            v2=v2,
-            error_id=uuid.uuid4().hex,
-            retry_after=fault.retry_after,
-            model=model,
-        )
-
-    return build
+def _refuse(exchange: Exchange, name: str, message: str, status: int, *, v2: bool) -> web.Response:
+    answer = stability_error(status, name, message, v2=v2, error_id=uuid.uuid4().hex)
+    return exchange.error(answer)
 
 
 class StabilityImages:
     def __init__(self, state: FakeState) -> None:
         self.state = state
 
+    async def _admit(self, exchange: Exchange, *, v2: bool) -> web.StreamResponse | None:
+        """The fault's answer or the credentials' refusal, if either stops the request."""
+        model = exchange.record.model
+        interfered = await exchange.interfere(
+            stability_error, v2=v2, error_id=uuid.uuid4().hex, model=model
+        )
+        if interfered is not None:
+            return interfered
+        refused = _check_key(exchange.request, self.state.config.api_key, v2=v2)
+        return None if refused is None else exchange.error(refused)
+
     # ---- v1 ------------------------------------------------------------------------------
 
     async def text_to_image(self, request: web.Request) -> web.StreamResponse:
         engine = request.match_info["engine"]
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        data: dict[str, object] = body if isinstance(body, dict) else {}
+        body = await read_json(request)
+        data = body.data
         exchange = Exchange(
             self.state,
             request,
@@ -84,25 +80,19 @@ class StabilityImages:
             endpoint="images",
             model=engine,
             stream=False,
-            body=body if isinstance(body, dict) else raw.decode("utf-8", "replace"),
+            body=body.recorded,
             request_id=uuid.uuid4().hex,
         )
-        build = _fault_error(False, engine)
-        interfered = await exchange.interfere(build)
-        if interfered is not None:
-            return interfered
-        refused = _check_key(request, self.state.config.api_key, v2=False)
-        if refused is not None:
-            return exchange.error(refused)
+        stopped = await self._admit(exchange, v2=False)
+        if stopped is not None:
+            return stopped
 
         def bad(name: str, message: str, status: int = 400) -> web.Response:
-            return exchange.error(
-                stability_error(status, name, message, v2=False, error_id=uuid.uuid4().hex)
-            )
+            return _refuse(exchange, name, message, status, v2=False)
 
         if engine not in STABILITY_V1_ENGINES:
             return bad("not_found", f"The specified engine (ID {engine}) was not found.", 404)
-        if not isinstance(body, dict):
+        if not body.is_object:
             return bad("bad_request", "body: must be valid JSON")
         prompts = data.get("text_prompts")
         texts = (
@@ -175,18 +165,12 @@ class StabilityImages:
             body=record_body,
             request_id=random_id("", 32).lower(),
         )
-        build = _fault_error(True, model)
-        interfered = await exchange.interfere(build)
-        if interfered is not None:
-            return interfered
-        refused = _check_key(request, self.state.config.api_key, v2=True)
-        if refused is not None:
-            return exchange.error(refused)
+        stopped = await self._admit(exchange, v2=True)
+        if stopped is not None:
+            return stopped
 
         def bad(message: str, name: str = "bad_request") -> web.Response:
-            return exchange.error(
-                stability_error(400, name, message, v2=True, error_id=uuid.uuid4().hex)
-            )
+            return _refuse(exchange, name, message, 400, v2=True)
 
         if not multipart:
             return bad("content-type: must be multipart/form-data")

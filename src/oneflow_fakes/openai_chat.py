@@ -7,13 +7,12 @@ from collections.abc import Mapping, Sequence
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
-from oneflow_ai.providers.fakes.exchange import Exchange, FakeState, random_id
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, text_model
-from oneflow_ai.providers.fakes.openai_answer import ChatAnswer
-from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers, strings
-from oneflow_ai.providers.fakes.text import compose, plan_tool_calls
+from oneflow_fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.exchange import Exchange, FakeState, random_id, read_json
+from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
+from oneflow_fakes.openai_answer import ChatAnswer
+from oneflow_fakes.openai_common import check_openai_key, openai_headers, strings
+from oneflow_fakes.text import compose, plan_tool_calls, text_of
 
 __all__ = ["OpenAIChat"]
 
@@ -25,18 +24,6 @@ _INVALID_JSON = (
 )
 
 
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) -> int:
     count = state.count_tokens
     total = 3
@@ -45,7 +32,7 @@ def _prompt_tokens(state: FakeState, messages: Sequence[object], tools: object) 
             continue
         total += 3 + count(str(message.get("role", "")))
         content = message.get("content")
-        total += count(_text(content))
+        total += count(text_of(content))
         if isinstance(content, list):
             total += 85 * sum(
                 1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
@@ -68,10 +55,10 @@ def _source(messages: Sequence[object]) -> tuple[str, bool]:
     """The text the answer echoes, and whether it is a user turn (which may call a tool)."""
     last = messages[-1] if messages else None
     if isinstance(last, dict) and last.get("role") == "tool":
-        return _text(last.get("content")), False
+        return text_of(last.get("content")), False
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text(message.get("content")), message is last
+            return text_of(message.get("content")), message is last
     return "", False
 
 
@@ -105,15 +92,9 @@ class OpenAIChat:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        valid = isinstance(body, dict)
-        data: dict[str, object] = body if isinstance(body, dict) else {}
-        model = data.get("model")
-        model_name = model if isinstance(model, str) else ""
+        body = await read_json(request)
+        data = body.data
+        model_name = body.string("model")
         streaming = data.get("stream") is True
         exchange = Exchange(
             state,
@@ -122,26 +103,16 @@ class OpenAIChat:
             endpoint="chat",
             model=model_name,
             stream=streaming,
-            body=body if valid else raw.decode("utf-8", "replace"),
+            body=body.recorded,
             request_id=random_id("req_", 32),
         )
-
-        def error(fault: Fault) -> ErrorAnswer:
-            return openai_error(
-                fault.status,
-                fault.error_type,
-                fault.message,
-                retry_after=fault.retry_after,
-                model=model_name or "unknown",
-            )
-
-        interfered = await exchange.interfere(error)
+        interfered = await exchange.interfere(openai_error, model=model_name or "unknown")
         if interfered is not None:
             return interfered
         refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
         if refused is not None:
             return exchange.error(refused)
-        if not valid:
+        if not body.is_object:
             return exchange.error(openai_error(400, "invalid_request_error", _INVALID_JSON))
         problem = self._validate(data, model_name)
         if isinstance(problem, ErrorAnswer):

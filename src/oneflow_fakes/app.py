@@ -9,18 +9,18 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.anthropic_messages import AnthropicMessages
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.control import ControlPlane
-from oneflow_ai.providers.fakes.elevenlabs_speech import ElevenLabsSpeech
-from oneflow_ai.providers.fakes.errors import anthropic_error, openai_error, stability_error
-from oneflow_ai.providers.fakes.exchange import EXCHANGE, Dropped, FakeState
-from oneflow_ai.providers.fakes.faults import FaultError
-from oneflow_ai.providers.fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
-from oneflow_ai.providers.fakes.openai_chat import OpenAIChat
-from oneflow_ai.providers.fakes.openai_common import check_openai_key, openai_headers
-from oneflow_ai.providers.fakes.openai_images import OpenAIImages
-from oneflow_ai.providers.fakes.stability_images import StabilityImages
+from oneflow_fakes.anthropic_messages import AnthropicMessages
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.control import ControlPlane
+from oneflow_fakes.elevenlabs_speech import ElevenLabsSpeech
+from oneflow_fakes.errors import anthropic_error, openai_error, stability_error
+from oneflow_fakes.exchange import EXCHANGE, Dropped, FakeState
+from oneflow_fakes.faults import FaultError
+from oneflow_fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
+from oneflow_fakes.openai_chat import OpenAIChat
+from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_images import OpenAIImages
+from oneflow_fakes.stability_images import StabilityImages
 
 __all__ = ["STATE", "create_fake_app"]
 

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from oneflow_ai.providers.fakes import FakeProviders
+from oneflow_fakes import FakeProviders
 
 USER = [{"role": "user", "content": "Tell me about otters please"}]
 WEATHER_TOOL = {

@@ -12,17 +12,17 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, TracebackType
 from typing import NoReturn, Self
 
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.app import STATE, create_fake_app
-from oneflow_ai.providers.fakes.calls import CallRecord
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.control import base_urls
-from oneflow_ai.providers.fakes.faults import FaultRule
+from oneflow_fakes.app import STATE, create_fake_app
+from oneflow_fakes.calls import CallRecord
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.control import base_urls
+from oneflow_fakes.faults import FaultRule
 
 __all__ = ["FakeProviders", "serve"]
 
@@ -233,17 +233,20 @@ def serve(
     port: int = 9100,
     workers: int = 1,
     announce: Callable[[str], None] = print,
+    on_listening: Callable[[int], None] | None = None,
 ) -> None:
     """Serve in the foreground until interrupted. With `workers` > 1 the port is shared
     (SO_REUSEPORT) by that many processes, each with its own faults and call log: use one
-    worker when steering faults through the control plane."""
-    root = f"http://{host}:{port}"
-    lines = [f"OneFlow fake providers on {root} (control plane: {root}/_fake)"]
-    lines += [f"{name.upper()}_BASE_URL={url}" for name, url in base_urls(root).items()]
+    worker when steering faults through the control plane. Once listening, the address is
+    announced (the port the system chose, for port 0) and `on_listening(port)` is called."""
 
-    def ready() -> None:
-        for line in lines:
-            announce(line)
+    def ready(bound: int) -> None:
+        root = f"http://{host}:{bound}"
+        announce(f"OneFlow fake providers on {root} (control plane: {root}/_fake)")
+        for name, url in base_urls(root).items():
+            announce(f"{name.upper()}_BASE_URL={url}")
+        if on_listening is not None:
+            on_listening(bound)
 
     if workers <= 1:
         _serve_one(config, host, port, False, ready)
@@ -251,22 +254,35 @@ def serve(
     if not hasattr(socket, "SO_REUSEPORT"):
         raise RuntimeError("several workers need SO_REUSEPORT, which this platform lacks")
     signal.signal(signal.SIGTERM, _interrupt)
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_serve_one, args=(config, host, port, True), daemon=True)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    _wait_until_listening(host, port, processes)
-    ready()
-    try:
+    # Held (bound, never listening) while the workers run: port 0 becomes one port for all.
+    with _reserved(host, port) as bound:
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=_serve_one, args=(config, host, bound, True), daemon=True)
+            for _ in range(workers)
+        ]
         for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-            process.join(5)
+            process.start()
+        _wait_until_listening(host, bound, processes)
+        ready(bound)
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:
+                process.terminate()
+                process.join(5)
+
+
+@contextlib.contextmanager
+def _reserved(host: str, port: int) -> Iterator[int]:
+    """`port` (or, for 0, one the system chooses) held by a socket that shares it with the
+    workers (SO_REUSEPORT) and takes no connections itself."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        yield int(sock.getsockname()[1])
 
 
 def _wait_until_listening(
@@ -291,7 +307,7 @@ def _serve_one(
     host: str,
     port: int,
     reuse_port: bool,
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[int], None] | None = None,
 ) -> None:
     loop = _new_loop()
     asyncio.set_event_loop(loop)
@@ -303,7 +319,7 @@ def _serve_one(
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         loop.run_until_complete(site.start())
         if ready is not None:
-            ready()
+            ready(_bound_port(runner))
         loop.run_forever()
     except KeyboardInterrupt:
         pass

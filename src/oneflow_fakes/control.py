@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from oneflow_ai.providers.fakes.exchange import FakeState
+from oneflow_fakes.exchange import FakeState
 
 __all__ = ["ControlPlane", "base_urls"]
 

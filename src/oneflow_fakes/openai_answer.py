@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import openai_stream_error
-from oneflow_ai.providers.fakes.exchange import (
+from oneflow_fakes.errors import openai_stream_error
+from oneflow_fakes.exchange import (
     Exchange,
     FakeState,
     Stream,
@@ -18,8 +18,8 @@ from oneflow_ai.providers.fakes.exchange import (
     random_id,
     sse,
 )
-from oneflow_ai.providers.fakes.openai_common import openai_headers, usage
-from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan
+from oneflow_fakes.openai_common import openai_headers, usage
+from oneflow_fakes.text import Completion, ToolCallPlan
 
 __all__ = ["ChatAnswer"]
 
@@ -97,10 +97,9 @@ class ChatAnswer:
             "system_fingerprint": self.fingerprint,
         }
 
-    def _chunk(
-        self, choices: list[dict[str, object]], include_usage: bool, obfuscation: bool
-    ) -> bytes:
-        chunk: dict[str, object] = {
+    def _envelope(self, choices: list[dict[str, object]]) -> dict[str, object]:
+        """A stream chunk's fields around its choices."""
+        return {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
@@ -109,6 +108,11 @@ class ChatAnswer:
             "system_fingerprint": self.fingerprint,
             "choices": choices,
         }
+
+    def _chunk(
+        self, choices: list[dict[str, object]], include_usage: bool, obfuscation: bool
+    ) -> bytes:
+        chunk = self._envelope(choices)
         if include_usage:
             chunk["usage"] = None
         if obfuscation:
@@ -140,16 +144,8 @@ class ChatAnswer:
             chunk([self._choice(i, {}, self.finish_reason) for i in range(self.choices)])
         )
         if include_usage:
-            final = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "service_tier": "default",
-                "system_fingerprint": self.fingerprint,
-                "choices": [],
-                "usage": usage(self.prompt_tokens, self.completion_tokens),
-            }
+            final = self._envelope([])
+            final["usage"] = usage(self.prompt_tokens, self.completion_tokens)
             await stream.closing(sse(orjson.dumps(final)))
         await stream.closing(_DONE)
         return await stream.finish()

@@ -8,37 +8,25 @@ from collections.abc import Callable, Mapping, Sequence
 import orjson
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, anthropic_error
-from oneflow_ai.providers.fakes.exchange import (
+from oneflow_fakes.errors import ErrorAnswer, anthropic_error
+from oneflow_fakes.exchange import (
     Exchange,
     FakeState,
     Stream,
     StreamFailed,
     random_id,
+    read_json,
     sse,
 )
-from oneflow_ai.providers.fakes.faults import Fault
-from oneflow_ai.providers.fakes.models import ANTHROPIC_MODELS, TextModel, text_model
-from oneflow_ai.providers.fakes.openai_common import strings
-from oneflow_ai.providers.fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls
+from oneflow_fakes.models import ANTHROPIC_MODELS, TextModel, text_model
+from oneflow_fakes.openai_common import strings
+from oneflow_fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls, text_of
 
 __all__ = ["AnthropicMessages"]
 
 MAX_BODY = 32 * 1024 * 1024
 _ARG_PIECES = re.compile(r"\s*\w+|\s*[^\w\s]+")
 _IMAGE_TOKENS = 1600
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
 
 
 def _tool_result(content: object) -> str | None:
@@ -50,7 +38,7 @@ def _tool_result(content: object) -> str | None:
     ]
     if not results:
         return None
-    return " ".join(_text(block.get("content")) for block in results)
+    return " ".join(text_of(block.get("content")) for block in results)
 
 
 def _source(messages: Sequence[object]) -> tuple[str, bool]:
@@ -59,22 +47,22 @@ def _source(messages: Sequence[object]) -> tuple[str, bool]:
         result = _tool_result(last.get("content"))
         if result is not None:
             return result, False
-        return _text(last.get("content")), True
+        return text_of(last.get("content")), True
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text(message.get("content")), False
+            return text_of(message.get("content")), False
     return "", False
 
 
 def _input_tokens(state: FakeState, data: Mapping[str, object]) -> int:
     count = state.count_tokens
-    total = count(_text(data.get("system")))
+    total = count(text_of(data.get("system")))
     messages = data.get("messages")
     for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
             continue
         content = message.get("content")
-        total += 3 + count(_text(content))
+        total += 3 + count(text_of(content))
         if isinstance(content, list):
             for block in content:
                 if not isinstance(block, dict):
@@ -85,7 +73,7 @@ def _input_tokens(state: FakeState, data: Mapping[str, object]) -> int:
                 elif kind == "tool_use":
                     total += count(orjson.dumps(block.get("input", {})).decode())
                 elif kind == "tool_result":
-                    total += count(_text(block.get("content")))
+                    total += count(text_of(block.get("content")))
     tools = data.get("tools")
     if isinstance(tools, list) and tools:
         total += 300 + sum(count(orjson.dumps(tool).decode()) for tool in tools)
@@ -138,14 +126,9 @@ class AnthropicMessages:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        data: dict[str, object] = body if isinstance(body, dict) else {}
-        model = data.get("model")
-        model_name = model if isinstance(model, str) else ""
+        body = await read_json(request)
+        data = body.data
+        model_name = body.string("model")
         request_id = random_id("req_01", 22)
         exchange = Exchange(
             state,
@@ -154,27 +137,18 @@ class AnthropicMessages:
             endpoint="chat",
             model=model_name,
             stream=data.get("stream") is True,
-            body=body if isinstance(body, dict) else raw.decode("utf-8", "replace"),
+            body=body.recorded,
             request_id=request_id,
         )
-
-        def error(fault: Fault) -> ErrorAnswer:
-            return anthropic_error(
-                fault.status,
-                fault.error_type,
-                fault.message,
-                retry_after=fault.retry_after,
-                request_id=request_id,
-                model=model_name or "unknown",
-            )
-
-        interfered = await exchange.interfere(error)
+        interfered = await exchange.interfere(
+            anthropic_error, request_id=request_id, model=model_name or "unknown"
+        )
         if interfered is not None:
             return interfered
-        if len(raw) > MAX_BODY:
+        if len(body.raw) > MAX_BODY:
             return exchange.error(anthropic_error(413, request_id=request_id))
         refused = check_anthropic_key(request, state.config.api_key)
-        if refused is None and not isinstance(body, dict):
+        if refused is None and not body.is_object:
             refused = anthropic_error(
                 400, "invalid_request_error", "The request body is not valid JSON."
             )

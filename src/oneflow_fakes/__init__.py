@@ -15,13 +15,13 @@ Faults are chosen per request by `x-fake-*` headers or by rules installed throug
 `/_fake` control plane; see `faults.py` and docs/fake-providers.md.
 """
 
-from oneflow_ai.providers.fakes.app import create_fake_app
-from oneflow_ai.providers.fakes.calls import CallRecord
-from oneflow_ai.providers.fakes.config import FakeConfig
-from oneflow_ai.providers.fakes.control import base_urls
-from oneflow_ai.providers.fakes.faults import HEADERS, Fault, FaultRule
-from oneflow_ai.providers.fakes.server import FakeProviders, serve
-from oneflow_ai.providers.fakes.text import count_tokens
+from oneflow_fakes.app import create_fake_app
+from oneflow_fakes.calls import CallRecord
+from oneflow_fakes.config import FakeConfig
+from oneflow_fakes.control import base_urls
+from oneflow_fakes.faults import HEADERS, Fault, FaultRule
+from oneflow_fakes.server import FakeProviders, serve
+from oneflow_fakes.text import count_tokens
 
 __all__ = [
     "HEADERS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from oneflow_ai.providers.fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.errors import ErrorAnswer, openai_error
 
 __all__ = ["check_openai_key", "openai_headers", "strings", "usage"]
 
