@@ -56,7 +56,7 @@ open_url = @echo "$(1)"; \
         db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers \
         deploy-check security-check audit docker-build prod-build docker-up docker-down \
         docker-logs docker-restart docker-shell docker-clean k8s-deploy k8s-delete k8s-status \
-        k8s-logs k8s-port-forward prometheus grafana jaeger lock dist sbom k8s-release
+        k8s-logs k8s-port-forward prometheus grafana jaeger lock dist sbom k8s-release cluster
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -154,7 +154,6 @@ fake-providers: install ## run the fake providers on 127.0.0.1:9100
 bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
 	$(BIN)/python -m bench.run $(ARGS)
 
-.PHONY: cluster
 CLUSTER_PORT ?= 8080
 # Servers of its own from temporary directories: nothing system-wide is started or stopped.
 cluster: install-dev ## 3 replicas behind HAProxy on PostgreSQL + Redis of their own, fake providers (CLUSTER_PORT)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from starlette.responses import Response
 
 from oneflow_ai.api.access import readable_project, require_project_admin
+from oneflow_ai.api.bodies import Body, JsonRoute
 from oneflow_ai.api.deps import authenticate, get_services
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.auth.principal import Principal
@@ -28,12 +29,10 @@ from oneflow_ai.storage.request_bodies import BodyPolicy, get_policy, set_policy
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/projects", tags=["requests"])
+router = APIRouter(route_class=JsonRoute, prefix="/api/v1/projects", tags=["requests"])
 
 
-class PolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PolicyIn(Body):
     store_bodies: bool
     retention_days: int = Field(default=7, ge=1, le=3650)
     redact: list[str] = Field(default_factory=list, max_length=len(REDACTION_RULES))
