@@ -56,6 +56,9 @@ def _add_billing_commands() -> None:
     app.command("usage")(usage)
     app.add_typer(credits_app, name="credits")
     app.add_typer(budgets_app, name="budgets")
+    from oneflow_ai.cli_ledger import ledger_app
+
+    app.add_typer(ledger_app, name="ledger")
 
 
 _add_billing_commands()

@@ -31,6 +31,7 @@ def test_health_ready_docs_on_the_embedded_default(
             "checks": {
                 "database": {"status": "ok"},
                 "schema": {"status": "ok", "revision": migrate.head_revision()},
+                "ledger_spool": {"status": "ok", "backlog": 0},
             },
             "circuits": {"open": [], "half_open": []},
         }

@@ -22,7 +22,15 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [sys.executable, str(_SCRIPT)],
             cwd=_ROOT,
-            env={**os.environ, "LOG_FORMAT": "json", "LOG_REQUESTS": "false", **env},
+            env={
+                **os.environ,
+                "LOG_FORMAT": "json",
+                "LOG_REQUESTS": "false",
+                # The gateways of one test share a data directory, as the workers of one host
+                # do (each claims an instance slot of its own), and no other test's.
+                "ONEFLOW_DATA_DIR": str(log_path.parent / "oneflow-data"),
+                **env,
+            },
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

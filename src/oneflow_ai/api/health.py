@@ -10,6 +10,7 @@ from starlette.responses import Response
 from oneflow_ai import __version__
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.responses import json_response
+from oneflow_ai.billing.ledger import Ledger
 from oneflow_ai.storage.database import ping
 from oneflow_ai.storage.schema import SchemaWatch
 
@@ -32,7 +33,7 @@ async def health() -> Response:
 )
 async def ready(request: Request) -> Response:
     services = get_services(request)
-    checks: dict[str, dict[str, str]] = {}
+    checks: dict[str, dict[str, object]] = {}
 
     try:
         await asyncio.wait_for(ping(services.engine), _CHECK_TIMEOUT)
@@ -50,6 +51,9 @@ async def ready(request: Request) -> Response:
             checks["redis"] = {"status": "failed", "error": _reason(exc)}
 
     failed = sorted(name for name, check in checks.items() if check["status"] != "ok")
+    # What the ledger holds in its spool for the database (replayed when it answers):
+    # reported, never a reason to be unready by itself.
+    checks["ledger_spool"] = _spool_check(services.ledger)
     body: dict[str, object] = {"status": "not_ready" if failed else "ready", "checks": checks}
     # Open circuits are reported, never a reason to be unready: every replica shares them,
     # and taking replicas out would not bring a provider back.
@@ -63,7 +67,7 @@ async def ready(request: Request) -> Response:
     return json_response(body, status_code=503 if failed else 200)
 
 
-async def _schema(watch: SchemaWatch) -> dict[str, str]:
+async def _schema(watch: SchemaWatch) -> dict[str, object]:
     """The schema at the code's head, or why not (`schema behind: run oneflow db upgrade`)."""
     try:
         status = await asyncio.wait_for(watch.status(), _CHECK_TIMEOUT)
@@ -77,6 +81,15 @@ async def _schema(watch: SchemaWatch) -> dict[str, str]:
         "revision": status.revision or "none",
         "head": status.head,
     }
+
+
+def _spool_check(ledger: Ledger) -> dict[str, object]:
+    spool = ledger.spool
+    backlog = spool.pending if spool is not None else 0
+    check: dict[str, object] = {"status": "backlog" if backlog else "ok", "backlog": backlog}
+    if ledger.health is not None and ledger.health.down:
+        check["database"] = ledger.health.status()
+    return check
 
 
 def _reason(exc: BaseException) -> str:

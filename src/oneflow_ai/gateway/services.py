@@ -52,9 +52,12 @@ from oneflow_ai.routing.latency import LatencyTracker
 from oneflow_ai.routing.router import IntelligentRouter
 from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import ProviderSettings, Settings
-from oneflow_ai.storage.database import create_engine, create_sessionmaker
+from oneflow_ai.storage.database import create_engine, create_sessionmaker, ping
+from oneflow_ai.storage.health import Health
+from oneflow_ai.storage.instance import claim_instance
 from oneflow_ai.storage.redis import create_redis
 from oneflow_ai.storage.schema import SchemaWatch
+from oneflow_ai.storage.spool import SettlementSpool
 
 __all__ = ["Services"]
 
@@ -116,6 +119,8 @@ class Services:
                 settings.effective_database_url,
                 pool_size=settings.database_pool_size,
                 echo=settings.database_echo,
+                connect_timeout=settings.database_connect_timeout,
+                command_timeout=settings.database_command_timeout,
             )
             telemetry.metrics.watch_pool(engine)
             exit_stack.push_async_callback(engine.dispose)
@@ -146,12 +151,17 @@ class Services:
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
             # limited requests wait for that round.
+            instance = claim_instance(settings.oneflow_instance_id, settings.oneflow_data_dir)
+            exit_stack.callback(instance.release)  # after the ledger has closed
             ledger = Ledger(
                 engine,
                 pricing,
                 LedgerConfig.from_settings(settings),
+                instance=instance.name,
                 on_budget_alert=partial(_report_budget_alert, telemetry),
                 bus=identity.bus,  # funding and budget changes travel like key revocations
+                health=_database_health(engine, telemetry),
+                spool=_ledger_spool(settings, instance.name, telemetry),
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
@@ -252,6 +262,28 @@ async def _watch_schema(engine: AsyncEngine) -> SchemaWatch:
             head=status.head,
         )
     return watch
+
+
+def _database_health(engine: AsyncEngine, telemetry: Telemetry) -> Health:
+    """The database's health flag: tripped by the ledger's writes, probed twice a second."""
+    health = Health(
+        "database",
+        lambda: ping(engine),
+        degraded="requests that need a hold get 503 (LEDGER_DEGRADED_POSTPAID: no hold); "
+        "settlements go to the ledger spool",
+    )
+    metrics = telemetry.metrics
+    health.on_change.append(lambda down: metrics.set_dependency_unreachable("database", down))
+    return health
+
+
+def _ledger_spool(settings: Settings, instance: str, telemetry: Telemetry) -> SettlementSpool:
+    """This process's spool, named after its instance (a restart replays what it left)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in instance)
+    spool = SettlementSpool(settings.oneflow_data_dir / f"ledger-spool-{name}.jsonl")
+    spool.on_backlog = telemetry.metrics.set_ledger_spool_backlog
+    telemetry.metrics.set_ledger_spool_backlog(spool.pending)
+    return spool
 
 
 def _report_budget_alert(telemetry: Telemetry, alert: BudgetAlert) -> None:

@@ -61,12 +61,18 @@ class ChatStream:
         self._head = head
         self._rest = rest
         self._text: list[str] = []
+        self._delivered_upto = 0  # pieces of `_text` the caller has received
+        self._counted_upto = 0  # ... of which OneFlow has counted the tokens
+        self._counted_tokens = 0
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
         self.call = call
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
+        for hook in self._entered:
+            if type(hook).on_stream_open is not Hook.on_stream_open:
+                hook.on_stream_open(call, self.delivered)
 
     @property
     def route(self) -> Route:
@@ -110,9 +116,11 @@ class ChatStream:
             if head:
                 self._observe(head)
                 yield head
+                self._delivered_upto = len(self._text)
             async for batch in self._rest:
                 self._observe(batch)
                 yield batch
+                self._delivered_upto = len(self._text)
         except GatewayError as exc:
             self._close_out("cut_off", exc)
             log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
@@ -135,6 +143,22 @@ class ChatStream:
             raise
         self._close_out("ok")
         await self._pipeline.finish(call, self._entered)
+
+    def delivered(self) -> Usage:
+        """What the caller has received so far, as OneFlow counts it (estimated): the prompt
+        (the provider's count once it gave one) and the text of the batches already written.
+        Counted incrementally: each piece of text is tokenized once."""
+        entry = self.route.entry
+        estimator = self._pipeline.estimator
+        upto = self._delivered_upto
+        if upto > self._counted_upto:
+            text = "".join(self._text[self._counted_upto : upto])
+            self._counted_tokens += estimator.text_tokens(text, entry)
+            self._counted_upto = upto
+        input_tokens = self._input_tokens
+        if input_tokens is None:
+            input_tokens = self.call.prompt_tokens(estimator, entry)
+        return Usage(input_tokens=input_tokens, output_tokens=self._counted_tokens, estimated=True)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream

@@ -34,7 +34,7 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.domain.usage_record import AttemptSummary, RequestRoute, UsageRecord
 from oneflow_ai.storage.ledger_commands import (
     EntryRow,
     HoldRow,
@@ -50,7 +50,16 @@ log = structlog.get_logger("oneflow.storage.spool")
 SpooledCommand = SettleCommand | ReleaseCommand | RecordCommand
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (SettleCommand, ReleaseCommand, RecordCommand, EntryRow, HoldRow, UsageRecord)
+    for cls in (
+        SettleCommand,
+        ReleaseCommand,
+        RecordCommand,
+        EntryRow,
+        HoldRow,
+        UsageRecord,
+        RequestRoute,
+        AttemptSummary,
+    )
 }
 
 
