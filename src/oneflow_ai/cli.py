@@ -162,6 +162,7 @@ def serve(
     if port_in_use(host, port):
         raise _fail(port_taken_message(host, port), code=1)
     schema = _prepare_database(settings, migrate, wait_for_schema)
+    from oneflow_ai.api.graceful import END_MARGIN
     from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
 
     # Several workers share their metrics through files: the directory is chosen here, before
@@ -181,7 +182,8 @@ def serve(
                 "log_config": None,
                 "access_log": False,
                 "server_header": False,
-                "timeout_graceful_shutdown": 10,
+                # What the gateway's graceful stop needs (api/graceful.py sets it again).
+                "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds + END_MARGIN),
             },
             on_started=Banner(settings, host, schema, per_worker).announce,
         )

@@ -209,11 +209,17 @@ class Settings(BaseSettings):
     # Database unreachable: serve prepaid and hard-budget requests without a hold, charged
     # from the spool later (true), or refuse them at once with 503 (false).
     ledger_degraded_postpaid: bool = False
-    # This replica's stable identity (unset: HOSTNAME, e.g. the pod's name, else an id kept in
-    # ONEFLOW_DATA_DIR); a restart as the same instance settles what it left at once.
+    # This replica's stable identity (unset: HOSTNAME, e.g. the pod's name, else the host's
+    # name); a restart as the same instance settles what it left at once.
     oneflow_instance_id: str | None = Field(default=None, max_length=60)
-    # Files the gateway keeps: its instance id, the ledger's spool of unwritten settlements.
+    # Files the gateway keeps: the ledger's spool of settlements the database did not take.
     oneflow_data_dir: Path = Path("var")
+
+    # SIGTERM: keep accepting this long after /ready turns 503 (for load balancers to notice;
+    # 0 behind a Kubernetes preStop hook that waits), then give requests and streams under way
+    # this long to finish before open streams are ended with an error event.
+    shutdown_delay_seconds: float = Field(default=5.0, ge=0, le=300)
+    shutdown_grace_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)

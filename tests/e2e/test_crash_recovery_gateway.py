@@ -40,7 +40,7 @@ from tests.support.gateway_load import (
     new_prepaid_project,
     wait_reconciled,
 )
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, instance_base
 from tests.support.ledger import assert_consistent, snapshot
 
 PREPAID, POSTPAID = "crash-prepaid", "crash-postpaid"
@@ -50,7 +50,6 @@ CLIENTS = 4  # per project
 #: of streaming: several checkpoints).
 SEEN_AT_KILL = 8
 FAKE_OPTIONS = ("--chunk-delay-ms", "150", "--reply-words", "24")
-INSTANCE = "crash-a"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +57,6 @@ def _env(database_url: str, fakes: object, owner_timeout: float) -> dict[str, st
     return gateway_env(
         database_url,
         fakes,  # type: ignore[arg-type]
-        ONEFLOW_INSTANCE_ID=INSTANCE,
         LEDGER_CHECKPOINT_INTERVAL_MS="200",
         LEDGER_OWNER_TIMEOUT_SECONDS=str(owner_timeout),
         LEDGER_MAINTENANCE_INTERVAL_SECONDS=str(owner_timeout / 4),
@@ -204,9 +202,11 @@ async def test_ledger_release_by_hand_charges_what_the_killed_streams_delivered(
             finally:
                 gateway.stop()
         assert (await snapshot(engine, PREPAID)).reservations == CLIENTS
+        base = instance_base(tmp_path / "gateway.log")
         released = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "oneflow_ai", "ledger", "release", "--instance", INSTANCE],
+            # The instance's base: every slot of it (here the one the killed gateway had).
+            [sys.executable, "-m", "oneflow_ai", "ledger", "release", "--instance", base],
             cwd=ROOT,
             env={**os.environ, "DATABASE_URL": postgres_url},
             capture_output=True,

@@ -95,7 +95,6 @@ async def _run_through_an_outage(
         env = gateway_env(
             url,
             fakes,
-            ONEFLOW_INSTANCE_ID="outage",
             LEDGER_OWNER_TIMEOUT_SECONDS="4",
             LEDGER_MAINTENANCE_INTERVAL_SECONDS="1",
             LEDGER_CHECKPOINT_INTERVAL_MS="200",

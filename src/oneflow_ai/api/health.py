@@ -33,6 +33,9 @@ async def health() -> Response:
 )
 async def ready(request: Request) -> Response:
     services = get_services(request)
+    graceful = getattr(request.app.state, "graceful", None)
+    if graceful is not None and graceful.draining:  # stopping: take this replica out
+        return json_response({"status": "draining"}, status_code=503)
     checks: dict[str, dict[str, object]] = {}
 
     try:

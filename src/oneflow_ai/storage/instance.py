@@ -8,8 +8,7 @@ dead, and settles what they left at start-up instead of waiting for their heartb
 The instance is ``<base>/<slot>``:
 
 - ``base``: ``ONEFLOW_INSTANCE_ID`` when set; else ``HOSTNAME`` (in Kubernetes the pod's
-  name, which a restarted container keeps); else an id generated once and kept in
-  ``<ONEFLOW_DATA_DIR>/instance-id``;
+  name, which a restarted container keeps); else the host's name;
 - ``slot``: the lowest number no other live process of the same base on this host holds,
   claimed with an exclusive lock on a file in the system's temporary directory. The worker
   processes of one ``oneflow serve --workers N`` get slots 0 to N-1; a worker that dies
@@ -23,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -32,7 +31,6 @@ from typing import IO
 __all__ = ["Instance", "claim_instance"]
 
 _MAX_SLOTS = 1024
-_ID_FILE = "instance-id"
 
 
 @dataclass
@@ -49,35 +47,13 @@ class Instance:
                 lock.close()
 
 
-def claim_instance(
-    configured: str | None, data_dir: Path, *, lock_dir: Path | None = None
-) -> Instance:
+def claim_instance(configured: str | None, *, lock_dir: Path | None = None) -> Instance:
     """Claim this process's instance (see the module documentation)."""
-    base = (configured or os.environ.get("HOSTNAME", "").strip() or _kept_id(data_dir))[:60]
-    slot, lock = _claim_slot(base, lock_dir or Path(tempfile.gettempdir()) / "oneflow-instances")
-    return Instance(f"{base}/{slot}", lock)
-
-
-def _kept_id(data_dir: Path) -> str:
-    """The id kept in the data directory, created on first use."""
-    path = data_dir / _ID_FILE
-    try:
-        kept = path.read_text().strip()
-        if kept:
-            return kept
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fresh = f"oneflow-{uuid.uuid4().hex[:12]}"
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(fresh + "\n")
-    try:
-        os.link(partial, path)  # atomic, and refuses to replace one written meanwhile
-    except FileExistsError:
-        return path.read_text().strip() or fresh
-    finally:
-        partial.unlink(missing_ok=True)
-    return fresh
+    base = configured or os.environ.get("HOSTNAME", "").strip() or socket.gethostname()
+    slot, lock = _claim_slot(
+        base[:60], lock_dir or Path(tempfile.gettempdir()) / "oneflow-instances"
+    )
+    return Instance(f"{base[:60]}/{slot}", lock)
 
 
 def _claim_slot(base: str, lock_dir: Path) -> tuple[int, IO[bytes] | None]:
