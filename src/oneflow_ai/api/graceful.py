@@ -12,7 +12,8 @@
 4. The application shuts down: the ledger settles and flushes (its spool too, when the database
    answers), and the process exits.
 
-SIGINT (Ctrl-C in a terminal) skips the delay; a second signal goes to the server at once.
+SIGINT (Ctrl-C in a terminal) skips the delay; a second signal goes to the server at once
+(uvicorn exits without waiting on a second Ctrl-C).
 The stop is taken over only in the main thread of a process whose server handles the signals
 itself (uvicorn does), never in tests that run the app in a thread.
 """

@@ -195,6 +195,10 @@ class Ledger:
     def spool(self) -> SettlementSpool | None:
         return self.durable.spool
 
+    @property
+    def database_outages(self) -> int:
+        return self.health.outages if self.health is not None else 0
+
     async def start(self) -> None:
         """Start the writer, the checkpoints and the maintenance loop (whose first round
         reconciles)."""
@@ -409,10 +413,10 @@ class Ledger:
         )
         try:
             reserved = await self._outcome(asyncio.shield(future))
-        except ServiceUnavailableError as exc:
+        except ServiceUnavailableError:
             if self.durable.database_down and self.config.degraded_postpaid:
                 return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id)
-            raise exc
+            raise
         except asyncio.CancelledError:
             # The caller is gone but the hold may still commit: give it back when it does.
             future.add_done_callback(lambda done: self._release_abandoned(reservation, done))

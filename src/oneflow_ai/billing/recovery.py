@@ -115,6 +115,11 @@ class _Ledger(Protocol):
     @property
     def book(self) -> BudgetBook: ...
 
+    @property
+    def database_outages(self) -> int:
+        """How many times the database was found unreachable so far."""
+        ...
+
     async def refresh(self) -> BudgetBook: ...
 
     async def write(self, command: LedgerCommand) -> LedgerResult: ...
@@ -137,6 +142,8 @@ class Reconciler:
         self._clock = clock
         self._registered = False
         self._grace_until: datetime | None = None
+        self._outages_seen = 0
+        self._round_failed = False
 
     @property
     def registered(self) -> bool:
@@ -146,23 +153,32 @@ class Reconciler:
         """The database answers again after an outage: give live owners time to heartbeat."""
         timeout = timedelta(seconds=self._ledger.config.owner_timeout)
         self._grace_until = self._clock() + timeout
+        self._outages_seen = self._ledger.database_outages
 
     async def reconcile(self) -> int:
         """One round: heartbeat, reap; how many reservations were resolved. The first round
         (at start-up) takes every earlier incarnation of this instance for dead at once."""
         ledger, now = self._ledger, self._clock()
+        outages = ledger.database_outages
+        if self._round_failed or outages != self._outages_seen:  # the database was away
+            self.database_returned()
+            self._round_failed = False
         stale_before = now - timedelta(seconds=ledger.config.owner_timeout)
         if self._grace_until is not None and now < self._grace_until:
             stale_before = _LONG_AGO
-        released, interrupted = await self.reap(
-            ReapCommand(
-                owner=ledger.owner,
-                now=now,
-                stale_before=stale_before,
-                instance=ledger.instance,
-                previous_of=None if self._registered else ledger.instance,
+        try:
+            released, interrupted = await self.reap(
+                ReapCommand(
+                    owner=ledger.owner,
+                    now=now,
+                    stale_before=stale_before,
+                    instance=ledger.instance,
+                    previous_of=None if self._registered else ledger.instance,
+                )
             )
-        )
+        except Exception:
+            self._round_failed = True
+            raise
         self._registered = True
         if released or interrupted:
             log.info("ledger_reconciled", released=released + interrupted)
