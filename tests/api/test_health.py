@@ -11,7 +11,7 @@ from oneflow_ai.app import create_app
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
-from tests.support.databases import put_schema
+from tests.support.databases import behind_revision, put_schema
 from tests.support.server import live_server
 
 
@@ -68,7 +68,7 @@ async def test_ready_is_503_while_the_schema_is_behind_then_200_without_a_restar
             assert behind.json()["checks"]["schema"] == {
                 "status": "failed",
                 "error": "schema behind: run oneflow db upgrade",
-                "revision": "0002",
+                "revision": behind_revision(),
                 "head": migrate.head_revision(),
             }
             engine = create_engine(fresh_database_url, pool_size=1)
@@ -80,7 +80,10 @@ async def test_ready_is_503_while_the_schema_is_behind_then_200_without_a_restar
             while (ready := await client.get("/ready")).status_code != 200:
                 assert time.monotonic() < deadline, ready.text
                 await asyncio.sleep(0.2)
-    assert ready.json()["checks"]["schema"] == {"status": "ok", "revision": "0003"}
+    assert ready.json()["checks"]["schema"] == {
+        "status": "ok",
+        "revision": migrate.head_revision(),
+    }
 
 
 async def test_ready_is_503_for_a_schema_ahead_of_the_code(

@@ -103,6 +103,7 @@ async def test_degraded_postpaid_serves_without_a_hold_and_charges_later(
     database = Database()
     ledger = await _ledger(engine, tmp_path, database, degraded_postpaid=True)
     try:
+        await ledger.refresh()  # the project's funding is known when the database goes away
         database.reachable = False
         assert ledger.health is not None
         ledger.health.trip("the database went away")

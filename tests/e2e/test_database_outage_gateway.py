@@ -99,6 +99,9 @@ async def _run_through_an_outage(
             LEDGER_MAINTENANCE_INTERVAL_SECONDS="1",
             LEDGER_CHECKPOINT_INTERVAL_MS="200",
             API_KEY_CACHE_TTL_SECONDS="300",  # keys stay known while the database is away
+            # Each replica trusts the projects' funding it knows for the whole outage (past
+            # LEDGER_STATE_MAX_AGE_SECONDS it would refuse every request, as it should).
+            LEDGER_STATE_MAX_AGE_SECONDS="60",
             DATABASE_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
             LOG_LEVEL="INFO",
         )

@@ -294,6 +294,7 @@ class Ledger:
         return await self.state.reload()
 
     async def _load_book(self) -> BudgetBook:
+        self._refuse_while_unreachable()
         async with self.engine.connect() as connection:
             rows = await ledger_store.load_budgets(connection)
             prepaid = await ledger_store.prepaid_projects(connection)
@@ -302,11 +303,17 @@ class Ledger:
         )
 
     async def _load_project(self, project_id: str) -> ProjectFunding:
+        self._refuse_while_unreachable()
         async with self.engine.connect() as connection:
             rows = await ledger_store.load_budgets(connection, project_id)
             account = await ledger_store.get_account(connection, project_id)
         prepaid = account is not None and account.mode == "prepaid"
         return tuple(spec_from_row(row) for row in rows), prepaid
+
+    def _refuse_while_unreachable(self) -> None:
+        """A read would wait for a database known to be away: fail at once instead."""
+        if self.durable.database_down:
+            raise DatabaseUnreachableError("the ledger database is unreachable")
 
     async def _maintain(self) -> None:
         backoff = 0.25
