@@ -13,7 +13,8 @@ Then:
 - during the outage, requests that need a hold are refused at once (503, ``Retry-After``,
   ``ledger_unavailable``) instead of waiting out a timeout, while postpaid requests are
   served;
-- ``/ready`` reports the spool's backlog while it waits, and none once it is replayed;
+- ``/ready`` stays 200 (``degraded``: the replicas stay in the load balancer) and reports the
+  spool's backlog while it waits, and none once it is replayed;
 - the ledger is consistent afterwards: the balance is the sum of its entries, nothing is
   held, every charged request has one usage record.
 """
@@ -127,7 +128,8 @@ async def _run_through_an_outage(
             await asyncio.to_thread(pg.stop)
             down = time.monotonic()
             await asyncio.sleep(OUTAGE / 3)
-            backlog_seen = _backlog(await _ready(a.url))
+            ready_during = await _ready(a.url)
+            backlog_seen = _backlog(ready_during)
             b.process.kill()  # with settlements in its spool, never written to the database
             await asyncio.to_thread(b.process.wait, HANG_GUARD)
             await asyncio.sleep(OUTAGE / 3)
@@ -148,6 +150,8 @@ async def _run_through_an_outage(
                 if gateway is not None:
                     gateway.stop()
     assert backlog_seen > 0, "nothing was spooled during the outage"
+    # Still in the load balancer: serving what it can, and saying why it is degraded.
+    assert ready_during["status"] == "degraded" and ready_during["degraded"] == ["database"]
     assert [_backlog(ready) for ready in after] == [0, 0]
     await _assert_outage_outcome(engine, warm.replies + load.replies, load, down, up)
     return load

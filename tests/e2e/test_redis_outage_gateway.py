@@ -6,6 +6,7 @@ While it is away, each replica decides at once, without waiting for Redis:
   ``Retry-After`` (false);
 - an ``Idempotency-Key`` is still honoured, by the replica that saw it (a repeat is replayed
   there instead of failing with 503);
+- ``/ready`` stays 200 (``degraded``): the replicas stay in the load balancer;
 - the outage is logged once per replica, when it starts, and once when it ends.
 
 When Redis answers again, the replicas use it again within seconds: rate-limited requests are
@@ -97,6 +98,8 @@ async def test_redis_outage_decides_at_once_and_recovers(
                         assert again.headers.get("idempotent-replayed") == "true", again
                         assert again.body == first.body
 
+                async with http.get(f"{replicas[0].url}/ready") as answer:
+                    ready_during = (answer.status, await answer.json())
                 await asyncio.sleep(2)  # the replicas' probes find it still away meanwhile
                 await asyncio.to_thread(redis.start)  # with what it held before (append-only)
                 back = time.monotonic()
@@ -113,6 +116,8 @@ async def test_redis_outage_decides_at_once_and_recovers(
                 gateway.stop()
             await asyncio.to_thread(redis.remove)
     assert [answer.status for answer in answers_back] == [200, 200]
+    status, body = ready_during  # still in the load balancer, saying why it is degraded
+    assert status == 200 and body["status"] == "degraded" and body["degraded"] == ["redis"]
 
     slowest = max(seconds for _, seconds in answers)
     print(

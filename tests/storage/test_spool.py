@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oneflow_ai.domain.usage_record import UsageRecord
+from oneflow_ai.domain.usage_record import AttemptSummary, RequestRoute, UsageRecord
 from oneflow_ai.storage.ledger_commands import (
     EntryRow,
     HoldRow,
@@ -40,7 +40,19 @@ def _settle(n: int) -> SettleCommand:
         account_hold=5_000,
         holds=(HoldRow("b1", date(2026, 12, 1), 7),),
         usage_increments=(HoldRow("b1", date(2026, 12, 1), 11),),
-        record=UsageRecord(request_id=f"r{n}", occurred_at=AT, status=200, micro_credits=1_250),
+        record=UsageRecord(
+            request_id=f"r{n}",
+            occurred_at=AT,
+            status=200,
+            micro_credits=1_250,
+            route=RequestRoute(
+                model_requested="auto",
+                strategy="cost",
+                fallbacks=1,
+                candidates=("gpt-4o", "claude-3-haiku-20240307"),
+                attempts=(AttemptSummary("gpt-4o", "openai", 12, "overloaded", 529),),
+            ),
+        ),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from oneflow_ai import __version__
@@ -29,7 +30,9 @@ async def health() -> Response:
 @router.get(
     "/ready",
     summary="Readiness: the database (at the code's schema) and Redis (when configured) answer",
-    responses={503: {"description": "A dependency failed; the body names it"}},
+    responses={
+        503: {"description": "Not ready (draining, schema, or no database yet); the body says"}
+    },
 )
 async def ready(request: Request) -> Response:
     services = get_services(request)
@@ -37,13 +40,8 @@ async def ready(request: Request) -> Response:
     if graceful is not None and graceful.draining:  # stopping: take this replica out
         return json_response({"status": "draining"}, status_code=503)
     checks: dict[str, dict[str, object]] = {}
-
-    try:
-        await asyncio.wait_for(ping(services.engine), _CHECK_TIMEOUT)
-        checks["database"] = {"status": "ok"}
-    except Exception as exc:  # any failure means not ready; the reason is reported
-        checks["database"] = {"status": "failed", "error": _reason(exc)}
-    else:
+    checks["database"] = await _database(services.engine, services.ledger)
+    if checks["database"]["status"] == "ok":
         checks["schema"] = await _schema(services.schema)
 
     if services.redis is not None:
@@ -53,11 +51,20 @@ async def ready(request: Request) -> Response:
         except Exception as exc:
             checks["redis"] = {"status": "failed", "error": _reason(exc)}
 
-    failed = sorted(name for name, check in checks.items() if check["status"] != "ok")
+    # A shared dependency going away is every replica's outage: taking them all out of the
+    # load balancer would turn it into a total one, answered without Retry-After. A replica
+    # that has loaded its ledger keeps serving (postpaid requests, settlements into its spool,
+    # fast 503s with Retry-After for what needs a hold) and stays ready, reporting it; so does
+    # one without Redis (its limits decide locally).
+    tolerated = {"redis"} | ({"database"} if services.ledger.ready else set())
+    failing = sorted(name for name, check in checks.items() if check["status"] != "ok")
+    failed = [name for name in failing if name not in tolerated]
+    degraded = [name for name in failing if name in tolerated]
     # What the ledger holds in its spool for the database (replayed when it answers):
     # reported, never a reason to be unready by itself.
     checks["ledger_spool"] = _spool_check(services.ledger)
-    body: dict[str, object] = {"status": "not_ready" if failed else "ready", "checks": checks}
+    status = "not_ready" if failed else "degraded" if degraded else "ready"
+    body: dict[str, object] = {"status": status, "checks": checks}
     # Open circuits are reported, never a reason to be unready: every replica shares them,
     # and taking replicas out would not bring a provider back.
     circuits = services.breakers.snapshots()
@@ -67,7 +74,26 @@ async def ready(request: Request) -> Response:
     }
     if failed:
         body["failed"] = failed
+    if degraded:
+        body["degraded"] = degraded
     return json_response(body, status_code=503 if failed else 200)
+
+
+async def _database(engine: AsyncEngine, ledger: Ledger) -> dict[str, object]:
+    """One round trip, unless the database is known to be away (its health flag)."""
+    health = ledger.health
+    if health is not None and health.down:
+        known = health.status()
+        return {
+            "status": "failed",
+            "error": f"unreachable: {health.last_error}",
+            "down_seconds": known["down_seconds"],
+        }
+    try:
+        await asyncio.wait_for(ping(engine), _CHECK_TIMEOUT)
+    except Exception as exc:  # the reason is reported
+        return {"status": "failed", "error": _reason(exc)}
+    return {"status": "ok"}
 
 
 async def _schema(watch: SchemaWatch) -> dict[str, object]:

@@ -274,7 +274,7 @@ class LedgerEntry(Base):
 class LedgerOwner(Base):
     """A live gateway process that may hold reservations; its heartbeat proves it alive.
 
-    ``instance`` is the stable identity the process runs as (migration 0004): a process that
+    ``instance`` is the stable identity the process runs as (migration 0005): a process that
     restarts as the same instance settles what its previous incarnations left at once.
     """
 
@@ -294,7 +294,7 @@ class LedgerReservation(Base):
     the holds on hard budgets are in ``reservation_holds``. A reservation whose ``owner``
     stops heartbeating, or that outlives ``expires_at``, is released by any process.
 
-    A streamed answer checkpoints its progress here (migration 0004; a postpaid stream gets a
+    A streamed answer checkpoints its progress here (migration 0005; a postpaid stream gets a
     row of its own, holding nothing): the tokens delivered so far and their price. A row with
     a checkpoint is settled, not released, when its owner dies: charged what it delivered.
     """

@@ -5,8 +5,8 @@ price at the last checkpoint); a postpaid stream gets a row of its own at its fi
 checkpoint. An owner row names the stable instance it belongs to, so that a restarted process
 recognises what its previous incarnation left.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
