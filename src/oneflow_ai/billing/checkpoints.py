@@ -12,6 +12,10 @@ same instance restarted, another replica after the owner timeout, or ``oneflow l
 release``) charges each one what it had delivered at its last checkpoint, flagged estimated.
 A stream that ends normally is untracked before its settlement is queued, so no checkpoint
 can follow the settlement that deletes its row.
+
+A stream's first checkpoint is written as soon as it starts (the streams that start in the
+same turn of the event loop share one command, and the group commit shares its transaction),
+so that even a stream killed in its first interval is charged its prompt.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class Checkpoints:
         self._ttl = timedelta(seconds=reservation_ttl)
         self._clock = clock
         self._tracked: dict[str, _Tracked] = {}
+        self._new: list[_Tracked] = []  # started since the last turn of the loop
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # progress rows committed so far (for tests and metrics)
 
@@ -84,8 +89,20 @@ class Checkpoints:
         return len(self._tracked)
 
     def track(self, reservation: Reservation, probe: Probe) -> None:
-        if self.enabled and reservation.active:
-            self._tracked[reservation.id] = _Tracked(reservation, probe)
+        if not (self.enabled and reservation.active):
+            return
+        tracked = self._tracked[reservation.id] = _Tracked(reservation, probe)
+        if not self._new:
+            asyncio.get_running_loop().call_soon(self._flush_new)
+        self._new.append(tracked)
+
+    def _flush_new(self) -> None:
+        """The first checkpoint of the streams that just started (still tracked)."""
+        new, self._new = self._new, []
+        try:
+            self._write([t for t in new if self._tracked.get(t.reservation.id) is t])
+        except Exception as exc:  # the next round writes them
+            log.error("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
     def untrack(self, reservation: Reservation) -> None:
         self._tracked.pop(reservation.id, None)
@@ -116,10 +133,13 @@ class Checkpoints:
 
     def flush(self) -> asyncio.Future[LedgerResult] | None:
         """Queue one command with the progress of every stream that moved; None if none did."""
+        return self._write(list(self._tracked.values()))
+
+    def _write(self, streams: list[_Tracked]) -> asyncio.Future[LedgerResult] | None:
         now = self._clock()
         rows: list[StreamProgress] = []
         written: list[tuple[_Tracked, tuple[int, int, str]]] = []
-        for tracked in list(self._tracked.values()):
+        for tracked in streams:
             measured = tracked.probe()
             if measured is None:
                 continue
