@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Health check of a running OneFlow AI gateway: liveness (/health), readiness (/ready: the
-# database and Redis answer) and metrics (/metrics). Needs only curl.
+# database and Redis answer; a WARN line when it serves without one) and metrics (/metrics).
+# Needs only curl.
 #
 #   scripts/health_check.sh                        # http://localhost:8000
 #   ONEFLOW_URL=https://gw.example.com scripts/health_check.sh
@@ -23,6 +24,7 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 
 ok() { echo "OK   $1"; }
+warn() { echo "WARN $1"; }
 fail() { echo "FAIL $1"; failures=$((failures + 1)); }
 
 # GET a path; prints the HTTP status ("000" when nothing answered); the body goes to $body_file.
@@ -53,7 +55,17 @@ esac
 
 status="$(fetch /ready)"
 case "$status" in
-  200) ok "/ready: every dependency answers" ;;
+  200)
+    # Ready but degraded: a shared dependency is away and the gateway serves without it
+    # (docs/reliability.md); reported, not a failure of this replica.
+    degraded="$(sed -n 's/.*"degraded":\[\([^]]*\)\].*/\1/p' "$body_file" | tr -d '"' | tr ',' ' ')"
+    if [ -z "$degraded" ]; then
+      ok "/ready: every dependency answers"
+    fi
+    for dependency in $degraded; do
+      warn "/ready: serving without $dependency: $(dependency_error "$dependency")"
+    done
+    ;;
   503)
     failed="$(sed -n 's/.*"failed":\[\([^]]*\)\].*/\1/p' "$body_file" | tr -d '"' | tr ',' ' ')"
     if [ -z "$failed" ]; then

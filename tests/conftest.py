@@ -188,7 +188,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings for one test: no `.env`, a migrated SQLite file of its own unless overridden."""
 
     def build(**overrides: object) -> Settings:
-        values: dict[str, object] = {"log_format": "json", **overrides}
+        values: dict[str, object] = {
+            "log_format": "json",
+            "oneflow_data_dir": tmp_path / "oneflow-data",
+            **overrides,
+        }
         if "database_url" not in values:
             values["database_url"] = migrated_sqlite_url(tmp_path / "settings.db")
         return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]

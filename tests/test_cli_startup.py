@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from oneflow_ai.cli_startup import Banner
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
+from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import describe_database, sqlite_path
 from oneflow_ai.storage.schema import classify
 from tests.support.databases import FUTURE_REVISION, put_schema
@@ -92,10 +93,11 @@ async def test_serve_migrates_then_says_what_a_new_user_needs(
         output = gateway.output()
     assert projects.status_code == 200, projects.text
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"]["schema"] == {"status": "ok", "revision": "0003"}
+    head = migrate.head_revision()
+    assert ready.json()["checks"]["schema"] == {"status": "ok", "revision": head}
     banner = output[output.index("OneFlow AI ") :].splitlines()[:4]
     assert f"at {gateway.url}" in banner[0] and f"{gateway.url}/docs" in banner[0]
-    assert banner[1].split(":", 1)[1].strip() == f"{describe_database(url)} (schema 0003)"
+    assert banner[1].split(":", 1)[1].strip() == f"{describe_database(url)} (schema {head})"
     assert "built-in fakes answer" in banner[2]
     assert banner[3].split(":", 1)[1].strip() == f"export ONEFLOW_MASTER_KEY={DEFAULT_MASTER_KEY}"
     assert PASSWORD not in output
@@ -154,7 +156,7 @@ def test_a_port_in_use_ends_with_one_line_saying_how_to_pick_another(tmp_path: P
 def test_the_banner_shows_a_usable_url_and_the_key_only_in_development(
     make_settings: Callable[..., Settings],
 ) -> None:
-    schema = classify("0003")
+    schema = classify(migrate.head_revision())
     banner = Banner(make_settings(), "0.0.0.0", schema)
     assert banner.url(8000) == "http://127.0.0.1:8000"
     assert banner.master_key() == f"export ONEFLOW_MASTER_KEY={DEFAULT_MASTER_KEY}"

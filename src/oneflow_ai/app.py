@@ -37,6 +37,7 @@ from oneflow_ai.api import (
 from oneflow_ai.api import metrics as metrics_api
 from oneflow_ai.api.direct_routes import DirectRoutes
 from oneflow_ai.api.errors import install_error_handlers
+from oneflow_ai.api.graceful import GracefulStop, shutting_down_error
 from oneflow_ai.api.idempotency import IdempotencyMiddleware
 from oneflow_ai.api.middleware import EdgeMiddleware
 from oneflow_ai.api.schemas import install_schemas
@@ -104,6 +105,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings, redactor, telemetry, transport=transport)
         app.state.services = services
+        graceful.interrupt = lambda: services.pipeline.interrupt_streams(shutting_down_error())
+        graceful.install()
         # What start-up built lives as long as the process: keep it out of the collector's
         # passes, which otherwise walk every module and table of the process now and then (a
         # pause of tens of milliseconds on whichever request is running).
@@ -123,6 +126,7 @@ def create_app(
         try:
             yield
         finally:
+            graceful.uninstall()
             gc.unfreeze()
             await services.close()
             log.info("shutdown")
@@ -134,6 +138,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # SIGTERM: /ready says draining, requests keep coming for a while, then the server stops
+    # accepting, and streams still open at the end of the grace period end well (api/graceful).
+    graceful = app.state.graceful = GracefulStop(
+        delay=settings.shutdown_delay_seconds, grace=settings.shutdown_grace_seconds
+    )
     install_error_handlers(app)
     for router in (openai_compat.router, anthropic_compat.router, gateway_api.router):
         # The model endpoints join the app's own route list, first: FastAPI matches each

@@ -58,6 +58,9 @@ def _add_billing_commands() -> None:
     app.command("usage")(usage)
     app.add_typer(credits_app, name="credits")
     app.add_typer(budgets_app, name="budgets")
+    from oneflow_ai.cli_ledger import ledger_app
+
+    app.add_typer(ledger_app, name="ledger")
 
 
 _add_billing_commands()
@@ -165,6 +168,7 @@ def serve(
     if port_in_use(host, port):
         raise _fail(port_taken_message(host, port), code=1)
     schema = _prepare_database(settings, migrate, wait_for_schema)
+    from oneflow_ai.api.graceful import END_MARGIN
     from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
 
     # Several workers share their metrics through files: the directory is chosen here, before
@@ -184,7 +188,8 @@ def serve(
                 "log_config": None,
                 "access_log": False,
                 "server_header": False,
-                "timeout_graceful_shutdown": 10,
+                # What the gateway's graceful stop needs (api/graceful.py sets it again).
+                "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds + END_MARGIN),
             },
             on_started=Banner(settings, host, schema, per_worker).announce,
             port_file=port_file,

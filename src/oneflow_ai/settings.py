@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     oneflow_home: Path | None = None
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_echo: bool = False
+    # PostgreSQL: seconds to open a connection, and to run one statement, before giving up.
+    database_connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    database_command_timeout: float = Field(default=10.0, gt=0, le=3600)
     redis_url: str | None = None
     redis_key_prefix: str = "oneflow:"
 
@@ -201,6 +204,22 @@ class Settings(BaseSettings):
     ledger_maintenance_interval_seconds: float = Field(default=5.0, gt=0)
     ledger_state_max_age_seconds: float = Field(default=10.0, gt=0)
     ledger_state_fail_open: bool = False
+    # Streams write what they delivered this often (0: never), for a crash to charge it.
+    ledger_checkpoint_interval_ms: float = Field(default=1000.0, ge=0, le=60_000)
+    # Database unreachable: serve prepaid and hard-budget requests without a hold, charged
+    # from the spool later (true), or refuse them at once with 503 (false).
+    ledger_degraded_postpaid: bool = False
+    # This replica's stable identity (unset: HOSTNAME, e.g. the pod's name, else the host's
+    # name); a restart as the same instance settles what it left at once.
+    oneflow_instance_id: str | None = Field(default=None, max_length=60)
+    # Files the gateway keeps: the ledger's spool of settlements the database did not take.
+    oneflow_data_dir: Path = Path("var")
+
+    # SIGTERM: keep accepting this long after /ready turns 503 (for load balancers to notice;
+    # 0 behind a Kubernetes preStop hook that waits), then give requests and streams under way
+    # this long to finish before open streams are ended with an error event.
+    shutdown_delay_seconds: float = Field(default=5.0, ge=0, le=300)
+    shutdown_grace_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
@@ -241,6 +260,7 @@ class Settings(BaseSettings):
         "database_url",
         "redis_url",
         "metrics_token",
+        "oneflow_instance_id",
         *(f"{p}_{kind}_timeout" for p in PROVIDERS for kind in ("connect", "read")),
         mode="before",
     )

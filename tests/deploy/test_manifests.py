@@ -118,6 +118,40 @@ def test_pods_run_unprivileged_with_a_writable_tmp() -> None:
     assert any(env["PROMETHEUS_MULTIPROC_DIR"].startswith(mount + "/") for mount in mounts)
 
 
+def test_the_pod_keeps_its_data_directory_writable() -> None:
+    main = container(manifest("Deployment"))
+    mounts = {mount["mountPath"] for mount in main["volumeMounts"]}
+    env = {item["name"]: item["value"] for item in main["env"]}
+    assert env["ONEFLOW_DATA_DIR"] in mounts  # the ledger's spool
+
+
+def test_the_termination_grace_period_covers_the_whole_graceful_stop() -> None:
+    """preStop, then SHUTDOWN_DELAY_SECONDS, SHUTDOWN_GRACE_SECONDS and the margin for the
+    streams ended at its deadline, then the ledger's close: all before the kubelet's SIGKILL."""
+    from oneflow_ai.api.graceful import END_MARGIN
+    from oneflow_ai.billing.ledger_config import LedgerConfig
+
+    deployment = manifest("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    pre_stop = container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    config = manifest("ConfigMap")["data"]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        shutdown_delay_seconds=config["SHUTDOWN_DELAY_SECONDS"],
+        shutdown_grace_seconds=config["SHUTDOWN_GRACE_SECONDS"],
+    )
+    assert settings.shutdown_delay_seconds == 0  # preStop already waits for the Service
+    needed = (
+        float(pre_stop[1])
+        + settings.shutdown_delay_seconds
+        + settings.shutdown_grace_seconds
+        + END_MARGIN
+        + LedgerConfig().shutdown_timeout
+    )
+    assert pod["terminationGracePeriodSeconds"] >= needed
+
+
 def test_service_hpa_pdb_and_job_point_at_the_deployment() -> None:
     deployment = manifest("Deployment")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -10,15 +10,15 @@ from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine, sqlite_path
 from oneflow_ai.storage.schema import SchemaState, SchemaWatch, schema_status
 from tests.support.clock import ManualClock
-from tests.support.databases import FUTURE_REVISION, put_schema
+from tests.support.databases import FUTURE_REVISION, behind_revision, put_schema
 
 
 @pytest.mark.parametrize(
     ("state", "expected", "revision"),
     [
         ("empty", SchemaState.EMPTY, None),
-        ("behind", SchemaState.BEHIND, "0002"),
-        ("current", SchemaState.CURRENT, "0003"),
+        ("behind", SchemaState.BEHIND, behind_revision()),
+        ("current", SchemaState.CURRENT, migrate.head_revision()),
         ("ahead", SchemaState.AHEAD, FUTURE_REVISION),
     ],
 )
@@ -31,7 +31,8 @@ async def test_schema_status_on_each_backend(
         status = await schema_status(engine)
     finally:
         await engine.dispose()
-    assert (status.state, status.revision, status.head) == (expected, revision, "0003")
+    head = migrate.head_revision()
+    assert (status.state, status.revision, status.head) == (expected, revision, head)
     assert status.current is (expected is SchemaState.CURRENT)
     assert status.needs_upgrade is (expected in (SchemaState.EMPTY, SchemaState.BEHIND))
     if status.needs_upgrade:

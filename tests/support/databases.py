@@ -149,6 +149,18 @@ def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
         raise errors[0]
 
 
+def behind_revision() -> str:
+    """The revision before the code's head (what `put_schema(url, "behind")` leaves)."""
+    from alembic.script import ScriptDirectory
+
+    from oneflow_ai.storage import migrate
+
+    script = ScriptDirectory.from_config(migrate._config())
+    down = script.get_revision(migrate.head_revision()).down_revision
+    assert isinstance(down, str)
+    return down
+
+
 async def put_schema(url: str, state: str) -> None:
     """Leave the database `empty` (untouched), `behind` (at the revision before head),
     `current` (at head) or `ahead` (at a revision of a newer release)."""

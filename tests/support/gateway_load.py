@@ -214,6 +214,9 @@ class StreamRead:
     done: bool = False
     started: bool = False  # some content arrived
     error: str | None = None
+    #: The text of the content events received so far, and how many there were.
+    text: str = ""
+    content_events: int = 0
 
     @property
     def complete(self) -> bool:
@@ -278,6 +281,11 @@ def _observe_sse_line(read: StreamRead, line: bytes) -> None:
     kind = event.get("type")  # Anthropic's events say what they are; OpenAI's chunks do not
     if event.get("choices") or kind == "content_block_delta":
         read.started = True
+        delta = event.get("delta") or (event.get("choices") or [{}])[0].get("delta") or {}
+        piece = delta.get("text") or delta.get("content")
+        if piece:
+            read.text += piece
+            read.content_events += 1
     if "oneflow" in event and (event.get("usage") or kind == "message_delta"):
         read.credits = Decimal(event["oneflow"]["credits"])
     if kind == "message_stop":

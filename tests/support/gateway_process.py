@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["GatewayProcess", "gateway_process", "peak_rss_kib", "rss_kib"]
+__all__ = ["GatewayProcess", "gateway_process", "instance_base", "peak_rss_kib", "rss_kib"]
 
 _SCRIPT = Path(__file__).with_name("run_gateway.py")
 _ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,20 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [sys.executable, str(_SCRIPT)],
             cwd=_ROOT,
-            env={**os.environ, "LOG_FORMAT": "json", "LOG_REQUESTS": "false", **env},
+            env={
+                **os.environ,
+                "LOG_FORMAT": "json",
+                "LOG_REQUESTS": "false",
+                # The gateways of one test share an instance base and a data directory, as the
+                # workers of one host do (each claims a slot of its own: a restart takes over
+                # the slot of the one it replaces), and no other test's.
+                "ONEFLOW_INSTANCE_ID": instance_base(log_path),
+                "ONEFLOW_DATA_DIR": str(log_path.parent / "oneflow-data"),
+                # A stop does not wait for load balancers here; streams get 5 s to end.
+                "SHUTDOWN_DELAY_SECONDS": "0",
+                "SHUTDOWN_GRACE_SECONDS": "5",
+                **env,
+            },
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -48,6 +62,11 @@ class GatewayProcess:
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
+
+
+def instance_base(log_path: Path) -> str:
+    """The instance base of the gateways whose logs are beside `log_path` (unless set)."""
+    return f"test-{zlib.crc32(str(log_path.parent).encode()):08x}"
 
 
 def first_line(process: subprocess.Popen[str], timeout: float) -> str:

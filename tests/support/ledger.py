@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.billing.ledger import Ledger, LedgerConfig
 from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.storage.health import Health
+from oneflow_ai.storage.spool import SettlementSpool
 
 __all__ = [
     "FakeClock",
@@ -61,6 +63,8 @@ def make_ledger(
     pricing: PricingEngine | None = None,
     clock: FakeClock | None = None,
     owner: str | None = None,
+    health: Health | None = None,
+    spool: SettlementSpool | None = None,
     **config: float,
 ) -> Ledger:
     settings = LedgerConfig(**{**{f: getattr(FAST, f) for f in FAST.__slots__}, **config})
@@ -70,6 +74,8 @@ def make_ledger(
         settings,
         clock=clock or FakeClock(),
         owner=owner,
+        health=health,
+        spool=spool,
     )
 
 

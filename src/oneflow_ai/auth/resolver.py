@@ -104,7 +104,7 @@ class CredentialResolver:
             record = await self._keys.load(prefix)
         except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
             raise ServiceUnavailableError(
-                "The identity store is unavailable; retry shortly"
+                "The identity store is unavailable; retry shortly", retry_after=2
             ) from exc
         self._cache.put(prefix, record, generation)
         return record

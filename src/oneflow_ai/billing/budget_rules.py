@@ -37,15 +37,16 @@ def hold_amount(metric: Metric, max_cost: Cost) -> int:
 
 
 def increments(
-    book: BudgetBook, reservation: Reservation, provider: str, usage: Usage, cost: Cost
+    book: BudgetBook, reservation: Reservation, provider: str, usage: Usage, micro_credits: int
 ) -> tuple[HoldRow, ...]:
-    """What a settled request adds to each budget it falls under, in its reservation's period."""
+    """What a settled request (costing ``micro_credits``) adds to each budget it falls under,
+    in its reservation's period."""
     found = []
     for budget in book.matching(
         reservation.project_id, reservation.user_id, reservation.key_id, provider
     ):
         if budget.metric is Metric.CREDITS:
-            amount = cost.micro_credits
+            amount = micro_credits
         elif budget.metric is Metric.TOKENS:
             amount = usage.input_tokens + usage.output_tokens
         else:

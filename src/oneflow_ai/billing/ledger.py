@@ -20,13 +20,27 @@ What costs I/O, and when it is durable:
   same few milliseconds; it returns once committed. Awaiting it before the response's last
   byte is what makes "the client saw it complete" imply "it is charged".
 
+Streams: while a streamed answer runs, its progress (what the caller has received, priced) is
+checkpointed every ``LEDGER_CHECKPOINT_INTERVAL_MS`` on its reservation row, many streams in one
+write (:mod:`oneflow_ai.billing.checkpoints`).
+
 Reconciliation: every ``LEDGER_MAINTENANCE_INTERVAL_SECONDS`` (and at start-up) the ledger
 heartbeats its owner row, releases reservations whose owner stopped heartbeating for
 ``LEDGER_OWNER_TIMEOUT_SECONDS`` (a crashed replica) or that outlived
 ``LEDGER_RESERVATION_TTL_SECONDS``, and reloads which projects are prepaid and their budgets
 (how changes reach every replica at once, and what happens when that reload is late:
-``billing/ledger_state.py``). A crashed process's in-flight requests are released, never
-charged: their clients did not see them complete (see "Durability" in docs/billing.md).
+``billing/ledger_state.py``). At start-up it releases at once what the earlier incarnations of
+its own *instance* left (a stable identity: the same instance restarted knows its predecessor
+is dead). A crashed process's requests without a checkpoint are released, never charged; its
+checkpointed streams are charged what they had delivered at the last checkpoint, flagged
+estimated, with a usage record whose error is ``interrupted`` (:mod:`oneflow_ai.billing.recovery`;
+"Crash recovery" in docs/reliability.md).
+
+Database outages: the first write that finds the database unreachable trips its health flag
+(:mod:`oneflow_ai.storage.health`). While it is tripped, a request that needs a hold is refused
+at once (503 with ``Retry-After``; or, with ``LEDGER_DEGRADED_POSTPAID``, served without one),
+and settlements, releases and usage records go to the spool, durably, to be replayed when the
+database answers again (:mod:`oneflow_ai.billing.durable`).
 """
 
 from __future__ import annotations
@@ -38,24 +52,34 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.billing.budget_rules import crossings, hold_amount, increments, refusal
 from oneflow_ai.billing.budgets import BudgetAlert, BudgetBook, BudgetSpec, period_start
+from oneflow_ai.billing.checkpoints import Checkpoints, Probe
 from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.durable import DurableWrites
 from oneflow_ai.billing.ledger_admin import AccountView, BudgetStatus, LedgerAdmin, spec_from_row
 from oneflow_ai.billing.ledger_config import LedgerConfig
+from oneflow_ai.billing.ledger_errors import (
+    describe,
+    unavailable,
+    unavailable_error,
+    unreachable_error,
+    usage_record,
+)
 from oneflow_ai.billing.ledger_state import Announcer, LedgerState, ProjectFunding, change_message
 from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.billing.recovery import Reconciler
 from oneflow_ai.billing.reservation import Reservation, ReservationState, Settlement
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, ServiceUnavailableError
 from oneflow_ai.storage import ledger_store
-from oneflow_ai.storage.group_commit import GroupCommitWriter
+from oneflow_ai.storage.group_commit import DatabaseUnreachableError, GroupCommitWriter
+from oneflow_ai.storage.health import Health, is_unreachable
 from oneflow_ai.storage.ledger_batch import apply_batch
 from oneflow_ai.storage.ledger_commands import (
     CounterChange,
@@ -63,8 +87,6 @@ from oneflow_ai.storage.ledger_commands import (
     HoldRow,
     LedgerCommand,
     LedgerResult,
-    ReapCommand,
-    Reaped,
     RecordCommand,
     ReleaseCommand,
     ReserveCommand,
@@ -72,6 +94,7 @@ from oneflow_ai.storage.ledger_commands import (
     SettleCommand,
     Settled,
 )
+from oneflow_ai.storage.spool import SettlementSpool
 from oneflow_ai.storage.tables import utcnow
 from oneflow_ai.tasks import stop
 
@@ -86,11 +109,10 @@ def _model_of(max_cost: Cost | Callable[[], Cost]) -> str:
 
 log = structlog.get_logger("oneflow.billing.ledger")
 
-R = TypeVar("R", bound=LedgerResult)
 
-
-def _default_owner() -> str:
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def _default_owner(instance: str | None) -> str:
+    """This process's owner id: unique per process, naming its instance when it has one."""
+    return f"{(instance or socket.gethostname())[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Ledger:
@@ -104,13 +126,17 @@ class Ledger:
         *,
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
+        instance: str | None = None,
         on_budget_alert: Callable[[BudgetAlert], None] | None = None,
         bus: Announcer | None = None,
+        health: Health | None = None,
+        spool: SettlementSpool | None = None,
     ) -> None:
         self.config = config or LedgerConfig()
         self.pricing = pricing
         self.engine = engine
-        self.owner = owner or _default_owner()
+        self.instance = instance
+        self.owner = owner or _default_owner(instance)
         self.admin = LedgerAdmin(engine, clock=clock, announce=self._announce)
         self._clock = clock
         self._on_budget_alert = on_budget_alert
@@ -131,9 +157,21 @@ class Ledger:
             max_delay=self.config.flush_interval,
             max_pending=self.config.max_pending,
             name="ledger",
+            unreachable=is_unreachable if health is not None else None,
+            on_unreachable=health.trip if health is not None else None,
         )
         self._maintenance: asyncio.Task[None] | None = None
-        self._registered = False
+        self.durable = DurableWrites(self._writer.submit, spool, health)
+        self._reconciler = Reconciler(self, clock)
+        if health is not None:
+            health.on_recovery.append(self._database_returned)
+        self.checkpoints = Checkpoints(
+            self._writer.submit,
+            owner=self.owner,
+            interval=self.config.checkpoint_interval,
+            reservation_ttl=self.config.reservation_ttl,
+            clock=clock,
+        )
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -149,18 +187,36 @@ class Ledger:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def health(self) -> Health | None:
+        return self.durable.health
+
+    @property
+    def spool(self) -> SettlementSpool | None:
+        return self.durable.spool
+
+    @property
+    def database_outages(self) -> int:
+        return self.health.outages if self.health is not None else 0
+
     async def start(self) -> None:
-        """Start the writer and the maintenance loop (whose first round reconciles)."""
+        """Start the writer, the checkpoints and the maintenance loop (whose first round
+        reconciles)."""
         self._writer.start()
+        self.checkpoints.start()
+        log.info("ledger_started", instance=self.instance, owner=self.owner)
         if self._maintenance is None:
             self._maintenance = asyncio.get_running_loop().create_task(
                 self._maintain(), name="ledger-maintenance"
             )
 
     async def wait_ready(self) -> None:
-        """Wait for the first reconciliation and budget load; 503 if the database is away."""
+        """Wait for the first reconciliation and budget load; 503 if the database is away
+        (at once when it is known to be unreachable)."""
         if self._ready.is_set():
             return
+        if self.durable.database_down:
+            raise unreachable_error()
         try:
             await asyncio.wait_for(self._ready.wait(), self.config.ready_timeout)
         except TimeoutError:
@@ -169,56 +225,76 @@ class Ledger:
             ) from None
 
     async def close(self) -> None:
-        """Stop maintenance, release this process's remaining reservations, flush, stop."""
+        """Stop maintenance, settle or release this process's remaining reservations, flush,
+        stop."""
         await stop(self._maintenance)
         self._maintenance = None
-        if self._registered:
-            now = self._clock()
-            command = ReapCommand(
-                owner=self.owner,
-                now=now,
-                stale_before=now - timedelta(seconds=self.config.owner_timeout),
-                release_own=True,
-                retire=True,
-            )
+        await self.checkpoints.stop()
+        await self.durable.drain()
+        if self._reconciler.registered and not self.durable.database_down:
             try:
-                released = await asyncio.wait_for(
-                    self._writer.run(command), self.config.shutdown_timeout
-                )
-                if isinstance(released, Reaped) and released.released:
-                    log.info("ledger_released_at_shutdown", reservations=released.released)
+                await asyncio.wait_for(self._flush_spool(), self.config.shutdown_timeout)
+                reaped = self._reconciler.reap(self._reconciler.command(own=True))
+                released = sum(await asyncio.wait_for(reaped, self.config.shutdown_timeout))
+                if released:
+                    log.info("ledger_released_at_shutdown", reservations=released)
             except Exception as exc:
-                log.warning("ledger_shutdown_release_failed", error=_describe(exc))
+                log.warning("ledger_shutdown_release_failed", error=describe(exc))
         await self._writer.close(self.config.shutdown_timeout)
+        if self.health is not None:
+            await self.health.close()
+        if self.spool is not None:
+            if self.spool.pending:
+                log.error(
+                    "ledger_spool_left", commands=self.spool.pending, path=str(self.spool.path)
+                )
+            await self.spool.close()
 
     def abandon(self) -> None:
         """Stop at once, committing nothing more (what ``kill -9`` does; for tests)."""
         if self._maintenance is not None:
             self._maintenance.cancel()
             self._maintenance = None
+        self.checkpoints.abandon()
         self._writer.abandon()
 
     async def reconcile(self) -> int:
-        """Heartbeat, then release dead owners' and expired reservations; how many released."""
-        now = self._clock()
-        reaped = await self._submit(
-            ReapCommand(
-                owner=self.owner,
-                now=now,
-                stale_before=now - timedelta(seconds=self.config.owner_timeout),
-            ),
-            Reaped,
-        )
-        self._registered = True
-        if reaped.released:
-            log.info("ledger_reconciled", released=reaped.released)
-        return reaped.released
+        """Heartbeat, then release dead owners' and expired reservations, and settle their
+        checkpointed streams; how many reservations were resolved (see billing.recovery)."""
+        return await self._reconciler.reconcile()
+
+    async def release_instance(self, instance: str) -> tuple[int, int]:
+        """Settle or release everything the instance ``instance`` holds, at once (by hand, for
+        an instance that is known to be dead), and what any dead owner left: how many
+        reservations were released, and how many interrupted streams were settled."""
+        return await self._reconciler.reap(self._reconciler.command(previous_of=instance))
+
+    async def write(self, command: LedgerCommand) -> LedgerResult:
+        """Queue ``command`` and wait until it is committed (503 if it cannot be)."""
+        return await self._outcome(asyncio.shield(self._enqueue(command)))
+
+    def alert(self, changes: tuple[CounterChange, ...]) -> None:
+        self._alert(changes)
+
+    async def _flush_spool(self) -> int:
+        """Replay what the spool holds (before anything else reads the ledger's state)."""
+        replayed = await self.durable.replay()
+        if replayed:
+            log.warning("ledger_spool_flushed", commands=replayed)
+        return replayed
+
+    async def _database_returned(self) -> None:
+        """The database answers again: replay the spool (the health flag stays tripped, and
+        new settlements keep going to the spool, until this is done)."""
+        await self._flush_spool()
+        self._reconciler.database_returned()
 
     async def refresh(self) -> BudgetBook:
         """Reload budgets and prepaid projects from the database."""
         return await self.state.reload()
 
     async def _load_book(self) -> BudgetBook:
+        self._refuse_while_unreachable()
         async with self.engine.connect() as connection:
             rows = await ledger_store.load_budgets(connection)
             prepaid = await ledger_store.prepaid_projects(connection)
@@ -227,23 +303,31 @@ class Ledger:
         )
 
     async def _load_project(self, project_id: str) -> ProjectFunding:
+        self._refuse_while_unreachable()
         async with self.engine.connect() as connection:
             rows = await ledger_store.load_budgets(connection, project_id)
             account = await ledger_store.get_account(connection, project_id)
         prepaid = account is not None and account.mode == "prepaid"
         return tuple(spec_from_row(row) for row in rows), prepaid
 
+    def _refuse_while_unreachable(self) -> None:
+        """A read would wait for a database known to be away: fail at once instead."""
+        if self.durable.database_down:
+            raise DatabaseUnreachableError("the ledger database is unreachable")
+
     async def _maintain(self) -> None:
         backoff = 0.25
         while True:
             try:
+                if not self._ready.is_set():  # what a previous run spooled comes first
+                    await self._flush_spool()
                 await self.reconcile()
                 await self.refresh()
                 self._ready.set()
                 backoff = 0.25
                 delay = self.config.maintenance_interval
             except Exception as exc:
-                log.warning("ledger_maintenance_failed", error=_describe(exc))
+                log.warning("ledger_maintenance_failed", error=describe(exc))
                 delay = min(backoff, self.config.maintenance_interval)
                 backoff *= 2
             await asyncio.sleep(delay)
@@ -294,6 +378,8 @@ class Ledger:
             )
         if not isinstance(max_cost, Cost):
             max_cost = max_cost()
+        if self.durable.database_down:
+            return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id)
         output = max_cost.line("output")
         reservation = Reservation(
             id=uuid.uuid4().hex,
@@ -334,6 +420,10 @@ class Ledger:
         )
         try:
             reserved = await self._outcome(asyncio.shield(future))
+        except ServiceUnavailableError:
+            if self.durable.database_down and self.config.degraded_postpaid:
+                return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id)
+            raise
         except asyncio.CancelledError:
             # The caller is gone but the hold may still commit: give it back when it does.
             future.add_done_callback(lambda done: self._release_abandoned(reservation, done))
@@ -373,7 +463,8 @@ class Ledger:
         if cost is None:
             cost = self.pricing.price(model or reservation.model, usage)
         provider = provider or reservation.provider
-        durable = reservation.limited and reservation.active
+        self.checkpoints.untrack(reservation)
+        durable = reservation.active and (reservation.limited or reservation.checkpointed)
         charge = EntryRow(
             project_id=reservation.project_id,
             kind="charge",
@@ -391,27 +482,35 @@ class Ledger:
             user_id=reservation.user_id,
             key_id=reservation.key_id,
         )
-        future = self._enqueue(
+        future = self._durably(
             SettleCommand(
                 charge=charge,
                 reservation_id=reservation.id if durable else None,
                 account_hold=reservation.account_hold if durable else 0,
                 holds=reservation.holds if durable else (),
-                usage_increments=increments(self.book, reservation, provider, usage, cost),
-                record=_record(reservation, outcome or RequestOutcome(), usage, cost, provider),
+                usage_increments=increments(
+                    self.book, reservation, provider, usage, cost.micro_credits
+                ),
+                record=usage_record(
+                    reservation, outcome or RequestOutcome(), usage, cost, provider
+                ),
             )
         )
         settling: asyncio.Future[Settlement] = asyncio.get_running_loop().create_future()
         reservation._settling = settling
 
-        def committed(done: asyncio.Future[LedgerResult]) -> None:
+        def committed(done: asyncio.Future[LedgerResult | None]) -> None:
             if done.cancelled() or done.exception() is not None:
                 reservation._settling = None
-                settling.set_exception(_unavailable(done))
+                settling.set_exception(unavailable(done))
                 return
             settled = done.result()
-            assert isinstance(settled, Settled)
             reservation.state = ReservationState.SETTLED
+            if settled is None:  # spooled: charged when the spool is replayed
+                reservation.settlement = Settlement(reservation.request_id, cost, True, True)
+                settling.set_result(reservation.settlement)
+                return
+            assert isinstance(settled, Settled)
             reservation.settlement = Settlement(reservation.request_id, cost, settled.charged)
             settling.set_result(reservation.settlement)
             if reservation.limited and cost.micro_credits > reservation.max_micro_credits:
@@ -432,22 +531,28 @@ class Ledger:
         write its usage record (``outcome`` says how it failed). No-op once settled."""
         if not reservation.active or reservation._settling is not None:
             return
+        self.checkpoints.untrack(reservation)
         reservation.state = ReservationState.RELEASED
-        future = self._enqueue(
+        durable = reservation.limited or reservation.checkpointed
+        future = self._durably(
             ReleaseCommand(
-                reservation_id=reservation.id if reservation.limited else None,
+                reservation_id=reservation.id if durable else None,
                 project_id=reservation.project_id,
                 account_hold=reservation.account_hold,
                 holds=reservation.holds if reservation.limited else (),
-                record=_record(reservation, outcome, Usage(), None, reservation.provider),
+                record=usage_record(reservation, outcome, Usage(), None, reservation.provider),
             )
         )
-        await self._outcome(asyncio.shield(future))
+        await self._outcome_or_spooled(future)
+
+    def track(self, reservation: Reservation, probe: Probe) -> None:
+        """Checkpoint a running stream's progress (``probe``) until it is settled or released."""
+        self.checkpoints.track(reservation, probe)
 
     async def record(self, record: UsageRecord) -> None:
         """Write the usage record of a request that never got a reservation (refused,
         unauthenticated, invalid); returns once durable."""
-        await self._outcome(asyncio.shield(self._enqueue(RecordCommand(record))))
+        await self._outcome_or_spooled(self._durably(RecordCommand(record)))
 
     # ---- administration that takes effect at once in this process -------------------------
 
@@ -497,25 +602,66 @@ class Ledger:
 
     # ---- helpers ---------------------------------------------------------------------------
 
+    def _durably(
+        self, command: SettleCommand | ReleaseCommand | RecordCommand
+    ) -> asyncio.Future[LedgerResult | None]:
+        """To the database, or to the spool when it cannot be reached (None: spooled)."""
+        try:
+            return self.durable.submit(command)
+        except Exception as exc:
+            raise unavailable_error(exc) from exc
+
+    async def _outcome_or_spooled(self, waiting: asyncio.Future[LedgerResult | None]) -> None:
+        try:
+            await asyncio.shield(waiting)
+        except (GatewayError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise unavailable_error(exc) from exc
+
+    def _degraded(
+        self,
+        request_id: str,
+        project_id: str,
+        max_cost: Cost,
+        provider: str,
+        user_id: str | None,
+        key_id: str | None,
+    ) -> Reservation:
+        """The database is unreachable: with LEDGER_DEGRADED_POSTPAID the request is served
+        without a hold (charged through the spool), else it is refused at once."""
+        if not self.config.degraded_postpaid:
+            raise unreachable_error()
+        output = max_cost.line("output")
+        return Reservation(
+            id=uuid.uuid4().hex,
+            request_id=request_id,
+            project_id=project_id,
+            model=max_cost.model,
+            provider=provider,
+            max_cost=max_cost,
+            created_at=self._clock(),
+            limited=False,
+            user_id=user_id,
+            key_id=key_id,
+            output_token_limit=output.quantity if output is not None else None,
+        )
+
     def _enqueue(self, command: LedgerCommand) -> asyncio.Future[LedgerResult]:
         try:
             return self._writer.submit(command)
         except Exception as exc:
-            raise _unavailable_error(exc) from exc
+            raise unavailable_error(exc) from exc
 
     async def _outcome(self, waiting: asyncio.Future[LedgerResult]) -> LedgerResult:
         try:
             return await waiting
         except (GatewayError, asyncio.CancelledError):
             raise
+        except DatabaseUnreachableError:
+            raise unreachable_error() from None
         except Exception as exc:
-            raise _unavailable_error(exc) from exc
-
-    async def _submit(self, command: LedgerCommand, expected: type[R]) -> R:
-        result = await self._outcome(asyncio.shield(self._enqueue(command)))
-        if not isinstance(result, expected):
-            raise TypeError(f"ledger returned {type(result).__name__} for {type(command).__name__}")
-        return result
+            raise unavailable_error(exc) from exc
 
     def _release_abandoned(
         self, reservation: Reservation, done: asyncio.Future[LedgerResult]
@@ -558,53 +704,4 @@ class Ledger:
                 try:
                     self._on_budget_alert(alert)
                 except Exception as exc:
-                    log.error("budget_alert_hook_failed", error=_describe(exc))
-
-
-def _record(
-    reservation: Reservation,
-    outcome: RequestOutcome,
-    usage: Usage,
-    cost: Cost | None,
-    provider: str,
-) -> UsageRecord:
-    return UsageRecord(
-        request_id=reservation.request_id,
-        occurred_at=outcome.started_at or reservation.created_at,
-        status=outcome.status,
-        project_id=reservation.project_id,
-        user_id=reservation.user_id,
-        key_id=reservation.key_id,
-        model=cost.model if cost is not None else reservation.model,
-        provider=provider,
-        error=outcome.error,
-        stream=outcome.stream,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        images=usage.images,
-        characters=usage.characters,
-        micro_credits=cost.micro_credits if cost is not None else 0,
-        price_table_version=cost.price_table_version if cost is not None else None,
-        estimated=usage.estimated,
-        latency_ms=outcome.latency_ms,
-        ttft_ms=outcome.ttft_ms,
-        route=outcome.route,
-    )
-
-
-def _unavailable_error(exc: BaseException) -> ServiceUnavailableError:
-    log.error("ledger_write_failed", error=_describe(exc))
-    return ServiceUnavailableError("Billing is unavailable: the ledger could not be written")
-
-
-def _unavailable(done: asyncio.Future[LedgerResult]) -> BaseException:
-    if done.cancelled():
-        return _unavailable_error(asyncio.CancelledError())
-    exc = done.exception()
-    assert exc is not None
-    return exc if isinstance(exc, GatewayError) else _unavailable_error(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+                    log.error("budget_alert_hook_failed", error=describe(exc))

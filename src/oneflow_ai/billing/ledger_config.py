@@ -27,6 +27,8 @@ class LedgerConfig:
     state_max_age: float = 10.0
     #: If that reload fails: refuse with 503 (False) or decide on the last state known.
     state_fail_open: bool = False
+    checkpoint_interval: float = 1.0  # seconds between stream checkpoints (0: none)
+    degraded_postpaid: bool = False  # database unreachable: serve without holds, not 503
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LedgerConfig:
@@ -38,4 +40,6 @@ class LedgerConfig:
             maintenance_interval=settings.ledger_maintenance_interval_seconds,
             state_max_age=settings.ledger_state_max_age_seconds,
             state_fail_open=settings.ledger_state_fail_open,
+            checkpoint_interval=settings.ledger_checkpoint_interval_ms / 1000,
+            degraded_postpaid=settings.ledger_degraded_postpaid,
         )

@@ -32,18 +32,23 @@ class Settlement:
     """The settled charge of one request.
 
     ``charged`` is false when the request id already had a settled charge (settling twice
-    never charges twice); ``cost`` is what this settlement priced either way.
+    never charges twice); ``cost`` is what this settlement priced either way. ``spooled``:
+    the database could not be reached, the settlement is in the ledger's spool (durable),
+    charged when the spool is replayed.
     """
 
     request_id: str
     cost: Cost
     charged: bool
+    spooled: bool = False
 
 
 @dataclass(eq=False, slots=True)
 class Reservation:
     """See the module documentation. ``output_token_limit`` is the number of output tokens
-    the reservation covers (``None``: the request has no output tokens to count)."""
+    the reservation covers (``None``: the request has no output tokens to count);
+    ``checkpointed`` whether a stream checkpoint may have written its row (so that settling
+    or releasing it must resolve that row, even for an unlimited reservation)."""
 
     id: str
     request_id: str
@@ -58,6 +63,7 @@ class Reservation:
     account_hold: int = 0
     holds: tuple[HoldRow, ...] = ()
     output_token_limit: int | None = None
+    checkpointed: bool = False
     state: ReservationState = ReservationState.ACTIVE
     settlement: Settlement | None = None
     _settling: asyncio.Future[Settlement] | None = field(default=None, repr=False)

@@ -7,8 +7,10 @@ they need. For every call the pipeline runs
    refuse the call by raising a `GatewayError` (a 429, a 402) or answer it itself by returning
    a `ShortCircuit` (a cached answer); the hooks after it do not run, and no provider is called.
 2. the provider call (with fallbacks down `call.candidates`);
-3. for streams, `on_stream_event(call, event)` of each hook for every event as it arrives
-   (synchronous and cheap: it runs on the hot path);
+3. for streams, `on_stream_open(call, delivered)` of each hook once the stream has started
+   (`delivered()` tells, whenever asked, what the caller has received so far), then
+   `on_stream_event(call, event)` of each hook for every event as it arrives (synchronous and
+   cheap: it runs on the hot path);
 4. `after(call)` of every hook whose `before` ran, **in reverse order**, whatever happened:
    `call.outcome`, `call.usage`, `call.cost`, `call.error` and `call.attempts` tell the story.
    For a stream this is when the stream has ended.
@@ -21,6 +23,7 @@ shown to the caller, whose answer is already made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -52,6 +55,9 @@ class Hook:
     name: str = "hook"
 
     async def before(self, call: Call) -> ShortCircuit | None:
+        return None
+
+    def on_stream_open(self, call: Call, delivered: Callable[[], Usage]) -> None:
         return None
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:

@@ -7,7 +7,9 @@ for a postpaid project it costs no I/O and its worst case is not even priced. Th
 is the most expensive candidate (fallbacks included): its input tokens counted on its own
 tokenizer, and `max_tokens` (or the model's output limit) of output.
 
-During a stream, output tokens are counted as they arrive when a limit applies; a stream that
+While a stream runs, the ledger checkpoints what its caller has received (priced on the answering
+model), so that a crash of this process still charges it (`billing.checkpoints`). During a
+stream, output tokens are counted as they arrive when a limit applies; a stream that
 would run past what was reserved ends with an error event (402) instead of running over: the
 events that would overrun are not forwarded, and the charge is what the caller received.
 
@@ -19,15 +21,19 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
+from oneflow_ai.billing.checkpoints import Delivered
 from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
 from oneflow_ai.domain.media import ImageRequest
+from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
@@ -64,6 +70,24 @@ class LedgerHook(Hook):
             key_id=principal.key_id,
         )
         return None
+
+    def on_stream_open(self, call: Call, delivered: Callable[[], Usage]) -> None:
+        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        if reservation is None:
+            return
+        pricing = self._pricing
+
+        def probe() -> Delivered | None:
+            route = call.route
+            if route is None:
+                return None
+            usage = delivered()
+            try:
+                return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
+            except PricingError:
+                return None
+
+        self._ledger.track(reservation, probe)
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))

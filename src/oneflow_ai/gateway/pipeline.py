@@ -98,6 +98,7 @@ class Pipeline:
         self.telemetry = telemetry if telemetry is not None else Telemetry.disabled()
         self.breakers = breakers
         self._background: set[asyncio.Task[None]] = set()
+        self.open_streams: set[ChatStream] = set()  # being iterated (see `interrupt_streams`)
 
     # ---- operations --------------------------------------------------------------------
 
@@ -391,6 +392,11 @@ class Pipeline:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def interrupt_streams(self, error: GatewayError) -> int:
+        """End every stream still open with `error` (at the end of a graceful stop): each ends
+        with an error event in its caller's dialect and is charged for what it delivered."""
+        return sum(stream.interrupt(error) for stream in list(self.open_streams))
 
     async def drain(self) -> None:
         """Wait for background work (at shutdown)."""

@@ -52,9 +52,12 @@ from oneflow_ai.routing.latency import LatencyTracker
 from oneflow_ai.routing.router import IntelligentRouter
 from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import ProviderSettings, Settings
-from oneflow_ai.storage.database import create_engine, create_sessionmaker
-from oneflow_ai.storage.redis import create_redis
+from oneflow_ai.storage.database import create_engine, create_sessionmaker, ping
+from oneflow_ai.storage.health import Health
+from oneflow_ai.storage.instance import claim_instance
+from oneflow_ai.storage.redis import create_redis, redis_health
 from oneflow_ai.storage.schema import SchemaWatch
+from oneflow_ai.storage.spool import SettlementSpool
 
 if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
     from oneflow_fakes.demo import FakeProviders
@@ -122,12 +125,19 @@ class Services:
                 settings.effective_database_url,
                 pool_size=settings.database_pool_size,
                 echo=settings.database_echo,
+                connect_timeout=settings.database_connect_timeout,
+                command_timeout=settings.database_command_timeout,
             )
             telemetry.metrics.watch_pool(engine)
             exit_stack.push_async_callback(engine.dispose)
-            redis = create_redis(settings.redis_url) if settings.redis_url else None
+            redis_up = _redis_health(settings, telemetry)
+            redis = (
+                create_redis(settings.redis_url, health=redis_up) if settings.redis_url else None
+            )
             if redis is not None:
                 exit_stack.push_async_callback(redis.aclose)
+            if redis_up is not None:
+                exit_stack.push_async_callback(redis_up.close)
             sessionmaker = create_sessionmaker(engine)
             limiter = build_rate_limiter(settings, redis)
             exit_stack.push_async_callback(limiter.close)
@@ -137,7 +147,7 @@ class Services:
             exit_stack.push_async_callback(identity.close)
             pricing = PricingEngine(catalog)
             counter = TokenCounter(catalog)
-            breakers = build_breakers(settings, redis)
+            breakers = build_breakers(settings, redis, redis_up)
             _report_breakers(breakers, telemetry)
             await breakers.start()
             exit_stack.push_async_callback(breakers.aclose)  # flushes to Redis: before it closes
@@ -152,12 +162,17 @@ class Services:
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
             # limited requests wait for that round.
+            instance = claim_instance(settings.oneflow_instance_id)
+            exit_stack.callback(instance.release)  # after the ledger has closed
             ledger = Ledger(
                 engine,
                 pricing,
                 LedgerConfig.from_settings(settings),
+                instance=instance.name,
                 on_budget_alert=partial(_report_budget_alert, telemetry),
                 bus=identity.bus,  # funding and budget changes travel like key revocations
+                health=_database_health(engine, telemetry),
+                spool=_ledger_spool(settings, instance.name, telemetry),
             )
             await ledger.start()
             exit_stack.push_async_callback(ledger.close)
@@ -207,7 +222,7 @@ class Services:
             breakers=breakers,
             latency=latency,
             router=router,
-            idempotency=build_idempotency_store(settings, redis),
+            idempotency=build_idempotency_store(settings, redis, redis_up),
             ledger=ledger,
             schema=await _watch_schema(engine),
             bodies=bodies,
@@ -260,6 +275,43 @@ async def _watch_schema(engine: AsyncEngine) -> SchemaWatch:
             head=status.head,
         )
     return watch
+
+
+def _redis_health(settings: Settings, telemetry: Telemetry) -> Health | None:
+    """Redis's health flag (with REDIS_URL): tripped by failures, probed twice a second."""
+    if not settings.redis_url:
+        return None
+    limits = "admitted" if settings.rate_limit_fail_open else "refused (503)"
+    health = redis_health(
+        settings.redis_url,
+        degraded=f"rate-limited requests are {limits} (RATE_LIMIT_FAIL_OPEN); circuit "
+        "breakers and idempotency keys are this process's own",
+    )
+    metrics = telemetry.metrics
+    health.on_change.append(lambda down: metrics.set_dependency_unreachable("redis", down))
+    return health
+
+
+def _database_health(engine: AsyncEngine, telemetry: Telemetry) -> Health:
+    """The database's health flag: tripped by the ledger's writes, probed twice a second."""
+    health = Health(
+        "database",
+        lambda: ping(engine),
+        degraded="requests that need a hold get 503 (LEDGER_DEGRADED_POSTPAID: no hold); "
+        "settlements go to the ledger spool",
+    )
+    metrics = telemetry.metrics
+    health.on_change.append(lambda down: metrics.set_dependency_unreachable("database", down))
+    return health
+
+
+def _ledger_spool(settings: Settings, instance: str, telemetry: Telemetry) -> SettlementSpool:
+    """This process's spool, named after its instance (a restart replays what it left)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in instance)
+    spool = SettlementSpool(settings.oneflow_data_dir / f"ledger-spool-{name}.jsonl")
+    spool.on_backlog = telemetry.metrics.set_ledger_spool_backlog
+    telemetry.metrics.set_ledger_spool_backlog(spool.pending)
+    return spool
 
 
 def _report_budget_alert(telemetry: Telemetry, alert: BudgetAlert) -> None:

@@ -7,11 +7,14 @@ when it reported them, otherwise OneFlow's estimate (`usage.estimated`). A provi
 the middle of the stream is raised from the iteration as a `GatewayError` after `usage`/`cost`
 are set, so the edge can end the stream with an error event that still carries them. If the
 caller goes away (the iteration is cancelled or closed), the provider stream is closed, which
-cancels the upstream request, and the call is accounted as `cancelled`.
+cancels the upstream request, and the call is accounted as `cancelled`. A stream the gateway
+must end (its graceful stop ran out of time: `interrupt`) ends like a provider failure: an
+error event in the caller's dialect, charged for what was delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,12 +64,20 @@ class ChatStream:
         self._head = head
         self._rest = rest
         self._text: list[str] = []
+        self._delivered_upto = 0  # pieces of `_text` the caller has received
+        self._counted_upto = 0  # ... of which OneFlow has counted the tokens
+        self._counted_tokens = 0
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
+        self._task: asyncio.Task[object] | None = None  # the one iterating `batches()`
+        self._interruption: GatewayError | None = None
         self.call = call
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
+        for hook in self._entered:
+            if type(hook).on_stream_open is not Hook.on_stream_open:
+                hook.on_stream_open(call, self.delivered)
 
     @property
     def route(self) -> Route:
@@ -105,14 +116,18 @@ class ChatStream:
     async def batches(self) -> AsyncGenerator[list[StreamEvent], None]:
         """The events in batches as they arrived (the held-back opening events are the first)."""
         call = self.call
+        self._task = asyncio.current_task()
+        self._pipeline.open_streams.add(self)
         try:
             head, self._head = self._head, []
             if head:
                 self._observe(head)
                 yield head
+                self._delivered_upto = len(self._text)
             async for batch in self._rest:
                 self._observe(batch)
                 yield batch
+                self._delivered_upto = len(self._text)
         except GatewayError as exc:
             self._close_out("cut_off", exc)
             log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
@@ -124,17 +139,62 @@ class ChatStream:
             self._close_out("cut_off", error)
             await self._pipeline.finish(call, self._entered)
             raise error from exc
+        except asyncio.CancelledError as cancelled:
+            interruption = self._interruption
+            if interruption is None or not _uncancel():
+                await self._cancelled()
+                raise
+            # The gateway ends it (its graceful stop ran out of time): like a cut-off stream.
+            self._close_out("cut_off", interruption)
+            log.warning("stream_interrupted", model=self.route.model, error=interruption.kind)
+            await self._pipeline.finish(call, self._entered)
+            await self._close_rest()
+            raise interruption from cancelled
         except BaseException:
-            # The caller went away: close the provider's stream (which drops its connection)
-            # and account for what was produced so far, even though this task is cancelled.
-            self._close_out("cancelled")
-            self._pipeline.spawn(self._pipeline.finish(call, self._entered))
-            close = getattr(self._rest, "aclose", None)
-            if close is not None:
-                await close()
+            await self._cancelled()
             raise
+        finally:
+            self._pipeline.open_streams.discard(self)
         self._close_out("ok")
         await self._pipeline.finish(call, self._entered)
+
+    def interrupt(self, error: GatewayError) -> bool:
+        """End the stream now with `error` (an error event in the caller's dialect, charged
+        for what was delivered); false if it is not being iterated."""
+        task = self._task
+        if task is None or task.done() or self._interruption is not None:
+            return False
+        self._interruption = error
+        task.cancel()
+        return True
+
+    async def _cancelled(self) -> None:
+        """The caller went away: close the provider's stream (which drops its connection) and
+        account for what was produced so far, even though this task is cancelled."""
+        self._close_out("cancelled")
+        self._pipeline.spawn(self._pipeline.finish(self.call, self._entered))
+        await self._close_rest()
+
+    async def _close_rest(self) -> None:
+        close = getattr(self._rest, "aclose", None)
+        if close is not None:
+            await close()
+
+    def delivered(self) -> Usage:
+        """What the caller has received so far, as OneFlow counts it (estimated): the prompt
+        (the provider's count once it gave one) and the text of the batches already written.
+        Counted incrementally: each piece of text is tokenized once."""
+        entry = self.route.entry
+        estimator = self._pipeline.estimator
+        upto = self._delivered_upto
+        if upto > self._counted_upto:
+            text = "".join(self._text[self._counted_upto : upto])
+            self._counted_tokens += estimator.text_tokens(text, entry)
+            self._counted_upto = upto
+        input_tokens = self._input_tokens
+        if input_tokens is None:
+            input_tokens = self.call.prompt_tokens(estimator, entry)
+        return Usage(input_tokens=input_tokens, output_tokens=self._counted_tokens, estimated=True)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
@@ -176,6 +236,15 @@ class ChatStream:
         self.cost = call.cost = self._pipeline.price(call, usage)
         call.outcome = outcome
         call.error = error
+
+
+def _uncancel() -> bool:
+    """Take back the cancellation the gateway itself asked for (the task carries on)."""
+    task = asyncio.current_task()
+    if task is None or not task.cancelling():
+        return False
+    task.uncancel()
+    return True
 
 
 def response_events(response: ChatResponse, usage: Usage | None = None) -> list[StreamEvent]:

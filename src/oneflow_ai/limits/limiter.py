@@ -203,7 +203,9 @@ class RateLimiter:
                 log.error("rate_limit_store_failed", error=str(exc), fail_open=self._fail_open)
             if self._fail_open:
                 return None
-            raise ServiceUnavailableError("Rate limiting is unavailable; retry shortly") from exc
+            raise ServiceUnavailableError(
+                "Rate limiting is unavailable; retry shortly", retry_after=1
+            ) from exc
 
     async def close(self) -> None:
         await self.store.close()

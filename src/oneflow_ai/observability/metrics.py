@@ -90,6 +90,10 @@ class GatewayMetrics(Protocol):
 
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None: ...
 
+    def set_ledger_spool_backlog(self, commands: int) -> None: ...
+
+    def set_dependency_unreachable(self, dependency: str, unreachable: bool) -> None: ...
+
     def watch_pool(self, engine: AsyncEngine) -> None: ...
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
@@ -156,6 +160,12 @@ class NoopMetrics:
         return None
 
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:
+        return None
+
+    def set_ledger_spool_backlog(self, commands: int) -> None:
+        return None
+
+    def set_dependency_unreachable(self, dependency: str, unreachable: bool) -> None:
         return None
 
     def watch_pool(self, engine: AsyncEngine) -> None:

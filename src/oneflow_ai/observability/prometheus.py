@@ -199,6 +199,19 @@ class PrometheusMetrics:
             ("scope", "metric", "mode"),
             registry=reg,
         )
+        self._spool = Gauge(
+            "oneflow_ledger_spool_backlog",
+            "Ledger settlements waiting in the spool for the database (replayed when it answers)",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._unreachable = Gauge(
+            "oneflow_dependency_unreachable",
+            "1 while the gateway finds a dependency (database, redis) unreachable",
+            ("dependency",),
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self._pool = PoolWatcher(reg, multiprocess=multiproc_dir is not None)
         self._upstream: dict[tuple[str, str], UpstreamChildren] = {}
         self._rate_reasons = BoundedLabel()
@@ -283,6 +296,13 @@ class PrometheusMetrics:
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:
         """One budget crossing its limit (the labels come from fixed sets: bounded)."""
         self._budget_alerts.labels(scope, metric, mode).inc()
+
+    def set_ledger_spool_backlog(self, commands: int) -> None:
+        self._spool.set(commands)
+
+    def set_dependency_unreachable(self, dependency: str, unreachable: bool) -> None:
+        """``dependency`` is one of a fixed few (database, redis): bounded."""
+        self._unreachable.labels(dependency).set(1 if unreachable else 0)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         """Report the engine's pool connections in use (read at scrape time in one process,

@@ -8,8 +8,9 @@ from redis.asyncio import Redis
 
 from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
 from oneflow_ai.resilience.breaker_set import CircuitBreakers
-from oneflow_ai.resilience.breaker_state import BreakerConfig
+from oneflow_ai.resilience.breaker_state import BreakerConfig, BreakerStore
 from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent
+from oneflow_ai.resilience.degrading import DegradingBreakerStore, DegradingIdempotencyStore
 from oneflow_ai.resilience.http import ResilientHTTPClient
 from oneflow_ai.resilience.idempotency import (
     IdempotencyStore,
@@ -18,6 +19,7 @@ from oneflow_ai.resilience.idempotency import (
 )
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 from oneflow_ai.settings import Settings
+from oneflow_ai.storage.health import Health
 
 __all__ = [
     "build_breakers",
@@ -40,9 +42,16 @@ def _breaker_config(settings: Settings, failure_rate: float) -> BreakerConfig:
     )
 
 
-def build_breakers(settings: Settings, redis: Redis | None) -> CircuitBreakers:
-    """The process's circuit breakers: shared through Redis when it is configured."""
-    store = None if redis is None else RedisBreakerStore(redis, prefix=settings.redis_key_prefix)
+def build_breakers(
+    settings: Settings, redis: Redis | None, health: Health | None = None
+) -> CircuitBreakers:
+    """The process's circuit breakers: shared through Redis when it is configured (this
+    process's own while Redis is unreachable, given its ``health``)."""
+    store: BreakerStore | None = None
+    if redis is not None:
+        store = RedisBreakerStore(redis, prefix=settings.redis_key_prefix)
+        if health is not None:
+            store = DegradingBreakerStore(store, health)
     return CircuitBreakers(
         store,
         provider_config=_breaker_config(settings, settings.circuit_provider_failure_rate),
@@ -104,14 +113,19 @@ def build_http_client(
     )
 
 
-def build_idempotency_store(settings: Settings, redis: Redis | None) -> IdempotencyStore:
+def build_idempotency_store(
+    settings: Settings, redis: Redis | None, health: Health | None = None
+) -> IdempotencyStore:
+    """Idempotency-Key records: shared through Redis when it is configured (this process's
+    own while Redis is unreachable, given its ``health``)."""
     if redis is None:
         return MemoryIdempotencyStore(
             ttl=settings.idempotency_ttl_seconds, lock_seconds=settings.idempotency_lock_seconds
         )
-    return RedisIdempotencyStore(
+    store = RedisIdempotencyStore(
         redis,
         prefix=settings.redis_key_prefix,
         ttl=settings.idempotency_ttl_seconds,
         lock_seconds=settings.idempotency_lock_seconds,
     )
+    return store if health is None else DegradingIdempotencyStore(store, health)

@@ -68,8 +68,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """Build the async engine for `url` (already normalised by the settings)."""
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+) -> AsyncEngine:
+    """Build the async engine for `url` (already normalised by the settings).
+
+    On PostgreSQL, ``connect_timeout`` bounds opening a connection and ``command_timeout`` one
+    statement (asyncpg's own timeouts), so that an unreachable server fails requests in
+    seconds, and trips the ledger's health flag, instead of hanging them."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -87,6 +98,11 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict[str, float] = {}
+    if connect_timeout is not None and url.startswith("postgresql+asyncpg"):
+        connect_args["timeout"] = connect_timeout
+    if command_timeout is not None and url.startswith("postgresql+asyncpg"):
+        connect_args["command_timeout"] = command_timeout
     return create_async_engine(
         url,
         echo=echo,
@@ -94,6 +110,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args=connect_args,
     )
 
 

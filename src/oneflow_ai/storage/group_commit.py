@@ -18,7 +18,11 @@ Failures:
   the batch back and retries it whole with exponential backoff; ``apply`` must therefore be
   safe to re-run, which it is because nothing it did survived the rollback;
 - any other error (a constraint violated by one bad command) splits the batch: each command
-  is retried in a transaction of its own, so one bad command fails alone.
+  is retried in a transaction of its own, so one bad command fails alone;
+- with ``unreachable`` given, an error it recognises (the database cannot be reached) is not
+  retried: the whole batch fails at once with :class:`DatabaseUnreachableError`, and
+  ``on_unreachable`` is told (it trips the database's health flag), so that callers can fall
+  back (refuse fast, spool) instead of waiting out an outage.
 
 Durability: a resolved future means committed (PostgreSQL: durable on disk with the default
 ``synchronous_commit``; SQLite in WAL with ``synchronous=NORMAL``: survives a process crash).
@@ -42,7 +46,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from oneflow_ai.storage.database import begin_immediate, sqlite_file_engine
 from oneflow_ai.tasks import stop
 
-__all__ = ["GroupCommitWriter", "WriterClosedError", "WriterOverloadedError", "is_transient"]
+__all__ = [
+    "DatabaseUnreachableError",
+    "GroupCommitWriter",
+    "WriterClosedError",
+    "WriterOverloadedError",
+    "is_transient",
+]
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -60,6 +70,10 @@ class WriterClosedError(RuntimeError):
 
 class WriterOverloadedError(RuntimeError):
     """Too many commands wait for the database; the command was not accepted."""
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """The database could not be reached; the command was not written."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -98,6 +112,8 @@ class GroupCommitWriter(Generic[C, R]):
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
         name: str = "writer",
+        unreachable: Callable[[BaseException], bool] | None = None,
+        on_unreachable: Callable[[BaseException], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -116,6 +132,8 @@ class GroupCommitWriter(Generic[C, R]):
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._name = name
+        self._unreachable = unreachable
+        self._on_unreachable = on_unreachable
         self._pending: list[tuple[C, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -263,6 +281,10 @@ class GroupCommitWriter(Generic[C, R]):
             return
         try:
             results = await self._transaction([command for command, _ in live])
+        except DatabaseUnreachableError as exc:
+            for _, future in live:
+                _set_exception(future, exc)
+            return
         except Exception as exc:
             if len(live) == 1:
                 log.error(
@@ -300,6 +322,10 @@ class GroupCommitWriter(Generic[C, R]):
                     raise RuntimeError("apply returned a different number of results")
                 return results
             except Exception as exc:
+                if self._unreachable is not None and self._unreachable(exc):
+                    if self._on_unreachable is not None:
+                        self._on_unreachable(exc)
+                    raise DatabaseUnreachableError(f"{type(exc).__name__}: {exc}") from exc
                 if not is_transient(exc) or (self._closing and self._closed):
                     raise
                 log.warning(

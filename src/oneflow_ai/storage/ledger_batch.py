@@ -1,7 +1,9 @@
 """Apply one batch of ledger commands in one transaction (the group-commit writer's ``apply``).
 
 Phases run in a fixed order: heartbeat and reaping, top-ups and adjustments, reservations,
-settlements, releases, usage records. Every phase starts with a write, so on SQLite the
+stream checkpoints, settlements, releases, usage records (a settlement's record only when it
+charged: settling a request again, from a replayed spool or by two processes, records
+nothing twice). Every phase starts with a write, so on SQLite the
 transaction holds the write lock before it reads anything (no read-to-write upgrade can fail
 half-way, and what it reads is the latest state).
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -38,6 +40,7 @@ from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
+    CheckpointCommand,
     CounterChange,
     EntryCommand,
     EntryRow,
@@ -45,7 +48,6 @@ from oneflow_ai.storage.ledger_commands import (
     LedgerCommand,
     LedgerResult,
     ReapCommand,
-    Reaped,
     RecordCommand,
     Recorded,
     ReleaseCommand,
@@ -55,12 +57,12 @@ from oneflow_ai.storage.ledger_commands import (
     SettleCommand,
     Settled,
 )
+from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, shift_reserved
+from oneflow_ai.storage.ledger_recovery import checkpoint, reap
 from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
 from oneflow_ai.storage.usage_store import insert_usage
 
 __all__ = ["apply_batch", "post_entry"]
-
-CounterKey = tuple[str, date]
 
 
 def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
@@ -70,7 +72,7 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
 
     for i, command in enumerate(commands):
         if isinstance(command, ReapCommand):
-            results[i] = _reap(connection, sql, command)
+            results[i] = reap(connection, sql, command)
     for i, command in enumerate(commands):
         if isinstance(command, EntryCommand):
             results[i] = post_entry(connection, command.entry, command.mode)
@@ -79,6 +81,9 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
     if reserves:
         reserved = _reserve(connection, sql, [c for _, c in reserves])
         results.update(zip((i for i, _ in reserves), reserved, strict=True))
+    for i, command in enumerate(commands):
+        if isinstance(command, CheckpointCommand):
+            results[i] = checkpoint(connection, sql, command)
     settles = [(i, c) for i, c in enumerate(commands) if isinstance(c, SettleCommand)]
     if settles:
         settled = _settle(connection, sql, [c for _, c in settles])
@@ -89,17 +94,35 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
         results.update(zip((i for i, _ in releases), released, strict=True))
 
     usage: list[UsageRecord] = []
+    once = {c.record.request_id for c in commands if isinstance(c, RecordCommand) and c.once}
+    recorded = _recorded(connection, sql, once) if once else set()
     for i, command in enumerate(commands):
         if isinstance(command, RecordCommand):
             results[i] = Recorded()
+            if command.once and command.record.request_id in recorded:
+                continue
             usage.append(command.record)
-        elif isinstance(command, SettleCommand | ReleaseCommand) and command.record is not None:
+            if command.once:
+                recorded.add(command.record.request_id)
+        elif isinstance(command, ReleaseCommand) and command.record is not None:
             usage.append(command.record)
+        elif isinstance(command, SettleCommand) and command.record is not None:
+            outcome = results[i]
+            if isinstance(outcome, Settled) and outcome.charged:
+                usage.append(command.record)
     insert_usage(connection, usage)
 
     if len(results) != len(commands):
         raise TypeError("apply_batch got a command it does not know")
     return [results[i] for i in range(len(commands))]
+
+
+def _recorded(connection: Connection, sql: LedgerStatements, request_ids: set[str]) -> set[str]:
+    """Which of these requests have a usage record already."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(request_ids)):
+        found.update(row[0] for row in run(connection, sql.recorded, {"ids": chunk}))
+    return found
 
 
 # ---- entries -------------------------------------------------------------------------------
@@ -188,7 +211,7 @@ def _reserve(
                 key = (hold.budget_id, hold.period_start)
                 room[key] -= hold.amount
                 counter_shift[key] += hold.amount
-    _shift_reserved(connection, sql, account_shift, counter_shift)
+    shift_reserved(connection, sql, account_shift, counter_shift)
 
     rows_out: list[dict[str, Any]] = []
     hold_rows: list[dict[str, Any]] = []
@@ -248,45 +271,6 @@ def _decide(
     return Reserved(accepted=True, account_hold=account_hold, holds=tuple(holds))
 
 
-def _shift_reserved(
-    connection: Connection,
-    sql: LedgerStatements,
-    account_shift: dict[str, int],
-    counter_shift: dict[CounterKey, int],
-) -> None:
-    """Add to (or, with negative amounts, take from) the ``reserved`` of accounts and counters."""
-    accounts = [{"p": p, "x": x} for p, x in sorted(account_shift.items()) if x]
-    if accounts:
-        run(connection, sql.shift_account, accounts)
-    counters = [{"b": b, "d": d, "x": x} for (b, d), x in sorted(counter_shift.items()) if x]
-    if counters:
-        run(connection, sql.shift_counter, counters)
-
-
-def _give_back(
-    connection: Connection,
-    sql: LedgerStatements,
-    account_holds: dict[str, int],
-    counter_holds: dict[CounterKey, int],
-) -> None:
-    _shift_reserved(
-        connection,
-        sql,
-        {p: -x for p, x in account_holds.items()},
-        {k: -x for k, x in counter_holds.items()},
-    )
-
-
-def _resolve(connection: Connection, sql: LedgerStatements, ids: Sequence[str | None]) -> set[str]:
-    """Delete the given reservations; return those that were still active."""
-    wanted = sorted({i for i in ids if i is not None})
-    active: set[str] = set()
-    for chunk in chunks(wanted):
-        deleted = run(connection, sql.resolve, {"ids": chunk})
-        active.update(row[0] for row in deleted)
-    return active
-
-
 # ---- settlements and releases --------------------------------------------------------------
 
 
@@ -297,7 +281,7 @@ def _settle(
     for chunk in chunks([_entry_values(c.charge) for c in commands]):
         result = run(connection, sql.insert_charges, chunk)
         inserted.update(row[0] for row in result)
-    active = _resolve(connection, sql, [c.reservation_id for c in commands])
+    active = resolve(connection, sql, [c.reservation_id for c in commands])
 
     balance_delta: dict[str, int] = defaultdict(int)
     account_release: dict[str, int] = defaultdict(int)
@@ -333,7 +317,7 @@ def _settle(
             account_release.get(project_id, 0),
             at,
         )
-    _give_back(connection, sql, {}, counter_release)
+    give_back(connection, sql, {}, counter_release)
     changes: dict[int, list[CounterChange]] = defaultdict(list)
     for (budget_id, period_start), amount in sorted(counter_used.items()):
         row = (
@@ -371,7 +355,7 @@ def _move_account(
 def _release(
     connection: Connection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
 ) -> list[Released]:
-    active = _resolve(connection, sql, [c.reservation_id for c in commands])
+    active = resolve(connection, sql, [c.reservation_id for c in commands])
     account_release: dict[str, int] = defaultdict(int)
     counter_release: dict[CounterKey, int] = defaultdict(int)
     outcomes: list[Released] = []
@@ -383,41 +367,5 @@ def _release(
             for hold in command.holds:
                 counter_release[(hold.budget_id, hold.period_start)] += hold.amount
         outcomes.append(Released(released=released))
-    _give_back(connection, sql, account_release, counter_release)
+    give_back(connection, sql, account_release, counter_release)
     return outcomes
-
-
-# ---- reaping -------------------------------------------------------------------------------
-
-
-def _reap(connection: Connection, sql: LedgerStatements, command: ReapCommand) -> Reaped:
-    params = {"owner": command.owner, "now": command.now, "stale": command.stale_before}
-    if command.retire:
-        run(connection, sql.retire, {"owner": command.owner})
-    else:
-        run(connection, sql.heartbeat, {"owner": command.owner, "now": command.now})
-    candidates = (
-        run(
-            connection,
-            sql.dead_or_own_reservations if command.release_own else sql.dead_reservations,
-            params,
-        )
-    ).all()
-    released = 0
-    for chunk in chunks(candidates):
-        by_id = {row[0]: (row[1], int(row[2])) for row in chunk}
-        held = (run(connection, sql.holds_of, {"ids": list(by_id)})).all()
-        gone = _resolve(connection, sql, list(by_id))
-        account_release: dict[str, int] = defaultdict(int)
-        counter_release: dict[CounterKey, int] = defaultdict(int)
-        for reservation_id in gone:
-            project_id, amount = by_id[reservation_id]
-            account_release[project_id] += amount
-        for reservation_id, budget_id, period_start, amount in held:
-            if reservation_id in gone:
-                counter_release[(budget_id, period_start)] += int(amount)
-        _give_back(connection, sql, account_release, counter_release)
-        released += len(gone)
-    # Dead owners hold nothing any more (their reservations were released just above).
-    run(connection, sql.purge_owners, params)
-    return Reaped(released=released)

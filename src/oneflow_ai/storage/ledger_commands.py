@@ -14,10 +14,13 @@ from oneflow_ai.domain.usage_record import UsageRecord
 
 __all__ = [
     "AccountRow",
+    "CheckpointCommand",
+    "Checkpointed",
     "CounterChange",
     "EntryCommand",
     "EntryRow",
     "HoldRow",
+    "Interrupted",
     "LedgerCommand",
     "LedgerResult",
     "ReapCommand",
@@ -30,6 +33,7 @@ __all__ = [
     "Reserved",
     "SettleCommand",
     "Settled",
+    "StreamProgress",
 ]
 
 
@@ -152,7 +156,10 @@ class Released:
 
 @dataclass(frozen=True, slots=True)
 class RecordCommand:
+    """A usage record; with ``once``, only if its request has none yet (a replayed spool)."""
+
     record: UsageRecord
+    once: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,24 +176,92 @@ class EntryCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamProgress:
+    """What one streamed answer has delivered so far, priced: written on its reservation's
+    row (created, holding nothing, for a request that had none in the database)."""
+
+    reservation_id: str
+    request_id: str
+    project_id: str
+    user_id: str | None
+    key_id: str | None
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    micro_credits: int
+    price_table_version: str
+    owner: str
+    created_at: datetime
+    expires_at: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCommand:
+    """The progress of many streams at once (one write per checkpoint interval)."""
+
+    progress: tuple[StreamProgress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointed:
+    written: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReapCommand:
-    """Heartbeat for ``owner`` and release the reservations of dead owners (no heartbeat
-    since ``stale_before``) and expired ones; with ``release_own`` also every reservation of
-    ``owner`` (clean shutdown), with ``retire`` remove ``owner`` itself."""
+    """Heartbeat for ``owner`` (of ``instance``) and release the reservations of dead owners
+    (no heartbeat since ``stale_before``) and expired ones; with ``release_own`` also every
+    reservation of ``owner`` (clean shutdown), with ``retire`` remove ``owner`` itself.
+    ``previous_of`` names an instance whose other owners are dead (earlier incarnations of a
+    restarted process, or an instance an operator releases by hand).
+
+    Reservations with a checkpoint are not released here: they come back in
+    :attr:`Reaped.interrupted`, for billing to settle with what they delivered."""
 
     owner: str
     now: datetime
     stale_before: datetime
     release_own: bool = False
     retire: bool = False
+    instance: str | None = None
+    previous_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A reservation whose stream was checkpointed and whose owner is gone."""
+
+    reservation_id: str
+    request_id: str
+    project_id: str
+    user_id: str | None
+    key_id: str | None
+    model: str
+    provider: str
+    account_hold: int
+    holds: tuple[HoldRow, ...]
+    input_tokens: int
+    output_tokens: int
+    micro_credits: int
+    price_table_version: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Reaped:
     released: int
+    interrupted: tuple[Interrupted, ...] = ()
 
 
 LedgerCommand = (
-    ReserveCommand | SettleCommand | ReleaseCommand | RecordCommand | EntryCommand | ReapCommand
+    ReserveCommand
+    | SettleCommand
+    | ReleaseCommand
+    | RecordCommand
+    | EntryCommand
+    | ReapCommand
+    | CheckpointCommand
 )
-LedgerResult = Reserved | Settled | Released | Recorded | AccountRow | Reaped
+LedgerResult = Reserved | Settled | Released | Recorded | AccountRow | Reaped | Checkpointed

@@ -37,6 +37,7 @@ from oneflow_ai.storage.tables import (
     LedgerOwner,
     LedgerReservation,
     ReservationHold,
+    UsageRecordRow,
     table_of,
 )
 
@@ -49,6 +50,7 @@ reservations = table_of(LedgerReservation)
 holds = table_of(ReservationHold)
 budgets = table_of(Budget)
 counters = table_of(BudgetCounter)
+usage_records = table_of(UsageRecordRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +71,17 @@ class LedgerStatements:
     charge_account: Executable  # :p :delta :release :at
     upsert_balance: Executable  # :p :delta :at
     add_used: Executable  # :b :d :x ; RETURNING used
-    heartbeat: Executable  # :owner :now
+    heartbeat: Executable  # :owner :now :instance
     retire: Executable  # :owner
-    dead_reservations: Executable  # :now :owner :stale
-    dead_or_own_reservations: Executable  # :now :owner :stale
+    # :now :owner :stale :previous_of ; without (release) or with (settle) a checkpoint
+    dead_reservations: Executable
+    dead_or_own_reservations: Executable
+    dead_checkpoints: Executable
+    dead_or_own_checkpoints: Executable
     holds_of: Executable  # :ids (expanding)
-    purge_owners: Executable  # :owner :stale
+    purge_owners: Executable  # :owner :stale :previous_of
+    checkpoint: Executable  # executemany; upsert of a reservation's progress
+    recorded: Executable  # :ids (expanding); request ids that have a usage record
 
 
 def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -124,14 +131,38 @@ def _build(dialect: str) -> LedgerStatements:
         updated_at=bindparam("at"),
     )
     heartbeat = _insert(dialect, owners).values(
-        owner=bindparam("owner"), started_at=bindparam("now"), heartbeat_at=bindparam("now")
+        owner=bindparam("owner"),
+        started_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        instance=bindparam("instance"),
     )
     alive = select(owners.c.owner).where(owners.c.heartbeat_at >= bindparam("stale"))
+    # Earlier incarnations of a restarted instance (NULL: none, `instance = NULL` never holds).
+    previous = select(owners.c.owner).where(
+        owners.c.instance == bindparam("previous_of"), owners.c.owner != bindparam("owner")
+    )
     dead = or_(
         reservations.c.expires_at < bindparam("now"),
-        (reservations.c.owner != bindparam("owner")) & reservations.c.owner.not_in(alive),
+        (reservations.c.owner != bindparam("owner"))
+        & or_(reservations.c.owner.not_in(alive), reservations.c.owner.in_(previous)),
     )
+    own = reservations.c.owner == bindparam("owner")
+    plain = reservations.c.checkpointed_at.is_(None)
+    checkpointed = reservations.c.checkpointed_at.is_not(None)
     reservation_columns = (reservations.c.id, reservations.c.project_id, reservations.c.amount)
+    interrupted_columns = (
+        *reservation_columns,
+        reservations.c.request_id,
+        reservations.c.user_id,
+        reservations.c.key_id,
+        reservations.c.model,
+        reservations.c.provider,
+        reservations.c.input_tokens,
+        reservations.c.output_tokens,
+        reservations.c.progress_micro_credits,
+        reservations.c.price_table_version,
+        reservations.c.created_at,
+    )
     x = bindparam("x", type_=BigInteger)
     return LedgerStatements(
         insert_entries=insert(entries),
@@ -201,20 +232,60 @@ def _build(dialect: str) -> LedgerStatements:
         ),
         add_used=add_used.returning(counters.c.used),
         heartbeat=heartbeat.on_conflict_do_update(
-            index_elements=["owner"], set_={"heartbeat_at": heartbeat.excluded.heartbeat_at}
+            index_elements=["owner"],
+            set_={
+                "heartbeat_at": heartbeat.excluded.heartbeat_at,
+                "instance": heartbeat.excluded.instance,
+            },
         ),
         retire=delete(owners).where(owners.c.owner == bindparam("owner")),
-        dead_reservations=select(*reservation_columns).where(dead),
-        dead_or_own_reservations=select(*reservation_columns).where(
-            or_(dead, reservations.c.owner == bindparam("owner"))
-        ),
+        dead_reservations=select(*reservation_columns).where(dead, plain),
+        dead_or_own_reservations=select(*reservation_columns).where(or_(dead, own), plain),
+        dead_checkpoints=select(*interrupted_columns).where(dead, checkpointed),
+        dead_or_own_checkpoints=select(*interrupted_columns).where(or_(dead, own), checkpointed),
         holds_of=select(
             holds.c.reservation_id, holds.c.budget_id, holds.c.period_start, holds.c.amount
         ).where(holds.c.reservation_id.in_(bindparam("ids", expanding=True))),
         purge_owners=delete(owners).where(
-            owners.c.heartbeat_at < bindparam("stale"), owners.c.owner != bindparam("owner")
+            owners.c.owner != bindparam("owner"),
+            or_(
+                owners.c.heartbeat_at < bindparam("stale"),
+                owners.c.instance == bindparam("previous_of"),
+            ),
         ),
+        checkpoint=_checkpoint(dialect),
+        recorded=select(usage_records.c.request_id)
+        .where(usage_records.c.request_id.in_(bindparam("ids", expanding=True)))
+        .distinct(),
     )
+
+
+def _checkpoint(dialect: str) -> Executable:
+    """Insert a stream's reservation row holding nothing, or update its progress."""
+    statement = _insert(dialect, reservations).values(
+        id=bindparam("id"),
+        request_id=bindparam("request_id"),
+        project_id=bindparam("project_id"),
+        user_id=bindparam("user_id"),
+        key_id=bindparam("key_id"),
+        model=bindparam("model"),
+        provider=bindparam("provider"),
+        amount=literal(0, BigInteger),
+        max_micro_credits=literal(0, BigInteger),
+        owner=bindparam("owner"),
+        created_at=bindparam("created_at"),
+        expires_at=bindparam("expires_at"),
+        input_tokens=bindparam("input_tokens", type_=BigInteger),
+        output_tokens=bindparam("output_tokens", type_=BigInteger),
+        progress_micro_credits=bindparam("micro_credits", type_=BigInteger),
+        price_table_version=bindparam("price_table_version"),
+        checkpointed_at=bindparam("at"),
+    )
+    progress = ("model", "provider", "input_tokens", "output_tokens", "progress_micro_credits")
+    changes = {name: statement.excluded[name] for name in progress}
+    changes["price_table_version"] = statement.excluded.price_table_version
+    changes["checkpointed_at"] = statement.excluded.checkpointed_at
+    return statement.on_conflict_do_update(index_elements=["id"], set_=changes)
 
 
 def _for_update(dialect: str, statement: Select[Any], table: Any) -> Select[Any]:

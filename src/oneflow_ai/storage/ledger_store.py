@@ -33,6 +33,7 @@ __all__ = [
     "active_reservations",
     "counters_for",
     "get_account",
+    "instances_named",
     "list_entries",
     "live_owners",
     "load_budgets",
@@ -254,3 +255,16 @@ async def live_owners(connection: AsyncConnection, since: datetime) -> int:
     """How many gateway processes have heartbeaten since ``since`` (are running)."""
     statement = select(func.count()).select_from(owners).where(owners.c.heartbeat_at >= since)
     return int((await connection.execute(statement)).scalar_one())
+
+
+async def instances_named(connection: AsyncConnection, name: str) -> list[str]:
+    """The registered instances called ``name``, or whose base is ``name`` (``name/<slot>``)."""
+    statement = (
+        select(owners.c.instance)
+        .where(
+            (owners.c.instance == name) | owners.c.instance.startswith(f"{name}/", autoescape=True)
+        )
+        .distinct()
+        .order_by(owners.c.instance)
+    )
+    return [row[0] for row in (await connection.execute(statement)).all()]

@@ -272,13 +272,19 @@ class LedgerEntry(Base):
 
 
 class LedgerOwner(Base):
-    """A live gateway process that may hold reservations; its heartbeat proves it alive."""
+    """A live gateway process that may hold reservations; its heartbeat proves it alive.
+
+    ``instance`` is the stable identity the process runs as (migration 0005): a process that
+    restarts as the same instance settles what its previous incarnations left at once.
+    """
 
     __tablename__ = "ledger_owners"
+    __table_args__ = (Index("ix_ledger_owners_instance", "instance"),)
 
     owner: Mapped[str] = mapped_column(String(100), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    instance: Mapped[str | None] = mapped_column(String(100))
 
 
 class LedgerReservation(Base):
@@ -287,6 +293,10 @@ class LedgerReservation(Base):
     ``amount`` is held on the project's prepaid balance (0 when the account is postpaid);
     the holds on hard budgets are in ``reservation_holds``. A reservation whose ``owner``
     stops heartbeating, or that outlives ``expires_at``, is released by any process.
+
+    A streamed answer checkpoints its progress here (migration 0005; a postpaid stream gets a
+    row of its own, holding nothing): the tokens delivered so far and their price. A row with
+    a checkpoint is settled, not released, when its owner dies: charged what it delivered.
     """
 
     __tablename__ = "ledger_reservations"
@@ -308,6 +318,11 @@ class LedgerReservation(Base):
     owner: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    progress_micro_credits: Mapped[int | None] = mapped_column(BigInteger)
+    price_table_version: Mapped[str | None] = mapped_column(String(64))
+    checkpointed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Budget(Base):
