@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.conftest import Gateway
+from tests.support.access_lines import access_lines
 
 HI = [{"role": "user", "content": "hi"}]
 Logs = list[MutableMapping[str, Any]]
@@ -23,7 +24,7 @@ def logs() -> Iterator[Logs]:
 
 
 def _access_line(logs: Logs, path: str) -> MutableMapping[str, Any]:
-    (line,) = [e for e in logs if e["event"] == "request" and e["path"] == path]
+    (line,) = access_lines(logs, path)
     return line
 
 

@@ -17,6 +17,7 @@ from oneflow_ai.api.dialect_fields import ANTHROPIC_CARRIED, OPENAI_CARRIED
 from oneflow_ai.providers.anthropic_json import JSON_TOOL
 from tests.integration.conftest import Gateway
 from tests.integration.test_chat import ASK, WEATHER_TOOL_ANTHROPIC, WEATHER_TOOL_OPENAI
+from tests.support.access_lines import access_lines
 
 GPT, CLAUDE = "gpt-4o", "claude-3-haiku-20240307"
 IGNORED = "x-oneflow-ignored-params"
@@ -99,9 +100,12 @@ def test_through_the_sdks_with_the_access_line(gateway: Gateway) -> None:
             model=GPT, max_tokens=30, messages=HI, stream=True, extra_body={"top_k": 3}
         )
         assert [event.type for event in streamed.parse()][-1] == "message_stop"
+        # (a stream's access line is written once its last bytes are sent: wait for it)
+        lines = {
+            path: access_lines(logs, path)[0] for path in ("/v1/chat/completions", "/v1/messages")
+        }
     assert set(raw.headers[IGNORED].split(", ")) == {"seed", "logprobs", "top_logprobs"}
     assert streamed.headers[IGNORED] == "top_k"
-    lines = {e["path"]: e for e in logs if e["event"] == "request"}
     assert set(lines["/v1/chat/completions"]["ignored_params"]) == {
         "seed",
         "logprobs",
