@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The suite runs in this many processes (pytest-xdist; every test has its own databases,
+# Redis key prefix and ports). 0 runs it in this process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 ARGS ?=
 
 # The version's one source is pyproject.toml (the package reads its installed metadata).
@@ -115,11 +119,11 @@ run: install ## start the gateway at http://127.0.0.1:8000 (PORT=8100 for anothe
 dev: install-dev ## start the gateway with auto-reload
 	$(BIN)/oneflow serve --host $(HOST) --port $(PORT) --reload
 
-test: install-dev ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install-dev ## run the whole test suite (TEST_WORKERS=2 processes; TEST_WORKERS=0: one)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-coverage: install-dev ## run the suite with a coverage report
-	$(BIN)/python -m pytest --cov=oneflow_ai --cov-report=term-missing --cov-report=xml $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) --cov=oneflow_ai --cov-report=term-missing --cov-report=xml $(PYTEST_ARGS)
 
 test-property: install-dev ## run the Hypothesis property tests only
 	$(BIN)/python -m pytest -m property $(PYTEST_ARGS)
