@@ -41,8 +41,8 @@ def new_call(
 ) -> Call:
     """A call for `model` (a concrete model, `auto` or a strategy name). The strategy comes
     from `strategy` (a body field named `strategy_field`) or else the `X-OneFlow-Strategy`
-    header. The call's state is the request's, so hooks can leave response headers for the
-    edge middleware, and the call is left in it for the request's access line."""
+    header. The call is left in the request's state for the edge: its access line and its
+    `X-RateLimit-*` headers."""
     if strategy is None:
         strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
     state = request.scope.setdefault("state", {})
@@ -54,6 +54,5 @@ def new_call(
         model=model,
         strategy=resolve_strategy(model, strategy, header_name=strategy_field),
         stream=stream,
-        state=state,
     )
     return call

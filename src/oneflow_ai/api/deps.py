@@ -20,30 +20,43 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.auth.credentials import credential_from_headers
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.errors import AuthenticationError
+from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.limits import RateDecision
 
 __all__ = [
-    "RATE_LIMIT_HEADERS_STATE",
+    "RATE_LIMIT_STATE",
     "admit",
     "authenticate",
     "get_services",
     "rate_limit",
+    "rate_limit_headers",
     "request_id",
     "require",
 ]
 
-# scope["state"] entry the edge middleware reads to add X-RateLimit-* headers to the response.
-RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
+# scope["state"] entry for the rate-limit decision of a request that is not a model call.
+RATE_LIMIT_STATE = "rate_limit"
+
+
+def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The `X-RateLimit-*` headers of the request whose ASGI state is `state`: its model
+    call's decision (the rate-limit hook's) or the `admit` dependency's; none without one."""
+    call = state.get(CALL_STATE)
+    decision = call.rate_limit if isinstance(call, Call) else state.get(RATE_LIMIT_STATE)
+    if not isinstance(decision, RateDecision):
+        return []
+    return [(name.lower().encode(), value.encode()) for name, value in decision.headers.items()]
 
 
 def get_services(connection: HTTPConnection) -> Services:
@@ -96,9 +109,7 @@ async def admit(
         principal, provider=provider, tokens=tokens
     )
     if decision.limit is not None:
-        connection.scope.setdefault("state", {})[RATE_LIMIT_HEADERS_STATE] = [
-            (name.lower().encode(), value.encode()) for name, value in decision.headers.items()
-        ]
+        connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = decision
     return decision
 
 
