@@ -45,6 +45,8 @@ __all__ = [
     "require",
 ]
 
+# scope["state"] entry for the request's authenticated caller.
+PRINCIPAL_STATE = "principal"
 # scope["state"] entry for the rate-limit decision of a request that is not a model call.
 RATE_LIMIT_STATE = "rate_limit"
 
@@ -71,14 +73,20 @@ def request_id(connection: HTTPConnection) -> str:
 
 async def authenticate(connection: HTTPConnection) -> Principal:
     """The caller, from `Authorization: Bearer`, `X-API-Key` or `x-api-key`: the master key, an
-    API key, or a JWT access token; 401 otherwise. No database round trip when the key is warm."""
+    API key, or a JWT access token; 401 otherwise. No database round trip when the key is warm,
+    and once per request: the caller found first (by the idempotency middleware, say) is kept
+    in the request's state for the endpoint."""
+    state = connection.scope.setdefault("state", {})
+    known = state.get(PRINCIPAL_STATE)
+    if isinstance(known, Principal):
+        return known
     credential = credential_from_headers(connection.scope["headers"])
     if credential is None:
         raise AuthenticationError(
             "No API key provided: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
         )
     principal = await get_services(connection).identity.authenticate(credential)
-    connection.scope.setdefault("state", {})["principal"] = principal
+    state[PRINCIPAL_STATE] = principal
     return principal
 
 
