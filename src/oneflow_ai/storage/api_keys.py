@@ -21,8 +21,9 @@ class ApiKeyRepository:
         self._session.add(key)
         await self._session.flush()
 
-    async def get(self, key_id: str) -> ApiKey | None:
-        return await self._session.get(ApiKey, key_id)
+    async def get(self, key_id: str, *, for_update: bool = False) -> ApiKey | None:
+        """The key, or None; `for_update` locks its row until the transaction ends."""
+        return await self._session.get(ApiKey, key_id, with_for_update=for_update)
 
     async def by_prefix(self, prefix: str) -> tuple[ApiKey, dict[str, int] | None] | None:
         """The key with this prefix and its project's limits, in one query."""
