@@ -178,6 +178,71 @@ def test_create_and_rotate_a_key_the_secret_shown_once(
     page.get_by_role("button", name="Use this key").wait_for()
 
 
+def test_an_admin_edits_a_key_and_the_next_calls_obey_it(
+    console: Console, world: BillingWorld
+) -> None:
+    """The key page's edit form: a limit lowered in the console limits the very next calls
+    made with the key (through the API, with the official client's wire format); then its
+    allowed models and expiry, checked through the API."""
+    project, key = world.project("edited")
+    key_id = world.key_ids[key]
+    name = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()["name"]
+    console.open(f"/console/keys?project={project}")
+    console.sign_in_with_key(MASTER_KEY)
+    page = console.page
+    # Keyboard: the Edit button opens the form with the focus in it; Escape closes it.
+    page.get_by_role("button", name=f"Edit {name}").focus()
+    page.keyboard.press("Enter")
+    form = page.get_by_role("form", name=f"Edit {name}")
+    form.wait_for()
+    assert page.evaluate("document.activeElement.name") == "name"
+    page.keyboard.press("Escape")
+    assert form.count() == 0
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Edit {name}"
+
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_label("Requests / minute").fill("2")
+    form.get_by_role("button", name="Save changes").click()
+    page.get_by_text(f"{name} saved.").wait_for()
+    page.get_by_role("cell", name="2 rpm", exact=True).wait_for()
+    console.shot("key-edited")
+    stored = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()
+    assert stored["limits"] == {"requests_per_minute": 2}
+    statuses = [
+        world.admin.post(
+            "/v1/chat/completions",
+            json=chat_body(5, model="gpt-4o"),
+            headers={"Authorization": f"Bearer {key}"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_label("Allowed models (none selected: all)").select_option(["gpt-4o"])
+    form.get_by_label("Expires in days", exact=False).fill("30")
+    form.get_by_label("Requests / minute").fill("")
+    form.get_by_role("button", name="Save changes").click()
+    page.get_by_text(f"{name} saved.").first.wait_for()
+    page.get_by_role("cell", name="gpt-4o", exact=True).wait_for()
+    stored = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()
+    assert (stored["allowed_models"], stored["limits"]) == (["gpt-4o"], None)
+    assert stored["expires_at"] is not None
+    # Nothing changed: nothing is sent; a negative limit: the form refuses it before sending.
+    patches: list[str] = []
+    page.on("request", lambda r: patches.append(r.url) if r.method == "PATCH" else None)
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_role("button", name="Save changes").click()
+    form.get_by_role("alert").get_by_text("Nothing changed.").wait_for()
+    tokens = form.get_by_label("Tokens / minute")
+    tokens.fill("-5")
+    form.get_by_role("button", name="Save changes").click()
+    assert tokens.evaluate("input => input.validity.rangeUnderflow")
+    page.wait_for_timeout(300)
+    assert patches == []
+    assert world.admin_call("GET", f"/api/v1/keys/{key_id}").json()["limits"] is None
+
+
 def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
     console: Console, world: BillingWorld, traffic: dict[str, object]
 ) -> None:
@@ -191,6 +256,7 @@ def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
     assert page.get_by_role("button", name="Create key").count() == 0
     assert page.get_by_role("button", name="Revoke").count() == 0
     assert page.get_by_role("button").filter(has_text="Rotate").count() == 0
+    assert page.get_by_role("button").filter(has_text="Edit").count() == 0
     nav.get_by_role("link", name="Billing").click()
     page.get_by_role("heading", name="Budgets and quotas").wait_for()
     assert page.get_by_role("button", name="Top up").count() == 0
@@ -202,8 +268,10 @@ def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
         json={"email": traffic["viewer"], "password": PASSWORD},
     )
     token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    some_key = world.key_ids[str(traffic["second"])]
     for method, path, body in (
         ("POST", "/api/v1/keys", {"name": "nope"}),
+        ("PATCH", f"/api/v1/keys/{some_key}", {"limits": {"requests_per_minute": 1}}),
         ("GET", "/api/v1/admin/circuits", None),
         ("PUT", f"/api/v1/projects/{project}/budgets", {"budgets": []}),
         ("POST", f"/api/v1/projects/{project}/credits", {"credits": "1"}),
