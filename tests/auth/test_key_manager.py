@@ -322,3 +322,17 @@ async def test_concurrent_edits_of_a_projects_limits_both_take_effect(env: Ident
             "requests_per_minute": 10 + round_,
             "tokens_per_minute": 1000 + round_,
         }
+
+
+async def test_an_expired_key_can_be_given_a_new_expiry(env: IdentityEnv) -> None:
+    await _project(env)
+    key = await env.identity.keys.create(
+        MASTER, project_id="acme", name="svc", expires_at=env.clock() + timedelta(hours=1)
+    )
+    env.clock.advance(3601)
+    with pytest.raises(AuthenticationError):
+        await env.identity.authenticate(key.key)
+    await env.identity.keys.update(MASTER, key.row.id, expires_at=env.clock() + timedelta(days=1))
+    assert (await env.identity.authenticate(key.key)).key_id == key.row.id
+    with pytest.raises(BadRequestError, match="future"):
+        await env.identity.keys.update(MASTER, key.row.id, expires_at=env.clock())
