@@ -35,6 +35,7 @@ from oneflow_ai.gateway.planning import select_by_router
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.providers.reachability import ProviderReachability
 from oneflow_ai.providers.registry import (
     ClientFactory,
     ProviderRegistry,
@@ -97,6 +98,8 @@ class Services:
     # Prompts and answers of the projects that store them (the request log's bodies).
     bodies: BodyLogHook
     fake_providers: FakeProviders | None = None
+    # The providers declared by configuration that run: reachable or not (/ready warns).
+    reachability: ProviderReachability | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -199,6 +202,12 @@ class Services:
         except BaseException:
             await exit_stack.aclose()
             raise
+        reachability = ProviderReachability(
+            entry for entry in catalog.providers.values() if entry.name in registry
+        )
+        if reachability.providers:  # checked in the background: start-up never waits on it
+            check = asyncio.get_running_loop().create_task(reachability.warn_unreachable())
+            exit_stack.callback(check.cancel)
         if not registry.names:
             log.warning(
                 "no_provider_configured",
@@ -227,6 +236,7 @@ class Services:
             schema=await _watch_schema(engine),
             bodies=bodies,
             fake_providers=fakes,
+            reachability=reachability,
             exit_stack=exit_stack,
         )
 
