@@ -47,6 +47,7 @@ from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.breaker_state import CircuitState
 from oneflow_ai.resilience.caller import RetryEvent
 from oneflow_ai.resilience.idempotency import IdempotencyStore
+from oneflow_ai.resilience.load import DeploymentLoad, LoadTrackingUpstream
 from oneflow_ai.resilience.setup import build_breakers, build_caller, build_idempotency_store
 from oneflow_ai.resilience.upstream_client import ResilientUpstream
 from oneflow_ai.routing.latency import LatencyTracker
@@ -158,7 +159,8 @@ class Services:
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
             router = build_router(settings, pricing, latency=latency, circuits=breakers)
-            factory = _resilient_clients(settings, breakers, telemetry, transport)
+            load = DeploymentLoad()
+            factory = _resilient_clients(settings, breakers, telemetry, transport, load)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
             # The ledger commits what is queued while the engine lives, and after the pipeline
@@ -190,6 +192,7 @@ class Services:
                 selector=partial(select_by_router, router),
                 telemetry=telemetry,
                 breakers=breakers,
+                load=load,
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
@@ -344,9 +347,11 @@ def _resilient_clients(
     breakers: CircuitBreakers,
     telemetry: Telemetry,
     transport: ClientFactory | None = None,
+    load: DeploymentLoad | None = None,
 ) -> ClientFactory:
-    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys;
-    with tracing on, its requests carry the upstream attempt's `traceparent`."""
+    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys,
+    and in the count of its calls in flight and rate-limit headroom (`load`); with tracing on,
+    its requests carry the upstream attempt's `traceparent`."""
     metrics = telemetry.metrics
     tracing = telemetry.tracing
     trace_context = tracing.inject if tracing.enabled else None
@@ -360,6 +365,7 @@ def _resilient_clients(
             client = default_client(provider, headers, trace_context=trace_context)
         else:
             client = transport(provider, headers)
-        return ResilientUpstream(client, caller)
+        resilient = ResilientUpstream(client, caller)
+        return resilient if load is None else LoadTrackingUpstream(resilient, load)
 
     return factory
