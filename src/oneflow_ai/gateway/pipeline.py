@@ -51,6 +51,7 @@ from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
     RouteQuery,
+    fallback_entries,
     select_by_router,
 )
 from oneflow_ai.gateway.stream import ChatStream, response_events
@@ -304,7 +305,8 @@ class Pipeline:
             route = self.registry.resolve(call.model)
             ensure_model_allowed(call.principal, route.entry.id)
             self._check_concrete(call, route.entry)
-            call.candidates = [route]
+            fallbacks = self._fallbacks(call, [route.entry])
+            call.candidates = [route, *(self.registry.route(entry) for entry in fallbacks)]
             call.route_reason = requested(route.model)
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
@@ -321,8 +323,22 @@ class Pipeline:
                 param="model",
                 code="no_model_available",
             )
-        call.candidates = [self.registry.route(entry) for entry in chosen.models]
+        models = [*chosen.models, *self._fallbacks(call, chosen.models)]
+        call.candidates = [self.registry.route(entry) for entry in models]
         call.route_reason = chosen.reason
+
+    def _fallbacks(self, call: Call, chosen: Sequence[ModelEntry]) -> list[ModelEntry]:
+        def usable(entry: ModelEntry) -> bool:
+            if not self.registry.is_available(entry):
+                return False
+            request = call.request
+            if isinstance(request, ImageRequest) and entry.pricing is not None:
+                return entry.pricing.image_price(request.size, request.quality) is not None
+            if call.operation == "chat" and not call.estimated_input_tokens:
+                call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
+            return self._fits(call, entry)
+
+        return fallback_entries(self.registry.catalog, call, chosen, usable=usable)
 
     def _need_tokens(self, call: Call, entry: ModelEntry) -> int:
         """What a chat call may use on `entry` (prompt plus the most it may answer), for the
