@@ -128,6 +128,7 @@ def test_one_failing_deployment_answers_keep_coming_and_its_breaker_opens(
     with _world(tmp_path, weights=(1, 1)) as world:
         world.primary.add_fault(provider="openai", status=503)
         client = world.openai()
+        failed_over = False
         for index in range(30):
             stream = index % 3 == 2
             if stream:
@@ -146,6 +147,14 @@ def test_one_failing_deployment_answers_keep_coming_and_its_breaker_opens(
             assert raw.parse().choices[0].message.content
             assert raw.headers["x-oneflow-provider"] == "openai-mirror"
             assert raw.headers["x-oneflow-fallbacks"] == "0"  # the same model answered
+            route = raw.headers["x-oneflow-route"]
+            assert route in (
+                "model: gpt-4o requested",  # the mirror's turn, or the primary's circuit open
+                "model: gpt-4o requested; deployment openai failed (overloaded), "
+                "answered by openai-mirror",
+            )
+            failed_over = failed_over or route != "model: gpt-4o requested"
+        assert failed_over
         breakers = world.services.breakers
         assert breakers.open_for("openai", "gpt-4o") > 0
         assert breakers.open_for("openai-mirror", "gpt-4o-mirror") == 0
@@ -159,6 +168,14 @@ def test_one_failing_deployment_answers_keep_coming_and_its_breaker_opens(
         states = {c["key"]: c["state"] for c in circuits}
         assert states["openai/gpt-4o"] == "open"
         assert states.get("openai-mirror/gpt-4o-mirror", "closed") == "closed"
+        # Routing by strategy still counts gpt-4o as callable: its mirror's circuit is closed.
+        decision = world.services.router.route(
+            input_tokens=10,
+            output_tokens=10,
+            strategy="quality_optimized",
+            allowed_models={"gpt-4o", "gpt-3.5-turbo"},
+        )
+        assert decision.primary_model == "gpt-4o"
 
 
 def test_a_deployment_about_to_be_rate_limited_is_steered_away_from(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from oneflow_ai.resilience.fallback import falls_through
 from oneflow_ai.resilience.load import DeploymentLoad, deployment_key
 from oneflow_ai.routing.balancer import DeploymentBalancer, DeploymentState
 
-__all__ = ["DeploymentPicker"]
+__all__ = ["DeploymentCircuits", "DeploymentPicker"]
 
 R = TypeVar("R")
 
@@ -87,6 +87,23 @@ class DeploymentPicker:
             return await call_one(deployments.routes[0])
         order = self.order(deployments, tokens())
         return await _first_answer(order, call_one, self._open_for)
+
+
+class DeploymentCircuits:
+    """The router's view of circuits (`routing.router.CircuitView`) when models may have
+    several deployments: a model is callable while any of its deployments' circuits is closed,
+    whatever the catalog's provider for it says."""
+
+    def __init__(self, picker: DeploymentPicker) -> None:
+        self.picker = picker
+
+    def open_for(self, provider: str, model: str | None = None) -> float:
+        registry = self.picker.registry
+        entry = registry.catalog.find(model) if model is not None else None
+        if entry is not None and registry.is_available(entry):
+            return self.picker.open_for(registry.route(entry))
+        breakers = self.picker.breakers
+        return breakers.open_for(provider, model) if breakers is not None else 0.0
 
 
 async def _first_answer(

@@ -61,7 +61,7 @@ from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
 from oneflow_ai.resilience.load import DeploymentLoad
-from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
+from oneflow_ai.routing.reasons import RouteReason, failed_over, fell_back, requested
 from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = ["Pipeline"]
@@ -256,6 +256,14 @@ class Pipeline:
         call.fallbacks = result.fallbacks  # call.route: the deployment that answered
         if result.fallbacks:
             call.route_reason = _fallback_reason(result.attempts)
+        answered = call.route
+        passed = [
+            (a.provider, a.error.kind)
+            for a in call.attempts
+            if answered is not None and a.model == answered.model and a.error is not None
+        ]
+        if passed and answered is not None and call.route_reason is not None:
+            call.route_reason = failed_over(call.route_reason, passed, answered.provider_name)
         return result.value
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:

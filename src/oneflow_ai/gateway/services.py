@@ -26,6 +26,7 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.body_log import BodyLogHook
+from oneflow_ai.gateway.deployments import DeploymentCircuits, DeploymentPicker
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
@@ -158,11 +159,12 @@ class Services:
             latency = build_latency_tracker(settings, catalog, redis)
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
-            router = build_router(settings, pricing, latency=latency, circuits=breakers)
             load = DeploymentLoad()
             factory = _resilient_clients(settings, breakers, telemetry, transport, load)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
+            circuits = DeploymentCircuits(DeploymentPicker(registry, breakers=breakers))
+            router = build_router(settings, pricing, latency=latency, circuits=circuits)
             # The ledger commits what is queued while the engine lives, and after the pipeline
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
