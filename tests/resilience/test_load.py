@@ -120,3 +120,17 @@ async def test_the_tracking_client_counts_calls_and_reads_every_answer() -> None
         async with client.stream(refused):
             pass
     assert load.short("openai/gpt-4o") and load.in_flight("openai/gpt-4o") == 0
+
+
+async def test_only_tracked_deployments_are_followed() -> None:
+    def handler(sent: MockRequest) -> MockResponse:
+        return MockResponse.json({}, headers={"x-ratelimit-remaining-requests": "0"})
+
+    load = DeploymentLoad(tracked=frozenset({"openai/gpt-4o"}))
+    client = LoadTrackingUpstream(MockTransport(handler, provider="openai"), load)
+    await client.send(request("gpt-3.5-turbo"))
+    async with client.stream(request("gpt-3.5-turbo")) as stream:
+        await stream.read()
+    assert load.headroom("openai/gpt-3.5-turbo") is None
+    await client.send(request("gpt-4o"))
+    assert load.short("openai/gpt-4o")

@@ -159,7 +159,7 @@ class Services:
             latency = build_latency_tracker(settings, catalog, redis)
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
-            load = DeploymentLoad()
+            load = DeploymentLoad(tracked=_balanced_deployments(catalog))
             factory = _resilient_clients(settings, breakers, telemetry, transport, load)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
@@ -368,6 +368,22 @@ def _resilient_clients(
         else:
             client = transport(provider, headers)
         resilient = ResilientUpstream(client, caller)
-        return resilient if load is None else LoadTrackingUpstream(resilient, load)
+        tracked = load.tracked if load is not None else frozenset()
+        if load is None or (
+            tracked is not None and not any(key.startswith(f"{provider.name}/") for key in tracked)
+        ):
+            return resilient  # serves no model balanced over deployments
+        return LoadTrackingUpstream(resilient, load)
 
     return factory
+
+
+def _balanced_deployments(catalog: Catalog) -> frozenset[str]:
+    """The `provider/model` keys of the deployments of models served by more than one (whose
+    load and rate-limit headroom are followed)."""
+    keys: set[str] = set()
+    for entry in catalog:
+        deployments = catalog.deployments(entry)
+        if len(deployments) > 1:
+            keys.update(f"{d.provider}/{d.upstream_model(entry.id)}" for d in deployments)
+    return frozenset(keys)

@@ -16,7 +16,9 @@ requests left than this process has in flight to it, or fewer tokens left than t
 before the window resets. The gateway then tries its other deployments first (it never refuses
 on this alone: the provider has the last word). What a provider reported is trusted until its
 reset time, or for `default_window` seconds when it gave none. The counts are this process's
-own: replicas each read the same headers from their own answers.
+own: replicas each read the same headers from their own answers. Only the deployments given as
+`tracked` are followed (those of models with more than one: nothing is chosen among the
+others), so every other call passes through at no cost.
 """
 
 from __future__ import annotations
@@ -114,10 +116,13 @@ class DeploymentLoad:
     def __init__(
         self,
         *,
+        tracked: frozenset[str] | None = None,
         default_window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        #: The deployment keys followed (None: every one).
+        self.tracked = tracked
         self._in_flight: dict[str, int] = {}
         self._headroom: dict[str, Headroom] = {}
         self._default_window = default_window
@@ -196,8 +201,15 @@ class LoadTrackingUpstream:
         self.inner = inner
         self.load = load
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    def _key(self, request: UpstreamRequest) -> str | None:
         key = deployment_key(self.provider, request.model)
+        tracked = self.load.tracked
+        return key if tracked is None or key in tracked else None
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        key = self._key(request)
+        if key is None:
+            return await self.inner.send(request)
         load = self.load
         load.started(key)
         try:
@@ -211,11 +223,13 @@ class LoadTrackingUpstream:
         return response
 
     def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
-        return self._stream(request)
+        key = self._key(request)
+        if key is None:
+            return self.inner.stream(request)
+        return self._stream(request, key)
 
     @asynccontextmanager
-    async def _stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
-        key = deployment_key(self.provider, request.model)
+    async def _stream(self, request: UpstreamRequest, key: str) -> AsyncIterator[UpstreamStream]:
         load = self.load
         load.started(key)
         try:
