@@ -44,9 +44,8 @@ def new_call(
     """A call for `model` (a concrete model, `auto` or a strategy name). The strategy comes
     from `strategy` (a body field named `strategy_field`) or else the `X-OneFlow-Strategy`
     header. The fallback models are the body's `models` (`fallbacks`, see `api/fallbacks.py`)
-    or the `X-OneFlow-Fallbacks` header. The call's state is the request's, so hooks can
-    leave response headers for the edge middleware, and the call is left in it for the
-    request's access line."""
+    or the `X-OneFlow-Fallbacks` header. The call is left in the request's state for the
+    edge: its access line and its `X-RateLimit-*` headers."""
     if strategy is None:
         strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
     requested = requested_fallbacks(request, fallbacks)
@@ -59,7 +58,6 @@ def new_call(
         model=model,
         strategy=resolve_strategy(model, strategy, header_name=strategy_field),
         stream=stream,
-        state=state,
     )
     if requested is not None:
         call.requested_fallbacks, call.fallbacks_param = requested

@@ -13,6 +13,7 @@ from oneflow_ai.domain.chat import ChatRequest, ChatResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.limits import RateDecision
 from oneflow_ai.providers.registry import Route
 from oneflow_ai.routing.reasons import RouteReason
 
@@ -83,7 +84,8 @@ class Call:
     answer: ChatResponse | ImageResponse | SpeechResponse | None = None  # not for streams
     first_content_ms: float | None = None
     finished_at: float | None = None
-    state: dict[str, object] = field(default_factory=dict)
+    rate_limit: RateDecision | None = None  # the caller's tightest window, when one applies
+    state: dict[str, object] = field(default_factory=dict)  # the hooks' own, by hook
     _prompt_tokens: dict[str | None, int] = field(default_factory=dict, repr=False)
 
     @property
