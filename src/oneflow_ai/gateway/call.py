@@ -47,7 +47,8 @@ class Call:
     """What was asked, by whom, and (as it runs) what happened.
 
     Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
-    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
+    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`,
+    `requested_fallbacks` (with `fallbacks_param`).
     Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
     pre-hook may reorder or trim them), `route_reason` (why the primary, in a few words) and,
     when OneFlow chooses the model, `estimated_input_tokens` (a rough count the choice was
@@ -65,6 +66,10 @@ class Call:
     model: str
     strategy: str | None = None
     stream: bool = False
+    # The fallback models the caller named (body `models` or the X-OneFlow-Fallbacks header;
+    # None: the catalog's for the model), and where it named them (for errors).
+    requested_fallbacks: tuple[str, ...] | None = None
+    fallbacks_param: str = "models"
     started_at: float = field(default_factory=time.perf_counter)
     estimated_input_tokens: int = 0
     candidates: list[Route] = field(default_factory=list)
