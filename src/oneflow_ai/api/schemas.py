@@ -147,6 +147,18 @@ class SpeechRequestBody(_Doc):
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
 
 
+class EmbeddingRequestBody(_Doc):
+    model: str = Field(default="text-embedding-3-small")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text, texts, token ids, or arrays of token ids (at most 2,048 inputs)"
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Shorter vectors (text-embedding-3 models)"
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
 class ModelList(_Doc):
     object: Literal["list"] = "list"
     data: list[dict[str, Any]]

@@ -1,8 +1,8 @@
 """Rate limits as a pipeline pre-hook: the limiter of `limits/` admits each model call.
 
-Before the call: one request and the input tokens OneFlow counts (on the planned model's
-tokenizer; counted only when a tokens-per-minute window applies) are charged to the caller,
-its project and the planned model's provider; a refusal
+Before the call: one request and the input tokens OneFlow counts (of chat and embedding
+calls, on the planned model's tokenizer; counted only when a tokens-per-minute window
+applies) are charged to the caller, its project and the planned model's provider; a refusal
 is the limiter's 429 (`Retry-After`, `X-RateLimit-*`) and no provider is called. The decision's
 `X-RateLimit-*` headers are left in the request state, where the edge middleware adds them to
 the answer. After the call: the tokens the answer really used beyond that count are added to
@@ -21,6 +21,8 @@ __all__ = ["RATE_LIMIT_HEADERS_STATE", "RateLimitHook"]
 #: Request-state entry the edge middleware turns into response headers (see `api/deps.py`).
 RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
 _CHARGED = "rate_limit.tokens"
+#: The operations whose tokens count against tokens-per-minute limits.
+_TOKEN_OPERATIONS = ("chat", "embedding")
 
 
 class RateLimitHook(Hook):
@@ -37,7 +39,7 @@ class RateLimitHook(Hook):
         provider = route.provider_name if route is not None else None
         tokens = 0
         if (
-            call.operation == "chat"
+            call.operation in _TOKEN_OPERATIONS
             and route is not None
             and self._limiter.counts_tokens(call.principal, provider=provider)
         ):
@@ -52,7 +54,12 @@ class RateLimitHook(Hook):
 
     async def after(self, call: Call) -> None:
         usage, route = call.usage, call.route
-        if call.principal.unlimited or usage is None or route is None or call.operation != "chat":
+        if (
+            call.principal.unlimited
+            or usage is None
+            or route is None
+            or call.operation not in _TOKEN_OPERATIONS
+        ):
             return
         charged = call.state.get(_CHARGED, 0)
         beyond = (
