@@ -43,7 +43,9 @@ def test_float_vectors_in_the_inputs_order(gateway: Gateway) -> None:
 def test_base64_vectors_and_shorter_dimensions(gateway: Gateway) -> None:
     client = gateway.openai()
     # The SDK asks for base64 by default and decodes it into floats itself.
-    default = client.embeddings.create(model="text-embedding-3-large", input="hello", dimensions=256)
+    default = client.embeddings.create(
+        model="text-embedding-3-large", input="hello", dimensions=256
+    )
     assert len(default.data[0].embedding) == 256
     raw = client.embeddings.with_raw_response.create(
         model="text-embedding-3-large", input="hello", dimensions=256, encoding_format="base64"
@@ -52,7 +54,9 @@ def test_base64_vectors_and_shorter_dimensions(gateway: Gateway) -> None:
     encoded = body["data"][0]["embedding"]
     assert isinstance(encoded, str)
     values = struct.unpack("<256f", base64.b64decode(encoded))
-    assert list(values) == pytest.approx(fake_vector("text-embedding-3-large", "hello", 256), abs=1e-6)
+    assert list(values) == pytest.approx(
+        fake_vector("text-embedding-3-large", "hello", 256), abs=1e-6
+    )
     assert body["model"] == "text-embedding-3-large" and body["usage"]["total_tokens"] > 0
 
 
