@@ -172,6 +172,32 @@ class AnthropicMessage(_Doc):
     content: str | list[dict[str, Any]]
 
 
+class TokenTrust(_Doc):
+    model: str
+    tokenizer: str = Field(description="o200k_base, cl100k_base, or claude_approx (an estimate)")
+    exact: bool
+
+
+class MessagesTokenCountRequest(_Doc):
+    model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o"])
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+
+
+class MessagesTokenCount(_Doc):
+    input_tokens: int
+    oneflow: TokenTrust
+
+
+class InputTokens(_Doc):
+    object: Literal["chat.completion.input_tokens"] = "chat.completion.input_tokens"
+    model: str
+    input_tokens: int
+    oneflow: TokenTrust
+
+
 class MessagesRequest(_Doc):
     model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o", "auto"])
     max_tokens: int = Field(ge=1)

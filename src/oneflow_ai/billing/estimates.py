@@ -48,6 +48,10 @@ class Estimator:
     def engine(self) -> PricingEngine:
         return self._engine
 
+    @property
+    def counter(self) -> TokenCounter:
+        return self._counter
+
     def estimate(
         self,
         *,
