@@ -26,6 +26,7 @@ from oneflow_fakes.openai_chat import OpenAIChat
 from oneflow_fakes.openai_common import check_openai_key, openai_headers
 from oneflow_fakes.openai_embeddings import OpenAIEmbeddings
 from oneflow_fakes.openai_images import OpenAIImages
+from oneflow_fakes.openai_transcriptions import OpenAITranscriptions
 from oneflow_fakes.stability_images import StabilityImages
 
 __all__ = ["STATE", "create_fake_app"]
@@ -77,6 +78,7 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     router.add_post("/openai/v1/images/generations", guarded(images.generations))
     router.add_get("/openai/files/{name}", images.file)
     router.add_post("/openai/v1/embeddings", guarded(OpenAIEmbeddings(state).create))
+    router.add_post("/openai/v1/audio/transcriptions", guarded(OpenAITranscriptions(state).create))
     stability = StabilityImages(state)
     router.add_post(
         "/stability/v1/generation/{engine}/text-to-image", guarded(stability.text_to_image)

@@ -20,6 +20,10 @@ from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
+from oneflow_ai.api.openai_transcriptions import (
+    read_transcription_request,
+    render_transcription,
+)
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ChatCompletion,
@@ -29,6 +33,7 @@ from oneflow_ai.api.schemas import (
     ImagesResponse,
     ModelList,
     SpeechRequestBody,
+    TranscriptionForm,
     request_body,
 )
 from oneflow_ai.api.validation import parse_object
@@ -109,6 +114,26 @@ async def embeddings(request: Request, principal: Principal = CALLER) -> Respons
     assert call.route is not None and call.usage is not None
     body = render_embeddings(response, embedding, response.model or call.route.model, call.usage)
     return json_response(body, headers=gateway_headers(call))
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Text of an uploaded recording (OpenAI dialect, multipart upload)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": TranscriptionForm.model_json_schema()}},
+        }
+    },
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/plain": {}, "text/vtt": {}}}},
+)
+async def audio_transcriptions(request: Request, principal: Principal = CALLER) -> Response:
+    transcription = await read_transcription_request(request)
+    call = new_call(request, principal, "transcription", transcription, model=transcription.model)
+    response = await get_services(request).pipeline.transcribe(call)
+    assert call.route is not None
+    return render_transcription(response, transcription, gateway_headers(call))
 
 
 @router.get("/v1/models", summary="The models this gateway serves", response_model=ModelList)

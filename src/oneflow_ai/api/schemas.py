@@ -159,6 +159,18 @@ class EmbeddingRequestBody(_Doc):
     user: str | None = None
 
 
+class TranscriptionForm(_Doc):
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"},
+        description="The recording: flac, m4a, mp3, mp4, mpeg, mpga, ogg, wav or webm",
+    )
+    model: str = Field(examples=["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    language: str | None = Field(default=None, description="ISO-639-1, e.g. en")
+    prompt: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+
+
 class ModelList(_Doc):
     object: Literal["list"] = "list"
     data: list[dict[str, Any]]
