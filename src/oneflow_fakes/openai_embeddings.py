@@ -4,7 +4,8 @@ Vectors are derived from the input alone (SHA-256 of the model and the text, or 
 ids, stretched to the model's length and normalised to unit length), so the same input always
 gets the same vector and different inputs different ones. `dimensions` shortens a
 text-embedding-3 vector the way OpenAI's does (the leading values, normalised again);
-`encoding_format: base64` answers little-endian float32 bytes, base64-encoded. Texts are
+`encoding_format: base64` answers little-endian float32 bytes, base64-encoded. With
+`any_model`, an unknown model makes vectors of 1,024 values. Texts are
 counted with the server's `count_tokens` (`FakeConfig`); a token array counts its length.
 """
 
@@ -27,6 +28,8 @@ __all__ = ["OpenAIEmbeddings", "fake_vector"]
 
 _MAX_TOKENS = 8192
 _MAX_INPUTS = 2048
+#: What an unknown model is with `any_model` (an OpenAI-compatible server's own model).
+_ANY_MODEL = (1024, True)
 
 
 def fake_vector(model: str, item: str | list[int], length: int) -> list[float]:
@@ -72,7 +75,9 @@ class OpenAIEmbeddings:
             refused = openai_error(400, "invalid_request_error", "Invalid JSON body.")
         if refused is not None:
             return exchange.error(refused)
-        checked = _validate(body.data, model, self.state.count_tokens)
+        checked = _validate(
+            body.data, model, self.state.count_tokens, any_model=self.state.config.any_model
+        )
         if isinstance(checked, ErrorAnswer):
             return exchange.error(checked)
         inputs, length, as_base64 = checked
@@ -97,13 +102,17 @@ class OpenAIEmbeddings:
 
 
 def _validate(
-    data: dict[str, object], model: str, count_tokens: Callable[[str], int]
+    data: dict[str, object],
+    model: str,
+    count_tokens: Callable[[str], int],
+    *,
+    any_model: bool = False,
 ) -> ErrorAnswer | tuple[list[str | list[int]], int, bool]:
     if not model:
         return openai_error(
             400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
         )
-    known = OPENAI_EMBEDDING_MODELS.get(model)
+    known = OPENAI_EMBEDDING_MODELS.get(model, _ANY_MODEL if any_model else None)
     if known is None:
         return openai_error(404, "model_not_found", model=model)
     native, reducible = known
