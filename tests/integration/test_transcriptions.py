@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from oneflow_ai.domain.audio import FLOOR_BYTES_PER_SECOND
+from oneflow_ai.domain.audio import FLOOR_BYTES_PER_SECOND, worst_case_seconds
 from oneflow_fakes.openai_transcriptions import fake_duration, fake_transcript
 from tests.integration.conftest import KEY, Gateway
 from tests.support.audio import mp3_like, wav
@@ -141,7 +141,5 @@ def test_a_format_the_model_cannot_write_is_the_providers_400(gateway: Gateway) 
 
 
 def test_the_reservation_of_a_compressed_file_assumes_the_floor_bitrate() -> None:
-    from oneflow_ai.domain.audio import worst_case_seconds
-
     assert worst_case_seconds(mp3_like(100_000), None) == 100_000 // FLOOR_BYTES_PER_SECOND
     assert worst_case_seconds(wav(3.2), Decimal("3.2")) == 4
