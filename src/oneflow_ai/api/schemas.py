@@ -277,7 +277,7 @@ class EstimateRequest(_Doc):
     strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
         "balanced"
     )
-    modality: Literal["text", "image", "audio"] = "text"
+    modality: Literal["text", "image", "audio", "embedding", "transcription"] = "text"
     input_tokens: int | None = Field(default=None, ge=0, description="or give a prompt")
     output_tokens: int | None = Field(default=None, ge=0, description="default 256")
     max_tokens: int | None = Field(default=None, ge=0, description="same as output_tokens")
@@ -291,11 +291,14 @@ class EstimateRequest(_Doc):
     characters: int | None = Field(
         default=None, ge=0, description="audio: characters to speak (or the prompt's length)"
     )
+    seconds: int | None = Field(
+        default=None, ge=1, description="transcription: seconds of audio (billed by the second)"
+    )
 
 
 class EstimateResponse(_Doc):
     strategy: str
-    modality: Literal["text", "image", "audio"]
+    modality: Literal["text", "image", "audio", "embedding", "transcription"]
     routing: dict[str, Any] | None = Field(
         description="The router's decision among the available models that fit: primary_model, "
         "estimated_credits, fallback_chain, the reason, and every candidate's cost, latency and "
