@@ -21,7 +21,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import cast
 
@@ -73,10 +73,12 @@ class LedgerHook(Hook):
         )
         return None
 
-    def on_stream_open(self, call: Call, delivered: Callable[[], Usage]) -> None:
+    def on_stream_open(
+        self, call: Call, delivered: Callable[[], Usage]
+    ) -> Awaitable[object] | None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
         if reservation is None:
-            return
+            return None
         pricing = self._pricing
 
         def probe() -> Delivered | None:
@@ -89,7 +91,7 @@ class LedgerHook(Hook):
             except PricingError:
                 return None
 
-        self._ledger.track(reservation, probe)
+        return self._ledger.track(reservation, probe)
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))

@@ -164,7 +164,7 @@ class Pipeline:
                 call.route = shortcut.route
                 response = cast(ChatResponse, shortcut.response)
                 events = response_events(response, shortcut.usage)
-                return ChatStream(self, call, entered, [], _iterate(events))
+                return await ChatStream(self, call, entered, [], _iterate(events)).opened()
 
             async def invoke(
                 route: Route,
@@ -173,7 +173,7 @@ class Pipeline:
 
             head, rest = await self._call_provider(call, invoke)
             call.first_content_ms = (time.perf_counter() - call.started_at) * 1000
-            return ChatStream(self, call, entered, head, rest)
+            return await ChatStream(self, call, entered, head, rest).opened()
         except GatewayError as exc:
             call.error, call.outcome = exc, "error"
             await self.finish(call, entered)

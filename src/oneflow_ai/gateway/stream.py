@@ -86,9 +86,24 @@ class ChatStream:
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
-        for hook in self._entered:
-            if type(hook).on_stream_open is not Hook.on_stream_open:
-                hook.on_stream_open(call, self.delivered)
+        self._opening = [
+            waiting
+            for hook in self._entered
+            if type(hook).on_stream_open is not Hook.on_stream_open
+            and (waiting := hook.on_stream_open(call, self.delivered)) is not None
+        ]
+
+    async def opened(self) -> ChatStream:
+        """This stream, once what its hooks wait for before anything is sent has happened (the
+        ledger's first checkpoint: a caller that receives anything is charged)."""
+        if self._opening:
+            opening, self._opening = self._opening, []
+            try:
+                await asyncio.gather(*opening, return_exceptions=True)
+            except BaseException:  # the caller went away before the first byte
+                await self._cancelled()
+                raise
+        return self
 
     @property
     def route(self) -> Route:
