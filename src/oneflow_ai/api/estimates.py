@@ -148,6 +148,8 @@ def estimate_answer(
                 "tokens_exact": e.tokens_exact,
                 "fits": e.fits,
                 "available": e.model in available,
+                # whether automatic routing may choose it (catalog `auto_route`)
+                "auto_route": context.router.catalog.get(e.model).auto_route,
                 "credits": str(e.cost.credits),
                 "cost_usd": str(e.cost.usd),
             }

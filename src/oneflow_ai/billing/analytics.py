@@ -64,6 +64,8 @@ CSV_METRICS: Final = (
     "reasoning_tokens",
     "fallback_requests",
     "cache_hits",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -198,6 +200,8 @@ class UsageTotals:
             "ttft_ms": {"avg": _round(self.ttft_avg_ms)},
             "cached_input_tokens": self["cached_input_tokens"],
             "reasoning_tokens": self["reasoning_tokens"],
+            "cache_write_5m_tokens": self["cache_write_5m_tokens"],
+            "cache_write_1h_tokens": self["cache_write_1h_tokens"],
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
         }
@@ -274,6 +278,8 @@ class UsageReport:
                 data["reasoning_tokens"],
                 data["fallback_requests"],
                 data["cache_hits"],
+                data["cache_write_5m_tokens"],
+                data["cache_write_1h_tokens"],
             ]
             rows.append(
                 [

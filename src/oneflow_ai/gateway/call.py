@@ -13,6 +13,7 @@ from oneflow_ai.domain.chat import ChatRequest, ChatResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.reasoning import unhonoured_reasoning
 from oneflow_ai.providers.registry import Route
 from oneflow_ai.routing.reasons import RouteReason
 
@@ -100,9 +101,11 @@ class Call:
         """The caller's chat fields the answering model could not honour: those only its own
         dialect carries (`ChatRequest.dialect_only`), when the model speaks the other one."""
         request, route = self.request, self.route
-        if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
+        if route is None or not isinstance(request, ChatRequest):
             return ()
-        return request.dialect_only if route.dialect != request.raw_dialect else ()
+        named = request.dialect_only if route.dialect != request.raw_dialect else ()
+        reasoning = unhonoured_reasoning(request, route.entry, route.dialect or "")
+        return (*named, reasoning) if reasoning is not None else named
 
     @property
     def latency_ms(self) -> float:

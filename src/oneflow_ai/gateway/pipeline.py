@@ -52,6 +52,7 @@ from oneflow_ai.gateway.planning import (
     RouteQuery,
     select_by_router,
 )
+from oneflow_ai.gateway.reasoning import for_model
 from oneflow_ai.gateway.stream import ChatStream, response_events
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
@@ -106,7 +107,7 @@ class Pipeline:
         request = cast(ChatRequest, call.request)
 
         async def invoke(route: Route) -> ChatResponse:
-            return await route.chat().chat(request, route.upstream_model)
+            return await route.chat().chat(for_model(request, route.entry), route.upstream_model)
 
         return await self._run(call, invoke, partial(self._chat_usage, call))
 
@@ -143,7 +144,8 @@ class Pipeline:
             async def invoke(
                 route: Route,
             ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
-                return await _open(route.chat().stream_chat(request, route.upstream_model))
+                fitted = for_model(request, route.entry)
+                return await _open(route.chat().stream_chat(fitted, route.upstream_model))
 
             head, rest = await self._call_provider(call, invoke)
             call.first_content_ms = (time.perf_counter() - call.started_at) * 1000

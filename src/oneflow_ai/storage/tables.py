@@ -443,6 +443,9 @@ class UsageRecordRow(Base):
     # Token classes within input_tokens / output_tokens, and a response-cache hit.
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes within input_tokens, by lifetime (migration 0006).
+    cache_write_5m_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
@@ -473,6 +476,9 @@ ROLLUP_COUNTERS: Final = (
     "cache_hits",
     "cached_input_tokens",
     "reasoning_tokens",
+    # migration 0006: prompt-cache writes by lifetime
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     *LATENCY_BUCKET_COLUMNS,
 )
 

@@ -128,6 +128,8 @@ def record_counters(record: UsageRecord) -> list[int]:
     values[12] = 1 if record.cache_hit else 0
     values[13] = record.cached_input_tokens
     values[14] = record.reasoning_tokens
+    values[15] = record.cache_write_5m_tokens
+    values[16] = record.cache_write_1h_tokens
     return values
 
 
@@ -209,6 +211,8 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "ttft_ms": record.ttft_ms,
         "cached_input_tokens": record.cached_input_tokens,
         "reasoning_tokens": record.reasoning_tokens,
+        "cache_write_5m_tokens": record.cache_write_5m_tokens,
+        "cache_write_1h_tokens": record.cache_write_1h_tokens,
         "cache_hit": record.cache_hit,
         **_route_columns(record.route),
     }
@@ -258,6 +262,8 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0),
         func.coalesce(func.sum(c.cached_input_tokens), 0),
         func.coalesce(func.sum(c.reasoning_tokens), 0),
+        func.coalesce(func.sum(c.cache_write_5m_tokens), 0),
+        func.coalesce(func.sum(c.cache_write_1h_tokens), 0),
     ]
     lower: int | None = None
     for bound in (*LATENCY_BUCKETS_MS, None):
