@@ -182,3 +182,29 @@ def test_thinking_blocks_and_signatures_survive_across_turns(
     }
     with pytest.raises(anthropic.BadRequestError):
         client.messages.create(messages=altered, **ask)  # type: ignore[arg-type]
+
+
+def test_an_unknown_usage_field_is_not_billed_and_never_an_error(gateway: Gateway) -> None:
+    marked = [{"role": "user", "content": "[fake-usage cached=2 extra.surprise_tokens=7] hi"}]
+    raw = gateway.openai().chat.completions.with_raw_response.create(
+        model="gpt-4.1-mini",
+        messages=marked,
+        max_tokens=20,  # type: ignore[arg-type]
+    )
+    completion = raw.parse()
+    assert completion.usage is not None
+    assert completion.usage.model_extra == {"surprise_tokens": 7}  # forwarded as written
+    usage = Usage(
+        input_tokens=completion.usage.prompt_tokens,
+        output_tokens=completion.usage.completion_tokens,
+        cached_input_tokens=2,
+    )
+    expected = PricingEngine().price("gpt-4.1-mini", usage).credits
+    assert Decimal(raw.headers["x-oneflow-credits"]) == expected
+    streamed = gateway.anthropic().messages.create(
+        model="gpt-4.1-mini",
+        max_tokens=20,
+        messages=marked,
+        stream=True,  # type: ignore[arg-type]
+    )
+    assert [event.type for event in streamed][-1] == "message_stop"
