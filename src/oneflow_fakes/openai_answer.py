@@ -44,6 +44,7 @@ class ChatAnswer:
     ) -> None:
         self.exchange = exchange
         self.marker = marker or UsageMarker()
+        self.state = state
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.completion = completion
@@ -135,7 +136,8 @@ class ChatAnswer:
     async def stream(self, *, include_usage: bool, obfuscation: bool) -> web.StreamResponse:
         exchange = self.exchange
         fault = exchange.fault
-        stream = await exchange.open_stream("text/event-stream", openai_headers())
+        remaining = self.state.openai_remaining()
+        stream = await exchange.open_stream("text/event-stream", openai_headers(remaining))
 
         def chunk(choices: list[dict[str, object]]) -> bytes:
             return self._chunk(choices, include_usage, obfuscation)

@@ -2,8 +2,8 @@
 tokens written to a provider's prompt cache for 5 minutes and for an hour (Anthropic bills
 them at their own prices), beside the cached-input and reasoning tokens of 0004.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
