@@ -180,8 +180,9 @@ class ModelEntry(_Frozen):
     #: False when the price could not be read from the vendor's own page (the row's comment
     #: and its source's note say where it came from instead).
     price_verified: bool = True
-    #: Whether automatic routing (a request naming no model, and the fallbacks of one that
-    #: does) may choose this model. False: served only when a request names it.
+    #: Whether automatic routing (a request naming no model; the router's strategy-ranked
+    #: fallbacks) may choose this model. False: served only when named (as the model, or as
+    #: a configured or requested fallback).
     auto_route: bool = True
     # ---- end of models and prices
 
