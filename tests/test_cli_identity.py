@@ -216,12 +216,12 @@ def test_a_keys_models_are_catalog_ids_and_must_exist(env: dict[str, str]) -> No
     assert made.exit_code == 0, made.stderr
     assert orjson.loads(made.stdout)["allowed_models"] == ["claude-3-haiku-20240307", "gpt-4o"]
     unknown = run(
-        env, "keys", "create", "--project", "acme", "--name", "c", "--model", "gpt-4o-mini"
+        env, "keys", "create", "--project", "acme", "--name", "c", "--model", "gpt-4o-maxi"
     )
     assert unknown.exit_code == 1 and unknown.stdout == ""
     assert unknown.stderr.splitlines() == [
-        "oneflow: Unknown model 'gpt-4o-mini': not in this gateway's model catalog "
-        "(closest catalog ids: gpt-4o, gpt-4, gpt-4-turbo)"
+        "oneflow: Unknown model 'gpt-4o-maxi': not in this gateway's model catalog "
+        "(closest catalog ids: gpt-4o-mini, gpt-4o, gpt-5.4-mini)"
     ]
     assert [k["name"] for k in orjson.loads(run(env, "keys", "list", "--json").stdout)] == ["b"]
 

@@ -153,6 +153,8 @@ def estimate_answer(
                 **({"audio_seconds": e.audio_seconds} if e.audio_seconds else {}),
                 "fits": e.fits,
                 "available": e.model in available,
+                # whether automatic routing may choose it (catalog `auto_route`)
+                "auto_route": context.router.catalog.get(e.model).auto_route,
                 "credits": str(e.cost.credits),
                 "cost_usd": str(e.cost.usd),
             }

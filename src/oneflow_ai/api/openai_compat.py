@@ -9,7 +9,6 @@ and the model list. Errors leave in OpenAI's error shape (`api/errors.py`).
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,6 +17,7 @@ from starlette.responses import Response
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.fallbacks import take_models
+from oneflow_ai.api.model_views import ROUTING_NAMES, model_object, routing_object
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
@@ -40,7 +40,7 @@ from oneflow_ai.api.schemas import (
 from oneflow_ai.api.validation import parse_object
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.gateway.planning import AUTO, STRATEGIES
+from oneflow_ai.catalog import UnknownModelError
 
 __all__ = ["router"]
 
@@ -147,30 +147,26 @@ async def list_models(
 ) -> Response:
     registry = get_services(request).registry
     catalog = registry.catalog
-    created = int(
-        datetime.combine(catalog.prices_as_of, datetime.min.time(), tzinfo=UTC).timestamp()
-    )
-    data: list[dict[str, Any]] = [
-        {
-            "id": entry.id,
-            "object": "model",
-            "created": created,
-            "owned_by": entry.provider,
-            "modality": entry.modality,
-            "aliases": list(entry.aliases),
-            "context_window": entry.context_window,
-            "max_output_tokens": entry.max_output_tokens,
-        }
-        for entry in registry.available()
-    ]
-    data.extend(
-        {
-            "id": name,
-            "object": "model",
-            "created": created,
-            "owned_by": "oneflow",
-            "modality": "routing",
-        }
-        for name in (AUTO, *STRATEGIES)
-    )
+    data = [model_object(entry, catalog) for entry in registry.available()]
+    data.extend(routing_object(name, catalog) for name in ROUTING_NAMES)
     return json_response({"object": "list", "data": data})
+
+
+@router.get(
+    "/v1/models/{model:path}",
+    summary="One model, by id or alias (OpenAI's models.retrieve)",
+    response_model=dict[str, Any],
+)
+async def retrieve_model(
+    model: str,
+    request: Request,
+    principal: Principal = Depends(require(Permission.MODELS_READ)),
+) -> Response:
+    registry = get_services(request).registry
+    catalog = registry.catalog
+    if model in ROUTING_NAMES:
+        return json_response(routing_object(model, catalog))
+    entry = catalog.find(model)
+    if entry is None or not registry.is_available(entry):
+        raise UnknownModelError(model)
+    return json_response(model_object(entry, catalog, model))

@@ -65,6 +65,8 @@ CSV_METRICS: Final = (
     "fallback_requests",
     "cache_hits",
     "audio_seconds",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -199,6 +201,8 @@ class UsageTotals:
             "ttft_ms": {"avg": _round(self.ttft_avg_ms)},
             "cached_input_tokens": self["cached_input_tokens"],
             "reasoning_tokens": self["reasoning_tokens"],
+            "cache_write_5m_tokens": self["cache_write_5m_tokens"],
+            "cache_write_1h_tokens": self["cache_write_1h_tokens"],
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
             "audio_seconds": self["audio_seconds"],
@@ -277,6 +281,8 @@ class UsageReport:
                 data["fallback_requests"],
                 data["cache_hits"],
                 data["audio_seconds"],
+                data["cache_write_5m_tokens"],
+                data["cache_write_1h_tokens"],
             ]
             rows.append(
                 [

@@ -10,7 +10,22 @@ from oneflow_ai.domain.money import micro_credits_to_credits, micro_credits_to_u
 
 __all__ = ["Cost", "LineItem", "LineKind"]
 
-LineKind = Literal["input", "output", "image", "characters", "audio_seconds"]
+LineKind = Literal[
+    "input",
+    "cached_input",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "reasoning",
+    "image",
+    "characters",
+    "audio_seconds",
+]
+"""A line of a text cost is one token class, each token in exactly one: ``input`` (the prompt's
+tokens the cache did not serve), ``cached_input`` (read from the prompt cache),
+``cache_write_5m`` / ``cache_write_1h`` (written to it), ``output`` (the answer's tokens
+that are not reasoning) and ``reasoning`` (billed at the output price, shown apart). The
+class lines appear only when the usage has such tokens."""
 
 
 @dataclass(frozen=True, slots=True)

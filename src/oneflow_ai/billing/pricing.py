@@ -97,8 +97,13 @@ class PricingEngine:
         image_quality: str | None = None,
         characters: int = 0,
         audio_seconds: int = 0,
+        cache_writes: bool = False,
     ) -> Cost:
         """Worst-case cost of a request, for reserving credits before it runs.
+
+        ``cache_writes``: the request may write its prompt to the provider's cache (an
+        Anthropic body with ``cache_control``); the prompt is then counted at the dearest of
+        the input and cache-write prices.
 
         Text: ``input_tokens`` plus ``max_output_tokens`` output tokens, capped at the model's
         ``max_output_tokens`` (which is also the default when ``None``). Images: ``images`` at
@@ -117,6 +122,7 @@ class PricingEngine:
         usage = Usage(
             input_tokens=input_tokens if tokens_in else 0,
             output_tokens=output if text else 0,
+            **(_dearest_input_class(entry, input_tokens) if text and cache_writes else {}),
             images=images,
             image_size=image_size,
             image_quality=image_quality,
@@ -166,10 +172,7 @@ class PricingEngine:
 
 def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem, ...]:
     if entry.modality == "text":
-        return (
-            _line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),
-            _line("output", usage.output_tokens, _price(pricing.output_per_mtok), _PER_MTOK),
-        )
+        return _token_items(usage, *_token_prices(pricing))
     if entry.modality == "image":
         row = pricing.image_price(usage.image_size, usage.image_quality)
         if row is None:
@@ -184,12 +187,51 @@ def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem,
     return (_line("characters", usage.characters, unit, _PER_1K_CHARACTERS),)
 
 
+def _token_prices(pricing: Pricing) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """Input, cached input, 5-minute write, 1-hour write and output prices per 1M tokens (a
+    class without a price of its own costs the input price)."""
+    plain = _price(pricing.input_per_mtok)
+
+    def of(value: Decimal | None) -> Decimal:
+        return plain if value is None else value
+
+    return (
+        plain,
+        of(pricing.cached_input_per_mtok),
+        of(pricing.cache_write_5m_per_mtok),
+        of(pricing.cache_write_1h_per_mtok),
+        _price(pricing.output_per_mtok),
+    )
+
+
+def _token_items(
+    usage: Usage,
+    plain: Decimal,
+    cached: Decimal,
+    write_5m: Decimal,
+    write_1h: Decimal,
+    output: Decimal,
+) -> tuple[LineItem, ...]:
+    """One line per token class: each token billed once, in its class. ``input`` and
+    ``output`` are always there; the other classes when the usage has such tokens."""
+    lines = [_line("input", usage.uncached_input_tokens, plain, _PER_MTOK)]
+    for kind, quantity, unit in (
+        ("cached_input", usage.cached_input_tokens, cached),
+        ("cache_write_5m", usage.cache_write_5m_tokens, write_5m),
+        ("cache_write_1h", usage.cache_write_1h_tokens, write_1h),
+    ):
+        if quantity:
+            lines.append(_line(kind, quantity, unit, _PER_MTOK))  # type: ignore[arg-type]
+    lines.append(_line("output", usage.output_tokens - usage.reasoning_tokens, output, _PER_MTOK))
+    if usage.reasoning_tokens:
+        lines.append(_line("reasoning", usage.reasoning_tokens, output, _PER_MTOK))
+    return tuple(lines)
+
+
 def _free_items(entry: ModelEntry, usage: Usage) -> tuple[LineItem, ...]:
+    if entry.modality == "text":
+        return _token_items(usage, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
     kinds: dict[Modality, tuple[tuple[LineKind, int, int], ...]] = {
-        "text": (
-            ("input", usage.input_tokens, _PER_MTOK),
-            ("output", usage.output_tokens, _PER_MTOK),
-        ),
         "image": (("image", usage.images, _PER_IMAGE),),
         "audio": (("characters", usage.characters, _PER_1K_CHARACTERS),),
         "embedding": (("input", usage.input_tokens, _PER_MTOK),),
@@ -210,6 +252,19 @@ def _line(kind: LineKind, quantity: int, unit_usd: Decimal, per: int) -> LineIte
         exact_usd=exact,
         micro_credits=usd_to_micro_credits(exact),
     )
+
+
+def _dearest_input_class(entry: ModelEntry, input_tokens: int) -> dict[str, int]:
+    """The prompt as the dearest input class the model has (a worst case: a prompt written to
+    the 1-hour cache costs twice the input price on Claude models)."""
+    if entry.pricing is None or entry.free or not input_tokens:
+        return {}
+    plain, _, write_5m, write_1h, _ = _token_prices(entry.pricing)
+    if max(plain, write_5m, write_1h) == plain:
+        return {}
+    if write_1h >= write_5m:
+        return {"cache_write_1h_tokens": input_tokens}
+    return {"cache_write_5m_tokens": input_tokens}
 
 
 def _price(value: Decimal | None) -> Decimal:

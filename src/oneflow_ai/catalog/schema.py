@@ -95,7 +95,11 @@ class ImagePrice(_Frozen):
 class Pricing(_Frozen):
     """Prices of one model in USD. Which fields apply depends on the model's modality.
 
-    text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens);
+    text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens), and optionally the
+    prices of the prompt-cache token classes: ``cached_input_per_mtok`` (OpenAI's cached
+    input, Anthropic's cache reads), ``cache_write_5m_per_mtok`` and
+    ``cache_write_1h_per_mtok`` (Anthropic's 5-minute and 1-hour cache writes); a class
+    without its own price is billed at ``input_per_mtok``;
     image: ``per_image`` rows by size and quality, with the defaults used when a request
     names none; audio: ``per_1k_characters`` (per 1,000 input characters); embedding:
     ``input_per_mtok`` alone; transcription: ``per_minute`` (per minute of input audio, billed
@@ -104,6 +108,10 @@ class Pricing(_Frozen):
 
     input_per_mtok: Price | None = None
     output_per_mtok: Price | None = None
+    # Token classes billed apart from plain input (per 1M tokens). None: the input price.
+    cached_input_per_mtok: Price | None = None
+    cache_write_5m_per_mtok: Price | None = None
+    cache_write_1h_per_mtok: Price | None = None
     per_image: tuple[ImagePrice, ...] = ()
     default_image_size: str | None = None
     default_image_quality: str | None = None
@@ -172,6 +180,22 @@ class ModelEntry(_Frozen):
     free: bool = False
     pricing: Pricing | None = None
     price_source: str | None = None
+    # ---- models and prices (issue 15): what the model takes, and how sure the prices are
+    #: The model accepts images in its prompt (OpenAI `image_url` parts, Anthropic `image`).
+    image_input: bool = False
+    #: The model reasons before answering: it takes OpenAI's `reasoning_effort` (OpenAI
+    #: models) or Anthropic's `thinking` (Claude models), and reports reasoning tokens.
+    reasoning: bool = False
+    #: The date this row's prices were read (the catalog's `prices_as_of` when not given).
+    prices_as_of: date | None = None
+    #: False when the price could not be read from the vendor's own page (the row's comment
+    #: and its source's note say where it came from instead).
+    price_verified: bool = True
+    #: Whether automatic routing (a request naming no model; the router's strategy-ranked
+    #: fallbacks) may choose this model. False: served only when named (as the model, or as
+    #: a configured or requested fallback).
+    auto_route: bool = True
+    # ---- end of models and prices
 
     @property
     def is_priced(self) -> bool:
@@ -228,6 +252,12 @@ _PRICE_FIELDS: dict[Modality, tuple[str, ...]] = {
     "transcription": ("per_minute",),
 }
 
+_TOKEN_CLASS_PRICES = (
+    "cached_input_per_mtok",
+    "cache_write_5m_per_mtok",
+    "cache_write_1h_per_mtok",
+)
+
 
 def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
     needed = _PRICE_FIELDS[modality]
@@ -237,6 +267,10 @@ def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
     for names in _PRICE_FIELDS.values():
         for name in names:
             if name not in needed and getattr(pricing, name) not in (None, ()):
+                raise ValueError(f"pricing.{name}: not used by a {modality} model")
+    if modality != "text":
+        for name in _TOKEN_CLASS_PRICES:
+            if getattr(pricing, name) is not None:
                 raise ValueError(f"pricing.{name}: not used by a {modality} model")
     if modality == "image" and pricing.image_price(None, None) is None:
         raise ValueError(

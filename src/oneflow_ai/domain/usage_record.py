@@ -87,10 +87,11 @@ class RequestOutcome:
 class UsageRecord:
     """One row of ``usage_records``; ``status >= 400`` counts as an error.
 
-    ``cached_input_tokens`` (input tokens read from the provider's prompt cache, part of
+    ``cached_input_tokens`` (input tokens read from the provider's prompt cache),
+    ``cache_write_5m_tokens`` / ``cache_write_1h_tokens`` (written to it; all three part of
     ``input_tokens``) and ``reasoning_tokens`` (part of ``output_tokens``) are the token
-    classes providers report besides the totals; ``cache_hit`` marks an answer served from a
-    response cache. All three stay 0/false until the usage that carries them reaches the record.
+    classes providers report besides the totals (see :class:`~oneflow_ai.domain.usage.Usage`);
+    ``cache_hit`` marks an answer served from a response cache.
     """
 
     request_id: str
@@ -115,6 +116,8 @@ class UsageRecord:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cache_hit: bool = False
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     route: RequestRoute | None = None
     audio_seconds: int = 0
 

@@ -15,6 +15,7 @@ from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, 
 from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.reasoning import unhonoured_reasoning
 from oneflow_ai.limits import RateDecision
 from oneflow_ai.providers.registry import Route
 from oneflow_ai.routing.reasons import RouteReason
@@ -137,9 +138,11 @@ class Call:
         """The caller's chat fields the answering model could not honour: those only its own
         dialect carries (`ChatRequest.dialect_only`), when the model speaks the other one."""
         request, route = self.request, self.route
-        if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
+        if route is None or not isinstance(request, ChatRequest):
             return ()
-        return request.dialect_only if route.dialect != request.raw_dialect else ()
+        named = request.dialect_only if route.dialect != request.raw_dialect else ()
+        reasoning = unhonoured_reasoning(request, route.entry, route.dialect or "")
+        return (*named, reasoning) if reasoning is not None else named
 
     @property
     def latency_ms(self) -> float:

@@ -46,9 +46,10 @@ from oneflow_ai.errors import (
     GatewayError,
     ProviderError,
 )
+from oneflow_ai.gateway import embeddings
 from oneflow_ai.gateway.call import Answer, Attempt, Call
 from oneflow_ai.gateway.deployments import DeploymentPicker
-from oneflow_ai.gateway.embeddings import check_embedding, embedding_unfit, for_model
+from oneflow_ai.gateway.embeddings import check_embedding, embedding_unfit
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
 from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
@@ -58,6 +59,7 @@ from oneflow_ai.gateway.planning import (
     fallback_entries,
     select_by_router,
 )
+from oneflow_ai.gateway.reasoning import for_model
 from oneflow_ai.gateway.stream import ChatStream, response_events
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
@@ -115,7 +117,7 @@ class Pipeline:
         request = cast(ChatRequest, call.request)
 
         async def invoke(route: Route) -> ChatResponse:
-            return await route.chat().chat(request, route.upstream_model)
+            return await route.chat().chat(for_model(request, route.entry), route.upstream_model)
 
         return await self._run(call, invoke, partial(self._chat_usage, call))
 
@@ -139,7 +141,7 @@ class Pipeline:
         request = cast(EmbeddingRequest, call.request)
 
         async def invoke(route: Route) -> EmbeddingResponse:
-            asked = for_model(request, route.entry)
+            asked = embeddings.for_model(request, route.entry)
             return await route.embeddings().embed(asked, route.upstream_model)
 
         return await self._run(call, invoke, partial(self._embedding_usage, call))
@@ -169,7 +171,8 @@ class Pipeline:
             async def invoke(
                 route: Route,
             ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
-                return await _open(route.chat().stream_chat(request, route.upstream_model))
+                fitted = for_model(request, route.entry)
+                return await _open(route.chat().stream_chat(fitted, route.upstream_model))
 
             head, rest = await self._call_provider(call, invoke)
             call.first_content_ms = (time.perf_counter() - call.started_at) * 1000

@@ -140,6 +140,8 @@ class IntelligentRouter:
         tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
         expected_ms = self.latency.expected_ms
         for static in self._by_modality.get(modality, ()):
+            if not static.auto_route and (pinned is None or static.id != pinned.id):
+                continue  # served only when named (catalog `auto_route: false`)
             why = static.unfit(tokens_in, tokens_out, allowed)
             if why is None:
                 unit = static.token_prices
@@ -303,6 +305,7 @@ class _Static:
     # text model): the cost is then computed here exactly as the engine would (each line item
     # is tokens x price micro-credits and nothing is rounded), without the engine's overhead.
     token_prices: tuple[int, int] | None
+    auto_route: bool = True
 
     @classmethod
     def of(cls, entry: ModelEntry) -> _Static:
@@ -315,6 +318,7 @@ class _Static:
             context_window=entry.context_window or 0,
             max_output_tokens=entry.max_output_tokens or 0,
             token_prices=_whole_micro_credits_per_token(entry),
+            auto_route=entry.auto_route,
         )
 
     def unfit(self, tokens_in: int, tokens_out: int, allowed: frozenset[str] | None) -> str | None:

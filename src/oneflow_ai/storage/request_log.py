@@ -136,6 +136,8 @@ class RequestRow:
     stream: bool
     input_tokens: int
     cached_input_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
     output_tokens: int
     reasoning_tokens: int
     images: int

@@ -466,6 +466,9 @@ class UsageRecordRow(Base):
     # Token classes within input_tokens / output_tokens, and a response-cache hit.
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes within input_tokens, by lifetime (migration 0008).
+    cache_write_5m_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # migration 0007: seconds of transcribed audio (what speech to text bills)
     audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -500,6 +503,9 @@ ROLLUP_COUNTERS: Final = (
     "reasoning_tokens",
     # migration 0007: seconds of transcribed audio
     "audio_seconds",
+    # migration 0008: prompt-cache writes by lifetime
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     *LATENCY_BUCKET_COLUMNS,
 )
 
