@@ -29,6 +29,7 @@ from oneflow_ai.api import (
     projects,
     request_log_policy,
     requests,
+    responses_api,
     root,
     self_service,
     usage,
@@ -144,7 +145,12 @@ def create_app(
         delay=settings.shutdown_delay_seconds, grace=settings.shutdown_grace_seconds
     )
     install_error_handlers(app)
-    for router in (openai_compat.router, anthropic_compat.router, gateway_api.router):
+    for router in (
+        openai_compat.router,
+        responses_api.router,
+        anthropic_compat.router,
+        gateway_api.router,
+    ):
         # The model endpoints join the app's own route list, first: FastAPI matches each
         # included router through an extra layer that costs microseconds per request.
         app.router.routes.extend(router.routes)

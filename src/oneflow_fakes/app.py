@@ -20,6 +20,7 @@ from oneflow_fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
 from oneflow_fakes.openai_chat import OpenAIChat
 from oneflow_fakes.openai_common import check_openai_key, openai_headers
 from oneflow_fakes.openai_images import OpenAIImages
+from oneflow_fakes.openai_responses import OpenAIResponses
 from oneflow_fakes.stability_images import StabilityImages
 
 __all__ = ["STATE", "create_fake_app"]
@@ -64,6 +65,7 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     openai_chat = OpenAIChat(state)
     anthropic = AnthropicMessages(state)
     router.add_post("/openai/v1/chat/completions", guarded(openai_chat.completions))
+    router.add_post("/openai/v1/responses", guarded(OpenAIResponses(state).create))
     router.add_get("/openai/v1/models", guarded(_openai_models(state)))
     router.add_get("/openai/v1/models/{model}", guarded(_openai_models(state)))
     router.add_post("/anthropic/v1/messages", guarded(anthropic.messages))

@@ -26,6 +26,7 @@ __all__ = [
     "FinishReason",
     "ImagePart",
     "Message",
+    "ReasoningDelta",
     "ResponseFormat",
     "Role",
     "StreamEvent",
@@ -42,7 +43,8 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-WireDialect = Literal["openai", "anthropic"]
+WireDialect = Literal["openai", "anthropic", "responses"]
+"""`responses`: OpenAI's Responses API (`/v1/responses`), a dialect of the edge and of OpenAI."""
 
 
 @dataclass(slots=True)
@@ -116,6 +118,8 @@ class ChatRequest:
     user: str | None = None
     response_format: ResponseFormat | None = None
     parallel_tool_calls: bool | None = None  # False: at most one tool call per answer
+    # How hard a reasoning model thinks: "low" | "medium" | "high" (None: the model's default)
+    reasoning_effort: str | None = None
     # The caller's body as received, the dialect it is in, and the fields of it this request
     # does not carry (see the module docstring).
     raw: dict[str, Any] | None = None
@@ -138,6 +142,7 @@ class ChatResponse:
     # The provider's body as received, and the dialect it is in.
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
+    reasoning: str = ""  # the model's visible thinking (Claude's thinking blocks), if any
 
 
 # ---- stream events ---------------------------------------------------------------------
@@ -180,4 +185,11 @@ class StreamUsage:
     output_tokens: int | None = None
 
 
-StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's visible thinking (Claude's `thinking_delta`)."""
+
+    text: str
+
+
+StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ReasoningDelta

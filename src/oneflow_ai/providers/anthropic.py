@@ -19,6 +19,7 @@ from oneflow_ai.domain.chat import (
     ChatRequest,
     ChatResponse,
     FinishReason,
+    ReasoningDelta,
     StreamEvent,
     StreamFinish,
     StreamStart,
@@ -105,6 +106,9 @@ class AnthropicWire:
         self.name = name
         self._default_max_tokens = default_max_tokens
 
+    def request_path(self, request: ChatRequest) -> str:
+        return self.path
+
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]:
@@ -173,10 +177,13 @@ def input_tokens(usage: UsageObject) -> int:
 def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
+    thinking: list[str] = []
     calls: list[ToolCall] = []
     for block in body["content"]:
         if block.get("type") == "text":
             text.append(block.get("text") or "")
+        elif block.get("type") == "thinking":
+            thinking.append(str(block.get("thinking") or ""))
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
@@ -196,6 +203,7 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         tool_calls=calls,
         raw=raw,
         raw_dialect="anthropic",
+        reasoning="".join(thinking),
     )
 
 
@@ -240,6 +248,8 @@ def _stream_events(
             return [TextDelta(delta["text"])]
         if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
             return [ToolCallDelta(tools[data["index"]], delta["partial_json"])]
+        if delta.get("type") == "thinking_delta" and delta.get("thinking"):
+            return [ReasoningDelta(delta["thinking"])]
         return []
     if kind == "content_block_start":
         block = data["content_block"]

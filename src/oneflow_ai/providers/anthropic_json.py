@@ -35,7 +35,11 @@ _INSTRUCTION = "Answer with a single JSON object only, without any other text."
 
 def forces_tool(request: ChatRequest) -> bool:
     """Whether the answer comes as the `json_answer` tool's input (see the module docstring)."""
-    return request.response_format is not None and not request.tools
+    return (
+        request.response_format is not None
+        and not request.tools
+        and request.reasoning_effort is None  # Claude thinks only with a free tool choice
+    )
 
 
 def apply_response_format(request: ChatRequest, body: MessagesBody) -> None:

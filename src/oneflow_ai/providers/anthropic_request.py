@@ -16,6 +16,7 @@ from typing import Literal
 import orjson
 
 from oneflow_ai.domain.chat import ChatRequest, ImagePart, Message, TextPart, Tool
+from oneflow_ai.errors import BadRequestError
 from oneflow_ai.providers.anthropic_json import apply_response_format
 from oneflow_ai.providers.anthropic_types import (
     ContentBlock,
@@ -26,10 +27,13 @@ from oneflow_ai.providers.anthropic_types import (
     ToolParam,
 )
 
-__all__ = ["DEFAULT_MAX_TOKENS", "build_messages_body", "image_source"]
+__all__ = ["DEFAULT_MAX_TOKENS", "THINKING_BUDGETS", "build_messages_body", "image_source"]
 
 #: `max_tokens` is required by Anthropic; Claude 3 models write at most 4,096 tokens.
 DEFAULT_MAX_TOKENS = 4096
+#: Extended thinking's token budget for each reasoning effort ("minimal": no thinking).
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+MIN_THINKING_BUDGET = 1024
 
 
 def build_messages_body(
@@ -43,6 +47,7 @@ def build_messages_body(
     }
     _add_sampling(request, body)
     _add_tools(request, body)
+    _add_thinking(request, body)
     apply_response_format(request, body)
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
@@ -91,6 +96,36 @@ def _add_tools(request: ChatRequest, body: MessagesBody) -> None:
         tool_choice = body.setdefault("tool_choice", {"type": "auto"})
         if tool_choice["type"] != "none":
             tool_choice["disable_parallel_tool_use"] = True
+
+
+def _add_thinking(request: ChatRequest, body: MessagesBody) -> None:
+    """A reasoning effort as extended thinking with a token budget (Anthropic's minimum is
+    1,024 and `max_tokens` must exceed it: a default `max_tokens` grows by the budget)."""
+    budget = THINKING_BUDGETS.get(request.reasoning_effort or "")
+    if budget is None:
+        return
+    if request.max_tokens is None:
+        body["max_tokens"] += budget
+    else:
+        budget = min(budget, request.max_tokens - 1)
+        if budget < MIN_THINKING_BUDGET:
+            raise BadRequestError(
+                f"Claude thinks with at least {MIN_THINKING_BUDGET} tokens: a reasoning effort "
+                f"needs max_output_tokens above {MIN_THINKING_BUDGET}",
+                param="reasoning.effort",
+            )
+    if "temperature" in body or "top_p" in body:
+        raise BadRequestError(
+            "Claude takes no temperature or top_p while it thinks (reasoning.effort)",
+            param="temperature" if "temperature" in body else "top_p",
+        )
+    choice = body.get("tool_choice")
+    if choice is not None and choice["type"] in ("any", "tool"):
+        raise BadRequestError(
+            "Claude cannot be made to call a tool while it thinks (reasoning.effort)",
+            param="tool_choice",
+        )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def _tool(tool: Tool) -> ToolParam:

@@ -62,6 +62,11 @@ class ToolChoiceParam(TypedDict, total=False):
     disable_parallel_tool_use: bool
 
 
+class ThinkingParam(TypedDict):
+    type: Literal["enabled"]
+    budget_tokens: int
+
+
 class MessagesBody(TypedDict, total=False):
     """A request body built from a canonical request."""
 
@@ -75,6 +80,7 @@ class MessagesBody(TypedDict, total=False):
     tools: list[ToolParam]
     tool_choice: ToolChoiceParam
     metadata: dict[str, str]
+    thinking: ThinkingParam
     stream: bool
 
 
@@ -112,6 +118,7 @@ class StreamDelta(TypedDict, total=False):
     type: str
     text: str
     partial_json: str
+    thinking: str
     stop_reason: str | None
 
 

@@ -67,6 +67,11 @@ class ChatWire(Protocol):
         """The chat endpoint, after the client's base URL."""
         ...
 
+    def request_path(self, request: ChatRequest) -> str:
+        """The endpoint `request` is sent to (`path`, unless the wire serves the request's
+        own dialect at another endpoint: OpenAI's Responses API)."""
+        ...
+
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]: ...
@@ -110,7 +115,7 @@ class ChatProvider:
         self.wire = wire
         self.name: str = wire.name
         self.dialect: WireDialect = wire.dialect
-        self._path = wire.path
+        self.native_responses: bool = getattr(wire, "native_responses", False)
         self._map_error = wire.map_error
 
     async def aclose(self) -> None:
@@ -119,7 +124,11 @@ class ChatProvider:
     def _request(self, request: ChatRequest, model: str, *, stream: bool) -> UpstreamRequest:
         body = self.wire.request_body(request, model, stream=stream)
         return UpstreamRequest(
-            "POST", self._path, self._map_error, body=orjson.dumps(body), model=model
+            "POST",
+            self.wire.request_path(request),
+            self._map_error,
+            body=orjson.dumps(body),
+            model=model,
         )
 
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse:

@@ -43,6 +43,8 @@ def build_chat_body(request: ChatRequest, model: str) -> ChatCompletionBody:
         body["response_format"] = _response_format(request.response_format)
     if request.user is not None:
         body["user"] = request.user
+    if request.reasoning_effort is not None:
+        body["reasoning_effort"] = request.reasoning_effort
     return body
 
 

@@ -101,6 +101,7 @@ class ChatCompletionBody(TypedDict, total=False):
     parallel_tool_calls: bool
     response_format: ResponseFormatParam
     user: str
+    reasoning_effort: str
     stream: bool
     stream_options: dict[str, object]
 
