@@ -178,6 +178,7 @@ class AnthropicMessages:
         stops = strings(data.get("stop_sequences"))
         max_tokens = data["max_tokens"]
         assert isinstance(max_tokens, int)
+        thinking = f"Thinking about: {source}" if _thinks(data) else None
         if plans:
             names = ", ".join(plan.name for plan in plans)
             source, stops = f"I will use {names} for this", []
@@ -188,7 +189,7 @@ class AnthropicMessages:
             stop=stops,
             counter=state.count_tokens,
         )
-        answer = _Answer(exchange, served.id, input_tokens, completion, plans, state)
+        answer = _Answer(exchange, served.id, input_tokens, completion, plans, state, thinking)
         if data.get("stream") is True:
             return await answer.stream()
         await exchange.generation_delay(len(completion.chunks))
@@ -218,7 +219,41 @@ class AnthropicMessages:
                 f"max_tokens: {max_tokens} > {served.max_output}, which is the maximum allowed "
                 f"number of output tokens for {served.id}",
             )
-        return served
+        return _check_thinking(data, max_tokens) or served
+
+
+def _thinks(data: Mapping[str, object]) -> bool:
+    thinking = data.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _check_thinking(data: Mapping[str, object], max_tokens: int) -> ErrorAnswer | None:
+    """Extended thinking's rules: a budget of at least 1,024 tokens below `max_tokens`, no
+    `temperature` other than 1, and a tool choice of `auto` or `none`."""
+    thinking = data.get("thinking")
+    if thinking is None:
+        return None
+
+    def refuse(message: str) -> ErrorAnswer:
+        return anthropic_error(400, "invalid_request_error", message)
+
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        return refuse("thinking: Input tag does not match any of the expected tags")
+    if thinking["type"] == "disabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        return refuse(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        )
+    if budget >= max_tokens:
+        return refuse("`max_tokens` must be greater than `thinking.budget_tokens`.")
+    if data.get("temperature") not in (None, 1, 1.0):
+        return refuse("`temperature` may only be set to 1 when thinking is enabled.")
+    choice = data.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        return refuse("Thinking may not be enabled when tool_choice forces tool use.")
+    return None
 
 
 class _Answer:
@@ -230,7 +265,10 @@ class _Answer:
         completion: Completion,
         plans: list[ToolCallPlan],
         state: FakeState,
+        thinking: str | None = None,
     ) -> None:
+        self.thinking = thinking
+        self.signature = random_id("sig_", 40)
         self.exchange = exchange
         self.model = model
         self.input_tokens = input_tokens
@@ -241,6 +279,8 @@ class _Answer:
         self.output_tokens = completion.tokens + sum(
             8 + count(p.name) + count(p.arguments_json) for _, p in self.calls
         )
+        if thinking is not None:
+            self.output_tokens += count(thinking)
 
     @property
     def stop_reason(self) -> str:
@@ -260,6 +300,10 @@ class _Answer:
 
     def body(self) -> dict[str, object]:
         content: list[dict[str, object]] = []
+        if self.thinking is not None:
+            content.append(
+                {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
+            )
         if self.completion.chunks:
             content.append({"type": "text", "text": self.completion.text})
         for call_id, plan in self.calls:
@@ -316,14 +360,33 @@ class _Answer:
         await stream.closing(_event("message_stop", {"type": "message_stop"}))
         return await stream.finish()
 
+    async def _thinking(self, stream: Stream, failure: Callable[[], bytes]) -> int:
+        """The thinking block first, when thinking is enabled; the next block's index."""
+        if self.thinking is None:
+            return 0
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        await stream.opening(
+            _event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": block},
+            )
+        )
+        for piece in re.findall(r"\s*\S+", self.thinking):
+            await stream.content(_delta(0, {"type": "thinking_delta", "thinking": piece}), failure)
+        await stream.opening(_delta(0, {"type": "signature_delta", "signature": self.signature}))
+        await stream.opening(
+            _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        )
+        return 1
+
     async def _blocks(self, stream: Stream, failure: Callable[[], bytes]) -> None:
-        index = 0
+        index = await self._thinking(stream, failure)
         if self.completion.chunks:
             text_block: dict[str, object] = {"type": "text", "text": ""}
             await stream.opening(
                 _event(
                     "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": text_block},
+                    {"type": "content_block_start", "index": index, "content_block": text_block},
                 )
             )
             await stream.opening(_event("ping", {"type": "ping"}))
@@ -331,7 +394,7 @@ class _Answer:
                 delta = {"type": "text_delta", "text": piece}
                 await stream.content(_delta(index, delta), failure)
             await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+                _event("content_block_stop", {"type": "content_block_stop", "index": index})
             )
             index += 1
         for call_id, plan in self.calls:

@@ -395,6 +395,52 @@ def test_reasoning_effort_becomes_claude_thinking(gateway: Gateway) -> None:
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "reasoning.effort"
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_claudes_thinking_is_a_reasoning_item_and_goes_back(
+    gateway: Gateway, streamed: bool
+) -> None:
+    client = gateway.openai()
+    asked: dict[str, Any] = {
+        "model": "claude-3-haiku-20240307",
+        "input": "Please call get_weather",
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
+    if streamed:
+        with client.responses.stream(**asked) as stream:
+            events = list(stream)
+            first = stream.get_final_response()
+        deltas = [e.delta for e in events if e.type == "response.reasoning_summary_text.delta"]
+        assert "".join(deltas) == "Thinking about: Please call get_weather"
+    else:
+        first = client.responses.create(**asked)
+    reasoning, *_, call = first.output
+    assert reasoning.type == "reasoning" and call.type == "function_call"
+    assert reasoning.summary[0].text == "Thinking about: Please call get_weather"
+    assert reasoning.content is not None
+    assert reasoning.content[0].text == reasoning.summary[0].text
+    signature = reasoning.encrypted_content
+    assert signature is not None and signature.startswith("sig_")
+    sent = _upstream(gateway, "anthropic")
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["max_tokens"] == 4096  # the default, above the budget
+    gateway.fakes.reset()
+    client.responses.create(
+        model="claude-3-haiku-20240307",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Rain"}],
+        tools=[WEATHER],
+        reasoning={"effort": "low"},
+    )
+    _user, assistant, _result = _upstream(gateway, "anthropic")["messages"]
+    assert assistant["content"][0] == {
+        "type": "thinking",
+        "thinking": "Thinking about: Please call get_weather",
+        "signature": signature,
+    }
+    assert assistant["content"][-1]["type"] == "tool_use"
+
+
 def test_a_strategy_routes_a_response(gateway: Gateway) -> None:
     raw = gateway.openai().responses.with_raw_response.create(
         model="cost_optimized", input=PROMPT, max_output_tokens=50

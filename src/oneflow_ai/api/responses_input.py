@@ -183,10 +183,30 @@ def messages_of(items: list[dict[str, Any]], native_only: list[str]) -> list[Mes
                 Message(role="tool", content=[TextPart(text)], tool_call_id=item.req_str("call_id"))
             )
         elif kind == "reasoning":
-            continue  # the model's earlier thinking: OpenAI's alone, no other model reads it
+            thought = _thought(item)
+            if thought is not None:
+                messages.append(thought)
         else:
             native_only.append(item.at("type"))
     return messages
+
+
+def _thought(item: Fields) -> Message | None:
+    """A reasoning item a bridged model wrote (its text and the provider's signature in
+    `encrypted_content`) as the start of an assistant turn; None for one without a signature
+    (OpenAI's own reasoning, which no other model reads)."""
+    signature = item.opt_str("encrypted_content")
+    if signature is None:
+        return None
+    texts: list[str] = []
+    for key, kind in (("content", "reasoning_text"), ("summary", "summary_text")):
+        for j, raw in enumerate(item.opt_list(key) or ()):
+            part = Fields(raw, item.at(f"{key}[{j}]"))
+            if part.req_str("type") == kind:
+                texts.append(part.req_str("text"))
+        if texts:
+            break
+    return Message(role="assistant", reasoning="".join(texts), reasoning_signature=signature)
 
 
 def _args(item: Fields) -> str:

@@ -143,12 +143,19 @@ def _function_call(call: ToolCall, status: str = "completed") -> dict[str, Any]:
     }
 
 
-def _reasoning(text: str, summary: bool) -> dict[str, Any]:
-    return {
+def _reasoning(text: str, summary: bool, signature: str | None) -> dict[str, Any]:
+    """A reasoning item of a bridged model's thinking: the text as `content`, also as the
+    `summary` when the caller asked for one, and the provider's signature as
+    `encrypted_content` (handed back in the next input, it lets Claude continue its turn)."""
+    item: dict[str, Any] = {
         "id": new_id("rs"),
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": text}] if summary else [],
+        "content": [{"type": "reasoning_text", "text": text}],
     }
+    if signature is not None:
+        item["encrypted_content"] = signature
+    return item
 
 
 def render_response(shape: ResponseShape, response: ChatResponse, usage: Usage) -> dict[str, Any]:
@@ -161,7 +168,8 @@ def render_response(shape: ResponseShape, response: ChatResponse, usage: Usage) 
         return native
     output: list[dict[str, Any]] = []
     if response.reasoning:
-        output.append(_reasoning(response.reasoning, shape.reasoning_summary))
+        summary = shape.reasoning_summary
+        output.append(_reasoning(response.reasoning, summary, response.reasoning_signature))
     if response.text or not response.tool_calls:
         output.append(_message(response.text))
     output.extend(_function_call(call) for call in response.tool_calls)
@@ -223,7 +231,11 @@ class ResponsesEncoder:
                 logprobs=[],
             )
         elif isinstance(event, ReasoningDelta):
-            out += self._reasoning_delta(event.text)
+            if event.signature is not None:
+                if self._open is not None and self._open["type"] == "reasoning":
+                    self._open["encrypted_content"] = event.signature
+            elif event.text:
+                out += self._reasoning_delta(event.text)
         elif isinstance(event, ToolCallDelta):
             out += self._call_delta(event)
         elif isinstance(event, StreamFinish):
@@ -247,7 +259,7 @@ class ResponsesEncoder:
         summary = self._shape.reasoning_summary
         if self._open is None or self._open["type"] != "reasoning":
             out += self._close()
-            item = self._open = _reasoning("", summary=False)
+            item = self._open = {"id": new_id("rs"), "type": "reasoning", "summary": []}
             self._text = []
             out += self._add(item)
             if summary:
@@ -295,6 +307,7 @@ class ResponsesEncoder:
             return b""
         index, text = self._index(item), "".join(self._text)
         if item["type"] == "reasoning":
+            item["content"] = [{"type": "reasoning_text", "text": text}]
             if not self._shape.reasoning_summary:
                 return self._event("response.output_item.done", output_index=index, item=item)
             part = {"type": "summary_text", "text": text}

@@ -79,6 +79,10 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)  # assistant turns
     tool_call_id: str | None = None  # tool results
+    # An assistant turn's visible thinking, and the provider's signature of it (Claude needs
+    # both back, unchanged, to continue a turn that thought before calling a tool).
+    reasoning: str = ""
+    reasoning_signature: str | None = None
 
     @property
     def text(self) -> str:
@@ -143,6 +147,7 @@ class ChatResponse:
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
     reasoning: str = ""  # the model's visible thinking (Claude's thinking blocks), if any
+    reasoning_signature: str | None = None  # the provider's signature of that thinking
 
 
 # ---- stream events ---------------------------------------------------------------------
@@ -187,9 +192,11 @@ class StreamUsage:
 
 @dataclass(slots=True)
 class ReasoningDelta:
-    """A piece of the model's visible thinking (Claude's `thinking_delta`)."""
+    """A piece of the model's visible thinking (Claude's `thinking_delta`), or the
+    provider's signature of it (`signature_delta`)."""
 
     text: str
+    signature: str | None = None
 
 
 StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ReasoningDelta

@@ -24,6 +24,7 @@ from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import (
     ChatResponse,
     FinishReason,
+    ReasoningDelta,
     StreamEvent,
     StreamFinish,
     StreamStart,
@@ -210,6 +211,8 @@ class ChatStream:
                 self._text.append(event.arguments)
                 if event.name:
                     self._text.append(event.name)
+            elif isinstance(event, ReasoningDelta):
+                self._text.append(event.text)  # thinking is output, billed as such
             elif isinstance(event, StreamUsage):
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens

@@ -178,12 +178,14 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
     thinking: list[str] = []
+    signature: str | None = None
     calls: list[ToolCall] = []
     for block in body["content"]:
         if block.get("type") == "text":
             text.append(block.get("text") or "")
         elif block.get("type") == "thinking":
             thinking.append(str(block.get("thinking") or ""))
+            signature = str(block.get("signature") or "") or signature
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
@@ -204,6 +206,7 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         raw=raw,
         raw_dialect="anthropic",
         reasoning="".join(thinking),
+        reasoning_signature=signature,
     )
 
 
@@ -250,6 +253,8 @@ def _stream_events(
             return [ToolCallDelta(tools[data["index"]], delta["partial_json"])]
         if delta.get("type") == "thinking_delta" and delta.get("thinking"):
             return [ReasoningDelta(delta["thinking"])]
+        if delta.get("type") == "signature_delta" and delta.get("signature"):
+            return [ReasoningDelta("", signature=delta["signature"])]
         return []
     if kind == "content_block_start":
         block = data["content_block"]

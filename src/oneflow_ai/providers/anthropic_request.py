@@ -34,12 +34,17 @@ DEFAULT_MAX_TOKENS = 4096
 #: Extended thinking's token budget for each reasoning effort ("minimal": no thinking).
 THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 MIN_THINKING_BUDGET = 1024
+#: Without a `max_tokens` of the caller's, thinking leaves at least this much for the answer.
+MIN_ANSWER_TOKENS = 1024
 
 
 def build_messages_body(
     request: ChatRequest, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> MessagesBody:
     """The Messages body of a canonical request."""
+    if request.reasoning_effort is not None and request.max_tokens is None:
+        budget = THINKING_BUDGETS.get(request.reasoning_effort, 0)
+        default_max_tokens = max(default_max_tokens, budget + MIN_ANSWER_TOKENS)
     body: MessagesBody = {
         "model": model,
         "max_tokens": request.max_tokens or default_max_tokens,
@@ -100,13 +105,13 @@ def _add_tools(request: ChatRequest, body: MessagesBody) -> None:
 
 def _add_thinking(request: ChatRequest, body: MessagesBody) -> None:
     """A reasoning effort as extended thinking with a token budget (Anthropic's minimum is
-    1,024 and `max_tokens` must exceed it: a default `max_tokens` grows by the budget)."""
+    1,024 and `max_tokens` must exceed it: without a `max_tokens` of the caller's, it is at
+    least the budget and 1,024 tokens of answer). Anthropic refuses thinking on a model that
+    cannot think (Claude 3 and 3.5)."""
     budget = THINKING_BUDGETS.get(request.reasoning_effort or "")
     if budget is None:
         return
-    if request.max_tokens is None:
-        body["max_tokens"] += budget
-    else:
+    if request.max_tokens is not None:
         budget = min(budget, request.max_tokens - 1)
         if budget < MIN_THINKING_BUDGET:
             raise BadRequestError(
@@ -157,6 +162,14 @@ def _blocks(message: Message) -> list[ContentBlock]:
             }
         ]
     blocks: list[ContentBlock] = []
+    if message.reasoning_signature is not None:  # Claude's own thinking, handed back as it was
+        blocks.append(
+            {
+                "type": "thinking",
+                "thinking": message.reasoning,
+                "signature": message.reasoning_signature,
+            }
+        )
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text:
