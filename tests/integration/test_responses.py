@@ -222,6 +222,48 @@ def test_stored_responses_are_read_listed_and_deleted(gateway: Gateway) -> None:
         client.responses.retrieve(unstored.id)
 
 
+def test_a_conversation_with_a_deleted_response_names_it(gateway: Gateway) -> None:
+    client = gateway.openai()
+    first = client.responses.create(model="gpt-4o", input="One")
+    second = client.responses.create(model="gpt-4o", input="Two", previous_response_id=first.id)
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(model="gpt-4o", input="Three", previous_response_id=second.id)
+    assert first.id in missing.value.message
+    assert missing.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+def test_a_provider_failure_mid_stream_ends_with_an_error_event(gateway: Gateway) -> None:
+    gateway.fakes.add_fault(provider="openai", endpoint="responses", error_after_chunks=2)
+    gateway.fakes.add_fault(provider="anthropic", error_after_chunks=2)
+    body = {"model": "gpt-4o", "input": PROMPT, "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    ) as answer:
+        assert answer.status_code == 200
+        events = [
+            orjson.loads(line.removeprefix("data: "))
+            for line in answer.iter_lines()
+            if line.startswith("data: ")
+        ]
+    kinds = [event["type"] for event in events]
+    assert kinds.count("response.output_text.delta") == 2
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert events[-1]["response"]["status"] == "failed"
+    (record,) = gateway.sink.wait_for(1)
+    assert record.outcome == "cut_off"
+    # The SDK hands both on as typed events (as from OpenAI itself), the failure's message in
+    # the error event.
+    with gateway.openai().responses.stream(model="claude-3-haiku-20240307", input=PROMPT) as stream:
+        seen = list(stream)
+    assert [event.type for event in seen][-2:] == ["error", "response.failed"]
+    assert seen[-2].message  # type: ignore[union-attr]
+
+
 def test_another_projects_response_is_not_found(gateway: Gateway) -> None:
     made = gateway.openai().responses.create(model="gpt-4o", input="Secret plans")
     project = f"responses-{uuid.uuid4().hex[:8]}"

@@ -48,6 +48,7 @@ from oneflow_ai.gateway.stream import ChatStream
 from oneflow_ai.storage.stored_responses import (
     StoredRow,
     delete_response,
+    load_chain,
     load_response,
     purge_expired,
     save_response,
@@ -223,14 +224,18 @@ async def _load(engine: AsyncEngine, project_id: str, response_id: str, param: s
         row = await load_response(connection, project_id, response_id)
     if row is None:
         raise _not_found(response_id, param)
+    _check_expiry(row, param)
+    return row
+
+
+def _check_expiry(row: StoredRow, param: str) -> None:
     if row.expired():
         raise NotFoundError(
-            f"The response '{response_id}' expired at {row.expires_at.isoformat()} (responses "
+            f"The response '{row.id}' expired at {row.expires_at.isoformat()} (responses "
             "are kept for RESPONSES_RETENTION_DAYS)",
             param=param,
             code="response_expired",
         )
-    return row
 
 
 async def _history(
@@ -238,11 +243,18 @@ async def _history(
 ) -> list[dict[str, Any]]:
     """The conversation up to and including `response_id`: each response's input items and
     output items, oldest first."""
-    chain: list[StoredRow] = []
-    current = response_id
-    while current is not None and len(chain) < MAX_CHAIN:
-        chain.append(await _load(engine, project_id, current, "previous_response_id"))
-        current = chain[-1].previous_response_id
+    if response_id is None:
+        return []
+    async with engine.connect() as connection:
+        chain = await load_chain(connection, project_id, response_id, limit=MAX_CHAIN)
+    wanted: str | None = response_id
+    for row in chain:  # each link must be there and not expired (the first missing is named)
+        if row.id != wanted:
+            break
+        _check_expiry(row, "previous_response_id")
+        wanted = row.previous_response_id
+    if wanted is not None and len(chain) < MAX_CHAIN:
+        raise _not_found(wanted, "previous_response_id")
     items: list[dict[str, Any]] = []
     for row in reversed(chain):
         items.extend(row.input)

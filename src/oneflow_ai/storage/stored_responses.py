@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Row, delete, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from oneflow_ai.storage.tables import StoredResponse, table_of, utcnow
 
-__all__ = ["StoredRow", "delete_response", "load_response", "purge_expired", "save_response"]
+__all__ = [
+    "StoredRow",
+    "delete_response",
+    "load_chain",
+    "load_response",
+    "purge_expired",
+    "save_response",
+]
 
 responses = table_of(StoredResponse)
 
@@ -65,8 +72,32 @@ async def load_response(
             )
         )
     ).first()
-    if found is None:
-        return None
+    return None if found is None else _row(found)
+
+
+async def load_chain(
+    connection: AsyncConnection, project_id: str, response_id: str, *, limit: int
+) -> list[StoredRow]:
+    """The project's response `response_id` and the responses it continued, newest first
+    (at most `limit`), in one recursive query; it stops at a response the project has not
+    (any more): the caller compares the last row's `previous_response_id`."""
+    columns = [*responses.c]
+    first = (
+        select(*columns, literal(0).label("depth"))
+        .where(responses.c.id == response_id, responses.c.project_id == project_id)
+        .cte("chain", recursive=True)
+    )
+    earlier = (
+        select(*columns, (first.c.depth + 1).label("depth"))
+        .join(first, responses.c.id == first.c.previous_response_id)
+        .where(responses.c.project_id == project_id, first.c.depth < limit - 1)
+    )
+    chain = first.union_all(earlier)
+    found = await connection.execute(select(chain).order_by(chain.c.depth))
+    return [_row(row) for row in found]
+
+
+def _row(found: Row[Any]) -> StoredRow:
     return StoredRow(
         id=found.id,
         project_id=found.project_id,
