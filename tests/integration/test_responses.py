@@ -16,7 +16,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.domain.usage import Usage
@@ -307,6 +307,27 @@ def test_an_expired_response_is_named(gateway: Gateway) -> None:
         with pytest.raises(openai.NotFoundError) as expired:
             attempt()
         assert made.id in expired.value.message and "expired" in expired.value.message
+
+
+def test_a_response_the_database_cannot_keep_still_answers(gateway: Gateway) -> None:
+    url = gateway.server.config.app.state.settings.database_url  # type: ignore[attr-defined]
+
+    async def rename(old: str, new: str) -> None:
+        engine = create_engine(url)
+        async with engine.begin() as connection:
+            await connection.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+        await engine.dispose()
+
+    asyncio.run(rename("stored_responses", "stored_responses_away"))
+    try:
+        response = gateway.openai().responses.create(model="gpt-4o", input=PROMPT)
+    finally:
+        asyncio.run(rename("stored_responses_away", "stored_responses"))
+    assert response.output_text.startswith("Echo:")
+    (record,) = gateway.sink.wait_for(1)
+    assert record.outcome == "ok"  # answered and charged
+    with pytest.raises(openai.NotFoundError):
+        gateway.openai().responses.retrieve(response.id)
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,17 @@ async def create_response(request: Request, principal: Principal = CALLER) -> Re
     return json_response(body, headers=gateway_headers(call))
 
 
+async def _store(
+    services: Services, principal: Principal, parsed: ResponsesInput, response: dict[str, Any]
+) -> None:
+    """Keep the response; a database that cannot take it does not take the answer away from
+    its caller (it was made and charged): the failure is logged."""
+    try:
+        await _save(services, principal, parsed, response)
+    except Exception:
+        log.exception("response_not_stored", response_id=response["id"])
+
+
 @router.get("/v1/responses/{response_id}", summary="A stored response")
 async def get_response(
     response_id: str, request: Request, principal: Principal = CALLER
@@ -279,7 +290,7 @@ def _stored_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return stored
 
 
-async def _store(
+async def _save(
     services: Services, principal: Principal, parsed: ResponsesInput, response: dict[str, Any]
 ) -> None:
     now = utcnow()
@@ -321,10 +332,7 @@ def _sse(
             await batches.aclose()
         end = encoder.end(stream.usage or Usage(estimated=True), stream.cost)
         if parsed.store and encoder.final is not None:
-            try:
-                await _store(services, principal, parsed, encoder.final)
-            except Exception:
-                log.exception("response_not_stored", response_id=encoder.final["id"])
+            await _store(services, principal, parsed, encoder.final)
         yield end
 
     headers = gateway_headers(stream.call)
