@@ -370,6 +370,19 @@ def test_bad_input_is_a_400_naming_the_field(
         ({"prompt_cache_key": "k"}, "prompt_cache_key"),
         ({"text": {"verbosity": "low"}}, "text.verbosity"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        (
+            {
+                "input": [
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c",
+                        "output": [{"type": "input_image", "image_url": "https://x.test/a.png"}],
+                    },
+                ]
+            },
+            "input[1].output",
+        ),
     ],
 )
 def test_what_a_bridged_model_cannot_honour_is_refused(

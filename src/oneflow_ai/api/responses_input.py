@@ -178,6 +178,8 @@ def messages_of(items: list[dict[str, Any]], native_only: list[str]) -> list[Mes
             text = output if isinstance(output, str) else None
             if text is None:
                 parts = _parts(item, "output", native_only)
+                if any(isinstance(p, ImagePart) for p in parts):
+                    native_only.append(item.at("output"))  # a tool result is text elsewhere
                 text = "".join(p.text for p in parts if isinstance(p, TextPart))
             messages.append(
                 Message(role="tool", content=[TextPart(text)], tool_call_id=item.req_str("call_id"))
