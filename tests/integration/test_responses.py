@@ -321,6 +321,16 @@ def test_a_response_the_database_cannot_keep_still_answers(gateway: Gateway) -> 
     asyncio.run(rename("stored_responses", "stored_responses_away"))
     try:
         response = gateway.openai().responses.create(model="gpt-4o", input=PROMPT)
+        # Reading the store while it is away is a 503 to retry, not an internal error.
+        for attempt in (
+            lambda: gateway.openai().responses.retrieve("resp_any"),
+            lambda: gateway.openai().responses.create(
+                model="gpt-4o", input="x", previous_response_id="resp_any"
+            ),
+        ):
+            with pytest.raises(openai.InternalServerError) as away:
+                attempt()
+            assert away.value.status_code == 503
     finally:
         asyncio.run(rename("stored_responses_away", "stored_responses"))
     assert response.output_text.startswith("Echo:")

@@ -17,12 +17,14 @@ Another project's id is not found; an expired one is named as expired.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.responses import Response, StreamingResponse
 
 from oneflow_ai.api.calls import gateway_caller, new_call
@@ -41,7 +43,12 @@ from oneflow_ai.api.validation import parse_object
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.domain.chat import Message, TextPart
 from oneflow_ai.domain.usage import Usage
-from oneflow_ai.errors import BadRequestError, GatewayError, NotFoundError
+from oneflow_ai.errors import (
+    BadRequestError,
+    GatewayError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.gateway.stream import ChatStream
@@ -230,8 +237,22 @@ async def _find(engine: AsyncEngine, project_id: str, response_id: str) -> Store
     return await _load(engine, project_id, response_id, "response_id")
 
 
+@asynccontextmanager
+async def _reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reading stored responses; a database that is away is a 503."""
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("response_store_unreachable", error=type(exc).__name__)
+        raise ServiceUnavailableError(
+            "Stored responses cannot be read now (the database is unreachable); try again",
+            retry_after=1,
+        ) from exc
+
+
 async def _load(engine: AsyncEngine, project_id: str, response_id: str, param: str) -> StoredRow:
-    async with engine.connect() as connection:
+    async with _reading(engine) as connection:
         row = await load_response(connection, project_id, response_id)
     if row is None:
         raise _not_found(response_id, param)
@@ -256,7 +277,7 @@ async def _history(
     output items, oldest first."""
     if response_id is None:
         return []
-    async with engine.connect() as connection:
+    async with _reading(engine) as connection:
         chain = await load_chain(connection, project_id, response_id, limit=MAX_CHAIN)
     wanted: str | None = response_id
     for row in chain:  # each link must be there and not expired (the first missing is named)
