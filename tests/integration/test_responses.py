@@ -437,6 +437,24 @@ def test_structured_output_from_claude(gateway: Gateway) -> None:
     assert sent["tools"][0]["input_schema"] == schema
 
 
+def test_structured_output_while_claude_thinks_is_asked_by_instruction(gateway: Gateway) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    answer = gateway.post(
+        "/v1/responses",
+        {
+            "model": "claude-3-haiku-20240307",
+            "input": "Plan a trip",
+            "reasoning": {"effort": "low"},
+            "text": {"format": {"type": "json_schema", "name": "trip", "schema": schema}},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    sent = _upstream(gateway, "anthropic")
+    assert "tool_choice" not in sent and "tools" not in sent
+    assert sent["thinking"]["type"] == "enabled"
+    assert orjson.dumps(schema).decode() in sent["system"]
+
+
 def test_an_image_in_the_input_reaches_claude(gateway: Gateway) -> None:
     pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n-fake-").decode()
     gateway.openai().responses.create(
