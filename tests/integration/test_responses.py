@@ -576,3 +576,20 @@ def test_usage_of_responses_is_reported(gateway: Gateway) -> None:
     assert response.usage is not None
     assert after["output_tokens"] - before["output_tokens"] == response.usage.output_tokens
     assert Decimal(after["credits"]) - Decimal(before["credits"]) == record.cost.credits
+
+
+def test_a_response_is_in_the_request_log(gateway: Gateway) -> None:
+    raw = gateway.openai().responses.with_raw_response.create(
+        model="gpt-4o", input=PROMPT, stream=True
+    )
+    list(raw.parse())
+    request_id = raw.headers["x-oneflow-request-id"]
+    gateway.sink.wait_for(1)
+    found = httpx.get(
+        f"{gateway.url}/api/v1/requests/{request_id}",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    )
+    assert found.status_code == 200, found.text
+    row = found.json()
+    assert (row["model"], row["provider"], row["stream"]) == ("gpt-4o", "openai", True)
