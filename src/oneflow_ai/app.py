@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__, console
@@ -174,38 +175,47 @@ def create_app(
         app.include_router(router)
     install_schemas(app)
 
-    # Innermost: the model endpoints straight to their functions (see api/direct_routes.py).
-    app.add_middleware(
-        DirectRoutes,
-        routes=[
-            route
-            for router in (openai_compat.router, anthropic_compat.router)
-            for route in router.routes
-            if isinstance(route, APIRoute) and route.path in _DIRECT_PATHS
-        ],
-    )
-    # Runs after the edge's size limit, sees exactly what the routes answer.
-    app.add_middleware(
-        IdempotencyMiddleware,
-        max_response_bytes=settings.idempotency_max_response_bytes,
-        wait_seconds=settings.idempotency_wait_seconds,
-    )
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=list(EXPOSED_HEADERS),
-        )
-    app.add_middleware(
-        EdgeMiddleware,
-        max_body_size=settings.max_request_size,
-        log_requests=settings.log_requests,
-        http_metrics=telemetry.metrics.http,
-        tracing=telemetry.tracing,
-        extra_headers=[(b"x-oneflow-fake-providers", b"true")]
-        if settings.use_fake_providers
-        else (),
-    )
+    # The middleware, outermost first: the edge (request id, size limit, access line, metrics,
+    # traces) sees every answer; CORS; idempotency (after the size limit, seeing exactly what
+    # the routes answer); innermost, the model endpoints straight to their functions
+    # (api/direct_routes.py).
+    direct = [
+        route
+        for router in (openai_compat.router, anthropic_compat.router)
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path in _DIRECT_PATHS
+    ]
+    stack = [
+        Middleware(
+            EdgeMiddleware,
+            max_body_size=settings.max_request_size,
+            log_requests=settings.log_requests,
+            http_metrics=telemetry.metrics.http,
+            tracing=telemetry.tracing,
+            extra_headers=[(b"x-oneflow-fake-providers", b"true")]
+            if settings.use_fake_providers
+            else (),
+        ),
+        *(
+            [
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=settings.cors_origins,
+                    allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                    allow_headers=["*"],
+                    expose_headers=list(EXPOSED_HEADERS),
+                )
+            ]
+            if settings.cors_origins
+            else []
+        ),
+        Middleware(
+            IdempotencyMiddleware,
+            max_response_bytes=settings.idempotency_max_response_bytes,
+            wait_seconds=settings.idempotency_wait_seconds,
+        ),
+        Middleware(DirectRoutes, routes=direct),
+    ]
+    for layer in reversed(stack):  # each added wraps the ones before it
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     return app

@@ -66,6 +66,9 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     anthropic = AnthropicMessages(state)
     router.add_post("/openai/v1/chat/completions", guarded(openai_chat.completions))
     router.add_post("/openai/v1/responses", guarded(OpenAIResponses(state).create))
+    router.add_post(  # Azure OpenAI's deployment-name URL
+        "/openai/deployments/{deployment}/chat/completions", guarded(openai_chat.completions)
+    )
     router.add_get("/openai/v1/models", guarded(_openai_models(state)))
     router.add_get("/openai/v1/models/{model}", guarded(_openai_models(state)))
     router.add_post("/anthropic/v1/messages", guarded(anthropic.messages))

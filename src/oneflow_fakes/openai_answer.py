@@ -41,6 +41,7 @@ class ChatAnswer:
         state: FakeState,
     ) -> None:
         self.exchange = exchange
+        self.state = state
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.completion = completion
@@ -128,7 +129,8 @@ class ChatAnswer:
     async def stream(self, *, include_usage: bool, obfuscation: bool) -> web.StreamResponse:
         exchange = self.exchange
         fault = exchange.fault
-        stream = await exchange.open_stream("text/event-stream", openai_headers())
+        remaining = self.state.openai_remaining()
+        stream = await exchange.open_stream("text/event-stream", openai_headers(remaining))
 
         def chunk(choices: list[dict[str, object]]) -> bytes:
             return self._chunk(choices, include_usage, obfuscation)

@@ -94,7 +94,8 @@ class OpenAIChat:
         state = self.state
         body = await read_json(request)
         data = body.data
-        model_name = body.string("model")
+        # Azure OpenAI names the model in the URL (its deployment), not in the body.
+        model_name = request.match_info.get("deployment") or body.string("model")
         streaming = data.get("stream") is True
         exchange = Exchange(
             state,
@@ -117,6 +118,9 @@ class OpenAIChat:
         problem = self._validate(data, model_name)
         if isinstance(problem, ErrorAnswer):
             return exchange.error(problem)
+        if state.openai_remaining() == 0:
+            return exchange.error(openai_error(429, "rate_limit_exceeded"))
+        state.openai_requests += 1
         served_model, limit = problem
         messages = data["messages"]
         assert isinstance(messages, list)
@@ -159,7 +163,7 @@ class OpenAIChat:
                 obfuscation=options.get("include_obfuscation") is not False,
             )
         await exchange.generation_delay(len(completion.chunks))
-        return exchange.json(answer.body(), openai_headers())
+        return exchange.json(answer.body(), openai_headers(state.openai_remaining()))
 
     def _validate(
         self, data: Mapping[str, object], model: str

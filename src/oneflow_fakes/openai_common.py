@@ -20,8 +20,13 @@ _HEALTHY = {
 }
 
 
-def openai_headers() -> dict[str, str]:
-    return dict(_HEALTHY)
+def openai_headers(remaining_requests: int | None = None) -> dict[str, str]:
+    """An answer's headers; `remaining_requests` when a request limit is configured."""
+    headers = dict(_HEALTHY)
+    if remaining_requests is not None:
+        headers["x-ratelimit-remaining-requests"] = str(remaining_requests)
+        headers["x-ratelimit-reset-requests"] = "60s"
+    return headers
 
 
 def check_openai_key(

@@ -306,3 +306,26 @@ def test_two_tenants_never_share_a_key() -> None:
     assert a.json() == {"run": 1, "tenant": "a"}
     assert b.json() == {"run": 2, "tenant": "b"}
     assert a_again.json() == a.json() and a_again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_keyed_request_authenticates_its_caller_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The middleware finds the caller to scope the key; the endpoint uses the same one."""
+    app = counting_app(make_settings(fake_providers="on"), Counter())
+    with live_server(app) as server:
+        identity = app.state.services.identity
+        original = identity.authenticate
+        seen: list[object] = []
+
+        async def counting(credential: object) -> object:
+            seen.append(credential)
+            return await original(credential)
+
+        identity.authenticate = counting
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            keyed = await post(client, "/v1/chat/completions", body, key="once")
+            plain = await post(client, "/v1/chat/completions", body, key=None)
+    assert (keyed.status_code, plain.status_code) == (200, 200)
+    assert len(seen) == 2  # one per request, keyed or not

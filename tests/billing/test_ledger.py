@@ -325,6 +325,29 @@ async def test_a_hard_credits_budget_refuses_with_402(engine: AsyncEngine, ledge
     assert snap["p1"].balance == -260_000  # postpaid: charged in full
 
 
+async def test_a_hard_budget_set_while_a_request_is_under_way_counts_what_it_admits(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    """A request admitted before the budget existed is charged in full but not counted toward
+    it: the budget's usage plus holds never pass its limit, and it still refuses what would."""
+    under_way = await reserve(ledger, "before")  # postpaid, no budget: holds nothing
+    statuses = await ledger.set_budgets(
+        "p1",
+        [
+            budget(Metric.CREDITS, Period.DAY, CREDIT // 10, "soft"),
+            budget(Metric.CREDITS, Period.MONTH, 2 * CREDIT),
+        ],
+    )
+    soft, hard = sorted(statuses, key=lambda status: status.spec.hard)
+    await ledger.settle(under_way, Usage(input_tokens=1000, output_tokens=10))  # 0.26 credits
+    admitted = await reserve(ledger, "after")
+    await ledger.settle(admitted, Usage(input_tokens=1000, output_tokens=10))
+    snap = await assert_consistent(engine, ["p1"], hard_limits={hard.spec.id: 2 * CREDIT})
+    assert snap["p1"].balance == -520_000  # both charged in full
+    assert snap["p1"].counters[hard.spec.id] == (260_000, 0)  # only what it admitted
+    assert snap["p1"].counters[soft.spec.id] == (520_000, 0)  # a soft budget counts all spend
+
+
 async def test_token_and_request_quotas_refuse_with_429_until_the_period_resets(
     engine: AsyncEngine, ledger: Ledger, clock: FakeClock
 ) -> None:

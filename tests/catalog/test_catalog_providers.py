@@ -85,6 +85,16 @@ def test_a_declared_provider_and_its_models_load(tmp_path: Path) -> None:
             '(input_per_mtok and output_per_mtok, "0" allowed; or free: true)',
         ),
         (
+            "auth: none\n    chat_path: /openai/deployments/{model}/chat/completions",
+            {},
+            "catalog provider 'vllm': chat_path: the only placeholder is {deployment}",
+        ),
+        (
+            "auth: none\n    chat_path: chat/completions",
+            {},
+            "catalog provider 'vllm': chat_path: must be a path starting with /",
+        ),
+        (
             "auth: none",
             {"model_provider": "vlm"},
             "catalog entry 'qwen-7b': provider: 'vlm' is neither built in",

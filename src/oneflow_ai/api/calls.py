@@ -6,6 +6,7 @@ from starlette.requests import HTTPConnection, Request
 
 from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.api.deps import authenticate
+from oneflow_ai.api.fallbacks import requested_fallbacks
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.domain.chat import ChatRequest
@@ -38,13 +39,16 @@ def new_call(
     strategy: str | None = None,
     strategy_field: str = STRATEGY_HEADER,
     stream: bool = False,
+    fallbacks: tuple[str, ...] | None = None,
 ) -> Call:
     """A call for `model` (a concrete model, `auto` or a strategy name). The strategy comes
     from `strategy` (a body field named `strategy_field`) or else the `X-OneFlow-Strategy`
-    header. The call's state is the request's, so hooks can leave response headers for the
-    edge middleware, and the call is left in it for the request's access line."""
+    header. The fallback models are the body's `models` (`fallbacks`, see `api/fallbacks.py`)
+    or the `X-OneFlow-Fallbacks` header. The call is left in the request's state for the
+    edge: its access line and its `X-RateLimit-*` headers."""
     if strategy is None:
         strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
+    requested = requested_fallbacks(request, fallbacks)
     state = request.scope.setdefault("state", {})
     state[CALL_STATE] = call = Call(
         request_id=state.get("request_id", ""),
@@ -54,6 +58,7 @@ def new_call(
         model=model,
         strategy=resolve_strategy(model, strategy, header_name=strategy_field),
         stream=stream,
-        state=state,
     )
+    if requested is not None:
+        call.requested_fallbacks, call.fallbacks_param = requested
     return call

@@ -20,30 +20,45 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.auth.credentials import credential_from_headers
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.errors import AuthenticationError
+from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.services import Services
 from oneflow_ai.limits import RateDecision
 
 __all__ = [
-    "RATE_LIMIT_HEADERS_STATE",
+    "RATE_LIMIT_STATE",
     "admit",
     "authenticate",
     "get_services",
     "rate_limit",
+    "rate_limit_headers",
     "request_id",
     "require",
 ]
 
-# scope["state"] entry the edge middleware reads to add X-RateLimit-* headers to the response.
-RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
+# scope["state"] entry for the request's authenticated caller.
+PRINCIPAL_STATE = "principal"
+# scope["state"] entry for the rate-limit decision of a request that is not a model call.
+RATE_LIMIT_STATE = "rate_limit"
+
+
+def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The `X-RateLimit-*` headers of the request whose ASGI state is `state`: its model
+    call's decision (the rate-limit hook's) or the `admit` dependency's; none without one."""
+    call = state.get(CALL_STATE)
+    decision = call.rate_limit if isinstance(call, Call) else state.get(RATE_LIMIT_STATE)
+    if not isinstance(decision, RateDecision):
+        return []
+    return [(name.lower().encode(), value.encode()) for name, value in decision.headers.items()]
 
 
 def get_services(connection: HTTPConnection) -> Services:
@@ -58,14 +73,20 @@ def request_id(connection: HTTPConnection) -> str:
 
 async def authenticate(connection: HTTPConnection) -> Principal:
     """The caller, from `Authorization: Bearer`, `X-API-Key` or `x-api-key`: the master key, an
-    API key, or a JWT access token; 401 otherwise. No database round trip when the key is warm."""
+    API key, or a JWT access token; 401 otherwise. No database round trip when the key is warm,
+    and once per request: the caller found first (by the idempotency middleware, say) is kept
+    in the request's state for the endpoint."""
+    state = connection.scope.setdefault("state", {})
+    known = state.get(PRINCIPAL_STATE)
+    if isinstance(known, Principal):
+        return known
     credential = credential_from_headers(connection.scope["headers"])
     if credential is None:
         raise AuthenticationError(
             "No API key provided: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
         )
     principal = await get_services(connection).identity.authenticate(credential)
-    connection.scope.setdefault("state", {})["principal"] = principal
+    state[PRINCIPAL_STATE] = principal
     return principal
 
 
@@ -96,9 +117,7 @@ async def admit(
         principal, provider=provider, tokens=tokens
     )
     if decision.limit is not None:
-        connection.scope.setdefault("state", {})[RATE_LIMIT_HEADERS_STATE] = [
-            (name.lower().encode(), value.encode()) for name, value in decision.headers.items()
-        ]
+        connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = decision
     return decision
 
 

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneflow_ai.api.call_log import CALL_STATE, call_fields
+from oneflow_ai.api.deps import rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
@@ -145,8 +146,8 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # X-RateLimit-* decided by the limiter during the request (api/deps.py admit).
-                limited = scope["state"].get("rate_limit_headers", ())
+                # X-RateLimit-* decided by the limiter during the request (api/deps.py).
+                limited = rate_limit_headers(scope["state"])
                 message["headers"] = [*message.get("headers", ()), *extra, *limited]
                 if overflow:  # the unread rest of the body stays on the wire: do not reuse it
                     message["headers"].append((b"connection", b"close"))

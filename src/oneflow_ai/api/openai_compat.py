@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
+from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
@@ -49,8 +50,12 @@ CALLER = Depends(gateway_caller)
 )
 async def chat_completions(request: Request) -> Response:
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
-    chat, include_usage = parse_chat_request(parse_object(await request.body()))
-    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
+    body = parse_object(await request.body())
+    fallbacks = take_models(body)
+    chat, include_usage = parse_chat_request(body)
+    call = new_call(
+        request, principal, "chat", chat, model=chat.model, stream=chat.stream, fallbacks=fallbacks
+    )
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)

@@ -89,6 +89,13 @@ class ChatMessage(_Doc):
     tool_call_id: str | None = None
 
 
+_MODELS = (
+    "OneFlow: fallback models, tried in order when `model` fails before any content was sent "
+    "(OpenRouter's field; without `model`, the first is the model). Replaces the catalog's "
+    "fallbacks; the X-OneFlow-Fallbacks header (a,b) is the same for any endpoint"
+)
+
+
 class ChatCompletionRequest(_Doc):
     model: str = Field(
         description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
@@ -108,6 +115,7 @@ class ChatCompletionRequest(_Doc):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    models: list[str] | None = Field(default=None, description=_MODELS)
 
 
 class ResponsesRequestBody(_Doc):
@@ -200,6 +208,7 @@ class MessagesRequest(_Doc):
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    models: list[str] | None = Field(default=None, description=_MODELS)
 
 
 class MessagesResponse(_Doc):

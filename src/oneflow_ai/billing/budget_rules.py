@@ -40,11 +40,14 @@ def increments(
     book: BudgetBook, reservation: Reservation, provider: str, usage: Usage, micro_credits: int
 ) -> tuple[HoldRow, ...]:
     """What a settled request (costing ``micro_credits``) adds to each budget it falls under,
-    in its reservation's period."""
+    in its reservation's period: a soft budget as it is now, a hard one only if it applied
+    when the request was admitted (one set meanwhile counts what it admits)."""
     found = []
     for budget in book.matching(
         reservation.project_id, reservation.user_id, reservation.key_id, provider
     ):
+        if budget.hard and budget.id not in reservation.hard_budgets:
+            continue
         if budget.metric is Metric.CREDITS:
             amount = micro_credits
         elif budget.metric is Metric.TOKENS:

@@ -50,7 +50,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -379,7 +379,7 @@ class Ledger:
         if not isinstance(max_cost, Cost):
             max_cost = max_cost()
         if self.durable.database_down:
-            return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id)
+            return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id, hard)
         output = max_cost.line("output")
         reservation = Reservation(
             id=uuid.uuid4().hex,
@@ -393,6 +393,7 @@ class Ledger:
             user_id=user_id,
             key_id=key_id,
             output_token_limit=output.quantity if output is not None else None,
+            hard_budgets=frozenset(b.id for b in hard),
         )
         holds = tuple(
             HoldRow(b.id, period_start(b.period, now), hold_amount(b.metric, max_cost))
@@ -422,7 +423,9 @@ class Ledger:
             reserved = await self._outcome(asyncio.shield(future))
         except ServiceUnavailableError:
             if self.durable.database_down and self.config.degraded_postpaid:
-                return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id)
+                return self._degraded(
+                    request_id, project_id, max_cost, provider, user_id, key_id, hard
+                )
             raise
         except asyncio.CancelledError:
             # The caller is gone but the hold may still commit: give it back when it does.
@@ -627,6 +630,7 @@ class Ledger:
         provider: str,
         user_id: str | None,
         key_id: str | None,
+        hard: Sequence[BudgetSpec],
     ) -> Reservation:
         """The database is unreachable: with LEDGER_DEGRADED_POSTPAID the request is served
         without a hold (charged through the spool), else it is refused at once."""
@@ -645,6 +649,7 @@ class Ledger:
             user_id=user_id,
             key_id=key_id,
             output_token_limit=output.quantity if output is not None else None,
+            hard_budgets=frozenset(b.id for b in hard),
         )
 
     def _enqueue(self, command: LedgerCommand) -> asyncio.Future[LedgerResult]:

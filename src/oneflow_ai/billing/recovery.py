@@ -61,6 +61,7 @@ def interrupted_settlement(book: BudgetBook, row: Interrupted, now: datetime) ->
         limited=True,
         user_id=row.user_id,
         key_id=row.key_id,
+        hard_budgets=frozenset(hold.budget_id for hold in row.holds),
     )
     charge = EntryRow(
         project_id=row.project_id,

@@ -48,7 +48,10 @@ class Reservation:
     """See the module documentation. ``output_token_limit`` is the number of output tokens
     the reservation covers (``None``: the request has no output tokens to count);
     ``checkpointed`` whether a stream checkpoint may have written its row (so that settling
-    or releasing it must resolve that row, even for an unlimited reservation)."""
+    or releasing it must resolve that row, even for an unlimited reservation);
+    ``hard_budgets`` the ids of the hard budgets that applied when it was made: a hard budget
+    counts only the requests admitted under it, so one set while a request is under way
+    starts from what it admits (its usage plus holds never pass its limit)."""
 
     id: str
     request_id: str
@@ -64,6 +67,7 @@ class Reservation:
     holds: tuple[HoldRow, ...] = ()
     output_token_limit: int | None = None
     checkpointed: bool = False
+    hard_budgets: frozenset[str] = frozenset()
     state: ReservationState = ReservationState.ACTIVE
     settlement: Settlement | None = None
     _settling: asyncio.Future[Settlement] | None = field(default=None, repr=False)

@@ -25,6 +25,7 @@ from oneflow_ai.domain.money import as_decimal
 __all__ = [
     "AUTH_STYLES",
     "BUILTIN_PROVIDERS",
+    "DEPLOYMENT_PLACEHOLDER",
     "AuthStyle",
     "ImagePrice",
     "LatencyPrior",
@@ -224,7 +225,9 @@ class ProviderEntry(_Frozen):
     `PROVIDER_API_KEYS` (a JSON object of provider name to key), never this file; `headers`
     and `query` are sent with every request (`query: {api-version: ...}` for Azure). Its models
     are catalog models with `provider: <name>`, text models with prices (zero allowed, or
-    `free: true`)."""
+    `free: true`). `chat_path` is the chat endpoint after `base_url`; `{deployment}` in it
+    is replaced by the name the provider knows the model by (Azure OpenAI's
+    `/openai/deployments/{deployment}/chat/completions`)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,47}$")
     api: Literal["openai"] = "openai"
@@ -232,6 +235,7 @@ class ProviderEntry(_Frozen):
     auth: AuthStyle
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
+    chat_path: str = "/chat/completions"
     connect_timeout: float | None = Field(default=None, gt=0)
     read_timeout: float | None = Field(default=None, gt=0)
 
@@ -241,6 +245,16 @@ class ProviderEntry(_Frozen):
         if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("chat_path")
+    @classmethod
+    def _chat_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() or c in "?#" for c in value):
+            raise ValueError("must be a path starting with / (no query: use `query`)")
+        rest = value.replace(DEPLOYMENT_PLACEHOLDER, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"the only placeholder is {DEPLOYMENT_PLACEHOLDER}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ProviderEntry:
@@ -255,4 +269,6 @@ class ProviderEntry(_Frozen):
         return self
 
 
+#: In `ProviderEntry.chat_path`: the name the provider knows the model by.
+DEPLOYMENT_PLACEHOLDER = "{deployment}"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})

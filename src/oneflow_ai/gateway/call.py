@@ -13,6 +13,7 @@ from oneflow_ai.domain.chat import ChatRequest, ChatResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.limits import RateDecision
 from oneflow_ai.providers.registry import Route
 from oneflow_ai.routing.reasons import RouteReason
 
@@ -46,7 +47,8 @@ class Call:
     """What was asked, by whom, and (as it runs) what happened.
 
     Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
-    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
+    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`,
+    `requested_fallbacks` (with `fallbacks_param`).
     Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
     pre-hook may reorder or trim them), `route_reason` (why the primary, in a few words) and,
     when OneFlow chooses the model, `estimated_input_tokens` (a rough count the choice was
@@ -64,6 +66,10 @@ class Call:
     model: str
     strategy: str | None = None
     stream: bool = False
+    # The fallback models the caller named (body `models` or the X-OneFlow-Fallbacks header;
+    # None: the catalog's for the model), and where it named them (for errors).
+    requested_fallbacks: tuple[str, ...] | None = None
+    fallbacks_param: str = "models"
     started_at: float = field(default_factory=time.perf_counter)
     estimated_input_tokens: int = 0
     candidates: list[Route] = field(default_factory=list)
@@ -78,7 +84,8 @@ class Call:
     answer: ChatResponse | ImageResponse | SpeechResponse | None = None  # not for streams
     first_content_ms: float | None = None
     finished_at: float | None = None
-    state: dict[str, object] = field(default_factory=dict)
+    rate_limit: RateDecision | None = None  # the caller's tightest window, when one applies
+    state: dict[str, object] = field(default_factory=dict)  # the hooks' own, by hook
     _prompt_tokens: dict[str | None, int] = field(default_factory=dict, repr=False)
 
     @property

@@ -2,11 +2,11 @@
 
 Before the call: one request and the input tokens OneFlow counts (on the planned model's
 tokenizer; counted only when a tokens-per-minute window applies) are charged to the caller,
-its project and the planned model's provider; a refusal
-is the limiter's 429 (`Retry-After`, `X-RateLimit-*`) and no provider is called. The decision's
-`X-RateLimit-*` headers are left in the request state, where the edge middleware adds them to
-the answer. After the call: the tokens the answer really used beyond that count are added to
-the token windows (never refused). Exempt callers (the master key, unlimited keys) cost nothing.
+its project and the planned model's provider; a refusal is the limiter's 429 (`Retry-After`,
+`X-RateLimit-*`) and no provider is called. The decision is kept as the call's `rate_limit`;
+the edge renders it as `X-RateLimit-*` headers. After the call: the tokens the answer really
+used beyond that count are added to the token windows (never refused). Exempt callers (the
+master key, unlimited keys) cost nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.limits import RateLimiter
 
-__all__ = ["RATE_LIMIT_HEADERS_STATE", "RateLimitHook"]
+__all__ = ["RateLimitHook"]
 
-#: Request-state entry the edge middleware turns into response headers (see `api/deps.py`).
-RATE_LIMIT_HEADERS_STATE = "rate_limit_headers"
 _CHARGED = "rate_limit.tokens"
 
 
@@ -45,9 +43,7 @@ class RateLimitHook(Hook):
         call.state[_CHARGED] = tokens
         decision = await self._limiter.admit(call.principal, provider=provider, tokens=tokens)
         if decision.limit is not None:
-            call.state[RATE_LIMIT_HEADERS_STATE] = [
-                (name.lower().encode(), value.encode()) for name, value in decision.headers.items()
-            ]
+            call.rate_limit = decision
         return None
 
     async def after(self, call: Call) -> None:

@@ -44,12 +44,14 @@ from oneflow_ai.errors import (
     ProviderError,
 )
 from oneflow_ai.gateway.call import Attempt, Call
+from oneflow_ai.gateway.deployments import DeploymentPicker
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
 from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
     RouteQuery,
+    fallback_entries,
     select_by_router,
 )
 from oneflow_ai.gateway.stream import ChatStream, response_events
@@ -58,7 +60,8 @@ from oneflow_ai.providers.registry import ProviderRegistry, Route
 from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
-from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
+from oneflow_ai.resilience.load import DeploymentLoad
+from oneflow_ai.routing.reasons import RouteReason, failed_over, fell_back, requested
 from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = ["Pipeline"]
@@ -86,6 +89,7 @@ class Pipeline:
         estimator: TokenEstimator | None = None,
         telemetry: Telemetry | None = None,
         breakers: CircuitBreakers | None = None,
+        load: DeploymentLoad | None = None,
     ) -> None:
         self.registry = registry
         self.pricing = pricing
@@ -97,6 +101,7 @@ class Pipeline:
         self.estimator: TokenEstimator = estimator or CharacterEstimator()
         self.telemetry = telemetry if telemetry is not None else Telemetry.disabled()
         self.breakers = breakers
+        self.deployments = DeploymentPicker(registry, breakers=breakers, load=load)
         self._background: set[asyncio.Task[None]] = set()
         self.open_streams: set[ChatStream] = set()  # being iterated (see `interrupt_streams`)
 
@@ -205,16 +210,23 @@ class Pipeline:
 
     async def _call_provider(self, call: Call, invoke: Callable[[Route], Awaitable[R]]) -> R:
         """Down the candidates until one answers (`resilience.fallback` decides what falls
-        through); models whose circuit is open are skipped without a call. Each attempt is
-        timed, traced and counted."""
+        through); models whose circuit is open are skipped without a call. A model served by
+        several deployments is one turn down its deployments (`DeploymentPicker`). Each
+        upstream attempt is timed, traced and counted."""
         routes = {route.model: route for route in call.candidates}
         telemetry = self.telemetry
-        breakers = self.breakers
+        deployments = self.deployments
 
         async def attempt(turn: FallbackAttempt) -> R:
-            route = routes[turn.model]
-            if call.attempts:  # an earlier candidate failed: this is a fallback
-                _log_fallback(call.attempts[-1], route.model)
+            return await deployments.run(
+                routes[turn.model],
+                partial(one, turn),
+                tokens=partial(self._need_tokens, call, routes[turn.model].entry),
+            )
+
+        async def one(turn: FallbackAttempt, route: Route) -> R:
+            if call.attempts:  # an earlier candidate or deployment failed
+                _log_fallback(call.attempts[-1], route)
             call.route = route
             started = time.perf_counter()
             with telemetry.upstream_attempt(
@@ -238,12 +250,20 @@ class Pipeline:
             return result
 
         def open_for(model: str) -> float:
-            return breakers.open_for(routes[model].provider_name, model) if breakers else 0.0
+            return deployments.open_for(routes[model])
 
         result = await run_with_fallbacks(list(routes), attempt, open_for=open_for)
-        call.route, call.fallbacks = routes[result.model], result.fallbacks
+        call.fallbacks = result.fallbacks  # call.route: the deployment that answered
         if result.fallbacks:
             call.route_reason = _fallback_reason(result.attempts)
+        answered = call.route
+        passed = [
+            (a.provider, a.error.kind)
+            for a in call.attempts
+            if answered is not None and a.model == answered.model and a.error is not None
+        ]
+        if passed and answered is not None and call.route_reason is not None:
+            call.route_reason = failed_over(call.route_reason, passed, answered.provider_name)
         return result.value
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
@@ -293,7 +313,8 @@ class Pipeline:
             route = self.registry.resolve(call.model)
             ensure_model_allowed(call.principal, route.entry.id)
             self._check_concrete(call, route.entry)
-            call.candidates = [route]
+            fallbacks = self._fallbacks(call, [route.entry])
+            call.candidates = [route, *(self.registry.route(entry) for entry in fallbacks)]
             call.route_reason = requested(route.model)
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
@@ -310,8 +331,30 @@ class Pipeline:
                 param="model",
                 code="no_model_available",
             )
-        call.candidates = [self.registry.route(entry) for entry in chosen.models]
+        models = [*chosen.models, *self._fallbacks(call, chosen.models)]
+        call.candidates = [self.registry.route(entry) for entry in models]
         call.route_reason = chosen.reason
+
+    def _fallbacks(self, call: Call, chosen: Sequence[ModelEntry]) -> list[ModelEntry]:
+        def usable(entry: ModelEntry) -> bool:
+            if not self.registry.is_available(entry):
+                return False
+            request = call.request
+            if isinstance(request, ImageRequest) and entry.pricing is not None:
+                return entry.pricing.image_price(request.size, request.quality) is not None
+            if call.operation == "chat" and not call.estimated_input_tokens:
+                call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
+            return self._fits(call, entry)
+
+        return fallback_entries(self.registry.catalog, call, chosen, usable=usable)
+
+    def _need_tokens(self, call: Call, entry: ModelEntry) -> int:
+        """What a chat call may use on `entry` (prompt plus the most it may answer), for the
+        headroom its deployments reported; 0 for other calls."""
+        request = call.request
+        if not isinstance(request, ChatRequest):
+            return 0
+        return call.prompt_tokens(self.estimator, entry) + (request.max_tokens or 0)
 
     def _check_concrete(self, call: Call, entry: ModelEntry) -> None:
         if entry.modality != call.modality:
@@ -404,9 +447,16 @@ class Pipeline:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
-def _log_fallback(failed: Attempt, model: str) -> None:
+def _log_fallback(failed: Attempt, route: Route) -> None:
     kind = failed.error.kind if failed.error is not None else "error"
-    log.info("fallback", failed_model=failed.model, error=kind, next_model=model)
+    log.info(
+        "fallback",
+        failed_model=failed.model,
+        failed_provider=failed.provider,
+        error=kind,
+        next_model=route.model,
+        next_provider=route.provider_name,
+    )
 
 
 def _fallback_reason(records: Sequence[AttemptRecord]) -> RouteReason:

@@ -15,8 +15,8 @@ error event in the caller's dialect, charged for what was delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -35,15 +35,26 @@ from oneflow_ai.domain.chat import (
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.gateway.call import Call, Outcome
+from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook
 from oneflow_ai.providers.registry import Route
 
-if TYPE_CHECKING:
-    from oneflow_ai.gateway.pipeline import Pipeline
-
-__all__ = ["ChatStream", "response_events"]
+__all__ = ["ChatStream", "StreamOwner", "response_events"]
 
 log = structlog.get_logger("oneflow.gateway")
+
+
+class StreamOwner(Protocol):
+    """What a stream needs of the pipeline that opened it (`gateway/pipeline.py`)."""
+
+    estimator: TokenEstimator
+    open_streams: set[ChatStream]
+
+    async def finish(self, call: Call, entered: Sequence[Hook]) -> None: ...
+
+    def price(self, call: Call, usage: Usage) -> Cost: ...
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
 
 
 class ChatStream:
@@ -51,7 +62,7 @@ class ChatStream:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: StreamOwner,
         call: Call,
         entered: Sequence[Hook],
         head: list[StreamEvent],

@@ -110,12 +110,21 @@ def read_answer(provider: str, model: str | None, body: bytes, read: Callable[[b
 class ChatProvider:
     """Chat over one upstream client in one wire (implements `ChatCapable`)."""
 
-    def __init__(self, client: UpstreamClient, wire: ChatWire) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        wire: ChatWire,
+        *,
+        path_for: Callable[[str], str] | None = None,
+    ) -> None:
+        """`path_for(model)`, when given, is the chat endpoint for the model named `model` at
+        the provider (a deployment-name URL); otherwise every model uses `wire.path`."""
         self._client = client
         self.wire = wire
         self.name: str = wire.name
         self.dialect: WireDialect = wire.dialect
         self.native_responses: bool = getattr(wire, "native_responses", False)
+        self._path_for = path_for
         self._map_error = wire.map_error
 
     async def aclose(self) -> None:
@@ -123,13 +132,8 @@ class ChatProvider:
 
     def _request(self, request: ChatRequest, model: str, *, stream: bool) -> UpstreamRequest:
         body = self.wire.request_body(request, model, stream=stream)
-        return UpstreamRequest(
-            "POST",
-            self.wire.request_path(request),
-            self._map_error,
-            body=orjson.dumps(body),
-            model=model,
-        )
+        path = self.wire.request_path(request) if self._path_for is None else self._path_for(model)
+        return UpstreamRequest("POST", path, self._map_error, body=orjson.dumps(body), model=model)
 
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse:
         response = await self._client.send(self._request(request, model, stream=False))

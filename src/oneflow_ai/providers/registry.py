@@ -7,6 +7,9 @@ provider at them, keys included), and the OpenAI-compatible ones the catalog dec
 capabilities once, against the modalities of its catalog models, so that no adapter needs stub
 methods. `resolve(name)` turns a catalog id or alias into a `Route`: the catalog entry, the
 adapter (as the capability the call needs) and the model id the provider is called with.
+A model the catalog's `routing:` gives several deployments has a `Route` per deployment whose
+provider runs (`deployments(entry)`, with their weights and how to balance them); `route`
+is the first of them.
 
 Adding a provider: an OpenAI-compatible one is a catalog entry (docs/configuration.md); one of
 another dialect is one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
@@ -20,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from oneflow_ai.catalog import Catalog, Modality, ModelEntry
+from oneflow_ai.catalog import Balance, Catalog, Modality, ModelEntry
 from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
@@ -34,6 +37,7 @@ from oneflow_ai.settings import ProviderSettings, Settings
 __all__ = [
     "SPECS",
     "ClientFactory",
+    "Deployments",
     "ProviderRegistry",
     "Route",
     "build_registry",
@@ -104,6 +108,11 @@ class Route:
         return self.entry.id
 
     @property
+    def deployment(self) -> str:
+        """`provider/upstream model`: this deployment's name (its circuit breaker's key)."""
+        return f"{self.provider.name}/{self.upstream_model}"
+
+    @property
     def provider_name(self) -> str:
         return self.provider.name
 
@@ -123,6 +132,16 @@ class Route:
         return _capable(self._capabilities.speech, self, "speech")
 
 
+@dataclass(frozen=True, slots=True)
+class Deployments:
+    """The running deployments of one model (never empty), their weights, in catalog order,
+    and how calls are spread over them."""
+
+    routes: tuple[Route, ...]
+    weights: tuple[int, ...]
+    balance: Balance = "weighted"
+
+
 C = TypeVar("C")
 
 
@@ -135,7 +154,14 @@ def _capable(capability: C | None, route: Route, what: str) -> C:
 class ProviderRegistry:
     """The running adapters, by provider name, and the routes to catalog models."""
 
-    __slots__ = ("_capabilities", "_catalog", "_modalities", "_providers", "_routes")
+    __slots__ = (
+        "_capabilities",
+        "_catalog",
+        "_deployments",
+        "_modalities",
+        "_providers",
+        "_routes",
+    )
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -143,6 +169,7 @@ class ProviderRegistry:
         self._modalities: dict[str, frozenset[Modality]] = {}
         self._capabilities: dict[str, _Capabilities] = {}
         self._routes: dict[str, Route] = {}  # by catalog id, made on first use
+        self._deployments: dict[str, Deployments] = {}  # by catalog id, made on first use
 
     @property
     def catalog(self) -> Catalog:
@@ -165,6 +192,7 @@ class ProviderRegistry:
         self._modalities[provider.name] = modalities
         self._capabilities[provider.name] = _Capabilities.of(provider)
         self._routes.clear()
+        self._deployments.clear()
 
     def __contains__(self, name: object) -> bool:
         return name in self._providers
@@ -177,8 +205,45 @@ class ProviderRegistry:
         return tuple(self._providers)
 
     def is_available(self, entry: ModelEntry) -> bool:
-        """Whether a running adapter serves `entry`."""
-        return entry.modality in self._modalities.get(entry.provider, frozenset())
+        """Whether a running adapter serves `entry` (one of its deployments)."""
+        return any(
+            entry.modality in self._modalities.get(d.provider, frozenset())
+            for d in self._catalog.deployments(entry)
+        )
+
+    def deployments(self, entry: ModelEntry) -> Deployments:
+        """The running deployments of `entry` (`NotFoundError` when none runs)."""
+        found = self._deployments.get(entry.id)
+        if found is not None and found.routes[0].entry is entry:
+            return found
+        routes: list[Route] = []
+        weights: list[int] = []
+        for deployment in self._catalog.deployments(entry):
+            name = deployment.provider
+            if entry.modality not in self._modalities.get(name, frozenset()):
+                continue
+            upstream = deployment.upstream_model(entry.id)
+            routes.append(Route(entry, self._providers[name], upstream, self._capabilities[name]))
+            weights.append(deployment.weight)
+        if not routes:
+            raise self._not_available(entry)
+        if not any(weights):  # only standbys run: they share the calls
+            weights = [1] * len(weights)
+        routing = self._catalog.routing(entry.id)
+        found = Deployments(
+            tuple(routes), tuple(weights), routing.balance if routing else "weighted"
+        )
+        self._deployments[entry.id] = found
+        return found
+
+    def _not_available(self, entry: ModelEntry) -> NotFoundError:
+        providers = ", ".join(dict.fromkeys(d.provider for d in self._catalog.deployments(entry)))
+        return NotFoundError(
+            f"The model '{entry.id}' is not available: its provider ({providers}) "
+            "is not configured on this gateway",
+            param="model",
+            code="model_not_available",
+        )
 
     def available(self, modality: Modality | None = None) -> tuple[ModelEntry, ...]:
         """Enabled catalog models a running adapter serves, in catalog order."""
@@ -192,15 +257,7 @@ class ProviderRegistry:
         route = self._routes.get(entry.id)
         if route is not None and route.entry is entry:
             return route
-        if not self.is_available(entry):
-            raise NotFoundError(
-                f"The model '{entry.id}' is not available: its provider ({entry.provider}) "
-                "is not configured on this gateway",
-                param="model",
-                code="model_not_available",
-            )
-        name = entry.provider
-        route = Route(entry, self._providers[name], entry.id, self._capabilities[name])
+        route = self.deployments(entry).routes[0]
         self._routes[entry.id] = route
         return route
 
@@ -222,6 +279,7 @@ class ProviderRegistry:
         self._modalities.clear()
         self._capabilities.clear()
         self._routes.clear()
+        self._deployments.clear()
 
 
 def build_registry(

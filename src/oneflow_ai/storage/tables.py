@@ -401,6 +401,10 @@ class ReservationHold(Base):
 # ---- usage analytics (migration 0003) ---------------------------------------------------
 
 
+#: The condition of the request log's partial indexes on errors (`storage/request_log.py`).
+_ERRORS = "status >= 400"
+
+
 class UsageRecordRow(Base):
     """One request as analytics and the request log see it, errors included (written in
     batches). The request log pages through it newest first by ``(occurred_at, id)``, over
@@ -413,6 +417,23 @@ class UsageRecordRow(Base):
         Index("ix_usage_records_project_id_occurred_at_id", "project_id", "occurred_at", "id"),
         Index("ix_usage_records_key_id_occurred_at_id", "key_id", "occurred_at", "id"),
         Index("ix_usage_records_request_id", "request_id"),
+        # Migration 0006: partial indexes for the rare filters (errors; signed-in users).
+        *(
+            Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+            for name, columns, where in (
+                ("ix_usage_records_errors_occurred_at_id", ("occurred_at", "id"), _ERRORS),
+                (
+                    "ix_usage_records_errors_project_id_occurred_at_id",
+                    ("project_id", "occurred_at", "id"),
+                    _ERRORS,
+                ),
+                (
+                    "ix_usage_records_user_id_occurred_at_id",
+                    ("user_id", "occurred_at", "id"),
+                    "user_id IS NOT NULL",
+                ),
+            )
+        ),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
