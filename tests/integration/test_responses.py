@@ -409,12 +409,36 @@ def test_what_a_bridged_model_cannot_honour_is_refused(
     assert gateway.post("/v1/responses", {**body, "model": "cost_optimized"}).status_code == 400
 
 
+def test_a_response_falls_back_across_dialects(gateway: Gateway) -> None:
+    gateway.fakes.add_fault(provider="openai", endpoint="responses", status=503)
+    models = ["gpt-4o", "claude-3-haiku-20240307"]
+    raw = gateway.openai().responses.with_raw_response.create(
+        model="gpt-4o", input=PROMPT, extra_body={"models": models}
+    )
+    assert raw.headers["x-oneflow-model"] == "claude-3-haiku-20240307"
+    assert raw.headers["x-oneflow-fallbacks"] == "1"
+    assert raw.parse().output_text.startswith("Echo: Tell me about the gateway")
+    assert "models" not in gateway.fakes.calls("openai")[0].body  # type: ignore[operator]
+    # A field only OpenAI honours is refused by the fallback, never dropped.
+    gateway.fakes.reset()
+    gateway.fakes.add_fault(provider="openai", endpoint="responses", status=503)
+    refused = gateway.post(
+        "/v1/responses",
+        {"model": "gpt-4o", "models": models, "input": "x", "tools": [{"type": "web_search"}]},
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "tools[0]" and "claude-3-haiku-20240307" in error["message"]
+    assert gateway.fakes.calls("anthropic") == []
+
+
 def test_an_openai_model_takes_built_in_tools(gateway: Gateway) -> None:
     answer = gateway.post(
         "/v1/responses", {"model": "gpt-4o", "input": "Search", "tools": [{"type": "web_search"}]}
     )
     assert answer.status_code == 200, answer.text
     assert _upstream(gateway, "openai")["tools"] == [{"type": "web_search"}]
+    assert "x-oneflow-ignored-params" not in answer.headers  # nothing was left out
 
 
 def test_structured_output_from_claude(gateway: Gateway) -> None:

@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
+from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.responses import gateway_headers, json_response
 from oneflow_ai.api.responses_input import ResponsesInput, messages_of, parse_responses_request
 from oneflow_ai.api.responses_output import (
@@ -82,7 +83,9 @@ PURGE_AFTER = timedelta(days=1)
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def create_response(request: Request, principal: Principal = CALLER) -> Response:
-    parsed = parse_responses_request(parse_object(await request.body()))
+    body = parse_object(await request.body())
+    fallbacks = take_models(body)  # OneFlow's fallback list, as in chat (api/fallbacks.py)
+    parsed = parse_responses_request(body)
     services = get_services(request)
     chat = parsed.chat
     history = await _history(services.engine, principal.project_id, parsed.previous_response_id)
@@ -95,7 +98,10 @@ async def create_response(request: Request, principal: Principal = CALLER) -> Re
     )
     chat.messages = [*instructions, *earlier, *chat.messages]
     chat.raw = _native_body(parsed, history)
-    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
+    chat.dialect_only = (*parsed.native_only, *history_native)  # what a bridged model refuses
+    call = new_call(
+        request, principal, "chat", chat, model=chat.model, stream=chat.stream, fallbacks=fallbacks
+    )
     _refuse_unsupported(call, services, parsed.native_only, history_native)
     if not parsed.items and not history:
         raise BadRequestError("The input has no items", param="input")

@@ -125,7 +125,8 @@ class ChatRequest:
     # How hard a reasoning model thinks: "low" | "medium" | "high" (None: the model's default)
     reasoning_effort: str | None = None
     # The caller's body as received, the dialect it is in, and the fields of it this request
-    # does not carry (see the module docstring).
+    # does not carry (see the module docstring; for the Responses dialect, the fields only
+    # OpenAI's own Responses API honours: any other model refuses the request).
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
     dialect_only: tuple[str, ...] = ()

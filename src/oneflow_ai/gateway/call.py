@@ -109,6 +109,8 @@ class Call:
         request, route = self.request, self.route
         if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
             return ()
+        if request.raw_dialect == "responses":  # refused by a bridged model, never ignored
+            return ()
         return request.dialect_only if route.dialect != request.raw_dialect else ()
 
     @property
