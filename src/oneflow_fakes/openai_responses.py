@@ -6,8 +6,10 @@ details), or the typed stream (`response.created`, `response.in_progress`,
 `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`,
 ..., `response.function_call_arguments.delta`/`.done`, `response.output_item.done`,
 `response.completed`), every event with its `sequence_number`. The reply text and tool calls
-follow the same rules as chat (`text.py`). It stores nothing: a `previous_response_id` it is
-given is not found (as OpenAI answers for a response stored elsewhere or with `store: false`).
+follow the same rules as chat (`text.py`); text deltas carry OpenAI's `obfuscation` padding
+unless `stream_options.include_obfuscation` is false. It stores nothing: a
+`previous_response_id` it is given is not found (as OpenAI answers for a response stored
+elsewhere or with `store: false`).
 """
 
 from __future__ import annotations
@@ -349,10 +351,14 @@ class _Answer:
             self._event("response.output_item.added", output_index=0, item=opening)
             + self._event("response.content_part.added", **ids, part=_part(""))
         )
+        hide = self.data.get("stream_options")
+        obfuscate = not (isinstance(hide, dict) and hide.get("include_obfuscation") is False)
         for piece in self.completion.chunks:
-            await stream.content(
-                self._event("response.output_text.delta", **ids, delta=piece, logprobs=[]), failure
+            extra = {"obfuscation": random_id("", 8)} if obfuscate else {}
+            delta = self._event(
+                "response.output_text.delta", **ids, delta=piece, logprobs=[], **extra
             )
+            await stream.content(delta, failure)
         text = self.completion.text
         status = "incomplete" if self.incomplete else "completed"
         done = self._message(status, text)

@@ -112,8 +112,9 @@ def test_streamed(gateway: Gateway, model: str, provider: str) -> None:
     assert client.responses.retrieve(final.id).output_text == final.output_text
 
 
-def test_a_stream_ends_with_usage_and_credits(gateway: Gateway) -> None:
-    body = {"model": "claude-3-haiku-20240307", "input": PROMPT, "stream": True}
+@pytest.mark.parametrize(("model", "provider"), MODELS)
+def test_a_stream_ends_with_usage_and_credits(gateway: Gateway, model: str, provider: str) -> None:
+    body = {"model": model, "input": PROMPT, "stream": True}
     with httpx.stream(
         "POST",
         f"{gateway.url}/v1/responses",
@@ -128,6 +129,15 @@ def test_a_stream_ends_with_usage_and_credits(gateway: Gateway) -> None:
     last = datas[-1]
     (record,) = gateway.sink.wait_for(1)
     assert last["type"] == "response.completed"
+    assert [data["sequence_number"] for data in datas] == list(range(len(datas)))
+    assert {data["response"]["id"] for data in datas if "response" in data} == {
+        last["response"]["id"]
+    }  # OneFlow's id throughout, OpenAI's own events included
+    assert last["response"]["store"] is True  # as the caller asked (OpenAI was told false)
+    # OpenAI's own events pass through as they came (its `obfuscation` padding included);
+    # a bridged model's are OneFlow's.
+    padded = ["obfuscation" in d for d in datas if d["type"] == "response.output_text.delta"]
+    assert padded and (all(padded) if provider == "openai" else not any(padded))
     assert last["response"]["usage"]["output_tokens"] == record.usage.output_tokens
     assert Decimal(last["oneflow"]["credits"]) == record.cost.credits
 

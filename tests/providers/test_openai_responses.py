@@ -20,6 +20,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     TextPart,
     ToolCallDelta,
+    WireEvent,
 )
 from oneflow_ai.errors import ProviderBadRequestError, ProviderRateLimitedError
 from oneflow_ai.providers.engine import ChatProvider
@@ -133,7 +134,19 @@ async def test_a_streamed_response_becomes_canonical_events(
     async for batch in provider.stream_chat(_request(stream=True), "gpt-4o"):
         events.extend(batch)
     assert upstream.requests[0].json() == {**BODY, "stream": True}
-    assert events == [
+    # Each event as it came, for a caller of the same dialect, then what it means.
+    wire = [event.data["type"] for event in events if isinstance(event, WireEvent)]
+    assert wire == [
+        "response.created",
+        "response.reasoning_summary_text.delta",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.completed",
+    ]
+    assert isinstance(events[0], WireEvent) and isinstance(events[1], StreamStart)
+    assert [event for event in events if not isinstance(event, WireEvent)] == [
         StreamStart("resp_up", "gpt-4o-2024-08-06"),
         ReasoningDelta("hm"),
         TextDelta("Hel"),

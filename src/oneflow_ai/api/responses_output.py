@@ -29,6 +29,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    WireEvent,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
@@ -189,6 +190,8 @@ class ResponsesEncoder:
         self._text: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}  # tool call index -> its item
         self._finish: FinishReason = "stop"
+        self._native = False  # the provider speaks this dialect: its events pass through
+        self._pending: dict[str, Any] | None = None  # its final event, until `end`
         self.final: dict[str, Any] | None = None
 
     def _event(self, kind: str, **fields: Any) -> bytes:
@@ -214,7 +217,33 @@ class ResponsesEncoder:
             "response.output_item.added", output_index=len(self._output) - 1, item=dict(item)
         )
 
+    def _wire(self, event: WireEvent) -> bytes:
+        """OpenAI's own event, as it came: OneFlow's id (and `store`, `previous_response_id`)
+        in its response object, the sequence numbers OneFlow's; the final event waits for
+        `end`, which adds the credits."""
+        self._native = self._started = True
+        data = dict(event.data)
+        response = data.get("response")
+        if isinstance(response, dict):
+            data["response"] = response = {
+                **response,
+                "id": self._shape.id,
+                "store": self._shape.store,
+                "previous_response_id": self._shape.previous_response_id,
+            }
+        kind = str(data.get("type") or "")
+        if kind in ("response.completed", "response.incomplete"):
+            self._pending = data
+            return b""
+        data.pop("type", None)
+        data.pop("sequence_number", None)
+        return self._event(kind, **data)
+
     def event(self, event: StreamEvent) -> bytes:
+        if isinstance(event, WireEvent):
+            return self._wire(event) if event.dialect == "responses" else b""
+        if self._native:
+            return b""  # the provider's own events say it (above)
         out = self._start()
         if isinstance(event, TextDelta):
             if self._open is None or self._open["type"] != "message":
@@ -349,6 +378,12 @@ class ResponsesEncoder:
         return out
 
     def end(self, usage: Usage, cost: Cost | None) -> bytes:
+        pending = self._pending
+        if pending is not None:
+            kind = str(pending.pop("type"))
+            pending.pop("sequence_number", None)
+            self.final = pending["response"]
+            return self._event(kind, **pending, oneflow=oneflow_extra(usage, cost))
         out = self._start()
         if not self._output:  # an empty answer is still one message
             out += self._open_message()

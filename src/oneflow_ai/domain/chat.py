@@ -39,6 +39,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "WireDialect",
+    "WireEvent",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -200,4 +201,21 @@ class ReasoningDelta:
     signature: str | None = None
 
 
-StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ReasoningDelta
+@dataclass(slots=True)
+class WireEvent:
+    """A provider's own stream event (decoded), for a caller of the same dialect, who gets it
+    as it came; every other encoder ignores it (the canonical events beside it say the same)."""
+
+    dialect: WireDialect
+    data: dict[str, Any]
+
+
+StreamEvent = (
+    StreamStart
+    | TextDelta
+    | ToolCallDelta
+    | StreamFinish
+    | StreamUsage
+    | ReasoningDelta
+    | WireEvent
+)

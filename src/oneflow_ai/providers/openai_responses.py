@@ -30,6 +30,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    WireEvent,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
@@ -137,6 +138,8 @@ class ResponsesStream:
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
         data: dict[str, Any] = orjson.loads(event.data)
         kind = data.get("type") or event.event
+        if kind not in ("error", "response.failed"):  # those end the stream as OneFlow's error
+            out.append(WireEvent("responses", data))  # for the caller, as it came
         if kind == "response.output_text.delta":
             if data["delta"]:
                 out.append(TextDelta(data["delta"]))
