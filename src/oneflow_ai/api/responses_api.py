@@ -32,13 +32,8 @@ from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.responses import gateway_headers, json_response
 from oneflow_ai.api.responses_input import ResponsesInput, messages_of, parse_responses_request
-from oneflow_ai.api.responses_output import (
-    ResponsesEncoder,
-    ResponseShape,
-    created_now,
-    new_id,
-    render_response,
-)
+from oneflow_ai.api.responses_output import ResponseShape, created_now, new_id, render_response
+from oneflow_ai.api.responses_stream import ResponsesEncoder
 from oneflow_ai.api.schemas import ResponsesRequestBody, request_body
 from oneflow_ai.api.validation import parse_object
 from oneflow_ai.auth.principal import Principal
