@@ -33,6 +33,7 @@ from oneflow_ai.api import (
     responses_api,
     root,
     self_service,
+    token_counts,
     usage,
     users,
 )
@@ -73,6 +74,7 @@ EXPOSED_HEADERS = (
     "X-OneFlow-Fallbacks",
     "X-OneFlow-Credits",
     "X-OneFlow-Ignored-Params",
+    "X-OneFlow-Tokens-Exact",
     "X-OneFlow-Fake-Providers",
     "Idempotent-Replayed",
 )
@@ -150,6 +152,7 @@ def create_app(
         openai_compat.router,
         responses_api.router,
         anthropic_compat.router,
+        token_counts.router,
         gateway_api.router,
     ):
         # The model endpoints join the app's own route list, first: FastAPI matches each

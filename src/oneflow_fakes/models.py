@@ -13,7 +13,9 @@ __all__ = [
     "ELEVENLABS_MODELS",
     "ELEVENLABS_VOICES",
     "OPENAI_CHAT_MODELS",
+    "OPENAI_EMBEDDING_MODELS",
     "OPENAI_IMAGE_MODELS",
+    "OPENAI_TRANSCRIPTION_MODELS",
     "STABILITY_V1_ENGINES",
     "STABILITY_V2_MODELS",
     "TextModel",
@@ -87,6 +89,20 @@ def text_model(table: dict[str, TextModel], name: str, *, any_model: bool) -> Te
 
 
 # Image sizes per DALL-E model, and the largest `n`.
+#: Embedding models: (native dimensions, whether `dimensions` may shorten the vectors).
+OPENAI_EMBEDDING_MODELS: dict[str, tuple[int, bool]] = {
+    "text-embedding-3-small": (1536, True),
+    "text-embedding-3-large": (3072, True),
+    "text-embedding-ada-002": (1536, False),
+}
+
+#: Speech-to-text models: the response formats each takes (gpt-4o ones: json and text only).
+OPENAI_TRANSCRIPTION_MODELS: dict[str, tuple[str, ...]] = {
+    "whisper-1": ("json", "text", "srt", "verbose_json", "vtt"),
+    "gpt-4o-transcribe": ("json", "text"),
+    "gpt-4o-mini-transcribe": ("json", "text"),
+}
+
 OPENAI_IMAGE_MODELS: dict[str, tuple[tuple[str, ...], int]] = {
     "dall-e-2": (("256x256", "512x512", "1024x1024"), 10),
     "dall-e-3": (("1024x1024", "1792x1024", "1024x1792"), 1),

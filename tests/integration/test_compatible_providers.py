@@ -83,6 +83,16 @@ models:
     pricing: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
     price_source: operator
     provider: azure-deployments
+  azure-embedding:
+    provider: azure
+    modality: embedding
+    context_window: 8192
+    tokenizer: cl100k_base
+    dimensions: 1024
+    quality: 0.5
+    latency: {{ttft_ms: 100}}
+    pricing: {{input_per_mtok: "0.02"}}
+    price_source: operator
   orphan-model:
     {common}
     free: true
@@ -311,6 +321,20 @@ def test_an_unreachable_provider_is_a_readiness_warning_not_a_stop(fresh: World)
             model="offline-model", messages=[{"role": "user", "content": "Hi"}]
         )
     assert caught.value.status_code in (502, 503)
+
+
+def test_a_configured_embedding_model_answers(fresh: World) -> None:
+    raw = fresh.openai().embeddings.with_raw_response.create(
+        model="azure-embedding", input=["one", "two"]
+    )
+    answer = raw.parse()
+    assert [len(item.embedding) for item in answer.data] == [1024, 1024]
+    assert raw.headers["x-oneflow-provider"] == "azure"
+    tokens = answer.usage.prompt_tokens
+    assert Decimal(raw.headers["x-oneflow-credits"]) == Decimal(tokens * 2) / 1_000_000
+    (call,) = fresh.fakes["api-key"].calls("openai")
+    assert call.path.endswith("/embeddings") and call.model == "azure-embedding"
+    assert "api-key" in call.headers and call.query["api-version"] == "2024-10-21"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -147,3 +147,31 @@ def test_estimate_for_one_model(gateway: Gateway) -> None:
     assert unknown.status_code == 404
     wrong_kind = gateway.post("/api/v1/estimate", {"model": "dall-e-3", "input_tokens": 1})
     assert wrong_kind.status_code == 400 and wrong_kind.json()["error"]["param"] == "model"
+
+
+def test_estimates_of_embeddings_and_transcriptions(gateway: Gateway) -> None:
+    embedding = gateway.post(
+        "/api/v1/estimate",
+        {"modality": "embedding", "prompt": "hello world", "strategy": "cost_optimized"},
+    )
+    assert embedding.status_code == 200, embedding.text
+    body = embedding.json()
+    rows = {row["model"]: row for row in body["estimates"]}
+    assert set(rows) == {
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+    }
+    small = rows["text-embedding-3-small"]
+    assert (small["input_tokens"], small["tokens_exact"], small["credits"]) == (2, True, "0.000004")
+    assert body["routing"]["primary_model"] == "text-embedding-3-small"
+    transcription = gateway.post(
+        "/api/v1/estimate",
+        {"modality": "transcription", "seconds": 90, "strategy": "cost_optimized"},
+    ).json()
+    rows = {row["model"]: row for row in transcription["estimates"]}
+    assert rows["whisper-1"]["credits"] == "0.900000" and rows["whisper-1"]["audio_seconds"] == 90
+    assert rows["gpt-4o-mini-transcribe"]["credits"] == "0.450000"
+    assert transcription["routing"]["primary_model"] == "gpt-4o-mini-transcribe"
+    missing = gateway.post("/api/v1/estimate", {"modality": "transcription"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "seconds"

@@ -54,11 +54,13 @@ STOP_REASONS: dict[FinishReason, str] = {
 # ---- request -----------------------------------------------------------------------------
 
 
-def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
+def parse_messages_request(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
+    """The canonical request of a Messages body (`counting`: a `count_tokens` body, which
+    has no `max_tokens`)."""
     fields = Fields(body)
     model = fields.req_str("model")
     max_tokens = fields.opt_int("max_tokens", minimum=1)
-    if max_tokens is None:
+    if max_tokens is None and not counting:
         raise invalid("max_tokens", "field required")
     messages: list[Message] = []
     system = _system(fields)

@@ -9,9 +9,7 @@ from oneflow_ai.api.deps import authenticate
 from oneflow_ai.api.fallbacks import requested_fallbacks
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.domain.chat import ChatRequest
-from oneflow_ai.domain.media import ImageRequest, SpeechRequest
-from oneflow_ai.gateway.call import Call, Operation
+from oneflow_ai.gateway.call import Call, Operation, Payload
 from oneflow_ai.gateway.planning import resolve_strategy
 
 __all__ = ["STRATEGY_HEADER", "gateway_caller", "new_call"]
@@ -33,7 +31,7 @@ def new_call(
     request: Request,
     principal: Principal,
     operation: Operation,
-    payload: ChatRequest | ImageRequest | SpeechRequest,
+    payload: Payload,
     *,
     model: str,
     strategy: str | None = None,

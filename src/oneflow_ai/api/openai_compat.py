@@ -1,8 +1,9 @@
 """The OpenAI-compatible API: what the official `openai` SDK talks to with OneFlow's base URL.
 
 Chat Completions for every text model in the catalog (Claude included, translated both ways,
-streaming included), images for DALL·E and Stability models, speech for ElevenLabs, and the
-model list. Errors leave in OpenAI's error shape (`api/errors.py`).
+streaming included), images for DALL·E and Stability models, speech for ElevenLabs, embeddings
+(`openai_embeddings.py`) and speech to text (`openai_transcriptions.py`) for OpenAI's models,
+and the model list. Errors leave in OpenAI's error shape (`api/errors.py`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
+from oneflow_ai.api.openai_transcriptions import (
+    read_transcription_request,
+    render_transcription,
+)
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
+    EmbeddingRequestBody,
     ImageGenerationRequest,
     ImagesResponse,
     ModelList,
     SpeechRequestBody,
+    TranscriptionForm,
     request_body,
 )
 from oneflow_ai.api.validation import parse_object
@@ -97,6 +105,40 @@ async def audio_speech(request: Request, principal: Principal = CALLER) -> Respo
     assert call.route is not None
     headers = gateway_headers(call)
     return Response(response.audio, media_type=response.content_type, headers=headers)
+
+
+@router.post(
+    "/v1/embeddings",
+    summary="Embeddings of texts or token arrays (OpenAI dialect)",
+    openapi_extra=request_body(EmbeddingRequestBody),
+)
+async def embeddings(request: Request, principal: Principal = CALLER) -> Response:
+    embedding = parse_embedding_request(parse_object(await request.body()))
+    call = new_call(request, principal, "embedding", embedding, model=embedding.model)
+    response = await get_services(request).pipeline.embed(call)
+    assert call.route is not None and call.usage is not None
+    body = render_embeddings(response, embedding, response.model or call.route.model, call.usage)
+    return json_response(body, headers=gateway_headers(call))
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Text of an uploaded recording (OpenAI dialect, multipart upload)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": TranscriptionForm.model_json_schema()}},
+        }
+    },
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/plain": {}, "text/vtt": {}}}},
+)
+async def audio_transcriptions(request: Request, principal: Principal = CALLER) -> Response:
+    transcription = await read_transcription_request(request)
+    call = new_call(request, principal, "transcription", transcription, model=transcription.model)
+    response = await get_services(request).pipeline.transcribe(call)
+    assert call.route is not None
+    return render_transcription(response, transcription, gateway_headers(call))
 
 
 @router.get("/v1/models", summary="The models this gateway serves", response_model=ModelList)

@@ -36,6 +36,7 @@ CSV_COLUMNS: Final = (
     "latency_ms",
     "ttft_ms",
     "cache_hit",
+    "audio_seconds",
 )
 
 
@@ -71,6 +72,7 @@ def request_view(row: RequestRow, *, detail: bool = False) -> dict[str, Any]:
         "latency_ms": row.latency_ms,
         "ttft_ms": row.ttft_ms,
         "cache_hit": row.cache_hit,
+        "audio_seconds": row.audio_seconds,
     }
     if detail:
         view["price_table_version"] = row.price_table_version

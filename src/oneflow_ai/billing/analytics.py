@@ -64,6 +64,7 @@ CSV_METRICS: Final = (
     "reasoning_tokens",
     "fallback_requests",
     "cache_hits",
+    "audio_seconds",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -200,6 +201,7 @@ class UsageTotals:
             "reasoning_tokens": self["reasoning_tokens"],
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
+            "audio_seconds": self["audio_seconds"],
         }
 
 
@@ -274,6 +276,7 @@ class UsageReport:
                 data["reasoning_tokens"],
                 data["fallback_requests"],
                 data["cache_hits"],
+                data["audio_seconds"],
             ]
             rows.append(
                 [

@@ -10,17 +10,17 @@ from oneflow_ai.domain.money import micro_credits_to_credits, micro_credits_to_u
 
 __all__ = ["Cost", "LineItem", "LineKind"]
 
-LineKind = Literal["input", "output", "image", "characters"]
+LineKind = Literal["input", "output", "image", "characters", "audio_seconds"]
 
 
 @dataclass(frozen=True, slots=True)
 class LineItem:
     """One priced part of a request.
 
-    ``quantity`` units are charged ``unit_usd`` per ``per`` units (1,000,000 tokens, 1 image or
-    1,000 characters). ``exact_usd`` is ``quantity * unit_usd / per`` computed exactly;
-    ``micro_credits`` is that amount rounded half to even to a whole micro-credit, the only
-    rounding step (see :mod:`oneflow_ai.domain.money`).
+    ``quantity`` units are charged ``unit_usd`` per ``per`` units (1,000,000 tokens, 1 image,
+    1,000 characters or 60 seconds of audio). ``exact_usd`` is ``quantity * unit_usd / per``
+    computed exactly; ``micro_credits`` is that amount rounded half to even to a whole
+    micro-credit, the only rounding step (see :mod:`oneflow_ai.domain.money`).
     """
 
     kind: LineKind

@@ -480,6 +480,7 @@ class Ledger:
             output_tokens=usage.output_tokens,
             images=usage.images,
             characters=usage.characters,
+            audio_seconds=usage.audio_seconds,
             price_table_version=cost.price_table_version,
             estimated=cost.estimated,
             user_id=reservation.user_id,

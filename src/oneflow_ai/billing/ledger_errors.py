@@ -47,6 +47,7 @@ def usage_record(
         output_tokens=usage.output_tokens,
         images=usage.images,
         characters=usage.characters,
+        audio_seconds=usage.audio_seconds,
         micro_credits=cost.micro_credits if cost is not None else 0,
         price_table_version=cost.price_table_version if cost is not None else None,
         estimated=usage.estimated,

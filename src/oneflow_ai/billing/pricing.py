@@ -26,6 +26,7 @@ __all__ = ["PricingEngine"]
 _PER_MTOK = 1_000_000
 _PER_IMAGE = 1
 _PER_1K_CHARACTERS = 1_000
+_PER_MINUTE = 60  # audio_seconds, priced per minute
 _ZERO = Decimal(0)
 
 
@@ -59,7 +60,8 @@ class PricingEngine:
 
         ``Cost.estimated`` follows ``usage.estimated``. Text models bill input and output
         tokens, image models bill images by size and quality (the model's defaults when the
-        usage names none), audio models bill input characters.
+        usage names none), audio models bill input characters, embedding models input tokens,
+        transcription models seconds of audio.
         """
         entry = self._priced_entry(model)
         _check_usage_fits(entry, usage)
@@ -94,13 +96,15 @@ class PricingEngine:
         image_size: str | None = None,
         image_quality: str | None = None,
         characters: int = 0,
+        audio_seconds: int = 0,
     ) -> Cost:
         """Worst-case cost of a request, for reserving credits before it runs.
 
         Text: ``input_tokens`` plus ``max_output_tokens`` output tokens, capped at the model's
         ``max_output_tokens`` (which is also the default when ``None``). Images: ``images`` at
         the given size and quality, or at the most expensive matching row when either is not
-        given. Audio: ``characters``. Token counts are ignored for image and audio models
+        given. Audio: ``characters``. Embedding: ``input_tokens``. Transcription:
+        ``audio_seconds``. Token counts are ignored for image, audio and transcription models
         (they do not bill prompts). The result is marked ``estimated``.
         """
         entry = self._priced_entry(model)
@@ -109,13 +113,15 @@ class PricingEngine:
             _check_count("max_output_tokens", max_output_tokens)
             output = min(max_output_tokens, output) if output else max_output_tokens
         text = entry.modality == "text"
+        tokens_in = entry.modality in ("text", "embedding")
         usage = Usage(
-            input_tokens=input_tokens if text else 0,
+            input_tokens=input_tokens if tokens_in else 0,
             output_tokens=output if text else 0,
             images=images,
             image_size=image_size,
             image_quality=image_quality,
             characters=characters,
+            audio_seconds=audio_seconds,
             estimated=True,
         )
         if (
@@ -169,6 +175,11 @@ def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem,
         if row is None:
             raise PricingError(_no_image_price(entry, usage))
         return (_line("image", usage.images, row.usd, _PER_IMAGE),)
+    if entry.modality == "embedding":
+        return (_line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),)
+    if entry.modality == "transcription":
+        unit = _price(pricing.per_minute)
+        return (_line("audio_seconds", usage.audio_seconds, unit, _PER_MINUTE),)
     unit = _price(pricing.per_1k_characters)
     return (_line("characters", usage.characters, unit, _PER_1K_CHARACTERS),)
 
@@ -181,6 +192,8 @@ def _free_items(entry: ModelEntry, usage: Usage) -> tuple[LineItem, ...]:
         ),
         "image": (("image", usage.images, _PER_IMAGE),),
         "audio": (("characters", usage.characters, _PER_1K_CHARACTERS),),
+        "embedding": (("input", usage.input_tokens, _PER_MTOK),),
+        "transcription": (("audio_seconds", usage.audio_seconds, _PER_MINUTE),),
     }
     return tuple(_line(kind, quantity, _ZERO, per) for kind, quantity, per in kinds[entry.modality])
 
@@ -213,9 +226,11 @@ def _check_count(name: str, value: int) -> None:
 
 
 _NOT_BILLED: Final[dict[Modality, tuple[str, ...]]] = {
-    "text": ("images", "characters"),
-    "image": ("input_tokens", "output_tokens", "characters"),
-    "audio": ("input_tokens", "output_tokens", "images"),
+    "text": ("images", "characters", "audio_seconds"),
+    "image": ("input_tokens", "output_tokens", "characters", "audio_seconds"),
+    "audio": ("input_tokens", "output_tokens", "images", "audio_seconds"),
+    "embedding": ("output_tokens", "images", "characters", "audio_seconds"),
+    "transcription": ("input_tokens", "output_tokens", "images", "characters"),
 }
 
 

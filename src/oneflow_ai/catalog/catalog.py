@@ -131,9 +131,10 @@ class Catalog:
                 f"{where}: provider: {entry.provider!r} is neither built in "
                 f"({', '.join(BUILTIN_PROVIDERS)}) nor declared under providers"
             )
-        if entry.modality != "text":
+        if entry.modality not in ("text", "embedding"):
             raise CatalogError(
-                f"{where}: modality: provider {entry.provider!r} serves chat (text) models only"
+                f"{where}: modality: provider {entry.provider!r} serves chat (text) and "
+                "embedding models only"
             )
         if not entry.is_priced:
             raise CatalogError(

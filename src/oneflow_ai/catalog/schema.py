@@ -47,7 +47,9 @@ AuthStyle = Literal["bearer", "api-key", "none"]
 most compatible APIs'), an `api-key: <key>` header (Azure OpenAI), or no credential at all (a
 server of one's own)."""
 AUTH_STYLES: tuple[AuthStyle, ...] = get_args(AuthStyle)
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "embedding", "transcription"]
+"""`audio` is speech synthesis (text in, audio out); `transcription` is speech to text;
+`embedding` turns text into vectors."""
 #: ``claude_approx`` is OneFlow's documented estimate for Claude (see ``billing.tokenizer``).
 TokenizerName = Literal["cl100k_base", "o200k_base", "claude_approx"]
 
@@ -95,7 +97,9 @@ class Pricing(_Frozen):
 
     text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens);
     image: ``per_image`` rows by size and quality, with the defaults used when a request
-    names none; audio: ``per_1k_characters`` (per 1,000 input characters).
+    names none; audio: ``per_1k_characters`` (per 1,000 input characters); embedding:
+    ``input_per_mtok`` alone; transcription: ``per_minute`` (per minute of input audio, billed
+    by the second).
     """
 
     input_per_mtok: Price | None = None
@@ -104,6 +108,7 @@ class Pricing(_Frozen):
     default_image_size: str | None = None
     default_image_quality: str | None = None
     per_1k_characters: Price | None = None
+    per_minute: Price | None = None
 
     def image_price(self, size: str | None, quality: str | None) -> ImagePrice | None:
         """The first ``per_image`` row matching ``size``/``quality`` (defaults when ``None``)."""
@@ -145,6 +150,10 @@ class ModelEntry(_Frozen):
 
     A model is billable when it is ``free`` or has ``pricing``; a model with neither is kept
     (so it can be listed) but refused by billing (:attr:`is_priced` is ``False``).
+
+    An embedding model has a ``tokenizer``, a ``context_window`` (the most tokens one input
+    may have) and ``dimensions`` (the length of its vectors); ``reducible_dimensions`` says
+    whether a request may ask for shorter vectors (OpenAI's ``dimensions`` parameter).
     """
 
     id: str = Field(min_length=1)
@@ -156,6 +165,8 @@ class ModelEntry(_Frozen):
     context_window: int | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0)
     tokenizer: TokenizerName | None = None
+    dimensions: int | None = Field(default=None, gt=0)
+    reducible_dimensions: bool = False
     quality: float = Field(ge=0, le=1)
     latency: LatencyPrior
     free: bool = False
@@ -178,14 +189,26 @@ class ModelEntry(_Frozen):
             for name in ("tokenizer", "context_window", "max_output_tokens"):
                 if getattr(self, name) is None:
                     raise ValueError(f"{name}: required for a text model")
+        if self.modality == "embedding":
+            for name in ("tokenizer", "context_window", "dimensions"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: required for an embedding model")
+            if self.max_output_tokens is not None:
+                raise ValueError("max_output_tokens: an embedding model writes no tokens")
+        elif self.dimensions is not None or self.reducible_dimensions:
+            raise ValueError(
+                f"dimensions: only embedding models have them, this is {self.modality}"
+            )
         if (
             self.context_window is not None
             and self.max_output_tokens is not None
             and self.max_output_tokens > self.context_window
         ):
             raise ValueError("max_output_tokens: larger than context_window")
-        if self.modality != "text" and self.tokenizer is not None:
-            raise ValueError(f"tokenizer: only text models have one, this is {self.modality}")
+        if self.modality not in ("text", "embedding") and self.tokenizer is not None:
+            raise ValueError(
+                f"tokenizer: only text and embedding models have one, this is {self.modality}"
+            )
         if self.free and self.pricing is not None:
             raise ValueError("free: a free model must not also have pricing")
         if self.pricing is not None:
@@ -197,20 +220,23 @@ class ModelEntry(_Frozen):
         return self
 
 
+_PRICE_FIELDS: dict[Modality, tuple[str, ...]] = {
+    "text": ("input_per_mtok", "output_per_mtok"),
+    "image": ("per_image",),
+    "audio": ("per_1k_characters",),
+    "embedding": ("input_per_mtok",),
+    "transcription": ("per_minute",),
+}
+
+
 def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
-    needed: dict[Modality, tuple[str, ...]] = {
-        "text": ("input_per_mtok", "output_per_mtok"),
-        "image": ("per_image",),
-        "audio": ("per_1k_characters",),
-    }
-    for name in needed[modality]:
+    needed = _PRICE_FIELDS[modality]
+    for name in needed:
         if getattr(pricing, name) in (None, ()):
             raise ValueError(f"pricing.{name}: required for a {modality} model")
-    for other, names in needed.items():
-        if other == modality:
-            continue
+    for names in _PRICE_FIELDS.values():
         for name in names:
-            if getattr(pricing, name) not in (None, ()):
+            if name not in needed and getattr(pricing, name) not in (None, ()):
                 raise ValueError(f"pricing.{name}: not used by a {modality} model")
     if modality == "image" and pricing.image_price(None, None) is None:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""What one request consumed: tokens, images, characters."""
+"""What one request consumed: tokens, images, characters, seconds of audio."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ class Usage:
     ``estimated`` is ``True`` when OneFlow counted the usage itself (a pre-flight estimate, or a
     stream cut off before the provider's usage event) rather than taking it from the provider's
     response. ``image_size`` (``"1024x1024"``) and ``image_quality`` (``"standard"``, ``"hd"``)
-    select the per-image price; ``None`` means the model's default.
+    select the per-image price; ``None`` means the model's default. ``audio_seconds`` is the
+    length of transcribed audio in whole seconds (rounded up).
     """
 
     input_tokens: int = 0
@@ -24,9 +25,10 @@ class Usage:
     image_quality: str | None = None
     characters: int = 0
     estimated: bool = False
+    audio_seconds: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("input_tokens", "output_tokens", "images", "characters"):
+        for name in ("input_tokens", "output_tokens", "images", "characters", "audio_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Usage.{name} must be int, not {type(value).__name__}")
@@ -56,4 +58,5 @@ class Usage:
             image_quality=sized.image_quality,
             characters=self.characters + other.characters,
             estimated=self.estimated or other.estimated,
+            audio_seconds=self.audio_seconds + other.audio_seconds,
         )

@@ -116,6 +116,7 @@ class UsageRecord:
     reasoning_tokens: int = 0
     cache_hit: bool = False
     route: RequestRoute | None = None
+    audio_seconds: int = 0
 
     @property
     def is_error(self) -> bool:

@@ -10,7 +10,9 @@ from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.limits import RateDecision
@@ -21,14 +23,22 @@ if TYPE_CHECKING:
     from oneflow_ai.catalog import ModelEntry
     from oneflow_ai.gateway.estimate import TokenEstimator
 
-__all__ = ["Attempt", "Call", "Operation", "Outcome"]
+__all__ = ["Answer", "Attempt", "Call", "Operation", "Outcome", "Payload"]
 
-Operation = Literal["chat", "image", "speech"]
+Operation = Literal["chat", "image", "speech", "embedding", "transcription"]
+Payload = ChatRequest | ImageRequest | SpeechRequest | EmbeddingRequest | TranscriptionRequest
+Answer = ChatResponse | ImageResponse | SpeechResponse | EmbeddingResponse | TranscriptionResponse
 Outcome = Literal["ok", "error", "cut_off", "cancelled"]
 """`ok`: answered in full; `error`: failed before any content reached the caller;
 `cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
 
-_MODALITY: dict[Operation, Modality] = {"chat": "text", "image": "image", "speech": "audio"}
+_MODALITY: dict[Operation, Modality] = {
+    "chat": "text",
+    "image": "image",
+    "speech": "audio",
+    "embedding": "embedding",
+    "transcription": "transcription",
+}
 
 
 @dataclass(slots=True)
@@ -62,7 +72,7 @@ class Call:
     request_id: str
     principal: Principal
     operation: Operation
-    request: ChatRequest | ImageRequest | SpeechRequest
+    request: Payload
     model: str
     strategy: str | None = None
     stream: bool = False
@@ -81,7 +91,7 @@ class Call:
     cost: Cost | None = None
     outcome: Outcome | None = None
     error: GatewayError | None = None
-    answer: ChatResponse | ImageResponse | SpeechResponse | None = None  # not for streams
+    answer: Answer | None = None  # not for streams
     first_content_ms: float | None = None
     finished_at: float | None = None
     rate_limit: RateDecision | None = None  # the caller's tightest window, when one applies
@@ -93,14 +103,34 @@ class Call:
         return _MODALITY[self.operation]
 
     def prompt_tokens(self, estimator: TokenEstimator, entry: ModelEntry | None) -> int:
-        """A chat call's input tokens on `entry`'s tokenizer, counted once per tokenizer (the
-        rate-limit and ledger hooks both need them, with the gateway's one estimator)."""
+        """A chat or embedding call's input tokens on `entry`'s tokenizer, counted once per
+        tokenizer (the rate-limit and ledger hooks both need them, with the gateway's one
+        estimator)."""
         tokenizer = entry.tokenizer if entry is not None else None
         counted = self._prompt_tokens.get(tokenizer)
         if counted is None:
-            counted = estimator.prompt_tokens(cast(ChatRequest, self.request), entry)
+            request = self.request
+            if isinstance(request, EmbeddingRequest):
+                counted = sum(self.input_token_counts(estimator, entry))
+            else:
+                counted = estimator.prompt_tokens(cast(ChatRequest, request), entry)
             self._prompt_tokens[tokenizer] = counted
         return counted
+
+    def input_token_counts(self, estimator: TokenEstimator, entry: ModelEntry | None) -> list[int]:
+        """An embedding call's tokens, input by input (a token array counts its length),
+        counted once per tokenizer."""
+        key = f"embedding.tokens.{entry.tokenizer if entry is not None else None}"
+        counted = self.state.get(key)
+        if isinstance(counted, list):
+            return counted
+        request = cast(EmbeddingRequest, self.request)
+        counts = [
+            estimator.text_tokens(item, entry) if isinstance(item, str) else len(item)
+            for item in request.inputs
+        ]
+        self.state[key] = counts
+        return counts
 
     @property
     def ignored_params(self) -> tuple[str, ...]:

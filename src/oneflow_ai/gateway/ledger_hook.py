@@ -32,7 +32,9 @@ from oneflow_ai.billing.ledger import Ledger
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
+from oneflow_ai.domain.embeddings import EmbeddingRequest
 from oneflow_ai.domain.media import ImageRequest
+from oneflow_ai.domain.transcription import TranscriptionRequest
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
@@ -162,6 +164,12 @@ class LedgerHook(Hook):
                         image_quality=request.quality,
                     )
                 )
+            elif isinstance(request, EmbeddingRequest):
+                prompt_tokens = call.prompt_tokens(self._estimator, entry)
+                costs.append(self._pricing.max_cost(entry.id, prompt_tokens))
+            elif isinstance(request, TranscriptionRequest):
+                seconds = request.max_seconds
+                costs.append(self._pricing.max_cost(entry.id, audio_seconds=seconds))
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)

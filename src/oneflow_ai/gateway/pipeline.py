@@ -28,6 +28,7 @@ from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import ModelEntry
+from oneflow_ai.domain.audio import whole_seconds
 from oneflow_ai.domain.chat import (
     ChatRequest,
     ChatResponse,
@@ -36,15 +37,18 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCallDelta,
 )
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
     BadRequestError,
     GatewayError,
     ProviderError,
 )
-from oneflow_ai.gateway.call import Attempt, Call
+from oneflow_ai.gateway.call import Answer, Attempt, Call
 from oneflow_ai.gateway.deployments import DeploymentPicker
+from oneflow_ai.gateway.embeddings import check_embedding, embedding_unfit, for_model
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
 from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
@@ -131,6 +135,23 @@ class Pipeline:
 
         return await self._run(call, invoke, lambda response: response.usage)
 
+    async def embed(self, call: Call) -> EmbeddingResponse:
+        request = cast(EmbeddingRequest, call.request)
+
+        async def invoke(route: Route) -> EmbeddingResponse:
+            asked = for_model(request, route.entry)
+            return await route.embeddings().embed(asked, route.upstream_model)
+
+        return await self._run(call, invoke, partial(self._embedding_usage, call))
+
+    async def transcribe(self, call: Call) -> TranscriptionResponse:
+        request = cast(TranscriptionRequest, call.request)
+
+        async def invoke(route: Route) -> TranscriptionResponse:
+            return await route.transcriptions().transcribe(request, route.upstream_model)
+
+        return await self._run(call, invoke, partial(_transcription_usage, request))
+
     async def open_chat_stream(self, call: Call) -> ChatStream:
         """Start a streamed answer; returns once its first content is in hand (or raises the
         error of the last candidate tried, before anything reached the caller)."""
@@ -185,7 +206,7 @@ class Pipeline:
             else:
                 response = await self._call_provider(call, invoke)
                 usage = usage_of(response)
-            if isinstance(response, ChatResponse | ImageResponse | SpeechResponse):
+            if isinstance(response, Answer):
                 call.answer = response
             call.usage, call.cost, call.outcome = usage, self.price(call, usage), "ok"
             return response
@@ -319,13 +340,18 @@ class Pipeline:
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
             call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
-        eligible = [
+        usable = [
             entry
             for entry in self.registry.available(call.modality)
-            if entry.is_priced and self._fits(call, entry) and may_use(call.principal, entry.id)
+            if entry.is_priced and may_use(call.principal, entry.id)
         ]
+        eligible = [entry for entry in usable if self._fits(call, entry)]
+        if call.operation == "embedding" and eligible:
+            call.estimated_input_tokens = call.prompt_tokens(self.estimator, eligible[0])
         chosen = self.selector(self._query(call, call.strategy), eligible)
         if not chosen.models:
+            if call.operation == "embedding" and usable:
+                embedding_unfit(call, usable, self.estimator)
             raise BadRequestError(
                 f"No available {call.modality} model can serve this request",
                 param="model",
@@ -368,6 +394,8 @@ class Pipeline:
                 f"The model '{entry.id}' has no price in the catalog and cannot be billed",
                 param="model",
             )
+        if call.operation == "embedding":
+            check_embedding(call, entry, self.estimator, strategy=False)
         if call.operation == "image" and entry.pricing is not None:
             request = cast(ImageRequest, call.request)
             if entry.pricing.image_price(request.size, request.quality) is None:
@@ -382,6 +410,12 @@ class Pipeline:
                 )
 
     def _fits(self, call: Call, entry: ModelEntry) -> bool:
+        if call.operation == "embedding":
+            try:
+                check_embedding(call, entry, self.estimator, strategy=True)
+            except BadRequestError:
+                return False
+            return True
         if call.operation != "chat" or entry.context_window is None:
             return True
         request = cast(ChatRequest, call.request)
@@ -404,6 +438,10 @@ class Pipeline:
                 image_size=request.size,
                 image_quality=request.quality,
             )
+        if isinstance(request, EmbeddingRequest):
+            return RouteQuery("embedding", strategy, input_tokens=call.estimated_input_tokens)
+        if isinstance(request, TranscriptionRequest):
+            return RouteQuery("transcription", strategy, audio_seconds=request.max_seconds)
         return RouteQuery("audio", strategy, characters=len(request.input))
 
     # ---- usage and cost ----------------------------------------------------------------
@@ -418,6 +456,12 @@ class Pipeline:
             output_tokens=self.estimator.text_tokens(text, entry),
             estimated=True,
         )
+
+    def _embedding_usage(self, call: Call, response: EmbeddingResponse) -> Usage:
+        if response.usage.input_tokens:
+            return response.usage
+        entry = call.route.entry if call.route is not None else None
+        return Usage(input_tokens=call.prompt_tokens(self.estimator, entry), estimated=True)
 
     def price(self, call: Call, usage: Usage) -> Cost:
         """The cost of `usage` on the call's model (zero, logged, if it cannot be priced)."""
@@ -445,6 +489,18 @@ class Pipeline:
         """Wait for background work (at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _transcription_usage(request: TranscriptionRequest, response: TranscriptionResponse) -> Usage:
+    """The audio's length in whole seconds: as OneFlow read it from the file, else as the
+    provider reported it, else what was reserved (an estimate)."""
+    duration = request.duration if request.duration is not None else response.duration
+    if duration is None:
+        usage = Usage(audio_seconds=request.max_seconds, estimated=True)
+    else:
+        usage = Usage(audio_seconds=whole_seconds(duration))
+    response.usage = usage
+    return usage
 
 
 def _log_fallback(failed: Attempt, route: Route) -> None:

@@ -66,6 +66,7 @@ class RouteQuery:
     image_size: str | None = None
     image_quality: str | None = None
     characters: int = 0
+    audio_seconds: int = 0
 
     def usage(self) -> Usage:
         if self.modality == "text":
@@ -79,6 +80,10 @@ class RouteQuery:
                 image_quality=self.image_quality,
                 estimated=True,
             )
+        if self.modality == "embedding":
+            return Usage(input_tokens=self.input_tokens, estimated=True)
+        if self.modality == "transcription":
+            return Usage(audio_seconds=self.audio_seconds, estimated=True)
         return Usage(characters=self.characters, estimated=True)
 
 
@@ -128,6 +133,7 @@ def select_by_router(
         image_size=query.image_size,
         image_quality=query.image_quality,
         characters=query.characters,
+        audio_seconds=query.audio_seconds,
     )
     by_id = {entry.id: entry for entry in candidates}
     models = [by_id[model] for model in decision.chain if model in by_id]

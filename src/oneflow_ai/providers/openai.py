@@ -1,4 +1,5 @@
-"""OpenAI: Chat Completions (plain and streamed) and Images (DALL·E 2 and 3).
+"""OpenAI: Chat Completions (plain and streamed), Images (DALL·E 2 and 3), Embeddings
+(`openai_embeddings.py`) and speech to text (`openai_transcription.py`).
 
 Wire format as OpenAI's API reference documents it (see /v1/chat/completions and
 /v1/images/generations). `OpenAIWire` holds the Chat Completions transforms the engine
@@ -48,6 +49,7 @@ from oneflow_ai.providers.errors import (
     provider_error,
     stream_failure,
 )
+from oneflow_ai.providers.openai_embeddings import EmbeddingsMixin
 from oneflow_ai.providers.openai_request import build_chat_body
 from oneflow_ai.providers.openai_responses import PATH as RESPONSES_PATH
 from oneflow_ai.providers.openai_responses import (
@@ -56,6 +58,7 @@ from oneflow_ai.providers.openai_responses import (
     parse_response,
     responses_body,
 )
+from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -151,8 +154,9 @@ class OpenAIWire:
         return provider_error(cls, self.name, status, headers, message, code=code, param=param)
 
 
-class OpenAIProvider(ChatProvider):
-    """Chat and images on OpenAI's API (implements `ChatCapable` and `ImageCapable`)."""
+class OpenAIProvider(EmbeddingsMixin, TranscriptionMixin, ChatProvider):
+    """Chat, images, embeddings and transcription on OpenAI's API (implements `ChatCapable`,
+    `ImageCapable`, `EmbeddingCapable` and `TranscriptionCapable`)."""
 
     def __init__(self, client: UpstreamClient, *, name: str = NAME) -> None:
         super().__init__(client, OpenAIWire(name, native_responses=True))

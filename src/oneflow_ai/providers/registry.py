@@ -27,7 +27,14 @@ from oneflow_ai.catalog import Balance, Catalog, Modality, ModelEntry
 from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
-from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
+from oneflow_ai.providers.base import (
+    ChatCapable,
+    EmbeddingCapable,
+    ImageCapable,
+    Provider,
+    SpeechCapable,
+    TranscriptionCapable,
+)
 from oneflow_ai.providers.compatible import compatible_specs
 from oneflow_ai.providers.http import AiohttpUpstream, TraceInjector
 from oneflow_ai.providers.spec import ProviderSpec
@@ -50,6 +57,8 @@ _CAPABILITIES: dict[Modality, type] = {
     "text": ChatCapable,
     "image": ImageCapable,
     "audio": SpeechCapable,
+    "embedding": EmbeddingCapable,
+    "transcription": TranscriptionCapable,
 }
 
 ClientFactory = Callable[[ProviderSettings, Mapping[str, str]], UpstreamClient]
@@ -83,6 +92,8 @@ class _Capabilities:
     chat: ChatCapable | None
     images: ImageCapable | None
     speech: SpeechCapable | None
+    embeddings: EmbeddingCapable | None
+    transcriptions: TranscriptionCapable | None
 
     @classmethod
     def of(cls, provider: Provider) -> _Capabilities:
@@ -90,6 +101,8 @@ class _Capabilities:
             provider if isinstance(provider, ChatCapable) else None,
             provider if isinstance(provider, ImageCapable) else None,
             provider if isinstance(provider, SpeechCapable) else None,
+            provider if isinstance(provider, EmbeddingCapable) else None,
+            provider if isinstance(provider, TranscriptionCapable) else None,
         )
 
 
@@ -130,6 +143,12 @@ class Route:
 
     def speech(self) -> SpeechCapable:
         return _capable(self._capabilities.speech, self, "speech")
+
+    def embeddings(self) -> EmbeddingCapable:
+        return _capable(self._capabilities.embeddings, self, "embeddings")
+
+    def transcriptions(self) -> TranscriptionCapable:
+        return _capable(self._capabilities.transcriptions, self, "transcriptions")
 
 
 @dataclass(frozen=True, slots=True)

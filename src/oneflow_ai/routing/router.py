@@ -117,6 +117,7 @@ class IntelligentRouter:
         image_size: str | None = None,
         image_quality: str | None = None,
         characters: int = 0,
+        audio_seconds: int = 0,
     ) -> RouteDecision:
         """Rank the candidates and choose the chain (see the module docstring).
 
@@ -130,6 +131,8 @@ class IntelligentRouter:
         usage = _usage(
             modality, input_tokens, output_tokens, images, image_size, image_quality, characters
         )
+        if modality == "transcription":
+            usage = Usage(audio_seconds=audio_seconds, estimated=True)
         allowed = self._allowed(allowed_models)
         pinned = self._pinned(model, modality, allowed)
         facts: list[CandidateFacts] = []
@@ -375,10 +378,15 @@ def _usage(
             )
         if modality == "audio":
             return Usage(characters=characters, estimated=True)
+        if modality == "embedding":
+            return Usage(input_tokens=input_tokens, estimated=True)
+        if modality == "transcription":
+            return Usage(estimated=True)
     except (TypeError, ValueError) as exc:
         raise BadRequestError(str(exc)) from None
     raise BadRequestError(
-        f"Unknown modality {modality!r}; use text, image or audio", param="modality"
+        f"Unknown modality {modality!r}; use text, image, audio, embedding or transcription",
+        param="modality",
     )
 
 

@@ -147,6 +147,7 @@ class RequestRow:
     ttft_ms: int | None
     cache_hit: bool
     route_detail: dict[str, Any] | None
+    audio_seconds: int
 
     @property
     def cursor(self) -> Cursor:

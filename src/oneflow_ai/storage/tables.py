@@ -270,6 +270,8 @@ class LedgerEntry(Base):
     key_id: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # migration 0007: seconds of transcribed audio (what speech to text bills)
+    audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LedgerOwner(Base):
@@ -466,6 +468,8 @@ class UsageRecordRow(Base):
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # migration 0007: seconds of transcribed audio (what speech to text bills)
+    audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 #: Upper bounds (inclusive, ms) of the latency histogram kept in the hourly rollups; a last
@@ -495,6 +499,8 @@ ROLLUP_COUNTERS: Final = (
     "cache_hits",
     "cached_input_tokens",
     "reasoning_tokens",
+    # migration 0007: seconds of transcribed audio
+    "audio_seconds",
     *LATENCY_BUCKET_COLUMNS,
 )
 

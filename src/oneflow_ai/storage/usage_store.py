@@ -128,6 +128,7 @@ def record_counters(record: UsageRecord) -> list[int]:
     values[12] = 1 if record.cache_hit else 0
     values[13] = record.cached_input_tokens
     values[14] = record.reasoning_tokens
+    values[15] = record.audio_seconds
     return values
 
 
@@ -210,6 +211,7 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "cached_input_tokens": record.cached_input_tokens,
         "reasoning_tokens": record.reasoning_tokens,
         "cache_hit": record.cache_hit,
+        "audio_seconds": record.audio_seconds,
         **_route_columns(record.route),
     }
 
@@ -258,6 +260,7 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0),
         func.coalesce(func.sum(c.cached_input_tokens), 0),
         func.coalesce(func.sum(c.reasoning_tokens), 0),
+        func.coalesce(func.sum(c.audio_seconds), 0),
     ]
     lower: int | None = None
     for bound in (*LATENCY_BUCKETS_MS, None):

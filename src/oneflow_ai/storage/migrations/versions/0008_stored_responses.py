@@ -5,7 +5,7 @@ project, when it expires (the retention setting `RESPONSES_RETENTION_DAYS`), the
 continued (`previous_response_id`), its input items and the response object as answered.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
