@@ -14,11 +14,12 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from oneflow_fakes.openai_transcriptions import fake_transcript
@@ -69,12 +70,34 @@ def node_sdk() -> None:
     install_sdk()
 
 
+def usage_by_model(gateway: Gateway) -> dict[str, dict[str, Any]]:
+    """`GET /api/v1/usage` grouped by model."""
+    usage = httpx.get(
+        f"{gateway.url}/api/v1/usage",
+        params={"group_by": "model"},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    )
+    assert usage.status_code == 200, usage.text
+    return {group["model"]: group for group in usage.json()["groups"]}
+
+
+@dataclass
+class Run:
+    """What the script printed and the gateway it ran against, with the usage before it."""
+
+    result: dict[str, Any]
+    gateway: Gateway
+    usage_before: dict[str, dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def run(node_sdk: None, _module_gateway: Gateway) -> Iterator[tuple[dict[str, Any], Gateway]]:
+def run(node_sdk: None, _module_gateway: Gateway) -> Run:
     """The script's one JSON line, run once against a gateway with a clean call record."""
     gateway = _module_gateway
     gateway.fakes.reset()
     gateway.sink.records.clear()
+    before = usage_by_model(gateway)
     env = {**os.environ, "ONEFLOW_BASE_URL": gateway.url, "ONEFLOW_API_KEY": KEY}
     done = subprocess.run(
         ["node", str(SCRIPT)],
@@ -87,7 +110,7 @@ def run(node_sdk: None, _module_gateway: Gateway) -> Iterator[tuple[dict[str, An
     )
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    yield json.loads(line), gateway
+    return Run(json.loads(line), gateway, before)
 
 
 def _credits(headers: dict[str, str | None]) -> Decimal:
@@ -95,15 +118,15 @@ def _credits(headers: dict[str, str | None]) -> Decimal:
     return Decimal(headers["credits"])
 
 
-def test_the_pinned_sdk_ran(run: tuple[dict[str, Any], Gateway]) -> None:
-    result, _ = run
+def test_the_pinned_sdk_ran(run: Run) -> None:
+    result = run.result
     lock = json.loads(LOCK.read_text())
     assert result["sdk"] == lock["packages"]["node_modules/openai"]["version"]
 
 
 @pytest.mark.parametrize(("model", "provider"), MODELS)
-def test_chat_completions(run: tuple[dict[str, Any], Gateway], model: str, provider: str) -> None:
-    result, _ = run
+def test_chat_completions(run: Run, model: str, provider: str) -> None:
+    result = run.result
     plain, stream = result["chat"][model]["plain"], result["chat"][model]["stream"]
     assert plain["text"].startswith("Echo: Hello from Node")
     assert plain["finish_reason"] == "stop" and plain["usage"]["completion_tokens"] > 0
@@ -116,10 +139,8 @@ def test_chat_completions(run: tuple[dict[str, Any], Gateway], model: str, provi
 
 
 @pytest.mark.parametrize(("model", "provider"), MODELS)
-def test_responses_plain_and_streamed(
-    run: tuple[dict[str, Any], Gateway], model: str, provider: str
-) -> None:
-    result, _ = run
+def test_responses_plain_and_streamed(run: Run, model: str, provider: str) -> None:
+    result = run.result
     plain, stream = result["responses"][model]["plain"], result["responses"][model]["stream"]
     assert plain["status"] == "completed" and plain["id"].startswith("resp_")
     assert plain["text"].startswith("Echo: Tell me about the gateway")
@@ -135,10 +156,8 @@ def test_responses_plain_and_streamed(
 
 
 @pytest.mark.parametrize(("model", "provider"), MODELS)
-def test_a_function_tool_round_trip(
-    run: tuple[dict[str, Any], Gateway], model: str, provider: str
-) -> None:
-    result, _ = run
+def test_a_function_tool_round_trip(run: Run, model: str, provider: str) -> None:
+    result = run.result
     trip = result["responses"][model]["tool_round_trip"]
     assert trip["call"]["name"] == "get_weather" and "city" in trip["call"]["arguments"]
     assert trip["previous_response_id"] == trip["first_id"]
@@ -146,8 +165,8 @@ def test_a_function_tool_round_trip(
     assert trip["headers"]["provider"] == provider and _credits(trip["headers"]) > 0
 
 
-def test_embeddings(run: tuple[dict[str, Any], Gateway]) -> None:
-    result, _ = run
+def test_embeddings(run: Run) -> None:
+    result = run.result
     answer = result["embeddings"]
     assert answer["count"] == 2 and answer["indexes"] == [0, 1]
     assert answer["dimensions"] == 1536 and answer["shorter_dimensions"] == 256
@@ -158,8 +177,8 @@ def test_embeddings(run: tuple[dict[str, Any], Gateway]) -> None:
     assert _credits(answer["headers"]) == Decimal(tokens * 2) / 1_000_000
 
 
-def test_a_transcription(run: tuple[dict[str, Any], Gateway]) -> None:
-    result, _ = run
+def test_a_transcription(run: Run) -> None:
+    result = run.result
     answer = result["transcription"]
     # The script's WAV holds the same bytes as tests/support/audio.py's.
     audio = wav(3)
@@ -171,9 +190,9 @@ def test_a_transcription(run: tuple[dict[str, Any], Gateway]) -> None:
 
 
 def test_an_unknown_previous_response_is_the_sdks_not_found(
-    run: tuple[dict[str, Any], Gateway],
+    run: Run,
 ) -> None:
-    result, _ = run
+    result = run.result
     assert result["error"] == {
         "class": "NotFoundError",
         "status": 404,
@@ -181,8 +200,8 @@ def test_an_unknown_previous_response_is_the_sdks_not_found(
     }
 
 
-def test_every_call_is_billed_and_recorded(run: tuple[dict[str, Any], Gateway]) -> None:
-    result, gateway = run
+def test_every_call_is_billed_and_recorded(run: Run) -> None:
+    result, gateway = run.result, run.gateway
     calls = len(MODELS) * CALLS_PER_MODEL + 2 + 1  # two embeddings, one transcription
     records = [r for r in gateway.sink.wait_for(calls) if r.outcome == "ok"]
     operations = [r.operation for r in records]
@@ -196,3 +215,11 @@ def test_every_call_is_billed_and_recorded(run: tuple[dict[str, Any], Gateway]) 
         plain = result["responses"][model]["plain"]
         assert _credits(plain["headers"]) in charged
         assert Decimal(result["chat"][model]["stream"]["oneflow"]["credits"]) in charged
+    # Every endpoint's calls and credits are in the usage report.
+    after = usage_by_model(gateway)
+    for model in {r.model for r in records}:
+        mine = [r for r in records if r.model == model]
+        was = run.usage_before.get(model, {"requests": 0, "credits": "0"})
+        assert after[model]["requests"] - was["requests"] == len(mine)
+        spent = Decimal(after[model]["credits"]) - Decimal(was["credits"])
+        assert spent == sum((r.cost.credits for r in mine), Decimal(0))
