@@ -212,7 +212,7 @@ async def test_streamed_duplicates_across_two_replicas_sharing_redis(
 
 @pytest.mark.redis
 @pytest.mark.postgres
-async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_is_charged_once(
+async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_each_run_is_charged_once(
     postgres_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     env = {
@@ -244,10 +244,19 @@ async def test_a_keyed_stream_whose_gateway_is_killed_runs_again_and_is_charged_
         assert retry.complete and REPLAYED not in retry.headers, retry
         assert later.headers.get(REPLAYED) == "true" and later.body == retry.body
         assert w.fakes.call_count() == 2  # the call cut off by the kill, and the one run again
-        request_id, amount = await _one_charge(w)
-        assert request_id == retry.gateway_id
+        # The cut-off run is charged what its caller received (from its checkpoint: at least
+        # its prompt, flagged estimated), the run again in full; each once.
+        engine = create_engine(w.database_url, pool_size=1)
+        try:
+            await wait_reconciled(engine, PROJECT)
+            snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
+        finally:
+            await engine.dispose()
+        assert snap.duplicate_charges == 0 and snap.reservations == 0, snap
+        assert set(snap.charges) == {first.gateway_id, retry.gateway_id}, snap
         assert retry.credits is not None
-        assert amount == retry.credits * MICRO_CREDITS_PER_CREDIT
+        assert snap.charges[retry.gateway_id] == retry.credits * MICRO_CREDITS_PER_CREDIT
+        assert 0 < snap.charges[first.gateway_id] < snap.charges[retry.gateway_id]
 
 
 @pytest.mark.redis

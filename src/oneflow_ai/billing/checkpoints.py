@@ -17,7 +17,8 @@ A stream's first checkpoint is written as soon as it starts (the streams that st
 same turn of the event loop share one command, and the group commit shares its transaction),
 and the stream sends nothing to its caller before it is committed (``track`` returns the
 future to wait for): a stream whose caller received anything is charged at least its prompt,
-even one killed in its first interval.
+even one killed in its first interval. (One killed between that commit and its first byte is
+charged its prompt too: the provider was called.)
 """
 
 from __future__ import annotations
