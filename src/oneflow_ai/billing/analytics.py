@@ -64,6 +64,8 @@ CSV_METRICS: Final = (
     "reasoning_tokens",
     "fallback_requests",
     "cache_hits",
+    "cache_hit_rate",
+    "credits_saved",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -200,7 +202,13 @@ class UsageTotals:
             "reasoning_tokens": self["reasoning_tokens"],
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
+            "cache_hit_rate": _rate(self["cache_hits"], self.requests),
+            "credits_saved": f"{micro_credits_to_credits(self['credits_saved']):f}",
         }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
 
 
 def _round(value: float | None) -> float | None:
@@ -274,6 +282,8 @@ class UsageReport:
                 data["reasoning_tokens"],
                 data["fallback_requests"],
                 data["cache_hits"],
+                data["cache_hit_rate"],
+                data["credits_saved"],
             ]
             rows.append(
                 [

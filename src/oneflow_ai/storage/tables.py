@@ -444,6 +444,8 @@ class UsageRecordRow(Base):
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Micro-credits a response-cache hit was not charged (migration 0010).
+    credits_saved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 #: Upper bounds (inclusive, ms) of the latency histogram kept in the hourly rollups; a last
@@ -473,6 +475,8 @@ ROLLUP_COUNTERS: Final = (
     "cache_hits",
     "cached_input_tokens",
     "reasoning_tokens",
+    # migration 0010: what response-cache hits were not charged (micro-credits)
+    "credits_saved",
     *LATENCY_BUCKET_COLUMNS,
 )
 

@@ -70,6 +70,7 @@ KEY_DIMENSIONS = frozenset({"user_id", "key_id"})
 _HOURLY_DIMENSIONS = ("project_id", "model", "provider")
 _COUNTER_INDEX = {name: i for i, name in enumerate(ROLLUP_COUNTERS)}
 _FIRST_BUCKET = _COUNTER_INDEX[LATENCY_BUCKET_COLUMNS[0]]
+_SAVED = _COUNTER_INDEX["credits_saved"]
 
 Counters = tuple[int, ...]
 Key = tuple[str | None, ...]
@@ -128,6 +129,7 @@ def record_counters(record: UsageRecord) -> list[int]:
     values[12] = 1 if record.cache_hit else 0
     values[13] = record.cached_input_tokens
     values[14] = record.reasoning_tokens
+    values[_SAVED] = record.credits_saved
     return values
 
 
@@ -210,6 +212,7 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "cached_input_tokens": record.cached_input_tokens,
         "reasoning_tokens": record.reasoning_tokens,
         "cache_hit": record.cache_hit,
+        "credits_saved": record.credits_saved,
         **_route_columns(record.route),
     }
 
@@ -258,6 +261,7 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0),
         func.coalesce(func.sum(c.cached_input_tokens), 0),
         func.coalesce(func.sum(c.reasoning_tokens), 0),
+        func.coalesce(func.sum(c.credits_saved), 0),
     ]
     lower: int | None = None
     for bound in (*LATENCY_BUCKETS_MS, None):

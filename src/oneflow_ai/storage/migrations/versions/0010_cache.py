@@ -1,0 +1,36 @@
+"""The response cache's savings: a usage record's credits_saved, and the rollups' total.
+
+A request answered from the response cache is charged a fraction of what the live call cost;
+``credits_saved`` keeps the rest (micro-credits) on its usage record and in both hourly
+rollups, beside the ``cache_hit`` flag and ``cache_hits`` counter of 0004.
+
+Revision ID: 0010
+Revises: 0005
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+_TABLES = ("usage_records", "usage_hourly", "usage_hourly_by_key")
+
+
+def upgrade() -> None:
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(
+                sa.Column("credits_saved", sa.BigInteger(), nullable=False, server_default="0")
+            )
+
+
+def downgrade() -> None:
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("credits_saved")

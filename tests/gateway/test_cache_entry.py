@@ -1,0 +1,101 @@
+"""Response-cache keys, entries and the in-process store (docs/cache.md)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from oneflow_ai.auth.principal import Principal, PrincipalKind, Role
+from oneflow_ai.billing.cost import fraction_of
+from oneflow_ai.billing.pricing import PricingEngine
+from oneflow_ai.catalog import load_catalog
+from oneflow_ai.domain.chat import ChatRequest, ChatResponse, Message, TextPart
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.gateway.cache_entry import SCHEMA_VERSION, CacheEntry, cache_key
+from oneflow_ai.gateway.call import Call
+from oneflow_ai.storage.response_cache import MemoryResponseCache
+
+
+def _call(text: str = "hi", *, key: str = "k1", stream: bool = False, **fields: object) -> Call:
+    principal = Principal(PrincipalKind.API_KEY, "p1", Role.MEMBER, key_id=key)
+    request = ChatRequest(
+        model="gpt-4o",
+        messages=[Message("user", [TextPart(text)])],
+        stream=stream,
+        **fields,  # type: ignore[arg-type]
+    )
+    return Call("r1", principal, "chat", request, "gpt-4o", stream=stream)
+
+
+def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
+    base = cache_key(_call(), shared=False)
+    assert base == cache_key(_call(stream=True), shared=False)  # plain and streamed share
+    assert base == cache_key(_call(user="someone"), shared=False)
+    assert base != cache_key(_call("hello"), shared=False)
+    assert base != cache_key(_call(max_tokens=5), shared=False)
+    assert base != cache_key(_call(temperature=0.0), shared=False)
+    assert base != cache_key(_call(key="k2"), shared=False)
+    assert cache_key(_call(), shared=True) == cache_key(_call(key="k2"), shared=True)
+
+
+def _entry(key: str = "abc") -> CacheEntry:
+    usage = Usage(input_tokens=3, output_tokens=4)
+    answer = ChatResponse(
+        "chatcmpl-1", "gpt-4o", "hello", "stop", usage, raw={"id": "chatcmpl-1", "created": 1}
+    )
+    return CacheEntry(key=key, model="gpt-4o", usage=usage, answer=answer)
+
+
+def test_an_entry_round_trips_and_a_hit_has_a_new_id() -> None:
+    entry = _entry()
+    decoded = CacheEntry.decode(entry.encode(), "abc")
+    assert decoded == entry
+    fresh = entry.fresh_answer()
+    assert isinstance(fresh, ChatResponse) and fresh.raw is not None
+    assert fresh.id.startswith("chatcmpl-") and fresh.id != "chatcmpl-1"
+    assert fresh.raw["id"] == fresh.id and fresh.raw["created"] > 1
+    assert (fresh.text, fresh.usage) == ("hello", entry.usage)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b"[]",
+        b'{"v": 1}',
+        json.dumps({**json.loads(_entry().encode()), "v": SCHEMA_VERSION + 1}).encode(),
+        _entry(key="another").encode(),  # a foreign entry under this key
+        json.dumps({**json.loads(_entry().encode()), "usage": {"input_tokens": -1}}).encode(),
+        json.dumps({**json.loads(_entry().encode()), "answer": {"kind": "video"}}).encode(),
+    ],
+)
+def test_a_corrupted_or_foreign_entry_is_a_miss(data: bytes) -> None:
+    assert CacheEntry.decode(data, "abc") is None
+
+
+async def test_the_in_process_store_is_bounded_by_bytes_and_expires() -> None:
+    now = [0.0]
+    store = MemoryResponseCache(max_bytes=300, max_entry_bytes=150, clock=lambda: now[0])
+    await store.put("a", b"x" * 100, 10)
+    await store.put("b", b"x" * 100, 10)
+    assert await store.get("a") is not None  # "a" is now the most recently used
+    await store.put("c", b"x" * 100, 10)  # over 300 bytes: "b" goes
+    assert await store.get("b") is None
+    assert await store.get("a") is not None and await store.get("c") is not None
+    assert store.size <= 300
+    await store.put("big", b"x" * 200, 10)  # over the entry bound: not kept
+    assert await store.get("big") is None
+    now[0] = 11.0
+    assert await store.get("a") is None and len(store) == 1
+
+
+def test_a_fraction_of_a_cost_is_rounded_per_line_item() -> None:
+    pricing = PricingEngine(load_catalog(None))
+    cost = pricing.price("gpt-4o", Usage(input_tokens=1001, output_tokens=333))
+    assert fraction_of(cost, Decimal(0)).micro_credits == 0
+    assert fraction_of(cost, Decimal(1)) == cost
+    half = fraction_of(cost, Decimal("0.5"))
+    assert abs(half.micro_credits * 2 - cost.micro_credits) <= 2
+    assert half.model == cost.model

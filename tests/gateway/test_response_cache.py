@@ -1,0 +1,391 @@
+"""The exact response cache end to end: the gateway over HTTP in front of the fake providers,
+with the cache in Redis and in process (docs/cache.md)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oneflow_ai.domain.money import micro_credits_to_credits
+from tests.conftest import redis_server_url
+from tests.support.billing_world import CHAT_PATHS, MODEL, BillingWorld, billing_world
+from tests.support.databases import migrated_sqlite_url
+from tests.support.redis_server import PrivateRedis
+
+STORES = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+#: Projects of these tests (unique per test: a shared Redis outlives a test).
+CACHED, SHARED, PRICED, OFF = "cached", "shared", "priced", "off"
+
+
+def _ids() -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {name: f"{name}-{run}" for name in (CACHED, SHARED, PRICED, OFF)}
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def projects() -> dict[str, str]:
+    return _ids()
+
+
+@pytest.fixture
+def world(store: str, projects: dict[str, str], tmp_path: Path) -> Iterator[BillingWorld]:
+    extra: dict[str, object] = {}
+    if store == "redis":
+        extra = {"redis_url": redis_server_url(), "redis_key_prefix": f"t{uuid.uuid4().hex}:"}
+    policies = {
+        projects[CACHED]: {},
+        projects[SHARED]: {"shared": True},
+        projects[PRICED]: {"hit_fraction": "0.25", "allow_temperature": True},
+    }
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "cache.db"),
+        reply_words=30,
+        cache_projects=policies,
+        **extra,
+    ) as world:
+        for project in projects.values():
+            world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        yield world
+
+
+def _body(dialect: str, *, stream: bool = False, prompt: str = "Cache me") -> dict[str, object]:
+    body: dict[str, object] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 50,
+    }
+    if stream:
+        body["stream"] = True
+        if dialect == "openai":
+            body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _post(world: BillingWorld, key: str, path: str, body: object, **headers: str) -> httpx.Response:
+    response = httpx.post(
+        f"{world.url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {key}", **headers},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _without_ids(body: dict[str, object]) -> dict[str, object]:
+    """A non-streamed answer without the fields that differ between a hit and the miss."""
+    return {k: v for k, v in body.items() if k not in ("id", "created")}
+
+
+def _events(dialect: str, text: str) -> list[dict[str, object]]:
+    """The JSON events of an SSE body (OpenAI's `[DONE]` left out), ids blanked."""
+    events: list[dict[str, object]] = []
+    for line in text.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        event = json.loads(line[len("data: ") :])
+        event.pop("id", None)
+        event.pop("created", None)
+        if dialect == "anthropic" and event.get("type") == "message_start":
+            event["message"].pop("id", None)
+        events.append(event)
+    return events
+
+
+def _streamed_text(dialect: str, events: list[dict[str, object]]) -> str:
+    parts: list[str] = []
+    for event in events:
+        if dialect == "openai":
+            for choice in event.get("choices", []):  # type: ignore[attr-defined]
+                parts.append(choice["delta"].get("content") or "")
+        elif event.get("type") == "content_block_delta":
+            parts.append(event["delta"].get("text", ""))  # type: ignore[index]
+    return "".join(parts)
+
+
+def _usage_of(dialect: str, events: list[dict[str, object]]) -> tuple[int, int]:
+    if dialect == "openai":
+        usage = next(e["usage"] for e in reversed(events) if e.get("usage"))
+        return usage["prompt_tokens"], usage["completion_tokens"]  # type: ignore[index]
+    start = next(e for e in events if e["type"] == "message_start")
+    delta = next(e for e in reversed(events) if e["type"] == "message_delta")
+    return (
+        start["message"]["usage"]["input_tokens"],  # type: ignore[index]
+        delta["usage"]["output_tokens"],  # type: ignore[index]
+    )
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_repeated_answer_comes_from_the_cache_with_the_same_body(
+    world: BillingWorld, projects: dict[str, str], dialect: str
+) -> None:
+    key = world.key(projects[CACHED])
+    path = CHAT_PATHS[dialect]
+    first = _post(world, key, path, _body(dialect))
+    second = _post(world, key, path, _body(dialect))
+    assert first.headers["x-oneflow-cache"] == "miss"
+    assert second.headers["x-oneflow-cache"] == "hit"
+    assert world.fakes.call_count() == 1
+    assert second.json()["id"] != first.json()["id"]
+    assert _without_ids(second.json()) == _without_ids(first.json())
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_cached_answer_is_replayed_as_a_well_formed_stream(
+    world: BillingWorld, projects: dict[str, str], dialect: str
+) -> None:
+    key = world.key(projects[CACHED])
+    path = CHAT_PATHS[dialect]
+    live = _post(world, key, path, _body(dialect, stream=True))
+    replayed = _post(world, key, path, _body(dialect, stream=True))
+    plain = _post(world, key, path, _body(dialect))  # the stream's answer serves a plain call
+    assert [r.headers["x-oneflow-cache"] for r in (live, replayed, plain)] == [
+        "miss",
+        "hit",
+        "hit",
+    ]
+    assert world.fakes.call_count() == 1
+    live_events, replay_events = _events(dialect, live.text), _events(dialect, replayed.text)
+    assert _streamed_text(dialect, replay_events) == _streamed_text(dialect, live_events)
+    assert _usage_of(dialect, replay_events) == _usage_of(dialect, live_events)
+    if dialect == "anthropic":  # the same event types, in the same order, usage at the end
+        kinds = [e["type"] for e in replay_events]
+        assert kinds == list(dict.fromkeys(e["type"] for e in live_events))
+        assert kinds[-2:] == ["message_delta", "message_stop"]
+        text = plain.json()["content"][0]["text"]
+    else:
+        assert "data: [DONE]" in replayed.text
+        assert replay_events[-1]["usage"]
+        text = plain.json()["choices"][0]["message"]["content"]
+    assert text == _streamed_text(dialect, live_events)
+
+
+def test_the_official_sdks_read_hits_plain_and_streamed(
+    world: BillingWorld, projects: dict[str, str]
+) -> None:
+    key = world.key(projects[CACHED])
+    client = world.openai(key)
+    messages = [{"role": "user", "content": "Through the SDK"}]
+    live = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40)  # type: ignore[arg-type]
+    cached = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=40,
+    )
+    assert cached.headers["x-oneflow-cache"] == "hit"
+    assert cached.parse().choices[0].message.content == live.choices[0].message.content
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        live.choices[0].message.content
+    )
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == live.usage.completion_tokens  # type: ignore[union-attr]
+    with world.anthropic(key).messages.stream(
+        model=MODEL, max_tokens=40, messages=[{"role": "user", "content": "Through the SDK"}]
+    ) as streamed:
+        final = streamed.get_final_message()
+    assert final.content[0].text == live.choices[0].message.content  # type: ignore[union-attr]
+    assert world.fakes.call_count() == 1
+
+
+async def test_a_hit_is_billed_at_the_fraction_and_the_saving_is_in_usage(
+    world: BillingWorld, projects: dict[str, str]
+) -> None:
+    project = projects[PRICED]
+    key = world.key(project)
+    body = {**_body("openai"), "temperature": 0.7}  # the project allows temperature > 0
+    _post(world, key, CHAT_PATHS["openai"], body)
+    hit = _post(world, key, CHAT_PATHS["openai"], body)
+    assert hit.headers["x-oneflow-cache"] == "hit"
+    live_charge, hit_charge = await world.charges(project)
+    assert live_charge.micro_credits > 0
+    expected = sum(
+        int((Decimal(part) * Decimal("0.25")).to_integral_value())
+        for part in _line_items(live_charge.input_tokens or 0, live_charge.output_tokens or 0)
+    )
+    assert hit_charge.micro_credits == expected
+    assert (hit_charge.input_tokens, hit_charge.output_tokens) == (
+        live_charge.input_tokens,
+        live_charge.output_tokens,
+    )
+    saved = live_charge.micro_credits - hit_charge.micro_credits
+    report = world.admin_call("GET", "/api/v1/usage", project=project, group_by="key,model").json()
+    (group,) = report["groups"]
+    assert group["model"] == MODEL
+    assert (group["requests"], group["cache_hits"], group["cache_hit_rate"]) == (2, 1, 0.5)
+    assert Decimal(group["credits_saved"]) == micro_credits_to_credits(saved)
+    csv_text = world.admin_call(
+        "GET", "/api/v1/usage.csv", project=project, group_by="project"
+    ).text
+    header, row = csv_text.strip().splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert values["cache_hits"] == "1"
+    assert Decimal(values["credits_saved"]) == micro_credits_to_credits(saved)
+    assert world.metric("oneflow_cache_requests_total", result="hit") == 1
+    assert world.metric("oneflow_cache_requests_total", result="miss") == 1
+    assert world.metric("oneflow_cache_credits_saved_total") == pytest.approx(
+        float(micro_credits_to_credits(saved))
+    )
+
+
+def _line_items(input_tokens: int, output_tokens: int) -> list[Decimal]:
+    """The exact micro-credits of MODEL's input and output lines."""
+    from oneflow_ai.domain.usage import Usage
+    from tests.support.billing_world import pricing
+
+    cost = pricing.price(MODEL, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+    return [item.exact_usd * 100 * 1_000_000 for item in cost.line_items]
+
+
+async def test_a_hit_is_free_by_default(world: BillingWorld, projects: dict[str, str]) -> None:
+    project = projects[CACHED]
+    key = world.key(project)
+    for _ in range(2):
+        _post(world, key, CHAT_PATHS["anthropic"], _body("anthropic"))
+    live_charge, hit_charge = await world.charges(project)
+    assert live_charge.micro_credits > 0 and hit_charge.micro_credits == 0
+
+
+def test_no_store_and_no_cache_bypass_the_cache(
+    world: BillingWorld, projects: dict[str, str]
+) -> None:
+    key = world.key(projects[CACHED])
+    path = CHAT_PATHS["openai"]
+    body = _body("openai")
+    no_store = _post(world, key, path, body, **{"Cache-Control": "no-store"})
+    assert no_store.headers["x-oneflow-cache"] == "bypass"
+    assert _post(world, key, path, body).headers["x-oneflow-cache"] == "miss"  # nothing kept
+    no_cache = _post(world, key, path, body, **{"Cache-Control": "no-cache"})
+    assert no_cache.headers["x-oneflow-cache"] == "bypass"
+    assert _post(world, key, path, body).headers["x-oneflow-cache"] == "hit"
+    assert world.fakes.call_count() == 3
+
+
+def test_keys_share_entries_only_when_their_project_says_so(
+    world: BillingWorld, projects: dict[str, str]
+) -> None:
+    path, body = CHAT_PATHS["openai"], _body("openai")
+    own_a, own_b = world.key(projects[CACHED]), world.key(projects[CACHED])
+    assert _post(world, own_a, path, body).headers["x-oneflow-cache"] == "miss"
+    assert _post(world, own_b, path, body).headers["x-oneflow-cache"] == "miss"
+    shared_a, shared_b = world.key(projects[SHARED]), world.key(projects[SHARED])
+    assert _post(world, shared_a, path, body).headers["x-oneflow-cache"] == "miss"
+    assert _post(world, shared_b, path, body).headers["x-oneflow-cache"] == "hit"
+    other_project = world.key(projects[PRICED])  # never another project's entries
+    assert _post(world, other_project, path, body).headers["x-oneflow-cache"] == "miss"
+
+
+def test_temperature_and_projects_that_did_not_opt_in(
+    world: BillingWorld, projects: dict[str, str]
+) -> None:
+    path = CHAT_PATHS["openai"]
+    key = world.key(projects[CACHED])
+    warm = {**_body("openai"), "temperature": 0.8}
+    assert _post(world, key, path, warm).headers["x-oneflow-cache"] == "bypass"
+    assert _post(world, key, path, warm).headers["x-oneflow-cache"] == "bypass"
+    cold = {**_body("openai"), "temperature": 0}
+    assert _post(world, key, path, cold).headers["x-oneflow-cache"] == "miss"
+    off = world.key(projects[OFF])
+    for _ in range(2):
+        assert "x-oneflow-cache" not in _post(world, off, path, _body("openai")).headers
+    assert world.fakes.call_count() == 5
+
+
+def test_the_ttl_header_and_a_bad_one(world: BillingWorld, projects: dict[str, str]) -> None:
+    key = world.key(projects[CACHED])
+    for dialect, kind in (
+        ("openai", "invalid_request_error"),
+        ("anthropic", "invalid_request_error"),
+    ):
+        bad = httpx.post(
+            f"{world.url}{CHAT_PATHS[dialect]}",
+            json=_body(dialect),
+            headers={"Authorization": f"Bearer {key}", "X-OneFlow-Cache-TTL": "soon"},
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error"]["type"] == kind
+    ttl = {"X-OneFlow-Cache-TTL": "120"}
+    assert (
+        _post(world, key, CHAT_PATHS["openai"], _body("openai"), **ttl).headers["x-oneflow-cache"]
+        == "miss"
+    )
+
+
+def test_images_are_cached(world: BillingWorld, projects: dict[str, str]) -> None:
+    key = world.key(projects[CACHED])
+    body = {"model": "dall-e-3", "prompt": "a lighthouse", "size": "1024x1024"}
+    first = _post(world, key, "/v1/images/generations", body)
+    second = _post(world, key, "/v1/images/generations", body)
+    assert (first.headers["x-oneflow-cache"], second.headers["x-oneflow-cache"]) == ("miss", "hit")
+    assert second.json()["data"] == first.json()["data"]
+    assert world.fakes.call_count() == 1
+
+
+@pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="needs redis-server")
+def test_redis_stopped_mid_run_bypasses_with_no_errors(tmp_path: Path) -> None:
+    redis = PrivateRedis()
+    project = f"cached-{uuid.uuid4().hex[:8]}"
+    try:
+        with billing_world(
+            migrated_sqlite_url(tmp_path / "outage.db"),
+            reply_words=20,
+            redis_url=redis.url,
+            cache_projects={project: {}},
+        ) as world:
+            world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+            key = world.key(project)
+            path, body = CHAT_PATHS["openai"], _body("openai")
+            assert _post(world, key, path, body).headers["x-oneflow-cache"] == "miss"
+            assert _post(world, key, path, body).headers["x-oneflow-cache"] == "hit"
+            redis.stop()
+            results = []
+            for dialect in ("openai", "anthropic"):
+                for stream in (False, True):
+                    response = httpx.post(
+                        f"{world.url}{CHAT_PATHS[dialect]}",
+                        json=_body(dialect, stream=stream),
+                        headers={"Authorization": f"Bearer {key}"},
+                        timeout=30,
+                    )
+                    results.append((response.status_code, response.headers.get("x-oneflow-cache")))
+            assert results == [(200, "bypass")] * 4
+            assert world.metric("oneflow_cache_requests_total", result="bypass") == 4
+    finally:
+        redis.remove()
+
+
+def test_a_stream_cut_off_is_not_stored(world: BillingWorld, projects: dict[str, str]) -> None:
+    key = world.key(projects[CACHED])
+    path, body = CHAT_PATHS["openai"], _body("openai", stream=True)
+    world.fakes.add_fault(provider="openai", drop_after_chunks=2, times=1)
+    cut = httpx.post(
+        f"{world.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert cut.headers["x-oneflow-cache"] == "miss"
+    assert '"error"' in cut.text  # the stream ended with an error event
+    again = _post(world, key, path, body)
+    assert again.headers["x-oneflow-cache"] == "miss"  # the broken answer was not kept
+    assert _post(world, key, path, body).headers["x-oneflow-cache"] == "hit"
+    assert world.fakes.call_count() == 2
