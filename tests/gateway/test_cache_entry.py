@@ -99,3 +99,33 @@ def test_a_fraction_of_a_cost_is_rounded_per_line_item() -> None:
     half = fraction_of(cost, Decimal("0.5"))
     assert abs(half.micro_credits * 2 - cost.micro_credits) <= 2
     assert half.model == cost.model
+
+
+class _BrokenStore:
+    kind = "redis"
+
+    async def get(self, key: str) -> bytes | None:
+        raise ConnectionError("Redis is away")
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        raise ConnectionError("Redis is away")
+
+
+async def test_a_failing_store_is_a_bypass_logged_at_most_once_a_minute() -> None:
+    from structlog.testing import capture_logs
+
+    from oneflow_ai.gateway.cache_hook import ResponseCache
+    from oneflow_ai.observability.metrics import NoopMetrics
+    from oneflow_ai.settings import Settings
+
+    now = [0.0]
+    settings = Settings(_env_file=None, cache_projects={"p1": {}})  # type: ignore[call-arg]
+    hook = ResponseCache(_BrokenStore(), settings, NoopMetrics(), monotonic=lambda: now[0])
+    with capture_logs() as logs:
+        for moment in (0.0, 1.0, 59.0, 61.0):
+            now[0] = moment
+            call = _call()
+            assert await hook.before(call) is None
+            assert call.cache is not None and call.cache.result == "bypass"
+    assert [entry["failures"] for entry in logs if entry["event"] == "cache_unavailable"] == [1, 4]
+    assert hook.failures == 4

@@ -389,3 +389,59 @@ def test_a_stream_cut_off_is_not_stored(world: BillingWorld, projects: dict[str,
     assert again.headers["x-oneflow-cache"] == "miss"  # the broken answer was not kept
     assert _post(world, key, path, body).headers["x-oneflow-cache"] == "hit"
     assert world.fakes.call_count() == 2
+
+
+@pytest.mark.parametrize("counted", [True, False])
+def test_cached_requests_count_against_rate_limits_unless_configured(
+    tmp_path: Path, counted: bool
+) -> None:
+    project = f"cached-{uuid.uuid4().hex[:8]}"
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "limits.db"),
+        reply_words=10,
+        rate_limit_per_minute=3,
+        cache_projects={project: {}},
+        cache_counts_rate_limits=counted,
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        key = world.key(project)
+        statuses = [
+            httpx.post(
+                f"{world.url}{CHAT_PATHS['openai']}",
+                json=_body("openai"),
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            ).status_code
+            for _ in range(5)
+        ]
+    assert statuses == ([200, 200, 200, 429, 429] if counted else [200] * 5)
+
+
+async def test_a_hit_needs_only_the_credits_it_will_cost(tmp_path: Path) -> None:
+    project = f"cached-{uuid.uuid4().hex[:8]}"
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "prepaid.db"),
+        reply_words=10,
+        cache_projects={project: {}},
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        world.admin_call("PATCH", f"/api/v1/projects/{project}/credits", {"mode": "prepaid"})
+        world.top_up(project, 2_000_000)  # 2 credits: one live call's worst case, not two
+        key = world.key(project)
+        path = CHAT_PATHS["openai"]
+        big = {**_body("openai"), "max_tokens": 16_000}
+        send = lambda body: httpx.post(  # noqa: E731
+            f"{world.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert send(_body("openai")).status_code == 200
+        assert send(big).status_code == 402  # its worst case is past the balance
+        world.top_up(project, 100_000_000)
+        assert send(big).headers["x-oneflow-cache"] == "miss"
+        account = world.admin_call("GET", f"/api/v1/projects/{project}/credits").json()
+        left = int(account["balance"]["micro_credits"])
+        drain = {"credits": f"-{micro_credits_to_credits(left - 1)}", "kind": "adjustment"}
+        world.admin_call("POST", f"/api/v1/projects/{project}/credits", drain)
+        hit = send(big)  # free from the cache: the worst case no longer applies
+        assert (hit.status_code, hit.headers["x-oneflow-cache"]) == (200, "hit")
+        assert send({**_body("openai"), "max_tokens": 7}).status_code == 402
+        await world.consistent(project)
