@@ -7,13 +7,13 @@ cache), and the request fields that change the answer:
 
 - chat: `messages` (roles, text and image parts, names, tool calls and results), `max_tokens`,
   `temperature`, `top_p`, `stop`, `tools`, `tool_choice`, `response_format`,
-  `parallel_tool_calls` and the fields only the caller's dialect carries (e.g. Anthropic's
-  `top_k`, OpenAI's `seed`), by value;
+  `parallel_tool_calls` and, by value, every other field the caller set that OneFlow does not
+  translate (`ChatRequest.dialect_only`: Anthropic's `top_k`, OpenAI's `seed`, ...);
 - images: `prompt`, `n`, `size`, `quality`, `style`, `response_format`, `negative_prompt`,
   `seed`.
 
-Left out: `stream` (a streamed and a plain request share their entry), `user` and other
-metadata. An entry is JSON carrying its schema version and its own key: an entry of another
+Left out: `stream` and `stream_options` (a streamed and a plain request share their entry)
+and `user`. An entry is JSON carrying its schema version and its own key: an entry of another
 version, of another key, or one that does not decode is a miss, never an error.
 """
 
