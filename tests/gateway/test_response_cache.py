@@ -445,3 +445,38 @@ async def test_a_hit_needs_only_the_credits_it_will_cost(tmp_path: Path) -> None
         assert (hit.status_code, hit.headers["x-oneflow-cache"]) == (200, "hit")
         assert send({**_body("openai"), "max_tokens": 7}).status_code == 402
         await world.consistent(project)
+
+
+def test_a_project_opts_in_through_the_projects_api(tmp_path: Path) -> None:
+    project = f"api-{uuid.uuid4().hex[:8]}"
+    with billing_world(migrated_sqlite_url(tmp_path / "api.db"), reply_words=10) as world:
+        made = world.admin_call(
+            "POST", "/api/v1/projects", {"name": project, "id": project, "cache": {}}
+        ).json()
+        assert made["cache"] == {}
+        key_a, key_b = world.key(project), world.key(project)
+        path, body = CHAT_PATHS["openai"], _body("openai")
+        results = [_post(world, key_a, path, body).headers["x-oneflow-cache"] for _ in range(2)]
+        results.append(_post(world, key_b, path, body).headers["x-oneflow-cache"])
+        assert results == ["miss", "hit", "miss"]  # each key its own entries
+
+        policy = {"shared": True, "hit_fraction": "0.5"}
+        changed = world.admin_call("PATCH", f"/api/v1/projects/{project}", {"cache": policy})
+        assert changed.json()["cache"] == policy
+        key_c = world.key(project)
+        _post(world, key_a, path, {**body, "max_tokens": 9})
+        assert _post(world, key_c, path, {**body, "max_tokens": 9}).headers[
+            "x-oneflow-cache"
+        ] == "hit"  # shared now (keys already in use see the change too)
+        user_id, token = world.user(project)
+        assert _post(world, token, path, {**body, "max_tokens": 9}).headers[
+            "x-oneflow-cache"
+        ] == "hit"  # a signed-in user of the project as well
+
+        bad = world.admin.patch(
+            f"/api/v1/projects/{project}", json={"cache": {"hit_fraction": "2"}}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("cache")
+        world.admin_call("PATCH", f"/api/v1/projects/{project}", {"cache": None})
+        off = _post(world, key_a, path, body)
+        assert "x-oneflow-cache" not in off.headers

@@ -26,7 +26,7 @@ from oneflow_ai.auth.permissions import (
     ensure_project_access,
     role_rank,
 )
-from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role
+from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role, cache_policy
 from oneflow_ai.catalog import Catalog
 from oneflow_ai.domain.limits import LimitPolicy
 from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
@@ -84,7 +84,7 @@ class KeyManager:
             found = await ApiKeyRepository(session).by_prefix(prefix)
         if found is None:
             return None
-        row, project_limits = found
+        row, project_limits, project_cache = found
         principal = Principal(
             kind=PrincipalKind.API_KEY,
             project_id=row.project_id,
@@ -96,6 +96,7 @@ class KeyManager:
             unlimited=row.unlimited,
             limits=LimitPolicy.from_mapping(row.limits),
             project_limits=LimitPolicy.from_mapping(project_limits),
+            cache=cache_policy(project_cache),
         )
         return KeyRecord(
             key_id=row.id,

@@ -71,11 +71,14 @@ class ResponseCache(Hook):
         self.failures = 0  # store failures seen (each one a bypass, or an answer not stored)
 
     def policy(self, principal: Principal) -> CachePolicy | None:
-        """The caller's policy: its key's, else its project's, else every project's ("*")."""
+        """The caller's policy: its key's (CACHE_KEYS), else the one its project stores
+        (projects API), else its project's in CACHE_PROJECTS, else every project's ("*")."""
         if principal.key_id is not None:
             policy = self._keys.get(principal.key_id)
             if policy is not None:
                 return policy
+        if principal.cache is not None:
+            return principal.cache
         return self._projects.get(principal.project_id) or self._projects.get("*")
 
     async def before(self, call: Call) -> ShortCircuit | None:

@@ -116,6 +116,8 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Aggregate rate limits over every key and user of the project (LimitPolicy fields).
     limits: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # The response cache's policy (settings.CachePolicy fields; migration 0010); None: off.
+    cache: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class User(Base):

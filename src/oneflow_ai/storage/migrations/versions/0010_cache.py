@@ -1,4 +1,7 @@
-"""The response cache's savings: a usage record's credits_saved, and the rollups' total.
+"""The response cache: a project's cache policy, and what cache hits saved.
+
+``projects.cache`` holds a project's response-cache policy (JSON; null: the cache is off unless
+the deployment's CACHE_PROJECTS turns it on).
 
 A request answered from the response cache is charged a fraction of what the live call cost;
 ``credits_saved`` keeps the rest (micro-credits) on its usage record and in both hourly
@@ -23,6 +26,8 @@ _TABLES = ("usage_records", "usage_hourly", "usage_hourly_by_key")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("projects") as batch:
+        batch.add_column(sa.Column("cache", sa.JSON(), nullable=True))
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             batch.add_column(
@@ -34,3 +39,5 @@ def downgrade() -> None:
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_column("credits_saved")
+    with op.batch_alter_table("projects") as batch:
+        batch.drop_column("cache")
