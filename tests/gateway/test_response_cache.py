@@ -468,7 +468,7 @@ def test_a_project_opts_in_through_the_projects_api(tmp_path: Path) -> None:
         assert _post(world, key_c, path, {**body, "max_tokens": 9}).headers[
             "x-oneflow-cache"
         ] == "hit"  # shared now (keys already in use see the change too)
-        user_id, token = world.user(project)
+        _user_id, token = world.user(project)
         assert _post(world, token, path, {**body, "max_tokens": 9}).headers[
             "x-oneflow-cache"
         ] == "hit"  # a signed-in user of the project as well
