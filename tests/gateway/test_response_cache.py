@@ -465,13 +465,13 @@ def test_a_project_opts_in_through_the_projects_api(tmp_path: Path) -> None:
         assert changed.json()["cache"] == policy
         key_c = world.key(project)
         _post(world, key_a, path, {**body, "max_tokens": 9})
-        assert _post(world, key_c, path, {**body, "max_tokens": 9}).headers[
-            "x-oneflow-cache"
-        ] == "hit"  # shared now (keys already in use see the change too)
+        assert (
+            _post(world, key_c, path, {**body, "max_tokens": 9}).headers["x-oneflow-cache"] == "hit"
+        )  # shared now (keys already in use see the change too)
         _user_id, token = world.user(project)
-        assert _post(world, token, path, {**body, "max_tokens": 9}).headers[
-            "x-oneflow-cache"
-        ] == "hit"  # a signed-in user of the project as well
+        assert (
+            _post(world, token, path, {**body, "max_tokens": 9}).headers["x-oneflow-cache"] == "hit"
+        )  # a signed-in user of the project as well
 
         bad = world.admin.patch(
             f"/api/v1/projects/{project}", json={"cache": {"hit_fraction": "2"}}
