@@ -480,3 +480,27 @@ def test_a_project_opts_in_through_the_projects_api(tmp_path: Path) -> None:
         world.admin_call("PATCH", f"/api/v1/projects/{project}", {"cache": None})
         off = _post(world, key_a, path, body)
         assert "x-oneflow-cache" not in off.headers
+
+
+def test_the_access_line_says_what_the_cache_did(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from tests.support.access_lines import access_lines
+
+    project = f"log-{uuid.uuid4().hex[:8]}"
+    policies = {project: {"hit_fraction": "0.5"}}
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "log.db"),
+        reply_words=10,
+        log_requests=True,
+        cache_projects=policies,
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        key = world.key(project)
+        with capture_logs() as logs:
+            for _ in range(2):
+                _post(world, key, CHAT_PATHS["openai"], _body("openai"))
+            miss, hit = access_lines(logs, CHAT_PATHS["openai"], count=2)
+    assert (miss["cache"], hit["cache"]) == ("miss", "hit")
+    assert "credits_saved" not in miss
+    assert Decimal(hit["credits_saved"]) + Decimal(hit["credits"]) == Decimal(miss["credits"])
