@@ -504,3 +504,28 @@ def test_the_access_line_says_what_the_cache_did(tmp_path: Path) -> None:
     assert (miss["cache"], hit["cache"]) == ("miss", "hit")
     assert "credits_saved" not in miss
     assert Decimal(hit["credits_saved"]) + Decimal(hit["credits"]) == Decimal(miss["credits"])
+
+
+def test_a_replayed_stream_of_a_prepaid_project_is_not_cut_by_oneflows_own_count(
+    tmp_path: Path,
+) -> None:
+    """The provider said 1 output token; OneFlow counts more in the text. A live stream is
+    held to what was reserved as it runs, a replayed one is charged what the entry says."""
+    project = f"prepaid-{uuid.uuid4().hex[:8]}"
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "replay.db"),
+        count_tokens=lambda text: 1,
+        reply_words=12,
+        cache_projects={project: {"hit_fraction": "0.5"}},
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        world.admin_call("PATCH", f"/api/v1/projects/{project}/credits", {"mode": "prepaid"})
+        world.top_up(project, 100_000_000)
+        key = world.key(project)
+        path, body = CHAT_PATHS["anthropic"], _body("anthropic", stream=True)
+        live = _post(world, key, path, body)
+        replayed = _post(world, key, path, body)
+        assert replayed.headers["x-oneflow-cache"] == "hit"
+        assert '"error"' not in replayed.text
+        live_text = _streamed_text("anthropic", _events("anthropic", live.text))
+        assert _streamed_text("anthropic", _events("anthropic", replayed.text)) == live_text

@@ -93,6 +93,8 @@ class LedgerHook(Hook):
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
         if reservation is None or not reservation.limited:
             return
+        if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
+            return
         counted = cast(int, call.state.get(_OUTPUT, 0))
         if isinstance(event, TextDelta):
             entry = call.route.entry if call.route is not None else None
