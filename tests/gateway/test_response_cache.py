@@ -529,3 +529,26 @@ def test_a_replayed_stream_of_a_prepaid_project_is_not_cut_by_oneflows_own_count
         assert '"error"' not in replayed.text
         live_text = _streamed_text("anthropic", _events("anthropic", live.text))
         assert _streamed_text("anthropic", _events("anthropic", replayed.text)) == live_text
+
+
+@pytest.mark.redis
+def test_replicas_share_the_redis_cache(tmp_path: Path) -> None:
+    database = migrated_sqlite_url(tmp_path / "replicas.db")
+    project = f"replicas-{uuid.uuid4().hex[:8]}"
+    shared = {
+        "redis_url": redis_server_url(),
+        "redis_key_prefix": f"t{uuid.uuid4().hex}:",
+        "cache_projects": {project: {}},
+        "reply_words": 10,
+    }
+    with billing_world(database, **shared) as first, billing_world(database, **shared) as second:
+        first.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        key = first.key(project)
+        path, body = CHAT_PATHS["openai"], _body("openai")
+        answer = _post(first, key, path, body)
+        again = _post(second, key, path, body)
+        streamed = _post(second, key, path, _body("openai", stream=True))
+    assert (answer.headers["x-oneflow-cache"], again.headers["x-oneflow-cache"]) == ("miss", "hit")
+    assert streamed.headers["x-oneflow-cache"] == "hit"
+    assert _without_ids(again.json()) == _without_ids(answer.json())
+    assert (first.fakes.call_count(), second.fakes.call_count()) == (1, 0)
