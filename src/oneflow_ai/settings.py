@@ -100,6 +100,8 @@ class CachePolicy(BaseModel):
 
     ``shared``: the project's keys share entries (otherwise each key has its own);
     ``allow_temperature``: cache answers asked for with ``temperature > 0`` too;
+    ``coalesce``: identical requests arriving while the first is still being answered wait
+    for its answer instead of calling the provider too (across replicas with Redis);
     ``ttl_seconds`` and ``hit_fraction`` replace the deployment's defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,6 +109,7 @@ class CachePolicy(BaseModel):
     enabled: bool = True
     shared: bool = False
     allow_temperature: bool = False
+    coalesce: bool = False
     ttl_seconds: int | None = Field(default=None, ge=1)
     hit_fraction: Decimal | None = Field(default=None, ge=0, le=1)
 

@@ -552,3 +552,61 @@ def test_replicas_share_the_redis_cache(tmp_path: Path) -> None:
     assert streamed.headers["x-oneflow-cache"] == "hit"
     assert _without_ids(again.json()) == _without_ids(answer.json())
     assert (first.fakes.call_count(), second.fakes.call_count()) == (1, 0)
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_identical_misses_at_once_call_the_provider_once_when_coalescing(
+    store: str, tmp_path: Path, coalesce: bool
+) -> None:
+    import asyncio
+
+    project = f"together-{uuid.uuid4().hex[:8]}"
+    extra: dict[str, object] = {}
+    if store == "redis":
+        extra = {"redis_url": redis_server_url(), "redis_key_prefix": f"t{uuid.uuid4().hex}:"}
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "together.db"),
+        reply_words=10,
+        cache_projects={project: {"coalesce": coalesce}},
+        **extra,
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        key = world.key(project)
+        world.fakes.add_fault(provider="openai", latency_ms=400)
+        async with world.client(key) as client:
+            answers = await asyncio.gather(
+                *(client.post(CHAT_PATHS["openai"], json=_body("openai")) for _ in range(4))
+            )
+        calls = world.fakes.call_count()
+    assert [a.status_code for a in answers] == [200] * 4
+    results = sorted(a.headers["x-oneflow-cache"] for a in answers)
+    if coalesce:
+        assert (calls, results) == (1, ["hit", "hit", "hit", "miss"])
+        texts = {a.json()["choices"][0]["message"]["content"] for a in answers}
+        assert len(texts) == 1
+    else:
+        assert (calls, results) == (4, ["miss"] * 4)
+
+
+async def test_a_failed_first_call_hands_its_claim_to_a_waiting_one(tmp_path: Path) -> None:
+    import asyncio
+
+    project = f"together-{uuid.uuid4().hex[:8]}"
+    with billing_world(
+        migrated_sqlite_url(tmp_path / "failed.db"),
+        reply_words=10,
+        cache_projects={project: {"coalesce": True}},
+    ) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        key = world.key(project)
+        world.fakes.add_fault(provider="openai", latency_ms=300, status=500, times=1)
+        world.fakes.add_fault(provider="openai", latency_ms=300)
+        async with world.client(key) as client:
+            answers = await asyncio.gather(
+                *(client.post(CHAT_PATHS["openai"], json=_body("openai")) for _ in range(4))
+            )
+        calls = world.fakes.call_count()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses[:3] == [200, 200, 200] and statuses[3] >= 500
+    results = sorted(a.headers["x-oneflow-cache"] for a in answers if a.status_code == 200)
+    assert (calls, results) == (2, ["hit", "hit", "miss"])

@@ -11,6 +11,11 @@ and the ledger reserves what a hit will cost: the configured fraction of its liv
 from the entry (`ShortCircuit`), as the model that gave it; the pipeline replays it as a stream
 when one was asked for, in the caller's dialect.
 
+With `coalesce` in its policy, a miss claims its key in the idempotency store (Redis, shared
+by the replicas, or this process's): an identical request arriving meanwhile waits for the
+claim's release (at most IDEMPOTENCY_WAIT_SECONDS), then looks again, and is a hit if the first
+answer was stored; the claim is released when the first call ends, however it ends.
+
 A store that fails (Redis away) makes the call a bypass: counted, logged at most once a
 minute, and the call goes on to the provider. Adding an operation: give `cache_key` its fields
 and `CacheEntry` its answer type; the hooks need nothing else.
@@ -33,6 +38,7 @@ from oneflow_ai.gateway.cache_entry import CacheEntry, cache_key, response_from_
 from oneflow_ai.gateway.call import CacheResult, CacheStatus, Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.observability.metrics import GatewayMetrics
+from oneflow_ai.resilience.idempotency import Claimed, IdempotencyStore
 from oneflow_ai.settings import CachePolicy, Settings
 from oneflow_ai.storage.response_cache import ResponseCacheStore
 
@@ -44,6 +50,7 @@ _KEY = "cache.key"
 _TTL = "cache.ttl"
 _ENTRY = "cache.entry"
 _EVENTS = "cache.events"
+_CLAIM = "cache.claim"
 #: Store failures are logged at most this often (seconds).
 LOG_INTERVAL = 60.0
 
@@ -57,9 +64,12 @@ class ResponseCache(Hook):
         settings: Settings,
         metrics: GatewayMetrics,
         *,
+        claims: IdempotencyStore | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self._claims = claims
+        self._claim_wait = settings.idempotency_wait_seconds
         self._projects = settings.cache_projects
         self._keys = settings.cache_keys
         self._ttl = settings.cache_ttl_seconds
@@ -110,6 +120,8 @@ class ResponseCache(Hook):
             call.state.pop(_KEY, None)  # not stored either: the store is away
             return self._status(call, "bypass")
         entry = CacheEntry.decode(data, key) if data is not None else None
+        if entry is None and policy.coalesce and self._claims is not None:
+            entry = await self._coalesce(call, key)
         if entry is None or not any(r.model == entry.model for r in call.candidates):
             return self._status(call, "miss")
         fraction = policy.hit_fraction if policy.hit_fraction is not None else self._fraction
@@ -119,12 +131,51 @@ class ResponseCache(Hook):
         call.cache = CacheStatus("hit", fraction, entry.usage, entry.model)
         return None
 
+    async def _coalesce(self, call: Call, key: str) -> CacheEntry | None:
+        """Claim `key` for this call, or wait for the identical call holding it and read what
+        it stored (None: this call answers, holding the claim)."""
+        claims = self._claims
+        assert claims is not None
+        name = f"cache:{key}"
+        try:
+            begun = await claims.begin(name, key)
+            if not isinstance(begun, Claimed):
+                begun = await claims.wait(name, key, self._claim_wait)
+            if not isinstance(begun, Claimed):
+                return None  # still running past the wait: answer it ourselves
+            call.state[_CLAIM] = begun  # released by `after`, whatever happens
+            data = await self.store.get(key)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        entry = CacheEntry.decode(data, key) if data is not None else None
+        if entry is not None:  # the call we waited for stored its answer
+            call.state.pop(_CLAIM, None)
+            await self._release(name, begun)
+        return entry
+
+    async def _release(self, name: str, claim: Claimed) -> None:
+        assert self._claims is not None
+        try:
+            await self._claims.release(name, claim)
+        except Exception as exc:
+            self._failed(exc)
+
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         events = call.state.get(_EVENTS)
         if events is not None:
             cast(list[StreamEvent], events).append(event)
 
     async def after(self, call: Call) -> None:
+        try:
+            await self._store(call)
+        finally:
+            claim = call.state.pop(_CLAIM, None)
+            key = call.state.get(_KEY)
+            if isinstance(claim, Claimed) and isinstance(key, str):
+                await self._release(f"cache:{key}", claim)
+
+    async def _store(self, call: Call) -> None:
         status = call.cache
         if status is None:
             return

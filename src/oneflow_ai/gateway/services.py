@@ -184,6 +184,7 @@ class Services:
             exit_stack.push_async_callback(ledger.close)
             bodies = BodyLogHook(engine, redactor)
             exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
+            idempotency = build_idempotency_store(settings, redis, redis_up)
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
@@ -197,7 +198,12 @@ class Services:
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
                     # Looks the answer up: the limits and the ledger then know a hit ...
-                    ResponseCache(_cache_store(settings, redis), settings, telemetry.metrics),
+                    ResponseCache(
+                        _cache_store(settings, redis),
+                        settings,
+                        telemetry.metrics,
+                        claims=idempotency,  # coalesces identical misses
+                    ),
                     RateLimitHook(
                         limiter, tokens, count_cache_hits=settings.cache_counts_rate_limits
                     ),
@@ -233,7 +239,7 @@ class Services:
             breakers=breakers,
             latency=latency,
             router=router,
-            idempotency=build_idempotency_store(settings, redis, redis_up),
+            idempotency=idempotency,
             ledger=ledger,
             schema=await _watch_schema(engine),
             bodies=bodies,
