@@ -331,6 +331,31 @@ def test_the_ttl_header_and_a_bad_one(world: BillingWorld, projects: dict[str, s
         _post(world, key, CHAT_PATHS["openai"], _body("openai"), **ttl).headers["x-oneflow-cache"]
         == "miss"
     )
+    assert 100 < _remaining_ttl(world) <= 120  # not the configured hour
+
+
+def _remaining_ttl(world: BillingWorld) -> float:
+    """The seconds the gateway's one cached entry has left (in Redis or in process)."""
+    import time
+
+    import redis
+
+    from oneflow_ai.gateway.cache_hook import ResponseCache
+    from oneflow_ai.storage.response_cache import MemoryResponseCache
+
+    services = world.app.state.services
+    (hook,) = [h for h in services.pipeline.hooks if isinstance(h, ResponseCache)]
+    store = hook.store
+    if isinstance(store, MemoryResponseCache):
+        ((expires_at, _),) = store._entries.values()
+        return expires_at - time.monotonic()
+    settings = services.settings
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        (name,) = list(client.scan_iter(match=f"{settings.redis_key_prefix}cache:*"))
+        return float(client.ttl(name))
+    finally:
+        client.close()
 
 
 def test_images_are_cached(world: BillingWorld, projects: dict[str, str]) -> None:
