@@ -5,14 +5,16 @@
 For each database (PostgreSQL needs ``BENCH_DATABASE_URL`` or ``TEST_DATABASE_URL``; a database
 of its own is created and dropped), migrates a fresh schema, seeds ``--rows`` usage records over
 30 days (20 projects of 100 keys each, 8 models with a skewed mix, 2 % errors, a fifth routed
-by strategy), starts a real gateway process on it (uvicorn, the app as `oneflow serve` runs
-it), and times whole HTTP answers of the request log: the newest page, pages deep in the log
-(by cursor), and filtered pages. The same pages' queries alone (`storage/request_log.py`) are
-timed in the same run as the baseline, so the HTTP and JSON share is visible.
+by strategy, 1 % by 50 signed-in users), starts a real gateway process on it (uvicorn, the app
+as `oneflow serve` runs it), and times whole HTTP answers of the request log: the newest page,
+pages deep in the log (by cursor), and filtered pages. The same pages' queries alone
+(`storage/request_log.py`) are timed in the same run as the baseline, so the HTTP and JSON
+share is visible.
 
 Rows are seeded oldest first, as gateways append them. The target is 200 ms
 per page. Filters that match few rows over a long range are the expensive case (the index
-walks until it has a page); they are listed separately.
+walks until it has a page); errors and users' requests have partial indexes of their own
+(migration 0006) for them.
 """
 
 from __future__ import annotations
@@ -76,11 +78,12 @@ def records(count: int, end: datetime, seed: int = 1) -> Iterator[tuple[object, 
         status = 200 if rng.random() < 0.98 else rng.choice([429, 502, 504])
         routed = rng.random() < 0.2
         latency = int(rng.lognormvariate(6.3, 0.8))
+        signed_in = rng.random() < 0.01
         yield (
             f"req_{i:08d}",
             start + timedelta(seconds=(i + rng.random()) * step),
             f"proj_{key // 100:02d}",
-            None,
+            f"user_{key % 50:02d}" if signed_in else None,
             f"key_{key:04d}",
             model,
             provider,
@@ -269,6 +272,8 @@ async def scenarios(engine: AsyncEngine, end: datetime, rows: int) -> dict[str, 
         "rare: strategy routed with errors, one project": {
             "params": {"project": "proj_07", "strategy": "cost_optimized", "status": "error"}
         },
+        "one error status (502), one project": {"params": {"project": "proj_07", "status": "502"}},
+        "one signed-in user (0.02 %)": {"params": {"user": "user_07"}},
         "no match in the last 24 hours": {
             "params": {"model": "no-such-model", "from": (end - timedelta(days=1)).isoformat()}
         },
@@ -276,11 +281,14 @@ async def scenarios(engine: AsyncEngine, end: datetime, rows: int) -> dict[str, 
 
 
 def _filter(params: dict[str, str]) -> RequestFilter:
-    status = params.get("status")
+    status: str | int | None = params.get("status")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
     return RequestFilter(
         start=datetime.fromisoformat(params["from"]) if "from" in params else None,
         end=datetime.fromisoformat(params["to"]) if "to" in params else None,
         project_id=params.get("project"),
+        user_id=params.get("user"),
         key_id=params.get("key"),
         model=params.get("model"),
         strategy=params.get("strategy"),

@@ -72,8 +72,16 @@ def cli_estimate(gateway: ServedGateway, *args: str, cwd: Path) -> object:
             ["--modality", "audio", "--prompt", "Hello there", "--strategy", "latency_optimized"],
             {"modality": "audio", "prompt": "Hello there", "strategy": "latency_optimized"},
         ),
+        (
+            ["--modality", "embedding", "--prompt", "Hello there"],
+            {"modality": "embedding", "prompt": "Hello there"},
+        ),
+        (
+            ["--modality", "transcription", "--seconds", "90", "--strategy", "cost_optimized"],
+            {"modality": "transcription", "seconds": 90, "strategy": "cost_optimized"},
+        ),
     ],
-    ids=["prompt", "messages", "one-model", "image", "audio"],
+    ids=["prompt", "messages", "one-model", "image", "audio", "embedding", "transcription"],
 )
 def test_the_json_is_the_apis_answer(
     gateway: ServedGateway, tmp_path: Path, args: list[str], body: dict[str, object]

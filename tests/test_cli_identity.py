@@ -216,12 +216,12 @@ def test_a_keys_models_are_catalog_ids_and_must_exist(env: dict[str, str]) -> No
     assert made.exit_code == 0, made.stderr
     assert orjson.loads(made.stdout)["allowed_models"] == ["claude-3-haiku-20240307", "gpt-4o"]
     unknown = run(
-        env, "keys", "create", "--project", "acme", "--name", "c", "--model", "gpt-4o-mini"
+        env, "keys", "create", "--project", "acme", "--name", "c", "--model", "gpt-4o-maxi"
     )
     assert unknown.exit_code == 1 and unknown.stdout == ""
     assert unknown.stderr.splitlines() == [
-        "oneflow: Unknown model 'gpt-4o-mini': not in this gateway's model catalog "
-        "(closest catalog ids: gpt-4o, gpt-4, gpt-4-turbo)"
+        "oneflow: Unknown model 'gpt-4o-maxi': not in this gateway's model catalog "
+        "(closest catalog ids: gpt-4o-mini, gpt-4o, gpt-5.4-mini)"
     ]
     assert [k["name"] for k in orjson.loads(run(env, "keys", "list", "--json").stdout)] == ["b"]
 
@@ -235,3 +235,39 @@ def test_a_real_process(env: dict[str, str]) -> None:
     missing = oneflow("keys", "revoke", "key_nope", env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "oneflow: No API key 'key_nope'"
+
+
+def test_keys_update_changes_only_what_is_named(env: dict[str, str]) -> None:
+    assert run(env, "projects", "create", "Acme", "--id", "acme").exit_code == 0
+    made = run(env, "keys", "create", "--project", "acme", "--name", "svc", "--rpm", "10")
+    key_id, _ = made.stdout.split()
+
+    def update(*args: str) -> dict[str, object]:
+        result = run(env, "keys", "update", key_id, *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        view: dict[str, object] = orjson.loads(result.stdout)
+        return view
+
+    limited = update("--tpm", "5000", "--model", "claude-3-haiku", "--expires-in-days", "7")
+    assert limited["limits"] == {"requests_per_minute": 10, "tokens_per_minute": 5000}
+    assert limited["allowed_models"] == ["claude-3-haiku-20240307"]
+    assert limited["expires_at"] is not None and limited["name"] == "svc"
+    cleared = update("--clear-rpm", "--all-models", "--no-expiry", "--name", "renamed")
+    assert cleared["limits"] == {"tokens_per_minute": 5000}
+    assert (cleared["allowed_models"], cleared["expires_at"], cleared["name"]) == (
+        None,
+        None,
+        "renamed",
+    )
+    assert update("--clear-limits")["limits"] is None
+    text_line = run(env, "keys", "update", key_id, "--rph", "100").stdout
+    assert text_line.split()[:3] == [key_id, "renamed", "never"]
+
+    nothing = run(env, "keys", "update", key_id)
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+    both = run(env, "keys", "update", key_id, "--model", "gpt-4o", "--all-models")
+    assert both.exit_code == 2
+    unknown = run(env, "keys", "update", key_id, "--model", "no-such-model")
+    assert unknown.exit_code == 1 and "Unknown model 'no-such-model'" in unknown.stderr
+    missing = run(env, "keys", "update", "key_nope", "--name", "x")
+    assert missing.exit_code == 1 and "No API key 'key_nope'" in missing.stderr

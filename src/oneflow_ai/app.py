@@ -32,6 +32,7 @@ from oneflow_ai.api import (
     requests,
     root,
     self_service,
+    token_counts,
     usage,
     users,
 )
@@ -72,6 +73,7 @@ EXPOSED_HEADERS = (
     "X-OneFlow-Fallbacks",
     "X-OneFlow-Credits",
     "X-OneFlow-Ignored-Params",
+    "X-OneFlow-Tokens-Exact",
     "X-OneFlow-Fake-Providers",
     "Idempotent-Replayed",
 )
@@ -145,7 +147,12 @@ def create_app(
         delay=settings.shutdown_delay_seconds, grace=settings.shutdown_grace_seconds
     )
     install_error_handlers(app)
-    for router in (openai_compat.router, anthropic_compat.router, gateway_api.router):
+    for router in (
+        openai_compat.router,
+        anthropic_compat.router,
+        token_counts.router,
+        gateway_api.router,
+    ):
         # The model endpoints join the app's own route list, first: FastAPI matches each
         # included router through an extra layer that costs microseconds per request.
         app.router.routes.extend(router.routes)

@@ -42,7 +42,8 @@ app.add_typer(db_app, name="db")
 
 
 def _add_identity_commands() -> None:
-    from oneflow_ai.cli_identity import keys_app, projects_app, users_app
+    from oneflow_ai.cli_identity import projects_app, users_app
+    from oneflow_ai.cli_keys import keys_app
 
     app.add_typer(keys_app, name="keys")
     app.add_typer(users_app, name="users")

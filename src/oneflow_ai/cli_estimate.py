@@ -59,13 +59,16 @@ def estimate(
     input_tokens: Annotated[
         int | None, typer.Option(help="Input tokens, instead of a prompt or messages.")
     ] = None,
-    modality: Annotated[str | None, typer.Option(help="text, image or audio.")] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="text, image, audio, embedding or transcription.")
+    ] = None,
     images: Annotated[int | None, typer.Option(help="image: how many (default 1).")] = None,
     size: Annotated[str | None, typer.Option(help="image: size, e.g. 1024x1024.")] = None,
     quality: Annotated[str | None, typer.Option(help="image: standard or hd.")] = None,
     characters: Annotated[
         int | None, typer.Option(help="audio: characters to speak (default: the prompt's).")
     ] = None,
+    seconds: Annotated[int | None, typer.Option(help="transcription: seconds of audio.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
     """What a request would cost on every model, and which one a strategy picks (offline).
@@ -87,6 +90,7 @@ def estimate(
         "size": size,
         "quality": quality,
         "characters": characters,
+        "seconds": seconds,
     }
     body = {name: value for name, value in fields.items() if value is not None}
     try:

@@ -1,13 +1,9 @@
-"""`oneflow keys|users|projects`: identity administration on the configured database.
+"""`oneflow users|projects` (and the helpers of `oneflow keys`, `cli_keys.py`): identity
+administration on the configured database.
 
-These commands act as the operator (a system admin). With `REDIS_URL` set, revocations and
-rotations are announced to every running replica at once; without it, replicas notice within
+These commands act as the operator (a system admin). With `REDIS_URL` set, changes are
+announced to every running replica at once; without it, replicas notice within
 `API_KEY_CACHE_TTL_SECONDS`. Secrets are printed once, on stdout, and nowhere else.
-
-Scheduled rotation: run `oneflow keys rotate-due` from cron (or a Kubernetes CronJob), e.g. daily.
-It rotates every live key older than `API_KEY_MAX_AGE_DAYS` and prints one JSON line per new key
-(with the secret) for the job to hand to the secret store the key's users read from; the old key
-keeps working for `API_KEY_ROTATION_GRACE_HOURS`.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
@@ -27,11 +22,10 @@ from oneflow_ai.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:  # imported when a command runs, so `oneflow --help` stays quick
     from oneflow_ai.auth.identity import Identity
 
-__all__ = ["keys_app", "projects_app", "users_app"]
+__all__ = ["projects_app", "users_app"]
 
 T = TypeVar("T")
 
-keys_app = typer.Typer(help="API keys: create, list, rotate, revoke.", no_args_is_help=True)
 users_app = typer.Typer(help="Users: create, list, activate, deactivate.", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects: create, list, limits, members.", no_args_is_help=True)
 
@@ -109,144 +103,38 @@ Tpm = Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens per minute
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-# ---- keys ------------------------------------------------------------------------------------
+def _clear(option: str, what: str) -> Any:
+    return typer.Option(option, help=f"Remove the {what} limit.")
 
 
-@keys_app.command("create")
-def keys_create(
-    project: Annotated[str, typer.Option(help="Project the key belongs to.")],
-    name: Annotated[str, typer.Option(help="A name to recognise the key by.")],
-    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
-    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
-    model: Annotated[
-        list[str] | None, typer.Option("--model", help="Allow only this model (repeatable).")
-    ] = None,
-    rpm: Rpm = None,
-    rph: Rph = None,
-    tpm: Tpm = None,
-    unlimited: Annotated[bool, typer.Option(help="Exempt from rate limits (admin keys).")] = False,
-    as_json: AsJson = False,
-) -> None:
-    """Create an API key and print it (the only time it is shown)."""
-    from oneflow_ai.api.views import key_view
-    from oneflow_ai.auth.principal import Role
-
-    try:
-        key_role = Role(role)
-    except ValueError:
-        raise _fail("--role must be admin, member or viewer", 2) from None
-
-    async def action(identity: Identity) -> None:
-        expires = identity.clock() + timedelta(days=expires_in_days) if expires_in_days else None
-        new = await identity.keys.create(
-            _master(),
-            project_id=project,
-            name=name,
-            role=key_role,
-            expires_at=expires,
-            allowed_models=model or None,
-            limits=_policy(rpm, rph, tpm),
-            unlimited=unlimited,
+def _limit_changes(
+    given: dict[str, int | None],
+    cleared: dict[str, bool],
+    clear_all: bool,
+    *,
+    required: bool = True,
+) -> Any:
+    """What `set-limits` (or `keys update`) changes: the limits given and the ones cleared, the
+    others kept (with --clear-all: only the limits given remain); None: no change asked."""
+    both = [name for name, value in given.items() if value is not None and cleared[name]]
+    if both:
+        raise _fail(f"--{both[0]} and --clear-{both[0]} contradict each other", 2)
+    if clear_all:
+        return _policy(given["rpm"], given["rph"], given["tpm"])
+    fields = {"rpm": "requests_per_minute", "rph": "requests_per_hour", "tpm": "tokens_per_minute"}
+    changes: dict[str, int | None] = {
+        fields[name]: value for name, value in given.items() if value is not None
+    }
+    changes.update({fields[name]: None for name, clear in cleared.items() if clear})
+    if not changes and not required:
+        return None
+    if not changes:
+        raise _fail(
+            "nothing to change: --rpm/--rph/--tpm set a limit, --clear-rpm/--clear-rph/"
+            "--clear-tpm remove one, --clear-all removes every limit not given",
+            2,
         )
-        if as_json:
-            _print_json({**key_view(new.row, identity.clock()), "key": new.key})
-        else:
-            typer.echo(f"{new.row.id} {new.key}")
-            typer.echo("Store this key now: it is not shown again.", err=True)
-
-    _run(action)
-
-
-@keys_app.command("list")
-def keys_list(
-    project: Annotated[str | None, typer.Option(help="Only this project's keys.")] = None,
-    as_json: AsJson = False,
-) -> None:
-    """List API keys (never their secrets)."""
-    from oneflow_ai.api.views import key_view
-
-    async def action(identity: Identity) -> None:
-        keys = await identity.keys.list_keys(_master(), project_id=project)
-        now = identity.clock()
-        if as_json:
-            _print_json([key_view(k, now) for k in keys])
-            return
-        for k in keys:
-            view = key_view(k, now)
-            status = view["status"]
-            typer.echo(
-                f"{k.id}  {view['prefix']}  {k.project_id}  {k.role:<6}  {status:<8}  {k.name}"
-            )
-
-    _run(action)
-
-
-@keys_app.command("rotate")
-def keys_rotate(
-    key_id: Annotated[str, typer.Argument(help="The key to replace.")],
-    grace_hours: Annotated[
-        float | None, typer.Option(min=0, help="How long the old key keeps working.")
-    ] = None,
-    as_json: AsJson = False,
-) -> None:
-    """Issue a successor key; the old one works until the grace period ends."""
-    from oneflow_ai.api.views import key_view
-
-    async def action(identity: Identity) -> None:
-        grace = timedelta(hours=grace_hours) if grace_hours is not None else None
-        new = await identity.keys.rotate(_master(), key_id, grace=grace)
-        if as_json:
-            _print_json({**key_view(new.row, identity.clock()), "key": new.key})
-        else:
-            typer.echo(f"{new.row.id} {new.key}")
-
-    _run(action)
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key to revoke.")]) -> None:
-    """Revoke a key now (every replica within seconds)."""
-
-    async def action(identity: Identity) -> None:
-        key = await identity.keys.revoke(_master(), key_id)
-        typer.echo(f"revoked {key.id}")
-
-    _run(action)
-
-
-@keys_app.command("rotate-due")
-def keys_rotate_due(
-    max_age_days: Annotated[
-        int | None, typer.Option(min=1, help="Default: API_KEY_MAX_AGE_DAYS.")
-    ] = None,
-    grace_hours: Annotated[
-        float | None, typer.Option(min=0, help="Default: API_KEY_ROTATION_GRACE_HOURS.")
-    ] = None,
-) -> None:
-    """Rotate every key older than the maximum age; one JSON line per new key (cron)."""
-    settings = _settings()
-    days = max_age_days if max_age_days is not None else settings.api_key_max_age_days
-    if days <= 0:
-        raise _fail("scheduled rotation is off (API_KEY_MAX_AGE_DAYS=0); pass --max-age-days", 2)
-
-    async def action(identity: Identity) -> int:
-        grace = timedelta(hours=grace_hours) if grace_hours is not None else None
-        rotated = await identity.keys.rotate_due(max_age=timedelta(days=days), grace=grace)
-        for old, new in rotated:
-            _print_json(
-                {
-                    "rotated": old.id,
-                    "id": new.row.id,
-                    "project_id": new.row.project_id,
-                    "name": new.row.name,
-                    "key": new.key,
-                    "old_key_valid_until": new.previous_valid_until,
-                }
-            )
-        return len(rotated)
-
-    count = _run(action)
-    typer.echo(f"rotated {count} key(s)", err=True)
+    return changes
 
 
 # ---- users -----------------------------------------------------------------------------------
@@ -381,32 +269,6 @@ def projects_list(as_json: AsJson = False) -> None:
             typer.echo(f"{p.id}  {p.name}  {limits}")
 
     _run(action)
-
-
-def _clear(option: str, what: str) -> Any:
-    return typer.Option(option, help=f"Remove the {what} limit.")
-
-
-def _limit_changes(given: dict[str, int | None], cleared: dict[str, bool], clear_all: bool) -> Any:
-    """What `set-limits` changes: the limits given and the ones cleared, the others kept (with
-    --clear-all: only the limits given remain)."""
-    both = [name for name, value in given.items() if value is not None and cleared[name]]
-    if both:
-        raise _fail(f"--{both[0]} and --clear-{both[0]} contradict each other", 2)
-    if clear_all:
-        return _policy(given["rpm"], given["rph"], given["tpm"])
-    fields = {"rpm": "requests_per_minute", "rph": "requests_per_hour", "tpm": "tokens_per_minute"}
-    changes: dict[str, int | None] = {
-        fields[name]: value for name, value in given.items() if value is not None
-    }
-    changes.update({fields[name]: None for name, clear in cleared.items() if clear})
-    if not changes:
-        raise _fail(
-            "nothing to change: --rpm/--rph/--tpm set a limit, --clear-rpm/--clear-rph/"
-            "--clear-tpm remove one, --clear-all removes every limit not given",
-            2,
-        )
-    return changes
 
 
 @projects_app.command("set-limits")

@@ -21,6 +21,8 @@ from oneflow_fakes.exchange import (
 from oneflow_fakes.models import ANTHROPIC_MODELS, TextModel, text_model
 from oneflow_fakes.openai_common import strings
 from oneflow_fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls, text_of
+from oneflow_fakes.thinking import altered_thinking, sign, thinking_budget, thinking_text
+from oneflow_fakes.usage_marker import UsageMarker, read_marker
 
 __all__ = ["AnthropicMessages"]
 
@@ -188,7 +190,18 @@ class AnthropicMessages:
             stop=stops,
             counter=state.count_tokens,
         )
-        answer = _Answer(exchange, served.id, input_tokens, completion, plans, state)
+        budget = thinking_budget(data.get("thinking"), max_tokens, served.reasoning)
+        thinking = thinking_text(source, budget) if isinstance(budget, int) else None
+        answer = _Answer(
+            exchange,
+            served.id,
+            input_tokens,
+            completion,
+            plans,
+            state,
+            read_marker(body.raw),
+            thinking,
+        )
         if data.get("stream") is True:
             return await answer.stream()
         await exchange.generation_delay(len(completion.chunks))
@@ -218,6 +231,10 @@ class AnthropicMessages:
                 f"max_tokens: {max_tokens} > {served.max_output}, which is the maximum allowed "
                 f"number of output tokens for {served.id}",
             )
+        budget = thinking_budget(data.get("thinking"), max_tokens, served.reasoning)
+        problem = budget if isinstance(budget, str) else altered_thinking(messages)
+        if problem is not None:
+            return anthropic_error(400, "invalid_request_error", problem)
         return served
 
 
@@ -230,16 +247,23 @@ class _Answer:
         completion: Completion,
         plans: list[ToolCallPlan],
         state: FakeState,
+        marker: UsageMarker,
+        thinking: str | None = None,
     ) -> None:
         self.exchange = exchange
+        self.marker = marker
+        self.thinking = thinking
         self.model = model
         self.input_tokens = input_tokens
         self.completion = completion
         self.calls = [(random_id("toolu_01", 22), plan) for plan in plans]
         self.id = random_id("msg_01", 22)
         count = state.count_tokens
-        self.output_tokens = completion.tokens + sum(
-            8 + count(p.name) + count(p.arguments_json) for _, p in self.calls
+        self.output_tokens = (
+            completion.tokens
+            + sum(8 + count(p.name) + count(p.arguments_json) for _, p in self.calls)
+            + marker.reasoning
+            + (count(thinking) if thinking else 0)
         )
 
     @property
@@ -251,15 +275,18 @@ class _Answer:
         )
 
     def _usage(self, output_tokens: int) -> dict[str, object]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
+        """Usage with the cache classes the request's marker asked for (`output_tokens`
+        already holds its reasoning tokens)."""
+        usage = self.marker.anthropic(self.input_tokens, None)
+        usage["output_tokens"] = output_tokens
+        return usage
 
     def body(self) -> dict[str, object]:
         content: list[dict[str, object]] = []
+        if self.thinking is not None:
+            content.append(
+                {"type": "thinking", "thinking": self.thinking, "signature": sign(self.thinking)}
+            )
         if self.completion.chunks:
             content.append({"type": "text", "text": self.completion.text})
         for call_id, plan in self.calls:
@@ -318,20 +345,35 @@ class _Answer:
 
     async def _blocks(self, stream: Stream, failure: Callable[[], bytes]) -> None:
         index = 0
+        if self.thinking is not None:
+            opening = {"type": "thinking", "thinking": ""}
+            start = {"type": "content_block_start", "index": 0, "content_block": opening}
+            await stream.opening(_event("content_block_start", start))
+            await stream.opening(_event("ping", {"type": "ping"}))
+            thought = {"type": "thinking_delta", "thinking": self.thinking}
+            await stream.content(_delta(0, thought), failure)
+            await stream.opening(
+                _delta(0, {"type": "signature_delta", "signature": sign(self.thinking)})
+            )
+            await stream.opening(
+                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            )
+            index += 1
         if self.completion.chunks:
             text_block: dict[str, object] = {"type": "text", "text": ""}
             await stream.opening(
                 _event(
                     "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": text_block},
+                    {"type": "content_block_start", "index": index, "content_block": text_block},
                 )
             )
-            await stream.opening(_event("ping", {"type": "ping"}))
+            if index == 0:
+                await stream.opening(_event("ping", {"type": "ping"}))
             for piece in self.completion.chunks:
                 delta = {"type": "text_delta", "text": piece}
                 await stream.content(_delta(index, delta), failure)
             await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+                _event("content_block_stop", {"type": "content_block_stop", "index": index})
             )
             index += 1
         for call_id, plan in self.calls:

@@ -16,10 +16,17 @@ from oneflow_fakes.elevenlabs_speech import ElevenLabsSpeech
 from oneflow_fakes.errors import anthropic_error, openai_error, stability_error
 from oneflow_fakes.exchange import EXCHANGE, Dropped, FakeState
 from oneflow_fakes.faults import FaultError
-from oneflow_fakes.models import OPENAI_CHAT_MODELS, OPENAI_IMAGE_MODELS
+from oneflow_fakes.models import (
+    OPENAI_CHAT_MODELS,
+    OPENAI_EMBEDDING_MODELS,
+    OPENAI_IMAGE_MODELS,
+    OPENAI_TRANSCRIPTION_MODELS,
+)
 from oneflow_fakes.openai_chat import OpenAIChat
 from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_embeddings import OpenAIEmbeddings
 from oneflow_fakes.openai_images import OpenAIImages
+from oneflow_fakes.openai_transcriptions import OpenAITranscriptions
 from oneflow_fakes.stability_images import StabilityImages
 
 __all__ = ["STATE", "create_fake_app"]
@@ -64,12 +71,17 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     openai_chat = OpenAIChat(state)
     anthropic = AnthropicMessages(state)
     router.add_post("/openai/v1/chat/completions", guarded(openai_chat.completions))
+    router.add_post(  # Azure OpenAI's deployment-name URL
+        "/openai/deployments/{deployment}/chat/completions", guarded(openai_chat.completions)
+    )
     router.add_get("/openai/v1/models", guarded(_openai_models(state)))
     router.add_get("/openai/v1/models/{model}", guarded(_openai_models(state)))
     router.add_post("/anthropic/v1/messages", guarded(anthropic.messages))
     images = OpenAIImages(state)
     router.add_post("/openai/v1/images/generations", guarded(images.generations))
     router.add_get("/openai/files/{name}", images.file)
+    router.add_post("/openai/v1/embeddings", guarded(OpenAIEmbeddings(state).create))
+    router.add_post("/openai/v1/audio/transcriptions", guarded(OpenAITranscriptions(state).create))
     stability = StabilityImages(state)
     router.add_post(
         "/stability/v1/generation/{engine}/text-to-image", guarded(stability.text_to_image)
@@ -120,7 +132,15 @@ def _openai_models(state: FakeState) -> Handler:
 
 
 def _known_openai(model: str) -> bool:
-    return model in OPENAI_CHAT_MODELS or model in OPENAI_IMAGE_MODELS
+    return any(
+        model in table
+        for table in (
+            OPENAI_CHAT_MODELS,
+            OPENAI_IMAGE_MODELS,
+            OPENAI_EMBEDDING_MODELS,
+            OPENAI_TRANSCRIPTION_MODELS,
+        )
+    )
 
 
 async def _openai_not_found(request: web.Request) -> web.Response:

@@ -23,6 +23,9 @@ class FakeConfig:
     non-streamed answer both add up, with `chunk_delay_ms` between the answer's chunks, so
     both modes take as long as each other). `hang_seconds` is how long a `timeout` fault
     keeps a request waiting (the handler ends as soon as the client goes away).
+    `openai_request_limit`, when set, is how many chat requests OpenAI's endpoint answers
+    (since the last reset) before it refuses with 429 `rate_limit_exceeded`; its answers
+    count down `x-ratelimit-remaining-requests` as OpenAI's do.
     `count_tokens` counts the usage reported for prompts and answers; the default is a
     deterministic estimate (about four characters per token).
     """
@@ -36,6 +39,7 @@ class FakeConfig:
     hang_seconds: float = 600.0
     any_model: bool = False
     call_log_size: int = 10_000
+    openai_request_limit: int | None = None
     count_tokens: Callable[[str], int] = field(default=count_tokens, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,5 +52,7 @@ class FakeConfig:
             raise ValueError("call_log_size must be at least 1")
         if self.openai_auth not in ("bearer", "api-key", "none"):
             raise ValueError("openai_auth must be bearer, api-key or none")
+        if self.openai_request_limit is not None and self.openai_request_limit < 0:
+            raise ValueError("openai_request_limit must not be negative")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be None (any key) or a non-empty key")

@@ -62,10 +62,17 @@ class FakeState:
             ttft_ms=config.ttft_ms or None,
             chunk_delay_ms=config.chunk_delay_ms or None,
         )
+        self.openai_requests = 0  # chat requests answered since the last reset
+
+    def openai_remaining(self) -> int | None:
+        """Chat requests OpenAI's endpoint still answers (None: no limit configured)."""
+        limit = self.config.openai_request_limit
+        return None if limit is None else max(limit - self.openai_requests, 0)
 
     def reset(self) -> None:
         self.faults.clear()
         self.calls.clear()
+        self.openai_requests = 0
 
 
 class Dropped(Exception):

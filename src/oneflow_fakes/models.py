@@ -13,7 +13,9 @@ __all__ = [
     "ELEVENLABS_MODELS",
     "ELEVENLABS_VOICES",
     "OPENAI_CHAT_MODELS",
+    "OPENAI_EMBEDDING_MODELS",
     "OPENAI_IMAGE_MODELS",
+    "OPENAI_TRANSCRIPTION_MODELS",
     "STABILITY_V1_ENGINES",
     "STABILITY_V2_MODELS",
     "TextModel",
@@ -27,6 +29,7 @@ class TextModel:
     context_window: int
     max_output: int
     created: int = 1_700_000_000
+    reasoning: bool = False  # takes reasoning_effort / thinking, reports reasoning tokens
 
 
 def _openai() -> dict[str, TextModel]:
@@ -40,6 +43,16 @@ def _openai() -> dict[str, TextModel]:
         TextModel("gpt-4-1106-preview", 128_000, 4_096, 1_698_957_206),
         TextModel("gpt-4-0613", 8_192, 8_192, 1_686_588_896),
         TextModel("gpt-3.5-turbo-0125", 16_385, 4_096, 1_706_048_358),
+        TextModel("gpt-4.1-2025-04-14", 1_047_576, 32_768, 1_744_316_542),
+        TextModel("gpt-4.1-mini-2025-04-14", 1_047_576, 32_768, 1_744_317_547),
+        TextModel("gpt-4.1-nano-2025-04-14", 1_047_576, 32_768, 1_744_321_025),
+        TextModel("o3-2025-04-16", 200_000, 100_000, 1_744_133_301, reasoning=True),
+        TextModel("o4-mini-2025-04-16", 200_000, 100_000, 1_744_133_506, reasoning=True),
+        TextModel("gpt-5-2025-08-07", 400_000, 128_000, 1_754_425_777, reasoning=True),
+        TextModel("gpt-5-mini-2025-08-07", 400_000, 128_000, 1_754_425_867, reasoning=True),
+        TextModel("gpt-5-nano-2025-08-07", 400_000, 128_000, 1_754_426_303, reasoning=True),
+        TextModel("gpt-5.4", 272_000, 128_000, 1_772_668_800, reasoning=True),
+        TextModel("gpt-5.4-mini", 272_000, 128_000, 1_773_705_600, reasoning=True),
     ]
     table = {m.id: m for m in snapshots}
     aliases = {
@@ -49,6 +62,14 @@ def _openai() -> dict[str, TextModel]:
         "gpt-4-turbo-preview": "gpt-4-0125-preview",
         "gpt-4": "gpt-4-0613",
         "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+        "gpt-4.1": "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
+        "o3": "o3-2025-04-16",
+        "o4-mini": "o4-mini-2025-04-16",
+        "gpt-5": "gpt-5-2025-08-07",
+        "gpt-5-mini": "gpt-5-mini-2025-08-07",
+        "gpt-5-nano": "gpt-5-nano-2025-08-07",
     }
     return table | {alias: table[target] for alias, target in aliases.items()}
 
@@ -61,12 +82,22 @@ def _anthropic() -> dict[str, TextModel]:
         TextModel("claude-3-5-sonnet-20240620", 200_000, 8_192),
         TextModel("claude-3-5-sonnet-20241022", 200_000, 8_192),
         TextModel("claude-3-5-haiku-20241022", 200_000, 8_192),
+        TextModel("claude-sonnet-4-5-20250929", 200_000, 64_000, reasoning=True),
+        TextModel("claude-haiku-4-5-20251001", 200_000, 64_000, reasoning=True),
+        TextModel("claude-opus-4-5-20251101", 200_000, 64_000, reasoning=True),
+        TextModel("claude-opus-5", 1_000_000, 128_000, reasoning=True),
+        TextModel("claude-opus-5-5", 1_000_000, 128_000, reasoning=True),
+        TextModel("claude-sonnet-5-5", 1_000_000, 128_000, reasoning=True),
+        TextModel("claude-haiku-5-5", 1_000_000, 128_000, reasoning=True),
     ]
     table = {m.id: m for m in snapshots}
     aliases = {
         "claude-3-opus-latest": "claude-3-opus-20240229",
         "claude-3-5-sonnet-latest": "claude-3-5-sonnet-20241022",
         "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
+        "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+        "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+        "claude-opus-4-5": "claude-opus-4-5-20251101",
     }
     return table | {alias: table[target] for alias, target in aliases.items()}
 
@@ -87,6 +118,20 @@ def text_model(table: dict[str, TextModel], name: str, *, any_model: bool) -> Te
 
 
 # Image sizes per DALL-E model, and the largest `n`.
+#: Embedding models: (native dimensions, whether `dimensions` may shorten the vectors).
+OPENAI_EMBEDDING_MODELS: dict[str, tuple[int, bool]] = {
+    "text-embedding-3-small": (1536, True),
+    "text-embedding-3-large": (3072, True),
+    "text-embedding-ada-002": (1536, False),
+}
+
+#: Speech-to-text models: the response formats each takes (gpt-4o ones: json and text only).
+OPENAI_TRANSCRIPTION_MODELS: dict[str, tuple[str, ...]] = {
+    "whisper-1": ("json", "text", "srt", "verbose_json", "vtt"),
+    "gpt-4o-transcribe": ("json", "text"),
+    "gpt-4o-mini-transcribe": ("json", "text"),
+}
+
 OPENAI_IMAGE_MODELS: dict[str, tuple[tuple[str, ...], int]] = {
     "dall-e-2": (("256x256", "512x512", "1024x1024"), 10),
     "dall-e-3": (("1024x1024", "1792x1024", "1024x1792"), 1),

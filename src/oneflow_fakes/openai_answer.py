@@ -18,8 +18,9 @@ from oneflow_fakes.exchange import (
     random_id,
     sse,
 )
-from oneflow_fakes.openai_common import openai_headers, usage
+from oneflow_fakes.openai_common import openai_headers
 from oneflow_fakes.text import Completion, ToolCallPlan
+from oneflow_fakes.usage_marker import UsageMarker
 
 __all__ = ["ChatAnswer"]
 
@@ -39,8 +40,11 @@ class ChatAnswer:
         plans: list[ToolCallPlan],
         choices: int,
         state: FakeState,
+        marker: UsageMarker | None = None,
     ) -> None:
         self.exchange = exchange
+        self.marker = marker or UsageMarker()
+        self.state = state
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.completion = completion
@@ -92,10 +96,14 @@ class ChatAnswer:
                 }
                 for i in range(self.choices)
             ],
-            "usage": usage(self.prompt_tokens, self.completion_tokens),
+            "usage": self.usage(),
             "service_tier": "default",
             "system_fingerprint": self.fingerprint,
         }
+
+    def usage(self) -> dict[str, object]:
+        """The answer's usage, with the token classes its request's marker asked for."""
+        return self.marker.openai(self.prompt_tokens, self.completion_tokens)
 
     def _envelope(self, choices: list[dict[str, object]]) -> dict[str, object]:
         """A stream chunk's fields around its choices."""
@@ -128,7 +136,8 @@ class ChatAnswer:
     async def stream(self, *, include_usage: bool, obfuscation: bool) -> web.StreamResponse:
         exchange = self.exchange
         fault = exchange.fault
-        stream = await exchange.open_stream("text/event-stream", openai_headers())
+        remaining = self.state.openai_remaining()
+        stream = await exchange.open_stream("text/event-stream", openai_headers(remaining))
 
         def chunk(choices: list[dict[str, object]]) -> bytes:
             return self._chunk(choices, include_usage, obfuscation)
@@ -145,7 +154,7 @@ class ChatAnswer:
         )
         if include_usage:
             final = self._envelope([])
-            final["usage"] = usage(self.prompt_tokens, self.completion_tokens)
+            final["usage"] = self.usage()
             await stream.closing(sse(orjson.dumps(final)))
         await stream.closing(_DONE)
         return await stream.finish()

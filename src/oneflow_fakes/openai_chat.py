@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import orjson
 from aiohttp import web
@@ -13,6 +14,8 @@ from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
 from oneflow_fakes.openai_answer import ChatAnswer
 from oneflow_fakes.openai_common import check_openai_key, openai_headers, strings
 from oneflow_fakes.text import compose, plan_tool_calls, text_of
+from oneflow_fakes.thinking import EFFORTS, REASONING_TOKENS
+from oneflow_fakes.usage_marker import UsageMarker, read_marker
 
 __all__ = ["OpenAIChat"]
 
@@ -94,7 +97,8 @@ class OpenAIChat:
         state = self.state
         body = await read_json(request)
         data = body.data
-        model_name = body.string("model")
+        # Azure OpenAI names the model in the URL (its deployment), not in the body.
+        model_name = request.match_info.get("deployment") or body.string("model")
         streaming = data.get("stream") is True
         exchange = Exchange(
             state,
@@ -117,6 +121,9 @@ class OpenAIChat:
         problem = self._validate(data, model_name)
         if isinstance(problem, ErrorAnswer):
             return exchange.error(problem)
+        if state.openai_remaining() == 0:
+            return exchange.error(openai_error(429, "rate_limit_exceeded"))
+        state.openai_requests += 1
         served_model, limit = problem
         messages = data["messages"]
         assert isinstance(messages, list)
@@ -149,7 +156,14 @@ class OpenAIChat:
         n = data.get("n")
         choices = n if isinstance(n, int) else 1
         answer = ChatAnswer(
-            exchange, served_model, prompt_tokens, completion, plans, choices, state
+            exchange,
+            served_model,
+            prompt_tokens,
+            completion,
+            plans,
+            choices,
+            state,
+            _with_reasoning(read_marker(body.raw), data, model_name, state),
         )
         if streaming:
             options = data.get("stream_options")
@@ -159,7 +173,7 @@ class OpenAIChat:
                 obfuscation=options.get("include_obfuscation") is not False,
             )
         await exchange.generation_delay(len(completion.chunks))
-        return exchange.json(answer.body(), openai_headers())
+        return exchange.json(answer.body(), openai_headers(state.openai_remaining()))
 
     def _validate(
         self, data: Mapping[str, object], model: str
@@ -185,6 +199,23 @@ class OpenAIChat:
         served = text_model(OPENAI_CHAT_MODELS, model, any_model=self.state.config.any_model)
         if served is None:
             return openai_error(404, "model_not_found", model=model)
+        effort = data.get("reasoning_effort")
+        if effort is not None and not served.reasoning:
+            return openai_error(
+                400,
+                "invalid_value",
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                param="reasoning_effort",
+            )
+        if effort is not None and effort not in EFFORTS:
+            return openai_error(
+                400,
+                "invalid_value",
+                f"Invalid value: '{effort}'. Supported values are: "
+                + ", ".join(f"'{e}'" for e in EFFORTS)
+                + ".",
+                param="reasoning_effort",
+            )
         if data.get("stream_options") is not None and data.get("stream") is not True:
             return openai_error(
                 400,
@@ -219,6 +250,18 @@ class OpenAIChat:
                 400, "invalid_value", f"Invalid 'n': expected 1..128, got {n}.", param="n"
             )
         return served.id, limit
+
+
+def _with_reasoning(
+    marker: UsageMarker, data: Mapping[str, object], model: str, state: FakeState
+) -> UsageMarker:
+    """A reasoning model reasons: its tokens by effort, unless the marker names a count."""
+    served = text_model(OPENAI_CHAT_MODELS, model, any_model=state.config.any_model)
+    if marker.reasoning or served is None or not served.reasoning:
+        return marker
+    effort = data.get("reasoning_effort")
+    tokens = REASONING_TOKENS.get(effort if isinstance(effort, str) else "medium", 0)
+    return replace(marker, reasoning=tokens)
 
 
 def served_model_context(model: str, state: FakeState) -> int:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from oneflow_fakes.errors import ErrorAnswer, openai_error
 
-__all__ = ["check_openai_key", "openai_headers", "strings", "usage"]
+__all__ = ["check_openai_key", "openai_headers", "strings"]
 
 _HEALTHY = {
     "openai-version": "2020-10-01",
@@ -20,8 +20,13 @@ _HEALTHY = {
 }
 
 
-def openai_headers() -> dict[str, str]:
-    return dict(_HEALTHY)
+def openai_headers(remaining_requests: int | None = None) -> dict[str, str]:
+    """An answer's headers; `remaining_requests` when a request limit is configured."""
+    headers = dict(_HEALTHY)
+    if remaining_requests is not None:
+        headers["x-ratelimit-remaining-requests"] = str(remaining_requests)
+        headers["x-ratelimit-reset-requests"] = "60s"
+    return headers
 
 
 def check_openai_key(
@@ -51,18 +56,3 @@ def strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [item for item in value if isinstance(item, str)]
     return []
-
-
-def usage(prompt: int, completion: int) -> dict[str, object]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }

@@ -300,6 +300,10 @@ def test_stream_without_include_usage_carries_usage_in_the_last_chunk(gateway: G
     assert final["oneflow"]["usage"] == {  # type: ignore[index]
         "input_tokens": 11,
         "output_tokens": 4,
+        "cached_input_tokens": 0,
+        "cache_write_5m_tokens": 0,
+        "cache_write_1h_tokens": 0,
+        "reasoning_tokens": 0,
         "estimated": False,
     }
 

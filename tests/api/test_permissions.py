@@ -60,6 +60,13 @@ CASES = [
     ),
     Case("keys.get", "GET", "/api/v1/keys/{key}", (401, 200, 200, 200, 404, 200, 200, 200)),
     Case(
+        "keys.update",
+        "PATCH",
+        "/api/v1/keys/{key}",
+        (401, 403, 200, 200, 404, 200, 200, 200),
+        lambda w: {"name": w.unique("renamed")},
+    ),
+    Case(
         "keys.rotate", "POST", "/api/v1/keys/{key}/rotate", (401, 403, 201, 201, 404, 201, 201, 201)
     ),
     Case(

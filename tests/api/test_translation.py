@@ -23,6 +23,18 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import ProviderUnavailableError
 
 USAGE = Usage(input_tokens=10, output_tokens=5)
+#: The token classes of a usage that has none, in OneFlow's extension and Anthropic's usage.
+NO_CLASSES = {
+    "cached_input_tokens": 0,
+    "cache_write_5m_tokens": 0,
+    "cache_write_1h_tokens": 0,
+    "reasoning_tokens": 0,
+}
+NO_CACHE = {
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+}
 COST = PricingEngine().price("gpt-4o", USAGE)
 
 
@@ -82,7 +94,12 @@ def test_openai_chunks_without_a_usage_request() -> None:
     assert "usage" not in first  # type: ignore[operator]
     assert last["choices"][0]["finish_reason"] == "tool_calls"  # type: ignore[index]
     assert last["oneflow"] == {  # type: ignore[index]
-        "usage": {"input_tokens": 10, "output_tokens": 5, "estimated": False},
+        "usage": {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            **NO_CLASSES,
+            "estimated": False,
+        },
         "credits": str(COST.credits),
     }
 
@@ -152,14 +169,26 @@ def test_anthropic_events_open_and_close_blocks_as_content_alternates() -> None:
     assert events[7][1]["delta"] == {"type": "input_json_delta", "partial_json": '"x"}'}
     delta = events[-2][1]
     assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
-    assert delta["usage"] == {"input_tokens": 10, "output_tokens": 5}
+    assert delta["usage"] == {"input_tokens": 10, "output_tokens": 5, **NO_CACHE}
     assert delta["oneflow"]["credits"] == str(COST.credits)  # type: ignore[index]
 
 
 def test_anthropic_message_start_announces_the_providers_input_count() -> None:
     encoder = EventEncoder(model="claude", input_tokens=99)
     out = encoder.event(StreamUsage(input_tokens=25)) + encoder.event(TextDelta("x"))
-    assert _events(out)[0][1]["message"]["usage"] == {"input_tokens": 25, "output_tokens": 0}  # type: ignore[index]
+    announced = _events(out)[0][1]["message"]["usage"]  # type: ignore[index]
+    assert announced == {"input_tokens": 25, "output_tokens": 0, **NO_CACHE}
+    # The cache reads and writes announced by the provider are announced too.
+    encoder = EventEncoder(model="claude", input_tokens=99)
+    report = StreamUsage(input_tokens=25, cached_input_tokens=20, cache_write_1h_tokens=3)
+    out = encoder.event(report) + encoder.event(TextDelta("x"))
+    assert _events(out)[0][1]["message"]["usage"] == {  # type: ignore[index]
+        "input_tokens": 2,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 3,
+        "cache_read_input_tokens": 20,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 3},
+    }
 
 
 def test_anthropic_request_becomes_canonical_messages() -> None:
@@ -249,4 +278,10 @@ def test_answers_translate_between_dialects() -> None:
     choice = completion["choices"][0]
     assert choice["message"]["content"] is None and choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
-    assert completion["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    assert completion["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -269,3 +270,69 @@ async def test_concurrent_first_uses_share_one_query(env: IdentityEnv) -> None:
     assert isinstance(results[0], asyncio.CancelledError)
     assert {r.key_id for r in results[1:]} == {new.row.id}  # type: ignore[union-attr]
     assert len(env.queries) == 1
+
+
+async def test_concurrent_edits_of_different_limits_both_take_effect(env: IdentityEnv) -> None:
+    """The key's row is locked while an edit merges its limits: two edits at once, each of
+    one limit, leave both (neither overwrites the other with the limits it read)."""
+    await _project(env)
+    key = await env.identity.keys.create(MASTER, project_id="acme", name="svc")
+    for round_ in range(5):
+        await asyncio.gather(
+            env.identity.keys.update(
+                MASTER, key.row.id, limits={"requests_per_minute": 10 + round_}
+            ),
+            env.identity.keys.update(
+                MASTER, key.row.id, limits={"tokens_per_minute": 1000 + round_}
+            ),
+        )
+        stored = await env.identity.keys.get(MASTER, key.row.id)
+        assert stored.limits == {
+            "requests_per_minute": 10 + round_,
+            "tokens_per_minute": 1000 + round_,
+        }
+
+
+async def test_an_edit_reaches_the_cached_principal_at_once(env: IdentityEnv) -> None:
+    await _project(env)
+    key = await env.identity.keys.create(MASTER, project_id="acme", name="svc")
+    assert (await env.identity.authenticate(key.key)).limits is None  # cached
+    await env.identity.keys.update(
+        MASTER, key.row.id, limits={"requests_per_hour": 7}, allowed_models=["claude-3-haiku"]
+    )
+    principal = await env.identity.authenticate(key.key)
+    assert principal.limits == LimitPolicy(requests_per_hour=7)
+    assert principal.allowed_models == frozenset({"claude-3-haiku-20240307"})
+
+
+async def test_concurrent_edits_of_a_projects_limits_both_take_effect(env: IdentityEnv) -> None:
+    """The same for a project's aggregate limits (SQLite too, which has no row locks)."""
+    await _project(env)
+    for round_ in range(5):
+        await asyncio.gather(
+            env.identity.projects.update(
+                MASTER, "acme", limits={"requests_per_minute": 10 + round_}
+            ),
+            env.identity.projects.update(
+                MASTER, "acme", limits={"tokens_per_minute": 1000 + round_}
+            ),
+        )
+        stored = await env.identity.projects.get(MASTER, "acme")
+        assert stored.limits == {
+            "requests_per_minute": 10 + round_,
+            "tokens_per_minute": 1000 + round_,
+        }
+
+
+async def test_an_expired_key_can_be_given_a_new_expiry(env: IdentityEnv) -> None:
+    await _project(env)
+    key = await env.identity.keys.create(
+        MASTER, project_id="acme", name="svc", expires_at=env.clock() + timedelta(hours=1)
+    )
+    env.clock.advance(3601)
+    with pytest.raises(AuthenticationError):
+        await env.identity.authenticate(key.key)
+    await env.identity.keys.update(MASTER, key.row.id, expires_at=env.clock() + timedelta(days=1))
+    assert (await env.identity.authenticate(key.key)).key_id == key.row.id
+    with pytest.raises(BadRequestError, match="future"):
+        await env.identity.keys.update(MASTER, key.row.id, expires_at=env.clock())

@@ -30,8 +30,8 @@ async def test_a_restricted_creator_may_name_its_models_by_alias(env: IdentityEn
     assert made.row.allowed_models == [HAIKU]
     with pytest.raises(PermissionDeniedError):
         await keys.create(creator, project_id="acme", name="c", allowed_models=["gpt-4"])
-    with pytest.raises(BadRequestError, match="Unknown model 'gpt-4o-mini'") as caught:
-        await keys.create(creator, project_id="acme", name="d", allowed_models=["gpt-4o-mini"])
+    with pytest.raises(BadRequestError, match="Unknown model 'gpt-4o-maxi'") as caught:
+        await keys.create(creator, project_id="acme", name="d", allowed_models=["gpt-4o-maxi"])
     assert caught.value.status == 400 and caught.value.param == "allowed_models"
     assert [k.name for k in await keys.list_keys(MASTER, project_id="acme")] == ["b"]
 

@@ -149,7 +149,7 @@ def test_max_cost_ignores_prompt_tokens_for_image_and_audio(engine: PricingEngin
 def test_eligible_models_per_modality(engine: PricingEngine) -> None:
     text = [m.id for m in engine.eligible_models("text")]
     assert text[:4] == ["gpt-4o", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo"]
-    assert len(text) == 7
+    assert len(text) == 7 + 18  # the seed's seven and today's models
     assert {m.id for m in engine.eligible_models("audio")} == {"eleven_multilingual_v2"}
     assert len(engine.eligible_models("image")) == 6
 
@@ -158,7 +158,9 @@ def test_price_all_quotes_every_eligible_model(engine: PricingEngine) -> None:
     costs = engine.price_all(Usage(input_tokens=1500, output_tokens=500, estimated=True))
     by_model = {cost.model: cost for cost in costs}
     assert by_model["gpt-4"].credits == Decimal("7.5")
-    assert min(costs, key=lambda c: c.micro_credits).model == "claude-3-haiku-20240307"
+    assert min(costs, key=lambda c: c.micro_credits).model == "gpt-5-nano"
+    seed = [cost for cost in costs if engine.catalog.get(cost.model).price_source == "seed"]
+    assert min(seed, key=lambda c: c.micro_credits).model == "claude-3-haiku-20240307"
     images = engine.price_all(Usage(images=1), modality="image")
     assert {cost.model for cost in images} == {m.id for m in engine.eligible_models("image")}
 

@@ -85,6 +85,16 @@ def test_a_declared_provider_and_its_models_load(tmp_path: Path) -> None:
             '(input_per_mtok and output_per_mtok, "0" allowed; or free: true)',
         ),
         (
+            "auth: none\n    chat_path: /openai/deployments/{model}/chat/completions",
+            {},
+            "catalog provider 'vllm': chat_path: the only placeholder is {deployment}",
+        ),
+        (
+            "auth: none\n    chat_path: chat/completions",
+            {},
+            "catalog provider 'vllm': chat_path: must be a path starting with /",
+        ),
+        (
             "auth: none",
             {"model_provider": "vlm"},
             "catalog entry 'qwen-7b': provider: 'vlm' is neither built in",
@@ -103,7 +113,7 @@ def test_a_bad_entry_stops_start_up_naming_it(
     assert str(stopped.value).startswith(f"invalid setting CATALOG_PATH: {message}")
 
 
-def test_a_declared_provider_serves_chat_models_only(tmp_path: Path) -> None:
+def test_a_declared_provider_serves_chat_and_embedding_models_only(tmp_path: Path) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(
         "providers:\n  vllm:\n    base_url: http://127.0.0.1:8001/v1\n    auth: none\n"
@@ -113,7 +123,20 @@ def test_a_declared_provider_serves_chat_models_only(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as caught:
         load_catalog(path)
     assert str(caught.value) == (
-        "catalog entry 'flux': modality: provider 'vllm' serves chat (text) models only"
+        "catalog entry 'flux': modality: provider 'vllm' serves chat (text) and embedding "
+        "models only"
+    )
+    path.write_text(
+        "providers:\n  vllm:\n    base_url: http://127.0.0.1:8001/v1\n    auth: none\n"
+        "models:\n  bge:\n    provider: vllm\n    modality: embedding\n    quality: 0.5\n"
+        "    latency: {ttft_ms: 90}\n    free: true\n    context_window: 512\n"
+        "    tokenizer: cl100k_base\n    dimensions: 1024\n"
+    )
+    entry = load_catalog(path).get("bge")
+    assert (entry.modality, entry.dimensions, entry.reducible_dimensions) == (
+        "embedding",
+        1024,
+        False,
     )
 
 

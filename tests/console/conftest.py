@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
+NARROW_PHONE = {"width": 375, "height": 812}
 
 
 def screenshot_dir() -> Path:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.console.conftest import PHONE, Console
+from tests.console.conftest import NARROW_PHONE, PHONE, Console
 from tests.support.billing_world import MASTER_KEY, PASSWORD, BillingWorld, chat_body
 
 pytestmark = pytest.mark.browser
@@ -178,6 +178,72 @@ def test_create_and_rotate_a_key_the_secret_shown_once(
     page.get_by_role("button", name="Use this key").wait_for()
 
 
+def test_an_admin_edits_a_key_and_the_next_calls_obey_it(
+    console: Console, world: BillingWorld
+) -> None:
+    """The key page's edit form: a limit lowered in the console limits the very next calls
+    made with the key (through the API, with the official client's wire format); then its
+    allowed models and expiry, checked through the API."""
+    project, key = world.project("edited")
+    key_id = world.key_ids[key]
+    name = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()["name"]
+    console.open(f"/console/keys?project={project}")
+    console.sign_in_with_key(MASTER_KEY)
+    page = console.page
+    # Keyboard: the Edit button opens the form with the focus in it; Escape closes it.
+    page.get_by_role("button", name=f"Edit {name}").focus()
+    page.keyboard.press("Enter")
+    form = page.get_by_role("form", name=f"Edit {name}")
+    form.wait_for()
+    assert page.evaluate("document.activeElement.name") == "name"
+    page.keyboard.press("Escape")
+    assert form.count() == 0
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Edit {name}"
+
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_label("Requests / minute").fill("2")
+    console.shot("key-edit")
+    form.get_by_role("button", name="Save changes").click()
+    page.get_by_text(f"{name} saved.").wait_for()
+    page.get_by_role("cell", name="2 rpm", exact=True).wait_for()
+    console.shot("key-edited")
+    stored = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()
+    assert stored["limits"] == {"requests_per_minute": 2}
+    statuses = [
+        world.admin.post(
+            "/v1/chat/completions",
+            json=chat_body(5, model="gpt-4o"),
+            headers={"Authorization": f"Bearer {key}"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_label("Allowed models (none selected: all)").select_option(["gpt-4o"])
+    form.get_by_label("Expires in days", exact=False).fill("30")
+    form.get_by_label("Requests / minute").fill("")
+    form.get_by_role("button", name="Save changes").click()
+    page.get_by_text(f"{name} saved.").first.wait_for()
+    page.get_by_role("cell", name="gpt-4o", exact=True).wait_for()
+    stored = world.admin_call("GET", f"/api/v1/keys/{key_id}").json()
+    assert (stored["allowed_models"], stored["limits"]) == (["gpt-4o"], None)
+    assert stored["expires_at"] is not None
+    # Nothing changed: nothing is sent; a negative limit: the form refuses it before sending.
+    patches: list[str] = []
+    page.on("request", lambda r: patches.append(r.url) if r.method == "PATCH" else None)
+    page.get_by_role("button", name=f"Edit {name}").click()
+    form.get_by_role("button", name="Save changes").click()
+    form.get_by_role("alert").get_by_text("Nothing changed.").wait_for()
+    tokens = form.get_by_label("Tokens / minute")
+    tokens.fill("-5")
+    form.get_by_role("button", name="Save changes").click()
+    assert tokens.evaluate("input => input.validity.rangeUnderflow")
+    page.wait_for_timeout(300)
+    assert patches == []
+    assert world.admin_call("GET", f"/api/v1/keys/{key_id}").json()["limits"] is None
+
+
 def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
     console: Console, world: BillingWorld, traffic: dict[str, object]
 ) -> None:
@@ -191,6 +257,7 @@ def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
     assert page.get_by_role("button", name="Create key").count() == 0
     assert page.get_by_role("button", name="Revoke").count() == 0
     assert page.get_by_role("button").filter(has_text="Rotate").count() == 0
+    assert page.get_by_role("button").filter(has_text="Edit").count() == 0
     nav.get_by_role("link", name="Billing").click()
     page.get_by_role("heading", name="Budgets and quotas").wait_for()
     assert page.get_by_role("button", name="Top up").count() == 0
@@ -202,8 +269,10 @@ def test_a_viewer_gets_no_admin_controls_and_the_api_refuses_them(
         json={"email": traffic["viewer"], "password": PASSWORD},
     )
     token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    some_key = world.key_ids[str(traffic["second"])]
     for method, path, body in (
         ("POST", "/api/v1/keys", {"name": "nope"}),
+        ("PATCH", f"/api/v1/keys/{some_key}", {"limits": {"requests_per_minute": 1}}),
         ("GET", "/api/v1/admin/circuits", None),
         ("PUT", f"/api/v1/projects/{project}/budgets", {"budgets": []}),
         ("POST", f"/api/v1/projects/{project}/credits", {"credits": "1"}),
@@ -254,6 +323,101 @@ def test_a_phone_width_layout_is_usable(console: Console, traffic: dict[str, obj
     page.get_by_role("link", name="Requests").click()
     page.get_by_text("requests shown").wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+#: Every page a system admin has: its navigation link and its heading.
+ADMIN_PAGES = [
+    ("Analytics", "Analytics"),
+    ("Requests", "Requests"),
+    ("Keys", "Keys"),
+    ("Projects", "Projects"),
+    ("Billing", "Billing"),
+    ("Circuits", "Circuit breakers"),
+]
+
+
+def _open_page(console: Console, link: str, heading: str) -> None:
+    page = console.page
+    page.get_by_role("navigation").get_by_role("link", name=link).click()
+    page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
+    page.wait_for_load_state("networkidle")
+
+
+#: Marks every control a keyboard user should reach (visible, enabled, not taken out of the
+#: tab order) with its number; returns how many there are.
+_MARK_CONTROLS = """() => {
+  const found = [...document.querySelectorAll(
+    "a[href], button, input, select, textarea, [tabindex]")].filter((el) =>
+    !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0
+    && getComputedStyle(el).visibility !== "hidden");
+  found.forEach((el, i) => { el.dataset.kbd = String(i); });
+  return found.length;
+}"""
+
+
+def _tab_order(console: Console) -> tuple[int, list[int]]:
+    """How many controls the page has, and the ones Tab reaches from the first, in order."""
+    page = console.page
+    count = page.evaluate(_MARK_CONTROLS)
+    page.locator('[data-kbd="0"]').focus()  # the first control of the page (the skip link)
+    reached: list[int] = [0]
+    # A date-time field takes several presses (one per part); a round ends back at a control
+    # reached before.
+    for _ in range(count * 8):
+        page.keyboard.press("Tab")
+        mark = page.evaluate("document.activeElement?.dataset?.kbd ?? null")
+        if mark is None or int(mark) == reached[-1]:
+            continue
+        if int(mark) in reached:
+            break
+        reached.append(int(mark))
+    return count, reached
+
+
+def test_the_keyboard_reaches_every_control_of_every_page(
+    console: Console, world: BillingWorld, traffic: dict[str, object]
+) -> None:
+    console.open(f"/console?project={traffic['project']}")
+    page = console.page
+    # Signing in by keyboard alone: the key field, then Enter.
+    page.get_by_label("API key", exact=True).wait_for()
+    count, reached = _tab_order(console)
+    assert sorted(reached) == list(range(count)), "a sign-in control Tab never reaches"
+    page.get_by_label("API key", exact=True).focus()
+    page.keyboard.type(MASTER_KEY)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Sign out").wait_for()
+    for link, heading in ADMIN_PAGES:
+        _open_page(console, link, heading)
+        count, reached = _tab_order(console)
+        assert count > 5 and sorted(reached) == list(range(count)), (link, count, reached)
+        assert reached == sorted(reached), (link, reached)  # in the order of the page
+    # The key holder's own page, too.
+    page.get_by_role("button", name="Sign out").click()
+    console.sign_in_with_key(str(traffic["second"]))
+    page.get_by_role("heading", name="My requests").wait_for()
+    count, reached = _tab_order(console)
+    assert count > 2 and sorted(reached) == list(range(count))
+
+
+@pytest.mark.parametrize("console", [NARROW_PHONE], indirect=True)
+def test_every_page_fits_a_375_pixel_phone(console: Console, traffic: dict[str, object]) -> None:
+    """Nothing scrolls the page sideways at 375 pixels (tables scroll within their panel),
+    and no page logs an error (checked after every test)."""
+    console.open(f"/console?project={traffic['project']}")
+    page = console.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW_PHONE["width"]
+    console.sign_in_with_key(MASTER_KEY)
+    for link, heading in ADMIN_PAGES:
+        _open_page(console, link, heading)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= NARROW_PHONE["width"], f"{link} scrolls sideways ({width} px)"
+    page.get_by_role("button", name="Sign out").click()
+    console.sign_in_with_key(str(traffic["second"]))
+    page.get_by_role("heading", name="My requests").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW_PHONE["width"]
+    console.shot("self-service-phone")
 
 
 def test_anything_from_outside_the_gateway_is_blocked_and_caught(console: Console) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from oneflow_fakes import FaultRule
+from tests.support.audio import wav
 from tests.support.billing_world import BillingWorld, billing_world, chat_body
 
 #: What cost_optimized tries first (see tests/e2e/test_strategies_gateway.py).
@@ -170,3 +171,38 @@ def test_bodies_are_stored_only_by_opt_in_redacted_for_admins(world: BillingWorl
     assert quiet_detail.json()["bodies"] is None
     policy = world.admin_call("GET", f"/api/v1/projects/{other}/request-log").json()
     assert policy["store_bodies"] is False
+
+
+def test_bodies_of_embeddings_and_transcriptions(world: BillingWorld) -> None:
+    opted, key = world.project("surface")
+    world.admin_call(
+        "PUT",
+        f"/api/v1/projects/{opted}/request-log",
+        {"store_bodies": True, "retention_days": 3, "redact": ["emails"]},
+    )
+    headers = {"Authorization": f"Bearer {key}"}
+    embedded = world.admin.post(
+        "/v1/embeddings",
+        json={"model": "text-embedding-3-small", "input": ["write to ana@example.com", [1, 2]]},
+        headers=headers,
+    )
+    assert embedded.status_code == 200, embedded.text
+    stored = _body_of(world, embedded.headers["x-oneflow-request-id"])["bodies"]
+    assert stored["request"]["input"] == ["write to [EMAIL]", "<2 tokens>"]
+    assert stored["response"] == {"vectors": 2, "dimensions": 1536}
+    audio = wav(3)
+    transcribed = world.admin.post(
+        "/v1/audio/transcriptions",
+        data={"model": "whisper-1", "prompt": "ana@example.com spoke"},
+        files={"file": ("talk.wav", audio, "audio/wav")},
+        headers=headers,
+    )
+    assert transcribed.status_code == 200, transcribed.text
+    stored = _body_of(world, transcribed.headers["x-oneflow-request-id"])["bodies"]
+    assert stored["request"] == {
+        "model": "whisper-1",
+        "file": "talk.wav",
+        "bytes": len(audio),
+        "prompt": "[EMAIL] spoke",
+    }
+    assert stored["response"] == {"text": transcribed.json()["text"], "audio_seconds": 3}

@@ -10,7 +10,9 @@ from oneflow_fakes.models import (
     ANTHROPIC_MODELS,
     ELEVENLABS_MODELS,
     OPENAI_CHAT_MODELS,
+    OPENAI_EMBEDDING_MODELS,
     OPENAI_IMAGE_MODELS,
+    OPENAI_TRANSCRIPTION_MODELS,
     STABILITY_V1_ENGINES,
     STABILITY_V2_MODELS,
 )
@@ -18,6 +20,8 @@ from oneflow_fakes.models import (
 SERVED = {
     ("openai", "text"): set(OPENAI_CHAT_MODELS),
     ("openai", "image"): set(OPENAI_IMAGE_MODELS),
+    ("openai", "embedding"): set(OPENAI_EMBEDDING_MODELS),
+    ("openai", "transcription"): set(OPENAI_TRANSCRIPTION_MODELS),
     ("anthropic", "text"): set(ANTHROPIC_MODELS),
     ("stability", "image"): set(STABILITY_V1_ENGINES) | set(STABILITY_V2_MODELS),
     ("elevenlabs", "audio"): set(ELEVENLABS_MODELS),

@@ -297,3 +297,38 @@ async def test_async_client(fake: FakeProviders) -> None:
         stream = await client.chat.completions.create(model="gpt-4o", messages=USER, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text.startswith("Echo: Tell me about otters")
+
+
+def test_a_request_limit_counts_down_and_then_refuses() -> None:
+    with FakeProviders(openai_request_limit=2) as fake:
+        client = openai.OpenAI(base_url=fake.base_urls["openai"], api_key="sk-t", max_retries=0)
+        remaining = []
+        for _ in range(2):
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+            )
+            remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+        assert remaining == ["1", "0"]
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+            )
+        fake.reset()
+        assert client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+        ).choices
+
+
+def test_azure_deployment_urls_with_the_api_key_header() -> None:
+    with FakeProviders(openai_auth="api-key", api_key="az-key", any_model=True) as fake:
+        url = f"{fake.url}/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
+        body = {"messages": [{"role": "user", "content": "Hi"}]}
+        assert httpx.post(url, json=body, headers={"api-key": "wrong"}).status_code == 401
+        assert (
+            httpx.post(url, json=body, headers={"Authorization": "Bearer az-key"}).status_code
+            == 401
+        )
+        answered = httpx.post(url, json=body, headers={"api-key": "az-key"})
+        assert answered.status_code == 200, answered.text
+        (call,) = [c for c in fake.calls("openai") if c.outcome == "ok"]
+        assert call.model == "my-gpt4o"

@@ -150,7 +150,7 @@ def test_a_list_stored_with_aliases_before_still_works(world: World, database_ur
 
 @pytest.mark.parametrize(
     ("models", "unknown", "closest"),
-    [(["gpt-4o-mini"], "gpt-4o-mini", "gpt-4o"), (["gpt-4o", "gpt-99"], "gpt-99", "gpt-4")],
+    [(["gpt-4o-maxi"], "gpt-4o-maxi", "gpt-4o-mini"), (["gpt-4o", "gpt-99"], "gpt-99", "gpt-5")],
 )
 def test_an_unknown_model_is_refused(
     world: World, models: list[str], unknown: str, closest: str

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from tests.integration.conftest import Gateway
 from tests.support.access_lines import access_lines
+from tests.support.audio import wav
 
 HI = [{"role": "user", "content": "hi"}]
 Logs = list[MutableMapping[str, Any]]
@@ -114,3 +115,16 @@ def test_images_and_speech(gateway: Gateway, logs: Logs) -> None:
     speech = _access_line(logs, "/v1/audio/speech")
     assert (image["model"], image["images"], image["credits"]) == ("dall-e-2", 2, "3.200000")
     assert (speech["provider"], speech["characters"]) == ("elevenlabs", 5)
+
+
+def test_embeddings_and_transcriptions(gateway: Gateway, logs: Logs) -> None:
+    embedded = gateway.openai().embeddings.create(model="text-embedding-3-small", input="hi")
+    line = _access_line(logs, "/v1/embeddings")
+    assert (line["model"], line["input_tokens"]) == (
+        "text-embedding-3-small",
+        embedded.usage.prompt_tokens,
+    )
+    assert "output_tokens" not in line
+    gateway.openai().audio.transcriptions.create(model="whisper-1", file=("a.wav", wav(2.2)))
+    line = _access_line(logs, "/v1/audio/transcriptions")
+    assert (line["model"], line["audio_seconds"], line["credits"]) == ("whisper-1", 3, "0.030000")

@@ -9,12 +9,14 @@ prices.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -32,6 +34,7 @@ MODELS = {
     "llama-3.1-8b-instant": ("groq", "bearer", Decimal("0.05"), Decimal("0.08")),
     "azure-gpt-4o": ("azure", "api-key", Decimal("2.50"), Decimal("10.00")),
     "llama3.2": ("ollama", "none", Decimal(0), Decimal(0)),
+    "gpt-4o-eastus": ("azure-deployments", "api-key", Decimal("2.50"), Decimal("10.00")),
 }
 CATALOG = """
 sources:
@@ -49,9 +52,17 @@ providers:
   ollama:
     base_url: {none}
     auth: none
+  azure-deployments:
+    base_url: {api_key_root}
+    auth: api-key
+    chat_path: /openai/deployments/{{deployment}}/chat/completions
+    query: {{api-version: "2024-10-21"}}
   unkeyed:
     base_url: {bearer}
     auth: bearer
+  offline:
+    base_url: http://127.0.0.1:{closed_port}/v1
+    auth: none
 models:
   llama-3.1-8b-instant:
     {common}
@@ -67,10 +78,29 @@ models:
     {common}
     free: true
     provider: ollama
+  gpt-4o-eastus:
+    {common}
+    pricing: {{input_per_mtok: "2.50", output_per_mtok: "10.00"}}
+    price_source: operator
+    provider: azure-deployments
+  azure-embedding:
+    provider: azure
+    modality: embedding
+    context_window: 8192
+    tokenizer: cl100k_base
+    dimensions: 1024
+    quality: 0.5
+    latency: {{ttft_ms: 100}}
+    pricing: {{input_per_mtok: "0.02"}}
+    price_source: operator
   orphan-model:
     {common}
     free: true
     provider: unkeyed
+  offline-model:
+    {common}
+    free: true
+    provider: offline
 """
 COMMON = (
     "modality: text\n    context_window: 128000\n    max_output_tokens: 4096\n"
@@ -105,6 +135,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 bearer=bearer.base_urls["openai"],
                 api_key=api_key.base_urls["openai"],
                 none=none.base_urls["openai"],
+                api_key_root=api_key.url,
+                closed_port=_closed_port(),
                 common=COMMON,
             )
         )
@@ -114,10 +146,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             log_format="json",
             fake_providers="off",
             catalog_path=catalog,
-            provider_api_keys={"groq": GROQ_KEY, "azure": AZURE_KEY},
+            provider_api_keys={
+                "groq": GROQ_KEY,
+                "azure": AZURE_KEY,
+                "azure-deployments": AZURE_KEY,
+            },
         )
         with live_server(create_app(settings, configure_logs=False)) as server:
             yield World(server, fakes)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @pytest.fixture
@@ -159,10 +203,11 @@ def test_a_configured_model_answers_in_the_openai_dialect(fresh: World, model: s
     sent = _only_call(fresh, model)
     if provider == "groq":
         assert "authorization" in sent and "api-key" not in sent
-    elif provider == "azure":
+    elif provider.startswith("azure"):
         assert "api-key" in sent and "authorization" not in sent
         assert sent["?api-version"] == "2024-10-21"
-        assert sent["x-ms-useragent"] == "oneflow-test"
+        if provider == "azure":
+            assert sent["x-ms-useragent"] == "oneflow-test"
     else:
         assert "authorization" not in sent and "api-key" not in sent
 
@@ -237,3 +282,56 @@ def test_a_refused_key_is_the_providers_auth_failure(world: World, tmp_path: Pat
             )
     assert caught.value.status_code == 502
     assert "groq" in caught.value.message and "credentials" in caught.value.message
+
+
+def test_a_deployment_name_url_reaches_the_deployment(fresh: World) -> None:
+    client = fresh.openai()
+    answer = client.chat.completions.create(
+        model="gpt-4o-eastus", messages=[{"role": "user", "content": "Hello Azure"}]
+    )
+    assert answer.choices[0].message.content
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-eastus",
+            messages=[{"role": "user", "content": "Hello Azure"}],
+            stream=True,
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    calls = fresh.fakes["api-key"].calls("openai")
+    assert [call.path for call in calls] == [
+        "/openai/deployments/gpt-4o-eastus/chat/completions"
+    ] * 2
+    assert all(call.query == {"api-version": "2024-10-21"} for call in calls)
+    assert all(call.outcome == "ok" and call.model == "gpt-4o-eastus" for call in calls)
+
+
+def test_an_unreachable_provider_is_a_readiness_warning_not_a_stop(fresh: World) -> None:
+    ready = httpx.get(f"{fresh.server.url}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["providers"]["offline"]["status"] == "unreachable"
+    assert {body["providers"][name]["status"] for name in ("groq", "azure", "ollama")} == {"ok"}
+    (warning,) = body["warnings"]
+    assert warning.startswith("provider offline (127.0.0.1:") and "unreachable" in warning
+    # Its model is served like any other: a call fails over as an upstream outage, a 502/503.
+    with pytest.raises(openai.APIStatusError) as caught:
+        fresh.openai().chat.completions.create(
+            model="offline-model", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert caught.value.status_code in (502, 503)
+
+
+def test_a_configured_embedding_model_answers(fresh: World) -> None:
+    raw = fresh.openai().embeddings.with_raw_response.create(
+        model="azure-embedding", input=["one", "two"]
+    )
+    answer = raw.parse()
+    assert [len(item.embedding) for item in answer.data] == [1024, 1024]
+    assert raw.headers["x-oneflow-provider"] == "azure"
+    tokens = answer.usage.prompt_tokens
+    assert Decimal(raw.headers["x-oneflow-credits"]) == Decimal(tokens * 2) / 1_000_000
+    (call,) = fresh.fakes["api-key"].calls("openai")
+    assert call.path.endswith("/embeddings") and call.model == "azure-embedding"
+    assert "api-key" in call.headers and call.query["api-version"] == "2024-10-21"

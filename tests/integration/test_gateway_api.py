@@ -88,7 +88,11 @@ def test_estimate_ranks_models_and_recommends_the_strategys_pick(gateway: Gatewa
     credits = [Decimal(e["credits"]) for e in body["estimates"]]
     assert credits == sorted(credits)
     routing = body["routing"]
-    assert routing["primary_model"] == body["estimates"][0]["model"] == "claude-3-haiku-20240307"
+    # Every model is estimated; the strategy picks among those automatic routing may choose.
+    assert body["estimates"][0]["model"] == "gpt-5-nano"
+    assert body["estimates"][0]["auto_route"] is False
+    routable = [e["model"] for e in body["estimates"] if e["auto_route"]]
+    assert routing["primary_model"] == routable[0] == "claude-3-haiku-20240307"
     assert Decimal(routing["estimated_credits"]) == Decimal("0.1")
     # The router's chain spans providers, with its reason and every candidate's scores.
     assert routing["fallback_chain"][0] == "gpt-3.5-turbo"
@@ -147,3 +151,31 @@ def test_estimate_for_one_model(gateway: Gateway) -> None:
     assert unknown.status_code == 404
     wrong_kind = gateway.post("/api/v1/estimate", {"model": "dall-e-3", "input_tokens": 1})
     assert wrong_kind.status_code == 400 and wrong_kind.json()["error"]["param"] == "model"
+
+
+def test_estimates_of_embeddings_and_transcriptions(gateway: Gateway) -> None:
+    embedding = gateway.post(
+        "/api/v1/estimate",
+        {"modality": "embedding", "prompt": "hello world", "strategy": "cost_optimized"},
+    )
+    assert embedding.status_code == 200, embedding.text
+    body = embedding.json()
+    rows = {row["model"]: row for row in body["estimates"]}
+    assert set(rows) == {
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+    }
+    small = rows["text-embedding-3-small"]
+    assert (small["input_tokens"], small["tokens_exact"], small["credits"]) == (2, True, "0.000004")
+    assert body["routing"]["primary_model"] == "text-embedding-3-small"
+    transcription = gateway.post(
+        "/api/v1/estimate",
+        {"modality": "transcription", "seconds": 90, "strategy": "cost_optimized"},
+    ).json()
+    rows = {row["model"]: row for row in transcription["estimates"]}
+    assert rows["whisper-1"]["credits"] == "0.900000" and rows["whisper-1"]["audio_seconds"] == 90
+    assert rows["gpt-4o-mini-transcribe"]["credits"] == "0.450000"
+    assert transcription["routing"]["primary_model"] == "gpt-4o-mini-transcribe"
+    missing = gateway.post("/api/v1/estimate", {"modality": "transcription"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "seconds"

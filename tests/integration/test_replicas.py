@@ -4,6 +4,8 @@
   every replica within the documented delay: with Redis, the invalidation message arrives in
   milliseconds (here the cache TTL is set to 5 minutes, so nothing but the message can explain
   a prompt refusal); without Redis, within `API_KEY_CACHE_TTL_SECONDS`.
+- A key edited through one replica (its limits) is limited by the new value on every replica
+  by the time the edit's answer arrives.
 - 1,000 concurrent requests on one key (60/min) spread over two replicas: exactly 60 succeed,
   every other one is a 429 with `Retry-After` and `X-RateLimit-*`.
 """
@@ -130,6 +132,29 @@ def test_revocation_reaches_every_replica(
         assert result.returncode == 0, result.stderr
         delay = _seconds_until_refused([a, b], cli_key["key"], REDIS_REVOCATION_DELAY)
         print(f"revocation through the CLI reached both replicas in {delay * 1000:.0f} ms")
+
+
+@pytest.mark.redis
+def test_an_edited_key_is_limited_on_every_replica_at_once(
+    database_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """`PATCH /api/v1/keys/{id}` returns once every replica has dropped its cached copy: the
+    very next call, on the other replica, is counted against the new limit."""
+    env = _redis_env(database_url, redis_prefix, API_KEY_CACHE_TTL_SECONDS="300")
+    for replicas in _replicas(env, tmp_path):
+        a, b = replicas
+        key = _new_key(a)
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        warm = httpx.get(f"{b.url}/api/v1/whoami", headers=headers)  # cached on b, no key limit
+        assert warm.status_code == 200
+        edited = httpx.patch(
+            f"{a.url}/api/v1/keys/{key['id']}",
+            json={"limits": {"requests_per_minute": 2}},
+            headers=ADMIN,
+        )
+        assert edited.status_code == 200, edited.text
+        statuses = [httpx.get(f"{b.url}/api/v1/whoami", headers=headers) for _ in range(2)]
+        assert [r.status_code for r in statuses] == [200, 429]
 
 
 def test_without_redis_revocation_waits_out_the_cache_ttl(

@@ -11,7 +11,10 @@ import pytest
 from oneflow_ai.billing.pricing import PricingEngine
 from tests.integration.conftest import KEY, Gateway
 
-TEXT_MODELS = sum(1 for entry in PricingEngine().catalog if entry.modality == "text")
+# The text models automatic routing ranks (catalog `auto_route`).
+TEXT_MODELS = sum(
+    1 for entry in PricingEngine().catalog if entry.modality == "text" and entry.auto_route
+)
 ROUTE = "x-oneflow-route"
 HI = [{"role": "user", "content": "hi"}]
 

@@ -152,7 +152,8 @@ async def test_canonical_request_becomes_a_messages_body(
     assert response.text == "Let me check."
     assert response.tool_calls == [ToolCall("toolu_1", "get_weather", '{"location":"SF"}')]
     assert response.finish_reason == "tool_calls"
-    assert response.usage == Usage(input_tokens=15, output_tokens=6)  # cached tokens counted
+    # the cache reads are part of the input, in their own class
+    assert response.usage == Usage(input_tokens=15, output_tokens=6, cached_input_tokens=3)
     assert response.raw == MESSAGE and response.raw_dialect == "anthropic"
 
 
@@ -255,7 +256,9 @@ async def test_full_event_stream_becomes_canonical_events(
     ]
     assert events == [
         StreamStart("msg_s", "claude-3-haiku-20240307"),
-        StreamUsage(input_tokens=25),
+        StreamUsage(
+            input_tokens=25, cached_input_tokens=0, cache_write_5m_tokens=0, cache_write_1h_tokens=0
+        ),
         TextDelta("Hello"),
         ToolCallDelta(0, "", "toolu_9", "f"),
         ToolCallDelta(0, '{"a": 1}'),

@@ -255,7 +255,7 @@ async def test_stream_events_text_tools_finish_and_usage(
         ToolCallDelta(0, "", "call_a", "f"),
         ToolCallDelta(0, '{"x"'),
         StreamFinish("tool_calls"),
-        StreamUsage(5, 7),
+        StreamUsage(5, 7, 0, 0, 0, 0),
     ]
 
 

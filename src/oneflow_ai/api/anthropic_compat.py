@@ -12,6 +12,7 @@ from starlette.responses import Response
 from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
+from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
 from oneflow_ai.api.validation import parse_object
@@ -30,8 +31,12 @@ router = APIRouter(tags=["Anthropic-compatible"])
 )
 async def messages(request: Request) -> Response:
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
-    chat = parse_messages_request(parse_object(await request.body()))
-    call = new_call(request, principal, "chat", chat, model=chat.model, stream=chat.stream)
+    body = parse_object(await request.body())
+    fallbacks = take_models(body)
+    chat = parse_messages_request(body)
+    call = new_call(
+        request, principal, "chat", chat, model=chat.model, stream=chat.stream, fallbacks=fallbacks
+    )
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)

@@ -27,6 +27,7 @@ from oneflow_ai.domain.chat import (
     FinishReason,
     ImagePart,
     Message,
+    Reasoning,
     ResponseFormat,
     StreamEvent,
     StreamFinish,
@@ -34,6 +35,7 @@ from oneflow_ai.domain.chat import (
     StreamUsage,
     TextDelta,
     TextPart,
+    ThinkingDelta,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -54,11 +56,13 @@ STOP_REASONS: dict[FinishReason, str] = {
 # ---- request -----------------------------------------------------------------------------
 
 
-def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
+def parse_messages_request(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
+    """The canonical request of a Messages body (`counting`: a `count_tokens` body, which
+    has no `max_tokens`)."""
     fields = Fields(body)
     model = fields.req_str("model")
     max_tokens = fields.opt_int("max_tokens", minimum=1)
-    if max_tokens is None:
+    if max_tokens is None and not counting:
         raise invalid("max_tokens", "field required")
     messages: list[Message] = []
     system = _system(fields)
@@ -70,6 +74,7 @@ def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
     choice = fields.opt_obj("tool_choice")
     single_call = choice.opt_bool("disable_parallel_tool_use") if choice is not None else None
     response_format, uncarried = _output_format(fields)
+    reasoning = _thinking(fields, uncarried)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -83,10 +88,35 @@ def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
         user=metadata.opt_str("user_id") if metadata is not None else None,
         parallel_tool_calls=False if single_call else None,
         response_format=response_format,
+        reasoning=reasoning,
         raw=body,
         raw_dialect="anthropic",
         dialect_only=dialect_only(body, ANTHROPIC_CARRIED, uncarried),
     )
+
+
+#: Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+
+
+def _thinking(fields: Fields, uncarried: list[str]) -> Reasoning | None:
+    """`thinking: {"type": "enabled", "budget_tokens": N}` (N at least 1024, as Anthropic
+    requires; a GPT model gets the effort docs/dialects.md maps it to). `disabled` asks for
+    nothing; another type (Claude's `adaptive`) goes to Claude models as written and is named
+    for the others."""
+    thinking = fields.opt_obj("thinking")
+    if thinking is None:
+        return None
+    kind = thinking.req_str("type")
+    if kind == "disabled":
+        return None
+    if kind != "enabled":
+        uncarried.append("thinking.type")
+        return None
+    budget = thinking.opt_int("budget_tokens", minimum=MIN_THINKING_BUDGET)
+    if budget is None:
+        raise invalid(thinking.at("budget_tokens"), "field required")
+    return Reasoning(budget_tokens=budget)
 
 
 def _output_format(fields: Fields) -> tuple[ResponseFormat | None, list[str]]:
@@ -158,6 +188,10 @@ def _turn(fields: Fields) -> list[Message]:
                     arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
                 )
             )
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            # A Claude model's reasoning, sent back as it came (signature and all): a Claude
+            # model gets the body as written; another dialect's model does not read it.
+            continue
         elif kind == "tool_result" and role == "user":
             results.append(
                 Message(
@@ -248,7 +282,22 @@ def render_message(response: ChatResponse, usage: Usage) -> dict[str, Any]:
         "content": content,
         "stop_reason": STOP_REASONS[response.finish_reason],
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        "usage": anthropic_usage_body(usage),
+    }
+
+
+def anthropic_usage_body(usage: Usage) -> dict[str, Any]:
+    """Anthropic's `usage`: `input_tokens` is the prompt the cache did not serve, the cache
+    reads and writes beside it (an OpenAI answer's `cached_tokens` are its cache reads)."""
+    return {
+        "input_tokens": usage.uncached_input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cached_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_write_5m_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        },
     }
 
 
@@ -269,6 +318,7 @@ class EventEncoder:
         "_count",
         "_finish",
         "_id",
+        "_input_classes",
         "_input_tokens",
         "_model",
         "_started",
@@ -278,11 +328,17 @@ class EventEncoder:
         self._id = "msg_oneflow"
         self._model = model
         self._input_tokens = input_tokens
+        self._input_classes: dict[str, int] = {}
         self._started = False
         self._block: tuple[str, int] | None = None  # ("text" | "tool", block index) open now
         self._blocks: dict[int, int] = {}  # tool call index -> block index
         self._count = 0  # blocks opened so far
         self._finish: FinishReason = "stop"
+
+    def _opening_usage(self) -> Usage:
+        """The prompt's usage as `message_start` announces it (no output yet)."""
+        prompt = {k: v for k, v in self._input_classes.items() if k != "reasoning_tokens"}
+        return Usage.of_classes(self._input_tokens, 0, prompt)
 
     def _start(self) -> bytes:
         if self._started:
@@ -296,7 +352,7 @@ class EventEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
+            "usage": anthropic_usage_body(self._opening_usage()),
         }
         return _event("message_start", {"type": "message_start", "message": message})
 
@@ -326,6 +382,7 @@ class EventEncoder:
         if isinstance(event, StreamUsage):
             if event.input_tokens is not None and not self._started:
                 self._input_tokens = event.input_tokens  # the provider's count: announce it
+                self._input_classes = event.classes()
             return b""
         if isinstance(event, TextDelta):
             out = self._start()
@@ -341,6 +398,8 @@ class EventEncoder:
                     "delta": {"type": "text_delta", "text": event.text},
                 },
             )
+        if isinstance(event, ThinkingDelta):
+            return self._thinking(event)
         if isinstance(event, ToolCallDelta):
             out = self._start()
             index = self._blocks.get(event.index)
@@ -366,13 +425,42 @@ class EventEncoder:
             return out
         return b""
 
+    def _thinking(self, event: ThinkingDelta) -> bytes:
+        """A thinking block as Claude streamed it: opened by its first piece, its text, its
+        signature (which closes it); a redacted block whole."""
+        out = self._start()
+        if event.redacted is not None:
+            opened, _ = self._open(
+                "redacted", {"type": "redacted_thinking", "data": event.redacted}
+            )
+            return out + opened + self._close_block()
+        if self._block is None or self._block[0] != "thinking":
+            opened, _ = self._open("thinking", {"type": "thinking", "thinking": ""})
+            out += opened
+        assert self._block is not None
+        index = self._block[1]
+        if event.text:
+            delta = {"type": "thinking_delta", "thinking": event.text}
+            out += _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        if event.signature is not None:
+            delta = {"type": "signature_delta", "signature": event.signature}
+            out += _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+            out += self._close_block()
+        return out
+
     def end(self, usage: Usage, cost: Cost | None) -> bytes:
         """Close the open block, then `message_delta` with usage and credits, `message_stop`."""
         out = self._start() + self._close_block()
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": STOP_REASONS[self._finish], "stop_sequence": None},
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "usage": anthropic_usage_body(usage),
             "oneflow": oneflow_extra(usage, cost),
         }
         return (

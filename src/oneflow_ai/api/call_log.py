@@ -7,7 +7,8 @@ pipeline's `Call` (left in the request's state by `api/calls.py`):
     model, provider  the model that answered (or the last one tried) and its provider
     route            why that model (as `X-OneFlow-Route` says it)
     fallbacks        how many candidates were passed before it
-    input_tokens, output_tokens (chat), images (image), characters (speech)
+    input_tokens, output_tokens (chat), input_tokens (embedding), images (image),
+    characters (speech), audio_seconds (transcription)
     credits          charged (a decimal string)
     cache            what the response cache did (`hit`, `miss`, `bypass`), when it looked,
                      and `credits_saved` by a hit
@@ -44,6 +45,10 @@ def call_fields(call: Call) -> dict[str, object]:
         if call.operation == "chat":
             fields["input_tokens"] = usage.input_tokens
             fields["output_tokens"] = usage.output_tokens
+        elif call.operation == "embedding":
+            fields["input_tokens"] = usage.input_tokens
+        elif call.operation == "transcription":
+            fields["audio_seconds"] = usage.audio_seconds
         elif call.operation == "image":
             fields["images"] = usage.images
         else:

@@ -6,12 +6,11 @@ from starlette.requests import HTTPConnection, Request
 
 from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.api.deps import authenticate
+from oneflow_ai.api.fallbacks import requested_fallbacks
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.domain.chat import ChatRequest
-from oneflow_ai.domain.media import ImageRequest, SpeechRequest
 from oneflow_ai.errors import BadRequestError
-from oneflow_ai.gateway.call import CacheDirective, Call, Operation
+from oneflow_ai.gateway.call import CacheDirective, Call, Operation, Payload
 from oneflow_ai.gateway.planning import resolve_strategy
 
 __all__ = ["CACHE_TTL_HEADER", "STRATEGY_HEADER", "cache_directive", "gateway_caller", "new_call"]
@@ -35,19 +34,22 @@ def new_call(
     request: Request,
     principal: Principal,
     operation: Operation,
-    payload: ChatRequest | ImageRequest | SpeechRequest,
+    payload: Payload,
     *,
     model: str,
     strategy: str | None = None,
     strategy_field: str = STRATEGY_HEADER,
     stream: bool = False,
+    fallbacks: tuple[str, ...] | None = None,
 ) -> Call:
     """A call for `model` (a concrete model, `auto` or a strategy name). The strategy comes
     from `strategy` (a body field named `strategy_field`) or else the `X-OneFlow-Strategy`
-    header. The call is left in the request's state for the edge: its access line and its
-    `X-RateLimit-*` headers."""
+    header. The fallback models are the body's `models` (`fallbacks`, see `api/fallbacks.py`)
+    or the `X-OneFlow-Fallbacks` header. The call is left in the request's state for the
+    edge: its access line and its `X-RateLimit-*` headers."""
     if strategy is None:
         strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
+    requested = requested_fallbacks(request, fallbacks)
     state = request.scope.setdefault("state", {})
     state[CALL_STATE] = call = Call(
         request_id=state.get("request_id", ""),
@@ -59,6 +61,8 @@ def new_call(
         stream=stream,
         cache_directive=cache_directive(request),
     )
+    if requested is not None:
+        call.requested_fallbacks, call.fallbacks_param = requested
     return call
 
 

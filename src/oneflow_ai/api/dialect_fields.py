@@ -36,6 +36,7 @@ OPENAI_CARRIED = frozenset(
         "parallel_tool_calls",
         "response_format",
         "user",
+        "reasoning_effort",  # for the models that reason; Anthropic's gets `thinking`
     }
 )
 
@@ -54,6 +55,7 @@ ANTHROPIC_CARRIED = frozenset(
         "tool_choice",
         "metadata",
         "output_config",  # its `format` (structured output); other keys are named
+        "thinking",  # `enabled` with a budget; another type is named
     }
 )
 

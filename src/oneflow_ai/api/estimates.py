@@ -26,7 +26,7 @@ from oneflow_ai.settings import PROVIDERS, Settings
 
 __all__ = ["ESTIMATE_FIELDS", "MODALITIES", "EstimateContext", "estimate_answer"]
 
-MODALITIES = ("text", "image", "audio")
+MODALITIES = ("text", "image", "audio", "embedding", "transcription")
 ESTIMATE_FIELDS = frozenset(
     {
         "model",
@@ -41,6 +41,7 @@ ESTIMATE_FIELDS = frozenset(
         "size",
         "quality",
         "characters",
+        "seconds",
     }
 )
 
@@ -81,6 +82,7 @@ class _Query:
     quality: str | None
     characters: int | None
     model: str | None
+    seconds: int | None
 
 
 def _query(body: object) -> _Query:
@@ -104,6 +106,7 @@ def _query(body: object) -> _Query:
         quality=fields.opt_str("quality"),
         characters=fields.opt_int("characters", minimum=0),
         model=fields.opt_str("model"),  # one model instead of every eligible one
+        seconds=fields.opt_int("seconds", minimum=1),
     )
 
 
@@ -125,6 +128,7 @@ def estimate_answer(
         image_quality=query.quality,
         characters=query.characters,
         models=None if query.model is None else [query.model],
+        seconds=query.seconds,
     )
     if query.model is not None and not estimates:
         raise invalid("model", f"{query.model!r} is not a {query.modality} model")
@@ -146,8 +150,11 @@ def estimate_answer(
                 "input_tokens": e.input_tokens,
                 "output_tokens": e.output_tokens,
                 "tokens_exact": e.tokens_exact,
+                **({"audio_seconds": e.audio_seconds} if e.audio_seconds else {}),
                 "fits": e.fits,
                 "available": e.model in available,
+                # whether automatic routing may choose it (catalog `auto_route`)
+                "auto_route": context.router.catalog.get(e.model).auto_route,
                 "credits": str(e.cost.credits),
                 "cost_usd": str(e.cost.usd),
             }
@@ -169,6 +176,7 @@ def _routing(
         image_size=query.size,
         image_quality=query.quality,
         characters=query.characters if query.characters is not None else len(query.prompt or ""),
+        audio_seconds=query.seconds or 0,
     )
     pick = next(e for e in ranked if e.model == decision.primary_model)
     return {

@@ -72,6 +72,23 @@ async def ready(request: Request) -> Response:
         state: sorted(s.key for s in circuits if s.state.value == state)
         for state in ("open", "half_open")
     }
+    # A declared provider that cannot be reached is a warning: the gateway serves its other
+    # models, and that provider's calls fail over until it answers.
+    if services.reachability is not None and services.reachability.providers:
+        reachability = await services.reachability.check()
+        body["providers"] = {
+            r.provider: {"status": "ok"}
+            if r.reachable
+            else {"status": "unreachable", "address": r.address, "error": r.error}
+            for r in reachability
+        }
+        warnings = [
+            f"provider {r.provider} ({r.address}) is unreachable: {r.error}"
+            for r in reachability
+            if not r.reachable
+        ]
+        if warnings:
+            body["warnings"] = warnings
     if failed:
         body["failed"] = failed
     if degraded:

@@ -1,4 +1,4 @@
-"""`/api/v1/keys`: create (the key is shown once), list, get, rotate, revoke."""
+"""`/api/v1/keys`: create (the key is shown once), list, get, edit, rotate, revoke."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from oneflow_ai.api.views import key_view, list_view
 from oneflow_ai.auth.key_manager import NewKey
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal, Role
+from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
 from oneflow_ai.domain.limits import MAX_LIMIT, LimitPolicy
 from oneflow_ai.errors import BadRequestError
 
@@ -57,6 +58,17 @@ class CreateKey(Body):
     unlimited: bool = False
 
 
+class UpdateKey(Body):
+    """Only the fields given change; null means: expires_at never, allowed_models every model,
+    limits none (a null inside limits removes that one)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    expires_at: datetime | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    allowed_models: list[str] | None = Field(default=None, max_length=500)
+    limits: LimitsBody | None = None
+
+
 class RotateKey(Body):
     grace_seconds: int | None = Field(default=None, ge=0, le=30 * 86_400)
 
@@ -64,6 +76,18 @@ class RotateKey(Body):
 def _created(request: Request, new: NewKey) -> Response:
     now = get_services(request).identity.clock()
     return json_response({**key_view(new.row, now), "key": new.key}, 201, _NO_STORE)
+
+
+def _expiry(
+    now: datetime, expires_at: datetime | None, expires_in_days: int | None
+) -> datetime | None:
+    if expires_at is not None and expires_in_days is not None:
+        raise BadRequestError("Give expires_at or expires_in_days, not both", param="expires_at")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise BadRequestError("expires_at needs a timezone (e.g. ...Z)", param="expires_at")
+    if expires_in_days is not None:
+        return now + timedelta(days=expires_in_days)
+    return expires_at
 
 
 @router.post(
@@ -75,13 +99,7 @@ async def create_key(
     principal: Annotated[Principal, Depends(require(Permission.KEYS_WRITE))],
 ) -> Response:
     identity = get_services(request).identity
-    if body.expires_at is not None and body.expires_in_days is not None:
-        raise BadRequestError("Give expires_at or expires_in_days, not both", param="expires_at")
-    expires_at = body.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:
-        raise BadRequestError("expires_at needs a timezone (e.g. ...Z)", param="expires_at")
-    if body.expires_in_days is not None:
-        expires_at = identity.clock() + timedelta(days=body.expires_in_days)
+    expires_at = _expiry(identity.clock(), body.expires_at, body.expires_in_days)
     new = await identity.keys.create(
         principal,
         project_id=body.project_id or principal.project_id,
@@ -115,6 +133,37 @@ async def get_key(
 ) -> Response:
     identity = get_services(request).identity
     key = await identity.keys.get(principal, key_id)
+    return json_response(key_view(key, identity.clock()))
+
+
+@router.patch(
+    "/{key_id}",
+    summary="Change a key's name, expiry, allowed models or limits, on every replica at once",
+)
+async def update_key(
+    request: Request,
+    key_id: str,
+    body: UpdateKey,
+    principal: Annotated[Principal, Depends(require(Permission.KEYS_WRITE))],
+) -> Response:
+    identity = get_services(request).identity
+    given = body.model_fields_set
+    expires_at: datetime | Unchanged | None = UNCHANGED
+    if {"expires_at", "expires_in_days"} <= given:
+        raise BadRequestError("Give expires_at or expires_in_days, not both", param="expires_at")
+    if "expires_at" in given or body.expires_in_days is not None:
+        expires_at = _expiry(identity.clock(), body.expires_at, body.expires_in_days)
+    limits: dict[str, int | None] | Unchanged | None = UNCHANGED
+    if "limits" in given:
+        limits = body.limits.changes() if body.limits is not None else None
+    key = await identity.keys.update(
+        principal,
+        key_id,
+        name=body.name,
+        expires_at=expires_at,
+        allowed_models=body.allowed_models if "allowed_models" in given else UNCHANGED,
+        limits=limits,
+    )
     return json_response(key_view(key, identity.clock()))
 
 

@@ -11,7 +11,7 @@ otherwise in an extra `oneflow` field of the finish chunk, and an error event ca
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -20,12 +20,15 @@ from oneflow_ai.api.errors import Dialect, error_body
 from oneflow_ai.api.validation import Fields, invalid
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import (
+    REASONING_EFFORTS,
     ChatRequest,
     ChatResponse,
     ContentPart,
     FinishReason,
     ImagePart,
     Message,
+    Reasoning,
+    ReasoningEffort,
     ResponseFormat,
     Role,
     StreamEvent,
@@ -88,11 +91,17 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[ChatRequest, bool]:
         user=fields.opt_str("user"),
         response_format=response_format,
         parallel_tool_calls=fields.opt_bool("parallel_tool_calls"),
+        reasoning=_reasoning(fields),
         raw=body,
         raw_dialect="openai",
         dialect_only=dialect_only(body, OPENAI_CARRIED, unknown_format),
     )
     return request, include_usage
+
+
+def _reasoning(fields: Fields) -> Reasoning | None:
+    effort = fields.opt_str("reasoning_effort", choices=REASONING_EFFORTS)
+    return None if effort is None else Reasoning(effort=cast(ReasoningEffort, effort))
 
 
 def _response_format(fields: Fields) -> tuple[ResponseFormat | None, tuple[str, ...]]:
@@ -188,11 +197,16 @@ def _tool_choice(fields: Fields) -> str | None:
 # ---- answer ------------------------------------------------------------------------------
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
+def usage_body(usage: Usage) -> dict[str, Any]:
+    """OpenAI's `usage`: a Claude answer's cache reads are its `cached_tokens` (its cache
+    writes stay within `prompt_tokens`: OpenAI has no field for them; the `oneflow`
+    extension names them)."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -202,6 +216,10 @@ def oneflow_extra(usage: Usage, cost: Cost | None) -> dict[str, Any]:
         "usage": {
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
             "estimated": usage.estimated,
         },
         "credits": str(cost.credits) if cost is not None else "0",

@@ -27,6 +27,8 @@ CSV_COLUMNS: Final = (
     "stream",
     "input_tokens",
     "cached_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     "output_tokens",
     "reasoning_tokens",
     "images",
@@ -36,6 +38,7 @@ CSV_COLUMNS: Final = (
     "latency_ms",
     "ttft_ms",
     "cache_hit",
+    "audio_seconds",
 )
 
 
@@ -62,6 +65,8 @@ def request_view(row: RequestRow, *, detail: bool = False) -> dict[str, Any]:
         "stream": row.stream,
         "input_tokens": row.input_tokens,
         "cached_input_tokens": row.cached_input_tokens,
+        "cache_write_5m_tokens": row.cache_write_5m_tokens,
+        "cache_write_1h_tokens": row.cache_write_1h_tokens,
         "output_tokens": row.output_tokens,
         "reasoning_tokens": row.reasoning_tokens,
         "images": row.images,
@@ -71,6 +76,7 @@ def request_view(row: RequestRow, *, detail: bool = False) -> dict[str, Any]:
         "latency_ms": row.latency_ms,
         "ttft_ms": row.ttft_ms,
         "cache_hit": row.cache_hit,
+        "audio_seconds": row.audio_seconds,
     }
     if detail:
         view["price_table_version"] = row.price_table_version

@@ -88,6 +88,13 @@ class ChatMessage(_Doc):
     tool_call_id: str | None = None
 
 
+_MODELS = (
+    "OneFlow: fallback models, tried in order when `model` fails before any content was sent "
+    "(OpenRouter's field; without `model`, the first is the model). Replaces the catalog's "
+    "fallbacks; the X-OneFlow-Fallbacks header (a,b) is the same for any endpoint"
+)
+
+
 class ChatCompletionRequest(_Doc):
     model: str = Field(
         description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
@@ -107,6 +114,7 @@ class ChatCompletionRequest(_Doc):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    models: list[str] | None = Field(default=None, description=_MODELS)
 
 
 class ChatCompletion(_Doc):
@@ -147,6 +155,30 @@ class SpeechRequestBody(_Doc):
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
 
 
+class EmbeddingRequestBody(_Doc):
+    model: str = Field(default="text-embedding-3-small")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text, texts, token ids, or arrays of token ids (at most 2,048 inputs)"
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Shorter vectors (text-embedding-3 models)"
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
+class TranscriptionForm(_Doc):
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"},
+        description="The recording: flac, m4a, mp3, mp4, mpeg, mpga, ogg, wav or webm",
+    )
+    model: str = Field(examples=["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    language: str | None = Field(default=None, description="ISO-639-1, e.g. en")
+    prompt: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+
+
 class ModelList(_Doc):
     object: Literal["list"] = "list"
     data: list[dict[str, Any]]
@@ -158,6 +190,32 @@ class ModelList(_Doc):
 class AnthropicMessage(_Doc):
     role: Literal["user", "assistant"]
     content: str | list[dict[str, Any]]
+
+
+class TokenTrust(_Doc):
+    model: str
+    tokenizer: str = Field(description="o200k_base, cl100k_base, or claude_approx (an estimate)")
+    exact: bool
+
+
+class MessagesTokenCountRequest(_Doc):
+    model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o"])
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+
+
+class MessagesTokenCount(_Doc):
+    input_tokens: int
+    oneflow: TokenTrust
+
+
+class InputTokens(_Doc):
+    object: Literal["chat.completion.input_tokens"] = "chat.completion.input_tokens"
+    model: str
+    input_tokens: int
+    oneflow: TokenTrust
 
 
 class MessagesRequest(_Doc):
@@ -172,6 +230,7 @@ class MessagesRequest(_Doc):
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    models: list[str] | None = Field(default=None, description=_MODELS)
 
 
 class MessagesResponse(_Doc):
@@ -227,7 +286,7 @@ class EstimateRequest(_Doc):
     strategy: Literal["cost_optimized", "latency_optimized", "quality_optimized", "balanced"] = (
         "balanced"
     )
-    modality: Literal["text", "image", "audio"] = "text"
+    modality: Literal["text", "image", "audio", "embedding", "transcription"] = "text"
     input_tokens: int | None = Field(default=None, ge=0, description="or give a prompt")
     output_tokens: int | None = Field(default=None, ge=0, description="default 256")
     max_tokens: int | None = Field(default=None, ge=0, description="same as output_tokens")
@@ -241,11 +300,14 @@ class EstimateRequest(_Doc):
     characters: int | None = Field(
         default=None, ge=0, description="audio: characters to speak (or the prompt's length)"
     )
+    seconds: int | None = Field(
+        default=None, ge=1, description="transcription: seconds of audio (billed by the second)"
+    )
 
 
 class EstimateResponse(_Doc):
     strategy: str
-    modality: Literal["text", "image", "audio"]
+    modality: Literal["text", "image", "audio", "embedding", "transcription"]
     routing: dict[str, Any] | None = Field(
         description="The router's decision among the available models that fit: primary_model, "
         "estimated_credits, fallback_chain, the reason, and every candidate's cost, latency and "

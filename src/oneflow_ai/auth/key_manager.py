@@ -1,15 +1,16 @@
-"""API keys: create (shown once), list, rotate with a grace period, revoke, rotate the due ones.
+"""API keys: create (shown once), list, edit, rotate with a grace period, revoke, rotate due ones.
 
-Rules beyond the permission table: a key never outranks the credential that creates, rotates or
-revokes it; per-key limits need an admin; `unlimited` needs a system admin and an admin key; a
-caller restricted to some models can only create keys restricted to a subset of them. Allow-lists
+Rules beyond the permission table (`auth/key_rules.py`): a key never outranks the credential
+that creates, edits, rotates or revokes it; per-key limits need an admin; `unlimited` needs a
+system admin and an admin key; a caller restricted to some models can only give keys a subset
+of them. An edit applies to a live (or expired) key, never to a revoked or replaced one. Allow-lists
 are catalog ids (`auth/model_lists.py`): resolved from aliases when stored, and again when loaded.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,17 +20,20 @@ from oneflow_ai.auth.api_keys import KeyHasher, generate_key
 from oneflow_ai.auth.clock import Clock, system_clock
 from oneflow_ai.auth.invalidation import InvalidationBus
 from oneflow_ai.auth.key_cache import KeyRecord
-from oneflow_ai.auth.model_lists import allow_list, stored_allow_list
-from oneflow_ai.auth.permissions import (
-    Permission,
-    ensure_permission,
-    ensure_project_access,
-    role_rank,
+from oneflow_ai.auth.key_rules import (
+    check_expiry,
+    check_limits_allowed,
+    check_models,
+    check_role,
+    check_unlimited,
 )
+from oneflow_ai.auth.model_lists import allow_list, stored_allow_list
+from oneflow_ai.auth.permissions import Permission, ensure_permission, ensure_project_access
 from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role, cache_policy
+from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
 from oneflow_ai.catalog import Catalog
 from oneflow_ai.domain.limits import LimitPolicy
-from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError
 from oneflow_ai.storage.api_keys import ApiKeyRepository
 from oneflow_ai.storage.projects import ProjectRepository
 from oneflow_ai.storage.tables import ApiKey
@@ -216,6 +220,58 @@ class KeyManager:
         await self._bus.publish(f"key:{key.prefix}")
         return key
 
+    async def update(
+        self,
+        actor: Principal,
+        key_id: str,
+        *,
+        name: str | None = None,
+        expires_at: datetime | Unchanged | None = UNCHANGED,
+        allowed_models: Iterable[str] | Unchanged | None = UNCHANGED,
+        limits: LimitPolicy | Mapping[str, int | None] | Unchanged | None = UNCHANGED,
+    ) -> ApiKey:
+        """Change a key's name, expiry (None: never), allow-list (None: every model) or limits
+        (a mapping changes the limits it names, None removes one; None removes them all), under
+        the rules of creation; every replica sees the change before this returns."""
+        ensure_permission(actor, Permission.KEYS_WRITE)
+        now = self._clock()
+        if not isinstance(limits, Unchanged):
+            check_limits_allowed(actor)
+        if not isinstance(expires_at, Unchanged):
+            check_expiry(expires_at, now)
+        models: list[str] | Unchanged | None = UNCHANGED
+        if not isinstance(allowed_models, Unchanged):
+            models = check_models(
+                actor,
+                None if allowed_models is None else allow_list(self._catalog, allowed_models),
+            )
+        async with self._sessions.begin() as session:
+            # Locked (PostgreSQL): two edits of different limits both take effect.
+            key = self._visible(
+                actor, await ApiKeyRepository(session).get(key_id, for_update=True), key_id
+            )
+            self._ensure_outranks(actor, key)
+            status = key_status(key, now)
+            if status in ("revoked", "rotated"):
+                raise ConflictError(
+                    f"Key '{key_id}' is {status} and cannot be changed", code="key_not_active"
+                )
+            if name is not None:
+                key.name = name
+            if not isinstance(expires_at, Unchanged):
+                key.expires_at = expires_at
+            if not isinstance(models, Unchanged):
+                key.allowed_models = models
+            if not isinstance(limits, Unchanged):
+                if limits is not None and not isinstance(limits, LimitPolicy):
+                    try:
+                        limits = LimitPolicy.changed(LimitPolicy.from_mapping(key.limits), limits)
+                    except ValueError as exc:
+                        raise BadRequestError(str(exc), param="limits") from None
+                key.limits = limits.to_mapping() if limits is not None else None
+        await self._bus.publish(f"key:{key.prefix}")
+        return key
+
     async def rotate_due(
         self, *, max_age: timedelta, grace: timedelta | None = None
     ) -> list[tuple[ApiKey, NewKey]]:
@@ -246,42 +302,13 @@ class KeyManager:
         unlimited: bool,
         now: datetime,
     ) -> list[str] | None:
-        if role_rank(role) > role_rank(actor.role):
-            raise PermissionDeniedError(
-                f"A {actor.role.value} credential cannot create an {role.value} key",
-                param="role",
-                code="role_too_high",
-            )
-        if limits is not None and actor.role is not Role.ADMIN:
-            raise PermissionDeniedError(
-                "Only admins set per-key limits", param="limits", code="insufficient_permissions"
-            )
-        if unlimited and (not actor.is_system_admin or role is not Role.ADMIN):
-            raise PermissionDeniedError(
-                "Only system admins create unlimited keys, and only admin keys are unlimited",
-                param="unlimited",
-                code="insufficient_permissions",
-            )
-        if expires_at is not None and expires_at <= now:
-            raise BadRequestError("expires_at must be in the future", param="expires_at")
-        if allowed_models is None:
-            if actor.allowed_models is not None:
-                raise PermissionDeniedError(
-                    "A model-restricted credential must restrict the keys it creates",
-                    param="allowed_models",
-                    code="model_not_allowed",
-                )
-            return None
-        models = allowed_models  # catalog ids, sorted and distinct
-        if not models:
-            raise BadRequestError("allowed_models cannot be empty", param="allowed_models")
-        if actor.allowed_models is not None and not set(models) <= actor.allowed_models:
-            raise PermissionDeniedError(
-                "A key cannot allow models its creator may not use",
-                param="allowed_models",
-                code="model_not_allowed",
-            )
-        return models
+        check_role(actor, role)
+        if limits is not None:
+            check_limits_allowed(actor)
+        if unlimited:
+            check_unlimited(actor, role)
+        check_expiry(expires_at, now)
+        return check_models(actor, allowed_models)
 
     @staticmethod
     def _visible(actor: Principal, key: ApiKey | None, key_id: str) -> ApiKey:
@@ -292,11 +319,7 @@ class KeyManager:
 
     @staticmethod
     def _ensure_outranks(actor: Principal, key: ApiKey) -> None:
-        if role_rank(Role(key.role)) > role_rank(actor.role):
-            raise PermissionDeniedError(
-                f"A {actor.role.value} credential cannot change an {key.role} key",
-                code="role_too_high",
-            )
+        check_role(actor, Role(key.role), verb="change")
 
     async def _insert(
         self,

@@ -64,6 +64,9 @@ CSV_METRICS: Final = (
     "reasoning_tokens",
     "fallback_requests",
     "cache_hits",
+    "audio_seconds",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     "cache_hit_rate",
     "credits_saved",
 )
@@ -200,8 +203,11 @@ class UsageTotals:
             "ttft_ms": {"avg": _round(self.ttft_avg_ms)},
             "cached_input_tokens": self["cached_input_tokens"],
             "reasoning_tokens": self["reasoning_tokens"],
+            "cache_write_5m_tokens": self["cache_write_5m_tokens"],
+            "cache_write_1h_tokens": self["cache_write_1h_tokens"],
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
+            "audio_seconds": self["audio_seconds"],
             "cache_hit_rate": _rate(self["cache_hits"], self.requests),
             "credits_saved": f"{micro_credits_to_credits(self['credits_saved']):f}",
         }
@@ -282,6 +288,9 @@ class UsageReport:
                 data["reasoning_tokens"],
                 data["fallback_requests"],
                 data["cache_hits"],
+                data["audio_seconds"],
+                data["cache_write_5m_tokens"],
+                data["cache_write_1h_tokens"],
                 data["cache_hit_rate"],
                 data["credits_saved"],
             ]

@@ -15,7 +15,9 @@ can follow the settlement that deletes its row.
 
 A stream's first checkpoint is written as soon as it starts (the streams that start in the
 same turn of the event loop share one command, and the group commit shares its transaction),
-so that even a stream killed in its first interval is charged its prompt.
+and the stream sends nothing to its caller before it is committed (``track`` returns the
+future to wait for): a stream whose caller received anything is charged at least its prompt,
+even one killed in its first interval.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class _Tracked:
     reservation: Reservation
     probe: Probe
     written: tuple[int, int, str] | None = None  # tokens and model of the last checkpoint
+    opened: asyncio.Future[None] | None = None  # done once the first checkpoint is decided
 
 
 class Checkpoints:
@@ -88,21 +91,37 @@ class Checkpoints:
     def tracked(self) -> int:
         return len(self._tracked)
 
-    def track(self, reservation: Reservation, probe: Probe) -> None:
+    def track(self, reservation: Reservation, probe: Probe) -> asyncio.Future[None] | None:
+        """Track a stream that started; the future is done once its first checkpoint is
+        committed (or could not be: the database is away), None if nothing is written."""
         if not (self.enabled and reservation.active):
-            return
+            return None
+        loop = asyncio.get_running_loop()
         tracked = self._tracked[reservation.id] = _Tracked(reservation, probe)
+        tracked.opened = loop.create_future()
         if not self._new:
-            asyncio.get_running_loop().call_soon(self._flush_new)
+            loop.call_soon(self._flush_new)
         self._new.append(tracked)
+        return tracked.opened
 
     def _flush_new(self) -> None:
         """The first checkpoint of the streams that just started (still tracked)."""
         new, self._new = self._new, []
+        written: asyncio.Future[LedgerResult] | None = None
         try:
-            self._write([t for t in new if self._tracked.get(t.reservation.id) is t])
+            written = self._write([t for t in new if self._tracked.get(t.reservation.id) is t])
         except Exception as exc:  # the next round writes them
             log.error("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+
+        def decided(_: object = None) -> None:
+            for tracked in new:
+                if tracked.opened is not None and not tracked.opened.done():
+                    tracked.opened.set_result(None)
+
+        if written is None:
+            decided()
+        else:
+            written.add_done_callback(decided)
 
     def untrack(self, reservation: Reservation) -> None:
         self._tracked.pop(reservation.id, None)

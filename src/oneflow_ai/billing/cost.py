@@ -14,17 +14,32 @@ from oneflow_ai.domain.money import (
 
 __all__ = ["Cost", "LineItem", "LineKind", "fraction_of"]
 
-LineKind = Literal["input", "output", "image", "characters"]
+LineKind = Literal[
+    "input",
+    "cached_input",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "reasoning",
+    "image",
+    "characters",
+    "audio_seconds",
+]
+"""A line of a text cost is one token class, each token in exactly one: ``input`` (the prompt's
+tokens the cache did not serve), ``cached_input`` (read from the prompt cache),
+``cache_write_5m`` / ``cache_write_1h`` (written to it), ``output`` (the answer's tokens
+that are not reasoning) and ``reasoning`` (billed at the output price, shown apart). The
+class lines appear only when the usage has such tokens."""
 
 
 @dataclass(frozen=True, slots=True)
 class LineItem:
     """One priced part of a request.
 
-    ``quantity`` units are charged ``unit_usd`` per ``per`` units (1,000,000 tokens, 1 image or
-    1,000 characters). ``exact_usd`` is ``quantity * unit_usd / per`` computed exactly;
-    ``micro_credits`` is that amount rounded half to even to a whole micro-credit, the only
-    rounding step (see :mod:`oneflow_ai.domain.money`).
+    ``quantity`` units are charged ``unit_usd`` per ``per`` units (1,000,000 tokens, 1 image,
+    1,000 characters or 60 seconds of audio). ``exact_usd`` is ``quantity * unit_usd / per``
+    computed exactly; ``micro_credits`` is that amount rounded half to even to a whole
+    micro-credit, the only rounding step (see :mod:`oneflow_ai.domain.money`).
     """
 
     kind: LineKind

@@ -2,7 +2,9 @@
 
 Serves `POST /api/v1/estimate` and `oneflow estimate` alike. Input tokens are either given or
 counted per model from a prompt or a message list (each model with its own tokenizer, so GPT-4o
-and GPT-4 may differ); a prompt counts as one user message, as the gateway sends it.
+and GPT-4 may differ); a prompt counts as one user message, as the gateway sends it. An
+embedding's prompt is counted as plain text (one input); a transcription is priced by its
+`seconds` of audio.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ModelEstimate:
     cost: Cost
     images: int = 0
     characters: int = 0
+    audio_seconds: int = 0
 
 
 class Estimator:
@@ -47,6 +50,10 @@ class Estimator:
     @property
     def engine(self) -> PricingEngine:
         return self._engine
+
+    @property
+    def counter(self) -> TokenCounter:
+        return self._counter
 
     def estimate(
         self,
@@ -61,6 +68,7 @@ class Estimator:
         image_quality: str | None = None,
         characters: int | None = None,
         models: Collection[str] | None = None,
+        seconds: int | None = None,
     ) -> tuple[ModelEstimate, ...]:
         """The request's cost on every eligible model of `modality` (or of `models`)."""
         entries = self._candidates(modality, models)
@@ -71,6 +79,13 @@ class Estimator:
             elif modality == "image":
                 usage = Usage(images=images, image_size=image_size, image_quality=image_quality)
                 out.append(self._other(entry, usage, images=images))
+            elif modality == "embedding":
+                out.append(self._embedding(entry, input_tokens, prompt))
+            elif modality == "transcription":
+                if seconds is None:
+                    raise PricingError("give the audio's seconds to estimate", param="seconds")
+                usage = Usage(audio_seconds=seconds)
+                out.append(self._other(entry, usage, audio_seconds=seconds))
             else:
                 count = characters if characters is not None else len(prompt or "")
                 out.append(self._other(entry, Usage(characters=count), characters=count))
@@ -116,8 +131,36 @@ class Estimator:
             cost=cost,
         )
 
+    def _embedding(
+        self, entry: ModelEntry, input_tokens: int | None, prompt: str | None
+    ) -> ModelEstimate:
+        exact = True
+        if input_tokens is None:
+            if prompt is None:
+                raise PricingError(
+                    "give input_tokens or a prompt to estimate", param="input_tokens"
+                )
+            counted = self._counter.count_text(entry.id, prompt)
+            input_tokens, exact = counted.tokens, counted.exact
+        return ModelEstimate(
+            model=entry.id,
+            provider=entry.provider,
+            modality="embedding",
+            input_tokens=input_tokens,
+            output_tokens=0,
+            tokens_exact=exact,
+            fits=entry.context_window is None or input_tokens <= entry.context_window,
+            cost=self._engine.price(entry.id, Usage(input_tokens=input_tokens, estimated=True)),
+        )
+
     def _other(
-        self, entry: ModelEntry, usage: Usage, *, images: int = 0, characters: int = 0
+        self,
+        entry: ModelEntry,
+        usage: Usage,
+        *,
+        images: int = 0,
+        characters: int = 0,
+        audio_seconds: int = 0,
     ) -> ModelEstimate:
         return ModelEstimate(
             model=entry.id,
@@ -130,4 +173,5 @@ class Estimator:
             cost=self._engine.price(entry.id, usage),
             images=images,
             characters=characters,
+            audio_seconds=audio_seconds,
         )

@@ -501,6 +501,7 @@ class Ledger:
             output_tokens=usage.output_tokens,
             images=usage.images,
             characters=usage.characters,
+            audio_seconds=usage.audio_seconds,
             price_table_version=cost.price_table_version,
             estimated=cost.estimated,
             user_id=reservation.user_id,
@@ -569,9 +570,10 @@ class Ledger:
         )
         await self._outcome_or_spooled(future)
 
-    def track(self, reservation: Reservation, probe: Probe) -> None:
-        """Checkpoint a running stream's progress (``probe``) until it is settled or released."""
-        self.checkpoints.track(reservation, probe)
+    def track(self, reservation: Reservation, probe: Probe) -> asyncio.Future[None] | None:
+        """Checkpoint a running stream's progress (``probe``) until it is settled or released;
+        the stream waits for the future (its first checkpoint) before it sends anything."""
+        return self.checkpoints.track(reservation, probe)
 
     async def record(self, record: UsageRecord) -> None:
         """Write the usage record of a request that never got a reservation (refused,

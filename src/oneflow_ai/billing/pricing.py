@@ -26,6 +26,7 @@ __all__ = ["PricingEngine"]
 _PER_MTOK = 1_000_000
 _PER_IMAGE = 1
 _PER_1K_CHARACTERS = 1_000
+_PER_MINUTE = 60  # audio_seconds, priced per minute
 _ZERO = Decimal(0)
 
 
@@ -59,7 +60,8 @@ class PricingEngine:
 
         ``Cost.estimated`` follows ``usage.estimated``. Text models bill input and output
         tokens, image models bill images by size and quality (the model's defaults when the
-        usage names none), audio models bill input characters.
+        usage names none), audio models bill input characters, embedding models input tokens,
+        transcription models seconds of audio.
         """
         entry = self._priced_entry(model)
         _check_usage_fits(entry, usage)
@@ -94,13 +96,20 @@ class PricingEngine:
         image_size: str | None = None,
         image_quality: str | None = None,
         characters: int = 0,
+        audio_seconds: int = 0,
+        cache_writes: bool = False,
     ) -> Cost:
         """Worst-case cost of a request, for reserving credits before it runs.
+
+        ``cache_writes``: the request may write its prompt to the provider's cache (an
+        Anthropic body with ``cache_control``); the prompt is then counted at the dearest of
+        the input and cache-write prices.
 
         Text: ``input_tokens`` plus ``max_output_tokens`` output tokens, capped at the model's
         ``max_output_tokens`` (which is also the default when ``None``). Images: ``images`` at
         the given size and quality, or at the most expensive matching row when either is not
-        given. Audio: ``characters``. Token counts are ignored for image and audio models
+        given. Audio: ``characters``. Embedding: ``input_tokens``. Transcription:
+        ``audio_seconds``. Token counts are ignored for image, audio and transcription models
         (they do not bill prompts). The result is marked ``estimated``.
         """
         entry = self._priced_entry(model)
@@ -109,13 +118,16 @@ class PricingEngine:
             _check_count("max_output_tokens", max_output_tokens)
             output = min(max_output_tokens, output) if output else max_output_tokens
         text = entry.modality == "text"
+        tokens_in = entry.modality in ("text", "embedding")
         usage = Usage(
-            input_tokens=input_tokens if text else 0,
+            input_tokens=input_tokens if tokens_in else 0,
             output_tokens=output if text else 0,
+            **(_dearest_input_class(entry, input_tokens) if text and cache_writes else {}),
             images=images,
             image_size=image_size,
             image_quality=image_quality,
             characters=characters,
+            audio_seconds=audio_seconds,
             estimated=True,
         )
         if (
@@ -160,27 +172,70 @@ class PricingEngine:
 
 def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem, ...]:
     if entry.modality == "text":
-        return (
-            _line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),
-            _line("output", usage.output_tokens, _price(pricing.output_per_mtok), _PER_MTOK),
-        )
+        return _token_items(usage, *_token_prices(pricing))
     if entry.modality == "image":
         row = pricing.image_price(usage.image_size, usage.image_quality)
         if row is None:
             raise PricingError(_no_image_price(entry, usage))
         return (_line("image", usage.images, row.usd, _PER_IMAGE),)
+    if entry.modality == "embedding":
+        return (_line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),)
+    if entry.modality == "transcription":
+        unit = _price(pricing.per_minute)
+        return (_line("audio_seconds", usage.audio_seconds, unit, _PER_MINUTE),)
     unit = _price(pricing.per_1k_characters)
     return (_line("characters", usage.characters, unit, _PER_1K_CHARACTERS),)
 
 
+def _token_prices(pricing: Pricing) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """Input, cached input, 5-minute write, 1-hour write and output prices per 1M tokens (a
+    class without a price of its own costs the input price)."""
+    plain = _price(pricing.input_per_mtok)
+
+    def of(value: Decimal | None) -> Decimal:
+        return plain if value is None else value
+
+    return (
+        plain,
+        of(pricing.cached_input_per_mtok),
+        of(pricing.cache_write_5m_per_mtok),
+        of(pricing.cache_write_1h_per_mtok),
+        _price(pricing.output_per_mtok),
+    )
+
+
+def _token_items(
+    usage: Usage,
+    plain: Decimal,
+    cached: Decimal,
+    write_5m: Decimal,
+    write_1h: Decimal,
+    output: Decimal,
+) -> tuple[LineItem, ...]:
+    """One line per token class: each token billed once, in its class. ``input`` and
+    ``output`` are always there; the other classes when the usage has such tokens."""
+    lines = [_line("input", usage.uncached_input_tokens, plain, _PER_MTOK)]
+    for kind, quantity, unit in (
+        ("cached_input", usage.cached_input_tokens, cached),
+        ("cache_write_5m", usage.cache_write_5m_tokens, write_5m),
+        ("cache_write_1h", usage.cache_write_1h_tokens, write_1h),
+    ):
+        if quantity:
+            lines.append(_line(kind, quantity, unit, _PER_MTOK))  # type: ignore[arg-type]
+    lines.append(_line("output", usage.output_tokens - usage.reasoning_tokens, output, _PER_MTOK))
+    if usage.reasoning_tokens:
+        lines.append(_line("reasoning", usage.reasoning_tokens, output, _PER_MTOK))
+    return tuple(lines)
+
+
 def _free_items(entry: ModelEntry, usage: Usage) -> tuple[LineItem, ...]:
+    if entry.modality == "text":
+        return _token_items(usage, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
     kinds: dict[Modality, tuple[tuple[LineKind, int, int], ...]] = {
-        "text": (
-            ("input", usage.input_tokens, _PER_MTOK),
-            ("output", usage.output_tokens, _PER_MTOK),
-        ),
         "image": (("image", usage.images, _PER_IMAGE),),
         "audio": (("characters", usage.characters, _PER_1K_CHARACTERS),),
+        "embedding": (("input", usage.input_tokens, _PER_MTOK),),
+        "transcription": (("audio_seconds", usage.audio_seconds, _PER_MINUTE),),
     }
     return tuple(_line(kind, quantity, _ZERO, per) for kind, quantity, per in kinds[entry.modality])
 
@@ -199,6 +254,19 @@ def _line(kind: LineKind, quantity: int, unit_usd: Decimal, per: int) -> LineIte
     )
 
 
+def _dearest_input_class(entry: ModelEntry, input_tokens: int) -> dict[str, int]:
+    """The prompt as the dearest input class the model has (a worst case: a prompt written to
+    the 1-hour cache costs twice the input price on Claude models)."""
+    if entry.pricing is None or entry.free or not input_tokens:
+        return {}
+    plain, _, write_5m, write_1h, _ = _token_prices(entry.pricing)
+    if max(plain, write_5m, write_1h) == plain:
+        return {}
+    if write_1h >= write_5m:
+        return {"cache_write_1h_tokens": input_tokens}
+    return {"cache_write_5m_tokens": input_tokens}
+
+
 def _price(value: Decimal | None) -> Decimal:
     if value is None:  # the catalog schema makes this unreachable for a valid entry
         raise PricingError("catalog entry lacks a price for its modality")
@@ -213,9 +281,11 @@ def _check_count(name: str, value: int) -> None:
 
 
 _NOT_BILLED: Final[dict[Modality, tuple[str, ...]]] = {
-    "text": ("images", "characters"),
-    "image": ("input_tokens", "output_tokens", "characters"),
-    "audio": ("input_tokens", "output_tokens", "images"),
+    "text": ("images", "characters", "audio_seconds"),
+    "image": ("input_tokens", "output_tokens", "characters", "audio_seconds"),
+    "audio": ("input_tokens", "output_tokens", "images", "audio_seconds"),
+    "embedding": ("output_tokens", "images", "characters", "audio_seconds"),
+    "transcription": ("input_tokens", "output_tokens", "images", "characters"),
 }
 
 

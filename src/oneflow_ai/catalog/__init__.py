@@ -5,6 +5,7 @@ operator's YAML file over it (the ``CATALOG_PATH`` setting).
 """
 
 from oneflow_ai.catalog.catalog import Catalog
+from oneflow_ai.catalog.deployments import BALANCES, Balance, Deployment, ModelRouting
 from oneflow_ai.catalog.errors import CatalogError, UnknownModelError
 from oneflow_ai.catalog.loader import (
     load_catalog,
@@ -15,6 +16,7 @@ from oneflow_ai.catalog.loader import (
 from oneflow_ai.catalog.schema import (
     AUTH_STYLES,
     BUILTIN_PROVIDERS,
+    DEPLOYMENT_PLACEHOLDER,
     AuthStyle,
     ImagePrice,
     LatencyPrior,
@@ -29,14 +31,19 @@ from oneflow_ai.catalog.schema import (
 
 __all__ = [
     "AUTH_STYLES",
+    "BALANCES",
     "BUILTIN_PROVIDERS",
+    "DEPLOYMENT_PLACEHOLDER",
     "AuthStyle",
+    "Balance",
     "Catalog",
     "CatalogError",
+    "Deployment",
     "ImagePrice",
     "LatencyPrior",
     "Modality",
     "ModelEntry",
+    "ModelRouting",
     "PriceSource",
     "Pricing",
     "Provider",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from types import MappingProxyType
 
+from oneflow_ai.catalog.deployments import Deployment, ModelRouting
 from oneflow_ai.catalog.errors import CatalogError, UnknownModelError
 from oneflow_ai.catalog.schema import (
     BUILTIN_PROVIDERS,
@@ -29,7 +30,15 @@ class Catalog:
     price sources, known providers) and raises :class:`CatalogError` naming the entry.
     """
 
-    __slots__ = ("_by_name", "_models", "_prices_as_of", "_providers", "_sources", "_version")
+    __slots__ = (
+        "_by_name",
+        "_models",
+        "_prices_as_of",
+        "_providers",
+        "_routing",
+        "_sources",
+        "_version",
+    )
 
     def __init__(
         self,
@@ -39,6 +48,7 @@ class Catalog:
         sources: Mapping[str, PriceSource],
         models: Iterable[ModelEntry],
         providers: Iterable[ProviderEntry] = (),
+        routing: Mapping[str, ModelRouting] | None = None,
     ) -> None:
         self._version = price_table_version
         self._prices_as_of = prices_as_of
@@ -65,6 +75,51 @@ class Catalog:
                     )
                 by_name[name] = entry
         self._by_name: Mapping[str, ModelEntry] = MappingProxyType(by_name)
+        self._routing: Mapping[str, ModelRouting] = MappingProxyType(
+            self._check_routing(routing or {})
+        )
+
+    def _check_routing(self, routing: Mapping[str, ModelRouting]) -> dict[str, ModelRouting]:
+        """Each `routing:` entry names a model (by id or alias; kept by its id), providers
+        that can serve it and fallbacks of the same modality."""
+        checked: dict[str, ModelRouting] = {}
+        for name, entry in routing.items():
+            where = f"catalog routing {name!r}"
+            model = self._by_name.get(name)
+            if model is None:
+                raise CatalogError(f"{where}: no catalog model has this id or alias")
+            if model.id in checked:
+                raise CatalogError(f"{where}: model {model.id!r} has another routing entry")
+            for index, deployment in enumerate(entry.deployments):
+                self._check_deployment(f"{where}: deployments.{index}", model, deployment)
+            for fallback in entry.fallbacks:
+                other = self._by_name.get(fallback)
+                if other is None:
+                    raise CatalogError(f"{where}: fallbacks: {fallback!r} is not a catalog model")
+                if other.id == model.id:
+                    raise CatalogError(f"{where}: fallbacks: {fallback!r} is the model itself")
+                if other.modality != model.modality:
+                    raise CatalogError(
+                        f"{where}: fallbacks: {fallback!r} is a {other.modality} model, "
+                        f"not {model.modality}"
+                    )
+            checked[model.id] = entry
+        return checked
+
+    def _check_deployment(self, where: str, model: ModelEntry, deployment: Deployment) -> None:
+        provider = deployment.provider
+        if provider in BUILTIN_PROVIDERS:
+            return
+        if provider not in self._providers:
+            raise CatalogError(
+                f"{where}: provider: {provider!r} is neither built in "
+                f"({', '.join(BUILTIN_PROVIDERS)}) nor declared under providers"
+            )
+        if model.modality != "text":
+            raise CatalogError(
+                f"{where}: provider: {provider!r} serves chat (text) models only, "
+                f"{model.id!r} is {model.modality}"
+            )
 
     def _check_provider(self, entry: ModelEntry) -> None:
         """A model's provider is built in, or declared and able to serve it (chat, priced)."""
@@ -76,9 +131,10 @@ class Catalog:
                 f"{where}: provider: {entry.provider!r} is neither built in "
                 f"({', '.join(BUILTIN_PROVIDERS)}) nor declared under providers"
             )
-        if entry.modality != "text":
+        if entry.modality not in ("text", "embedding"):
             raise CatalogError(
-                f"{where}: modality: provider {entry.provider!r} serves chat (text) models only"
+                f"{where}: modality: provider {entry.provider!r} serves chat (text) and "
+                "embedding models only"
             )
         if not entry.is_priced:
             raise CatalogError(
@@ -105,6 +161,25 @@ class Catalog:
     def providers(self) -> Mapping[str, ProviderEntry]:
         """The providers declared by configuration, by name (the built-in ones are not here)."""
         return self._providers
+
+    def routing(self, model_id: str) -> ModelRouting | None:
+        """The `routing:` entry of the model `model_id` (deployments, balance, fallbacks)."""
+        return self._routing.get(model_id)
+
+    def deployments(self, entry: ModelEntry) -> tuple[Deployment, ...]:
+        """Who serves `entry`: its routing's deployments, else its own provider alone."""
+        routing = self._routing.get(entry.id)
+        if routing is not None and routing.deployments:
+            return routing.deployments
+        return (Deployment(provider=entry.provider),)
+
+    def fallbacks(self, entry: ModelEntry) -> tuple[ModelEntry, ...]:
+        """The enabled models configured to stand in for `entry`, in order."""
+        routing = self._routing.get(entry.id)
+        if routing is None:
+            return ()
+        found = (self.find(name) for name in routing.fallbacks)
+        return tuple(model for model in found if model is not None)
 
     @property
     def models(self) -> tuple[ModelEntry, ...]:

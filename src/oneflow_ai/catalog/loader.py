@@ -28,13 +28,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oneflow_ai.catalog.catalog import Catalog
+from oneflow_ai.catalog.deployments import ModelRouting
 from oneflow_ai.catalog.errors import CatalogError
 from oneflow_ai.catalog.schema import ModelEntry, PriceSource, ProviderEntry
 
 __all__ = ["load_catalog", "merge_catalog_data", "packaged_catalog", "parse_catalog"]
 
 _PACKAGED = "models.yaml"
-_TOP_LEVEL = frozenset({"price_table_version", "prices_as_of", "sources", "providers", "models"})
+_TOP_LEVEL = frozenset(
+    {"price_table_version", "prices_as_of", "sources", "providers", "models", "routing"}
+)
 
 
 class _Header(BaseModel):
@@ -89,7 +92,7 @@ def parse_catalog(data: Mapping[str, object], *, origin: str = "catalog") -> Cat
         raise CatalogError(f"catalog ({origin}): unknown top-level key {unknown[0]!r}")
     try:
         header = _Header.model_validate(
-            {k: v for k, v in data.items() if k not in ("models", "providers")}
+            {k: v for k, v in data.items() if k not in ("models", "providers", "routing")}
         )
     except ValidationError as exc:
         raise CatalogError(f"catalog ({origin}): {_describe(exc)}") from None
@@ -105,7 +108,24 @@ def parse_catalog(data: Mapping[str, object], *, origin: str = "catalog") -> Cat
         sources=header.sources,
         models=entries,
         providers=_parse_providers(data.get("providers"), origin),
+        routing=_parse_routing(data.get("routing"), origin),
     )
+
+
+def _parse_routing(data: object, origin: str) -> dict[str, ModelRouting]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise CatalogError(f"catalog ({origin}): routing: must be a mapping of model to routing")
+    routing = {}
+    for name, raw in data.items():
+        if not isinstance(raw, Mapping):
+            raise CatalogError(f"catalog routing {name!r}: must be a mapping of fields")
+        try:
+            routing[str(name)] = ModelRouting.model_validate(_str_keys(raw))
+        except ValidationError as exc:
+            raise CatalogError(f"catalog routing {name!r}: {_describe(exc)}") from None
+    return routing
 
 
 def _parse_providers(data: object, origin: str) -> list[ProviderEntry]:

@@ -25,6 +25,7 @@ from oneflow_ai.domain.money import as_decimal
 __all__ = [
     "AUTH_STYLES",
     "BUILTIN_PROVIDERS",
+    "DEPLOYMENT_PLACEHOLDER",
     "AuthStyle",
     "ImagePrice",
     "LatencyPrior",
@@ -46,7 +47,9 @@ AuthStyle = Literal["bearer", "api-key", "none"]
 most compatible APIs'), an `api-key: <key>` header (Azure OpenAI), or no credential at all (a
 server of one's own)."""
 AUTH_STYLES: tuple[AuthStyle, ...] = get_args(AuthStyle)
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "embedding", "transcription"]
+"""`audio` is speech synthesis (text in, audio out); `transcription` is speech to text;
+`embedding` turns text into vectors."""
 #: ``claude_approx`` is OneFlow's documented estimate for Claude (see ``billing.tokenizer``).
 TokenizerName = Literal["cl100k_base", "o200k_base", "claude_approx"]
 
@@ -92,17 +95,28 @@ class ImagePrice(_Frozen):
 class Pricing(_Frozen):
     """Prices of one model in USD. Which fields apply depends on the model's modality.
 
-    text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens);
+    text: ``input_per_mtok`` and ``output_per_mtok`` (per 1M tokens), and optionally the
+    prices of the prompt-cache token classes: ``cached_input_per_mtok`` (OpenAI's cached
+    input, Anthropic's cache reads), ``cache_write_5m_per_mtok`` and
+    ``cache_write_1h_per_mtok`` (Anthropic's 5-minute and 1-hour cache writes); a class
+    without its own price is billed at ``input_per_mtok``;
     image: ``per_image`` rows by size and quality, with the defaults used when a request
-    names none; audio: ``per_1k_characters`` (per 1,000 input characters).
+    names none; audio: ``per_1k_characters`` (per 1,000 input characters); embedding:
+    ``input_per_mtok`` alone; transcription: ``per_minute`` (per minute of input audio, billed
+    by the second).
     """
 
     input_per_mtok: Price | None = None
     output_per_mtok: Price | None = None
+    # Token classes billed apart from plain input (per 1M tokens). None: the input price.
+    cached_input_per_mtok: Price | None = None
+    cache_write_5m_per_mtok: Price | None = None
+    cache_write_1h_per_mtok: Price | None = None
     per_image: tuple[ImagePrice, ...] = ()
     default_image_size: str | None = None
     default_image_quality: str | None = None
     per_1k_characters: Price | None = None
+    per_minute: Price | None = None
 
     def image_price(self, size: str | None, quality: str | None) -> ImagePrice | None:
         """The first ``per_image`` row matching ``size``/``quality`` (defaults when ``None``)."""
@@ -144,6 +158,10 @@ class ModelEntry(_Frozen):
 
     A model is billable when it is ``free`` or has ``pricing``; a model with neither is kept
     (so it can be listed) but refused by billing (:attr:`is_priced` is ``False``).
+
+    An embedding model has a ``tokenizer``, a ``context_window`` (the most tokens one input
+    may have) and ``dimensions`` (the length of its vectors); ``reducible_dimensions`` says
+    whether a request may ask for shorter vectors (OpenAI's ``dimensions`` parameter).
     """
 
     id: str = Field(min_length=1)
@@ -155,11 +173,29 @@ class ModelEntry(_Frozen):
     context_window: int | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0)
     tokenizer: TokenizerName | None = None
+    dimensions: int | None = Field(default=None, gt=0)
+    reducible_dimensions: bool = False
     quality: float = Field(ge=0, le=1)
     latency: LatencyPrior
     free: bool = False
     pricing: Pricing | None = None
     price_source: str | None = None
+    # ---- models and prices (issue 15): what the model takes, and how sure the prices are
+    #: The model accepts images in its prompt (OpenAI `image_url` parts, Anthropic `image`).
+    image_input: bool = False
+    #: The model reasons before answering: it takes OpenAI's `reasoning_effort` (OpenAI
+    #: models) or Anthropic's `thinking` (Claude models), and reports reasoning tokens.
+    reasoning: bool = False
+    #: The date this row's prices were read (the catalog's `prices_as_of` when not given).
+    prices_as_of: date | None = None
+    #: False when the price could not be read from the vendor's own page (the row's comment
+    #: and its source's note say where it came from instead).
+    price_verified: bool = True
+    #: Whether automatic routing (a request naming no model; the router's strategy-ranked
+    #: fallbacks) may choose this model. False: served only when named (as the model, or as
+    #: a configured or requested fallback).
+    auto_route: bool = True
+    # ---- end of models and prices
 
     @property
     def is_priced(self) -> bool:
@@ -177,14 +213,26 @@ class ModelEntry(_Frozen):
             for name in ("tokenizer", "context_window", "max_output_tokens"):
                 if getattr(self, name) is None:
                     raise ValueError(f"{name}: required for a text model")
+        if self.modality == "embedding":
+            for name in ("tokenizer", "context_window", "dimensions"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: required for an embedding model")
+            if self.max_output_tokens is not None:
+                raise ValueError("max_output_tokens: an embedding model writes no tokens")
+        elif self.dimensions is not None or self.reducible_dimensions:
+            raise ValueError(
+                f"dimensions: only embedding models have them, this is {self.modality}"
+            )
         if (
             self.context_window is not None
             and self.max_output_tokens is not None
             and self.max_output_tokens > self.context_window
         ):
             raise ValueError("max_output_tokens: larger than context_window")
-        if self.modality != "text" and self.tokenizer is not None:
-            raise ValueError(f"tokenizer: only text models have one, this is {self.modality}")
+        if self.modality not in ("text", "embedding") and self.tokenizer is not None:
+            raise ValueError(
+                f"tokenizer: only text and embedding models have one, this is {self.modality}"
+            )
         if self.free and self.pricing is not None:
             raise ValueError("free: a free model must not also have pricing")
         if self.pricing is not None:
@@ -196,20 +244,33 @@ class ModelEntry(_Frozen):
         return self
 
 
+_PRICE_FIELDS: dict[Modality, tuple[str, ...]] = {
+    "text": ("input_per_mtok", "output_per_mtok"),
+    "image": ("per_image",),
+    "audio": ("per_1k_characters",),
+    "embedding": ("input_per_mtok",),
+    "transcription": ("per_minute",),
+}
+
+_TOKEN_CLASS_PRICES = (
+    "cached_input_per_mtok",
+    "cache_write_5m_per_mtok",
+    "cache_write_1h_per_mtok",
+)
+
+
 def _check_pricing_fits(modality: Modality, pricing: Pricing) -> None:
-    needed: dict[Modality, tuple[str, ...]] = {
-        "text": ("input_per_mtok", "output_per_mtok"),
-        "image": ("per_image",),
-        "audio": ("per_1k_characters",),
-    }
-    for name in needed[modality]:
+    needed = _PRICE_FIELDS[modality]
+    for name in needed:
         if getattr(pricing, name) in (None, ()):
             raise ValueError(f"pricing.{name}: required for a {modality} model")
-    for other, names in needed.items():
-        if other == modality:
-            continue
+    for names in _PRICE_FIELDS.values():
         for name in names:
-            if getattr(pricing, name) not in (None, ()):
+            if name not in needed and getattr(pricing, name) not in (None, ()):
+                raise ValueError(f"pricing.{name}: not used by a {modality} model")
+    if modality != "text":
+        for name in _TOKEN_CLASS_PRICES:
+            if getattr(pricing, name) is not None:
                 raise ValueError(f"pricing.{name}: not used by a {modality} model")
     if modality == "image" and pricing.image_price(None, None) is None:
         raise ValueError(
@@ -224,7 +285,9 @@ class ProviderEntry(_Frozen):
     `PROVIDER_API_KEYS` (a JSON object of provider name to key), never this file; `headers`
     and `query` are sent with every request (`query: {api-version: ...}` for Azure). Its models
     are catalog models with `provider: <name>`, text models with prices (zero allowed, or
-    `free: true`)."""
+    `free: true`). `chat_path` is the chat endpoint after `base_url`; `{deployment}` in it
+    is replaced by the name the provider knows the model by (Azure OpenAI's
+    `/openai/deployments/{deployment}/chat/completions`)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,47}$")
     api: Literal["openai"] = "openai"
@@ -232,6 +295,7 @@ class ProviderEntry(_Frozen):
     auth: AuthStyle
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
+    chat_path: str = "/chat/completions"
     connect_timeout: float | None = Field(default=None, gt=0)
     read_timeout: float | None = Field(default=None, gt=0)
 
@@ -241,6 +305,16 @@ class ProviderEntry(_Frozen):
         if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("chat_path")
+    @classmethod
+    def _chat_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() or c in "?#" for c in value):
+            raise ValueError("must be a path starting with / (no query: use `query`)")
+        rest = value.replace(DEPLOYMENT_PLACEHOLDER, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"the only placeholder is {DEPLOYMENT_PLACEHOLDER}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ProviderEntry:
@@ -255,4 +329,6 @@ class ProviderEntry(_Frozen):
         return self
 
 
+#: In `ProviderEntry.chat_path`: the name the provider knows the model by.
+DEPLOYMENT_PLACEHOLDER = "{deployment}"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})

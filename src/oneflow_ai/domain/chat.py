@@ -20,12 +20,16 @@ from typing import Any, Literal
 from oneflow_ai.domain.usage import Usage
 
 __all__ = [
+    "REASONING_EFFORTS",
+    "TOKEN_CLASSES",
     "ChatRequest",
     "ChatResponse",
     "ContentPart",
     "FinishReason",
     "ImagePart",
     "Message",
+    "Reasoning",
+    "ReasoningEffort",
     "ResponseFormat",
     "Role",
     "StreamEvent",
@@ -34,6 +38,7 @@ __all__ = [
     "StreamUsage",
     "TextDelta",
     "TextPart",
+    "ThinkingDelta",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -101,6 +106,55 @@ class ResponseFormat:
     name: str | None = None
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+REASONING_EFFORTS: tuple[ReasoningEffort, ...] = (
+    "none",
+    "minimal",
+    "low",
+    "medium",
+    "high",
+    "xhigh",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """How much a reasoning model may think before it answers: OpenAI's `reasoning_effort`
+    (`effort`) or Anthropic's `thinking` token budget (`budget_tokens`), whichever the caller
+    gave; the provider of the other dialect gets the documented equivalent (docs/dialects.md).
+    `effort="none"` (or Anthropic's `thinking: {"type": "disabled"}` ... which asks for nothing
+    and is not carried) turns thinking off where the model allows it."""
+
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
+
+    def as_effort(self) -> ReasoningEffort | None:
+        """OpenAI's `reasoning_effort` for this setting (a budget maps to the effort whose
+        budget it reaches: below 4,096 tokens low, below 16,384 medium, else high)."""
+        if self.effort is not None or self.budget_tokens is None:
+            return self.effort
+        if self.budget_tokens < _BUDGETS["medium"]:
+            return "low"
+        return "medium" if self.budget_tokens < _BUDGETS["high"] else "high"
+
+    def as_budget(self) -> int | None:
+        """Anthropic's `thinking.budget_tokens` for this setting (None: no thinking)."""
+        if self.budget_tokens is not None:
+            return self.budget_tokens
+        return _BUDGETS.get(self.effort) if self.effort is not None else None
+
+
+#: The thinking budget (tokens) each OpenAI effort maps to on Claude models (docs/dialects.md);
+#: `none` maps to no thinking.
+_BUDGETS: dict[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 4096,
+    "high": 16384,
+    "xhigh": 32768,
+}
+
+
 @dataclass(slots=True)
 class ChatRequest:
     model: str
@@ -116,6 +170,7 @@ class ChatRequest:
     user: str | None = None
     response_format: ResponseFormat | None = None
     parallel_tool_calls: bool | None = None  # False: at most one tool call per answer
+    reasoning: Reasoning | None = None  # for the models that reason (catalog `reasoning`)
     # The caller's body as received, the dialect it is in, and the fields of it this request
     # does not carry (see the module docstring).
     raw: dict[str, Any] | None = None
@@ -167,6 +222,18 @@ class ToolCallDelta:
 
 
 @dataclass(slots=True)
+class ThinkingDelta:
+    """A piece of a Claude model's thinking (its `thinking` block), or, with `signature`, the
+    block's signature, or, with `redacted`, a whole `redacted_thinking` block's data. Only the
+    Anthropic dialect shows them; a caller sends the block back as it came, so they pass
+    through unchanged."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@dataclass(slots=True)
 class StreamFinish:
     reason: FinishReason
 
@@ -174,10 +241,40 @@ class StreamFinish:
 @dataclass(slots=True)
 class StreamUsage:
     """Usage reported by the provider during a stream; later reports supersede earlier ones
-    field by field (Anthropic sends input tokens first and output tokens at the end)."""
+    field by field (Anthropic sends input tokens first and output tokens at the end). The
+    token classes are parts of the totals, as in :class:`~oneflow_ai.domain.usage.Usage`."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @classmethod
+    def of(cls, usage: Usage) -> StreamUsage:
+        """The whole of ``usage`` as one report."""
+        return cls(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_5m_tokens,
+            usage.cache_write_1h_tokens,
+            usage.reasoning_tokens,
+        )
+
+    def classes(self) -> dict[str, int]:
+        """The token classes this report gives (those it leaves out are not here)."""
+        return {name: value for name in TOKEN_CLASSES if (value := getattr(self, name)) is not None}
 
 
-StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage
+#: The token classes within a usage's totals (field names of `Usage` and `StreamUsage`).
+TOKEN_CLASSES = (
+    "cached_input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+
+
+StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ThinkingDelta

@@ -90,10 +90,12 @@ class RequestOutcome:
 class UsageRecord:
     """One row of ``usage_records``; ``status >= 400`` counts as an error.
 
-    ``cached_input_tokens`` (input tokens read from the provider's prompt cache, part of
+    ``cached_input_tokens`` (input tokens read from the provider's prompt cache),
+    ``cache_write_5m_tokens`` / ``cache_write_1h_tokens`` (written to it; all three part of
     ``input_tokens``) and ``reasoning_tokens`` (part of ``output_tokens``) are the token
-    classes providers report besides the totals; ``cache_hit`` marks an answer served from
-    OneFlow's response cache and ``credits_saved`` the micro-credits it was not charged.
+    classes providers report besides the totals (see :class:`~oneflow_ai.domain.usage.Usage`);
+    ``cache_hit`` marks an answer served from OneFlow's response cache and ``credits_saved``
+    the micro-credits it was not charged.
     """
 
     request_id: str
@@ -118,7 +120,10 @@ class UsageRecord:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cache_hit: bool = False
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     route: RequestRoute | None = None
+    audio_seconds: int = 0
     credits_saved: int = 0  # micro-credits a response-cache hit did not charge
 
     @property

@@ -24,7 +24,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent, TextDelta
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.observability.logging import Redactor
@@ -192,6 +194,21 @@ def _prompt(call: Call, redact: BodyRedactor) -> dict[str, Any]:
         }
     if isinstance(request, ImageRequest):
         return {"model": request.model, "prompt": redact.text(request.prompt), "n": request.n}
+    if isinstance(request, EmbeddingRequest):
+        return {
+            "model": request.model,
+            "input": [
+                redact.text(item) if isinstance(item, str) else f"<{len(item)} tokens>"
+                for item in request.inputs
+            ],
+        }
+    if isinstance(request, TranscriptionRequest):
+        return {
+            "model": request.model,
+            "file": request.filename,
+            "bytes": len(request.audio),
+            "prompt": redact.text(request.prompt) if request.prompt is not None else None,
+        }
     return {"model": request.model, "input": redact.text(request.input)}
 
 
@@ -203,6 +220,11 @@ def _answer(call: Call, capture: _Capture, redact: BodyRedactor) -> dict[str, An
         return {"images": len(answer.images)}
     if isinstance(answer, SpeechResponse):
         return {"characters": answer.usage.characters, "content_type": answer.content_type}
+    if isinstance(answer, EmbeddingResponse):
+        dimensions = len(answer.vectors[0]) if answer.vectors else 0
+        return {"vectors": len(answer.vectors), "dimensions": dimensions}
+    if isinstance(answer, TranscriptionResponse):
+        return {"text": redact.text(answer.text), "audio_seconds": answer.usage.audio_seconds}
     if capture.streamed:
         return {"text": redact.text("".join(capture.streamed))}
     return None

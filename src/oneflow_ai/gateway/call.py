@@ -11,9 +11,12 @@ from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.catalog import Modality
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
+from oneflow_ai.gateway.reasoning import unhonoured_reasoning
 from oneflow_ai.limits import RateDecision
 from oneflow_ai.providers.registry import Route
 from oneflow_ai.routing.reasons import RouteReason
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from oneflow_ai.gateway.estimate import TokenEstimator
 
 __all__ = [
+    "Answer",
     "Attempt",
     "CacheDirective",
     "CacheResult",
@@ -30,16 +34,25 @@ __all__ = [
     "Call",
     "Operation",
     "Outcome",
+    "Payload",
 ]
 
-Operation = Literal["chat", "image", "speech"]
+Operation = Literal["chat", "image", "speech", "embedding", "transcription"]
+Payload = ChatRequest | ImageRequest | SpeechRequest | EmbeddingRequest | TranscriptionRequest
+Answer = ChatResponse | ImageResponse | SpeechResponse | EmbeddingResponse | TranscriptionResponse
 Outcome = Literal["ok", "error", "cut_off", "cancelled"]
 """`ok`: answered in full; `error`: failed before any content reached the caller;
 `cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
 
 CacheResult = Literal["hit", "miss", "bypass"]
 
-_MODALITY: dict[Operation, Modality] = {"chat": "text", "image": "image", "speech": "audio"}
+_MODALITY: dict[Operation, Modality] = {
+    "chat": "text",
+    "image": "image",
+    "speech": "audio",
+    "embedding": "embedding",
+    "transcription": "transcription",
+}
 
 
 @dataclass(slots=True)
@@ -87,7 +100,8 @@ class Call:
     """What was asked, by whom, and (as it runs) what happened.
 
     Set by the edge: `request_id`, `principal`, `operation`, `request`, `model` (as the caller
-    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`.
+    named it: a catalog id, an alias, `auto` or a strategy name), `strategy`, `stream`,
+    `requested_fallbacks` (with `fallbacks_param`).
     Set by the pipeline before the pre-hooks: `candidates` (primary first, then fallbacks; a
     pre-hook may reorder or trim them), `route_reason` (why the primary, in a few words) and,
     when OneFlow chooses the model, `estimated_input_tokens` (a rough count the choice was
@@ -101,10 +115,14 @@ class Call:
     request_id: str
     principal: Principal
     operation: Operation
-    request: ChatRequest | ImageRequest | SpeechRequest
+    request: Payload
     model: str
     strategy: str | None = None
     stream: bool = False
+    # The fallback models the caller named (body `models` or the X-OneFlow-Fallbacks header;
+    # None: the catalog's for the model), and where it named them (for errors).
+    requested_fallbacks: tuple[str, ...] | None = None
+    fallbacks_param: str = "models"
     started_at: float = field(default_factory=time.perf_counter)
     estimated_input_tokens: int = 0
     candidates: list[Route] = field(default_factory=list)
@@ -116,7 +134,7 @@ class Call:
     cost: Cost | None = None
     outcome: Outcome | None = None
     error: GatewayError | None = None
-    answer: ChatResponse | ImageResponse | SpeechResponse | None = None  # not for streams
+    answer: Answer | None = None  # not for streams
     first_content_ms: float | None = None
     finished_at: float | None = None
     rate_limit: RateDecision | None = None  # the caller's tightest window, when one applies
@@ -130,23 +148,45 @@ class Call:
         return _MODALITY[self.operation]
 
     def prompt_tokens(self, estimator: TokenEstimator, entry: ModelEntry | None) -> int:
-        """A chat call's input tokens on `entry`'s tokenizer, counted once per tokenizer (the
-        rate-limit and ledger hooks both need them, with the gateway's one estimator)."""
+        """A chat or embedding call's input tokens on `entry`'s tokenizer, counted once per
+        tokenizer (the rate-limit and ledger hooks both need them, with the gateway's one
+        estimator)."""
         tokenizer = entry.tokenizer if entry is not None else None
         counted = self._prompt_tokens.get(tokenizer)
         if counted is None:
-            counted = estimator.prompt_tokens(cast(ChatRequest, self.request), entry)
+            request = self.request
+            if isinstance(request, EmbeddingRequest):
+                counted = sum(self.input_token_counts(estimator, entry))
+            else:
+                counted = estimator.prompt_tokens(cast(ChatRequest, request), entry)
             self._prompt_tokens[tokenizer] = counted
         return counted
+
+    def input_token_counts(self, estimator: TokenEstimator, entry: ModelEntry | None) -> list[int]:
+        """An embedding call's tokens, input by input (a token array counts its length),
+        counted once per tokenizer."""
+        key = f"embedding.tokens.{entry.tokenizer if entry is not None else None}"
+        counted = self.state.get(key)
+        if isinstance(counted, list):
+            return counted
+        request = cast(EmbeddingRequest, self.request)
+        counts = [
+            estimator.text_tokens(item, entry) if isinstance(item, str) else len(item)
+            for item in request.inputs
+        ]
+        self.state[key] = counts
+        return counts
 
     @property
     def ignored_params(self) -> tuple[str, ...]:
         """The caller's chat fields the answering model could not honour: those only its own
         dialect carries (`ChatRequest.dialect_only`), when the model speaks the other one."""
         request, route = self.request, self.route
-        if route is None or not isinstance(request, ChatRequest) or not request.dialect_only:
+        if route is None or not isinstance(request, ChatRequest):
             return ()
-        return request.dialect_only if route.dialect != request.raw_dialect else ()
+        named = request.dialect_only if route.dialect != request.raw_dialect else ()
+        reasoning = unhonoured_reasoning(request, route.entry, route.dialect or "")
+        return (*named, reasoning) if reasoning is not None else named
 
     @property
     def latency_ms(self) -> float:

@@ -8,7 +8,8 @@ they need. For every call the pipeline runs
    a `ShortCircuit` (a cached answer); the hooks after it do not run, and no provider is called.
 2. the provider call (with fallbacks down `call.candidates`);
 3. for streams, `on_stream_open(call, delivered)` of each hook once the stream has started
-   (`delivered()` tells, whenever asked, what the caller has received so far), then
+   (`delivered()` tells, whenever asked, what the caller has received so far; it may return
+   an awaitable that the stream waits for before anything reaches the caller), then
    `on_stream_event(call, event)` of each hook for every event as it arrives (synchronous and
    cheap: it runs on the hot path);
 4. `after(call)` of every hook whose `before` ran, **in reverse order**, whatever happened:
@@ -23,7 +24,7 @@ shown to the caller, whose answer is already made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -57,7 +58,9 @@ class Hook:
     async def before(self, call: Call) -> ShortCircuit | None:
         return None
 
-    def on_stream_open(self, call: Call, delivered: Callable[[], Usage]) -> None:
+    def on_stream_open(
+        self, call: Call, delivered: Callable[[], Usage]
+    ) -> Awaitable[object] | None:
         return None
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:

@@ -21,7 +21,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import cast
 
@@ -31,8 +31,17 @@ from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.reservation import Reservation
-from oneflow_ai.domain.chat import ChatRequest, StreamEvent, StreamUsage, TextDelta, ToolCallDelta
+from oneflow_ai.domain.chat import (
+    ChatRequest,
+    StreamEvent,
+    StreamUsage,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
+from oneflow_ai.domain.embeddings import EmbeddingRequest
 from oneflow_ai.domain.media import ImageRequest
+from oneflow_ai.domain.transcription import TranscriptionRequest
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
@@ -71,10 +80,12 @@ class LedgerHook(Hook):
         )
         return None
 
-    def on_stream_open(self, call: Call, delivered: Callable[[], Usage]) -> None:
+    def on_stream_open(
+        self, call: Call, delivered: Callable[[], Usage]
+    ) -> Awaitable[object] | None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
         if reservation is None:
-            return
+            return None
         pricing = self._pricing
 
         def probe() -> Delivered | None:
@@ -87,7 +98,7 @@ class LedgerHook(Hook):
             except PricingError:
                 return None
 
-        self._ledger.track(reservation, probe)
+        return self._ledger.track(reservation, probe)
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
@@ -102,6 +113,9 @@ class LedgerHook(Hook):
         elif isinstance(event, ToolCallDelta):
             entry = call.route.entry if call.route is not None else None
             counted += self._estimator.text_tokens((event.name or "") + event.arguments, entry)
+        elif isinstance(event, ThinkingDelta) and event.text:  # thinking is billed as output
+            entry = call.route.entry if call.route is not None else None
+            counted += self._estimator.text_tokens(event.text, entry)
         elif isinstance(event, StreamUsage) and event.output_tokens is not None:
             counted = max(counted, event.output_tokens)
         else:
@@ -160,7 +174,14 @@ class LedgerHook(Hook):
             entry = route.entry
             if isinstance(request, ChatRequest):
                 prompt_tokens = call.prompt_tokens(self._estimator, entry)
-                costs.append(self._pricing.max_cost(entry.id, prompt_tokens, request.max_tokens))
+                costs.append(
+                    self._pricing.max_cost(
+                        entry.id,
+                        prompt_tokens,
+                        request.max_tokens,
+                        cache_writes=asks_cache_writes(request),
+                    )
+                )
             elif isinstance(request, ImageRequest):
                 costs.append(
                     self._pricing.max_cost(
@@ -170,9 +191,32 @@ class LedgerHook(Hook):
                         image_quality=request.quality,
                     )
                 )
+            elif isinstance(request, EmbeddingRequest):
+                prompt_tokens = call.prompt_tokens(self._estimator, entry)
+                costs.append(self._pricing.max_cost(entry.id, prompt_tokens))
+            elif isinstance(request, TranscriptionRequest):
+                seconds = request.max_seconds
+                costs.append(self._pricing.max_cost(entry.id, audio_seconds=seconds))
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)
+
+
+def asks_cache_writes(request: ChatRequest) -> bool:
+    """Whether the caller's body marks any part of its prompt for the provider's cache
+    (Anthropic's `cache_control`): only such a request can be billed cache writes."""
+    raw = request.raw
+    return raw is not None and request.raw_dialect == "anthropic" and _mentions(raw)
+
+
+def _mentions(value: object, depth: int = 0) -> bool:
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return "cache_control" in value or any(_mentions(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, depth + 1) for v in value)
+    return False
 
 
 class RefusalHook(Hook):

@@ -1,14 +1,14 @@
 """Rate limits as a pipeline pre-hook: the limiter of `limits/` admits each model call.
 
-Before the call: one request and the input tokens OneFlow counts (on the planned model's
-tokenizer; counted only when a tokens-per-minute window applies) are charged to the caller,
-its project and the planned model's provider; a refusal is the limiter's 429 (`Retry-After`,
-`X-RateLimit-*`) and no provider is called. The decision is kept as the call's `rate_limit`;
-the edge renders it as `X-RateLimit-*` headers. An answer from the response cache counts like
-a live one unless `count_cache_hits` is off (CACHE_COUNTS_RATE_LIMITS). After the call: the
-tokens the answer really used beyond that count are added to the token windows (never
-refused). Exempt callers (the
-master key, unlimited keys) cost nothing.
+Before the call: one request and the input tokens OneFlow counts (of chat and embedding
+calls, on the planned model's tokenizer; counted only when a tokens-per-minute window
+applies) are charged to the caller, its project and the planned model's provider; a refusal
+is the limiter's 429 (`Retry-After`, `X-RateLimit-*`) and no provider is called. The decision
+is kept as the call's `rate_limit`; the edge renders it as `X-RateLimit-*` headers. An answer
+from the response cache counts like a live one unless `count_cache_hits` is off
+(CACHE_COUNTS_RATE_LIMITS). After the call: the tokens the answer really used beyond that
+count are added to the token windows (never refused). Exempt callers (the master key,
+unlimited keys) cost nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from oneflow_ai.limits import RateLimiter
 __all__ = ["RateLimitHook"]
 
 _CHARGED = "rate_limit.tokens"
+#: The operations whose tokens count against tokens-per-minute limits.
+_TOKEN_OPERATIONS = ("chat", "embedding")
 
 
 class RateLimitHook(Hook):
@@ -44,7 +46,7 @@ class RateLimitHook(Hook):
         provider = route.provider_name if route is not None else None
         tokens = 0
         if (
-            call.operation == "chat"
+            call.operation in _TOKEN_OPERATIONS
             and route is not None
             and self._limiter.counts_tokens(call.principal, provider=provider)
         ):
@@ -57,7 +59,12 @@ class RateLimitHook(Hook):
 
     async def after(self, call: Call) -> None:
         usage, route = call.usage, call.route
-        if self._exempt(call) or usage is None or route is None or call.operation != "chat":
+        if (
+            self._exempt(call)
+            or usage is None
+            or route is None
+            or call.operation not in _TOKEN_OPERATIONS
+        ):
             return
         charged = call.state.get(_CHARGED, 0)
         beyond = (

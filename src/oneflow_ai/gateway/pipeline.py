@@ -28,6 +28,7 @@ from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import ModelEntry
+from oneflow_ai.domain.audio import whole_seconds
 from oneflow_ai.domain.chat import (
     ChatRequest,
     ChatResponse,
@@ -36,29 +37,37 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCallDelta,
 )
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
     BadRequestError,
     GatewayError,
     ProviderError,
 )
-from oneflow_ai.gateway.call import Attempt, Call
+from oneflow_ai.gateway import embeddings
+from oneflow_ai.gateway.call import Answer, Attempt, Call
+from oneflow_ai.gateway.deployments import DeploymentPicker
+from oneflow_ai.gateway.embeddings import check_embedding, embedding_unfit
 from oneflow_ai.gateway.estimate import CharacterEstimator, TokenEstimator
 from oneflow_ai.gateway.hooks import CallSummary, Hook, ShortCircuit, UsageSink
 from oneflow_ai.gateway.planning import (
     EXPECTED_OUTPUT_TOKENS,
     ModelSelector,
     RouteQuery,
+    fallback_entries,
     select_by_router,
 )
+from oneflow_ai.gateway.reasoning import for_model
 from oneflow_ai.gateway.stream import ChatStream, response_events
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import ProviderRegistry, Route
 from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.fallback import Attempt as FallbackAttempt
 from oneflow_ai.resilience.fallback import AttemptRecord, run_with_fallbacks
-from oneflow_ai.routing.reasons import RouteReason, fell_back, requested
+from oneflow_ai.resilience.load import DeploymentLoad
+from oneflow_ai.routing.reasons import RouteReason, failed_over, fell_back, requested
 from oneflow_ai.routing.router import IntelligentRouter
 
 __all__ = ["Pipeline"]
@@ -86,6 +95,7 @@ class Pipeline:
         estimator: TokenEstimator | None = None,
         telemetry: Telemetry | None = None,
         breakers: CircuitBreakers | None = None,
+        load: DeploymentLoad | None = None,
     ) -> None:
         self.registry = registry
         self.pricing = pricing
@@ -97,6 +107,7 @@ class Pipeline:
         self.estimator: TokenEstimator = estimator or CharacterEstimator()
         self.telemetry = telemetry if telemetry is not None else Telemetry.disabled()
         self.breakers = breakers
+        self.deployments = DeploymentPicker(registry, breakers=breakers, load=load)
         self._background: set[asyncio.Task[None]] = set()
         self.open_streams: set[ChatStream] = set()  # being iterated (see `interrupt_streams`)
 
@@ -106,7 +117,7 @@ class Pipeline:
         request = cast(ChatRequest, call.request)
 
         async def invoke(route: Route) -> ChatResponse:
-            return await route.chat().chat(request, route.upstream_model)
+            return await route.chat().chat(for_model(request, route.entry), route.upstream_model)
 
         return await self._run(call, invoke, partial(self._chat_usage, call))
 
@@ -126,6 +137,23 @@ class Pipeline:
 
         return await self._run(call, invoke, lambda response: response.usage)
 
+    async def embed(self, call: Call) -> EmbeddingResponse:
+        request = cast(EmbeddingRequest, call.request)
+
+        async def invoke(route: Route) -> EmbeddingResponse:
+            asked = embeddings.for_model(request, route.entry)
+            return await route.embeddings().embed(asked, route.upstream_model)
+
+        return await self._run(call, invoke, partial(self._embedding_usage, call))
+
+    async def transcribe(self, call: Call) -> TranscriptionResponse:
+        request = cast(TranscriptionRequest, call.request)
+
+        async def invoke(route: Route) -> TranscriptionResponse:
+            return await route.transcriptions().transcribe(request, route.upstream_model)
+
+        return await self._run(call, invoke, partial(_transcription_usage, request))
+
     async def open_chat_stream(self, call: Call) -> ChatStream:
         """Start a streamed answer; returns once its first content is in hand (or raises the
         error of the last candidate tried, before anything reached the caller)."""
@@ -138,16 +166,17 @@ class Pipeline:
                 call.route = shortcut.route
                 response = cast(ChatResponse, shortcut.response)
                 events = response_events(response, shortcut.usage)
-                return ChatStream(self, call, entered, [], _iterate(events))
+                return await ChatStream(self, call, entered, [], _iterate(events)).opened()
 
             async def invoke(
                 route: Route,
             ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
-                return await _open(route.chat().stream_chat(request, route.upstream_model))
+                fitted = for_model(request, route.entry)
+                return await _open(route.chat().stream_chat(fitted, route.upstream_model))
 
             head, rest = await self._call_provider(call, invoke)
             call.first_content_ms = (time.perf_counter() - call.started_at) * 1000
-            return ChatStream(self, call, entered, head, rest)
+            return await ChatStream(self, call, entered, head, rest).opened()
         except GatewayError as exc:
             call.error, call.outcome = exc, "error"
             await self.finish(call, entered)
@@ -180,7 +209,7 @@ class Pipeline:
             else:
                 response = await self._call_provider(call, invoke)
                 usage = usage_of(response)
-            if isinstance(response, ChatResponse | ImageResponse | SpeechResponse):
+            if isinstance(response, Answer):
                 call.answer = response
             call.usage, call.cost, call.outcome = usage, self.price(call, usage), "ok"
             return response
@@ -205,16 +234,23 @@ class Pipeline:
 
     async def _call_provider(self, call: Call, invoke: Callable[[Route], Awaitable[R]]) -> R:
         """Down the candidates until one answers (`resilience.fallback` decides what falls
-        through); models whose circuit is open are skipped without a call. Each attempt is
-        timed, traced and counted."""
+        through); models whose circuit is open are skipped without a call. A model served by
+        several deployments is one turn down its deployments (`DeploymentPicker`). Each
+        upstream attempt is timed, traced and counted."""
         routes = {route.model: route for route in call.candidates}
         telemetry = self.telemetry
-        breakers = self.breakers
+        deployments = self.deployments
 
         async def attempt(turn: FallbackAttempt) -> R:
-            route = routes[turn.model]
-            if call.attempts:  # an earlier candidate failed: this is a fallback
-                _log_fallback(call.attempts[-1], route.model)
+            return await deployments.run(
+                routes[turn.model],
+                partial(one, turn),
+                tokens=partial(self._need_tokens, call, routes[turn.model].entry),
+            )
+
+        async def one(turn: FallbackAttempt, route: Route) -> R:
+            if call.attempts:  # an earlier candidate or deployment failed
+                _log_fallback(call.attempts[-1], route)
             call.route = route
             started = time.perf_counter()
             with telemetry.upstream_attempt(
@@ -238,12 +274,20 @@ class Pipeline:
             return result
 
         def open_for(model: str) -> float:
-            return breakers.open_for(routes[model].provider_name, model) if breakers else 0.0
+            return deployments.open_for(routes[model])
 
         result = await run_with_fallbacks(list(routes), attempt, open_for=open_for)
-        call.route, call.fallbacks = routes[result.model], result.fallbacks
+        call.fallbacks = result.fallbacks  # call.route: the deployment that answered
         if result.fallbacks:
             call.route_reason = _fallback_reason(result.attempts)
+        answered = call.route
+        passed = [
+            (a.provider, a.error.kind)
+            for a in call.attempts
+            if answered is not None and a.model == answered.model and a.error is not None
+        ]
+        if passed and answered is not None and call.route_reason is not None:
+            call.route_reason = failed_over(call.route_reason, passed, answered.provider_name)
         return result.value
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
@@ -293,25 +337,53 @@ class Pipeline:
             route = self.registry.resolve(call.model)
             ensure_model_allowed(call.principal, route.entry.id)
             self._check_concrete(call, route.entry)
-            call.candidates = [route]
+            fallbacks = self._fallbacks(call, [route.entry])
+            call.candidates = [route, *(self.registry.route(entry) for entry in fallbacks)]
             call.route_reason = requested(route.model)
             return
         if call.operation == "chat":  # a rough count before a model (and its tokenizer) is known
             call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
-        eligible = [
+        usable = [
             entry
             for entry in self.registry.available(call.modality)
-            if entry.is_priced and self._fits(call, entry) and may_use(call.principal, entry.id)
+            if entry.is_priced and may_use(call.principal, entry.id)
         ]
+        eligible = [entry for entry in usable if self._fits(call, entry)]
+        if call.operation == "embedding" and eligible:
+            call.estimated_input_tokens = call.prompt_tokens(self.estimator, eligible[0])
         chosen = self.selector(self._query(call, call.strategy), eligible)
         if not chosen.models:
+            if call.operation == "embedding" and usable:
+                embedding_unfit(call, usable, self.estimator)
             raise BadRequestError(
                 f"No available {call.modality} model can serve this request",
                 param="model",
                 code="no_model_available",
             )
-        call.candidates = [self.registry.route(entry) for entry in chosen.models]
+        models = [*chosen.models, *self._fallbacks(call, chosen.models)]
+        call.candidates = [self.registry.route(entry) for entry in models]
         call.route_reason = chosen.reason
+
+    def _fallbacks(self, call: Call, chosen: Sequence[ModelEntry]) -> list[ModelEntry]:
+        def usable(entry: ModelEntry) -> bool:
+            if not self.registry.is_available(entry):
+                return False
+            request = call.request
+            if isinstance(request, ImageRequest) and entry.pricing is not None:
+                return entry.pricing.image_price(request.size, request.quality) is not None
+            if call.operation == "chat" and not call.estimated_input_tokens:
+                call.estimated_input_tokens = call.prompt_tokens(self.estimator, None)
+            return self._fits(call, entry)
+
+        return fallback_entries(self.registry.catalog, call, chosen, usable=usable)
+
+    def _need_tokens(self, call: Call, entry: ModelEntry) -> int:
+        """What a chat call may use on `entry` (prompt plus the most it may answer), for the
+        headroom its deployments reported; 0 for other calls."""
+        request = call.request
+        if not isinstance(request, ChatRequest):
+            return 0
+        return call.prompt_tokens(self.estimator, entry) + (request.max_tokens or 0)
 
     def _check_concrete(self, call: Call, entry: ModelEntry) -> None:
         if entry.modality != call.modality:
@@ -325,6 +397,8 @@ class Pipeline:
                 f"The model '{entry.id}' has no price in the catalog and cannot be billed",
                 param="model",
             )
+        if call.operation == "embedding":
+            check_embedding(call, entry, self.estimator, strategy=False)
         if call.operation == "image" and entry.pricing is not None:
             request = cast(ImageRequest, call.request)
             if entry.pricing.image_price(request.size, request.quality) is None:
@@ -339,6 +413,12 @@ class Pipeline:
                 )
 
     def _fits(self, call: Call, entry: ModelEntry) -> bool:
+        if call.operation == "embedding":
+            try:
+                check_embedding(call, entry, self.estimator, strategy=True)
+            except BadRequestError:
+                return False
+            return True
         if call.operation != "chat" or entry.context_window is None:
             return True
         request = cast(ChatRequest, call.request)
@@ -361,6 +441,10 @@ class Pipeline:
                 image_size=request.size,
                 image_quality=request.quality,
             )
+        if isinstance(request, EmbeddingRequest):
+            return RouteQuery("embedding", strategy, input_tokens=call.estimated_input_tokens)
+        if isinstance(request, TranscriptionRequest):
+            return RouteQuery("transcription", strategy, audio_seconds=request.max_seconds)
         return RouteQuery("audio", strategy, characters=len(request.input))
 
     # ---- usage and cost ----------------------------------------------------------------
@@ -375,6 +459,12 @@ class Pipeline:
             output_tokens=self.estimator.text_tokens(text, entry),
             estimated=True,
         )
+
+    def _embedding_usage(self, call: Call, response: EmbeddingResponse) -> Usage:
+        if response.usage.input_tokens:
+            return response.usage
+        entry = call.route.entry if call.route is not None else None
+        return Usage(input_tokens=call.prompt_tokens(self.estimator, entry), estimated=True)
 
     def price(self, call: Call, usage: Usage) -> Cost:
         """The cost of `usage` on the call's model (zero, logged, if it cannot be priced); for
@@ -411,9 +501,28 @@ class Pipeline:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
-def _log_fallback(failed: Attempt, model: str) -> None:
+def _transcription_usage(request: TranscriptionRequest, response: TranscriptionResponse) -> Usage:
+    """The audio's length in whole seconds: as OneFlow read it from the file, else as the
+    provider reported it, else what was reserved (an estimate)."""
+    duration = request.duration if request.duration is not None else response.duration
+    if duration is None:
+        usage = Usage(audio_seconds=request.max_seconds, estimated=True)
+    else:
+        usage = Usage(audio_seconds=whole_seconds(duration))
+    response.usage = usage
+    return usage
+
+
+def _log_fallback(failed: Attempt, route: Route) -> None:
     kind = failed.error.kind if failed.error is not None else "error"
-    log.info("fallback", failed_model=failed.model, error=kind, next_model=model)
+    log.info(
+        "fallback",
+        failed_model=failed.model,
+        failed_provider=failed.provider,
+        error=kind,
+        next_model=route.model,
+        next_provider=route.provider_name,
+    )
 
 
 def _fallback_reason(records: Sequence[AttemptRecord]) -> RouteReason:

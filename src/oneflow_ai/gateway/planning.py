@@ -4,6 +4,12 @@ A caller names a catalog model (id or alias) or lets OneFlow choose: `auto` or a
 (`cost_optimized`, `latency_optimized`, `quality_optimized`, `balanced`) as the model, or the
 `X-OneFlow-Strategy` header with `auto`. A concrete model always wins over the header.
 
+After the chosen models come the fallbacks (`fallback_entries`): the ones the caller named
+(body `models` or `X-OneFlow-Fallbacks`), every one checked (unknown: 400; outside the key's
+allow-list: 403; another modality or unpriced: 400, each naming it), or else, for a concrete
+model, the catalog's `routing:` fallbacks the caller may use and that fit the request
+(silently left out otherwise: the caller did not ask for them).
+
 Choosing is a `ModelSelector`: given what the request needs and the eligible models, it returns
 a `Selection`: the models to try, best first (the first is the primary, the rest are
 fallbacks), and why in a few words. `select_by_router` asks the `IntelligentRouter` (strategy
@@ -14,20 +20,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from oneflow_ai.catalog import Modality, ModelEntry
+from oneflow_ai.auth.permissions import may_use
+from oneflow_ai.catalog import Catalog, Modality, ModelEntry
 from oneflow_ai.domain.usage import Usage
-from oneflow_ai.errors import BadRequestError
+from oneflow_ai.errors import BadRequestError, PermissionDeniedError
 from oneflow_ai.routing.reasons import RouteReason
 from oneflow_ai.routing.router import IntelligentRouter
+
+if TYPE_CHECKING:
+    from oneflow_ai.gateway.call import Call
 
 __all__ = [
     "AUTO",
     "DEFAULT_STRATEGY",
+    "MAX_REQUESTED_FALLBACKS",
     "STRATEGIES",
     "ModelSelector",
     "RouteQuery",
     "Selection",
+    "fallback_entries",
     "resolve_strategy",
     "select_by_router",
 ]
@@ -35,6 +48,8 @@ __all__ = [
 AUTO = "auto"
 STRATEGIES = ("cost_optimized", "latency_optimized", "quality_optimized", "balanced")
 DEFAULT_STRATEGY = "balanced"
+#: The most fallback models a caller may name in one request.
+MAX_REQUESTED_FALLBACKS = 8
 #: Expected answer length of a text request that sets no `max_tokens`, for comparing costs.
 EXPECTED_OUTPUT_TOKENS = 512
 
@@ -51,6 +66,7 @@ class RouteQuery:
     image_size: str | None = None
     image_quality: str | None = None
     characters: int = 0
+    audio_seconds: int = 0
 
     def usage(self) -> Usage:
         if self.modality == "text":
@@ -64,6 +80,10 @@ class RouteQuery:
                 image_quality=self.image_quality,
                 estimated=True,
             )
+        if self.modality == "embedding":
+            return Usage(input_tokens=self.input_tokens, estimated=True)
+        if self.modality == "transcription":
+            return Usage(audio_seconds=self.audio_seconds, estimated=True)
         return Usage(characters=self.characters, estimated=True)
 
 
@@ -113,8 +133,71 @@ def select_by_router(
         image_size=query.image_size,
         image_quality=query.image_quality,
         characters=query.characters,
+        audio_seconds=query.audio_seconds,
     )
     by_id = {entry.id: entry for entry in candidates}
     models = [by_id[model] for model in decision.chain if model in by_id]
     assert decision.summary is not None  # the router always explains its pick
     return Selection(models, decision.summary)
+
+
+def fallback_entries(
+    catalog: Catalog,
+    call: Call,
+    chosen: Sequence[ModelEntry],
+    *,
+    usable: Callable[[ModelEntry], bool],
+) -> list[ModelEntry]:
+    """The models to try after `chosen` (see the module docstring). `usable(entry)` says
+    whether this gateway serves `entry` and it fits the request (context window, image size)."""
+    have = {entry.id for entry in chosen}
+    out: list[ModelEntry] = []
+    if call.requested_fallbacks is None:
+        if call.strategy is not None or not chosen:
+            return out  # the router's chain already holds every eligible model
+        for entry in catalog.fallbacks(chosen[0]):
+            if (
+                entry.id not in have
+                and entry.modality == call.modality
+                and entry.is_priced
+                and may_use(call.principal, entry.id)
+                and usable(entry)
+            ):
+                have.add(entry.id)
+                out.append(entry)
+        return out
+    where = call.fallbacks_param
+    for name in call.requested_fallbacks:
+        found = catalog.find(name)
+        if found is None:
+            raise BadRequestError(
+                f"The fallback model '{name}' in {where} does not exist "
+                "(GET /v1/models lists the models)",
+                param=where,
+                code="model_not_found",
+            )
+        entry = found
+        if entry.id in have:
+            continue
+        if not may_use(call.principal, entry.id):
+            raise PermissionDeniedError(
+                f"This API key may not use the model '{entry.id}' (in {where})",
+                param=where,
+                code="model_not_allowed",
+            )
+        if entry.modality != call.modality:
+            raise BadRequestError(
+                f"The fallback model '{entry.id}' in {where} is a {entry.modality} model; this "
+                f"endpoint needs a {call.modality} model",
+                param=where,
+            )
+        if not entry.is_priced or not usable(entry):
+            raise BadRequestError(
+                f"The fallback model '{entry.id}' in {where} cannot serve this request on this "
+                "gateway (not configured, not priced, or the request does not fit it)",
+                param=where,
+                code="model_not_available",
+            )
+        have.add(entry.id)
+        out.append(entry)
+    return out

@@ -27,6 +27,7 @@ from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.body_log import BodyLogHook
 from oneflow_ai.gateway.cache_hook import CacheServer, ResponseCache
+from oneflow_ai.gateway.deployments import DeploymentCircuits, DeploymentPicker
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
@@ -36,6 +37,7 @@ from oneflow_ai.gateway.planning import select_by_router
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
+from oneflow_ai.providers.reachability import ProviderReachability
 from oneflow_ai.providers.registry import (
     ClientFactory,
     ProviderRegistry,
@@ -47,6 +49,7 @@ from oneflow_ai.resilience.breaker_set import CircuitBreakers
 from oneflow_ai.resilience.breaker_state import CircuitState
 from oneflow_ai.resilience.caller import RetryEvent
 from oneflow_ai.resilience.idempotency import IdempotencyStore
+from oneflow_ai.resilience.load import DeploymentLoad, LoadTrackingUpstream
 from oneflow_ai.resilience.setup import build_breakers, build_caller, build_idempotency_store
 from oneflow_ai.resilience.upstream_client import ResilientUpstream
 from oneflow_ai.routing.latency import LatencyTracker
@@ -103,6 +106,8 @@ class Services:
     # Prompts and answers of the projects that store them (the request log's bodies).
     bodies: BodyLogHook
     fake_providers: FakeProviders | None = None
+    # The providers declared by configuration that run: reachable or not (/ready warns).
+    reachability: ProviderReachability | None = None
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @classmethod
@@ -160,10 +165,12 @@ class Services:
             latency = build_latency_tracker(settings, catalog, redis)
             await latency.start()
             exit_stack.push_async_callback(latency.aclose)
-            router = build_router(settings, pricing, latency=latency, circuits=breakers)
-            factory = _resilient_clients(settings, breakers, telemetry, transport)
+            load = DeploymentLoad(tracked=_balanced_deployments(catalog))
+            factory = _resilient_clients(settings, breakers, telemetry, transport, load)
             registry = build_registry(settings, catalog, client_factory=factory)
             exit_stack.push_async_callback(registry.aclose)
+            circuits = DeploymentCircuits(DeploymentPicker(registry, breakers=breakers))
+            router = build_router(settings, pricing, latency=latency, circuits=circuits)
             # The ledger commits what is queued while the engine lives, and after the pipeline
             # has drained (closed in reverse order). It does not wait for the database: its first
             # round of maintenance reconciles the reservations a crashed process left, and
@@ -194,6 +201,7 @@ class Services:
                 selector=partial(select_by_router, router),
                 telemetry=telemetry,
                 breakers=breakers,
+                load=load,
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
@@ -216,6 +224,12 @@ class Services:
         except BaseException:
             await exit_stack.aclose()
             raise
+        reachability = ProviderReachability(
+            entry for entry in catalog.providers.values() if entry.name in registry
+        )
+        if reachability.providers:  # checked in the background: start-up never waits on it
+            check = asyncio.get_running_loop().create_task(reachability.warn_unreachable())
+            exit_stack.callback(check.cancel)
         if not registry.names:
             log.warning(
                 "no_provider_configured",
@@ -244,6 +258,7 @@ class Services:
             schema=await _watch_schema(engine),
             bodies=bodies,
             fake_providers=fakes,
+            reachability=reachability,
             exit_stack=exit_stack,
         )
 
@@ -365,9 +380,11 @@ def _resilient_clients(
     breakers: CircuitBreakers,
     telemetry: Telemetry,
     transport: ClientFactory | None = None,
+    load: DeploymentLoad | None = None,
 ) -> ClientFactory:
-    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys;
-    with tracing on, its requests carry the upstream attempt's `traceparent`."""
+    """Each provider's pooled client wrapped in its breakers, retries and idempotency keys,
+    and in the count of its calls in flight and rate-limit headroom (`load`); with tracing on,
+    its requests carry the upstream attempt's `traceparent`."""
     metrics = telemetry.metrics
     tracing = telemetry.tracing
     trace_context = tracing.inject if tracing.enabled else None
@@ -381,6 +398,23 @@ def _resilient_clients(
             client = default_client(provider, headers, trace_context=trace_context)
         else:
             client = transport(provider, headers)
-        return ResilientUpstream(client, caller)
+        resilient = ResilientUpstream(client, caller)
+        tracked = load.tracked if load is not None else frozenset()
+        if load is None or (
+            tracked is not None and not any(key.startswith(f"{provider.name}/") for key in tracked)
+        ):
+            return resilient  # serves no model balanced over deployments
+        return LoadTrackingUpstream(resilient, load)
 
     return factory
+
+
+def _balanced_deployments(catalog: Catalog) -> frozenset[str]:
+    """The `provider/model` keys of the deployments of models served by more than one (whose
+    load and rate-limit headroom are followed)."""
+    keys: set[str] = set()
+    for entry in catalog:
+        deployments = catalog.deployments(entry)
+        if len(deployments) > 1:
+            keys.update(f"{d.provider}/{d.upstream_model(entry.id)}" for d in deployments)
+    return frozenset(keys)

@@ -29,6 +29,7 @@ from oneflow_ai.domain.chat import (
     StreamStart,
     StreamUsage,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
 )
 from oneflow_ai.domain.usage import Usage
@@ -79,6 +80,7 @@ class ChatStream:
         self._counted_upto = 0  # ... of which OneFlow has counted the tokens
         self._counted_tokens = 0
         self._input_tokens: int | None = None
+        self._classes: dict[str, int] = {}  # token classes the provider reported
         self._output_tokens: int | None = None
         self._task: asyncio.Task[object] | None = None  # the one iterating `batches()`
         self._interruption: GatewayError | None = None
@@ -86,9 +88,24 @@ class ChatStream:
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
-        for hook in self._entered:
-            if type(hook).on_stream_open is not Hook.on_stream_open:
-                hook.on_stream_open(call, self.delivered)
+        self._opening = [
+            waiting
+            for hook in self._entered
+            if type(hook).on_stream_open is not Hook.on_stream_open
+            and (waiting := hook.on_stream_open(call, self.delivered)) is not None
+        ]
+
+    async def opened(self) -> ChatStream:
+        """This stream, once what its hooks wait for before anything is sent has happened (the
+        ledger's first checkpoint: a caller that receives anything is charged)."""
+        if self._opening:
+            opening, self._opening = self._opening, []
+            try:
+                await asyncio.gather(*opening, return_exceptions=True)
+            except BaseException:  # the caller went away before the first byte
+                await self._cancelled()
+                raise
+        return self
 
     @property
     def route(self) -> Route:
@@ -205,7 +222,8 @@ class ChatStream:
         input_tokens = self._input_tokens
         if input_tokens is None:
             input_tokens = self.call.prompt_tokens(estimator, entry)
-        return Usage(input_tokens=input_tokens, output_tokens=self._counted_tokens, estimated=True)
+        prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
+        return Usage.of_classes(input_tokens, self._counted_tokens, prompt_classes, estimated=True)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
@@ -217,6 +235,8 @@ class ChatStream:
         for event in batch:
             if isinstance(event, TextDelta):
                 self._text.append(event.text)
+            elif isinstance(event, ThinkingDelta):
+                self._text.append(event.text)  # thinking is billed as output
             elif isinstance(event, ToolCallDelta):
                 self._text.append(event.arguments)
                 if event.name:
@@ -226,13 +246,14 @@ class ChatStream:
                     self._input_tokens = event.input_tokens
                 if event.output_tokens is not None:
                     self._output_tokens = event.output_tokens
+                self._classes.update(event.classes())
             elif isinstance(event, StreamFinish):
                 self.finish_reason = event.reason
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call
         if self._input_tokens is not None and self._output_tokens is not None:
-            usage = Usage(input_tokens=self._input_tokens, output_tokens=self._output_tokens)
+            usage = Usage.of_classes(self._input_tokens, self._output_tokens, self._classes)
         else:
             estimator = self._pipeline.estimator
             entry = self.route.entry
@@ -242,7 +263,7 @@ class ChatStream:
             output_tokens = self._output_tokens
             if output_tokens is None:
                 output_tokens = estimator.text_tokens("".join(self._text), entry)
-            usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
+            usage = Usage.of_classes(input_tokens, output_tokens, self._classes, estimated=True)
         self.usage = call.usage = usage
         self.cost = call.cost = self._pipeline.price(call, usage)
         call.outcome = outcome
@@ -268,5 +289,5 @@ def response_events(response: ChatResponse, usage: Usage | None = None) -> list[
     events.append(StreamFinish(response.finish_reason))
     usage = usage or response.usage
     if usage is not None:
-        events.append(StreamUsage(usage.input_tokens, usage.output_tokens))
+        events.append(StreamUsage.of(usage))
     return events

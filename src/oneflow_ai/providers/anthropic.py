@@ -12,6 +12,7 @@ OneFlow's taxonomy. A request that arrived in Anthropic's own dialect is forward
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import orjson
 
@@ -22,13 +23,12 @@ from oneflow_ai.domain.chat import (
     StreamEvent,
     StreamFinish,
     StreamStart,
-    StreamUsage,
     TextDelta,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireDialect,
 )
-from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
     ProviderAuthError,
     ProviderBadRequestError,
@@ -39,7 +39,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.anthropic_json import as_json_answer, forces_tool, json_events
 from oneflow_ai.providers.anthropic_request import DEFAULT_MAX_TOKENS, build_messages_body
-from oneflow_ai.providers.anthropic_types import Message, StreamData, UsageObject
+from oneflow_ai.providers.anthropic_types import Message, StreamData
 from oneflow_ai.providers.engine import ChatProvider, forwarded_body
 from oneflow_ai.providers.errors import (
     error_class,
@@ -51,6 +51,11 @@ from oneflow_ai.providers.errors import (
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.sse import SSEEvent
 from oneflow_ai.providers.upstream import UpstreamClient
+from oneflow_ai.providers.usage_fields import (
+    UnknownUsageFields,
+    anthropic_stream_usage,
+    anthropic_usage,
+)
 from oneflow_ai.settings import Settings
 
 __all__ = [
@@ -97,13 +102,14 @@ def anthropic_headers(api_key: str) -> dict[str, str]:
 class AnthropicWire:
     """The Messages API, canonical <-> wire (a `ChatWire`)."""
 
-    __slots__ = ("_default_max_tokens", "name")
+    __slots__ = ("_default_max_tokens", "name", "usage_fields")
     dialect: WireDialect = "anthropic"
     path = "/v1/messages"
 
     def __init__(self, name: str = NAME, *, default_max_tokens: int = DEFAULT_MAX_TOKENS):
         self.name = name
         self._default_max_tokens = default_max_tokens
+        self.usage_fields = UnknownUsageFields(name)
 
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
@@ -122,11 +128,16 @@ class AnthropicWire:
 
     def answer(self, body: bytes, request: ChatRequest, model: str) -> ChatResponse:
         decoded = orjson.loads(body)
+        usage = decoded.get("usage") if isinstance(decoded, dict) else None
+        if isinstance(usage, dict):
+            self.usage_fields.check(model, usage, "anthropic")
         answer = parse_message(decoded, decoded, model)
         return as_json_answer(answer) if _json_tool(request) else answer
 
     def stream_decoder(self, request: ChatRequest, model: str) -> AnthropicStream:
-        return AnthropicStream(self.name, model, as_json=_json_tool(request))
+        return AnthropicStream(
+            self.name, model, as_json=_json_tool(request), usage_fields=self.usage_fields
+        )
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """Anthropic's `{"type": "error", "error": {type, message}}` answer, in OneFlow's
@@ -161,15 +172,6 @@ def stop_reason(value: object) -> FinishReason:
     return STOP_REASONS.get(value, "stop") if isinstance(value, str) else "stop"
 
 
-def input_tokens(usage: UsageObject) -> int:
-    """All input tokens, cached ones included (what OpenAI calls prompt tokens)."""
-    return (
-        int(usage.get("input_tokens") or 0)
-        + int(usage.get("cache_creation_input_tokens") or 0)
-        + int(usage.get("cache_read_input_tokens") or 0)
-    )
-
-
 def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
@@ -187,11 +189,7 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         text="".join(text),
         finish_reason=stop_reason(body.get("stop_reason")),
         usage=(
-            Usage(
-                input_tokens=input_tokens(usage), output_tokens=int(usage.get("output_tokens") or 0)
-            )
-            if isinstance(usage, dict)
-            else None
+            anthropic_usage(cast(Mapping[str, object], usage)) if isinstance(usage, dict) else None
         ),
         tool_calls=calls,
         raw=raw,
@@ -203,11 +201,19 @@ class AnthropicStream:
     """A streamed message's events as canonical events (a `StreamDecoder`): the answer is
     whole at `message_stop`. With the `json_answer` tool, its input becomes the text."""
 
-    __slots__ = ("_as_json", "_model", "_name", "_tools", "stopped")
+    __slots__ = ("_as_json", "_model", "_name", "_tools", "_usage_fields", "stopped")
 
-    def __init__(self, name: str, model: str, *, as_json: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        as_json: bool,
+        usage_fields: UnknownUsageFields | None = None,
+    ) -> None:
         self._name = name
         self._model = model
+        self._usage_fields = usage_fields
         self._as_json = as_json
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self.stopped = False
@@ -226,6 +232,10 @@ class AnthropicStream:
             return True
         if kind == "error":
             raise stream_failure(self._name, self._model, data.get("error"), _ERROR_TYPES)
+        if self._usage_fields is not None:
+            usage = (data.get("message") or {}).get("usage") or data.get("usage")
+            if isinstance(usage, dict):
+                self._usage_fields.check(self._model, usage, "anthropic")
         events = _stream_events(kind, data, self._tools, self._model)
         out.extend(json_events(events) if self._as_json else events)
         return False
@@ -240,6 +250,10 @@ def _stream_events(
             return [TextDelta(delta["text"])]
         if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
             return [ToolCallDelta(tools[data["index"]], delta["partial_json"])]
+        if delta.get("type") == "thinking_delta":
+            return [ThinkingDelta(str(delta.get("thinking") or ""))]
+        if delta.get("type") == "signature_delta":
+            return [ThinkingDelta(signature=str(delta.get("signature") or ""))]
         return []
     if kind == "content_block_start":
         block = data["content_block"]
@@ -248,6 +262,10 @@ def _stream_events(
             return [ToolCallDelta(tools[data["index"]], "", block["id"], block["name"])]
         if block.get("type") == "text" and block.get("text"):
             return [TextDelta(block["text"])]
+        if block.get("type") == "thinking":
+            return [ThinkingDelta(str(block.get("thinking") or ""))]
+        if block.get("type") == "redacted_thinking":
+            return [ThinkingDelta(redacted=str(block.get("data") or ""))]
         return []
     if kind == "message_start":
         return _message_start(data["message"], model)
@@ -262,8 +280,10 @@ def _message_start(message: Message, model: str) -> list[StreamEvent]:
     ]
     usage = message.get("usage")
     if isinstance(usage, dict) and "input_tokens" in usage:
-        # Only the input count is final here; output_tokens comes with message_delta.
-        events.append(StreamUsage(input_tokens=input_tokens(usage)))
+        # Only the input side is final here; output_tokens comes with message_delta.
+        report = anthropic_stream_usage(cast(Mapping[str, object], usage))
+        report.output_tokens = None
+        events.append(report)
     return events
 
 
@@ -274,12 +294,7 @@ def _message_delta(data: StreamData) -> list[StreamEvent]:
         events.append(StreamFinish(stop_reason(reason)))
     usage = data.get("usage")
     if isinstance(usage, dict):
-        events.append(
-            StreamUsage(
-                input_tokens=input_tokens(usage) if "input_tokens" in usage else None,
-                output_tokens=usage.get("output_tokens"),
-            )
-        )
+        events.append(anthropic_stream_usage(cast(Mapping[str, object], usage)))
     return events
 
 

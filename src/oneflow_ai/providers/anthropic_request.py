@@ -42,6 +42,7 @@ def build_messages_body(
         "messages": _turns(request.messages),
     }
     _add_sampling(request, body)
+    _add_thinking(request, body)
     _add_tools(request, body)
     apply_response_format(request, body)
     if request.user is not None:
@@ -65,6 +66,26 @@ def _turns(messages: Iterable[Message]) -> list[MessageParam]:
         else:
             turns.append({"role": role, "content": blocks})
     return turns
+
+
+#: Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+
+
+def _add_thinking(request: ChatRequest, body: MessagesBody) -> None:
+    """Extended thinking for an OpenAI `reasoning_effort` (the budget docs/dialects.md maps it
+    to), kept below `max_tokens` as Anthropic requires; an answer too short for the smallest
+    budget (1,024 tokens) is asked for without thinking. Anthropic takes no `temperature` but
+    1 with thinking: a caller's temperature is left out then."""
+    budget = request.reasoning.as_budget() if request.reasoning is not None else None
+    if budget is None:
+        return
+    budget = min(budget, body["max_tokens"] - 1)
+    if budget < MIN_THINKING_BUDGET:
+        return
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body.pop("temperature", None)
+    body.pop("top_p", None)
 
 
 def _add_sampling(request: ChatRequest, body: MessagesBody) -> None:

@@ -62,6 +62,11 @@ class ToolChoiceParam(TypedDict, total=False):
     disable_parallel_tool_use: bool
 
 
+class ThinkingParam(TypedDict):
+    type: Literal["enabled"]
+    budget_tokens: int
+
+
 class MessagesBody(TypedDict, total=False):
     """A request body built from a canonical request."""
 
@@ -76,6 +81,7 @@ class MessagesBody(TypedDict, total=False):
     tool_choice: ToolChoiceParam
     metadata: dict[str, str]
     stream: bool
+    thinking: ThinkingParam
 
 
 class UsageObject(TypedDict, total=False):

@@ -23,9 +23,18 @@ from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechRequest, SpeechResponse
+from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 
-__all__ = ["ChatCapable", "ImageCapable", "Provider", "SpeechCapable"]
+__all__ = [
+    "ChatCapable",
+    "EmbeddingCapable",
+    "ImageCapable",
+    "Provider",
+    "SpeechCapable",
+    "TranscriptionCapable",
+]
 
 
 @runtime_checkable
@@ -57,3 +66,15 @@ class ImageCapable(Protocol):
 @runtime_checkable
 class SpeechCapable(Protocol):
     async def synthesize_speech(self, request: SpeechRequest, model: str) -> SpeechResponse: ...
+
+
+@runtime_checkable
+class EmbeddingCapable(Protocol):
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse: ...
+
+
+@runtime_checkable
+class TranscriptionCapable(Protocol):
+    async def transcribe(
+        self, request: TranscriptionRequest, model: str
+    ) -> TranscriptionResponse: ...

@@ -105,12 +105,21 @@ def read_answer(provider: str, model: str | None, body: bytes, read: Callable[[b
 class ChatProvider:
     """Chat over one upstream client in one wire (implements `ChatCapable`)."""
 
-    def __init__(self, client: UpstreamClient, wire: ChatWire) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        wire: ChatWire,
+        *,
+        path_for: Callable[[str], str] | None = None,
+    ) -> None:
+        """`path_for(model)`, when given, is the chat endpoint for the model named `model` at
+        the provider (a deployment-name URL); otherwise every model uses `wire.path`."""
         self._client = client
         self.wire = wire
         self.name: str = wire.name
         self.dialect: WireDialect = wire.dialect
         self._path = wire.path
+        self._path_for = path_for
         self._map_error = wire.map_error
 
     async def aclose(self) -> None:
@@ -118,9 +127,8 @@ class ChatProvider:
 
     def _request(self, request: ChatRequest, model: str, *, stream: bool) -> UpstreamRequest:
         body = self.wire.request_body(request, model, stream=stream)
-        return UpstreamRequest(
-            "POST", self._path, self._map_error, body=orjson.dumps(body), model=model
-        )
+        path = self._path if self._path_for is None else self._path_for(model)
+        return UpstreamRequest("POST", path, self._map_error, body=orjson.dumps(body), model=model)
 
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse:
         response = await self._client.send(self._request(request, model, stream=False))

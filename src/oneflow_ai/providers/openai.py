@@ -1,4 +1,5 @@
-"""OpenAI: Chat Completions (plain and streamed) and Images (DALL·E 2 and 3).
+"""OpenAI: Chat Completions (plain and streamed), Images (DALL·E 2 and 3), Embeddings
+(`openai_embeddings.py`) and speech to text (`openai_transcription.py`).
 
 Wire format as OpenAI's API reference documents it (see /v1/chat/completions and
 /v1/images/generations). `OpenAIWire` holds the Chat Completions transforms the engine
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import cast
 
 import orjson
 
@@ -24,7 +26,6 @@ from oneflow_ai.domain.chat import (
     StreamEvent,
     StreamFinish,
     StreamStart,
-    StreamUsage,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -48,7 +49,9 @@ from oneflow_ai.providers.errors import (
     provider_error,
     stream_failure,
 )
+from oneflow_ai.providers.openai_embeddings import EmbeddingsMixin
 from oneflow_ai.providers.openai_request import build_chat_body
+from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -57,6 +60,11 @@ from oneflow_ai.providers.openai_types import (
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.sse import SSEEvent
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
+from oneflow_ai.providers.usage_fields import (
+    UnknownUsageFields,
+    openai_stream_usage,
+    openai_usage,
+)
 from oneflow_ai.settings import Settings
 
 __all__ = ["SPEC", "OpenAIProvider", "OpenAIWire", "build_chat_body", "openai_headers"]
@@ -80,12 +88,13 @@ def openai_headers(api_key: str) -> dict[str, str]:
 class OpenAIWire:
     """Chat Completions, canonical <-> wire (a `ChatWire`), under the provider's `name`."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "usage_fields")
     dialect: WireDialect = "openai"
     path = "/chat/completions"
 
     def __init__(self, name: str = NAME) -> None:
         self.name = name
+        self.usage_fields = UnknownUsageFields(name)
 
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
@@ -111,10 +120,13 @@ class OpenAIWire:
 
     def answer(self, body: bytes, request: ChatRequest, model: str) -> ChatResponse:
         decoded = orjson.loads(body)
+        usage = decoded.get("usage") if isinstance(decoded, dict) else None
+        if isinstance(usage, dict):
+            self.usage_fields.check(model, usage, "openai")
         return parse_chat(decoded, decoded, model)
 
     def stream_decoder(self, request: ChatRequest, model: str) -> OpenAIStream:
-        return OpenAIStream(self.name, model)
+        return OpenAIStream(self.name, model, self.usage_fields)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """OpenAI's `{"error": {message, type, param, code}}` answer, in OneFlow's taxonomy."""
@@ -127,8 +139,9 @@ class OpenAIWire:
         return provider_error(cls, self.name, status, headers, message, code=code, param=param)
 
 
-class OpenAIProvider(ChatProvider):
-    """Chat and images on OpenAI's API (implements `ChatCapable` and `ImageCapable`)."""
+class OpenAIProvider(EmbeddingsMixin, TranscriptionMixin, ChatProvider):
+    """Chat, images, embeddings and transcription on OpenAI's API (implements `ChatCapable`,
+    `ImageCapable`, `EmbeddingCapable` and `TranscriptionCapable`)."""
 
     def __init__(self, client: UpstreamClient, *, name: str = NAME) -> None:
         super().__init__(client, OpenAIWire(name))
@@ -204,21 +217,21 @@ def parse_chat(body: ChatCompletion, raw: dict[str, object], model: str) -> Chat
 def _usage(value: UsageObject | None) -> Usage | None:
     if not isinstance(value, dict):
         return None
-    return Usage(
-        input_tokens=int(value.get("prompt_tokens") or 0),
-        output_tokens=int(value.get("completion_tokens") or 0),
-    )
+    return openai_usage(cast(Mapping[str, object], value))
 
 
 class OpenAIStream:
     """A streamed completion's chunks as canonical events (a `StreamDecoder`): the answer is
     whole once a choice finished or `[DONE]` arrived."""
 
-    __slots__ = ("_model", "_name", "_started", "done", "finished")
+    __slots__ = ("_model", "_name", "_started", "_usage_fields", "done", "finished")
 
-    def __init__(self, name: str, model: str) -> None:
+    def __init__(
+        self, name: str, model: str, usage_fields: UnknownUsageFields | None = None
+    ) -> None:
         self._name = name
         self._model = model
+        self._usage_fields = usage_fields
         self._started = False
         self.done = False
         self.finished = False
@@ -238,6 +251,9 @@ class OpenAIStream:
         if not self._started:
             self._started = True
             out.append(StreamStart(str(chunk.get("id") or ""), chunk.get("model") or self._model))
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and self._usage_fields is not None:
+            self._usage_fields.check(self._model, usage, "openai")
         if _chunk_events(chunk, out):
             self.finished = True
         return False
@@ -269,12 +285,7 @@ def _chunk_events(chunk: ChatCompletionChunk, out: list[StreamEvent]) -> bool:
             finished = True
     usage = chunk.get("usage")
     if isinstance(usage, dict):
-        out.append(
-            StreamUsage(
-                input_tokens=usage.get("prompt_tokens"),
-                output_tokens=usage.get("completion_tokens"),
-            )
-        )
+        out.append(openai_stream_usage(cast(Mapping[str, object], usage)))
     return finished
 
 

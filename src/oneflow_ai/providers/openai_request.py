@@ -25,7 +25,15 @@ def build_chat_body(request: ChatRequest, model: str) -> ChatCompletionBody:
         "model": model,
         "messages": [_message(m) for m in request.messages],
     }
-    if request.max_tokens is not None:
+    if request.reasoning is not None:
+        # A reasoning model (the gateway leaves `reasoning` only for those): it takes
+        # `max_completion_tokens`, not `max_tokens`, and the effort when one was asked.
+        if request.max_tokens is not None:
+            body["max_completion_tokens"] = request.max_tokens
+        effort = request.reasoning.as_effort()
+        if effort is not None:
+            body["reasoning_effort"] = effort
+    elif request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.temperature is not None:
         body["temperature"] = request.temperature

@@ -93,6 +93,8 @@ class ChatCompletionBody(TypedDict, total=False):
     model: str
     messages: list[MessageParam]
     max_tokens: int
+    max_completion_tokens: int
+    reasoning_effort: str
     temperature: float
     top_p: float
     stop: list[str]

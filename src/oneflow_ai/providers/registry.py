@@ -7,6 +7,9 @@ provider at them, keys included), and the OpenAI-compatible ones the catalog dec
 capabilities once, against the modalities of its catalog models, so that no adapter needs stub
 methods. `resolve(name)` turns a catalog id or alias into a `Route`: the catalog entry, the
 adapter (as the capability the call needs) and the model id the provider is called with.
+A model the catalog's `routing:` gives several deployments has a `Route` per deployment whose
+provider runs (`deployments(entry)`, with their weights and how to balance them); `route`
+is the first of them.
 
 Adding a provider: an OpenAI-compatible one is a catalog entry (docs/configuration.md); one of
 another dialect is one module exposing a `SPEC` (`ProviderSpec`), its entry in `SPECS`, its
@@ -20,11 +23,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from oneflow_ai.catalog import Catalog, Modality, ModelEntry
+from oneflow_ai.catalog import Balance, Catalog, Modality, ModelEntry
 from oneflow_ai.domain.chat import WireDialect
 from oneflow_ai.errors import NotFoundError
 from oneflow_ai.providers import anthropic, elevenlabs, openai, stability
-from oneflow_ai.providers.base import ChatCapable, ImageCapable, Provider, SpeechCapable
+from oneflow_ai.providers.base import (
+    ChatCapable,
+    EmbeddingCapable,
+    ImageCapable,
+    Provider,
+    SpeechCapable,
+    TranscriptionCapable,
+)
 from oneflow_ai.providers.compatible import compatible_specs
 from oneflow_ai.providers.http import AiohttpUpstream, TraceInjector
 from oneflow_ai.providers.spec import ProviderSpec
@@ -34,6 +44,7 @@ from oneflow_ai.settings import ProviderSettings, Settings
 __all__ = [
     "SPECS",
     "ClientFactory",
+    "Deployments",
     "ProviderRegistry",
     "Route",
     "build_registry",
@@ -46,6 +57,8 @@ _CAPABILITIES: dict[Modality, type] = {
     "text": ChatCapable,
     "image": ImageCapable,
     "audio": SpeechCapable,
+    "embedding": EmbeddingCapable,
+    "transcription": TranscriptionCapable,
 }
 
 ClientFactory = Callable[[ProviderSettings, Mapping[str, str]], UpstreamClient]
@@ -79,6 +92,8 @@ class _Capabilities:
     chat: ChatCapable | None
     images: ImageCapable | None
     speech: SpeechCapable | None
+    embeddings: EmbeddingCapable | None
+    transcriptions: TranscriptionCapable | None
 
     @classmethod
     def of(cls, provider: Provider) -> _Capabilities:
@@ -86,6 +101,8 @@ class _Capabilities:
             provider if isinstance(provider, ChatCapable) else None,
             provider if isinstance(provider, ImageCapable) else None,
             provider if isinstance(provider, SpeechCapable) else None,
+            provider if isinstance(provider, EmbeddingCapable) else None,
+            provider if isinstance(provider, TranscriptionCapable) else None,
         )
 
 
@@ -102,6 +119,11 @@ class Route:
     def model(self) -> str:
         """The catalog id (what OneFlow reports and bills)."""
         return self.entry.id
+
+    @property
+    def deployment(self) -> str:
+        """`provider/upstream model`: this deployment's name (its circuit breaker's key)."""
+        return f"{self.provider.name}/{self.upstream_model}"
 
     @property
     def provider_name(self) -> str:
@@ -122,6 +144,22 @@ class Route:
     def speech(self) -> SpeechCapable:
         return _capable(self._capabilities.speech, self, "speech")
 
+    def embeddings(self) -> EmbeddingCapable:
+        return _capable(self._capabilities.embeddings, self, "embeddings")
+
+    def transcriptions(self) -> TranscriptionCapable:
+        return _capable(self._capabilities.transcriptions, self, "transcriptions")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployments:
+    """The running deployments of one model (never empty), their weights, in catalog order,
+    and how calls are spread over them."""
+
+    routes: tuple[Route, ...]
+    weights: tuple[int, ...]
+    balance: Balance = "weighted"
+
 
 C = TypeVar("C")
 
@@ -135,7 +173,14 @@ def _capable(capability: C | None, route: Route, what: str) -> C:
 class ProviderRegistry:
     """The running adapters, by provider name, and the routes to catalog models."""
 
-    __slots__ = ("_capabilities", "_catalog", "_modalities", "_providers", "_routes")
+    __slots__ = (
+        "_capabilities",
+        "_catalog",
+        "_deployments",
+        "_modalities",
+        "_providers",
+        "_routes",
+    )
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -143,6 +188,7 @@ class ProviderRegistry:
         self._modalities: dict[str, frozenset[Modality]] = {}
         self._capabilities: dict[str, _Capabilities] = {}
         self._routes: dict[str, Route] = {}  # by catalog id, made on first use
+        self._deployments: dict[str, Deployments] = {}  # by catalog id, made on first use
 
     @property
     def catalog(self) -> Catalog:
@@ -165,6 +211,7 @@ class ProviderRegistry:
         self._modalities[provider.name] = modalities
         self._capabilities[provider.name] = _Capabilities.of(provider)
         self._routes.clear()
+        self._deployments.clear()
 
     def __contains__(self, name: object) -> bool:
         return name in self._providers
@@ -177,8 +224,45 @@ class ProviderRegistry:
         return tuple(self._providers)
 
     def is_available(self, entry: ModelEntry) -> bool:
-        """Whether a running adapter serves `entry`."""
-        return entry.modality in self._modalities.get(entry.provider, frozenset())
+        """Whether a running adapter serves `entry` (one of its deployments)."""
+        return any(
+            entry.modality in self._modalities.get(d.provider, frozenset())
+            for d in self._catalog.deployments(entry)
+        )
+
+    def deployments(self, entry: ModelEntry) -> Deployments:
+        """The running deployments of `entry` (`NotFoundError` when none runs)."""
+        found = self._deployments.get(entry.id)
+        if found is not None and found.routes[0].entry is entry:
+            return found
+        routes: list[Route] = []
+        weights: list[int] = []
+        for deployment in self._catalog.deployments(entry):
+            name = deployment.provider
+            if entry.modality not in self._modalities.get(name, frozenset()):
+                continue
+            upstream = deployment.upstream_model(entry.id)
+            routes.append(Route(entry, self._providers[name], upstream, self._capabilities[name]))
+            weights.append(deployment.weight)
+        if not routes:
+            raise self._not_available(entry)
+        if not any(weights):  # only standbys run: they share the calls
+            weights = [1] * len(weights)
+        routing = self._catalog.routing(entry.id)
+        found = Deployments(
+            tuple(routes), tuple(weights), routing.balance if routing else "weighted"
+        )
+        self._deployments[entry.id] = found
+        return found
+
+    def _not_available(self, entry: ModelEntry) -> NotFoundError:
+        providers = ", ".join(dict.fromkeys(d.provider for d in self._catalog.deployments(entry)))
+        return NotFoundError(
+            f"The model '{entry.id}' is not available: its provider ({providers}) "
+            "is not configured on this gateway",
+            param="model",
+            code="model_not_available",
+        )
 
     def available(self, modality: Modality | None = None) -> tuple[ModelEntry, ...]:
         """Enabled catalog models a running adapter serves, in catalog order."""
@@ -192,15 +276,7 @@ class ProviderRegistry:
         route = self._routes.get(entry.id)
         if route is not None and route.entry is entry:
             return route
-        if not self.is_available(entry):
-            raise NotFoundError(
-                f"The model '{entry.id}' is not available: its provider ({entry.provider}) "
-                "is not configured on this gateway",
-                param="model",
-                code="model_not_available",
-            )
-        name = entry.provider
-        route = Route(entry, self._providers[name], entry.id, self._capabilities[name])
+        route = self.deployments(entry).routes[0]
         self._routes[entry.id] = route
         return route
 
@@ -222,6 +298,7 @@ class ProviderRegistry:
         self._modalities.clear()
         self._capabilities.clear()
         self._routes.clear()
+        self._deployments.clear()
 
 
 def build_registry(

@@ -7,7 +7,9 @@ few words (`RouteReason`: what an answer's route header and log line say).
 
 The router gives one with every decision (`RouteDecision.summary`, from `chosen`); a model the
 caller named gets `requested(model)` (made once per model, not per request); a chain that
-moved past its first model gets `fell_back(...)`. The text is printable ASCII (any other
+moved past its first model gets `fell_back(...)`; a model whose first deployment failed and
+another answered adds that (`failed_over`: `model: gpt-4o requested; deployment openai failed
+(overloaded), answered by openai-eu`). The text is printable ASCII (any other
 character becomes `?`), so it goes unchanged into a header, a JSON log line or a terminal.
 """
 
@@ -25,6 +27,7 @@ __all__ = [
     "RouteReason",
     "chosen",
     "explained",
+    "failed_over",
     "fell_back",
     "requested",
 ]
@@ -93,6 +96,17 @@ def fell_back(passed: Sequence[tuple[str, str | None]], answered: str) -> RouteR
         for model, kind in passed
     ]
     return RouteReason.of(FALLBACK, f"{', '.join(steps)}, answered by {answered}")
+
+
+def failed_over(
+    reason: RouteReason, passed: Sequence[tuple[str, str]], answered_by: str
+) -> RouteReason:
+    """`reason`, plus the deployments (providers) of the answering model that failed, each with
+    the kind of its error, before `answered_by` answered."""
+    steps = ", ".join(f"{provider} failed ({kind})" for provider, kind in passed)
+    return RouteReason.of(
+        reason.strategy, f"{reason.detail}; deployment {steps}, answered by {answered_by}"
+    )
 
 
 def explained(

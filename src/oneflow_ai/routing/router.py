@@ -117,6 +117,7 @@ class IntelligentRouter:
         image_size: str | None = None,
         image_quality: str | None = None,
         characters: int = 0,
+        audio_seconds: int = 0,
     ) -> RouteDecision:
         """Rank the candidates and choose the chain (see the module docstring).
 
@@ -130,6 +131,8 @@ class IntelligentRouter:
         usage = _usage(
             modality, input_tokens, output_tokens, images, image_size, image_quality, characters
         )
+        if modality == "transcription":
+            usage = Usage(audio_seconds=audio_seconds, estimated=True)
         allowed = self._allowed(allowed_models)
         pinned = self._pinned(model, modality, allowed)
         facts: list[CandidateFacts] = []
@@ -137,6 +140,8 @@ class IntelligentRouter:
         tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
         expected_ms = self.latency.expected_ms
         for static in self._by_modality.get(modality, ()):
+            if not static.auto_route and (pinned is None or static.id != pinned.id):
+                continue  # served only when named (catalog `auto_route: false`)
             why = static.unfit(tokens_in, tokens_out, allowed)
             if why is None:
                 unit = static.token_prices
@@ -300,6 +305,7 @@ class _Static:
     # text model): the cost is then computed here exactly as the engine would (each line item
     # is tokens x price micro-credits and nothing is rounded), without the engine's overhead.
     token_prices: tuple[int, int] | None
+    auto_route: bool = True
 
     @classmethod
     def of(cls, entry: ModelEntry) -> _Static:
@@ -312,6 +318,7 @@ class _Static:
             context_window=entry.context_window or 0,
             max_output_tokens=entry.max_output_tokens or 0,
             token_prices=_whole_micro_credits_per_token(entry),
+            auto_route=entry.auto_route,
         )
 
     def unfit(self, tokens_in: int, tokens_out: int, allowed: frozenset[str] | None) -> str | None:
@@ -375,10 +382,15 @@ def _usage(
             )
         if modality == "audio":
             return Usage(characters=characters, estimated=True)
+        if modality == "embedding":
+            return Usage(input_tokens=input_tokens, estimated=True)
+        if modality == "transcription":
+            return Usage(estimated=True)
     except (TypeError, ValueError) as exc:
         raise BadRequestError(str(exc)) from None
     raise BadRequestError(
-        f"Unknown modality {modality!r}; use text, image or audio", param="modality"
+        f"Unknown modality {modality!r}; use text, image, audio, embedding or transcription",
+        param="modality",
     )
 
 

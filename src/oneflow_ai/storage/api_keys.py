@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oneflow_ai.storage.tables import ApiKey, Project
+from oneflow_ai.storage.database import lock_for_update
+from oneflow_ai.storage.tables import ApiKey, Project, table_of
 
 __all__ = ["ApiKeyRepository"]
 
@@ -22,8 +23,11 @@ class ApiKeyRepository:
         self._session.add(key)
         await self._session.flush()
 
-    async def get(self, key_id: str) -> ApiKey | None:
-        return await self._session.get(ApiKey, key_id)
+    async def get(self, key_id: str, *, for_update: bool = False) -> ApiKey | None:
+        """The key, or None; `for_update` locks its row until the transaction ends."""
+        if for_update:
+            await lock_for_update(self._session, table_of(ApiKey), ApiKey.id == key_id)
+        return await self._session.get(ApiKey, key_id, with_for_update=for_update)
 
     async def by_prefix(
         self, prefix: str

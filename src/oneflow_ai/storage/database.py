@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, event, text, update
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -27,6 +27,7 @@ __all__ = [
     "create_sessionmaker",
     "describe_database",
     "is_sqlite",
+    "lock_for_update",
     "ping",
     "sqlite_file_engine",
     "sqlite_path",
@@ -153,6 +154,17 @@ def _manual_begin(dbapi_connection: Any, record: Any) -> None:
 def begin_immediate(connection: Connection) -> None:
     """Open the transaction of a `sqlite_file_engine` connection, taking the write lock."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def lock_for_update(session: AsyncSession, table: Table, key: ColumnElement[bool]) -> None:
+    """Before reading a row to update it: on SQLite, which has no row locks and begins a
+    transaction only at its first write, a write that changes nothing, so that this transaction
+    holds the database's write lock before it reads and no other writer changes the row until
+    it commits (PostgreSQL's ``SELECT ... FOR UPDATE`` does this for one row)."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        first = next(iter(table.primary_key.columns))
+        await session.execute(update(table).where(key).values({first.name: first}))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -140,6 +140,7 @@ def _entry_values(entry: EntryRow) -> dict[str, Any]:
         "output_tokens": entry.output_tokens,
         "images": entry.images,
         "characters": entry.characters,
+        "audio_seconds": entry.audio_seconds,
         "price_table_version": entry.price_table_version,
         "estimated": entry.estimated,
         "user_id": entry.user_id,

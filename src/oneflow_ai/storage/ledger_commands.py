@@ -66,6 +66,7 @@ class EntryRow:
     user_id: str | None = None
     key_id: str | None = None
     note: str | None = None
+    audio_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)

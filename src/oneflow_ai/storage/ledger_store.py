@@ -96,6 +96,7 @@ class EntryView:
     user_id: str | None
     key_id: str | None
     note: str | None
+    audio_seconds: int
 
 
 def _budget_row(row: Any) -> BudgetRow:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oneflow_ai.storage.tables import Project
+from oneflow_ai.storage.database import lock_for_update
+from oneflow_ai.storage.tables import Project, table_of
 
 __all__ = ["ProjectRepository"]
 
@@ -20,6 +21,8 @@ class ProjectRepository:
 
     async def get(self, project_id: str, *, for_update: bool = False) -> Project | None:
         """The project, or None; `for_update` locks its row until the transaction ends."""
+        if for_update:
+            await lock_for_update(self._session, table_of(Project), Project.id == project_id)
         return await self._session.get(Project, project_id, with_for_update=for_update)
 
     async def by_name(self, name: str) -> Project | None:

@@ -271,6 +271,8 @@ class LedgerEntry(Base):
     key_id: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # migration 0007: seconds of transcribed audio (what speech to text bills)
+    audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LedgerOwner(Base):
@@ -402,6 +404,10 @@ class ReservationHold(Base):
 # ---- usage analytics (migration 0003) ---------------------------------------------------
 
 
+#: The condition of the request log's partial indexes on errors (`storage/request_log.py`).
+_ERRORS = "status >= 400"
+
+
 class UsageRecordRow(Base):
     """One request as analytics and the request log see it, errors included (written in
     batches). The request log pages through it newest first by ``(occurred_at, id)``, over
@@ -414,6 +420,23 @@ class UsageRecordRow(Base):
         Index("ix_usage_records_project_id_occurred_at_id", "project_id", "occurred_at", "id"),
         Index("ix_usage_records_key_id_occurred_at_id", "key_id", "occurred_at", "id"),
         Index("ix_usage_records_request_id", "request_id"),
+        # Migration 0006: partial indexes for the rare filters (errors; signed-in users).
+        *(
+            Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+            for name, columns, where in (
+                ("ix_usage_records_errors_occurred_at_id", ("occurred_at", "id"), _ERRORS),
+                (
+                    "ix_usage_records_errors_project_id_occurred_at_id",
+                    ("project_id", "occurred_at", "id"),
+                    _ERRORS,
+                ),
+                (
+                    "ix_usage_records_user_id_occurred_at_id",
+                    ("user_id", "occurred_at", "id"),
+                    "user_id IS NOT NULL",
+                ),
+            )
+        ),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
@@ -445,7 +468,12 @@ class UsageRecordRow(Base):
     # Token classes within input_tokens / output_tokens, and a response-cache hit.
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes within input_tokens, by lifetime (migration 0008).
+    cache_write_5m_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # migration 0007: seconds of transcribed audio (what speech to text bills)
+    audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Micro-credits a response-cache hit was not charged (migration 0010).
     credits_saved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
@@ -477,6 +505,11 @@ ROLLUP_COUNTERS: Final = (
     "cache_hits",
     "cached_input_tokens",
     "reasoning_tokens",
+    # migration 0007: seconds of transcribed audio
+    "audio_seconds",
+    # migration 0008: prompt-cache writes by lifetime
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     # migration 0010: what response-cache hits were not charged (micro-credits)
     "credits_saved",
     *LATENCY_BUCKET_COLUMNS,

@@ -129,6 +129,9 @@ def record_counters(record: UsageRecord) -> list[int]:
     values[12] = 1 if record.cache_hit else 0
     values[13] = record.cached_input_tokens
     values[14] = record.reasoning_tokens
+    values[15] = record.audio_seconds
+    values[16] = record.cache_write_5m_tokens
+    values[17] = record.cache_write_1h_tokens
     values[_SAVED] = record.credits_saved
     return values
 
@@ -211,7 +214,10 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "ttft_ms": record.ttft_ms,
         "cached_input_tokens": record.cached_input_tokens,
         "reasoning_tokens": record.reasoning_tokens,
+        "cache_write_5m_tokens": record.cache_write_5m_tokens,
+        "cache_write_1h_tokens": record.cache_write_1h_tokens,
         "cache_hit": record.cache_hit,
+        "audio_seconds": record.audio_seconds,
         "credits_saved": record.credits_saved,
         **_route_columns(record.route),
     }
@@ -261,6 +267,9 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0),
         func.coalesce(func.sum(c.cached_input_tokens), 0),
         func.coalesce(func.sum(c.reasoning_tokens), 0),
+        func.coalesce(func.sum(c.audio_seconds), 0),
+        func.coalesce(func.sum(c.cache_write_5m_tokens), 0),
+        func.coalesce(func.sum(c.cache_write_1h_tokens), 0),
         func.coalesce(func.sum(c.credits_saved), 0),
     ]
     lower: int | None = None

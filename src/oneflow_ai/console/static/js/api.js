@@ -50,6 +50,7 @@ export async function call(path, options = {}) {
 export const get = (path, params) => call(path, { params });
 export const post = (path, body) => call(path, { method: "POST", body: body ?? {} });
 export const put = (path, body) => call(path, { method: "PUT", body });
+export const patch = (path, body) => call(path, { method: "PATCH", body });
 export const del = (path) => call(path, { method: "DELETE" });
 
 // Download what `path` answers as a file (a CSV export): fetched with the session's

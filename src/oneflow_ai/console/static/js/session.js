@@ -157,3 +157,9 @@ export function can(action) {
       return false;
   }
 }
+
+// Whether the credential may change a key of `role` (a key never outranks who changes it).
+export function outranks(role) {
+  const p = state.principal;
+  return Boolean(p) && !p.self_only && (ROLE[p.role] ?? -1) >= (ROLE[role] ?? Infinity);
+}

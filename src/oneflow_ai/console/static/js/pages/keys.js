@@ -1,9 +1,10 @@
-// API keys: list, create (the secret is shown once, with a copy button), rotate with a grace
-// period, revoke. Limits and allow-lists are set when a key is made (or rotated from it).
+// API keys: list, create (the secret is shown once, with a copy button), edit (name, expiry,
+// allowed models, limits: `key_edit.js`), rotate with a grace period, revoke.
 import { get, post } from "../api.js";
 import { badge, field, fmt, formValues, h, panel, replace, select, table, toast } from "../dom.js";
 import { loadModels, loadProjects } from "../lookups.js";
-import { can, session } from "../session.js";
+import { can, outranks, session } from "../session.js";
+import { editForm } from "./key_edit.js";
 
 const STATUS = { active: "ok", rotating: "warn", revoked: "bad", expired: "bad", rotated: "bad" };
 
@@ -80,13 +81,28 @@ export default {
       can("system") ? loadProjects() : [], can("keys:write") ? loadModels() : [], get("/api/v1/keys", { project_id: project }),
     ]);
     const secretSlot = h("div");
+    const editSlot = h("div");
+    const edit = (key, opener) => {
+      const close = () => { replace(editSlot); opener.focus(); };
+      replace(editSlot, panel(`Edit ${key.name}`, editForm(key, models, {
+        onSaved: (saved) => { toast(`${saved.name} saved.`); replace(editSlot); this.render(main, { params, setParams }); },
+        onCancel: close,
+      })));
+      editSlot.querySelector("input").focus();
+    };
     const showSecret = (made) => {
       replace(secretSlot, secretPanel(made, () => { replace(secretSlot); this.render(main, { params, setParams }); }));
       secretSlot.querySelector("input").focus();
     };
     const actions = (key) => {
-      if (!can("keys:write") || !["active", "rotating"].includes(key.status)) return "";
-      return h("div", { class: "actions" },
+      if (!can("keys:write") || !outranks(key.role)) return "";
+      const editable = ["active", "rotating", "expired"].includes(key.status);
+      const editButton = editable ? h("button", {
+        type: "button", text: "Edit", "aria-label": `Edit ${key.name}`,
+        onclick: (event) => edit(key, event.currentTarget),
+      }) : null;
+      if (!["active", "rotating"].includes(key.status)) return editButton ? h("div", { class: "actions" }, editButton) : "";
+      return h("div", { class: "actions" }, editButton,
         h("button", {
           type: "button", text: "Rotate", "aria-label": `Rotate ${key.name}`,
           onclick: async () => {
@@ -112,7 +128,7 @@ export default {
     const picker = projects.length ? h("form", { class: "filters" },
       field("Project", select("project", projects.map((p) => [p.id, p.name]), project, { onchange: (e) => setParams({ project: e.target.value }) }))) : null;
     replace(main,
-      h("h1", { text: "Keys" }), picker, secretSlot,
+      h("h1", { text: "Keys" }), picker, secretSlot, editSlot,
       can("keys:write") ? panel("Create a key", createForm(project, models, showSecret)) : null,
       panel(`Keys of ${project}`, table([
         { label: "Name", value: (k) => k.name },

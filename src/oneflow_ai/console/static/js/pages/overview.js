@@ -66,8 +66,9 @@ export default {
     const requests = chartPanel(`Requests by ${by}`, filters, `${by},${bucket}`, (el) =>
       stackedBars(el, { times, series: stackSeries(stacked.groups, by, bucket, labels, (g) => g.requests, name), format: fmt.int, label: `Requests per ${bucket} stacked by ${by}` }));
     const classes = [
-      ["input", (g) => g.input_tokens - g.cached_input_tokens],
+      ["input", (g) => g.input_tokens - g.cached_input_tokens - (g.cache_write_5m_tokens || 0) - (g.cache_write_1h_tokens || 0)],
       ["cached input", (g) => g.cached_input_tokens],
+      ["cache writes", (g) => (g.cache_write_5m_tokens || 0) + (g.cache_write_1h_tokens || 0)],
       ["output", (g) => g.output_tokens - g.reasoning_tokens],
       ["reasoning", (g) => g.reasoning_tokens],
     ];

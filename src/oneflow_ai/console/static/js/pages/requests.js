@@ -31,6 +31,8 @@ function filterForm(params, { onApply, models, keys, projects }) {
 function tokens(row) {
   const parts = [`${fmt.int(row.input_tokens)} in`, `${fmt.int(row.output_tokens)} out`];
   if (row.cached_input_tokens) parts.push(`${fmt.int(row.cached_input_tokens)} cached`);
+  const written = (row.cache_write_5m_tokens || 0) + (row.cache_write_1h_tokens || 0);
+  if (written) parts.push(`${fmt.int(written)} cache writes`);
   if (row.reasoning_tokens) parts.push(`${fmt.int(row.reasoning_tokens)} reasoning`);
   if (row.images) parts.push(`${row.images} images`);
   if (row.characters) parts.push(`${fmt.int(row.characters)} chars`);
