@@ -11,9 +11,25 @@ from oneflow_ai.auth.principal import Principal, PrincipalKind, Role
 from oneflow_ai.billing.cost import fraction_of
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import load_catalog
-from oneflow_ai.domain.chat import ChatRequest, ChatResponse, Message, TextPart
+from oneflow_ai.domain.chat import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    Reasoning,
+    StreamFinish,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+)
 from oneflow_ai.domain.usage import Usage
-from oneflow_ai.gateway.cache_entry import SCHEMA_VERSION, CacheEntry, cache_key
+from oneflow_ai.gateway.cache_entry import (
+    SCHEMA_VERSION,
+    CacheEntry,
+    cache_key,
+    has_thinking,
+    response_from_events,
+)
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.storage.response_cache import MemoryResponseCache
 
@@ -38,6 +54,31 @@ def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
     assert base != cache_key(_call(temperature=0.0), shared=False)
     assert base != cache_key(_call(key="k2"), shared=False)
     assert cache_key(_call(), shared=True) == cache_key(_call(key="k2"), shared=True)
+
+
+def test_the_reasoning_setting_is_part_of_the_key() -> None:
+    base = cache_key(_call(), shared=False)
+    low = cache_key(_call(reasoning=Reasoning(effort="low")), shared=False)
+    high = cache_key(_call(reasoning=Reasoning(effort="high")), shared=False)
+    budget = cache_key(_call(reasoning=Reasoning(budget_tokens=2048)), shared=False)
+    assert len({base, low, high, budget}) == 4
+    assert low == cache_key(_call(reasoning=Reasoning(effort="low")), shared=False)
+
+
+def test_an_answer_with_thinking_is_not_an_entry() -> None:
+    usage = Usage(input_tokens=3, output_tokens=4)
+    head = [StreamStart("msg_1", "claude-sonnet-4-5"), TextDelta("hi"), StreamFinish("stop")]
+    assert response_from_events(head, usage) is not None
+    thought = [*head[:1], ThinkingDelta("let me see"), *head[1:]]
+    assert response_from_events(thought, usage) is None
+    blocks = [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text"}]
+    plain = ChatResponse("msg_1", "claude-sonnet-4-5", "hi", "stop", usage, raw={"content": blocks})
+    assert has_thinking(plain)
+    redacted = ChatResponse(
+        "msg_1", "m", "hi", "stop", usage, raw={"content": [{"type": "redacted_thinking"}]}
+    )
+    assert has_thinking(redacted)
+    assert not has_thinking(_entry().answer)  # type: ignore[arg-type]
 
 
 def _entry(key: str = "abc") -> CacheEntry:

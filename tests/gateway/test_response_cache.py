@@ -368,6 +368,29 @@ def test_images_are_cached(world: BillingWorld, projects: dict[str, str]) -> Non
     assert world.fakes.call_count() == 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_with_thinking_blocks_is_not_stored(
+    world: BillingWorld, projects: dict[str, str], stream: bool
+) -> None:
+    key = world.key(projects[CACHED])
+    body: dict[str, object] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4000,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "Think, then answer"}],
+    }
+    if stream:
+        body["stream"] = True
+    first = _post(world, key, "/v1/messages", body)
+    second = _post(world, key, "/v1/messages", body)
+    assert (first.headers["x-oneflow-cache"], second.headers["x-oneflow-cache"]) == ("miss", "miss")
+    assert "thinking" in second.text  # the provider answered again, thinking and all
+    assert world.fakes.call_count() == 2
+    plain = {k: v for k, v in body.items() if k not in ("thinking", "stream")}
+    assert _post(world, key, "/v1/messages", plain).headers["x-oneflow-cache"] == "miss"
+    assert _post(world, key, "/v1/messages", plain).headers["x-oneflow-cache"] == "hit"
+
+
 @pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="needs redis-server")
 def test_redis_stopped_mid_run_bypasses_with_no_errors(tmp_path: Path) -> None:
     redis = PrivateRedis()

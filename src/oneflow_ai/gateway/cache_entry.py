@@ -7,14 +7,17 @@ cache), and the request fields that change the answer:
 
 - chat: `messages` (roles, text and image parts, names, tool calls and results), `max_tokens`,
   `temperature`, `top_p`, `stop`, `tools`, `tool_choice`, `response_format`,
-  `parallel_tool_calls` and, by value, every other field the caller set that OneFlow does not
-  translate (`ChatRequest.dialect_only`: Anthropic's `top_k`, OpenAI's `seed`, ...);
+  `parallel_tool_calls`, the reasoning setting (`reasoning_effort` / `thinking`) and, by value,
+  every other field the caller set that OneFlow does not translate
+  (`ChatRequest.dialect_only`: Anthropic's `top_k`, OpenAI's `seed`, ...);
 - images: `prompt`, `n`, `size`, `quality`, `style`, `response_format`, `negative_prompt`,
   `seed`.
 
 Left out: `stream` and `stream_options` (a streamed and a plain request share their entry)
-and `user`. An entry is JSON carrying its schema version and its own key: an entry of another
-version, of another key, or one that does not decode is a miss, never an error.
+and `user`. An answer that carried thinking blocks (Claude's `thinking`, `redacted_thinking`)
+is not stored: a replay could not give them back with their signatures. An entry is JSON
+carrying its schema version and its own key: an entry of another version, of another key, or
+one that does not decode is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from oneflow_ai.domain.chat import (
     StreamStart,
     StreamUsage,
     TextDelta,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireDialect,
@@ -43,7 +47,7 @@ from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 
-__all__ = ["SCHEMA_VERSION", "CacheEntry", "cache_key", "response_from_events"]
+__all__ = ["SCHEMA_VERSION", "CacheEntry", "cache_key", "has_thinking", "response_from_events"]
 
 #: Bumped when the entry format changes: entries of other versions are misses.
 SCHEMA_VERSION = 1
@@ -94,6 +98,7 @@ def _chat_fields(request: ChatRequest) -> dict[str, object]:
             asdict(request.response_format) if request.response_format is not None else None
         ),
         "parallel_tool_calls": request.parallel_tool_calls,
+        "reasoning": asdict(request.reasoning) if request.reasoning is not None else None,
         "dialect": {name: raw.get(name) for name in sorted(request.dialect_only)},
     }
 
@@ -207,8 +212,20 @@ def _new_id(old: str) -> str:
     return prefix + "cache" + secrets.token_hex(12)
 
 
+def has_thinking(answer: ChatResponse) -> bool:
+    """Whether a plain answer carried thinking blocks (kept only in the provider's body)."""
+    content = answer.raw.get("content") if answer.raw is not None else None
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS for block in content
+    )
+
+
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
 def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatResponse | None:
-    """The complete answer a stream gave (None if it did not finish)."""
+    """The complete answer a stream gave (None if it did not finish, or if it carried thinking:
+    a replay could not give it back)."""
     answer_id, model, finish = "", "", None
     text: list[str] = []
     tools: dict[int, list[str]] = {}
@@ -225,6 +242,8 @@ def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatRespons
                 names[event.index] = (event.id or known[0], event.name or known[1])
         elif isinstance(event, StreamFinish):
             finish = event.reason
+        elif isinstance(event, ThinkingDelta):
+            return None
         elif isinstance(event, StreamUsage):
             pass
     if finish is None:

@@ -34,7 +34,12 @@ from oneflow_ai.auth.principal import Principal
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
 from oneflow_ai.domain.media import ImageResponse
 from oneflow_ai.domain.money import micro_credits_to_credits
-from oneflow_ai.gateway.cache_entry import CacheEntry, cache_key, response_from_events
+from oneflow_ai.gateway.cache_entry import (
+    CacheEntry,
+    cache_key,
+    has_thinking,
+    response_from_events,
+)
 from oneflow_ai.gateway.call import CacheResult, CacheStatus, Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.observability.metrics import GatewayMetrics
@@ -196,7 +201,7 @@ class ResponseCache(Hook):
         else:
             found = call.answer
             answer = found if isinstance(found, ChatResponse | ImageResponse) else None
-        if answer is None:
+        if answer is None or (isinstance(answer, ChatResponse) and has_thinking(answer)):
             return
         entry = CacheEntry(key=key, model=call.route.model, usage=call.usage, answer=answer)
         try:
