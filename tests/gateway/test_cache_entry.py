@@ -22,6 +22,7 @@ from oneflow_ai.domain.chat import (
     TextPart,
     ThinkingDelta,
 )
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.cache_entry import (
     SCHEMA_VERSION,
@@ -63,6 +64,35 @@ def test_the_reasoning_setting_is_part_of_the_key() -> None:
     budget = cache_key(_call(reasoning=Reasoning(budget_tokens=2048)), shared=False)
     assert len({base, low, high, budget}) == 4
     assert low == cache_key(_call(reasoning=Reasoning(effort="low")), shared=False)
+
+
+def _embedding_call(*inputs: str | tuple[int, ...], **fields: object) -> Call:
+    principal = Principal(PrincipalKind.API_KEY, "p1", Role.MEMBER, key_id="k1")
+    request = EmbeddingRequest("text-embedding-3-small", list(inputs), **fields)  # type: ignore[arg-type]
+    return Call("r1", principal, "embedding", request, "text-embedding-3-small")
+
+
+def test_an_embedding_key_covers_its_inputs_and_dimensions_only() -> None:
+    base = cache_key(_embedding_call("a", "b"), shared=False)
+    assert base is not None
+    assert base == cache_key(_embedding_call("a", "b", encoding_format="base64"), shared=False)
+    assert base == cache_key(_embedding_call("a", "b", user="someone"), shared=False)
+    assert base != cache_key(_embedding_call("b", "a"), shared=False)
+    assert base != cache_key(_embedding_call("a", "b", dimensions=256), shared=False)
+    assert base != cache_key(_embedding_call((1, 2), "b"), shared=False)
+
+
+def test_an_embedding_entry_round_trips_and_a_bad_vector_is_a_miss() -> None:
+    usage = Usage(input_tokens=2)
+    vectors = [Vector.of_floats([0.25, -1.5, 3.0]), Vector.of_floats([1.0])]
+    answer = EmbeddingResponse(vectors, usage, model="text-embedding-3-small")
+    entry = CacheEntry(key="e", model="text-embedding-3-small", usage=usage, answer=answer)
+    decoded = CacheEntry.decode(entry.encode(), "e")
+    assert decoded == entry
+    assert decoded.fresh_answer() == answer
+    document = json.loads(entry.encode())
+    document["answer"]["vectors"] = ["not base64!"]
+    assert CacheEntry.decode(json.dumps(document).encode(), "e") is None
 
 
 def test_an_answer_with_thinking_is_not_an_entry() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from oneflow_ai.domain.embeddings import Vector
 from oneflow_ai.domain.money import micro_credits_to_credits
 from tests.conftest import redis_server_url
 from tests.support.billing_world import CHAT_PATHS, MODEL, BillingWorld, billing_world
@@ -366,6 +367,36 @@ def test_images_are_cached(world: BillingWorld, projects: dict[str, str]) -> Non
     assert (first.headers["x-oneflow-cache"], second.headers["x-oneflow-cache"]) == ("miss", "hit")
     assert second.json()["data"] == first.json()["data"]
     assert world.fakes.call_count() == 1
+
+
+async def test_embeddings_are_cached(world: BillingWorld, projects: dict[str, str]) -> None:
+    project = projects[CACHED]
+    key = world.key(project)
+    body: dict[str, object] = {"model": "text-embedding-3-small", "input": ["one", "two"]}
+    first = _post(world, key, "/v1/embeddings", body)
+    second = _post(world, key, "/v1/embeddings", body)
+    assert (first.headers["x-oneflow-cache"], second.headers["x-oneflow-cache"]) == ("miss", "hit")
+    assert second.json() == first.json()
+    assert world.fakes.call_count() == 1
+    # The same vectors written as base64 share the entry; other dimensions or inputs do not.
+    encoded = _post(world, key, "/v1/embeddings", {**body, "encoding_format": "base64"})
+    assert encoded.headers["x-oneflow-cache"] == "hit"
+    for item, plain in zip(encoded.json()["data"], first.json()["data"], strict=True):
+        vector = Vector.of_base64(item["embedding"]).floats()
+        assert vector == pytest.approx(plain["embedding"], abs=1e-6)
+    shorter = _post(world, key, "/v1/embeddings", {**body, "dimensions": 256})
+    assert shorter.headers["x-oneflow-cache"] == "miss"
+    assert len(shorter.json()["data"][0]["embedding"]) == 256
+    tokens = _post(world, key, "/v1/embeddings", {**body, "input": [[1, 2], [3]]})
+    assert tokens.headers["x-oneflow-cache"] == "miss"
+    assert world.fakes.call_count() == 3
+    live, *hits = (await world.charges(project))[:3]
+    assert live.micro_credits > 0 and [hit.micro_credits for hit in hits] == [0, 0]
+    assert [hit.input_tokens for hit in hits] == [live.input_tokens] * 2
+    report = world.admin_call("GET", "/api/v1/usage", project=project, group_by="model").json()
+    (group,) = report["groups"]
+    assert (group["requests"], group["cache_hits"]) == (5, 2)
+    assert Decimal(group["credits_saved"]) == 2 * micro_credits_to_credits(live.micro_credits)
 
 
 @pytest.mark.parametrize("stream", [False, True])

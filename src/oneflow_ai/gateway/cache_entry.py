@@ -11,9 +11,11 @@ cache), and the request fields that change the answer:
   every other field the caller set that OneFlow does not translate
   (`ChatRequest.dialect_only`: Anthropic's `top_k`, OpenAI's `seed`, ...);
 - images: `prompt`, `n`, `size`, `quality`, `style`, `response_format`, `negative_prompt`,
-  `seed`.
+  `seed`;
+- embeddings: `input` (texts and token arrays, in order) and `dimensions`.
 
-Left out: `stream` and `stream_options` (a streamed and a plain request share their entry)
+Left out: `stream` and `stream_options` (a streamed and a plain request share their entry),
+an embedding's `encoding_format` (the vectors are the same; only how they are written differs)
 and `user`. An answer that carried thinking blocks (Claude's `thinking`, `redacted_thinking`)
 is not stored: a replay could not give them back with their signatures. An entry is JSON
 carrying its schema version and its own key: an entry of another version, of another key, or
@@ -43,6 +45,7 @@ from oneflow_ai.domain.chat import (
     ToolCallDelta,
     WireDialect,
 )
+from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
@@ -52,7 +55,7 @@ __all__ = ["SCHEMA_VERSION", "CacheEntry", "cache_key", "has_thinking", "respons
 #: Bumped when the entry format changes: entries of other versions are misses.
 SCHEMA_VERSION = 1
 
-CachedAnswer = ChatResponse | ImageResponse
+CachedAnswer = ChatResponse | ImageResponse | EmbeddingResponse
 
 
 def cache_key(call: Call, *, shared: bool) -> str | None:
@@ -69,6 +72,8 @@ def cache_key(call: Call, *, shared: bool) -> str | None:
                 "negative_prompt", "seed",
             )
         }  # fmt: skip
+    elif isinstance(request, EmbeddingRequest):
+        fields = {"input": request.inputs, "dimensions": request.dimensions}
     else:
         return None
     principal = call.principal
@@ -132,6 +137,12 @@ class CacheEntry:
                 "raw": answer.raw,
                 "raw_dialect": answer.raw_dialect,
             }
+        elif isinstance(answer, EmbeddingResponse):
+            body = {
+                "kind": "embedding",
+                "model": answer.model,
+                "vectors": [vector.base64() for vector in answer.vectors],
+            }
         else:
             body = {
                 "kind": "image",
@@ -177,15 +188,24 @@ class CacheEntry:
                     usage=usage,
                     model=str(body["model"]),
                 )
+            elif body["kind"] == "embedding":
+                answer = EmbeddingResponse(
+                    vectors=[Vector.of_base64(str(text)) for text in body["vectors"]],
+                    usage=usage,
+                    model=str(body["model"]),
+                )
             else:
                 return None
             return cls(key=key, model=str(document["model"]), usage=usage, answer=answer)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError):  # binascii.Error is a ValueError
             return None
 
     def fresh_answer(self) -> CachedAnswer:
-        """The stored answer as a new one: a new id (chat) and the current time."""
+        """The stored answer as a new one: a new id (chat) and the current time (chat, images;
+        an embedding has neither)."""
         answer, now = self.answer, int(time.time())
+        if isinstance(answer, EmbeddingResponse):
+            return replace(answer)
         if isinstance(answer, ImageResponse):
             return replace(answer, created=now)
         new_id = _new_id(answer.id)

@@ -32,6 +32,7 @@ import structlog
 
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
+from oneflow_ai.domain.embeddings import EmbeddingResponse
 from oneflow_ai.domain.media import ImageResponse
 from oneflow_ai.domain.money import micro_credits_to_credits
 from oneflow_ai.gateway.cache_entry import (
@@ -56,6 +57,8 @@ _TTL = "cache.ttl"
 _ENTRY = "cache.entry"
 _EVENTS = "cache.events"
 _CLAIM = "cache.claim"
+#: The operations the cache answers (those `cache_key` knows).
+_OPERATIONS = ("chat", "image", "embedding")
 #: Store failures are logged at most this often (seconds).
 LOG_INTERVAL = 60.0
 
@@ -98,7 +101,7 @@ class ResponseCache(Hook):
 
     async def before(self, call: Call) -> ShortCircuit | None:
         policy = self.policy(call.principal)
-        if policy is None or not policy.enabled or call.operation not in ("chat", "image"):
+        if policy is None or not policy.enabled or call.operation not in _OPERATIONS:
             return None
         directive = call.cache_directive
         request = call.request
@@ -194,13 +197,14 @@ class ResponseCache(Hook):
             return
         if call.error is not None or call.route is None or call.usage is None:
             return
-        answer: ChatResponse | ImageResponse | None
+        answer: ChatResponse | ImageResponse | EmbeddingResponse | None
         if call.stream:
             events = cast(list[StreamEvent], call.state.get(_EVENTS, []))
             answer = response_from_events(events, call.usage)
         else:
             found = call.answer
-            answer = found if isinstance(found, ChatResponse | ImageResponse) else None
+            cached = ChatResponse | ImageResponse | EmbeddingResponse
+            answer = found if isinstance(found, cached) else None
         if answer is None or (isinstance(answer, ChatResponse) and has_thinking(answer)):
             return
         entry = CacheEntry(key=key, model=call.route.model, usage=call.usage, answer=answer)
