@@ -56,7 +56,7 @@ open_url = @echo "$(1)"; \
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev run dev test test-coverage test-property lint format type-check \
+.PHONY: help install install-dev run dev test test-coverage test-property test-node lint format type-check \
         db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers \
         deploy-check security-check audit docker-build prod-build docker-up docker-down \
         docker-logs docker-restart docker-shell docker-clean k8s-deploy k8s-delete k8s-status \
@@ -127,6 +127,9 @@ test-coverage: install-dev ## run the suite with a coverage report
 
 test-property: install-dev ## run the Hypothesis property tests only
 	$(BIN)/python -m pytest -m property $(PYTEST_ARGS)
+
+test-node: install-dev ## run the Node.js tests only (the openai npm SDK through the gateway; npm ci)
+	$(BIN)/python -m pytest -m node $(PYTEST_ARGS)
 
 lint: install-dev ## ruff lint and format check, import layering contract
 	$(BIN)/ruff check src tests bench

@@ -118,7 +118,7 @@ def redis_server_url() -> str | None:
 NEEDS = {
     "postgres": ("PostgreSQL", "set TEST_DATABASE_URL"),
     "redis": ("Redis", "set TEST_REDIS_URL"),
-    "node": ("Node.js", "install node"),
+    "node": ("Node.js and npm", "install Node.js 20+ with npm"),
     "browser": ("Chromium", "apt-get install -y chromium"),
     "cluster": (
         "haproxy, initdb/pg_ctl and redis-server",
@@ -142,7 +142,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = {
         "postgres": (*NEEDS["postgres"], pg_server_url()),
         "redis": (*NEEDS["redis"], redis_server_url()),
-        "node": (*NEEDS["node"], shutil.which("node")),
+        "node": (*NEEDS["node"], shutil.which("node") and shutil.which("npm")),
         "browser": (*NEEDS["browser"], CHROMIUM.exists() or None),
         "cluster": (*NEEDS["cluster"], cluster_tools()),
     }

@@ -30,6 +30,7 @@ from oneflow_ai.api import (
     projects,
     request_log_policy,
     requests,
+    responses_api,
     root,
     self_service,
     token_counts,
@@ -149,6 +150,7 @@ def create_app(
     install_error_handlers(app)
     for router in (
         openai_compat.router,
+        responses_api.router,
         anthropic_compat.router,
         token_counts.router,
         gateway_api.router,

@@ -252,6 +252,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     max_request_size: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Responses of /v1/responses kept (store: true) are deleted this many days after they
+    # were made; until then GET /v1/responses/{id} and previous_response_id find them.
+    responses_retention_days: int = Field(default=30, ge=1, le=3650)
     cors_origins: list[str] = Field(default_factory=list)
 
     # ---- identity: access tokens, API keys ---------------------------------------------

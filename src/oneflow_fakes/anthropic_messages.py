@@ -265,6 +265,8 @@ class _Answer:
             + marker.reasoning
             + (count(thinking) if thinking else 0)
         )
+        if thinking is not None:
+            self.output_tokens += count(thinking)
 
     @property
     def stop_reason(self) -> str:

@@ -26,6 +26,7 @@ from oneflow_fakes.openai_chat import OpenAIChat
 from oneflow_fakes.openai_common import check_openai_key, openai_headers
 from oneflow_fakes.openai_embeddings import OpenAIEmbeddings
 from oneflow_fakes.openai_images import OpenAIImages
+from oneflow_fakes.openai_responses import OpenAIResponses
 from oneflow_fakes.openai_transcriptions import OpenAITranscriptions
 from oneflow_fakes.stability_images import StabilityImages
 
@@ -71,6 +72,7 @@ def create_fake_app(config: FakeConfig | None = None) -> web.Application:
     openai_chat = OpenAIChat(state)
     anthropic = AnthropicMessages(state)
     router.add_post("/openai/v1/chat/completions", guarded(openai_chat.completions))
+    router.add_post("/openai/v1/responses", guarded(OpenAIResponses(state).create))
     router.add_post(  # Azure OpenAI's deployment-name URL
         "/openai/deployments/{deployment}/chat/completions", guarded(openai_chat.completions)
     )

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["HEADERS", "Fault", "FaultBook", "FaultError", "FaultRule", "fault_from_headers"]
 
 Provider = Literal["openai", "anthropic", "stability", "elevenlabs"]
-Endpoint = Literal["chat", "images", "speech", "models"]
+Endpoint = Literal["chat", "responses", "images", "speech", "models"]
 
 
 class FaultError(ValueError):

@@ -86,6 +86,23 @@ def test_rate_limits_refuse_before_the_provider_is_called(
     assert fakes.call_count() == 2  # the refused calls never reached a provider
 
 
+def test_the_responses_api_is_limited_like_chat(world: World, fakes: FakeProviders) -> None:
+    key = _key(world, limits={"requests_per_minute": 2})
+    client = openai.OpenAI(base_url=f"{world.server.url}/v1", api_key=key, max_retries=0)
+    first = client.responses.with_raw_response.create(model="gpt-4o", input="hi")
+    assert first.headers["x-ratelimit-remaining"] == "1"
+    client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="claude-3-haiku", input="hi")
+    assert fakes.call_count() == 2
+    # ... and by the key's model allow-list, before any provider is called.
+    allowed = _key(world, allowed_models=["gpt-4o"])
+    client = openai.OpenAI(base_url=f"{world.server.url}/v1", api_key=allowed, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.responses.create(model="claude-3-haiku", input="hi")
+    assert fakes.call_count() == 2
+
+
 def test_token_limits_count_the_prompt(world: World, fakes: FakeProviders) -> None:
     key = _key(world, limits={"tokens_per_minute": 50})
     headers = {"Authorization": f"Bearer {key}"}

@@ -335,3 +335,28 @@ def test_a_configured_embedding_model_answers(fresh: World) -> None:
     (call,) = fresh.fakes["api-key"].calls("openai")
     assert call.path.endswith("/embeddings") and call.model == "azure-embedding"
     assert "api-key" in call.headers and call.query["api-version"] == "2024-10-21"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_responses_api_reaches_a_configured_model_through_chat_completions(
+    fresh: World, stream: bool
+) -> None:
+    """An OpenAI-compatible API is bridged onto its Chat Completions (few serve /responses)."""
+    client = fresh.openai()
+    asked = {"model": "llama-3.1-8b-instant", "input": "Hello there", "instructions": "Be kind"}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(**asked)
+    assert response.output_text.startswith("Echo: Hello there")
+    (call,) = fresh.fakes["bearer"].calls("openai")
+    assert call.path.endswith("/chat/completions")
+    assert call.body["messages"] == [  # type: ignore[index]
+        {"role": "system", "content": "Be kind"},
+        {"role": "user", "content": "Hello there"},
+    ]
+    refused = client.responses.with_raw_response
+    with pytest.raises(openai.BadRequestError) as built_in:
+        refused.create(model="llama-3.1-8b-instant", input="x", tools=[{"type": "web_search"}])
+    assert built_in.value.body["param"] == "tools[0]"  # type: ignore[index]

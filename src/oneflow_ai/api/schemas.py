@@ -32,6 +32,7 @@ __all__ = [
     "MessagesRequest",
     "MessagesResponse",
     "ModelList",
+    "ResponsesRequestBody",
     "SpeechRequestBody",
     "install_schemas",
     "request_body",
@@ -115,6 +116,33 @@ class ChatCompletionRequest(_Doc):
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
     models: list[str] | None = Field(default=None, description=_MODELS)
+
+
+class ResponsesRequestBody(_Doc):
+    """OpenAI's Responses API request (docs/responses.md)."""
+
+    model: str = Field(
+        description="A catalog model id or alias, `auto`, or a strategy",
+        examples=["gpt-4o", "claude-3-haiku-20240307"],
+    )
+    input: str | list[dict[str, Any]] = Field(
+        description="Text, or input items: messages, function_call, function_call_output"
+    )
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = Field(
+        default=None, description="{format: {type: json_schema, name, schema}}"
+    )
+    reasoning: dict[str, Any] | None = Field(default=None, description="{effort, summary}")
+    previous_response_id: str | None = None
+    store: bool = True
+    stream: bool = False
+    metadata: dict[str, str] | None = None
 
 
 class ChatCompletion(_Doc):
@@ -318,6 +346,7 @@ class EstimateResponse(_Doc):
 
 _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
+    ResponsesRequestBody,
     ImageGenerationRequest,
     SpeechRequestBody,
     MessagesRequest,

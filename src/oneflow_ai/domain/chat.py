@@ -43,11 +43,13 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "WireDialect",
+    "WireEvent",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-WireDialect = Literal["openai", "anthropic"]
+WireDialect = Literal["openai", "anthropic", "responses"]
+"""`responses`: OpenAI's Responses API (`/v1/responses`), a dialect of the edge and of OpenAI."""
 
 
 @dataclass(slots=True)
@@ -82,6 +84,10 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)  # assistant turns
     tool_call_id: str | None = None  # tool results
+    # An assistant turn's visible thinking, and the provider's signature of it (Claude needs
+    # both back, unchanged, to continue a turn that thought before calling a tool).
+    reasoning: str = ""
+    reasoning_signature: str | None = None
 
     @property
     def text(self) -> str:
@@ -172,7 +178,8 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None  # False: at most one tool call per answer
     reasoning: Reasoning | None = None  # for the models that reason (catalog `reasoning`)
     # The caller's body as received, the dialect it is in, and the fields of it this request
-    # does not carry (see the module docstring).
+    # does not carry (see the module docstring; for the Responses dialect, the fields only
+    # OpenAI's own Responses API honours: any other model refuses the request).
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
     dialect_only: tuple[str, ...] = ()
@@ -193,6 +200,8 @@ class ChatResponse:
     # The provider's body as received, and the dialect it is in.
     raw: dict[str, Any] | None = None
     raw_dialect: WireDialect | None = None
+    reasoning: str = ""  # the model's visible thinking (Claude's thinking blocks), if any
+    reasoning_signature: str | None = None  # the provider's signature of that thinking
 
 
 # ---- stream events ---------------------------------------------------------------------
@@ -277,4 +286,15 @@ TOKEN_CLASSES = (
 )
 
 
-StreamEvent = StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ThinkingDelta
+@dataclass(slots=True)
+class WireEvent:
+    """A provider's own stream event (decoded), for a caller of the same dialect, who gets it
+    as it came; every other encoder ignores it (the canonical events beside it say the same)."""
+
+    dialect: WireDialect
+    data: dict[str, Any]
+
+
+StreamEvent = (
+    StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ThinkingDelta | WireEvent
+)

@@ -184,6 +184,8 @@ class Call:
         request, route = self.request, self.route
         if route is None or not isinstance(request, ChatRequest):
             return ()
+        if request.raw_dialect == "responses":  # refused by a bridged model, never ignored
+            return ()
         named = request.dialect_only if route.dialect != request.raw_dialect else ()
         reasoning = unhonoured_reasoning(request, route.entry, route.dialect or "")
         return (*named, reasoning) if reasoning is not None else named

@@ -241,6 +241,8 @@ class ChatStream:
                 self._text.append(event.arguments)
                 if event.name:
                     self._text.append(event.name)
+            elif isinstance(event, ThinkingDelta):
+                self._text.append(event.text)  # thinking is output, billed as such
             elif isinstance(event, StreamUsage):
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens

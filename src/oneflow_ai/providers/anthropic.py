@@ -111,6 +111,9 @@ class AnthropicWire:
         self._default_max_tokens = default_max_tokens
         self.usage_fields = UnknownUsageFields(name)
 
+    def request_path(self, request: ChatRequest) -> str:
+        return self.path
+
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]:
@@ -175,10 +178,15 @@ def stop_reason(value: object) -> FinishReason:
 def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
+    thinking: list[str] = []
+    signature: str | None = None
     calls: list[ToolCall] = []
     for block in body["content"]:
         if block.get("type") == "text":
             text.append(block.get("text") or "")
+        elif block.get("type") == "thinking":
+            thinking.append(str(block.get("thinking") or ""))
+            signature = str(block.get("signature") or "") or signature
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
@@ -194,6 +202,8 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         tool_calls=calls,
         raw=raw,
         raw_dialect="anthropic",
+        reasoning="".join(thinking),
+        reasoning_signature=signature,
     )
 
 

@@ -35,7 +35,12 @@ _INSTRUCTION = "Answer with a single JSON object only, without any other text."
 
 def forces_tool(request: ChatRequest) -> bool:
     """Whether the answer comes as the `json_answer` tool's input (see the module docstring)."""
-    return request.response_format is not None and not request.tools
+    return (
+        request.response_format is not None
+        and not request.tools
+        # Claude thinks only with a free tool choice
+        and (request.reasoning is None or request.reasoning.as_budget() is None)
+    )
 
 
 def apply_response_format(request: ChatRequest, body: MessagesBody) -> None:

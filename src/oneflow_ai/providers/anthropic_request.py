@@ -16,6 +16,7 @@ from typing import Literal
 import orjson
 
 from oneflow_ai.domain.chat import ChatRequest, ImagePart, Message, TextPart, Tool
+from oneflow_ai.errors import BadRequestError
 from oneflow_ai.providers.anthropic_json import apply_response_format
 from oneflow_ai.providers.anthropic_types import (
     ContentBlock,
@@ -30,20 +31,25 @@ __all__ = ["DEFAULT_MAX_TOKENS", "build_messages_body", "image_source"]
 
 #: `max_tokens` is required by Anthropic; Claude 3 models write at most 4,096 tokens.
 DEFAULT_MAX_TOKENS = 4096
+#: Without a `max_tokens` of the caller's, thinking leaves at least this much for the answer.
+MIN_ANSWER_TOKENS = 1024
 
 
 def build_messages_body(
     request: ChatRequest, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> MessagesBody:
     """The Messages body of a canonical request."""
+    budget = request.reasoning.as_budget() if request.reasoning is not None else None
+    if budget is not None and request.max_tokens is None:
+        default_max_tokens = max(default_max_tokens, budget + MIN_ANSWER_TOKENS)
     body: MessagesBody = {
         "model": model,
         "max_tokens": request.max_tokens or default_max_tokens,
         "messages": _turns(request.messages),
     }
     _add_sampling(request, body)
-    _add_thinking(request, body)
     _add_tools(request, body)
+    _add_thinking(request, body)
     apply_response_format(request, body)
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
@@ -82,7 +88,19 @@ def _add_thinking(request: ChatRequest, body: MessagesBody) -> None:
         return
     budget = min(budget, body["max_tokens"] - 1)
     if budget < MIN_THINKING_BUDGET:
+        if request.raw_dialect == "responses":  # refused, never dropped
+            raise BadRequestError(
+                f"Claude thinks with at least {MIN_THINKING_BUDGET} tokens: a reasoning effort "
+                f"needs max_output_tokens above {MIN_THINKING_BUDGET}",
+                param="reasoning.effort",
+            )
         return
+    choice = body.get("tool_choice")
+    if choice is not None and choice["type"] in ("any", "tool"):
+        raise BadRequestError(
+            "Claude cannot be made to call a tool while it thinks (reasoning effort)",
+            param="tool_choice",
+        )
     body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     body.pop("temperature", None)
     body.pop("top_p", None)
@@ -143,6 +161,14 @@ def _blocks(message: Message) -> list[ContentBlock]:
             }
         ]
     blocks: list[ContentBlock] = []
+    if message.reasoning_signature is not None:  # Claude's own thinking, handed back as it was
+        blocks.append(
+            {
+                "type": "thinking",
+                "thinking": message.reasoning,
+                "signature": message.reasoning_signature,
+            }
+        )
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text:

@@ -35,8 +35,10 @@ class ImageSource(TypedDict, total=False):
 class ContentBlock(TypedDict, total=False):
     """A block of a request's turn: text, an image, a tool call or a tool's result."""
 
-    type: Literal["text", "image", "tool_use", "tool_result"]
+    type: Literal["text", "image", "tool_use", "tool_result", "thinking"]
     text: str
+    thinking: str
+    signature: str
     source: ImageSource
     id: str
     name: str
@@ -80,8 +82,8 @@ class MessagesBody(TypedDict, total=False):
     tools: list[ToolParam]
     tool_choice: ToolChoiceParam
     metadata: dict[str, str]
-    stream: bool
     thinking: ThinkingParam
+    stream: bool
 
 
 class UsageObject(TypedDict, total=False):
@@ -118,6 +120,8 @@ class StreamDelta(TypedDict, total=False):
     type: str
     text: str
     partial_json: str
+    thinking: str
+    signature: str
     stop_reason: str | None
 
 

@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 import orjson
 
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent, WireDialect
-from oneflow_ai.errors import ProviderError, ProviderUnavailableError
+from oneflow_ai.errors import BadRequestError, ProviderError, ProviderUnavailableError
 from oneflow_ai.providers.errors import MALFORMED, malformed
 from oneflow_ai.providers.sse import SSEEvent, iter_sse_batches
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
@@ -65,6 +65,11 @@ class ChatWire(Protocol):
     @property
     def path(self) -> str:
         """The chat endpoint, after the client's base URL."""
+        ...
+
+    def request_path(self, request: ChatRequest) -> str:
+        """The endpoint `request` is sent to (`path`, unless the wire serves the request's
+        own dialect at another endpoint: OpenAI's Responses API)."""
         ...
 
     def request_body(
@@ -118,7 +123,7 @@ class ChatProvider:
         self.wire = wire
         self.name: str = wire.name
         self.dialect: WireDialect = wire.dialect
-        self._path = wire.path
+        self.native_responses: bool = getattr(wire, "native_responses", False)
         self._path_for = path_for
         self._map_error = wire.map_error
 
@@ -126,9 +131,24 @@ class ChatProvider:
         await self._client.aclose()
 
     def _request(self, request: ChatRequest, model: str, *, stream: bool) -> UpstreamRequest:
+        if request.raw_dialect == "responses" and request.dialect_only:
+            self._refuse_unbridgeable(request, model)
         body = self.wire.request_body(request, model, stream=stream)
-        path = self._path if self._path_for is None else self._path_for(model)
+        path = self.wire.request_path(request) if self._path_for is None else self._path_for(model)
         return UpstreamRequest("POST", path, self._map_error, body=orjson.dumps(body), model=model)
+
+    def _refuse_unbridgeable(self, request: ChatRequest, model: str) -> None:
+        """A Responses API request with fields only OpenAI's own Responses API honours, for a
+        model that is not OpenAI's (a fallback, say): refused, never sent without them."""
+        if self.native_responses:
+            return
+        field = request.dialect_only[0]
+        raise BadRequestError(
+            f"'{field}' is not supported for the model '{model}' ({self.name}): only OpenAI "
+            "models take it on the Responses API",
+            param=field.split(" ", 1)[0],
+            code="unsupported_parameter",
+        )
 
     async def chat(self, request: ChatRequest, model: str) -> ChatResponse:
         response = await self._client.send(self._request(request, model, stream=False))

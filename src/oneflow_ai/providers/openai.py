@@ -51,6 +51,13 @@ from oneflow_ai.providers.errors import (
 )
 from oneflow_ai.providers.openai_embeddings import EmbeddingsMixin
 from oneflow_ai.providers.openai_request import build_chat_body
+from oneflow_ai.providers.openai_responses import PATH as RESPONSES_PATH
+from oneflow_ai.providers.openai_responses import (
+    ResponsesStream,
+    is_native,
+    parse_response,
+    responses_body,
+)
 from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
     ChatCompletion,
@@ -86,19 +93,32 @@ def openai_headers(api_key: str) -> dict[str, str]:
 
 
 class OpenAIWire:
-    """Chat Completions, canonical <-> wire (a `ChatWire`), under the provider's `name`."""
+    """Chat Completions, canonical <-> wire (a `ChatWire`), under the provider's `name`.
 
-    __slots__ = ("name", "usage_fields")
+    With `native_responses` (OpenAI itself, not an OpenAI-compatible API), a request that
+    arrived in the Responses dialect goes to OpenAI's `/responses` (`openai_responses.py`);
+    otherwise it is bridged onto Chat Completions like any other."""
+
+    __slots__ = ("name", "native_responses", "usage_fields")
     dialect: WireDialect = "openai"
     path = "/chat/completions"
 
-    def __init__(self, name: str = NAME) -> None:
+    def __init__(self, name: str = NAME, *, native_responses: bool = False) -> None:
         self.name = name
         self.usage_fields = UnknownUsageFields(name)
+        self.native_responses = native_responses
+
+    def _native(self, request: ChatRequest) -> bool:
+        return self.native_responses and is_native(request)
+
+    def request_path(self, request: ChatRequest) -> str:
+        return RESPONSES_PATH if self._native(request) else self.path
 
     def request_body(
         self, request: ChatRequest, model: str, *, stream: bool
     ) -> Mapping[str, object]:
+        if self._native(request):
+            return responses_body(request, model, stream=stream)
         forwarded = forwarded_body(request, "openai", model)
         if forwarded is None:
             body = build_chat_body(request, model)
@@ -120,12 +140,16 @@ class OpenAIWire:
 
     def answer(self, body: bytes, request: ChatRequest, model: str) -> ChatResponse:
         decoded = orjson.loads(body)
+        if self._native(request):
+            return parse_response(decoded, model)
         usage = decoded.get("usage") if isinstance(decoded, dict) else None
         if isinstance(usage, dict):
             self.usage_fields.check(model, usage, "openai")
         return parse_chat(decoded, decoded, model)
 
-    def stream_decoder(self, request: ChatRequest, model: str) -> OpenAIStream:
+    def stream_decoder(self, request: ChatRequest, model: str) -> OpenAIStream | ResponsesStream:
+        if self._native(request):
+            return ResponsesStream(self.name, model)
         return OpenAIStream(self.name, model, self.usage_fields)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -144,7 +168,7 @@ class OpenAIProvider(EmbeddingsMixin, TranscriptionMixin, ChatProvider):
     `ImageCapable`, `EmbeddingCapable` and `TranscriptionCapable`)."""
 
     def __init__(self, client: UpstreamClient, *, name: str = NAME) -> None:
-        super().__init__(client, OpenAIWire(name))
+        super().__init__(client, OpenAIWire(name, native_responses=True))
 
     async def generate_image(self, request: ImageRequest, model: str) -> ImageResponse:
         body: dict[str, object] = {

@@ -23,7 +23,12 @@ def build_chat_body(request: ChatRequest, model: str) -> ChatCompletionBody:
     """The Chat Completions body of a canonical request."""
     body: ChatCompletionBody = {
         "model": model,
-        "messages": [_message(m) for m in request.messages],
+        # an assistant turn of thinking alone (another model's) has nothing to say here
+        "messages": [
+            _message(m)
+            for m in request.messages
+            if m.content or m.tool_calls or m.role != "assistant"
+        ],
     }
     if request.reasoning is not None:
         # A reasoning model (the gateway leaves `reasoning` only for those): it takes

@@ -94,7 +94,6 @@ class ChatCompletionBody(TypedDict, total=False):
     messages: list[MessageParam]
     max_tokens: int
     max_completion_tokens: int
-    reasoning_effort: str
     temperature: float
     top_p: float
     stop: list[str]
@@ -103,6 +102,7 @@ class ChatCompletionBody(TypedDict, total=False):
     parallel_tool_calls: bool
     response_format: ResponseFormatParam
     user: str
+    reasoning_effort: str
     stream: bool
     stream_options: dict[str, object]
 

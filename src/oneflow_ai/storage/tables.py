@@ -51,6 +51,7 @@ __all__ = [
     "RequestBody",
     "RequestLogPolicy",
     "ReservationHold",
+    "StoredResponse",
     "UsageRecordRow",
     "User",
     "UtcDateTime",
@@ -570,3 +571,19 @@ class RequestBody(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class StoredResponse(Base):
+    """A response of the Responses API that OneFlow keeps (`store: true`) until it expires."""
+
+    __tablename__ = "stored_responses"
+    __table_args__ = (Index("ix_stored_responses_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    input: Mapped[list[Any]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -8,7 +8,7 @@ A request answered from the response cache is charged a fraction of what the liv
 rollups, beside the ``cache_hit`` flag and ``cache_hits`` counter of 0004.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
