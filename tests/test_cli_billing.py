@@ -39,6 +39,8 @@ async def env(database_url: str) -> dict[str, str]:
                         output_tokens=100,
                         micro_credits=350_000,
                         latency_ms=200 + 10 * i,
+                        cache_hit=i == 1,
+                        credits_saved=700_000 if i == 1 else 0,
                     )
                     for i in range(8)
                 ],
@@ -55,13 +57,15 @@ def test_usage_prints_a_readable_table(env: dict[str, str], tmp_path: Path) -> N
     assert lines[0].startswith("usage ") and "UTC" in lines[0]
     assert lines[1].split() == [
         "model", "requests", "errors", "tokens", "in", "tokens", "out", "credits", "USD",
-        "p50", "ms", "p95", "ms", "p99", "ms",
+        "p50", "ms", "p95", "ms", "p99", "ms", "cache", "hits", "credits", "saved",
     ]  # fmt: skip
     assert set(lines[2]) == {"-", " "}
     rows = {line.split()[0]: line.split() for line in lines[3:]}
     assert rows["gpt-4o"][1:3] == ["4", "0"]
     assert rows["claude-3-haiku-20240307"][1:3] == ["4", "2"]
     assert rows["TOTAL"][1:6] == ["8", "2", "8000", "800", "2.800000"]
+    assert rows["TOTAL"][-2:] == ["1", "0.700000"]
+    assert rows["gpt-4o"][-2:] == ["1", "0.700000"]
 
 
 def test_usage_as_csv_and_json(env: dict[str, str], tmp_path: Path) -> None:

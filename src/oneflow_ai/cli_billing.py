@@ -62,6 +62,8 @@ _TABLE_COLUMNS = (
     ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
     ("latency_p99_ms", "p99 ms"),
+    ("cache_hits", "cache hits"),
+    ("credits_saved", "credits saved"),
 )
 
 

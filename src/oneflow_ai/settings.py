@@ -12,10 +12,19 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -23,6 +32,7 @@ __all__ = [
     "DEFAULT_JWT_SECRET",
     "DEFAULT_MASTER_KEY",
     "PROVIDERS",
+    "CachePolicy",
     "Environment",
     "ProviderSettings",
     "Settings",
@@ -82,6 +92,26 @@ class ProviderSettings:
     @property
     def configured(self) -> bool:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class CachePolicy(BaseModel):
+    """Whether and how the response cache serves a project's or a key's calls
+    (``CACHE_PROJECTS`` / ``CACHE_KEYS``; docs/cache.md).
+
+    ``shared``: the project's keys share entries (otherwise each key has its own);
+    ``allow_temperature``: cache answers asked for with ``temperature > 0`` too;
+    ``coalesce``: identical requests arriving while the first is still being answered wait
+    for its answer instead of calling the provider too (across replicas with Redis);
+    ``ttl_seconds`` and ``hit_fraction`` replace the deployment's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    shared: bool = False
+    allow_temperature: bool = False
+    coalesce: bool = False
+    ttl_seconds: int | None = Field(default=None, ge=1)
+    hit_fraction: Decimal | None = Field(default=None, ge=0, le=1)
 
 
 class SettingsError(Exception):
@@ -241,6 +271,22 @@ class Settings(BaseSettings):
     api_key_max_age_days: int = Field(default=90, ge=0)
     api_key_rotation_grace_hours: float = Field(default=24.0, ge=0)
     login_attempts_per_minute: int = Field(default=10, ge=0)
+
+    # ---- response cache (docs/cache.md): off unless a project or key opts in ----------------
+    # Project id -> policy ("*": every project), key id -> policy (replaces its project's).
+    cache_projects: dict[str, CachePolicy] = Field(default_factory=dict)
+    cache_keys: dict[str, CachePolicy] = Field(default_factory=dict)
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+    # The longest X-OneFlow-Cache-TTL a caller may ask for.
+    cache_max_ttl_seconds: int = Field(default=7 * 86_400, ge=1)
+    # Answers larger than this (serialized) are not stored.
+    cache_max_entry_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The in-process cache (without REDIS_URL): least recently used entries go past this.
+    cache_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # What a hit is charged, as a fraction of what the answer cost when it was made live.
+    cache_hit_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    # Cached answers count against rate limits like live ones (false: they do not).
+    cache_counts_rate_limits: bool = True
 
     # ---- rate limits (0 turns a default off) ---------------------------------------------
     rate_limit_per_minute: int = Field(default=60, ge=0)

@@ -481,3 +481,29 @@ async def test_without_its_database_a_limited_reservation_is_503(clock: FakeCloc
     finally:
         await ledger.close()
         await engine.dispose()
+
+
+async def test_a_free_worst_case_holds_nothing_unless_a_quota_counts_it(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    from decimal import Decimal
+
+    from oneflow_ai.billing.cost import fraction_of
+
+    free = fraction_of(PRICING.max_cost("gpt-4o", 1000, 1000), Decimal(0))  # a cache hit's
+    await ledger.set_mode("p1", "prepaid")  # no balance at all
+    await ledger.set_budgets("p1", [budget(Metric.CREDITS, Period.DAY, 1)])
+    held = await ledger.reserve(request_id="f1", project_id="p1", max_cost=free, provider="openai")
+    assert not held.limited and held.account_hold == 0
+    assert (await snapshot(engine, "p1")).reservations == 0  # no round trip to the database
+    settled = await ledger.settle(held, Usage(input_tokens=1000, output_tokens=10), cost=free)
+    assert settled.cost.micro_credits == 0
+    await ledger.set_budgets("p1", [budget(Metric.REQUESTS, Period.MONTH, 1)])
+    counted = await ledger.reserve(
+        request_id="f2", project_id="p1", max_cost=free, provider="openai"
+    )
+    assert counted.limited  # a requests quota counts a free request too
+    await ledger.settle(counted, Usage(input_tokens=1000, output_tokens=10), cost=free)
+    with pytest.raises(RateLimitedError):
+        await ledger.reserve(request_id="f3", project_id="p1", max_cost=free, provider="openai")
+    await assert_consistent(engine, ["p1"])

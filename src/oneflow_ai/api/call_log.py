@@ -10,12 +10,15 @@ pipeline's `Call` (left in the request's state by `api/calls.py`):
     input_tokens, output_tokens (chat), input_tokens (embedding), images (image),
     characters (speech), audio_seconds (transcription)
     credits          charged (a decimal string)
+    cache            what the response cache did (`hit`, `miss`, `bypass`), when it looked,
+                     and `credits_saved` by a hit
     ignored_params   the caller's parameters the answering model could not honour, if any
     error            the kind of error the call ended with, if it did
 """
 
 from __future__ import annotations
 
+from oneflow_ai.domain.money import micro_credits_to_credits
 from oneflow_ai.gateway.call import Call
 
 __all__ = ["CALL_STATE", "call_fields"]
@@ -52,6 +55,11 @@ def call_fields(call: Call) -> dict[str, object]:
             fields["characters"] = usage.characters
     if call.cost is not None:
         fields["credits"] = str(call.cost.credits)
+    cache = call.cache
+    if cache is not None:
+        fields["cache"] = cache.result
+        if cache.hit:
+            fields["credits_saved"] = str(micro_credits_to_credits(cache.saved_micro_credits))
     ignored = call.ignored_params
     if ignored:
         fields["ignored_params"] = list(ignored)

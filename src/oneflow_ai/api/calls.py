@@ -9,12 +9,15 @@ from oneflow_ai.api.deps import authenticate
 from oneflow_ai.api.fallbacks import requested_fallbacks
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
-from oneflow_ai.gateway.call import Call, Operation, Payload
+from oneflow_ai.errors import BadRequestError
+from oneflow_ai.gateway.call import CacheDirective, Call, Operation, Payload
 from oneflow_ai.gateway.planning import resolve_strategy
 
-__all__ = ["STRATEGY_HEADER", "gateway_caller", "new_call"]
+__all__ = ["CACHE_TTL_HEADER", "STRATEGY_HEADER", "cache_directive", "gateway_caller", "new_call"]
 
 STRATEGY_HEADER = "X-OneFlow-Strategy"
+CACHE_TTL_HEADER = "X-OneFlow-Cache-TTL"
+_DEFAULT_DIRECTIVE = CacheDirective()
 
 
 async def gateway_caller(connection: HTTPConnection) -> Principal:
@@ -56,7 +59,33 @@ def new_call(
         model=model,
         strategy=resolve_strategy(model, strategy, header_name=strategy_field),
         stream=stream,
+        cache_directive=cache_directive(request),
     )
     if requested is not None:
         call.requested_fallbacks, call.fallbacks_param = requested
     return call
+
+
+def cache_directive(request: Request) -> CacheDirective:
+    """The caller's say over the response cache: `Cache-Control: no-cache` (do not answer
+    from the cache), `no-store` (nor keep the answer), `X-OneFlow-Cache-TTL: <seconds>`."""
+    headers = request.headers
+    control, ttl_text = headers.get("cache-control"), headers.get(CACHE_TTL_HEADER)
+    if control is None and ttl_text is None:
+        return _DEFAULT_DIRECTIVE
+    tokens = {part.strip().lower() for part in (control or "").split(",")}
+    no_store = "no-store" in tokens
+    ttl: int | None = None
+    if ttl_text is not None:
+        try:
+            ttl = int(ttl_text.strip())
+        except ValueError:
+            ttl = 0
+        if ttl < 1:
+            raise BadRequestError(
+                f"{CACHE_TTL_HEADER} must be a whole number of seconds, at least 1",
+                param=CACHE_TTL_HEADER,
+            )
+    return CacheDirective(
+        read=not (no_store or "no-cache" in tokens), write=not no_store, ttl_seconds=ttl
+    )

@@ -38,6 +38,7 @@ __all__ = [
     "RATE_LIMIT_STATE",
     "admit",
     "authenticate",
+    "cache_headers",
     "get_services",
     "rate_limit",
     "rate_limit_headers",
@@ -59,6 +60,15 @@ def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     if not isinstance(decision, RateDecision):
         return []
     return [(name.lower().encode(), value.encode()) for name, value in decision.headers.items()]
+
+
+def cache_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """`X-OneFlow-Cache: hit|miss|bypass` for a model call the response cache looked at."""
+    call = state.get(CALL_STATE)
+    status = call.cache if isinstance(call, Call) else None
+    if status is None:
+        return []
+    return [(b"x-oneflow-cache", status.result.encode())]
 
 
 def get_services(connection: HTTPConnection) -> Services:

@@ -7,7 +7,7 @@
   `X-Request-ID` is the gateway's id;
 - security headers on every response (a looser CSP on the API docs pages so they render, the
   console's own on `/console`), and
-  the `X-RateLimit-*` headers the limiter decided for this request;
+  the `X-RateLimit-*` headers the limiter decided for this request and `X-OneFlow-Cache`;
 - the request-size limit: 413 from the `Content-Length` alone, before the body is read, or as
   soon as a chunked body passes the limit, so a large body never sits in memory;
 - one structured log line per request (method, path, status, duration, request id; for a
@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oneflow_ai.api.call_log import CALL_STATE, call_fields
-from oneflow_ai.api.deps import rate_limit_headers
+from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
@@ -148,7 +148,8 @@ class EdgeMiddleware:
                 status = message["status"]
                 # X-RateLimit-* decided by the limiter during the request (api/deps.py).
                 limited = rate_limit_headers(scope["state"])
-                message["headers"] = [*message.get("headers", ()), *extra, *limited]
+                cached = cache_headers(scope["state"])  # X-OneFlow-Cache (gateway/cache_hook.py)
+                message["headers"] = [*message.get("headers", ()), *extra, *limited, *cached]
                 if overflow:  # the unread rest of the body stays on the wire: do not reuse it
                     message["headers"].append((b"connection", b"close"))
             await send(message)

@@ -16,6 +16,7 @@ from oneflow_ai.api.views import list_view, membership_view, project_view
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal, Role
 from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
+from oneflow_ai.settings import CachePolicy
 
 __all__ = ["router"]
 
@@ -31,12 +32,16 @@ class CreateProject(Body):
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(default=None, max_length=64)
     limits: LimitsBody | None = None
+    # The response cache's policy (docs/cache.md); absent or null: off.
+    cache: CachePolicy | None = None
 
 
 class UpdateProject(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     # Only the limits given change (a null one is removed); null removes them all.
     limits: LimitsBody | None = None
+    # A new response-cache policy replaces the old one; null turns the cache off.
+    cache: CachePolicy | None = None
 
 
 class SetMembership(Body):
@@ -54,6 +59,7 @@ async def create_project(
         name=body.name,
         project_id=body.id,
         limits=body.limits.policy() if body.limits is not None else None,
+        cache=body.cache,
     )
     return json_response(project_view(project), 201)
 
@@ -79,7 +85,8 @@ async def get_project(
 
 @router.patch(
     "/{project_id}",
-    summary="Rename a project or change some of its aggregate rate limits (system admins)",
+    summary="Rename a project, change some of its aggregate rate limits or its response-cache "
+    "policy (system admins)",
 )
 async def update_project(
     request: Request,
@@ -90,8 +97,11 @@ async def update_project(
     limits: dict[str, int | None] | Unchanged | None = UNCHANGED
     if "limits" in body.model_fields_set:
         limits = body.limits.changes() if body.limits is not None else None
+    cache: CachePolicy | Unchanged | None = UNCHANGED
+    if "cache" in body.model_fields_set:
+        cache = body.cache
     project = await get_services(request).identity.projects.update(
-        principal, project_id, name=body.name, limits=limits
+        principal, project_id, name=body.name, limits=limits, cache=cache
     )
     return json_response(project_view(project))
 

@@ -75,6 +75,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "name": project.name,
         "created_at": project.created_at,
         "limits": project.limits,
+        "cache": project.cache,
     }
 
 

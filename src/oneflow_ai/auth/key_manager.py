@@ -29,7 +29,7 @@ from oneflow_ai.auth.key_rules import (
 )
 from oneflow_ai.auth.model_lists import allow_list, stored_allow_list
 from oneflow_ai.auth.permissions import Permission, ensure_permission, ensure_project_access
-from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role
+from oneflow_ai.auth.principal import MASTER, Principal, PrincipalKind, Role, cache_policy
 from oneflow_ai.auth.project_manager import UNCHANGED, Unchanged
 from oneflow_ai.catalog import Catalog
 from oneflow_ai.domain.limits import LimitPolicy
@@ -88,7 +88,7 @@ class KeyManager:
             found = await ApiKeyRepository(session).by_prefix(prefix)
         if found is None:
             return None
-        row, project_limits = found
+        row, project_limits, project_cache = found
         principal = Principal(
             kind=PrincipalKind.API_KEY,
             project_id=row.project_id,
@@ -100,6 +100,7 @@ class KeyManager:
             unlimited=row.unlimited,
             limits=LimitPolicy.from_mapping(row.limits),
             project_limits=LimitPolicy.from_mapping(project_limits),
+            cache=cache_policy(project_cache),
         )
         return KeyRecord(
             key_id=row.id,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from oneflow_ai.domain.limits import LimitPolicy
+from oneflow_ai.settings import CachePolicy
 from oneflow_ai.storage.tables import ADMIN_PROJECT_ID
 
-__all__ = ["MASTER", "Principal", "PrincipalKind", "Role"]
+__all__ = ["MASTER", "Principal", "PrincipalKind", "Role", "cache_policy"]
 
 
 class Role(enum.StrEnum):
@@ -40,6 +42,8 @@ class Principal:
     project_limits: LimitPolicy | None = None
     # A self-service session of an API key: it reads that key's own data and nothing else.
     self_only: bool = False
+    # Its project's response-cache policy, as the project stores it (None: none stored).
+    cache: CachePolicy | None = None
 
     @property
     def subject(self) -> str:
@@ -57,3 +61,14 @@ class Principal:
 MASTER = Principal(
     kind=PrincipalKind.MASTER, project_id=ADMIN_PROJECT_ID, role=Role.ADMIN, unlimited=True
 )
+
+
+def cache_policy(stored: Mapping[str, object] | None) -> CachePolicy | None:
+    """A project's stored cache policy (None when it has none, or one that no longer reads:
+    the cache is then off for it, never an error on the request path)."""
+    if stored is None:
+        return None
+    try:
+        return CachePolicy.model_validate(stored)
+    except ValueError:
+        return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from oneflow_ai.auth.permissions import (
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.domain.limits import LimitPolicy
 from oneflow_ai.errors import BadRequestError, ConflictError, NotFoundError
+from oneflow_ai.settings import CachePolicy
 from oneflow_ai.storage.projects import ProjectRepository
 from oneflow_ai.storage.tables import Project
 
@@ -57,6 +59,7 @@ class ProjectManager:
         name: str,
         project_id: str | None = None,
         limits: LimitPolicy | None = None,
+        cache: CachePolicy | None = None,
     ) -> Project:
         ensure_permission(actor, Permission.PROJECTS_ADMIN)
         name = name.strip()
@@ -82,6 +85,7 @@ class ProjectManager:
                 name=name,
                 created_at=self._clock(),
                 limits=limits.to_mapping() if limits is not None else None,
+                cache=_stored(cache),
             )
             await projects.add(project)
             return project
@@ -107,8 +111,10 @@ class ProjectManager:
         *,
         name: str | None = None,
         limits: LimitPolicy | Mapping[str, int | None] | Unchanged | None = UNCHANGED,
+        cache: CachePolicy | Unchanged | None = UNCHANGED,
     ) -> Project:
-        """Rename the project and/or change its limits (see the module docstring)."""
+        """Rename the project and/or change its limits (see the module docstring) and/or
+        replace its response-cache policy (None removes it)."""
         ensure_permission(actor, Permission.PROJECTS_ADMIN)
         async with self._sessions.begin() as session:
             projects = ProjectRepository(session)
@@ -136,5 +142,12 @@ class ProjectManager:
                     except ValueError as exc:
                         raise BadRequestError(str(exc), param="limits") from None
                 project.limits = limits.to_mapping() if limits is not None else None
+            if not isinstance(cache, Unchanged):
+                project.cache = _stored(cache)
         await self._bus.publish(f"project:{project_id}")
         return project
+
+
+def _stored(cache: CachePolicy | None) -> dict[str, Any] | None:
+    """A cache policy as the project row keeps it (JSON: the fraction as a string)."""
+    return cache.model_dump(mode="json", exclude_defaults=True) if cache is not None else None

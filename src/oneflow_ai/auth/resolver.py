@@ -126,10 +126,12 @@ class CredentialResolver:
             role = Role(claims.role)
         except ValueError:
             raise AuthenticationError("Invalid access token", code="invalid_token") from None
+        project_limits, cache = await self._project_limits.settings(claims.project_id)
         return Principal(
             kind=PrincipalKind.USER,
             project_id=claims.project_id,
             role=role,
             user_id=claims.user_id,
-            project_limits=await self._project_limits.get(claims.project_id),
+            project_limits=project_limits,
+            cache=cache,
         )

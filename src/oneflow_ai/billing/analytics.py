@@ -67,6 +67,8 @@ CSV_METRICS: Final = (
     "audio_seconds",
     "cache_write_5m_tokens",
     "cache_write_1h_tokens",
+    "cache_hit_rate",
+    "credits_saved",
 )
 _COLUMN = {"project": "project_id", "user": "user_id", "key": "key_id"}
 _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
@@ -206,7 +208,13 @@ class UsageTotals:
             "fallback_requests": self["fallback_requests"],
             "cache_hits": self["cache_hits"],
             "audio_seconds": self["audio_seconds"],
+            "cache_hit_rate": _rate(self["cache_hits"], self.requests),
+            "credits_saved": f"{micro_credits_to_credits(self['credits_saved']):f}",
         }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
 
 
 def _round(value: float | None) -> float | None:
@@ -283,6 +291,8 @@ class UsageReport:
                 data["audio_seconds"],
                 data["cache_write_5m_tokens"],
                 data["cache_write_1h_tokens"],
+                data["cache_hit_rate"],
+                data["credits_saved"],
             ]
             rows.append(
                 [

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-from oneflow_ai.domain.money import micro_credits_to_credits, micro_credits_to_usd
+from oneflow_ai.domain.money import (
+    micro_credits_to_credits,
+    micro_credits_to_usd,
+    usd_to_micro_credits,
+)
 
-__all__ = ["Cost", "LineItem", "LineKind"]
+__all__ = ["Cost", "LineItem", "LineKind", "fraction_of"]
 
 LineKind = Literal[
     "input",
@@ -89,3 +93,19 @@ class Cost:
     def line(self, kind: LineKind) -> LineItem | None:
         """The line item of ``kind``, if the cost has one."""
         return next((item for item in self.line_items if item.kind == kind), None)
+
+
+def fraction_of(cost: Cost, fraction: Decimal) -> Cost:
+    """``cost`` with each line item charged ``fraction`` (0 to 1) of its exact amount, rounded
+    like any line item (a response-cache hit is charged a fraction of the live call)."""
+    if fraction == 1:
+        return cost
+    items = tuple(
+        replace(
+            item,
+            exact_usd=item.exact_usd * fraction,
+            micro_credits=usd_to_micro_credits(item.exact_usd * fraction),
+        )
+        for item in cost.line_items
+    )
+    return replace(cost, line_items=items)

@@ -57,7 +57,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.billing.budget_rules import crossings, hold_amount, increments, refusal
-from oneflow_ai.billing.budgets import BudgetAlert, BudgetBook, BudgetSpec, period_start
+from oneflow_ai.billing.budgets import (
+    BudgetAlert,
+    BudgetBook,
+    BudgetSpec,
+    Metric,
+    period_start,
+)
 from oneflow_ai.billing.checkpoints import Checkpoints, Probe
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.durable import DurableWrites
@@ -378,6 +384,21 @@ class Ledger:
             )
         if not isinstance(max_cost, Cost):
             max_cost = max_cost()
+        if max_cost.micro_credits == 0 and all(b.metric is Metric.CREDITS for b in hard):
+            # Free at worst (a free model, an answer from the response cache): nothing to hold
+            # on the balance or a credits budget, so no round trip to the database for it.
+            return Reservation(
+                id=uuid.uuid4().hex,
+                request_id=request_id,
+                project_id=project_id,
+                model=max_cost.model,
+                provider=provider,
+                max_cost=max_cost,
+                created_at=now,
+                limited=False,
+                user_id=user_id,
+                key_id=key_id,
+            )
         if self.durable.database_down:
             return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id, hard)
         output = max_cost.line("output")

@@ -58,6 +58,8 @@ def usage_record(
         latency_ms=outcome.latency_ms,
         ttft_ms=outcome.ttft_ms,
         route=outcome.route,
+        cache_hit=outcome.cache_hit,
+        credits_saved=outcome.credits_saved,
     )
 
 

@@ -71,7 +71,8 @@ class RequestOutcome:
     ``status`` is the HTTP status the caller got (for a stream: 200, or the status of the
     error event that ended it); ``error`` the ``GatewayError.kind`` when it failed;
     ``latency_ms`` the time to the last byte, ``ttft_ms`` the time to the first token or byte;
-    ``started_at`` when the request arrived (defaults to when its credits were reserved).
+    ``started_at`` when the request arrived (defaults to when its credits were reserved);
+    ``cache_hit`` and ``credits_saved`` (micro-credits) when the response cache answered.
     """
 
     status: int = 200
@@ -81,6 +82,8 @@ class RequestOutcome:
     stream: bool = False
     started_at: datetime | None = None
     route: RequestRoute | None = None
+    cache_hit: bool = False  # answered from the response cache ...
+    credits_saved: int = 0  # ... for this many micro-credits less than the live call cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,8 @@ class UsageRecord:
     ``cache_write_5m_tokens`` / ``cache_write_1h_tokens`` (written to it; all three part of
     ``input_tokens``) and ``reasoning_tokens`` (part of ``output_tokens``) are the token
     classes providers report besides the totals (see :class:`~oneflow_ai.domain.usage.Usage`);
-    ``cache_hit`` marks an answer served from a response cache.
+    ``cache_hit`` marks an answer served from OneFlow's response cache and ``credits_saved``
+    the micro-credits it was not charged.
     """
 
     request_id: str
@@ -120,6 +124,7 @@ class UsageRecord:
     cache_write_1h_tokens: int = 0
     route: RequestRoute | None = None
     audio_seconds: int = 0
+    credits_saved: int = 0  # micro-credits a response-cache hit did not charge
 
     @property
     def is_error(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, cast
 
 from oneflow_ai.auth.principal import Principal
@@ -24,7 +25,17 @@ if TYPE_CHECKING:
     from oneflow_ai.catalog import ModelEntry
     from oneflow_ai.gateway.estimate import TokenEstimator
 
-__all__ = ["Answer", "Attempt", "Call", "Operation", "Outcome", "Payload"]
+__all__ = [
+    "Answer",
+    "Attempt",
+    "CacheDirective",
+    "CacheResult",
+    "CacheStatus",
+    "Call",
+    "Operation",
+    "Outcome",
+    "Payload",
+]
 
 Operation = Literal["chat", "image", "speech", "embedding", "transcription"]
 Payload = ChatRequest | ImageRequest | SpeechRequest | EmbeddingRequest | TranscriptionRequest
@@ -32,6 +43,8 @@ Answer = ChatResponse | ImageResponse | SpeechResponse | EmbeddingResponse | Tra
 Outcome = Literal["ok", "error", "cut_off", "cancelled"]
 """`ok`: answered in full; `error`: failed before any content reached the caller;
 `cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
+
+CacheResult = Literal["hit", "miss", "bypass"]
 
 _MODALITY: dict[Operation, Modality] = {
     "chat": "text",
@@ -51,6 +64,35 @@ class Attempt:
     latency_ms: float  # until the answer (for a stream: its first content) or the failure
     error: GatewayError | None = None
     started_at: float = 0.0  # time.perf_counter() when the attempt began
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirective:
+    """The caller's say over the response cache for one request (the edge reads it from
+    `Cache-Control` and `X-OneFlow-Cache-TTL`): `read` false skips the lookup (`no-cache`,
+    `no-store`), `write` false skips storing the answer (`no-store`), `ttl_seconds` keeps the
+    answer this long instead of the configured time."""
+
+    read: bool = True
+    write: bool = True
+    ttl_seconds: int | None = None
+
+
+@dataclass(slots=True)
+class CacheStatus:
+    """What the response cache did with a call: `hit` (answered from the cache: `usage` is
+    what the live answer used on `model`, charged `fraction` of its cost, the rest is
+    `saved_micro_credits`), `miss` (looked up, not found) or `bypass` (not looked up)."""
+
+    result: CacheResult
+    fraction: Decimal = Decimal(0)
+    usage: Usage | None = None
+    model: str | None = None
+    saved_micro_credits: int = 0
+
+    @property
+    def hit(self) -> bool:
+        return self.result == "hit"
 
 
 @dataclass(slots=True, eq=False)
@@ -96,6 +138,8 @@ class Call:
     first_content_ms: float | None = None
     finished_at: float | None = None
     rate_limit: RateDecision | None = None  # the caller's tightest window, when one applies
+    cache_directive: CacheDirective = field(default_factory=CacheDirective)
+    cache: CacheStatus | None = None  # set by the response cache's hook (None: no cache ran)
     state: dict[str, object] = field(default_factory=dict)  # the hooks' own, by hook
     _prompt_tokens: dict[str | None, int] = field(default_factory=dict, repr=False)
 

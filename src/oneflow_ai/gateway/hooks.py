@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import ChatResponse, StreamEvent
+from oneflow_ai.domain.embeddings import EmbeddingResponse
 from oneflow_ai.domain.media import ImageResponse, SpeechResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call, Operation, Outcome
@@ -46,7 +47,7 @@ class ShortCircuit:
     Its `usage` (None: what `response` reports) is what gets billed."""
 
     route: Route
-    response: ChatResponse | ImageResponse | SpeechResponse
+    response: ChatResponse | ImageResponse | SpeechResponse | EmbeddingResponse
     usage: Usage | None = None
 
 

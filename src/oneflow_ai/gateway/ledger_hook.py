@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from oneflow_ai.billing.checkpoints import Delivered
-from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
 from oneflow_ai.billing.pricing import PricingEngine
@@ -104,6 +104,8 @@ class LedgerHook(Hook):
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
         if reservation is None or not reservation.limited:
             return
+        if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
+            return
         counted = cast(int, call.state.get(_OUTPUT, 0))
         if isinstance(event, TextDelta):
             entry = call.route.entry if call.route is not None else None
@@ -144,6 +146,8 @@ class LedgerHook(Hook):
             ttft_ms=round(call.first_content_ms) if call.first_content_ms is not None else None,
             stream=call.stream,
             route=request_route(call),
+            cache_hit=call.cache is not None and call.cache.hit,
+            credits_saved=call.cache.saved_micro_credits if call.cache is not None else 0,
         )
         route, usage = call.route, call.usage
         if route is None or usage is None or call.outcome == "error":
@@ -159,7 +163,11 @@ class LedgerHook(Hook):
         )
 
     def _worst_case(self, call: Call) -> Cost:
-        """The most expensive candidate's worst case (fallbacks may answer instead)."""
+        """The most expensive candidate's worst case (fallbacks may answer instead); for an
+        answer from the response cache, what it will be charged."""
+        cache = call.cache
+        if cache is not None and cache.hit and cache.model is not None and cache.usage:
+            return fraction_of(self._pricing.price(cache.model, cache.usage), cache.fraction)
         request = call.request
         costs: list[Cost] = []
         for route in call.candidates:

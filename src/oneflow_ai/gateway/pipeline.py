@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 import structlog
 
 from oneflow_ai.auth.permissions import ensure_model_allowed, may_use
-from oneflow_ai.billing.cost import Cost
+from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import ModelEntry
@@ -467,13 +467,20 @@ class Pipeline:
         return Usage(input_tokens=call.prompt_tokens(self.estimator, entry), estimated=True)
 
     def price(self, call: Call, usage: Usage) -> Cost:
-        """The cost of `usage` on the call's model (zero, logged, if it cannot be priced)."""
+        """The cost of `usage` on the call's model (zero, logged, if it cannot be priced); for
+        an answer from the response cache, the configured fraction of it."""
         assert call.route is not None
         try:
-            return self.pricing.price(call.route.model, usage)
+            cost = self.pricing.price(call.route.model, usage)
         except PricingError:
             log.exception("pricing_failed", model=call.route.model, request_id=call.request_id)
             return self.pricing.price(call.route.model, Usage(estimated=usage.estimated))
+        cache = call.cache
+        if cache is not None and cache.hit:  # an answer from the cache: a fraction of its cost
+            charged = fraction_of(cost, cache.fraction)
+            cache.saved_micro_credits = cost.micro_credits - charged.micro_credits
+            return charged
+        return cost
 
     # ---- background work ---------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.body_log import BodyLogHook
+from oneflow_ai.gateway.cache_hook import CacheServer, ResponseCache
 from oneflow_ai.gateway.deployments import DeploymentCircuits, DeploymentPicker
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
@@ -59,6 +60,11 @@ from oneflow_ai.storage.database import create_engine, create_sessionmaker, ping
 from oneflow_ai.storage.health import Health
 from oneflow_ai.storage.instance import claim_instance
 from oneflow_ai.storage.redis import create_redis, redis_health
+from oneflow_ai.storage.response_cache import (
+    MemoryResponseCache,
+    RedisResponseCache,
+    ResponseCacheStore,
+)
 from oneflow_ai.storage.schema import SchemaWatch
 from oneflow_ai.storage.spool import SettlementSpool
 
@@ -185,6 +191,7 @@ class Services:
             exit_stack.push_async_callback(ledger.close)
             bodies = BodyLogHook(engine, redactor)
             exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
+            idempotency = build_idempotency_store(settings, redis, redis_up)
             tokens = TokenizerEstimator(counter)
             await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
@@ -198,9 +205,19 @@ class Services:
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
-                    RateLimitHook(limiter, tokens),
+                    # Looks the answer up: the limits and the ledger then know a hit ...
+                    ResponseCache(
+                        _cache_store(settings, redis),
+                        settings,
+                        telemetry.metrics,
+                        claims=idempotency,  # coalesces identical misses
+                    ),
+                    RateLimitHook(
+                        limiter, tokens, count_cache_hits=settings.cache_counts_rate_limits
+                    ),
                     LedgerHook(ledger, pricing, tokens),
                     bodies,
+                    CacheServer(),  # ... which is answered once every other hook admitted it
                 ],
             )
             exit_stack.push_async_callback(pipeline.drain)
@@ -236,7 +253,7 @@ class Services:
             breakers=breakers,
             latency=latency,
             router=router,
-            idempotency=build_idempotency_store(settings, redis, redis_up),
+            idempotency=idempotency,
             ledger=ledger,
             schema=await _watch_schema(engine),
             bodies=bodies,
@@ -290,6 +307,20 @@ async def _watch_schema(engine: AsyncEngine) -> SchemaWatch:
             head=status.head,
         )
     return watch
+
+
+def _cache_store(settings: Settings, redis: Redis | None) -> ResponseCacheStore:
+    """The response cache's store: Redis (shared by the replicas) with REDIS_URL, else this
+    process's own, bounded by CACHE_MEMORY_BYTES."""
+    if redis is not None:
+        return RedisResponseCache(
+            redis,
+            prefix=f"{settings.redis_key_prefix}cache:",
+            max_entry_bytes=settings.cache_max_entry_bytes,
+        )
+    return MemoryResponseCache(
+        max_bytes=settings.cache_memory_bytes, max_entry_bytes=settings.cache_max_entry_bytes
+    )
 
 
 def _redis_health(settings: Settings, telemetry: Telemetry) -> Health | None:

@@ -88,6 +88,10 @@ class GatewayMetrics(Protocol):
 
     def record_budget_rejected(self, reason: str) -> None: ...
 
+    def record_cache(self, result: str) -> None: ...
+
+    def add_cache_saved(self, credits: Decimal) -> None: ...
+
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None: ...
 
     def set_ledger_spool_backlog(self, commands: int) -> None: ...
@@ -157,6 +161,12 @@ class NoopMetrics:
         return None
 
     def record_budget_rejected(self, reason: str) -> None:
+        return None
+
+    def record_cache(self, result: str) -> None:
+        return None
+
+    def add_cache_saved(self, credits: Decimal) -> None:
         return None
 
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:

@@ -192,6 +192,17 @@ class PrometheusMetrics:
             ("reason",),
             registry=reg,
         )
+        self._cache_requests = Counter(
+            "oneflow_cache_requests_total",
+            "Calls the response cache looked at, by result (hit, miss, bypass)",
+            ("result",),
+            registry=reg,
+        )
+        self._cache_saved = Counter(
+            "oneflow_cache_credits_saved_total",
+            "Credits callers did not pay because the response cache answered",
+            registry=reg,
+        )
         self._budget_alerts = Counter(
             "oneflow_budget_alerts_total",
             "Budgets and quotas whose usage reached their limit in a period (soft ones alert "
@@ -292,6 +303,14 @@ class PrometheusMetrics:
 
     def record_budget_rejected(self, reason: str) -> None:
         self._budget_rejected.labels(self._budget_reasons(reason)).inc()
+
+    def record_cache(self, result: str) -> None:
+        """One call the response cache looked at (``hit``, ``miss`` or ``bypass``: bounded)."""
+        self._cache_requests.labels(result).inc()
+
+    def add_cache_saved(self, credits: Decimal) -> None:
+        if credits > 0:
+            self._cache_saved.inc(float(credits))
 
     def record_budget_alert(self, scope: str, metric: str, mode: str) -> None:
         """One budget crossing its limit (the labels come from fixed sets: bounded)."""

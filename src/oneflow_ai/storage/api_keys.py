@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,15 +29,18 @@ class ApiKeyRepository:
             await lock_for_update(self._session, table_of(ApiKey), ApiKey.id == key_id)
         return await self._session.get(ApiKey, key_id, with_for_update=for_update)
 
-    async def by_prefix(self, prefix: str) -> tuple[ApiKey, dict[str, int] | None] | None:
-        """The key with this prefix and its project's limits, in one query."""
+    async def by_prefix(
+        self, prefix: str
+    ) -> tuple[ApiKey, dict[str, int] | None, dict[str, Any] | None] | None:
+        """The key with this prefix, its project's limits and its project's cache policy, in
+        one query."""
         result = await self._session.execute(
-            select(ApiKey, Project.limits)
+            select(ApiKey, Project.limits, Project.cache)
             .join(Project, Project.id == ApiKey.project_id)
             .where(ApiKey.prefix == prefix)
         )
         row = result.first()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     async def find(self, *, project_id: str | None = None, limit: int = 100) -> list[ApiKey]:
         query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit)

@@ -117,6 +117,8 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Aggregate rate limits over every key and user of the project (LimitPolicy fields).
     limits: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # The response cache's policy (settings.CachePolicy fields; migration 0010); None: off.
+    cache: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class User(Base):
@@ -473,6 +475,8 @@ class UsageRecordRow(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # migration 0007: seconds of transcribed audio (what speech to text bills)
     audio_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Micro-credits a response-cache hit was not charged (migration 0010).
+    credits_saved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 #: Upper bounds (inclusive, ms) of the latency histogram kept in the hourly rollups; a last
@@ -507,6 +511,8 @@ ROLLUP_COUNTERS: Final = (
     # migration 0008: prompt-cache writes by lifetime
     "cache_write_5m_tokens",
     "cache_write_1h_tokens",
+    # migration 0010: what response-cache hits were not charged (micro-credits)
+    "credits_saved",
     *LATENCY_BUCKET_COLUMNS,
 )
 

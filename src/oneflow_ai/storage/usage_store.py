@@ -70,6 +70,7 @@ KEY_DIMENSIONS = frozenset({"user_id", "key_id"})
 _HOURLY_DIMENSIONS = ("project_id", "model", "provider")
 _COUNTER_INDEX = {name: i for i, name in enumerate(ROLLUP_COUNTERS)}
 _FIRST_BUCKET = _COUNTER_INDEX[LATENCY_BUCKET_COLUMNS[0]]
+_SAVED = _COUNTER_INDEX["credits_saved"]
 
 Counters = tuple[int, ...]
 Key = tuple[str | None, ...]
@@ -131,6 +132,7 @@ def record_counters(record: UsageRecord) -> list[int]:
     values[15] = record.audio_seconds
     values[16] = record.cache_write_5m_tokens
     values[17] = record.cache_write_1h_tokens
+    values[_SAVED] = record.credits_saved
     return values
 
 
@@ -216,6 +218,7 @@ def _record_row(record: UsageRecord) -> dict[str, Any]:
         "cache_write_1h_tokens": record.cache_write_1h_tokens,
         "cache_hit": record.cache_hit,
         "audio_seconds": record.audio_seconds,
+        "credits_saved": record.credits_saved,
         **_route_columns(record.route),
     }
 
@@ -267,6 +270,7 @@ def _record_aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(c.audio_seconds), 0),
         func.coalesce(func.sum(c.cache_write_5m_tokens), 0),
         func.coalesce(func.sum(c.cache_write_1h_tokens), 0),
+        func.coalesce(func.sum(c.credits_saved), 0),
     ]
     lower: int | None = None
     for bound in (*LATENCY_BUCKETS_MS, None):

@@ -1,0 +1,134 @@
+"""The response cache: a cached chat answer's req/s against a live one, in the same run.
+
+    python -m bench.cache_bench [--duration 6] [--rounds 2] [--concurrency 1,10]
+                                [--redis-url redis://...] [--database-url URL]
+
+Starts the fake providers and `oneflow serve` (one worker) as real processes, pinned like
+`make bench` (bench/run.py: the gateway on one core, the fakes and `wrk` on the other), with a
+prepaid project's key whose project opts into the cache (`CACHE_PROJECTS`). Then, for plain and
+streamed chat at each concurrency, interleaved and repeated `--rounds` times (median shown):
+
+    live     the same request with `Cache-Control: no-store`: the whole pipeline and the
+             upstream call, nothing read from or written to the cache
+    cached   the same request without it: every answer but the first is a hit
+
+and prints req/s, p50/p99 and the ratio cached/live (no assertion: a report). The cache is in
+process unless `--redis-url` is given (then shared by replicas, one Redis round trip a hit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench.run import (
+    BIN,
+    SERVER_CORE,
+    Cell,
+    Server,
+    free_port,
+    gateway_env,
+    measure,
+    pinned,
+    processes,
+    project_key,
+    wait_http,
+)
+from bench.run import LOAD_CORE as FAKES_CORE
+
+MODEL = "gpt-4o"
+PROMPT = "Write one sentence about the sea."
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,10")
+    parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    args.env = [f"CACHE_PROJECTS={json.dumps({'bench': {}})}"]
+    args.workers = 1
+    if args.redis_url:
+        args.env.append(f"REDIS_URL={args.redis_url}")
+        args.env.append(f"REDIS_KEY_PREFIX=oneflow-bench-{free_port()}:")
+    levels = [int(level) for level in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory(prefix="oneflow-cache-bench-") as folder, processes() as start:
+        workdir = Path(folder)
+        fake_port, gw_port = free_port(), free_port()
+        fake = f"http://127.0.0.1:{fake_port}"
+        fakes_argv = [str(BIN / "oneflow"), "fake-providers", "--port", str(fake_port)]
+        start(pinned(FAKES_CORE, fakes_argv), workdir / "fakes.log")
+        wait_http(f"{fake}/_fake/calls")
+        env = gateway_env(fake, workdir, args)
+        env["LOG_REQUESTS"] = "false"
+        key = project_key(env, workdir)
+        serve = [str(BIN / "oneflow"), "serve", "--port", str(gw_port), "--no-migrate"]
+        process = start(pinned(SERVER_CORE, serve), workdir / "gateway.log", env=env, cwd=workdir)
+        gw = f"http://127.0.0.1:{gw_port}"
+        wait_http(f"{gw}/health")
+        server = Server("gateway", process, f"{gw}/v1/chat/completions")
+        auth = {"Authorization": f"Bearer {key}"}
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
+        bodies = {
+            "chat": chat,
+            "chat_stream": {**chat, "stream": True, "stream_options": {"include_usage": True}},
+        }
+        for body in bodies.values():  # warm the cache: the cached runs are all hits
+            warm = httpx.post(server.chat_url, json=body, headers=auth, timeout=30)
+            assert warm.status_code == 200, warm.text
+        variants = {"live": {**auth, "Cache-Control": "no-store"}, "cached": auth}
+        samples: dict[tuple[str, str, int], list[Cell]] = {}
+        for _ in range(args.rounds):
+            for scenario, body in bodies.items():
+                for level in levels:
+                    for name, headers in variants.items():
+                        cell = measure(
+                            server, scenario, server.chat_url, body, headers, level,
+                            args.duration, workdir,
+                        )  # fmt: skip
+                        samples.setdefault((scenario, name, level), []).append(cell)
+        hits = httpx.get(f"{gw}/metrics", timeout=10).text
+        report(samples, levels, bodies, hits)
+    return 0
+
+
+def report(
+    samples: dict[tuple[str, str, int], list[Cell]],
+    levels: list[int],
+    bodies: dict[str, object],
+    metrics: str,
+) -> None:
+    columns = ("live req/s", "cached req/s", "ratio", "live p50", "cached p50", "live p99")
+    print(
+        f"{'scenario':<12} {'c':>3} " + " ".join(f"{c:>11}" for c in columns), "cached p99 errors"
+    )
+    for scenario in bodies:
+        for level in levels:
+            live, cached = samples[(scenario, "live", level)], samples[(scenario, "cached", level)]
+
+            def med(cells: list[Cell], name: str) -> float:
+                return float(statistics.median(getattr(cell, name) for cell in cells))
+
+            errors = sum(c.errors + c.non_2xx for c in (*live, *cached))
+            live_rps, cached_rps = med(live, "rps"), med(cached, "rps")
+            ratio = cached_rps / live_rps if live_rps else float("nan")
+            print(
+                f"{scenario:<12} {level:>3} {live_rps:>11.1f} {cached_rps:>11.1f} {ratio:>11.2f} "
+                f"{med(live, 'p50_ms'):>9.2f}ms {med(cached, 'p50_ms'):>9.2f}ms "
+                f"{med(live, 'p99_ms'):>9.2f}ms {med(cached, 'p99_ms'):>8.2f}ms {errors:>6}"
+            )
+    for line in metrics.splitlines():
+        if line.startswith("oneflow_cache_requests_total{"):
+            print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
