@@ -190,9 +190,9 @@ async def _main(requests: int, profile: str | None, master: bool, database_url: 
         start = services.Services.start
 
         async def start_in_memory(
-            cls_settings: Settings, redactor: Any = None, telemetry: Any = None
+            cls_settings: Settings, redactor: Any = None, telemetry: Any = None, **_: Any
         ) -> Any:
-            return await start(cls_settings, redactor, telemetry, client_factory=_memory_client)
+            return await start(cls_settings, redactor, telemetry, transport=_memory_client)
 
         services.Services.start = start_in_memory  # type: ignore[assignment]
         async with app.router.lifespan_context(app):
