@@ -9,10 +9,10 @@ import orjson
 from aiohttp import web
 
 from oneflow_fakes.errors import ErrorAnswer, openai_error
-from oneflow_fakes.exchange import Exchange, FakeState, random_id, read_json
+from oneflow_fakes.exchange import FakeState, read_json
 from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
 from oneflow_fakes.openai_answer import ChatAnswer
-from oneflow_fakes.openai_common import check_openai_key, openai_headers, strings
+from oneflow_fakes.openai_common import open_call, openai_headers, strings
 from oneflow_fakes.text import compose, plan_tool_calls, text_of
 from oneflow_fakes.thinking import EFFORTS, REASONING_TOKENS
 from oneflow_fakes.usage_marker import UsageMarker, read_marker
@@ -100,22 +100,9 @@ class OpenAIChat:
         # Azure OpenAI names the model in the URL (its deployment), not in the body.
         model_name = request.match_info.get("deployment") or body.string("model")
         streaming = data.get("stream") is True
-        exchange = Exchange(
-            state,
-            request,
-            provider="openai",
-            endpoint="chat",
-            model=model_name,
-            stream=streaming,
-            body=body.recorded,
-            request_id=random_id("req_", 32),
-        )
-        interfered = await exchange.interfere(openai_error, model=model_name or "unknown")
-        if interfered is not None:
-            return interfered
-        refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
-        if refused is not None:
-            return exchange.error(refused)
+        exchange, ended = await open_call(state, request, body, endpoint="chat", model=model_name)
+        if ended is not None:
+            return ended
         if not body.is_object:
             return exchange.error(openai_error(400, "invalid_request_error", _INVALID_JSON))
         problem = self._validate(data, model_name)

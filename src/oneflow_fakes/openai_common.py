@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from oneflow_fakes.errors import ErrorAnswer, openai_error
+from oneflow_fakes.exchange import Exchange, FakeState, JsonBody, random_id
 
 __all__ = ["check_openai_key", "openai_headers", "strings"]
 
@@ -47,6 +48,28 @@ def check_openai_key(
         masked = f"{key[:3]}{'*' * max(len(key) - 7, 3)}{key[-4:]}"
         return openai_error(401, "invalid_api_key", key=masked)
     return None
+
+
+async def open_call(
+    state: FakeState, request: web.Request, body: JsonBody, *, endpoint: str, model: str
+) -> tuple[Exchange, web.StreamResponse | None]:
+    """The exchange of one OpenAI call (chat, Responses), and the answer that ends it before
+    any work when there is one: a fault the test scripted, or a refused key."""
+    exchange = Exchange(
+        state,
+        request,
+        provider="openai",
+        endpoint=endpoint,
+        model=model,
+        stream=body.data.get("stream") is True,
+        body=body.recorded,
+        request_id=random_id("req_", 32),
+    )
+    interfered = await exchange.interfere(openai_error, model=model or "unknown")
+    if interfered is not None:
+        return exchange, interfered
+    refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
+    return exchange, (exchange.error(refused) if refused is not None else None)
 
 
 def strings(value: object) -> list[str]:

@@ -31,7 +31,7 @@ from oneflow_fakes.exchange import (
     read_json,
 )
 from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
-from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_common import open_call, openai_headers
 from oneflow_fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls, text_of
 
 __all__ = ["OpenAIResponses"]
@@ -119,22 +119,11 @@ class OpenAIResponses:
         data = body.data
         model_name = body.string("model")
         streaming = data.get("stream") is True
-        exchange = Exchange(
-            state,
-            request,
-            provider="openai",
-            endpoint="responses",
-            model=model_name,
-            stream=streaming,
-            body=body.recorded,
-            request_id=random_id("req_", 32),
+        exchange, ended = await open_call(
+            state, request, body, endpoint="responses", model=model_name
         )
-        interfered = await exchange.interfere(openai_error, model=model_name or "unknown")
-        if interfered is not None:
-            return interfered
-        refused = check_openai_key(request, state.config.api_key, state.config.openai_auth)
-        if refused is not None:
-            return exchange.error(refused)
+        if ended is not None:
+            return ended
         if not body.is_object:
             return exchange.error(_invalid("We could not parse the JSON body of your request."))
         problem = self._validate(data, model_name)

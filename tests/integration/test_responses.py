@@ -21,7 +21,7 @@ from sqlalchemy import text, update
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.storage.database import create_engine
-from oneflow_ai.storage.tables import StoredResponse, utcnow
+from oneflow_ai.storage.tables import ResponsesApiRecord, utcnow
 from tests.integration.conftest import KEY, Gateway
 
 MODELS = [("gpt-4o", "openai"), ("claude-3-haiku-20240307", "anthropic")]
@@ -303,8 +303,8 @@ def test_an_expired_response_is_named(gateway: Gateway) -> None:
         engine = create_engine(url)
         async with engine.begin() as connection:
             await connection.execute(
-                update(StoredResponse)
-                .where(StoredResponse.id == made.id)
+                update(ResponsesApiRecord)
+                .where(ResponsesApiRecord.id == made.id)
                 .values(expires_at=utcnow() - timedelta(minutes=1))
             )
         await engine.dispose()

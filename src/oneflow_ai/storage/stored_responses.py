@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from oneflow_ai.storage.tables import StoredResponse, table_of, utcnow
+from oneflow_ai.storage.tables import ResponsesApiRecord, table_of, utcnow
 
 __all__ = [
     "StoredRow",
@@ -27,7 +27,7 @@ __all__ = [
     "save_response",
 ]
 
-responses = table_of(StoredResponse)
+responses = table_of(ResponsesApiRecord)
 
 
 @dataclass(frozen=True, slots=True)

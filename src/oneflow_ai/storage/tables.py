@@ -51,7 +51,7 @@ __all__ = [
     "RequestBody",
     "RequestLogPolicy",
     "ReservationHold",
-    "StoredResponse",
+    "ResponsesApiRecord",
     "UsageRecordRow",
     "User",
     "UtcDateTime",
@@ -573,7 +573,7 @@ class RequestBody(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class StoredResponse(Base):
+class ResponsesApiRecord(Base):
     """A response of the Responses API that OneFlow keeps (`store: true`) until it expires."""
 
     __tablename__ = "stored_responses"
