@@ -38,12 +38,12 @@ from oneflow_ai.domain.chat import (
     StreamEvent,
     StreamFinish,
     StreamStart,
-    StreamUsage,
     TextDelta,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireDialect,
+    WireEvent,
 )
 from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
@@ -105,7 +105,26 @@ def _chat_fields(request: ChatRequest) -> dict[str, object]:
         "parallel_tool_calls": request.parallel_tool_calls,
         "reasoning": asdict(request.reasoning) if request.reasoning is not None else None,
         "dialect": {name: raw.get(name) for name in sorted(request.dialect_only)},
+        "responses": _responses_fields(raw) if request.raw_dialect == "responses" else None,
     }
+
+
+#: A Responses body's fields that do not change the answer (`store`: a hit is stored again
+#: under its new id; `previous_response_id`: the conversation it names is in `input`).
+_RESPONSES_IGNORED = frozenset({"stream", "stream_options", "store", "previous_response_id"})
+
+
+def _responses_fields(raw: dict[str, Any]) -> dict[str, object]:
+    """A Responses request's body as the key sees it: every field that changes the answer,
+    the input items without their ids (OneFlow gives stored items new ids)."""
+    fields = {name: value for name, value in raw.items() if name not in _RESPONSES_IGNORED}
+    items = fields.get("input")
+    if isinstance(items, list):
+        fields["input"] = [
+            {k: v for k, v in item.items() if k != "id"} if isinstance(item, dict) else item
+            for item in items
+        ]
+    return fields
 
 
 def _canonical(document: object) -> bytes:
@@ -233,20 +252,26 @@ def _new_id(old: str) -> str:
 
 
 def has_thinking(answer: ChatResponse) -> bool:
-    """Whether a plain answer carried thinking blocks (kept only in the provider's body)."""
-    content = answer.raw.get("content") if answer.raw is not None else None
-    return isinstance(content, list) and any(
-        isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS for block in content
+    """Whether a plain answer carried thinking: Claude's thinking blocks or a Responses
+    answer's reasoning items (kept only in the provider's body), or reasoning text."""
+    if answer.reasoning:
+        return True
+    raw = answer.raw or {}
+    blocks = raw.get("output") if answer.raw_dialect == "responses" else raw.get("content")
+    return isinstance(blocks, list) and any(
+        isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS for block in blocks
     )
 
 
-_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+_THINKING_BLOCKS = ("thinking", "redacted_thinking", "reasoning")
 
 
 def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatResponse | None:
     """The complete answer a stream gave (None if it did not finish, or if it carried thinking:
-    a replay could not give it back)."""
+    a replay could not give it back). An OpenAI model's Responses stream leaves its final
+    `response` object as the answer's `raw` body."""
     answer_id, model, finish = "", "", None
+    native: dict[str, Any] | None = None
     text: list[str] = []
     tools: dict[int, list[str]] = {}
     names: dict[int, tuple[str, str]] = {}
@@ -264,8 +289,8 @@ def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatRespons
             finish = event.reason
         elif isinstance(event, ThinkingDelta):
             return None
-        elif isinstance(event, StreamUsage):
-            pass
+        elif isinstance(event, WireEvent):
+            native = _completed(event) or native
     if finish is None:
         return None
     tool_calls = [
@@ -274,11 +299,23 @@ def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatRespons
         )
         for i, parts in sorted(tools.items())
     ]
-    return ChatResponse(
+    answer = ChatResponse(
         id=answer_id or "chatcmpl-cache",
         model=model,
         text="".join(text),
         finish_reason=finish,
         usage=usage,
         tool_calls=tool_calls,
+        raw=native,
+        raw_dialect="responses" if native is not None else None,
     )
+    return None if has_thinking(answer) else answer
+
+
+def _completed(event: WireEvent) -> dict[str, Any] | None:
+    """The whole response object of a Responses stream's final event."""
+    data = event.data
+    if event.dialect != "responses" or data.get("type") != "response.completed":
+        return None
+    response = data.get("response")
+    return response if isinstance(response, dict) else None

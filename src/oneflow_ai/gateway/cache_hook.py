@@ -105,8 +105,6 @@ class ResponseCache(Hook):
             return None
         directive = call.cache_directive
         request = call.request
-        if isinstance(request, ChatRequest) and request.raw_dialect == "responses":
-            return None  # the Responses API (stored, chained, passed-through answers): not yet
         if (
             isinstance(request, ChatRequest)
             and (request.temperature or 0) > 0
