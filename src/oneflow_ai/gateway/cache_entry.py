@@ -39,6 +39,7 @@ from oneflow_ai.domain.chat import (
     StreamFinish,
     StreamStart,
     TextDelta,
+    TextPart,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
@@ -50,7 +51,14 @@ from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 
-__all__ = ["SCHEMA_VERSION", "CacheEntry", "cache_key", "has_thinking", "response_from_events"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CacheEntry",
+    "cache_key",
+    "has_thinking",
+    "response_from_events",
+    "semantic_question",
+]
 
 #: Bumped when the entry format changes: entries of other versions are misses.
 SCHEMA_VERSION = 1
@@ -76,17 +84,39 @@ def cache_key(call: Call, *, shared: bool) -> str | None:
         fields = {"input": request.inputs, "dimensions": request.dimensions}
     else:
         return None
+    return _digest(call, call.operation, shared, fields)
+
+
+def _digest(call: Call, operation: str, shared: bool, fields: dict[str, object]) -> str:
     principal = call.principal
     scope = [principal.project_id, "" if shared else principal.subject]
     document = {
         "v": SCHEMA_VERSION,
-        "op": call.operation,
+        "op": operation,
         "model": call.model,
         "strategy": call.strategy,
         "scope": scope,
         "request": fields,
     }
     return hashlib.sha256(_canonical(document)).hexdigest()
+
+
+def semantic_question(call: Call, *, shared: bool, embedder: str) -> tuple[str, str] | None:
+    """The semantic cache's scope and question for `call`: the key of everything but the last
+    user turn's text (with the embedding model), and that text. None when the semantic cache
+    does not apply: not a chat call, a Responses call, or a last turn that is not a user's
+    text alone (an image, a tool result, an assistant's prefill)."""
+    request = call.request
+    if not isinstance(request, ChatRequest) or request.raw_dialect == "responses":
+        return None
+    last = request.messages[-1] if request.messages else None
+    if last is None or last.role != "user" or not last.content:
+        return None
+    if not all(isinstance(part, TextPart) for part in last.content) or not last.text.strip():
+        return None
+    fields = _chat_fields(replace(request, messages=request.messages[:-1]))
+    fields["last_turn"] = {"name": last.name, "embedder": embedder}
+    return _digest(call, "semantic", shared, fields), last.text
 
 
 def _chat_fields(request: ChatRequest) -> dict[str, object]:

@@ -1,0 +1,40 @@
+"""The semantic cache's in-process index: nearest question of a scope, bounded, expiring."""
+
+from __future__ import annotations
+
+import math
+
+from oneflow_ai.domain.embeddings import Vector
+from oneflow_ai.storage.semantic_index import MemorySemanticIndex
+
+
+def _vector(angle: float) -> Vector:
+    return Vector.of_floats([math.cos(angle), math.sin(angle), 0.0])
+
+
+async def test_the_nearest_question_of_the_scope_and_its_similarity() -> None:
+    index = MemorySemanticIndex(max_entries=10)
+    await index.add("scope", "a", _vector(0.0), 60)
+    await index.add("scope", "b", _vector(1.0), 60)
+    await index.add("other", "c", _vector(0.1), 60)
+    found = await index.nearest("scope", Vector.of_floats([2.0, 0.2, 0.0]))  # not unit length
+    assert found is not None and found[0] == "a"
+    assert math.isclose(found[1], math.cos(math.atan(0.1)), rel_tol=1e-6)
+    assert await index.nearest("nowhere", _vector(0.0)) is None
+    assert await index.nearest("scope", Vector.of_floats([1.0, 0.0])) is None  # other length
+
+
+async def test_it_keeps_at_most_its_bound_and_forgets_expired_questions() -> None:
+    now = [0.0]
+    index = MemorySemanticIndex(max_entries=2, clock=lambda: now[0])
+    await index.add("scope", "a", _vector(0.0), 60)
+    await index.add("scope", "b", _vector(0.5), 10)
+    await index.add("scope", "c", _vector(1.0), 60)  # "a" goes: the oldest
+    assert len(index) == 2
+    found = await index.nearest("scope", _vector(0.0))
+    assert found is not None and found[0] == "b"
+    now[0] = 11.0  # "b" expired
+    found = await index.nearest("scope", _vector(0.0))
+    assert found is not None and found[0] == "c"
+    assert len(index) == 1
+    assert len(MemorySemanticIndex(max_entries=0)) == 0
