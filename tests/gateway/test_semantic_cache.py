@@ -195,3 +195,27 @@ def test_without_an_embedding_model_the_calls_go_on(tmp_path: Path) -> None:
         PROJECTS[id(world)] = (project, world.key(project))
         answers = [_ask(world, QUESTION), _ask(world, CLOSE), _ask(world, QUESTION)]
         assert [a.headers["x-oneflow-cache"] for a in answers] == ["miss", "miss", "hit"]
+
+
+def test_a_project_turns_it_on_through_the_projects_api(tmp_path: Path) -> None:
+    project = f"sem-{uuid.uuid4().hex[:8]}"
+    with billing_world(migrated_sqlite_url(tmp_path / "semantic.db"), reply_words=30) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        defaulted = world.admin.patch(
+            f"/api/v1/projects/{project}", json={"cache": {"semantic": {"model": EMBEDDER}}}
+        )
+        assert defaulted.status_code == 200  # the threshold has a default (0.95)
+        wrong = world.admin.patch(
+            f"/api/v1/projects/{project}",
+            json={"cache": {"semantic": {"model": EMBEDDER, "threshold": 1.5}}},
+        )
+        assert wrong.status_code in (400, 422), wrong.text
+        assert "threshold" in wrong.text
+        policy = {"semantic": {"model": EMBEDDER, "threshold": 0.96}}
+        changed = world.admin.patch(f"/api/v1/projects/{project}", json={"cache": policy})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["cache"]["semantic"] == policy["semantic"]
+        PROJECTS[id(world)] = (project, world.key(project))
+        answers = [_ask(world, QUESTION), _ask(world, CLOSE)]
+        assert [a.headers["x-oneflow-cache"] for a in answers] == ["miss", "hit"]
+        assert answers[1].headers["x-oneflow-cache-similarity"] == "0.970"
