@@ -38,3 +38,21 @@ async def test_it_keeps_at_most_its_bound_and_forgets_expired_questions() -> Non
     assert found is not None and found[0] == "c"
     assert len(index) == 1
     assert len(MemorySemanticIndex(max_entries=0)) == 0
+
+
+async def test_a_scope_keeps_at_most_its_own_bound() -> None:
+    index = MemorySemanticIndex(max_entries=100, scope_entries=2)
+    for key, angle in (("a", 0.0), ("b", 1.0), ("c", 2.0)):
+        await index.add("scope", key, _vector(angle), 60)
+    await index.add("other", "d", _vector(0.0), 60)
+    found = await index.nearest("scope", _vector(0.0))
+    assert found is not None and found[0] == "b"  # "a", the scope's oldest, went
+    assert len(index) == 3
+
+
+async def test_a_lookup_of_many_questions_yields_and_finds_the_nearest() -> None:
+    index = MemorySemanticIndex(max_entries=1000)
+    for i in range(450):
+        await index.add("scope", f"k{i}", _vector(i / 100), 60)
+    found = await index.nearest("scope", _vector(3.0))
+    assert found is not None and found[0] == "k300"
