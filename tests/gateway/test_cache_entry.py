@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -22,6 +23,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     TextPart,
     ThinkingDelta,
+    WireEvent,
 )
 from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.usage import Usage
@@ -258,3 +260,45 @@ def test_a_responses_call_has_no_semantic_question() -> None:
     call = _conversation(Message("user", [TextPart("hi")]), dialect="responses")
     assert semantic_question(call, shared=False, embedder="e") is None
     assert cache_key(call, shared=False) is not None
+
+
+def _completed(*output: dict[str, object]) -> WireEvent:
+    response = {"id": "resp_1", "object": "response", "status": "completed", "output": list(output)}
+    return WireEvent("responses", {"type": "response.completed", "response": response})
+
+
+_MESSAGE = {
+    "type": "message",
+    "role": "assistant",
+    "content": [{"type": "output_text", "text": "Hi"}],
+}
+
+
+def test_a_responses_stream_keeps_openais_final_response_as_the_answer() -> None:
+    events = [
+        StreamStart("resp_1", "gpt-4o"),
+        TextDelta("Hi"),
+        _completed(_MESSAGE),
+        StreamFinish("stop"),
+    ]
+    answer = response_from_events(events, Usage(input_tokens=3, output_tokens=1))
+    assert answer is not None and answer.text == "Hi"
+    assert answer.raw_dialect == "responses" and answer.raw is not None
+    assert answer.raw["output"] == [_MESSAGE]
+
+
+def test_a_responses_answer_with_a_reasoning_item_is_not_stored() -> None:
+    reasoning = {"type": "reasoning", "summary": [], "encrypted_content": "gAAA"}
+    events = [StreamStart("resp_1", "o3"), _completed(reasoning, _MESSAGE), StreamFinish("stop")]
+    assert response_from_events(events, Usage(input_tokens=3, output_tokens=1)) is None
+    plain = ChatResponse(
+        id="resp_1",
+        model="o3",
+        text="Hi",
+        finish_reason="stop",
+        usage=Usage(input_tokens=3, output_tokens=1),
+        raw={"output": [reasoning, _MESSAGE]},
+        raw_dialect="responses",
+    )
+    assert has_thinking(plain)
+    assert not has_thinking(replace(plain, raw={"output": [_MESSAGE]}))

@@ -1,11 +1,22 @@
-"""The semantic cache's in-process index: nearest question of a scope, bounded, expiring."""
+"""The semantic cache's indexes: the nearest question of a scope, in process (bounded,
+expiring) and in PostgreSQL with pgvector."""
 
 from __future__ import annotations
 
 import math
+import os
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.domain.embeddings import Vector
-from oneflow_ai.storage.semantic_index import MemorySemanticIndex
+from oneflow_ai.storage.database import create_engine
+from oneflow_ai.storage.semantic_index import (
+    MemorySemanticIndex,
+    PgVectorSemanticIndex,
+    has_pgvector,
+)
 
 
 def _vector(angle: float) -> Vector:
@@ -56,3 +67,47 @@ async def test_a_lookup_of_many_questions_yields_and_finds_the_nearest() -> None
         await index.add("scope", f"k{i}", _vector(i / 100), 60)
     found = await index.nearest("scope", _vector(3.0))
     assert found is not None and found[0] == "k300"
+
+
+@pytest.mark.postgres
+async def test_pgvector_finds_the_nearest_question_of_the_scope(postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        if not await has_pgvector(engine):
+            message = "pgvector is not installed on the test server (scripts/install-pgvector.sh)"
+            if os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+        index = PgVectorSemanticIndex(engine)
+        await index.add("scope", "a", _vector(0.0), 60)
+        await index.add("scope", "b", _vector(1.0), 60)
+        await index.add("scope", "gone", _vector(0.05), -1)  # already expired
+        await index.add("other", "c", _vector(0.1), 60)
+        await index.add("scope", "short", Vector.of_floats([1.0, 0.0]), 60)  # another length
+        found = await index.nearest("scope", Vector.of_floats([2.0, 0.2, 0.0]))
+        assert found is not None and found[0] == "a"
+        assert math.isclose(found[1], math.cos(math.atan(0.1)), rel_tol=1e-5)
+        await index.add("scope", "a", _vector(3.0), 60)  # stored again: replaced
+        found = await index.nearest("scope", _vector(0.0))
+        assert found is not None and found[0] == "b"
+        assert await index.nearest("nowhere", _vector(0.0)) is None
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_has_no_pgvector(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        assert await has_pgvector(engine) is (
+            engine.dialect.name == "postgresql" and await _extension(engine)
+        )
+    finally:
+        await engine.dispose()
+
+
+async def _extension(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        )
+        return found.first() is not None
