@@ -405,7 +405,7 @@ def test_an_answer_with_thinking_blocks_is_not_stored(
 ) -> None:
     key = world.key(projects[CACHED])
     body: dict[str, object] = {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-5-5",
         "max_tokens": 4000,
         "thinking": {"type": "enabled", "budget_tokens": 2048},
         "messages": [{"role": "user", "content": "Think, then answer"}],
