@@ -127,7 +127,7 @@ def test_a_response_with_reasoning_is_not_stored(
 ) -> None:
     key = world.key(projects[CACHED])
     body: dict[str, object] = {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-5-5",
         "input": "Think, then answer",
         "max_output_tokens": 4000,
         "reasoning": {"effort": "medium", "summary": "auto"},
