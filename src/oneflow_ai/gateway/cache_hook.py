@@ -48,6 +48,7 @@ from oneflow_ai.gateway.cache_entry import (
 from oneflow_ai.gateway.call import CacheKind, CacheResult, CacheStatus, Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
 from oneflow_ai.gateway.semantic_cache import SemanticCache
+from oneflow_ai.observability.failure_log import FailureLog
 from oneflow_ai.observability.metrics import GatewayMetrics
 from oneflow_ai.resilience.idempotency import Claimed, IdempotencyStore
 from oneflow_ai.settings import CachePolicy, Settings
@@ -64,8 +65,6 @@ _EVENTS = "cache.events"
 _CLAIM = "cache.claim"
 #: The operations the cache answers (those `cache_key` knows).
 _OPERATIONS = ("chat", "image", "embedding")
-#: Store failures are logged at most this often (seconds).
-LOG_INTERVAL = 60.0
 
 
 class ResponseCache(Hook):
@@ -91,9 +90,12 @@ class ResponseCache(Hook):
         self._max_ttl = settings.cache_max_ttl_seconds
         self._fraction = settings.cache_hit_fraction
         self._metrics = metrics
-        self._now = monotonic
-        self._logged_at: float | None = None
-        self.failures = 0  # store failures seen (each one a bypass, or an answer not stored)
+        self._unavailable = FailureLog(
+            log,
+            "cache_unavailable",
+            hint="requests bypass the response cache until it answers again",
+            monotonic=monotonic,
+        )
 
     def policy(self, principal: Principal) -> CachePolicy | None:
         """The caller's policy: its key's (CACHE_KEYS), else the one its project stores
@@ -145,6 +147,15 @@ class ResponseCache(Hook):
             self._status(call, "miss")
             cast(CacheStatus, call.cache).embedding_cost = embedding
             return None
+        self._hit(call, policy, entry, similarity)
+        cast(CacheStatus, call.cache).embedding_cost = embedding
+        return None
+
+    def _hit(
+        self, call: Call, policy: CachePolicy, entry: CacheEntry, similarity: float | None
+    ) -> None:
+        """Mark the call a hit on `entry` (a semantic one when its question was `similarity`
+        close), answered by `CacheServer` once the other hooks admitted it."""
         fraction = policy.hit_fraction if policy.hit_fraction is not None else self._fraction
         call.state[_ENTRY] = entry
         call.state.pop(_EVENTS, None)
@@ -153,8 +164,6 @@ class ResponseCache(Hook):
         call.cache = CacheStatus(
             "hit", fraction, entry.usage, entry.model, kind=kind, similarity=similarity
         )
-        call.cache.embedding_cost = embedding
-        return None
 
     async def _semantic(
         self, call: Call, policy: CachePolicy
@@ -251,18 +260,13 @@ class ResponseCache(Hook):
         call.cache = CacheStatus(result, Decimal(0))
         return None
 
+    @property
+    def failures(self) -> int:
+        """Store failures seen (each one a bypass, or an answer not stored)."""
+        return self._unavailable.failures
+
     def _failed(self, exc: Exception) -> None:
-        self.failures += 1
-        now = self._now()
-        if self._logged_at is None or now - self._logged_at >= LOG_INTERVAL:
-            self._logged_at = now
-            log.warning(
-                "cache_unavailable",
-                store=self.store.kind,
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                failures=self.failures,
-                hint="requests bypass the response cache until it answers again",
-            )
+        self._unavailable.failed(exc, store=self.store.kind)
 
 
 class CacheServer(Hook):

@@ -27,6 +27,7 @@ from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.gateway.cache_entry import CacheEntry, semantic_question
 from oneflow_ai.gateway.call import Call
+from oneflow_ai.observability.failure_log import FailureLog
 from oneflow_ai.settings import SemanticPolicy
 from oneflow_ai.storage.response_cache import ResponseCacheStore
 from oneflow_ai.storage.semantic_index import SemanticIndex
@@ -38,7 +39,6 @@ log = structlog.get_logger("oneflow.cache")
 #: Embeds one text with a model for the caller of a call: the vector and what it cost.
 Embedder = Callable[[Call, str, str], Awaitable[tuple[Vector, Cost | None]]]
 _PENDING = "cache.semantic"
-LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +66,12 @@ class SemanticCache:
         self.index = index
         self._store = store
         self.embedder: Embedder | None = None  # set once the pipeline exists
-        self._now = monotonic
-        self._logged_at: float | None = None
-        self.failures = 0
+        self._unavailable = FailureLog(
+            log,
+            "semantic_cache_unavailable",
+            hint="calls are looked up in the exact cache only until it works again",
+            monotonic=monotonic,
+        )
 
     async def lookup(
         self, call: Call, policy: SemanticPolicy, *, shared: bool
@@ -106,18 +109,12 @@ class SemanticCache:
         except Exception as exc:
             self._failed(self.index.kind, exc)
 
+    @property
+    def failures(self) -> int:
+        return self._unavailable.failures
+
     def _failed(self, what: str, exc: Exception) -> None:
-        self.failures += 1
-        now = self._now()
-        if self._logged_at is None or now - self._logged_at >= LOG_INTERVAL:
-            self._logged_at = now
-            log.warning(
-                "semantic_cache_unavailable",
-                failed=what,
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                failures=self.failures,
-                hint="calls are looked up in the exact cache only until it works again",
-            )
+        self._unavailable.failed(exc, failed=what)
 
 
 def pipeline_embedder(embed: Callable[[Call], Awaitable[EmbeddingResponse]]) -> Embedder:
