@@ -9,7 +9,8 @@ migration may create it, the table also gets the question's ``embedding`` (``vec
 length: each scope's questions come from one embedding model). Where it cannot, the column is
 left out and OneFlow keeps the questions in each process instead (the table stays empty). No
 approximate index: a lookup reads one scope's rows (``ix_semantic_cache_entries_scope``) and
-scores them exactly, which a scope's few questions make cheap.
+scores them exactly (docs/cache.md says why). A downgrade drops the table, not the extension
+(other tables of the database may use it).
 
 Revision ID: 0011
 Revises: 0010
