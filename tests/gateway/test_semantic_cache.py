@@ -219,3 +219,25 @@ def test_a_project_turns_it_on_through_the_projects_api(tmp_path: Path) -> None:
         answers = [_ask(world, QUESTION), _ask(world, CLOSE)]
         assert [a.headers["x-oneflow-cache"] for a in answers] == ["miss", "hit"]
         assert answers[1].headers["x-oneflow-cache-similarity"] == "0.970"
+
+
+def test_a_paraphrase_in_the_other_dialect_is_answered_in_its_own(world: BillingWorld) -> None:
+    first = _ask(world, QUESTION)
+    body = {
+        "model": MODEL,
+        "max_tokens": 50,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": CLOSE}],
+    }
+    close = httpx.post(
+        f"{world.url}/v1/messages",
+        json=body,
+        headers={"Authorization": f"Bearer {PROJECTS[id(world)][1]}"},
+        timeout=30,
+    )
+    assert close.status_code == 200, close.text
+    assert close.headers["x-oneflow-cache"] == "hit"
+    assert close.headers["x-oneflow-cache-similarity"] == "0.970"
+    assert close.json()["type"] == "message"
+    text = close.json()["content"][0]["text"]
+    assert text == first.json()["choices"][0]["message"]["content"]
