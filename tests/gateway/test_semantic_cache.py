@@ -78,12 +78,13 @@ def _ask(
     }
     if stream:
         body["stream"] = True
+    return _post(world, "/v1/chat/completions", body)
+
+
+def _post(world: BillingWorld, path: str, body: dict[str, object]) -> httpx.Response:
     key = PROJECTS[id(world)][1]
     response = httpx.post(
-        f"{world.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
+        f"{world.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
     )
     assert response.status_code == 200, response.text
     return response
@@ -223,19 +224,13 @@ def test_a_project_turns_it_on_through_the_projects_api(tmp_path: Path) -> None:
 
 def test_a_paraphrase_in_the_other_dialect_is_answered_in_its_own(world: BillingWorld) -> None:
     first = _ask(world, QUESTION)
-    body = {
+    body: dict[str, object] = {
         "model": MODEL,
         "max_tokens": 50,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": CLOSE}],
     }
-    close = httpx.post(
-        f"{world.url}/v1/messages",
-        json=body,
-        headers={"Authorization": f"Bearer {PROJECTS[id(world)][1]}"},
-        timeout=30,
-    )
-    assert close.status_code == 200, close.text
+    close = _post(world, "/v1/messages", body)
     assert close.headers["x-oneflow-cache"] == "hit"
     assert close.headers["x-oneflow-cache-similarity"] == "0.970"
     assert close.json()["type"] == "message"
