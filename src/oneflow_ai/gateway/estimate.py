@@ -86,14 +86,6 @@ class TokenizerEstimator:
         except TokenCountError:
             return self._fallback.text_tokens(text, model)
 
-    def warm(self, models: list[ModelEntry]) -> None:
-        """Load each tokenizer the models use (the first load takes a second or two)."""
-        seen: set[str] = set()
-        for model in models:
-            if model.tokenizer is not None and model.tokenizer not in seen:
-                seen.add(model.tokenizer)
-                self.text_tokens("warm up", model)
-
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)

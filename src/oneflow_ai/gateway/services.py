@@ -192,8 +192,9 @@ class Services:
             bodies = BodyLogHook(engine, redactor)
             exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
             idempotency = build_idempotency_store(settings, redis, redis_up)
+            # Each encoding is loaded on its first count (25-45 MiB each, about a second):
+            # a worker holds only the encodings of the models it is asked for.
             tokens = TokenizerEstimator(counter)
-            await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
                 registry,
                 pricing,
