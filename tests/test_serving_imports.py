@@ -1,7 +1,7 @@
 """What the serving process imports: the app and its lifespan load neither what only the CLI's
-migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor OpenTelemetry's
-SDK's tracing with tracing off, nor a tokenizer encoding before the first count; and the migration chain
-read without Alembic is Alembic's."""
+migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor the tracing of
+OpenTelemetry's SDK with tracing off, nor a tokenizer encoding before the first count; and the
+migration chain read without Alembic is Alembic's."""
 
 from __future__ import annotations
 
