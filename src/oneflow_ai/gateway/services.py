@@ -28,6 +28,7 @@ from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.body_log import BodyLogHook
 from oneflow_ai.gateway.cache_hook import CacheServer, ResponseCache
 from oneflow_ai.gateway.deployments import DeploymentCircuits, DeploymentPicker
+from oneflow_ai.gateway.encoding_hook import EncodingHook
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
@@ -199,10 +200,11 @@ class Services:
             bodies = BodyLogHook(engine, redactor)
             exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
             idempotency = build_idempotency_store(settings, redis, redis_up)
+            # Each encoding is built on its first count (25-45 MiB each, about a second, in a
+            # thread: EncodingHook): a worker holds only those of the models it is asked for.
             tokens = TokenizerEstimator(counter)
             cache_store = _cache_store(settings, redis)
             semantic = SemanticCache(await _semantic_index(settings, engine), cache_store)
-            await asyncio.to_thread(tokens.warm, list(registry.available("text")))
             pipeline = Pipeline(
                 registry,
                 pricing,
@@ -214,6 +216,7 @@ class Services:
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
+                    EncodingHook(tokens),  # builds encodings in a thread: before any count
                     # Looks the answer up: the limits and the ledger then know a hit ...
                     ResponseCache(
                         cache_store,
