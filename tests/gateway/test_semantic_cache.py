@@ -236,3 +236,23 @@ def test_a_paraphrase_in_the_other_dialect_is_answered_in_its_own(world: Billing
     assert close.json()["type"] == "message"
     text = close.json()["content"][0]["text"]
     assert text == first.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.postgres
+async def test_postgresql_without_pgvector_keeps_the_index_in_process(postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=1)
+    try:  # as migration 0011 leaves it where the extension cannot be created
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("ALTER TABLE semantic_cache_entries DROP COLUMN IF EXISTS embedding")
+            )
+    finally:
+        await engine.dispose()
+    project = f"sem-{uuid.uuid4().hex[:8]}"
+    policy = {"semantic": {"model": EMBEDDER, "threshold": 0.9}}
+    with billing_world(postgres_url, reply_words=30, cache_projects={project: policy}) as world:
+        world.admin_call("POST", "/api/v1/projects", {"name": project, "id": project})
+        PROJECTS[id(world)] = (project, world.key(project))
+        assert _index_kind(world) == "memory"
+        answers = [_ask(world, QUESTION), _ask(world, CLOSE)]
+        assert [a.headers["x-oneflow-cache"] for a in answers] == ["miss", "hit"]
