@@ -50,3 +50,12 @@ def test_the_counting_loads_an_encoding_only_when_first_asked() -> None:
     counter = TokenCounter()
     counter.load("claude_approx")  # Claude's estimate counts with cl100k_base
     assert counter.ready("claude_approx") and counter.ready("cl100k_base")
+
+
+async def test_a_counter_prepares_each_encoding_once_in_a_thread() -> None:
+    counter = _Counter()
+    await counter.prepare(["claude_approx", None, "o200k_base", "o200k_base"])
+    assert sorted(name for name, _ in counter.built) == ["claude_approx", "o200k_base"]
+    assert all(thread != threading.get_ident() for _, thread in counter.built)
+    await counter.prepare(["o200k_base"])
+    assert len(counter.built) == 2

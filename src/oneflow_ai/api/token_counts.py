@@ -105,7 +105,9 @@ async def _count(
         )
     await admit(request, principal)
     body = build_chat_body(chat, entry.id)
-    count = services.estimates.counter.count_messages(entry.id, body["messages"], body.get("tools"))
+    counter = services.estimates.counter
+    await counter.prepare([entry.tokenizer])  # a first count builds its encoding in a thread
+    count = counter.count_messages(entry.id, body["messages"], body.get("tools"))
     return entry.id, count
 
 

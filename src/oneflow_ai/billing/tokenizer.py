@@ -23,8 +23,9 @@ estimates with ``ceil(1.15 * cl100k_base tokens)``, and the same message framing
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -93,6 +94,13 @@ class TokenCounter:
     def load(self, tokenizer: TokenizerName) -> None:
         """Build the encoding ``tokenizer`` counts with (blocking: about a second, once)."""
         get_encoding(_encoding_of(tokenizer))
+
+    async def prepare(self, tokenizers: Iterable[TokenizerName | None]) -> None:
+        """Build, in a thread, the encodings these tokenizers count with that are not built
+        yet: a count on the event loop then never waits for one."""
+        for tokenizer in {t for t in tokenizers if t is not None}:
+            if not self.ready(tokenizer):
+                await asyncio.to_thread(self.load, tokenizer)
 
     def count_text(self, model: str, text: str) -> TokenCount:
         """Tokens of a plain prompt ``text`` on ``model``."""

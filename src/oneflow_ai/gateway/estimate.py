@@ -9,7 +9,6 @@ are marked as such wherever they are billed (`Usage.estimated`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -72,9 +71,7 @@ class TokenizerEstimator:
     async def prepare(self, models: Sequence[ModelEntry]) -> None:
         """Build, in a thread, the encodings these models count with that are not built yet:
         the event loop never waits for one (the first build takes about a second)."""
-        for tokenizer in {m.tokenizer for m in models if m.tokenizer is not None}:
-            if not self._counter.ready(tokenizer):
-                await asyncio.to_thread(self._counter.load, tokenizer)
+        await self._counter.prepare(model.tokenizer for model in models)
 
     def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
         if model is None or model.tokenizer is None:
