@@ -31,6 +31,8 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
+    WireBytes,
+    WireDialect,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
@@ -85,6 +87,11 @@ class ChatStream:
         self._task: asyncio.Task[object] | None = None  # the one iterating `batches()`
         self._interruption: GatewayError | None = None
         self.call = call
+        #: The provider's dialect when its events come as they arrived (`WireBytes`: the
+        #: caller speaks it), for the edge to forward them; None otherwise.
+        self.passthrough: WireDialect | None = next(
+            (event.dialect for event in head if isinstance(event, WireBytes)), None
+        )
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
@@ -229,6 +236,8 @@ class ChatStream:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
         # (an answer about to overrun what the ledger reserved) stops it before any of the
         # batch is forwarded, so what is charged is exactly what the caller received.
+        if self.passthrough is not None:  # hooks see the canonical events only
+            batch = [event for event in batch if not isinstance(event, WireBytes)]
         for hook in self._watchers:
             for event in batch:
                 hook.on_stream_event(self.call, event)
@@ -241,8 +250,6 @@ class ChatStream:
                 self._text.append(event.arguments)
                 if event.name:
                     self._text.append(event.name)
-            elif isinstance(event, ThinkingDelta):
-                self._text.append(event.text)  # thinking is output, billed as such
             elif isinstance(event, StreamUsage):
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens

@@ -27,6 +27,7 @@ from oneflow_ai.domain.chat import (
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
+    WireBytes,
     WireDialect,
 )
 from oneflow_ai.errors import (
@@ -40,7 +41,7 @@ from oneflow_ai.errors import (
 from oneflow_ai.providers.anthropic_json import as_json_answer, forces_tool, json_events
 from oneflow_ai.providers.anthropic_request import DEFAULT_MAX_TOKENS, build_messages_body
 from oneflow_ai.providers.anthropic_types import Message, StreamData
-from oneflow_ai.providers.engine import ChatProvider, forwarded_body
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body, is_forwarded
 from oneflow_ai.providers.errors import (
     error_class,
     error_fields,
@@ -139,7 +140,11 @@ class AnthropicWire:
 
     def stream_decoder(self, request: ChatRequest, model: str) -> AnthropicStream:
         return AnthropicStream(
-            self.name, model, as_json=_json_tool(request), usage_fields=self.usage_fields
+            self.name,
+            model,
+            as_json=_json_tool(request),
+            usage_fields=self.usage_fields,
+            forward=is_forwarded(request, self.dialect),
         )
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -209,9 +214,11 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
 
 class AnthropicStream:
     """A streamed message's events as canonical events (a `StreamDecoder`): the answer is
-    whole at `message_stop`. With the `json_answer` tool, its input becomes the text."""
+    whole at `message_stop`. With the `json_answer` tool, its input becomes the text. With
+    `forward` (the caller speaks this dialect), each event before `message_stop` also comes as
+    it arrived (`WireBytes`), `message_delta` marked `last`."""
 
-    __slots__ = ("_as_json", "_model", "_name", "_tools", "_usage_fields", "stopped")
+    __slots__ = ("_as_json", "_forward", "_model", "_name", "_tools", "_usage_fields", "stopped")
 
     def __init__(
         self,
@@ -220,11 +227,13 @@ class AnthropicStream:
         *,
         as_json: bool,
         usage_fields: UnknownUsageFields | None = None,
+        forward: bool = False,
     ) -> None:
         self._name = name
         self._model = model
         self._usage_fields = usage_fields
         self._as_json = as_json
+        self._forward = forward
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self.stopped = False
 
@@ -233,7 +242,11 @@ class AnthropicStream:
         return self.stopped
 
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
-        if event.event is None or event.event == "ping":
+        if event.event is None:
+            return False
+        if event.event == "ping":
+            if self._forward:
+                out.append(WireBytes("anthropic", "ping", event.data))
             return False
         data: StreamData = orjson.loads(event.data)
         kind = data.get("type") or event.event
@@ -248,6 +261,8 @@ class AnthropicStream:
                 self._usage_fields.check(self._model, usage, "anthropic")
         events = _stream_events(kind, data, self._tools, self._model)
         out.extend(json_events(events) if self._as_json else events)
+        if self._forward:
+            out.append(WireBytes("anthropic", event.event, event.data, kind == "message_delta"))
         return False
 
 

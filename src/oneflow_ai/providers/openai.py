@@ -29,6 +29,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    WireBytes,
     WireDialect,
 )
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
@@ -41,7 +42,7 @@ from oneflow_ai.errors import (
     ProviderRateLimitedError,
     ProviderUnavailableError,
 )
-from oneflow_ai.providers.engine import ChatProvider, forwarded_body, read_answer
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body, is_forwarded, read_answer
 from oneflow_ai.providers.errors import (
     error_class,
     error_fields,
@@ -150,7 +151,8 @@ class OpenAIWire:
     def stream_decoder(self, request: ChatRequest, model: str) -> OpenAIStream | ResponsesStream:
         if self._native(request):
             return ResponsesStream(self.name, model)
-        return OpenAIStream(self.name, model, self.usage_fields)
+        forward = is_forwarded(request, self.dialect)
+        return OpenAIStream(self.name, model, self.usage_fields, forward=forward)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """OpenAI's `{"error": {message, type, param, code}}` answer, in OneFlow's taxonomy."""
@@ -246,16 +248,24 @@ def _usage(value: UsageObject | None) -> Usage | None:
 
 class OpenAIStream:
     """A streamed completion's chunks as canonical events (a `StreamDecoder`): the answer is
-    whole once a choice finished or `[DONE]` arrived."""
+    whole once a choice finished or `[DONE]` arrived. With `forward` (the caller speaks this
+    dialect), each chunk also comes as it arrived (`WireBytes`), the finish chunk and those
+    after it (the usage chunk) marked `last`."""
 
-    __slots__ = ("_model", "_name", "_started", "_usage_fields", "done", "finished")
+    __slots__ = ("_forward", "_model", "_name", "_started", "_usage_fields", "done", "finished")
 
     def __init__(
-        self, name: str, model: str, usage_fields: UnknownUsageFields | None = None
+        self,
+        name: str,
+        model: str,
+        usage_fields: UnknownUsageFields | None = None,
+        *,
+        forward: bool = False,
     ) -> None:
         self._name = name
         self._model = model
         self._usage_fields = usage_fields
+        self._forward = forward
         self._started = False
         self.done = False
         self.finished = False
@@ -280,6 +290,8 @@ class OpenAIStream:
             self._usage_fields.check(self._model, usage, "openai")
         if _chunk_events(chunk, out):
             self.finished = True
+        if self._forward:
+            out.append(WireBytes("openai", None, event.data, self.finished))
         return False
 
 
