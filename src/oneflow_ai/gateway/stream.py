@@ -219,18 +219,21 @@ class ChatStream:
         """What the caller has received so far, as OneFlow counts it (estimated): the prompt
         (the provider's count once it gave one) and the text of the batches already written.
         Counted incrementally: each piece of text is tokenized once."""
-        entry = self.route.entry
-        estimator = self._pipeline.estimator
-        upto = self._delivered_upto
-        if upto > self._counted_upto:
-            text = "".join(self._text[self._counted_upto : upto])
-            self._counted_tokens += estimator.text_tokens(text, entry)
-            self._counted_upto = upto
+        output_tokens = self._output_upto(self._delivered_upto)
         input_tokens = self._input_tokens
         if input_tokens is None:
-            input_tokens = self.call.prompt_tokens(estimator, entry)
+            input_tokens = self.call.prompt_tokens(self._pipeline.estimator, self.route.entry)
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
-        return Usage.of_classes(input_tokens, self._counted_tokens, prompt_classes, estimated=True)
+        return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
+
+    def _output_upto(self, upto: int) -> int:
+        """OneFlow's count of the output in the first `upto` pieces of text: each piece is
+        tokenized once, however often it is asked (checkpoints, then the end)."""
+        if upto > self._counted_upto:
+            text = "".join(self._text[self._counted_upto : upto])
+            self._counted_tokens += self._pipeline.estimator.text_tokens(text, self.route.entry)
+            self._counted_upto = upto
+        return self._counted_tokens
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
@@ -270,8 +273,8 @@ class ChatStream:
             if input_tokens is None:
                 input_tokens = call.prompt_tokens(estimator, entry)
             output_tokens = self._output_tokens
-            if output_tokens is None:
-                output_tokens = estimator.text_tokens("".join(self._text), entry)
+            if output_tokens is None:  # no usage came: OneFlow counts what it has not yet
+                output_tokens = self._output_upto(len(self._text))
             usage = Usage.of_classes(input_tokens, output_tokens, self._classes, estimated=True)
         self.usage = call.usage = usage
         self.cost = call.cost = self._pipeline.price(call, usage)
