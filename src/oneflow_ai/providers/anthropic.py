@@ -12,7 +12,6 @@ OneFlow's taxonomy. A request that arrived in Anthropic's own dialect is forward
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
 
 import orjson
 
@@ -40,7 +39,7 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.anthropic_json import as_json_answer, forces_tool, json_events
 from oneflow_ai.providers.anthropic_request import DEFAULT_MAX_TOKENS, build_messages_body
-from oneflow_ai.providers.anthropic_types import Message, StreamData
+from oneflow_ai.providers.anthropic_types import MessagesAnswer, StreamData
 from oneflow_ai.providers.engine import ChatProvider, forwarded_body, is_forwarded
 from oneflow_ai.providers.errors import (
     error_class,
@@ -180,7 +179,7 @@ def stop_reason(value: object) -> FinishReason:
     return STOP_REASONS.get(value, "stop") if isinstance(value, str) else "stop"
 
 
-def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResponse:
+def parse_message(body: MessagesAnswer, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
     thinking: list[str] = []
@@ -201,9 +200,7 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         model=body.get("model") or model,
         text="".join(text),
         finish_reason=stop_reason(body.get("stop_reason")),
-        usage=(
-            anthropic_usage(cast(Mapping[str, object], usage)) if isinstance(usage, dict) else None
-        ),
+        usage=(anthropic_usage(usage) if isinstance(usage, dict) else None),
         tool_calls=calls,
         raw=raw,
         raw_dialect="anthropic",
@@ -299,14 +296,14 @@ def _stream_events(
     return []  # content_block_stop and event types this adapter does not use
 
 
-def _message_start(message: Message, model: str) -> list[StreamEvent]:
+def _message_start(message: MessagesAnswer, model: str) -> list[StreamEvent]:
     events: list[StreamEvent] = [
         StreamStart(str(message.get("id") or ""), message.get("model") or model)
     ]
     usage = message.get("usage")
     if isinstance(usage, dict) and "input_tokens" in usage:
         # Only the input side is final here; output_tokens comes with message_delta.
-        report = anthropic_stream_usage(cast(Mapping[str, object], usage))
+        report = anthropic_stream_usage(usage)
         report.output_tokens = None
         events.append(report)
     return events
@@ -319,7 +316,7 @@ def _message_delta(data: StreamData) -> list[StreamEvent]:
         events.append(StreamFinish(stop_reason(reason)))
     usage = data.get("usage")
     if isinstance(usage, dict):
-        events.append(anthropic_stream_usage(cast(Mapping[str, object], usage)))
+        events.append(anthropic_stream_usage(usage))
     return events
 
 

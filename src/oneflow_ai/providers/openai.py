@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import cast
 
 import orjson
 
@@ -61,9 +60,9 @@ from oneflow_ai.providers.openai_responses import (
 )
 from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
-    ChatCompletion,
     ChatCompletionChunk,
-    UsageObject,
+    OpenAIChatCompletion,
+    OpenAIUsageObject,
 )
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.sse import SSEEvent
@@ -213,7 +212,7 @@ def finish_reason(value: object) -> FinishReason:
     return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
 
 
-def parse_chat(body: ChatCompletion, raw: dict[str, object], model: str) -> ChatResponse:
+def parse_chat(body: OpenAIChatCompletion, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a completion (`raw`: the same body, kept as it came)."""
     choice = body["choices"][0]
     message = choice["message"]
@@ -240,10 +239,10 @@ def parse_chat(body: ChatCompletion, raw: dict[str, object], model: str) -> Chat
     )
 
 
-def _usage(value: UsageObject | None) -> Usage | None:
+def _usage(value: OpenAIUsageObject | None) -> Usage | None:
     if not isinstance(value, dict):
         return None
-    return openai_usage(cast(Mapping[str, object], value))
+    return openai_usage(value)
 
 
 class OpenAIStream:
@@ -321,7 +320,7 @@ def _chunk_events(chunk: ChatCompletionChunk, out: list[StreamEvent]) -> bool:
             finished = True
     usage = chunk.get("usage")
     if isinstance(usage, dict):
-        out.append(openai_stream_usage(cast(Mapping[str, object], usage)))
+        out.append(openai_stream_usage(usage))
     return finished
 
 
