@@ -71,7 +71,7 @@ def gateway(make_settings: Callable[..., Settings]) -> Iterator[Gateway]:
     app = create_app(settings, configure_logs=False, transport=mock_transports(upstream))
     with live_server(app) as server:
         sink = RecordingSink()
-        app.state.services.pipeline.usage_sinks.append(sink)
+        app.state.services.pipeline.hooks.insert(0, sink)
         yield Gateway(server, upstream, sink)
 
 

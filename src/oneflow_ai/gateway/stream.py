@@ -41,7 +41,7 @@ from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["ChatStream", "StreamOwner", "response_events"]
+__all__ = ["ChatStream", "StreamOwner", "one_batch", "open_batches", "response_events"]
 
 log = structlog.get_logger("oneflow.gateway")
 
@@ -303,3 +303,30 @@ def response_events(response: ChatResponse, usage: Usage | None = None) -> list[
     if usage is not None:
         events.append(StreamUsage.of(usage))
     return events
+
+
+_CONTENT = (TextDelta, ToolCallDelta, StreamFinish)
+
+
+async def open_batches(
+    batches: AsyncIterator[list[StreamEvent]],
+) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+    """Read a provider stream up to and including the batch with its first content event (the
+    events held back before a stream is answered); the rest of it, to iterate on."""
+    head: list[StreamEvent] = []
+    try:
+        async for batch in batches:
+            head.extend(batch)
+            if any(isinstance(event, _CONTENT) for event in batch):
+                break
+    except BaseException:
+        close = getattr(batches, "aclose", None)
+        if close is not None:
+            await close()
+        raise
+    return head, batches
+
+
+async def one_batch(events: list[StreamEvent]) -> AsyncIterator[list[StreamEvent]]:
+    """`events` as a stream of one batch (an answer given by a pre-hook, replayed)."""
+    yield events
