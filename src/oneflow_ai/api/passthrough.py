@@ -115,7 +115,9 @@ def _without_usage(data: bytes) -> bytes:
     the provider itself)."""
     if b'"usage"' not in data:
         return data
-    return data.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
+    for spelling in (b',"usage":null', b', "usage": null', b'"usage":null,', b'"usage": null, '):
+        data = data.replace(spelling, b"")
+    return data
 
 
 class AnthropicPassthrough:

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import structlog
 
@@ -118,7 +118,7 @@ class Pipeline:
         async def invoke(route: Route) -> ChatResponse:
             return await route.chat().chat(for_model(request, route.entry), route.upstream_model)
 
-        return await self._run(call, invoke, partial(self._chat_usage, call))
+        return await self._run(call, invoke, partial(self._chat_usage, call), ChatResponse)
 
     async def generate_image(self, call: Call) -> ImageResponse:
         request = call.payload(ImageRequest)
@@ -126,7 +126,7 @@ class Pipeline:
         async def invoke(route: Route) -> ImageResponse:
             return await route.images().generate_image(request, route.upstream_model)
 
-        return await self._run(call, invoke, lambda response: response.usage)
+        return await self._run(call, invoke, lambda response: response.usage, ImageResponse)
 
     async def synthesize_speech(self, call: Call) -> SpeechResponse:
         request = call.payload(SpeechRequest)
@@ -134,7 +134,7 @@ class Pipeline:
         async def invoke(route: Route) -> SpeechResponse:
             return await route.speech().synthesize_speech(request, route.upstream_model)
 
-        return await self._run(call, invoke, lambda response: response.usage)
+        return await self._run(call, invoke, lambda response: response.usage, SpeechResponse)
 
     async def embed(self, call: Call) -> EmbeddingResponse:
         request = call.payload(EmbeddingRequest)
@@ -143,7 +143,9 @@ class Pipeline:
             asked = embeddings.for_model(request, route.entry)
             return await route.embeddings().embed(asked, route.upstream_model)
 
-        return await self._run(call, invoke, partial(self._embedding_usage, call))
+        return await self._run(
+            call, invoke, partial(self._embedding_usage, call), EmbeddingResponse
+        )
 
     async def transcribe(self, call: Call) -> TranscriptionResponse:
         request = call.payload(TranscriptionRequest)
@@ -151,7 +153,9 @@ class Pipeline:
         async def invoke(route: Route) -> TranscriptionResponse:
             return await route.transcriptions().transcribe(request, route.upstream_model)
 
-        return await self._run(call, invoke, partial(_transcription_usage, request))
+        return await self._run(
+            call, invoke, partial(_transcription_usage, request), TranscriptionResponse
+        )
 
     async def open_chat_stream(self, call: Call) -> ChatStream:
         """Start a streamed answer; returns once its first content is in hand (or raises the
@@ -197,14 +201,20 @@ class Pipeline:
         call: Call,
         invoke: Callable[[Route], Awaitable[R]],
         usage_of: Callable[[R], Usage],
+        kind: type[R],
     ) -> R:
+        """Plan, run the hooks around the provider call, price the answer (of type `kind`)."""
         self.planner.plan(call)
         entered: list[Hook] = []
+        response: R
         try:
             shortcut = await self._before(call, entered)
             if shortcut is not None:
                 call.route = shortcut.route
-                response = cast(R, shortcut.response)
+                given = shortcut.response
+                if not isinstance(given, kind):
+                    raise TypeError(f"a {call.operation} call answered with {given!r}")
+                response = given
                 usage = shortcut.usage or usage_of(response)
             else:
                 response = await self._chain(call, invoke)
