@@ -1,10 +1,11 @@
 """Token estimates for when no provider count exists yet (routing) or ever (a broken stream).
 
-`TokenEstimator` is the interface. `TokenizerEstimator` (the gateway's) counts with billing's
-`TokenCounter`: exactly with OpenAI's encodings and published message framing for GPT models,
-by billing's documented estimate for Claude. `CharacterEstimator` (about four characters per
-token plus the same framing) serves before a model is chosen and when a count fails. Estimates
-are marked as such wherever they are billed (`Usage.estimated`).
+`TokenEstimator` is the interface. `TokenizerEstimator` (the gateway's) counts the canonical
+request with billing's `TokenCounter` (`count_chat`): exactly with OpenAI's encodings and
+published message framing for GPT models, by billing's documented estimate for Claude.
+`CharacterEstimator` (about four characters per token plus the same framing) serves before a
+model is chosen and when a count fails. Estimates are marked as such wherever they are billed
+(`Usage.estimated`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from oneflow_ai.billing.errors import TokenCountError
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import ModelEntry
 from oneflow_ai.domain.chat import ChatRequest, ImagePart, TextPart
-from oneflow_ai.providers.openai import build_chat_body
 
 __all__ = ["CharacterEstimator", "TokenEstimator", "TokenizerEstimator"]
 
@@ -76,11 +76,8 @@ class TokenizerEstimator:
     def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
         if model is None or model.tokenizer is None:
             return self._fallback.prompt_tokens(request, model)
-        body = build_chat_body(request, model.id)
         try:
-            return self._counter.count_messages(
-                model.id, body["messages"], body.get("tools")
-            ).tokens
+            return self._counter.count_chat(model.id, request).tokens
         except TokenCountError:
             return self._fallback.prompt_tokens(request, model)
 
