@@ -18,7 +18,8 @@ from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.model_views import ROUTING_NAMES, model_object, routing_object
-from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.openai_chat import ChunkEncoder, render_chat_completion
+from oneflow_ai.api.openai_chat_request import CHAT_COMPLETION_REQUEST, parse_chat_request
 from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.openai_transcriptions import (
@@ -27,8 +28,7 @@ from oneflow_ai.api.openai_transcriptions import (
 )
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
-    ChatCompletion,
-    ChatCompletionRequest,
+    ChatCompletionResponse,
     EmbeddingRequestBody,
     ImageGenerationRequest,
     ImagesResponse,
@@ -52,8 +52,8 @@ CALLER = Depends(gateway_caller)
 @router.post(
     "/v1/chat/completions",
     summary="Chat completion on any text model (OpenAI dialect)",
-    response_model=ChatCompletion,
-    openapi_extra=request_body(ChatCompletionRequest),
+    response_model=ChatCompletionResponse,
+    openapi_extra=request_body(CHAT_COMPLETION_REQUEST),
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_completions(request: Request) -> Response:
