@@ -27,7 +27,7 @@ from oneflow_ai.api.body_schema import (
     Value,
 )
 from oneflow_ai.api.dialect_fields import ANTHROPIC_CARRIED, dialect_only
-from oneflow_ai.api.openai_chat_request import MODELS_FIELD
+from oneflow_ai.api.openai_chat_request import MODELS_FIELD, model_field
 from oneflow_ai.api.validation import invalid
 from oneflow_ai.domain.chat import (
     ChatRequest,
@@ -99,12 +99,7 @@ _TOOL = Obj(
 
 MESSAGES_REQUEST = Obj(
     (
-        Field(
-            "model",
-            Str(),
-            required=True,
-            examples=("claude-3-haiku-20240307", "gpt-4o", "auto"),
-        ),
+        model_field("claude-3-haiku-20240307", "gpt-4o", "auto"),
         Field("max_tokens", Int(minimum=1), required=True),
         Field(
             "system",

@@ -39,7 +39,7 @@ from oneflow_ai.domain.chat import (
     ToolCall,
 )
 
-__all__ = ["CHAT_COMPLETION_REQUEST", "MODELS_FIELD", "parse_chat_request"]
+__all__ = ["CHAT_COMPLETION_REQUEST", "MODELS_FIELD", "model_field", "parse_chat_request"]
 
 _ROLES: dict[str, Role] = {
     "system": "system",
@@ -48,6 +48,19 @@ _ROLES: dict[str, Role] = {
     "assistant": "assistant",
     "tool": "tool",
 }
+
+
+def model_field(*examples: str) -> Field:
+    """The `model` field, the same in both dialects."""
+    return Field(
+        "model",
+        Str(),
+        required=True,
+        description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
+        "cost_optimized, latency_optimized, quality_optimized, balanced",
+        examples=examples,
+    )
+
 
 #: OneFlow's `models` field, the same in both dialects (`api/fallbacks.py` reads it).
 MODELS_FIELD = Field(
@@ -126,14 +139,7 @@ _JSON_SCHEMA = Obj(
 
 CHAT_COMPLETION_REQUEST = Obj(
     (
-        Field(
-            "model",
-            Str(),
-            required=True,
-            description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
-            "cost_optimized, latency_optimized, quality_optimized, balanced",
-            examples=("gpt-4o", "claude-3-haiku-20240307", "auto"),
-        ),
+        model_field("gpt-4o", "claude-3-haiku-20240307", "auto"),
         Field("messages", Arr(CHAT_MESSAGE, non_empty=True), required=True),
         Field("n", Int(minimum=1), description="1 only"),
         Field("max_completion_tokens", Int(minimum=1)),
