@@ -1,4 +1,4 @@
-"""The chat bodies' tables: a wrong field is a 400 naming its path in the caller's dialect,
+"""The request bodies' tables: a wrong field is a 400 naming its path in the caller's dialect,
 with the message the endpoints have always given; a right body reads as before."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from oneflow_ai.api.anthropic_request import parse_messages_request
 from oneflow_ai.api.body_schema import Arr, Field, Int, Obj, Str
 from oneflow_ai.api.openai_chat_request import parse_chat_request
+from oneflow_ai.api.openai_embeddings import EMBEDDING_REQUEST, parse_embedding_request
 from oneflow_ai.errors import BadRequestError
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -133,3 +134,20 @@ def test_a_closed_table_refuses_an_unknown_field_and_documents_that_it_does() ->
     assert table.schema(components) == {"$ref": "#/components/schemas/Closed"}
     assert components["Closed"]["additionalProperties"] is False
     assert components["Closed"]["properties"]["tags"]["type"] == ["array", "null"]
+
+
+def test_an_embeddings_body_is_checked_and_documented_by_one_table() -> None:
+    assert parse_embedding_request({"model": "m", "input": ["a"], "dimensions": 256.0}).dimensions
+    for body, param in [
+        ({"model": "m", "input": "x", "colour": "red"}, "colour"),
+        ({"input": "x"}, "model"),
+        ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "m", "input": ["ok", ""]}, "input[1]"),
+    ]:
+        assert _refusal(parse_embedding_request, body)[0] == param
+    components: dict[str, Any] = {}
+    EMBEDDING_REQUEST.schema(components)
+    documented = components["EmbeddingRequestBody"]
+    assert documented["required"] == ["model", "input"]
+    assert documented["additionalProperties"] is False
+    assert len(documented["properties"]["input"]["anyOf"]) == 4

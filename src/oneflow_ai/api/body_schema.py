@@ -80,13 +80,16 @@ def _wrong(expected: str, value: object) -> _Invalid:
 
 @dataclass(frozen=True, slots=True)
 class Value(Shape):
-    """Any JSON value (read as it comes: a tool's arguments, a JSON schema)."""
+    """Any JSON value (read as it comes: a tool's arguments, a JSON schema), or one whose
+    shape the endpoint's reader checks itself, documented by `documented`."""
+
+    documented: Mapping[str, Any] | None = None
 
     def check(self, value: object) -> None:
         return None
 
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return {}
+        return dict(self.documented) if self.documented is not None else {}
 
 
 @dataclass(frozen=True, slots=True)

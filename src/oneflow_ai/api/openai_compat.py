@@ -20,7 +20,11 @@ from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.model_views import ROUTING_NAMES, model_object, routing_object
 from oneflow_ai.api.openai_chat import ChunkEncoder, render_chat_completion
 from oneflow_ai.api.openai_chat_request import parse_chat_request
-from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
+from oneflow_ai.api.openai_embeddings import (
+    EMBEDDING_REQUEST,
+    parse_embedding_request,
+    render_embeddings,
+)
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.openai_transcriptions import (
     read_transcription_request,
@@ -28,7 +32,6 @@ from oneflow_ai.api.openai_transcriptions import (
 )
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
-    EmbeddingRequestBody,
     ImageGenerationRequest,
     ImagesResponse,
     ModelList,
@@ -103,7 +106,7 @@ async def audio_speech(request: Request, principal: Principal = CALLER) -> Respo
 @router.post(
     "/v1/embeddings",
     summary="Embeddings of texts or token arrays (OpenAI dialect)",
-    openapi_extra=request_body(EmbeddingRequestBody),
+    openapi_extra=request_body(EMBEDDING_REQUEST),
 )
 async def embeddings(request: Request, principal: Principal = CALLER) -> Response:
     embedding = parse_embedding_request(parse_object(await request.body()))

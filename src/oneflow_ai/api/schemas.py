@@ -1,15 +1,15 @@
 """Request and response shapes in the API document (OpenAPI).
 
-The chat endpoints' bodies are declared once as tables (`api/body_schema.py`:
-`CHAT_COMPLETION_REQUEST`, `MESSAGES_REQUEST`, `MESSAGES_COUNT_REQUEST`) that both check each
-request and are written here into the document. The other shapes below are pydantic models
-for the document only, never instantiated per request: their endpoints read bodies with
-`api/validation.py`. Routes reference either with `openapi_extra=request_body(shape)`, and
-answers with `response_model=Model` (a route that returns a `Response` skips response
-validation, so documenting costs nothing at run time); `install_schemas(app)` puts the request
-shapes into the document's components and declares how callers authenticate
-(`Authorization: Bearer` or `x-api-key`), on every operation but the public ones, so the docs
-page's Authorize button sends the key.
+The chat and embeddings bodies are declared once as tables (`api/body_schema.py`:
+`CHAT_COMPLETION_REQUEST`, `MESSAGES_REQUEST`, `MESSAGES_COUNT_REQUEST`,
+`EMBEDDING_REQUEST`) that both check each request and are written here into the document.
+The other shapes below are pydantic models for the document only, never instantiated per
+request: their endpoints read bodies with `api/validation.py`. Routes reference either with
+`openapi_extra=request_body(shape)`, and answers with `response_model=Model` (a route that
+returns a `Response` skips response validation, so documenting costs nothing at run time);
+`install_schemas(app)` puts the request shapes into the document's components and declares
+how callers authenticate (`Authorization: Bearer` or `x-api-key`), on every operation but the
+public ones, so the docs page's Authorize button sends the key.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oneflow_ai.api.anthropic_request import MESSAGES_COUNT_REQUEST, MESSAGES_REQUEST
 from oneflow_ai.api.body_schema import Obj
 from oneflow_ai.api.openai_chat_request import CHAT_COMPLETION_REQUEST
+from oneflow_ai.api.openai_embeddings import EMBEDDING_REQUEST
 from oneflow_ai.api.openapi_doc import complete_document
 
 __all__ = [
@@ -146,18 +147,6 @@ class SpeechRequestBody(_Doc):
     voice: str = Field(description="alloy, echo, fable, onyx, nova, shimmer, ... or a voice id")
     response_format: Literal["mp3", "opus", "wav", "pcm"] = "mp3"
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
-
-
-class EmbeddingRequestBody(_Doc):
-    model: str = Field(default="text-embedding-3-small")
-    input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="A text, texts, token ids, or arrays of token ids (at most 2,048 inputs)"
-    )
-    dimensions: int | None = Field(
-        default=None, ge=1, description="Shorter vectors (text-embedding-3 models)"
-    )
-    encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = None
 
 
 class TranscriptionForm(_Doc):
@@ -287,7 +276,6 @@ _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ResponsesRequestBody,
     ImageGenerationRequest,
     SpeechRequestBody,
-    EmbeddingRequestBody,
     GatewayRequest,
     EstimateRequest,
 )
@@ -296,6 +284,7 @@ _REQUEST_TABLES: tuple[Obj, ...] = (
     CHAT_COMPLETION_REQUEST,
     MESSAGES_REQUEST,
     MESSAGES_COUNT_REQUEST,
+    EMBEDDING_REQUEST,
 )
 
 
