@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from oneflow_ai.billing.encoding import EncodingName, get_encoding
+from oneflow_ai.billing.encoding import EncodingName, get_encoding, is_loaded
 from oneflow_ai.billing.errors import TokenCountError
 from oneflow_ai.catalog import Catalog, TokenizerName, packaged_catalog
 
@@ -85,6 +85,14 @@ class TokenCounter:
         if entry.tokenizer is None:
             raise TokenCountError(f"model {entry.id!r} is an {entry.modality} model; no tokens")
         return entry.tokenizer
+
+    def ready(self, tokenizer: TokenizerName) -> bool:
+        """Whether counting with ``tokenizer`` needs no encoding built first."""
+        return is_loaded(_encoding_of(tokenizer))
+
+    def load(self, tokenizer: TokenizerName) -> None:
+        """Build the encoding ``tokenizer`` counts with (blocking: about a second, once)."""
+        get_encoding(_encoding_of(tokenizer))
 
     def count_text(self, model: str, text: str) -> TokenCount:
         """Tokens of a plain prompt ``text`` on ``model``."""

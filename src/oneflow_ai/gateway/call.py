@@ -29,6 +29,7 @@ __all__ = [
     "Answer",
     "Attempt",
     "CacheDirective",
+    "CacheKind",
     "CacheResult",
     "CacheStatus",
     "Call",
@@ -45,6 +46,7 @@ Outcome = Literal["ok", "error", "cut_off", "cancelled"]
 `cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
 
 CacheResult = Literal["hit", "miss", "bypass"]
+CacheKind = Literal["exact", "semantic"]
 
 _MODALITY: dict[Operation, Modality] = {
     "chat": "text",
@@ -82,13 +84,18 @@ class CacheDirective:
 class CacheStatus:
     """What the response cache did with a call: `hit` (answered from the cache: `usage` is
     what the live answer used on `model`, charged `fraction` of its cost, the rest is
-    `saved_micro_credits`), `miss` (looked up, not found) or `bypass` (not looked up)."""
+    `saved_micro_credits`), `miss` (looked up, not found) or `bypass` (not looked up).
+    `kind` is `semantic` for a hit the semantic cache found (`similarity`: how close its
+    question was); `embedding_cost` is what embedding the question cost, when it was."""
 
     result: CacheResult
     fraction: Decimal = Decimal(0)
     usage: Usage | None = None
     model: str | None = None
     saved_micro_credits: int = 0
+    kind: CacheKind = "exact"
+    similarity: float | None = None
+    embedding_cost: Cost | None = None
 
     @property
     def hit(self) -> bool:

@@ -9,6 +9,8 @@ are marked as such wherever they are billed (`Usage.estimated`).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from oneflow_ai.billing.errors import TokenCountError
@@ -67,6 +69,13 @@ class TokenizerEstimator:
         self._counter = counter
         self._fallback: TokenEstimator = fallback or CharacterEstimator()
 
+    async def prepare(self, models: Sequence[ModelEntry]) -> None:
+        """Build, in a thread, the encodings these models count with that are not built yet:
+        the event loop never waits for one (the first build takes about a second)."""
+        for tokenizer in {m.tokenizer for m in models if m.tokenizer is not None}:
+            if not self._counter.ready(tokenizer):
+                await asyncio.to_thread(self._counter.load, tokenizer)
+
     def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
         if model is None or model.tokenizer is None:
             return self._fallback.prompt_tokens(request, model)
@@ -85,14 +94,6 @@ class TokenizerEstimator:
             return self._counter.count_text(model.id, text).tokens
         except TokenCountError:
             return self._fallback.text_tokens(text, model)
-
-    def warm(self, models: list[ModelEntry]) -> None:
-        """Load each tokenizer the models use (the first load takes a second or two)."""
-        seen: set[str] = set()
-        for model in models:
-            if model.tokenizer is not None and model.tokenizer not in seen:
-                seen.add(model.tokenizer)
-                self.text_tokens("warm up", model)
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -290,6 +290,8 @@ class CacheFields(BaseModel):
     cache_hit_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)
     # Cached answers count against rate limits like live ones (false: they do not).
     cache_counts_rate_limits: bool = True
+    # The semantic cache's in-process index (without pgvector): questions kept at most.
+    cache_semantic_max_entries: int = Field(default=10_000, ge=0)
 
 
 class RateLimitFields(BaseModel):
