@@ -258,10 +258,14 @@ class Obj(Shape):
     closed: bool = False
     _by_key: dict[str, Field] = field(init=False, repr=False, compare=False)
     _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _plain: dict[str, type] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_key", {f.key: f for f in self.fields})
         object.__setattr__(self, "_required", tuple(f.key for f in self.fields if f.required))
+        # Fields any string (or any boolean) satisfies: a value of that type needs no check.
+        plain = {f.key: _plain_type(f.shape) for f in self.fields}
+        object.__setattr__(self, "_plain", {k: t for k, t in plain.items() if t is not None})
 
     def check(self, value: object) -> None:
         """The fields present, in the body's order (the cost follows what the caller sent,
@@ -272,11 +276,11 @@ class Obj(Shape):
         for key in self._required:
             if value.get(key) is None:
                 self._check_in_order(value)
-        by_key = self._by_key
+        by_key, plain = self._by_key, self._plain
         for key, item in value.items():
             spec = by_key.get(key)
             if spec is not None:
-                if item is not None:
+                if item is not None and type(item) is not plain.get(key):
                     _check_field(spec, item)
             elif self.closed:
                 known = ", ".join(sorted(by_key))
@@ -322,6 +326,14 @@ class Obj(Shape):
             return out
         defs[self.name] = out
         return {"$ref": _REF.format(name=self.name)}
+
+
+def _plain_type(shape: Shape) -> type | None:
+    if shape == Str():
+        return str
+    if shape == Bool():
+        return bool
+    return None
 
 
 def _check_field(spec: Field, value: object) -> None:
