@@ -13,16 +13,15 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from oneflow_ai import __version__, console
 from oneflow_ai.api import (
-    anthropic_compat,
     auth,
     circuits,
     credits,
+    direct_routes,
     gateway_api,
     health,
     keys,
@@ -54,7 +53,6 @@ from oneflow_ai.storage.database import describe_database
 __all__ = ["create_app"]
 
 #: The endpoints that take the request alone and answer most of the traffic.
-_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 
 log = structlog.get_logger("oneflow")
 
@@ -149,9 +147,9 @@ def create_app(
     )
     install_error_handlers(app)
     for router in (
+        direct_routes.router,
         openai_compat.router,
         responses_api.router,
-        anthropic_compat.router,
         token_counts.router,
         gateway_api.router,
     ):
@@ -182,12 +180,6 @@ def create_app(
     # traces) sees every answer; CORS; idempotency (after the size limit, seeing exactly what
     # the routes answer); innermost, the model endpoints straight to their functions
     # (api/direct_routes.py).
-    direct = [
-        route
-        for router in (openai_compat.router, anthropic_compat.router)
-        for route in router.routes
-        if isinstance(route, APIRoute) and route.path in _DIRECT_PATHS
-    ]
     stack = [
         Middleware(
             EdgeMiddleware,
@@ -217,7 +209,7 @@ def create_app(
             max_response_bytes=settings.idempotency_max_response_bytes,
             wait_seconds=settings.idempotency_wait_seconds,
         ),
-        Middleware(DirectRoutes, routes=direct),
+        Middleware(DirectRoutes),
     ]
     for layer in reversed(stack):  # each added wraps the ones before it
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)

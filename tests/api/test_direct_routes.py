@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from oneflow_ai.api.direct_routes import MODEL_ENDPOINTS, DirectRoutes
 from oneflow_ai.app import create_app
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
 from tests.support.server import live_server
@@ -42,3 +43,19 @@ def test_direct_endpoints_keep_routes_errors_and_labels(
         metrics = httpx.get(f"{server.url}/metrics").text
     assert 'route="/v1/chat/completions",status="401"' in metrics
     assert 'route="/v1/messages",status="401"' in metrics
+
+
+def test_the_model_endpoints_table_is_what_is_served_and_documented(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """One table: each entry is dispatched by DirectRoutes and is an operation of the document
+    with its summary and its body's schema; nothing else is dispatched directly."""
+    app = create_app(make_settings(), configure_logs=False)
+    paths = app.openapi()["paths"]
+    for entry in MODEL_ENDPOINTS:
+        operation = paths[entry.path][entry.method.lower()]
+        assert operation["summary"] == entry.summary
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{entry.body.name}"}
+    served = DirectRoutes(app).served
+    assert served == {(entry.method, entry.path) for entry in MODEL_ENDPOINTS}

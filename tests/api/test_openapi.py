@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from oneflow_ai.api.anthropic_request import MESSAGES_COUNT_REQUEST, MESSAGES_REQUEST
+from oneflow_ai.api.openai_chat_request import CHAT_COMPLETION_REQUEST
 from oneflow_ai.api.schemas import PUBLIC_OPERATIONS
 from oneflow_ai.app import create_app
 from oneflow_ai.settings import DEFAULT_MASTER_KEY, Settings
@@ -22,7 +25,7 @@ def test_openapi_documents_request_and_response_shapes(
         document = httpx.get(f"{server.url}/openapi.json").json()
     schemas = document["components"]["schemas"]
     expected = {
-        ("/v1/chat/completions", "post"): ("ChatCompletionRequest", "ChatCompletion"),
+        ("/v1/chat/completions", "post"): ("ChatCompletionRequest", "ChatCompletionResponse"),
         ("/v1/messages", "post"): ("MessagesRequest", "MessagesResponse"),
         ("/v1/images/generations", "post"): ("ImageGenerationRequest", "ImagesResponse"),
         ("/v1/audio/speech", "post"): ("SpeechRequestBody", None),
@@ -137,7 +140,7 @@ def test_answers_usage_is_documented_as_the_providers_nest_it(
 ) -> None:
     """OpenAI's usage has objects in it (prompt_tokens_details), Anthropic's too."""
     schemas = _document(make_settings)["components"]["schemas"]
-    for model in ("ChatCompletion", "MessagesResponse"):
+    for model in ("ChatCompletionResponse", "MessagesResponse"):
         usage = schemas[model]["properties"]["usage"]
         assert usage["type"] == "object" and usage["additionalProperties"] is True, usage
 
@@ -179,3 +182,28 @@ def test_created_projects_keys_and_users_link_to_the_operations_on_them(
             target_path, _ = operations[link["operationId"]]
             assert f"{{{parameter}}}" in target_path
             assert link["parameters"][parameter] == "$response.body#/id"
+
+
+def test_every_reference_in_the_document_resolves(make_settings: Callable[..., Settings]) -> None:
+    """Each `$ref` names a component of the document (the count_tokens and embeddings bodies
+    once pointed at components that were never written)."""
+    document = _document(make_settings)
+    schemas = document["components"]["schemas"]
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert {"MessagesTokenCountRequest", "EmbeddingRequestBody", "ChatMessage"} <= refs
+    assert refs - set(schemas) == set()
+
+
+def test_the_chat_bodies_are_documented_from_the_tables_that_check_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    schemas = _document(make_settings)["components"]["schemas"]
+    for table in (CHAT_COMPLETION_REQUEST, MESSAGES_REQUEST, MESSAGES_COUNT_REQUEST):
+        written: dict[str, Any] = {}
+        table.schema(written)
+        assert table.name is not None
+        assert schemas[table.name] == written[table.name]
+    assert "max_tokens" in schemas["MessagesRequest"]["required"]
+    assert "max_tokens" not in schemas["MessagesTokenCountRequest"]["required"]
+    temperature = schemas["ChatCompletionRequest"]["properties"]["temperature"]
+    assert temperature == {"type": ["number", "null"], "minimum": 0, "maximum": 2}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import orjson
 
-from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
-from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.anthropic_messages import EventEncoder, render_message
+from oneflow_ai.api.anthropic_request import parse_messages_request
+from oneflow_ai.api.openai_chat import ChunkEncoder, render_chat_completion
+from oneflow_ai.api.openai_chat_request import parse_chat_request
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.domain.chat import (
     ChatResponse,

@@ -6,31 +6,23 @@ send the latter); any `anthropic-version` is accepted. Errors leave in Anthropic
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
-from oneflow_ai.api.anthropic_messages import parse_messages_request, render_message
+from oneflow_ai.api.anthropic_messages import render_message
+from oneflow_ai.api.anthropic_request import parse_messages_request
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.passthrough import anthropic_encoder
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
-from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
 from oneflow_ai.api.validation import parse_object
 
-__all__ = ["router"]
-
-router = APIRouter(tags=["Anthropic-compatible"])
+__all__ = ["messages"]
 
 
-@router.post(
-    "/v1/messages",
-    summary="A message from any text model (Anthropic dialect)",
-    response_model=MessagesResponse,
-    openapi_extra=request_body(MessagesRequest),
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
 async def messages(request: Request) -> Response:
+    """`POST /v1/messages`, served by `api/direct_routes.py` (which documents it)."""
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
     body = parse_object(await request.body())
     fallbacks = take_models(body)

@@ -1,10 +1,8 @@
 """Anthropic's Messages dialect at the edge: request in, message and stream events out.
 
-`parse_messages_request` reads a caller's body into a canonical `ChatRequest` (keeping the
-body, so a Claude model gets it unchanged, and naming the fields a GPT model cannot honour:
-`api/dialect_fields.py`). `render_message` writes the answer (the provider's
-own body when it speaks this dialect). `EventEncoder` writes a stream's events as the full
-`message_start` ... `message_stop` sequence that the official SDK parses; the final
+The request is read by `api/anthropic_request.py`. `render_message` writes the answer (the
+provider's own body when it speaks this dialect). `EventEncoder` writes a stream's events as
+the full `message_start` ... `message_stop` sequence that the official SDK parses; the final
 `message_delta` carries the usage in its own `usage` field and the credits in an extra
 `oneflow` field, and an error event carries them too.
 """
@@ -15,35 +13,24 @@ from typing import Any
 
 import orjson
 
-from oneflow_ai.api.dialect_fields import ANTHROPIC_CARRIED, dialect_only
 from oneflow_ai.api.errors import Dialect, error_body
 from oneflow_ai.api.openai_chat import oneflow_extra
-from oneflow_ai.api.validation import Fields, invalid
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import (
-    ChatRequest,
     ChatResponse,
-    ContentPart,
     FinishReason,
-    ImagePart,
-    Message,
-    Reasoning,
-    ResponseFormat,
     StreamEvent,
     StreamFinish,
     StreamStart,
     StreamUsage,
     TextDelta,
-    TextPart,
     ThinkingDelta,
-    Tool,
-    ToolCall,
     ToolCallDelta,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 
-__all__ = ["EventEncoder", "parse_messages_request", "render_message"]
+__all__ = ["EventEncoder", "render_message"]
 
 STOP_REASONS: dict[FinishReason, str] = {
     "stop": "end_turn",
@@ -51,206 +38,6 @@ STOP_REASONS: dict[FinishReason, str] = {
     "tool_calls": "tool_use",
     "content_filter": "refusal",
 }
-
-
-# ---- request -----------------------------------------------------------------------------
-
-
-def parse_messages_request(body: dict[str, Any], *, counting: bool = False) -> ChatRequest:
-    """The canonical request of a Messages body (`counting`: a `count_tokens` body, which
-    has no `max_tokens`)."""
-    fields = Fields(body)
-    model = fields.req_str("model")
-    max_tokens = fields.opt_int("max_tokens", minimum=1)
-    if max_tokens is None and not counting:
-        raise invalid("max_tokens", "field required")
-    messages: list[Message] = []
-    system = _system(fields)
-    if system:
-        messages.append(Message("system", [TextPart(system)]))
-    for i, raw in enumerate(fields.req_list("messages", non_empty=True)):
-        messages.extend(_turn(Fields(raw, f"messages[{i}]")))
-    metadata = fields.opt_obj("metadata")
-    choice = fields.opt_obj("tool_choice")
-    single_call = choice.opt_bool("disable_parallel_tool_use") if choice is not None else None
-    response_format, uncarried = _output_format(fields)
-    reasoning = _thinking(fields, uncarried)
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=fields.opt_number("temperature", minimum=0, maximum=1),
-        top_p=fields.opt_number("top_p", minimum=0, maximum=1),
-        stop=_stop_sequences(fields),
-        stream=bool(fields.opt_bool("stream")),
-        tools=_tools(fields),
-        tool_choice=_tool_choice(fields),
-        user=metadata.opt_str("user_id") if metadata is not None else None,
-        parallel_tool_calls=False if single_call else None,
-        response_format=response_format,
-        reasoning=reasoning,
-        raw=body,
-        raw_dialect="anthropic",
-        dialect_only=dialect_only(body, ANTHROPIC_CARRIED, uncarried),
-    )
-
-
-#: Anthropic's smallest thinking budget.
-MIN_THINKING_BUDGET = 1024
-
-
-def _thinking(fields: Fields, uncarried: list[str]) -> Reasoning | None:
-    """`thinking: {"type": "enabled", "budget_tokens": N}` (N at least 1024, as Anthropic
-    requires; a GPT model gets the effort docs/dialects.md maps it to). `disabled` asks for
-    nothing; another type (Claude's `adaptive`) goes to Claude models as written and is named
-    for the others."""
-    thinking = fields.opt_obj("thinking")
-    if thinking is None:
-        return None
-    kind = thinking.req_str("type")
-    if kind == "disabled":
-        return None
-    if kind != "enabled":
-        uncarried.append("thinking.type")
-        return None
-    budget = thinking.opt_int("budget_tokens", minimum=MIN_THINKING_BUDGET)
-    if budget is None:
-        raise invalid(thinking.at("budget_tokens"), "field required")
-    return Reasoning(budget_tokens=budget)
-
-
-def _output_format(fields: Fields) -> tuple[ResponseFormat | None, list[str]]:
-    """`output_config.format` (a JSON schema the answer follows), and the names of the
-    `output_config` keys a request in another dialect cannot carry (`effort`, ...)."""
-    config = fields.opt_obj("output_config")
-    if config is None:
-        return None, []
-    wanted: ResponseFormat | None = None
-    uncarried = [
-        f"output_config.{key}"
-        for key, value in config.data.items()
-        if key != "format" and value is not None
-    ]
-    spec = config.opt_obj("format")
-    if spec is not None and spec.req_str("type") == "json_schema":
-        wanted = ResponseFormat("json_schema", spec.req_obj("schema").data)
-    elif spec is not None:
-        uncarried.append("output_config.format")
-    return wanted, uncarried
-
-
-def _system(fields: Fields) -> str:
-    value = fields.data.get("system")
-    if value is None or isinstance(value, str):
-        return value or ""
-    if not isinstance(value, list):
-        raise invalid("system", "must be a string or an array of text blocks")
-    texts = []
-    for i, raw in enumerate(value):
-        block = Fields(raw, f"system[{i}]")
-        block.req_str("type", choices=("text",))
-        texts.append(block.req_str("text"))
-    return "\n\n".join(texts)
-
-
-def _stop_sequences(fields: Fields) -> list[str]:
-    values = fields.opt_list("stop_sequences") or []
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise invalid(f"stop_sequences[{i}]", "must be a string")
-    return values
-
-
-def _turn(fields: Fields) -> list[Message]:
-    """One Anthropic turn as canonical messages: tool results become `tool` messages."""
-    role = fields.req_str("role", choices=("user", "assistant"))
-    content = fields.data.get("content")
-    if isinstance(content, str):
-        return [Message("user" if role == "user" else "assistant", [TextPart(content)])]
-    if not isinstance(content, list):
-        raise invalid(fields.at("content"), "must be a string or an array of content blocks")
-    parts: list[ContentPart] = []
-    calls: list[ToolCall] = []
-    results: list[Message] = []
-    for i, raw in enumerate(content):
-        block = Fields(raw, fields.at(f"content[{i}]"))
-        kind = block.req_str("type")
-        if kind == "text":
-            parts.append(TextPart(block.req_str("text")))
-        elif kind == "image":
-            parts.append(ImagePart(_image_url(block.req_obj("source"))))
-        elif kind == "tool_use" and role == "assistant":
-            arguments = block.data.get("input")
-            calls.append(
-                ToolCall(
-                    id=block.req_str("id"),
-                    name=block.req_str("name"),
-                    arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
-                )
-            )
-        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
-            # A Claude model's reasoning, sent back as it came (signature and all): a Claude
-            # model gets the body as written; another dialect's model does not read it.
-            continue
-        elif kind == "tool_result" and role == "user":
-            results.append(
-                Message(
-                    "tool",
-                    [TextPart(_result_text(block))],
-                    tool_call_id=block.req_str("tool_use_id"),
-                )
-            )
-        else:
-            raise invalid(block.at("type"), f"'{kind}' blocks are not supported in {role} turns")
-    messages = results
-    if role == "assistant":
-        messages.append(Message("assistant", parts, tool_calls=calls))
-    elif parts:
-        messages.append(Message("user", parts))
-    return messages
-
-
-def _image_url(source: Fields) -> str:
-    kind = source.req_str("type", choices=("base64", "url"))
-    if kind == "url":
-        return source.req_str("url")
-    return f"data:{source.req_str('media_type')};base64,{source.req_str('data')}"
-
-
-def _result_text(block: Fields) -> str:
-    content = block.data.get("content")
-    if content is None or isinstance(content, str):
-        return content or ""
-    if not isinstance(content, list):
-        raise invalid(block.at("content"), "must be a string or an array of content blocks")
-    texts = []
-    for i, raw in enumerate(content):
-        part = Fields(raw, block.at(f"content[{i}]"))
-        if part.req_str("type") == "text":
-            texts.append(part.req_str("text"))
-    return "\n".join(texts)
-
-
-def _tools(fields: Fields) -> list[Tool]:
-    tools = []
-    for i, raw in enumerate(fields.opt_list("tools") or ()):
-        tool = Fields(raw, f"tools[{i}]")
-        kind = tool.opt_str("type")
-        if kind not in (None, "custom"):
-            raise invalid(tool.at("type"), f"server tools ('{kind}') are not supported")
-        schema = tool.req_obj("input_schema")
-        tools.append(Tool(tool.req_str("name"), tool.opt_str("description"), schema.data))
-    return tools
-
-
-def _tool_choice(fields: Fields) -> str | None:
-    choice = fields.opt_obj("tool_choice")
-    if choice is None:
-        return None
-    kind = choice.req_str("type", choices=("auto", "any", "tool", "none"))
-    if kind == "tool":
-        return choice.req_str("name")
-    return "required" if kind == "any" else kind
 
 
 # ---- answer ------------------------------------------------------------------------------

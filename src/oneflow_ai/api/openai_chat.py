@@ -1,197 +1,36 @@
 """OpenAI's Chat Completions dialect at the edge: request in, answer and stream chunks out.
 
-`parse_chat_request` reads a caller's body into a canonical `ChatRequest` (keeping the body,
-so an OpenAI model gets it unchanged, and naming the fields a Claude model cannot honour:
-`api/dialect_fields.py`). `render_chat_completion` writes the answer (the
-provider's own body when it speaks this dialect). `ChunkEncoder` writes a stream's events as
-`chat.completion.chunk` SSE lines that the official SDK parses; the stream ends with usage and
-credits: in a final usage chunk when the caller asked `stream_options.include_usage`,
-otherwise in an extra `oneflow` field of the finish chunk, and an error event carries them too.
+The request is read by `api/openai_chat_request.py`. `render_chat_completion` writes the
+answer (the provider's own body when it speaks this dialect). `ChunkEncoder` writes a
+stream's events as `chat.completion.chunk` SSE lines that the official SDK parses; the
+stream ends with usage and credits: in a final usage chunk when the caller asked
+`stream_options.include_usage`, otherwise in an extra `oneflow` field of the finish chunk,
+and an error event carries them too.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
-from oneflow_ai.api.dialect_fields import OPENAI_CARRIED, dialect_only
 from oneflow_ai.api.errors import Dialect, error_body
-from oneflow_ai.api.validation import Fields, invalid
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import (
-    REASONING_EFFORTS,
-    ChatRequest,
     ChatResponse,
-    ContentPart,
     FinishReason,
-    ImagePart,
-    Message,
-    Reasoning,
-    ReasoningEffort,
-    ResponseFormat,
-    Role,
     StreamEvent,
     StreamFinish,
     StreamStart,
     TextDelta,
-    TextPart,
-    Tool,
-    ToolCall,
     ToolCallDelta,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 
-__all__ = ["ChunkEncoder", "oneflow_extra", "parse_chat_request", "render_chat_completion"]
+__all__ = ["ChunkEncoder", "oneflow_extra", "render_chat_completion"]
 
-_ROLES: dict[str, Role] = {
-    "system": "system",
-    "developer": "system",
-    "user": "user",
-    "assistant": "assistant",
-    "tool": "tool",
-}
 _DONE = b"data: [DONE]\n\n"
-
-
-# ---- request -----------------------------------------------------------------------------
-
-
-def parse_chat_request(body: dict[str, Any]) -> tuple[ChatRequest, bool]:
-    """The canonical request, and whether the caller asked for a usage chunk."""
-    fields = Fields(body)
-    model = fields.req_str("model")
-    messages = [
-        _message(item, f"messages[{i}]")
-        for i, item in enumerate(fields.req_list("messages", non_empty=True))
-    ]
-    n = fields.opt_int("n", minimum=1)
-    if n is not None and n != 1:
-        raise invalid("n", "only n=1 is supported")
-    max_tokens = fields.opt_int("max_completion_tokens", minimum=1)
-    if max_tokens is None:
-        max_tokens = fields.opt_int("max_tokens", minimum=1)
-    stream = bool(fields.opt_bool("stream"))
-    include_usage = False
-    options = fields.opt_obj("stream_options")
-    if options is not None:
-        include_usage = bool(options.opt_bool("include_usage"))
-    response_format, unknown_format = _response_format(fields)
-    request = ChatRequest(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=fields.opt_number("temperature", minimum=0, maximum=2),
-        top_p=fields.opt_number("top_p", minimum=0, maximum=1),
-        stop=fields.stop("stop", max_items=4),
-        stream=stream,
-        tools=_tools(fields),
-        tool_choice=_tool_choice(fields),
-        user=fields.opt_str("user"),
-        response_format=response_format,
-        parallel_tool_calls=fields.opt_bool("parallel_tool_calls"),
-        reasoning=_reasoning(fields),
-        raw=body,
-        raw_dialect="openai",
-        dialect_only=dialect_only(body, OPENAI_CARRIED, unknown_format),
-    )
-    return request, include_usage
-
-
-def _reasoning(fields: Fields) -> Reasoning | None:
-    effort = fields.opt_str("reasoning_effort", choices=REASONING_EFFORTS)
-    return None if effort is None else Reasoning(effort=cast(ReasoningEffort, effort))
-
-
-def _response_format(fields: Fields) -> tuple[ResponseFormat | None, tuple[str, ...]]:
-    """JSON mode or a JSON schema; a format of another type is forwarded to OpenAI models
-    only (the second value then names the field)."""
-    value = fields.opt_obj("response_format")
-    if value is None:
-        return None, ()
-    kind = value.req_str("type")
-    if kind == "json_object":
-        return ResponseFormat("json_object"), ()
-    if kind == "json_schema":
-        spec = value.req_obj("json_schema")
-        schema = spec.opt_obj("schema")
-        name = spec.req_str("name")
-        return ResponseFormat("json_schema", schema.data if schema is not None else None, name), ()
-    return None, (() if kind == "text" else ("response_format",))
-
-
-def _message(item: object, path: str) -> Message:
-    fields = Fields(item, path)
-    role_name = fields.req_str("role", choices=_ROLES)
-    role = _ROLES[role_name]
-    content = _content(fields, required=role != "assistant")
-    message = Message(role=role, content=content, name=fields.opt_str("name"))
-    if role == "tool":
-        message.tool_call_id = fields.req_str("tool_call_id")
-    if role == "assistant":
-        for i, raw in enumerate(fields.opt_list("tool_calls") or ()):
-            call = Fields(raw, fields.at(f"tool_calls[{i}]"))
-            function = call.req_obj("function")
-            message.tool_calls.append(
-                ToolCall(
-                    id=call.req_str("id"),
-                    name=function.req_str("name"),
-                    arguments=function.opt_str("arguments") or "",
-                )
-            )
-    return message
-
-
-def _content(fields: Fields, *, required: bool) -> list[ContentPart]:
-    value = fields.data.get("content")
-    if value is None:
-        if required:
-            raise invalid(fields.at("content"), "field required")
-        return []
-    if isinstance(value, str):
-        return [TextPart(value)]
-    if not isinstance(value, list):
-        raise invalid(fields.at("content"), "must be a string or an array of content parts")
-    parts: list[ContentPart] = []
-    for i, raw in enumerate(value):
-        part = Fields(raw, fields.at(f"content[{i}]"))
-        kind = part.req_str("type")
-        if kind == "text":
-            parts.append(TextPart(part.req_str("text")))
-        elif kind == "image_url":
-            image = part.req_obj("image_url")
-            parts.append(ImagePart(url=image.req_str("url"), detail=image.opt_str("detail")))
-        else:
-            raise invalid(part.at("type"), f"content parts of type '{kind}' are not supported")
-    return parts
-
-
-def _tools(fields: Fields) -> list[Tool]:
-    tools: list[Tool] = []
-    for i, raw in enumerate(fields.opt_list("tools") or ()):
-        tool = Fields(raw, f"tools[{i}]")
-        tool.req_str("type", choices=("function",))
-        function = tool.req_obj("function")
-        parameters = function.opt_obj("parameters")
-        tools.append(
-            Tool(
-                name=function.req_str("name"),
-                description=function.opt_str("description"),
-                parameters=parameters.data if parameters is not None else {},
-            )
-        )
-    return tools
-
-
-def _tool_choice(fields: Fields) -> str | None:
-    value = fields.data.get("tool_choice")
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return fields.req_str("tool_choice", choices=("auto", "none", "required"))
-    choice = Fields(value, "tool_choice")
-    return choice.req_obj("function").req_str("name")
 
 
 # ---- answer ------------------------------------------------------------------------------

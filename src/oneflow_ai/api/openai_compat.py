@@ -18,8 +18,13 @@ from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.model_views import ROUTING_NAMES, model_object, routing_object
-from oneflow_ai.api.openai_chat import parse_chat_request, render_chat_completion
-from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
+from oneflow_ai.api.openai_chat import render_chat_completion
+from oneflow_ai.api.openai_chat_request import parse_chat_request
+from oneflow_ai.api.openai_embeddings import (
+    EMBEDDING_REQUEST,
+    parse_embedding_request,
+    render_embeddings,
+)
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.openai_transcriptions import (
     read_transcription_request,
@@ -28,9 +33,6 @@ from oneflow_ai.api.openai_transcriptions import (
 from oneflow_ai.api.passthrough import openai_encoder
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    EmbeddingRequestBody,
     ImageGenerationRequest,
     ImagesResponse,
     ModelList,
@@ -43,21 +45,15 @@ from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.catalog import UnknownModelError
 
-__all__ = ["router"]
+__all__ = ["chat_completions", "router"]
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
 CALLER = Depends(gateway_caller)
 
 
-@router.post(
-    "/v1/chat/completions",
-    summary="Chat completion on any text model (OpenAI dialect)",
-    response_model=ChatCompletion,
-    openapi_extra=request_body(ChatCompletionRequest),
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
 async def chat_completions(request: Request) -> Response:
+    """`POST /v1/chat/completions`, served by `api/direct_routes.py` (which documents it)."""
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
     body = parse_object(await request.body())
     fallbacks = take_models(body)
@@ -109,7 +105,7 @@ async def audio_speech(request: Request, principal: Principal = CALLER) -> Respo
 @router.post(
     "/v1/embeddings",
     summary="Embeddings of texts or token arrays (OpenAI dialect)",
-    openapi_extra=request_body(EmbeddingRequestBody),
+    openapi_extra=request_body(EMBEDDING_REQUEST),
 )
 async def embeddings(request: Request, principal: Principal = CALLER) -> Response:
     embedding = parse_embedding_request(parse_object(await request.body()))

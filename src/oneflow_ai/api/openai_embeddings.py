@@ -11,34 +11,64 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from oneflow_ai.api.validation import Fields, invalid
+from oneflow_ai.api.body_schema import Field, Int, Obj, Str, Value
+from oneflow_ai.api.validation import invalid
 from oneflow_ai.domain.embeddings import EmbeddingInput, EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.usage import Usage
 
-__all__ = ["EMBEDDING_FIELDS", "parse_embedding_request", "render_embeddings"]
+__all__ = ["EMBEDDING_REQUEST", "parse_embedding_request", "render_embeddings"]
 
 MAX_INPUTS = 2048
-EMBEDDING_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+_TOKENS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+_INPUT = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "minItems": 1,
+            "maxItems": MAX_INPUTS,
+        },
+        _TOKENS,
+        {"type": "array", "items": _TOKENS, "minItems": 1, "maxItems": MAX_INPUTS},
+    ]
+}
+
+#: The body of `POST /v1/embeddings`: its check (unknown fields refused) and its schema.
+EMBEDDING_REQUEST = Obj(
+    (
+        Field("model", Str(), required=True, examples=("text-embedding-3-small",)),
+        Field(
+            "input",
+            Value(_INPUT),  # its union is read by _inputs below
+            required=True,
+            description="A text, texts, token ids, or arrays of token ids (at most 2,048 inputs)",
+        ),
+        Field("dimensions", Int(minimum=1), description="Shorter vectors (text-embedding-3)"),
+        Field("encoding_format", Str(choices=("float", "base64"))),
+        Field("user", Str()),
+    ),
+    name="EmbeddingRequestBody",
+    closed=True,
+)
 
 
 def parse_embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
-    fields = Fields(body)
-    fields.only(EMBEDDING_FIELDS)
-    model = fields.req_str("model")
-    encoding = fields.opt_str("encoding_format", choices=("float", "base64")) or "float"
-    encoding_format: Literal["float", "base64"] = "base64" if encoding == "base64" else "float"
+    EMBEDDING_REQUEST.read(body)
+    dimensions = body.get("dimensions")
+    encoding_format: Literal["float", "base64"] = (
+        "base64" if body.get("encoding_format") == "base64" else "float"
+    )
     return EmbeddingRequest(
-        model=model,
-        inputs=_inputs(body.get("input")),
-        dimensions=fields.opt_int("dimensions", minimum=1),
+        model=body["model"],
+        inputs=_inputs(body["input"]),
+        dimensions=None if dimensions is None else int(dimensions),
         encoding_format=encoding_format,
-        user=fields.opt_str("user"),
+        user=body.get("user"),
     )
 
 
 def _inputs(value: object) -> list[EmbeddingInput]:
-    if value is None:
-        raise invalid("input", "field required")
     if isinstance(value, str):
         return [_text(value, "input")]
     if not isinstance(value, list):

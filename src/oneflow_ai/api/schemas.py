@@ -1,10 +1,13 @@
-"""Request and response shapes for the API docs (OpenAPI), and only for them.
+"""Request and response shapes in the API document (OpenAPI).
 
-The edges parse bodies with orjson and `api/validation.py` (fast, and every error names its
-field); these pydantic models are never instantiated per request. Routes reference them with
-`openapi_extra=request_body(Model)` and `response_model=Model` (a route that returns a
-`Response` skips response validation, so documenting costs nothing at run time);
-`install_schemas(app)` puts the request models into the document's components and declares
+The chat and embeddings bodies are declared once as tables (`api/body_schema.py`:
+`CHAT_COMPLETION_REQUEST`, `MESSAGES_REQUEST`, `MESSAGES_COUNT_REQUEST`,
+`EMBEDDING_REQUEST`) that both check each request and are written here into the document.
+The other shapes below are pydantic models for the document only, never instantiated per
+request: their endpoints read bodies with `api/validation.py`. Routes reference either with
+`openapi_extra=request_body(shape)`, and answers with `response_model=Model` (a route that
+returns a `Response` skips response validation, so documenting costs nothing at run time);
+`install_schemas(app)` puts the request shapes into the document's components and declares
 how callers authenticate (`Authorization: Bearer` or `x-api-key`), on every operation but the
 public ones, so the docs page's Authorize button sends the key.
 """
@@ -16,20 +19,22 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from oneflow_ai.api.anthropic_request import MESSAGES_COUNT_REQUEST, MESSAGES_REQUEST
+from oneflow_ai.api.body_schema import Obj
+from oneflow_ai.api.openai_chat_request import CHAT_COMPLETION_REQUEST
+from oneflow_ai.api.openai_embeddings import EMBEDDING_REQUEST
 from oneflow_ai.api.openapi_doc import complete_document
 
 __all__ = [
     "PUBLIC_OPERATIONS",
     "SECURITY_SCHEMES",
-    "ChatCompletion",
-    "ChatCompletionRequest",
+    "ChatCompletionResponse",
     "EstimateRequest",
     "EstimateResponse",
     "GatewayRequest",
     "GatewayResponse",
     "ImageGenerationRequest",
     "ImagesResponse",
-    "MessagesRequest",
     "MessagesResponse",
     "ModelList",
     "ResponsesRequestBody",
@@ -79,45 +84,6 @@ class _Doc(BaseModel):
 # ---- OpenAI dialect --------------------------------------------------------------------
 
 
-class ChatMessage(_Doc):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = Field(
-        description="Text, or content parts ({type: text} / {type: image_url})"
-    )
-    name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-
-
-_MODELS = (
-    "OneFlow: fallback models, tried in order when `model` fails before any content was sent "
-    "(OpenRouter's field; without `model`, the first is the model). Replaces the catalog's "
-    "fallbacks; the X-OneFlow-Fallbacks header (a,b) is the same for any endpoint"
-)
-
-
-class ChatCompletionRequest(_Doc):
-    model: str = Field(
-        description="A catalog model id or alias (GET /v1/models), `auto`, or a strategy: "
-        "cost_optimized, latency_optimized, quality_optimized, balanced",
-        examples=["gpt-4o", "claude-3-haiku-20240307", "auto"],
-    )
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: dict[str, Any] | None = Field(
-        default=None, description="{include_usage: true} adds a final usage chunk"
-    )
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    user: str | None = None
-    models: list[str] | None = Field(default=None, description=_MODELS)
-
-
 class ResponsesRequestBody(_Doc):
     """OpenAI's Responses API request (docs/responses.md)."""
 
@@ -145,7 +111,7 @@ class ResponsesRequestBody(_Doc):
     metadata: dict[str, str] | None = None
 
 
-class ChatCompletion(_Doc):
+class ChatCompletionResponse(_Doc):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -183,18 +149,6 @@ class SpeechRequestBody(_Doc):
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
 
 
-class EmbeddingRequestBody(_Doc):
-    model: str = Field(default="text-embedding-3-small")
-    input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="A text, texts, token ids, or arrays of token ids (at most 2,048 inputs)"
-    )
-    dimensions: int | None = Field(
-        default=None, ge=1, description="Shorter vectors (text-embedding-3 models)"
-    )
-    encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = None
-
-
 class TranscriptionForm(_Doc):
     file: bytes = Field(
         json_schema_extra={"format": "binary"},
@@ -215,23 +169,10 @@ class ModelList(_Doc):
 # ---- Anthropic dialect -----------------------------------------------------------------
 
 
-class AnthropicMessage(_Doc):
-    role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
-
-
 class TokenTrust(_Doc):
     model: str
     tokenizer: str = Field(description="o200k_base, cl100k_base, or claude_approx (an estimate)")
     exact: bool
-
-
-class MessagesTokenCountRequest(_Doc):
-    model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o"])
-    messages: list[AnthropicMessage] = Field(min_length=1)
-    system: str | list[dict[str, Any]] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
 
 
 class MessagesTokenCount(_Doc):
@@ -244,21 +185,6 @@ class InputTokens(_Doc):
     model: str
     input_tokens: int
     oneflow: TokenTrust
-
-
-class MessagesRequest(_Doc):
-    model: str = Field(examples=["claude-3-haiku-20240307", "gpt-4o", "auto"])
-    max_tokens: int = Field(ge=1)
-    messages: list[AnthropicMessage] = Field(min_length=1)
-    system: str | list[dict[str, Any]] | None = None
-    stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = None
-    stream: bool = False
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    models: list[str] | None = Field(default=None, description=_MODELS)
 
 
 class MessagesResponse(_Doc):
@@ -319,8 +245,10 @@ class EstimateRequest(_Doc):
     output_tokens: int | None = Field(default=None, ge=0, description="default 256")
     max_tokens: int | None = Field(default=None, ge=0, description="same as output_tokens")
     prompt: str | None = Field(default=None, description="counted per model's tokenizer")
-    messages: list[ChatMessage] | None = Field(
-        default=None, description="a chat conversation, counted with each model's chat format"
+    messages: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="a chat conversation (ChatMessage objects, as in ChatCompletionRequest), "
+        "counted with each model's chat format",
     )
     images: int = Field(default=1, ge=1, le=10)
     size: str | None = None
@@ -345,24 +273,30 @@ class EstimateResponse(_Doc):
 
 
 _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    ChatCompletionRequest,
     ResponsesRequestBody,
     ImageGenerationRequest,
     SpeechRequestBody,
-    MessagesRequest,
     GatewayRequest,
     EstimateRequest,
 )
+#: The request bodies declared as tables: the same objects check each request.
+_REQUEST_TABLES: tuple[Obj, ...] = (
+    CHAT_COMPLETION_REQUEST,
+    MESSAGES_REQUEST,
+    MESSAGES_COUNT_REQUEST,
+    EMBEDDING_REQUEST,
+)
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON request body of shape `model`."""
+def request_body(shape: type[BaseModel] | Obj) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON request body of shape `shape` (a documented model
+    or a named table)."""
+    name = shape.name if isinstance(shape, Obj) else shape.__name__
+    assert name is not None, "a request table needs a name"
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}
-            },
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model=name)}}},
         }
     }
 
@@ -382,6 +316,8 @@ def install_schemas(app: FastAPI) -> None:
             for name, definition in schema.pop("$defs", {}).items():
                 schemas.setdefault(name, definition)
             schemas[model.__name__] = schema
+        for table in _REQUEST_TABLES:
+            table.schema(schemas)  # the table and the named objects it uses
         complete_document(document)
         _declare_security(document)
         app.openapi_schema = document

@@ -23,18 +23,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.anthropic_messages import parse_messages_request
+from oneflow_ai.api.anthropic_request import MESSAGES_COUNT_REQUEST, parse_messages_request
 from oneflow_ai.api.calls import gateway_caller
 from oneflow_ai.api.deps import admit, get_services
-from oneflow_ai.api.openai_chat import parse_chat_request
+from oneflow_ai.api.openai_chat_request import CHAT_COMPLETION_REQUEST, parse_chat_request
 from oneflow_ai.api.responses import MODEL_HEADER, json_response
-from oneflow_ai.api.schemas import (
-    ChatCompletionRequest,
-    InputTokens,
-    MessagesTokenCount,
-    MessagesTokenCountRequest,
-    request_body,
-)
+from oneflow_ai.api.schemas import InputTokens, MessagesTokenCount, request_body
 from oneflow_ai.api.validation import parse_object
 from oneflow_ai.auth.permissions import ensure_model_allowed
 from oneflow_ai.auth.principal import Principal
@@ -55,7 +49,7 @@ EXACT_HEADER = "X-OneFlow-Tokens-Exact"
     "/v1/messages/count_tokens",
     summary="Input tokens of a Messages request on any text model (Anthropic dialect)",
     response_model=MessagesTokenCount,
-    openapi_extra=request_body(MessagesTokenCountRequest),
+    openapi_extra=request_body(MESSAGES_COUNT_REQUEST),
 )
 async def count_message_tokens(request: Request) -> Response:
     principal = await gateway_caller(request)
@@ -69,7 +63,7 @@ async def count_message_tokens(request: Request) -> Response:
     "/v1/chat/completions/count_tokens",
     summary="Input tokens of a Chat Completions request on any text model (OpenAI dialect)",
     response_model=InputTokens,
-    openapi_extra=request_body(ChatCompletionRequest),
+    openapi_extra=request_body(CHAT_COMPLETION_REQUEST),
 )
 async def count_chat_tokens(request: Request) -> Response:
     principal = await gateway_caller(request)

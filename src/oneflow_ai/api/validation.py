@@ -18,6 +18,7 @@ __all__ = [
     "Fields",
     "invalid",
     "parse_object",
+    "type_name",
 ]
 
 
@@ -38,7 +39,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -59,7 +60,7 @@ class Fields:
 
     def __init__(self, data: object, path: str = "") -> None:
         if not isinstance(data, dict):
-            raise invalid(path or "body", f"must be an object, not {_type_name(data)}")
+            raise invalid(path or "body", f"must be an object, not {type_name(data)}")
         self.data: dict[str, Any] = data
         self.path = path
 
@@ -79,7 +80,7 @@ class Fields:
         return invalid(self.at(key), "field required")
 
     def _wrong(self, key: str, expected: str) -> BadRequestError:
-        return invalid(self.at(key), f"must be {expected}, not {_type_name(self.data.get(key))}")
+        return invalid(self.at(key), f"must be {expected}, not {type_name(self.data.get(key))}")
 
     def req_str(
         self, key: str, *, choices: Collection[str] | None = None, max_length: int = 0
