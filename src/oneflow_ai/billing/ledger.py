@@ -1,4 +1,8 @@
-"""The credits ledger on the hot path: reserve before the upstream call, settle or release after.
+"""The credits ledger: reserve before the upstream call, settle or release after.
+
+The hot path is in :mod:`oneflow_ai.billing.ledger_reserve` and
+:mod:`oneflow_ai.billing.ledger_writes`; this module is the life cycle (start, maintenance,
+shutdown) and what administration changes at once in this process.
 
 Integration (one request)::
 
@@ -16,6 +20,10 @@ What costs I/O, and when it is durable:
   the decision comes from the in-process :class:`BudgetBook`.
 - ``reserve`` on a project with limits: one group-committed write (the conditional updates
   and the reservation row), durable before it returns, so a crash cannot leak the hold.
+- ``reserve`` on a prepaid project without a hard budget for this caller, with credit leases on
+  (``LEDGER_LEASES``): no I/O while this replica's lease on the balance covers the worst case
+  (the lease itself is a group-committed write, in the background;
+  :mod:`oneflow_ai.billing.leases`).
 - ``settle``/``release``/``record``: one group-committed write shared with every request of the
   same few milliseconds; it returns once committed. Awaiting it before the response's last
   byte is what makes "the client saw it complete" imply "it is charged".

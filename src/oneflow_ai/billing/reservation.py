@@ -4,8 +4,9 @@ The pipeline gets one from :meth:`Ledger.reserve` before the upstream call and h
 to exactly one of :meth:`Ledger.settle` (the request produced something billable) or
 :meth:`Ledger.release` (it did not). A reservation is *limited* when its project is prepaid or
 a hard budget applies to the request: only then is it written to the database before the
-call (durable, so that a crash cannot leak its holds past reconciliation) and only then can
-it refuse. Unlimited (postpaid) reservations cost no I/O at all.
+call (durable, so that a crash cannot leak its holds past reconciliation), or held in memory
+on a durable credit lease (``lease``), and only then can it refuse. Unlimited (postpaid)
+reservations cost no I/O at all.
 """
 
 from __future__ import annotations
