@@ -95,6 +95,7 @@ class Snapshot:
     reservations: int  # rows of ledger_reservations, credit leases included
     usage_records: int
     leases: int = 0  # of which credit leases (a replica's slice of the balance)
+    leased: int = 0  # what those leases hold
 
 
 async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
@@ -112,11 +113,12 @@ async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
                 params,
             )
         ).scalar_one()
-        holds_sum, count, leases = (
+        holds_sum, count, leases, leased = (
             await c.execute(
                 text(
                     "SELECT COALESCE(SUM(amount), 0), COUNT(*), "
-                    "COALESCE(SUM(CASE WHEN model = 'lease' THEN 1 ELSE 0 END), 0) "
+                    "COALESCE(SUM(CASE WHEN model = 'lease' THEN 1 ELSE 0 END), 0), "
+                    "COALESCE(SUM(CASE WHEN model = 'lease' THEN amount ELSE 0 END), 0) "
                     "FROM ledger_reservations WHERE project_id = :p"
                 ),
                 params,
@@ -172,6 +174,7 @@ async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
         reservations=int(count),
         usage_records=int(records),
         leases=int(leases),
+        leased=int(leased),
     )
 
 
