@@ -177,3 +177,18 @@ async def test_a_dead_replicas_lease_is_reclaimed(engine: AsyncEngine) -> None:
     finally:
         await survivor.close()
         await crashed.writer.close(1)
+
+
+async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 1000 * CREDIT)
+    await settle(ledger, await reserve(ledger, "r0"))
+    await ledger.leases.settled()
+    await settle(ledger, await reserve(ledger, "r1"))  # served from the lease
+    ledger.leases.maintain()  # it served since the last round: kept
+    assert ledger.leases.held("p1") > 0
+    ledger.leases.maintain()  # nothing since: retired and returned
+    await ledger.leases.settled()
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert (snap.reserved, snap.reservations, ledger.leases.returned) == (0, 0, 1)

@@ -27,8 +27,8 @@ The rules that keep it exact:
   are older than ``LEDGER_LEASE_LIFETIME_SECONDS``, when the project's funding or budgets
   change (the ``ledger:<project>`` message), and returned at shutdown.
 - A lease one of whose settlements went to the spool (database away) is not returned until
-  the spool is replayed at shutdown (or the reservation's TTL): a settlement must find its
-  lease's row when it is written.
+  the spool is replayed: a settlement must find its lease's row when it is written.
+- A lease unused for a whole maintenance round is retired too: an idle replica holds no slice.
 - Requests a hard budget applies to, and projects not prepaid, never use leases.
 """
 
@@ -81,8 +81,9 @@ class Lease:
     until: float  # monotonic: retired after
     in_flight: int = 0
     retired: bool = False
-    pinned: bool = False  # a settlement on it was spooled: returned only at shutdown
+    pinned: bool = False  # a settlement on it was spooled: kept until the spool is replayed
     returned: bool = False
+    used: bool = True  # served a request since the last maintenance round
 
 
 @dataclass(slots=True)
@@ -142,6 +143,7 @@ class Leases:
             return None
         lease.free -= amount
         lease.in_flight += 1
+        lease.used = True
         return lease
 
     def done(self, lease: Lease, held: int, charged: int, *, spooled: bool = False) -> None:
@@ -166,15 +168,26 @@ class Leases:
                 self._retire(project, project.current)
 
     def maintain(self) -> None:
-        """Retire leases past their lifetime; return retired ones nothing is in flight on
-        (again, for those whose return failed)."""
+        """Retire leases past their lifetime or unused since the last round (an idle replica
+        holds no slice); return retired ones nothing is in flight on (again, for those whose
+        return failed)."""
         now = self._monotonic()
         for project in self._projects.values():
-            if project.current is not None and now >= project.current.until:
-                self._retire(project, project.current)
+            lease = project.current
+            if lease is not None and (now >= lease.until or not lease.used):
+                self._retire(project, lease)
+            elif lease is not None:
+                lease.used = False
             for lease in list(project.retired):
                 if lease.in_flight == 0:
                     self._give_back(lease)
+
+    def spool_replayed(self) -> None:
+        """Every spooled settlement is in the database now: leases kept for theirs may go."""
+        for project in self._projects.values():
+            for lease in [*project.retired, *filter(None, [project.current])]:
+                lease.pinned = False
+        self.maintain()
 
     def held(self, project_id: str) -> int:
         """What this replica's leases of the project hold for new requests (for tests)."""

@@ -272,6 +272,7 @@ class Ledger(LedgerReserve):
         """The database answers again: replay the spool (the health flag stays tripped, and
         new settlements keep going to the spool, until this is done)."""
         await self._flush_spool()
+        self.leases.spool_replayed()
         self._reconciler.database_returned()
 
     async def refresh(self) -> BudgetBook:
