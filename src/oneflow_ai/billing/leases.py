@@ -263,7 +263,7 @@ class Leases:
         if project.current is not None:
             self._retire(project, project.current)
         project.current = lease
-        log.debug("ledger_lease_granted", project_id=project_id, micro_credits=lease.size)
+        log.info("ledger_lease_granted", project_id=project_id, micro_credits=lease.size)
 
     def _retire(self, project: _Spend, lease: Lease) -> None:
         lease.retired = True
