@@ -92,8 +92,10 @@ class Snapshot:
     duplicate_charges: int  # charges sharing a request id (must be 0)
     counters: dict[str, tuple[int, int]]  # budget id -> (used, reserved) summed over periods
     counter_holds: dict[str, int]  # budget id -> SUM(holds of active reservations)
-    reservations: int
+    reservations: int  # rows of ledger_reservations, credit leases included
     usage_records: int
+    leases: int = 0  # of which credit leases (a replica's slice of the balance)
+    leased: int = 0  # what those leases hold
 
 
 async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
@@ -111,11 +113,13 @@ async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
                 params,
             )
         ).scalar_one()
-        holds_sum, count = (
+        holds_sum, count, leases, leased = (
             await c.execute(
                 text(
-                    "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM ledger_reservations "
-                    "WHERE project_id = :p"
+                    "SELECT COALESCE(SUM(amount), 0), COUNT(*), "
+                    "COALESCE(SUM(CASE WHEN model = 'lease' THEN 1 ELSE 0 END), 0), "
+                    "COALESCE(SUM(CASE WHEN model = 'lease' THEN amount ELSE 0 END), 0) "
+                    "FROM ledger_reservations WHERE project_id = :p"
                 ),
                 params,
             )
@@ -169,6 +173,8 @@ async def snapshot(engine: AsyncEngine, project_id: str) -> Snapshot:
         counter_holds={row[0]: int(row[1]) for row in hold_rows},
         reservations=int(count),
         usage_records=int(records),
+        leases=int(leases),
+        leased=int(leased),
     )
 
 

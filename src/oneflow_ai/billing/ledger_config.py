@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from oneflow_ai.billing.leases import LeaseConfig
 
 if TYPE_CHECKING:
     from oneflow_ai.settings import Settings
@@ -29,6 +31,7 @@ class LedgerConfig:
     state_fail_open: bool = False
     checkpoint_interval: float = 1.0  # seconds between stream checkpoints (0: none)
     degraded_postpaid: bool = False  # database unreachable: serve without holds, not 503
+    leases: LeaseConfig = field(default_factory=LeaseConfig)  # off unless configured
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LedgerConfig:
@@ -42,4 +45,15 @@ class LedgerConfig:
             state_fail_open=settings.ledger_state_fail_open,
             checkpoint_interval=settings.ledger_checkpoint_interval_ms / 1000,
             degraded_postpaid=settings.ledger_degraded_postpaid,
+            leases=LeaseConfig(
+                enabled=settings.ledger_leases,
+                share=settings.ledger_lease_share,
+                min_requests=settings.ledger_lease_min_requests,
+                horizon=settings.ledger_lease_horizon_seconds,
+                lifetime=min(
+                    settings.ledger_lease_lifetime_seconds,
+                    settings.ledger_reservation_ttl_seconds / 2,
+                ),
+                max_micro_credits=int(settings.ledger_lease_max_credits * 1_000_000),
+            ),
         )

@@ -4,8 +4,9 @@ The pipeline gets one from :meth:`Ledger.reserve` before the upstream call and h
 to exactly one of :meth:`Ledger.settle` (the request produced something billable) or
 :meth:`Ledger.release` (it did not). A reservation is *limited* when its project is prepaid or
 a hard budget applies to the request: only then is it written to the database before the
-call (durable, so that a crash cannot leak its holds past reconciliation) and only then can
-it refuse. Unlimited (postpaid) reservations cost no I/O at all.
+call (durable, so that a crash cannot leak its holds past reconciliation), or held in memory
+on a durable credit lease (``lease``), and only then can it refuse. Unlimited (postpaid)
+reservations cost no I/O at all.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.storage.ledger_commands import HoldRow
+
+if TYPE_CHECKING:
+    from oneflow_ai.billing.leases import Lease
 
 __all__ = ["Reservation", "ReservationState", "Settlement"]
 
@@ -51,7 +56,8 @@ class Reservation:
     or releasing it must resolve that row, even for an unlimited reservation);
     ``hard_budgets`` the ids of the hard budgets that applied when it was made: a hard budget
     counts only the requests admitted under it, so one set while a request is under way
-    starts from what it admits (its usage plus holds never pass its limit)."""
+    starts from what it admits (its usage plus holds never pass its limit); ``lease`` the
+    credit lease it is held on (in memory; nothing was written for it before the call)."""
 
     id: str
     request_id: str
@@ -68,6 +74,7 @@ class Reservation:
     output_token_limit: int | None = None
     checkpointed: bool = False
     hard_budgets: frozenset[str] = frozenset()
+    lease: Lease | None = None
     state: ReservationState = ReservationState.ACTIVE
     settlement: Settlement | None = None
     _settling: asyncio.Future[Settlement] | None = field(default=None, repr=False)

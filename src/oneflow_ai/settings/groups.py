@@ -237,6 +237,14 @@ class LedgerFields(BaseModel):
     # Database unreachable: serve prepaid and hard-budget requests without a hold, charged
     # from the spool later (true), or refuse them at once with 503 (false).
     ledger_degraded_postpaid: bool = False
+    # Credit leases: a replica holds a slice of a prepaid balance and reserves from it in
+    # memory (no database write before the upstream call); see docs/billing.md.
+    ledger_leases: bool = True
+    ledger_lease_share: int = Field(default=8, ge=2, le=1000)
+    ledger_lease_min_requests: int = Field(default=16, ge=1, le=100_000)
+    ledger_lease_horizon_seconds: float = Field(default=10.0, gt=0, le=3600)
+    ledger_lease_lifetime_seconds: float = Field(default=60.0, gt=0, le=3600)
+    ledger_lease_max_credits: Decimal = Field(default=Decimal(100), gt=0)
     # This replica's stable identity (unset: HOSTNAME, e.g. the pod's name, else the host's
     # name); a restart as the same instance settles what it left at once.
     oneflow_instance_id: str | None = Field(default=None, max_length=60)

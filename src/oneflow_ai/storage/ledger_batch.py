@@ -58,6 +58,7 @@ from oneflow_ai.storage.ledger_commands import (
     Settled,
 )
 from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, shift_reserved
+from oneflow_ai.storage.ledger_leases import draw, give_back_leases, grant
 from oneflow_ai.storage.ledger_recovery import checkpoint, reap
 from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
 from oneflow_ai.storage.usage_store import insert_usage
@@ -256,6 +257,10 @@ def _decide(
 ) -> Reserved:
     """All of the command's holds fit, or it is refused (nothing is taken)."""
     account_hold = 0
+    if command.lease_share:
+        if command.project_id not in available:
+            return Reserved(accepted=False, refused_by="account")
+        return grant(command, *available[command.project_id])
     if command.account_hold > 0 and command.project_id in available:
         mode, left = available[command.project_id]
         if mode == "prepaid" and left < command.account_hold:
@@ -308,6 +313,18 @@ def _settle(
                 counter_release[(hold.budget_id, hold.period_start)] += hold.amount
         flags.append((charged, released))
 
+    drawn = draw(
+        connection,
+        [
+            (c.lease_id, -c.charge.amount)
+            for c, (charged, _) in zip(commands, flags, strict=True)
+            if charged and c.lease_id
+        ],
+    )
+    for command in commands:  # what a lease gave up for a charge leaves ``reserved`` with it
+        if command.lease_id in drawn:
+            account_release[command.charge.project_id] += drawn.pop(command.lease_id)
+
     at = commands[0].charge.created_at
     for project_id in sorted(set(balance_delta) | set(account_release)):
         _move_account(
@@ -356,11 +373,19 @@ def _move_account(
 def _release(
     connection: Connection, sql: LedgerStatements, commands: Sequence[ReleaseCommand]
 ) -> list[Released]:
-    active = resolve(connection, sql, [c.reservation_id for c in commands])
+    leases = give_back_leases(
+        connection, [c.reservation_id for c in commands if c.lease and c.reservation_id]
+    )
+    active = resolve(connection, sql, [c.reservation_id for c in commands if not c.lease])
     account_release: dict[str, int] = defaultdict(int)
     counter_release: dict[CounterKey, int] = defaultdict(int)
+    for project_id, amount in leases.values():
+        account_release[project_id] += amount
     outcomes: list[Released] = []
     for command in commands:
+        if command.lease:
+            outcomes.append(Released(released=command.reservation_id in leases))
+            continue
         released = command.reservation_id in active
         active.discard(command.reservation_id or "")
         if released:

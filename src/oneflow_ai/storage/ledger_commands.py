@@ -80,7 +80,11 @@ class AccountRow:
 @dataclass(frozen=True, slots=True)
 class ReserveCommand:
     """Hold ``account_hold`` on a prepaid balance and each of ``holds`` on a hard budget,
-    all or nothing, and record the reservation as active."""
+    all or nothing, and record the reservation as active.
+
+    With ``lease_share`` set it is a credit lease (``storage/ledger_leases.py``): it holds up
+    to ``account_hold``, at most ``1 / lease_share`` of what the balance has free, and at
+    least ``lease_floor``, or nothing."""
 
     reservation_id: str
     request_id: str
@@ -95,6 +99,8 @@ class ReserveCommand:
     owner: str
     created_at: datetime
     expires_at: datetime
+    lease_share: int = 0
+    lease_floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +118,10 @@ class Reserved:
 @dataclass(frozen=True, slots=True)
 class SettleCommand:
     """Append the request's charge (once per request id), resolve its reservation if still
-    active (releasing its holds), add its usage to the matching budgets' counters."""
+    active (releasing its holds), add its usage to the matching budgets' counters.
+
+    ``lease_id``: the request was served from that credit lease; its charge is taken out of
+    the lease's hold (what the lease still holds, at most) when it is appended."""
 
     charge: EntryRow
     reservation_id: str | None
@@ -120,6 +129,7 @@ class SettleCommand:
     holds: tuple[HoldRow, ...]
     usage_increments: tuple[HoldRow, ...]
     record: UsageRecord | None
+    lease_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +153,15 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseCommand:
+    """Resolve a reservation and give back its holds. With ``lease`` it returns a credit
+    lease: what its row still holds is given back (``account_hold`` is not used)."""
+
     reservation_id: str | None
     project_id: str
     account_hold: int
     holds: tuple[HoldRow, ...]
     record: UsageRecord | None
+    lease: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,102 @@
+"""Credit leases in the ledger's batch: granting one, drawing settled charges from it, and
+giving back what it still holds.
+
+A lease is a reservation row (``ledger_reservations``) of its owner, whose ``amount`` is held on
+the project's prepaid balance like any request's hold: the owner-heartbeat reaping that
+releases a dead replica's reservations releases its leases too, and ``reserved ==
+SUM(active holds)`` stays true because every change of a lease's ``amount`` moves the account's
+``reserved`` in the same transaction.
+
+- Granting (:func:`grant`): a lease takes at most ``1 / share`` of what the balance has free
+  (balance minus everything held), and at least its floor, or nothing at all (the replica
+  then reserves per request).
+- Drawing (:func:`draw`): a settled charge of a request served from a lease takes its amount
+  out of the lease's row (never below zero) in the same transaction that appends the charge.
+- Returning (:func:`give_back_leases`): the row is deleted and what it still held is given
+  back to the account.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import BigInteger, Select, bindparam, delete, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
+
+from oneflow_ai.storage.dialect import chunks
+from oneflow_ai.storage.direct_sql import run
+from oneflow_ai.storage.ledger_commands import ReserveCommand, Reserved
+from oneflow_ai.storage.tables import LedgerReservation, table_of
+
+__all__ = ["LEASE_MODEL", "draw", "give_back_leases", "grant"]
+
+#: The ``model`` (and ``provider``) of a lease's reservation row.
+LEASE_MODEL = "lease"
+
+_reservations = table_of(LedgerReservation)
+
+
+@cache
+def _statements(dialect: str) -> tuple[Executable, Executable, Executable]:
+    held: Select[Any] = select(_reservations.c.id, _reservations.c.amount).where(
+        _reservations.c.id.in_(bindparam("ids", expanding=True))
+    )
+    if dialect == "postgresql":  # row locks to commit; SQLite's write lock covers it
+        held = held.with_for_update(of=_reservations)
+    take = (
+        update(_reservations)
+        .where(_reservations.c.id == bindparam("lease"))
+        .values(amount=_reservations.c.amount - bindparam("x", type_=BigInteger))
+    )
+    returned = (
+        delete(_reservations)
+        .where(_reservations.c.id.in_(bindparam("ids", expanding=True)))
+        .returning(_reservations.c.id, _reservations.c.project_id, _reservations.c.amount)
+    )
+    return held, take, returned
+
+
+def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
+    """Decide a lease against the locked account: prepaid only, at most ``free / share``
+    and ``account_hold``, at least ``lease_floor``."""
+    if mode != "prepaid":
+        return Reserved(accepted=False, refused_by="account")
+    size = min(command.account_hold, free // max(command.lease_share, 1))
+    if size < command.lease_floor or size <= 0:
+        return Reserved(accepted=False, refused_by="account")
+    return Reserved(accepted=True, account_hold=size)
+
+
+def draw(connection: Connection, wanted: Sequence[tuple[str, int]]) -> dict[str, int]:
+    """Take each ``(lease id, amount)`` from its lease (in order, never below zero);
+    how much was taken per project is for the caller to give back from ``reserved``."""
+    if not wanted:
+        return {}
+    held_sql, take_sql, _ = _statements(connection.dialect.name)
+    left: dict[str, int] = {}
+    for chunk in chunks(sorted({lease for lease, _ in wanted})):
+        left.update((row[0], int(row[1])) for row in run(connection, held_sql, {"ids": chunk}))
+    taken: dict[str, int] = defaultdict(int)
+    for lease, amount in wanted:
+        share = min(left.get(lease, 0), max(amount, 0))
+        if share:
+            left[lease] -= share
+            taken[lease] += share
+    params = [{"lease": lease, "x": x} for lease, x in sorted(taken.items())]
+    if params:
+        run(connection, take_sql, params)
+    return dict(taken)
+
+
+def give_back_leases(connection: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """Delete these leases; for each that was still active, its project and what it held."""
+    _, _, returned_sql = _statements(connection.dialect.name)
+    found: dict[str, tuple[str, int]] = {}
+    for chunk in chunks(sorted(set(ids))):
+        for row in run(connection, returned_sql, {"ids": chunk}):
+            found[row[0]] = (row[1], int(row[2]))
+    return found

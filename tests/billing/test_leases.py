@@ -1,0 +1,194 @@
+"""Credit leases, on SQLite and PostgreSQL: a replica reserves from a durable slice of a prepaid
+balance in memory, never overspends it, returns it, and a dead replica's lease is reclaimed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from oneflow_ai.billing import PricingEngine
+from oneflow_ai.billing.leases import LeaseConfig
+from oneflow_ai.billing.ledger import Ledger
+from oneflow_ai.billing.reservation import Reservation
+from oneflow_ai.domain.usage import Usage
+from oneflow_ai.domain.usage_record import RequestOutcome
+from oneflow_ai.errors import InsufficientCreditsError
+from tests.support.ledger import FakeClock, assert_consistent, create_projects, make_ledger
+
+PRICING = PricingEngine()
+CREDIT = 1_000_000
+WORST = PRICING.max_cost("gpt-4o", 1000, 1000)  # 1.25 credits
+LEASES = LeaseConfig(enabled=True, share=8, min_requests=4, horizon=10, lifetime=60)
+
+
+async def started(engine: AsyncEngine, clock: FakeClock, owner: str) -> Ledger:
+    ledger = make_ledger(engine, clock=clock, owner=owner, leases=LEASES)  # type: ignore[arg-type]
+    await ledger.start()
+    await ledger.wait_ready()
+    return ledger
+
+
+@pytest.fixture
+async def ledger(engine: AsyncEngine) -> AsyncIterator[Ledger]:
+    await create_projects(engine, "p1")
+    running = await started(engine, FakeClock(), "replica-a")
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def reserve(ledger: Ledger, request_id: str) -> Reservation:
+    return await ledger.reserve(
+        request_id=request_id, project_id="p1", max_cost=WORST, provider="openai"
+    )
+
+
+async def settle(ledger: Ledger, reservation: Reservation, output_tokens: int = 100) -> int:
+    settled = await ledger.settle(
+        reservation, Usage(input_tokens=1000, output_tokens=output_tokens)
+    )
+    return settled.cost.micro_credits
+
+
+async def test_a_lease_serves_requests_without_a_write_before_the_call(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 1000 * CREDIT)
+    first = await reserve(ledger, "r1")  # no lease yet: one reservation row, and it asks
+    assert first.lease is None and first.account_hold == WORST.micro_credits
+    await ledger.leases.settled()
+    assert ledger.leases.granted == 1
+    lease_size = ledger.leases.held("p1")
+    assert 4 * WORST.micro_credits <= lease_size <= 125 * CREDIT  # 1/8 of what is free
+
+    second = await reserve(ledger, "r2")
+    assert second.lease is not None and second.account_hold == 0
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert snap.reservations == 2  # r1's row and the lease's: nothing was written for r2
+    assert snap.reserved == WORST.micro_credits + lease_size
+
+    charged = await settle(ledger, first) + await settle(ledger, second)
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert snap.balance == 1000 * CREDIT - charged
+    assert snap.reserved == lease_size - (charged - 350_000)  # r2's charge came out of it
+    assert ledger.leases.held("p1") == snap.reserved
+
+    await ledger.close()  # the lease is returned
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert (snap.reserved, snap.reservations) == (0, 0)
+    assert snap.balance == 1000 * CREDIT - charged
+
+
+async def test_near_the_end_of_a_balance_no_lease_is_granted(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 30 * WORST.micro_credits)  # 1/8 of it is under 4 worst cases
+    held = [await reserve(ledger, f"r{i}") for i in range(3)]
+    await ledger.leases.settled()
+    assert ledger.leases.granted == 0 and all(r.lease is None for r in held)
+    for reservation in held:
+        await settle(ledger, reservation)
+    await assert_consistent(engine, ["p1"])
+
+
+async def test_a_funding_change_retires_the_lease_and_returns_it(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 1000 * CREDIT)
+    await reserve(ledger, "r0")
+    await ledger.leases.settled()
+    on_lease = await reserve(ledger, "r1")
+    assert on_lease.lease is not None
+    await ledger.adjust("p1", -900 * CREDIT)  # retired; returned once r1 is settled
+    assert ledger.leases.held("p1") == 0
+    await ledger.release(on_lease, RequestOutcome(status=502, error="provider_error"))
+    await ledger.leases.settled()
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert snap.reserved == WORST.micro_credits  # r0's own hold only
+    assert ledger.leases.returned == 1
+
+
+async def test_two_replicas_racing_on_leases_never_overspend(engine: AsyncEngine) -> None:
+    await create_projects(engine, "p1")
+    clock = FakeClock()
+    replicas = [
+        await started(engine, clock, "replica-a"),
+        await started(engine, clock, "replica-b"),
+    ]
+    try:
+        await replicas[0].top_up("p1", 300 * WORST.micro_credits)
+        await replicas[1].refresh()  # no bus between them here: it reads the change
+        rng = random.Random(7)
+        answered = refused = 0
+
+        async def one(index: int) -> None:
+            nonlocal answered, refused
+            ledger = replicas[index % 2]
+            try:
+                reservation = await reserve(ledger, f"r{index}")
+            except InsufficientCreditsError:
+                refused += 1
+                return
+            await asyncio.sleep(rng.random() / 100)
+            await settle(ledger, reservation, output_tokens=1000)  # the worst case: 1.25
+            answered += 1
+
+        for wave in range(8):
+            await asyncio.gather(*(one(wave * 100 + i) for i in range(100)))
+        assert answered + refused == 800
+        assert sum(r.leases.granted for r in replicas) >= 2
+        snap = (await assert_consistent(engine, ["p1"]))["p1"]
+        assert answered * WORST.micro_credits == 300 * WORST.micro_credits - (snap.balance or 0)
+        assert answered <= 300 and (snap.balance or 0) >= 0
+        for replica in replicas:
+            await replica.close()
+        snap = (await assert_consistent(engine, ["p1"]))["p1"]
+        assert (snap.reserved, snap.reservations) == (0, 0)
+        left = (snap.balance or 0) // WORST.micro_credits
+        assert answered + left == 300  # what was not spent is all there again
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_a_dead_replicas_lease_is_reclaimed(engine: AsyncEngine) -> None:
+    await create_projects(engine, "p1")
+    clock = FakeClock()
+    crashed = await started(engine, clock, "crashed")
+    await crashed.top_up("p1", 1000 * CREDIT)
+    await reserve(crashed, "r0")
+    await crashed.leases.settled()
+    in_flight = await reserve(crashed, "r1")
+    assert in_flight.lease is not None
+    crashed.abandon()  # kill -9: the lease and r0's hold stay in the database
+    survivor = await started(engine, clock, "survivor")
+    try:
+        snap = (await assert_consistent(engine, ["p1"]))["p1"]
+        assert snap.reserved and snap.reserved > WORST.micro_credits
+        clock.advance(seconds=35)
+        assert await survivor.reconcile() == 2  # r0 and the lease
+        snap = (await assert_consistent(engine, ["p1"]))["p1"]
+        assert (snap.balance, snap.reserved, snap.reservations) == (1000 * CREDIT, 0, 0)
+    finally:
+        await survivor.close()
+        await crashed.writer.close(1)
+
+
+async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
+    await ledger.top_up("p1", 1000 * CREDIT)
+    await settle(ledger, await reserve(ledger, "r0"))
+    await ledger.leases.settled()
+    await settle(ledger, await reserve(ledger, "r1"))  # served from the lease
+    ledger.leases.maintain()  # it served since the last round: kept
+    assert ledger.leases.held("p1") > 0
+    ledger.leases.maintain()  # nothing since: retired and returned
+    await ledger.leases.settled()
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert (snap.reserved, snap.reservations, ledger.leases.returned) == (0, 0, 1)
