@@ -16,6 +16,7 @@ from pathlib import Path
 CACHE = Path(os.environ.get("ONEFLOW_BENCH_CACHE", Path.home() / ".cache" / "oneflow-bench"))
 PEERS = ("portkey", "litellm")
 LITELLM_SPEC = os.environ.get("BENCH_LITELLM_SPEC", "litellm[proxy]")
+LITELLM_MASTER_KEY = "sk-bench-litellm-master-0123456789abcdef"
 PORTKEY_SPEC = os.environ.get("BENCH_PORTKEY_SPEC", "@portkey-ai/gateway")
 
 
@@ -87,8 +88,14 @@ def launch(name: str, port: int, upstream: str, key: str, model: str, workdir: P
         config.write_text(litellm_config(upstream, key, model))
         argv = [str(litellm_bin()), "--config", str(config), "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--num_workers", "1"]
-        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
-        return PeerLaunch(argv, env, "/v1/chat/completions", {})
+        env = {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+            # It refuses to start without one; without a database it checks this key only.
+            "LITELLM_MASTER_KEY": LITELLM_MASTER_KEY,
+        }
+        headers = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
+        return PeerLaunch(argv, env, "/v1/chat/completions", headers)
     if name == "portkey":
         argv = ["node", str(portkey_entry()), f"--port={port}", "--headless"]
         headers = {

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 #: The floor and the Python floor; every other target is a gateway (OneFlow or a peer).
 FLOORS = ("direct", "bare")
+#: Above this share of failed answers a cell's speed means nothing: the summary says "failed".
+FAILED = 0.05
 
 LABELS = {
     "direct": "upstream alone (fake OpenAI)",
@@ -153,6 +155,8 @@ def summary_rows(report: Report) -> list[dict[str, object]]:
     for target in targets:
         chat, c1 = by_key.get(("chat", target, 10)), by_key.get(("chat", target, 1))
         stream = by_key.get(("chat_stream", target, 10))
+        # A target that fails its streams has no stream figures (its "first byte" is an error's).
+        stream_ok = stream is not None and stream.error_rate <= FAILED
         rows.append(
             {
                 "target": target,
@@ -162,8 +166,13 @@ def summary_rows(report: Report) -> list[dict[str, object]]:
                 "added_p50_c1_ms": (
                     round(c1.p50_ms - direct_c1.p50_ms, 3) if c1 and direct_c1 else None
                 ),
-                "stream_rps_c10": stream.rps if stream else None,
-                "stream_first_byte_ms": report.ttfb_ms.get(target, {}).get("p50"),
+                "stream_rps_c10": stream.rps if stream and stream_ok else None,
+                "stream_first_byte_ms": (
+                    report.ttfb_ms.get(target, {}).get("p50")
+                    if stream is None or stream_ok
+                    else None
+                ),
+                "stream_error_rate": stream.error_rate if stream else None,
                 "cpu_ms_per_request_c10": chat.cpu_ms_per_request if chat else None,
                 "idle_rss_mib": report.rss_mib.get(f"{target}_idle"),
             }
@@ -198,6 +207,13 @@ def _fmt(value: object, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _stream_rps(row: dict[str, object]) -> str:
+    rate = row.get("stream_error_rate")
+    if row.get("stream_rps_c10") is None and isinstance(rate, float) and rate > FAILED:
+        return f"failed ({rate:.0%} errors)"
+    return _fmt(row.get("stream_rps_c10"), ",.0f")
+
+
 def summary_markdown(rows: list[dict[str, object]]) -> str:
     """The summary rows as the Markdown table docs/benchmarks.md carries."""
     lines = [
@@ -217,7 +233,7 @@ def summary_markdown(rows: list[dict[str, object]]) -> str:
         lines.append(
             f"| {r['server']} | {rps} | {_fmt(r['vs_bare'], '.2f')} "
             f"| {'–' if added is None else f'{added:+.2f} ms'} "
-            f"| {_fmt(r.get('stream_rps_c10'), ',.0f')} "
+            f"| {_stream_rps(r)} "
             f"| {_fmt(first_byte, '.2f')}{'' if first_byte is None else ' ms'} "
             f"| {_fmt(r['cpu_ms_per_request_c10'], '.2f')} "
             f"| {_fmt(r['idle_rss_mib'], '.0f')}{'' if r['idle_rss_mib'] is None else ' MiB'} |"

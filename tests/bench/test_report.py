@@ -108,3 +108,13 @@ def test_the_markdown_tables_show_missing_figures_as_dashes() -> None:
     assert "| bare forwarder (uvicorn + aiohttp) | 5,000 | 1.00 | +0.25 ms | – | – |" in text
     faulty = Cell("chat_faults", "bare", 10, 900.0, 1, 1, 2, 0, 100, 1000, 0.2)
     assert "| 900 | 10.00% | 1.00 | 2.00 |" in faults_markdown([faulty])
+
+
+def test_a_target_that_fails_its_streams_has_no_stream_figures() -> None:
+    r = report()
+    r.cells.append(Cell("chat_stream", "portkey", 10, 900.0, 1, 1, 1, 0, 900, 900, 0.1))
+    r.cells.append(cell("chat", "portkey", 10, 500.0))
+    r.ttfb_ms["portkey"] = {"p50": 0.9, "p90": 1.0}
+    portkey = next(row for row in summary_rows(r) if row["target"] == "portkey")
+    assert (portkey["stream_rps_c10"], portkey["stream_first_byte_ms"]) == (None, None)
+    assert "| failed (100% errors) | – |" in summary_markdown(summary_rows(r))
