@@ -232,45 +232,7 @@ def run(stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace)
     for name, server in servers.items():
         report.rss_mib[f"{name}_idle"] = rss_mib(server.process.pid)
     oneflow = [n for n in args.configs if n in servers]
-    everyone = list(servers)
-    plan: list[tuple[str, dict[str, object], list[str]]] = [
-        ("chat", CHAT, everyone),
-        ("chat_stream", STREAM, everyone),
-        ("estimate", ESTIMATE, oneflow),
-    ]
-
-    def url_of(scenario: str, server: Server) -> str | None:
-        if scenario == "estimate":
-            return server.chat_url.replace("/v1/chat/completions", "/api/v1/estimate")
-        return None
-
-    for scenario, body, names in plan:  # warm up every path
-        for name in names:
-            measure(
-                servers[name], scenario, body, 4, 1, workdir, url=url_of(scenario, servers[name])
-            )
-    profile_target = oneflow[0] if oneflow else None
-    for _ in range(args.rounds):
-        sweep = []
-        for scenario, body, names in plan:
-            for concurrency in args.levels:
-                for name in names:
-                    server = servers[name]
-                    wanted = (scenario, name, concurrency) == ("chat", profile_target, 10)
-                    with profiled(server.process.pid, args.profile if wanted else None):
-                        sweep.append(
-                            measure(
-                                server,
-                                scenario,
-                                body,
-                                concurrency,
-                                args.duration,
-                                workdir,
-                                url=url_of(scenario, server),
-                            )
-                        )
-        report.rounds.append(sweep)
-        args.profile = None  # one profile is enough
+    report.rounds = sweep_rounds(servers, oneflow, workdir, args)
     for i in range(len(report.rounds[0])):
         report.cells.append(median_cell([sweep[i] for sweep in report.rounds]))
     report.added = added_latency(report.cells)
@@ -287,6 +249,48 @@ def run(stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace)
     for name, server in servers.items():
         report.rss_mib[f"{name}_peak"] = rss_mib(server.process.pid, peak=True)
     return report
+
+
+Plan = list[tuple[str, dict[str, object], list[str]]]
+
+
+def _url_of(scenario: str, server: Server) -> str | None:
+    if scenario == "estimate":
+        return server.chat_url.replace("/v1/chat/completions", "/api/v1/estimate")
+    return None
+
+
+def sweep_rounds(
+    servers: dict[str, Server], oneflow: list[str], workdir: Path, args: argparse.Namespace
+) -> list[list[Cell]]:
+    """Every scenario, concurrency and target, interleaved, `args.rounds` times."""
+    plan: Plan = [
+        ("chat", CHAT, list(servers)),
+        ("chat_stream", STREAM, list(servers)),
+        ("estimate", ESTIMATE, oneflow),
+    ]
+    for scenario, body, names in plan:  # warm up every path
+        for name in names:
+            server = servers[name]
+            measure(server, scenario, body, 4, 1, workdir, url=_url_of(scenario, server))
+    profile_target = oneflow[0] if oneflow else None
+    rounds = []
+    for _ in range(args.rounds):
+        sweep = []
+        for scenario, body, names in plan:
+            for concurrency in args.levels:
+                for name in names:
+                    server = servers[name]
+                    wanted = (scenario, name, concurrency) == ("chat", profile_target, 10)
+                    with profiled(server.process.pid, args.profile if wanted else None):
+                        url = _url_of(scenario, server)
+                        cell = measure(
+                            server, scenario, body, concurrency, args.duration, workdir, url=url
+                        )
+                        sweep.append(cell)
+        rounds.append(sweep)
+        args.profile = None  # one profile is enough
+    return rounds
 
 
 def faults_cells(
