@@ -27,8 +27,10 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from redis import Redis
@@ -84,6 +86,9 @@ class ScalingRow:
     background_xacts_per_second: float
     background_redis_per_second: float
     top_redis_commands: dict[str, float]
+    #: Active PostgreSQL backends of the gateway's database by what they wait on (mean of
+    #: samples every 0.5 s under load; "CPU" when not waiting).
+    pg_waits: dict[str, float] = field(default_factory=dict)
 
 
 def snapshot(cluster: Cluster) -> Snapshot:
@@ -111,6 +116,36 @@ def snapshot(cluster: Cluster) -> Snapshot:
                 continue
             cpu += (int(fields[11]) + int(fields[12])) / ticks
     return Snapshot(time.monotonic(), int(xacts), int(size), total, by_command, cpu)
+
+
+WAITS_SQL = (
+    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*) "
+    f"FROM pg_stat_activity WHERE datname = '{DATABASE}' AND state = 'active' "
+    "AND pid <> pg_backend_pid() GROUP BY 1"
+)
+
+
+class WaitSampler(threading.Thread):
+    """Samples what the gateway's active PostgreSQL backends wait on, every 0.5 s."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stopped = url, threading.Event()
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            for line in psql(self.url, WAITS_SQL).splitlines():
+                event, _, n = line.rpartition("|")
+                self.counts[event] += int(n)
+            self.samples += 1
+
+    def means(self) -> dict[str, float]:
+        self.stopped.set()
+        self.join(timeout=10)
+        n = max(self.samples, 1)
+        return {event: round(count / n, 2) for event, count in self.counts.most_common(6)}
 
 
 def per_request(
@@ -147,6 +182,8 @@ def measure_replicas(count: int, args: argparse.Namespace, workdir: Path) -> Sca
         a = snapshot(cluster)
         time.sleep(QUIET_SECONDS)
         b = snapshot(cluster)
+        sampler = WaitSampler(libpq_url(cluster.postgres.url, "postgres"))
+        sampler.start()
         raw = run_wrk(
             cluster.url + "/v1/chat/completions",
             CHAT,
@@ -156,6 +193,7 @@ def measure_replicas(count: int, args: argparse.Namespace, workdir: Path) -> Sca
             workdir,
             None,
         )
+        waits = sampler.means()
         time.sleep(QUIET_SECONDS)
         c = snapshot(cluster)
     cell = cell_from_wrk(
@@ -176,6 +214,7 @@ def measure_replicas(count: int, args: argparse.Namespace, workdir: Path) -> Sca
         background_xacts_per_second=round(xact_rate, 2),
         background_redis_per_second=round(redis_rate, 2),
         top_redis_commands=top,
+        pg_waits=waits,
     )
 
 
@@ -225,6 +264,7 @@ def main() -> int:
     print(rows_markdown(rows))
     for row in rows:
         print(f"  {row.replicas} replicas: Redis commands/req by command {row.top_redis_commands}")
+        print(f"  {row.replicas} replicas: PostgreSQL active backends by wait {row.pg_waits}")
     print(f"\nprojection from {cost_of(rows)}; assumptions {assume}:\n")
     print(projection_markdown(projections, assume))
     RESULTS.mkdir(parents=True, exist_ok=True)
