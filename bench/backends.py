@@ -83,3 +83,16 @@ def redis_for_bench(url: str | None) -> Iterator[str]:
         yield server.url
     finally:
         server.remove()
+
+
+def forget_keys(url: str, prefix: str) -> None:
+    """Delete the keys under `prefix` a run left on a shared Redis."""
+    from redis import Redis
+
+    client = Redis.from_url(url, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()

@@ -34,7 +34,8 @@ forwarder), and writes JSON (every round's raw figures too) to bench/results/.
 Options: --configs sqlite,postgres (default both; postgres is skipped with a message when the
 server does not answer), --postgres-url URL (the server the fresh database is created on;
 default postgresql+asyncpg://postgres@127.0.0.1:5432/), --redis-url URL (default: a
-redis-server of the run's own), --peers portkey,litellm, --duration SECONDS per cell
+redis-server of the run's own; on a given one the run's keys have a prefix of their own and
+are deleted at the end), --peers portkey,litellm, --duration SECONDS per cell
 (default 6), --rounds N (default 2), --quick (concurrency 1 and 10, 3 s, one round, no 1,000
 streams, no two-worker or fault cell), --workers N, --env NAME=VALUE (extra gateway settings),
 --profile FILE (py-spy of the first OneFlow target during chat at c=10), --keep-logs.
@@ -56,7 +57,13 @@ from pathlib import Path
 
 import httpx
 
-from bench.backends import DEFAULT_POSTGRES, Unreachable, fresh_database, redis_for_bench
+from bench.backends import (
+    DEFAULT_POSTGRES,
+    Unreachable,
+    forget_keys,
+    fresh_database,
+    redis_for_bench,
+)
 from bench.peers import PEERS, InstallFailed
 from bench.procs import (
     BIN,
@@ -148,9 +155,9 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="oneflow-bench-"))
     try:
-        with ExitStack() as stack:
-            start = stack.enter_context(processes())
-            report = run(stack, start, workdir, args)
+        # The servers stop before the services they use (the database is dropped last).
+        with ExitStack() as services, processes() as start:
+            report = run(services, start, workdir, args)
     except InstallFailed as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -179,7 +186,11 @@ def config_env(
         return {"DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'oneflow.db'}"}
     database = stack.enter_context(fresh_database(args.postgres_url))
     redis = stack.enter_context(redis_for_bench(args.redis_url))
-    return {"DATABASE_URL": database, "REDIS_URL": redis}
+    # Keys of this run's own on a shared Redis (the database name is random and unique).
+    prefix = database.rsplit("/", 1)[1]
+    if args.redis_url is not None:
+        stack.callback(forget_keys, redis, f"{prefix}:")
+    return {"DATABASE_URL": database, "REDIS_URL": redis, "REDIS_KEY_PREFIX": f"{prefix}:"}
 
 
 def start_targets(
