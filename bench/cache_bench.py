@@ -14,6 +14,14 @@ streamed chat at each concurrency, interleaved and repeated `--rounds` times (me
 
 and prints req/s, p50/p99 and the ratio cached/live (no assertion: a report). The cache is in
 process unless `--redis-url` is given (then shared by replicas, one Redis round trip a hit).
+
+Then the semantic cache (the project's policy has `semantic`, the fake embeddings' markers set
+the similarity), `--semantic N` sequential requests of each kind (p50 shown):
+
+    live      a new question with `Cache-Control: no-store`: no cache, no embedding
+    miss      a new question: embedded, answered live, stored and indexed
+    hit       a new paraphrase of one stored question (similarity 0.99): embedded, answered
+              from the cache
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -52,8 +61,10 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,10")
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--semantic", type=int, default=50)
     args = parser.parse_args()
-    args.env = [f"CACHE_PROJECTS={json.dumps({'bench': {}})}"]
+    policy = {"semantic": {"model": "text-embedding-3-small", "threshold": 0.95}}
+    args.env = [f"CACHE_PROJECTS={json.dumps({'bench': policy})}"]
     args.workers = 1
     if args.redis_url:
         args.env.append(f"REDIS_URL={args.redis_url}")
@@ -95,7 +106,36 @@ def main() -> int:
                         samples.setdefault((scenario, name, level), []).append(cell)
         hits = httpx.get(f"{gw}/metrics", timeout=10).text
         report(samples, levels, bodies, hits)
+        if args.semantic > 0:
+            semantic_latency(server.chat_url, auth, args.semantic)
     return 0
+
+
+def semantic_latency(url: str, auth: dict[str, str], count: int) -> None:
+    """p50 of `count` sequential requests of each kind (see the module documentation)."""
+
+    client = httpx.Client(timeout=30)  # one connection, kept alive
+
+    def timed(text: str, headers: dict[str, str]) -> tuple[float, str]:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 64}
+        started = time.perf_counter()
+        response = client.post(url, json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return (time.perf_counter() - started) * 1000, response.headers.get("x-oneflow-cache", "")
+
+    timed("Tell me about the sea. {{near:sea}}", auth)  # the question the hits paraphrase
+    no_store = {**auth, "Cache-Control": "no-store"}
+    kinds = {
+        "live": [timed(f"Question {i}", no_store) for i in range(count)],
+        "miss": [timed(f"Other {i} {{{{near:topic{i}}}}}", auth) for i in range(count)],
+        "hit": [timed(f"Sea, {i} ways {{{{near:sea:0.99}}}}", auth) for i in range(count)],
+    }
+    client.close()
+    print(f"semantic cache, {count} sequential requests of each kind: p50 ms (results)")
+    for name, timings in kinds.items():
+        results = sorted({result for _, result in timings})
+        p50 = statistics.median(ms for ms, _ in timings)
+        print(f"{name:<6} {p50:>8.2f} ms  {','.join(results)}")
 
 
 def report(

@@ -49,7 +49,7 @@ def test_routing_exports() -> None:
 
 def test_resilience_exports() -> None:
     assert set(resilience.__all__) == {
-        "Attempt",
+        "Turn",
         "AttemptRecord",
         "BreakerConfig",
         "BreakerSnapshot",

@@ -186,6 +186,7 @@ def serve(
                 "reload": reload,
                 "loop": "uvloop" if sys.platform != "win32" else "asyncio",
                 "http": "httptools",
+                "ws": "none",  # no WebSocket routes: the websockets library stays unloaded
                 "log_config": None,
                 "access_log": False,
                 "server_header": False,

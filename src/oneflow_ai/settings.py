@@ -35,6 +35,7 @@ __all__ = [
     "CachePolicy",
     "Environment",
     "ProviderSettings",
+    "SemanticPolicy",
     "Settings",
     "SettingsError",
     "load_settings",
@@ -94,6 +95,19 @@ class ProviderSettings:
         return self.api_key is not None and bool(self.api_key.get_secret_value())
 
 
+class SemanticPolicy(BaseModel):
+    """The semantic cache of a policy (docs/cache.md#semantic-cache): the last user turn is
+    embedded with ``model`` (an embedding model of the catalog, called and billed like any
+    ``/v1/embeddings`` call of the caller) and a stored answer whose question is at least
+    ``threshold`` similar (cosine, 0 to 1) answers it, within the same model, system prompt
+    and earlier conversation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1)
+    threshold: float = Field(default=0.95, gt=0, le=1)
+
+
 class CachePolicy(BaseModel):
     """Whether and how the response cache serves a project's or a key's calls
     (``CACHE_PROJECTS`` / ``CACHE_KEYS``; docs/cache.md).
@@ -102,7 +116,8 @@ class CachePolicy(BaseModel):
     ``allow_temperature``: cache answers asked for with ``temperature > 0`` too;
     ``coalesce``: identical requests arriving while the first is still being answered wait
     for its answer instead of calling the provider too (across replicas with Redis);
-    ``ttl_seconds`` and ``hit_fraction`` replace the deployment's defaults."""
+    ``ttl_seconds`` and ``hit_fraction`` replace the deployment's defaults; ``semantic``
+    also answers paraphrases (``SemanticPolicy``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,6 +127,7 @@ class CachePolicy(BaseModel):
     coalesce: bool = False
     ttl_seconds: int | None = Field(default=None, ge=1)
     hit_fraction: Decimal | None = Field(default=None, ge=0, le=1)
+    semantic: SemanticPolicy | None = None
 
 
 class SettingsError(Exception):
@@ -287,6 +303,8 @@ class Settings(BaseSettings):
     cache_hit_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)
     # Cached answers count against rate limits like live ones (false: they do not).
     cache_counts_rate_limits: bool = True
+    # The semantic cache's in-process index (without pgvector): questions kept at most.
+    cache_semantic_max_entries: int = Field(default=10_000, ge=0)
 
     # ---- rate limits (0 turns a default off) ---------------------------------------------
     rate_limit_per_minute: int = Field(default=60, ge=0)

@@ -2,7 +2,8 @@
 
 Vectors are derived from the input alone (SHA-256 of the model and the text, or of the token
 ids, stretched to the model's length and normalised to unit length), so the same input always
-gets the same vector and different inputs different ones. `dimensions` shortens a
+gets the same vector and different inputs different ones; a `{{near:TOPIC:S}}` marker in a
+text sets its similarity to other texts of the topic (`fake_vector`). `dimensions` shortens a
 text-embedding-3 vector the way OpenAI's does (the leading values, normalised again);
 `encoding_format: base64` answers little-endian float32 bytes, base64-encoded. With
 `any_model`, an unknown model makes vectors of 1,024 values. Texts are
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 import struct
 from collections.abc import Callable
 
@@ -32,8 +34,32 @@ _MAX_INPUTS = 2048
 _ANY_MODEL = (1024, True)
 
 
+#: `{{near:TOPIC}}` or `{{near:TOPIC:0.97}}` in a text: see `fake_vector`.
+_NEAR = re.compile(r"\{\{near:([^:}]+)(?::([0-9.]+))?\}\}")
+
+
 def fake_vector(model: str, item: str | list[int], length: int) -> list[float]:
-    """The unit vector the fake answers for `item` on `model` (`length` leading values)."""
+    """The unit vector the fake answers for `item` on `model` (`length` leading values).
+
+    A text holding `{{near:TOPIC:S}}` (S from 0 to 1; `{{near:TOPIC}}` is 1) gets a vector
+    whose cosine similarity with TOPIC's own vector is exactly S: two texts of one TOPIC with
+    S=1 and S=0.97 are 0.97 similar, whatever else they say (the rest of the vector is the
+    text's own, made orthogonal to TOPIC's). Tests of the semantic cache control similarity so.
+    """
+    near = _NEAR.search(item) if isinstance(item, str) else None
+    if near is None:
+        return _random_unit(model, item, length)
+    topic = _random_unit(model, "near:" + near.group(1), length)
+    closeness = min(1.0, float(near.group(2) or 1))
+    own = _random_unit(model, item, length)
+    along = sum(a * b for a, b in zip(own, topic, strict=True))
+    rest = [a - along * b for a, b in zip(own, topic, strict=True)]
+    norm = math.sqrt(sum(v * v for v in rest)) or 1.0
+    other = math.sqrt(max(0.0, 1 - closeness * closeness))
+    return [closeness * t + other * r / norm for t, r in zip(topic, rest, strict=True)]
+
+
+def _random_unit(model: str, item: str | list[int], length: int) -> list[float]:
     seed = hashlib.sha256(
         model.encode() + b"\0" + (item.encode() if isinstance(item, str) else repr(item).encode())
     ).digest()

@@ -71,7 +71,7 @@ def gateway(make_settings: Callable[..., Settings]) -> Iterator[Gateway]:
     app = create_app(settings, configure_logs=False, transport=mock_transports(upstream))
     with live_server(app) as server:
         sink = RecordingSink()
-        app.state.services.pipeline.usage_sinks.append(sink)
+        app.state.services.pipeline.hooks.insert(0, sink)
         yield Gateway(server, upstream, sink)
 
 
@@ -294,7 +294,9 @@ def test_stream_without_include_usage_carries_usage_in_the_last_chunk(gateway: G
     assert "x-oneflow-credits" not in response.headers  # known only at the end: in the stream
     chunks = _sse_chunks(response)
     assert all("usage" not in c for c in chunks)  # the caller did not ask for a usage chunk
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "Hi"}  # type: ignore[index]
+    # The provider's chunks as it sent them (same dialect: passed through).
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # type: ignore[index]
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Hi"}  # type: ignore[index]
     final = chunks[-1]
     assert final["choices"][0]["finish_reason"] == "stop"  # type: ignore[index]
     assert final["oneflow"]["usage"] == {  # type: ignore[index]
@@ -380,7 +382,7 @@ def test_stream_cut_off_upstream_ends_with_an_error_event_and_estimated_usage(
             model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], stream=True
         ):
             received.append(chunk.choices[0].delta.content)
-    assert received == ["Hello", " wor"]
+    assert received == ["", "Hello", " wor"]  # the provider's chunks, its role chunk first
     assert caught.value.type == "server_error"
     body = caught.value.body
     assert isinstance(body, dict) and body["code"] == "upstream_unavailable"

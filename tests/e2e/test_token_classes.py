@@ -23,7 +23,7 @@ CATALOG = packaged_catalog()
 #: A prompt long enough to hold the cached parts (about 300 tokens).
 LONG = " ".join(f"word{i}" for i in range(300))
 OPENAI_MODEL = "gpt-4.1"
-CLAUDE_MODEL = "claude-sonnet-4-5-20250929"
+CLAUDE_MODEL = "claude-sonnet-5-5"
 OPENAI_MARKER = "[fake-usage cached=128 reasoning=40]"
 CLAUDE_MARKER = "[fake-usage cached=100 write_5m=60 write_1h=30]"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from oneflow_ai.catalog import load_catalog
 from oneflow_ai.domain.chat import (
     ChatRequest,
     ChatResponse,
+    ImagePart,
     Message,
     Reasoning,
     StreamFinish,
@@ -21,6 +23,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     TextPart,
     ThinkingDelta,
+    WireEvent,
 )
 from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.usage import Usage
@@ -30,6 +33,7 @@ from oneflow_ai.gateway.cache_entry import (
     cache_key,
     has_thinking,
     response_from_events,
+    semantic_question,
 )
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.storage.response_cache import MemoryResponseCache
@@ -200,3 +204,101 @@ async def test_a_failing_store_is_a_bypass_logged_at_most_once_a_minute() -> Non
             assert call.cache is not None and call.cache.result == "bypass"
     assert [entry["failures"] for entry in logs if entry["event"] == "cache_unavailable"] == [1, 4]
     assert hook.failures == 4
+
+
+def _conversation(*messages: Message, dialect: str | None = None) -> Call:
+    principal = Principal(PrincipalKind.API_KEY, "p1", Role.MEMBER, key_id="k1")
+    request = ChatRequest(model="gpt-4o", messages=list(messages))
+    if dialect is not None:
+        request.raw, request.raw_dialect = {"input": "hi"}, dialect  # type: ignore[assignment]
+    return Call("r1", principal, "chat", request, "gpt-4o")
+
+
+def test_the_semantic_scope_is_everything_but_the_last_turns_text() -> None:
+    system = Message("system", [TextPart("Be brief.")])
+    asked = semantic_question(
+        _conversation(system, Message("user", [TextPart("Capital of France?")])),
+        shared=False,
+        embedder="text-embedding-3-small",
+    )
+    assert asked is not None and asked[1] == "Capital of France?"
+    paraphrase = semantic_question(
+        _conversation(system, Message("user", [TextPart("France's capital?")])),
+        shared=False,
+        embedder="text-embedding-3-small",
+    )
+    assert paraphrase is not None and paraphrase[0] == asked[0]
+    other_system = semantic_question(
+        _conversation(Message("system", [TextPart("Be long.")]), Message("user", [TextPart("x")])),
+        shared=False,
+        embedder="text-embedding-3-small",
+    )
+    other_embedder = semantic_question(
+        _conversation(system, Message("user", [TextPart("x")])), shared=False, embedder="other"
+    )
+    assert other_system is not None and other_embedder is not None
+    assert len({asked[0], other_system[0], other_embedder[0]}) == 3
+    assert asked[0] != cache_key(
+        _conversation(system, Message("user", [TextPart("Capital of France?")])), shared=False
+    )
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        Message("user", [TextPart("look"), ImagePart("https://example.com/a.png")]),
+        Message("tool", [TextPart("42")], tool_call_id="call_1"),
+        Message("assistant", [TextPart("The answer is")]),
+        Message("user", [TextPart("  ")]),
+    ],
+)
+def test_the_semantic_cache_asks_only_a_users_text(last: Message) -> None:
+    assert semantic_question(_conversation(last), shared=False, embedder="e") is None
+
+
+def test_a_responses_call_has_no_semantic_question() -> None:
+    call = _conversation(Message("user", [TextPart("hi")]), dialect="responses")
+    assert semantic_question(call, shared=False, embedder="e") is None
+    assert cache_key(call, shared=False) is not None
+
+
+def _completed(*output: dict[str, object]) -> WireEvent:
+    response = {"id": "resp_1", "object": "response", "status": "completed", "output": list(output)}
+    return WireEvent("responses", {"type": "response.completed", "response": response})
+
+
+_MESSAGE = {
+    "type": "message",
+    "role": "assistant",
+    "content": [{"type": "output_text", "text": "Hi"}],
+}
+
+
+def test_a_responses_stream_keeps_openais_final_response_as_the_answer() -> None:
+    events = [
+        StreamStart("resp_1", "gpt-4o"),
+        TextDelta("Hi"),
+        _completed(_MESSAGE),
+        StreamFinish("stop"),
+    ]
+    answer = response_from_events(events, Usage(input_tokens=3, output_tokens=1))
+    assert answer is not None and answer.text == "Hi"
+    assert answer.raw_dialect == "responses" and answer.raw is not None
+    assert answer.raw["output"] == [_MESSAGE]
+
+
+def test_a_responses_answer_with_a_reasoning_item_is_not_stored() -> None:
+    reasoning = {"type": "reasoning", "summary": [], "encrypted_content": "gAAA"}
+    events = [StreamStart("resp_1", "o3"), _completed(reasoning, _MESSAGE), StreamFinish("stop")]
+    assert response_from_events(events, Usage(input_tokens=3, output_tokens=1)) is None
+    plain = ChatResponse(
+        id="resp_1",
+        model="o3",
+        text="Hi",
+        finish_reason="stop",
+        usage=Usage(input_tokens=3, output_tokens=1),
+        raw={"output": [reasoning, _MESSAGE]},
+        raw_dialect="responses",
+    )
+    assert has_thinking(plain)
+    assert not has_thinking(replace(plain, raw={"output": [_MESSAGE]}))

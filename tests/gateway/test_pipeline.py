@@ -1,4 +1,4 @@
-"""The pipeline's contract with hooks, usage sinks, selectors and fallbacks.
+"""The pipeline's contract with hooks, selectors and fallbacks.
 
 The providers here are small in-process adapters whose answers each test scripts; the
 pipeline, registry, pricing and catalog are the real ones.
@@ -122,7 +122,7 @@ async def test_pre_hooks_in_order_post_hooks_in_reverse(
     log: list[str] = []
     sink = RecordingSink()
     pipeline.hooks += [RecordingHook("limits", log), RecordingHook("billing", log)]
-    pipeline.usage_sinks.append(sink)
+    pipeline.hooks.insert(0, sink)
     openai.answers.append(_answer())
     call = _call()
     response = await pipeline.chat(call)
@@ -165,7 +165,7 @@ async def test_a_pre_hook_may_refuse_the_call(pipeline: Pipeline, openai: Script
 
     pipeline.hooks += [RecordingHook("outer", log), Limiter(), RecordingHook("inner", log)]
     sink = RecordingSink()
-    pipeline.usage_sinks.append(sink)
+    pipeline.hooks.insert(0, sink)
     with pytest.raises(RateLimitedError):
         await pipeline.chat(_call())
     assert openai.calls == [] and log == ["outer.before", "outer.after:error"]

@@ -78,7 +78,7 @@ def _module_gateway(
     app = create_app(settings, configure_logs=False)
     with live_server(app) as server:
         sink = RecordingSink()
-        app.state.services.pipeline.usage_sinks.append(sink)
+        app.state.services.pipeline.hooks.insert(0, sink)
         yield Gateway(server, fakes, sink)
 
 

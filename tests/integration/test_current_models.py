@@ -5,6 +5,7 @@ take them, mapped across dialects, with thinking blocks and their signatures kep
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import anthropic
@@ -17,7 +18,10 @@ from oneflow_ai.domain.usage import Usage
 from tests.integration.conftest import Gateway
 
 CATALOG = packaged_catalog()
-NEW_TEXT = [m for m in CATALOG.by_modality("text") if m.price_source != "seed"]
+TODAY = datetime.now(UTC).date()
+NEW_TEXT = [
+    m for m in CATALOG.by_modality("text") if m.price_source != "seed" and not m.retired(TODAY)
+]
 PROMPT = [{"role": "user", "content": "Name a colour"}]
 
 
@@ -67,14 +71,20 @@ def test_models_retrieve_answers_for_every_id_and_alias(gateway: Gateway) -> Non
     client = gateway.openai()
     listed = {model.id for model in client.models.list()}
     for entry in CATALOG.models:
+        if entry.retired(TODAY):
+            assert entry.id not in listed
+            continue
         for name in entry.names:
             model = client.models.retrieve(name)
             assert (model.id, model.object, model.owned_by) == (name, "model", entry.provider)
             assert model.model_extra is not None and model.model_extra["root"] == entry.id
         assert entry.id in listed
-    sonnet = client.models.retrieve("claude-sonnet-4-5").model_extra
+    sonnet = client.models.retrieve("claude-sonnet-5-5").model_extra
     assert sonnet is not None
-    assert sonnet["pricing"]["cache_write_1h"] == "6.00" and sonnet["reasoning"] is True
+    assert sonnet["pricing"]["cache_write_1h"] == "4.00" and sonnet["reasoning"] is True
+    opus = client.models.retrieve("claude-opus-4-5").model_extra
+    assert opus is not None
+    assert (opus["retires_on"], opus["replacement"]) == ("2027-01-22", "claude-opus-5-5")
     assert client.models.retrieve("auto").owned_by == "oneflow"
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("gpt-99")
@@ -124,9 +134,29 @@ def test_reasoning_effort_reaches_openai_reasoning_models_only(gateway: Gateway)
     assert caught.value.status_code == 400
 
 
+def test_a_retired_model_is_a_404_naming_its_replacement(gateway: Gateway) -> None:
+    """Claude Sonnet 4.5 reached its end of life on 2026-11-30 (the catalog's
+    anthropic-sdk-deprecations source): both SDKs get a NotFoundError that says what to use."""
+    with pytest.raises(openai.NotFoundError) as caught:
+        gateway.openai().chat.completions.create(model="claude-sonnet-4-5", messages=PROMPT)
+    assert "retired by its provider on 2026-11-30" in caught.value.message
+    assert "claude-sonnet-5-5" in caught.value.message
+    assert caught.value.code == "model_retired"
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        gateway.anthropic().messages.create(
+            model="claude-sonnet-4-5-20250929",
+            max_tokens=50,
+            messages=PROMPT,  # type: ignore[arg-type]
+        )
+    assert "claude-sonnet-5-5" in str(refused.value)
+    with pytest.raises(openai.NotFoundError):
+        gateway.openai().models.retrieve("claude-sonnet-4-5")
+    assert not [call for call in gateway.fakes.calls("anthropic") if "4-5" in str(call.body)]
+
+
 def test_reasoning_effort_becomes_a_thinking_budget_on_claude(gateway: Gateway) -> None:
     answer = gateway.openai().chat.completions.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-5-5",
         messages=PROMPT,
         reasoning_effort="medium",  # type: ignore[arg-type]
         max_completion_tokens=8000,
@@ -155,7 +185,7 @@ def test_thinking_blocks_and_signatures_survive_across_turns(
 ) -> None:
     client = gateway.anthropic()
     ask: dict[str, object] = {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-5-5",
         "max_tokens": 4000,
         "thinking": {"type": "enabled", "budget_tokens": 2048},
     }

@@ -133,3 +133,51 @@ async def test_an_unreachable_redis_fails_every_waiting_check() -> None:
         assert all(isinstance(o, RedisConnectionError) for o in outcomes), outcomes
     finally:
         await client.aclose()
+
+
+async def test_debts_are_charged_before_the_next_check(
+    store: WindowStore, redis_prefix: str
+) -> None:
+    tokens = Bucket(f"{redis_prefix}later", 100, MINUTE, 0, counts_requests=False)
+    store.charge_later([tokens._replace(cost=70), tokens._replace(cost=0)])
+    store.charge_later([tokens._replace(cost=40)])  # summed with the first
+    refused = (await store.hit([tokens]))[0]
+    assert not refused.allowed and refused.used == 110
+
+
+@pytest.mark.redis
+async def test_redis_charges_debts_without_a_check(redis_client: Redis, redis_prefix: str) -> None:
+    store = RedisWindowStore(redis_client, debt_delay=0.01)
+    key = f"{redis_prefix}alone"
+    store.charge_later([Bucket(key, 100, MINUTE, 30, counts_requests=False)])
+    for _ in range(200):
+        if await redis_client.exists(key):
+            break
+        await asyncio.sleep(0.01)
+    slices = await redis_client.hgetall(key)
+    assert sum(int(v) for v in slices.values()) == 30
+
+
+@pytest.mark.redis
+async def test_redis_sends_debts_with_the_next_checks(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """One pipelined write for the debts of earlier answers and the next request's check."""
+    store = RedisWindowStore(redis_client, debt_delay=60)
+    rounds: list[int] = []
+    pipeline = store._pipeline
+
+    async def counted(sha: str, calls: list[tuple[list[str], list[int | str]]]) -> list[object]:
+        rounds.append(len(calls))
+        return await pipeline(sha, calls)
+
+    store._pipeline = counted  # type: ignore[method-assign]
+    requests = Bucket(f"{redis_prefix}rpm", 10, MINUTE, 1)
+    tokens = Bucket(f"{redis_prefix}tpm", 100, MINUTE, 5, counts_requests=False)
+    await store.hit([requests, tokens])
+    for _ in range(3):
+        store.charge_later([tokens._replace(cost=20)])
+    results = await store.hit([requests, tokens])
+    assert [r.used for r in results] == [2, 70]
+    assert rounds == [1, 2]  # the second round: the debts, then the check
+    await store.close()

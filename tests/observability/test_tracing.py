@@ -24,15 +24,15 @@ from oneflow_ai.catalog import packaged_catalog
 from oneflow_ai.errors import ProviderAuthError
 from oneflow_ai.observability.labels import CatalogLabels
 from oneflow_ai.observability.logging import Redactor
+from oneflow_ai.observability.otel_tracing import DEFAULT_SERVICE_NAME, service_resource
 from oneflow_ai.observability.prometheus import PrometheusMetrics
 from oneflow_ai.observability.spans import NOOP_SPAN, NOOP_UPSTREAM_SPAN
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.observability.tracing import (
-    DEFAULT_SERVICE_NAME,
     NoopTracing,
+    ServerRequest,
     build_tracing,
     inject_trace_context,
-    service_resource,
 )
 from oneflow_ai.settings import Settings
 from tests.support.server import LiveServer, live_server
@@ -238,7 +238,8 @@ def test_disabled_tracing_costs_nothing(make_settings: Callable[..., Settings]) 
     assert tracing.upstream(provider="openai", model="gpt-4o") is NOOP_UPSTREAM_SPAN
     assert tracing.routing(strategy="cost") is NOOP_SPAN
     assert tracing.ledger("settle") is NOOP_SPAN
-    assert tracing.server_span({}, "id") is tracing.server_span({}, "id")
+    request = ServerRequest(method="GET", path="/", request_id="id")
+    assert tracing.server_span(request) is tracing.server_span(request)
     with tracing.upstream(provider="openai", model="gpt-4o") as span, span.activate():
         headers: dict[str, str] = {}
         tracing.inject(headers)

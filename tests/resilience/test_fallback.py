@@ -18,9 +18,9 @@ from oneflow_ai.errors import (
     ProviderUnavailableError,
 )
 from oneflow_ai.resilience import (
-    Attempt,
     AttemptRecord,
     CircuitOpenError,
+    Turn,
     falls_through,
     prime,
     run_with_fallbacks,
@@ -32,7 +32,7 @@ CHAIN = ["claude-3-haiku-20240307", "gpt-3.5-turbo", "gpt-4o"]
 def scripted(outcomes: dict[str, BaseException | str]):  # type: ignore[no-untyped-def]
     seen: list[str] = []
 
-    async def attempt(turn: Attempt) -> str:
+    async def attempt(turn: Turn) -> str:
         seen.append(turn.model)
         outcome = outcomes[turn.model]
         if isinstance(outcome, BaseException):
@@ -139,7 +139,7 @@ async def test_max_attempts_limits_the_calls() -> None:
 async def test_nothing_falls_through_after_a_commit() -> None:
     calls: list[str] = []
 
-    async def attempt(turn: Attempt) -> str:
+    async def attempt(turn: Turn) -> str:
         calls.append(turn.model)
         turn.commit()  # e.g. the first bytes went to the client
         raise ProviderUnavailableError("the connection dropped mid-answer")
@@ -157,7 +157,7 @@ async def events(items: list[str], fail_at: int | None) -> AsyncIterator[str]:
 
 
 async def test_a_stream_failing_before_its_first_event_falls_back() -> None:
-    async def attempt(turn: Attempt) -> AsyncIterator[str]:
+    async def attempt(turn: Turn) -> AsyncIterator[str]:
         fail_at = 0 if turn.model == CHAIN[0] else None
         return await prime(events([f"{turn.model}:1", f"{turn.model}:2"], fail_at))
 
@@ -169,7 +169,7 @@ async def test_a_stream_failing_before_its_first_event_falls_back() -> None:
 async def test_a_stream_failing_after_its_first_event_is_not_retried() -> None:
     tried: list[str] = []
 
-    async def attempt(turn: Attempt) -> AsyncIterator[str]:
+    async def attempt(turn: Turn) -> AsyncIterator[str]:
         tried.append(turn.model)
         return await prime(events(["one", "two", "three"], fail_at=2))
 

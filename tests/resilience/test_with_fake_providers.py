@@ -17,12 +17,12 @@ import pytest
 from oneflow_ai import IntelligentRouter, PricingEngine, ResilientHTTPClient
 from oneflow_ai.errors import ProviderTimeoutError, ProviderUnavailableError
 from oneflow_ai.resilience import (
-    Attempt,
     BreakerConfig,
     CircuitBreakers,
     CircuitState,
     FallbackResult,
     RetryPolicy,
+    Turn,
     prime,
     run_with_fallbacks,
 )
@@ -85,7 +85,7 @@ class MiniGateway:
         decision = self.route(strategy)
         request_id = uuid.uuid4().hex
 
-        async def attempt(turn: Attempt) -> object:
+        async def attempt(turn: Turn) -> object:
             provider = decision.provider_of(turn.model)
             url, body = self.request(turn.model, provider, stream=False)
             response = await self.clients[provider].post(
@@ -108,7 +108,7 @@ class MiniGateway:
     ) -> FallbackResult[AsyncIterator[bytes]]:
         decision = self.route(strategy)
 
-        async def attempt(turn: Attempt) -> AsyncIterator[bytes]:
+        async def attempt(turn: Turn) -> AsyncIterator[bytes]:
             provider = decision.provider_of(turn.model)
             url, body = self.request(turn.model, provider, stream=True)
             upstream = await stack.enter_async_context(

@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from oneflow_ai.api.anthropic_messages import EventEncoder, parse_messages_request, render_message
+from oneflow_ai.api.anthropic_messages import parse_messages_request, render_message
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
+from oneflow_ai.api.passthrough import anthropic_encoder
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import MessagesRequest, MessagesResponse, request_body
 from oneflow_ai.api.validation import parse_object
@@ -46,7 +47,7 @@ async def messages(request: Request) -> Response:
         input_tokens = stream.opening_input_tokens
         if input_tokens is None:
             input_tokens = pipeline.prompt_tokens(stream.call)
-        encoder = EventEncoder(model=stream.route.model, input_tokens=input_tokens)
+        encoder = anthropic_encoder(stream, input_tokens=input_tokens)
         return sse_response(stream, encoder)
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None

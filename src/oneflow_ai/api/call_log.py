@@ -11,7 +11,8 @@ pipeline's `Call` (left in the request's state by `api/calls.py`):
     characters (speech), audio_seconds (transcription)
     credits          charged (a decimal string)
     cache            what the response cache did (`hit`, `miss`, `bypass`), when it looked,
-                     and `credits_saved` by a hit
+                     and `credits_saved` by a hit; `cache_similarity` for a semantic hit,
+                     `cache_embedding_credits` when the semantic cache embedded the question
     ignored_params   the caller's parameters the answering model could not honour, if any
     error            the kind of error the call ended with, if it did
 """
@@ -60,6 +61,10 @@ def call_fields(call: Call) -> dict[str, object]:
         fields["cache"] = cache.result
         if cache.hit:
             fields["credits_saved"] = str(micro_credits_to_credits(cache.saved_micro_credits))
+        if cache.similarity is not None:
+            fields["cache_similarity"] = round(cache.similarity, 4)
+        if cache.embedding_cost is not None:
+            fields["cache_embedding_credits"] = str(cache.embedding_cost.credits)
     ignored = call.ignored_params
     if ignored:
         fields["ignored_params"] = list(ignored)

@@ -63,12 +63,20 @@ def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
 
 
 def cache_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """`X-OneFlow-Cache: hit|miss|bypass` for a model call the response cache looked at."""
+    """`X-OneFlow-Cache: hit|miss|bypass` for a model call the response cache looked at, with
+    `X-OneFlow-Cache-Similarity` for a semantic hit and `X-OneFlow-Cache-Embedding-Credits`
+    when the semantic cache embedded the question (docs/cache.md)."""
     call = state.get(CALL_STATE)
     status = call.cache if isinstance(call, Call) else None
     if status is None:
         return []
-    return [(b"x-oneflow-cache", status.result.encode())]
+    headers = [(b"x-oneflow-cache", status.result.encode())]
+    if status.similarity is not None:
+        headers.append((b"x-oneflow-cache-similarity", f"{status.similarity:.3f}".encode()))
+    if status.embedding_cost is not None:
+        credits = str(status.embedding_cost.credits).encode()
+        headers.append((b"x-oneflow-cache-embedding-credits", credits))
+    return headers
 
 
 def get_services(connection: HTTPConnection) -> Services:

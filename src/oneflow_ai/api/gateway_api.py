@@ -122,4 +122,9 @@ async def estimate(request: Request, principal: Principal = CALLER) -> Response:
         lambda modality: {entry.id for entry in services.registry.available(modality)},
     )
     body = parse_object(await request.body())
+    if body.get("prompt") is not None or body.get("messages") is not None:
+        # Counted on every eligible text model: encodings not built yet are built in a thread.
+        await services.estimates.counter.prepare(
+            entry.tokenizer for entry in services.registry.available("text")
+        )
     return json_response(estimate_answer(body, context, allowed_models=principal.allowed_models))

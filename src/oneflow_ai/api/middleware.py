@@ -28,6 +28,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import orjson
 import structlog
@@ -39,9 +40,9 @@ from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
-from oneflow_ai.observability.tracing import NoopTracing, TracingApi
+from oneflow_ai.observability.tracing import NoopTracing, ServerRequest, TracingApi
 
-__all__ = ["EdgeMiddleware", "route_template", "security_headers"]
+__all__ = ["EdgeMiddleware", "route_template", "security_headers", "server_request"]
 
 log = structlog.get_logger("oneflow.access")
 
@@ -84,6 +85,28 @@ class _BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request body exceeds the limit of {limit} bytes")
+
+
+#: What a disabled tracer is handed: it reads nothing of the request.
+_UNTRACED: Final = ServerRequest(method="", path="", request_id="")
+
+
+def server_request(scope: Scope, request_id: str) -> ServerRequest:
+    """What the request's server span records, read off the ASGI scope (the tracing below
+    api/ sees no ASGI object): the caller's ``traceparent`` / ``tracestate`` and the
+    request line."""
+    trace_headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name == b"traceparent" or name == b"tracestate":
+            trace_headers[name.decode()] = value.decode("latin-1")
+    return ServerRequest(
+        method=scope["method"],
+        path=scope["path"],
+        request_id=request_id,
+        scheme=scope.get("scheme", "http"),
+        http_version=scope.get("http_version", "1.1"),
+        trace_headers=trace_headers,
+    )
 
 
 class EdgeMiddleware:
@@ -130,7 +153,10 @@ class EdgeMiddleware:
             )
         metrics = self._metrics
         timing = metrics.request_started()
-        server_span = self._tracing.server_span(scope, request_id)
+        tracing = self._tracing
+        server_span = tracing.server_span(
+            server_request(scope, request_id) if tracing.enabled else _UNTRACED
+        )
         error: Exception | None = None
 
         extra = [

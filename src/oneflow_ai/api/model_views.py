@@ -40,6 +40,9 @@ def model_object(entry: ModelEntry, catalog: Catalog, name: str | None = None) -
         "context_window": entry.context_window,
         "max_output_tokens": entry.max_output_tokens,
     }
+    if entry.retires_on is not None:
+        body["retires_on"] = entry.retires_on.isoformat()
+        body["replacement"] = entry.replacement
     if entry.modality == "text":
         body["image_input"] = entry.image_input
         body["reasoning"] = entry.reasoning

@@ -18,13 +18,14 @@ from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.model_views import ROUTING_NAMES, model_object, routing_object
-from oneflow_ai.api.openai_chat import ChunkEncoder, parse_chat_request, render_chat_completion
+from oneflow_ai.api.openai_chat import parse_chat_request, render_chat_completion
 from oneflow_ai.api.openai_embeddings import parse_embedding_request, render_embeddings
 from oneflow_ai.api.openai_media import parse_image_request, parse_speech_request, render_images
 from oneflow_ai.api.openai_transcriptions import (
     read_transcription_request,
     render_transcription,
 )
+from oneflow_ai.api.passthrough import openai_encoder
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ChatCompletion,
@@ -67,9 +68,7 @@ async def chat_completions(request: Request) -> Response:
     pipeline = get_services(request).pipeline
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)
-        encoder = ChunkEncoder(
-            model=stream.route.model, created=int(time.time()), include_usage=include_usage
-        )
+        encoder = openai_encoder(stream, created=int(time.time()), include_usage=include_usage)
         return sse_response(stream, encoder)
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None

@@ -42,7 +42,6 @@ from oneflow_ai.billing.tokenizer import TokenCount
 from oneflow_ai.domain.chat import ChatRequest
 from oneflow_ai.errors import BadRequestError
 from oneflow_ai.gateway.planning import AUTO, STRATEGIES
-from oneflow_ai.providers.openai import build_chat_body
 
 __all__ = ["EXACT_HEADER", "router"]
 
@@ -104,8 +103,9 @@ async def _count(
             param="model",
         )
     await admit(request, principal)
-    body = build_chat_body(chat, entry.id)
-    count = services.estimates.counter.count_messages(entry.id, body["messages"], body.get("tools"))
+    counter = services.estimates.counter
+    await counter.prepare([entry.tokenizer])  # a first count builds its encoding in a thread
+    count = counter.count_chat(entry.id, chat)
     return entry.id, count
 
 

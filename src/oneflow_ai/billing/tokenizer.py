@@ -23,14 +23,16 @@ estimates with ``ceil(1.15 * cl100k_base tokens)``, and the same message framing
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from oneflow_ai.billing.encoding import EncodingName, get_encoding
+from oneflow_ai.billing.encoding import EncodingName, get_encoding, is_loaded
 from oneflow_ai.billing.errors import TokenCountError
 from oneflow_ai.catalog import Catalog, TokenizerName, packaged_catalog
+from oneflow_ai.domain.chat import ChatRequest, Message, TextPart
 
 __all__ = ["TokenCount", "TokenCounter", "count_tokens"]
 
@@ -86,6 +88,21 @@ class TokenCounter:
             raise TokenCountError(f"model {entry.id!r} is an {entry.modality} model; no tokens")
         return entry.tokenizer
 
+    def ready(self, tokenizer: TokenizerName) -> bool:
+        """Whether counting with ``tokenizer`` needs no encoding built first."""
+        return is_loaded(_encoding_of(tokenizer))
+
+    def load(self, tokenizer: TokenizerName) -> None:
+        """Build the encoding ``tokenizer`` counts with (blocking: about a second, once)."""
+        get_encoding(_encoding_of(tokenizer))
+
+    async def prepare(self, tokenizers: Iterable[TokenizerName | None]) -> None:
+        """Build, in a thread, the encodings these tokenizers count with that are not built
+        yet: a count on the event loop then never waits for one."""
+        for tokenizer in {t for t in tokenizers if t is not None}:
+            if not self.ready(tokenizer):
+                await asyncio.to_thread(self.load, tokenizer)
+
     def count_text(self, model: str, text: str) -> TokenCount:
         """Tokens of a plain prompt ``text`` on ``model``."""
         if not isinstance(text, str):
@@ -117,6 +134,22 @@ class TokenCounter:
         counter.tokens += REPLY_PRIMING
         if tools:
             counter.add_tools(tools)
+        return counter.result(tokenizer)
+
+    def count_chat(self, model: str, request: ChatRequest) -> TokenCount:
+        """Prompt tokens of a canonical chat request on ``model``, by the same rules as
+        :meth:`count_messages` (each message as OpenAI's format writes it; whichever dialect
+        the request came in, the count is the same)."""
+        tokenizer = self.tokenizer_for(model)
+        counter = _Count(_encoding_of(tokenizer))
+        for message in request.messages:
+            if message.content or message.tool_calls or message.role != "assistant":
+                counter.add_canonical(message)
+        counter.tokens += REPLY_PRIMING
+        if request.tools:
+            for tool in request.tools:
+                counter.add_function(tool.name, tool.description, tool.parameters)
+            counter.tokens += _TOOLS_END
         return counter.result(tokenizer)
 
 
@@ -176,22 +209,61 @@ class _Count:
             else:
                 self.add_estimate(part)
 
+    def add_canonical(self, message: Message) -> None:
+        """A canonical message, counted as :meth:`add_message` counts it in OpenAI's format
+        (role, content, name, the tool call's id, tool calls as their compact JSON)."""
+        self.tokens += TOKENS_PER_MESSAGE
+        self.add_text(message.role)
+        if message.role == "tool":
+            self.add_text(message.tool_call_id or "")
+            self.add_text(message.text)
+            return
+        parts = message.content
+        if all(isinstance(part, TextPart) for part in parts):
+            self.add_text(message.text)
+        else:
+            self.exact = self.exact and len(parts) <= 1
+            for part in parts:
+                if isinstance(part, TextPart):
+                    self.add_text(part.text)
+                else:
+                    self.exact = False
+                    self.tokens += IMAGE_TOKENS_LOW if part.detail == "low" else IMAGE_TOKENS_HIGH
+        if message.name:
+            self.add_text(message.name)
+            self.tokens += TOKENS_PER_NAME
+        if message.tool_calls:
+            calls = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in message.tool_calls
+            ]
+            self.add_estimate(calls)
+
     def add_tools(self, tools: Sequence[Mapping[str, object]]) -> None:
         for tool in tools:
             function = tool.get("function") if isinstance(tool, Mapping) else None
             if not isinstance(function, Mapping):
                 self.add_estimate(tool)
                 continue
-            self.tokens += _TOOL_FRAMING[self.encoding]
-            name = str(function.get("name", ""))
-            self.add_text(f"{name}:{_without_final_period(function.get('description'))}")
-            parameters = function.get("parameters")
-            properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
-            if isinstance(properties, Mapping) and properties:
-                self.tokens += _PROP_INIT
-                for key, spec in properties.items():
-                    self.add_property(str(key), spec)
+            self.add_function(
+                str(function.get("name", "")),
+                function.get("description"),
+                function.get("parameters"),
+            )
         self.tokens += _TOOLS_END
+
+    def add_function(self, name: str, description: object, parameters: object) -> None:
+        self.tokens += _TOOL_FRAMING[self.encoding]
+        self.add_text(f"{name}:{_without_final_period(description)}")
+        properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+        if isinstance(properties, Mapping) and properties:
+            self.tokens += _PROP_INIT
+            for key, spec in properties.items():
+                self.add_property(str(key), spec)
 
     def add_property(self, key: str, spec: object) -> None:
         self.tokens += _PROP_KEY

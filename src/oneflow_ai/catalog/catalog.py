@@ -75,6 +75,8 @@ class Catalog:
                     )
                 by_name[name] = entry
         self._by_name: Mapping[str, ModelEntry] = MappingProxyType(by_name)
+        for entry in self._models:
+            self._check_retirement(entry)
         self._routing: Mapping[str, ModelRouting] = MappingProxyType(
             self._check_routing(routing or {})
         )
@@ -105,6 +107,33 @@ class Catalog:
                     )
             checked[model.id] = entry
         return checked
+
+    def _check_retirement(self, entry: ModelEntry) -> None:
+        """A retirement's source is a catalog source; its replacement a catalog model of the
+        same modality that does not itself retire first."""
+        where = f"catalog entry {entry.id!r}"
+        source = entry.retirement_source
+        if source is not None and source not in self._sources:
+            raise CatalogError(
+                f"{where}: retirement_source: {source!r} is not in the catalog's sources"
+            )
+        if entry.replacement is None or entry.retires_on is None:
+            return
+        other = self._by_name.get(entry.replacement)
+        if other is None or other.id == entry.id:
+            raise CatalogError(
+                f"{where}: replacement: {entry.replacement!r} is not another catalog model"
+            )
+        if other.modality != entry.modality:
+            raise CatalogError(
+                f"{where}: replacement: {entry.replacement!r} is a {other.modality} model, "
+                f"not {entry.modality}"
+            )
+        if other.retires_on is not None and other.retires_on <= entry.retires_on:
+            raise CatalogError(
+                f"{where}: replacement: {entry.replacement!r} retires on "
+                f"{other.retires_on.isoformat()}, no later than this model"
+            )
 
     def _check_deployment(self, where: str, model: ModelEntry, deployment: Deployment) -> None:
         provider = deployment.provider

@@ -195,7 +195,20 @@ class ModelEntry(_Frozen):
     #: fallbacks) may choose this model. False: served only when named (as the model, or as
     #: a configured or requested fallback).
     auto_route: bool = True
+    #: The day the provider stops serving the model (its announced end of life). From that
+    #: day the gateway no longer offers it: a request naming it is a 404 that names the
+    #: `replacement`, automatic routing and fallback chains skip it, `/v1/models` omits it.
+    #: Prices stay, so calls admitted before the day are still billed.
+    retires_on: date | None = None
+    #: The catalog model to use instead once this one retires (an id or alias).
+    replacement: str | None = None
+    #: Where the retirement date was read (a key of `sources`, like `price_source`).
+    retirement_source: str | None = None
     # ---- end of models and prices
+
+    def retired(self, today: date) -> bool:
+        """Whether the model's end of life has come by ``today``."""
+        return self.retires_on is not None and today >= self.retires_on
 
     @property
     def is_priced(self) -> bool:
@@ -239,6 +252,10 @@ class ModelEntry(_Frozen):
             _check_pricing_fits(self.modality, self.pricing)
             if self.price_source is None:
                 raise ValueError("price_source: required when pricing is given")
+        if (self.replacement is not None or self.retirement_source is not None) and (
+            self.retires_on is None
+        ):
+            raise ValueError("retires_on: required with replacement or retirement_source")
         if len(set(self.names)) != len(self.names):
             raise ValueError("aliases: repeats the id or another alias")
         return self

@@ -42,6 +42,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "WireBytes",
     "WireDialect",
     "WireEvent",
 ]
@@ -295,6 +296,29 @@ class WireEvent:
     data: dict[str, Any]
 
 
+@dataclass(slots=True)
+class WireBytes:
+    """One of the provider's stream events as it came, for a caller of the provider's own
+    dialect (same-dialect passthrough): its SSE `event` name and its `data`, bytes that are
+    never encoded again. `last` marks the events that end the answer (OpenAI's finish and usage
+    chunks, Anthropic's `message_delta`): the edge holds them back and completes them with the
+    usage and credits. The canonical events decoded from the same event travel beside it (for
+    the hooks and for a caller of another dialect, whose encoder ignores this one); hooks never
+    see it."""
+
+    dialect: WireDialect
+    event: str | None
+    data: bytes
+    last: bool = False
+
+
 StreamEvent = (
-    StreamStart | TextDelta | ToolCallDelta | StreamFinish | StreamUsage | ThinkingDelta | WireEvent
+    StreamStart
+    | TextDelta
+    | ToolCallDelta
+    | StreamFinish
+    | StreamUsage
+    | ThinkingDelta
+    | WireEvent
+    | WireBytes
 )

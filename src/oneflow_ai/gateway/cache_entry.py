@@ -38,19 +38,27 @@ from oneflow_ai.domain.chat import (
     StreamEvent,
     StreamFinish,
     StreamStart,
-    StreamUsage,
     TextDelta,
+    TextPart,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireDialect,
+    WireEvent,
 )
 from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse, Vector
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 
-__all__ = ["SCHEMA_VERSION", "CacheEntry", "cache_key", "has_thinking", "response_from_events"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CacheEntry",
+    "cache_key",
+    "has_thinking",
+    "response_from_events",
+    "semantic_question",
+]
 
 #: Bumped when the entry format changes: entries of other versions are misses.
 SCHEMA_VERSION = 1
@@ -76,17 +84,39 @@ def cache_key(call: Call, *, shared: bool) -> str | None:
         fields = {"input": request.inputs, "dimensions": request.dimensions}
     else:
         return None
+    return _digest(call, call.operation, shared, fields)
+
+
+def _digest(call: Call, operation: str, shared: bool, fields: dict[str, object]) -> str:
     principal = call.principal
     scope = [principal.project_id, "" if shared else principal.subject]
     document = {
         "v": SCHEMA_VERSION,
-        "op": call.operation,
+        "op": operation,
         "model": call.model,
         "strategy": call.strategy,
         "scope": scope,
         "request": fields,
     }
     return hashlib.sha256(_canonical(document)).hexdigest()
+
+
+def semantic_question(call: Call, *, shared: bool, embedder: str) -> tuple[str, str] | None:
+    """The semantic cache's scope and question for `call`: the key of everything but the last
+    user turn's text (with the embedding model), and that text. None when the semantic cache
+    does not apply: not a chat call, a Responses call, or a last turn that is not a user's
+    text alone (an image, a tool result, an assistant's prefill)."""
+    request = call.request
+    if not isinstance(request, ChatRequest) or request.raw_dialect == "responses":
+        return None
+    last = request.messages[-1] if request.messages else None
+    if last is None or last.role != "user" or not last.content:
+        return None
+    if not all(isinstance(part, TextPart) for part in last.content) or not last.text.strip():
+        return None
+    fields = _chat_fields(replace(request, messages=request.messages[:-1]))
+    fields["last_turn"] = {"name": last.name, "embedder": embedder}
+    return _digest(call, "semantic", shared, fields), last.text
 
 
 def _chat_fields(request: ChatRequest) -> dict[str, object]:
@@ -105,7 +135,26 @@ def _chat_fields(request: ChatRequest) -> dict[str, object]:
         "parallel_tool_calls": request.parallel_tool_calls,
         "reasoning": asdict(request.reasoning) if request.reasoning is not None else None,
         "dialect": {name: raw.get(name) for name in sorted(request.dialect_only)},
+        "responses": _responses_fields(raw) if request.raw_dialect == "responses" else None,
     }
+
+
+#: A Responses body's fields that do not change the answer (`store`: a hit is stored again
+#: under its new id; `previous_response_id`: the conversation it names is in `input`).
+_RESPONSES_IGNORED = frozenset({"stream", "stream_options", "store", "previous_response_id"})
+
+
+def _responses_fields(raw: dict[str, Any]) -> dict[str, object]:
+    """A Responses request's body as the key sees it: every field that changes the answer,
+    the input items without their ids (OneFlow gives stored items new ids)."""
+    fields = {name: value for name, value in raw.items() if name not in _RESPONSES_IGNORED}
+    items = fields.get("input")
+    if isinstance(items, list):
+        fields["input"] = [
+            {k: v for k, v in item.items() if k != "id"} if isinstance(item, dict) else item
+            for item in items
+        ]
+    return fields
 
 
 def _canonical(document: object) -> bytes:
@@ -233,20 +282,26 @@ def _new_id(old: str) -> str:
 
 
 def has_thinking(answer: ChatResponse) -> bool:
-    """Whether a plain answer carried thinking blocks (kept only in the provider's body)."""
-    content = answer.raw.get("content") if answer.raw is not None else None
-    return isinstance(content, list) and any(
-        isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS for block in content
+    """Whether a plain answer carried thinking: Claude's thinking blocks or a Responses
+    answer's reasoning items (kept only in the provider's body), or reasoning text."""
+    if answer.reasoning:
+        return True
+    raw = answer.raw or {}
+    blocks = raw.get("output") if answer.raw_dialect == "responses" else raw.get("content")
+    return isinstance(blocks, list) and any(
+        isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS for block in blocks
     )
 
 
-_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+_THINKING_BLOCKS = ("thinking", "redacted_thinking", "reasoning")
 
 
 def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatResponse | None:
     """The complete answer a stream gave (None if it did not finish, or if it carried thinking:
-    a replay could not give it back)."""
+    a replay could not give it back). An OpenAI model's Responses stream leaves its final
+    `response` object as the answer's `raw` body."""
     answer_id, model, finish = "", "", None
+    native: dict[str, Any] | None = None
     text: list[str] = []
     tools: dict[int, list[str]] = {}
     names: dict[int, tuple[str, str]] = {}
@@ -264,8 +319,8 @@ def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatRespons
             finish = event.reason
         elif isinstance(event, ThinkingDelta):
             return None
-        elif isinstance(event, StreamUsage):
-            pass
+        elif isinstance(event, WireEvent):
+            native = _completed(event) or native
     if finish is None:
         return None
     tool_calls = [
@@ -274,11 +329,23 @@ def response_from_events(events: list[StreamEvent], usage: Usage) -> ChatRespons
         )
         for i, parts in sorted(tools.items())
     ]
-    return ChatResponse(
+    answer = ChatResponse(
         id=answer_id or "chatcmpl-cache",
         model=model,
         text="".join(text),
         finish_reason=finish,
         usage=usage,
         tool_calls=tool_calls,
+        raw=native,
+        raw_dialect="responses" if native is not None else None,
     )
+    return None if has_thinking(answer) else answer
+
+
+def _completed(event: WireEvent) -> dict[str, Any] | None:
+    """The whole response object of a Responses stream's final event."""
+    data = event.data
+    if event.dialect != "responses" or data.get("type") != "response.completed":
+        return None
+    response = data.get("response")
+    return response if isinstance(response, dict) else None

@@ -16,6 +16,9 @@ by the replicas, or this process's): an identical request arriving meanwhile wai
 claim's release (at most IDEMPOTENCY_WAIT_SECONDS), then looks again, and is a hit if the first
 answer was stored; the claim is released when the first call ends, however it ends.
 
+With `semantic` in its policy, an exact miss of a chat call asks the semantic cache
+(gateway/semantic_cache.py) for the answer of the nearest paraphrase of its last user turn.
+
 A store that fails (Redis away) makes the call a bypass: counted, logged at most once a
 minute, and the call goes on to the provider. Adding an operation: give `cache_key` its fields
 and `CacheEntry` its answer type; the hooks need nothing else.
@@ -31,6 +34,7 @@ from typing import cast
 import structlog
 
 from oneflow_ai.auth.principal import Principal
+from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
 from oneflow_ai.domain.embeddings import EmbeddingResponse
 from oneflow_ai.domain.media import ImageResponse
@@ -41,8 +45,10 @@ from oneflow_ai.gateway.cache_entry import (
     has_thinking,
     response_from_events,
 )
-from oneflow_ai.gateway.call import CacheResult, CacheStatus, Call
+from oneflow_ai.gateway.call import CacheKind, CacheResult, CacheStatus, Call
 from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.gateway.semantic_cache import SemanticCache
+from oneflow_ai.observability.failure_log import FailureLog
 from oneflow_ai.observability.metrics import GatewayMetrics
 from oneflow_ai.resilience.idempotency import Claimed, IdempotencyStore
 from oneflow_ai.settings import CachePolicy, Settings
@@ -59,8 +65,6 @@ _EVENTS = "cache.events"
 _CLAIM = "cache.claim"
 #: The operations the cache answers (those `cache_key` knows).
 _OPERATIONS = ("chat", "image", "embedding")
-#: Store failures are logged at most this often (seconds).
-LOG_INTERVAL = 60.0
 
 
 class ResponseCache(Hook):
@@ -73,9 +77,11 @@ class ResponseCache(Hook):
         metrics: GatewayMetrics,
         *,
         claims: IdempotencyStore | None = None,
+        semantic: SemanticCache | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.semantic = semantic  # answers paraphrases for the policies that ask for it
         self._claims = claims
         self._claim_wait = settings.idempotency_wait_seconds
         self._projects = settings.cache_projects
@@ -84,9 +90,12 @@ class ResponseCache(Hook):
         self._max_ttl = settings.cache_max_ttl_seconds
         self._fraction = settings.cache_hit_fraction
         self._metrics = metrics
-        self._now = monotonic
-        self._logged_at: float | None = None
-        self.failures = 0  # store failures seen (each one a bypass, or an answer not stored)
+        self._unavailable = FailureLog(
+            log,
+            "cache_unavailable",
+            hint="requests bypass the response cache until it answers again",
+            monotonic=monotonic,
+        )
 
     def policy(self, principal: Principal) -> CachePolicy | None:
         """The caller's policy: its key's (CACHE_KEYS), else the one its project stores
@@ -105,8 +114,6 @@ class ResponseCache(Hook):
             return None
         directive = call.cache_directive
         request = call.request
-        if isinstance(request, ChatRequest) and request.raw_dialect == "responses":
-            return None  # the Responses API (stored, chained, passed-through answers): not yet
         if (
             isinstance(request, ChatRequest)
             and (request.temperature or 0) > 0
@@ -132,14 +139,43 @@ class ResponseCache(Hook):
         entry = CacheEntry.decode(data, key) if data is not None else None
         if entry is None and policy.coalesce and self._claims is not None:
             entry = await self._coalesce(call, key)
+        similarity: float | None = None
+        embedding: Cost | None = None
+        if entry is None:
+            entry, similarity, embedding = await self._semantic(call, policy)
         if entry is None or not any(r.model == entry.model for r in call.candidates):
-            return self._status(call, "miss")
+            self._status(call, "miss")
+            cast(CacheStatus, call.cache).embedding_cost = embedding
+            return None
+        self._hit(call, policy, entry, similarity)
+        cast(CacheStatus, call.cache).embedding_cost = embedding
+        return None
+
+    def _hit(
+        self, call: Call, policy: CachePolicy, entry: CacheEntry, similarity: float | None
+    ) -> None:
+        """Mark the call a hit on `entry` (a semantic one when its question was `similarity`
+        close), answered by `CacheServer` once the other hooks admitted it."""
         fraction = policy.hit_fraction if policy.hit_fraction is not None else self._fraction
         call.state[_ENTRY] = entry
         call.state.pop(_EVENTS, None)
-        self._metrics.record_cache("hit")
-        call.cache = CacheStatus("hit", fraction, entry.usage, entry.model)
-        return None
+        kind: CacheKind = "exact" if similarity is None else "semantic"
+        self._metrics.record_cache("hit", kind)
+        call.cache = CacheStatus(
+            "hit", fraction, entry.usage, entry.model, kind=kind, similarity=similarity
+        )
+
+    async def _semantic(
+        self, call: Call, policy: CachePolicy
+    ) -> tuple[CacheEntry | None, float | None, Cost | None]:
+        """The semantic cache's answer (with its question's similarity), when the policy asks
+        for it, and what embedding the question cost."""
+        if policy.semantic is None or self.semantic is None:
+            return None, None, None
+        found, cost = await self.semantic.lookup(call, policy.semantic, shared=policy.shared)
+        if found is None:
+            return None, None, cost
+        return found.entry, found.similarity, cost
 
     async def _coalesce(self, call: Call, key: str) -> CacheEntry | None:
         """Claim `key` for this call, or wait for the identical call holding it and read what
@@ -214,6 +250,9 @@ class ResponseCache(Hook):
             await self.store.put(key, entry.encode(), cast(int, call.state[_TTL]))
         except Exception as exc:
             self._failed(exc)
+            return
+        if self.semantic is not None:
+            await self.semantic.remember(call, key, cast(int, call.state[_TTL]))
 
     def _status(self, call: Call, result: CacheResult) -> ShortCircuit | None:
         """Mark the call `result` (a miss or bypass: the call goes on to the provider)."""
@@ -221,18 +260,13 @@ class ResponseCache(Hook):
         call.cache = CacheStatus(result, Decimal(0))
         return None
 
+    @property
+    def failures(self) -> int:
+        """Store failures seen (each one a bypass, or an answer not stored)."""
+        return self._unavailable.failures
+
     def _failed(self, exc: Exception) -> None:
-        self.failures += 1
-        now = self._now()
-        if self._logged_at is None or now - self._logged_at >= LOG_INTERVAL:
-            self._logged_at = now
-            log.warning(
-                "cache_unavailable",
-                store=self.store.kind,
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                failures=self.failures,
-                hint="requests bypass the response cache until it answers again",
-            )
+        self._unavailable.failed(exc, store=self.store.kind)
 
 
 class CacheServer(Hook):

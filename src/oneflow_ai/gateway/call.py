@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
@@ -29,6 +29,7 @@ __all__ = [
     "Answer",
     "Attempt",
     "CacheDirective",
+    "CacheKind",
     "CacheResult",
     "CacheStatus",
     "Call",
@@ -40,11 +41,13 @@ __all__ = [
 Operation = Literal["chat", "image", "speech", "embedding", "transcription"]
 Payload = ChatRequest | ImageRequest | SpeechRequest | EmbeddingRequest | TranscriptionRequest
 Answer = ChatResponse | ImageResponse | SpeechResponse | EmbeddingResponse | TranscriptionResponse
+P = TypeVar("P", bound=Payload)
 Outcome = Literal["ok", "error", "cut_off", "cancelled"]
 """`ok`: answered in full; `error`: failed before any content reached the caller;
 `cut_off`: a stream broke after content reached the caller; `cancelled`: the caller left."""
 
 CacheResult = Literal["hit", "miss", "bypass"]
+CacheKind = Literal["exact", "semantic"]
 
 _MODALITY: dict[Operation, Modality] = {
     "chat": "text",
@@ -82,13 +85,18 @@ class CacheDirective:
 class CacheStatus:
     """What the response cache did with a call: `hit` (answered from the cache: `usage` is
     what the live answer used on `model`, charged `fraction` of its cost, the rest is
-    `saved_micro_credits`), `miss` (looked up, not found) or `bypass` (not looked up)."""
+    `saved_micro_credits`), `miss` (looked up, not found) or `bypass` (not looked up).
+    `kind` is `semantic` for a hit the semantic cache found (`similarity`: how close its
+    question was); `embedding_cost` is what embedding the question cost, when it was."""
 
     result: CacheResult
     fraction: Decimal = Decimal(0)
     usage: Usage | None = None
     model: str | None = None
     saved_micro_credits: int = 0
+    kind: CacheKind = "exact"
+    similarity: float | None = None
+    embedding_cost: Cost | None = None
 
     @property
     def hit(self) -> bool:
@@ -147,6 +155,13 @@ class Call:
     def modality(self) -> Modality:
         return _MODALITY[self.operation]
 
+    def payload(self, kind: type[P]) -> P:
+        """The request, as the `kind` of request its operation carries (another is a bug)."""
+        request = self.request
+        if not isinstance(request, kind):
+            raise TypeError(f"a {self.operation} call carries a {type(request).__name__}")
+        return request
+
     def prompt_tokens(self, estimator: TokenEstimator, entry: ModelEntry | None) -> int:
         """A chat or embedding call's input tokens on `entry`'s tokenizer, counted once per
         tokenizer (the rate-limit and ledger hooks both need them, with the gateway's one
@@ -158,7 +173,7 @@ class Call:
             if isinstance(request, EmbeddingRequest):
                 counted = sum(self.input_token_counts(estimator, entry))
             else:
-                counted = estimator.prompt_tokens(cast(ChatRequest, request), entry)
+                counted = estimator.prompt_tokens(self.payload(ChatRequest), entry)
             self._prompt_tokens[tokenizer] = counted
         return counted
 
@@ -169,7 +184,7 @@ class Call:
         counted = self.state.get(key)
         if isinstance(counted, list):
             return counted
-        request = cast(EmbeddingRequest, self.request)
+        request = self.payload(EmbeddingRequest)
         counts = [
             estimator.text_tokens(item, entry) if isinstance(item, str) else len(item)
             for item in request.inputs

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import cast
 
 from oneflow_ai.catalog import ModelEntry
 from oneflow_ai.domain.embeddings import EmbeddingRequest
@@ -36,7 +35,7 @@ def check_embedding(
 ) -> None:
     """An embedding request `entry` can serve: the vector length asked for, and each input
     within the model's token limit (a 400 naming the field otherwise)."""
-    request = cast(EmbeddingRequest, call.request)
+    request = call.payload(EmbeddingRequest)
     native = entry.dimensions
     if strategy and request.dimensions is None:
         raise BadRequestError(

@@ -1,21 +1,22 @@
 """Token estimates for when no provider count exists yet (routing) or ever (a broken stream).
 
-`TokenEstimator` is the interface. `TokenizerEstimator` (the gateway's) counts with billing's
-`TokenCounter`: exactly with OpenAI's encodings and published message framing for GPT models,
-by billing's documented estimate for Claude. `CharacterEstimator` (about four characters per
-token plus the same framing) serves before a model is chosen and when a count fails. Estimates
-are marked as such wherever they are billed (`Usage.estimated`).
+`TokenEstimator` is the interface. `TokenizerEstimator` (the gateway's) counts the canonical
+request with billing's `TokenCounter` (`count_chat`): exactly with OpenAI's encodings and
+published message framing for GPT models, by billing's documented estimate for Claude.
+`CharacterEstimator` (about four characters per token plus the same framing) serves before a
+model is chosen and when a count fails. Estimates are marked as such wherever they are billed
+(`Usage.estimated`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from oneflow_ai.billing.errors import TokenCountError
 from oneflow_ai.billing.tokenizer import TokenCounter
 from oneflow_ai.catalog import ModelEntry
 from oneflow_ai.domain.chat import ChatRequest, ImagePart, TextPart
-from oneflow_ai.providers.openai import build_chat_body
 
 __all__ = ["CharacterEstimator", "TokenEstimator", "TokenizerEstimator"]
 
@@ -67,14 +68,16 @@ class TokenizerEstimator:
         self._counter = counter
         self._fallback: TokenEstimator = fallback or CharacterEstimator()
 
+    async def prepare(self, models: Sequence[ModelEntry]) -> None:
+        """Build, in a thread, the encodings these models count with that are not built yet:
+        the event loop never waits for one (the first build takes about a second)."""
+        await self._counter.prepare(model.tokenizer for model in models)
+
     def prompt_tokens(self, request: ChatRequest, model: ModelEntry | None) -> int:
         if model is None or model.tokenizer is None:
             return self._fallback.prompt_tokens(request, model)
-        body = build_chat_body(request, model.id)
         try:
-            return self._counter.count_messages(
-                model.id, body["messages"], body.get("tools")
-            ).tokens
+            return self._counter.count_chat(model.id, request).tokens
         except TokenCountError:
             return self._fallback.prompt_tokens(request, model)
 
@@ -85,14 +88,6 @@ class TokenizerEstimator:
             return self._counter.count_text(model.id, text).tokens
         except TokenCountError:
             return self._fallback.text_tokens(text, model)
-
-    def warm(self, models: list[ModelEntry]) -> None:
-        """Load each tokenizer the models use (the first load takes a second or two)."""
-        seen: set[str] = set()
-        for model in models:
-            if model.tokenizer is not None and model.tokenizer not in seen:
-                seen.add(model.tokenizer)
-                self.text_tokens("warm up", model)
 
 
 def _ceil_div(a: int, b: int) -> int:

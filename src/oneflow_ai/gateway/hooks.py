@@ -1,4 +1,4 @@
-"""Extension points of the pipeline: hooks around a call, and the one usage interface.
+"""Extension points of the pipeline: hooks around a call.
 
 Hooks (limits, billing reservations, caching, metrics, ...) subclass `Hook` and override what
 they need. For every call the pipeline runs
@@ -10,34 +10,31 @@ they need. For every call the pipeline runs
 3. for streams, `on_stream_open(call, delivered)` of each hook once the stream has started
    (`delivered()` tells, whenever asked, what the caller has received so far; it may return
    an awaitable that the stream waits for before anything reaches the caller), then
-   `on_stream_event(call, event)` of each hook for every event as it arrives (synchronous and
+   `on_stream_event(call, event)` of each hook for every canonical event as it arrives (never
+   the provider's own bytes of a same-dialect stream; synchronous and
    cheap: it runs on the hot path);
 4. `after(call)` of every hook whose `before` ran, **in reverse order**, whatever happened:
    `call.outcome`, `call.usage`, `call.cost`, `call.error` and `call.attempts` tell the story.
    For a stream this is when the stream has ended.
 
-Then every `UsageSink` receives one `CallSummary` for each call that reached a model, streaming
-included (the application registers none: billing and analytics get their records from the
-ledger hook, `gateway/ledger_hook.py`). Exceptions in `after` and in sinks are logged, never
-shown to the caller, whose answer is already made.
+Exceptions in `after` are logged, never shown to the caller, whose answer is already made.
+What a call consumed reaches billing and analytics through the ledger hook
+(`gateway/ledger_hook.py`), its metrics and latency through the feedback hook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-from oneflow_ai.auth.principal import Principal
-from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import ChatResponse, StreamEvent
 from oneflow_ai.domain.embeddings import EmbeddingResponse
 from oneflow_ai.domain.media import ImageResponse, SpeechResponse
 from oneflow_ai.domain.usage import Usage
-from oneflow_ai.gateway.call import Call, Operation, Outcome
+from oneflow_ai.gateway.call import Call
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["CallSummary", "Hook", "ShortCircuit", "UsageSink"]
+__all__ = ["Hook", "ShortCircuit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,35 +66,3 @@ class Hook:
 
     async def after(self, call: Call) -> None:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class CallSummary:
-    """What one call consumed and cost, as a `UsageSink` receives it (the ledger's own record
-    of a call is `domain/usage_record.py`'s `UsageRecord`).
-
-    `usage.estimated` (and `cost.estimated`) is true when OneFlow counted the tokens itself
-    because the provider reported none (a stream cut off or cancelled early).
-    """
-
-    request_id: str
-    principal: Principal
-    operation: Operation
-    model: str  # the catalog id that answered (or was last tried)
-    provider: str
-    usage: Usage
-    cost: Cost
-    outcome: Outcome
-    latency_ms: float
-    first_content_ms: float | None
-    stream: bool
-    attempts: int
-    error_kind: str | None = None
-
-
-@runtime_checkable
-class UsageSink(Protocol):
-    """Receives one `CallSummary` per call that reached a model. Keep it quick (batch writes):
-    it runs before a non-streamed answer is returned."""
-
-    async def record(self, record: CallSummary) -> None: ...

@@ -28,12 +28,14 @@ from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.gateway.body_log import BodyLogHook
 from oneflow_ai.gateway.cache_hook import CacheServer, ResponseCache
 from oneflow_ai.gateway.deployments import DeploymentCircuits, DeploymentPicker
+from oneflow_ai.gateway.encoding_hook import EncodingHook
 from oneflow_ai.gateway.estimate import TokenizerEstimator
 from oneflow_ai.gateway.feedback_hook import FeedbackHook
 from oneflow_ai.gateway.ledger_hook import LedgerHook, RefusalHook
 from oneflow_ai.gateway.limits_hook import RateLimitHook
 from oneflow_ai.gateway.pipeline import Pipeline
 from oneflow_ai.gateway.planning import select_by_router
+from oneflow_ai.gateway.semantic_cache import SemanticCache, pipeline_embedder
 from oneflow_ai.limits import RateLimiter, build_rate_limiter
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.telemetry import Telemetry
@@ -66,6 +68,12 @@ from oneflow_ai.storage.response_cache import (
     ResponseCacheStore,
 )
 from oneflow_ai.storage.schema import SchemaWatch
+from oneflow_ai.storage.semantic_index import (
+    MemorySemanticIndex,
+    PgVectorSemanticIndex,
+    SemanticIndex,
+    has_pgvector,
+)
 from oneflow_ai.storage.spool import SettlementSpool
 
 if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
@@ -192,8 +200,11 @@ class Services:
             bodies = BodyLogHook(engine, redactor)
             exit_stack.push_async_callback(bodies.close)  # after the pipeline has drained
             idempotency = build_idempotency_store(settings, redis, redis_up)
+            # Each encoding is built on its first count (25-45 MiB each, about a second, in a
+            # thread: EncodingHook): a worker holds only those of the models it is asked for.
             tokens = TokenizerEstimator(counter)
-            await asyncio.to_thread(tokens.warm, list(registry.available("text")))
+            cache_store = _cache_store(settings, redis)
+            semantic = SemanticCache(await _semantic_index(settings, engine), cache_store)
             pipeline = Pipeline(
                 registry,
                 pricing,
@@ -205,12 +216,14 @@ class Services:
                 hooks=[
                     FeedbackHook(latency, telemetry.metrics),  # first: sees refused calls too
                     RefusalHook(ledger),  # before the hooks that refuse: records their refusals
+                    EncodingHook(tokens),  # builds encodings in a thread: before any count
                     # Looks the answer up: the limits and the ledger then know a hit ...
                     ResponseCache(
-                        _cache_store(settings, redis),
+                        cache_store,
                         settings,
                         telemetry.metrics,
                         claims=idempotency,  # coalesces identical misses
+                        semantic=semantic,
                     ),
                     RateLimitHook(
                         limiter, tokens, count_cache_hits=settings.cache_counts_rate_limits
@@ -220,6 +233,7 @@ class Services:
                     CacheServer(),  # ... which is answered once every other hook admitted it
                 ],
             )
+            semantic.embedder = pipeline_embedder(pipeline.embed)  # the caller's own call
             exit_stack.push_async_callback(pipeline.drain)
         except BaseException:
             await exit_stack.aclose()
@@ -321,6 +335,17 @@ def _cache_store(settings: Settings, redis: Redis | None) -> ResponseCacheStore:
     return MemoryResponseCache(
         max_bytes=settings.cache_memory_bytes, max_entry_bytes=settings.cache_max_entry_bytes
     )
+
+
+async def _semantic_index(settings: Settings, engine: AsyncEngine) -> SemanticIndex:
+    """The semantic cache's index: PostgreSQL's with pgvector (migration 0011 made its
+    `embedding` column), else this process's, bounded by CACHE_SEMANTIC_MAX_ENTRIES."""
+    try:
+        if await has_pgvector(engine):
+            return PgVectorSemanticIndex(engine)
+    except Exception as exc:  # the database is away at start-up: the process's own index
+        log.warning("semantic_index_unknown", error=str(exc).splitlines()[0] or repr(exc))
+    return MemorySemanticIndex(max_entries=settings.cache_semantic_max_entries)
 
 
 def _redis_health(settings: Settings, telemetry: Telemetry) -> Health | None:

@@ -31,6 +31,8 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
+    WireBytes,
+    WireDialect,
 )
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
@@ -39,7 +41,7 @@ from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["ChatStream", "StreamOwner", "response_events"]
+__all__ = ["ChatStream", "StreamOwner", "one_batch", "open_batches", "response_events"]
 
 log = structlog.get_logger("oneflow.gateway")
 
@@ -85,6 +87,11 @@ class ChatStream:
         self._task: asyncio.Task[object] | None = None  # the one iterating `batches()`
         self._interruption: GatewayError | None = None
         self.call = call
+        #: The provider's dialect when its events come as they arrived (`WireBytes`: the
+        #: caller speaks it), for the edge to forward them; None otherwise.
+        self.passthrough: WireDialect | None = next(
+            (event.dialect for event in head if isinstance(event, WireBytes)), None
+        )
         self.usage: Usage | None = None
         self.cost: Cost | None = None
         self.finish_reason: FinishReason | None = None
@@ -212,23 +219,28 @@ class ChatStream:
         """What the caller has received so far, as OneFlow counts it (estimated): the prompt
         (the provider's count once it gave one) and the text of the batches already written.
         Counted incrementally: each piece of text is tokenized once."""
-        entry = self.route.entry
-        estimator = self._pipeline.estimator
-        upto = self._delivered_upto
-        if upto > self._counted_upto:
-            text = "".join(self._text[self._counted_upto : upto])
-            self._counted_tokens += estimator.text_tokens(text, entry)
-            self._counted_upto = upto
+        output_tokens = self._output_upto(self._delivered_upto)
         input_tokens = self._input_tokens
         if input_tokens is None:
-            input_tokens = self.call.prompt_tokens(estimator, entry)
+            input_tokens = self.call.prompt_tokens(self._pipeline.estimator, self.route.entry)
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
-        return Usage.of_classes(input_tokens, self._counted_tokens, prompt_classes, estimated=True)
+        return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
+
+    def _output_upto(self, upto: int) -> int:
+        """OneFlow's count of the output in the first `upto` pieces of text: each piece is
+        tokenized once, however often it is asked (checkpoints, then the end)."""
+        if upto > self._counted_upto:
+            text = "".join(self._text[self._counted_upto : upto])
+            self._counted_tokens += self._pipeline.estimator.text_tokens(text, self.route.entry)
+            self._counted_upto = upto
+        return self._counted_tokens
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
         # (an answer about to overrun what the ledger reserved) stops it before any of the
         # batch is forwarded, so what is charged is exactly what the caller received.
+        if self.passthrough is not None:  # hooks see the canonical events only
+            batch = [event for event in batch if not isinstance(event, WireBytes)]
         for hook in self._watchers:
             for event in batch:
                 hook.on_stream_event(self.call, event)
@@ -241,8 +253,6 @@ class ChatStream:
                 self._text.append(event.arguments)
                 if event.name:
                     self._text.append(event.name)
-            elif isinstance(event, ThinkingDelta):
-                self._text.append(event.text)  # thinking is output, billed as such
             elif isinstance(event, StreamUsage):
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens
@@ -263,8 +273,8 @@ class ChatStream:
             if input_tokens is None:
                 input_tokens = call.prompt_tokens(estimator, entry)
             output_tokens = self._output_tokens
-            if output_tokens is None:
-                output_tokens = estimator.text_tokens("".join(self._text), entry)
+            if output_tokens is None:  # no usage came: OneFlow counts what it has not yet
+                output_tokens = self._output_upto(len(self._text))
             usage = Usage.of_classes(input_tokens, output_tokens, self._classes, estimated=True)
         self.usage = call.usage = usage
         self.cost = call.cost = self._pipeline.price(call, usage)
@@ -293,3 +303,30 @@ def response_events(response: ChatResponse, usage: Usage | None = None) -> list[
     if usage is not None:
         events.append(StreamUsage.of(usage))
     return events
+
+
+_CONTENT = (TextDelta, ToolCallDelta, StreamFinish)
+
+
+async def open_batches(
+    batches: AsyncIterator[list[StreamEvent]],
+) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+    """Read a provider stream up to and including the batch with its first content event (the
+    events held back before a stream is answered); the rest of it, to iterate on."""
+    head: list[StreamEvent] = []
+    try:
+        async for batch in batches:
+            head.extend(batch)
+            if any(isinstance(event, _CONTENT) for event in batch):
+                break
+    except BaseException:
+        close = getattr(batches, "aclose", None)
+        if close is not None:
+            await close()
+        raise
+    return head, batches
+
+
+async def one_batch(events: list[StreamEvent]) -> AsyncIterator[list[StreamEvent]]:
+    """`events` as a stream of one batch (an answer given by a pre-hook, replayed)."""
+    yield events

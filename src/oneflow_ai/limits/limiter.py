@@ -11,6 +11,8 @@ All windows of one request are checked and charged together, atomically (one Red
 with the Redis store). Unlimited principals (the master key, admin keys marked unlimited) are
 exempt. Token windows are charged with the caller's estimate at admission and topped up with
 `record_tokens` once the real usage is known; a window in debt refuses until it has recovered.
+`record_tokens` does not wait: the Redis store sends the top-ups with its next checks, ahead of
+them (or on their own within 20 ms), so a request costs one round trip in all.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ class RateLimiter:
             if not b.counts_requests
         ]
         if buckets:
-            await self._hit(buckets, check=False)
+            try:
+                self.store.charge_later(buckets)
+            except Exception as exc:  # never refuses: a lost top-up is logged
+                log.error("rate_limit_store_failed", error=str(exc), fail_open=True)
 
     async def admit_bucket(self, name: str, *, per_minute: int) -> RateDecision:
         """A plain requests-per-minute window by name (e.g. sign-in attempts per email)."""

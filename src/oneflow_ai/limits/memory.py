@@ -25,6 +25,10 @@ class MemoryWindowStore:
     async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         return self.hit_now(buckets, check=check)
 
+    def charge_later(self, buckets: Sequence[Bucket]) -> None:
+        """Charged at once: in the process it costs nothing to wait for."""
+        self.hit_now(buckets, check=False)
+
     def hit_now(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         now_ms = int(self._clock() * 1000)
         staged: list[tuple[Bucket, dict[int, int], int, int, int, bool, int]] = []

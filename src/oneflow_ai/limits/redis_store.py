@@ -4,6 +4,11 @@ The script reads the clock of the Redis server (`TIME`), so replicas with skewed
 it checks every bucket of a request and charges them all, or none, in one round trip. A bucket is
 a hash of at most 60 slice counters that expires with its window. (On Redis Cluster, every key
 of one call must share a hash slot; OneFlow targets a single primary, with or without replicas.)
+
+Tokens known only after an answer (`charge_later`) take no round trip of their own: they are
+summed per bucket in memory and charged, unchecked, by one script call that travels in the same
+pipelined write as the next checks, ahead of them (so a check always sees them), or on their
+own after `debt_delay` seconds when no check comes. A request then costs one round trip.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
 
-__all__ = ["RedisWindowStore"]
+__all__ = ["DEBT_DELAY", "RedisWindowStore"]
+
+log = structlog.get_logger("oneflow.limits")
 
 _SCRIPT = """
 local check = ARGV[1] == '1'
@@ -98,6 +106,8 @@ return out
 
 _Call = tuple[list[str], list[int | str]]  # keys, arguments
 _Pending = tuple[list[str], list[int | str], "asyncio.Future[list[int]]"]
+#: Charges after the fact wait at most this long for a check to travel with.
+DEBT_DELAY = 0.02
 
 
 class RedisWindowStore:
@@ -105,23 +115,39 @@ class RedisWindowStore:
     read for the lot (each script still runs atomically on its own, in submission order), so
     under concurrency a check costs far less than a command of its own."""
 
-    def __init__(self, redis: Redis, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, redis: Redis, *, max_batch: int = 256, debt_delay: float = DEBT_DELAY
+    ) -> None:
         self._redis = redis
         self._max_batch = max_batch
+        self._debt_delay = debt_delay
         self._sha: str | None = None
         self._pending: list[_Pending] = []
         self._flushing: set[asyncio.Task[None]] = set()
         self._scheduled = False
+        self._debts: dict[str, Bucket] = {}
+        self._debt_timer: asyncio.TimerHandle | None = None
+
+    def charge_later(self, buckets: Sequence[Bucket]) -> None:
+        """Charge `buckets` unchecked with the next checks (or within `debt_delay`): usage
+        known after the fact, which never refuses and needs no answer."""
+        debts = self._debts
+        for bucket in buckets:
+            if bucket.cost <= 0:
+                continue
+            owed = debts.get(bucket.key)
+            debts[bucket.key] = (
+                bucket if owed is None else owed._replace(cost=owed.cost + bucket.cost)
+            )
+        if debts and self._debt_timer is None and not self._scheduled:
+            loop = asyncio.get_running_loop()
+            self._debt_timer = loop.call_later(self._debt_delay, self._flush_now)
 
     async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         if not buckets:
             return []
-        args: list[int | str] = ["1" if check else "0", SLICES]
-        for bucket in buckets:
-            args.extend((bucket.limit, bucket.window_ms, bucket.cost))
+        future = self._submit(buckets, check=check)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int]] = loop.create_future()
-        self._pending.append(([b.key for b in buckets], args, future))
         if len(self._pending) >= self._max_batch:
             self._flush_now()
         elif not self._scheduled:
@@ -138,8 +164,24 @@ class RedisWindowStore:
             for i in range(len(buckets))
         ]
 
+    def _submit(self, buckets: Sequence[Bucket], *, check: bool) -> asyncio.Future[list[int]]:
+        args: list[int | str] = ["1" if check else "0", SLICES]
+        for bucket in buckets:
+            args.extend((bucket.limit, bucket.window_ms, bucket.cost))
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append(([b.key for b in buckets], args, future))
+        return future
+
     def _flush_now(self) -> None:
         self._scheduled = False
+        if self._debt_timer is not None:
+            self._debt_timer.cancel()
+            self._debt_timer = None
+        if self._debts:
+            debts, self._debts = list(self._debts.values()), {}
+            checks, self._pending = self._pending, []
+            self._submit(debts, check=False).add_done_callback(_debt_charged)
+            self._pending.extend(checks)  # after the debts: the checks see them
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -188,6 +230,16 @@ class RedisWindowStore:
         return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:
-        """Let checks in flight finish; the Redis client belongs to the process's services."""
+        """Charge what is owed and let checks in flight finish; the Redis client belongs to
+        the process's services."""
+        if self._debts:
+            self._flush_now()
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
+
+
+def _debt_charged(future: asyncio.Future[list[int]]) -> None:
+    """Charges after the fact have no caller to tell: a failure is logged (and lost, as the
+    limiter's fail-open checks are when Redis is down)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("rate_limit_debt_lost", error=str(future.exception()))

@@ -42,6 +42,11 @@ class WindowStore(Protocol):
         them; without `check`, charge unconditionally (usage known after the fact)."""
         ...
 
+    def charge_later(self, buckets: Sequence[Bucket]) -> None:
+        """Charge unconditionally, without waiting (usage known after the fact): at the latest
+        before the next `hit` of this store is decided, and soon without one."""
+        ...
+
     async def close(self) -> None: ...
 
 

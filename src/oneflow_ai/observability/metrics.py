@@ -88,7 +88,7 @@ class GatewayMetrics(Protocol):
 
     def record_budget_rejected(self, reason: str) -> None: ...
 
-    def record_cache(self, result: str) -> None: ...
+    def record_cache(self, result: str, kind: str = "exact") -> None: ...
 
     def add_cache_saved(self, credits: Decimal) -> None: ...
 
@@ -163,7 +163,7 @@ class NoopMetrics:
     def record_budget_rejected(self, reason: str) -> None:
         return None
 
-    def record_cache(self, result: str) -> None:
+    def record_cache(self, result: str, kind: str = "exact") -> None:
         return None
 
     def add_cache_saved(self, credits: Decimal) -> None:

@@ -194,8 +194,9 @@ class PrometheusMetrics:
         )
         self._cache_requests = Counter(
             "oneflow_cache_requests_total",
-            "Calls the response cache looked at, by result (hit, miss, bypass)",
-            ("result",),
+            "Calls the response cache looked at, by result (hit, miss, bypass) and kind (exact; "
+            "semantic: a hit the semantic cache found)",
+            ("result", "kind"),
             registry=reg,
         )
         self._cache_saved = Counter(
@@ -304,9 +305,10 @@ class PrometheusMetrics:
     def record_budget_rejected(self, reason: str) -> None:
         self._budget_rejected.labels(self._budget_reasons(reason)).inc()
 
-    def record_cache(self, result: str) -> None:
-        """One call the response cache looked at (``hit``, ``miss`` or ``bypass``: bounded)."""
-        self._cache_requests.labels(result).inc()
+    def record_cache(self, result: str, kind: str = "exact") -> None:
+        """One call the response cache looked at (``hit``, ``miss`` or ``bypass``; ``exact``
+        or ``semantic``: bounded)."""
+        self._cache_requests.labels(result, kind).inc()
 
     def add_cache_saved(self, credits: Decimal) -> None:
         if credits > 0:

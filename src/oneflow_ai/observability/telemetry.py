@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from oneflow_ai.catalog import Catalog, packaged_catalog
@@ -23,6 +23,9 @@ from oneflow_ai.observability.metrics import GatewayMetrics, NoopMetrics, build_
 from oneflow_ai.observability.spans import UpstreamSpanHandle
 from oneflow_ai.observability.tracing import NoopTracing, TracingApi, build_tracing
 from oneflow_ai.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["Telemetry", "UpstreamAttempt"]
 

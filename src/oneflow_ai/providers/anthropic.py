@@ -12,7 +12,6 @@ OneFlow's taxonomy. A request that arrived in Anthropic's own dialect is forward
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
 
 import orjson
 
@@ -27,6 +26,7 @@ from oneflow_ai.domain.chat import (
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
+    WireBytes,
     WireDialect,
 )
 from oneflow_ai.errors import (
@@ -39,8 +39,8 @@ from oneflow_ai.errors import (
 )
 from oneflow_ai.providers.anthropic_json import as_json_answer, forces_tool, json_events
 from oneflow_ai.providers.anthropic_request import DEFAULT_MAX_TOKENS, build_messages_body
-from oneflow_ai.providers.anthropic_types import Message, StreamData
-from oneflow_ai.providers.engine import ChatProvider, forwarded_body
+from oneflow_ai.providers.anthropic_types import MessagesAnswer, StreamData
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body, is_forwarded
 from oneflow_ai.providers.errors import (
     error_class,
     error_fields,
@@ -139,7 +139,11 @@ class AnthropicWire:
 
     def stream_decoder(self, request: ChatRequest, model: str) -> AnthropicStream:
         return AnthropicStream(
-            self.name, model, as_json=_json_tool(request), usage_fields=self.usage_fields
+            self.name,
+            model,
+            as_json=_json_tool(request),
+            usage_fields=self.usage_fields,
+            forward=is_forwarded(request, self.dialect),
         )
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -175,7 +179,7 @@ def stop_reason(value: object) -> FinishReason:
     return STOP_REASONS.get(value, "stop") if isinstance(value, str) else "stop"
 
 
-def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResponse:
+def parse_message(body: MessagesAnswer, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a Messages answer (`raw`: the same body, kept as it came)."""
     text: list[str] = []
     thinking: list[str] = []
@@ -196,9 +200,7 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
         model=body.get("model") or model,
         text="".join(text),
         finish_reason=stop_reason(body.get("stop_reason")),
-        usage=(
-            anthropic_usage(cast(Mapping[str, object], usage)) if isinstance(usage, dict) else None
-        ),
+        usage=(anthropic_usage(usage) if isinstance(usage, dict) else None),
         tool_calls=calls,
         raw=raw,
         raw_dialect="anthropic",
@@ -209,9 +211,11 @@ def parse_message(body: Message, raw: dict[str, object], model: str) -> ChatResp
 
 class AnthropicStream:
     """A streamed message's events as canonical events (a `StreamDecoder`): the answer is
-    whole at `message_stop`. With the `json_answer` tool, its input becomes the text."""
+    whole at `message_stop`. With the `json_answer` tool, its input becomes the text. With
+    `forward` (the caller speaks this dialect), each event before `message_stop` also comes as
+    it arrived (`WireBytes`), `message_delta` marked `last`."""
 
-    __slots__ = ("_as_json", "_model", "_name", "_tools", "_usage_fields", "stopped")
+    __slots__ = ("_as_json", "_forward", "_model", "_name", "_tools", "_usage_fields", "stopped")
 
     def __init__(
         self,
@@ -220,11 +224,13 @@ class AnthropicStream:
         *,
         as_json: bool,
         usage_fields: UnknownUsageFields | None = None,
+        forward: bool = False,
     ) -> None:
         self._name = name
         self._model = model
         self._usage_fields = usage_fields
         self._as_json = as_json
+        self._forward = forward
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self.stopped = False
 
@@ -233,7 +239,11 @@ class AnthropicStream:
         return self.stopped
 
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
-        if event.event is None or event.event == "ping":
+        if event.event is None:
+            return False
+        if event.event == "ping":
+            if self._forward:
+                out.append(WireBytes("anthropic", "ping", event.data))
             return False
         data: StreamData = orjson.loads(event.data)
         kind = data.get("type") or event.event
@@ -248,6 +258,8 @@ class AnthropicStream:
                 self._usage_fields.check(self._model, usage, "anthropic")
         events = _stream_events(kind, data, self._tools, self._model)
         out.extend(json_events(events) if self._as_json else events)
+        if self._forward:
+            out.append(WireBytes("anthropic", event.event, event.data, kind == "message_delta"))
         return False
 
 
@@ -284,14 +296,14 @@ def _stream_events(
     return []  # content_block_stop and event types this adapter does not use
 
 
-def _message_start(message: Message, model: str) -> list[StreamEvent]:
+def _message_start(message: MessagesAnswer, model: str) -> list[StreamEvent]:
     events: list[StreamEvent] = [
         StreamStart(str(message.get("id") or ""), message.get("model") or model)
     ]
     usage = message.get("usage")
     if isinstance(usage, dict) and "input_tokens" in usage:
         # Only the input side is final here; output_tokens comes with message_delta.
-        report = anthropic_stream_usage(cast(Mapping[str, object], usage))
+        report = anthropic_stream_usage(usage)
         report.output_tokens = None
         events.append(report)
     return events
@@ -304,7 +316,7 @@ def _message_delta(data: StreamData) -> list[StreamEvent]:
         events.append(StreamFinish(stop_reason(reason)))
     usage = data.get("usage")
     if isinstance(usage, dict):
-        events.append(anthropic_stream_usage(cast(Mapping[str, object], usage)))
+        events.append(anthropic_stream_usage(usage))
     return events
 
 

@@ -19,12 +19,12 @@ from oneflow_ai.domain.chat import ChatRequest, ImagePart, Message, TextPart, To
 from oneflow_ai.errors import BadRequestError
 from oneflow_ai.providers.anthropic_json import apply_response_format
 from oneflow_ai.providers.anthropic_types import (
+    AnthropicMessageParam,
+    AnthropicToolParam,
     ContentBlock,
     ImageSource,
-    MessageParam,
     MessagesBody,
     ToolChoiceParam,
-    ToolParam,
 )
 
 __all__ = ["DEFAULT_MAX_TOKENS", "build_messages_body", "image_source"]
@@ -56,10 +56,10 @@ def build_messages_body(
     return body
 
 
-def _turns(messages: Iterable[Message]) -> list[MessageParam]:
+def _turns(messages: Iterable[Message]) -> list[AnthropicMessageParam]:
     """The conversation as alternating turns: system messages left out (they are the `system`
     field), consecutive messages of one role merged into one turn."""
-    turns: list[MessageParam] = []
+    turns: list[AnthropicMessageParam] = []
     for message in messages:
         if message.role == "system":
             continue
@@ -132,8 +132,8 @@ def _add_tools(request: ChatRequest, body: MessagesBody) -> None:
             tool_choice["disable_parallel_tool_use"] = True
 
 
-def _tool(tool: Tool) -> ToolParam:
-    param: ToolParam = {"name": tool.name}
+def _tool(tool: Tool) -> AnthropicToolParam:
+    param: AnthropicToolParam = {"name": tool.name}
     if tool.description:
         param["description"] = tool.description
     param["input_schema"] = tool.parameters or {"type": "object", "properties": {}}

@@ -11,17 +11,17 @@ from typing import Literal, TypedDict
 
 __all__ = [
     "AnswerBlock",
+    "AnthropicErrorObject",
+    "AnthropicMessageParam",
+    "AnthropicToolParam",
+    "AnthropicUsageObject",
     "ContentBlock",
-    "ErrorObject",
     "ImageSource",
-    "Message",
-    "MessageParam",
+    "MessagesAnswer",
     "MessagesBody",
     "StreamData",
     "StreamDelta",
     "ToolChoiceParam",
-    "ToolParam",
-    "UsageObject",
 ]
 
 
@@ -47,12 +47,12 @@ class ContentBlock(TypedDict, total=False):
     content: str
 
 
-class MessageParam(TypedDict):
+class AnthropicMessageParam(TypedDict):
     role: Literal["user", "assistant"]
     content: list[ContentBlock]
 
 
-class ToolParam(TypedDict, total=False):
+class AnthropicToolParam(TypedDict, total=False):
     name: str
     description: str
     input_schema: dict[str, object]
@@ -74,19 +74,19 @@ class MessagesBody(TypedDict, total=False):
 
     model: str
     max_tokens: int
-    messages: list[MessageParam]
+    messages: list[AnthropicMessageParam]
     system: str
     temperature: float
     top_p: float
     stop_sequences: list[str]
-    tools: list[ToolParam]
+    tools: list[AnthropicToolParam]
     tool_choice: ToolChoiceParam
     metadata: dict[str, str]
     thinking: ThinkingParam
     stream: bool
 
 
-class UsageObject(TypedDict, total=False):
+class AnthropicUsageObject(TypedDict, total=False):
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: int | None
@@ -101,17 +101,17 @@ class AnswerBlock(TypedDict, total=False):
     input: object
 
 
-class Message(TypedDict, total=False):
+class MessagesAnswer(TypedDict, total=False):
     """A whole answer, or the `message` of a stream's `message_start`."""
 
     id: str
     model: str
     content: list[AnswerBlock]
     stop_reason: str | None
-    usage: UsageObject
+    usage: AnthropicUsageObject
 
 
-class ErrorObject(TypedDict, total=False):
+class AnthropicErrorObject(TypedDict, total=False):
     type: str
     message: str
 
@@ -130,8 +130,8 @@ class StreamData(TypedDict, total=False):
 
     type: str
     index: int
-    message: Message
+    message: MessagesAnswer
     content_block: AnswerBlock
     delta: StreamDelta
-    usage: UsageObject
-    error: ErrorObject
+    usage: AnthropicUsageObject
+    error: AnthropicErrorObject

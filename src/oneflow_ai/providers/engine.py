@@ -31,7 +31,14 @@ from oneflow_ai.providers.errors import MALFORMED, malformed
 from oneflow_ai.providers.sse import SSEEvent, iter_sse_batches
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 
-__all__ = ["ChatProvider", "ChatWire", "StreamDecoder", "forwarded_body", "read_answer"]
+__all__ = [
+    "ChatProvider",
+    "ChatWire",
+    "StreamDecoder",
+    "forwarded_body",
+    "is_forwarded",
+    "read_answer",
+]
 
 T = TypeVar("T")
 
@@ -85,6 +92,12 @@ class ChatWire(Protocol):
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """An error answer (non-2xx) in OneFlow's taxonomy."""
         ...
+
+
+def is_forwarded(request: ChatRequest, dialect: WireDialect) -> bool:
+    """Whether `request` arrived in the provider's `dialect`: its body goes as written, and a
+    stream's events come back to the caller as they arrived (`WireBytes`)."""
+    return request.raw is not None and request.raw_dialect == dialect
 
 
 def forwarded_body(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import cast
 
 import orjson
 
@@ -29,6 +28,7 @@ from oneflow_ai.domain.chat import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    WireBytes,
     WireDialect,
 )
 from oneflow_ai.domain.media import GeneratedImage, ImageRequest, ImageResponse
@@ -41,7 +41,7 @@ from oneflow_ai.errors import (
     ProviderRateLimitedError,
     ProviderUnavailableError,
 )
-from oneflow_ai.providers.engine import ChatProvider, forwarded_body, read_answer
+from oneflow_ai.providers.engine import ChatProvider, forwarded_body, is_forwarded, read_answer
 from oneflow_ai.providers.errors import (
     error_class,
     error_fields,
@@ -60,9 +60,9 @@ from oneflow_ai.providers.openai_responses import (
 )
 from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
-    ChatCompletion,
     ChatCompletionChunk,
-    UsageObject,
+    OpenAIChatCompletion,
+    OpenAIUsageObject,
 )
 from oneflow_ai.providers.spec import JSON_HEADERS, ProviderSpec
 from oneflow_ai.providers.sse import SSEEvent
@@ -150,7 +150,8 @@ class OpenAIWire:
     def stream_decoder(self, request: ChatRequest, model: str) -> OpenAIStream | ResponsesStream:
         if self._native(request):
             return ResponsesStream(self.name, model)
-        return OpenAIStream(self.name, model, self.usage_fields)
+        forward = is_forwarded(request, self.dialect)
+        return OpenAIStream(self.name, model, self.usage_fields, forward=forward)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """OpenAI's `{"error": {message, type, param, code}}` answer, in OneFlow's taxonomy."""
@@ -211,7 +212,7 @@ def finish_reason(value: object) -> FinishReason:
     return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
 
 
-def parse_chat(body: ChatCompletion, raw: dict[str, object], model: str) -> ChatResponse:
+def parse_chat(body: OpenAIChatCompletion, raw: dict[str, object], model: str) -> ChatResponse:
     """The canonical answer of a completion (`raw`: the same body, kept as it came)."""
     choice = body["choices"][0]
     message = choice["message"]
@@ -238,24 +239,32 @@ def parse_chat(body: ChatCompletion, raw: dict[str, object], model: str) -> Chat
     )
 
 
-def _usage(value: UsageObject | None) -> Usage | None:
+def _usage(value: OpenAIUsageObject | None) -> Usage | None:
     if not isinstance(value, dict):
         return None
-    return openai_usage(cast(Mapping[str, object], value))
+    return openai_usage(value)
 
 
 class OpenAIStream:
     """A streamed completion's chunks as canonical events (a `StreamDecoder`): the answer is
-    whole once a choice finished or `[DONE]` arrived."""
+    whole once a choice finished or `[DONE]` arrived. With `forward` (the caller speaks this
+    dialect), each chunk also comes as it arrived (`WireBytes`), the finish chunk and those
+    after it (the usage chunk) marked `last`."""
 
-    __slots__ = ("_model", "_name", "_started", "_usage_fields", "done", "finished")
+    __slots__ = ("_forward", "_model", "_name", "_started", "_usage_fields", "done", "finished")
 
     def __init__(
-        self, name: str, model: str, usage_fields: UnknownUsageFields | None = None
+        self,
+        name: str,
+        model: str,
+        usage_fields: UnknownUsageFields | None = None,
+        *,
+        forward: bool = False,
     ) -> None:
         self._name = name
         self._model = model
         self._usage_fields = usage_fields
+        self._forward = forward
         self._started = False
         self.done = False
         self.finished = False
@@ -280,6 +289,8 @@ class OpenAIStream:
             self._usage_fields.check(self._model, usage, "openai")
         if _chunk_events(chunk, out):
             self.finished = True
+        if self._forward:
+            out.append(WireBytes("openai", None, event.data, self.finished))
         return False
 
 
@@ -309,7 +320,7 @@ def _chunk_events(chunk: ChatCompletionChunk, out: list[StreamEvent]) -> bool:
             finished = True
     usage = chunk.get("usage")
     if isinstance(usage, dict):
-        out.append(openai_stream_usage(cast(Mapping[str, object], usage)))
+        out.append(openai_stream_usage(usage))
     return finished
 
 

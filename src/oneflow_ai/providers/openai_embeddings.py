@@ -30,7 +30,7 @@ class _Usage(TypedDict, total=False):
     total_tokens: int
 
 
-class _Answer(TypedDict, total=False):
+class _EmbeddingsAnswer(TypedDict, total=False):
     data: list[_Item]
     model: str
     usage: _Usage
@@ -48,7 +48,7 @@ def embedding_body(request: EmbeddingRequest, model: str) -> dict[str, object]:
 
 
 def _parse(body: bytes, count: int, model: str) -> EmbeddingResponse:
-    answer: _Answer = orjson.loads(body)
+    answer: _EmbeddingsAnswer = orjson.loads(body)
     vectors: list[Vector | None] = [None] * count
     for item in answer["data"]:
         embedding = item["embedding"]

@@ -8,10 +8,10 @@ from oneflow_ai.providers.openai_types import (
     ChatCompletionBody,
     ContentPartParam,
     ImageURL,
-    MessageParam,
     NamedToolChoice,
+    OpenAIMessageParam,
+    OpenAIToolParam,
     ResponseFormatParam,
-    ToolParam,
 )
 
 __all__ = ["build_chat_body"]
@@ -59,8 +59,8 @@ def build_chat_body(request: ChatRequest, model: str) -> ChatCompletionBody:
     return body
 
 
-def _tool(tool: Tool) -> ToolParam:
-    function: ToolParam = {"type": "function", "function": {"name": tool.name}}
+def _tool(tool: Tool) -> OpenAIToolParam:
+    function: OpenAIToolParam = {"type": "function", "function": {"name": tool.name}}
     if tool.description:
         function["function"]["description"] = tool.description
     function["function"]["parameters"] = tool.parameters or {"type": "object", "properties": {}}
@@ -85,8 +85,8 @@ def _response_format(wanted: ResponseFormat) -> ResponseFormatParam:
     return spec
 
 
-def _message(message: Message) -> MessageParam:
-    out: MessageParam = {"role": message.role}
+def _message(message: Message) -> OpenAIMessageParam:
+    out: OpenAIMessageParam = {"role": message.role}
     if message.role == "tool":
         out["tool_call_id"] = message.tool_call_id or ""
         out["content"] = message.text

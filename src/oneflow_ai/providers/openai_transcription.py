@@ -32,7 +32,7 @@ class _Segment(TypedDict):
     text: str
 
 
-class _Answer(TypedDict, total=False):
+class _TranscriptionAnswer(TypedDict, total=False):
     text: str
     language: str
     duration: float
@@ -78,7 +78,7 @@ def _fields(request: TranscriptionRequest, model: str) -> dict[str, str]:
     return fields
 
 
-def _duration(answer: _Answer) -> Decimal | None:
+def _duration(answer: _TranscriptionAnswer) -> Decimal | None:
     value: object = answer.get("duration")
     usage = answer.get("usage")
     if value is None and isinstance(usage, dict) and usage.get("type") == "duration":
@@ -93,7 +93,7 @@ def _duration(answer: _Answer) -> Decimal | None:
 
 
 def _parse(body: bytes, model: str) -> TranscriptionResponse:
-    answer: _Answer = orjson.loads(body)
+    answer: _TranscriptionAnswer = orjson.loads(body)
     text = answer["text"]
     if not isinstance(text, str):
         raise TypeError("text is not a string")

@@ -11,20 +11,20 @@ from typing import Literal, TypedDict
 
 __all__ = [
     "AnswerMessage",
-    "ChatCompletion",
     "ChatCompletionBody",
     "ChatCompletionChunk",
     "Choice",
     "ChunkChoice",
     "ContentPartParam",
     "Delta",
-    "ErrorObject",
     "FunctionCall",
     "ImageURL",
-    "MessageParam",
+    "OpenAIChatCompletion",
+    "OpenAIErrorObject",
+    "OpenAIMessageParam",
+    "OpenAIToolParam",
+    "OpenAIUsageObject",
     "ToolCallObject",
-    "ToolParam",
-    "UsageObject",
 ]
 
 
@@ -53,7 +53,7 @@ class ContentPartParam(TypedDict, total=False):
     image_url: ImageURL
 
 
-class MessageParam(TypedDict, total=False):
+class OpenAIMessageParam(TypedDict, total=False):
     role: str
     content: str | list[ContentPartParam] | None
     name: str
@@ -67,7 +67,7 @@ class FunctionParam(TypedDict, total=False):
     parameters: dict[str, object]  # a JSON Schema, as the caller wrote it
 
 
-class ToolParam(TypedDict):
+class OpenAIToolParam(TypedDict):
     type: Literal["function"]
     function: FunctionParam
 
@@ -91,13 +91,13 @@ class ChatCompletionBody(TypedDict, total=False):
     """A request body built from a canonical request."""
 
     model: str
-    messages: list[MessageParam]
+    messages: list[OpenAIMessageParam]
     max_tokens: int
     max_completion_tokens: int
     temperature: float
     top_p: float
     stop: list[str]
-    tools: list[ToolParam]
+    tools: list[OpenAIToolParam]
     tool_choice: str | NamedToolChoice
     parallel_tool_calls: bool
     response_format: ResponseFormatParam
@@ -107,13 +107,13 @@ class ChatCompletionBody(TypedDict, total=False):
     stream_options: dict[str, object]
 
 
-class UsageObject(TypedDict, total=False):
+class OpenAIUsageObject(TypedDict, total=False):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class ErrorObject(TypedDict, total=False):
+class OpenAIErrorObject(TypedDict, total=False):
     message: str
     type: str
     code: str | None
@@ -132,11 +132,11 @@ class Choice(TypedDict, total=False):
     finish_reason: str | None
 
 
-class ChatCompletion(TypedDict, total=False):
+class OpenAIChatCompletion(TypedDict, total=False):
     id: str
     model: str
     choices: list[Choice]
-    usage: UsageObject | None
+    usage: OpenAIUsageObject | None
 
 
 class Delta(TypedDict, total=False):
@@ -155,5 +155,5 @@ class ChatCompletionChunk(TypedDict, total=False):
     id: str
     model: str
     choices: list[ChunkChoice] | None
-    usage: UsageObject | None
-    error: ErrorObject | None
+    usage: OpenAIUsageObject | None
+    error: OpenAIErrorObject | None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from oneflow_ai.catalog import Balance, Catalog, Modality, ModelEntry
@@ -49,9 +50,17 @@ __all__ = [
     "Route",
     "build_registry",
     "default_client",
+    "retired_error",
+    "utc_today",
 ]
 
 SPECS: tuple[ProviderSpec, ...] = (openai.SPEC, anthropic.SPEC, stability.SPEC, elevenlabs.SPEC)
+
+
+def utc_today() -> date:
+    """Today's date in UTC (the day providers' retirement dates are read in)."""
+    return datetime.now(UTC).date()
+
 
 _CAPABILITIES: dict[Modality, type] = {
     "text": ChatCapable,
@@ -180,10 +189,12 @@ class ProviderRegistry:
         "_modalities",
         "_providers",
         "_routes",
+        "_today",
     )
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, today: Callable[[], date] = utc_today) -> None:
         self._catalog = catalog
+        self._today = today  # retired models (`ModelEntry.retires_on`) are not offered
         self._providers: dict[str, Provider] = {}
         self._modalities: dict[str, frozenset[Modality]] = {}
         self._capabilities: dict[str, _Capabilities] = {}
@@ -224,14 +235,17 @@ class ProviderRegistry:
         return tuple(self._providers)
 
     def is_available(self, entry: ModelEntry) -> bool:
-        """Whether a running adapter serves `entry` (one of its deployments)."""
-        return any(
+        """Whether a running adapter serves `entry` (one of its deployments) and the model has
+        not retired."""
+        return not entry.retired(self._today()) and any(
             entry.modality in self._modalities.get(d.provider, frozenset())
             for d in self._catalog.deployments(entry)
         )
 
     def deployments(self, entry: ModelEntry) -> Deployments:
         """The running deployments of `entry` (`NotFoundError` when none runs)."""
+        if entry.retired(self._today()):
+            raise retired_error(entry)
         found = self._deployments.get(entry.id)
         if found is not None and found.routes[0].entry is entry:
             return found
@@ -289,6 +303,8 @@ class ProviderRegistry:
                 param="model",
                 code="model_not_found",
             )
+        if entry.retired(self._today()):
+            raise retired_error(entry, name)
         return self.route(entry)
 
     async def aclose(self) -> None:
@@ -299,6 +315,18 @@ class ProviderRegistry:
         self._capabilities.clear()
         self._routes.clear()
         self._deployments.clear()
+
+
+def retired_error(entry: ModelEntry, name: str | None = None) -> NotFoundError:
+    """404 for a model past its end of life, naming its replacement when it has one."""
+    day = entry.retires_on.isoformat() if entry.retires_on else "an earlier day"
+    instead = f"; use '{entry.replacement}' instead" if entry.replacement else ""
+    return NotFoundError(
+        f"The model '{name or entry.id}' was retired by its provider on "
+        f"{day}{instead} (GET /v1/models lists the models)",
+        param="model",
+        code="model_retired",
+    )
 
 
 def build_registry(

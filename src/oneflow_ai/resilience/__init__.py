@@ -24,9 +24,9 @@ from oneflow_ai.resilience.breaker_state import (
 )
 from oneflow_ai.resilience.caller import ResilientCaller, RetryEvent, never_sent
 from oneflow_ai.resilience.fallback import (
-    Attempt,
     AttemptRecord,
     FallbackResult,
+    Turn,
     falls_through,
     prime,
     run_with_fallbacks,
@@ -42,7 +42,6 @@ from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy, parse_retry_af
 from oneflow_ai.resilience.upstream_client import ResilientUpstream
 
 __all__ = [
-    "Attempt",
     "AttemptRecord",
     "BreakerConfig",
     "BreakerSnapshot",
@@ -66,6 +65,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "StoredResponse",
+    "Turn",
     "UpstreamResponse",
     "UpstreamStream",
     "falls_through",

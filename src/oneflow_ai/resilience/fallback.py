@@ -18,7 +18,7 @@ Rules:
   the client) nothing falls through any more: a later failure is raised as it is. An attempt
   that returns a primed stream (:func:`prime`) has not sent anything yet; the executor is done
   when it returns, so failures later in that stream are the caller's to end the stream with.
-- The attempt is handed its model (``Attempt.model``) and passes it on to the upstream call
+- The attempt is handed its model (``Turn.model``) and passes it on to the upstream call
   explicitly (``UpstreamRequest.model``), which keys the per-model circuit breaker.
 - When every model failed, the last failure is raised (the chain is in its notes); when every
   model was skipped, a ``ProviderUnavailableError`` (code ``all_circuits_open``) with
@@ -35,9 +35,9 @@ from typing import Generic, Literal, TypeVar
 from oneflow_ai.errors import ProviderAuthError, ProviderError, ProviderUnavailableError
 
 __all__ = [
-    "Attempt",
     "AttemptRecord",
     "FallbackResult",
+    "Turn",
     "falls_through",
     "prime",
     "run_with_fallbacks",
@@ -54,7 +54,7 @@ def falls_through(error: BaseException) -> bool:
 
 
 @dataclass(slots=True)
-class Attempt:
+class Turn:
     """One model's turn; ``commit()`` once any byte of its answer has reached the client."""
 
     model: str
@@ -89,7 +89,7 @@ class FallbackResult(Generic[T]):
 
 async def run_with_fallbacks(
     chain: Sequence[str],
-    attempt: Callable[[Attempt], Awaitable[T]],
+    attempt: Callable[[Turn], Awaitable[T]],
     *,
     open_for: Callable[[str], float] | None = None,
     should_fall_through: Callable[[BaseException], bool] = falls_through,
@@ -119,7 +119,7 @@ async def run_with_fallbacks(
             note(AttemptRecord(model, "skipped"))
             continue
         calls += 1
-        turn = Attempt(model=model, index=index)
+        turn = Turn(model=model, index=index)
         started = clock()
         try:
             value = await attempt(turn)

@@ -52,6 +52,7 @@ __all__ = [
     "RequestLogPolicy",
     "ReservationHold",
     "ResponsesApiRecord",
+    "SemanticCacheRow",
     "UsageRecordRow",
     "User",
     "UtcDateTime",
@@ -587,3 +588,21 @@ class ResponsesApiRecord(Base):
     model: Mapped[str] = mapped_column(String(200))
     input: Mapped[list[Any]] = mapped_column(JSON)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SemanticCacheRow(Base):
+    """A question the semantic cache can match (docs/cache.md#semantic-cache): the exact
+    cache's key of its answer, the scope it may answer in (model, system prompt, earlier
+    turns) and when it expires. On PostgreSQL with pgvector the table also has the question's
+    `embedding` (`vector`), added by migration 0011 only where the extension could be
+    created, so it is not declared here (the models match the schema either way)."""
+
+    __tablename__ = "semantic_cache_entries"
+    __table_args__ = (
+        Index("ix_semantic_cache_entries_scope", "scope"),
+        Index("ix_semantic_cache_entries_expires_at", "expires_at"),
+    )
+
+    entry_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,67 @@
+"""What the serving process imports: the app and its lifespan load neither what only the CLI's
+migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor the tracing of
+OpenTelemetry's SDK with tracing off, nor a tokenizer encoding before the first count; and the
+migration chain read without Alembic is Alembic's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from oneflow_ai.storage import migrate
+from tests.support.databases import migrated_sqlite_url
+
+_PROBE = """
+import asyncio, json, sys
+from oneflow_ai.app import create_app
+
+app = create_app(configure_logs=False)
+
+async def main() -> None:
+    async with app.router.lifespan_context(app):
+        from oneflow_ai.billing import encoding
+        loaded = [m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "jwt")]
+        # FastAPI loads OpenTelemetry's API and redis-py its SDK's metrics: not its tracing.
+        loaded += [m for m in sys.modules if m.startswith("opentelemetry.sdk.trace")]
+        loaded += [m for m in sys.modules if m.startswith("opentelemetry.exporter")]
+        loaded += [m for m in sys.modules if m.startswith("oneflow_ai.observability.otel")]
+        loaded += [f"encoding:{name}" for name in encoding._cache]
+        print("LOADED", json.dumps(sorted(loaded)))
+
+asyncio.run(main())
+"""
+
+
+def test_the_serving_process_loads_only_what_serving_needs(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": migrated_sqlite_url(tmp_path / "serving.db"),
+        "ONEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "ENABLE_TRACING": "false",
+        "OPENAI_API_KEY": "sk-test-serving-imports",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    [line] = [line for line in out.stdout.splitlines() if line.startswith("LOADED ")]
+    assert json.loads(line.removeprefix("LOADED ")) == []
+
+
+def test_the_migration_chain_read_without_alembic_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head_revision() == scripts.get_current_head()
+    known = {script.revision for script in scripts.walk_revisions()}
+    assert known == set(migrate._revisions())
+    assert all(migrate.known_revision(revision) for revision in known)
+    assert not migrate.known_revision("9999")
