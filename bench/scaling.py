@@ -11,8 +11,9 @@ costs the shared services, read from their own statistics: PostgreSQL transactio
 database growth (`pg_database_size`). The background work (heartbeats, ledger maintenance) is
 measured over a quiet window of the same cluster first and subtracted; statistics are read
 after a quiet pause so that every backend has flushed its counters (PostgreSQL 15+ flushes at
-most every second, idle backends within 10 s). Then it projects, on paper, what 10k and 100k
-req/s would need (bench/projection.py; the assumptions are printed).
+most every second, idle backends within 10 s). Under load it samples what the gateway's
+PostgreSQL backends wait on (`pg_stat_activity`, every 0.5 s). Then it projects, on paper,
+what 10k and 100k req/s would need (bench/projection.py; the assumptions are printed).
 
     python -m bench.scaling [--replicas 1,2,3] [--duration 15] [--concurrency 32]
                             [--env NAME=VALUE ...]
