@@ -57,7 +57,7 @@ open_url = @echo "$(1)"; \
 .DEFAULT_GOAL := help
 
 .PHONY: help install install-dev run dev test test-coverage test-property test-node lint format type-check \
-        db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench fake-providers \
+        db-migrate db-rollback db-reset db-shell clean clean-all prod-check bench bench-peers bench-scaling fake-providers \
         deploy-check security-check audit docker-build prod-build docker-up docker-down \
         docker-logs docker-restart docker-shell docker-clean k8s-deploy k8s-delete k8s-status \
         k8s-logs k8s-port-forward prometheus grafana jaeger lock dist sbom k8s-release cluster
@@ -158,8 +158,17 @@ db-shell: install ## open a shell on the configured database
 fake-providers: install ## run the fake providers on 127.0.0.1:9100
 	$(BIN)/oneflow fake-providers --port 9100
 
-bench: install-dev ## benchmark the gateway against the upstream alone (needs wrk)
+bench: install-dev ## benchmark the gateway (SQLite; PostgreSQL + Redis) against the upstream alone (needs wrk)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# Optional, never in CI: installs LiteLLM (pip) and Portkey's gateway (npm) into ~/.cache/oneflow-bench.
+bench-peers: install-dev ## make bench with LiteLLM's proxy and Portkey's gateway in the same run
+	$(BIN)/python -m bench.peers
+	$(BIN)/python -m bench.run --peers portkey,litellm $(ARGS)
+
+bench-scaling: install-dev ## 1, 2, 3 replicas behind HAProxy on one PostgreSQL + Redis: req/s, transactions and Redis commands per request
+	@command -v haproxy >/dev/null 2>&1 || { echo "make bench-scaling needs HAProxy: apt-get install haproxy"; exit 1; }
+	$(BIN)/python -m bench.scaling $(ARGS)
 
 CLUSTER_PORT ?= 8080
 # Servers of its own from temporary directories: nothing system-wide is started or stopped.

@@ -36,20 +36,19 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import (
+from bench.procs import (
     BIN,
     SERVER_CORE,
-    Cell,
     Server,
     free_port,
-    gateway_env,
     measure,
     pinned,
     processes,
-    project_key,
     wait_http,
 )
-from bench.run import LOAD_CORE as FAKES_CORE
+from bench.procs import LOAD_CORE as FAKES_CORE
+from bench.report import Cell
+from bench.targets import gateway_env, project_key
 
 MODEL = "gpt-4o"
 PROMPT = "Write one sentence about the sea."
@@ -78,14 +77,15 @@ def main() -> int:
         fakes_argv = [str(BIN / "oneflow"), "fake-providers", "--port", str(fake_port)]
         start(pinned(FAKES_CORE, fakes_argv), workdir / "fakes.log")
         wait_http(f"{fake}/_fake/calls")
-        env = gateway_env(fake, workdir, args)
+        database = args.database_url or f"sqlite+aiosqlite:///{workdir / 'oneflow.db'}"
+        env = gateway_env(fake, {"DATABASE_URL": database}, args.env)
         env["LOG_REQUESTS"] = "false"
         key = project_key(env, workdir)
         serve = [str(BIN / "oneflow"), "serve", "--port", str(gw_port), "--no-migrate"]
         process = start(pinned(SERVER_CORE, serve), workdir / "gateway.log", env=env, cwd=workdir)
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"{gw}/health")
-        server = Server("gateway", process, f"{gw}/v1/chat/completions")
+        server = Server("gateway", process, f"{gw}/v1/chat/completions", {})
         auth = {"Authorization": f"Bearer {key}"}
         chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
         bodies = {
@@ -101,10 +101,8 @@ def main() -> int:
             for scenario, body in bodies.items():
                 for level in levels:
                     for name, headers in variants.items():
-                        cell = measure(
-                            server, scenario, server.chat_url, body, headers, level,
-                            args.duration, workdir,
-                        )  # fmt: skip
+                        variant = Server(name, server.process, server.chat_url, headers)
+                        cell = measure(variant, scenario, body, level, args.duration, workdir)
                         samples.setdefault((scenario, name, level), []).append(cell)
         hits = httpx.get(f"{gw}/metrics", timeout=10).text
         report(samples, levels, bodies, hits)
