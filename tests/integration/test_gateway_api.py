@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.catalog import packaged_catalog
 from oneflow_ai.domain.usage import Usage
 from tests.integration.conftest import Gateway
 
@@ -98,7 +100,9 @@ def test_estimate_ranks_models_and_recommends_the_strategys_pick(gateway: Gatewa
     assert routing["fallback_chain"][0] == "gpt-3.5-turbo"
     assert {"openai", "anthropic"} <= {s["provider"] for s in routing["scores"]}
     assert routing["reason"]
-    assert all(e["available"] for e in body["estimates"])
+    # Every model is served here but a retired one (Claude Sonnet 4.5 since 2026-11-30).
+    retired = {e.id for e in packaged_catalog().models if e.retired(datetime.now(UTC).date())}
+    assert retired and all(e["available"] != (e["model"] in retired) for e in body["estimates"])
 
 
 def test_estimate_counts_a_prompt_per_model(gateway: Gateway) -> None:

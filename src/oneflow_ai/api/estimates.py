@@ -20,6 +20,7 @@ from oneflow_ai.billing.estimates import Estimator, ModelEstimate
 from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.catalog import Modality, load_catalog
 from oneflow_ai.gateway.planning import DEFAULT_STRATEGY, STRATEGIES
+from oneflow_ai.providers.registry import utc_today
 from oneflow_ai.routing.router import IntelligentRouter
 from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import PROVIDERS, Settings
@@ -58,14 +59,20 @@ class EstimateContext:
     @classmethod
     def offline(cls, settings: Settings) -> EstimateContext:
         """From the settings alone: a provider is available when its key is configured, every
-        provider when the fake providers would serve (`FAKE_PROVIDERS`)."""
+        provider when the fake providers would serve (`FAKE_PROVIDERS`); a retired model
+        (`retires_on`) never is, as on a running gateway."""
         catalog = load_catalog(settings.catalog_path)
         pricing = PricingEngine(catalog)
         latency = build_latency_tracker(settings, catalog, None)
         router = build_router(settings, pricing, latency=latency)
         fakes = settings.use_fake_providers
         providers = {p for p in PROVIDERS if fakes or settings.provider(p).configured}
-        served = {entry.id for entry in catalog if entry.provider in providers}
+        today = utc_today()
+        served = {
+            entry.id
+            for entry in catalog
+            if entry.provider in providers and not entry.retired(today)
+        }
         return cls(Estimator(pricing), router, lambda _modality: served)
 
 
