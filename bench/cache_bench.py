@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -40,10 +41,10 @@ from bench.procs import (
     BIN,
     SERVER_CORE,
     Server,
-    free_port,
     measure,
     pinned,
     processes,
+    serve_on_port_0,
     wait_http,
 )
 from bench.procs import LOAD_CORE as FAKES_CORE
@@ -68,21 +69,22 @@ def main() -> int:
     args.workers = 1
     if args.redis_url:
         args.env.append(f"REDIS_URL={args.redis_url}")
-        args.env.append(f"REDIS_KEY_PREFIX=oneflow-bench-{free_port()}:")
+        args.env.append(f"REDIS_KEY_PREFIX=oneflow-bench-{secrets.token_hex(4)}:")
     levels = [int(level) for level in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory(prefix="oneflow-cache-bench-") as folder, processes() as start:
         workdir = Path(folder)
-        fake_port, gw_port = free_port(), free_port()
+        fakes_argv = [str(BIN / "oneflow"), "fake-providers"]
+        _, fake_port = serve_on_port_0(start, pinned(FAKES_CORE, fakes_argv), workdir / "fakes.log")
         fake = f"http://127.0.0.1:{fake_port}"
-        fakes_argv = [str(BIN / "oneflow"), "fake-providers", "--port", str(fake_port)]
-        start(pinned(FAKES_CORE, fakes_argv), workdir / "fakes.log")
         wait_http(f"{fake}/_fake/calls")
         database = args.database_url or f"sqlite+aiosqlite:///{workdir / 'oneflow.db'}"
         env = gateway_env(fake, {"DATABASE_URL": database}, args.env)
         env["LOG_REQUESTS"] = "false"
         key = project_key(env, workdir)
-        serve = [str(BIN / "oneflow"), "serve", "--port", str(gw_port), "--no-migrate"]
-        process = start(pinned(SERVER_CORE, serve), workdir / "gateway.log", env=env, cwd=workdir)
+        serve = [str(BIN / "oneflow"), "serve", "--no-migrate"]
+        process, gw_port = serve_on_port_0(
+            start, pinned(SERVER_CORE, serve), workdir / "gateway.log", env=env, cwd=workdir
+        )
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"{gw}/health")
         server = Server("gateway", process, f"{gw}/v1/chat/completions", {})

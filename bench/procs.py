@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from tests.support.ports import reported_port
 
 from bench.report import Cell, cell_from_wrk, parse_wrk
 
@@ -50,10 +51,25 @@ class Server:
         return total
 
 
-def free_port() -> int:
+def guessed_free_port() -> int:
+    """A port found free and closed again: a race (another process may take it first), so
+    only for servers that cannot report a port of their own choosing (uvicorn running the
+    bare forwarder, the peer gateways). OneFlow's servers bind port 0 themselves:
+    `serve_on_port_0`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def serve_on_port_0(
+    start: Start, argv: list[str], log: Path, **kwargs: object
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a OneFlow server (`oneflow serve`, `oneflow fake-providers`) on port 0 with
+    `--port-file`, and read back the port it listens on (no race for a port)."""
+    port_file = log.with_suffix(".port")
+    port_file.unlink(missing_ok=True)
+    process = start([*argv, "--port", "0", "--port-file", str(port_file)], log, **kwargs)
+    return process, reported_port(process, port_file)
 
 
 def pinned(core: int | None, argv: list[str]) -> list[str]:

@@ -25,10 +25,8 @@ import contextlib
 import json
 import os
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.support.ports import start_on_port_0
 
 from oneflow_ai.storage import migrate
 from oneflow_ai.storage.database import create_engine
@@ -170,16 +169,8 @@ async def drop_postgres(server: str, name: str) -> None:
 # ---- the gateway -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def gateway(database_url: str) -> Iterator[str]:
-    port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -189,12 +180,9 @@ def gateway(database_url: str) -> Iterator[str]:
         "LOG_LEVEL": "WARNING",
         "ENABLE_METRICS": "false",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "oneflow_ai.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning"],
-        env=env,
-    )  # fmt: skip
+    # `oneflow serve` binds port 0 itself and reports the port (no race for a port).
+    oneflow = str(Path(sys.executable).parent / "oneflow")
+    process, port = start_on_port_0([oneflow, "serve", "--no-migrate"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

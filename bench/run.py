@@ -72,13 +72,13 @@ from bench.procs import (
     SERVER_CORE,
     Server,
     Start,
-    free_port,
     measure,
     pinned,
     processes,
     profiled,
     repin,
     rss_mib,
+    serve_on_port_0,
     ttfb,
     wait_http,
 )
@@ -197,10 +197,9 @@ def start_targets(
     stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace, report: Report
 ) -> tuple[str, dict[str, Server], dict[str, dict[str, str]]]:
     """The fakes and every target; the fakes' URL, the servers and each OneFlow's settings."""
-    fake_port = free_port()
+    argv = [str(BIN / "oneflow"), "fake-providers"]
+    fakes, fake_port = serve_on_port_0(start, pinned(LOAD_CORE, argv), workdir / "fakes.log")
     fake = f"http://127.0.0.1:{fake_port}"
-    argv = [str(BIN / "oneflow"), "fake-providers", "--port", str(fake_port)]
-    fakes = start(pinned(LOAD_CORE, argv), workdir / "fakes.log")
     wait_http(f"{fake}/_fake/calls")
     direct_url = f"{fake}/openai/v1/chat/completions"
     servers = {

@@ -20,9 +20,10 @@ from bench.procs import (
     ROOT,
     Server,
     Start,
-    free_port,
+    guessed_free_port,
     pinned,
     rss_mib,
+    serve_on_port_0,
     wait_http,
     wrk_env,
 )
@@ -99,13 +100,9 @@ def start_gateway(
     core: int | None,
 ) -> Server:
     """`oneflow serve` with `workers` workers on `core` (None: the whole machine), serving."""
-    port = free_port()
-    serve = [str(BIN / "oneflow"), "serve", "--port", str(port), "--no-migrate"]
-    process = start(
-        pinned(core, [*serve, "--workers", str(workers)]),
-        workdir / f"{name}.log",
-        env=env,
-        cwd=workdir,
+    serve = [str(BIN / "oneflow"), "serve", "--no-migrate", "--workers", str(workers)]
+    process, port = serve_on_port_0(
+        start, pinned(core, serve), workdir / f"{name}.log", env=env, cwd=workdir
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
@@ -113,7 +110,7 @@ def start_gateway(
 
 
 def start_bare(start: Start, direct_url: str, workdir: Path, core: int | None) -> Server:
-    port = free_port()
+    port = guessed_free_port()  # uvicorn cannot report a port it chose
     uvicorn = [str(BIN / "uvicorn"), "bench.bare_forwarder:app", "--port", str(port)]
     process = start(
         pinned(core, [*uvicorn, "--loop", "uvloop", "--http", "httptools", "--no-access-log"]),
@@ -128,7 +125,7 @@ def start_bare(start: Start, direct_url: str, workdir: Path, core: int | None) -
 
 def start_peer(start: Start, name: str, fake: str, workdir: Path, core: int | None) -> Server:
     """A peer gateway (installed on first use) in front of the fake OpenAI upstream."""
-    port = free_port()
+    port = guessed_free_port()  # the peers cannot report a port they chose
     how = peers.launch(name, port, f"{fake}/openai/v1", UPSTREAM_KEY, MODEL, workdir)
     process = start(
         pinned(core, how.argv), workdir / f"{name}.log", env={**os.environ, **how.env}, cwd=workdir
