@@ -4,7 +4,6 @@ with the in-process index (SQLite) and pgvector (PostgreSQL) (docs/cache.md#sema
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,6 +18,7 @@ from oneflow_ai.gateway.cache_hook import ResponseCache
 from oneflow_ai.storage.database import create_engine
 from tests.support.billing_world import MODEL, BillingWorld, billing_world
 from tests.support.databases import migrated_sqlite_url
+from tests.support.pgvector import pgvector_missing
 
 EMBEDDER = "text-embedding-3-small"
 QUESTION = "What is the capital of France? {{near:paris}}"
@@ -59,10 +59,7 @@ def assert_pgvector(world: BillingWorld) -> None:
     skip otherwise (scripts/install-pgvector.sh installs it)."""
     if _index_kind(world) == "pgvector":
         return
-    message = "pgvector is not installed on the test server (scripts/install-pgvector.sh)"
-    if os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    pgvector_missing()
 
 
 def _ask(

@@ -4,7 +4,6 @@ expiring) and in PostgreSQL with pgvector."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +16,7 @@ from oneflow_ai.storage.semantic_index import (
     PgVectorSemanticIndex,
     has_pgvector,
 )
+from tests.support.pgvector import pgvector_missing
 
 
 def _vector(angle: float) -> Vector:
@@ -74,10 +74,7 @@ async def test_pgvector_finds_the_nearest_question_of_the_scope(postgres_url: st
     engine = create_engine(postgres_url, pool_size=1)
     try:
         if not await has_pgvector(engine):
-            message = "pgvector is not installed on the test server (scripts/install-pgvector.sh)"
-            if os.environ.get("ONEFLOW_REQUIRE_SERVICES") == "1":
-                pytest.fail(message)
-            pytest.skip(message)
+            pgvector_missing()
         index = PgVectorSemanticIndex(engine)
         await index.add("scope", "a", _vector(0.0), 60)
         await index.add("scope", "b", _vector(1.0), 60)

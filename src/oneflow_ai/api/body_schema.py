@@ -18,6 +18,7 @@ times more.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,17 +43,18 @@ __all__ = [
 _REF = "#/components/schemas/{name}"
 
 
-class Shape:
+class Shape(ABC):
     """One kind of JSON value: `check` a value, or write its JSON Schema."""
 
     __slots__ = ()
 
+    @abstractmethod
     def check(self, value: object) -> None:
         """Raise `_Invalid` if `value` does not have this shape."""
-        raise NotImplementedError
 
+    @abstractmethod
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """This shape's JSON Schema (named schemas it refers to go into `defs`)."""
 
 
 class _Invalid(Exception):
