@@ -89,7 +89,8 @@ def test_the_test_job_runs_ci_run_on_postgresql_and_redis_services() -> None:
     assert services["redis"]["image"].startswith("redis:")
     assert f"{redis.port}:6379" in services["redis"]["ports"]
     assert env["TEST_TARGET"] == "test-coverage"
-    assert '"${TEST_TARGET:-test}"' in (ROOT / ".ci" / "run").read_text()
+    script = (ROOT / ".ci" / "run").read_text()
+    assert 'make "$TEST_TARGET"' in script and "make test " in script
 
 
 def test_main_pushes_the_image_and_rolls_it_out() -> None:
