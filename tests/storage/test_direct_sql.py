@@ -160,3 +160,52 @@ def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, 
             select(entries.c.created_at).where(entries.c.request_id == "defaulted")
         ).scalar_one()
     assert before - timedelta(seconds=1) <= stored <= utcnow() + timedelta(seconds=1)
+
+
+def test_postgresql_placeholders_are_renumbered_and_a_list_is_one_array() -> None:
+    """``$n`` follow the parameters in order (a repeated one keeps its number), and an
+    expanding ``IN`` list becomes ``= ANY($n)``: one prepared statement for every length."""
+    from oneflow_ai.storage.direct_sql import _as_array
+
+    sql = "SELECT a FROM t WHERE b = $1 AND a IN (__[POSTCOMPILE_ids]) AND c = $2 OR d = $1"
+    assert _as_array(sql, ("x", "ids", "y"), "ids") == (
+        "SELECT a FROM t WHERE b = $1 AND a = ANY($2) AND c = $3 OR d = $1"
+    )
+    assert _as_array("DELETE FROM t WHERE a NOT IN (__[POSTCOMPILE_ids])", ("ids",), "ids") is None
+    assert _as_array("UPDATE t SET a = $1 WHERE b = $2 AND c = $2", ("a", "b"), None) == (
+        "UPDATE t SET a = $1 WHERE b = $2 AND c = $2"
+    )
+
+
+@pytest.mark.postgres
+async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
+    postgres_url: str,
+) -> None:
+    """Inside ``run_sync`` on asyncpg, writes, ``RETURNING`` (one row and many) and ``IN`` lists
+    give what SQLAlchemy's own execution gives, in the connection's transaction."""
+    engine = create_engine(postgres_url, pool_size=1)
+
+    def work(connection: Connection) -> list[object]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        run(connection, sql.insert_entries, [entry(None, 500, kind="topup")])  # type: ignore[arg-type]
+        one = run(connection, sql.insert_charges, [entry("r1", -3)])
+        many = run(connection, sql.insert_charges, [entry("r2", -4), entry("r1", -3)])
+        run(connection, sql.upsert_balance, {"p": "p1", "delta": 493, "at": AT})
+        locked = run(connection, sql.lock_accounts, {"ids": ["p1", "nobody", "p2"]})
+        found = run(connection, sql.recorded, {"ids": []})
+        return [list(one), sorted(many), list(locked), list(found)]
+
+    try:
+        async with engine.begin() as connection:
+            one, many, locked, found = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            amounts = (
+                await connection.execute(select(entries.c.amount).order_by(entries.c.amount))
+            ).scalars()
+            assert list(amounts) == [-4, -3, 500]
+    finally:
+        await engine.dispose()
+    assert one == [("r1",)] and many == [("r2",)]  # r1 was charged already: not again
+    assert locked == [("p1", "postpaid", 493, 0)]
+    assert found == []

@@ -200,3 +200,31 @@ async def test_a_future_failed_after_its_submitter_left_is_not_logged_as_unretri
         assert unretrieved == []
     finally:
         loop.set_exception_handler(None)
+
+
+@pytest.mark.postgres
+async def test_a_kept_connection_the_server_dropped_is_replaced_not_taken_for_an_outage(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: the writer keeps its connection between batches; one the server closed
+    while idle costs the next batch a reconnect, not an error or an unreachable database."""
+    engine = create_engine(postgres_url, pool_size=2)
+    unreachable: list[BaseException] = []
+    w: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
+        engine, apply_batch, on_unreachable=unreachable.append, unreachable=lambda exc: True
+    )
+    w.start()
+    try:
+        assert await w.run(record(1)) == Recorded()
+        held = w._held
+        assert held is not None
+        pid = await held.run_sync(lambda c: c.connection.driver_connection.get_server_pid())
+        async with engine.connect() as other:
+            await other.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
+        assert await w.run(record(2)) == Recorded()
+        assert w._held is not None and w._held is not held
+        assert unreachable == []
+    finally:
+        await w.close()
+        await engine.dispose()
+    assert await count_records(postgres_url) == 2

@@ -1,4 +1,4 @@
-"""Run a Core statement on SQLite's own cursor: the ledger writer's statements, without
+"""Run a Core statement on the driver's own cursor: the ledger writer's statements, without
 SQLAlchemy's per-execution machinery.
 
 For a statement of a few microseconds of SQLite work, SQLAlchemy spends several times that in
@@ -9,15 +9,22 @@ keeps the SQL text, the order of its ``?`` placeholders and the type processors 
 values and returned columns, and then only converts values and calls ``sqlite3`` itself: the
 same SQL, the same conversions, a fraction of the cost.
 
-It applies to connections of `sqlite_file_engine` (the writer's thread). Everywhere else, and
-for any statement it does not handle (an expanding ``IN`` list, a column whose default Python
-must compute), it is ``connection.execute``. Errors are raised as SQLAlchemy raises them
+It applies to connections of `sqlite_file_engine` (the writer's thread) and to asyncpg
+connections inside ``run_sync`` (the PostgreSQL writer's batches), whose DBAPI cursor is
+SQLAlchemy's own asyncpg adapter: the same transaction, prepared-statement cache and error
+translation as ``connection.execute``. On PostgreSQL an expanding ``IN`` list is sent as one
+array (``= ANY($n)``: one prepared statement for every length), and a statement returning rows
+for many parameter sets is left to ``connection.execute``, whose multi-row ``VALUES`` is one
+round trip where a cursor would take one per row. Everywhere else, and for any statement it
+does not handle (an expanding list of tuples, a column whose default Python must compute), it
+is ``connection.execute``. Errors are raised as SQLAlchemy raises them
 (`sqlalchemy.exc.IntegrityError`, `OperationalError`, ...), so callers cannot tell the paths
 apart.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +66,7 @@ class _Plan:
     fixed: Mapping[str, Any]  # values bound at compile time (literals)
     results: tuple[Processor, ...] | None  # None: the statement returns no rows
     expanding: str | None = None  # the one ``IN`` list, rendered per length
+    numbered: bool = False  # ``$1``-style placeholders (PostgreSQL)
     by_length: dict[int, str] = field(default_factory=dict)
 
     def text(self, row: Mapping[str, Any]) -> str:
@@ -74,9 +82,9 @@ class _Plan:
 
 
 _UNSUPPORTED = object()
-#: By statement (held, so that its identity is never reused) and parameter keys. The ledger's
-#: statements are built once per dialect, so this stays as small as they are few.
-_plans: dict[tuple[Executable, tuple[str, ...]], _Plan | object] = {}
+#: By statement (held, so that its identity is never reused), parameter keys and paramstyle.
+#: The ledger's statements are built once per dialect, so this stays as small as they are few.
+_plans: dict[tuple[Executable, tuple[str, ...], str], _Plan | object] = {}
 
 
 def run(connection: Connection, statement: Executable, params: Params = None) -> Rows:
@@ -84,7 +92,9 @@ def run(connection: Connection, statement: Executable, params: Params = None) ->
     rows: Sequence[Mapping[str, Any]] = params if isinstance(params, Sequence) else [params or {}]
     if not rows:
         return Rows()
-    plan = _plan(connection, statement, rows[0]) if connection.info.get(BEGINS_IMMEDIATE) else None
+    plan = _plan(connection, statement, rows[0]) if _direct(connection) else None
+    if plan is not None and plan.numbered and plan.results is not None and len(rows) > 1:
+        plan = None  # one multi-row VALUES through SQLAlchemy beats a round trip per row
     if plan is None:
         result = connection.execute(
             statement, list(rows) if isinstance(params, Sequence) else rows[0]
@@ -108,9 +118,20 @@ def run(connection: Connection, statement: Executable, params: Params = None) ->
                 out.extend(_row(plan.results, found) for found in cursor.fetchall())
         return out
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, values, exc, connection.dialect.loaded_dbapi.Error) from exc
+        dbapi_connection = connection.connection.dbapi_connection
+        raise DBAPIError.instance(
+            sql,
+            values,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=connection.dialect.is_disconnect(exc, dbapi_connection, cursor),
+        ) from exc
     finally:
         cursor.close()
+
+
+def _direct(connection: Connection) -> bool:
+    return bool(connection.info.get(BEGINS_IMMEDIATE)) or connection.dialect.driver == "asyncpg"
 
 
 def _bind(plan: _Plan, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -137,7 +158,7 @@ def _row(processors: tuple[Processor, ...], row: tuple[Any, ...]) -> tuple[Any, 
 
 def _plan(connection: Connection, statement: Executable, first: Mapping[str, Any]) -> _Plan | None:
     keys = tuple(sorted(first))
-    key = (statement, keys)
+    key = (statement, keys, connection.dialect.paramstyle)
     plan = _plans.get(key)
     if plan is None:
         plan = _compile(connection, statement, keys)
@@ -175,9 +196,24 @@ def _compile(
                 return _UNSUPPORTED
             fixed[name] = bind.value
     # The dialect's own implementation of each type (SQLite's DATETIME and DATE store text).
-    processors = tuple(
+    processors: tuple[Processor, ...] = tuple(
         binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
+    sql = compiled.string
+    numbered = dialect.paramstyle == "numeric_dollar"
+    if numbered:
+        renumbered = _as_array(sql, names, expanding)
+        if renumbered is None:
+            return _UNSUPPORTED
+        sql = renumbered
+        if expanding is not None:
+            index = names.index(expanding)
+            processors = (
+                *processors[:index],
+                _each(processors[index]),
+                *processors[index + 1 :],
+            )
+            expanding = None
     returned = compiled._result_columns
     results = (
         tuple(
@@ -186,4 +222,37 @@ def _compile(
         if returned
         else None
     )
-    return _Plan(compiled.string, names, processors, fixed, results, expanding)
+    return _Plan(sql, names, processors, fixed, results, expanding, numbered=numbered)
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)|(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
+
+
+def _as_array(sql: str, names: tuple[str, ...], expanding: str | None) -> str | None:
+    """``sql`` with ``$n`` numbering ``names`` (a repeated parameter keeps its number) and the
+    ``IN`` list as ``= ANY($n)``; None when that list is not a plain ``IN``.
+
+    SQLAlchemy numbers the parameters other than the expanding one, in order, and leaves a
+    marker where the list goes."""
+    others = [name for name in names if name != expanding]
+    unsupported = False
+
+    def renumber(found: re.Match[str]) -> str:
+        nonlocal unsupported
+        if found.group(1) is not None:
+            return f"${names.index(others[int(found.group(1)) - 1]) + 1}"
+        if found.group(2) or found.group(3) != expanding or expanding is None:
+            unsupported = True
+            return found.group(0)
+        return f"= ANY(${names.index(expanding) + 1})"
+
+    text = _PLACEHOLDER.sub(renumber, sql)
+    return None if unsupported or "__[POSTCOMPILE" in text else text
+
+
+def _each(process: Processor) -> Processor:
+    """A list parameter's processor: the item's, applied to each item."""
+    if process is None:
+        return list
+    convert = process
+    return lambda items: [convert(item) if item is not None else None for item in items]
