@@ -66,18 +66,28 @@ def _ledger_timing(owner_timeout: int) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["at-once", "after-the-owner-timeout"])
+@pytest.mark.parametrize(
+    ("late", "write_behind"),
+    [(False, False), (True, False), (False, True)],
+    ids=["at-once", "after-the-owner-timeout", "write-behind"],
+)
 async def test_kill_9_mid_stream_then_restart_settles_everything(
-    database_url: str, tmp_path: Path, late: bool
+    database_url: str, tmp_path: Path, late: bool, write_behind: bool
 ) -> None:
     """Restarted at once, the new gateway reconciles the dead one's holds in a later round of
     maintenance, once the owner timeout has passed; restarted after it, in its start-up round,
-    which every request on a prepaid project waits for."""
+    which every request on a prepaid project waits for. With write-behind, what the dead one
+    had spooled but not yet written is charged by the restart, from its spool."""
     owner_timeout = 2
     engine = create_engine(database_url, pool_size=2)
     try:
         with fake_process(tmp_path / "fakes.log", *FAKE_OPTIONS) as fakes:
-            env = gateway_env(database_url, fakes, **_ledger_timing(owner_timeout))
+            env = gateway_env(
+                database_url,
+                fakes,
+                LEDGER_WRITE_BEHIND=str(write_behind).lower(),
+                **_ledger_timing(owner_timeout),
+            )
             first = await asyncio.to_thread(GatewayProcess, env, tmp_path / "gateway-1.log")
             try:
                 key = await asyncio.to_thread(new_prepaid_project, first.url, PROJECT, str(TOP_UP))

@@ -3,7 +3,8 @@ prepaid project from a lease of its own.
 
 - A race of 1,000 concurrent requests through both against room for 400: never overspent
   (every answer charged once, the balance never below zero), and after a clean stop every lease
-  is given back: what was not spent is on the balance again.
+  is given back: what was not spent is on the balance again; the same with write-behind
+  (settlements through each replica's spool, written to the database moments later).
 - A replica killed (SIGKILL) while it holds a lease: the other one reclaims the slice once the
   dead one's heartbeat is stale; nothing of it is lost or charged.
 """
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 @contextmanager
 def replicas(
-    database_url: str, redis_prefix: str, tmp_path: Path
+    database_url: str, redis_prefix: str, tmp_path: Path, *, write_behind: bool = False
 ) -> Iterator[tuple[list[GatewayProcess], str]]:
     """Two replicas with leases (at least 4 requests' worth each), and the project's key."""
     with (
@@ -60,6 +61,7 @@ def replicas(
             LEDGER_LEASE_MIN_REQUESTS="4",
             LEDGER_OWNER_TIMEOUT_SECONDS="3",
             LEDGER_MAINTENANCE_INTERVAL_SECONDS="1",
+            LEDGER_WRITE_BEHIND=str(write_behind).lower(),
         )
         started = [
             stack.enter_context(gateway_process(env, tmp_path / f"replica-{i}.log"))
@@ -101,10 +103,14 @@ async def _wait_for(database_url: str, done: object) -> Snapshot:
         await engine.dispose()
 
 
+@pytest.mark.parametrize("write_behind", [False, True], ids=["direct", "write-behind"])
 async def test_two_replicas_on_leases_race_for_a_balance_and_never_overspend(
-    postgres_url: str, redis_prefix: str, tmp_path: Path
+    postgres_url: str, redis_prefix: str, tmp_path: Path, write_behind: bool
 ) -> None:
-    with replicas(postgres_url, redis_prefix, tmp_path) as (running, key):
+    with replicas(postgres_url, redis_prefix, tmp_path, write_behind=write_behind) as (
+        running,
+        key,
+    ):
         urls = [replica.url for replica in running]
         warm = await _send(urls, key, 20)  # each replica takes a lease
         statuses = warm + await _send(urls, key, 1_000)

@@ -77,7 +77,9 @@ async def _report(
     except ValueError as exc:
         param = "group_by" if "group" in str(exc) else "to"
         raise BadRequestError(str(exc), param=param) from None
-    report = await query_usage(get_services(request).engine, query)
+    services = get_services(request)
+    await services.ledger.durable.caught_up()  # this replica's own requests, written
+    report = await query_usage(services.engine, query)
     if as_csv:
         return Response(
             report.to_csv(),

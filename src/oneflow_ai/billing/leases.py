@@ -26,8 +26,9 @@ The rules that keep it exact:
   given back) once the requests in flight on it have settled. Leases are retired when they
   are older than ``LEDGER_LEASE_LIFETIME_SECONDS``, when the project's funding or budgets
   change (the ``ledger:<project>`` message), and returned at shutdown.
-- A lease one of whose settlements went to the spool (database away) is not returned until
-  the spool is replayed: a settlement must find its lease's row when it is written.
+- A lease with settlements in the spool (the database away, or ``LEDGER_WRITE_BEHIND``) is
+  not returned until each of them is written: a settlement must find its lease's row, and
+  the balance must not look freer than it is while its charge waits.
 - A lease unused for a whole maintenance round is retired too: an idle replica holds no slice.
 - Requests a hard budget applies to, and projects not prepaid, never use leases.
 """
@@ -81,7 +82,7 @@ class Lease:
     until: float  # monotonic: retired after
     in_flight: int = 0
     retired: bool = False
-    pinned: bool = False  # a settlement on it was spooled: kept until the spool is replayed
+    spooled: int = 0  # its settlements in the spool, not yet written: kept until they are
     returned: bool = False
     used: bool = True  # served a request since the last maintenance round
 
@@ -116,6 +117,7 @@ class Leases:
         self._clock = clock
         self._monotonic = monotonic
         self._projects: dict[str, _Spend] = {}
+        self._by_id: dict[str, Lease] = {}  # leases with settlements in the spool
         self._tasks: set[asyncio.Task[None]] = set()
         self.granted = 0  # leases granted since start (for tests and logs)
         self.returned = 0
@@ -150,7 +152,9 @@ class Leases:
         """A request served from ``lease`` is settled (``charged``) or released (0); called
         once its settlement is committed (or spooled)."""
         lease.in_flight -= 1
-        lease.pinned = lease.pinned or spooled
+        if spooled:
+            lease.spooled += 1
+            self._by_id[lease.id] = lease
         if not lease.retired:
             lease.free += held - min(charged, held) - max(charged - held, 0)
         elif lease.in_flight == 0:
@@ -182,12 +186,17 @@ class Leases:
                 if lease.in_flight == 0:
                     self._give_back(lease)
 
-    def spool_replayed(self) -> None:
-        """Every spooled settlement is in the database now: leases kept for theirs may go."""
-        for project in self._projects.values():
-            for lease in [*project.retired, *filter(None, [project.current])]:
-                lease.pinned = False
-        self.maintain()
+    def written(self, lease_id: str) -> None:
+        """A spooled settlement on ``lease_id`` is in the database now."""
+        lease = self._by_id.get(lease_id)
+        if lease is None:  # not this process's (a previous run spooled it)
+            return
+        lease.spooled -= 1
+        if lease.spooled <= 0:
+            lease.spooled = 0
+            del self._by_id[lease_id]
+            if lease.retired and lease.in_flight == 0:
+                self._give_back(lease)
 
     def held(self, project_id: str) -> int:
         """What this replica's leases of the project hold for new requests (for tests)."""
@@ -275,7 +284,7 @@ class Leases:
             self._give_back(lease)
 
     def _give_back(self, lease: Lease) -> None:
-        if lease.pinned or lease.returned:
+        if lease.spooled or lease.returned:
             return
         lease.returned = True
         task = asyncio.get_running_loop().create_task(self._return(lease), name="ledger-lease")

@@ -89,8 +89,10 @@ from oneflow_ai.storage.ledger_batch import apply_batch
 from oneflow_ai.storage.ledger_commands import (
     LedgerCommand,
     LedgerResult,
+    SettleCommand,
+    Settled,
 )
-from oneflow_ai.storage.spool import SettlementSpool
+from oneflow_ai.storage.spool import SettlementSpool, SpooledCommand
 from oneflow_ai.storage.tables import utcnow
 from oneflow_ai.tasks import stop
 
@@ -151,7 +153,14 @@ class Ledger(LedgerReserve):
             on_unreachable=health.trip if health is not None else None,
         )
         self._maintenance: asyncio.Task[None] | None = None
-        self.durable = DurableWrites(self._writer.submit, spool, health)
+        self.durable = DurableWrites(
+            self._writer.submit,
+            spool,
+            health,
+            write_behind=self.config.write_behind,
+            on_written=self._written,
+        )
+        self.admin.before_read = self.durable.caught_up
         self._reconciler = Reconciler(self, clock)
         if health is not None:
             health.on_recovery.append(self._database_returned)
@@ -210,6 +219,7 @@ class Ledger(LedgerReserve):
         self._maintenance = None
         await self.checkpoints.stop()
         await self.durable.drain()
+        await self.durable.stop_draining()  # what it has not written is replayed below
         if self._reconciler.registered and not self.durable.database_down:
             try:
                 await asyncio.wait_for(self._flush_spool(), self.config.shutdown_timeout)
@@ -238,7 +248,15 @@ class Ledger(LedgerReserve):
             self._maintenance = None
         self.checkpoints.abandon()
         self.leases.abandon()
+        self.durable.abandon()
         self._writer.abandon()
+
+    def _written(self, command: SpooledCommand, result: LedgerResult) -> None:
+        """A spooled command reached the database: its lease may go, its budgets may alert."""
+        if isinstance(command, SettleCommand) and isinstance(result, Settled):
+            if command.lease_id is not None:
+                self.leases.written(command.lease_id)
+            self._alert(result.counters)
 
     async def reconcile(self) -> int:
         """Heartbeat, then release dead owners' and expired reservations, and settle their
@@ -272,7 +290,7 @@ class Ledger(LedgerReserve):
         """The database answers again: replay the spool (the health flag stays tripped, and
         new settlements keep going to the spool, until this is done)."""
         await self._flush_spool()
-        self.leases.spool_replayed()
+        self.leases.maintain()
         self._reconciler.database_returned()
 
     async def refresh(self) -> BudgetBook:

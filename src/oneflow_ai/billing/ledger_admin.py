@@ -145,6 +145,9 @@ class LedgerAdmin:
         self._engine = engine
         self._clock = clock
         self._announce = announce
+        #: Awaited before a read: this process's spooled settlements are written first
+        #: (write-behind), so that a caller reads its own requests' charges.
+        self.before_read: Callable[[], Awaitable[None]] | None = None
 
     async def top_up(
         self,
@@ -194,6 +197,7 @@ class LedgerAdmin:
         return _view(row, project_id)
 
     async def account(self, project_id: str) -> AccountView:
+        await self._caught_up()
         async with self._engine.connect() as connection:
             await self._require_project(connection, project_id)
             row = await ledger_store.get_account(connection, project_id)
@@ -208,6 +212,7 @@ class LedgerAdmin:
     async def entries(
         self, project_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[EntryView]:
+        await self._caught_up()
         async with self._engine.connect() as connection:
             await self._require_project(connection, project_id)
             return await ledger_store.list_entries(
@@ -215,6 +220,7 @@ class LedgerAdmin:
             )
 
     async def budgets(self, project_id: str) -> list[BudgetStatus]:
+        await self._caught_up()
         async with self._engine.connect() as connection:
             await self._require_project(connection, project_id)
             rows = await ledger_store.load_budgets(connection, project_id)
@@ -278,6 +284,10 @@ class LedgerAdmin:
             row = await connection.run_sync(post_entry, entry, mode)
         await self._changed(project_id)
         return _view(row, project_id)
+
+    async def _caught_up(self) -> None:
+        if self.before_read is not None:
+            await self.before_read()
 
     async def _changed(self, project_id: str) -> None:
         if self._announce is not None:

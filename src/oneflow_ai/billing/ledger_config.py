@@ -32,6 +32,7 @@ class LedgerConfig:
     checkpoint_interval: float = 1.0  # seconds between stream checkpoints (0: none)
     degraded_postpaid: bool = False  # database unreachable: serve without holds, not 503
     leases: LeaseConfig = field(default_factory=LeaseConfig)  # off unless configured
+    write_behind: bool = False  # settlements through the spool (needs one)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LedgerConfig:
@@ -45,6 +46,7 @@ class LedgerConfig:
             state_fail_open=settings.ledger_state_fail_open,
             checkpoint_interval=settings.ledger_checkpoint_interval_ms / 1000,
             degraded_postpaid=settings.ledger_degraded_postpaid,
+            write_behind=settings.ledger_write_behind,
             leases=LeaseConfig(
                 enabled=settings.ledger_leases,
                 share=settings.ledger_lease_share,

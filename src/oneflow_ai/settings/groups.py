@@ -245,6 +245,9 @@ class LedgerFields(BaseModel):
     ledger_lease_horizon_seconds: float = Field(default=10.0, gt=0, le=3600)
     ledger_lease_lifetime_seconds: float = Field(default=60.0, gt=0, le=3600)
     ledger_lease_max_credits: Decimal = Field(default=Decimal(100), gt=0)
+    # Write-behind: settlements go to the local spool (one fsync) and reach the database in
+    # batches moments later, off the answer's path (PostgreSQL); see docs/billing.md.
+    ledger_write_behind: bool = False
     # This replica's stable identity (unset: HOSTNAME, e.g. the pod's name, else the host's
     # name); a restart as the same instance settles what it left at once.
     oneflow_instance_id: str | None = Field(default=None, max_length=60)

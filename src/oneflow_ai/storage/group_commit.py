@@ -219,7 +219,12 @@ class GroupCommitWriter(Generic[C, R]):
         self._fail_pending(WriterClosedError(f"{self._name} abandoned"))
         held, self._held = self._held, None
         if held is not None:  # idle between batches: nothing of it is in flight
-            self._release = asyncio.get_running_loop().create_task(held.close())
+            try:
+                self._release = asyncio.get_running_loop().create_task(held.close())
+            except RuntimeError:  # no loop running any more: drop the connection at once
+                if held.sync_connection is not None:
+                    with contextlib.suppress(Exception):
+                        held.sync_connection.invalidate()
         if self._thread is not None:
             self._thread.shutdown(wait=False)
             self._thread = None

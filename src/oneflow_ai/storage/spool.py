@@ -155,9 +155,15 @@ class SettlementSpool:
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    async def replay(self, apply: Callable[[Sequence[SpooledCommand]], Awaitable[None]]) -> int:
+    async def replay(
+        self,
+        apply: Callable[[Sequence[SpooledCommand]], Awaitable[None]],
+        *,
+        routine: bool = False,
+    ) -> int:
         """Apply every spooled command in order (``apply`` raises if a batch is not written:
-        the rest stays spooled for the next replay); how many were applied."""
+        the rest stays spooled for the next replay); how many were applied. ``routine``: the
+        write-behind drain's replays, which are not logged."""
         if not self.pending and not self.replaying_path.exists():
             return 0
         loop = asyncio.get_running_loop()
@@ -179,7 +185,8 @@ class SettlementSpool:
                 self.pending = max(0, self.pending - len(lines))
                 self.replayed += len(lines)
                 self._tell()
-                log.warning("ledger_spool_replayed", commands=len(commands))
+                if not routine:
+                    log.warning("ledger_spool_replayed", commands=len(commands))
 
     def _tell(self) -> None:
         if self.on_backlog is not None:
