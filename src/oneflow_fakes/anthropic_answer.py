@@ -132,34 +132,18 @@ class MessagesAnswer:
         index = 0
         if self.thinking is not None:
             opening = {"type": "thinking", "thinking": ""}
-            start = {"type": "content_block_start", "index": 0, "content_block": opening}
-            await stream.opening(_event("content_block_start", start))
-            await stream.opening(_event("ping", {"type": "ping"}))
             thought = {"type": "thinking_delta", "thinking": self.thinking}
-            await stream.content(_delta(0, thought), failure)
+            await _block(stream, 0, opening, [thought], failure)
             await stream.opening(
                 _delta(0, {"type": "signature_delta", "signature": sign(self.thinking)})
             )
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            )
+            await _block_stop(stream, 0)
             index += 1
         if self.completion.chunks:
             text_block: dict[str, object] = {"type": "text", "text": ""}
-            await stream.opening(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": text_block},
-                )
-            )
-            if index == 0:
-                await stream.opening(_event("ping", {"type": "ping"}))
-            for piece in self.completion.chunks:
-                delta = {"type": "text_delta", "text": piece}
-                await stream.content(_delta(index, delta), failure)
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
+            deltas = [{"type": "text_delta", "text": piece} for piece in self.completion.chunks]
+            await _block(stream, index, text_block, deltas, failure)
+            await _block_stop(stream, index)
             index += 1
         for call_id, plan in self.calls:
             block: dict[str, object] = {
@@ -168,22 +152,33 @@ class MessagesAnswer:
                 "name": plan.name,
                 "input": {},
             }
-            await stream.opening(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": block},
-                )
-            )
-            if index == 0:
-                await stream.opening(_event("ping", {"type": "ping"}))
             pieces = ["", *_ARG_PIECES.findall(plan.arguments_json)]
-            for piece in pieces:
-                delta = {"type": "input_json_delta", "partial_json": piece}
-                await stream.content(_delta(index, delta), failure)
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+            await _block(stream, index, block, deltas, failure)
+            await _block_stop(stream, index)
             index += 1
+
+
+async def _block(
+    stream: Stream,
+    index: int,
+    block: Mapping[str, object],
+    deltas: list[dict[str, str]],
+    failure: Callable[[], bytes],
+) -> None:
+    """A content block's start (and a ping after the first), then its deltas."""
+    start = {"type": "content_block_start", "index": index, "content_block": block}
+    await stream.opening(_event("content_block_start", start))
+    if index == 0:
+        await stream.opening(_event("ping", {"type": "ping"}))
+    for delta in deltas:
+        await stream.content(_delta(index, delta), failure)
+
+
+async def _block_stop(stream: Stream, index: int) -> None:
+    await stream.opening(
+        _event("content_block_stop", {"type": "content_block_stop", "index": index})
+    )
 
 
 def _event(name: str, data: object) -> bytes:
