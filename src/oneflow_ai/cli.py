@@ -54,7 +54,8 @@ _add_identity_commands()
 
 
 def _add_billing_commands() -> None:
-    from oneflow_ai.cli_billing import budgets_app, credits_app, usage
+    from oneflow_ai.cli_billing import budgets_app, credits_app
+    from oneflow_ai.cli_usage import usage
 
     app.command("usage")(usage)
     app.add_typer(credits_app, name="credits")
@@ -169,7 +170,6 @@ def serve(
     if port_in_use(host, port):
         raise _fail(port_taken_message(host, port), code=1)
     schema = _prepare_database(settings, migrate, wait_for_schema)
-    from oneflow_ai.api.graceful import END_MARGIN
     from oneflow_ai.observability.multiprocess import multiprocess_metrics_dir
 
     # Several workers share their metrics through files: the directory is chosen here, before
@@ -177,25 +177,34 @@ def serve(
     _raise_open_files_limit()
     with multiprocess_metrics_dir(workers=processes, enabled=settings.enable_metrics):
         run_server(
-            {
-                "app": "oneflow_ai.app:create_app",
-                "factory": True,
-                "host": host,
-                "port": port,
-                "workers": workers if not reload else None,
-                "reload": reload,
-                "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-                "http": "httptools",
-                "ws": "none",  # no WebSocket routes: the websockets library stays unloaded
-                "log_config": None,
-                "access_log": False,
-                "server_header": False,
-                # What the gateway's graceful stop needs (api/graceful.py sets it again).
-                "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds + END_MARGIN),
-            },
+            _uvicorn_config(settings, host, port, workers if not reload else None, reload),
             on_started=Banner(settings, host, schema, per_worker).announce,
             port_file=port_file,
         )
+
+
+def _uvicorn_config(
+    settings: Settings, host: str, port: int, workers: int | None, reload: bool
+) -> dict[str, Any]:
+    """What uvicorn is started with: the app factory, the fast loop and parser, no access log."""
+    from oneflow_ai.api.graceful import END_MARGIN
+
+    return {
+        "app": "oneflow_ai.app:create_app",
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "reload": reload,
+        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        "http": "httptools",
+        "ws": "none",  # no WebSocket routes: the websockets library stays unloaded
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        # What the gateway's graceful stop needs (api/graceful.py sets it again).
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds + END_MARGIN),
+    }
 
 
 def _prepare_database(settings: Settings, migrate: bool | None, wait: bool) -> SchemaStatus:

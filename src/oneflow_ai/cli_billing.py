@@ -1,7 +1,8 @@
-"""`oneflow usage`, `oneflow credits …`, `oneflow budgets …`: billing on the configured database.
+"""`oneflow credits …`, `oneflow budgets …`: billing on the configured database.
 
 These act directly on the database (no running gateway needed). A change reaches the gateways
-that are running before the command returns (see `cli_changes.py`).
+that are running before the command returns (see `cli_changes.py`). `oneflow usage`
+(`cli_usage.py`) shares this module's helpers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -19,7 +19,7 @@ from oneflow_ai.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from oneflow_ai.billing.ledger_admin import LedgerAdmin
 
-__all__ = ["budgets_app", "credits_app", "render_table", "usage"]
+__all__ = ["budgets_app", "credits_app", "render_table"]
 
 T = TypeVar("T")
 
@@ -46,27 +46,6 @@ def _database_error(exc: Exception) -> typer.Exit:
     return _fail(f"database error: {first}", code=1)
 
 
-class OutputFormat(enum.StrEnum):
-    TABLE = "table"
-    CSV = "csv"
-    JSON = "json"
-
-
-_TABLE_COLUMNS = (
-    ("requests", "requests"),
-    ("errors", "errors"),
-    ("input_tokens", "tokens in"),
-    ("output_tokens", "tokens out"),
-    ("credits", "credits"),
-    ("usd", "USD"),
-    ("latency_p50_ms", "p50 ms"),
-    ("latency_p95_ms", "p95 ms"),
-    ("latency_p99_ms", "p99 ms"),
-    ("cache_hits", "cache hits"),
-    ("credits_saved", "credits saved"),
-)
-
-
 def render_table(header: list[str], rows: list[list[str]], numeric_from: int) -> str:
     """Columns padded to their widest cell; columns from ``numeric_from`` on align right."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
@@ -79,24 +58,6 @@ def render_table(header: list[str], rows: list[list[str]], numeric_from: int) ->
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
-def _since(value: str) -> timedelta:
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    number, unit = value[:-1], value[-1:]
-    if unit not in units or not number.isdigit():
-        raise _fail(f"--since: use a number and m, h, d or w (e.g. 7d), not {value!r}")
-    return timedelta(**{units[unit]: int(number)})
-
-
-def _when(value: str, option: str) -> datetime:
-    from oneflow_ai.api.usage import parse_time
-    from oneflow_ai.errors import GatewayError
-
-    try:
-        return parse_time(value, option)
-    except GatewayError as exc:
-        raise _fail(f"{option}: {exc.message}") from None
 
 
 async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -129,87 +90,6 @@ def _run_billing(work: Callable[[Any], Awaitable[T]]) -> T:
         raise
     except Exception as exc:
         raise _database_error(exc) from None
-
-
-def usage(
-    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
-    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
-    key: Annotated[str | None, typer.Option(help="Only this API key.")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    since: Annotated[str, typer.Option(help="How far back: 90m, 24h, 7d, 4w.")] = "30d",
-    start: Annotated[
-        str | None, typer.Option("--from", help="Start (ISO 8601, UTC); overrides --since.")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="End (exclusive); default: now.")] = None,
-    group_by: Annotated[
-        str,
-        typer.Option(help="Comma list of project, user, key, model, provider, hour or day."),
-    ] = "model",
-    output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")] = (
-        OutputFormat.TABLE
-    ),
-) -> None:
-    """Usage: requests, tokens, credits, USD, errors and latency, grouped as you ask."""
-    import orjson
-
-    from oneflow_ai.billing.analytics import UsageQuery, query_usage
-
-    end_at = _when(end, "--to") if end else datetime.now(UTC)
-    start_at = _when(start, "--from") if start else end_at - _since(since)
-    try:
-        query = UsageQuery(
-            start=start_at,
-            end=end_at,
-            project_id=project,
-            user_id=user,
-            key_id=key,
-            model=model,
-            provider=provider,
-            group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
-        )
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    report = _run_billing(lambda engine: query_usage(engine, query))
-    if output is OutputFormat.JSON:
-        typer.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
-        return
-    if output is OutputFormat.CSV:
-        typer.echo(report.to_csv(), nl=False)
-        return
-    rows = report.csv_rows()
-    names = list(query.group_by)
-    picked = [rows[0].index(column) for column, _ in _TABLE_COLUMNS]
-    body = [[*(r[: len(names)]), *(r[i] for i in picked)] for r in rows[1:]] if names else []
-    totals = report.totals.as_dict()
-    latency = totals["latency_ms"]
-    assert isinstance(latency, dict)
-    total_values = {
-        **{k: str(v) for k, v in totals.items() if not isinstance(v, dict)},
-        "latency_p50_ms": str(latency["p50"] if latency["p50"] is not None else ""),
-        "latency_p95_ms": str(latency["p95"] if latency["p95"] is not None else ""),
-        "latency_p99_ms": str(latency["p99"] if latency["p99"] is not None else ""),
-    }
-    label = ["TOTAL", *([""] * (len(names) - 1))] if names else []
-    body.append([*label, *(total_values[column] for column, _ in _TABLE_COLUMNS)])
-    header = [*names, *(title for _, title in _TABLE_COLUMNS)]
-    filters = "".join(
-        f", {name}={value}"
-        for name, value in (
-            ("project", project),
-            ("user", user),
-            ("key", key),
-            ("model", model),
-            ("provider", provider),
-        )
-        if value is not None
-    )
-    typer.echo(f"usage {_iso(start_at)} .. {_iso(end_at)}{filters}")
-    typer.echo(render_table(header, [[c or "-" for c in row] for row in body], len(names)))
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _amount(value: str, usd: bool, option: str) -> int:

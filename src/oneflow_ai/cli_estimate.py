@@ -75,9 +75,6 @@ def estimate(
 
     The same answer as POST /api/v1/estimate for the same fields; --json prints its JSON.
     """
-    from oneflow_ai.api.estimates import EstimateContext, estimate_answer
-    from oneflow_ai.errors import GatewayError
-
     fields: dict[str, Any] = {
         "prompt": prompt,
         "messages": _messages(messages) if messages is not None else None,
@@ -92,19 +89,27 @@ def estimate(
         "characters": characters,
         "seconds": seconds,
     }
-    body = {name: value for name, value in fields.items() if value is not None}
+    answer = _offline_answer({name: value for name, value in fields.items() if value is not None})
+    if as_json:
+        typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(_table(answer))
+
+
+def _offline_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """What POST /api/v1/estimate answers for ``body``, computed here; one line and exit 2 on
+    invalid settings or a refused request."""
+    from oneflow_ai.api.estimates import EstimateContext, estimate_answer
+    from oneflow_ai.errors import GatewayError
+
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     try:
-        answer = estimate_answer(body, EstimateContext.offline(settings))
+        return estimate_answer(body, EstimateContext.offline(settings))
     except GatewayError as exc:
         raise _fail(exc.message) from None
-    if as_json:
-        typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
-    else:
-        typer.echo(_table(answer))
 
 
 def _table(answer: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ keeps working for `API_KEY_ROTATION_GRACE_HOURS`.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -174,7 +174,6 @@ def keys_update(
 ) -> None:
     """Change a key's name, expiry, allowed models or limits (only what is named changes);
     running replicas apply it at once with REDIS_URL set, else within the key cache's TTL."""
-    from oneflow_ai.api.views import key_view
     from oneflow_ai.auth.project_manager import UNCHANGED
 
     if expires_in_days is not None and no_expiry:
@@ -199,24 +198,36 @@ def keys_update(
         )
 
     async def action(identity: Identity) -> None:
-        expires: Any = UNCHANGED
-        if expires_in_days is not None:
-            expires = identity.clock() + timedelta(days=expires_in_days)
-        elif no_expiry:
-            expires = None
+        expires = _new_expiry(identity, expires_in_days, no_expiry)
         key = await identity.keys.update(
             _master(), key_id, name=name, expires_at=expires, allowed_models=models, limits=limits
         )
-        view = key_view(key, identity.clock())
-        if as_json:
-            _print_json(view)
-        else:
-            limits_text = orjson.dumps(key.limits).decode() if key.limits else "-"
-            models_text = ",".join(key.allowed_models) if key.allowed_models else "*"
-            expiry = key.expires_at.isoformat() if key.expires_at else "never"
-            typer.echo(f"{key.id}  {key.name}  {expiry}  {models_text}  {limits_text}")
+        _print_updated(key, identity.clock(), as_json)
 
     _run(action)
+
+
+def _new_expiry(identity: Identity, expires_in_days: int | None, no_expiry: bool) -> Any:
+    """The ``expires_at`` change: N days from now, ``None`` (never) or ``UNCHANGED``."""
+    from oneflow_ai.auth.project_manager import UNCHANGED
+
+    if expires_in_days is not None:
+        return identity.clock() + timedelta(days=expires_in_days)
+    return None if no_expiry else UNCHANGED
+
+
+def _print_updated(key: Any, now: datetime, as_json: bool) -> None:
+    """The changed key: its view as JSON, or one line of id, name, expiry, models, limits."""
+    from oneflow_ai.api.views import key_view
+
+    view = key_view(key, now)
+    if as_json:
+        _print_json(view)
+        return
+    limits_text = orjson.dumps(key.limits).decode() if key.limits else "-"
+    models_text = ",".join(key.allowed_models) if key.allowed_models else "*"
+    expiry = key.expires_at.isoformat() if key.expires_at else "never"
+    typer.echo(f"{key.id}  {key.name}  {expiry}  {models_text}  {limits_text}")
 
 
 @keys_app.command("rotate-due")

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 from aiohttp import web
 
+from oneflow_fakes.anthropic_answer import MessagesAnswer
 from oneflow_fakes.errors import ErrorAnswer, anthropic_error
-from oneflow_fakes.exchange import (
-    Exchange,
-    FakeState,
-    Stream,
-    StreamFailed,
-    random_id,
-    read_json,
-    sse,
-)
+from oneflow_fakes.exchange import Exchange, FakeState, JsonBody, random_id, read_json
 from oneflow_fakes.models import ANTHROPIC_MODELS, TextModel, text_model
 from oneflow_fakes.openai_common import strings
-from oneflow_fakes.text import Completion, ToolCallPlan, compose, plan_tool_calls, text_of
-from oneflow_fakes.thinking import altered_thinking, sign, thinking_budget, thinking_text
-from oneflow_fakes.usage_marker import UsageMarker, read_marker
+from oneflow_fakes.text import compose, plan_tool_calls, text_of
+from oneflow_fakes.thinking import altered_thinking, thinking_budget, thinking_text
+from oneflow_fakes.usage_marker import read_marker
 
 __all__ = ["AnthropicMessages"]
 
 MAX_BODY = 32 * 1024 * 1024
-_ARG_PIECES = re.compile(r"\s*\w+|\s*[^\w\s]+")
 _IMAGE_TOKENS = 1600
 
 
@@ -127,18 +118,16 @@ class AnthropicMessages:
         self.state = state
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        state = self.state
         body = await read_json(request)
-        data = body.data
         model_name = body.string("model")
         request_id = random_id("req_01", 22)
         exchange = Exchange(
-            state,
+            self.state,
             request,
             provider="anthropic",
             endpoint="chat",
             model=model_name,
-            stream=data.get("stream") is True,
+            stream=body.data.get("stream") is True,
             body=body.recorded,
             request_id=request_id,
         )
@@ -147,26 +136,42 @@ class AnthropicMessages:
         )
         if interfered is not None:
             return interfered
+        served = self._admit(request, body, model_name, request_id)
+        if isinstance(served, ErrorAnswer):
+            return exchange.error(served)
+        answer = self._answer(exchange, body, served, request_id)
+        if isinstance(answer, ErrorAnswer):
+            return exchange.error(answer)
+        if body.data.get("stream") is True:
+            return await answer.stream()
+        await exchange.generation_delay(len(answer.completion.chunks))
+        return exchange.json(answer.body())
+
+    def _admit(
+        self, request: web.Request, body: JsonBody, model_name: str, request_id: str
+    ) -> TextModel | ErrorAnswer:
+        """The model that serves the request, or why it is refused (size, key, body)."""
         if len(body.raw) > MAX_BODY:
-            return exchange.error(anthropic_error(413, request_id=request_id))
-        refused = check_anthropic_key(request, state.config.api_key)
+            return anthropic_error(413, request_id=request_id)
+        refused = check_anthropic_key(request, self.state.config.api_key)
         if refused is None and not body.is_object:
             refused = anthropic_error(
                 400, "invalid_request_error", "The request body is not valid JSON."
             )
-        served: TextModel | ErrorAnswer | None = refused
-        if refused is None:
-            served = self._validate(data, model_name)
+        served = refused if refused is not None else self._validate(body.data, model_name)
         if isinstance(served, ErrorAnswer):
             served.body["request_id"] = request_id
-            return exchange.error(served)
-        assert served is not None
+        return served
+
+    def _answer(
+        self, exchange: Exchange, body: JsonBody, served: TextModel, request_id: str
+    ) -> MessagesAnswer | ErrorAnswer:
+        """The answer to a valid request, or a 400 when the prompt is too long for the model."""
+        state, data = self.state, body.data
         input_tokens = _input_tokens(state, data)
         if input_tokens > served.context_window:
             problem = f"prompt is too long: {input_tokens} tokens > {served.context_window} maximum"
-            return exchange.error(
-                anthropic_error(400, "invalid_request_error", problem, request_id=request_id)
-            )
+            return anthropic_error(400, "invalid_request_error", problem, request_id=request_id)
         messages = data["messages"]
         assert isinstance(messages, list)
         source, user_turn = _source(messages)
@@ -192,7 +197,7 @@ class AnthropicMessages:
         )
         budget = thinking_budget(data.get("thinking"), max_tokens, served.reasoning)
         thinking = thinking_text(source, budget) if isinstance(budget, int) else None
-        answer = _Answer(
+        return MessagesAnswer(
             exchange,
             served.id,
             input_tokens,
@@ -202,10 +207,6 @@ class AnthropicMessages:
             read_marker(body.raw),
             thinking,
         )
-        if data.get("stream") is True:
-            return await answer.stream()
-        await exchange.generation_delay(len(completion.chunks))
-        return exchange.json(answer.body())
 
     def _validate(self, data: Mapping[str, object], model: str) -> TextModel | ErrorAnswer:
         for name in ("model", "max_tokens", "messages"):
@@ -236,178 +237,3 @@ class AnthropicMessages:
         if problem is not None:
             return anthropic_error(400, "invalid_request_error", problem)
         return served
-
-
-class _Answer:
-    def __init__(
-        self,
-        exchange: Exchange,
-        model: str,
-        input_tokens: int,
-        completion: Completion,
-        plans: list[ToolCallPlan],
-        state: FakeState,
-        marker: UsageMarker,
-        thinking: str | None = None,
-    ) -> None:
-        self.exchange = exchange
-        self.marker = marker
-        self.thinking = thinking
-        self.model = model
-        self.input_tokens = input_tokens
-        self.completion = completion
-        self.calls = [(random_id("toolu_01", 22), plan) for plan in plans]
-        self.id = random_id("msg_01", 22)
-        count = state.count_tokens
-        self.output_tokens = (
-            completion.tokens
-            + sum(8 + count(p.name) + count(p.arguments_json) for _, p in self.calls)
-            + marker.reasoning
-            + (count(thinking) if thinking else 0)
-        )
-        if thinking is not None:
-            self.output_tokens += count(thinking)
-
-    @property
-    def stop_reason(self) -> str:
-        if self.calls:
-            return "tool_use"
-        return {"length": "max_tokens", "stop_sequence": "stop_sequence"}.get(
-            self.completion.finish, "end_turn"
-        )
-
-    def _usage(self, output_tokens: int) -> dict[str, object]:
-        """Usage with the cache classes the request's marker asked for (`output_tokens`
-        already holds its reasoning tokens)."""
-        usage = self.marker.anthropic(self.input_tokens, None)
-        usage["output_tokens"] = output_tokens
-        return usage
-
-    def body(self) -> dict[str, object]:
-        content: list[dict[str, object]] = []
-        if self.thinking is not None:
-            content.append(
-                {"type": "thinking", "thinking": self.thinking, "signature": sign(self.thinking)}
-            )
-        if self.completion.chunks:
-            content.append({"type": "text", "text": self.completion.text})
-        for call_id, plan in self.calls:
-            content.append(
-                {"type": "tool_use", "id": call_id, "name": plan.name, "input": plan.arguments}
-            )
-        return {
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": content,
-            "stop_reason": self.stop_reason,
-            "stop_sequence": self.completion.stop_sequence,
-            "usage": self._usage(self.output_tokens),
-        }
-
-    async def stream(self) -> web.StreamResponse:
-        exchange = self.exchange
-        fault = exchange.fault
-        stream = await exchange.open_stream("text/event-stream")
-
-        def failure() -> bytes:
-            body = anthropic_error(None, fault.error_type or "overloaded_error", fault.message).body
-            return _event("error", body)
-
-        start = {
-            "type": "message_start",
-            "message": {
-                "id": self.id,
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": self._usage(1),
-            },
-        }
-        await stream.opening(_event("message_start", start))
-        try:
-            await self._blocks(stream, failure)
-        except StreamFailed:
-            return await stream.failed()
-        delta = {
-            "type": "message_delta",
-            "delta": {
-                "stop_reason": self.stop_reason,
-                "stop_sequence": self.completion.stop_sequence,
-            },
-            "usage": {"output_tokens": self.output_tokens},
-        }
-        await stream.closing(_event("message_delta", delta))
-        await stream.closing(_event("message_stop", {"type": "message_stop"}))
-        return await stream.finish()
-
-    async def _blocks(self, stream: Stream, failure: Callable[[], bytes]) -> None:
-        index = 0
-        if self.thinking is not None:
-            opening = {"type": "thinking", "thinking": ""}
-            start = {"type": "content_block_start", "index": 0, "content_block": opening}
-            await stream.opening(_event("content_block_start", start))
-            await stream.opening(_event("ping", {"type": "ping"}))
-            thought = {"type": "thinking_delta", "thinking": self.thinking}
-            await stream.content(_delta(0, thought), failure)
-            await stream.opening(
-                _delta(0, {"type": "signature_delta", "signature": sign(self.thinking)})
-            )
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            )
-            index += 1
-        if self.completion.chunks:
-            text_block: dict[str, object] = {"type": "text", "text": ""}
-            await stream.opening(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": text_block},
-                )
-            )
-            if index == 0:
-                await stream.opening(_event("ping", {"type": "ping"}))
-            for piece in self.completion.chunks:
-                delta = {"type": "text_delta", "text": piece}
-                await stream.content(_delta(index, delta), failure)
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
-            index += 1
-        for call_id, plan in self.calls:
-            block: dict[str, object] = {
-                "type": "tool_use",
-                "id": call_id,
-                "name": plan.name,
-                "input": {},
-            }
-            await stream.opening(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": block},
-                )
-            )
-            if index == 0:
-                await stream.opening(_event("ping", {"type": "ping"}))
-            pieces = ["", *_ARG_PIECES.findall(plan.arguments_json)]
-            for piece in pieces:
-                delta = {"type": "input_json_delta", "partial_json": piece}
-                await stream.content(_delta(index, delta), failure)
-            await stream.opening(
-                _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
-            index += 1
-
-
-def _event(name: str, data: object) -> bytes:
-    return sse(orjson.dumps(data), name)
-
-
-def _delta(index: int, delta: Mapping[str, object]) -> bytes:
-    return _event(
-        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
-    )

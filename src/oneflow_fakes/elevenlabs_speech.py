@@ -101,14 +101,21 @@ class ElevenLabsSpeech:
         if not streaming:
             await exchange.generation_delay(1)
             return exchange.binary(sound, content_type, headers)
-        stream = await exchange.open_stream(content_type, headers)
+        return await _stream(exchange, sound, content_type, headers)
 
-        def failure() -> bytes:
-            return b""
 
-        try:
-            for start in range(0, len(sound), _STREAM_CHUNK):
-                await stream.content(sound[start : start + _STREAM_CHUNK], failure)
-        except StreamFailed:
-            return await stream.failed()
-        return await stream.finish()
+async def _stream(
+    exchange: Exchange, sound: bytes, content_type: str, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The audio in chunks of `_STREAM_CHUNK` bytes (a scripted fault may cut it short)."""
+    stream = await exchange.open_stream(content_type, headers)
+
+    def failure() -> bytes:
+        return b""
+
+    try:
+        for start in range(0, len(sound), _STREAM_CHUNK):
+            await stream.content(sound[start : start + _STREAM_CHUNK], failure)
+    except StreamFailed:
+        return await stream.failed()
+    return await stream.finish()

@@ -9,10 +9,16 @@ import orjson
 from aiohttp import web
 
 from oneflow_fakes.errors import ErrorAnswer, openai_error
-from oneflow_fakes.exchange import FakeState, read_json
-from oneflow_fakes.models import OPENAI_CHAT_MODELS, text_model
+from oneflow_fakes.exchange import Exchange, FakeState, JsonBody, read_json
+from oneflow_fakes.models import OPENAI_CHAT_MODELS, TextModel, text_model
 from oneflow_fakes.openai_answer import ChatAnswer
-from oneflow_fakes.openai_common import open_call, openai_headers, strings
+from oneflow_fakes.openai_common import (
+    missing_parameter,
+    open_call,
+    openai_headers,
+    strings,
+    unsupported_value,
+)
 from oneflow_fakes.text import compose, plan_tool_calls, text_of
 from oneflow_fakes.thinking import EFFORTS, REASONING_TOKENS
 from oneflow_fakes.usage_marker import UsageMarker, read_marker
@@ -111,18 +117,38 @@ class OpenAIChat:
         if state.openai_remaining() == 0:
             return exchange.error(openai_error(429, "rate_limit_exceeded"))
         state.openai_requests += 1
-        served_model, limit = problem
+        answer = self._answer(exchange, body, model_name, *problem)
+        if isinstance(answer, ErrorAnswer):
+            return exchange.error(answer)
+        if streaming:
+            options = data.get("stream_options")
+            options = options if isinstance(options, dict) else {}
+            return await answer.stream(
+                include_usage=options.get("include_usage") is True,
+                obfuscation=options.get("include_obfuscation") is not False,
+            )
+        await exchange.generation_delay(len(answer.completion.chunks))
+        return exchange.json(answer.body(), openai_headers(state.openai_remaining()))
+
+    def _answer(
+        self,
+        exchange: Exchange,
+        body: JsonBody,
+        model_name: str,
+        served_model: str,
+        limit: int | None,
+    ) -> ChatAnswer | ErrorAnswer:
+        """The answer to a valid request, or a 400 when the prompt exceeds the context."""
+        state, data = self.state, body.data
         messages = data["messages"]
         assert isinstance(messages, list)
         prompt_tokens = _prompt_tokens(state, messages, data.get("tools"))
         if prompt_tokens > served_model_context(model_name, state):
-            return exchange.error(
-                openai_error(
-                    400,
-                    "context_length_exceeded",
-                    context=served_model_context(model_name, state),
-                    tokens=prompt_tokens,
-                )
+            return openai_error(
+                400,
+                "context_length_exceeded",
+                context=served_model_context(model_name, state),
+                tokens=prompt_tokens,
             )
         source, user_turn = _source(messages)
         forced, forbidden = _tool_choice(data.get("tool_choice"))
@@ -132,35 +158,24 @@ class OpenAIChat:
             forced=forced,
             forbidden=forbidden,
         )
-        stops = strings(data.get("stop"))
         completion = compose(
             source,
             words=exchange.reply_words,
             max_tokens=limit,
-            stop=stops,
+            stop=strings(data.get("stop")),
             counter=state.count_tokens,
         )
         n = data.get("n")
-        choices = n if isinstance(n, int) else 1
-        answer = ChatAnswer(
+        return ChatAnswer(
             exchange,
             served_model,
             prompt_tokens,
             completion,
             plans,
-            choices,
+            n if isinstance(n, int) else 1,
             state,
             _with_reasoning(read_marker(body.raw), data, model_name, state),
         )
-        if streaming:
-            options = data.get("stream_options")
-            options = options if isinstance(options, dict) else {}
-            return await answer.stream(
-                include_usage=options.get("include_usage") is True,
-                obfuscation=options.get("include_obfuscation") is not False,
-            )
-        await exchange.generation_delay(len(completion.chunks))
-        return exchange.json(answer.body(), openai_headers(state.openai_remaining()))
 
     def _validate(
         self, data: Mapping[str, object], model: str
@@ -169,12 +184,7 @@ class OpenAIChat:
             return openai_error(400, "invalid_request_error", "You must provide a model parameter.")
         messages = data.get("messages")
         if messages is None:
-            return openai_error(
-                400,
-                "missing_required_parameter",
-                "Missing required parameter: 'messages'.",
-                param="messages",
-            )
+            return missing_parameter("messages")
         if not isinstance(messages, list) or not messages:
             return openai_error(
                 400,
@@ -186,57 +196,67 @@ class OpenAIChat:
         served = text_model(OPENAI_CHAT_MODELS, model, any_model=self.state.config.any_model)
         if served is None:
             return openai_error(404, "model_not_found", model=model)
-        effort = data.get("reasoning_effort")
-        if effort is not None and not served.reasoning:
-            return openai_error(
-                400,
-                "invalid_value",
-                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
-                param="reasoning_effort",
-            )
-        if effort is not None and effort not in EFFORTS:
-            return openai_error(
-                400,
-                "invalid_value",
-                f"Invalid value: '{effort}'. Supported values are: "
-                + ", ".join(f"'{e}'" for e in EFFORTS)
-                + ".",
-                param="reasoning_effort",
-            )
-        if data.get("stream_options") is not None and data.get("stream") is not True:
-            return openai_error(
-                400,
-                "invalid_request_error",
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options",
-            )
-        limit = data.get("max_completion_tokens")
-        name = "max_completion_tokens"
-        if limit is None:
-            limit, name = data.get("max_tokens"), "max_tokens"
-        if limit is not None:
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                return openai_error(
-                    400,
-                    "integer_below_min_value",
-                    f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
-                    f"but got {limit} instead.",
-                    param=name,
-                )
-            if limit > served.max_output:
-                return openai_error(
-                    400,
-                    "invalid_value",
-                    f"max_tokens is too large: {limit}. This model supports at most "
-                    f"{served.max_output} completion tokens, whereas you provided {limit}.",
-                    param=name,
-                )
+        problem = _option_problem(data, served)
+        if problem is not None:
+            return problem
+        limit = _output_limit(data, served)
+        if isinstance(limit, ErrorAnswer):
+            return limit
         n = data.get("n")
         if n is not None and (not isinstance(n, int) or not 1 <= n <= 128):
             return openai_error(
                 400, "invalid_value", f"Invalid 'n': expected 1..128, got {n}.", param="n"
             )
         return served.id, limit
+
+
+def _option_problem(data: Mapping[str, object], served: TextModel) -> ErrorAnswer | None:
+    """A `reasoning_effort` the model does not take, or `stream_options` without a stream."""
+    effort = data.get("reasoning_effort")
+    if effort is not None and not served.reasoning:
+        return openai_error(
+            400,
+            "invalid_value",
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            param="reasoning_effort",
+        )
+    if effort is not None and effort not in EFFORTS:
+        return unsupported_value(effort, EFFORTS, "reasoning_effort", sep=", ")
+    if data.get("stream_options") is not None and data.get("stream") is not True:
+        return openai_error(
+            400,
+            "invalid_request_error",
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    return None
+
+
+def _output_limit(data: Mapping[str, object], served: TextModel) -> ErrorAnswer | int | None:
+    """`max_completion_tokens` (else `max_tokens`) when given and valid for the model."""
+    limit = data.get("max_completion_tokens")
+    name = "max_completion_tokens"
+    if limit is None:
+        limit, name = data.get("max_tokens"), "max_tokens"
+    if limit is None:
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return openai_error(
+            400,
+            "integer_below_min_value",
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
+            f"but got {limit} instead.",
+            param=name,
+        )
+    if limit > served.max_output:
+        return openai_error(
+            400,
+            "invalid_value",
+            f"max_tokens is too large: {limit}. This model supports at most "
+            f"{served.max_output} completion tokens, whereas you provided {limit}.",
+            param=name,
+        )
+    return limit
 
 
 def _with_reasoning(

@@ -1,4 +1,5 @@
-"""Shared by the fake OpenAI endpoints: key check, response headers, small JSON helpers."""
+"""Shared by the fake OpenAI endpoints: key check, response headers, validation errors, small
+JSON helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from aiohttp import web
 from oneflow_fakes.errors import ErrorAnswer, openai_error
 from oneflow_fakes.exchange import Exchange, FakeState, JsonBody, random_id
 
-__all__ = ["check_openai_key", "openai_headers", "strings"]
+__all__ = [
+    "check_openai_key",
+    "missing_parameter",
+    "openai_headers",
+    "strings",
+    "unsupported_value",
+]
 
 _HEALTHY = {
     "openai-version": "2020-10-01",
@@ -79,3 +86,23 @@ def strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [item for item in value if isinstance(item, str)]
     return []
+
+
+def missing_parameter(param: str) -> ErrorAnswer:
+    """OpenAI's 400 for a required field the body lacks."""
+    return openai_error(
+        400, "missing_required_parameter", f"Missing required parameter: '{param}'.", param=param
+    )
+
+
+def unsupported_value(
+    value: object, supported: tuple[str, ...], param: str, *, sep: str = " and "
+) -> ErrorAnswer:
+    """OpenAI's 400 for a value outside ``supported`` (listed quoted, joined by ``sep``)."""
+    listed = sep.join(f"'{choice}'" for choice in supported)
+    return openai_error(
+        400,
+        "invalid_value",
+        f"Invalid value: '{value}'. Supported values are: {listed}.",
+        param=param,
+    )

@@ -24,7 +24,12 @@ from aiohttp import web
 from oneflow_fakes.errors import ErrorAnswer, openai_error
 from oneflow_fakes.exchange import Exchange, FakeState, random_id, read_json
 from oneflow_fakes.models import OPENAI_EMBEDDING_MODELS
-from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_common import (
+    check_openai_key,
+    missing_parameter,
+    openai_headers,
+    unsupported_value,
+)
 
 __all__ = ["OpenAIEmbeddings", "fake_vector"]
 
@@ -135,9 +140,7 @@ def _validate(
     any_model: bool = False,
 ) -> ErrorAnswer | tuple[list[str | list[int]], int, bool]:
     if not model:
-        return openai_error(
-            400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
-        )
+        return missing_parameter("model")
     known = OPENAI_EMBEDDING_MODELS.get(model, _ANY_MODEL if any_model else None)
     if known is None:
         return openai_error(404, "model_not_found", model=model)
@@ -182,12 +185,7 @@ def _validate(
         length = dimensions
     encoding = data.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
-        return openai_error(
-            400,
-            "invalid_value",
-            f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
-            param="encoding_format",
-        )
+        return unsupported_value(encoding, ("float", "base64"), "encoding_format")
     return inputs, length, encoding == "base64"
 
 

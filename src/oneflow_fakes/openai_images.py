@@ -15,7 +15,12 @@ from oneflow_fakes.errors import ErrorAnswer, openai_error
 from oneflow_fakes.exchange import Exchange, FakeState, now, random_id, read_json
 from oneflow_fakes.media import colour_for, png
 from oneflow_fakes.models import OPENAI_IMAGE_MODELS
-from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_common import (
+    check_openai_key,
+    missing_parameter,
+    openai_headers,
+    unsupported_value,
+)
 
 __all__ = ["OpenAIImages"]
 
@@ -79,12 +84,7 @@ class OpenAIImages:
     ) -> ErrorAnswer | tuple[str, str, int, bool]:
         prompt = data.get("prompt")
         if not isinstance(prompt, str) or not prompt:
-            return openai_error(
-                400,
-                "missing_required_parameter",
-                "Missing required parameter: 'prompt'.",
-                param="prompt",
-            )
+            return missing_parameter("prompt")
         known = OPENAI_IMAGE_MODELS.get(model)
         if known is None:
             return openai_error(404, "model_not_found", model=model)
@@ -119,13 +119,8 @@ class OpenAIImages:
         if quality not in (None, "standard", "auto") and not (
             model == "dall-e-3" and quality == "hd"
         ):
-            return openai_error(
-                400,
-                "invalid_value",
-                f"Invalid value: '{quality}'. Supported values are: 'standard'"
-                + (" and 'hd'." if model == "dall-e-3" else "."),
-                param="quality",
-            )
+            supported = ("standard", "hd") if model == "dall-e-3" else ("standard",)
+            return unsupported_value(quality, supported, "quality")
         style = data.get("style")
         if style is not None and (model != "dall-e-3" or style not in ("vivid", "natural")):
             return openai_error(
@@ -133,12 +128,7 @@ class OpenAIImages:
             )
         response_format = data.get("response_format") or "url"
         if response_format not in ("url", "b64_json"):
-            return openai_error(
-                400,
-                "invalid_value",
-                f"Invalid value: '{response_format}'. Supported values are: 'url' and 'b64_json'.",
-                param="response_format",
-            )
+            return unsupported_value(response_format, ("url", "b64_json"), "response_format")
         return prompt, str(size), n, response_format == "url"
 
     async def file(self, request: web.Request) -> web.Response:

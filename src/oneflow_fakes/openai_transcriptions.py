@@ -20,7 +20,7 @@ from aiohttp import web
 from oneflow_fakes.errors import ErrorAnswer, openai_error
 from oneflow_fakes.exchange import Exchange, FakeState, random_id
 from oneflow_fakes.models import OPENAI_TRANSCRIPTION_MODELS
-from oneflow_fakes.openai_common import check_openai_key, openai_headers
+from oneflow_fakes.openai_common import check_openai_key, missing_parameter, openai_headers
 
 __all__ = ["OpenAITranscriptions", "fake_duration", "fake_transcript"]
 
@@ -137,13 +137,9 @@ _LANGUAGES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", 
 
 def _validate(fields: dict[str, str], model: str, upload: bytes | None) -> ErrorAnswer | None:
     if upload is None:
-        return openai_error(
-            400, "missing_required_parameter", "Missing required parameter: 'file'.", param="file"
-        )
+        return missing_parameter("file")
     if not model:
-        return openai_error(
-            400, "missing_required_parameter", "Missing required parameter: 'model'.", param="model"
-        )
+        return missing_parameter("model")
     formats = OPENAI_TRANSCRIPTION_MODELS.get(model)
     if formats is None:
         return openai_error(404, "model_not_found", model=model)

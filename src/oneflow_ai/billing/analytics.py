@@ -75,10 +75,6 @@ _FIRST_BUCKET = ROLLUP_COUNTERS.index("lat_le_5")
 _COUNTERS = len(ROLLUP_COUNTERS)
 
 
-def _column(dimension: str) -> str:
-    return _COLUMN.get(dimension, dimension)
-
-
 @dataclass(frozen=True, slots=True)
 class UsageQuery:
     """``[start, end)`` with optional exact-match filters, grouped by ``group_by``."""
@@ -270,30 +266,12 @@ class UsageReport:
             assert isinstance(latency, dict)
             ttft = data["ttft_ms"]
             assert isinstance(ttft, dict)
-            values = [
-                data["requests"],
-                data["errors"],
-                data["input_tokens"],
-                data["output_tokens"],
-                data["images"],
-                data["characters"],
-                data["usd"],
-                data["credits"],
-                latency["avg"],
-                latency["p50"],
-                latency["p95"],
-                latency["p99"],
-                ttft["avg"],
-                data["cached_input_tokens"],
-                data["reasoning_tokens"],
-                data["fallback_requests"],
-                data["cache_hits"],
-                data["audio_seconds"],
-                data["cache_write_5m_tokens"],
-                data["cache_write_1h_tokens"],
-                data["cache_hit_rate"],
-                data["credits_saved"],
-            ]
+            flat = {
+                **data,
+                **{f"latency_{name}_ms": value for name, value in latency.items()},
+                "ttft_avg_ms": ttft["avg"],
+            }
+            values = [flat[metric] for metric in CSV_METRICS]
             rows.append(
                 [
                     *(group.key.get(n) or "" for n in names),
@@ -312,71 +290,84 @@ def _iso(value: datetime) -> str:
     return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
-def _hour_label(hour: int) -> str:
-    return _iso(datetime.fromtimestamp(hour * 3600, UTC))
-
-
-def _day_label(day: int) -> str:
-    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
-
-
 def _time_label(time_group: str, hour: int) -> str:
-    return _hour_label(hour) if time_group == "hour" else _day_label(hour // 24)
+    """``2026-01-02T03:00:00Z`` for an hour, ``2026-01-02`` for a day."""
+    if time_group == "hour":
+        return _iso(_at(hour))
+    return (date(1970, 1, 1) + timedelta(days=hour // 24)).isoformat()
 
 
 async def query_usage(engine: AsyncEngine, query: UsageQuery) -> UsageReport:
     """Run ``query``; see the module documentation for how."""
     start, end = as_utc(query.start), as_utc(query.end)
-    first_whole = bucket_hour(start) + (0 if start == _floor(start) else 1)
+    on_the_hour = start == start.replace(minute=0, second=0, microsecond=0)
+    first_whole = bucket_hour(start) + (0 if on_the_hour else 1)
     end_hour = bucket_hour(end)  # the hour holding `end` (whole hours stop before it)
-    columns = [_column(d) for d in query.dimensions]
+    columns = [_COLUMN.get(d, d) for d in query.dimensions]
     time_group = query.time_group
-    merged: dict[tuple[str | None, ...], list[int]] = {}
-
-    def add(
-        rows: Iterable[tuple[tuple[str | None, ...], tuple[int, ...]]], label: str | None
-    ) -> None:
-        for key, counters in rows:
-            if label is not None:
-                key = (*key, label)
-            total = merged.get(key)
-            if total is None:
-                merged[key] = list(counters)
-            else:
-                for i, value in enumerate(counters):
-                    total[i] += value
-
+    merged: _Merged = {}
     async with engine.connect() as connection:
-        partial: list[tuple[datetime, datetime]] = []
-        if first_whole > end_hour:  # start and end within one hour
-            partial.append((start, end))
-        else:
-            if start < _at(first_whole):
-                partial.append((start, _at(first_whole)))
-            if first_whole < end_hour:
-                rows = await aggregate_rollups(
-                    connection,
-                    filters=query.filters,
-                    dimensions=columns,
-                    start_hour=first_whole,
-                    end_hour=end_hour,
-                    time_group=time_group,
-                )
-                for key, counters in rows:
-                    if time_group is not None:
-                        index = int(key[-1] or 0)
-                        hour = index if time_group == "hour" else index * 24
-                        key = (*key[:-1], _time_label(time_group, hour))
-                    add([(key, counters)], None)
-            if _at(end_hour) < end:
-                partial.append((_at(end_hour), end))
-        for lower, upper in partial:
+        if first_whole < end_hour:
+            rows = await aggregate_rollups(
+                connection,
+                filters=query.filters,
+                dimensions=columns,
+                start_hour=first_whole,
+                end_hour=end_hour,
+                time_group=time_group,
+            )
+            for key, counters in rows:
+                if time_group is not None:
+                    index = int(key[-1] or 0)
+                    hour = index if time_group == "hour" else index * 24
+                    key = (*key[:-1], _time_label(time_group, hour))
+                _add(merged, [(key, counters)], None)
+        for lower, upper in _partial_hours(start, end, first_whole, end_hour):
             rows = await aggregate_records(
                 connection, filters=query.filters, dimensions=columns, start=lower, end=upper
             )
             label = _time_label(time_group, bucket_hour(lower)) if time_group else None
-            add(rows, label)
+            _add(merged, rows, label)
+    return _report(query, merged)
 
+
+_Merged = dict[tuple[str | None, ...], list[int]]
+
+
+def _partial_hours(
+    start: datetime, end: datetime, first_whole: int, end_hour: int
+) -> list[tuple[datetime, datetime]]:
+    """The parts of ``[start, end)`` outside whole hours, read from the usage records."""
+    if first_whole > end_hour:  # start and end within one hour
+        return [(start, end)]
+    partial: list[tuple[datetime, datetime]] = []
+    if start < _at(first_whole):
+        partial.append((start, _at(first_whole)))
+    if _at(end_hour) < end:
+        partial.append((_at(end_hour), end))
+    return partial
+
+
+def _add(
+    merged: _Merged,
+    rows: Iterable[tuple[tuple[str | None, ...], tuple[int, ...]]],
+    label: str | None,
+) -> None:
+    """Add each row's counters to its group's in ``merged`` (``label`` appended to the key)."""
+    for key, counters in rows:
+        if label is not None:
+            key = (*key, label)
+        total = merged.get(key)
+        if total is None:
+            merged[key] = list(counters)
+        else:
+            for i, value in enumerate(counters):
+                total[i] += value
+
+
+def _report(query: UsageQuery, merged: _Merged) -> UsageReport:
+    """The groups in report order, their keys in the order asked for, and the totals."""
+    time_group = query.time_group
     names = [*query.dimensions, *([time_group] if time_group else [])]
     groups = [
         UsageGroup(dict(zip(names, key, strict=True)), UsageTotals(tuple(counters)))
@@ -399,10 +390,6 @@ def _order(group: UsageGroup, time_group: str | None) -> tuple[object, ...]:
     when = group.key.get(time_group) or "" if time_group else ""
     rest = tuple(str(v or "") for k, v in group.key.items() if k != time_group)
     return (when, -group.totals.micro_credits, -group.totals.requests, rest)
-
-
-def _floor(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def _at(hour: int) -> datetime:

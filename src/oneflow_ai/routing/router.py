@@ -32,11 +32,9 @@ reopening) instead of sending the request into known failures.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from oneflow_ai.catalog import Catalog, ModelEntry
-from oneflow_ai.domain.money import MICRO_CREDITS_PER_USD
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import (
     BadRequestError,
@@ -47,6 +45,7 @@ from oneflow_ai.errors import (
 from oneflow_ai.routing.decision import Exclusion, RouteDecision
 from oneflow_ai.routing.latency import LatencyTracker
 from oneflow_ai.routing.reasons import chosen, explained
+from oneflow_ai.routing.static_facts import StaticFacts
 from oneflow_ai.routing.strategy import (
     BalancedWeights,
     CandidateFacts,
@@ -100,9 +99,9 @@ class IntelligentRouter:
         self.weights = weights or BalancedWeights()
         self.near_equal = near_equal
         self.max_fallbacks = max_fallbacks
-        self._by_modality: dict[str, list[_Static]] = {}
+        self._by_modality: dict[str, list[StaticFacts]] = {}
         for entry in self.catalog:
-            self._by_modality.setdefault(entry.modality, []).append(_Static.of(entry))
+            self._by_modality.setdefault(entry.modality, []).append(StaticFacts.of(entry))
 
     def route(
         self,
@@ -135,8 +134,74 @@ class IntelligentRouter:
             usage = Usage(audio_seconds=audio_seconds, estimated=True)
         allowed = self._allowed(allowed_models)
         pinned = self._pinned(model, modality, allowed)
-        facts: list[CandidateFacts] = []
         excluded: list[Exclusion] = []
+        facts = self._candidates(modality, usage, allowed, pinned, excluded)
+        if not facts:
+            raise _nothing_fits(modality, excluded)
+        ranked = self._with_circuits(rank(strategy, facts, self.weights))
+        callable_ = [s for s in ranked if s.open_for <= 0]
+        blocked = [s for s in ranked if s.open_for > 0]
+        if not callable_:
+            raise _all_circuits_open(modality, blocked)
+        primary = callable_[0]
+        if pinned is not None:
+            primary = next((s for s in callable_ if s.model == pinned.id), primary)
+        rest = [s for s in callable_ if s is not primary]
+        chain = self._fallbacks(primary, rest) + [s.model for s in blocked]
+        chain = self._span_providers(primary, chain[: self.max_fallbacks], rest)
+        return self._decision(strategy, modality, primary, ranked, blocked, chain, excluded, pinned)
+
+    def _decision(
+        self,
+        strategy: RoutingStrategy,
+        modality: str,
+        primary: CandidateScore,
+        ranked: list[CandidateScore],
+        blocked: list[CandidateScore],
+        chain: list[str],
+        excluded: list[Exclusion],
+        pinned: ModelEntry | None,
+    ) -> RouteDecision:
+        pinned_id = pinned.id if pinned is not None else None
+        return RouteDecision(
+            primary_model=primary.model,
+            primary_provider=primary.provider,
+            estimated_credits=primary.credits,
+            estimated_micro_credits=primary.micro_credits,
+            fallback_chain=chain,
+            reason=explained(
+                strategy,
+                primary,
+                ranked,
+                pinned=pinned_id,
+                circuit_open=blocked,
+                weights=self.weights,
+            ),
+            strategy=strategy,
+            modality=modality,
+            scores=tuple(ranked),
+            excluded=tuple(excluded),
+            summary=chosen(
+                strategy,
+                eligible=len(ranked),
+                circuit_open=len(blocked),
+                primary=primary.model,
+                pinned=pinned_id,
+            ),
+        )
+
+    # ---- candidates ------------------------------------------------------------------------
+
+    def _candidates(
+        self,
+        modality: str,
+        usage: Usage,
+        allowed: frozenset[str] | None,
+        pinned: ModelEntry | None,
+        excluded: list[Exclusion],
+    ) -> list[CandidateFacts]:
+        """The facts of each model that can serve ``usage``; the others go to ``excluded``."""
+        facts: list[CandidateFacts] = []
         tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
         expected_ms = self.latency.expected_ms
         for static in self._by_modality.get(modality, ()):
@@ -166,58 +231,7 @@ class IntelligentRouter:
                     static.quality,
                 )
             )
-        if not facts:
-            reasons = "; ".join(f"{e.model}: {e.reason}" for e in excluded) or "none in catalog"
-            raise BadRequestError(
-                f"No {modality} model can serve this request ({reasons})",
-                code="no_eligible_model",
-            )
-        ranked = self._with_circuits(rank(strategy, facts, self.weights))
-        callable_ = [s for s in ranked if s.open_for <= 0]
-        blocked = [s for s in ranked if s.open_for > 0]
-        if not callable_:
-            soonest = min(s.open_for for s in blocked)
-            raise ServiceUnavailableError(
-                f"Every {modality} model that could serve this request is temporarily "
-                f"unavailable (circuits open); retry in {soonest:.1f} s",
-                code="all_circuits_open",
-                retry_after=soonest,
-            )
-        primary = callable_[0]
-        if pinned is not None:
-            primary = next((s for s in callable_ if s.model == pinned.id), primary)
-        rest = [s for s in callable_ if s is not primary]
-        chain = self._fallbacks(primary, rest) + [s.model for s in blocked]
-        chain = chain[: self.max_fallbacks]
-        chain = self._span_providers(primary, chain, rest)
-        return RouteDecision(
-            primary_model=primary.model,
-            primary_provider=primary.provider,
-            estimated_credits=primary.credits,
-            estimated_micro_credits=primary.micro_credits,
-            fallback_chain=chain,
-            reason=explained(
-                strategy,
-                primary,
-                ranked,
-                pinned=pinned.id if pinned is not None else None,
-                circuit_open=blocked,
-                weights=self.weights,
-            ),
-            strategy=strategy,
-            modality=modality,
-            scores=tuple(ranked),
-            excluded=tuple(excluded),
-            summary=chosen(
-                strategy,
-                eligible=len(ranked),
-                circuit_open=len(blocked),
-                primary=primary.model,
-                pinned=pinned.id if pinned is not None else None,
-            ),
-        )
-
-    # ---- candidates ------------------------------------------------------------------------
+        return facts
 
     def _allowed(self, allowed_models: Collection[str] | None) -> frozenset[str] | None:
         if allowed_models is None:
@@ -290,70 +304,6 @@ class IntelligentRouter:
         return [*chain[:-1], other.model]
 
 
-@dataclass(frozen=True, slots=True)
-class _Static:
-    """What routing needs of a catalog entry, looked up once."""
-
-    id: str
-    provider: str
-    quality: float
-    priced: bool
-    text: bool
-    context_window: int
-    max_output_tokens: int
-    # Micro-credits per input and output token when both are whole numbers (every packaged
-    # text model): the cost is then computed here exactly as the engine would (each line item
-    # is tokens x price micro-credits and nothing is rounded), without the engine's overhead.
-    token_prices: tuple[int, int] | None
-    auto_route: bool = True
-
-    @classmethod
-    def of(cls, entry: ModelEntry) -> _Static:
-        return cls(
-            id=entry.id,
-            provider=entry.provider,
-            quality=entry.quality,
-            priced=entry.is_priced,
-            text=entry.modality == "text",
-            context_window=entry.context_window or 0,
-            max_output_tokens=entry.max_output_tokens or 0,
-            token_prices=_whole_micro_credits_per_token(entry),
-            auto_route=entry.auto_route,
-        )
-
-    def unfit(self, tokens_in: int, tokens_out: int, allowed: frozenset[str] | None) -> str | None:
-        """Why this model cannot serve the request, or ``None``."""
-        if not self.priced:
-            return "has no price"
-        if allowed is not None and self.id not in allowed:
-            return "not allowed for this caller"
-        if self.text:
-            if self.max_output_tokens and tokens_out > self.max_output_tokens:
-                return (
-                    f"{tokens_out} output tokens exceed its maximum output of "
-                    f"{self.max_output_tokens}"
-                )
-            if self.context_window and tokens_in + tokens_out > self.context_window:
-                return (
-                    f"{tokens_in + tokens_out} tokens exceed its context window of "
-                    f"{self.context_window}"
-                )
-        return None
-
-
-def _whole_micro_credits_per_token(entry: ModelEntry) -> tuple[int, int] | None:
-    pricing = entry.pricing
-    if entry.modality != "text" or entry.free or pricing is None:
-        return None
-    if pricing.input_per_mtok is None or pricing.output_per_mtok is None:
-        return None
-    per_token = MICRO_CREDITS_PER_USD // 1_000_000  # micro-credits per token at 1 USD/MTok
-    units = (pricing.input_per_mtok * per_token, pricing.output_per_mtok * per_token)
-    if any(u != u.to_integral_value() for u in units):
-        return None
-    return int(units[0]), int(units[1])
-
-
 def _strategy(value: RoutingStrategy | str) -> RoutingStrategy:
     try:
         return RoutingStrategy(value)
@@ -398,4 +348,21 @@ def _pinned_error(entry: ModelEntry, why: str) -> BadRequestError:
     code = "context_length_exceeded" if "exceed" in why else "model_cannot_serve"
     return BadRequestError(
         f"The model '{entry.id}' cannot serve this request: {why}", param="model", code=code
+    )
+
+
+def _nothing_fits(modality: str, excluded: list[Exclusion]) -> BadRequestError:
+    reasons = "; ".join(f"{e.model}: {e.reason}" for e in excluded) or "none in catalog"
+    return BadRequestError(
+        f"No {modality} model can serve this request ({reasons})", code="no_eligible_model"
+    )
+
+
+def _all_circuits_open(modality: str, blocked: list[CandidateScore]) -> ServiceUnavailableError:
+    soonest = min(s.open_for for s in blocked)
+    return ServiceUnavailableError(
+        f"Every {modality} model that could serve this request is temporarily "
+        f"unavailable (circuits open); retry in {soonest:.1f} s",
+        code="all_circuits_open",
+        retry_after=soonest,
     )
