@@ -107,6 +107,23 @@ def _default_owner(instance: str | None) -> str:
     return f"{(instance or socket.gethostname())[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _group_writer(
+    engine: AsyncEngine, config: LedgerConfig, health: Health | None
+) -> GroupCommitWriter[LedgerCommand, LedgerResult]:
+    """The writer that group-commits every ledger command (``apply_batch``); with ``health``,
+    an unreachable database trips it."""
+    return GroupCommitWriter(
+        engine,
+        apply_batch,
+        max_batch=config.batch_max,
+        max_delay=config.flush_interval,
+        max_pending=config.max_pending,
+        name="ledger",
+        unreachable=is_unreachable if health is not None else None,
+        on_unreachable=health.trip if health is not None else None,
+    )
+
+
 class Ledger(LedgerReserve):
     """Reserve, settle, release and record; see the module documentation."""
 
@@ -142,16 +159,7 @@ class Ledger(LedgerReserve):
         if bus is not None:
             bus.subscribe(self._on_message)
         self._ready = asyncio.Event()
-        self._writer: GroupCommitWriter[LedgerCommand, LedgerResult] = GroupCommitWriter(
-            engine,
-            apply_batch,
-            max_batch=self.config.batch_max,
-            max_delay=self.config.flush_interval,
-            max_pending=self.config.max_pending,
-            name="ledger",
-            unreachable=is_unreachable if health is not None else None,
-            on_unreachable=health.trip if health is not None else None,
-        )
+        self._writer = _group_writer(engine, self.config, health)
         self._maintenance: asyncio.Task[None] | None = None
         self.durable = DurableWrites(
             self._writer.submit,

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 
 from oneflow_ai.billing.budget_rules import hold_amount, refusal
-from oneflow_ai.billing.budgets import BudgetSpec, Metric, period_start
+from oneflow_ai.billing.budgets import BudgetBook, BudgetSpec, Metric, period_start
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.billing.ledger_errors import (
     unreachable_error,
@@ -40,6 +41,47 @@ def _model_of(max_cost: Cost | Callable[[], Cost]) -> str:
     if isinstance(max_cost, Cost):
         return max_cost.model
     raise TypeError("reserve(): give `model` when `max_cost` is a function")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """Who a reservation is for: the arguments of :meth:`LedgerReserve.reserve` that every
+    reservation carries as they are."""
+
+    request_id: str
+    project_id: str
+    provider: str
+    user_id: str | None
+    key_id: str | None
+
+    def reservation(
+        self,
+        *,
+        model: str,
+        max_cost: Cost | None,
+        created_at: datetime,
+        limited: bool,
+        output_limit: bool = True,
+        hard: Sequence[BudgetSpec] = (),
+    ) -> Reservation:
+        """A new reservation for this request. ``output_limit``: whether it covers
+        ``max_cost``'s output tokens (``output_token_limit``); ``hard`` the hard budgets that
+        apply to it."""
+        output = max_cost.line("output") if max_cost is not None and output_limit else None
+        return Reservation(
+            id=uuid.uuid4().hex,
+            request_id=self.request_id,
+            project_id=self.project_id,
+            model=model,
+            provider=self.provider,
+            max_cost=max_cost,
+            created_at=created_at,
+            limited=limited,
+            user_id=self.user_id,
+            key_id=self.key_id,
+            output_token_limit=output.quantity if output is not None else None,
+            hard_budgets=frozenset(b.id for b in hard),
+        )
 
 
 class LedgerReserve(LedgerWrites):
@@ -71,62 +113,53 @@ class LedgerReserve(LedgerWrites):
         """
         await self.wait_ready()
         now = self._clock()
+        request = _Request(request_id, project_id, provider, user_id, key_id)
         book = self.state.usable(project_id) or await self.state.for_project(project_id)
         hard = [b for b in book.matching(project_id, user_id, key_id, provider) if b.hard]
         prepaid = project_id in book.prepaid
         if not (prepaid or hard):
-            output = max_cost.line("output") if isinstance(max_cost, Cost) else None
-            return Reservation(
-                id=uuid.uuid4().hex,
-                request_id=request_id,
-                project_id=project_id,
+            return request.reservation(
                 model=model or _model_of(max_cost),
-                provider=provider,
                 max_cost=max_cost if isinstance(max_cost, Cost) else None,
                 created_at=now,
                 limited=False,
-                user_id=user_id,
-                key_id=key_id,
-                output_token_limit=output.quantity if output is not None else None,
             )
         if not isinstance(max_cost, Cost):
             max_cost = max_cost()
         if max_cost.micro_credits == 0 and all(b.metric is Metric.CREDITS for b in hard):
             # Free at worst (a free model, an answer from the response cache): nothing to hold
             # on the balance or a credits budget, so no round trip to the database for it.
-            return Reservation(
-                id=uuid.uuid4().hex,
-                request_id=request_id,
-                project_id=project_id,
+            return request.reservation(
                 model=max_cost.model,
-                provider=provider,
                 max_cost=max_cost,
                 created_at=now,
                 limited=False,
-                user_id=user_id,
-                key_id=key_id,
+                output_limit=False,
             )
         if self.durable.database_down:
-            return self._degraded(request_id, project_id, max_cost, provider, user_id, key_id, hard)
-        output = max_cost.line("output")
-        reservation = Reservation(
-            id=uuid.uuid4().hex,
-            request_id=request_id,
-            project_id=project_id,
-            model=max_cost.model,
-            provider=provider,
-            max_cost=max_cost,
-            created_at=now,
-            limited=True,
-            user_id=user_id,
-            key_id=key_id,
-            output_token_limit=output.quantity if output is not None else None,
-            hard_budgets=frozenset(b.id for b in hard),
+            return self._degraded(request, max_cost, hard)
+        reservation = request.reservation(
+            model=max_cost.model, max_cost=max_cost, created_at=now, limited=True, hard=hard
         )
         if prepaid and not hard and self.leases.enabled:
             reservation.lease = self.leases.take(project_id, max_cost.micro_credits)
             if reservation.lease is not None:  # held in memory on a durable lease
                 return reservation
+        return await self._hold(reservation, request, max_cost, book, hard, prepaid=prepaid)
+
+    async def _hold(
+        self,
+        reservation: Reservation,
+        request: _Request,
+        max_cost: Cost,
+        book: BudgetBook,
+        hard: Sequence[BudgetSpec],
+        *,
+        prepaid: bool,
+    ) -> Reservation:
+        """Write ``reservation``'s holds (the balance when ``prepaid``, each of ``hard``) in
+        one group-committed transaction; refuse it when one of them does not fit."""
+        now = reservation.created_at
         holds = tuple(
             HoldRow(b.id, period_start(b.period, now), hold_amount(b.metric, max_cost))
             for b in hard
@@ -134,30 +167,12 @@ class LedgerReserve(LedgerWrites):
         for budget, hold in zip(hard, holds, strict=True):
             if hold.amount > budget.limit:  # can never fit: no need to ask the database
                 raise refusal(book, budget.id, max_cost, now)
-        future = self._enqueue(
-            ReserveCommand(
-                reservation_id=reservation.id,
-                request_id=request_id,
-                project_id=project_id,
-                user_id=user_id,
-                key_id=key_id,
-                model=max_cost.model,
-                provider=provider,
-                account_hold=max_cost.micro_credits if prepaid else 0,
-                max_micro_credits=max_cost.micro_credits,
-                holds=holds,
-                owner=self.owner,
-                created_at=now,
-                expires_at=now + timedelta(seconds=self.config.reservation_ttl),
-            )
-        )
+        future = self._enqueue(self._reserve_command(reservation, holds, prepaid=prepaid))
         try:
             reserved = await self._outcome(asyncio.shield(future))
         except ServiceUnavailableError:
             if self.durable.database_down and self.config.degraded_postpaid:
-                return self._degraded(
-                    request_id, project_id, max_cost, provider, user_id, key_id, hard
-                )
+                return self._degraded(request, max_cost, hard)
             raise
         except asyncio.CancelledError:
             # The caller is gone but the hold may still commit: give it back when it does.
@@ -170,34 +185,39 @@ class LedgerReserve(LedgerWrites):
         reservation.holds = reserved.holds
         return reservation
 
+    def _reserve_command(
+        self, reservation: Reservation, holds: tuple[HoldRow, ...], *, prepaid: bool
+    ) -> ReserveCommand:
+        now = reservation.created_at
+        return ReserveCommand(
+            reservation_id=reservation.id,
+            request_id=reservation.request_id,
+            project_id=reservation.project_id,
+            user_id=reservation.user_id,
+            key_id=reservation.key_id,
+            model=reservation.model,
+            provider=reservation.provider,
+            account_hold=reservation.max_micro_credits if prepaid else 0,
+            max_micro_credits=reservation.max_micro_credits,
+            holds=holds,
+            owner=self.owner,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.config.reservation_ttl),
+        )
+
     def _degraded(
-        self,
-        request_id: str,
-        project_id: str,
-        max_cost: Cost,
-        provider: str,
-        user_id: str | None,
-        key_id: str | None,
-        hard: Sequence[BudgetSpec],
+        self, request: _Request, max_cost: Cost, hard: Sequence[BudgetSpec]
     ) -> Reservation:
         """The database is unreachable: with LEDGER_DEGRADED_POSTPAID the request is served
         without a hold (charged through the spool), else it is refused at once."""
         if not self.config.degraded_postpaid:
             raise unreachable_error()
-        output = max_cost.line("output")
-        return Reservation(
-            id=uuid.uuid4().hex,
-            request_id=request_id,
-            project_id=project_id,
+        return request.reservation(
             model=max_cost.model,
-            provider=provider,
             max_cost=max_cost,
             created_at=self._clock(),
             limited=False,
-            user_id=user_id,
-            key_id=key_id,
-            output_token_limit=output.quantity if output is not None else None,
-            hard_budgets=frozenset(b.id for b in hard),
+            hard=hard,
         )
 
     def _release_abandoned(

@@ -7,6 +7,7 @@ What each costs and when it is durable is in :mod:`oneflow_ai.billing.ledger`.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from datetime import datetime
 
@@ -118,6 +119,24 @@ class LedgerWrites:
             cost = self.pricing.price(model or reservation.model, usage)
         provider = provider or reservation.provider
         self.checkpoints.untrack(reservation)
+        future = self._durably(
+            self._settle_command(reservation, usage, cost, provider, outcome or RequestOutcome())
+        )
+        settling: asyncio.Future[Settlement] = asyncio.get_running_loop().create_future()
+        reservation._settling = settling
+        future.add_done_callback(functools.partial(self._committed, reservation, cost, settling))
+        return await asyncio.shield(settling)
+
+    def _settle_command(
+        self,
+        reservation: Reservation,
+        usage: Usage,
+        cost: Cost,
+        provider: str,
+        outcome: RequestOutcome,
+    ) -> SettleCommand:
+        """The charge of ``cost`` for ``usage``, with what it releases of the reservation's
+        holds (when they were written), the budget increments and the usage record."""
         durable = reservation.active and (reservation.limited or reservation.checkpointed)
         charge = EntryRow(
             project_id=reservation.project_id,
@@ -137,52 +156,50 @@ class LedgerWrites:
             user_id=reservation.user_id,
             key_id=reservation.key_id,
         )
-        future = self._durably(
-            SettleCommand(
-                charge=charge,
-                reservation_id=reservation.id if durable else None,
-                account_hold=reservation.account_hold if durable else 0,
-                holds=reservation.holds if durable else (),
-                usage_increments=increments(
-                    self.book, reservation, provider, usage, cost.micro_credits
-                ),
-                record=usage_record(
-                    reservation, outcome or RequestOutcome(), usage, cost, provider
-                ),
-                lease_id=reservation.lease.id if reservation.lease is not None else None,
-            )
+        return SettleCommand(
+            charge=charge,
+            reservation_id=reservation.id if durable else None,
+            account_hold=reservation.account_hold if durable else 0,
+            holds=reservation.holds if durable else (),
+            usage_increments=increments(
+                self.book, reservation, provider, usage, cost.micro_credits
+            ),
+            record=usage_record(reservation, outcome, usage, cost, provider),
+            lease_id=reservation.lease.id if reservation.lease is not None else None,
         )
-        settling: asyncio.Future[Settlement] = asyncio.get_running_loop().create_future()
-        reservation._settling = settling
 
-        def committed(done: asyncio.Future[LedgerResult | None]) -> None:
-            if done.cancelled() or done.exception() is not None:
-                reservation._settling = None
-                settling.set_exception(unavailable(done))
-                return
-            settled = done.result()
-            reservation.state = ReservationState.SETTLED
-            if settled is None:  # spooled: charged when the spool is replayed
-                self._lease_done(reservation, cost.micro_credits, spooled=True)
-                reservation.settlement = Settlement(reservation.request_id, cost, True, True)
-                settling.set_result(reservation.settlement)
-                return
-            assert isinstance(settled, Settled)
-            self._lease_done(reservation, cost.micro_credits if settled.charged else 0)
-            reservation.settlement = Settlement(reservation.request_id, cost, settled.charged)
+    def _committed(
+        self,
+        reservation: Reservation,
+        cost: Cost,
+        settling: asyncio.Future[Settlement],
+        done: asyncio.Future[LedgerResult | None],
+    ) -> None:
+        """The settle command of ``reservation`` is done: resolve ``settling``."""
+        if done.cancelled() or done.exception() is not None:
+            reservation._settling = None
+            settling.set_exception(unavailable(done))
+            return
+        settled = done.result()
+        reservation.state = ReservationState.SETTLED
+        if settled is None:  # spooled: charged when the spool is replayed
+            self._lease_done(reservation, cost.micro_credits, spooled=True)
+            reservation.settlement = Settlement(reservation.request_id, cost, True, True)
             settling.set_result(reservation.settlement)
-            if reservation.limited and cost.micro_credits > reservation.max_micro_credits:
-                log.warning(
-                    "ledger_overrun",
-                    request_id=reservation.request_id,
-                    project_id=reservation.project_id,
-                    reserved=reservation.max_micro_credits,
-                    charged=cost.micro_credits,
-                )
-            self._alert(settled.counters)
-
-        future.add_done_callback(committed)
-        return await asyncio.shield(settling)
+            return
+        assert isinstance(settled, Settled)
+        self._lease_done(reservation, cost.micro_credits if settled.charged else 0)
+        reservation.settlement = Settlement(reservation.request_id, cost, settled.charged)
+        settling.set_result(reservation.settlement)
+        if reservation.limited and cost.micro_credits > reservation.max_micro_credits:
+            log.warning(
+                "ledger_overrun",
+                request_id=reservation.request_id,
+                project_id=reservation.project_id,
+                reserved=reservation.max_micro_credits,
+                charged=cost.micro_credits,
+            )
+        self._alert(settled.counters)
 
     async def release(self, reservation: Reservation, outcome: RequestOutcome) -> None:
         """Give back everything held for a request that produced nothing billable, and

@@ -7,9 +7,11 @@ they need. For every call the pipeline runs
    refuse the call by raising a `GatewayError` (a 429, a 402) or answer it itself by returning
    a `ShortCircuit` (a cached answer); the hooks after it do not run, and no provider is called.
 2. the provider call (with fallbacks down `call.candidates`);
-3. for streams, `on_stream_open(call, delivered)` of each hook once the stream has started
-   (`delivered()` tells, whenever asked, what the caller has received so far; it may return
-   an awaitable that the stream waits for before anything reaches the caller), then
+3. for streams, `on_stream_open(call, progress)` of each hook once the stream has started
+   (`progress.delivered()` tells, whenever asked, what the caller has received so far, and
+   `progress.output_tokens()` the stream's running count of its output, the events being
+   seen included: the stream's own count, so that no hook tokenizes the deltas again; it may
+   return an awaitable that the stream waits for before anything reaches the caller), then
    `on_stream_event(call, event)` of each hook for every canonical event as it arrives (never
    the provider's own bytes of a same-dialect stream; synchronous and
    cheap: it runs on the hot path);
@@ -24,8 +26,9 @@ What a call consumed reaches billing and analytics through the ledger hook
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol
 
 from oneflow_ai.domain.chat import ChatResponse, StreamEvent
 from oneflow_ai.domain.embeddings import EmbeddingResponse
@@ -34,7 +37,19 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["Hook", "ShortCircuit"]
+__all__ = ["Hook", "ShortCircuit", "StreamProgress"]
+
+
+class StreamProgress(Protocol):
+    """What a hook may ask of a running stream (`gateway/stream.py`)."""
+
+    def delivered(self) -> Usage:
+        """What the caller has received so far, as OneFlow counts it (estimated)."""
+        ...
+
+    def output_tokens(self) -> int:
+        """OneFlow's running count of the output so far, the batch being seen included."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +71,7 @@ class Hook:
     async def before(self, call: Call) -> ShortCircuit | None:
         return None
 
-    def on_stream_open(
-        self, call: Call, delivered: Callable[[], Usage]
-    ) -> Awaitable[object] | None:
+    def on_stream_open(self, call: Call, progress: StreamProgress) -> Awaitable[object] | None:
         return None
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:

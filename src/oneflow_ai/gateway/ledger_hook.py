@@ -9,7 +9,9 @@ tokenizer, and `max_tokens` (or the model's output limit) of output.
 
 While a stream runs, the ledger checkpoints what its caller has received (priced on the answering
 model), so that a crash of this process still charges it (`billing.checkpoints`). During a
-stream, output tokens are counted as they arrive when a limit applies; a stream that
+stream, when a limit applies, its output is checked as it arrives against what was reserved:
+the stream's own running count (`gateway/stream_output.py`: the deltas are tokenized once, for
+this and for the charge), or the provider's count when it reports a larger one; a stream that
 would run past what was reserved ends with an error event (402) instead of running over: the
 events that would overrun are not forwarded, and the charge is what the caller received.
 
@@ -21,7 +23,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import cast
 
@@ -42,18 +44,18 @@ from oneflow_ai.domain.chat import (
 from oneflow_ai.domain.embeddings import EmbeddingRequest
 from oneflow_ai.domain.media import ImageRequest
 from oneflow_ai.domain.transcription import TranscriptionRequest
-from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.gateway.hooks import Hook, ShortCircuit, StreamProgress
 from oneflow_ai.gateway.request_route import request_route
 
 __all__ = ["LedgerHook", "RefusalHook"]
 
 _RESERVATION = "ledger.reservation"
-_OUTPUT = "ledger.output_tokens"
+_PROGRESS = "ledger.stream"
+_REPORTED = "ledger.reported_output_tokens"
 #: The status a caller saw when it went away before the answer ended (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -80,19 +82,18 @@ class LedgerHook(Hook):
         )
         return None
 
-    def on_stream_open(
-        self, call: Call, delivered: Callable[[], Usage]
-    ) -> Awaitable[object] | None:
+    def on_stream_open(self, call: Call, progress: StreamProgress) -> Awaitable[object] | None:
         reservation = cast(Reservation | None, call.state.get(_RESERVATION))
         if reservation is None:
             return None
+        call.state[_PROGRESS] = progress
         pricing = self._pricing
 
         def probe() -> Delivered | None:
             route = call.route
             if route is None:
                 return None
-            usage = delivered()
+            usage = progress.delivered()
             try:
                 return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
             except PricingError:
@@ -106,22 +107,15 @@ class LedgerHook(Hook):
             return
         if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
             return
-        counted = cast(int, call.state.get(_OUTPUT, 0))
-        if isinstance(event, TextDelta):
-            entry = call.route.entry if call.route is not None else None
-            counted += self._estimator.text_tokens(event.text, entry)
-        elif isinstance(event, ToolCallDelta):
-            entry = call.route.entry if call.route is not None else None
-            counted += self._estimator.text_tokens((event.name or "") + event.arguments, entry)
-        elif isinstance(event, ThinkingDelta) and event.text:  # thinking is billed as output
-            entry = call.route.entry if call.route is not None else None
-            counted += self._estimator.text_tokens(event.text, entry)
-        elif isinstance(event, StreamUsage) and event.output_tokens is not None:
-            counted = max(counted, event.output_tokens)
-        else:
+        # The stream's own running count (it tokenizes its deltas once, for this and for what
+        # it charges), or the provider's count when it reports a larger one as it goes.
+        reported = cast(int, call.state.get(_REPORTED, 0))
+        if isinstance(event, StreamUsage) and event.output_tokens is not None:
+            reported = call.state[_REPORTED] = max(reported, event.output_tokens)
+        elif not isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
             return
-        call.state[_OUTPUT] = counted
-        if reservation.would_exceed(counted):
+        progress = cast(StreamProgress, call.state[_PROGRESS])
+        if reservation.would_exceed(max(reported, progress.output_tokens())):
             raise InsufficientCreditsError(
                 "The answer was stopped: it would have cost more than the credits reserved "
                 "for it (the project's balance or budget)",

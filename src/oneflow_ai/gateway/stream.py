@@ -29,7 +29,6 @@ from oneflow_ai.domain.chat import (
     StreamStart,
     StreamUsage,
     TextDelta,
-    ThinkingDelta,
     ToolCallDelta,
     WireBytes,
     WireDialect,
@@ -39,6 +38,7 @@ from oneflow_ai.errors import GatewayError
 from oneflow_ai.gateway.call import Call, Outcome
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook
+from oneflow_ai.gateway.stream_output import StreamOutput
 from oneflow_ai.providers.registry import Route
 
 __all__ = ["ChatStream", "StreamOwner", "one_batch", "open_batches", "response_events"]
@@ -77,10 +77,8 @@ class ChatStream:
         )
         self._head = head
         self._rest = rest
-        self._text: list[str] = []
-        self._delivered_upto = 0  # pieces of `_text` the caller has received
-        self._counted_upto = 0  # ... of which OneFlow has counted the tokens
-        self._counted_tokens = 0
+        self._output = StreamOutput(self._text_tokens)
+        self._delivered_upto = 0  # pieces of `_output` the caller has received
         self._input_tokens: int | None = None
         self._classes: dict[str, int] = {}  # token classes the provider reported
         self._output_tokens: int | None = None
@@ -99,7 +97,7 @@ class ChatStream:
             waiting
             for hook in self._entered
             if type(hook).on_stream_open is not Hook.on_stream_open
-            and (waiting := hook.on_stream_open(call, self.delivered)) is not None
+            and (waiting := hook.on_stream_open(call, self)) is not None
         ]
 
     async def opened(self) -> ChatStream:
@@ -158,11 +156,11 @@ class ChatStream:
             if head:
                 self._observe(head)
                 yield head
-                self._delivered_upto = len(self._text)
+                self._delivered_upto = len(self._output)
             async for batch in self._rest:
                 self._observe(batch)
                 yield batch
-                self._delivered_upto = len(self._text)
+                self._delivered_upto = len(self._output)
         except GatewayError as exc:
             self._close_out("cut_off", exc)
             log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
@@ -219,41 +217,39 @@ class ChatStream:
         """What the caller has received so far, as OneFlow counts it (estimated): the prompt
         (the provider's count once it gave one) and the text of the batches already written.
         Counted incrementally: each piece of text is tokenized once."""
-        output_tokens = self._output_upto(self._delivered_upto)
+        output_tokens = self._output.tokens(self._delivered_upto)
         input_tokens = self._input_tokens
         if input_tokens is None:
             input_tokens = self.call.prompt_tokens(self._pipeline.estimator, self.route.entry)
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
         return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
 
-    def _output_upto(self, upto: int) -> int:
-        """OneFlow's count of the output in the first `upto` pieces of text: each piece is
-        tokenized once, however often it is asked (checkpoints, then the end)."""
-        if upto > self._counted_upto:
-            text = "".join(self._text[self._counted_upto : upto])
-            self._counted_tokens += self._pipeline.estimator.text_tokens(text, self.route.entry)
-            self._counted_upto = upto
-        return self._counted_tokens
+    def output_tokens(self) -> int:
+        """OneFlow's running count of the output so far, the batch the hooks are seeing
+        included (the same count as `delivered`'s: each piece of text is tokenized once)."""
+        return self._output.running()
+
+    def _text_tokens(self, text: str) -> int:
+        return self._pipeline.estimator.text_tokens(text, self.route.entry)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
         # (an answer about to overrun what the ledger reserved) stops it before any of the
-        # batch is forwarded, so what is charged is exactly what the caller received.
+        # batch is forwarded, so what is charged is exactly what the caller received. Its text
+        # is recorded first, for the running count the hooks read (`output_tokens`), and taken
+        # back when the batch is not forwarded.
         if self.passthrough is not None:  # hooks see the canonical events only
             batch = [event for event in batch if not isinstance(event, WireBytes)]
-        for hook in self._watchers:
-            for event in batch:
-                hook.on_stream_event(self.call, event)
+        self._output.add_batch(batch)
+        try:
+            for hook in self._watchers:
+                for event in batch:
+                    hook.on_stream_event(self.call, event)
+        except BaseException:
+            self._output.take_back()
+            raise
         for event in batch:
-            if isinstance(event, TextDelta):
-                self._text.append(event.text)
-            elif isinstance(event, ThinkingDelta):
-                self._text.append(event.text)  # thinking is billed as output
-            elif isinstance(event, ToolCallDelta):
-                self._text.append(event.arguments)
-                if event.name:
-                    self._text.append(event.name)
-            elif isinstance(event, StreamUsage):
+            if isinstance(event, StreamUsage):
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens
                 if event.output_tokens is not None:
@@ -274,7 +270,7 @@ class ChatStream:
                 input_tokens = call.prompt_tokens(estimator, entry)
             output_tokens = self._output_tokens
             if output_tokens is None:  # no usage came: OneFlow counts what it has not yet
-                output_tokens = self._output_upto(len(self._text))
+                output_tokens = self._output.tokens()
             usage = Usage.of_classes(input_tokens, output_tokens, self._classes, estimated=True)
         self.usage = call.usage = usage
         self.cost = call.cost = self._pipeline.price(call, usage)

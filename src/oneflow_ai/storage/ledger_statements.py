@@ -90,24 +90,75 @@ def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
 
 @cache
 def _build(dialect: str) -> LedgerStatements:
-    def topup(keep_mode: bool) -> Executable:
-        statement = _insert(dialect, accounts).values(
-            project_id=bindparam("project_id"),
-            mode=bindparam("mode"),
-            balance=bindparam("amount", type_=BigInteger),
-            reserved=0,
-            updated_at=bindparam("at"),
-        )
-        changes: dict[str, Any] = {
-            "balance": accounts.c.balance + statement.excluded.balance,
-            "updated_at": statement.excluded.updated_at,
-        }
-        if not keep_mode:
-            changes["mode"] = statement.excluded.mode
-        return statement.on_conflict_do_update(
-            index_elements=["project_id"], set_=changes
-        ).returning(accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved)
+    return LedgerStatements(
+        **_account_statements(dialect),
+        **_counter_statements(dialect),
+        write_lock=(
+            None
+            if dialect == "postgresql"
+            else update(accounts).where(literal(1) == 0).values(reserved=accounts.c.reserved)
+        ),
+        **_hold_statements(dialect),
+        **_owner_statements(dialect),
+        **_recovery_statements(),
+        checkpoint=_checkpoint(dialect),
+    )
 
+
+def _account_statements(dialect: str) -> dict[str, Executable]:
+    """Entries and accounts: top-ups, charges and balance changes."""
+    balance = _insert(dialect, accounts).values(
+        project_id=bindparam("p"),
+        mode="postpaid",
+        balance=bindparam("delta", type_=BigInteger),
+        reserved=0,
+        updated_at=bindparam("at"),
+    )
+    return {
+        "insert_entries": insert(entries),
+        "upsert_topup": _topup(dialect, keep_mode=False),
+        "upsert_topup_keep_mode": _topup(dialect, keep_mode=True),
+        "insert_charges": _insert(dialect, entries)
+        .on_conflict_do_nothing(index_elements=["request_id"], index_where=text("kind = 'charge'"))
+        .returning(entries.c.request_id),
+        "charge_account": update(accounts)
+        .where(accounts.c.project_id == bindparam("p"))
+        .values(
+            balance=accounts.c.balance + bindparam("delta", type_=BigInteger),
+            reserved=accounts.c.reserved - bindparam("release", type_=BigInteger),
+            updated_at=bindparam("at"),
+        ),
+        "upsert_balance": balance.on_conflict_do_update(
+            index_elements=["project_id"],
+            set_={
+                "balance": accounts.c.balance + balance.excluded.balance,
+                "updated_at": balance.excluded.updated_at,
+            },
+        ),
+    }
+
+
+def _topup(dialect: str, *, keep_mode: bool) -> Executable:
+    statement = _insert(dialect, accounts).values(
+        project_id=bindparam("project_id"),
+        mode=bindparam("mode"),
+        balance=bindparam("amount", type_=BigInteger),
+        reserved=0,
+        updated_at=bindparam("at"),
+    )
+    changes: dict[str, Any] = {
+        "balance": accounts.c.balance + statement.excluded.balance,
+        "updated_at": statement.excluded.updated_at,
+    }
+    if not keep_mode:
+        changes["mode"] = statement.excluded.mode
+    return statement.on_conflict_do_update(index_elements=["project_id"], set_=changes).returning(
+        accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved
+    )
+
+
+def _counter_statements(dialect: str) -> dict[str, Executable]:
+    """Budget counters: created on first use, their usage added."""
     new_counter = select(
         budgets.c.id, bindparam("d", type_=Date), literal(0, BigInteger), literal(0, BigInteger)
     ).where(budgets.c.id == bindparam("b"))
@@ -123,19 +174,88 @@ def _build(dialect: str) -> LedgerStatements:
         index_elements=["budget_id", "period_start"],
         set_={"used": counters.c.used + add_used.excluded.used},
     )
-    balance = _insert(dialect, accounts).values(
-        project_id=bindparam("p"),
-        mode="postpaid",
-        balance=bindparam("delta", type_=BigInteger),
-        reserved=0,
-        updated_at=bindparam("at"),
-    )
+    return {
+        "ensure_counter": _insert(dialect, counters)
+        .from_select(counter_columns, new_counter)
+        .on_conflict_do_nothing(),
+        "add_used": add_used.returning(counters.c.used),
+    }
+
+
+def _hold_statements(dialect: str) -> dict[str, Executable]:
+    """Reservations and holds: lock what they hold on, shift it, write and resolve them."""
+    x = bindparam("x", type_=BigInteger)
+    return {
+        "lock_accounts": _for_update(
+            dialect,
+            select(accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved)
+            .where(accounts.c.project_id.in_(bindparam("ids", expanding=True)))
+            .order_by(accounts.c.project_id),
+            accounts,
+        ),
+        "lock_counters": _for_update(
+            dialect,
+            select(
+                counters.c.budget_id,
+                counters.c.period_start,
+                counters.c.used,
+                counters.c.reserved,
+                budgets.c.limit_value,
+                budgets.c.mode,
+            )
+            .join(budgets, budgets.c.id == counters.c.budget_id)
+            .where(
+                tuple_(counters.c.budget_id, counters.c.period_start).in_(
+                    bindparam("keys", expanding=True)
+                )
+            )
+            .order_by(counters.c.budget_id, counters.c.period_start),
+            counters,
+        ),
+        "shift_account": update(accounts)
+        .where(accounts.c.project_id == bindparam("p"))
+        .values(reserved=accounts.c.reserved + x),
+        "shift_counter": update(counters)
+        .where(counters.c.budget_id == bindparam("b"), counters.c.period_start == bindparam("d"))
+        .values(reserved=counters.c.reserved + x),
+        "insert_reservations": insert(reservations),
+        "insert_holds": insert(holds),
+        "resolve": delete(reservations)
+        .where(reservations.c.id.in_(bindparam("ids", expanding=True)))
+        .returning(reservations.c.id),
+    }
+
+
+def _owner_statements(dialect: str) -> dict[str, Executable]:
+    """The ledger owners' rows: heartbeat, retire, purge the dead ones."""
     heartbeat = _insert(dialect, owners).values(
         owner=bindparam("owner"),
         started_at=bindparam("now"),
         heartbeat_at=bindparam("now"),
         instance=bindparam("instance"),
     )
+    return {
+        "heartbeat": heartbeat.on_conflict_do_update(
+            index_elements=["owner"],
+            set_={
+                "heartbeat_at": heartbeat.excluded.heartbeat_at,
+                "instance": heartbeat.excluded.instance,
+            },
+        ),
+        "retire": delete(owners).where(owners.c.owner == bindparam("owner")),
+        "purge_owners": delete(owners).where(
+            owners.c.owner != bindparam("owner"),
+            or_(
+                owners.c.heartbeat_at < bindparam("stale"),
+                owners.c.instance == bindparam("previous_of"),
+            ),
+        ),
+    }
+
+
+def _recovery_statements() -> dict[str, Executable]:
+    """Recovery: the reservations of dead owners (or this one's earlier incarnations), with or
+    without a stream checkpoint, their holds, and which requests already have a record."""
     alive = select(owners.c.owner).where(owners.c.heartbeat_at >= bindparam("stale"))
     # Earlier incarnations of a restarted instance (NULL: none, `instance = NULL` never holds).
     previous = select(owners.c.owner).where(
@@ -163,101 +283,18 @@ def _build(dialect: str) -> LedgerStatements:
         reservations.c.price_table_version,
         reservations.c.created_at,
     )
-    x = bindparam("x", type_=BigInteger)
-    return LedgerStatements(
-        insert_entries=insert(entries),
-        upsert_topup=topup(keep_mode=False),
-        upsert_topup_keep_mode=topup(keep_mode=True),
-        insert_charges=_insert(dialect, entries)
-        .on_conflict_do_nothing(index_elements=["request_id"], index_where=text("kind = 'charge'"))
-        .returning(entries.c.request_id),
-        ensure_counter=_insert(dialect, counters)
-        .from_select(counter_columns, new_counter)
-        .on_conflict_do_nothing(),
-        write_lock=(
-            None
-            if dialect == "postgresql"
-            else update(accounts).where(literal(1) == 0).values(reserved=accounts.c.reserved)
-        ),
-        lock_accounts=_for_update(
-            dialect,
-            select(accounts.c.project_id, accounts.c.mode, accounts.c.balance, accounts.c.reserved)
-            .where(accounts.c.project_id.in_(bindparam("ids", expanding=True)))
-            .order_by(accounts.c.project_id),
-            accounts,
-        ),
-        lock_counters=_for_update(
-            dialect,
-            select(
-                counters.c.budget_id,
-                counters.c.period_start,
-                counters.c.used,
-                counters.c.reserved,
-                budgets.c.limit_value,
-                budgets.c.mode,
-            )
-            .join(budgets, budgets.c.id == counters.c.budget_id)
-            .where(
-                tuple_(counters.c.budget_id, counters.c.period_start).in_(
-                    bindparam("keys", expanding=True)
-                )
-            )
-            .order_by(counters.c.budget_id, counters.c.period_start),
-            counters,
-        ),
-        shift_account=update(accounts)
-        .where(accounts.c.project_id == bindparam("p"))
-        .values(reserved=accounts.c.reserved + x),
-        shift_counter=update(counters)
-        .where(counters.c.budget_id == bindparam("b"), counters.c.period_start == bindparam("d"))
-        .values(reserved=counters.c.reserved + x),
-        insert_reservations=insert(reservations),
-        insert_holds=insert(holds),
-        resolve=delete(reservations)
-        .where(reservations.c.id.in_(bindparam("ids", expanding=True)))
-        .returning(reservations.c.id),
-        charge_account=update(accounts)
-        .where(accounts.c.project_id == bindparam("p"))
-        .values(
-            balance=accounts.c.balance + bindparam("delta", type_=BigInteger),
-            reserved=accounts.c.reserved - bindparam("release", type_=BigInteger),
-            updated_at=bindparam("at"),
-        ),
-        upsert_balance=balance.on_conflict_do_update(
-            index_elements=["project_id"],
-            set_={
-                "balance": accounts.c.balance + balance.excluded.balance,
-                "updated_at": balance.excluded.updated_at,
-            },
-        ),
-        add_used=add_used.returning(counters.c.used),
-        heartbeat=heartbeat.on_conflict_do_update(
-            index_elements=["owner"],
-            set_={
-                "heartbeat_at": heartbeat.excluded.heartbeat_at,
-                "instance": heartbeat.excluded.instance,
-            },
-        ),
-        retire=delete(owners).where(owners.c.owner == bindparam("owner")),
-        dead_reservations=select(*reservation_columns).where(dead, plain),
-        dead_or_own_reservations=select(*reservation_columns).where(or_(dead, own), plain),
-        dead_checkpoints=select(*interrupted_columns).where(dead, checkpointed),
-        dead_or_own_checkpoints=select(*interrupted_columns).where(or_(dead, own), checkpointed),
-        holds_of=select(
+    return {
+        "dead_reservations": select(*reservation_columns).where(dead, plain),
+        "dead_or_own_reservations": select(*reservation_columns).where(or_(dead, own), plain),
+        "dead_checkpoints": select(*interrupted_columns).where(dead, checkpointed),
+        "dead_or_own_checkpoints": select(*interrupted_columns).where(or_(dead, own), checkpointed),
+        "holds_of": select(
             holds.c.reservation_id, holds.c.budget_id, holds.c.period_start, holds.c.amount
         ).where(holds.c.reservation_id.in_(bindparam("ids", expanding=True))),
-        purge_owners=delete(owners).where(
-            owners.c.owner != bindparam("owner"),
-            or_(
-                owners.c.heartbeat_at < bindparam("stale"),
-                owners.c.instance == bindparam("previous_of"),
-            ),
-        ),
-        checkpoint=_checkpoint(dialect),
-        recorded=select(usage_records.c.request_id)
+        "recorded": select(usage_records.c.request_id)
         .where(usage_records.c.request_id.in_(bindparam("ids", expanding=True)))
         .distinct(),
-    )
+    }
 
 
 def _checkpoint(dialect: str) -> Executable:
