@@ -18,6 +18,7 @@ LABELS = {
     "bare": "bare forwarder (uvicorn + aiohttp)",
     "sqlite": "OneFlow, SQLite",
     "postgres": "OneFlow, PostgreSQL + Redis",
+    "postgres-wb": "OneFlow, PostgreSQL + Redis, write-behind",
     "portkey": "Portkey gateway (Node)",
     "litellm": "LiteLLM proxy, 1 worker",
 }

@@ -12,6 +12,7 @@ in Python, Lua script `bench/wrk/post.lua`):
               settlement), Prometheus metrics, JSON logs with one access line per request
     postgres  the same in production configuration: DATABASE_URL on a PostgreSQL database the
               run creates and drops itself, REDIS_URL for limits and shared state
+    postgres-wb  the same with LEDGER_WRITE_BEHIND=true (settlements through the local spool)
     portkey,  peer gateways (`--peers`, `make bench-peers`), installed into a cache folder by
     litellm   `bench/peers.py`, forwarding to the same fake upstream
 
@@ -31,8 +32,8 @@ answered), and two opt-in cells (on by default without --quick):
 Prints every cell, then the summary in the layout of docs/benchmarks.md (ratios to the bare
 forwarder), and writes JSON (every round's raw figures too) to bench/results/.
 
-Options: --configs sqlite,postgres (default both; postgres is skipped with a message when the
-server does not answer), --postgres-url URL (the server the fresh database is created on;
+Options: --configs sqlite,postgres,postgres-wb (default all three; the PostgreSQL ones are
+skipped with a message when the server does not answer), --postgres-url URL (the server the fresh database is created on;
 default postgresql+asyncpg://postgres@127.0.0.1:5432/), --redis-url URL (default: a
 redis-server of the run's own; on a given one the run's keys have a prefix of their own and
 are deleted at the end), --peers portkey,litellm, --duration SECONDS per cell
@@ -96,7 +97,7 @@ from bench.targets import (
 
 RESULTS = ROOT / "bench" / "results"
 PROMPT = "Write one sentence about the sea."
-CONFIGS = ("sqlite", "postgres")
+CONFIGS = ("sqlite", "postgres", "postgres-wb")
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 ESTIMATE = {
@@ -190,7 +191,10 @@ def config_env(
     prefix = database.rsplit("/", 1)[1]
     if args.redis_url is not None:
         stack.callback(forget_keys, redis, f"{prefix}:")
-    return {"DATABASE_URL": database, "REDIS_URL": redis, "REDIS_KEY_PREFIX": f"{prefix}:"}
+    env = {"DATABASE_URL": database, "REDIS_URL": redis, "REDIS_KEY_PREFIX": f"{prefix}:"}
+    if name == "postgres-wb":
+        env |= {"LEDGER_WRITE_BEHIND": "true", "ONEFLOW_DATA_DIR": str(workdir / name)}
+    return env
 
 
 def start_targets(

@@ -12,7 +12,7 @@ def test_quick_stays_short_and_the_full_run_has_the_extra_cells() -> None:
     quick = parse_args(["--quick"])
     assert (quick.duration, quick.rounds, quick.levels) == (3, 1, [1, 10])
     assert (quick.two_workers, quick.faults) == (False, False)
-    assert quick.configs == ["sqlite", "postgres"]
+    assert quick.configs == ["sqlite", "postgres", "postgres-wb"]
     full = parse_args([])
     assert (full.two_workers, full.faults, full.levels) == (True, True, [1, 10, 100])
     assert parse_args(["--quick", "--faults"]).faults is True
