@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import cast
 
 from oneflow_ai.billing.checkpoints import Delivered
 from oneflow_ai.billing.cost import Cost, fraction_of
@@ -58,6 +57,12 @@ _OUTPUT = "ledger.output_tokens"
 CLIENT_CLOSED = 499
 
 
+def _reservation(call: Call) -> Reservation | None:
+    """The call's reservation (made by `LedgerHook.before`), if it has one."""
+    reservation = call.state.get(_RESERVATION)
+    return reservation if isinstance(reservation, Reservation) else None
+
+
 class LedgerHook(Hook):
     name = "ledger"
 
@@ -83,7 +88,7 @@ class LedgerHook(Hook):
     def on_stream_open(
         self, call: Call, delivered: Callable[[], Usage]
     ) -> Awaitable[object] | None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None:
             return None
         pricing = self._pricing
@@ -101,12 +106,13 @@ class LedgerHook(Hook):
         return self._ledger.track(reservation, probe)
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None or not reservation.limited:
             return
         if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
             return
-        counted = cast(int, call.state.get(_OUTPUT, 0))
+        stored = call.state.get(_OUTPUT)
+        counted = stored if isinstance(stored, int) else 0
         if isinstance(event, TextDelta):
             entry = call.route.entry if call.route is not None else None
             counted += self._estimator.text_tokens(event.text, entry)
@@ -129,7 +135,7 @@ class LedgerHook(Hook):
             )
 
     async def after(self, call: Call) -> None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None:
             return
         error = call.error
