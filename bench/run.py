@@ -33,13 +33,13 @@ Prints every cell, then the summary in the layout of docs/benchmarks.md (ratios 
 forwarder), and writes JSON (every round's raw figures too) to bench/results/.
 
 Options: --configs sqlite,postgres,postgres-wb (default all three; the PostgreSQL ones are
-skipped with a message when the server does not answer), --postgres-url URL (the server the fresh database is created on;
-default postgresql+asyncpg://postgres@127.0.0.1:5432/), --redis-url URL (default: a
-redis-server of the run's own; on a given one the run's keys have a prefix of their own and
-are deleted at the end), --peers portkey,litellm, --duration SECONDS per cell
-(default 6), --rounds N (default 2), --quick (concurrency 1 and 10, 3 s, one round, no 1,000
-streams, no two-worker or fault cell), --workers N, --env NAME=VALUE (extra gateway settings),
---profile FILE (py-spy of the first OneFlow target during chat at c=10), --keep-logs.
+skipped with a message when the server does not answer), --postgres-url URL (the server the
+fresh database is created on; default postgresql+asyncpg://postgres@127.0.0.1:5432/),
+--redis-url URL (default: a redis-server of the run's own; on a given one the run's keys have a
+prefix of their own and are deleted at the end), --peers portkey,litellm, --duration SECONDS per
+cell (default 6), --rounds N (default 2), --quick (concurrency 1 and 10, 3 s, one round, no
+1,000 streams, no two-worker or fault cell), --workers N, --env NAME=VALUE (extra gateway
+settings), --profile FILE (py-spy of the first OneFlow target during chat at c=10), --keep-logs.
 The replica scaling run is `bench/scaling.py` (`make bench-scaling`).
 """
 

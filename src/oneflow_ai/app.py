@@ -8,8 +8,8 @@ app per test with settings of their own.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
@@ -51,8 +51,6 @@ from oneflow_ai.settings import Settings, load_settings
 from oneflow_ai.storage.database import describe_database
 
 __all__ = ["create_app"]
-
-#: The endpoints that take the request alone and answer most of the traffic.
 
 log = structlog.get_logger("oneflow")
 
@@ -103,10 +101,39 @@ def create_app(
     if telemetry is None:
         telemetry = Telemetry.from_settings(settings, redactor=redactor)
 
+    app = FastAPI(
+        title="OneFlow AI",
+        version=__version__,
+        summary="One endpoint in front of OpenAI, Anthropic, Stability AI and ElevenLabs",
+        lifespan=_lifespan(settings, redactor, telemetry, transport),
+    )
+    app.state.settings = settings
+    # SIGTERM: /ready says draining, requests keep coming for a while, then the server stops
+    # accepting, and streams still open at the end of the grace period end well (api/graceful).
+    app.state.graceful = GracefulStop(
+        delay=settings.shutdown_delay_seconds, grace=settings.shutdown_grace_seconds
+    )
+    install_error_handlers(app)
+    _mount_routes(app, metrics=telemetry.metrics.enabled)
+    install_schemas(app)
+    for layer in reversed(_middleware(settings, telemetry)):  # each added wraps those before
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+    redactor: Redactor,
+    telemetry: Telemetry,
+    transport: ClientFactory | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The application's lifespan: start the `Services` and the graceful stop, then close them."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings, redactor, telemetry, transport=transport)
         app.state.services = services
+        graceful: GracefulStop = app.state.graceful
         graceful.interrupt = lambda: services.pipeline.interrupt_streams(shutting_down_error())
         graceful.install()
         # What start-up built lives as long as the process: keep it out of the collector's
@@ -133,19 +160,11 @@ def create_app(
             await services.close()
             log.info("shutdown")
 
-    app = FastAPI(
-        title="OneFlow AI",
-        version=__version__,
-        summary="One endpoint in front of OpenAI, Anthropic, Stability AI and ElevenLabs",
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    # SIGTERM: /ready says draining, requests keep coming for a while, then the server stops
-    # accepting, and streams still open at the end of the grace period end well (api/graceful).
-    graceful = app.state.graceful = GracefulStop(
-        delay=settings.shutdown_delay_seconds, grace=settings.shutdown_grace_seconds
-    )
-    install_error_handlers(app)
+    return lifespan
+
+
+def _mount_routes(app: FastAPI, *, metrics: bool) -> None:
+    """Add every router: the model endpoints first, then health, admin and the console."""
     for router in (
         direct_routes.router,
         openai_compat.router,
@@ -159,7 +178,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(root.router)
     app.include_router(circuits.router)
-    if telemetry.metrics.enabled:
+    if metrics:
         app.include_router(metrics_api.router)
     for router in (
         auth.router,
@@ -174,13 +193,16 @@ def create_app(
         console.router,
     ):
         app.include_router(router)
-    install_schemas(app)
 
-    # The middleware, outermost first: the edge (request id, size limit, access line, metrics,
-    # traces) sees every answer; CORS; idempotency (after the size limit, seeing exactly what
-    # the routes answer); innermost, the model endpoints straight to their functions
-    # (api/direct_routes.py).
-    stack = [
+
+def _middleware(settings: Settings, telemetry: Telemetry) -> list[Middleware]:
+    """The middleware, outermost first, declared in this one list.
+
+    The edge (request id, size limit, access line, metrics, traces) sees every answer; CORS;
+    idempotency (after the size limit, seeing exactly what the routes answer); innermost, the
+    model endpoints straight to their functions (api/direct_routes.py).
+    """
+    return [
         Middleware(
             EdgeMiddleware,
             max_body_size=settings.max_request_size,
@@ -211,6 +233,3 @@ def create_app(
         ),
         Middleware(DirectRoutes),
     ]
-    for layer in reversed(stack):  # each added wraps the ones before it
-        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
-    return app

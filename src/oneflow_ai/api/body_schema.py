@@ -2,13 +2,13 @@
 documents it.
 
 An endpoint declares its body as a table of `Field`s (`Obj`), each with a shape (`Str`, `Int`,
-`Num`, `Bool`, `Arr`, `Either`, `Tagged`, `StrOrStrs`, `Obj`). `Obj.read(body)` checks the
-body against the table and raises the first wrong field as a 400 `BadRequestError` whose
-`param` is its path (`messages[2].content`), with the messages of `api/validation.py`;
-`Obj.schema(components)` writes the same table as the JSON Schema `/openapi.json` shows
-(named objects become components). The endpoint then reads the checked body into its
-canonical request with plain dictionary reads; the rules that tie one field to another (a
-`tool` message needs `tool_call_id`) stay in that reader.
+`Num`, `Bool`, `Arr`, `Either`, `StrOrStrs`: `api/body_shapes.py`, exported here too; `Tagged`,
+`Obj`). `Obj.read(body)` checks the body against the table and raises the first wrong field as
+a 400 `BadRequestError` whose `param` is its path (`messages[2].content`), with the messages of
+`api/validation.py`; `Obj.schema(components)` writes the same table as the JSON Schema
+`/openapi.json` shows (named objects become components). The endpoint then reads the checked
+body into its canonical request with plain dictionary reads; the rules that tie one field to
+another (a `tool` message needs `tool_call_id`) stay in that reader.
 
 `null` is the same as an absent field everywhere (as the official SDKs send it), so an optional
 field is documented as nullable. A declarative table costs about what the hand-written reads it
@@ -18,11 +18,23 @@ times more.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from oneflow_ai.api.body_shapes import (
+    Arr,
+    Bool,
+    Either,
+    Int,
+    Num,
+    Shape,
+    ShapeError,
+    Str,
+    StrOrStrs,
+    Value,
+    wrong,
+)
 from oneflow_ai.api.validation import invalid, type_name
 
 __all__ = [
@@ -41,203 +53,6 @@ __all__ = [
 ]
 
 _REF = "#/components/schemas/{name}"
-
-
-class Shape(ABC):
-    """One kind of JSON value: `check` a value, or write its JSON Schema."""
-
-    __slots__ = ()
-
-    @abstractmethod
-    def check(self, value: object) -> None:
-        """Raise `_Invalid` if `value` does not have this shape."""
-
-    @abstractmethod
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        """This shape's JSON Schema (named schemas it refers to go into `defs`)."""
-
-
-class _Invalid(Exception):
-    """A wrong value; `at` collects its path, innermost first, on the way out (so that a
-    body that is right builds no path at all)."""
-
-    def __init__(self, message: str, *at: str | int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.at: list[str | int] = list(at)
-
-    def param(self) -> str:
-        path = ""
-        for part in reversed(self.at):
-            if isinstance(part, int):
-                path += f"[{part}]"
-            else:
-                path += f".{part}" if path else part
-        return path or "body"
-
-
-def _wrong(expected: str, value: object) -> _Invalid:
-    return _Invalid(f"must be {expected}, not {type_name(value)}")
-
-
-@dataclass(frozen=True, slots=True)
-class Value(Shape):
-    """Any JSON value (read as it comes: a tool's arguments, a JSON schema), or one whose
-    shape the endpoint's reader checks itself, documented by `documented`."""
-
-    documented: Mapping[str, Any] | None = None
-
-    def check(self, value: object) -> None:
-        return None
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.documented) if self.documented is not None else {}
-
-
-@dataclass(frozen=True, slots=True)
-class Str(Shape):
-    choices: tuple[str, ...] | None = None
-    max_length: int = 0
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, str):
-            raise _wrong("a string", value)
-        if self.choices is not None and value not in self.choices:
-            raise _Invalid(f"must be one of {', '.join(sorted(self.choices))}")
-        if self.max_length and len(value) > self.max_length:
-            raise _Invalid(f"must be at most {self.max_length} characters")
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string"}
-        if self.choices is not None:
-            out["enum"] = list(self.choices)
-        if self.max_length:
-            out["maxLength"] = self.max_length
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Int(Shape):
-    """An integer (`2.0` counts as one, as JSON Schema says)."""
-
-    minimum: int | None = None
-    maximum: int | None = None
-
-    def check(self, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _wrong("an integer", value)
-        if isinstance(value, float) and not value.is_integer():
-            raise _wrong("an integer", value)
-        if self.minimum is not None and value < self.minimum:
-            raise _Invalid(f"must be at least {self.minimum}")
-        if self.maximum is not None and value > self.maximum:
-            raise _Invalid(f"must be at most {self.maximum}")
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return _bounded("integer", self.minimum, self.maximum)
-
-
-@dataclass(frozen=True, slots=True)
-class Num(Shape):
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def check(self, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _wrong("a number", value)
-        if self.minimum is not None and value < self.minimum:
-            raise _Invalid(f"must be at least {self.minimum:g}")
-        if self.maximum is not None and value > self.maximum:
-            raise _Invalid(f"must be at most {self.maximum:g}")
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return _bounded("number", self.minimum, self.maximum)
-
-
-def _bounded(kind: str, minimum: float | None, maximum: float | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": kind}
-    if minimum is not None:
-        out["minimum"] = minimum
-    if maximum is not None:
-        out["maximum"] = maximum
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Bool(Shape):
-    def check(self, value: object) -> None:
-        if not isinstance(value, bool):
-            raise _wrong("a boolean", value)
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-
-@dataclass(frozen=True, slots=True)
-class Arr(Shape):
-    items: Shape = Value()
-    non_empty: bool = False
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, list):
-            raise _wrong("an array", value)
-        if self.non_empty and not value:
-            raise _Invalid("must not be empty")
-        check = self.items.check
-        for i, item in enumerate(value):
-            try:
-                check(item)
-            except _Invalid as exc:
-                exc.at.append(i)
-                raise
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "array", "items": self.items.schema(defs)}
-        if self.non_empty:
-            out["minItems"] = 1
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class StrOrStrs(Shape):
-    """A string or an array of at most `max_items` strings (stop sequences)."""
-
-    max_items: int
-
-    def check(self, value: object) -> None:
-        if isinstance(value, str):
-            return
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _wrong("a string or an array of strings", value)
-        if len(value) > self.max_items:
-            raise _Invalid(f"must have at most {self.max_items} items")
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        strings = {"type": "array", "items": {"type": "string"}, "maxItems": self.max_items}
-        return {"anyOf": [{"type": "string"}, strings]}
-
-
-@dataclass(frozen=True, slots=True)
-class Either(Shape):
-    """A string or something else (an array, an object): the option of the value's JSON
-    type is checked; a value of any other type is refused as not `expected`."""
-
-    text: Str
-    other: Shape
-    expected: str
-
-    def check(self, value: object) -> None:
-        if isinstance(value, str):
-            self.text.check(value)
-        elif isinstance(value, list) == isinstance(self.other, Arr) and isinstance(
-            value, list | dict
-        ):
-            self.other.check(value)
-        else:
-            raise _Invalid(f"must be {self.expected}")
-
-    def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return {"anyOf": [self.text.schema(defs), self.other.schema(defs)]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +89,7 @@ class Obj(Shape):
         not the table's length); when a required one is missing, the fields in the table's
         order, so that the first wrong one is named."""
         if not isinstance(value, dict):
-            raise _wrong("an object", value)
+            raise wrong("an object", value)
         for key in self._required:
             if value.get(key) is None:
                 self._check_in_order(value)
@@ -286,7 +101,7 @@ class Obj(Shape):
                     _check_field(spec, item)
             elif self.closed:
                 known = ", ".join(sorted(by_key))
-                raise _Invalid("unknown field; known: " + known, key)
+                raise ShapeError("unknown field; known: " + known, key)
 
     def _check_in_order(self, value: dict[str, Any]) -> None:
         for spec in self.fields:
@@ -294,13 +109,13 @@ class Obj(Shape):
             if item is not None:
                 _check_field(spec, item)
             elif spec.required:
-                raise _Invalid("field required", spec.key)
+                raise ShapeError("field required", spec.key)
 
     def read(self, body: dict[str, Any]) -> None:
         """Check a request body: a wrong field is a 400 `BadRequestError` naming its path."""
         try:
             self.check(body)
-        except _Invalid as exc:
+        except ShapeError as exc:
             raise invalid(exc.param(), exc.message) from None
 
     def variant(self, name: str, *, optional: tuple[str, ...]) -> Obj:
@@ -341,7 +156,7 @@ def _plain_type(shape: Shape) -> type | None:
 def _check_field(spec: Field, value: object) -> None:
     try:
         spec.shape.check(value)
-    except _Invalid as exc:
+    except ShapeError as exc:
         exc.at.append(spec.key)
         raise
 
@@ -382,20 +197,20 @@ class Tagged(Shape):
 
     def check(self, value: object) -> None:
         if not isinstance(value, dict):
-            raise _wrong("an object", value)
+            raise wrong("an object", value)
         kind = value.get("type")
         if kind is None:
             if self.default is None:
-                raise _Invalid("field required", "type")
+                raise ShapeError("field required", "type")
             self.default.check(value)
             return
         if not isinstance(kind, str):
-            raise _Invalid(f"must be a string, not {type_name(kind)}", "type")
+            raise ShapeError(f"must be a string, not {type_name(kind)}", "type")
         variant = self.variants.get(kind)
         if variant is not None:
             variant.check(value)
         elif self.unknown is not None:
-            raise _Invalid(self.unknown.format(kind=kind), "type")
+            raise ShapeError(self.unknown.format(kind=kind), "type")
 
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
         options = []

@@ -220,12 +220,7 @@ class IdempotencyMiddleware:
                 if not message.get("more_body", False) and _storable(status):
                     # Stored before its last bytes leave: a client that saw the answer whole
                     # can count on a repeat being replayed, even if this process dies next.
-                    answer = StoredResponse(
-                        status=status,
-                        headers=tuple(headers),
-                        body=b"".join(parts),
-                        replayable=not oversized,
-                    )
+                    answer = _answer(status, headers, parts, oversized=oversized)
                     with contextlib.suppress(Exception):
                         await asyncio.shield(store.complete(key, claim, answer))
                         completed = True
@@ -239,6 +234,15 @@ class IdempotencyMiddleware:
             if not completed:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(store.release(key, claim))
+
+
+def _answer(
+    status: int, headers: list[tuple[bytes, bytes]], parts: list[bytes], *, oversized: bool
+) -> StoredResponse:
+    """The answer to store, from what was captured (its body only if it fit)."""
+    return StoredResponse(
+        status=status, headers=tuple(headers), body=b"".join(parts), replayable=not oversized
+    )
 
 
 def _storable(status: int) -> bool:

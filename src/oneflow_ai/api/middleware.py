@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 import orjson
 import structlog
@@ -141,30 +141,14 @@ class EdgeMiddleware:
         path: str = scope["path"]
         request_id = self._new_id()
         client_id = _client_request_id(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        if client_id is None:
-            structlog.contextvars.bind_contextvars(request_id=request_id)
-        else:
-            state["client_request_id"] = client_id
-            structlog.contextvars.bind_contextvars(
-                request_id=request_id, client_request_id=client_id
-            )
-        metrics = self._metrics
-        timing = metrics.request_started()
+        state = _bind_request_ids(scope, request_id, client_id)
+        timing = self._metrics.request_started()
         tracing = self._tracing
         server_span = tracing.server_span(
             server_request(scope, request_id) if tracing.enabled else _UNTRACED
         )
         error: Exception | None = None
-
-        extra = [
-            (b"x-request-id", (client_id or request_id).encode()),
-            (b"x-oneflow-request-id", request_id.encode()),
-            *self._headers,
-            self._csp(path),
-        ]
+        extra = self._response_headers(path, request_id, client_id)
         status = 0
         overflow: list[bool] = []  # set by the limited receive once the body passes the limit
 
@@ -193,30 +177,41 @@ class EdgeMiddleware:
         except Exception as exc:
             error = exc
             log.error("unhandled_error", method=scope["method"], path=path, exc_info=exc)
-            if status == 0:
-                body = error_body(
-                    dialect_for_path(path),
-                    kind="internal_error",
-                    message="Internal error; X-OneFlow-Request-ID identifies it in the logs",
-                )
-                await self._send_error(send_with_headers, path, 500, body)
-            else:
+            if status != 0:
                 raise
+            await self._send_error(send_with_headers, path, 500, _internal_error(path))
         finally:
             elapsed = time.perf_counter() - started_at
             route = route_template(scope)
-            metrics.request_finished(timing, scope["method"], route, status or 500, elapsed)
+            self._metrics.request_finished(timing, scope["method"], route, status or 500, elapsed)
             server_span.finish(route, status or 500, error)
-            call = state.pop(CALL_STATE, None)  # (the call holds the state: let both go)
-            if self.log_requests:
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    path=path,
-                    status=status or 500,
-                    duration_ms=round(elapsed * 1000, 3),
-                    **(call_fields(call) if call is not None else {}),
-                )
+            self._log_request(scope, state, path, status or 500, elapsed)
+
+    def _response_headers(
+        self, path: str, request_id: str, client_id: str | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The headers every answer carries: the request ids, security headers and the CSP."""
+        return [
+            (b"x-request-id", (client_id or request_id).encode()),
+            (b"x-oneflow-request-id", request_id.encode()),
+            *self._headers,
+            self._csp(path),
+        ]
+
+    def _log_request(
+        self, scope: Scope, state: dict[str, Any], path: str, status: int, elapsed: float
+    ) -> None:
+        """The access line (with the model call's fields: api/call_log.py), and the call let go."""
+        call = state.pop(CALL_STATE, None)  # (the call holds the state: let both go)
+        if self.log_requests:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+                **(call_fields(call) if call is not None else {}),
+            )
 
     def _csp(self, path: str) -> tuple[bytes, bytes]:
         if path.startswith(_DOCS_PATHS):
@@ -288,6 +283,28 @@ def _client_request_id(scope: Scope) -> str | None:
         if name == b"x-request-id":
             return value.decode() if _REQUEST_ID_OK.match(value) else None
     return None
+
+
+def _bind_request_ids(scope: Scope, request_id: str, client_id: str | None) -> dict[str, Any]:
+    """The request's ids into `scope["state"]` (returned) and the log context."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    state["request_id"] = request_id
+    structlog.contextvars.clear_contextvars()
+    if client_id is None:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+    else:
+        state["client_request_id"] = client_id
+        structlog.contextvars.bind_contextvars(request_id=request_id, client_request_id=client_id)
+    return state
+
+
+def _internal_error(path: str) -> dict[str, object]:
+    """The 500 in the caller's dialect for an exception no one handled."""
+    return error_body(
+        dialect_for_path(path),
+        kind="internal_error",
+        message="Internal error; X-OneFlow-Request-ID identifies it in the logs",
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

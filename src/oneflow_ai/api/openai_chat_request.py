@@ -39,9 +39,16 @@ from oneflow_ai.domain.chat import (
     ToolCall,
 )
 
-__all__ = ["CHAT_COMPLETION_REQUEST", "MODELS_FIELD", "model_field", "parse_chat_request"]
+__all__ = [
+    "CHAT_COMPLETION_REQUEST",
+    "MODELS_FIELD",
+    "ROLES",
+    "model_field",
+    "parse_chat_request",
+]
 
-_ROLES: dict[str, Role] = {
+#: The message roles of the OpenAI dialect and the canonical role each is read as.
+ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",
     "user": "user",
@@ -99,7 +106,7 @@ _FUNCTION_CALL = Obj(
 )
 CHAT_MESSAGE = Obj(
     (
-        Field("role", Str(choices=tuple(_ROLES)), required=True),
+        Field("role", Str(choices=tuple(ROLES)), required=True),
         Field(
             "content",
             Either(Str(), Arr(_PART), "a string or an array of content parts"),
@@ -232,7 +239,7 @@ def _response_format(value: dict[str, Any] | None) -> tuple[ResponseFormat | Non
 
 
 def _message(item: dict[str, Any], index: int) -> Message:
-    role = _ROLES[item["role"]]
+    role = ROLES[item["role"]]
     content = item.get("content")
     if content is None and role != "assistant":
         raise invalid(f"messages[{index}].content", "field required")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneflow_ai.api.openai_chat_request import ROLES
 from oneflow_ai.api.validation import Fields, invalid
 from oneflow_ai.domain.chat import (
     REASONING_EFFORTS,
@@ -31,12 +32,8 @@ from oneflow_ai.domain.chat import (
 
 __all__ = ["ResponsesInput", "input_items", "messages_of", "parse_responses_request"]
 
-_ROLES: dict[str, Role] = {
-    "user": "user",
-    "assistant": "assistant",
-    "system": "system",
-    "developer": "system",
-}
+#: A message item's roles: the chat roles but `tool` (a tool's output is an item of its own).
+_ROLES: dict[str, Role] = {name: role for name, role in ROLES.items() if role != "tool"}
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 #: Fields a bridged model honours (or OneFlow answers itself), with their types checked below.

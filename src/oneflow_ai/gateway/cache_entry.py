@@ -29,7 +29,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, cast
+from typing import Any, Final, get_args
 
 from oneflow_ai.domain.chat import (
     ChatRequest,
@@ -62,6 +62,15 @@ __all__ = [
 
 #: Bumped when the entry format changes: entries of other versions are misses.
 SCHEMA_VERSION = 1
+
+#: What a stored answer's `finish_reason` and `raw_dialect` may be (another: not an entry).
+_FINISH_REASONS: Final[dict[str, FinishReason]] = {
+    reason: reason for reason in get_args(FinishReason)
+}
+_DIALECTS: Final[dict[str | None, WireDialect | None]] = {
+    None: None,
+    **{dialect: dialect for dialect in get_args(WireDialect)},
+}
 
 CachedAnswer = ChatResponse | ImageResponse | EmbeddingResponse
 
@@ -224,11 +233,11 @@ class CacheEntry:
                     id=str(body["id"]),
                     model=str(body["model"]),
                     text=str(body["text"]),
-                    finish_reason=cast(FinishReason, body["finish_reason"]),
+                    finish_reason=_FINISH_REASONS[body["finish_reason"]],
                     usage=usage,
                     tool_calls=[ToolCall(**tool) for tool in body["tool_calls"]],
                     raw=_mapping_or_none(body["raw"]),
-                    raw_dialect=cast(WireDialect | None, body["raw_dialect"]),
+                    raw_dialect=_DIALECTS[body["raw_dialect"]],
                 )
             elif body["kind"] == "image":
                 answer = ImageResponse(

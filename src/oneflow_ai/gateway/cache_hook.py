@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import cast
 
 import structlog
 
@@ -144,16 +143,15 @@ class ResponseCache(Hook):
         if entry is None:
             entry, similarity, embedding = await self._semantic(call, policy)
         if entry is None or not any(r.model == entry.model for r in call.candidates):
-            self._status(call, "miss")
-            cast(CacheStatus, call.cache).embedding_cost = embedding
-            return None
-        self._hit(call, policy, entry, similarity)
-        cast(CacheStatus, call.cache).embedding_cost = embedding
+            status = self._mark(call, "miss")
+        else:
+            status = self._hit(call, policy, entry, similarity)
+        status.embedding_cost = embedding
         return None
 
     def _hit(
         self, call: Call, policy: CachePolicy, entry: CacheEntry, similarity: float | None
-    ) -> None:
+    ) -> CacheStatus:
         """Mark the call a hit on `entry` (a semantic one when its question was `similarity`
         close), answered by `CacheServer` once the other hooks admitted it."""
         fraction = policy.hit_fraction if policy.hit_fraction is not None else self._fraction
@@ -161,9 +159,10 @@ class ResponseCache(Hook):
         call.state.pop(_EVENTS, None)
         kind: CacheKind = "exact" if similarity is None else "semantic"
         self._metrics.record_cache("hit", kind)
-        call.cache = CacheStatus(
+        status = call.cache = CacheStatus(
             "hit", fraction, entry.usage, entry.model, kind=kind, similarity=similarity
         )
+        return status
 
     async def _semantic(
         self, call: Call, policy: CachePolicy
@@ -209,8 +208,8 @@ class ResponseCache(Hook):
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         events = call.state.get(_EVENTS)
-        if events is not None:
-            cast(list[StreamEvent], events).append(event)
+        if isinstance(events, list):
+            events.append(event)
 
     async def after(self, call: Call) -> None:
         try:
@@ -230,15 +229,17 @@ class ResponseCache(Hook):
             if saved > 0:
                 self._metrics.add_cache_saved(micro_credits_to_credits(saved))
             return
-        key = cast(str | None, call.state.get(_KEY))
-        if key is None or not call.cache_directive.write or call.outcome != "ok":
+        key, ttl = call.state.get(_KEY), call.state.get(_TTL)
+        if not isinstance(key, str) or not isinstance(ttl, int):
+            return
+        if not call.cache_directive.write or call.outcome != "ok":
             return
         if call.error is not None or call.route is None or call.usage is None:
             return
         answer: ChatResponse | ImageResponse | EmbeddingResponse | None
         if call.stream:
-            events = cast(list[StreamEvent], call.state.get(_EVENTS, []))
-            answer = response_from_events(events, call.usage)
+            events = call.state.get(_EVENTS)
+            answer = response_from_events(events if isinstance(events, list) else [], call.usage)
         else:
             found = call.answer
             cached = ChatResponse | ImageResponse | EmbeddingResponse
@@ -247,18 +248,22 @@ class ResponseCache(Hook):
             return
         entry = CacheEntry(key=key, model=call.route.model, usage=call.usage, answer=answer)
         try:
-            await self.store.put(key, entry.encode(), cast(int, call.state[_TTL]))
+            await self.store.put(key, entry.encode(), ttl)
         except Exception as exc:
             self._failed(exc)
             return
         if self.semantic is not None:
-            await self.semantic.remember(call, key, cast(int, call.state[_TTL]))
+            await self.semantic.remember(call, key, ttl)
 
     def _status(self, call: Call, result: CacheResult) -> ShortCircuit | None:
         """Mark the call `result` (a miss or bypass: the call goes on to the provider)."""
-        self._metrics.record_cache(result)
-        call.cache = CacheStatus(result, Decimal(0))
+        self._mark(call, result)
         return None
+
+    def _mark(self, call: Call, result: CacheResult) -> CacheStatus:
+        self._metrics.record_cache(result)
+        status = call.cache = CacheStatus(result, Decimal(0))
+        return status
 
     @property
     def failures(self) -> int:
@@ -278,6 +283,8 @@ class CacheServer(Hook):
         status = call.cache
         if status is None or not status.hit:
             return None
-        entry = cast(CacheEntry, call.state[_ENTRY])
+        entry = call.state.get(_ENTRY)
+        if not isinstance(entry, CacheEntry):  # a hit always has its entry (`_hit`)
+            return None
         route = next(route for route in call.candidates if route.model == entry.model)
         return ShortCircuit(route, entry.fresh_answer(), usage=entry.usage)

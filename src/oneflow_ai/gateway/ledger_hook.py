@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import cast
 
 from oneflow_ai.billing.checkpoints import Delivered
 from oneflow_ai.billing.cost import Cost, fraction_of
@@ -60,6 +59,12 @@ _REPORTED = "ledger.reported_output_tokens"
 CLIENT_CLOSED = 499
 
 
+def _reservation(call: Call) -> Reservation | None:
+    """The call's reservation (made by `LedgerHook.before`), if it has one."""
+    reservation = call.state.get(_RESERVATION)
+    return reservation if isinstance(reservation, Reservation) else None
+
+
 class LedgerHook(Hook):
     name = "ledger"
 
@@ -83,7 +88,7 @@ class LedgerHook(Hook):
         return None
 
     def on_stream_open(self, call: Call, progress: StreamProgress) -> Awaitable[object] | None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None:
             return None
         call.state[_PROGRESS] = progress
@@ -102,20 +107,22 @@ class LedgerHook(Hook):
         return self._ledger.track(reservation, probe)
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None or not reservation.limited:
             return
         if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
             return
         # The stream's own running count (it tokenizes its deltas once, for this and for what
         # it charges), or the provider's count when it reports a larger one as it goes.
-        reported = cast(int, call.state.get(_REPORTED, 0))
+        stored = call.state.get(_REPORTED)
+        reported = stored if isinstance(stored, int) else 0
         if isinstance(event, StreamUsage) and event.output_tokens is not None:
             reported = call.state[_REPORTED] = max(reported, event.output_tokens)
         elif not isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
             return
-        progress = cast(StreamProgress, call.state[_PROGRESS])
-        if reservation.would_exceed(max(reported, progress.output_tokens())):
+        progress = call.state.get(_PROGRESS)
+        counted = progress.output_tokens() if isinstance(progress, StreamProgress) else 0
+        if reservation.would_exceed(max(reported, counted)):
             raise InsufficientCreditsError(
                 "The answer was stopped: it would have cost more than the credits reserved "
                 "for it (the project's balance or budget)",
@@ -123,7 +130,7 @@ class LedgerHook(Hook):
             )
 
     async def after(self, call: Call) -> None:
-        reservation = cast(Reservation | None, call.state.get(_RESERVATION))
+        reservation = _reservation(call)
         if reservation is None:
             return
         error = call.error

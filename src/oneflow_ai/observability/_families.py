@@ -1,10 +1,12 @@
-"""Building blocks of :mod:`oneflow_ai.observability.metrics`: buckets, cached label children,
-and the database pool gauge."""
+"""Building blocks of :mod:`oneflow_ai.observability.metrics`: buckets, the table of metric
+families (name, help, labels, buckets) the Prometheus implementation registers, cached label
+children, and the database pool gauge."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -17,11 +19,33 @@ from oneflow_ai.observability._fast import fast_add, fast_observe
 from oneflow_ai.observability.labels import OUTCOMES
 
 __all__ = [
+    "BREAKER_STATE",
+    "BUDGET_ALERTS",
+    "BUDGET_REJECTIONS",
+    "CACHE_CREDITS_SAVED",
+    "CACHE_REQUESTS",
+    "CREDITS_CHARGED",
+    "DEPENDENCY_UNREACHABLE",
+    "FALLBACKS",
+    "GATEWAY_OVERHEAD",
     "HTTP_DURATION_BUCKETS",
+    "HTTP_IN_FLIGHT",
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_DURATION",
+    "LEDGER_SPOOL_BACKLOG",
     "OVERHEAD_BUCKETS",
     "POOL_IN_USE",
+    "RATE_LIMIT_REJECTIONS",
+    "TOKENS",
     "TTFT_BUCKETS",
+    "UPSTREAM_DURATION",
     "UPSTREAM_DURATION_BUCKETS",
+    "UPSTREAM_REQUESTS",
+    "UPSTREAM_RETRIES",
+    "UPSTREAM_TTFT",
+    "CounterFamily",
+    "GaugeFamily",
+    "HistogramFamily",
     "HttpChildren",
     "PoolWatcher",
     "UpstreamChildren",
@@ -43,6 +67,138 @@ TTFT_BUCKETS = (
 
 POOL_IN_USE = "oneflow_db_pool_connections_in_use"
 _POOL_HELP = "Database connections checked out of the pool"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterFamily:
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+    def register(self, registry: CollectorRegistry) -> Counter:
+        return Counter(self.name, self.help, self.labels, registry=registry)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramFamily:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+
+    def register(self, registry: CollectorRegistry) -> Histogram:
+        return Histogram(self.name, self.help, self.labels, buckets=self.buckets, registry=registry)
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeFamily:
+    """A gauge; ``mode`` is how a scrape merges the worker processes' values."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    mode: Literal["livesum", "livemax"]
+
+    def register(self, registry: CollectorRegistry) -> Gauge:
+        return Gauge(
+            self.name, self.help, self.labels, registry=registry, multiprocess_mode=self.mode
+        )
+
+
+# The families, in the order a scrape lists them. HTTP requests, by method, route and status:
+_HTTP = ("method", "route", "status")
+HTTP_REQUESTS = CounterFamily("http_requests_total", "HTTP requests answered", _HTTP)
+HTTP_REQUEST_DURATION = HistogramFamily(
+    "http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response body",
+    _HTTP,
+    HTTP_DURATION_BUCKETS,
+)
+GATEWAY_OVERHEAD = HistogramFamily(
+    "oneflow_gateway_overhead_seconds",
+    "Request duration minus the time spent waiting on upstream providers",
+    ("route",),
+    OVERHEAD_BUCKETS,
+)
+HTTP_IN_FLIGHT = GaugeFamily("http_requests_in_flight", "HTTP requests being served", (), "livesum")
+
+# Upstream attempts, by provider and model:
+_PM = ("provider", "model")
+UPSTREAM_REQUESTS = CounterFamily(
+    "oneflow_upstream_requests_total",
+    "Upstream attempts by provider, model and outcome",
+    (*_PM, "outcome"),
+)
+UPSTREAM_DURATION = HistogramFamily(
+    "oneflow_upstream_request_duration_seconds",
+    "Duration of one upstream attempt (the whole answer, streams included)",
+    _PM,
+    UPSTREAM_DURATION_BUCKETS,
+)
+UPSTREAM_TTFT = HistogramFamily(
+    "oneflow_upstream_time_to_first_token_seconds",
+    "Time from sending an upstream request to its first content",
+    _PM,
+    TTFT_BUCKETS,
+)
+TOKENS = CounterFamily("oneflow_tokens_total", "Tokens billed, by direction (type)", (*_PM, "type"))
+CREDITS_CHARGED = CounterFamily(
+    "oneflow_credits_charged_total", "Credits charged (1 USD = 100 credits)", _PM
+)
+
+# Routing, resilience, limits, the cache, budgets and the dependencies:
+FALLBACKS = CounterFamily(
+    "oneflow_fallbacks_total",
+    "Requests moved from one model to the next in the fallback chain",
+    ("from_model", "to_model", "reason"),
+)
+UPSTREAM_RETRIES = CounterFamily(
+    "oneflow_upstream_retries_total",
+    "Upstream attempts repeated on the same provider",
+    ("provider", "reason"),
+)
+BREAKER_STATE = GaugeFamily(
+    "oneflow_circuit_breaker_state",
+    "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
+    ("provider",),
+    "livemax",
+)
+RATE_LIMIT_REJECTIONS = CounterFamily(
+    "oneflow_rate_limit_rejections_total", "Requests refused by rate limits", ("reason",)
+)
+BUDGET_REJECTIONS = CounterFamily(
+    "oneflow_budget_rejections_total",
+    "Requests refused because credits, budgets or quotas could not cover them",
+    ("reason",),
+)
+CACHE_REQUESTS = CounterFamily(
+    "oneflow_cache_requests_total",
+    "Calls the response cache looked at, by result (hit, miss, bypass) and kind (exact; "
+    "semantic: a hit the semantic cache found)",
+    ("result", "kind"),
+)
+CACHE_CREDITS_SAVED = CounterFamily(
+    "oneflow_cache_credits_saved_total",
+    "Credits callers did not pay because the response cache answered",
+)
+BUDGET_ALERTS = CounterFamily(
+    "oneflow_budget_alerts_total",
+    "Budgets and quotas whose usage reached their limit in a period (soft ones alert "
+    "only; hard ones refuse from then on)",
+    ("scope", "metric", "mode"),
+)
+LEDGER_SPOOL_BACKLOG = GaugeFamily(
+    "oneflow_ledger_spool_backlog",
+    "Ledger settlements waiting in the spool for the database (replayed when it answers)",
+    (),
+    "livesum",
+)
+DEPENDENCY_UNREACHABLE = GaugeFamily(
+    "oneflow_dependency_unreachable",
+    "1 while the gateway finds a dependency (database, redis) unreachable",
+    ("dependency",),
+    "livemax",
+)
 
 
 class HttpChildren:

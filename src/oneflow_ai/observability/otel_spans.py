@@ -19,7 +19,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import Token
 from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -31,7 +31,7 @@ from opentelemetry.util.types import AttributeValue
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.observability.labels import outcome_of
 from oneflow_ai.observability.logging import Redactor
-from oneflow_ai.observability.spans import GenAI
+from oneflow_ai.observability.spans import GenAI, SpanHandle, UpstreamSpanHandle
 
 __all__ = ["PROPAGATOR", "ChildSpan", "UpstreamSpan", "record_error"]
 
@@ -58,7 +58,7 @@ def record_error(span: Span, error: BaseException, redactor: Redactor, *, stack:
     span.set_status(Status(StatusCode.ERROR, message[:256]))
 
 
-class ChildSpan:
+class ChildSpan(SpanHandle):
     """A started span; a context manager that makes it current while the block runs."""
 
     __slots__ = ("_ended", "_redactor", "_span", "_token")
@@ -102,7 +102,7 @@ class ChildSpan:
         """Write this span's ``traceparent`` (and ``tracestate``) into ``headers``."""
         PROPAGATOR.inject(headers, context=trace.set_span_in_context(self._span))
 
-    def __enter__(self) -> ChildSpan:
+    def __enter__(self) -> Self:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self
 
@@ -120,14 +120,10 @@ class ChildSpan:
                 otel_context.detach(token)
 
 
-class UpstreamSpan(ChildSpan):
+class UpstreamSpan(ChildSpan, UpstreamSpanHandle):
     """One attempt at a provider, with GenAI attributes."""
 
     __slots__ = ()
-
-    def __enter__(self) -> UpstreamSpan:
-        super().__enter__()
-        return self
 
     def first_token(self, seconds: float) -> None:
         """Seconds from sending the request to the first content of a streamed answer."""

@@ -19,7 +19,7 @@ from opentelemetry.util.types import AttributeValue
 
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.otel_spans import PROPAGATOR, ChildSpan, UpstreamSpan, record_error
-from oneflow_ai.observability.spans import GenAI, ServerRequest, ServerSpan
+from oneflow_ai.observability.spans import GenAI, ServerRequest, ServerSpan, TracingApi
 
 __all__ = [
     "DEFAULT_SERVICE_NAME",
@@ -49,7 +49,7 @@ def inject_trace_context(headers: MutableMapping[str, str]) -> None:
         PROPAGATOR.inject(headers)
 
 
-class _ServerSpan:
+class _ServerSpan(ServerSpan):
     __slots__ = ("_method", "_redactor", "_span", "_token")
 
     def __init__(self, tracer: trace.Tracer, request: ServerRequest, redactor: Redactor):
@@ -90,7 +90,7 @@ class _ServerSpan:
             otel_context.detach(self._token)
 
 
-class Tracing:
+class Tracing(TracingApi):
     """Tracing on: spans of this app's own ``TracerProvider``."""
 
     def __init__(self, provider: TracerProvider, redactor: Redactor) -> None:

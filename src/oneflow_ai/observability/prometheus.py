@@ -11,10 +11,7 @@ from decimal import Decimal
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Gauge,
     GCCollector,
-    Histogram,
     ProcessCollector,
     disable_created_metrics,
 )
@@ -23,10 +20,25 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.observability._families import (
-    HTTP_DURATION_BUCKETS,
-    OVERHEAD_BUCKETS,
-    TTFT_BUCKETS,
-    UPSTREAM_DURATION_BUCKETS,
+    BREAKER_STATE,
+    BUDGET_ALERTS,
+    BUDGET_REJECTIONS,
+    CACHE_CREDITS_SAVED,
+    CACHE_REQUESTS,
+    CREDITS_CHARGED,
+    DEPENDENCY_UNREACHABLE,
+    FALLBACKS,
+    GATEWAY_OVERHEAD,
+    HTTP_IN_FLIGHT,
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
+    LEDGER_SPOOL_BACKLOG,
+    RATE_LIMIT_REJECTIONS,
+    TOKENS,
+    UPSTREAM_DURATION,
+    UPSTREAM_REQUESTS,
+    UPSTREAM_RETRIES,
+    UPSTREAM_TTFT,
     HttpChildren,
     PoolWatcher,
     UpstreamChildren,
@@ -55,30 +67,10 @@ class _PrometheusHttp:
     __slots__ = ("_children", "_duration", "_in_flight", "_in_flight_add", "_overhead", "_requests")
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("method", "route", "status")
-        self._requests = Counter(
-            "http_requests_total", "HTTP requests answered", labels, registry=registry
-        )
-        self._duration = Histogram(
-            "http_request_duration_seconds",
-            "Time from the request's arrival to the end of its response body",
-            labels,
-            buckets=HTTP_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self._overhead = Histogram(
-            "oneflow_gateway_overhead_seconds",
-            "Request duration minus the time spent waiting on upstream providers",
-            ("route",),
-            buckets=OVERHEAD_BUCKETS,
-            registry=registry,
-        )
-        self._in_flight = Gauge(
-            "http_requests_in_flight",
-            "HTTP requests being served",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
+        self._requests = HTTP_REQUESTS.register(registry)
+        self._duration = HTTP_REQUEST_DURATION.register(registry)
+        self._overhead = GATEWAY_OVERHEAD.register(registry)
+        self._in_flight = HTTP_IN_FLIGHT.register(registry)
         self._children: dict[tuple[str, str, int], HttpChildren] = {}
         self._in_flight_add = fast_add(self._in_flight)
 
@@ -128,102 +120,22 @@ class PrometheusMetrics:
             ProcessCollector(registry=reg)
             GCCollector(registry=reg)
         self._http = _PrometheusHttp(reg)
-        pm = ("provider", "model")
-        self._upstream_requests = Counter(
-            "oneflow_upstream_requests_total",
-            "Upstream attempts by provider, model and outcome",
-            (*pm, "outcome"),
-            registry=reg,
-        )
-        self._upstream_duration = Histogram(
-            "oneflow_upstream_request_duration_seconds",
-            "Duration of one upstream attempt (the whole answer, streams included)",
-            pm,
-            buckets=UPSTREAM_DURATION_BUCKETS,
-            registry=reg,
-        )
-        self._ttft = Histogram(
-            "oneflow_upstream_time_to_first_token_seconds",
-            "Time from sending an upstream request to its first content",
-            pm,
-            buckets=TTFT_BUCKETS,
-            registry=reg,
-        )
-        self._tokens = Counter(
-            "oneflow_tokens_total",
-            "Tokens billed, by direction (type)",
-            (*pm, "type"),
-            registry=reg,
-        )
-        self._credits = Counter(
-            "oneflow_credits_charged_total",
-            "Credits charged (1 USD = 100 credits)",
-            pm,
-            registry=reg,
-        )
-        self._fallbacks = Counter(
-            "oneflow_fallbacks_total",
-            "Requests moved from one model to the next in the fallback chain",
-            ("from_model", "to_model", "reason"),
-            registry=reg,
-        )
-        self._retries = Counter(
-            "oneflow_upstream_retries_total",
-            "Upstream attempts repeated on the same provider",
-            ("provider", "reason"),
-            registry=reg,
-        )
-        self._breaker = Gauge(
-            "oneflow_circuit_breaker_state",
-            "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
-            ("provider",),
-            registry=reg,
-            multiprocess_mode="livemax",
-        )
-        self._rate_limited = Counter(
-            "oneflow_rate_limit_rejections_total",
-            "Requests refused by rate limits",
-            ("reason",),
-            registry=reg,
-        )
-        self._budget_rejected = Counter(
-            "oneflow_budget_rejections_total",
-            "Requests refused because credits, budgets or quotas could not cover them",
-            ("reason",),
-            registry=reg,
-        )
-        self._cache_requests = Counter(
-            "oneflow_cache_requests_total",
-            "Calls the response cache looked at, by result (hit, miss, bypass) and kind (exact; "
-            "semantic: a hit the semantic cache found)",
-            ("result", "kind"),
-            registry=reg,
-        )
-        self._cache_saved = Counter(
-            "oneflow_cache_credits_saved_total",
-            "Credits callers did not pay because the response cache answered",
-            registry=reg,
-        )
-        self._budget_alerts = Counter(
-            "oneflow_budget_alerts_total",
-            "Budgets and quotas whose usage reached their limit in a period (soft ones alert "
-            "only; hard ones refuse from then on)",
-            ("scope", "metric", "mode"),
-            registry=reg,
-        )
-        self._spool = Gauge(
-            "oneflow_ledger_spool_backlog",
-            "Ledger settlements waiting in the spool for the database (replayed when it answers)",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
-        self._unreachable = Gauge(
-            "oneflow_dependency_unreachable",
-            "1 while the gateway finds a dependency (database, redis) unreachable",
-            ("dependency",),
-            registry=reg,
-            multiprocess_mode="livemax",
-        )
+        # The families' names, help texts, labels and buckets: the table in _families.py.
+        self._upstream_requests = UPSTREAM_REQUESTS.register(reg)
+        self._upstream_duration = UPSTREAM_DURATION.register(reg)
+        self._ttft = UPSTREAM_TTFT.register(reg)
+        self._tokens = TOKENS.register(reg)
+        self._credits = CREDITS_CHARGED.register(reg)
+        self._fallbacks = FALLBACKS.register(reg)
+        self._retries = UPSTREAM_RETRIES.register(reg)
+        self._breaker = BREAKER_STATE.register(reg)
+        self._rate_limited = RATE_LIMIT_REJECTIONS.register(reg)
+        self._budget_rejected = BUDGET_REJECTIONS.register(reg)
+        self._cache_requests = CACHE_REQUESTS.register(reg)
+        self._cache_saved = CACHE_CREDITS_SAVED.register(reg)
+        self._budget_alerts = BUDGET_ALERTS.register(reg)
+        self._spool = LEDGER_SPOOL_BACKLOG.register(reg)
+        self._unreachable = DEPENDENCY_UNREACHABLE.register(reg)
         self._pool = PoolWatcher(reg, multiprocess=multiproc_dir is not None)
         self._upstream: dict[tuple[str, str], UpstreamChildren] = {}
         self._rate_reasons = BoundedLabel()

@@ -1,12 +1,14 @@
-"""What the gateway may do with the child spans it opens inside a request (routing, upstream
-attempts, ledger writes), and the no-op spans of tracing off. The spans of tracing on are in
-:mod:`oneflow_ai.observability.otel_spans`, imported only when tracing is on.
+"""What the edge and the gateway may do with tracing (`TracingApi`) and the spans it opens
+inside a request (the server span; routing, upstream attempts, ledger writes), and the no-op
+of tracing off. The spans of tracing on are in :mod:`oneflow_ai.observability.otel_spans`,
+imported only when tracing is on.
 
 Each is a context manager: entering makes the span current (so an upstream request made inside
 carries it in ``traceparent``), leaving ends it and records an exception that escaped, redacted.
 A streamed answer outlives the block that started it: keep the object, wrap the calls that must
 see it as current in ``with span.activate():``, and call :meth:`ChildSpan.finish` when the
-stream ends. The ``Noop*`` twins are shared singletons: a disabled tracer allocates nothing.
+stream ends. The classes here are the interface and, as they are, the spans of tracing off
+(shared singletons: a disabled tracer allocates nothing); tracing on subclasses them.
 
 Spans carry no prompts, completions or keys: only the names and numbers set here, and
 exception messages passed through the log redactor.
@@ -18,7 +20,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Self
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -28,11 +30,11 @@ __all__ = [
     "NOOP_SPAN",
     "NOOP_UPSTREAM_SPAN",
     "GenAI",
-    "NoopSpan",
-    "NoopUpstreamSpan",
+    "NoopTracing",
     "ServerRequest",
     "ServerSpan",
     "SpanHandle",
+    "TracingApi",
     "UpstreamSpanHandle",
 ]
 
@@ -72,63 +74,22 @@ class ServerRequest:
     trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class ServerSpan(Protocol):
-    def finish(self, route: str, status: int, error: BaseException | None = None) -> None: ...
+class ServerSpan:
+    """A request's server span. This base records nothing: it is the span of tracing off
+    (`NOOP_SERVER_SPAN`); tracing on subclasses it (`otel_tracing.py`)."""
 
-
-class _NoopServerSpan:
     __slots__ = ()
 
     def finish(self, route: str, status: int, error: BaseException | None = None) -> None:
         return None
 
 
-NOOP_SERVER_SPAN: Final = _NoopServerSpan()
+NOOP_SERVER_SPAN: Final = ServerSpan()
 
 
-class SpanHandle(Protocol):
-    """What the gateway may do with a child span (real or no-op)."""
-
-    def set(self, key: str, value: AttributeValue) -> None: ...
-
-    def fail(self, error: BaseException) -> None: ...
-
-    def finish(self, error: BaseException | None = None) -> None: ...
-
-    def activate(self) -> AbstractContextManager[None]: ...
-
-    def inject(self, headers: MutableMapping[str, str]) -> None: ...
-
-    def __enter__(self) -> SpanHandle: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class UpstreamSpanHandle(SpanHandle, Protocol):
-    """An upstream attempt's span (real or no-op)."""
-
-    def __enter__(self) -> UpstreamSpanHandle: ...
-
-    def first_token(self, seconds: float) -> None: ...
-
-    def record_response(
-        self,
-        *,
-        model: str | None = None,
-        response_id: str | None = None,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        finish_reasons: Sequence[str] = (),
-    ) -> None: ...
-
-
-class NoopSpan:
-    """A span that records nothing (tracing off); one shared instance."""
+class SpanHandle:
+    """What the gateway may do with a child span. This base records nothing: its instances
+    are the spans of tracing off (`NOOP_SPAN`); tracing on subclasses it (`otel_spans.py`)."""
 
     __slots__ = ()
 
@@ -147,7 +108,7 @@ class NoopSpan:
     def inject(self, headers: MutableMapping[str, str]) -> None:
         return None
 
-    def __enter__(self) -> NoopSpan:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -159,11 +120,10 @@ class NoopSpan:
         return None
 
 
-class NoopUpstreamSpan(NoopSpan):
-    __slots__ = ()
+class UpstreamSpanHandle(SpanHandle):
+    """An upstream attempt's span; this base records nothing (`NOOP_UPSTREAM_SPAN`)."""
 
-    def __enter__(self) -> NoopUpstreamSpan:
-        return self
+    __slots__ = ()
 
     def first_token(self, seconds: float) -> None:
         return None
@@ -180,5 +140,60 @@ class NoopUpstreamSpan(NoopSpan):
         return None
 
 
-NOOP_SPAN: Final = NoopSpan()
-NOOP_UPSTREAM_SPAN: Final = NoopUpstreamSpan()
+#: The spans of tracing off, shared: a disabled tracer allocates nothing.
+NOOP_SPAN: Final = SpanHandle()
+NOOP_UPSTREAM_SPAN: Final = UpstreamSpanHandle()
+
+
+class TracingApi:
+    """What the edge and the pipeline call. This base does nothing: every method returns a
+    shared no-op object (tracing off, :class:`NoopTracing`); the OpenTelemetry tracing
+    subclasses it (:mod:`oneflow_ai.observability.otel_tracing`)."""
+
+    __slots__ = ()
+
+    @property
+    def enabled(self) -> bool:
+        return False
+
+    def server_span(self, request: ServerRequest) -> ServerSpan:
+        return NOOP_SERVER_SPAN
+
+    def routing(
+        self, *, strategy: str | None = None, requested_model: str | None = None
+    ) -> SpanHandle:
+        return NOOP_SPAN
+
+    def upstream(
+        self,
+        *,
+        provider: str,
+        model: str,
+        operation: str = "chat",
+        attempt: int = 1,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stream: bool = False,
+        output_type: str | None = None,
+        server_address: str | None = None,
+    ) -> UpstreamSpanHandle:
+        return NOOP_UPSTREAM_SPAN
+
+    def ledger(self, operation: str) -> SpanHandle:
+        return NOOP_SPAN
+
+    def inject(self, headers: MutableMapping[str, str]) -> None:
+        return None
+
+    def force_flush(self) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        return None
+
+
+class NoopTracing(TracingApi):
+    """Tracing off: every method returns a shared no-op object; nothing is allocated."""
+
+    __slots__ = ()

@@ -1,7 +1,8 @@
 """Tracing of one gateway application (``ENABLE_TRACING``): what the edge and the pipeline
 call, and the no-op of tracing off.
 
-:func:`build_tracing` returns :class:`NoopTracing`, whose methods return shared no-op objects,
+:func:`build_tracing` returns :class:`NoopTracing`, whose methods return shared no-op objects
+(the interface, :class:`TracingApi`, and its no-op are in :mod:`oneflow_ai.observability.spans`),
 or the OpenTelemetry tracing of :mod:`oneflow_ai.observability.otel_tracing` (an SDK
 ``TracerProvider`` of this app's own, a ``BatchSpanProcessor`` and the OTLP/HTTP exporter, all
 configured by the standard ``OTEL_*`` variables the SDK reads). The OpenTelemetry SDK and
@@ -25,17 +26,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.observability.spans import (
-    NOOP_SERVER_SPAN,
-    NOOP_SPAN,
-    NOOP_UPSTREAM_SPAN,
+    NoopTracing,
     ServerRequest,
     ServerSpan,
-    SpanHandle,
-    UpstreamSpanHandle,
+    TracingApi,
 )
 
 if TYPE_CHECKING:
@@ -61,88 +59,6 @@ def inject_trace_context(headers: MutableMapping[str, str]) -> None:
     otel = sys.modules.get("oneflow_ai.observability.otel_tracing")
     if otel is not None:
         otel.inject_trace_context(headers)
-
-
-class TracingApi(Protocol):
-    """What the edge and the pipeline call; :class:`NoopTracing` implements it doing nothing."""
-
-    @property
-    def enabled(self) -> bool: ...
-
-    def server_span(self, request: ServerRequest) -> ServerSpan: ...
-
-    def routing(
-        self, *, strategy: str | None = None, requested_model: str | None = None
-    ) -> SpanHandle: ...
-
-    def upstream(
-        self,
-        *,
-        provider: str,
-        model: str,
-        operation: str = "chat",
-        attempt: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stream: bool = False,
-        output_type: str | None = None,
-        server_address: str | None = None,
-    ) -> UpstreamSpanHandle: ...
-
-    def ledger(self, operation: str) -> SpanHandle: ...
-
-    def inject(self, headers: MutableMapping[str, str]) -> None: ...
-
-    def force_flush(self) -> bool: ...
-
-    def shutdown(self) -> None: ...
-
-
-class NoopTracing:
-    """Tracing off: every method returns a shared no-op object; nothing is allocated."""
-
-    __slots__ = ()
-
-    @property
-    def enabled(self) -> bool:
-        return False
-
-    def server_span(self, request: ServerRequest) -> ServerSpan:
-        return NOOP_SERVER_SPAN
-
-    def routing(
-        self, *, strategy: str | None = None, requested_model: str | None = None
-    ) -> SpanHandle:
-        return NOOP_SPAN
-
-    def upstream(
-        self,
-        *,
-        provider: str,
-        model: str,
-        operation: str = "chat",
-        attempt: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stream: bool = False,
-        output_type: str | None = None,
-        server_address: str | None = None,
-    ) -> UpstreamSpanHandle:
-        return NOOP_UPSTREAM_SPAN
-
-    def ledger(self, operation: str) -> SpanHandle:
-        return NOOP_SPAN
-
-    def inject(self, headers: MutableMapping[str, str]) -> None:
-        return None
-
-    def force_flush(self) -> bool:
-        return True
-
-    def shutdown(self) -> None:
-        return None
 
 
 def build_tracing(
