@@ -37,11 +37,11 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["Hook", "ShortCircuit", "StreamProgress"]
+__all__ = ["Hook", "RunningStream", "ShortCircuit"]
 
 
 @runtime_checkable
-class StreamProgress(Protocol):
+class RunningStream(Protocol):
     """What a hook may ask of a running stream (`gateway/stream.py`)."""
 
     def delivered(self) -> Usage:
@@ -72,7 +72,7 @@ class Hook:
     async def before(self, call: Call) -> ShortCircuit | None:
         return None
 
-    def on_stream_open(self, call: Call, progress: StreamProgress) -> Awaitable[object] | None:
+    def on_stream_open(self, call: Call, progress: RunningStream) -> Awaitable[object] | None:
         return None
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:

@@ -47,7 +47,7 @@ from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit, StreamProgress
+from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit
 from oneflow_ai.gateway.request_route import request_route
 
 __all__ = ["LedgerHook", "RefusalHook"]
@@ -87,7 +87,7 @@ class LedgerHook(Hook):
         )
         return None
 
-    def on_stream_open(self, call: Call, progress: StreamProgress) -> Awaitable[object] | None:
+    def on_stream_open(self, call: Call, progress: RunningStream) -> Awaitable[object] | None:
         reservation = _reservation(call)
         if reservation is None:
             return None
@@ -121,7 +121,7 @@ class LedgerHook(Hook):
         elif not isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
             return
         progress = call.state.get(_PROGRESS)
-        counted = progress.output_tokens() if isinstance(progress, StreamProgress) else 0
+        counted = progress.output_tokens() if isinstance(progress, RunningStream) else 0
         if reservation.would_exceed(max(reported, counted)):
             raise InsufficientCreditsError(
                 "The answer was stopped: it would have cost more than the credits reserved "
