@@ -40,10 +40,10 @@ from typing import Generic, TypeVar
 
 import structlog
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from oneflow_ai.storage.database import begin_immediate, sqlite_file_engine
+from oneflow_ai.storage.health import connection_lost, is_transient
 from oneflow_ai.tasks import stop
 
 __all__ = [
@@ -59,10 +59,6 @@ R = TypeVar("R")
 
 log = structlog.get_logger("oneflow.storage.group_commit")
 
-# PostgreSQL SQLSTATE classes worth retrying: connection exceptions, transaction rollback
-# (serialization failure, deadlock), insufficient resources, operator intervention.
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P")
-
 
 class WriterClosedError(RuntimeError):
     """The writer is closed (or was abandoned); the command was not written."""
@@ -76,33 +72,16 @@ class DatabaseUnreachableError(RuntimeError):
     """The database could not be reached; the command was not written."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed transaction is worth retrying as it is."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        if isinstance(sqlstate, str):
-            return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
-        text = str(orig).lower()
-        return "database is locked" in text or "database is busy" in text
-    return isinstance(exc, OSError | ConnectionError | TimeoutError)
-
-
 class GroupCommitWriter(Generic[C, R]):
     """Batches commands into transactions; see the module documentation.
 
     ``apply(connection, commands)`` is synchronous code that runs inside an open transaction
     and returns one result per command, in order. It runs again from the start when a batch is
-    retried. On PostgreSQL it runs on the event loop through SQLAlchemy's ``run_sync`` (each
-    statement an asyncpg round trip), on a connection the writer keeps between batches: no pool
-    checkout and no liveness ping (three round trips) before each batch. A batch that fails on a
-    kept connection closes it; when that connection had served an earlier batch the batch is
-    tried once more at once on a new one, so a connection the server dropped while idle is
-    not taken for an outage. On a SQLite file it runs on a thread of its own with the plain
-    ``sqlite3`` driver, so a whole batch costs the event loop one hand-off instead of one per
-    statement.
+    retried. On PostgreSQL it runs on the event loop through SQLAlchemy's ``run_sync``, on a
+    connection kept between batches (no pool checkout or liveness ping per batch; one the server
+    dropped while idle is replaced and the batch tried again at once, not taken for an outage).
+    On a SQLite file it runs on a thread of its own with the plain ``sqlite3`` driver, so a
+    batch costs the event loop one hand-off instead of one per statement.
     """
 
     def __init__(
@@ -366,7 +345,7 @@ class GroupCommitWriter(Generic[C, R]):
                 self._held = None
                 with contextlib.suppress(Exception):
                     await connection.close()
-                if attempt == 1 and reused and _connection_lost(exc):
+                if attempt == 1 and reused and connection_lost(exc):
                     continue
                 raise
         raise AssertionError("unreachable")
@@ -410,16 +389,6 @@ class GroupCommitWriter(Generic[C, R]):
                 failed += 1
         self._pending.clear()
         return failed
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether a batch failed because its connection was gone (not because of its content)."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return isinstance(sqlstate, str) and sqlstate.startswith("08")
-    return isinstance(exc, ConnectionError)
 
 
 def _set_exception(future: asyncio.Future[R], exc: BaseException) -> None:

@@ -21,13 +21,21 @@ from sqlalchemy.exc import DBAPIError
 
 from oneflow_ai.tasks import stop
 
-__all__ = ["Health", "is_unreachable"]
+__all__ = ["Health", "connection_lost", "is_transient", "is_unreachable"]
 
 log = structlog.get_logger("oneflow.storage.health")
 
 # PostgreSQL SQLSTATEs that mean "the server is not there": connection exceptions, and the
 # operator intervention class's shutdowns and "cannot connect now" (57P01-57P03).
 _UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# SQLSTATE classes worth retrying: connection exceptions, transaction rollback (serialization
+# failure, deadlock), insufficient resources, operator intervention.
+_TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return sqlstate if isinstance(sqlstate, str) else None
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -35,13 +43,33 @@ def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        orig = exc.orig
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        if isinstance(sqlstate, str):
+        sqlstate = _sqlstate(exc)
+        if sqlstate is not None:
             return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
-        text = str(orig).lower()
+        text = str(exc.orig).lower()
         return "connection" in text and ("closed" in text or "refused" in text)
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed transaction is worth retrying as it is."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = _sqlstate(exc)
+        if sqlstate is not None:
+            return sqlstate.startswith(_TRANSIENT_SQLSTATES)
+        text = str(exc.orig).lower()
+        return "database is locked" in text or "database is busy" in text
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a transaction failed because its connection was gone (not its content)."""
+    if isinstance(exc, DBAPIError):
+        sqlstate = _sqlstate(exc)
+        return exc.connection_invalidated or (sqlstate is not None and sqlstate.startswith("08"))
+    return isinstance(exc, ConnectionError)
 
 
 class Health:

@@ -35,7 +35,6 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
-from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.ledger_commands import (
@@ -44,7 +43,6 @@ from oneflow_ai.storage.ledger_commands import (
     CounterChange,
     EntryCommand,
     EntryRow,
-    HoldRow,
     LedgerCommand,
     LedgerResult,
     ReapCommand,
@@ -53,13 +51,13 @@ from oneflow_ai.storage.ledger_commands import (
     ReleaseCommand,
     Released,
     ReserveCommand,
-    Reserved,
     SettleCommand,
     Settled,
 )
-from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, shift_reserved
-from oneflow_ai.storage.ledger_leases import draw, give_back_leases, grant
+from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve
+from oneflow_ai.storage.ledger_leases import draw, give_back_leases
 from oneflow_ai.storage.ledger_recovery import checkpoint, reap
+from oneflow_ai.storage.ledger_reservations import reserve
 from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
 from oneflow_ai.storage.usage_store import insert_usage
 
@@ -80,7 +78,7 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
 
     reserves = [(i, c) for i, c in enumerate(commands) if isinstance(c, ReserveCommand)]
     if reserves:
-        reserved = _reserve(connection, sql, [c for _, c in reserves])
+        reserved = reserve(connection, sql, [c for _, c in reserves])
         results.update(zip((i for i, _ in reserves), reserved, strict=True))
     for i, command in enumerate(commands):
         if isinstance(command, CheckpointCommand):
@@ -171,112 +169,6 @@ def post_entry(connection: Connection, entry: EntryRow, mode: str | None = None)
     return AccountRow(project_id=row[0], mode=row[1], balance=int(row[2]), reserved=int(row[3]))
 
 
-# ---- reservations --------------------------------------------------------------------------
-
-
-def _reserve(
-    connection: Connection, sql: LedgerStatements, commands: Sequence[ReserveCommand]
-) -> list[Reserved]:
-    """Lock every account and counter the batch touches (in key order), decide each
-    reservation in order against what the locked rows say, then write one update per row."""
-    keys = sorted({(h.budget_id, h.period_start) for c in commands for h in c.holds})
-    if keys:
-        run(connection, sql.ensure_counter, [{"b": b, "d": d} for b, d in keys])
-    elif sql.write_lock is not None and not connection.info.get(BEGINS_IMMEDIATE):
-        run(connection, sql.write_lock)
-    projects = sorted({c.project_id for c in commands if c.account_hold > 0})
-    available: dict[str, tuple[str, int]] = {}
-    if projects:
-        rows = run(connection, sql.lock_accounts, {"ids": projects})
-        available = {row[0]: (row[1], int(row[2]) - int(row[3])) for row in rows}
-    room: dict[CounterKey, int] = {}  # what each hard counter can still hold
-    if keys:
-        rows = run(connection, sql.lock_counters, {"keys": keys})
-        room = {
-            (row[0], row[1]): int(row[4]) - int(row[2]) - int(row[3])
-            for row in rows
-            if row[5] == "hard"
-        }
-
-    outcomes: list[Reserved] = []
-    account_shift: dict[str, int] = defaultdict(int)
-    counter_shift: dict[CounterKey, int] = defaultdict(int)
-    for command in commands:
-        outcome = _decide(command, available, room)
-        outcomes.append(outcome)
-        if outcome.accepted:
-            if outcome.account_hold:
-                mode, left = available[command.project_id]
-                available[command.project_id] = (mode, left - outcome.account_hold)
-                account_shift[command.project_id] += outcome.account_hold
-            for hold in outcome.holds:
-                key = (hold.budget_id, hold.period_start)
-                room[key] -= hold.amount
-                counter_shift[key] += hold.amount
-    shift_reserved(connection, sql, account_shift, counter_shift)
-
-    rows_out: list[dict[str, Any]] = []
-    hold_rows: list[dict[str, Any]] = []
-    for command, outcome in zip(commands, outcomes, strict=True):
-        if not outcome.accepted:
-            continue
-        rows_out.append(
-            {
-                "id": command.reservation_id,
-                "request_id": command.request_id,
-                "project_id": command.project_id,
-                "user_id": command.user_id,
-                "key_id": command.key_id,
-                "model": command.model,
-                "provider": command.provider,
-                "amount": outcome.account_hold,
-                "max_micro_credits": command.max_micro_credits,
-                "owner": command.owner,
-                "created_at": command.created_at,
-                "expires_at": command.expires_at,
-            }
-        )
-        hold_rows.extend(
-            {
-                "reservation_id": command.reservation_id,
-                "budget_id": hold.budget_id,
-                "period_start": hold.period_start,
-                "amount": hold.amount,
-            }
-            for hold in outcome.holds
-        )
-    for chunk in chunks(rows_out):
-        run(connection, sql.insert_reservations, chunk)
-    for chunk in chunks(hold_rows):
-        run(connection, sql.insert_holds, chunk)
-    return outcomes
-
-
-def _decide(
-    command: ReserveCommand, available: dict[str, tuple[str, int]], room: dict[CounterKey, int]
-) -> Reserved:
-    """All of the command's holds fit, or it is refused (nothing is taken)."""
-    account_hold = 0
-    if command.lease_share:
-        if command.project_id not in available:
-            return Reserved(accepted=False, refused_by="account")
-        return grant(command, *available[command.project_id])
-    if command.account_hold > 0 and command.project_id in available:
-        mode, left = available[command.project_id]
-        if mode == "prepaid" and left < command.account_hold:
-            return Reserved(accepted=False, refused_by="account")
-        account_hold = command.account_hold
-    holds: list[HoldRow] = []
-    for hold in sorted(command.holds):
-        left_on_counter = room.get((hold.budget_id, hold.period_start))
-        if left_on_counter is None:
-            continue  # deleted or made soft since the caller looked: it no longer holds
-        if left_on_counter < hold.amount:
-            return Reserved(accepted=False, refused_by=hold.budget_id)
-        holds.append(hold)
-    return Reserved(accepted=True, account_hold=account_hold, holds=tuple(holds))
-
-
 # ---- settlements and releases --------------------------------------------------------------
 
 
@@ -288,30 +180,10 @@ def _settle(
         result = run(connection, sql.insert_charges, chunk)
         inserted.update(row[0] for row in result)
     active = resolve(connection, sql, [c.reservation_id for c in commands])
-
-    balance_delta: dict[str, int] = defaultdict(int)
-    account_release: dict[str, int] = defaultdict(int)
-    counter_release: dict[CounterKey, int] = defaultdict(int)
-    counter_used: dict[CounterKey, int] = defaultdict(int)
-    first_contributor: dict[CounterKey, int] = {}
-    flags: list[tuple[bool, bool]] = []
-    for index, command in enumerate(commands):
-        charged = command.charge.request_id in inserted
-        inserted.discard(command.charge.request_id or "")
-        released = command.reservation_id in active
-        active.discard(command.reservation_id or "")
-        project_id = command.charge.project_id
-        if charged:
-            balance_delta[project_id] += command.charge.amount
-            for increment in command.usage_increments:
-                key = (increment.budget_id, increment.period_start)
-                counter_used[key] += increment.amount
-                first_contributor.setdefault(key, index)
-        if released:
-            account_release[project_id] += command.account_hold
-            for hold in command.holds:
-                counter_release[(hold.budget_id, hold.period_start)] += hold.amount
-        flags.append((charged, released))
+    tally = _Tally()
+    flags = [tally.add(index, command, inserted, active) for index, command in enumerate(commands)]
+    balance_delta, account_release = tally.balance_delta, tally.account_release
+    counter_used, first_contributor = tally.counter_used, tally.first_contributor
 
     drawn = draw(
         connection,
@@ -335,7 +207,7 @@ def _settle(
             account_release.get(project_id, 0),
             at,
         )
-    give_back(connection, sql, {}, counter_release)
+    give_back(connection, sql, {}, tally.counter_release)
     changes: dict[int, list[CounterChange]] = defaultdict(list)
     for (budget_id, period_start), amount in sorted(counter_used.items()):
         row = (
@@ -350,6 +222,39 @@ def _settle(
         Settled(charged=charged, released=released, counters=tuple(changes.get(index, ())))
         for index, (charged, released) in enumerate(flags)
     ]
+
+
+class _Tally:
+    """What a batch of settlements moves, summed per account and budget counter."""
+
+    def __init__(self) -> None:
+        self.balance_delta: dict[str, int] = defaultdict(int)
+        self.account_release: dict[str, int] = defaultdict(int)
+        self.counter_release: dict[CounterKey, int] = defaultdict(int)
+        self.counter_used: dict[CounterKey, int] = defaultdict(int)
+        self.first_contributor: dict[CounterKey, int] = {}
+
+    def add(
+        self, index: int, command: SettleCommand, inserted: set[str], active: set[str]
+    ) -> tuple[bool, bool]:
+        """Count one settlement; whether it charged (its charge row is new) and released
+        (its reservation was still active)."""
+        charged = command.charge.request_id in inserted
+        inserted.discard(command.charge.request_id or "")
+        released = command.reservation_id in active
+        active.discard(command.reservation_id or "")
+        project_id = command.charge.project_id
+        if charged:
+            self.balance_delta[project_id] += command.charge.amount
+            for increment in command.usage_increments:
+                key = (increment.budget_id, increment.period_start)
+                self.counter_used[key] += increment.amount
+                self.first_contributor.setdefault(key, index)
+        if released:
+            self.account_release[project_id] += command.account_hold
+            for hold in command.holds:
+                self.counter_release[(hold.budget_id, hold.period_start)] += hold.amount
+        return charged, released
 
 
 def _move_account(
