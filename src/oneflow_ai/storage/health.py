@@ -38,30 +38,35 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return sqlstate if isinstance(sqlstate, str) else None
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """Whether a database error means the server cannot be reached (not a conflict to retry)."""
+def _classify(exc: BaseException, sqlstates: tuple[str, ...], says: Callable[[str], bool]) -> bool:
+    """Whether a database error is of the kind ``sqlstates`` name (a driver without SQLSTATEs,
+    SQLite: whether its message ``says`` so); a connection error or timeout always is."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         sqlstate = _sqlstate(exc)
         if sqlstate is not None:
-            return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
-        text = str(exc.orig).lower()
-        return "connection" in text and ("closed" in text or "refused" in text)
+            return sqlstate.startswith(sqlstates)
+        return says(str(exc.orig).lower())
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the server cannot be reached (not a conflict to retry)."""
+    return _classify(
+        exc,
+        _UNREACHABLE_SQLSTATES,
+        lambda text: "connection" in text and ("closed" in text or "refused" in text),
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed transaction is worth retrying as it is."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = _sqlstate(exc)
-        if sqlstate is not None:
-            return sqlstate.startswith(_TRANSIENT_SQLSTATES)
-        text = str(exc.orig).lower()
-        return "database is locked" in text or "database is busy" in text
-    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+    return _classify(
+        exc,
+        _TRANSIENT_SQLSTATES,
+        lambda text: "database is locked" in text or "database is busy" in text,
+    )
 
 
 def connection_lost(exc: BaseException) -> bool:
