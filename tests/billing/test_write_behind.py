@@ -67,7 +67,7 @@ async def test_a_settlement_is_spooled_then_written_once(
         settled = await ledger.settle(await reserve(ledger, f"r{i}"), USAGE)
         assert settled.spooled and settled.charged
         charged += settled.cost.micro_credits
-    await ledger.durable.caught_up()
+    await ledger.caught_up()
     await ledger.leases.settled()  # a refill asked for in the background, committed
     assert ledger.spool is not None and ledger.spool.pending == 0
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
@@ -130,7 +130,7 @@ async def test_budget_alerts_fire_when_the_charges_are_written(
         )
         for i in range(4):  # 0.35 credits each: crosses 1 credit on the 3rd
             await ledger.settle(await reserve(ledger, f"soft-{i}"), USAGE)
-        await ledger.durable.caught_up()
+        await ledger.caught_up()
     finally:
         await ledger.close()
     # One alert, once the crossing charge is written (the four may share one batch).

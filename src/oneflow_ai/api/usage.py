@@ -78,7 +78,7 @@ async def _report(
         param = "group_by" if "group" in str(exc) else "to"
         raise BadRequestError(str(exc), param=param) from None
     services = get_services(request)
-    await services.ledger.durable.caught_up()  # this replica's own requests, written
+    await services.ledger.caught_up()  # this replica's own requests, written
     report = await query_usage(services.engine, query)
     if as_csv:
         return Response(

@@ -194,18 +194,20 @@ class DurableWrites:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def abandon(self) -> None:
-        self._drain_stopped = True
-        if self._draining is not None:
-            self._draining.cancel()
-            self._draining = None
+        self._cancel_drain()
 
     async def stop_draining(self) -> None:
         """Stop the write-behind drain for good (the caller replays what is left itself)."""
+        task = self._cancel_drain()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _cancel_drain(self) -> asyncio.Task[None] | None:
         self._drain_stopped = True
         task, self._draining = self._draining, None
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        return task
 
 
 def _parts(command: SpooledCommand) -> tuple[SpooledCommand, ...]:

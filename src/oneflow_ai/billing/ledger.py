@@ -146,7 +146,6 @@ class Ledger(LedgerReserve):
         self.engine = engine
         self.instance = instance
         self.owner = owner or _default_owner(instance)
-        self.admin = LedgerAdmin(engine, clock=clock, announce=self._announce)
         self._clock = clock
         self._on_budget_alert = on_budget_alert
         self.state = LedgerState(
@@ -168,7 +167,9 @@ class Ledger(LedgerReserve):
             write_behind=self.config.write_behind,
             on_written=self._written,
         )
-        self.admin.before_read = self.durable.caught_up
+        self.admin = LedgerAdmin(
+            engine, clock=clock, announce=self._announce, before_read=self.durable.caught_up
+        )
         self._reconciler = Reconciler(self, clock)
         if health is not None:
             health.on_recovery.append(self._database_returned)
@@ -265,6 +266,11 @@ class Ledger(LedgerReserve):
             if command.lease_id is not None:
                 self.leases.written(command.lease_id)
             self._alert(result.counters)
+
+    async def caught_up(self) -> None:
+        """Return once this process's own settlements are in the database (write-behind
+        drains them moments later; at once otherwise): for reads of usage and balances."""
+        await self.durable.caught_up()
 
     async def reconcile(self) -> int:
         """Heartbeat, then release dead owners' and expired reservations, and settle their

@@ -141,13 +141,14 @@ class LedgerAdmin:
         *,
         clock: Callable[[], datetime] = utcnow,
         announce: Callable[[str], Awaitable[None]] | None = None,
+        before_read: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._announce = announce
         #: Awaited before a read: this process's spooled settlements are written first
         #: (write-behind), so that a caller reads its own requests' charges.
-        self.before_read: Callable[[], Awaitable[None]] | None = None
+        self._before_read = before_read
 
     async def top_up(
         self,
@@ -286,8 +287,8 @@ class LedgerAdmin:
         return _view(row, project_id)
 
     async def _caught_up(self) -> None:
-        if self.before_read is not None:
-            await self.before_read()
+        if self._before_read is not None:
+            await self._before_read()
 
     async def _changed(self, project_id: str) -> None:
         if self._announce is not None:

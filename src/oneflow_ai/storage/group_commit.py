@@ -333,22 +333,24 @@ class GroupCommitWriter(Generic[C, R]):
 
     async def _on_loop(self, commands: list[C]) -> Sequence[R]:
         """One transaction on the kept connection (see the class documentation)."""
-        for attempt in (1, 2):
-            reused = self._held is not None
-            if self._held is None:
-                self._held = await self._engine.connect()
-            connection = self._held
-            try:
-                async with connection.begin():
-                    return await connection.run_sync(self._apply, commands)
-            except BaseException as exc:
-                self._held = None
-                with contextlib.suppress(Exception):
-                    await connection.close()
-                if attempt == 1 and reused and connection_lost(exc):
-                    continue
+        reused = self._held is not None
+        try:
+            return await self._on_held(commands)
+        except Exception as exc:
+            if not (reused and connection_lost(exc)):
                 raise
-        raise AssertionError("unreachable")
+        return await self._on_held(commands)  # dropped while idle: once more, on a new one
+
+    async def _on_held(self, commands: list[C]) -> Sequence[R]:
+        if self._held is None:
+            self._held = await self._engine.connect()
+        connection = self._held
+        try:
+            async with connection.begin():
+                return await connection.run_sync(self._apply, commands)
+        except BaseException:
+            await self._release_held()  # a failed batch never leaves its connection kept
+            raise
 
     async def _release_held(self) -> None:
         connection, self._held = self._held, None
