@@ -1,7 +1,7 @@
 """What the serving process imports: the app and its lifespan load neither what only the CLI's
-migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor the tracing of
-OpenTelemetry's SDK with tracing off, nor a tokenizer encoding before the first count; and the
-migration chain read without Alembic is Alembic's."""
+migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor redis-py without
+REDIS_URL, nor OpenTelemetry's SDK with tracing off, nor a tokenizer encoding before the first
+count; and the migration chain read without Alembic is Alembic's."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ app = create_app(configure_logs=False)
 async def main() -> None:
     async with app.router.lifespan_context(app):
         from oneflow_ai.billing import encoding
-        loaded = [m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "jwt")]
-        # FastAPI loads OpenTelemetry's API and redis-py its SDK's metrics: not its tracing.
-        loaded += [m for m in sys.modules if m.startswith("opentelemetry.sdk.trace")]
+        top = ("alembic", "mako", "jwt", "redis")
+        loaded = [m for m in sys.modules if m.split(".")[0] in top]
+        # FastAPI loads OpenTelemetry's API (redis-py would load its SDK's metrics): not its SDK.
+        loaded += [m for m in sys.modules if m.startswith("opentelemetry.sdk")]
         loaded += [m for m in sys.modules if m.startswith("opentelemetry.exporter")]
         loaded += [m for m in sys.modules if m.startswith("oneflow_ai.observability.otel")]
         loaded += [f"encoding:{name}" for name in encoding._cache]
@@ -37,7 +38,7 @@ asyncio.run(main())
 
 def test_the_serving_process_loads_only_what_serving_needs(tmp_path: Path) -> None:
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
         "DATABASE_URL": migrated_sqlite_url(tmp_path / "serving.db"),
         "ONEFLOW_DATA_DIR": str(tmp_path / "data"),
         "ENABLE_TRACING": "false",

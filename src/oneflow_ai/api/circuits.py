@@ -6,13 +6,13 @@ import time
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Request
-from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from oneflow_ai.api.deps import get_services, require
 from oneflow_ai.api.responses import json_response
 from oneflow_ai.auth.permissions import Permission
 from oneflow_ai.auth.principal import Principal
+from oneflow_ai.storage.redis_errors import unreachable
 
 __all__ = ["router"]
 
@@ -31,7 +31,7 @@ async def circuits(
     source = "redis" if breakers.shared else "process"
     try:
         snapshots = await breakers.load_all()
-    except (RedisError, OSError, TimeoutError):
+    except unreachable():
         snapshots, source = breakers.snapshots(), "cached"  # Redis is down: this replica's view
     now = time.time()
     return json_response(

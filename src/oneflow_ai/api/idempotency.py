@@ -43,7 +43,6 @@ import re
 from collections.abc import Awaitable, Callable
 
 import structlog
-from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,6 +63,7 @@ from oneflow_ai.resilience.idempotency import (
     Mismatch,
     StoredResponse,
 )
+from oneflow_ai.storage.redis_errors import unreachable
 from oneflow_ai.tasks import stop
 
 __all__ = ["IdempotencyMiddleware", "caller_scope"]
@@ -154,7 +154,7 @@ class IdempotencyMiddleware:
             result = await store.begin(key, fingerprint)
             if isinstance(result, InFlight) and (wait or b"").strip().lower() not in _NO_WAIT:
                 result = await store.wait(key, fingerprint, self.wait_seconds)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except unreachable() as exc:
             log.warning("idempotency_store_failed", error=repr(exc))
             raise ServiceUnavailableError(
                 "The idempotency store is unavailable; retry shortly", retry_after=1

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.api_keys import KeyHasher
@@ -32,6 +32,9 @@ from oneflow_ai.auth.tokens import TokenCodec
 from oneflow_ai.auth.user_manager import UserManager
 from oneflow_ai.catalog import Catalog, load_catalog
 from oneflow_ai.settings import Settings
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["Identity", "invalidation_channel"]
 

@@ -18,11 +18,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
-from redis.asyncio import Redis
 
 from oneflow_ai.tasks import stop
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["InvalidationBus", "RedisInvalidationBus"]
 

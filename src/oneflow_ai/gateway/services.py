@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oneflow_ai.auth.identity import Identity
@@ -32,7 +31,7 @@ from oneflow_ai.gateway.wiring import (
     build_pipeline,
     cache_store_for,
     open_ledger,
-    redis_health_flag,
+    open_redis,
     report_breakers,
     resilient_clients,
     semantic_index_for,
@@ -58,10 +57,11 @@ from oneflow_ai.routing.setup import build_latency_tracker, build_router
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.database import create_engine, create_sessionmaker
 from oneflow_ai.storage.health import Health
-from oneflow_ai.storage.redis import create_redis
 from oneflow_ai.storage.schema import SchemaWatch
 
 if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
+    from redis.asyncio import Redis
+
     from oneflow_fakes.demo import FakeProviders
 
 __all__ = ["Services"]
@@ -208,8 +208,7 @@ def _open_stores(settings: Settings, telemetry: Telemetry, exit_stack: AsyncExit
     )
     telemetry.metrics.watch_pool(engine)
     exit_stack.push_async_callback(engine.dispose)
-    redis_up = redis_health_flag(settings, telemetry)
-    redis = create_redis(settings.redis_url, health=redis_up) if settings.redis_url else None
+    redis, redis_up = open_redis(settings, telemetry)
     if redis is not None:
         exit_stack.push_async_callback(redis.aclose)
     if redis_up is not None:

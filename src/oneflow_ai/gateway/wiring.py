@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.auth.identity import Identity
@@ -52,7 +51,6 @@ from oneflow_ai.settings import ProviderSettings, Settings
 from oneflow_ai.storage.database import ping
 from oneflow_ai.storage.health import Health
 from oneflow_ai.storage.instance import claim_instance
-from oneflow_ai.storage.redis import redis_health
 from oneflow_ai.storage.response_cache import (
     MemoryResponseCache,
     RedisResponseCache,
@@ -68,6 +66,8 @@ from oneflow_ai.storage.semantic_index import (
 from oneflow_ai.storage.spool import SettlementSpool
 
 if TYPE_CHECKING:  # the fakes are imported only when they serve (development)
+    from redis.asyncio import Redis
+
     from oneflow_fakes.demo import FakeProviders
 
 __all__ = [
@@ -76,7 +76,7 @@ __all__ = [
     "build_pipeline",
     "cache_store_for",
     "open_ledger",
-    "redis_health_flag",
+    "open_redis",
     "report_breakers",
     "resilient_clients",
     "semantic_index_for",
@@ -155,10 +155,14 @@ async def semantic_index_for(settings: Settings, engine: AsyncEngine) -> Semanti
     return MemorySemanticIndex(max_entries=settings.cache_semantic_max_entries)
 
 
-def redis_health_flag(settings: Settings, telemetry: Telemetry) -> Health | None:
-    """Redis's health flag (with REDIS_URL): tripped by failures, probed twice a second."""
+def open_redis(settings: Settings, telemetry: Telemetry) -> tuple[Redis | None, Health | None]:
+    """With REDIS_URL, the Redis client and Redis's health flag (tripped by failures, probed
+    twice a second); without, neither. redis-py is imported here, only when it is used (it
+    costs a worker ~8 MiB of memory)."""
     if not settings.redis_url:
-        return None
+        return None, None
+    from oneflow_ai.storage.redis import create_redis, redis_health
+
     limits = "admitted" if settings.rate_limit_fail_open else "refused (503)"
     health = redis_health(
         settings.redis_url,
@@ -167,7 +171,7 @@ def redis_health_flag(settings: Settings, telemetry: Telemetry) -> Health | None
     )
     metrics = telemetry.metrics
     health.on_change.append(lambda down: metrics.set_dependency_unreachable("redis", down))
-    return health
+    return create_redis(settings.redis_url, health=health), health
 
 
 def database_health(engine: AsyncEngine, telemetry: Telemetry) -> Health:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from oneflow_ai.domain.limits import LimitPolicy
 from oneflow_ai.limits.decision import EXEMPT, RateDecision
@@ -11,6 +11,9 @@ from oneflow_ai.limits.memory import MemoryWindowStore
 from oneflow_ai.limits.redis_store import RedisWindowStore
 from oneflow_ai.limits.window import Bucket, BucketResult, WindowStore
 from oneflow_ai.settings import Settings
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = [
     "EXEMPT",

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
 
 from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["DEBT_DELAY", "RedisWindowStore"]
 
@@ -118,6 +119,12 @@ class RedisWindowStore:
     def __init__(
         self, redis: Redis, *, max_batch: int = 256, debt_delay: float = DEBT_DELAY
     ) -> None:
+        # redis-py's errors are imported with the first store, not with this module: a
+        # process without REDIS_URL never loads redis-py (~8 MiB of memory).
+        from redis.exceptions import NoScriptError, ResponseError
+
+        self._no_script: type[Exception] = NoScriptError
+        self._refused: type[Exception] = ResponseError
         self._redis = redis
         self._max_batch = max_batch
         self._debt_delay = debt_delay
@@ -209,9 +216,9 @@ class RedisWindowStore:
         if self._sha is None:
             self._sha = await self._redis.script_load(_SCRIPT)
         replies = await self._pipeline(self._sha, calls)
-        if any(isinstance(r, NoScriptError) for r in replies):  # the server lost its scripts
+        if any(isinstance(r, self._no_script) for r in replies):  # the server lost its scripts
             self._sha = await self._redis.script_load(_SCRIPT)
-            again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            again = [i for i, r in enumerate(replies) if isinstance(r, self._no_script)]
             retried = await self._pipeline(self._sha, [calls[i] for i in again])
             for index, reply in zip(again, retried, strict=True):
                 replies[index] = reply
@@ -222,7 +229,7 @@ class RedisWindowStore:
             keys, args = calls[0]
             try:
                 return [await self._redis.evalsha(sha, len(keys), *keys, *args)]
-            except ResponseError as exc:
+            except self._refused as exc:
                 return [exc]
         pipe = self._redis.pipeline(transaction=False)
         for keys, args in calls:

@@ -14,8 +14,7 @@ their last use.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from oneflow_ai.resilience.breaker_state import (
     Admission,
@@ -24,6 +23,9 @@ from oneflow_ai.resilience.breaker_state import (
     CircuitState,
     Outcome,
 )
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["RedisBreakerStore"]
 

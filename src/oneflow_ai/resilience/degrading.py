@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
-
 from oneflow_ai.resilience.breaker_state import (
     Admission,
     BreakerConfig,
@@ -32,11 +30,11 @@ from oneflow_ai.resilience.idempotency import (
     StoredResponse,
 )
 from oneflow_ai.storage.health import Health
+from oneflow_ai.storage.redis_errors import unreachable
 
 __all__ = ["DegradingBreakerStore", "DegradingIdempotencyStore"]
 
 T = TypeVar("T")
-_UNREACHABLE = (RedisError, OSError, TimeoutError)
 
 
 async def _shared_or_local(
@@ -45,7 +43,7 @@ async def _shared_or_local(
     if not health.down:
         try:
             return await shared()
-        except _UNREACHABLE as exc:
+        except unreachable() as exc:
             health.trip(exc)
     return await local()
 
@@ -165,5 +163,5 @@ class DegradingIdempotencyStore:
             return
         try:
             await shared()
-        except _UNREACHABLE as exc:  # its Redis lease expires by itself
+        except unreachable() as exc:  # its Redis lease expires by itself
             self._health.trip(exc)

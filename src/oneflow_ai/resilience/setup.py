@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from oneflow_ai.resilience.breaker_redis import RedisBreakerStore
 from oneflow_ai.resilience.breaker_set import CircuitBreakers
@@ -20,6 +19,9 @@ from oneflow_ai.resilience.idempotency import (
 from oneflow_ai.resilience.retry import RetryBudget, RetryPolicy
 from oneflow_ai.settings import Settings
 from oneflow_ai.storage.health import Health
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = [
     "build_breakers",

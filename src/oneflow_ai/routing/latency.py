@@ -30,13 +30,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
-from redis.asyncio import Redis
 
 from oneflow_ai.catalog import Catalog, LatencyPrior
 from oneflow_ai.tasks import stop
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["LatencyEstimate", "LatencyTracker"]
 

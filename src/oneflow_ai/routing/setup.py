@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from oneflow_ai.catalog import Catalog
 from oneflow_ai.routing.latency import LatencyTracker
 from oneflow_ai.routing.router import CircuitView, IntelligentRouter, Pricer
 from oneflow_ai.routing.strategy import BalancedWeights
 from oneflow_ai.settings import Settings
+
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 __all__ = ["build_latency_tracker", "build_router"]
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
+    from redis.asyncio import Redis
+
 
 __all__ = ["MemoryResponseCache", "RedisResponseCache", "ResponseCacheStore"]
 
