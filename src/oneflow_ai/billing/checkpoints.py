@@ -13,12 +13,15 @@ release``) charges each one what it had delivered at its last checkpoint, flagge
 A stream that ends normally is untracked before its settlement is queued, so no checkpoint
 can follow the settlement that deletes its row.
 
-A stream's first checkpoint is written as soon as it starts (the streams that start in the
-same turn of the event loop share one command, and the group commit shares its transaction),
-and the stream sends nothing to its caller before it is committed (``track`` returns the
-future to wait for): a stream whose caller received anything is charged at least its prompt,
-even one killed in its first interval. (One killed between that commit and its first byte is
-charged its prompt too: the provider was called.)
+A stream's first checkpoint is written as soon as its upstream call starts, priced on the
+model tried first (the streams that start in the same turn of the event loop share one command,
+and the group commit shares its transaction), so that it commits while the provider prepares
+its first event rather than after it. The stream sends nothing to its caller before it is
+committed: ``track`` is called again when the stream opens and returns the future to wait for,
+the first checkpoint's when the model answering is the one it was priced on, else that of a new
+one priced on the model answering (a fallback). A stream whose caller received anything is
+charged at least its prompt, even one killed in its first interval. (One killed between that
+commit and its first byte is charged its prompt too: the provider was called.)
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class _Tracked:
     reservation: Reservation
     probe: Probe
     written: tuple[int, int, str] | None = None  # tokens and model of the last checkpoint
+    queued: str | None = None  # the model the first checkpoint was priced on, once queued
     opened: asyncio.Future[None] | None = None  # done once the first checkpoint is decided
 
 
@@ -94,11 +98,21 @@ class Checkpoints:
 
     def track(self, reservation: Reservation, probe: Probe) -> asyncio.Future[None] | None:
         """Track a stream that started; the future is done once its first checkpoint is
-        committed (or could not be: the database is away), None if nothing is written."""
+        committed (or could not be), None if nothing is written.
+
+        Tracking a stream again (when it opens, with the probe of what it delivers) keeps its
+        first checkpoint when that one is still to be written or was priced on the model the
+        new probe names; otherwise it writes a new first checkpoint."""
         if not (self.enabled and reservation.active):
             return None
+        tracked = self._tracked.get(reservation.id)
+        if tracked is not None and tracked.opened is not None:
+            tracked.probe = probe
+            if tracked in self._new or _priced_on(tracked.queued, probe):
+                return tracked.opened
+        else:
+            tracked = self._tracked[reservation.id] = _Tracked(reservation, probe)
         loop = asyncio.get_running_loop()
-        tracked = self._tracked[reservation.id] = _Tracked(reservation, probe)
         tracked.opened = loop.create_future()
         if not self._new:
             loop.call_soon(self._flush_new)
@@ -114,10 +128,12 @@ class Checkpoints:
         except Exception as exc:  # the next round writes them
             log.error("checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
+        opened = [tracked.opened for tracked in new]  # a stream tracked again gets a new one
+
         def decided(_: object = None) -> None:
-            for tracked in new:
-                if tracked.opened is not None and not tracked.opened.done():
-                    tracked.opened.set_result(None)
+            for future in opened:
+                if future is not None and not future.done():
+                    future.set_result(None)
 
         if written is None:
             decided()
@@ -176,8 +192,9 @@ class Checkpoints:
         except Exception as exc:  # the writer is closed or overloaded: the next round retries
             log.warning("checkpoint_not_queued", error=f"{type(exc).__name__}: {exc}")
             return None
-        for tracked, _ in written:
+        for tracked, mark in written:
             tracked.reservation.checkpointed = True
+            tracked.queued = mark[2]
 
         def committed(done: asyncio.Future[LedgerResult]) -> None:
             if done.cancelled() or done.exception() is not None:
@@ -188,6 +205,14 @@ class Checkpoints:
 
         future.add_done_callback(committed)
         return future
+
+
+def _priced_on(model: str | None, probe: Probe) -> bool:
+    """Whether ``probe`` prices what it measures on ``model``."""
+    if model is None:
+        return False
+    measured = probe()
+    return measured is not None and measured.cost.model == model
 
 
 def _progress(

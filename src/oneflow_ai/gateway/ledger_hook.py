@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from oneflow_ai.billing.checkpoints import Delivered
+from oneflow_ai.billing.checkpoints import Delivered, Probe
 from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
@@ -43,12 +43,14 @@ from oneflow_ai.domain.chat import (
 from oneflow_ai.domain.embeddings import EmbeddingRequest
 from oneflow_ai.domain.media import ImageRequest
 from oneflow_ai.domain.transcription import TranscriptionRequest
+from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
 from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit
 from oneflow_ai.gateway.request_route import request_route
+from oneflow_ai.providers.registry import Route
 
 __all__ = ["LedgerHook", "RefusalHook"]
 
@@ -76,7 +78,7 @@ class LedgerHook(Hook):
     async def before(self, call: Call) -> ShortCircuit | None:
         primary = call.candidates[0]
         principal = call.principal
-        call.state[_RESERVATION] = await self._ledger.reserve(
+        reservation = call.state[_RESERVATION] = await self._ledger.reserve(
             request_id=call.request_id,
             project_id=principal.project_id,
             max_cost=lambda: self._worst_case(call),
@@ -85,7 +87,25 @@ class LedgerHook(Hook):
             user_id=principal.user_id,
             key_id=principal.key_id,
         )
+        if call.stream and isinstance(call.request, ChatRequest) and not _cached(call):
+            # The stream's first checkpoint commits while the provider prepares its first
+            # event (`billing/checkpoints.py`); `on_stream_open` waits for it.
+            self._ledger.track(reservation, self._prompt_probe(call, primary))
         return None
+
+    def _prompt_probe(self, call: Call, route: Route) -> Probe:
+        """What a stream on ``route`` has delivered when it opens: its prompt."""
+        pricing, estimator = self._pricing, self._estimator
+
+        def probe() -> Delivered | None:
+            prompt = call.prompt_tokens(estimator, route.entry)
+            usage = Usage(input_tokens=prompt, output_tokens=0, estimated=True)
+            try:
+                return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
+            except PricingError:
+                return None
+
+        return probe
 
     def on_stream_open(self, call: Call, progress: RunningStream) -> Awaitable[object] | None:
         reservation = _reservation(call)
@@ -110,7 +130,7 @@ class LedgerHook(Hook):
         reservation = _reservation(call)
         if reservation is None or not reservation.limited:
             return
-        if call.cache is not None and call.cache.hit:  # replayed: its charge is known already
+        if _cached(call):  # replayed: its charge is known already
             return
         # The stream's own running count (it tokenizes its deltas once, for this and for what
         # it charges), or the provider's count when it reports a larger one as it goes.
@@ -201,6 +221,11 @@ class LedgerHook(Hook):
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)
+
+
+def _cached(call: Call) -> bool:
+    """Whether the answer is replayed from the response cache."""
+    return call.cache is not None and call.cache.hit
 
 
 def asks_cache_writes(request: ChatRequest) -> bool:
