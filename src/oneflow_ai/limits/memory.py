@@ -22,23 +22,21 @@ _SWEEP_EVERY = 10_000
 class _Window:
     """One bucket's slices (slice index -> count), their total and the oldest index."""
 
-    __slots__ = ("oldest", "slices", "used", "window_ms")
+    __slots__ = ("oldest", "slices", "used", "width")
 
-    def __init__(self, window_ms: int) -> None:
-        self.window_ms = window_ms
+    def __init__(self, width: int) -> None:
+        self.width = width  # of a slice, in milliseconds
         self.slices: dict[int, int] = {}
         self.used = 0
         self.oldest: int | None = None
 
-    def advance(self, current: int) -> None:
-        """Forget the slices that have left the window ending with slice `current`."""
-        oldest = self.oldest
-        if oldest is not None and oldest <= current - SLICES:
-            slices, horizon = self.slices, current - SLICES
-            for index in [i for i in slices if i <= horizon]:
-                del slices[index]
-            self.used = sum(slices.values())
-            self.oldest = min(slices) if slices else None
+    def forget(self, current: int) -> None:
+        """Drop the slices that have left the window ending with slice `current`."""
+        slices, horizon = self.slices, current - SLICES
+        for index in [i for i in slices if i <= horizon]:
+            del slices[index]
+        self.used = sum(slices.values())
+        self.oldest = min(slices) if slices else None
 
     def charge(self, current: int, cost: int) -> None:
         self.slices[current] = self.slices.get(current, 0) + cost
@@ -61,51 +59,50 @@ class MemoryWindowStore:
         now_ms = int(self._clock() * 1000)
         for bucket in buckets:
             if bucket.cost > 0:
-                current = now_ms // (bucket.window_ms // SLICES)
-                self._window(bucket, current).charge(current, bucket.cost)
+                window, current = self._window(bucket, now_ms)
+                window.charge(current, bucket.cost)
         self._counted(now_ms)
 
     def hit_now(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         now_ms = int(self._clock() * 1000)
-        staged: list[tuple[_Window, int, int]] = []  # window, slice width, current slice
+        staged: list[tuple[_Window, int]] = []
         admitted = True
         for bucket in buckets:
-            width = bucket.window_ms // SLICES
-            current = now_ms // width
-            window = self._window(bucket, current)
-            staged.append((window, width, current))
+            window, current = self._window(bucket, now_ms)
+            staged.append((window, current))
             if check and window.used + bucket.cost > bucket.limit:
                 admitted = False
-
         results: list[BucketResult] = []
-        for bucket, (window, width, current) in zip(buckets, staged, strict=True):
-            allowed, retry = True, 0
-            if not admitted and window.used + bucket.cost > bucket.limit:
-                allowed = False
+        for bucket, (window, current) in zip(buckets, staged, strict=True):
+            retry = 0
+            if admitted:
+                if bucket.cost > 0:
+                    window.charge(current, bucket.cost)
+            elif window.used + bucket.cost > bucket.limit:
                 retry = retry_ms(
                     sorted(window.slices.items()),
                     window.used + bucket.cost - bucket.limit,
                     bucket.cost,
                     bucket.limit,
-                    width,
+                    window.width,
                     now_ms,
                 )
-            elif admitted and bucket.cost > 0:
-                window.charge(current, bucket.cost)
-            results.append(
-                BucketResult(allowed, window.used, retry, reset_ms(window.oldest, width, now_ms))
-            )
+            reset = reset_ms(window.oldest, window.width, now_ms)
+            results.append(BucketResult(retry == 0, window.used, retry, reset))
         self._counted(now_ms)
         return results
 
-    def _window(self, bucket: Bucket, current: int) -> _Window:
-        """The bucket's window as of slice `current` (a new, empty one the first time)."""
+    def _window(self, bucket: Bucket, now_ms: int) -> tuple[_Window, int]:
+        """The bucket's window as of `now_ms` (a new, empty one the first time), and the
+        index of the slice `now_ms` falls in."""
         window = self._windows.get(bucket.key)
         if window is None:
-            window = self._windows[bucket.key] = _Window(bucket.window_ms)
-        else:
-            window.advance(current)
-        return window
+            window = self._windows[bucket.key] = _Window(bucket.window_ms // SLICES)
+            return window, now_ms // window.width
+        current = now_ms // window.width
+        if window.oldest is not None and window.oldest <= current - SLICES:
+            window.forget(current)
+        return window, current
 
     def _counted(self, now_ms: int) -> None:
         self._hits += 1
@@ -116,8 +113,7 @@ class MemoryWindowStore:
         """Forget buckets whose every slice has left the window."""
         for key in list(self._windows):
             window = self._windows[key]
-            current = now_ms // (window.window_ms // SLICES)
-            window.advance(current)
+            window.forget(now_ms // window.width)
             if window.oldest is None:
                 del self._windows[key]
 
