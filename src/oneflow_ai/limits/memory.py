@@ -74,11 +74,11 @@ class MemoryWindowStore:
                 admitted = False
         results: list[BucketResult] = []
         for bucket, (window, current) in zip(buckets, staged, strict=True):
+            allowed = admitted or window.used + bucket.cost <= bucket.limit
             retry = 0
-            if admitted:
-                if bucket.cost > 0:
-                    window.charge(current, bucket.cost)
-            elif window.used + bucket.cost > bucket.limit:
+            if admitted and bucket.cost > 0:
+                window.charge(current, bucket.cost)
+            elif not allowed:
                 retry = retry_ms(
                     sorted(window.slices.items()),
                     window.used + bucket.cost - bucket.limit,
@@ -88,7 +88,7 @@ class MemoryWindowStore:
                     now_ms,
                 )
             reset = reset_ms(window.oldest, window.width, now_ms)
-            results.append(BucketResult(retry == 0, window.used, retry, reset))
+            results.append(BucketResult(allowed, window.used, retry, reset))
         self._counted(now_ms)
         return results
 
