@@ -169,17 +169,13 @@ class RateLimiter:
     # ---- buckets ---------------------------------------------------------------------------
 
     def _plan(self, subject: RateSubject, provider: str | None) -> _Plan:
-        """The windows of a caller's request on `provider`, planned once per caller, policies
-        and provider (a changed policy is another key; changed defaults start afresh)."""
-        key = (
-            subject.subject,
-            subject.project_id,
-            subject.limits,
-            subject.project_limits,
-            provider,
-        )
+        """The windows of a caller's request on `provider`, planned once per caller and
+        provider and planned again when the caller's policies change (new defaults or provider
+        limits drop every plan)."""
+        policies = (subject.limits, subject.project_limits)
+        key = (subject.subject, subject.project_id, provider)
         plan = self._plans.get(key)
-        if plan is None:
+        if plan is None or plan.policies != policies:  # the same policies are the same objects
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
             windows = (
@@ -187,7 +183,7 @@ class RateLimiter:
                 *self._project_buckets(subject, 0),
                 *self._provider_buckets(provider, 0),
             )
-            plan = self._plans[key] = _Plan(windows)
+            plan = self._plans[key] = _Plan(policies, windows)
         return plan
 
     def _caller_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
@@ -238,7 +234,8 @@ class RateLimiter:
         await self.store.close()
 
 
-_PlanKey = tuple[str, str, LimitPolicy | None, LimitPolicy | None, str | None]
+_PlanKey = tuple[str, str, str | None]  # subject, project, provider
+_Policies = tuple[LimitPolicy | None, LimitPolicy | None]  # the caller's own, its project's
 #: Callers whose plans are kept (all are dropped when there are more).
 _MAX_PLANS = 8192
 
@@ -247,9 +244,10 @@ class _Plan:
     """Every window of one caller's requests on one provider, in checking order: request
     windows charged one, token windows planned at zero and charged per request."""
 
-    __slots__ = ("token_at", "token_windows", "windows")
+    __slots__ = ("policies", "token_at", "token_windows", "windows")
 
-    def __init__(self, windows: tuple[Bucket, ...]) -> None:
+    def __init__(self, policies: _Policies, windows: tuple[Bucket, ...]) -> None:
+        self.policies = policies
         self.windows = windows
         self.token_at = tuple(i for i, b in enumerate(windows) if not b.counts_requests)
         self.token_windows = tuple(windows[i] for i in self.token_at)
