@@ -81,6 +81,22 @@ async def test_per_key_limits_override_the_defaults(store: WindowStore, redis_pr
     assert await admitted(rl, hourly, 5) == 1
 
 
+async def test_changed_limits_apply_to_the_next_request(
+    store: WindowStore, redis_prefix: str
+) -> None:
+    rl = limiter(store, redis_prefix)
+    assert not rl.counts_tokens(key())
+    assert await admitted(rl, key(limits=LimitPolicy(requests_per_minute=2)), 3) == 2
+    raised = key(limits=LimitPolicy(requests_per_minute=4, tokens_per_minute=100))
+    assert rl.counts_tokens(raised)  # the same key, its new limits
+    assert await admitted(rl, raised, 3) == 2
+    rl.defaults = LimitPolicy(requests_per_minute=1)
+    assert await admitted(rl, key("key_new"), 2) == 1
+    rl.providers = {"openai": LimitPolicy(tokens_per_minute=10)}
+    assert rl.counts_tokens(key("key_other"), provider="openai")
+    assert not rl.counts_tokens(key("key_other"), provider="anthropic")
+
+
 async def test_unlimited_principals_are_exempt(store: WindowStore, redis_prefix: str) -> None:
     rl = limiter(store, redis_prefix)
     assert await admitted(rl, MASTER, 200) == 200

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import structlog
@@ -81,11 +82,32 @@ class RateLimiter:
         fail_open: bool = True,
     ) -> None:
         self.store = store
-        self.defaults = defaults
-        self.providers = dict(providers or {})
+        self._defaults = defaults
+        self._providers = dict(providers or {})
         self._prefix = f"{key_prefix}rl:"
         self._fail_open = fail_open
         self._last_failure_log = 0.0
+        self._plans: dict[_PlanKey, _Plan] = {}
+
+    @property
+    def defaults(self) -> LimitPolicy:
+        """The deployment's limits for a caller without its own."""
+        return self._defaults
+
+    @defaults.setter
+    def defaults(self, policy: LimitPolicy) -> None:
+        self._defaults = policy
+        self._plans.clear()
+
+    @property
+    def providers(self) -> Mapping[str, LimitPolicy]:
+        """The limits of each upstream provider that has some."""
+        return MappingProxyType(self._providers)
+
+    @providers.setter
+    def providers(self, policies: Mapping[str, LimitPolicy]) -> None:
+        self._providers = dict(policies)
+        self._plans.clear()
 
     # ---- the gateway's calls ---------------------------------------------------------------
 
@@ -96,12 +118,7 @@ class RateLimiter:
         `provider`; raises `RateLimitedError` (429 with `Retry-After` and `X-RateLimit-*`)."""
         if subject.unlimited:
             return EXEMPT
-        buckets = [
-            *self._caller_buckets(subject, tokens),
-            *self._project_buckets(subject, tokens),
-            *self._provider_buckets(provider, tokens),
-        ]
-        return await self._admit(buckets, what="Rate limit")
+        return await self._admit(self._plan(subject, provider).charged(tokens), what="Rate limit")
 
     async def admit_provider(self, provider: str, *, tokens: int = 0) -> RateDecision:
         """Count a call on `provider` alone (a fallback to another provider mid-request)."""
@@ -113,18 +130,10 @@ class RateLimiter:
         """Add tokens used beyond the estimate to every token window (never refuses)."""
         if subject.unlimited or tokens <= 0:
             return
-        buckets = [
-            b
-            for b in (
-                *self._caller_buckets(subject, tokens),
-                *self._project_buckets(subject, tokens),
-                *self._provider_buckets(provider, tokens),
-            )
-            if not b.counts_requests
-        ]
-        if buckets:
+        plan = self._plan(subject, provider)
+        if plan.token_windows:
             try:
-                self.store.charge_later(buckets)
+                self.store.charge_later([_costing(b, tokens) for b in plan.token_windows])
             except Exception as exc:  # never refuses: a lost top-up is logged
                 log.error("rate_limit_store_failed", error=str(exc), fail_open=True)
 
@@ -155,18 +164,27 @@ class RateLimiter:
     def counts_tokens(self, subject: RateSubject, *, provider: str | None = None) -> bool:
         """Whether a tokens-per-minute window applies to this caller, its project or
         `provider`: only then is a request's token count worth making before it runs."""
-        if subject.unlimited:
-            return False
-        return any(
-            not bucket.counts_requests
-            for bucket in (
+        return not subject.unlimited and bool(self._plan(subject, provider).token_windows)
+
+    # ---- buckets ---------------------------------------------------------------------------
+
+    def _plan(self, subject: RateSubject, provider: str | None) -> _Plan:
+        """The windows of a caller's request on `provider`, planned once per caller and
+        provider and planned again when the caller's policies change (new defaults or provider
+        limits drop every plan)."""
+        policies = (subject.limits, subject.project_limits)
+        key = (subject.subject, subject.project_id, provider)
+        plan = self._plans.get(key)
+        if plan is None or plan.policies != policies:  # the same policies are the same objects
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            windows = (
                 *self._caller_buckets(subject, 0),
                 *self._project_buckets(subject, 0),
                 *self._provider_buckets(provider, 0),
             )
-        )
-
-    # ---- buckets ---------------------------------------------------------------------------
+            plan = self._plans[key] = _Plan(policies, windows)
+        return plan
 
     def _caller_buckets(self, subject: RateSubject, tokens: int) -> list[Bucket]:
         policy = self.defaults if subject.limits is None else _merged(subject.limits, self.defaults)
@@ -178,7 +196,7 @@ class RateLimiter:
         return _buckets(f"{self._prefix}p:{subject.project_id}", subject.project_limits, tokens)
 
     def _provider_buckets(self, provider: str | None, tokens: int) -> list[Bucket]:
-        policy = self.providers.get(provider) if provider else None
+        policy = self._providers.get(provider) if provider else None
         return [] if policy is None else _buckets(f"{self._prefix}v:{provider}", policy, tokens)
 
     # ---- deciding --------------------------------------------------------------------------
@@ -214,6 +232,38 @@ class RateLimiter:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+_PlanKey = tuple[str, str, str | None]  # subject, project, provider
+_Policies = tuple[LimitPolicy | None, LimitPolicy | None]  # the caller's own, its project's
+#: Callers whose plans are kept (all are dropped when there are more).
+_MAX_PLANS = 8192
+
+
+class _Plan:
+    """Every window of one caller's requests on one provider, in checking order: request
+    windows charged one, token windows planned at zero and charged per request."""
+
+    __slots__ = ("policies", "token_at", "token_windows", "windows")
+
+    def __init__(self, policies: _Policies, windows: tuple[Bucket, ...]) -> None:
+        self.policies = policies
+        self.windows = windows
+        self.token_at = tuple(i for i, b in enumerate(windows) if not b.counts_requests)
+        self.token_windows = tuple(windows[i] for i in self.token_at)
+
+    def charged(self, tokens: int) -> Sequence[Bucket]:
+        """The windows of one request estimated at `tokens` tokens."""
+        if tokens <= 0 or not self.token_at:
+            return self.windows
+        windows = list(self.windows)
+        for i in self.token_at:
+            windows[i] = _costing(windows[i], tokens)
+        return windows
+
+
+def _costing(bucket: Bucket, cost: int) -> Bucket:
+    return Bucket(bucket.key, bucket.limit, bucket.window_ms, cost, bucket.counts_requests)
 
 
 @functools.lru_cache(maxsize=4096)
