@@ -81,7 +81,9 @@ class PricingEngine:
         usage names none), audio models bill input characters, embedding models input tokens,
         transcription models seconds of audio.
         """
-        entry = self._priced_entry(model)
+        return self._price_entry(self._priced_entry(model), usage)
+
+    def _price_entry(self, entry: ModelEntry, usage: Usage) -> Cost:
         _check_usage_fits(entry, usage)
         if entry.free or entry.pricing is None:
             items = _free_items(entry, usage)
@@ -154,7 +156,7 @@ class PricingEngine:
             and (image_size is None or image_quality is None)
         ):
             return self._worst_image_cost(entry, entry.pricing, usage)
-        return self.price(entry.id, usage)
+        return self._price_entry(entry, usage)
 
     def eligible_models(self, modality: Modality) -> tuple[ModelEntry, ...]:
         """Enabled models of ``modality`` that billing can charge for (priced or free)."""
