@@ -269,7 +269,8 @@ def _line(kind: LineKind, quantity: int, price: UnitPrice) -> LineItem:
     """The line of ``quantity`` units at ``price``: its exact USD amount for the record (an
     amount too long to be exact raises ``Inexact``), and its micro-credits from the price's
     rate, in integers (the same amount, rounded by the same rule)."""
-    _check_count(kind, quantity)
+    if quantity.__class__ is not int or quantity < 0:  # an int subclass but bool passes
+        _check_count(kind, quantity)
     unit_usd, per = price.usd, price.per
     exact = _EXACT.divide(_EXACT.multiply(Decimal(quantity), unit_usd), per)
     return LineItem(
