@@ -7,9 +7,10 @@
 
 Every amount is computed in ``Decimal`` without rounding; each line item (input tokens, output
 tokens, images, characters) is then rounded once, half to even, to a whole micro-credit, and
-the total is the sum of the rounded line items (see :mod:`oneflow_ai.domain.money`). A price
-that is a whole number of micro-credits per unit (:mod:`oneflow_ai.billing.rates`, derived once
-per model when the engine is made) needs no rounding: its lines cost ``quantity * rate``.
+the total is the sum of the rounded line items (see :mod:`oneflow_ai.domain.money`). The
+micro-credits are computed in integers, from each model's prices as exact rates of
+micro-credits per unit (:mod:`oneflow_ai.billing.rates`, derived once per model when the engine
+is made): the same amounts, rounded by the same rule.
 """
 
 from __future__ import annotations

@@ -23,7 +23,16 @@ from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.catalog import ModelEntry, Pricing
 from oneflow_ai.domain.money import MICRO_CREDITS_PER_USD
 
-__all__ = ["FREE_TOKENS", "PER_MTOK", "TokenPrices", "UnitPrice", "model_prices"]
+__all__ = [
+    "FREE_TOKENS",
+    "PER_1K_CHARACTERS",
+    "PER_IMAGE",
+    "PER_MINUTE",
+    "PER_MTOK",
+    "TokenPrices",
+    "UnitPrice",
+    "model_prices",
+]
 
 PER_MTOK = 1_000_000
 PER_IMAGE = 1
