@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oneflow_ai.billing import PricingEngine
-from oneflow_ai.catalog import packaged_catalog, parse_catalog
+from oneflow_ai.catalog import packaged_catalog
 from oneflow_ai.domain.money import EXACT, MICRO_CREDITS_PER_USD
 from oneflow_ai.domain.usage import Usage
+from tests.billing.operator_catalog import operator_engine
 
 pytestmark = pytest.mark.property
 
@@ -108,29 +109,6 @@ def test_max_cost_bounds_any_output_up_to_the_limit(
     assert entry.max_output_tokens is not None
     actual_output = min(output, limit, entry.max_output_tokens)
     assert text_cost(model, a, actual_output) <= reserved.micro_credits
-
-
-def operator_engine(input_price: Decimal, output_price: Decimal) -> PricingEngine:
-    entry = {
-        "provider": "openai",
-        "modality": "text",
-        "context_window": 8192,
-        "max_output_tokens": 4096,
-        "tokenizer": "cl100k_base",
-        "quality": 0.5,
-        "latency": {"ttft_ms": 100},
-        "pricing": {"input_per_mtok": str(input_price), "output_per_mtok": str(output_price)},
-        "price_source": "ops",
-    }
-    catalog = parse_catalog(
-        {
-            "price_table_version": "ops-1",
-            "prices_as_of": "2026-01-01",
-            "sources": {"ops": {"url": "https://ops.example"}},
-            "models": {"m": entry},
-        }
-    )
-    return PricingEngine(catalog)
 
 
 prices = st.decimals(min_value=0, max_value=1000, places=9, allow_nan=False, allow_infinity=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -74,11 +74,12 @@ class Cost:
     line_items: tuple[LineItem, ...]
     price_table_version: str
     estimated: bool = False
+    #: The total in micro-credits (the storage unit), summed once.
+    micro_credits: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def micro_credits(self) -> int:
-        """The total in micro-credits (the storage unit)."""
-        return sum(item.micro_credits for item in self.line_items)
+    def __post_init__(self) -> None:
+        total = sum(item.micro_credits for item in self.line_items)
+        object.__setattr__(self, "micro_credits", total)
 
     @property
     def usd(self) -> Decimal:

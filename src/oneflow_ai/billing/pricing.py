@@ -7,26 +7,38 @@
 
 Every amount is computed in ``Decimal`` without rounding; each line item (input tokens, output
 tokens, images, characters) is then rounded once, half to even, to a whole micro-credit, and
-the total is the sum of the rounded line items (see :mod:`oneflow_ai.domain.money`).
+the total is the sum of the rounded line items (see :mod:`oneflow_ai.domain.money`). The
+micro-credits are computed in integers, from each model's prices as exact rates of
+micro-credits per unit (:mod:`oneflow_ai.billing.rates`, derived once per model when the engine
+is made): the same amounts, rounded by the same rule.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Final
 
 from oneflow_ai.billing.cost import Cost, LineItem, LineKind
 from oneflow_ai.billing.errors import PricingError, UnpricedModelError
+from oneflow_ai.billing.rates import (
+    FREE_TOKENS,
+    PER_1K_CHARACTERS,
+    PER_IMAGE,
+    PER_MINUTE,
+    PER_MTOK,
+    TokenPrices,
+    UnitPrice,
+    model_prices,
+)
 from oneflow_ai.catalog import Catalog, Modality, ModelEntry, Pricing, packaged_catalog
-from oneflow_ai.domain.money import EXACT, usd_to_micro_credits
+from oneflow_ai.domain.money import EXACT
 from oneflow_ai.domain.usage import Usage
 
 __all__ = ["PricingEngine"]
 
-_PER_MTOK = 1_000_000
-_PER_IMAGE = 1
-_PER_1K_CHARACTERS = 1_000
-_PER_MINUTE = 60  # audio_seconds, priced per minute
+#: The exact context of :mod:`oneflow_ai.domain.money`, kept for line items (its flags are
+#: never read; an inexact amount raises as there).
+_EXACT: Final = EXACT.copy()
 _ZERO = Decimal(0)
 
 
@@ -40,10 +52,17 @@ class PricingEngine:
     :class:`PricingError`.
     """
 
-    __slots__ = ("_catalog",)
+    __slots__ = ("_catalog", "_prices")
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         self._catalog = catalog if catalog is not None else packaged_catalog()
+        self._prices: dict[str, TokenPrices | UnitPrice | None] = {}
+        for entry in self._catalog.models:
+            if entry.pricing is not None and not entry.free:
+                try:
+                    self._prices[entry.id] = model_prices(entry, entry.pricing)
+                except PricingError:  # raised when the model is priced
+                    continue
 
     @property
     def catalog(self) -> Catalog:
@@ -63,12 +82,14 @@ class PricingEngine:
         usage names none), audio models bill input characters, embedding models input tokens,
         transcription models seconds of audio.
         """
-        entry = self._priced_entry(model)
+        return self._price_entry(self._priced_entry(model), usage)
+
+    def _price_entry(self, entry: ModelEntry, usage: Usage) -> Cost:
         _check_usage_fits(entry, usage)
         if entry.free or entry.pricing is None:
             items = _free_items(entry, usage)
         else:
-            items = _items(entry, entry.pricing, usage)
+            items = _items(entry, entry.pricing, self._model_prices(entry, entry.pricing), usage)
         return Cost(
             model=entry.id,
             line_items=items,
@@ -122,7 +143,7 @@ class PricingEngine:
         usage = Usage(
             input_tokens=input_tokens if tokens_in else 0,
             output_tokens=output if text else 0,
-            **(_dearest_input_class(entry, input_tokens) if text and cache_writes else {}),
+            **(self._dearest_input_class(entry, input_tokens) if text and cache_writes else {}),
             images=images,
             image_size=image_size,
             image_quality=image_quality,
@@ -136,7 +157,7 @@ class PricingEngine:
             and (image_size is None or image_quality is None)
         ):
             return self._worst_image_cost(entry, entry.pricing, usage)
-        return self.price(entry.id, usage)
+        return self._price_entry(entry, usage)
 
     def eligible_models(self, modality: Modality) -> tuple[ModelEntry, ...]:
         """Enabled models of ``modality`` that billing can charge for (priced or free)."""
@@ -152,6 +173,18 @@ class PricingEngine:
             raise UnpricedModelError(entry.id)
         return entry
 
+    def _model_prices(self, entry: ModelEntry, pricing: Pricing) -> TokenPrices | UnitPrice | None:
+        prices = self._prices.get(entry.id)
+        return prices if prices is not None else model_prices(entry, pricing)
+
+    def _dearest_input_class(self, entry: ModelEntry, input_tokens: int) -> dict[str, int]:
+        """The prompt as the dearest input class the model has (a worst case)."""
+        if entry.pricing is None or entry.free or not input_tokens:
+            return {}
+        prices = self._model_prices(entry, entry.pricing)
+        dearest = prices.dearest_input_class() if isinstance(prices, TokenPrices) else None
+        return {dearest: input_tokens} if dearest is not None else {}
+
     def _worst_image_cost(self, entry: ModelEntry, pricing: Pricing, usage: Usage) -> Cost:
         _check_usage_fits(entry, usage)
         rows = [
@@ -164,113 +197,91 @@ class PricingEngine:
             raise PricingError(_no_image_price(entry, usage))
         return Cost(
             model=entry.id,
-            line_items=(_line("image", usage.images, max(rows), _PER_IMAGE),),
+            line_items=(_line("image", usage.images, UnitPrice.of(max(rows), PER_IMAGE)),),
             price_table_version=self.price_table_version,
             estimated=True,
         )
 
 
-def _items(entry: ModelEntry, pricing: Pricing, usage: Usage) -> tuple[LineItem, ...]:
-    if entry.modality == "text":
-        return _token_items(usage, *_token_prices(pricing))
+def _items(
+    entry: ModelEntry, pricing: Pricing, prices: TokenPrices | UnitPrice | None, usage: Usage
+) -> tuple[LineItem, ...]:
+    if isinstance(prices, TokenPrices):
+        return _token_items(usage, prices)
     if entry.modality == "image":
         row = pricing.image_price(usage.image_size, usage.image_quality)
         if row is None:
             raise PricingError(_no_image_price(entry, usage))
-        return (_line("image", usage.images, row.usd, _PER_IMAGE),)
-    if entry.modality == "embedding":
-        return (_line("input", usage.input_tokens, _price(pricing.input_per_mtok), _PER_MTOK),)
-    if entry.modality == "transcription":
-        unit = _price(pricing.per_minute)
-        return (_line("audio_seconds", usage.audio_seconds, unit, _PER_MINUTE),)
-    unit = _price(pricing.per_1k_characters)
-    return (_line("characters", usage.characters, unit, _PER_1K_CHARACTERS),)
+        return (_line("image", usage.images, UnitPrice.of(row.usd, PER_IMAGE)),)
+    assert prices is not None  # every other modality has one price (rates.model_prices)
+    return (_line(_UNIT_KIND[entry.modality], _quantity(entry.modality, usage), prices),)
 
 
-def _token_prices(pricing: Pricing) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
-    """Input, cached input, 5-minute write, 1-hour write and output prices per 1M tokens (a
-    class without a price of its own costs the input price)."""
-    plain = _price(pricing.input_per_mtok)
-
-    def of(value: Decimal | None) -> Decimal:
-        return plain if value is None else value
-
-    return (
-        plain,
-        of(pricing.cached_input_per_mtok),
-        of(pricing.cache_write_5m_per_mtok),
-        of(pricing.cache_write_1h_per_mtok),
-        _price(pricing.output_per_mtok),
-    )
-
-
-def _token_items(
-    usage: Usage,
-    plain: Decimal,
-    cached: Decimal,
-    write_5m: Decimal,
-    write_1h: Decimal,
-    output: Decimal,
-) -> tuple[LineItem, ...]:
+def _token_items(usage: Usage, prices: TokenPrices) -> tuple[LineItem, ...]:
     """One line per token class: each token billed once, in its class. ``input`` and
     ``output`` are always there; the other classes when the usage has such tokens."""
-    lines = [_line("input", usage.uncached_input_tokens, plain, _PER_MTOK)]
-    for kind, quantity, unit in (
-        ("cached_input", usage.cached_input_tokens, cached),
-        ("cache_write_5m", usage.cache_write_5m_tokens, write_5m),
-        ("cache_write_1h", usage.cache_write_1h_tokens, write_1h),
-    ):
-        if quantity:
-            lines.append(_line(kind, quantity, unit, _PER_MTOK))  # type: ignore[arg-type]
-    lines.append(_line("output", usage.output_tokens - usage.reasoning_tokens, output, _PER_MTOK))
-    if usage.reasoning_tokens:
-        lines.append(_line("reasoning", usage.reasoning_tokens, output, _PER_MTOK))
+    lines = [_line("input", usage.uncached_input_tokens, prices.plain)]
+    if usage.cached_input_tokens:
+        lines.append(_line("cached_input", usage.cached_input_tokens, prices.cached))
+    if usage.cache_write_5m_tokens:
+        lines.append(_line("cache_write_5m", usage.cache_write_5m_tokens, prices.write_5m))
+    if usage.cache_write_1h_tokens:
+        lines.append(_line("cache_write_1h", usage.cache_write_1h_tokens, prices.write_1h))
+    reasoning = usage.reasoning_tokens
+    lines.append(_line("output", usage.output_tokens - reasoning, prices.output))
+    if reasoning:
+        lines.append(_line("reasoning", reasoning, prices.output))
     return tuple(lines)
 
 
+_UNIT_KIND: Final[dict[Modality, LineKind]] = {
+    "image": "image",
+    "audio": "characters",
+    "embedding": "input",
+    "transcription": "audio_seconds",
+}
+_FREE_UNITS: Final[dict[Modality, UnitPrice]] = {
+    "image": UnitPrice(_ZERO, PER_IMAGE, 0),
+    "audio": UnitPrice(_ZERO, PER_1K_CHARACTERS, 0),
+    "embedding": UnitPrice(_ZERO, PER_MTOK, 0),
+    "transcription": UnitPrice(_ZERO, PER_MINUTE, 0),
+}
+
+
+def _quantity(modality: Modality, usage: Usage) -> int:
+    """What a model of ``modality`` other than text bills in ``usage``."""
+    if modality == "image":
+        return usage.images
+    if modality == "audio":
+        return usage.characters
+    if modality == "embedding":
+        return usage.input_tokens
+    return usage.audio_seconds
+
+
 def _free_items(entry: ModelEntry, usage: Usage) -> tuple[LineItem, ...]:
-    if entry.modality == "text":
-        return _token_items(usage, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
-    kinds: dict[Modality, tuple[tuple[LineKind, int, int], ...]] = {
-        "image": (("image", usage.images, _PER_IMAGE),),
-        "audio": (("characters", usage.characters, _PER_1K_CHARACTERS),),
-        "embedding": (("input", usage.input_tokens, _PER_MTOK),),
-        "transcription": (("audio_seconds", usage.audio_seconds, _PER_MINUTE),),
-    }
-    return tuple(_line(kind, quantity, _ZERO, per) for kind, quantity, per in kinds[entry.modality])
+    modality = entry.modality
+    if modality == "text":
+        return _token_items(usage, FREE_TOKENS)
+    return (_line(_UNIT_KIND[modality], _quantity(modality, usage), _FREE_UNITS[modality]),)
 
 
-def _line(kind: LineKind, quantity: int, unit_usd: Decimal, per: int) -> LineItem:
-    _check_count(kind, quantity)
-    with localcontext(EXACT):
-        exact = Decimal(quantity) * unit_usd / per
+def _line(kind: LineKind, quantity: int, price: UnitPrice) -> LineItem:
+    """The line of ``quantity`` units at ``price``: its exact USD amount for the record (an
+    amount too long to be exact raises ``Inexact``), and its micro-credits from the price's
+    rate, in integers (the same amount, rounded by the same rule)."""
+    if quantity.__class__ is not int or quantity < 0:  # an int subclass but bool passes
+        _check_count(kind, quantity)
+    unit_usd, per = price.usd, price.per
+    exact = _EXACT.divide(_EXACT.multiply(Decimal(quantity), unit_usd), per)
     return LineItem(
         kind=kind,
         quantity=quantity,
         unit_usd=unit_usd,
         per=per,
         exact_usd=exact,
-        micro_credits=usd_to_micro_credits(exact),
+        micro_credits=price.micro_credits(quantity),
     )
-
-
-def _dearest_input_class(entry: ModelEntry, input_tokens: int) -> dict[str, int]:
-    """The prompt as the dearest input class the model has (a worst case: a prompt written to
-    the 1-hour cache costs twice the input price on Claude models)."""
-    if entry.pricing is None or entry.free or not input_tokens:
-        return {}
-    plain, _, write_5m, write_1h, _ = _token_prices(entry.pricing)
-    if max(plain, write_5m, write_1h) == plain:
-        return {}
-    if write_1h >= write_5m:
-        return {"cache_write_1h_tokens": input_tokens}
-    return {"cache_write_5m_tokens": input_tokens}
-
-
-def _price(value: Decimal | None) -> Decimal:
-    if value is None:  # the catalog schema makes this unreachable for a valid entry
-        raise PricingError("catalog entry lacks a price for its modality")
-    return value
 
 
 def _check_count(name: str, value: int) -> None:

@@ -18,9 +18,9 @@ Rounding rule
     (1e-8 USD). A request's total is the sum of its rounded line items, and a day's total is the
     sum of its requests, so every total adds up exactly in integers.
 
-    With the packaged price table every per-token, per-image and per-character price is a whole
-    number of micro-credits, so nothing is ever actually rounded; the rule matters only for
-    operator prices finer than 1e-8 USD per unit.
+    Most packaged prices are a whole number of micro-credits per unit, so most lines are never
+    actually rounded; the rule matters for the few finer ones (cached input at $0.075 per 1M
+    tokens is 7.5 micro-credits a token) and for operator prices.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ EXACT: Final = Context(
 _ROUNDING: Final = Context(
     prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
+_MICRO_CREDITS_PER_USD: Final = Decimal(MICRO_CREDITS_PER_USD)
 _USD_SCALE: Final = 8  # 1 micro-credit = 1e-8 USD
 _CREDIT_SCALE: Final = 6  # 1 micro-credit = 1e-6 credit
 
@@ -101,9 +102,8 @@ def credits_to_usd(credits: Decimal | int | str) -> Decimal:
 
 def usd_to_micro_credits(usd: Decimal | int | str) -> int:
     """Convert a USD amount to whole micro-credits, rounding half to even (the rounding rule)."""
-    with localcontext(_ROUNDING) as ctx:
-        scaled = ctx.multiply(as_decimal(usd), Decimal(MICRO_CREDITS_PER_USD))
-        return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
+    scaled = _ROUNDING.multiply(as_decimal(usd), _MICRO_CREDITS_PER_USD)
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN, context=_ROUNDING))
 
 
 def micro_credits_to_usd(micro_credits: int) -> Decimal:
@@ -119,6 +119,4 @@ def micro_credits_to_credits(micro_credits: int) -> Decimal:
 def _scaled(micro_credits: int, places: int) -> Decimal:
     if isinstance(micro_credits, bool) or not isinstance(micro_credits, int):
         raise TypeError(f"micro-credits must be int, not {type(micro_credits).__name__}")
-    sign = 1 if micro_credits < 0 else 0
-    digits = tuple(int(d) for d in str(abs(micro_credits)))
-    return Decimal((sign, digits, -places))
+    return Decimal(f"{micro_credits:d}E-{places}")  # its digits, the last `places` decimals

@@ -54,13 +54,22 @@ class Usage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in _COUNTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Usage.{name} must be int, not {type(value).__name__}")
-            if value < 0:
-                raise ValueError(f"Usage.{name} must be >= 0, got {value}")
-        if self.prompt_cache_tokens > self.input_tokens:
+        counts = (
+            self.input_tokens,
+            self.output_tokens,
+            self.images,
+            self.characters,
+            self.audio_seconds,
+            self.cached_input_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.reasoning_tokens,
+        )
+        for value in counts:
+            if value.__class__ is not int or value < 0:
+                self._refuse_counts()
+        cached, write_5m, write_1h = counts[5:8]
+        if cached + write_5m + write_1h > self.input_tokens:
             raise ValueError(
                 "Usage: cached and cache-write tokens exceed input_tokens "
                 f"({self.prompt_cache_tokens} > {self.input_tokens})"
@@ -70,6 +79,16 @@ class Usage:
                 f"Usage: reasoning_tokens exceed output_tokens "
                 f"({self.reasoning_tokens} > {self.output_tokens})"
             )
+
+    def _refuse_counts(self) -> None:
+        """Raise for the first count that is not a non-negative ``int`` (an ``int`` subclass
+        other than ``bool`` is one)."""
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Usage.{name} must be int, not {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"Usage.{name} must be >= 0, got {value}")
 
     @property
     def cache_write_tokens(self) -> int:

@@ -190,6 +190,7 @@ class LedgerHook(Hook):
         if cache is not None and cache.hit and cache.model is not None and cache.usage:
             return fraction_of(self._pricing.price(cache.model, cache.usage), cache.fraction)
         request = call.request
+        cache_writes = isinstance(request, ChatRequest) and asks_cache_writes(request)
         costs: list[Cost] = []
         for route in call.candidates:
             entry = route.entry
@@ -197,10 +198,7 @@ class LedgerHook(Hook):
                 prompt_tokens = call.prompt_tokens(self._estimator, entry)
                 costs.append(
                     self._pricing.max_cost(
-                        entry.id,
-                        prompt_tokens,
-                        request.max_tokens,
-                        cache_writes=asks_cache_writes(request),
+                        entry.id, prompt_tokens, request.max_tokens, cache_writes=cache_writes
                     )
                 )
             elif isinstance(request, ImageRequest):
