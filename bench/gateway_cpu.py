@@ -2,15 +2,21 @@
 
 Calls the ASGI application directly (no sockets, no uvicorn) with an upstream client that
 answers from memory, and reports CPU microseconds per non-streamed chat completion, for the
-whole app and for a bare ASGI app doing the same JSON round trip (the floor). The pipeline is
-the one `make bench` drives: a prepaid project's key with request and token limits (never
-refusing), the ledger on SQLite, metrics, JSON access logs (sent to /dev/null). Useful on a
-busy machine where wall-clock benchmarks are noisy: process CPU time is not, and it is what
-to compare before and after a change to the hot path. With `--profile` it prints the top
-functions by cumulative time (cProfile); `--master` uses the (unlimited) master key instead.
+whole app and for a bare ASGI app doing the same JSON round trip (the floor). With `--stream`
+the request asks for a stream with usage (`stream_options.include_usage`, as `make bench`
+does) and the upstream answers with OpenAI's server-sent events, one event per read: a role
+chunk, 20 content deltas, the finish chunk, the usage chunk (the stream of
+`bench/stream_encode_bench.py`) and `data: [DONE]`; the tool then reports CPU microseconds
+per streamed completion, and the floor is a bare ASGI app sending the same events, one body
+message each. The pipeline is the one `make bench` drives: a prepaid project's key with
+request and token limits (never refusing), the ledger on SQLite, metrics, JSON access logs
+(sent to /dev/null). Useful on a busy machine where wall-clock benchmarks are noisy: process
+CPU time is not, and it is what to compare before and after a change to the hot path. With
+`--profile` it prints the top functions by cumulative time (cProfile); `--master` uses the
+(unlimited) master key instead.
 
-Usage: `python -m bench.gateway_cpu [--requests 5000] [--profile FILE.prof] [--master]
-[--database-url URL]`.
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--stream] [--profile FILE.prof]
+[--master] [--database-url URL]`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from bench.stream_encode_bench import wire_stream
 from oneflow_ai.app import create_app
 from oneflow_ai.providers.upstream import UpstreamRequest, UpstreamResponse, UpstreamStream
 from oneflow_ai.settings import ProviderSettings, Settings
@@ -57,9 +64,18 @@ ANSWER = orjson.dumps(
     }
 )
 
+STREAM_REQUEST = orjson.dumps(
+    {**orjson.loads(REQUEST), "stream": True, "stream_options": {"include_usage": True}}
+)
+
+
+#: OpenAI's server-sent events for a 20-piece answer with usage, one `bytes` per event.
+EVENTS = (*(b"data: " + event.data + b"\n\n" for event in wire_stream(20)), b"data: [DONE]\n\n")
+
 
 class MemoryUpstream:
-    """An UpstreamClient answering every request with the same chat completion."""
+    """An UpstreamClient answering every request with the same chat completion, or with the
+    same stream of events (one per read)."""
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -69,8 +85,12 @@ class MemoryUpstream:
 
     @asynccontextmanager
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
-        raise NotImplementedError("non-streamed benchmark")
-        yield  # pragma: no cover
+        events = iter(EVENTS)
+
+        async def read_chunk() -> bytes:
+            return next(events, b"")
+
+        yield UpstreamStream(200, {"content-type": "text/event-stream"}, read_chunk)
 
     async def aclose(self) -> None:
         return None
@@ -114,7 +134,7 @@ def _caller_key(database_url: str, workdir: str, master: bool) -> str:
     return str(orjson.loads(out.stdout)["key"])
 
 
-async def _drive(app: App, requests: int, key: str = KEY) -> float:
+async def _drive(app: App, requests: int, key: str = KEY, body: bytes = REQUEST) -> float:
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -128,26 +148,35 @@ async def _drive(app: App, requests: int, key: str = KEY) -> float:
         "headers": [
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(REQUEST)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"authorization", f"Bearer {key}".encode()),
         ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
     }
     status = 0
+    ended = False
+    read = False
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": REQUEST, "more_body": False}
+        nonlocal read
+        if read:  # as uvicorn does after the body: wait for the client to go away
+            await asyncio.get_running_loop().create_future()
+        read = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal status
+        nonlocal status, ended
         if message["type"] == "http.response.start":
-            status = message["status"]
+            status, ended = message["status"], False
+        elif message["type"] == "http.response.body":
+            ended = not message.get("more_body", False)
 
     started, started_main, wall = time.process_time(), time.thread_time(), time.perf_counter()
     for _ in range(requests):
+        read = False
         await app(dict(scope, state={}), receive, send)
-        assert status == 200, status
+        assert status == 200 and ended, status
     main_thread = (time.thread_time() - started_main) / requests * 1e6
     wall = (time.perf_counter() - wall) / requests * 1e6
     print(f"  event loop thread {main_thread:8.1f} us, wall {wall:8.1f} us per request")
@@ -165,9 +194,48 @@ async def _bare(scope: dict[str, Any], receive: Any, send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _main(requests: int, profile: str | None, master: bool, database_url: str) -> None:
+async def _bare_stream(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    orjson.loads((await receive())["body"])
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for event in EVENTS:
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _measure(
+    settings: Settings, key: str, body: bytes, bare_app: App, requests: int, profile: str | None
+) -> tuple[float, float]:
+    """CPU per request of the bare app and of the gateway, in microseconds."""
     from oneflow_ai.gateway import services
 
+    app = create_app(settings, configure_logs=True)
+    start = services.Services.start
+
+    async def start_in_memory(
+        cls_settings: Settings, redactor: Any = None, telemetry: Any = None, **_: Any
+    ) -> Any:
+        return await start(cls_settings, redactor, telemetry, transport=_memory_client)
+
+    services.Services.start = start_in_memory  # type: ignore[assignment]
+    async with app.router.lifespan_context(app):
+        await _drive(app, 500, key, body)  # warm up
+        bare = await _drive(bare_app, requests, body=body)
+        profiler = cProfile.Profile()
+        if profile:
+            profiler.enable()
+        gateway = await _drive(app, requests, key, body)
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    return bare, gateway
+
+
+async def _main(
+    requests: int, profile: str | None, master: bool, database_url: str, stream: bool
+) -> None:
+    body, bare_app = (STREAM_REQUEST, _bare_stream) if stream else (REQUEST, _bare)
     with tempfile.TemporaryDirectory() as tmp:
         database_url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         key = _caller_key(database_url, tmp, master)
@@ -186,29 +254,13 @@ async def _main(requests: int, profile: str | None, master: bool, database_url: 
         )
         stderr = os.dup(2)  # the access log goes to /dev/null, the report to the terminal
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-        app = create_app(settings, configure_logs=True)
-        start = services.Services.start
-
-        async def start_in_memory(
-            cls_settings: Settings, redactor: Any = None, telemetry: Any = None, **_: Any
-        ) -> Any:
-            return await start(cls_settings, redactor, telemetry, transport=_memory_client)
-
-        services.Services.start = start_in_memory  # type: ignore[assignment]
-        async with app.router.lifespan_context(app):
-            await _drive(app, 500, key)  # warm up
-            bare = await _drive(_bare, requests)
-            if profile:
-                profiler = cProfile.Profile()
-                profiler.enable()
-            gateway = await _drive(app, requests, key)
-            if profile:
-                profiler.disable()
-                profiler.dump_stats(profile)
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
-        os.dup2(stderr, 2)
-    print(f"CPU per non-streamed chat completion, {requests} requests, no network:")
-    print(f"  bare ASGI JSON round trip  {bare:8.1f} us")
+        try:
+            bare, gateway = await _measure(settings, key, body, bare_app, requests, profile)
+        finally:
+            os.dup2(stderr, 2)
+    kind = "streamed" if stream else "non-streamed"
+    print(f"CPU per {kind} chat completion, {requests} requests, no network:")
+    print(f"  bare ASGI {'SSE' if stream else 'JSON round trip':15} {bare:8.1f} us")
     print(f"  OneFlow gateway            {gateway:8.1f} us")
 
 
@@ -217,9 +269,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--profile", metavar="FILE.prof", default=None)
     parser.add_argument("--master", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="streamed chat completions")
     parser.add_argument("--database-url", default="", help="an empty database (default SQLite)")
     args = parser.parse_args()
-    asyncio.run(_main(args.requests, args.profile, args.master, args.database_url))
+    asyncio.run(_main(args.requests, args.profile, args.master, args.database_url, args.stream))
 
 
 if __name__ == "__main__":

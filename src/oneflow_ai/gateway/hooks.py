@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from oneflow_ai.domain.chat import ChatResponse, StreamEvent
 from oneflow_ai.domain.embeddings import EmbeddingResponse
@@ -40,7 +40,6 @@ from oneflow_ai.providers.registry import Route
 __all__ = ["Hook", "RunningStream", "ShortCircuit"]
 
 
-@runtime_checkable
 class RunningStream(Protocol):
     """What a hook may ask of a running stream (`gateway/stream.py`)."""
 

@@ -55,10 +55,22 @@ from oneflow_ai.providers.registry import Route
 __all__ = ["LedgerHook", "RefusalHook"]
 
 _RESERVATION = "ledger.reservation"
-_PROGRESS = "ledger.stream"
-_REPORTED = "ledger.reported_output_tokens"
+_WATCH = "ledger.stream"
+_OUTPUT_EVENTS = (TextDelta, ToolCallDelta, ThinkingDelta)
 #: The status a caller saw when it went away before the answer ended (nginx's convention).
 CLIENT_CLOSED = 499
+
+
+class _StreamWatch:
+    """What the hook follows of a running stream: the stream (its running count of the
+    output) and the largest output count the provider reported so far. A concrete class, so
+    that the check on every event is a plain `isinstance` (a protocol's costs microseconds)."""
+
+    __slots__ = ("reported", "stream")
+
+    def __init__(self, stream: RunningStream | None) -> None:
+        self.stream = stream
+        self.reported = 0
 
 
 def _reservation(call: Call) -> Reservation | None:
@@ -111,7 +123,7 @@ class LedgerHook(Hook):
         reservation = _reservation(call)
         if reservation is None:
             return None
-        call.state[_PROGRESS] = progress
+        call.state[_WATCH] = _StreamWatch(progress)
         pricing = self._pricing
 
         def probe() -> Delivered | None:
@@ -134,15 +146,16 @@ class LedgerHook(Hook):
             return
         # The stream's own running count (it tokenizes its deltas once, for this and for what
         # it charges), or the provider's count when it reports a larger one as it goes.
-        stored = call.state.get(_REPORTED)
-        reported = stored if isinstance(stored, int) else 0
+        watch = call.state.get(_WATCH)
+        if not isinstance(watch, _StreamWatch):
+            watch = call.state[_WATCH] = _StreamWatch(None)
         if isinstance(event, StreamUsage) and event.output_tokens is not None:
-            reported = call.state[_REPORTED] = max(reported, event.output_tokens)
-        elif not isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
+            watch.reported = max(watch.reported, event.output_tokens)
+        elif not isinstance(event, _OUTPUT_EVENTS):
             return
-        progress = call.state.get(_PROGRESS)
-        counted = progress.output_tokens() if isinstance(progress, RunningStream) else 0
-        if reservation.would_exceed(max(reported, counted)):
+        stream = watch.stream
+        counted = stream.output_tokens() if stream is not None else 0
+        if reservation.would_exceed(max(watch.reported, counted)):
             raise InsufficientCreditsError(
                 "The answer was stopped: it would have cost more than the credits reserved "
                 "for it (the project's balance or budget)",
