@@ -53,6 +53,8 @@ _SENSITIVE_KEYS = frozenset(
     }
 )
 _SENSITIVE_SUFFIXES = ("_api_key", "_secret", "_token", "_password")
+#: Types of log values that cannot hold a secret (exact types: a subclass is looked at).
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 # Shapes of credentials: provider and OneFlow keys (sk-..., sk-ant-..., sk_...), JWTs, and
 # whatever follows an auth scheme word.
@@ -122,6 +124,8 @@ class Redactor:
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         for key, item in event_dict.items():
+            if type(item) in _PLAIN:  # most fields of a line: nothing to look at
+                continue
             if isinstance(item, str):
                 if _is_sensitive_key(key) and item:
                     event_dict[key] = REDACTED
