@@ -116,8 +116,11 @@ class IdempotencyMiddleware:
                 raw_key = value
             elif name == b"idempotency-wait":
                 wait = value
+        if raw_key is None:  # most requests: nothing more to look up
+            await self.app(scope, receive, send)
+            return
         store = self._store if self._store is not None else _store_of(scope)
-        if raw_key is None or store is None:
+        if store is None:
             await self.app(scope, receive, send)
             return
         try:

@@ -204,7 +204,7 @@ class EdgeMiddleware:
         """The access line (with the model call's fields: api/call_log.py), and the call let go."""
         call = state.pop(CALL_STATE, None)  # (the call holds the state: let both go)
         if self.log_requests:
-            log.info(
+            _access_logger().info(
                 "request",
                 method=scope["method"],
                 path=path,
@@ -274,6 +274,30 @@ def route_template(scope: Scope) -> str:
         if isinstance(path, str) and path:
             return path
     return UNMATCHED_ROUTE
+
+
+#: The access logger, bound once per structlog configuration: ``(processors, wrapper class,
+#: logger factory, bound logger)``. Binding through the lazy proxy on every line would build a
+#: new logger per request; a reconfiguration (the app's, a test's) binds a new one.
+_access: tuple[object, object, object, Any] | None = None
+
+
+def _access_logger() -> Any:
+    global _access
+    config = structlog.get_config()
+    processors = config["processors"]
+    wrapper = config["wrapper_class"]
+    factory = config["logger_factory"]
+    cached = _access
+    if (
+        cached is None
+        or cached[0] is not processors
+        or cached[1] is not wrapper
+        or cached[2] is not factory
+    ):
+        cached = (processors, wrapper, factory, log.bind())
+        _access = cached
+    return cached[3]
 
 
 def _client_request_id(scope: Scope) -> str | None:

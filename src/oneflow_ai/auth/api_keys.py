@@ -62,7 +62,8 @@ class KeyHasher:
         return cls(hmac.new(master_key.encode(), _PEPPER_LABEL, hashlib.sha256).digest())
 
     def hash(self, secret: str) -> str:
-        return hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
+        # The one-shot digest: the same HMAC as hmac.new(...).hexdigest(), without the object.
+        return hmac.digest(self._pepper, secret.encode(), "sha256").hex()
 
     def matches(self, secret: str, stored_hash: str) -> bool:
         return hmac.compare_digest(self.hash(secret), stored_hash)

@@ -8,11 +8,13 @@ credentials) and by value (every secret the settings hold).
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
@@ -51,6 +53,8 @@ _SENSITIVE_KEYS = frozenset(
     }
 )
 _SENSITIVE_SUFFIXES = ("_api_key", "_secret", "_token", "_password")
+#: Types of log values that cannot hold a secret (exact types: a subclass is looked at).
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 # Shapes of credentials: provider and OneFlow keys (sk-..., sk-ant-..., sk_...), JWTs, and
 # whatever follows an auth scheme word.
@@ -120,6 +124,8 @@ class Redactor:
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         for key, item in event_dict.items():
+            if type(item) in _PLAIN:  # most fields of a line: nothing to look at
+                continue
             if isinstance(item, str):
                 if _is_sensitive_key(key) and item:
                     event_dict[key] = REDACTED
@@ -127,6 +133,25 @@ class Redactor:
                     event_dict[key] = self.text(item)
             elif isinstance(item, Mapping | list | tuple | bytes):
                 event_dict[key] = REDACTED if _is_sensitive_key(key) and item else self.value(item)
+        return event_dict
+
+
+class _UtcTimestamp:
+    """The ``timestamp`` of every line, as structlog's ``TimeStamper(fmt="iso", utc=True)``
+    writes it (``2026-01-02T03:04:05.123456Z``; no fraction on a whole second), with the
+    date and time of day formatted once per second instead of once per line."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")  # (second, its formatted date and time)
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+        cached_second, prefix = self._cached  # one tuple: threads never mix two seconds
+        if second != cached_second:
+            moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
+            self._cached = (second, prefix)
+        event_dict["timestamp"] = f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
         return event_dict
 
 
@@ -164,7 +189,7 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _UtcTimestamp(),
         structlog.processors.format_exc_info,
         redactor,
     ]

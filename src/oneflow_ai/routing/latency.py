@@ -66,8 +66,7 @@ class _State:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Sample:
+class _Sample(NamedTuple):  # immutable, and built without a frozen dataclass's setattr
     total_ms: float
     ttft_ms: float | None
     output_tokens: int
