@@ -89,7 +89,7 @@ class _Request:
             user_id=self.user_id,
             key_id=self.key_id,
             output_token_limit=output.quantity if output is not None else None,
-            hard_budgets=frozenset(b.id for b in hard),
+            hard_budgets=frozenset(b.id for b in hard) if hard else frozenset(),
         )
 
 
