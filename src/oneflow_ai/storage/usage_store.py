@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from operator import add
 from typing import Any
 
 from sqlalchemy import (
@@ -165,20 +166,14 @@ def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
         return
     run(connection, _INSERT_RECORDS, [_record_row(r) for r in batch])
     upserts = _rollup_upserts(connection.dialect.name)
+    # Each record's hour and counters, once for both rollups.
+    contributions = [(bucket_hour(r.occurred_at), record_counters(r), r) for r in batch]
     for (_, dimensions), upsert in zip(_ROLLUPS, upserts, strict=True):
         folded: dict[tuple[int, tuple[str, ...]], list[int]] = {}
-        for record in batch:
-            key = (
-                bucket_hour(record.occurred_at),
-                tuple(getattr(record, dim) or "" for dim in dimensions),
-            )
-            counters = record_counters(record)
+        for hour, counters, record in contributions:
+            key = (hour, tuple(getattr(record, dim) or "" for dim in dimensions))
             total = folded.get(key)
-            if total is None:
-                folded[key] = counters
-            else:
-                for i, value in enumerate(counters):
-                    total[i] += value
+            folded[key] = counters if total is None else list(map(add, total, counters))
         rows = [
             {
                 "bucket_hour": hour,
