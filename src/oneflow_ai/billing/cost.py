@@ -93,7 +93,10 @@ class Cost:
 
     def line(self, kind: LineKind) -> LineItem | None:
         """The line item of ``kind``, if the cost has one."""
-        return next((item for item in self.line_items if item.kind == kind), None)
+        for item in self.line_items:  # (a loop: a generator costs more than the search)
+            if item.kind == kind:
+                return item
+        return None
 
 
 def fraction_of(cost: Cost, fraction: Decimal) -> Cost:

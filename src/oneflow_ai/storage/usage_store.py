@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from operator import add, attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -141,6 +142,10 @@ def record_counters(record: UsageRecord) -> list[int]:
 
 _ROLLUPS = ((usage_hourly, _HOURLY_DIMENSIONS), (usage_hourly_by_key, DIMENSIONS))
 _INSERT_RECORDS = insert(records)
+_dimensions_of = attrgetter(*DIMENSIONS)
+#: Each rollup's dimensions out of a record's DIMENSIONS (always a tuple: two or more).
+_ROLLUP_PICKS = tuple(itemgetter(*(DIMENSIONS.index(d) for d in dims)) for _, dims in _ROLLUPS)
+assert all(len(dims) > 1 for _, dims in _ROLLUPS)
 
 
 @cache
@@ -165,20 +170,17 @@ def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
         return
     run(connection, _INSERT_RECORDS, [_record_row(r) for r in batch])
     upserts = _rollup_upserts(connection.dialect.name)
-    for (_, dimensions), upsert in zip(_ROLLUPS, upserts, strict=True):
+    # Each record's hour, dimensions and counters, once for both rollups.
+    contributions = [
+        (bucket_hour(r.occurred_at), tuple(v or "" for v in _dimensions_of(r)), record_counters(r))
+        for r in batch
+    ]
+    for (_, dimensions), pick, upsert in zip(_ROLLUPS, _ROLLUP_PICKS, upserts, strict=True):
         folded: dict[tuple[int, tuple[str, ...]], list[int]] = {}
-        for record in batch:
-            key = (
-                bucket_hour(record.occurred_at),
-                tuple(getattr(record, dim) or "" for dim in dimensions),
-            )
-            counters = record_counters(record)
+        for hour, values, counters in contributions:
+            key = (hour, pick(values))
             total = folded.get(key)
-            if total is None:
-                folded[key] = counters
-            else:
-                for i, value in enumerate(counters):
-                    total[i] += value
+            folded[key] = counters if total is None else list(map(add, total, counters))
         rows = [
             {
                 "bucket_hour": hour,
