@@ -111,11 +111,7 @@ class LedgerHook(Hook):
 
         def probe() -> Delivered | None:
             prompt = call.prompt_tokens(estimator, route.entry)
-            usage = Usage(input_tokens=prompt, output_tokens=0, estimated=True)
-            try:
-                return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
-            except PricingError:
-                return None
+            return _delivered(pricing, route, Usage(input_tokens=prompt, estimated=True))
 
         return probe
 
@@ -128,13 +124,7 @@ class LedgerHook(Hook):
 
         def probe() -> Delivered | None:
             route = call.route
-            if route is None:
-                return None
-            usage = progress.delivered()
-            try:
-                return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
-            except PricingError:
-                return None
+            return None if route is None else _delivered(pricing, route, progress.delivered())
 
         return self._ledger.track(reservation, probe)
 
@@ -232,6 +222,14 @@ class LedgerHook(Hook):
             else:
                 costs.append(self._pricing.max_cost(entry.id, characters=len(request.input)))
         return max(costs, key=lambda cost: cost.micro_credits)
+
+
+def _delivered(pricing: PricingEngine, route: Route, usage: Usage) -> Delivered | None:
+    """``usage`` delivered on ``route``, priced; None when the model has no price."""
+    try:
+        return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
+    except PricingError:
+        return None
 
 
 def _cached(call: Call) -> bool:
