@@ -18,6 +18,7 @@ __all__ = ["KEY_PREFIX", "GeneratedKey", "KeyHasher", "generate_key", "parse_key
 
 KEY_PREFIX = "sk-of-"
 _PREFIX_HEX = 12
+_HEX_DIGITS = frozenset("0123456789abcdef")  # lower-case only, as `generate_key` writes them
 _PEPPER_LABEL = b"oneflow api-key pepper v1"
 
 
@@ -41,7 +42,7 @@ def parse_key(text: str) -> tuple[str, str] | None:
     prefix, sep, secret = text[len(KEY_PREFIX) :].partition("-")
     if not sep or len(prefix) != _PREFIX_HEX or not secret or len(secret) > 128:
         return None
-    if any(c not in "0123456789abcdef" for c in prefix):
+    if not _HEX_DIGITS.issuperset(prefix):
         return None
     return prefix, secret
 
