@@ -13,8 +13,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi._body_limit import AppBodyLimitMiddleware
+from fastapi.telemetry import TelemetryConfig
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oneflow_ai import __version__, console
 from oneflow_ai.api import (
@@ -50,7 +55,7 @@ from oneflow_ai.providers.registry import ClientFactory
 from oneflow_ai.settings import Settings, load_settings
 from oneflow_ai.storage.database import describe_database
 
-__all__ = ["create_app"]
+__all__ = ["GatewayApp", "create_app"]
 
 log = structlog.get_logger("oneflow")
 
@@ -74,6 +79,53 @@ EXPOSED_HEADERS = (
     "X-OneFlow-Fake-Providers",
     "Idempotent-Replayed",
 )
+
+
+#: FastAPI's own OpenTelemetry spans, metrics and exception logs, off: the edge middleware
+#: records the request's server span and HTTP metrics (`observability/`), and with a global
+#: OpenTelemetry provider installed FastAPI would record each request a second time.
+_NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+#: The layers FastAPI puts above the application's own middleware, and why none of them acts
+#: on an HTTP request of this app: Starlette's last resort for an exception (the edge answers
+#: every exception with a 500 in the caller's dialect and lets one through only once the answer
+#: has started, which this layer then re-raises too), FastAPI's exception telemetry (off, above)
+#: and its body limit (unset: the edge's limit applies; a limit set would be another layer).
+_INERT_FRAMEWORK_LAYERS = (
+    ServerErrorMiddleware,
+    ExceptionTelemetryMiddleware,
+    AppBodyLimitMiddleware,
+)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with each HTTP request handed straight to the edge middleware.
+
+    The framework's layers above it (`_INERT_FRAMEWORK_LAYERS`) do nothing for this app's
+    HTTP requests and cost a coroutine each per request; the lifespan and anything else still
+    take FastAPI's whole way in. When the stack holds anything else above the edge (a layer a
+    FastAPI upgrade adds, a body limit), every request takes the whole way.
+    """
+
+    _edge: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        layer: ASGIApp = stack
+        while isinstance(layer, _INERT_FRAMEWORK_LAYERS):
+            layer = layer.app
+        self._edge = layer if isinstance(layer, EdgeMiddleware) else None
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        edge = self._edge  # known once the stack is built (by the lifespan or a first request)
+        if edge is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:  # what FastAPI and Starlette do before their layers
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        await edge(scope, receive, send)
 
 
 def create_app(
@@ -101,11 +153,12 @@ def create_app(
     if telemetry is None:
         telemetry = Telemetry.from_settings(settings, redactor=redactor)
 
-    app = FastAPI(
+    app = GatewayApp(
         title="OneFlow AI",
         version=__version__,
         summary="One endpoint in front of OpenAI, Anthropic, Stability AI and ElevenLabs",
         lifespan=_lifespan(settings, redactor, telemetry, transport),
+        telemetry=_NO_FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     # SIGTERM: /ready says draining, requests keep coming for a while, then the server stops

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -58,6 +60,15 @@ def test_keyed_hash() -> None:
     assert derived.hash("s") != KeyHasher.from_secrets(None, "another-master-key-123").hash("s")
     with pytest.raises(ValueError):
         KeyHasher(b"short")
+
+
+def test_keyed_hash_is_hmac_sha256_of_the_pepper() -> None:
+    """The stored hashes stay valid: each hash is HMAC-SHA256(pepper, secret), however many
+    secrets one hasher has hashed before."""
+    hasher = KeyHasher(b"p" * 32)
+    for secret in ("secret", "another-secret", "secret"):
+        expected = hmac.new(b"p" * 32, secret.encode(), hashlib.sha256).hexdigest()
+        assert hasher.hash(secret) == expected
 
 
 def _record(prefix: str, project: str = "proj_a") -> KeyRecord:

@@ -13,7 +13,7 @@ import structlog
 from fastapi import Request
 
 from oneflow_ai.app import create_app
-from oneflow_ai.observability.logging import REDACTED, Redactor, configure_logging
+from oneflow_ai.observability.logging import REDACTED, Redactor, configure_logging, info_line
 from oneflow_ai.settings import Settings
 from tests.support.server import live_server
 
@@ -125,3 +125,61 @@ def test_one_access_line_per_request(
     assert line["request_id"] == response.headers["x-oneflow-request-id"] != "abc-123"
     assert isinstance(line["duration_ms"], float)
     assert line["level"] == "info"
+
+
+def _without_timestamp(output: str) -> list[dict[str, object]]:
+    lines = [orjson.loads(line) for line in output.splitlines()]
+    for line in lines:
+        assert line.pop("timestamp")
+    return lines
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_an_info_line_is_the_line_structlog_writes(json: bool) -> None:
+    """`info_line` skips structlog's bound logger, not a processor: same keys in the same
+    order, same values, same redaction, the context's ids included."""
+    stream = io.StringIO()
+    configure_logging(level="INFO", json=json, secret_values=[OPAQUE_SECRET], stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="r-1", client_request_id="c-1")
+    try:
+        for _ in range(2):  # the second time, the redactor knows the clean values
+            fields = {
+                "method": "POST",
+                "path": f"/v1/chat/{OPAQUE_SECRET}",
+                "status": 200,
+                "duration_ms": 1.25,
+                "note": f"Bearer {JWT}",
+                "api_key": "x",
+                "body": {"key": OPENAI_KEY, "n": [1, 2]},
+                "request_id": "the caller's own",
+            }
+            structlog.get_logger("oneflow.access").info("request", **fields)
+            info_line("oneflow.access")("request", dict(fields))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    output = stream.getvalue()
+    for secret in (OPAQUE_SECRET, JWT, OPENAI_KEY):
+        assert secret not in output
+    if json:
+        lines = _without_timestamp(output)
+        assert len(lines) == 4 and all(line == lines[0] for line in lines)
+        assert list(lines[0]) == [*fields, "event", "client_request_id", "level"]
+    else:
+        lines = [line.split(" ", 1)[1] for line in output.splitlines()]  # after the time
+        assert len(lines) == 4 and all(line == lines[0] for line in lines)
+
+
+def test_info_lines_follow_structlogs_configuration() -> None:
+    """Below the configured level nothing is written; a test capturing logs captures the
+    line (and nothing is written)."""
+    stream = io.StringIO()
+    configure_logging(level="WARNING", json=True, stream=stream)
+    info_line("oneflow.access")("request", {"status": 200})
+    assert stream.getvalue() == ""
+    configure_logging(level="INFO", json=True, stream=stream)
+    with structlog.testing.capture_logs() as captured:
+        info_line("oneflow.access")("request", {"status": 200})
+    assert captured == [{"event": "request", "status": 200, "log_level": "info"}]
+    assert stream.getvalue() == ""
+    info_line("oneflow.access")("request", {"status": 201})
+    assert orjson.loads(stream.getvalue())["status"] == 201

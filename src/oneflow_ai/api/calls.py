@@ -7,6 +7,7 @@ from starlette.requests import HTTPConnection, Request
 from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.api.deps import authenticate
 from oneflow_ai.api.fallbacks import requested_fallbacks
+from oneflow_ai.api.headers import header_value
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.errors import BadRequestError
@@ -17,6 +18,8 @@ __all__ = ["CACHE_TTL_HEADER", "STRATEGY_HEADER", "cache_directive", "gateway_ca
 
 STRATEGY_HEADER = "X-OneFlow-Strategy"
 CACHE_TTL_HEADER = "X-OneFlow-Cache-TTL"
+_STRATEGY = STRATEGY_HEADER.lower().encode()
+_CACHE_TTL = CACHE_TTL_HEADER.lower().encode()
 _DEFAULT_DIRECTIVE = CacheDirective()
 
 
@@ -48,7 +51,7 @@ def new_call(
     or the `X-OneFlow-Fallbacks` header. The call is left in the request's state for the
     edge: its access line and its `X-RateLimit-*` headers."""
     if strategy is None:
-        strategy, strategy_field = request.headers.get(STRATEGY_HEADER), STRATEGY_HEADER
+        strategy, strategy_field = header_value(request.scope, _STRATEGY), STRATEGY_HEADER
     requested = requested_fallbacks(request, fallbacks)
     state = request.scope.setdefault("state", {})
     state[CALL_STATE] = call = Call(
@@ -69,8 +72,8 @@ def new_call(
 def cache_directive(request: Request) -> CacheDirective:
     """The caller's say over the response cache: `Cache-Control: no-cache` (do not answer
     from the cache), `no-store` (nor keep the answer), `X-OneFlow-Cache-TTL: <seconds>`."""
-    headers = request.headers
-    control, ttl_text = headers.get("cache-control"), headers.get(CACHE_TTL_HEADER)
+    scope = request.scope
+    control, ttl_text = header_value(scope, b"cache-control"), header_value(scope, _CACHE_TTL)
     if control is None and ttl_text is None:
         return _DEFAULT_DIRECTIVE
     tokens = {part.strip().lower() for part in (control or "").split(",")}

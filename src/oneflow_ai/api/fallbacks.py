@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from oneflow_ai.api.headers import header_value
 from oneflow_ai.api.validation import invalid
 from oneflow_ai.errors import BadRequestError
 from oneflow_ai.gateway.planning import MAX_REQUESTED_FALLBACKS
@@ -25,6 +26,7 @@ from oneflow_ai.gateway.planning import MAX_REQUESTED_FALLBACKS
 __all__ = ["FALLBACKS_FIELD", "FALLBACKS_HEADER", "RequestedFallbacks", "take_models"]
 
 FALLBACKS_HEADER = "X-OneFlow-Fallbacks"
+_FALLBACKS = FALLBACKS_HEADER.lower().encode()
 FALLBACKS_FIELD = "models"
 
 RequestedFallbacks = tuple[tuple[str, ...], str] | None
@@ -53,7 +55,7 @@ def take_models(body: dict[str, Any]) -> tuple[str, ...] | None:
 
 def requested_fallbacks(request: Request, from_body: tuple[str, ...] | None) -> RequestedFallbacks:
     """The caller's fallback list (body or header) and where it came from, or None."""
-    header = request.headers.get(FALLBACKS_HEADER)
+    header = header_value(request.scope, _FALLBACKS)
     if header is not None and from_body is not None:
         raise BadRequestError(
             f"Give fallback models in the body's '{FALLBACKS_FIELD}' or the {FALLBACKS_HEADER} "

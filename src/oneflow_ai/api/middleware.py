@@ -39,6 +39,7 @@ from oneflow_ai.api.call_log import CALL_STATE, call_fields
 from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
+from oneflow_ai.observability.logging import info_line
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
 from oneflow_ai.observability.tracing import NoopTracing, ServerRequest, TracingApi
 
@@ -204,14 +205,15 @@ class EdgeMiddleware:
         """The access line (with the model call's fields: api/call_log.py), and the call let go."""
         call = state.pop(CALL_STATE, None)  # (the call holds the state: let both go)
         if self.log_requests:
-            _access_logger().info(
-                "request",
-                method=scope["method"],
-                path=path,
-                status=status,
-                duration_ms=round(elapsed * 1000, 3),
-                **(call_fields(call) if call is not None else {}),
-            )
+            fields: dict[str, Any] = {
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            if call is not None:
+                fields.update(call_fields(call))
+            info_line("oneflow.access")("request", fields)
 
     def _csp(self, path: str) -> tuple[bytes, bytes]:
         if path.startswith(_DOCS_PATHS):
@@ -274,30 +276,6 @@ def route_template(scope: Scope) -> str:
         if isinstance(path, str) and path:
             return path
     return UNMATCHED_ROUTE
-
-
-#: The access logger, bound once per structlog configuration: ``(processors, wrapper class,
-#: logger factory, bound logger)``. Binding through the lazy proxy on every line would build a
-#: new logger per request; a reconfiguration (the app's, a test's) binds a new one.
-_access: tuple[object, object, object, Any] | None = None
-
-
-def _access_logger() -> Any:
-    global _access
-    config = structlog.get_config()
-    processors = config["processors"]
-    wrapper = config["wrapper_class"]
-    factory = config["logger_factory"]
-    cached = _access
-    if (
-        cached is None
-        or cached[0] is not processors
-        or cached[1] is not wrapper
-        or cached[2] is not factory
-    ):
-        cached = (processors, wrapper, factory, log.bind())
-        _access = cached
-    return cached[3]
 
 
 def _client_request_id(scope: Scope) -> str | None:

@@ -15,14 +15,14 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "Redactor", "configure_logging", "get_logger"]
+__all__ = ["REDACTED", "InfoLine", "Redactor", "configure_logging", "get_logger", "info_line"]
 
 REDACTED = "[REDACTED]"
 
@@ -83,19 +83,34 @@ def _may_hold_credential(value: str) -> bool:
     )
 
 
+_CLEAN_TEXT_MAX_LENGTH = 128
+_CLEAN_TEXTS_KEPT = 4096
+
+
 class Redactor:
     """Scrubs secrets from log events (a structlog processor) and from arbitrary values."""
 
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         self._values = tuple(sorted({v for v in secret_values if v}, key=len, reverse=True))
+        # Short texts found to hold nothing to redact: most of a line's values recur on every
+        # line (methods, paths, model and provider names), and a set lookup is cheaper than
+        # looking for every secret in them again. Only clean texts are kept, never a secret.
+        self._clean: set[str] = set()
 
     def text(self, value: str) -> str:
-        for secret in self._values:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        if not _may_hold_credential(value):
+        if value in self._clean:
             return value
-        return _SECRET_PATTERN.sub(self._substitute, value)
+        redacted = value
+        for secret in self._values:
+            if secret in redacted:
+                redacted = redacted.replace(secret, REDACTED)
+        if _may_hold_credential(redacted):
+            redacted = _SECRET_PATTERN.sub(self._substitute, redacted)
+        if redacted == value and len(value) <= _CLEAN_TEXT_MAX_LENGTH:
+            if len(self._clean) >= _CLEAN_TEXTS_KEPT:  # unique values (ids, times) pass too
+                self._clean.clear()
+            self._clean.add(value)
+        return redacted
 
     @staticmethod
     def _substitute(match: re.Match[str]) -> str:
@@ -199,12 +214,16 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     numeric_level = logging.getLevelNamesMapping()[level]
+    processors = [*shared, renderer]
+    logger_factory = structlog.WriteLoggerFactory(out)  # one write per line
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.WriteLoggerFactory(out),  # one write per line
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
+    global _configured
+    _configured = _Chain(structlog.get_config(), logger_factory(), numeric_level <= logging.INFO)
 
     # The stdlib's loggers (uvicorn, sqlalchemy, alembic) go through the same chain.
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -224,6 +243,65 @@ def configure_logging(
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     return redactor
+
+
+#: ``info_line(event, fields)``: what ``logger.info(event, **fields)`` writes. The caller gives
+#: up ``fields`` (it becomes the line's event dict).
+InfoLine = Callable[[str, dict[str, Any]], None]
+
+
+class _Chain:
+    """The chain `configure_logging` installed, run without structlog's bound logger.
+
+    A bound logger's ``info`` copies its context, merges in the keywords, runs the processors
+    and hands the rendered line to its logger, through a few layers of calls; for a line
+    written on every request (the access line) those layers cost about as much as rendering
+    it. This runs the same processors on the same event dict, in the same order, and writes
+    the line through the same logger, so the line is the same.
+    """
+
+    def __init__(self, config: dict[str, Any], logger: WrappedLogger, info: bool) -> None:
+        self._config = config
+        # The list itself, not a copy: structlog's `capture_logs` swaps its contents.
+        self._steps: list[Processor] = config["processors"]
+        self._logger = logger
+        self._info = info
+
+    def installed(self) -> bool:
+        """Whether structlog's configuration is still the one this chain was built from."""
+        config = structlog.get_config()
+        mine = self._config
+        return (
+            config["processors"] is mine["processors"]
+            and config["wrapper_class"] is mine["wrapper_class"]
+            and config["logger_factory"] is mine["logger_factory"]
+        )
+
+    def info(self, event: str, fields: dict[str, Any]) -> None:
+        if not self._info:  # below the configured level, as the filtering logger does
+            return
+        line: Any = fields
+        line["event"] = event
+        try:
+            for step in self._steps:
+                line = step(self._logger, "info", line)
+        except structlog.DropEvent:
+            return
+        self._logger.msg(line)
+
+
+_configured: _Chain | None = None
+
+
+def info_line(name: str) -> InfoLine:
+    """Info lines of the logger ``name``: through the chain `configure_logging` installed while
+    it is structlog's configuration, through a structlog logger otherwise (a test capturing
+    logs, say)."""
+    chain = _configured
+    if chain is not None and chain.installed():
+        return chain.info
+    logger = structlog.get_logger(name)
+    return lambda event, fields: logger.info(event, **fields)
 
 
 def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
