@@ -39,6 +39,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -209,7 +210,7 @@ def _flush(connection: Connection, deferred: list[tuple[_Plan, tuple[Any, ...]]]
     sql = _combined.get(key)
     if sql is None:
         sql = _combined[key] = _combine([plan for plan, _ in pending])
-    _execute(connection, sql, [tuple(value for _, values in pending for value in values)])
+    _execute(connection, sql, [tuple(chain.from_iterable(values for _, values in pending))])
 
 
 def _combine(plans: list[_Plan]) -> str:
