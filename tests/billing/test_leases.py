@@ -192,3 +192,33 @@ async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
     await ledger.leases.settled()
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
     assert (snap.reserved, snap.reservations, ledger.leases.returned) == (0, 0, 1)
+
+
+async def test_on_postgresql_a_settlement_from_a_lease_takes_four_statements(
+    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its charge, its reservation, the lease's lock, then one statement for every write whose
+    outcome the batch does not read (the draw, the balance, the usage record and rollups)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the writes travel together on PostgreSQL only")
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+
+    await ledger.top_up("p1", 1000 * CREDIT)
+    await settle(ledger, await reserve(ledger, "r1"))  # no lease yet
+    await ledger.leases.settled()
+    served = await reserve(ledger, "r2")
+    assert served.lease is not None
+    executed: list[str] = []
+    execute = AsyncAdapt_asyncpg_cursor.execute
+
+    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
+        executed.append(operation.split()[0])
+        execute(self, operation, parameters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+    charged = await settle(ledger, served)
+    monkeypatch.undo()
+    assert executed == ["INSERT", "DELETE", "SELECT", "WITH"]
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert snap.reserved == ledger.leases.held("p1")
+    assert charged > 0

@@ -162,7 +162,8 @@ async def test_redis_charges_debts_without_a_check(redis_client: Redis, redis_pr
 async def test_redis_sends_debts_with_the_next_checks(
     redis_client: Redis, redis_prefix: str
 ) -> None:
-    """One pipelined write for the debts of earlier answers and the next request's check."""
+    """The debts of earlier answers travel in the next request's own script call, charged
+    ahead of its check, on the buckets it checks and on others."""
     store = RedisWindowStore(redis_client, debt_delay=60)
     rounds: list[int] = []
     pipeline = store._pipeline
@@ -174,10 +175,15 @@ async def test_redis_sends_debts_with_the_next_checks(
     store._pipeline = counted  # type: ignore[method-assign]
     requests = Bucket(f"{redis_prefix}rpm", 10, MINUTE, 1)
     tokens = Bucket(f"{redis_prefix}tpm", 100, MINUTE, 5, counts_requests=False)
+    elsewhere = Bucket(f"{redis_prefix}other-tpm", 100, MINUTE, 0, counts_requests=False)
     await store.hit([requests, tokens])
     for _ in range(3):
-        store.charge_later([tokens._replace(cost=20)])
+        store.charge_later([tokens._replace(cost=20), elsewhere._replace(cost=9)])
     results = await store.hit([requests, tokens])
     assert [r.used for r in results] == [2, 70]
-    assert rounds == [1, 2]  # the second round: the debts, then the check
+    assert rounds == [1, 1]  # one script call each: the second with the debts, then the check
+    slices = await redis_client.hgetall(elsewhere.key)
+    assert sum(int(v) for v in slices.values()) == 27
+    refused = (await store.hit([tokens._replace(cost=31)]))[0]
+    assert not refused.allowed and refused.used == 70
     await store.close()

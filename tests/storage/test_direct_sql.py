@@ -209,3 +209,87 @@ async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
     assert one == [("r1",)] and many == [("r2",)]  # r1 was charged already: not again
     assert locked == [("p1", "postpaid", 493, 0)]
     assert found == []
+
+
+def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
+    """The first write is the main statement and the others ``WITH`` clauses written last to
+    first (PostgreSQL runs them after the main one, from the last written), numbered on."""
+    from oneflow_ai.storage.direct_sql import _combine, _Plan
+
+    plans = [
+        _Plan("UPDATE a SET x = $1 WHERE y = $2", ("x", "y"), (None, None), {}, None),
+        _Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
+        _Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
+    ]
+    assert _combine(plans) == (
+        "WITH w2 AS (DELETE FROM c WHERE x = ANY($4) AND y = $5), "
+        "w1 AS (INSERT INTO b (x) VALUES ($3)) "
+        "UPDATE a SET x = $1 WHERE y = $2"
+    )
+
+
+@pytest.mark.postgres
+async def test_postgresql_deferred_writes_travel_together_and_land_before_a_read(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``deferred_writes`` writes on disjoint tables share a statement, writes on one
+    table follow each other, a statement that reads runs after them, and an error is
+    SQLAlchemy's, raised when they run; outside the block nothing is deferred."""
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+
+    from oneflow_ai.storage import direct_sql
+    from oneflow_ai.storage.direct_sql import deferred_writes
+
+    engine = create_engine(postgres_url, pool_size=1)
+    executed: list[str] = []
+    execute = AsyncAdapt_asyncpg_cursor.execute
+
+    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
+        if spying:
+            executed.append(operation.split()[0])
+        execute(self, operation, parameters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+    spying = False
+
+    def work(connection: Connection) -> list[object]:
+        nonlocal spying
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        spying = True
+        try:
+            with deferred_writes(connection):
+                topup = entry(None, 500, kind="topup", audio_seconds=0)  # type: ignore[arg-type]
+                run(connection, sql.insert_entries, [topup])
+                run(connection, sql.upsert_balance, {"p": "p1", "delta": 500, "at": AT})
+                run(connection, sql.upsert_balance, {"p": "p1", "delta": -7, "at": AT})
+                assert executed == ["WITH"]  # the first two; the third waits
+                locked = run(connection, sql.lock_accounts, {"ids": ["p1"]})
+                run(connection, sql.upsert_balance, {"p": "p1", "delta": -3, "at": AT})
+            assert direct_sql._DEFERRED not in connection.info
+            balance = run(connection, sql.lock_accounts, {"ids": ["p1"]})
+        finally:
+            spying = False
+        return [list(locked), list(balance)]
+
+    def failing(connection: Connection) -> None:
+        sql = ledger_statements(connection)
+        with deferred_writes(connection):
+            stray = entry(None, 5, project_id="nobody", audio_seconds=0)  # type: ignore[arg-type]
+            run(connection, sql.insert_entries, [stray])
+            run(connection, sql.upsert_balance, {"p": "p1", "delta": 5, "at": AT})
+
+    try:
+        async with engine.begin() as connection:
+            locked, balance = await connection.run_sync(work)
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.run_sync(failing)
+        async with engine.connect() as connection:
+            amounts = (await connection.execute(select(entries.c.amount))).scalars()
+            assert list(amounts) == [500]  # the failed block's entry went with its transaction
+    finally:
+        await engine.dispose()
+    assert executed == ["WITH", "INSERT", "SELECT", "INSERT", "SELECT"]
+    assert locked == [("p1", "postpaid", 493, 0)]
+    assert balance == [("p1", "postpaid", 490, 0)]

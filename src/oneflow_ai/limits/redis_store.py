@@ -6,9 +6,9 @@ a hash of at most 60 slice counters that expires with its window. (On Redis Clus
 of one call must share a hash slot; OneFlow targets a single primary, with or without replicas.)
 
 Tokens known only after an answer (`charge_later`) take no round trip of their own: they are
-summed per bucket in memory and charged, unchecked, by one script call that travels in the same
-pipelined write as the next checks, ahead of them (so a check always sees them), or on their
-own after `debt_delay` seconds when no check comes. A request then costs one round trip.
+summed per bucket in memory and charged, unchecked, by the next check's own script call, ahead
+of its buckets (so the check always sees them), or by a call of their own after `debt_delay`
+seconds when no check comes. A request then costs one round trip and one script call.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ __all__ = ["DEBT_DELAY", "RedisWindowStore"]
 
 log = structlog.get_logger("oneflow.limits")
 
+#: ARGV: check ('1' or '0'), slices, how many of the first buckets are debts (charged, unchecked,
+#: as they are read: before the others are), then limit, window and cost per bucket. The answer:
+#: admitted, then used, retry and reset per bucket that is no debt.
 _SCRIPT = """
 local check = ARGV[1] == '1'
 local slices = tonumber(ARGV[2])
+local owed = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local admitted = true
 local staged = {}
 for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 3
+  local base = 3 + (i - 1) * 3
   local limit = tonumber(ARGV[base + 1])
   local window = tonumber(ARGV[base + 2])
   local cost = tonumber(ARGV[base + 3])
@@ -63,7 +67,12 @@ for i = 1, #KEYS do
   table.sort(live, function(a, b) return a[1] < b[1] end)
   local allowed = 1
   local retry = 0
-  if check and used + cost > limit then
+  if i <= owed then
+    if cost > 0 then
+      redis.call('HINCRBY', KEYS[i], string.format('%d', current), cost)
+      redis.call('PEXPIRE', KEYS[i], window + width)
+    end
+  elseif check and used + cost > limit then
     allowed = 0
     admitted = false
     retry = window
@@ -84,7 +93,7 @@ for i = 1, #KEYS do
   staged[i] = {window, cost, width, current, used, allowed, retry, oldest}
 end
 local out = {admitted and 1 or 0}
-for i = 1, #KEYS do
+for i = owed + 1, #KEYS do
   local s = staged[i]
   local used = s[5]
   local oldest = s[8]
@@ -106,7 +115,8 @@ return out
 
 
 _Call = tuple[list[str], list[int | str]]  # keys, arguments
-_Pending = tuple[list[str], list[int | str], "asyncio.Future[list[int]]"]
+#: Debts charged ahead of the buckets, the buckets, whether to check them, the answer.
+_Pending = tuple[Sequence[Bucket], Sequence[Bucket], bool, "asyncio.Future[list[int]]"]
 #: Charges after the fact wait at most this long for a check to travel with.
 DEBT_DELAY = 0.02
 
@@ -172,11 +182,8 @@ class RedisWindowStore:
         ]
 
     def _submit(self, buckets: Sequence[Bucket], *, check: bool) -> asyncio.Future[list[int]]:
-        args: list[int | str] = ["1" if check else "0", SLICES]
-        for bucket in buckets:
-            args.extend((bucket.limit, bucket.window_ms, bucket.cost))
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(([b.key for b in buckets], args, future))
+        self._pending.append(([], buckets, check, future))
         return future
 
     def _flush_now(self) -> None:
@@ -186,9 +193,12 @@ class RedisWindowStore:
             self._debt_timer = None
         if self._debts:
             debts, self._debts = list(self._debts.values()), {}
-            checks, self._pending = self._pending, []
-            self._submit(debts, check=False).add_done_callback(_debt_charged)
-            self._pending.extend(checks)  # after the debts: the checks see them
+            if self._pending:  # ahead of the first check, in its call: every check sees them
+                _, buckets, check, future = self._pending[0]
+                self._pending[0] = (debts, buckets, check, future)
+                future.add_done_callback(_debt_charged)
+            else:
+                self._submit(debts, check=False).add_done_callback(_debt_charged)
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -198,13 +208,13 @@ class RedisWindowStore:
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            replies = await self._evaluate([(keys, args) for keys, args, _ in batch])
+            replies = await self._evaluate([_call(*pending[:3]) for pending in batch])
         except Exception as exc:
-            for _, _, future in batch:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
+        for (*_, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
             if isinstance(reply, Exception):
@@ -243,6 +253,15 @@ class RedisWindowStore:
             self._flush_now()
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
+
+
+def _call(debts: Sequence[Bucket], buckets: Sequence[Bucket], check: bool) -> _Call:
+    """The script's keys and arguments: ``debts`` charged first, then ``buckets`` checked (or
+    charged unchecked)."""
+    args: list[int | str] = ["1" if check else "0", SLICES, len(debts)]
+    for bucket in (*debts, *buckets):
+        args.extend((bucket.limit, bucket.window_ms, bucket.cost))
+    return [bucket.key for bucket in (*debts, *buckets)], args
 
 
 def _debt_charged(future: asyncio.Future[list[int]]) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.dialect import chunks
-from oneflow_ai.storage.direct_sql import run
+from oneflow_ai.storage.direct_sql import deferred_writes, run
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
     CheckpointCommand,
@@ -65,7 +65,16 @@ __all__ = ["apply_batch", "post_entry"]
 
 
 def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
-    """Apply ``commands`` in the open transaction; one result per command, in order."""
+    """Apply ``commands`` in the open transaction; one result per command, in order.
+
+    On PostgreSQL the writes whose outcome nothing here reads (a lease's draw, the accounts'
+    balances, the usage records and rollups) travel together, a round trip for several
+    (`deferred_writes`)."""
+    with deferred_writes(connection):
+        return _apply(connection, commands)
+
+
+def _apply(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
     sql = ledger_statements(connection)
     results: dict[int, LedgerResult] = {}
 
