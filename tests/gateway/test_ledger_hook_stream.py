@@ -23,6 +23,7 @@ from oneflow_ai.domain.chat import (
     StreamEvent,
     StreamFinish,
     StreamStart,
+    StreamUsage,
     TextDelta,
     TextPart,
     ThinkingDelta,
@@ -142,3 +143,40 @@ async def test_a_stream_that_would_overrun_ends_with_a_402_charged_as_delivered(
     (usage,) = ledger.settled
     assert usage.output_tokens == 3  # what the caller received
     assert estimator.texts == ["abcd", "efgh", "ijkl", "mnop"]  # each once, none again
+
+
+async def test_a_limited_stream_far_from_its_limit_tokenizes_nothing_while_it_runs() -> None:
+    pipeline, openai, ledger, estimator = _world(limit=1000)
+    openai.streams.append(
+        [
+            StreamStart("a", "gpt-4o"),
+            *(TextDelta(piece) for piece in ["abcd", "efgh", "ijkl"]),
+            StreamFinish("stop"),
+            StreamUsage(input_tokens=5, output_tokens=3),
+        ]
+    )
+    stream = await pipeline.open_chat_stream(_call())
+    async for _ in stream:
+        assert estimator.texts == []  # the bound (12 bytes) is far below the 1000 reserved
+    assert estimator.texts == []  # the provider's usage is what is charged
+    (usage,) = ledger.settled
+    assert usage.output_tokens == 3 and not usage.estimated
+
+
+async def test_a_stream_near_its_limit_is_counted_exactly_before_it_is_stopped() -> None:
+    pipeline, openai, ledger, _ = _world(limit=4)
+    text = ["abcd", "efgh", "ijkl", "mnop", "qrst", "uvwx"]
+    openai.streams.append(
+        [StreamStart("a", "gpt-4o"), *(TextDelta(piece) for piece in text), StreamFinish("stop")]
+    )
+    stream = await pipeline.open_chat_stream(_call())
+    received: list[str] = []
+    with pytest.raises(InsufficientCreditsError):
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                received.append(event.text)
+    # The bound (4 bytes a piece) passes 4 tokens at the second piece; the exact count (one
+    # token a piece) lets four pieces through.
+    assert received == ["abcd", "efgh", "ijkl", "mnop"]
+    (usage,) = ledger.settled
+    assert usage.output_tokens == 4

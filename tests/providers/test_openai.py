@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -390,3 +393,33 @@ async def test_image_generation(upstream: Script, provider: OpenAIProvider) -> N
         ("https://img/1.png", "an otter")
     ]
     assert response.usage == Usage(images=1, image_size="1024x1792", image_quality="hd")
+
+
+async def test_a_stream_ended_by_its_provider_closes_its_readers_itself(
+    upstream: Script, provider: OpenAIProvider
+) -> None:
+    """The readers of a stream that ends at `[DONE]`, before its body does, are closed by the
+    engine: none is left to the event loop's finalizer (a task and a wake-up of the loop)."""
+    base = {"id": "c", "model": "m"}
+    done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    upstream.reply_stream([*sse(base, done, "[DONE]"), b": after the end\n\n"])
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    abandoned: list[str] = []
+
+    def record(generator: Any) -> None:
+        abandoned.append(generator.__qualname__)
+        if finalizer is not None:
+            finalizer(generator)
+
+    sys.set_asyncgen_hooks(firstiter, record)
+    try:
+        events = [
+            event
+            async for batch in provider.stream_chat(_request(stream=True), "gpt-4o")
+            for event in batch
+        ]
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+    assert events[-1] == StreamFinish("stop")
+    assert abandoned == []

@@ -25,12 +25,12 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
-from oneflow_ai.api.responses import gateway_headers, json_response
+from oneflow_ai.api.responses import EventStreamResponse, gateway_headers, json_response
 from oneflow_ai.api.responses_input import ResponsesInput, messages_of, parse_responses_request
 from oneflow_ai.api.responses_output import ResponseShape, created_now, new_id, render_response
 from oneflow_ai.api.responses_stream import ResponsesEncoder
@@ -337,7 +337,7 @@ def _sse(
     services: Services,
     parsed: ResponsesInput,
     principal: Principal,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """The stream as typed server-sent events; a completed response is stored at its end."""
 
     async def body() -> AsyncIterator[bytes]:
@@ -360,4 +360,4 @@ def _sse(
     headers = gateway_headers(stream.call)
     headers["Cache-Control"] = "no-cache"
     headers["X-Accel-Buffering"] = "no"
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return EventStreamResponse(body(), headers)

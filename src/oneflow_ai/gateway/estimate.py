@@ -6,6 +6,10 @@ published message framing for GPT models, by billing's documented estimate for C
 `CharacterEstimator` (about four characters per token plus the same framing) serves before a
 model is chosen and when a count fails. Estimates are marked as such wherever they are billed
 (`Usage.estimated`).
+
+`text_tokens_at_most` bounds `text_tokens` from the text's UTF-8 length alone, for the checks
+that only need to know a count is still below a limit: a stream's output against what the
+ledger reserved is counted exactly only once that bound reaches the limit.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from oneflow_ai.billing.errors import TokenCountError
-from oneflow_ai.billing.tokenizer import TokenCounter
+from oneflow_ai.billing.tokenizer import CLAUDE_FACTOR, TokenCounter
 from oneflow_ai.catalog import ModelEntry
 from oneflow_ai.domain.chat import ChatRequest, ImagePart, TextPart
 
@@ -34,6 +38,12 @@ class TokenEstimator(Protocol):
 
     def text_tokens(self, text: str, model: ModelEntry | None) -> int:
         """Tokens of generated text."""
+        ...
+
+    def text_tokens_at_most(self, utf8_bytes: int, model: ModelEntry | None) -> int:
+        """At least `text_tokens` of any text of `utf8_bytes` bytes (UTF-8), computed without
+        tokenizing; never more than the sum of the bounds of a split of the text into pieces
+        (so that bounds add up piece by piece)."""
         ...
 
 
@@ -58,6 +68,9 @@ class CharacterEstimator:
 
     def text_tokens(self, text: str, model: ModelEntry | None) -> int:
         return _ceil_div(len(text), _CHARS_PER_TOKEN)
+
+    def text_tokens_at_most(self, utf8_bytes: int, model: ModelEntry | None) -> int:
+        return utf8_bytes  # a character is at least one byte
 
 
 class TokenizerEstimator:
@@ -88,6 +101,17 @@ class TokenizerEstimator:
             return self._counter.count_text(model.id, text).tokens
         except TokenCountError:
             return self._fallback.text_tokens(text, model)
+
+    def text_tokens_at_most(self, utf8_bytes: int, model: ModelEntry | None) -> int:
+        # A byte-level BPE token is at least one byte; Claude's estimate is that count
+        # times 23/20, rounded up (billing/tokenizer.py); the fallback's, at most one a byte.
+        fallback = self._fallback.text_tokens_at_most(utf8_bytes, model)
+        if model is None or model.tokenizer is None:
+            return fallback
+        if model.tokenizer == "claude_approx":
+            numerator, denominator = CLAUDE_FACTOR
+            return max(fallback, _ceil_div(utf8_bytes * numerator, denominator))
+        return max(fallback, utf8_bytes)
 
 
 def _ceil_div(a: int, b: int) -> int:

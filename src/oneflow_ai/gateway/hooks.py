@@ -51,6 +51,11 @@ class RunningStream(Protocol):
         """OneFlow's running count of the output so far, the batch being seen included."""
         ...
 
+    def output_tokens_at_most(self) -> int:
+        """At least `output_tokens()`, known without tokenizing: a check against a limit
+        asks for the count only once this bound reaches the limit."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ShortCircuit:

@@ -11,7 +11,8 @@ While a stream runs, the ledger checkpoints what its caller has received (priced
 model), so that a crash of this process still charges it (`billing.checkpoints`). During a
 stream, when a limit applies, its output is checked as it arrives against what was reserved:
 the stream's own running count (`gateway/stream_output.py`: the deltas are tokenized once, for
-this and for the charge), or the provider's count when it reports a larger one; a stream that
+this and for the charge, and only once a bound of that count from their length reaches what
+was reserved), or the provider's count when it reports a larger one; a stream that
 would run past what was reserved ends with an error event (402) instead of running over: the
 events that would overrun are not forwarded, and the charge is what the caller received.
 
@@ -144,7 +145,11 @@ class LedgerHook(Hook):
         elif not isinstance(event, _OUTPUT_EVENTS):
             return
         stream = watch.stream
-        counted = stream.output_tokens() if stream is not None else 0
+        counted = 0
+        if stream is not None:  # counted only once its bound could overrun
+            counted = stream.output_tokens_at_most()
+            if reservation.would_exceed(max(watch.reported, counted)):
+                counted = stream.output_tokens()
         if reservation.would_exceed(max(watch.reported, counted)):
             raise InsufficientCreditsError(
                 "The answer was stopped: it would have cost more than the credits reserved "

@@ -77,7 +77,7 @@ class ChatStream:
         )
         self._head = head
         self._rest = rest
-        self._output = StreamOutput(self._text_tokens)
+        self._output = StreamOutput(self._text_tokens, self._text_tokens_at_most)
         self._delivered_upto = 0  # pieces of `_output` the caller has received
         self._input_tokens: int | None = None
         self._classes: dict[str, int] = {}  # token classes the provider reported
@@ -229,8 +229,15 @@ class ChatStream:
         included (the same count as `delivered`'s: each piece of text is tokenized once)."""
         return self._output.running()
 
+    def output_tokens_at_most(self) -> int:
+        """At least `output_tokens()`, without tokenizing (see `gateway/stream_output.py`)."""
+        return self._output.running_at_most()
+
     def _text_tokens(self, text: str) -> int:
         return self._pipeline.estimator.text_tokens(text, self.route.entry)
+
+    def _text_tokens_at_most(self, utf8_bytes: int) -> int:
+        return self._pipeline.estimator.text_tokens_at_most(utf8_bytes, self.route.entry)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream

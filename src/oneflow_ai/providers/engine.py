@@ -175,24 +175,32 @@ class ChatProvider:
     ) -> AsyncIterator[list[StreamEvent]]:
         decoder = self.wire.stream_decoder(request, model)
         async with self._client.stream(self._request(request, model, stream=True)) as response:
-            async for batch in iter_sse_batches(response.chunks()):
-                events: list[StreamEvent] = []
-                ended = False
-                try:
-                    for sse in batch:
-                        if decoder.decode(sse, events):
-                            ended = True
-                            break
-                except ProviderError:
+            chunks = response.chunks()
+            batches = iter_sse_batches(chunks)
+            try:
+                async for batch in batches:
+                    events: list[StreamEvent] = []
+                    ended = False
+                    try:
+                        for sse in batch:
+                            if decoder.decode(sse, events):
+                                ended = True
+                                break
+                    except ProviderError:
+                        if events:
+                            yield events  # what arrived before the error still counts
+                        raise
+                    except MALFORMED as exc:
+                        raise malformed(self.name, model, exc) from exc
                     if events:
-                        yield events  # what arrived before the error still counts
-                    raise
-                except MALFORMED as exc:
-                    raise malformed(self.name, model, exc) from exc
-                if events:
-                    yield events
-                if ended:
-                    break
+                        yield events
+                    if ended:
+                        break
+            finally:
+                # Closed here, not left to the event loop's finalizer of abandoned generators
+                # (a task and a wake-up of the loop each, for every stream that ends early).
+                await batches.aclose()
+                await chunks.aclose()
             if not decoder.complete:
                 raise ProviderUnavailableError(
                     f"{self.name}: the stream ended before the answer was complete",

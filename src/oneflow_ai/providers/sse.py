@@ -11,7 +11,7 @@ so the gateway writes it on to its caller in one piece rather than one write per
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 __all__ = ["SSEEvent", "iter_sse_batches"]
@@ -23,7 +23,9 @@ class SSEEvent:
     data: bytes
 
 
-async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+async def iter_sse_batches(
+    chunks: AsyncIterator[bytes],
+) -> AsyncGenerator[list[SSEEvent], None]:
     """The events completed by each chunk of the body (chunk boundaries may fall anywhere);
     chunks that complete no event yield nothing."""
     pending = b""

@@ -27,7 +27,7 @@ the caller yet); it must never repeat a stream whose chunks it has started to ha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -132,7 +132,7 @@ class UpstreamStream:
         self.at_eof = False
         self._read_chunk = read_chunk
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Body bytes as they arrive (chunk boundaries are the network's, not the events')."""
         read_chunk = self._read_chunk
         while True:
