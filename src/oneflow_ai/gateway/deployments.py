@@ -55,6 +55,11 @@ class DeploymentPicker:
         waits = [self._open_for(r) for r in routes]
         return 0.0 if any(wait <= 0 for wait in waits) else min(waits)
 
+    def alone(self, route: Route) -> Route | None:
+        """The one deployment of `route`'s model, when it has only one (no order to choose)."""
+        routes = self.registry.deployments(route.entry).routes
+        return routes[0] if len(routes) == 1 else None
+
     def order(self, deployments: Deployments, tokens: int = 0) -> list[Route]:
         """The deployments to try, first first; `tokens` is what the call may use (prompt
         plus answer), compared with the headroom each provider reported."""
