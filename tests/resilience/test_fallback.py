@@ -25,6 +25,7 @@ from oneflow_ai.resilience import (
     prime,
     run_with_fallbacks,
 )
+from oneflow_ai.resilience.fallback import run_alone
 
 CHAIN = ["claude-3-haiku-20240307", "gpt-3.5-turbo", "gpt-4o"]
 
@@ -184,3 +185,60 @@ async def test_a_stream_failing_after_its_first_event_is_not_retried() -> None:
 async def test_an_empty_stream_primes_to_an_empty_iterator() -> None:
     primed = await prime(events([], None))
     assert [e async for e in primed] == []
+
+
+# ---- a chain of one model: run_alone takes the same rules as run_with_fallbacks ----------
+
+
+async def _both(
+    make: type[BaseException] | None, *, wait: float = 0.0, commit: bool = False
+) -> list[tuple[str, object, list[str]]]:
+    """What `run_with_fallbacks([model])` and `run_alone(model)` each give: the answer, or the
+    error's type, code, retry_after and notes."""
+    outcomes: list[tuple[str, object, list[str]]] = []
+    for run in ("chain", "alone"):
+
+        async def attempt(turn: Turn) -> str:
+            if commit:
+                turn.commit()
+            if make is not None:
+                raise make("failed")
+            return f"answer from {turn.model}"
+
+        try:
+            if run == "chain":
+                value: object = (
+                    await run_with_fallbacks(["gpt-4o"], attempt, open_for=lambda _: wait)
+                ).value
+            else:
+                value = await run_alone("gpt-4o", attempt, wait=wait)
+            outcomes.append(("answered", value, []))
+        except Exception as exc:
+            detail = (type(exc), getattr(exc, "code", None), getattr(exc, "retry_after", None))
+            outcomes.append(("raised", detail, getattr(exc, "__notes__", [])))
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    "make",
+    [None, ProviderUnavailableError, ProviderTimeoutError, ProviderBadRequestError, ValueError],
+)
+async def test_run_alone_answers_and_fails_as_a_chain_of_one_does(
+    make: type[BaseException] | None,
+) -> None:
+    chain, alone = await _both(make)
+    assert alone == chain
+    if make is ProviderUnavailableError:  # falls through: the chain ran out
+        assert alone[2] == ["fallback chain exhausted (gpt-4o: failed)"]
+
+
+async def test_run_alone_after_a_commit_raises_as_it_is() -> None:
+    chain, alone = await _both(ProviderUnavailableError, commit=True)
+    assert alone == chain
+    assert alone[2] == []
+
+
+async def test_run_alone_with_the_circuit_open_calls_nothing() -> None:
+    chain, alone = await _both(None, wait=4.0)
+    assert alone == chain
+    assert alone[1] == (ProviderUnavailableError, "all_circuits_open", 4.0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from oneflow_ai.billing.ledger_errors import (
 )
 from oneflow_ai.billing.ledger_writes import LedgerWrites
 from oneflow_ai.billing.reservation import Reservation, ReservationState
+from oneflow_ai.domain.ids import uuid4_hex
 from oneflow_ai.errors import ServiceUnavailableError
 from oneflow_ai.storage.ledger_commands import (
     HoldRow,
@@ -35,15 +35,6 @@ from oneflow_ai.storage.ledger_commands import (
 log = structlog.get_logger("oneflow.billing.ledger")
 
 __all__ = ["LedgerReserve"]
-
-
-def _reservation_id() -> str:
-    """A random version-4 UUID in hex, as ``uuid.uuid4().hex`` gives (the same 16 random
-    bytes with its version and variant bits), without building a ``UUID`` per request."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
 
 
 def _model_of(max_cost: Cost | Callable[[], Cost]) -> str:
@@ -78,7 +69,7 @@ class _Request:
         apply to it."""
         output = max_cost.line("output") if max_cost is not None and output_limit else None
         return Reservation(
-            id=_reservation_id(),
+            id=uuid4_hex(),
             request_id=self.request_id,
             project_id=self.project_id,
             model=model,

@@ -274,14 +274,8 @@ def _line(kind: LineKind, quantity: int, price: UnitPrice) -> LineItem:
         _check_count(kind, quantity)
     unit_usd, per = price.usd, price.per
     exact = _EXACT.divide(_EXACT.multiply(Decimal(quantity), unit_usd), per)
-    return LineItem(
-        kind=kind,
-        quantity=quantity,
-        unit_usd=unit_usd,
-        per=per,
-        exact_usd=exact,
-        micro_credits=price.micro_credits(quantity),
-    )
+    # Positional: four of these are made per request (the reservation's and the charge's).
+    return LineItem(kind, quantity, unit_usd, per, exact, price.micro_credits(quantity))
 
 
 def _check_count(name: str, value: int) -> None:

@@ -24,6 +24,7 @@ estimates with ``ceil(1.15 * cl100k_base tokens)``, and the same message framing
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,13 @@ def count_tokens(text: str, encoding: EncodingName) -> int:
     """Tokens of ``text`` in ``encoding``; special-token text such as ``<|endoftext|>`` counts
     as ordinary text, as it does in a request to the provider."""
     return len(get_encoding(encoding).encode_ordinary(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _role_tokens(role: str, encoding: EncodingName) -> int:
+    """Tokens of a message's role: one of a few words, counted on every message of every
+    request, so each is encoded once."""
+    return count_tokens(role, encoding)
 
 
 class TokenCounter:
@@ -212,8 +220,7 @@ class _Count:
     def add_canonical(self, message: Message) -> None:
         """A canonical message, counted as :meth:`add_message` counts it in OpenAI's format
         (role, content, name, the tool call's id, tool calls as their compact JSON)."""
-        self.tokens += TOKENS_PER_MESSAGE
-        self.add_text(message.role)
+        self.tokens += TOKENS_PER_MESSAGE + _role_tokens(message.role, self.encoding)
         if message.role == "tool":
             self.add_text(message.tool_call_id or "")
             self.add_text(message.text)

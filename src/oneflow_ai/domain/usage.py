@@ -121,18 +121,17 @@ class Usage:
         (a provider that reports more cached than prompt tokens is believed up to the
         prompt): never an error, so an odd report is billed rather than refused."""
         input_tokens, output_tokens = max(input_tokens, 0), max(output_tokens, 0)
-        room = input_tokens
-        classes = []
-        for value in (cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens):
-            taken = min(max(value, 0), room)
-            classes.append(taken)
-            room -= taken
+        # Each class takes what is left of the prompt after the ones before it (written out:
+        # every provider answer comes through here).
+        cached = min(max(cached_input_tokens, 0), input_tokens)
+        write_5m = min(max(cache_write_5m_tokens, 0), input_tokens - cached)
+        write_1h = min(max(cache_write_1h_tokens, 0), input_tokens - cached - write_5m)
         return cls(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cached_input_tokens=classes[0],
-            cache_write_5m_tokens=classes[1],
-            cache_write_1h_tokens=classes[2],
+            cached_input_tokens=cached,
+            cache_write_5m_tokens=write_5m,
+            cache_write_1h_tokens=write_1h,
             reasoning_tokens=min(max(reasoning_tokens, 0), output_tokens),
             estimated=estimated,
         )

@@ -3,9 +3,11 @@
 `Chain` runs a call's `invoke(route)` down `call.candidates` until one answers:
 `resilience.fallback.run_with_fallbacks` decides what falls through and skips the models whose
 circuit is open; a model served by several deployments is one turn down its deployments
-(`DeploymentPicker`). Each upstream attempt is timed, traced, counted and recorded once, in
-`call.attempts`; `call.route` is the deployment that answered, `call.fallbacks` how many models
-fell through before it, and `call.route_reason` says so (`routing/reasons.py`).
+(`DeploymentPicker`). A call with one candidate on one deployment (most calls) takes the same
+rules without that machinery (`run_alone`). Each upstream attempt is timed, traced, counted
+and recorded once, in `call.attempts`; `call.route` is the deployment that answered,
+`call.fallbacks` how many models fell through before it, and `call.route_reason` says so
+(`routing/reasons.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from oneflow_ai.gateway.call import Attempt, Call
 from oneflow_ai.gateway.deployments import DeploymentPicker
 from oneflow_ai.observability.telemetry import Telemetry
 from oneflow_ai.providers.registry import Route
-from oneflow_ai.resilience.fallback import AttemptRecord, Turn, run_with_fallbacks
+from oneflow_ai.resilience.fallback import AttemptRecord, Turn, run_alone, run_with_fallbacks
 from oneflow_ai.routing.reasons import RouteReason, failed_over, fell_back
 
 __all__ = ["Chain"]
@@ -47,6 +49,10 @@ class Chain:
         self._need_tokens = need_tokens
 
     async def __call__(self, call: Call, invoke: Callable[[Route], Awaitable[R]]) -> R:
+        if len(call.candidates) == 1:
+            alone = self._deployments.alone(call.candidates[0])
+            if alone is not None:
+                return await self._alone(call, invoke, alone)
         routes = {route.model: route for route in call.candidates}
         deployments = self._deployments
 
@@ -67,6 +73,17 @@ class Chain:
             call.route_reason = _fallback_reason(result.attempts)
         _note_failover(call)
         return result.value
+
+    async def _alone(self, call: Call, invoke: Callable[[Route], Awaitable[R]], route: Route) -> R:
+        """One model on one deployment, nothing to fall back to (most calls): the same rules
+        and errors as the way down a chain (`run_alone`), without its bookkeeping."""
+        wait = self._deployments.open_for(route)
+        result = await run_alone(
+            route.model, lambda turn: self._attempt(call, invoke, turn, route), wait=wait
+        )
+        call.fallbacks = 0
+        _note_failover(call)
+        return result
 
     async def _attempt(
         self, call: Call, invoke: Callable[[Route], Awaitable[R]], turn: Turn, route: Route

@@ -49,8 +49,16 @@ class DeploymentPicker:
     def open_for(self, route: Route) -> float:
         """How long until some deployment of `route`'s model takes calls (0: one does now)."""
         routes = self.registry.deployments(route.entry).routes
+        if len(routes) == 1:  # the common case, asked once per call
+            wait = self._open_for(routes[0])
+            return wait if wait > 0 else 0.0
         waits = [self._open_for(r) for r in routes]
         return 0.0 if any(wait <= 0 for wait in waits) else min(waits)
+
+    def alone(self, route: Route) -> Route | None:
+        """The one deployment of `route`'s model, when it has only one (no order to choose)."""
+        routes = self.registry.deployments(route.entry).routes
+        return routes[0] if len(routes) == 1 else None
 
     def order(self, deployments: Deployments, tokens: int = 0) -> list[Route]:
         """The deployments to try, first first; `tokens` is what the call may use (prompt

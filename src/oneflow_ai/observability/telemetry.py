@@ -157,7 +157,8 @@ class UpstreamAttempt:
         elapsed = self._clock() - self._started
         metrics = self._metrics
         metrics.observe_upstream(self.provider, self.model, "success", elapsed, self._ttft)
-        metrics.count_tokens(self.provider, self.model, input_tokens, output_tokens)
+        if input_tokens or output_tokens:  # the pipeline counts them after the call instead
+            metrics.count_tokens(self.provider, self.model, input_tokens, output_tokens)
         self.span.record_response(
             model=response_model,
             response_id=response_id,

@@ -237,14 +237,19 @@ class ProviderRegistry:
     def is_available(self, entry: ModelEntry) -> bool:
         """Whether a running adapter serves `entry` (one of its deployments) and the model has
         not retired."""
-        return not entry.retired(self._today()) and any(
+        return not self._retired(entry) and any(
             entry.modality in self._modalities.get(d.provider, frozenset())
             for d in self._catalog.deployments(entry)
         )
 
+    def _retired(self, entry: ModelEntry) -> bool:
+        """Whether `entry` has retired; today's date is read only for a model that has a
+        retirement date (the routes of every call ask, several times)."""
+        return entry.retires_on is not None and entry.retired(self._today())
+
     def deployments(self, entry: ModelEntry) -> Deployments:
         """The running deployments of `entry` (`NotFoundError` when none runs)."""
-        if entry.retired(self._today()):
+        if self._retired(entry):
             raise retired_error(entry)
         found = self._deployments.get(entry.id)
         if found is not None and found.routes[0].entry is entry:
@@ -303,7 +308,7 @@ class ProviderRegistry:
                 param="model",
                 code="model_not_found",
             )
-        if entry.retired(self._today()):
+        if self._retired(entry):
             raise retired_error(entry, name)
         return self.route(entry)
 

@@ -65,6 +65,21 @@ class UpstreamRequest:
     read_timeout: float | None = None  # instead of the client's, for this request
     total_timeout: float | None = None  # a bound on the whole exchange (none by default)
 
+    def with_headers(self, headers: Mapping[str, str]) -> UpstreamRequest:
+        """This request with `headers` instead of its own (what `dataclasses.replace` does,
+        at less than half its cost: the resilience layer adds a header to every call)."""
+        return UpstreamRequest(
+            self.method,
+            self.path,
+            self.map_error,
+            self.body,
+            headers,
+            self.query,
+            self.model,
+            self.read_timeout,
+            self.total_timeout,
+        )
+
 
 def answer_error(
     request: UpstreamRequest,

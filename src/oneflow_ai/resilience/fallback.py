@@ -40,6 +40,7 @@ __all__ = [
     "Turn",
     "falls_through",
     "prime",
+    "run_alone",
     "run_with_fallbacks",
 ]
 
@@ -133,10 +134,33 @@ async def run_with_fallbacks(
         return FallbackResult(value, model, index, tuple(records))
 
     if last_error is not None:
-        tried = ", ".join(f"{r.model}: {r.outcome}" for r in records)
-        last_error.add_note(f"fallback chain exhausted ({tried})")
+        _note_exhausted(last_error, ", ".join(f"{r.model}: {r.outcome}" for r in records))
         raise last_error
-    raise ProviderUnavailableError(
+    raise _all_open(soonest)
+
+
+async def run_alone(model: str, attempt: Callable[[Turn], Awaitable[T]], *, wait: float = 0.0) -> T:
+    """``run_with_fallbacks([model], attempt, open_for=...)`` for a chain of one model (most
+    calls), without the records and the result it builds for fallbacks: the same rules, the
+    same errors. ``wait`` is what ``open_for(model)`` says (> 0: its circuit is open)."""
+    if wait > 0:
+        raise _all_open(wait)
+    turn = Turn(model=model, index=0)
+    try:
+        return await attempt(turn)
+    except Exception as exc:
+        if not turn.committed and falls_through(exc):
+            _note_exhausted(exc, f"{model}: failed")
+        raise
+
+
+def _note_exhausted(error: BaseException, tried: str) -> None:
+    """The last failure of a chain that ran out of models gets the chain in its notes."""
+    error.add_note(f"fallback chain exhausted ({tried})")
+
+
+def _all_open(soonest: float | None) -> ProviderUnavailableError:
+    return ProviderUnavailableError(
         "No model is available: the circuit of every model in the chain is open",
         code="all_circuits_open",
         retry_after=soonest,

@@ -27,11 +27,10 @@ What it adds, per call:
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+from oneflow_ai.domain.ids import uuid4_hex
 from oneflow_ai.providers.upstream import (
     UpstreamClient,
     UpstreamRequest,
@@ -52,7 +51,7 @@ class ResilientUpstream:
         caller: ResilientCaller,
         *,
         idempotency_keys: bool = True,
-        new_key: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_key: Callable[[], str] = uuid4_hex,
     ) -> None:
         if caller.provider != inner.provider:
             raise ValueError(f"caller for {caller.provider!r}, client for {inner.provider!r}")
@@ -86,7 +85,7 @@ class ResilientUpstream:
         if not self._keys:
             return request, False
         headers["Idempotency-Key"] = self._new_key()
-        return dataclasses.replace(request, headers=headers), True
+        return request.with_headers(headers), True
 
     def __repr__(self) -> str:
         return f"ResilientUpstream({self.inner!r})"
