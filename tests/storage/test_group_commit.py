@@ -289,3 +289,45 @@ def ran_thread(thread: _WriterThread) -> threading.Thread:
     """The OS thread behind ``thread``, which has run at least one call."""
     assert thread._thread is not None
     return thread._thread
+
+
+async def gathering(
+    w: GroupCommitWriter[LedgerCommand, LedgerResult],
+) -> asyncio.Future[LedgerResult]:
+    """Bring ``w`` to wait for company: a command arrives while another one commits."""
+    first = w.submit(record(0))
+    await asyncio.sleep(0)  # the writer takes it: its transaction is in flight
+    second = w.submit(record(1))
+    await first
+    for _ in range(10):
+        if w._full is not None:
+            break
+        await asyncio.sleep(0)
+    assert w._full is not None, "the writer waits for company"
+    return second
+
+
+async def test_a_full_batch_ends_the_wait_for_company_at_once(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_batch=3, max_delay=30)
+    try:
+        second = await gathering(w)
+        more = [w.submit(record(2))]
+        await asyncio.sleep(0.05)
+        assert not second.done()  # company that does not fill the batch does not end the wait
+        more.append(w.submit(record(3)))  # the batch is full
+        await asyncio.wait_for(asyncio.gather(second, *more), 5)
+        assert await count_records(database_url) == 4
+    finally:
+        await w.close()
+
+
+async def test_closing_ends_the_wait_for_company_and_commits_it(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_delay=30)
+    second = await gathering(w)
+    assert await asyncio.wait_for(w.close(), 5) == 0
+    assert second.done() and not second.exception()
+    assert await count_records(database_url) == 2

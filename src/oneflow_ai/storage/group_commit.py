@@ -120,6 +120,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._on_unreachable = on_unreachable
         self._pending: list[tuple[C, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
+        self._full: asyncio.Future[None] | None = None  # while gathering company, see there
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -160,6 +161,8 @@ class GroupCommitWriter(Generic[C, R]):
             return 0
         self._closing = True
         self._wakeup.set()
+        if self._full is not None:
+            _resolve(self._full, None, None)
         task = self._task
         if task is not None:
             try:
@@ -221,7 +224,10 @@ class GroupCommitWriter(Generic[C, R]):
             )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((command, future))
-        self._wakeup.set()
+        if self._full is None:
+            self._wakeup.set()
+        elif len(self._pending) >= self._max_batch:
+            _resolve(self._full, None, None)
         return future
 
     async def run(self, command: C) -> R:
@@ -260,15 +266,20 @@ class GroupCommitWriter(Generic[C, R]):
             self._company = bool(self._pending)
 
     async def _gather_company(self) -> None:
+        """Wait ``max_delay``, or less if a full batch gathers or the writer closes first.
+
+        One timer and one future per batch: a command arriving meanwhile wakes the writer only
+        when it fills the batch, not each time (a timed wait per command cost a task and a timer
+        each under load).
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_delay
-        while len(self._pending) < self._max_batch and not self._closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+        self._full = full = loop.create_future()
+        timer = loop.call_later(self._max_delay, _resolve, full, None, None)
+        try:
+            await full
+        finally:
+            timer.cancel()
+            self._full = None
 
     async def _commit(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
         live = [(command, future) for command, future in batch if not future.cancelled()]
@@ -442,7 +453,9 @@ class _WriterThread:
 
 
 def _resolve(future: asyncio.Future[T], result: T, error: BaseException | None) -> None:
-    if future.cancelled():  # its waiter was cancelled (stopped or abandoned writer)
+    """Settle ``future`` unless it is done already (its waiter was cancelled: a stopped or
+    abandoned writer; or a gathering ended by a full batch before its timer fired)."""
+    if future.done():
         return
     if error is None:
         future.set_result(result)
