@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from sqlalchemy import Connection, text
@@ -19,6 +21,7 @@ from oneflow_ai.storage.group_commit import (
     WriterClosedError,
     WriterOverloadedError,
     _set_exception,
+    _WriterThread,
     is_transient,
 )
 from oneflow_ai.storage.ledger_batch import apply_batch
@@ -228,3 +231,103 @@ async def test_a_kept_connection_the_server_dropped_is_replaced_not_taken_for_an
         await w.close()
         await engine.dispose()
     assert await count_records(postgres_url) == 2
+
+
+async def test_the_writer_thread_runs_calls_in_order_off_the_loop_and_ends_at_stop() -> None:
+    thread = _WriterThread("oneflow-test-writer")
+    ran: list[tuple[int, str]] = []
+
+    def call(i: int) -> int:
+        ran.append((i, threading.current_thread().name))
+        if i == 2:
+            raise IntegrityError("INSERT", {}, Exception("bad"))
+        return i * 10
+
+    futures = [thread.run(partial(call, i)) for i in range(4)]
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert outcomes[:2] == [0, 10] and outcomes[3] == 30
+    assert isinstance(outcomes[2], IntegrityError)  # an error comes back as the call's outcome
+    assert ran == [(i, "oneflow-test-writer") for i in range(4)]  # in order, on its thread
+    thread.stop()
+    await asyncio.to_thread(ran_thread(thread).join, 5)
+    assert not ran_thread(thread).is_alive()
+
+
+async def test_a_call_whose_waiter_left_runs_to_its_end_and_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    thread = _WriterThread("oneflow-test-writer")
+    release = threading.Event()
+    finished = threading.Event()
+
+    def commit() -> str:
+        release.wait(5)
+        finished.set()
+        return "committed"
+
+    waiter = asyncio.ensure_future(thread.run(commit))
+    await asyncio.sleep(0)
+    waiter.cancel()  # what abandon() does to the writer task awaiting its transaction
+    release.set()
+    assert await asyncio.to_thread(finished.wait, 5)
+    assert (await thread.run(lambda: "next")) == "next"  # the outcome was dropped, no error
+    thread.stop()
+    assert "Exception in callback" not in caplog.text
+
+
+async def test_closing_a_sqlite_writer_ends_its_thread(engine: AsyncEngine) -> None:
+    w = writer(engine)
+    await w.run(record(1))
+    thread = w._thread
+    await w.close()
+    if thread is not None:  # SQLite: the writer had a thread of its own
+        await asyncio.to_thread(ran_thread(thread).join, 5)
+        assert not ran_thread(thread).is_alive()
+
+
+def ran_thread(thread: _WriterThread) -> threading.Thread:
+    """The OS thread behind ``thread``, which has run at least one call."""
+    assert thread._thread is not None
+    return thread._thread
+
+
+async def gathering(
+    w: GroupCommitWriter[LedgerCommand, LedgerResult],
+) -> asyncio.Future[LedgerResult]:
+    """Bring ``w`` to wait for company: a command arrives while another one commits."""
+    first = w.submit(record(0))
+    await asyncio.sleep(0)  # the writer takes it: its transaction is in flight
+    second = w.submit(record(1))
+    await first
+    for _ in range(10):
+        if w._full is not None:
+            break
+        await asyncio.sleep(0)
+    assert w._full is not None, "the writer waits for company"
+    return second
+
+
+async def test_a_full_batch_ends_the_wait_for_company_at_once(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_batch=3, max_delay=30)
+    try:
+        second = await gathering(w)
+        more = [w.submit(record(2))]
+        await asyncio.sleep(0.05)
+        assert not second.done()  # company that does not fill the batch does not end the wait
+        more.append(w.submit(record(3)))  # the batch is full
+        await asyncio.wait_for(asyncio.gather(second, *more), 5)
+        assert await count_records(database_url) == 4
+    finally:
+        await w.close()
+
+
+async def test_closing_ends_the_wait_for_company_and_commits_it(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    w = writer(engine, max_delay=30)
+    second = await gathering(w)
+    assert await asyncio.wait_for(w.close(), 5) == 0
+    assert second.done() and not second.exception()
+    assert await count_records(database_url) == 2

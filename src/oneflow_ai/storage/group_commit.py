@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Generic, TypeVar
 
 import structlog
@@ -56,6 +58,7 @@ __all__ = [
 
 C = TypeVar("C")
 R = TypeVar("R")
+T = TypeVar("T")
 
 log = structlog.get_logger("oneflow.storage.group_commit")
 
@@ -103,11 +106,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._engine = engine
         self._apply = apply
         self._file_engine = sqlite_file_engine(engine)
-        self._thread = (
-            ThreadPoolExecutor(1, thread_name_prefix=f"oneflow-{name}")
-            if self._file_engine is not None
-            else None
-        )
+        self._thread = _WriterThread(f"oneflow-{name}") if self._file_engine is not None else None
         self._connection: Connection | None = None  # the thread's, between batches
         self._held: AsyncConnection | None = None  # PostgreSQL's, between batches
         self._release: asyncio.Task[None] | None = None
@@ -121,6 +120,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._on_unreachable = on_unreachable
         self._pending: list[tuple[C, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
+        self._full: asyncio.Future[None] | None = None  # while gathering company, see there
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -161,6 +161,8 @@ class GroupCommitWriter(Generic[C, R]):
             return 0
         self._closing = True
         self._wakeup.set()
+        if self._full is not None:
+            _resolve(self._full, None, None)
         task = self._task
         if task is not None:
             try:
@@ -180,8 +182,10 @@ class GroupCommitWriter(Generic[C, R]):
         if self._thread is None or self._file_engine is None:
             return
         thread, self._thread = self._thread, None
-        await asyncio.get_running_loop().run_in_executor(thread, self._dispose)
-        thread.shutdown(wait=False)
+        try:
+            await thread.run(self._dispose)
+        finally:
+            thread.stop()
 
     def abandon(self) -> None:
         """Stop at once without committing anything queued: what a killed process does.
@@ -205,7 +209,7 @@ class GroupCommitWriter(Generic[C, R]):
                     with contextlib.suppress(Exception):
                         held.sync_connection.invalidate()
         if self._thread is not None:
-            self._thread.shutdown(wait=False)
+            self._thread.stop()
             self._thread = None
 
     # ---- submitting ------------------------------------------------------------------------
@@ -220,7 +224,10 @@ class GroupCommitWriter(Generic[C, R]):
             )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((command, future))
-        self._wakeup.set()
+        if self._full is None:
+            self._wakeup.set()
+        elif len(self._pending) >= self._max_batch:
+            _resolve(self._full, None, None)
         return future
 
     async def run(self, command: C) -> R:
@@ -259,15 +266,20 @@ class GroupCommitWriter(Generic[C, R]):
             self._company = bool(self._pending)
 
     async def _gather_company(self) -> None:
+        """Wait ``max_delay``, or less if a full batch gathers or the writer closes first.
+
+        One timer and one future per batch: a command arriving meanwhile wakes the writer only
+        when it fills the batch, not each time (a timed wait per command cost a task and a timer
+        each under load).
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_delay
-        while len(self._pending) < self._max_batch and not self._closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+        self._full = full = loop.create_future()
+        timer = loop.call_later(self._max_delay, _resolve, full, None, None)
+        try:
+            await full
+        finally:
+            timer.cancel()
+            self._full = None
 
     async def _commit(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
         live = [(command, future) for command, future in batch if not future.cancelled()]
@@ -307,8 +319,7 @@ class GroupCommitWriter(Generic[C, R]):
         while True:
             try:
                 if self._thread is not None:
-                    loop = asyncio.get_running_loop()
-                    results = await loop.run_in_executor(self._thread, self._on_thread, commands)
+                    results = await self._thread.run(partial(self._on_thread, commands))
                 else:
                     results = await self._on_loop(commands)
                 if len(results) != len(commands):
@@ -391,6 +402,65 @@ class GroupCommitWriter(Generic[C, R]):
                 failed += 1
         self._pending.clear()
         return failed
+
+
+class _WriterThread:
+    """The SQLite writer's own thread: runs one call at a time, in order, off the event loop.
+
+    What ``loop.run_in_executor`` on a one-thread pool does, for less: a call costs the loop one
+    ``SimpleQueue.put`` and the thread one ``call_soon_threadsafe`` with the outcome, with no
+    ``concurrent.futures.Future`` (its condition, its callbacks, ``wrap_future``'s chaining) in
+    between. The thread starts with the first call and ends at :meth:`stop`, after the call in
+    flight, if any, has run to its end. It is a daemon so that a writer never closed (or
+    abandoned with a transaction in flight) cannot hold the interpreter's exit; a transaction cut
+    short that way is rolled back by SQLite, as when the process is killed.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._calls: queue.SimpleQueue[
+            tuple[Callable[[], object], asyncio.AbstractEventLoop, asyncio.Future[object]] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``call``; the future resolves with its result (or fails with its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+        self._calls.put((call, loop, future))  # type: ignore[arg-type]
+        return future
+
+    def stop(self) -> None:
+        """End the thread once the calls queued before this one have run."""
+        if self._thread is not None:
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, loop, future = item
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = call()
+            except BaseException as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, future, result, error)
+            del item, call, future, result, error  # nothing of a batch kept while idle
+
+
+def _resolve(future: asyncio.Future[T], result: T, error: BaseException | None) -> None:
+    """Settle ``future`` unless it is done already (its waiter was cancelled: a stopped or
+    abandoned writer; or a gathering ended by a full batch before its timer fired)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _set_exception(future: asyncio.Future[R], exc: BaseException) -> None:
