@@ -17,6 +17,7 @@ from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome
 from oneflow_ai.errors import InsufficientCreditsError
+from tests.conftest import POSTGRES
 from tests.support.ledger import FakeClock, assert_consistent, create_projects, make_ledger
 
 PRICING = PricingEngine()
@@ -194,13 +195,12 @@ async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
     assert (snap.reserved, snap.reservations, ledger.leases.returned) == (0, 0, 1)
 
 
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
 async def test_on_postgresql_a_settlement_from_a_lease_takes_four_statements(
     engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its charge, its reservation, the lease's lock, then one statement for every write whose
     outcome the batch does not read (the draw, the balance, the usage record and rollups)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the writes travel together on PostgreSQL only")
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
 
     await ledger.top_up("p1", 1000 * CREDIT)

@@ -21,7 +21,6 @@ from oneflow_ai.storage.group_commit import (
     WriterClosedError,
     WriterOverloadedError,
     _set_exception,
-    _WriterThread,
     is_transient,
 )
 from oneflow_ai.storage.ledger_batch import apply_batch
@@ -33,6 +32,7 @@ from oneflow_ai.storage.ledger_commands import (
     RecordCommand,
     Recorded,
 )
+from oneflow_ai.storage.writer_thread import WriterThread
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -234,7 +234,7 @@ async def test_a_kept_connection_the_server_dropped_is_replaced_not_taken_for_an
 
 
 async def test_the_writer_thread_runs_calls_in_order_off_the_loop_and_ends_at_stop() -> None:
-    thread = _WriterThread("oneflow-test-writer")
+    thread = WriterThread("oneflow-test-writer")
     ran: list[tuple[int, str]] = []
 
     def call(i: int) -> int:
@@ -256,7 +256,7 @@ async def test_the_writer_thread_runs_calls_in_order_off_the_loop_and_ends_at_st
 async def test_a_call_whose_waiter_left_runs_to_its_end_and_is_dropped_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    thread = _WriterThread("oneflow-test-writer")
+    thread = WriterThread("oneflow-test-writer")
     release = threading.Event()
     finished = threading.Event()
 
@@ -285,7 +285,7 @@ async def test_closing_a_sqlite_writer_ends_its_thread(engine: AsyncEngine) -> N
         assert not ran_thread(thread).is_alive()
 
 
-def ran_thread(thread: _WriterThread) -> threading.Thread:
+def ran_thread(thread: WriterThread) -> threading.Thread:
     """The OS thread behind ``thread``, which has run at least one call."""
     assert thread._thread is not None
     return thread._thread

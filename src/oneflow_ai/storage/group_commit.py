@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
@@ -46,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from oneflow_ai.storage.database import begin_immediate, sqlite_file_engine
 from oneflow_ai.storage.health import connection_lost, is_transient
+from oneflow_ai.storage.writer_thread import WriterThread, resolve
 from oneflow_ai.tasks import stop
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
 
 C = TypeVar("C")
 R = TypeVar("R")
-T = TypeVar("T")
 
 log = structlog.get_logger("oneflow.storage.group_commit")
 
@@ -106,7 +104,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._engine = engine
         self._apply = apply
         self._file_engine = sqlite_file_engine(engine)
-        self._thread = _WriterThread(f"oneflow-{name}") if self._file_engine is not None else None
+        self._thread = WriterThread(f"oneflow-{name}") if self._file_engine is not None else None
         self._connection: Connection | None = None  # the thread's, between batches
         self._held: AsyncConnection | None = None  # PostgreSQL's, between batches
         self._release: asyncio.Task[None] | None = None
@@ -162,7 +160,7 @@ class GroupCommitWriter(Generic[C, R]):
         self._closing = True
         self._wakeup.set()
         if self._full is not None:
-            _resolve(self._full, None, None)
+            resolve(self._full, None, None)
         task = self._task
         if task is not None:
             try:
@@ -227,7 +225,7 @@ class GroupCommitWriter(Generic[C, R]):
         if self._full is None:
             self._wakeup.set()
         elif len(self._pending) >= self._max_batch:
-            _resolve(self._full, None, None)
+            resolve(self._full, None, None)
         return future
 
     async def run(self, command: C) -> R:
@@ -274,7 +272,7 @@ class GroupCommitWriter(Generic[C, R]):
         """
         loop = asyncio.get_running_loop()
         self._full = full = loop.create_future()
-        timer = loop.call_later(self._max_delay, _resolve, full, None, None)
+        timer = loop.call_later(self._max_delay, resolve, full, None, None)
         try:
             await full
         finally:
@@ -402,65 +400,6 @@ class GroupCommitWriter(Generic[C, R]):
                 failed += 1
         self._pending.clear()
         return failed
-
-
-class _WriterThread:
-    """The SQLite writer's own thread: runs one call at a time, in order, off the event loop.
-
-    What ``loop.run_in_executor`` on a one-thread pool does, for less: a call costs the loop one
-    ``SimpleQueue.put`` and the thread one ``call_soon_threadsafe`` with the outcome, with no
-    ``concurrent.futures.Future`` (its condition, its callbacks, ``wrap_future``'s chaining) in
-    between. The thread starts with the first call and ends at :meth:`stop`, after the call in
-    flight, if any, has run to its end. It is a daemon so that a writer never closed (or
-    abandoned with a transaction in flight) cannot hold the interpreter's exit; a transaction cut
-    short that way is rolled back by SQLite, as when the process is killed.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._calls: queue.SimpleQueue[
-            tuple[Callable[[], object], asyncio.AbstractEventLoop, asyncio.Future[object]] | None
-        ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
-        """Queue ``call``; the future resolves with its result (or fails with its error)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
-            self._thread.start()
-        self._calls.put((call, loop, future))  # type: ignore[arg-type]
-        return future
-
-    def stop(self) -> None:
-        """End the thread once the calls queued before this one have run."""
-        if self._thread is not None:
-            self._calls.put(None)
-
-    def _work(self) -> None:
-        while (item := self._calls.get()) is not None:
-            call, loop, future = item
-            result: object = None
-            error: BaseException | None = None
-            try:
-                result = call()
-            except BaseException as exc:
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, future, result, error)
-            del item, call, future, result, error  # nothing of a batch kept while idle
-
-
-def _resolve(future: asyncio.Future[T], result: T, error: BaseException | None) -> None:
-    """Settle ``future`` unless it is done already (its waiter was cancelled: a stopped or
-    abandoned writer; or a gathering ended by a full batch before its timer fired)."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
 
 
 def _set_exception(future: asyncio.Future[R], exc: BaseException) -> None:
