@@ -130,6 +130,7 @@ async def _run_through_an_outage(
             await asyncio.sleep(OUTAGE / 3)
             ready_during = await _ready(a.url)
             backlog_seen = _backlog(ready_during)
+            killed = time.monotonic()
             b.process.kill()  # with settlements in its spool, never written to the database
             await asyncio.to_thread(b.process.wait, HANG_GUARD)
             await asyncio.sleep(OUTAGE / 3)
@@ -153,12 +154,17 @@ async def _run_through_an_outage(
     # Still in the load balancer: serving what it can, and saying why it is degraded.
     assert ready_during["status"] == "degraded" and ready_during["degraded"] == ["database"]
     assert [_backlog(ready) for ready in after] == [0, 0]
-    await _assert_outage_outcome(engine, warm.replies + load.replies, load, down, up)
+    await _assert_outage_outcome(engine, warm.replies + load.replies, load, down, up, killed)
     return load
 
 
 async def _assert_outage_outcome(
-    engine: AsyncEngine, replies: list[Reply], load: MixedLoad, down: float, up: float
+    engine: AsyncEngine,
+    replies: list[Reply],
+    load: MixedLoad,
+    down: float,
+    up: float,
+    killed: float,
 ) -> None:
     during = [r for r in load.between(down + 0.5, up) if r.status]
     held = [r for r in during if r.project == PREPAID]
@@ -187,9 +193,14 @@ async def _assert_outage_outcome(
         assert reply.gateway_id in charged, f"completed but not charged: {reply.n}"
         assert reply.credits is not None
         assert charged[reply.gateway_id] == reply.credits * MICRO_CREDITS_PER_CREDIT, reply.n
-    # Anything else charged was under way when the replica was killed (what it delivered).
+    # Anything else charged was under way at the replica killed (index 1) when it died: a
+    # stream cut off (its client saw the gateway's id: charged what it delivered), or an answer
+    # whose settlement was durable (spooled) an instant before the kill let its bytes out: its
+    # client saw a broken connection and no id, so such charges are bounded by their number.
     unseen = set(charged) - {r.gateway_id for r in complete}
-    assert unseen <= {r.gateway_id for r in replies if not r.complete}
+    cut_off = {r.gateway_id for r in replies if not r.complete and r.gateway_id}
+    broken = [r for r in replies if r.status == 0 and r.replica == 1 and r.started < killed]
+    assert len(unseen - cut_off) <= len(broken), (unseen - cut_off, broken)
     async with engine.connect() as connection:
         records = (
             await connection.execute(
