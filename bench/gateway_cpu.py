@@ -15,8 +15,11 @@ CPU time is not, and it is what to compare before and after a change to the hot 
 `--profile` it prints the top functions by cumulative time (cProfile); `--master` uses the
 (unlimited) master key instead.
 
-Usage: `python -m bench.gateway_cpu [--requests 5000] [--stream] [--profile FILE.prof]
-[--master] [--database-url URL]`.
+With `--concurrency N` N connections send their requests at once, so that the ledger's
+settlement batches gather several requests as they do under load (default 1: one at a time).
+
+Usage: `python -m bench.gateway_cpu [--requests 5000] [--concurrency 1] [--stream]
+[--profile FILE.prof] [--master] [--database-url URL] [--redis-url URL]`.
 """
 
 from __future__ import annotations
@@ -134,8 +137,8 @@ def _caller_key(database_url: str, workdir: str, master: bool) -> str:
     return str(orjson.loads(out.stdout)["key"])
 
 
-async def _drive(app: App, requests: int, key: str = KEY, body: bytes = REQUEST) -> float:
-    scope: dict[str, Any] = {
+def _scope(key: str, body: bytes) -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
@@ -154,6 +157,10 @@ async def _drive(app: App, requests: int, key: str = KEY, body: bytes = REQUEST)
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
     }
+
+
+async def _client(app: App, scope: dict[str, Any], body: bytes, requests: int) -> None:
+    """One connection's requests, one after another."""
     status = 0
     ended = False
     read = False
@@ -172,12 +179,23 @@ async def _drive(app: App, requests: int, key: str = KEY, body: bytes = REQUEST)
         elif message["type"] == "http.response.body":
             ended = not message.get("more_body", False)
 
-    started, started_main, wall = time.process_time(), time.thread_time(), time.perf_counter()
-    times = os.times()
     for _ in range(requests):
         read = False
         await app(dict(scope, state={}), receive, send)
         assert status == 200 and ended, status
+
+
+async def _drive(
+    app: App, requests: int, key: str = KEY, body: bytes = REQUEST, concurrency: int = 1
+) -> float:
+    """CPU per request of ``requests`` requests from ``concurrency`` connections at once (as
+    under load, where the ledger's batches gather several requests)."""
+    scope = _scope(key, body)
+    each = max(1, requests // concurrency)
+    requests = each * concurrency
+    started, started_main, wall = time.process_time(), time.thread_time(), time.perf_counter()
+    times = os.times()
+    await asyncio.gather(*(_client(app, scope, body, each) for _ in range(concurrency)))
     main_thread = (time.thread_time() - started_main) / requests * 1e6
     wall = (time.perf_counter() - wall) / requests * 1e6
     ended = os.times()
@@ -210,7 +228,13 @@ async def _bare_stream(scope: dict[str, Any], receive: Any, send: Send) -> None:
 
 
 async def _measure(
-    settings: Settings, key: str, body: bytes, bare_app: App, requests: int, profile: str | None
+    settings: Settings,
+    key: str,
+    body: bytes,
+    bare_app: App,
+    requests: int,
+    profile: str | None,
+    concurrency: int = 1,
 ) -> tuple[float, float]:
     """CPU per request of the bare app and of the gateway, in microseconds."""
     from oneflow_ai.gateway import services
@@ -225,12 +249,12 @@ async def _measure(
 
     services.Services.start = start_in_memory  # type: ignore[assignment]
     async with app.router.lifespan_context(app):
-        await _drive(app, 500, key, body)  # warm up
-        bare = await _drive(bare_app, requests, body=body)
+        await _drive(app, 500, key, body, concurrency)  # warm up
+        bare = await _drive(bare_app, requests, body=body, concurrency=concurrency)
         profiler = cProfile.Profile()
         if profile:
             profiler.enable()
-        gateway = await _drive(app, requests, key, body)
+        gateway = await _drive(app, requests, key, body, concurrency)
         if profile:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -245,6 +269,7 @@ async def _main(
     database_url: str,
     stream: bool,
     redis_url: str = "",
+    concurrency: int = 1,
 ) -> None:
     body, bare_app = (STREAM_REQUEST, _bare_stream) if stream else (REQUEST, _bare)
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,11 +292,15 @@ async def _main(
         stderr = os.dup(2)  # the access log goes to /dev/null, the report to the terminal
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         try:
-            bare, gateway = await _measure(settings, key, body, bare_app, requests, profile)
+            bare, gateway = await _measure(
+                settings, key, body, bare_app, requests, profile, concurrency
+            )
         finally:
             os.dup2(stderr, 2)
     kind = "streamed" if stream else "non-streamed"
-    print(f"CPU per {kind} chat completion, {requests} requests, no network:")
+    print(
+        f"CPU per {kind} chat completion, {requests} requests, {concurrency} at once, no network:"
+    )
     print(f"  bare ASGI {'SSE' if stream else 'JSON round trip':15} {bare:8.1f} us")
     print(f"  OneFlow gateway            {gateway:8.1f} us")
 
@@ -284,6 +313,9 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="streamed chat completions")
     parser.add_argument("--database-url", default="", help="an empty database (default SQLite)")
     parser.add_argument("--redis-url", default="", help="Redis for the shared state (default none)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (default 1)"
+    )
     args = parser.parse_args()
     asyncio.run(
         _main(
@@ -293,6 +325,7 @@ def main() -> None:
             args.database_url,
             args.stream,
             args.redis_url,
+            max(1, args.concurrency),
         )
     )
 
