@@ -121,6 +121,26 @@ def test_max_cost_of_text_caps_output_at_the_model_limit(engine: PricingEngine) 
     assert small.micro_credits == engine.estimate("gpt-4o", 1_000, 100).micro_credits
 
 
+def test_max_cost_of_text_is_the_price_of_its_worst_usage() -> None:
+    """Each text model's worst case, with and without `max_tokens` (alternating, so that the
+    output line kept from one worst case is never reused for another) and with cache writes,
+    is what pricing the worst usage gives."""
+    engine = PricingEngine()
+    for entry in engine.eligible_models("text"):
+        limit = entry.max_output_tokens or 0
+        for prompt, max_tokens in ((0, None), (1_234, 7), (1_234, None), (5, 10**9), (5, 7)):
+            output = limit if max_tokens is None else min(max_tokens, limit or max_tokens)
+            worst = Usage(input_tokens=prompt, output_tokens=output, estimated=True)
+            expected = engine.price(entry.id, worst)
+            assert engine.max_cost(entry.id, prompt, max_tokens) == expected, entry.id
+        writes = engine.max_cost(entry.id, 1_000, 7, cache_writes=True)
+        assert writes.micro_credits >= engine.max_cost(entry.id, 1_000, 7).micro_credits
+    with pytest.raises(TypeError):
+        engine.max_cost("gpt-4o", 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        engine.max_cost("gpt-4o", -1)
+
+
 def test_max_cost_bounds_the_actual_cost(engine: PricingEngine) -> None:
     reserved = engine.max_cost("gpt-4-turbo", 500, 300)
     for output in (0, 1, 299, 300):

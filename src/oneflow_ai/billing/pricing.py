@@ -52,17 +52,25 @@ class PricingEngine:
     :class:`PricingError`.
     """
 
-    __slots__ = ("_catalog", "_prices")
+    __slots__ = ("_catalog", "_output_lines", "_prices", "_token_prices", "_version")
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         self._catalog = catalog if catalog is not None else packaged_catalog()
+        self._version = self._catalog.price_table_version
         self._prices: dict[str, TokenPrices | UnitPrice | None] = {}
+        #: The priced text models' token prices (their costs take the short way).
+        self._token_prices: dict[str, TokenPrices] = {}
+        #: Per text model, the output line of its last worst case (most requests of a model
+        #: reserve the same output: its limit, or the same ``max_tokens``).
+        self._output_lines: dict[str, LineItem] = {}
         for entry in self._catalog.models:
             if entry.pricing is not None and not entry.free:
                 try:
-                    self._prices[entry.id] = model_prices(entry, entry.pricing)
+                    prices = self._prices[entry.id] = model_prices(entry, entry.pricing)
                 except PricingError:  # raised when the model is priced
                     continue
+                if isinstance(prices, TokenPrices) and entry.modality == "text":
+                    self._token_prices[entry.id] = prices
 
     @property
     def catalog(self) -> Catalog:
@@ -72,7 +80,7 @@ class PricingEngine:
     @property
     def price_table_version(self) -> str:
         """The version of the price table, recorded on every :class:`Cost`."""
-        return self._catalog.price_table_version
+        return self._version
 
     def price(self, model: str, usage: Usage) -> Cost:
         """The cost of ``usage`` on ``model`` (an id or alias).
@@ -85,6 +93,10 @@ class PricingEngine:
         return self._price_entry(self._priced_entry(model), usage)
 
     def _price_entry(self, entry: ModelEntry, usage: Usage) -> Cost:
+        prices = self._token_prices.get(entry.id)
+        if prices is not None and not (usage.images or usage.characters or usage.audio_seconds):
+            # A priced text model and a text usage (what `_check_usage_fits` lets through).
+            return Cost(entry.id, _token_items(usage, prices), self._version, usage.estimated)
         _check_usage_fits(entry, usage)
         if entry.free or entry.pricing is None:
             items = _free_items(entry, usage)
@@ -138,6 +150,14 @@ class PricingEngine:
         if max_output_tokens is not None:
             _check_count("max_output_tokens", max_output_tokens)
             output = min(max_output_tokens, output) if output else max_output_tokens
+        prices = self._token_prices.get(entry.id)
+        if (
+            prices is not None
+            and not (cache_writes or images or characters or audio_seconds)
+            and image_size is None
+            and image_quality is None
+        ):
+            return self._text_worst_case(entry, prices, input_tokens, output)
         text = entry.modality == "text"
         tokens_in = entry.modality in ("text", "embedding")
         usage = Usage(
@@ -158,6 +178,20 @@ class PricingEngine:
         ):
             return self._worst_image_cost(entry, entry.pricing, usage)
         return self._price_entry(entry, usage)
+
+    def _text_worst_case(
+        self, entry: ModelEntry, prices: TokenPrices, input_tokens: int, output: int
+    ) -> Cost:
+        """The worst case of a priced text model without cache writes: what pricing
+        ``Usage(input_tokens, output, estimated=True)`` gives, with the output line of the
+        model's previous worst case when it is the same."""
+        if input_tokens.__class__ is not int or input_tokens < 0:
+            _check_count("input_tokens", input_tokens)
+        line = self._output_lines.get(entry.id)
+        if line is None or line.quantity != output:
+            line = self._output_lines[entry.id] = _line("output", output, prices.output)
+        items = (_line("input", input_tokens, prices.plain), line)
+        return Cost(entry.id, items, self._version, True)
 
     def eligible_models(self, modality: Modality) -> tuple[ModelEntry, ...]:
         """Enabled models of ``modality`` that billing can charge for (priced or free)."""
@@ -220,14 +254,24 @@ def _items(
 def _token_items(usage: Usage, prices: TokenPrices) -> tuple[LineItem, ...]:
     """One line per token class: each token billed once, in its class. ``input`` and
     ``output`` are always there; the other classes when the usage has such tokens."""
-    lines = [_line("input", usage.uncached_input_tokens, prices.plain)]
-    if usage.cached_input_tokens:
-        lines.append(_line("cached_input", usage.cached_input_tokens, prices.cached))
-    if usage.cache_write_5m_tokens:
-        lines.append(_line("cache_write_5m", usage.cache_write_5m_tokens, prices.write_5m))
-    if usage.cache_write_1h_tokens:
-        lines.append(_line("cache_write_1h", usage.cache_write_1h_tokens, prices.write_1h))
+    cached, write_5m, write_1h = (
+        usage.cached_input_tokens,
+        usage.cache_write_5m_tokens,
+        usage.cache_write_1h_tokens,
+    )
     reasoning = usage.reasoning_tokens
+    if not (cached or write_5m or write_1h or reasoning):  # most answers: two lines
+        return (
+            _line("input", usage.input_tokens, prices.plain),
+            _line("output", usage.output_tokens, prices.output),
+        )
+    lines = [_line("input", usage.input_tokens - cached - write_5m - write_1h, prices.plain)]
+    if cached:
+        lines.append(_line("cached_input", cached, prices.cached))
+    if write_5m:
+        lines.append(_line("cache_write_5m", write_5m, prices.write_5m))
+    if write_1h:
+        lines.append(_line("cache_write_1h", write_1h, prices.write_1h))
     lines.append(_line("output", usage.output_tokens - reasoning, prices.output))
     if reasoning:
         lines.append(_line("reasoning", reasoning, prices.output))

@@ -3,6 +3,10 @@ it used and cost, how fast.
 
 Every request leaves exactly one record, errors and refusals included. Money is integer
 micro-credits (see :mod:`oneflow_ai.domain.money`); times are UTC.
+
+:class:`UsageRecord` and :class:`RequestOutcome`, built for every request, are not frozen: a
+frozen dataclass costs about three times as much to build (each field is set through
+``object.__setattr__``). Nothing changes one once it is built.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class RequestRoute:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestOutcome:
     """How a request ended, as the pipeline saw it (the parts of a usage record it alone knows).
 
@@ -86,7 +90,7 @@ class RequestOutcome:
     credits_saved: int = 0  # ... for this many micro-credits less than the live call cost
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageRecord:
     """One row of ``usage_records``; ``status >= 400`` counts as an error.
 

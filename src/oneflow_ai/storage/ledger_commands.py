@@ -3,6 +3,10 @@
 Plain data only: billing decides amounts and holds, :mod:`oneflow_ai.storage.ledger_batch`
 applies a batch of these in one transaction. Amounts are integer micro-credits (credits
 metric), tokens or requests, as the budget's metric says.
+
+Every request's settlement builds an :class:`EntryRow` and a :class:`SettleCommand`: those two
+are not frozen, because a frozen dataclass costs about three times as much to build (each field
+is set through ``object.__setattr__``). Nothing changes a command once it is built.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class HoldRow:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EntryRow:
     """One ledger entry to append."""
 
@@ -115,7 +119,7 @@ class Reserved:
     holds: tuple[HoldRow, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettleCommand:
     """Append the request's charge (once per request id), resolve its reservation if still
     active (releasing its holds), add its usage to the matching budgets' counters.
