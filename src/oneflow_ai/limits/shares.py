@@ -1,0 +1,253 @@
+"""Shares: a replica's reserved part of a window's room, spent in the process without Redis.
+
+A replica asks, in the script call a check makes anyway, for a *share* of each window it
+checks: a few units charged to the window in Redis like real use (so no other replica can hand
+them out), then admitted here, one request after another, without a round trip. A request is
+admitted locally only when every one of its windows has a live share that covers its cost;
+otherwise its one script call checks and charges every window as before, and asks for the
+shares that are missing.
+
+- **Granted only far from the limit.** The script grants a share only while the window's use,
+  this request and the share included, stays within `CEILING_PERCENT` of the limit. Above it,
+  every replica is back to one exact check per request.
+- **Sized from this replica's rate.** A share is what the key used here in the last
+  `RATE_PERIOD` (at least one unit, only once a second request has come), capped at
+  `limit // CAP_DIVISOR`: a window under 16 units never gets one.
+- **Short-lived.** A share is charged to the slice in which it expires and lives at most
+  `MAX_TTL` (and never past that slice): every local admission falls in the slice that counts
+  it, or in the one before (counted a little longer than its own, never shorter), so the
+  sliding-window rule holds exactly as without shares. What is left of a share when it expires
+  is given back to that slice (`RedisWindowStore` sends it with the next check, or alone soon
+  after).
+- **Never wasted here.** A request Redis refuses is admitted from this replica's shares when
+  they cover it (a burst's checks are all in flight before the first share is granted: the
+  share is then spent on the checks it pushed over the limit).
+- **Headers.** A share is a run of consecutive units of the window (`used` after the request
+  that brought it, plus one for each unit): each admission from it reports its own position,
+  so `X-RateLimit-Remaining` is what remained when the share was granted, at most one `MAX_TTL`
+  old, and no position is handed out twice.
+
+The price is bounded under-admission: a request refused because a window is full could have
+fitted in the unused shares other replicas hold at that moment. Those are at most
+`limit // CAP_DIVISOR` units per replica and window, only granted while the window was within
+`CEILING_PERCENT` of its limit, and they return within `MAX_TTL` (plus `DEBT_DELAY`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from oneflow_ai.limits.window import Bucket, BucketResult
+
+__all__ = [
+    "CAP_DIVISOR",
+    "CEILING_PERCENT",
+    "MAX_TTL",
+    "RATE_PERIOD",
+    "Grant",
+    "Return",
+    "ShareBook",
+]
+
+#: A share is granted only while the window stays within this percentage of its limit.
+CEILING_PERCENT = 50
+#: A share holds at most this fraction of the limit.
+CAP_DIVISOR = 16
+#: Seconds a share lives at most.
+MAX_TTL = 1.0
+#: Seconds of this replica's own use of a window that size its next share.
+RATE_PERIOD = 0.25
+#: Keys tracked at most; those without a live share are forgotten past it.
+_MAX_KEYS = 8192
+
+#: A grant as the script answers it: units, the slice charged, milliseconds it may live.
+Grant = tuple[int, int, int]
+#: Unused units to give back: the bucket (its cost the units) and the slice they were charged to.
+Return = tuple[Bucket, int]
+
+
+class _Share:
+    __slots__ = ("bucket", "left", "reset_at", "slot", "until", "used")
+
+    def __init__(
+        self, bucket: Bucket, left: int, used: int, slot: int, until: float, reset_at: float
+    ) -> None:
+        self.bucket = bucket
+        self.left = left  # units not yet admitted
+        self.used = used  # the window's use up to the share's next unit
+        self.slot = slot  # the slice it was charged to
+        self.until = until  # monotonic deadline
+        self.reset_at = reset_at  # monotonic time the window's oldest slice leaves
+
+
+class _Key:
+    """One window as this replica sees it: its live share and its recent demand."""
+
+    __slots__ = ("asking", "hits", "last_hits", "last_units", "period_end", "share", "units")
+
+    def __init__(self) -> None:
+        self.share: _Share | None = None
+        self.asking = False  # a call asking for a share is in flight
+        self.period_end = 0.0
+        self.hits = 0
+        self.units = 0
+        self.last_hits = 0
+        self.last_units = 0
+
+    def demand(self, now: float, cost: int) -> None:
+        if now >= self.period_end:
+            recent = now < self.period_end + RATE_PERIOD
+            self.last_hits = self.hits if recent else 0
+            self.last_units = self.units if recent else 0
+            self.hits = self.units = 0
+            self.period_end = now + RATE_PERIOD
+        self.hits += 1
+        self.units += cost
+
+
+class ShareBook:
+    """The shares one store holds, and the demand that sizes the next ones."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._keys: dict[str, _Key] = {}
+        self._live: dict[str, _Share] = {}  # the keys holding a share
+        self._returns: list[Return] = []
+
+    def take(
+        self, buckets: Sequence[Bucket], now: float, *, demand: bool = True
+    ) -> list[BucketResult] | None:
+        """Admit from the shares when every bucket's live share covers its cost (counting
+        the `demand` either way); None when the request must go to Redis."""
+        keys = self._keys
+        covered = True
+        for bucket in buckets:
+            key = keys.get(bucket.key)
+            if key is None:
+                if len(keys) >= _MAX_KEYS:
+                    self._forget()
+                key = keys[bucket.key] = _Key()
+            if demand:
+                key.demand(now, bucket.cost)
+            share = key.share
+            if covered and (share is None or share.until <= now or share.left < bucket.cost):
+                covered = False
+        if not covered:
+            return None
+        results = []
+        for bucket in buckets:
+            share = keys[bucket.key].share
+            assert share is not None
+            share.left -= bucket.cost
+            share.used += bucket.cost
+            reset = max(0, int((share.reset_at - now) * 1000))
+            results.append(BucketResult(True, share.used, 0, reset))
+        return results
+
+    def asks(self, buckets: Sequence[Bucket], now: float) -> list[int] | None:
+        """The share to ask for each bucket in a call to Redis (None: none at all)."""
+        wanted: list[int] | None = None
+        keys = self._keys
+        for i, bucket in enumerate(buckets):
+            key = keys.get(bucket.key)
+            if key is None or key.asking:
+                continue
+            share = key.share
+            if share is not None and share.until > now and share.left >= bucket.cost:
+                continue  # it covers this bucket: another one sent the request to Redis
+            if max(key.hits, key.last_hits) < 2:
+                continue
+            size = min(bucket.limit // CAP_DIVISOR, max(key.units, key.last_units, 1))
+            if size <= 0:
+                continue
+            if wanted is None:
+                wanted = [0] * len(buckets)
+            wanted[i] = size
+            key.asking = True
+        return wanted
+
+    def granted(
+        self,
+        buckets: Sequence[Bucket],
+        asked: Sequence[int],
+        results: Sequence[BucketResult],
+        grants: Sequence[Grant],
+        sent_at: float,
+    ) -> None:
+        """Keep what the script granted (`sent_at`: when the call left, before the server
+        read its clock, so a share expires here no later than in Redis's time)."""
+        keys = self._keys
+        for bucket, size, result, (units, slot, ttl_ms) in zip(
+            buckets, asked, results, grants, strict=True
+        ):
+            if size <= 0:
+                continue
+            key = keys.get(bucket.key)
+            if key is None:  # forgotten meanwhile: give it back
+                if units > 0:
+                    self._returns.append((bucket._replace(cost=units), slot))
+                continue
+            key.asking = False
+            if units <= 0:
+                continue
+            self._lapse(bucket.key, key)
+            key.share = self._live[bucket.key] = _Share(
+                bucket,
+                units,
+                result.used,
+                slot,
+                sent_at + ttl_ms / 1000,
+                sent_at + result.reset_ms / 1000,
+            )
+
+    def failed(self, buckets: Sequence[Bucket], asked: Sequence[int]) -> None:
+        """A call that asked for shares got no answer: let the next one ask again."""
+        for bucket, size in zip(buckets, asked, strict=True):
+            key = self._keys.get(bucket.key)
+            if size > 0 and key is not None:
+                key.asking = False
+
+    def top_up(self, bucket: Bucket, now: float) -> bool:
+        """Charge usage known after the fact to the bucket's live share, if it covers it."""
+        key = self._keys.get(bucket.key)
+        share = key.share if key is not None else None
+        if share is None or share.until <= now or share.left < bucket.cost:
+            return False
+        share.left -= bucket.cost
+        share.used += bucket.cost
+        return True
+
+    def soonest(self) -> float | None:
+        """When the next share expires (None when none is held)."""
+        return min((share.until for share in self._live.values()), default=None)
+
+    def expire(self, now: float, *, everything: bool = False) -> None:
+        """Drop the shares expired by `now` (every share, with `everything`), keeping their
+        unused units to give back."""
+        for name, share in list(self._live.items()):
+            if everything or share.until <= now:
+                self._lapse(name, self._keys[name])
+
+    @property
+    def pending_returns(self) -> bool:
+        return bool(self._returns)
+
+    def drain(self) -> list[Return]:
+        """The unused units to give back to Redis now."""
+        returns, self._returns = self._returns, []
+        return returns
+
+    def _lapse(self, name: str, key: _Key) -> None:
+        share, key.share = key.share, None
+        self._live.pop(name, None)
+        if share is not None and share.left > 0:
+            self._returns.append((share.bucket._replace(cost=share.left), share.slot))
+
+    def _forget(self) -> None:
+        self._keys = {
+            name: key for name, key in self._keys.items() if key.share is not None or key.asking
+        }
+
+    def __len__(self) -> int:
+        return len(self._keys)
