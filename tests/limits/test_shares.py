@@ -35,7 +35,8 @@ def test_a_share_admits_each_unit_at_its_own_position_until_it_runs_out() -> Non
     for _ in range(3):
         book.take([bucket], 0.0)
     asked = book.asks([bucket], 0.0)
-    assert asked == [3]
+    assert asked == [6]  # twice the last period's use
+    asked = [3]
     # Redis admitted the request at use 7 and charged 3 more units for the share.
     book.granted([bucket], asked, [BucketResult(True, 7, 0, 30_000)], [(3, 5, 800)], 0.0)
     used = [book.take([bucket], 0.5) for _ in range(4)]
@@ -50,11 +51,11 @@ def test_every_window_must_be_covered_and_the_shares_stay_whole_otherwise() -> N
     for _ in range(2):
         book.take([rpm, tpm], 0.0)
     asked = book.asks([rpm, tpm], 0.0)
-    assert asked == [2, 80]
+    assert asked == [4, 100]
     results = [BucketResult(True, 2, 0, 1000), BucketResult(True, 80, 0, 1000)]
     book.granted([rpm, tpm], asked, results, [(2, 0, 900), (0, 0, 0)], 0.0)  # no token share
     assert book.take([rpm, tpm], 0.1) is None
-    assert book.asks([rpm, tpm], 0.1) == [0, 100]  # the request share still covers
+    assert book.asks([rpm, tpm], 0.1) == [0, 100]  # capped  # the request share still covers
     assert book.take([rpm], 0.1) == [BucketResult(True, 3, 0, 900)]
 
 
@@ -64,7 +65,7 @@ def test_a_share_expires_and_its_unused_units_go_back_to_their_slice() -> None:
     for _ in range(9):
         book.take([bucket], 0.0)
     asked = book.asks([bucket], 0.0)
-    assert asked == [9]
+    assert asked == [10]  # capped
     book.granted([bucket], asked, [BucketResult(True, 9, 0, 1000)], [(9, 42, 400)], 10.0)
     assert book.soonest() == pytest.approx(10.4)
     assert book.take([bucket], 10.1) is not None
@@ -82,7 +83,7 @@ def test_top_ups_come_out_of_a_share_that_covers_them() -> None:
     for _ in range(2):
         book.take([tokens], 0.0)
     asked = book.asks([tokens], 0.0)
-    assert asked == [200]
+    assert asked == [400]
     book.granted([tokens], asked, [BucketResult(True, 200, 0, 1000)], [(200, 0, 900)], 0.0)
     assert book.top_up(tokens._replace(cost=150), 0.1)
     assert not book.top_up(tokens._replace(cost=51), 0.1)  # 50 left
@@ -202,3 +203,18 @@ async def test_top_ups_come_out_of_the_share(redis_client: Redis, redis_prefix: 
     await store.close()
     assert sum(rounds) == calls + 1  # the unused rest given back
     assert await _used(redis_client, tokens.key) == 350 <= held
+
+
+def test_a_changed_limit_is_checked_in_redis_at_once() -> None:
+    book = ShareBook()
+    bucket = Bucket("k", 1600, MINUTE, 1)
+    for _ in range(50):
+        book.take([bucket], 0.0)
+    asked = book.asks([bucket], 0.0)
+    assert asked == [100]
+    book.granted([bucket], asked, [BucketResult(True, 50, 0, 1000)], [(50, 0, 900)], 0.0)
+    assert book.take([bucket], 0.1) is not None
+    lowered = bucket._replace(limit=2)
+    assert book.take([lowered], 0.1) is None
+    assert not book.top_up(lowered, 0.1)
+    assert book.asks([lowered], 0.1) is None  # two units are too few for a share

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from oneflow_ai.limits.shares import CEILING_PERCENT, MAX_TTL, Return, ShareBook
-from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
+from oneflow_ai.limits.redis_script import SCRIPT, STRIDE, Call, call
+from oneflow_ai.limits.shares import Return, ShareBook
+from oneflow_ai.limits.window import Bucket, BucketResult
 
 if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
     from redis.asyncio import Redis
@@ -34,125 +35,12 @@ __all__ = ["DEBT_DELAY", "RedisWindowStore"]
 
 log = structlog.get_logger("oneflow.limits")
 
-#: ARGV: check ('1' or '0'), slices, how many of the first buckets are debts (charged, unchecked,
-#: as they are read: before the others are), the share ceiling (percent of the limit) and a
-#: share's longest life (ms), then limit, window, cost and one more value per bucket: for a debt
-#: the slice to charge (-1: the current one; a negative cost there gives unused units back, never
-#: below zero and only while the slice is in the window), for a checked bucket the share asked.
-#: The answer: admitted, then per bucket that is no debt: allowed, used, retry, reset, and the
-#: share granted, the slice it was charged to and its life in ms (see `limits/shares.py`).
-_SCRIPT = """
-local check = ARGV[1] == '1'
-local slices = tonumber(ARGV[2])
-local owed = tonumber(ARGV[3])
-local ceiling = tonumber(ARGV[4])
-local longest = tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local admitted = true
-local staged = {}
-for i = 1, #KEYS do
-  local base = 5 + (i - 1) * 4
-  local limit = tonumber(ARGV[base + 1])
-  local window = tonumber(ARGV[base + 2])
-  local cost = tonumber(ARGV[base + 3])
-  local extra = tonumber(ARGV[base + 4])
-  local width = math.floor(window / slices)
-  local current = math.floor(now / width)
-  local horizon = current - slices
-  local raw = redis.call('HGETALL', KEYS[i])
-  local live = {}
-  local stale = {}
-  local used = 0
-  for j = 1, #raw, 2 do
-    local index = tonumber(raw[j])
-    if index <= horizon then
-      stale[#stale + 1] = raw[j]
-    else
-      local count = tonumber(raw[j + 1])
-      used = used + count
-      live[#live + 1] = {index, count}
-    end
-  end
-  if #stale > 0 then
-    redis.call('HDEL', KEYS[i], unpack(stale))
-  end
-  table.sort(live, function(a, b) return a[1] < b[1] end)
-  local allowed = 1
-  local retry = 0
-  if i <= owed then
-    if cost > 0 then
-      redis.call('HINCRBY', KEYS[i], string.format('%d', current), cost)
-      redis.call('PEXPIRE', KEYS[i], window + width)
-    elseif cost < 0 and extra > horizon then
-      local field = string.format('%d', extra)
-      local have = redis.call('HGET', KEYS[i], field)
-      local back = math.min(have and tonumber(have) or 0, -cost)
-      if back > 0 then redis.call('HINCRBY', KEYS[i], field, -back) end
-    end
-  elseif check and used + cost > limit then
-    allowed = 0
-    admitted = false
-    retry = window
-    if cost <= limit then
-      local need = used + cost - limit
-      local freed = 0
-      for _, slice in ipairs(live) do
-        freed = freed + slice[2]
-        if freed >= need then
-          retry = math.max(1, (slice[1] + slices) * width - now)
-          break
-        end
-      end
-    end
-  end
-  local oldest = nil
-  if #live > 0 then oldest = live[1][1] end
-  staged[i] = {window, cost, width, current, used, allowed, retry, oldest, limit, extra}
-end
-local out = {admitted and 1 or 0}
-for i = owed + 1, #KEYS do
-  local s = staged[i]
-  local used = s[5]
-  local oldest = s[8]
-  if admitted and s[2] > 0 then
-    redis.call('HINCRBY', KEYS[i], string.format('%d', s[4]), s[2])
-    redis.call('PEXPIRE', KEYS[i], s[1] + s[3])
-    used = used + s[2]
-    if oldest == nil then oldest = s[4] end
-  end
-  local reset = 0
-  if oldest ~= nil then reset = math.max(0, (oldest + slices) * s[3] - now) end
-  local share, slot, life = 0, 0, 0
-  if admitted and check and s[10] > 0 and used + s[10] <= math.floor(s[9] * ceiling / 100) then
-    -- charged to the slice it expires in: late in a slice, to the next one
-    slot = s[4]
-    if ((slot + 1) * s[3] - now) * 2 < math.min(longest, s[3]) then slot = slot + 1 end
-    life = math.min(longest, (slot + 1) * s[3] - now)
-    share = s[10]
-    redis.call('HINCRBY', KEYS[i], string.format('%d', slot), share)
-    redis.call('PEXPIRE', KEYS[i], s[1] + 2 * s[3])
-  end
-  out[#out + 1] = s[6]
-  out[#out + 1] = used
-  out[#out + 1] = s[7]
-  out[#out + 1] = reset
-  out[#out + 1] = share
-  out[#out + 1] = slot
-  out[#out + 1] = life
-end
-return out
-"""
 
-
-_Call = tuple[list[str], list[int | str]]  # keys, arguments
 #: Debts (and units given back) charged ahead of the buckets, each with its slice (-1: the
 #: current one); the buckets; whether to check them; the shares asked; the answer.
 _Pending = tuple[
     Sequence[Return], Sequence[Bucket], bool, Sequence[int] | None, "asyncio.Future[list[int]]"
 ]
-#: Values the script answers per bucket.
-_STRIDE = 7
 #: Charges after the fact wait at most this long for a check to travel with.
 DEBT_DELAY = 0.02
 
@@ -188,6 +76,8 @@ class RedisWindowStore:
         self._debt_timer: asyncio.TimerHandle | None = None
         self._book = ShareBook(clock) if shares else None
         self._expiry: asyncio.TimerHandle | None = None
+        #: Per key, the call in flight asking for its share: done once the share is kept.
+        self._coming: dict[str, asyncio.Future[None]] = {}
 
     def charge_later(self, buckets: Sequence[Bucket]) -> None:
         """Charge `buckets` unchecked with the next checks (or within `debt_delay`): usage
@@ -213,12 +103,35 @@ class RedisWindowStore:
     async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         if not buckets:
             return []
+        book = self._book
+        if not check or book is None:
+            return await self._hit(buckets, check=check)
+        now = book.clock()
+        local = book.take(buckets, now)
+        if local is not None:
+            return local
+        if await self._granting(buckets, now):  # another check is bringing the shares
+            local = book.take(buckets, book.clock(), demand=False)
+            if local is not None:
+                return local
+        # The windows a share covers are charged to it; Redis checks the others.
+        covered = book.take_covered(buckets, book.clock())
+        rest = [bucket for bucket, result in zip(buckets, covered, strict=True) if result is None]
+        checked = iter(await self._hit(rest, check=True) if rest else ())
+        results = [result or next(checked) for result in covered]
+        if all(result.allowed for result in results):
+            return results
+        for bucket, result in zip(buckets, covered, strict=True):
+            if result is not None:
+                book.give_back(bucket, result)
+        # refused: units this replica holds may still cover it
+        return book.take(buckets, book.clock(), demand=False) or results
+
+    async def _hit(self, buckets: Sequence[Bucket], *, check: bool) -> list[BucketResult]:
+        """One script call for `buckets` (asking for their shares when checked)."""
         book, asked, now = self._book, None, 0.0
         if check and book is not None:
             now = book.clock()
-            local = book.take(buckets, now)
-            if local is not None:
-                return local
             asked = book.asks(buckets, now)
         future = self._submit(buckets, check=check, asked=asked)
         loop = asyncio.get_running_loop()
@@ -227,33 +140,33 @@ class RedisWindowStore:
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush_now)
+        granting = self._grants_coming(buckets, asked) if asked is not None else None
         try:
             values = await future
         except BaseException:
             if asked is not None and book is not None:
                 book.failed(buckets, asked)
+            if granting is not None and asked is not None:
+                self._granted(buckets, asked, granting)
             raise
         results = [
             BucketResult(
-                allowed=bool(values[1 + _STRIDE * i]),
-                used=values[2 + _STRIDE * i],
-                retry_after_ms=values[3 + _STRIDE * i],
-                reset_ms=values[4 + _STRIDE * i],
+                allowed=bool(values[1 + STRIDE * i]),
+                used=values[2 + STRIDE * i],
+                retry_after_ms=values[3 + STRIDE * i],
+                reset_ms=values[4 + STRIDE * i],
             )
             for i in range(len(buckets))
         ]
         if asked is not None and book is not None:
             grants = [
-                (values[5 + _STRIDE * i], values[6 + _STRIDE * i], values[7 + _STRIDE * i])
+                (values[5 + STRIDE * i], values[6 + STRIDE * i], values[7 + STRIDE * i])
                 for i in range(len(buckets))
             ]
             book.granted(buckets, asked, results, grants, now)
             self._arm_expiry()
-        if check and book is not None and not values[0]:
-            # refused: units this replica holds may still cover it
-            local = book.take(buckets, book.clock(), demand=False)
-            if local is not None:
-                return local
+        if granting is not None and asked is not None:
+            self._granted(buckets, asked, granting)
         return results
 
     def _submit(
@@ -262,6 +175,40 @@ class RedisWindowStore:
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append(([], buckets, check, asked, future))
         return future
+
+    async def _granting(self, buckets: Sequence[Bucket], now: float) -> bool:
+        """Wait for the call in flight that asks for the shares this request lacks, when one
+        does (a share ran out under concurrent requests: one asks, the others wait for it
+        rather than each making a script call of its own); whether one did."""
+        coming = self._coming
+        if not coming or self._book is None:
+            return False
+        calls = set()
+        for key in self._book.uncovered(buckets, now):
+            call = coming.get(key)
+            if call is None:
+                return False
+            calls.add(call)
+        for call in calls:
+            await asyncio.shield(call)
+        return True
+
+    def _grants_coming(
+        self, buckets: Sequence[Bucket], asked: Sequence[int]
+    ) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for bucket, size in zip(buckets, asked, strict=True):
+            if size > 0:
+                self._coming[bucket.key] = done
+        return done
+
+    def _granted(
+        self, buckets: Sequence[Bucket], asked: Sequence[int], done: asyncio.Future[None]
+    ) -> None:
+        for bucket, size in zip(buckets, asked, strict=True):
+            if size > 0 and self._coming.get(bucket.key) is done:
+                del self._coming[bucket.key]
+        done.set_result(None)
 
     def _arm_expiry(self) -> None:
         """Wake when the next share expires, to give its unused units back."""
@@ -310,7 +257,7 @@ class RedisWindowStore:
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            replies = await self._evaluate([_call(*pending[:4]) for pending in batch])
+            replies = await self._evaluate([call(*pending[:4]) for pending in batch])
         except Exception as exc:
             for *_, future in batch:
                 if not future.done():
@@ -324,19 +271,19 @@ class RedisWindowStore:
             else:
                 future.set_result([int(v) for v in reply])
 
-    async def _evaluate(self, calls: list[_Call]) -> list[Any]:
+    async def _evaluate(self, calls: list[Call]) -> list[Any]:
         if self._sha is None:
-            self._sha = await self._redis.script_load(_SCRIPT)
+            self._sha = await self._redis.script_load(SCRIPT)
         replies = await self._pipeline(self._sha, calls)
         if any(isinstance(r, self._no_script) for r in replies):  # the server lost its scripts
-            self._sha = await self._redis.script_load(_SCRIPT)
+            self._sha = await self._redis.script_load(SCRIPT)
             again = [i for i, r in enumerate(replies) if isinstance(r, self._no_script)]
             retried = await self._pipeline(self._sha, [calls[i] for i in again])
             for index, reply in zip(again, retried, strict=True):
                 replies[index] = reply
         return replies
 
-    async def _pipeline(self, sha: str, calls: list[_Call]) -> list[Any]:
+    async def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
             try:
@@ -360,35 +307,6 @@ class RedisWindowStore:
             self._flush_now()
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
-
-
-_LONGEST_MS = int(MAX_TTL * 1000)
-
-
-def _call(
-    debts: Sequence[Return],
-    buckets: Sequence[Bucket],
-    check: bool,
-    asked: Sequence[int] | None = None,
-) -> _Call:
-    """The script's keys and arguments: ``debts`` charged first (each to its slice), then
-    ``buckets`` checked (or charged unchecked), with the shares `asked` for them."""
-    args: list[int | str] = [
-        "1" if check else "0",
-        SLICES,
-        len(debts),
-        CEILING_PERCENT,
-        _LONGEST_MS,
-    ]
-    keys = [bucket.key for bucket, _ in debts]
-    for bucket, slot in debts:  # to a slice of its own: units given back
-        args.extend(
-            (bucket.limit, bucket.window_ms, -bucket.cost if slot >= 0 else bucket.cost, slot)
-        )
-    for i, bucket in enumerate(buckets):
-        keys.append(bucket.key)
-        args.extend((bucket.limit, bucket.window_ms, bucket.cost, asked[i] if asked else 0))
-    return keys, args
 
 
 def _debt_charged(future: asyncio.Future[list[int]]) -> None:

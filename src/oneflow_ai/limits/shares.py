@@ -2,17 +2,19 @@
 
 A replica asks, in the script call a check makes anyway, for a *share* of each window it
 checks: a few units charged to the window in Redis like real use (so no other replica can hand
-them out), then admitted here, one request after another, without a round trip. A request is
-admitted locally only when every one of its windows has a live share that covers its cost;
-otherwise its one script call checks and charges every window as before, and asks for the
-shares that are missing.
+them out), then admitted here, one request after another, without a round trip. A request
+makes no call when every one of its windows has a live share that covers its cost; otherwise
+the windows a share covers are charged to it, and one script call checks and charges the
+others, asking for the shares that are missing (given back to their shares if another window
+refuses). While a call asks for a key's share, the checks that lack only shares being asked
+for wait for its answer instead of each making a call of its own.
 
 - **Granted only far from the limit.** The script grants a share only while the window's use,
   this request and the share included, stays within `CEILING_PERCENT` of the limit. Above it,
   every replica is back to one exact check per request.
-- **Sized from this replica's rate.** A share is what the key used here in the last
-  `RATE_PERIOD` (at least one unit, only once a second request has come), capped at
-  `limit // CAP_DIVISOR`: a window under 16 units never gets one.
+- **Sized from this replica's rate.** A share is `SHARE_PERIODS` times what the key used here
+  (admissions and top-ups) in the last `RATE_PERIOD` (asked only once a second request has
+  come), capped at `limit // CAP_DIVISOR`: a window under 16 units never gets one.
 - **Short-lived.** A share is charged to the slice in which it expires and lives at most
   `MAX_TTL` (and never past that slice): every local admission falls in the slice that counts
   it, or in the one before (counted a little longer than its own, never shorter), so the
@@ -20,8 +22,8 @@ shares that are missing.
   is given back to that slice (`RedisWindowStore` sends it with the next check, or alone soon
   after).
 - **Never wasted here.** A request Redis refuses is admitted from this replica's shares when
-  they cover it (a burst's checks are all in flight before the first share is granted: the
-  share is then spent on the checks it pushed over the limit).
+  they cover it (checks already in flight when a share is granted may be refused because of
+  it: the share is spent on them).
 - **Headers.** A share is a run of consecutive units of the window (`used` after the request
   that brought it, plus one for each unit): each admission from it reports its own position,
   so `X-RateLimit-Remaining` is what remained when the share was granted, at most one `MAX_TTL`
@@ -30,7 +32,10 @@ shares that are missing.
 The price is bounded under-admission: a request refused because a window is full could have
 fitted in the unused shares other replicas hold at that moment. Those are at most
 `limit // CAP_DIVISOR` units per replica and window, only granted while the window was within
-`CEILING_PERCENT` of its limit, and they return within `MAX_TTL` (plus `DEBT_DELAY`).
+`CEILING_PERCENT` of its limit, and they return within `MAX_TTL` (plus `DEBT_DELAY`). A unit
+taken from a share for a request another window refused is put back unless the share was drawn
+on since; then it stays charged and leaves with its slice (at most the shares outstanding, for
+requests refused anyway).
 """
 
 from __future__ import annotations
@@ -56,8 +61,10 @@ CEILING_PERCENT = 50
 CAP_DIVISOR = 16
 #: Seconds a share lives at most.
 MAX_TTL = 1.0
-#: Seconds of this replica's own use of a window that size its next share.
+#: Seconds over which this replica's own use of a window is measured.
 RATE_PERIOD = 0.25
+#: A share holds this many `RATE_PERIOD`s of that use.
+SHARE_PERIODS = 2
 #: Keys tracked at most; those without a live share are forgotten past it.
 _MAX_KEYS = 8192
 
@@ -131,7 +138,7 @@ class ShareBook:
             if demand:
                 key.demand(now, bucket.cost)
             share = key.share
-            if covered and (share is None or share.until <= now or share.left < bucket.cost):
+            if covered and not _covers(share, bucket, now):
                 covered = False
         if not covered:
             return None
@@ -145,6 +152,41 @@ class ShareBook:
             results.append(BucketResult(True, share.used, 0, reset))
         return results
 
+    def take_covered(self, buckets: Sequence[Bucket], now: float) -> list[BucketResult | None]:
+        """Charge each bucket its live share covers to that share (None for the others, which
+        go to Redis): a replica spends its shares before it asks Redis for the rest."""
+        results: list[BucketResult | None] = []
+        keys = self._keys
+        for bucket in buckets:
+            key = keys.get(bucket.key)
+            share = key.share if key is not None else None
+            if share is None or not _covers(share, bucket, now):
+                results.append(None)
+                continue
+            share.left -= bucket.cost
+            share.used += bucket.cost
+            reset = max(0, int((share.reset_at - now) * 1000))
+            results.append(BucketResult(True, share.used, 0, reset))
+        return results
+
+    def give_back(self, bucket: Bucket, result: BucketResult) -> None:
+        """Undo `take_covered` for a request refused by another window, when nothing was
+        taken from that share since (else the unit stays charged, lapsing with its slice)."""
+        key = self._keys.get(bucket.key)
+        share = key.share if key is not None else None
+        if share is not None and share.used == result.used:
+            share.used -= bucket.cost
+            share.left += bucket.cost
+
+    def uncovered(self, buckets: Sequence[Bucket], now: float) -> list[str]:
+        """The keys of the buckets no live share covers."""
+        keys = self._keys
+        return [
+            bucket.key
+            for bucket in buckets
+            if (key := keys.get(bucket.key)) is None or not _covers(key.share, bucket, now)
+        ]
+
     def asks(self, buckets: Sequence[Bucket], now: float) -> list[int] | None:
         """The share to ask for each bucket in a call to Redis (None: none at all)."""
         wanted: list[int] | None = None
@@ -153,12 +195,12 @@ class ShareBook:
             key = keys.get(bucket.key)
             if key is None or key.asking:
                 continue
-            share = key.share
-            if share is not None and share.until > now and share.left >= bucket.cost:
-                continue  # it covers this bucket: another one sent the request to Redis
+            if _covers(key.share, bucket, now):
+                continue  # another bucket sent the request to Redis
             if max(key.hits, key.last_hits) < 2:
                 continue
-            size = min(bucket.limit // CAP_DIVISOR, max(key.units, key.last_units, 1))
+            recent = max(key.units, key.last_units, 1)
+            size = min(bucket.limit // CAP_DIVISOR, recent * SHARE_PERIODS)
             if size <= 0:
                 continue
             if wanted is None:
@@ -211,8 +253,11 @@ class ShareBook:
     def top_up(self, bucket: Bucket, now: float) -> bool:
         """Charge usage known after the fact to the bucket's live share, if it covers it."""
         key = self._keys.get(bucket.key)
-        share = key.share if key is not None else None
-        if share is None or share.until <= now or share.left < bucket.cost:
+        if key is None:
+            return False
+        key.units += bucket.cost  # the use that sizes the next share
+        share = key.share
+        if share is None or not _covers(share, bucket, now):
             return False
         share.left -= bucket.cost
         share.used += bucket.cost
@@ -251,3 +296,14 @@ class ShareBook:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+def _covers(share: _Share | None, bucket: Bucket, now: float) -> bool:
+    """Whether `share` is live and holds `bucket`'s cost, under the same limit (a limit
+    changed since the grant is checked in Redis at once)."""
+    return (
+        share is not None
+        and share.until > now
+        and share.left >= bucket.cost
+        and share.bucket.limit == bucket.limit
+    )
