@@ -90,6 +90,28 @@ def test_top_ups_come_out_of_a_share_that_covers_them() -> None:
     assert not book.top_up(tokens._replace(cost=10), 0.95)  # expired
 
 
+def test_covered_windows_are_charged_to_their_shares_and_put_back_on_a_refusal() -> None:
+    book = ShareBook()
+    rpm, rph = Bucket("m", 160, MINUTE, 1), Bucket("h", 1600, 60 * MINUTE, 1)
+    for _ in range(2):
+        book.take([rpm, rph], 0.0)
+    asked = book.asks([rpm], 0.0)
+    assert asked == [4]
+    book.granted([rpm], asked, [BucketResult(True, 2, 0, 1000)], [(4, 0, 900)], 0.0)
+    first, second = book.take_covered([rpm, rph], 0.1), book.take_covered([rpm, rph], 0.1)
+    assert first == [BucketResult(True, 3, 0, 900), None]
+    assert second[0] is not None and second[0].used == 4
+    assert first[0] is not None
+    book.give_back(rpm, first[0])  # drawn on since: stays charged
+    book.give_back(rpm, second[0])  # the last one taken: put back
+    assert [r[0].used if r else None for r in (book.take([rpm], 0.2) for _ in range(3))] == [
+        4,
+        5,
+        6,
+    ]
+    assert book.take([rpm], 0.2) is None
+
+
 # ---- against Redis ----------------------------------------------------------------------
 
 
@@ -218,3 +240,38 @@ def test_a_changed_limit_is_checked_in_redis_at_once() -> None:
     assert book.take([lowered], 0.1) is None
     assert not book.top_up(lowered, 0.1)
     assert book.asks([lowered], 0.1) is None  # two units are too few for a share
+
+
+@pytest.mark.redis
+async def test_checks_waiting_for_a_share_being_asked_make_no_call_of_their_own(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    rounds = _counting(store)
+    bucket = Bucket(f"{redis_prefix}herd", 16_000, MINUTE, 1)
+    for _ in range(2):
+        await store.hit([bucket])
+    calls = sum(rounds)
+    results = await asyncio.gather(*(store.hit([bucket]) for _ in range(10)))
+    assert all(r[0].allowed for r in results)
+    assert sorted(r[0].used for r in results) == list(range(3, 13))
+    assert sum(rounds) - calls <= 1  # one asks (if the first share ran out); the rest wait
+    await store.close()
+    assert await _used(redis_client, bucket.key) == 12
+
+
+@pytest.mark.redis
+async def test_a_window_refused_in_redis_gives_the_others_their_units_back(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    roomy = Bucket(f"{redis_prefix}roomy", 16_000, MINUTE, 1)
+    tight = Bucket(f"{redis_prefix}tight", 3, MINUTE, 1)  # too small for shares
+    for _ in range(10):  # a share of 14 at the 7th: 8 to 21
+        assert all(r.allowed for r in await store.hit([roomy]))
+    refused = [await store.hit([roomy, tight]) for _ in range(5)]
+    assert [r[1].allowed for r in refused] == [True, True, True, False, False]
+    assert [r[0].used for r in refused[:3]] == [11, 12, 13]  # from the share
+    await store.close()
+    assert await _used(redis_client, roomy.key) == 13  # the refusals cost it nothing
+    assert await _used(redis_client, tight.key) == 3

@@ -142,32 +142,18 @@ class ShareBook:
                 covered = False
         if not covered:
             return None
-        results = []
-        for bucket in buckets:
-            share = keys[bucket.key].share
-            assert share is not None
-            share.left -= bucket.cost
-            share.used += bucket.cost
-            reset = max(0, int((share.reset_at - now) * 1000))
-            results.append(BucketResult(True, share.used, 0, reset))
-        return results
+        return [_draw(keys[bucket.key].share, bucket, now) for bucket in buckets]
 
     def take_covered(self, buckets: Sequence[Bucket], now: float) -> list[BucketResult | None]:
         """Charge each bucket its live share covers to that share (None for the others, which
         go to Redis): a replica spends its shares before it asks Redis for the rest."""
-        results: list[BucketResult | None] = []
         keys = self._keys
-        for bucket in buckets:
-            key = keys.get(bucket.key)
-            share = key.share if key is not None else None
-            if share is None or not _covers(share, bucket, now):
-                results.append(None)
-                continue
-            share.left -= bucket.cost
-            share.used += bucket.cost
-            reset = max(0, int((share.reset_at - now) * 1000))
-            results.append(BucketResult(True, share.used, 0, reset))
-        return results
+        return [
+            _draw(key.share, bucket, now)
+            if (key := keys.get(bucket.key)) is not None and _covers(key.share, bucket, now)
+            else None
+            for bucket in buckets
+        ]
 
     def give_back(self, bucket: Bucket, result: BucketResult) -> None:
         """Undo `take_covered` for a request refused by another window, when nothing was
@@ -256,11 +242,9 @@ class ShareBook:
         if key is None:
             return False
         key.units += bucket.cost  # the use that sizes the next share
-        share = key.share
-        if share is None or not _covers(share, bucket, now):
+        if not _covers(key.share, bucket, now):
             return False
-        share.left -= bucket.cost
-        share.used += bucket.cost
+        _draw(key.share, bucket, now)
         return True
 
     def soonest(self) -> float | None:
@@ -307,3 +291,11 @@ def _covers(share: _Share | None, bucket: Bucket, now: float) -> bool:
         and share.left >= bucket.cost
         and share.bucket.limit == bucket.limit
     )
+
+
+def _draw(share: _Share | None, bucket: Bucket, now: float) -> BucketResult:
+    """Admit `bucket` from `share` (which covers it): its next units, at their position."""
+    assert share is not None
+    share.left -= bucket.cost
+    share.used += bucket.cost
+    return BucketResult(True, share.used, 0, max(0, int((share.reset_at - now) * 1000)))
