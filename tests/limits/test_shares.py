@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from oneflow_ai.limits import Bucket, RedisWindowStore
 from oneflow_ai.limits.shares import CAP_DIVISOR, MAX_TTL, ShareBook
 from oneflow_ai.limits.window import BucketResult
+from tests.limits.conftest import count_script_calls
 from tests.support.clock import FakeClock
 
 MINUTE = 60_000
@@ -115,19 +116,6 @@ def test_covered_windows_are_charged_to_their_shares_and_put_back_on_a_refusal()
 # ---- against Redis ----------------------------------------------------------------------
 
 
-def _counting(store: RedisWindowStore) -> list[int]:
-    """The number of script calls of each round trip the store makes."""
-    rounds: list[int] = []
-    pipeline = store._pipeline
-
-    async def counted(sha: str, calls: list[tuple[list[str], list[int | str]]]) -> list[object]:
-        rounds.append(len(calls))
-        return await pipeline(sha, calls)
-
-    store._pipeline = counted  # type: ignore[method-assign]
-    return rounds
-
-
 async def _used(redis: Redis, key: str) -> int:
     return sum(int(v) for v in (await redis.hgetall(key)).values())
 
@@ -137,7 +125,7 @@ async def test_far_from_the_limit_most_checks_take_no_round_trip(
     redis_client: Redis, redis_prefix: str
 ) -> None:
     store = RedisWindowStore(redis_client)
-    rounds = _counting(store)
+    rounds = count_script_calls(store)
     bucket = Bucket(f"{redis_prefix}far", 16_000, MINUTE, 1)
     results = [(await store.hit([bucket]))[0] for _ in range(300)]
     assert all(r.allowed for r in results)
@@ -152,7 +140,7 @@ async def test_near_the_limit_every_check_goes_to_redis(
     redis_client: Redis, redis_prefix: str
 ) -> None:
     store = RedisWindowStore(redis_client)
-    rounds = _counting(store)
+    rounds = count_script_calls(store)
     bucket = Bucket(f"{redis_prefix}near", 64, MINUTE, 1)  # shares of 4 up to 32 used
     results = [(await store.hit([bucket]))[0] for _ in range(80)]
     assert [r.used for r in results if r.allowed] == list(range(1, 65))
@@ -197,7 +185,7 @@ async def test_a_burst_in_flight_spends_the_share_it_brought(
 async def test_expired_shares_are_given_back(redis_client: Redis, redis_prefix: str) -> None:
     clock = FakeClock()
     store = RedisWindowStore(redis_client, clock=clock.monotonic)
-    rounds = _counting(store)
+    rounds = count_script_calls(store)
     bucket = Bucket(f"{redis_prefix}back", 16_000, MINUTE, 1)
     for _ in range(5):
         await store.hit([bucket])
@@ -214,7 +202,7 @@ async def test_expired_shares_are_given_back(redis_client: Redis, redis_prefix: 
 @pytest.mark.redis
 async def test_top_ups_come_out_of_the_share(redis_client: Redis, redis_prefix: str) -> None:
     store = RedisWindowStore(redis_client, debt_delay=60)
-    rounds = _counting(store)
+    rounds = count_script_calls(store)
     tokens = Bucket(f"{redis_prefix}tpm", 160_000, MINUTE, 100, False)
     for _ in range(3):
         await store.hit([tokens])
@@ -247,7 +235,7 @@ async def test_checks_waiting_for_a_share_being_asked_make_no_call_of_their_own(
     redis_client: Redis, redis_prefix: str
 ) -> None:
     store = RedisWindowStore(redis_client)
-    rounds = _counting(store)
+    rounds = count_script_calls(store)
     bucket = Bucket(f"{redis_prefix}herd", 16_000, MINUTE, 1)
     for _ in range(2):
         await store.hit([bucket])
