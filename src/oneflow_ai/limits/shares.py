@@ -35,7 +35,9 @@ fitted in the unused shares other replicas hold at that moment. Those are at mos
 `CEILING_PERCENT` of its limit, and they return within `MAX_TTL` (plus `DEBT_DELAY`). A unit
 taken from a share for a request another window refused is put back unless the share was drawn
 on since; then it stays charged and leaves with its slice (at most the shares outstanding, for
-requests refused anyway).
+requests refused anyway). A token window driven into debt by another replica's top-ups after
+a share was granted still admits from that share (its units were reserved before the debt): at
+most the share, for at most `MAX_TTL`.
 """
 
 from __future__ import annotations
