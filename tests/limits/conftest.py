@@ -12,6 +12,19 @@ from oneflow_ai.storage.redis import create_redis
 from tests.conftest import MEMORY, REDIS, redis_server_url
 
 
+def count_script_calls(store: RedisWindowStore) -> list[int]:
+    """The number of script calls of each round trip `store` makes from now on."""
+    rounds: list[int] = []
+    pipeline = store._pipeline
+
+    async def counted(sha: str, calls: list[tuple[list[str], list[int | str]]]) -> list[object]:
+        rounds.append(len(calls))
+        return await pipeline(sha, calls)
+
+    store._pipeline = counted  # type: ignore[method-assign]
+    return rounds
+
+
 async def drop_prefix(redis: Redis, prefix: str) -> None:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=500)]
     if keys:

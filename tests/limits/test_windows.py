@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from oneflow_ai.limits import Bucket, MemoryWindowStore, RedisWindowStore, WindowStore
 from oneflow_ai.storage.redis import create_redis
 from tests.conftest import redis_server_url
+from tests.limits.conftest import count_script_calls
 from tests.support.clock import FakeClock
 
 MINUTE = 60_000
@@ -165,14 +166,7 @@ async def test_redis_sends_debts_with_the_next_checks(
     """The debts of earlier answers travel in the next request's own script call, charged
     ahead of its check, on the buckets it checks and on others."""
     store = RedisWindowStore(redis_client, debt_delay=60)
-    rounds: list[int] = []
-    pipeline = store._pipeline
-
-    async def counted(sha: str, calls: list[tuple[list[str], list[int | str]]]) -> list[object]:
-        rounds.append(len(calls))
-        return await pipeline(sha, calls)
-
-    store._pipeline = counted  # type: ignore[method-assign]
+    rounds = count_script_calls(store)
     requests = Bucket(f"{redis_prefix}rpm", 10, MINUTE, 1)
     tokens = Bucket(f"{redis_prefix}tpm", 100, MINUTE, 5, counts_requests=False)
     elsewhere = Bucket(f"{redis_prefix}other-tpm", 100, MINUTE, 0, counts_requests=False)

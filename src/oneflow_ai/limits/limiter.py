@@ -13,6 +13,20 @@ exempt. Token windows are charged with the caller's estimate at admission and to
 `record_tokens` once the real usage is known; a window in debt refuses until it has recovered.
 `record_tokens` does not wait: the Redis store sends the top-ups with its next checks, ahead of
 them (or on their own within 20 ms), so a request costs one round trip in all.
+
+A request whose windows are all far from their limits costs no round trip (`limits/shares.py`):
+the script call also grants this replica a *share* of each window, a few units charged in Redis
+like real use, which it then admits from in memory. Shares are granted only while a window's
+use stays within half its limit, hold at most a sixteenth of it (sized from the last 250 ms of
+this replica's traffic), live at most 1 s and never past the slice they are charged to, and
+what is left of them goes back to that slice. The limit is never exceeded (every unit admitted
+is a unit of the window); the price is bounded under-admission: a request may be refused while
+other replicas hold unused shares, at most a sixteenth of the limit per replica and window,
+only when a window went from under half its limit to full within a share's life (1 s).
+Token top-ups come out of a share that covers them, else go to Redis. `X-RateLimit-Remaining`
+of a request admitted from a share is what remained when the share was granted (its units are
+consecutive positions of the window, each handed out once); `windows` reads shares held as
+used (conservative).
 """
 
 from __future__ import annotations

@@ -9,17 +9,24 @@ Tokens known only after an answer (`charge_later`) take no round trip of their o
 summed per bucket in memory and charged, unchecked, by the next check's own script call, ahead
 of its buckets (so the check always sees them), or by a call of their own after `debt_delay`
 seconds when no check comes. A request then costs one round trip and one script call.
+
+A window far from its limit costs none: the same call asks for a share of the window's room,
+which this replica then admits from in memory until it runs out or expires (`limits/shares.py`,
+where the rule and its bound are). Top-ups come out of a share too when it covers them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from oneflow_ai.limits.window import SLICES, Bucket, BucketResult
+from oneflow_ai.limits.redis_script import SCRIPT, STRIDE, Call, call
+from oneflow_ai.limits.shares import Return, ShareBook
+from oneflow_ai.limits.window import Bucket, BucketResult
 
 if TYPE_CHECKING:  # redis-py is imported only when REDIS_URL is set
     from redis.asyncio import Redis
@@ -28,95 +35,12 @@ __all__ = ["DEBT_DELAY", "RedisWindowStore"]
 
 log = structlog.get_logger("oneflow.limits")
 
-#: ARGV: check ('1' or '0'), slices, how many of the first buckets are debts (charged, unchecked,
-#: as they are read: before the others are), then limit, window and cost per bucket. The answer:
-#: admitted, then used, retry and reset per bucket that is no debt.
-_SCRIPT = """
-local check = ARGV[1] == '1'
-local slices = tonumber(ARGV[2])
-local owed = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local admitted = true
-local staged = {}
-for i = 1, #KEYS do
-  local base = 3 + (i - 1) * 3
-  local limit = tonumber(ARGV[base + 1])
-  local window = tonumber(ARGV[base + 2])
-  local cost = tonumber(ARGV[base + 3])
-  local width = math.floor(window / slices)
-  local current = math.floor(now / width)
-  local horizon = current - slices
-  local raw = redis.call('HGETALL', KEYS[i])
-  local live = {}
-  local stale = {}
-  local used = 0
-  for j = 1, #raw, 2 do
-    local index = tonumber(raw[j])
-    if index <= horizon then
-      stale[#stale + 1] = raw[j]
-    else
-      local count = tonumber(raw[j + 1])
-      used = used + count
-      live[#live + 1] = {index, count}
-    end
-  end
-  if #stale > 0 then
-    redis.call('HDEL', KEYS[i], unpack(stale))
-  end
-  table.sort(live, function(a, b) return a[1] < b[1] end)
-  local allowed = 1
-  local retry = 0
-  if i <= owed then
-    if cost > 0 then
-      redis.call('HINCRBY', KEYS[i], string.format('%d', current), cost)
-      redis.call('PEXPIRE', KEYS[i], window + width)
-    end
-  elseif check and used + cost > limit then
-    allowed = 0
-    admitted = false
-    retry = window
-    if cost <= limit then
-      local need = used + cost - limit
-      local freed = 0
-      for _, slice in ipairs(live) do
-        freed = freed + slice[2]
-        if freed >= need then
-          retry = math.max(1, (slice[1] + slices) * width - now)
-          break
-        end
-      end
-    end
-  end
-  local oldest = nil
-  if #live > 0 then oldest = live[1][1] end
-  staged[i] = {window, cost, width, current, used, allowed, retry, oldest}
-end
-local out = {admitted and 1 or 0}
-for i = owed + 1, #KEYS do
-  local s = staged[i]
-  local used = s[5]
-  local oldest = s[8]
-  if admitted and s[2] > 0 then
-    redis.call('HINCRBY', KEYS[i], string.format('%d', s[4]), s[2])
-    redis.call('PEXPIRE', KEYS[i], s[1] + s[3])
-    used = used + s[2]
-    if oldest == nil then oldest = s[4] end
-  end
-  local reset = 0
-  if oldest ~= nil then reset = math.max(0, (oldest + slices) * s[3] - now) end
-  out[#out + 1] = s[6]
-  out[#out + 1] = used
-  out[#out + 1] = s[7]
-  out[#out + 1] = reset
-end
-return out
-"""
 
-
-_Call = tuple[list[str], list[int | str]]  # keys, arguments
-#: Debts charged ahead of the buckets, the buckets, whether to check them, the answer.
-_Pending = tuple[Sequence[Bucket], Sequence[Bucket], bool, "asyncio.Future[list[int]]"]
+#: Debts (and units given back) charged ahead of the buckets, each with its slice (-1: the
+#: current one); the buckets; whether to check them; the shares asked; the answer.
+_Pending = tuple[
+    Sequence[Return], Sequence[Bucket], bool, Sequence[int] | None, "asyncio.Future[list[int]]"
+]
 #: Charges after the fact wait at most this long for a check to travel with.
 DEBT_DELAY = 0.02
 
@@ -127,7 +51,13 @@ class RedisWindowStore:
     under concurrency a check costs far less than a command of its own."""
 
     def __init__(
-        self, redis: Redis, *, max_batch: int = 256, debt_delay: float = DEBT_DELAY
+        self,
+        redis: Redis,
+        *,
+        max_batch: int = 256,
+        debt_delay: float = DEBT_DELAY,
+        shares: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # redis-py's errors are imported with the first store, not with this module: a
         # process without REDIS_URL never loads redis-py (~8 MiB of memory).
@@ -144,61 +74,180 @@ class RedisWindowStore:
         self._scheduled = False
         self._debts: dict[str, Bucket] = {}
         self._debt_timer: asyncio.TimerHandle | None = None
+        self._book = ShareBook(clock) if shares else None
+        self._expiry: asyncio.TimerHandle | None = None
+        #: Per key, the call in flight asking for its share: done once the share is kept.
+        self._coming: dict[str, asyncio.Future[None]] = {}
 
     def charge_later(self, buckets: Sequence[Bucket]) -> None:
         """Charge `buckets` unchecked with the next checks (or within `debt_delay`): usage
         known after the fact, which never refuses and needs no answer."""
-        debts = self._debts
+        debts, book = self._debts, self._book
+        now = book.clock() if book is not None else 0.0
         for bucket in buckets:
-            if bucket.cost <= 0:
+            if bucket.cost <= 0 or (book is not None and book.top_up(bucket, now)):
                 continue
             owed = debts.get(bucket.key)
             debts[bucket.key] = (
                 bucket if owed is None else owed._replace(cost=owed.cost + bucket.cost)
             )
-        if debts and self._debt_timer is None and not self._scheduled:
+        if debts:
+            self._owe()
+
+    def _owe(self) -> None:
+        """Send what is owed with the next checks, or alone after `debt_delay`."""
+        if self._debt_timer is None and not self._scheduled:
             loop = asyncio.get_running_loop()
             self._debt_timer = loop.call_later(self._debt_delay, self._flush_now)
 
     async def hit(self, buckets: Sequence[Bucket], *, check: bool = True) -> list[BucketResult]:
         if not buckets:
             return []
-        future = self._submit(buckets, check=check)
+        book = self._book
+        if not check or book is None:
+            return await self._hit(buckets, check=check)
+        now = book.clock()
+        local = book.take(buckets, now)
+        if local is not None:
+            return local
+        if await self._granting(buckets, now):  # another check is bringing the shares
+            local = book.take(buckets, book.clock(), demand=False)
+            if local is not None:
+                return local
+        # The windows a share covers are charged to it; Redis checks the others.
+        covered = book.take_covered(buckets, book.clock())
+        rest = [bucket for bucket, result in zip(buckets, covered, strict=True) if result is None]
+        checked = iter(await self._hit(rest, check=True) if rest else ())
+        results = [result or next(checked) for result in covered]
+        if all(result.allowed for result in results):
+            return results
+        for bucket, result in zip(buckets, covered, strict=True):
+            if result is not None:
+                book.give_back(bucket, result)
+        # refused: units this replica holds may still cover it
+        return book.take(buckets, book.clock(), demand=False) or results
+
+    async def _hit(self, buckets: Sequence[Bucket], *, check: bool) -> list[BucketResult]:
+        """One script call for `buckets` (asking for their shares when checked)."""
+        book, asked, now = self._book, None, 0.0
+        if check and book is not None:
+            now = book.clock()
+            asked = book.asks(buckets, now)
+        future = self._submit(buckets, check=check, asked=asked)
         loop = asyncio.get_running_loop()
         if len(self._pending) >= self._max_batch:
             self._flush_now()
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush_now)
-        values = await future
-        return [
+        granting = self._grants_coming(buckets, asked) if asked is not None else None
+        try:
+            values = await future
+        except BaseException:
+            if asked is not None and book is not None:
+                book.failed(buckets, asked)
+            if granting is not None and asked is not None:
+                self._granted(buckets, asked, granting)
+            raise
+        results = [
             BucketResult(
-                allowed=bool(values[1 + 4 * i]),
-                used=values[2 + 4 * i],
-                retry_after_ms=values[3 + 4 * i],
-                reset_ms=values[4 + 4 * i],
+                allowed=bool(values[1 + STRIDE * i]),
+                used=values[2 + STRIDE * i],
+                retry_after_ms=values[3 + STRIDE * i],
+                reset_ms=values[4 + STRIDE * i],
             )
             for i in range(len(buckets))
         ]
+        if asked is not None and book is not None:
+            grants = [
+                (values[5 + STRIDE * i], values[6 + STRIDE * i], values[7 + STRIDE * i])
+                for i in range(len(buckets))
+            ]
+            book.granted(buckets, asked, results, grants, now)
+            self._arm_expiry()
+        if granting is not None and asked is not None:
+            self._granted(buckets, asked, granting)
+        return results
 
-    def _submit(self, buckets: Sequence[Bucket], *, check: bool) -> asyncio.Future[list[int]]:
+    def _submit(
+        self, buckets: Sequence[Bucket], *, check: bool, asked: Sequence[int] | None = None
+    ) -> asyncio.Future[list[int]]:
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(([], buckets, check, future))
+        self._pending.append(([], buckets, check, asked, future))
         return future
+
+    async def _granting(self, buckets: Sequence[Bucket], now: float) -> bool:
+        """Wait for the call in flight that asks for the shares this request lacks, when one
+        does (a share ran out under concurrent requests: one asks, the others wait for it
+        rather than each making a script call of its own); whether one did."""
+        coming = self._coming
+        if not coming or self._book is None:
+            return False
+        calls = set()
+        for key in self._book.uncovered(buckets, now):
+            call = coming.get(key)
+            if call is None:
+                return False
+            calls.add(call)
+        for call in calls:
+            await asyncio.shield(call)
+        return True
+
+    def _grants_coming(
+        self, buckets: Sequence[Bucket], asked: Sequence[int]
+    ) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for bucket, size in zip(buckets, asked, strict=True):
+            if size > 0:
+                self._coming[bucket.key] = done
+        return done
+
+    def _granted(
+        self, buckets: Sequence[Bucket], asked: Sequence[int], done: asyncio.Future[None]
+    ) -> None:
+        for bucket, size in zip(buckets, asked, strict=True):
+            if size > 0 and self._coming.get(bucket.key) is done:
+                del self._coming[bucket.key]
+        done.set_result(None)
+
+    def _arm_expiry(self) -> None:
+        """Wake when the next share expires, to give its unused units back."""
+        book = self._book
+        if self._expiry is not None or book is None:
+            return
+        soonest = book.soonest()
+        if soonest is not None:
+            delay = max(0.0, soonest - book.clock())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        book = self._book
+        if book is None:
+            return
+        book.expire(book.clock())
+        if book.pending_returns:
+            self._owe()
+        self._arm_expiry()
 
     def _flush_now(self) -> None:
         self._scheduled = False
         if self._debt_timer is not None:
             self._debt_timer.cancel()
             self._debt_timer = None
-        if self._debts:
-            debts, self._debts = list(self._debts.values()), {}
+        debts: list[Return] = [(bucket, -1) for bucket in self._debts.values()]
+        self._debts = {}
+        if self._book is not None and self._book.pending_returns:
+            debts += self._book.drain()
+        if debts:
             if self._pending:  # ahead of the first check, in its call: every check sees them
-                _, buckets, check, future = self._pending[0]
-                self._pending[0] = (debts, buckets, check, future)
+                _, buckets, check, asked, future = self._pending[0]
+                self._pending[0] = (debts, buckets, check, asked, future)
                 future.add_done_callback(_debt_charged)
             else:
-                self._submit(debts, check=False).add_done_callback(_debt_charged)
+                future = asyncio.get_running_loop().create_future()
+                self._pending.append((debts, [], False, None, future))
+                future.add_done_callback(_debt_charged)
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -208,7 +257,7 @@ class RedisWindowStore:
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            replies = await self._evaluate([_call(*pending[:3]) for pending in batch])
+            replies = await self._evaluate([call(*pending[:4]) for pending in batch])
         except Exception as exc:
             for *_, future in batch:
                 if not future.done():
@@ -222,19 +271,19 @@ class RedisWindowStore:
             else:
                 future.set_result([int(v) for v in reply])
 
-    async def _evaluate(self, calls: list[_Call]) -> list[Any]:
+    async def _evaluate(self, calls: list[Call]) -> list[Any]:
         if self._sha is None:
-            self._sha = await self._redis.script_load(_SCRIPT)
+            self._sha = await self._redis.script_load(SCRIPT)
         replies = await self._pipeline(self._sha, calls)
         if any(isinstance(r, self._no_script) for r in replies):  # the server lost its scripts
-            self._sha = await self._redis.script_load(_SCRIPT)
+            self._sha = await self._redis.script_load(SCRIPT)
             again = [i for i, r in enumerate(replies) if isinstance(r, self._no_script)]
             retried = await self._pipeline(self._sha, [calls[i] for i in again])
             for index, reply in zip(again, retried, strict=True):
                 replies[index] = reply
         return replies
 
-    async def _pipeline(self, sha: str, calls: list[_Call]) -> list[Any]:
+    async def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
             try:
@@ -249,19 +298,15 @@ class RedisWindowStore:
     async def close(self) -> None:
         """Charge what is owed and let checks in flight finish; the Redis client belongs to
         the process's services."""
-        if self._debts:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._book is not None:
+            self._book.expire(0.0, everything=True)
+        if self._debts or (self._book is not None and self._book.pending_returns):
             self._flush_now()
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
-
-
-def _call(debts: Sequence[Bucket], buckets: Sequence[Bucket], check: bool) -> _Call:
-    """The script's keys and arguments: ``debts`` charged first, then ``buckets`` checked (or
-    charged unchecked)."""
-    args: list[int | str] = ["1" if check else "0", SLICES, len(debts)]
-    for bucket in (*debts, *buckets):
-        args.extend((bucket.limit, bucket.window_ms, bucket.cost))
-    return [bucket.key for bucket in (*debts, *buckets)], args
 
 
 def _debt_charged(future: asyncio.Future[list[int]]) -> None:
