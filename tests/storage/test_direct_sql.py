@@ -145,6 +145,63 @@ def test_returning_and_in_lists_read_back_typed_rows(engines: tuple[Engine, Engi
     assert direct[2] == [] or direct[2] == core[2]
 
 
+def test_many_rows_returning_are_one_statement_with_the_same_outcome(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Charges for many requests at once (one already charged, one twice in the list) insert
+    and return what one statement per row would: each new charge once."""
+    from oneflow_ai.storage import direct_sql
+
+    sent: list[str] = []
+    execute = direct_sql._execute
+
+    def counting(
+        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
+    ) -> list[tuple[object, ...]]:
+        sent.append(sql)
+        return execute(connection, sql, values, fetch=fetch)
+
+    monkeypatch.setattr(direct_sql, "_execute", counting)
+
+    def work(connection: Connection, suffix: str) -> list[object]:
+        sql = ledger_statements(connection)
+        run(connection, sql.insert_charges, [entry(f"{suffix}-old", -1, audio_seconds=0)])
+        sent.clear()
+        many = [entry(f"{suffix}-{i}", -i, audio_seconds=0) for i in range(5)]
+        many += [entry(f"{suffix}-old", -1, audio_seconds=0)]
+        many.append(entry(f"{suffix}-2", -2, audio_seconds=0))
+        return [sorted(run(connection, sql.insert_charges, many)), list(sent)]
+
+    (direct, direct_sent), (core, core_sent) = both(engines, work)
+    assert direct == [(f"direct-{i}",) for i in range(5)]
+    assert core == [(f"core-{i}",) for i in range(5)]
+    assert len(direct_sent) == 1 and direct_sent[0].count("(?, ?") == 7  # seven rows at once
+    assert core_sent == []
+    with engines[1].connect() as connection:
+        amounts = {
+            path: sorted(
+                connection.execute(
+                    select(entries.c.amount).where(entries.c.request_id.like(f"{path}-%"))
+                ).scalars()
+            )
+            for path in ("direct", "core")
+        }
+    assert amounts["direct"] == amounts["core"] == [-4, -3, -2, -1, -1, 0]
+
+
+def test_row_values_finds_an_inserts_one_row_of_all_parameters() -> None:
+    from oneflow_ai.storage.sql_plans import _row_values
+
+    sql = "INSERT INTO t (a, b) VALUES ($1, lower($2)) ON CONFLICT (a) DO NOTHING RETURNING a"
+    assert _row_values(sql, 2, numbered=True) == "($1, lower($2))"
+    assert _row_values("INSERT INTO t (a) VALUES (?) RETURNING a", 1, numbered=False) == "(?)"
+    assert _row_values("INSERT INTO t (a) VALUES (?) RETURNING a", 2, numbered=False) is None
+    # a parameter outside the row, or a literal in it: not a plain row of parameters
+    assert _row_values("INSERT INTO t (a) VALUES ($1) RETURNING $2", 2, numbered=True) is None
+    assert _row_values("INSERT INTO t (a, b) VALUES (?, 'x')", 1, numbered=False) is None
+    assert _row_values("UPDATE t SET a = ? WHERE b = ?", 2, numbered=False) is None
+
+
 def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, Engine]) -> None:
     file_engine = engines[0]
     with file_engine.connect() as connection, connection.begin():
@@ -165,7 +222,7 @@ def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, 
 def test_postgresql_placeholders_are_renumbered_and_a_list_is_one_array() -> None:
     """``$n`` follow the parameters in order (a repeated one keeps its number), and an
     expanding ``IN`` list becomes ``= ANY($n)``: one prepared statement for every length."""
-    from oneflow_ai.storage.direct_sql import _as_array
+    from oneflow_ai.storage.sql_plans import _as_array
 
     sql = "SELECT a FROM t WHERE b = $1 AND a IN (__[POSTCOMPILE_ids]) AND c = $2 OR d = $1"
     assert _as_array(sql, ("x", "ids", "y"), "ids") == (
@@ -211,15 +268,61 @@ async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
     assert found == []
 
 
+@pytest.mark.postgres
+async def test_postgresql_many_rows_returning_are_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On asyncpg too, many rows returning theirs are one statement, its rows numbered on."""
+    from oneflow_ai.storage import direct_sql
+
+    sent: list[str] = []
+    execute = direct_sql._execute
+
+    def counting(
+        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
+    ) -> list[tuple[object, ...]]:
+        sent.append(sql)
+        return execute(connection, sql, values, fetch=fetch)
+
+    monkeypatch.setattr(direct_sql, "_execute", counting)
+    engine = create_engine(postgres_url, pool_size=1)
+
+    def work(connection: Connection) -> list[tuple[object, ...]]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        run(connection, sql.insert_charges, [entry("r1", -3, audio_seconds=0)])
+        sent.clear()
+        rows = [entry(f"r{i}", -i, audio_seconds=i) for i in (1, 2, 3, 2)]
+        return sorted(run(connection, sql.insert_charges, rows))
+
+    try:
+        async with engine.begin() as connection:
+            returned = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            stored = (
+                await connection.execute(
+                    select(
+                        entries.c.request_id, entries.c.amount, entries.c.audio_seconds
+                    ).order_by(entries.c.request_id)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert returned == [("r2",), ("r3",)]
+    assert [tuple(row) for row in stored] == [("r1", -3, 0), ("r2", -2, 2), ("r3", -3, 3)]
+    assert len(sent) == 1 and "$68" in sent[0] and "$69" not in sent[0]  # 4 rows of 17
+
+
 def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
     """The first write is the main statement and the others ``WITH`` clauses written last to
     first (PostgreSQL runs them after the main one, from the last written), numbered on."""
-    from oneflow_ai.storage.direct_sql import _combine, _Plan
+    from oneflow_ai.storage.direct_sql import _combine
+    from oneflow_ai.storage.sql_plans import Plan
 
     plans = [
-        _Plan("UPDATE a SET x = $1 WHERE y = $2", ("x", "y"), (None, None), {}, None),
-        _Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
-        _Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
+        Plan("UPDATE a SET x = $1 WHERE y = $2", ("x", "y"), (None, None), {}, None),
+        Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
+        Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
     ]
     assert _combine(plans) == (
         "WITH w2 AS (DELETE FROM c WHERE x = ANY($4) AND y = $5), "
