@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +62,24 @@ def engines(tmp_path: Path) -> tuple[Engine, Engine]:
     with plain.begin() as connection:
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
     return file_engine, plain
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL texts the direct path hands the driver, in order."""
+    from oneflow_ai.storage import direct_sql
+
+    texts: list[str] = []
+    execute = direct_sql._execute
+
+    def recording(
+        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
+    ) -> list[tuple[object, ...]]:
+        texts.append(sql)
+        return execute(connection, sql, values, fetch=fetch)
+
+    monkeypatch.setattr(direct_sql, "_execute", recording)
+    return texts
 
 
 def both(engines: tuple[Engine, Engine], work: object) -> list[list[tuple[object, ...]]]:
@@ -146,22 +165,10 @@ def test_returning_and_in_lists_read_back_typed_rows(engines: tuple[Engine, Engi
 
 
 def test_many_rows_returning_are_one_statement_with_the_same_outcome(
-    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+    engines: tuple[Engine, Engine], sent: list[str]
 ) -> None:
     """Charges for many requests at once (one already charged, one twice in the list) insert
     and return what one statement per row would: each new charge once."""
-    from oneflow_ai.storage import direct_sql
-
-    sent: list[str] = []
-    execute = direct_sql._execute
-
-    def counting(
-        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
-    ) -> list[tuple[object, ...]]:
-        sent.append(sql)
-        return execute(connection, sql, values, fetch=fetch)
-
-    monkeypatch.setattr(direct_sql, "_execute", counting)
 
     def work(connection: Connection, suffix: str) -> list[object]:
         sql = ledger_statements(connection)
@@ -270,21 +277,9 @@ async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
 
 @pytest.mark.postgres
 async def test_postgresql_many_rows_returning_are_one_statement(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, sent: list[str]
 ) -> None:
     """On asyncpg too, many rows returning theirs are one statement, its rows numbered on."""
-    from oneflow_ai.storage import direct_sql
-
-    sent: list[str] = []
-    execute = direct_sql._execute
-
-    def counting(
-        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
-    ) -> list[tuple[object, ...]]:
-        sent.append(sql)
-        return execute(connection, sql, values, fetch=fetch)
-
-    monkeypatch.setattr(direct_sql, "_execute", counting)
     engine = create_engine(postgres_url, pool_size=1)
 
     def work(connection: Connection) -> list[tuple[object, ...]]:
@@ -324,9 +319,17 @@ def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
         Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
         Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
     ]
-    assert _combine(plans) == (
+    assert _combine([(plan, 1) for plan in plans]) == (
         "WITH w2 AS (DELETE FROM c WHERE x = ANY($4) AND y = $5), "
         "w1 AS (INSERT INTO b (x) VALUES ($3)) "
+        "UPDATE a SET x = $1 WHERE y = $2"
+    )
+    # an INSERT of many rows is one multi-row VALUES, the parameters after it numbered on
+    many = Plan("INSERT INTO b (x, y) VALUES ($1, $2)", ("x", "y"), (None, None), {}, None)
+    many = replace(many, row_values="($1, $2)", numbered=True)
+    assert _combine([(plans[0], 1), (many, 3), (plans[2], 1)]) == (
+        "WITH w2 AS (DELETE FROM c WHERE x = ANY($9) AND y = $10), "
+        "w1 AS (INSERT INTO b (x, y) VALUES ($3, $4), ($5, $6), ($7, $8)) "
         "UPDATE a SET x = $1 WHERE y = $2"
     )
 
@@ -396,3 +399,50 @@ async def test_postgresql_deferred_writes_travel_together_and_land_before_a_read
     assert executed == ["WITH", "INSERT", "SELECT", "INSERT", "SELECT"]
     assert locked == [("p1", "postpaid", 493, 0)]
     assert balance == [("p1", "postpaid", 490, 0)]
+
+
+@pytest.mark.postgres
+async def test_postgresql_an_insert_of_many_rows_is_deferred_as_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``deferred_writes`` an INSERT of many rows waits with the other writes and runs
+    with them as one statement, storing every row."""
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+
+    from oneflow_ai.storage.direct_sql import deferred_writes
+
+    engine = create_engine(postgres_url, pool_size=1)
+    executed: list[str] = []
+    execute = AsyncAdapt_asyncpg_cursor.execute
+
+    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
+        executed.append(operation.split()[0])
+        execute(self, operation, parameters)  # type: ignore[arg-type]
+
+    def work(connection: Connection) -> list[object]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+        with deferred_writes(connection):
+            topups = [
+                entry(None, amount, kind="topup", audio_seconds=0)  # type: ignore[arg-type]
+                for amount in (100, 20, 3)
+            ]
+            run(connection, sql.insert_entries, topups)
+            run(connection, sql.upsert_balance, {"p": "p1", "delta": 123, "at": AT})
+            assert executed == []
+            locked = run(connection, sql.lock_accounts, {"ids": ["p1"]})
+            assert executed == ["WITH", "SELECT"]
+        return list(locked)
+
+    try:
+        async with engine.begin() as connection:
+            locked = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            amounts = (
+                await connection.execute(select(entries.c.amount).order_by(entries.c.amount))
+            ).scalars()
+            assert list(amounts) == [3, 20, 100]
+    finally:
+        await engine.dispose()
+    assert locked == [("p1", "postpaid", 123, 0)]

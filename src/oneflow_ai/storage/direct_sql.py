@@ -23,9 +23,11 @@ is ``connection.execute``. Errors are raised as SQLAlchemy raises them
 apart.
 
 Inside :func:`deferred_writes` (the ledger's batch on PostgreSQL), a write that returns nothing
-is not sent at once: consecutive ones travel as one statement (the first as the main statement,
-the others as data-modifying ``WITH`` clauses, which PostgreSQL runs after it in the order they
-were written) when the next statement needs an answer, or when the block ends. On loopback a
+(of one row, or an ``INSERT`` of many as one multi-row ``VALUES``; not an upsert, which could
+meet one row twice) is not sent at once: consecutive ones travel as one statement (the first
+as the main statement, the others as data-modifying ``WITH`` clauses, which PostgreSQL runs
+after it in the order they were written) when the next statement needs an answer, or when the
+block ends. On loopback a
 round trip costs the process far more CPU (the kernel's send and wake-up) than the statement
 itself, and a settlement's batch has several such writes. Only statements on tables disjoint
 from one another (counting the tables they read and those their foreign keys tie them to) are
@@ -46,7 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
-from oneflow_ai.storage.sql_plans import Plan, bind, convert_row, plan_of, shifted
+from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
 
 __all__ = ["Rows", "deferred_writes", "run"]
 
@@ -78,12 +80,16 @@ def run(connection: Connection, statement: Executable, params: Params = None) ->
     if not rows:
         return Rows()
     plan = plan_of(connection, statement, rows[0]) if _direct(connection) else None
-    deferred: list[tuple[Plan, tuple[Any, ...]]] | None = connection.info.get(_DEFERRED)
+    deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
     if deferred is not None:
-        if plan is not None and plan.writes is not None and len(rows) == 1:
-            if not _fits(deferred, plan):
+        if plan is not None and _deferrable(plan, len(rows)):
+            if not _fits(deferred, plan, len(rows)):
                 _flush(connection, deferred)
-            deferred.append((plan, bind(plan, rows[0])))
+            if len(rows) == 1:
+                deferred.append((plan, 1, bind(plan, rows[0])))
+            else:  # an INSERT of many rows: one multi-row VALUES
+                flat = chain.from_iterable(bind(plan, row) for row in rows)
+                deferred.append((plan, len(rows), tuple(flat)))
             return Rows()
         _flush(connection, deferred)
     if (
@@ -151,9 +157,11 @@ def _execute(
 # ---- deferred writes (PostgreSQL) ----------------------------------------------------------
 
 _DEFERRED = "oneflow.direct_sql.deferred"
+#: A deferred write: its plan, how many rows it inserts (1 for any other write), its values.
+_Deferred = tuple[Plan, int, tuple[Any, ...]]
 #: The combined SQL of a run of deferred statements, by the identities of their plans (which
-#: live as long as the process, in ``_plans``).
-_combined: dict[tuple[int, ...], str] = {}
+#: live as long as the process, in ``sql_plans``) and their rows.
+_combined: dict[tuple[tuple[int, int], ...], str] = {}
 
 
 @contextmanager
@@ -165,7 +173,7 @@ def deferred_writes(connection: Connection) -> Iterator[None]:
     if connection.dialect.driver != "asyncpg" or _DEFERRED in connection.info:
         yield
         return
-    deferred: list[tuple[Plan, tuple[Any, ...]]] = []
+    deferred: list[_Deferred] = []
     connection.info[_DEFERRED] = deferred
     try:
         yield
@@ -174,39 +182,52 @@ def deferred_writes(connection: Connection) -> Iterator[None]:
         del connection.info[_DEFERRED]
 
 
-def _fits(deferred: list[tuple[Plan, tuple[Any, ...]]], plan: Plan) -> bool:
+def _deferrable(plan: Plan, rows: int) -> bool:
+    """A write returning nothing, of one row, or an INSERT of many (one multi-row VALUES)."""
+    if plan.writes is None:
+        return False
+    return rows == 1 or (plan.row_values is not None and rows * len(plan.names) <= _MAX_PARAMETERS)
+
+
+def _fits(deferred: list[_Deferred], plan: Plan, rows: int) -> bool:
     """Whether ``plan`` may join ``deferred`` in one statement: no table written by one of them
-    is touched by another."""
-    for other, _ in deferred:
+    is touched by another, and the parameters stay under the databases' limit."""
+    parameters = rows * len(plan.names)
+    for other, _, values in deferred:
         if plan.writes in other.touches or other.writes in plan.touches:
             return False
-    return True
+        parameters += len(values)
+    return parameters <= _MAX_PARAMETERS
 
 
-def _flush(connection: Connection, deferred: list[tuple[Plan, tuple[Any, ...]]]) -> None:
+def _flush(connection: Connection, deferred: list[_Deferred]) -> None:
     if not deferred:
         return
-    pending = list(deferred)
+    pending = [(plan, rows) for plan, rows, _ in deferred]
+    values = tuple(chain.from_iterable(values for _, _, values in deferred))
     deferred.clear()
     if len(pending) == 1:
-        plan, values = pending[0]
-        _execute(connection, plan.sql, [values])
+        plan, rows = pending[0]
+        _execute(connection, plan.sql if rows == 1 else plan.rows_text(rows), [values])
         return
-    key = tuple(id(plan) for plan, _ in pending)
+    key = tuple((id(plan), rows) for plan, rows in pending)
     sql = _combined.get(key)
     if sql is None:
-        sql = _combined[key] = _combine([plan for plan, _ in pending])
-    _execute(connection, sql, [tuple(chain.from_iterable(values for _, values in pending))])
+        sql = _combine(pending)
+        if max(rows for _, rows in pending) <= CACHED_ROWS:
+            _combined[key] = sql
+    _execute(connection, sql, [values])
 
 
-def _combine(plans: list[Plan]) -> str:
-    """One statement running ``plans`` in order: PostgreSQL runs the main statement first and
-    then its data-modifying ``WITH`` clauses from the last written to the first."""
+def _combine(parts: list[tuple[Plan, int]]) -> str:
+    """One statement running the plans of ``parts`` (each for its number of rows) in order:
+    PostgreSQL runs the main statement first and then its data-modifying ``WITH`` clauses from
+    the last written to the first."""
     texts: list[str] = []
     offset = 0
-    for plan in plans:
-        texts.append(shifted(plan.sql, offset))
-        offset += len(plan.names)
+    for plan, rows in parts:
+        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
+        offset += len(plan.names) * rows
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in reversed(list(enumerate(texts))[1:]))
     return f"WITH {clauses} {texts[0]}"
 

@@ -25,7 +25,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.sqltypes import TupleType
 from sqlalchemy.sql.util import find_tables
 
-__all__ = ["Plan", "Processor", "bind", "convert_row", "plan_of", "shifted"]
+__all__ = ["CACHED_ROWS", "Plan", "Processor", "bind", "convert_row", "plan_of", "shifted"]
 
 Processor = Callable[[Any], Any] | None
 
@@ -63,7 +63,8 @@ class Plan:
         return sql
 
     def rows_text(self, count: int) -> str:
-        """The statement inserting ``count`` rows at once (only with ``row_values``)."""
+        """The statement inserting ``count`` rows at once (only with ``row_values``); kept for
+        up to `CACHED_ROWS` rows."""
         sql = self.by_rows.get(count)
         if sql is None:
             assert self.row_values is not None
@@ -73,10 +74,14 @@ class Plan:
                 for k in range(count)
             )
             sql = self.sql.replace(self.row_values, ", ".join(rows), 1)
-            self.by_rows[count] = sql
+            if count <= CACHED_ROWS:
+                self.by_rows[count] = sql
         return sql
 
 
+#: Multi-row statements are kept for batches up to this many rows (larger ones are rare, and
+#: their texts large).
+CACHED_ROWS = 64
 _UNSUPPORTED = object()
 #: By statement (held, so that its identity is never reused), parameter keys and paramstyle.
 #: The ledger's statements are built once per dialect, so this stays as small as they are few.
@@ -202,7 +207,7 @@ def _compile(connection: Connection, statement: Executable, keys: tuple[str, ...
         numbered=numbered,
         writes=writes,
         touches=touches,
-        row_values=_row_values(sql, len(names), numbered) if plain and results else None,
+        row_values=_row_values(sql, len(names), numbered) if plain else None,
         getter=_getter(names) if plain else None,
         converts=tuple((i, p) for i, p in enumerate(processors) if p is not None),
     )
@@ -223,7 +228,10 @@ _VALUES = " VALUES ("
 
 def _row_values(sql: str, width: int, numbered: bool) -> str | None:
     """The parenthesised row of an ``INSERT ... VALUES (...)`` holding all ``width`` parameters
-    of ``sql`` (numbered from 1 on PostgreSQL); None for any other statement."""
+    of ``sql`` (numbered from 1 on PostgreSQL); None for any other statement, and for an upsert
+    (``DO UPDATE``), which on PostgreSQL cannot update one row twice in one statement."""
+    if " DO UPDATE " in sql:
+        return None
     start = sql.find(_VALUES)
     if start < 0 or sql.find(_VALUES, start + 1) >= 0:
         return None
