@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +62,24 @@ def engines(tmp_path: Path) -> tuple[Engine, Engine]:
     with plain.begin() as connection:
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
     return file_engine, plain
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL texts the direct path hands the driver, in order."""
+    from oneflow_ai.storage import direct_sql
+
+    texts: list[str] = []
+    execute = direct_sql._execute
+
+    def recording(
+        connection: Connection, sql: str, values: list[tuple[object, ...]], *, fetch: bool = False
+    ) -> list[tuple[object, ...]]:
+        texts.append(sql)
+        return execute(connection, sql, values, fetch=fetch)
+
+    monkeypatch.setattr(direct_sql, "_execute", recording)
+    return texts
 
 
 def both(engines: tuple[Engine, Engine], work: object) -> list[list[tuple[object, ...]]]:
@@ -145,6 +164,51 @@ def test_returning_and_in_lists_read_back_typed_rows(engines: tuple[Engine, Engi
     assert direct[2] == [] or direct[2] == core[2]
 
 
+def test_many_rows_returning_are_one_statement_with_the_same_outcome(
+    engines: tuple[Engine, Engine], sent: list[str]
+) -> None:
+    """Charges for many requests at once (one already charged, one twice in the list) insert
+    and return what one statement per row would: each new charge once."""
+
+    def work(connection: Connection, suffix: str) -> list[object]:
+        sql = ledger_statements(connection)
+        run(connection, sql.insert_charges, [entry(f"{suffix}-old", -1, audio_seconds=0)])
+        sent.clear()
+        many = [entry(f"{suffix}-{i}", -i, audio_seconds=0) for i in range(5)]
+        many += [entry(f"{suffix}-old", -1, audio_seconds=0)]
+        many.append(entry(f"{suffix}-2", -2, audio_seconds=0))
+        return [sorted(run(connection, sql.insert_charges, many)), list(sent)]
+
+    (direct, direct_sent), (core, core_sent) = both(engines, work)
+    assert direct == [(f"direct-{i}",) for i in range(5)]
+    assert core == [(f"core-{i}",) for i in range(5)]
+    assert len(direct_sent) == 1 and direct_sent[0].count("(?, ?") == 7  # seven rows at once
+    assert core_sent == []
+    with engines[1].connect() as connection:
+        amounts = {
+            path: sorted(
+                connection.execute(
+                    select(entries.c.amount).where(entries.c.request_id.like(f"{path}-%"))
+                ).scalars()
+            )
+            for path in ("direct", "core")
+        }
+    assert amounts["direct"] == amounts["core"] == [-4, -3, -2, -1, -1, 0]
+
+
+def test_row_values_finds_an_inserts_one_row_of_all_parameters() -> None:
+    from oneflow_ai.storage.sql_plans import _row_values
+
+    sql = "INSERT INTO t (a, b) VALUES ($1, lower($2)) ON CONFLICT (a) DO NOTHING RETURNING a"
+    assert _row_values(sql, 2, numbered=True) == "($1, lower($2))"
+    assert _row_values("INSERT INTO t (a) VALUES (?) RETURNING a", 1, numbered=False) == "(?)"
+    assert _row_values("INSERT INTO t (a) VALUES (?) RETURNING a", 2, numbered=False) is None
+    # a parameter outside the row, or a literal in it: not a plain row of parameters
+    assert _row_values("INSERT INTO t (a) VALUES ($1) RETURNING $2", 2, numbered=True) is None
+    assert _row_values("INSERT INTO t (a, b) VALUES (?, 'x')", 1, numbered=False) is None
+    assert _row_values("UPDATE t SET a = ? WHERE b = ?", 2, numbered=False) is None
+
+
 def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, Engine]) -> None:
     file_engine = engines[0]
     with file_engine.connect() as connection, connection.begin():
@@ -165,7 +229,7 @@ def test_errors_are_sqlalchemys_and_defaults_still_apply(engines: tuple[Engine, 
 def test_postgresql_placeholders_are_renumbered_and_a_list_is_one_array() -> None:
     """``$n`` follow the parameters in order (a repeated one keeps its number), and an
     expanding ``IN`` list becomes ``= ANY($n)``: one prepared statement for every length."""
-    from oneflow_ai.storage.direct_sql import _as_array
+    from oneflow_ai.storage.sql_plans import _as_array
 
     sql = "SELECT a FROM t WHERE b = $1 AND a IN (__[POSTCOMPILE_ids]) AND c = $2 OR d = $1"
     assert _as_array(sql, ("x", "ids", "y"), "ids") == (
@@ -211,19 +275,61 @@ async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
     assert found == []
 
 
+@pytest.mark.postgres
+async def test_postgresql_many_rows_returning_are_one_statement(
+    postgres_url: str, sent: list[str]
+) -> None:
+    """On asyncpg too, many rows returning theirs are one statement, its rows numbered on."""
+    engine = create_engine(postgres_url, pool_size=1)
+
+    def work(connection: Connection) -> list[tuple[object, ...]]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        run(connection, sql.insert_charges, [entry("r1", -3, audio_seconds=0)])
+        sent.clear()
+        rows = [entry(f"r{i}", -i, audio_seconds=i) for i in (1, 2, 3, 2)]
+        return sorted(run(connection, sql.insert_charges, rows))
+
+    try:
+        async with engine.begin() as connection:
+            returned = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            stored = (
+                await connection.execute(
+                    select(
+                        entries.c.request_id, entries.c.amount, entries.c.audio_seconds
+                    ).order_by(entries.c.request_id)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert returned == [("r2",), ("r3",)]
+    assert [tuple(row) for row in stored] == [("r1", -3, 0), ("r2", -2, 2), ("r3", -3, 3)]
+    assert len(sent) == 1 and "$68" in sent[0] and "$69" not in sent[0]  # 4 rows of 17
+
+
 def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
     """The first write is the main statement and the others ``WITH`` clauses written last to
     first (PostgreSQL runs them after the main one, from the last written), numbered on."""
-    from oneflow_ai.storage.direct_sql import _combine, _Plan
+    from oneflow_ai.storage.direct_sql import _combine
+    from oneflow_ai.storage.sql_plans import Plan
 
     plans = [
-        _Plan("UPDATE a SET x = $1 WHERE y = $2", ("x", "y"), (None, None), {}, None),
-        _Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
-        _Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
+        Plan("UPDATE a SET x = $1 WHERE y = $2", ("x", "y"), (None, None), {}, None),
+        Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
+        Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
     ]
-    assert _combine(plans) == (
+    assert _combine([(plan, 1) for plan in plans]) == (
         "WITH w2 AS (DELETE FROM c WHERE x = ANY($4) AND y = $5), "
         "w1 AS (INSERT INTO b (x) VALUES ($3)) "
+        "UPDATE a SET x = $1 WHERE y = $2"
+    )
+    # an INSERT of many rows is one multi-row VALUES, the parameters after it numbered on
+    many = Plan("INSERT INTO b (x, y) VALUES ($1, $2)", ("x", "y"), (None, None), {}, None)
+    many = replace(many, row_values="($1, $2)", numbered=True)
+    assert _combine([(plans[0], 1), (many, 3), (plans[2], 1)]) == (
+        "WITH w2 AS (DELETE FROM c WHERE x = ANY($9) AND y = $10), "
+        "w1 AS (INSERT INTO b (x, y) VALUES ($3, $4), ($5, $6), ($7, $8)) "
         "UPDATE a SET x = $1 WHERE y = $2"
     )
 
@@ -293,3 +399,50 @@ async def test_postgresql_deferred_writes_travel_together_and_land_before_a_read
     assert executed == ["WITH", "INSERT", "SELECT", "INSERT", "SELECT"]
     assert locked == [("p1", "postpaid", 493, 0)]
     assert balance == [("p1", "postpaid", 490, 0)]
+
+
+@pytest.mark.postgres
+async def test_postgresql_an_insert_of_many_rows_is_deferred_as_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``deferred_writes`` an INSERT of many rows waits with the other writes and runs
+    with them as one statement, storing every row."""
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+
+    from oneflow_ai.storage.direct_sql import deferred_writes
+
+    engine = create_engine(postgres_url, pool_size=1)
+    executed: list[str] = []
+    execute = AsyncAdapt_asyncpg_cursor.execute
+
+    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
+        executed.append(operation.split()[0])
+        execute(self, operation, parameters)  # type: ignore[arg-type]
+
+    def work(connection: Connection) -> list[object]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+        with deferred_writes(connection):
+            topups = [
+                entry(None, amount, kind="topup", audio_seconds=0)  # type: ignore[arg-type]
+                for amount in (100, 20, 3)
+            ]
+            run(connection, sql.insert_entries, topups)
+            run(connection, sql.upsert_balance, {"p": "p1", "delta": 123, "at": AT})
+            assert executed == []
+            locked = run(connection, sql.lock_accounts, {"ids": ["p1"]})
+            assert executed == ["WITH", "SELECT"]
+        return list(locked)
+
+    try:
+        async with engine.begin() as connection:
+            locked = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            amounts = (
+                await connection.execute(select(entries.c.amount).order_by(entries.c.amount))
+            ).scalars()
+            assert list(amounts) == [3, 20, 100]
+    finally:
+        await engine.dispose()
+    assert locked == [("p1", "postpaid", 123, 0)]
