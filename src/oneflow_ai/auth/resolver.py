@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -70,20 +71,24 @@ class CredentialResolver:
         raise AuthenticationError("Invalid API key", code="invalid_api_key")
 
     async def _api_key(self, prefix: str, secret: str) -> Principal:
+        now = self._clock()
         record = await self._usable_key(
-            prefix, lambda r: self._hasher.matches(secret, r.secret_hash)
+            prefix, lambda r: self._hasher.matches(secret, r.secret_hash), now
         )
         if self._last_used is not None:
-            self._last_used.note(record.key_id, self._clock())
+            self._last_used.note(record.key_id, now)
         return record.principal
 
-    async def _usable_key(self, prefix: str, proves: Callable[[KeyRecord], bool]) -> KeyRecord:
-        """The key of ``prefix`` when ``proves`` accepts it and it may be used now."""
+    async def _usable_key(
+        self, prefix: str, proves: Callable[[KeyRecord], bool], now: datetime | None = None
+    ) -> KeyRecord:
+        """The key of ``prefix`` when ``proves`` accepts it and it may be used ``now`` (the
+        clock's time when not given)."""
         cached = self._cache.get(prefix)
         record = await self._load(prefix) if cached is MISSING else cached
         if record is None or not isinstance(record, KeyRecord) or not proves(record):
             raise AuthenticationError("Invalid API key", code="invalid_api_key")
-        reason = record.usable_at(self._clock())
+        reason = record.usable_at(self._clock() if now is None else now)
         if reason is not None:
             message, code = _REASONS[reason]
             raise AuthenticationError(message, code=code)
