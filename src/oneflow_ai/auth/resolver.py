@@ -64,20 +64,18 @@ class CredentialResolver:
         if secrets_equal(credential, self._master):
             return MASTER
         parsed = parse_key(credential)
-        if parsed is not None:
-            return await self._api_key(*parsed)
+        if parsed is not None:  # an API key (here, not in a coroutine of its own: the usual)
+            prefix, secret = parsed
+            now = self._clock()
+            record = await self._usable_key(
+                prefix, lambda r: self._hasher.matches(secret, r.secret_hash), now
+            )
+            if self._last_used is not None:
+                self._last_used.note(record.key_id, now)
+            return record.principal
         if credential.startswith("eyJ") and credential.count(".") == 2:
             return await self._access_token(credential)
         raise AuthenticationError("Invalid API key", code="invalid_api_key")
-
-    async def _api_key(self, prefix: str, secret: str) -> Principal:
-        now = self._clock()
-        record = await self._usable_key(
-            prefix, lambda r: self._hasher.matches(secret, r.secret_hash), now
-        )
-        if self._last_used is not None:
-            self._last_used.note(record.key_id, now)
-        return record.principal
 
     async def _usable_key(
         self, prefix: str, proves: Callable[[KeyRecord], bool], now: datetime | None = None
