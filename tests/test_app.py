@@ -60,3 +60,18 @@ def test_a_framework_layer_that_acts_keeps_the_whole_way(
     assert small.status_code == 200
     assert large.status_code == 413  # FastAPI's limit, below the edge's
     assert seen.count("http") == 2
+
+
+def test_the_services_live_on_the_app_while_it_runs(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The lifespan's services are the app's `services` (what every request reads) and its
+    `state.services`, until it ends."""
+    app = create_app(make_settings(), configure_logs=False)
+    assert isinstance(app, GatewayApp) and app.services is None
+    with live_server(app) as server:
+        assert app.services is not None and app.services is app.state.services
+        # A credential is checked by the services' identity (`get_services`): a wrong one, 401.
+        wrong = httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    assert app.services is None

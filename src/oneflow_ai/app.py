@@ -108,6 +108,10 @@ class GatewayApp(FastAPI):
     """
 
     _edge: ASGIApp | None = None
+    #: The process's services while the lifespan runs (also `app.state.services`): read on
+    #: every request (`api/deps.py`), where `app.state`'s look-up raises and catches an
+    #: AttributeError inside before it finds them.
+    services: Services | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
@@ -186,6 +190,8 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings, redactor, telemetry, transport=transport)
         app.state.services = services
+        if isinstance(app, GatewayApp):
+            app.services = services
         graceful: GracefulStop = app.state.graceful
         graceful.interrupt = lambda: services.pipeline.interrupt_streams(shutting_down_error())
         graceful.install()
@@ -210,6 +216,8 @@ def _lifespan(
         finally:
             graceful.uninstall()
             gc.unfreeze()
+            if isinstance(app, GatewayApp):
+                app.services = None
             await services.close()
             log.info("shutdown")
 

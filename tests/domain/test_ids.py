@@ -1,6 +1,10 @@
+import os
+import threading
 import uuid
 
-from oneflow_ai.domain.ids import uuid4_hex
+import pytest
+
+from oneflow_ai.domain.ids import random_hex, uuid4_hex
 
 
 def test_uuid4_hex_is_a_random_version_4_uuid_in_hex() -> None:
@@ -11,3 +15,41 @@ def test_uuid4_hex_is_a_random_version_4_uuid_in_hex() -> None:
         assert parsed.hex == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_ids_never_repeat_across_blocks_and_threads() -> None:
+    """Ids come from blocks of random bytes: each block's ids are handed out once, however
+    many threads take them."""
+    per_thread = 2000  # several blocks each
+
+    def take(out: list[str]) -> None:
+        out.extend(random_hex() for _ in range(per_thread))
+
+    made: list[list[str]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=take, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [value for out in made for value in out]
+    assert len(set(every)) == len(every) == 4 * per_thread
+    assert all(len(value) == 32 and int(value, 16) >= 0 for value in every)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    random_hex()  # the parent holds a block with ids left in it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write, "".join(random_hex() for _ in range(4)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    parent = "".join(random_hex() for _ in range(4))
+    assert len(child) == len(parent) == 128
+    assert child != parent

@@ -172,6 +172,40 @@ async def test_a_pre_hook_may_refuse_the_call(pipeline: Pipeline, openai: Script
     assert sink.records == []  # no model was called, nothing to bill
 
 
+async def test_one_sided_hooks_run_their_side_in_order(
+    pipeline: Pipeline, openai: ScriptedChat
+) -> None:
+    """A hook with only an `after` is entered all the same (its `after` runs, in reverse
+    order), and one with only a `before` runs it in its place."""
+    log: list[str] = []
+
+    class AfterOnly(Hook):
+        async def after(self, call: Call) -> None:
+            log.append("after-only.after")
+
+    class BeforeOnly(Hook):
+        async def before(self, call: Call) -> None:
+            log.append("before-only.before")
+
+    pipeline.hooks += [
+        AfterOnly(),
+        RecordingHook("outer", log),
+        BeforeOnly(),
+        Hook(),
+        RecordingHook("inner", log),
+    ]
+    openai.answers.append(_answer())
+    await pipeline.chat(_call())
+    assert log == [
+        "outer.before",
+        "before-only.before",
+        "inner.before",
+        "inner.after:ok",
+        "outer.after:ok",
+        "after-only.after",
+    ]
+
+
 def _two_models(query: RouteQuery, candidates: Sequence[ModelEntry]) -> Selection:
     by_id = {entry.id: entry for entry in candidates}
     models = [by_id["gpt-4o"], by_id["claude-3-haiku-20240307"]]

@@ -23,6 +23,7 @@ from oneflow_ai.resilience import (
     RedisBreakerStore,
     outcome_of,
 )
+from oneflow_ai.resilience.breaker_state import Admission
 from tests.support.clock import ManualClock
 
 FAST = BreakerConfig(
@@ -208,3 +209,28 @@ async def test_the_refresh_loop_shows_circuits_opened_elsewhere(
         assert watcher.open_for("openai", "gpt-4o") == 0
     finally:
         await watcher.aclose()
+
+
+@pytest.mark.redis
+async def test_what_needs_no_round_trip_is_answered_at_once(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """`admit_now` and `record_now` answer without the store when it has nothing to add (in
+    process: always; with Redis: a cached closed circuit, an outcome counted to send later),
+    and leave to `acquire` and `release` what must ask it (a probe's outcome)."""
+    clock = ManualClock()
+    local = CircuitBreakers(model_config=FAST, clock=clock).breaker("openai")
+    assert local.admit_now() is Admission.ALLOWED
+    assert local.record_now(Outcome.SUCCESS, probe=False)
+    assert local.record_now(Outcome.SUCCESS, probe=True)
+
+    breakers = CircuitBreakers(
+        RedisBreakerStore(redis_client, prefix=redis_prefix), model_config=FAST, clock=clock
+    )
+    shared = breakers.breaker("openai")
+    assert shared.admit_now() is Admission.ALLOWED  # the cached state: closed
+    assert shared.record_now(Outcome.FAILURE, probe=False)  # counted, sent in the background
+    assert shared.pending
+    assert not shared.record_now(Outcome.SUCCESS, probe=True)  # for the store to decide
+    await breakers.aclose()
+    assert not shared.pending

@@ -15,6 +15,7 @@ from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.passthrough import anthropic_encoder
+from oneflow_ai.api.request_body import read_body
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.validation import parse_object
 
@@ -24,7 +25,7 @@ __all__ = ["messages"]
 async def messages(request: Request) -> Response:
     """`POST /v1/messages`, served by `api/direct_routes.py` (which documents it)."""
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
-    body = parse_object(await request.body())
+    body = parse_object(await read_body(request))
     fallbacks = take_models(body)
     chat = parse_messages_request(body)
     call = new_call(

@@ -80,7 +80,12 @@ def cache_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
 
 
 def get_services(connection: HTTPConnection) -> Services:
-    services: Services = connection.app.state.services
+    """The process's services: the application's `services` attribute (set by its lifespan,
+    `app.py`), else `app.state.services`."""
+    app = connection.scope["app"]
+    services: Services | None = getattr(app, "services", None)
+    if services is None:
+        services = app.state.services
     return services
 
 

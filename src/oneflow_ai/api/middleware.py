@@ -25,7 +25,6 @@ microseconds, which matters on the gateway's hot path.
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -38,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oneflow_ai.api.call_log import CALL_STATE, call_fields
 from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
+from oneflow_ai.domain.ids import random_hex
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.logging import info_line
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
@@ -47,6 +47,7 @@ __all__ = ["EdgeMiddleware", "route_template", "security_headers", "server_reque
 
 log = structlog.get_logger("oneflow.access")
 
+_NO_FASTAPI: Final[dict[str, Any]] = {}
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
 
@@ -119,7 +120,7 @@ class EdgeMiddleware:
         log_requests: bool = True,
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
-        id_factory: Callable[[], str] = lambda: secrets.token_hex(16),
+        id_factory: Callable[[], str] = random_hex,
         http_metrics: HttpMetrics | None = None,
         tracing: TracingApi | None = None,
     ) -> None:
@@ -141,7 +142,7 @@ class EdgeMiddleware:
         started_at = time.perf_counter()
         path: str = scope["path"]
         request_id = self._new_id()
-        client_id = _client_request_id(scope)
+        declared, client_id = _read_headers(scope)
         state = _bind_request_ids(scope, request_id, client_id)
         timing = self._metrics.request_started()
         tracing = self._tracing
@@ -166,7 +167,6 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            declared = _content_length(scope)
             if declared is not None and declared > self.max_body_size:
                 status = 413
                 await self._send_error(send_with_headers, path, 413, self._too_large(path))
@@ -266,7 +266,7 @@ def route_template(scope: Scope) -> str:
     routers that include it; the template it actually matched (prefixes included) is in its
     effective route context, preferred when present.
     """
-    effective = scope.get("fastapi", {}).get("effective_route_context")
+    effective = scope.get("fastapi", _NO_FASTAPI).get("effective_route_context")
     path = getattr(effective, "path_format", None)
     if isinstance(path, str) and path:
         return path
@@ -278,13 +278,24 @@ def route_template(scope: Scope) -> str:
     return UNMATCHED_ROUTE
 
 
-def _client_request_id(scope: Scope) -> str | None:
-    """The caller's `X-Request-ID`, when it is sane (echoed and logged, never a key)."""
-    value: bytes
+def _read_headers(scope: Scope) -> tuple[int | None, str | None]:
+    """The declared `Content-Length` (None when absent or not a number) and the caller's
+    `X-Request-ID` when it is sane (echoed and logged, never a key), in one pass over the
+    headers: the first of each counts."""
+    length: int | None = None
+    client_id: str | None = None
+    seen_length = seen_id = False
     for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            return value.decode() if _REQUEST_ID_OK.match(value) else None
-    return None
+        if name == b"content-length" and not seen_length:
+            seen_length = True
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+        elif name == b"x-request-id" and not seen_id:
+            seen_id = True
+            client_id = value.decode() if _REQUEST_ID_OK.match(value) else None
+    return length, client_id
 
 
 def _bind_request_ids(scope: Scope, request_id: str, client_id: str | None) -> dict[str, Any]:
@@ -307,13 +318,3 @@ def _internal_error(path: str) -> dict[str, object]:
         kind="internal_error",
         message="Internal error; X-OneFlow-Request-ID identifies it in the logs",
     )
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

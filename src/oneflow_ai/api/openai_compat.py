@@ -31,6 +31,7 @@ from oneflow_ai.api.openai_transcriptions import (
     render_transcription,
 )
 from oneflow_ai.api.passthrough import openai_encoder
+from oneflow_ai.api.request_body import read_body
 from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ImageGenerationRequest,
@@ -55,7 +56,7 @@ CALLER = Depends(gateway_caller)
 async def chat_completions(request: Request) -> Response:
     """`POST /v1/chat/completions`, served by `api/direct_routes.py` (which documents it)."""
     principal = await gateway_caller(request)  # not a dependency: FastAPI's solving costs more
-    body = parse_object(await request.body())
+    body = parse_object(await read_body(request))
     fallbacks = take_models(body)
     chat, include_usage = parse_chat_request(body)
     call = new_call(

@@ -10,7 +10,7 @@ await identity.close()
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -123,8 +123,9 @@ class Identity:
         )
         return cls(settings, sessionmaker, bus, clock=clock, catalog=catalog)
 
-    async def authenticate(self, credential: str) -> Principal:
-        return await self.resolver.authenticate(credential)
+    def authenticate(self, credential: str) -> Awaitable[Principal]:
+        """The resolver's coroutine itself (every request awaits it: no second one around it)."""
+        return self.resolver.authenticate(credential)
 
     async def start(self) -> None:
         await self.bus.start()

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -63,27 +64,29 @@ class CredentialResolver:
         if secrets_equal(credential, self._master):
             return MASTER
         parsed = parse_key(credential)
-        if parsed is not None:
-            return await self._api_key(*parsed)
+        if parsed is not None:  # an API key (here, not in a coroutine of its own: the usual)
+            prefix, secret = parsed
+            now = self._clock()
+            record = await self._usable_key(
+                prefix, lambda r: self._hasher.matches(secret, r.secret_hash), now
+            )
+            if self._last_used is not None:
+                self._last_used.note(record.key_id, now)
+            return record.principal
         if credential.startswith("eyJ") and credential.count(".") == 2:
             return await self._access_token(credential)
         raise AuthenticationError("Invalid API key", code="invalid_api_key")
 
-    async def _api_key(self, prefix: str, secret: str) -> Principal:
-        record = await self._usable_key(
-            prefix, lambda r: self._hasher.matches(secret, r.secret_hash)
-        )
-        if self._last_used is not None:
-            self._last_used.note(record.key_id, self._clock())
-        return record.principal
-
-    async def _usable_key(self, prefix: str, proves: Callable[[KeyRecord], bool]) -> KeyRecord:
-        """The key of ``prefix`` when ``proves`` accepts it and it may be used now."""
+    async def _usable_key(
+        self, prefix: str, proves: Callable[[KeyRecord], bool], now: datetime | None = None
+    ) -> KeyRecord:
+        """The key of ``prefix`` when ``proves`` accepts it and it may be used ``now`` (the
+        clock's time when not given)."""
         cached = self._cache.get(prefix)
         record = await self._load(prefix) if cached is MISSING else cached
         if record is None or not isinstance(record, KeyRecord) or not proves(record):
             raise AuthenticationError("Invalid API key", code="invalid_api_key")
-        reason = record.usable_at(self._clock())
+        reason = record.usable_at(self._clock() if now is None else now)
         if reason is not None:
             message, code = _REASONS[reason]
             raise AuthenticationError(message, code=code)

@@ -66,6 +66,10 @@ log = structlog.get_logger("oneflow.gateway")
 
 R = TypeVar("R")
 
+#: `Hook`'s own `before` and `after`, which do nothing.
+_NO_BEFORE = Hook.before
+_NO_AFTER = Hook.after
+
 
 class Pipeline:
     """Runs calls against the registry's providers, prices them and tells hooks and sinks.
@@ -236,7 +240,9 @@ class Pipeline:
 
     async def _before(self, call: Call, entered: list[Hook]) -> ShortCircuit | None:
         for hook in self.hooks:
-            shortcut = await hook.before(call)
+            # A hook without a `before` of its own (several have only an `after`) is entered
+            # without a coroutine made and awaited for nothing.
+            shortcut = await hook.before(call) if type(hook).before is not _NO_BEFORE else None
             entered.append(hook)
             if shortcut is not None:
                 return shortcut
@@ -247,6 +253,8 @@ class Pipeline:
         if call.finished_at is None:
             call.finished_at = time.perf_counter()
         for hook in reversed(entered):
+            if type(hook).after is _NO_AFTER:
+                continue
             try:
                 await hook.after(call)
             except Exception:

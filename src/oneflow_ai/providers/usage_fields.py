@@ -111,8 +111,8 @@ def _unknown(usage: Mapping[str, object], known: Mapping[str, frozenset[str]], a
     for name, value in usage.items():
         if name not in names:
             found.add(f"{at}{name}")
-        elif isinstance(value, Mapping) and f"{at}{name}." in known:
-            found |= _unknown(value, known, f"{at}{name}.")
+        elif type(value) is not int and isinstance(value, Mapping) and f"{at}{name}." in known:
+            found |= _unknown(value, known, f"{at}{name}.")  # (most values: a count)
     return found
 
 
@@ -122,6 +122,8 @@ def _count(value: object) -> int:
 
 def _part(usage: Mapping[str, object], name: str, field: str) -> int:
     details = usage.get(name)
+    if details is None:
+        return 0
     return _count(details.get(field)) if isinstance(details, Mapping) else 0
 
 

@@ -197,7 +197,9 @@ class CircuitBreakers:
         breakers = self.breakers_for(provider, model)
         probes: list[bool] = []
         for index, breaker in enumerate(breakers):
-            admission = await breaker.acquire()
+            admission = breaker.admit_now()  # no coroutine when no store is asked (the usual)
+            if admission is None:
+                admission = await breaker.acquire()
             if admission is Admission.REJECTED:
                 for granted, probe in zip(breakers[:index], probes, strict=True):
                     await granted.release(Outcome.NEUTRAL, probe=probe)  # hand it back
@@ -210,7 +212,8 @@ class CircuitBreakers:
 
     async def release(self, permit: CallPermit, outcome: Outcome) -> None:
         for breaker, probe in zip(permit.breakers, permit.probes, strict=True):
-            await breaker.release(outcome, probe=probe)
+            if not breaker.record_now(outcome, probe=probe):
+                await breaker.release(outcome, probe=probe)
 
     def open_for(self, provider: str, model: str | None = None) -> float:
         """Seconds until a call to ``model`` of ``provider`` may pass (0: now). No I/O."""

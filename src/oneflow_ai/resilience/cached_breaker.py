@@ -86,6 +86,17 @@ class CircuitBreaker:
 
     async def acquire(self) -> Admission:
         now = self._clock()
+        admission = self.admit_now(now)
+        if admission is not None:
+            return admission
+        admission, snapshot = await self._store.acquire(self.key, self.config, now)
+        self.remember(snapshot, now)
+        return admission
+
+    def admit_now(self, now: float | None = None) -> Admission | None:
+        """What `acquire` answers, when that needs no round trip to the store (in process,
+        always; with Redis, while the cached state decides); None when it does."""
+        now = self._clock() if now is None else now
         core = self._core
         if core is not None:
             before = core.state
@@ -106,12 +117,26 @@ class CircuitBreaker:
                 and now - self._fetched_at < self._cache_ttl
             ):
                 return Admission.REJECTED
-        admission, snapshot = await self._store.acquire(self.key, self.config, now)
-        self.remember(snapshot, now)
-        return admission
+        return None
 
     async def release(self, outcome: Outcome, *, probe: bool) -> None:
         now = self._clock()
+        if self.record_now(outcome, probe=probe, now=now):
+            return
+        snapshot = await self._store.record(
+            self.key,
+            self.config,
+            now,
+            successes=int(outcome is Outcome.SUCCESS and not probe),
+            failures=int(outcome is Outcome.FAILURE and not probe),
+            probe=outcome if probe else None,
+        )
+        self.remember(snapshot, now)
+
+    def record_now(self, outcome: Outcome, *, probe: bool, now: float | None = None) -> bool:
+        """Do what `release` does, when that needs no round trip to the store (in process,
+        always; with Redis, an outcome counted here to be sent later): whether it did."""
+        now = self._clock() if now is None else now
         core = self._core
         if core is not None:
             before = core.state
@@ -123,30 +148,22 @@ class CircuitBreaker:
                 core.record(self.config, now, failures=1)
             if core.state is not before:
                 self._changed(before, now)
-            return
+            return True
         if probe or not self._store.shared:
-            snapshot = await self._store.record(
-                self.key,
-                self.config,
-                now,
-                successes=int(outcome is Outcome.SUCCESS and not probe),
-                failures=int(outcome is Outcome.FAILURE and not probe),
-                probe=outcome if probe else None,
-            )
-            self.remember(snapshot, now)
-            return
+            return False
         if outcome is Outcome.SUCCESS:
             self._pending_successes += 1
         elif outcome is Outcome.FAILURE:
             self._pending_failures += 1
         else:
-            return
+            return True
         if (
             outcome is Outcome.FAILURE
             or self._pending_successes >= self._flush_batch
             or now - self._flushed_at >= self._cache_ttl
         ):
             self._background(self.flush)
+        return True
 
     async def flush(self) -> None:
         """Send counted outcomes to the store and refresh the cached state from it."""

@@ -79,11 +79,12 @@ class ResilientUpstream:
     def _keyed(self, request: UpstreamRequest) -> tuple[UpstreamRequest, bool]:
         if request.method.upper() in IDEMPOTENT_METHODS:
             return request, True
-        headers = dict(request.headers or {})
-        if any(name.lower() == "idempotency-key" for name in headers):
+        given = request.headers
+        if given and any(name.lower() == "idempotency-key" for name in given):
             return request, True
         if not self._keys:
             return request, False
+        headers = dict(given) if given else {}
         headers["Idempotency-Key"] = self._new_key()
         return request.with_headers(headers), True
 
