@@ -1,7 +1,8 @@
 """What the serving process imports: the app and its lifespan load neither what only the CLI's
 migrations need (Alembic, Mako), nor what only JWT sessions need (PyJWT), nor redis-py without
-REDIS_URL, nor OpenTelemetry's SDK with tracing off, nor a tokenizer encoding before the first
-count; and the migration chain read without Alembic is Alembic's."""
+REDIS_URL, nor OpenTelemetry's SDK with tracing off, nor a tokenizer encoding (nor tiktoken)
+before the first count, nor argon2 before the first password; and the migration chain read
+without Alembic is Alembic's."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ app = create_app(configure_logs=False)
 async def main() -> None:
     async with app.router.lifespan_context(app):
         from oneflow_ai.billing import encoding
-        top = ("alembic", "mako", "jwt", "redis")
+        top = ("alembic", "mako", "jwt", "redis", "tiktoken", "argon2")
         loaded = [m for m in sys.modules if m.split(".")[0] in top]
         # FastAPI loads OpenTelemetry's API (redis-py would load its SDK's metrics): not its SDK.
         loaded += [m for m in sys.modules if m.startswith("opentelemetry.sdk")]

@@ -5,15 +5,17 @@ passes, one lane (RFC 9106's 64 MiB / three passes / four lanes took ~0.7 s per 
 2-core machines, which would make sign-in a denial-of-service lever). A hash costs ~0.1 s of
 CPU on purpose, so it runs in a worker thread. Checking an unknown account still verifies
 against a dummy hash, so response time does not reveal which emails exist. Hashes made with
-other parameters keep verifying and are upgraded at the next sign-in.
+other parameters keep verifying and are upgraded at the next sign-in. argon2 is imported with
+the first hash or check (a gateway that only serves API keys never loads it).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 __all__ = ["PasswordHashing"]
 
@@ -22,8 +24,16 @@ MIN_PASSWORD_LENGTH = 8
 
 class PasswordHashing:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
-        self._hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+        self._given = hasher
         self._dummy: str | None = None
+
+    @property
+    def _hasher(self) -> PasswordHasher:
+        if self._given is None:
+            from argon2 import PasswordHasher
+
+            self._given = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+        return self._given
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)
@@ -33,6 +43,8 @@ class PasswordHashing:
         return await asyncio.to_thread(self._verify, stored_hash, password)
 
     def _verify(self, stored_hash: str | None, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         if stored_hash is None and self._dummy is None:
             self._dummy = self._hasher.hash("oneflow-dummy-password")
         try:

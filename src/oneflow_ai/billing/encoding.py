@@ -8,7 +8,8 @@ turned into a ``tiktoken.Encoding`` with the same split pattern and special toke
 own definition (``tiktoken_ext/openai_public.py``, tiktoken 0.14.0). The encodings are cached for
 the life of the process, built on first use (a process holds only the encodings it counts
 with), and are safe to share between threads; they cannot be pickled (their
-Python copy of the ranks is dropped once the encoder is built, to save memory).
+Python copy of the ranks is dropped once the encoder is built, to save memory). tiktoken itself
+(its compiled core, ~1.4 MiB resident) is imported with the first encoding built.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import io
 import threading
 from dataclasses import dataclass
 from importlib import resources
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
-import tiktoken
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = [
     "ENCODING_NAMES",
@@ -109,6 +111,8 @@ def get_encoding(name: EncodingName) -> tiktoken.Encoding:
     with _lock:
         encoding = _cache.get(name)
         if encoding is None:
+            import tiktoken
+
             encoding = tiktoken.Encoding(
                 name,
                 pat_str=spec.pat_str,
