@@ -345,3 +345,20 @@ async def test_under_steady_traffic_no_check_goes_to_redis_after_the_first_share
     assert all(checks[2:]), checks  # then only calls asking for the next shares, off the path
     await store.close()
     assert await _used(redis_client, bucket.key) == 300
+
+
+@pytest.mark.redis
+async def test_a_top_up_that_leaves_a_share_low_asks_for_the_next_one(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    tokens = Bucket(f"{redis_prefix}tpm-low", 160_000, MINUTE, 100, False)
+    for _ in range(3):  # the second brings a share of 400: 100 spent by the third
+        await store.hit([tokens])
+    assert not store._renewing
+    store.charge_later([tokens._replace(cost=250)])
+    assert store._renewing  # 50 left: the next share is asked at once
+    await asyncio.gather(*store._renewing)
+    assert (await store.hit([tokens]))[0].allowed
+    await store.close()
+    assert await _used(redis_client, tokens.key) == 650

@@ -95,6 +95,8 @@ class RedisWindowStore:
             )
         if debts:
             self._owe()
+        if book is not None and book.renewing:  # a top-up left a share running low
+            self._renew()
 
     def _owe(self) -> None:
         """Send what is owed with the next checks, or alone after `debt_delay`."""

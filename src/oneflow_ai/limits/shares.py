@@ -14,7 +14,6 @@ for wait for its answer instead of each making a call of its own.
   charging nothing, which no request waits for unless the share runs out before the answer).
   The next share is kept until the first no longer covers a request (it is then given back)
   and is sized so that the two hold no more than `limit // CAP_DIVISOR` together.
-
 - **Granted only far from the limit.** The script grants a share only while the window's use,
   this request and the share included, stays within `CEILING_PERCENT` of the limit. Above it,
   every replica is back to one exact check per request.
@@ -260,7 +259,6 @@ class ShareBook:
                 wanted = [0] * len(buckets)
             wanted[i] = size
             key.asking = True
-            self._renewals.pop(bucket.key, None)
         return wanted
 
     def renewals(self) -> tuple[list[Bucket], list[int]]:
