@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -215,14 +216,24 @@ async def test_top_ups_come_out_of_the_share(redis_client: Redis, redis_prefix: 
     assert await _used(redis_client, tokens.key) == 350 <= held
 
 
-def test_a_changed_limit_is_checked_in_redis_at_once() -> None:
+def _holding(
+    units: int, *, requests: int = 5, ttl_ms: int = 900, sent_at: float = 0.0
+) -> tuple[ShareBook, Bucket]:
+    """A book with a share of `units` granted after `requests` requests (its positions follow
+    theirs), asked as twice their count."""
     book = ShareBook()
     bucket = Bucket("k", 1600, MINUTE, 1)
-    for _ in range(50):
+    for _ in range(requests):
         book.take([bucket], 0.0)
     asked = book.asks([bucket], 0.0)
-    assert asked == [100]
-    book.granted([bucket], asked, [BucketResult(True, 50, 0, 1000)], [(50, 0, 900)], 0.0)
+    assert asked == [2 * requests]
+    grant = (units, 7, ttl_ms)
+    book.granted([bucket], asked, [BucketResult(True, requests, 0, 30_000)], [grant], sent_at)
+    return book, bucket
+
+
+def test_a_changed_limit_is_checked_in_redis_at_once() -> None:
+    book, bucket = _holding(50, requests=50)
     assert book.take([bucket], 0.1) is not None
     lowered = bucket._replace(limit=2)
     assert book.take([lowered], 0.1) is None
@@ -263,3 +274,91 @@ async def test_a_window_refused_in_redis_gives_the_others_their_units_back(
     await store.close()
     assert await _used(redis_client, roomy.key) == 13  # the refusals cost it nothing
     assert await _used(redis_client, tight.key) == 3
+
+
+# ---- the next share, asked before the first runs out -------------------------------------
+
+
+def test_below_its_low_water_mark_a_share_asks_for_the_next_one_spent_after_it() -> None:
+    book, bucket = _holding(10)
+    for _ in range(5):
+        assert book.take([bucket], 0.1) is not None
+    assert not book.renewing  # half the share is left
+    assert book.take([bucket], 0.1) is not None
+    assert book.renewing  # below half: the next one is asked, once
+    renewals = book.renewals()
+    assert renewals == ([bucket._replace(cost=0)], [22])  # 11 units used in the period
+    assert book.asks([bucket], 0.1) is None and not book.renewing  # one call at a time
+    # Redis saw 20 used (another replica's too) and charged the next share's 22 units.
+    answer = [BucketResult(True, 20, 0, 29_000)]
+    book.granted([bucket], renewals[1], answer, [(22, 8, 900)], 0.1)
+    used = [book.take([bucket], 0.2) for _ in range(8)]
+    assert [r[0].used if r else None for r in used] == [12, 13, 14, 15, 21, 22, 23, 24]
+    book.expire(0.0, everything=True)
+    assert book.drain() == [(bucket._replace(cost=18), 8)]  # the first was spent
+
+
+def test_late_in_its_life_a_share_asks_for_the_next_one_and_gives_back_the_rest() -> None:
+    book, bucket = _holding(10, ttl_ms=800, sent_at=10.0)
+    assert book.take([bucket], 10.3) is not None and not book.renewing
+    assert book.take([bucket], 10.4) is not None and book.renewing  # half its life
+    renewals = book.renewals()
+    assert renewals[1] == [4]  # two units in the last period, with room for the 8 left
+    answer = [BucketResult(True, 15, 0, 29_000)]
+    book.granted([bucket], renewals[1], answer, [(4, 8, 900)], 10.4)
+    book.expire(10.8)  # the first expires: the next one takes over
+    assert book.drain() == [(bucket._replace(cost=8), 7)]
+    assert [r.used for r in book.take([bucket], 10.9) or []] == [16]
+    assert book.soonest() == pytest.approx(11.3)
+
+
+def test_a_next_share_not_granted_lets_the_checks_ask_again() -> None:
+    book, bucket = _holding(2)
+    book.take([bucket], 0.1)
+    book.take([bucket], 0.1)
+    _, sizes = book.renewals()
+    book.failed([bucket], sizes)  # no answer
+    assert book.take([bucket], 0.1) is None
+    assert book.asks([bucket], 0.1) is not None  # the check that goes to Redis asks
+
+
+@pytest.mark.redis
+async def test_under_steady_traffic_no_check_goes_to_redis_after_the_first_share(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    checks: list[bool] = []  # per script call from a check: whether it asked for shares only
+    hit = store._hit
+
+    async def counted(buckets: Any, *, check: bool, **kwargs: Any) -> Any:
+        checks.append("asked" in kwargs)
+        return await hit(buckets, check=check, **kwargs)
+
+    store._hit = counted  # type: ignore[method-assign]
+    bucket = Bucket(f"{redis_prefix}steady", 16_000, MINUTE, 1)
+    results = []
+    for _ in range(300):
+        results += await store.hit([bucket])
+        await asyncio.sleep(0.001)  # the event loop turns between requests
+    assert [r.used for r in results] == list(range(1, 301))  # each position exactly once
+    assert checks[:2] == [False, False]  # the first request, and the one that asks
+    assert all(checks[2:]), checks  # then only calls asking for the next shares, off the path
+    await store.close()
+    assert await _used(redis_client, bucket.key) == 300
+
+
+@pytest.mark.redis
+async def test_a_top_up_that_leaves_a_share_low_asks_for_the_next_one(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisWindowStore(redis_client)
+    tokens = Bucket(f"{redis_prefix}tpm-low", 160_000, MINUTE, 100, False)
+    for _ in range(3):  # the second brings a share of 400: 100 spent by the third
+        await store.hit([tokens])
+    assert not store._renewing
+    store.charge_later([tokens._replace(cost=250)])
+    assert store._renewing  # 50 left: the next share is asked at once
+    await asyncio.gather(*store._renewing)
+    assert (await store.hit([tokens]))[0].allowed
+    await store.close()
+    assert await _used(redis_client, tokens.key) == 650

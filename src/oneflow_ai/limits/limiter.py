@@ -19,14 +19,15 @@ the script call also grants this replica a *share* of each window, a few units c
 like real use, which it then admits from in memory. Shares are granted only while a window's
 use stays within half its limit, hold at most a sixteenth of it (sized from the last 250 ms of
 this replica's traffic), live at most 1 s and never past the slice they are charged to, and
-what is left of them goes back to that slice. The limit is never exceeded (every unit admitted
-is a unit of the window); the price is bounded under-admission: a request may be refused while
-other replicas hold unused shares, at most a sixteenth of the limit per replica and window,
-only when a window went from under half its limit to full within a share's life (1 s).
-Token top-ups come out of a share that covers them, else go to Redis. `X-RateLimit-Remaining`
-of a request admitted from a share is what remained when the share was granted (its units are
-consecutive positions of the window, each handed out once); `windows` reads shares held as
-used (conservative).
+what is left of them goes back to that slice; a share half spent (or half through its life)
+asks for the next one off the request path, so steady traffic never waits for Redis. The
+limit is never exceeded (every unit admitted is a unit of the window); the price is bounded
+under-admission: a request may be refused while other replicas hold unused shares, at most a
+sixteenth of the limit per replica and window, only when a window went from under half its
+limit to full within a share's life (1 s). Token top-ups come out of a share that covers them,
+else go to Redis. `X-RateLimit-Remaining` of a request admitted from a share is what remained
+when the share was granted (its units are consecutive positions of the window, each handed out
+once); `windows` reads shares held as used (conservative).
 """
 
 from __future__ import annotations
@@ -221,8 +222,9 @@ class RateLimiter:
         results = await self._hit(buckets, check=True)
         if results is None:
             return EXEMPT
-        if all(r.allowed for r in results):
-            return _admitted(buckets, results)
+        decision = _admitted(buckets, results)
+        if decision is not None:
+            return decision
         decision = _refused(buckets, results)
         raise RateLimitedError(
             f"{what} exceeded: retry after {decision.headers['Retry-After']} s",
@@ -277,7 +279,8 @@ class _Plan:
 
 
 def _costing(bucket: Bucket, cost: int) -> Bucket:
-    return Bucket(bucket.key, bucket.limit, bucket.window_ms, cost, bucket.counts_requests)
+    # tuple.__new__: no Python-level __new__ for the few buckets each request costs
+    return tuple.__new__(Bucket, (bucket[0], bucket[1], bucket[2], cost, bucket[4]))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -307,22 +310,20 @@ def _planned(key: str, policy: LimitPolicy) -> tuple[Bucket, ...]:
     return tuple(buckets)
 
 
-def _admitted(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision:
-    """Headers from the caller's tightest request window (least remaining)."""
-    best: tuple[Bucket, BucketResult] | None = None
+def _admitted(buckets: Sequence[Bucket], results: Sequence[BucketResult]) -> RateDecision | None:
+    """Headers from the caller's tightest request window (least remaining); None when a
+    window refused."""
+    best: BucketResult | None = None
+    limit = remaining = 0
     for bucket, result in zip(buckets, results, strict=True):
-        if not bucket.counts_requests:
-            continue
-        if best is None or bucket.limit - result.used < best[0].limit - best[1].used:
-            best = (bucket, result)
+        if not result.allowed:
+            return None
+        if bucket.counts_requests and (best is None or bucket.limit - result.used < remaining):
+            best, limit, remaining = result, bucket.limit, bucket.limit - result.used
     if best is None:
         return EXEMPT
-    bucket, result = best
     return RateDecision(
-        allowed=True,
-        limit=bucket.limit,
-        remaining=bucket.limit - result.used,
-        reset_seconds=result.reset_ms / 1000,
+        allowed=True, limit=limit, remaining=remaining, reset_seconds=best.reset_ms / 1000
     )
 
 

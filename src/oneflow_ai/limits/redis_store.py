@@ -12,7 +12,8 @@ seconds when no check comes. A request then costs one round trip and one script 
 
 A window far from its limit costs none: the same call asks for a share of the window's room,
 which this replica then admits from in memory until it runs out or expires (`limits/shares.py`,
-where the rule and its bound are). Top-ups come out of a share too when it covers them.
+where the rule and its bound are); a share running low asks for the next one in a call of its
+own, off the request path. Top-ups come out of a share too when it covers them.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class RedisWindowStore:
         self._expiry: asyncio.TimerHandle | None = None
         #: Per key, the call in flight asking for its share: done once the share is kept.
         self._coming: dict[str, asyncio.Future[None]] = {}
+        self._renewing: set[asyncio.Task[None]] = set()  # calls asking for the next shares
 
     def charge_later(self, buckets: Sequence[Bucket]) -> None:
         """Charge `buckets` unchecked with the next checks (or within `debt_delay`): usage
@@ -93,6 +95,8 @@ class RedisWindowStore:
             )
         if debts:
             self._owe()
+        if book is not None and book.renewing:  # a top-up left a share running low
+            self._renew()
 
     def _owe(self) -> None:
         """Send what is owed with the next checks, or alone after `debt_delay`."""
@@ -108,6 +112,8 @@ class RedisWindowStore:
             return await self._hit(buckets, check=check)
         now = book.clock()
         local = book.take(buckets, now)
+        if book.renewing:
+            self._renew()
         if local is not None:
             return local
         if await self._granting(buckets, now):  # another check is bringing the shares
@@ -127,12 +133,44 @@ class RedisWindowStore:
         # refused: units this replica holds may still cover it
         return book.take(buckets, book.clock(), demand=False) or results
 
-    async def _hit(self, buckets: Sequence[Bucket], *, check: bool) -> list[BucketResult]:
-        """One script call for `buckets` (asking for their shares when checked)."""
-        book, asked, now = self._book, None, 0.0
+    def _renew(self) -> None:
+        """Ask for the shares running low in a call of their own, which no request waits for
+        (unless a share runs out before it is answered)."""
+        assert self._book is not None
+        buckets, asked = self._book.renewals()
+        granting = self._grants_coming(buckets, asked)  # checks lacking them wait for it
+        task = asyncio.get_running_loop().create_task(self._ask(buckets, asked, granting))
+        self._renewing.add(task)
+        task.add_done_callback(self._renewing.discard)
+
+    async def _ask(
+        self, buckets: Sequence[Bucket], asked: Sequence[int], granting: asyncio.Future[None]
+    ) -> None:
+        try:
+            await self._hit(buckets, check=True, asked=asked, granting=granting)
+        except Exception as exc:  # the shares are asked again with the next checks
+            log.warning("rate_limit_share_not_renewed", error=str(exc))
+        finally:
+            if not granting.done():  # cancelled before it was sent
+                assert self._book is not None
+                self._book.failed(buckets, asked)
+                self._granted(buckets, asked, granting)
+
+    async def _hit(
+        self,
+        buckets: Sequence[Bucket],
+        *,
+        check: bool,
+        asked: Sequence[int] | None = None,
+        granting: asyncio.Future[None] | None = None,
+    ) -> list[BucketResult]:
+        """One script call for `buckets` (asking for their shares when checked, or the
+        shares `asked`)."""
+        book, now = self._book, 0.0
         if check and book is not None:
             now = book.clock()
-            asked = book.asks(buckets, now)
+            if asked is None:
+                asked = book.asks(buckets, now)
         future = self._submit(buckets, check=check, asked=asked)
         loop = asyncio.get_running_loop()
         if len(self._pending) >= self._max_batch:
@@ -140,7 +178,8 @@ class RedisWindowStore:
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush_now)
-        granting = self._grants_coming(buckets, asked) if asked is not None else None
+        if granting is None and asked is not None:
+            granting = self._grants_coming(buckets, asked)
         try:
             values = await future
         except BaseException:
@@ -298,6 +337,8 @@ class RedisWindowStore:
     async def close(self) -> None:
         """Charge what is owed and let checks in flight finish; the Redis client belongs to
         the process's services."""
+        if self._renewing:
+            await asyncio.gather(*self._renewing, return_exceptions=True)
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
