@@ -73,7 +73,9 @@ class ChatStream:
         self._pipeline = pipeline
         self._entered = tuple(entered)
         self._watchers = tuple(
-            hook for hook in entered if type(hook).on_stream_event is not Hook.on_stream_event
+            hook.on_stream_event
+            for hook in entered
+            if type(hook).on_stream_event is not Hook.on_stream_event
         )
         self._head = head
         self._rest = rest
@@ -246,24 +248,27 @@ class ChatStream:
         # is recorded first, for the running count the hooks read (`output_tokens`), and taken
         # back when the batch is not forwarded.
         if self.passthrough is not None:  # hooks see the canonical events only
-            batch = [event for event in batch if not isinstance(event, WireBytes)]
-        self._output.add_batch(batch)
+            batch = [event for event in batch if type(event) is not WireBytes]
+        output = self._output
+        output.add_batch(batch)
+        call = self.call
         try:
-            for hook in self._watchers:
+            for watch in self._watchers:
                 for event in batch:
-                    hook.on_stream_event(self.call, event)
+                    watch(call, event)
         except BaseException:
-            self._output.take_back()
+            output.take_back()
             raise
         for event in batch:
-            if isinstance(event, StreamUsage):
+            if isinstance(event, _ACCOUNTED):
+                if isinstance(event, StreamFinish):
+                    self.finish_reason = event.reason
+                    continue
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens
                 if event.output_tokens is not None:
                     self._output_tokens = event.output_tokens
                 self._classes.update(event.classes())
-            elif isinstance(event, StreamFinish):
-                self.finish_reason = event.reason
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call
@@ -309,6 +314,8 @@ def response_events(response: ChatResponse, usage: Usage | None = None) -> list[
 
 
 _CONTENT = (TextDelta, ToolCallDelta, StreamFinish)
+#: The events a stream's accounting reads (besides the output's text).
+_ACCOUNTED = (StreamUsage, StreamFinish)
 
 
 async def open_batches(
