@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from oneflow_ai.billing.checkpoints import Delivered, Probe
+from oneflow_ai.billing.checkpoints import Delivered, PricedProbe, Probe
 from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
@@ -130,7 +130,11 @@ class LedgerHook(Hook):
             route = call.route
             return None if route is None else _delivered(pricing, route, progress.delivered())
 
-        return self._ledger.track(reservation, probe)
+        def model() -> str | None:
+            route = call.route
+            return None if route is None else route.entry.id
+
+        return self._ledger.track(reservation, PricedProbe(probe, model))
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
         # The stream's own running count (it tokenizes its deltas once, for this and for what

@@ -15,7 +15,7 @@ error event in the caller's dialect, charged for what was delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -108,7 +108,10 @@ class ChatStream:
         if self._opening:
             opening, self._opening = self._opening, []
             try:
-                await asyncio.gather(*opening, return_exceptions=True)
+                if len(opening) == 1:  # no gathering (and no turn of the loop once it is done)
+                    await _settled(opening[0])
+                else:
+                    await asyncio.gather(*opening, return_exceptions=True)
             except BaseException:  # the caller went away before the first byte
                 await self._cancelled()
                 raise
@@ -288,6 +291,23 @@ class ChatStream:
         self.cost = call.cost = self._pipeline.price(call, usage)
         call.outcome = outcome
         call.error = error
+
+
+async def _settled(waiting: Awaitable[object]) -> None:
+    """Wait for ``waiting`` to end, whatever its outcome (what the caller receives does not
+    depend on it); returns at once, without a turn of the loop, when it has ended already."""
+    if isinstance(waiting, asyncio.Future) and waiting.done():
+        if not waiting.cancelled():
+            waiting.exception()  # retrieved: never logged as an exception nobody read
+        return
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # this task is cancelled, not `waiting`
+            raise
+    except Exception:  # taken as `asyncio.gather(..., return_exceptions=True)` takes it
+        return
 
 
 def _uncancel() -> bool:
