@@ -40,7 +40,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.storage.ledger_commands import CheckpointCommand, LedgerResult, StreamProgress
 from oneflow_ai.tasks import stop
 
-__all__ = ["Checkpoints", "Delivered", "Probe"]
+__all__ = ["Checkpoints", "Delivered", "PricedProbe", "Probe"]
 
 log = structlog.get_logger("oneflow.billing.checkpoints")
 
@@ -55,6 +55,19 @@ class Delivered(NamedTuple):
 
 #: What a stream has delivered so far; None when it cannot be told (yet).
 Probe = Callable[[], Delivered | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PricedProbe:
+    """A probe (``measure``) that also tells the model it prices on (``model()``, a catalog
+    id; None when it cannot be told) without measuring: a stream tracked again as it opens
+    keeps its first checkpoint at the cost of that question alone."""
+
+    measure: Probe
+    model: Callable[[], str | None]
+
+    def __call__(self) -> Delivered | None:
+        return self.measure()
 
 
 @dataclass(slots=True, eq=False)
@@ -211,6 +224,8 @@ def _priced_on(model: str | None, probe: Probe) -> bool:
     """Whether ``probe`` prices what it measures on ``model``."""
     if model is None:
         return False
+    if isinstance(probe, PricedProbe):
+        return probe.model() == model
     measured = probe()
     return measured is not None and measured.cost.model == model
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from oneflow_ai.billing.checkpoints import Delivered, Probe
+from oneflow_ai.billing.checkpoints import Delivered, PricedProbe, Probe
 from oneflow_ai.billing.cost import Cost, fraction_of
 from oneflow_ai.billing.errors import PricingError
 from oneflow_ai.billing.ledger import Ledger
@@ -63,13 +63,16 @@ CLIENT_CLOSED = 499
 
 
 class _StreamWatch:
-    """What the hook follows of a running stream: the stream (its running count of the
-    output) and the largest output count the provider reported so far. A concrete class, so
-    that the check on every event is a plain `isinstance` (a protocol's costs microseconds)."""
+    """What the hook follows of a running stream: its reservation (None when nothing is to be
+    checked: an unlimited one, or an answer replayed from the cache), the stream (its running
+    count of the output) and the largest output count the provider reported so far. A
+    concrete class, so that the check on every event is a plain `isinstance` (a protocol's
+    costs microseconds)."""
 
-    __slots__ = ("reported", "stream")
+    __slots__ = ("reported", "reservation", "stream")
 
-    def __init__(self, stream: RunningStream | None) -> None:
+    def __init__(self, reservation: Reservation | None, stream: RunningStream | None) -> None:
+        self.reservation = reservation
         self.stream = stream
         self.reported = 0
 
@@ -120,42 +123,53 @@ class LedgerHook(Hook):
         reservation = _reservation(call)
         if reservation is None:
             return None
-        call.state[_WATCH] = _StreamWatch(progress)
+        call.state[_WATCH] = _StreamWatch(_checked(call, reservation), progress)
         pricing = self._pricing
 
         def probe() -> Delivered | None:
             route = call.route
             return None if route is None else _delivered(pricing, route, progress.delivered())
 
-        return self._ledger.track(reservation, probe)
+        def model() -> str | None:
+            route = call.route
+            return None if route is None else route.entry.id
+
+        return self._ledger.track(reservation, PricedProbe(probe, model))
 
     def on_stream_event(self, call: Call, event: StreamEvent) -> None:
-        reservation = _reservation(call)
-        if reservation is None or not reservation.limited:
-            return
-        if _cached(call):  # replayed: its charge is known already
-            return
         # The stream's own running count (it tokenizes its deltas once, for this and for what
         # it charges), or the provider's count when it reports a larger one as it goes.
         watch = call.state.get(_WATCH)
-        if not isinstance(watch, _StreamWatch):
-            watch = call.state[_WATCH] = _StreamWatch(None)
-        if isinstance(event, StreamUsage) and event.output_tokens is not None:
+        if not isinstance(watch, _StreamWatch):  # a stream that was not opened here
+            reservation = _reservation(call)
+            if reservation is None:
+                return
+            watch = call.state[_WATCH] = _StreamWatch(_checked(call, reservation), None)
+        reservation = watch.reservation
+        if reservation is None:
+            return
+        if isinstance(event, StreamUsage):
+            if event.output_tokens is None:
+                return
             watch.reported = max(watch.reported, event.output_tokens)
         elif not isinstance(event, _OUTPUT_EVENTS):
             return
         stream = watch.stream
-        counted = 0
-        if stream is not None:  # counted only once its bound could overrun
-            counted = stream.output_tokens_at_most()
-            if reservation.would_exceed(max(watch.reported, counted)):
-                counted = stream.output_tokens()
-        if reservation.would_exceed(max(watch.reported, counted)):
-            raise InsufficientCreditsError(
-                "The answer was stopped: it would have cost more than the credits reserved "
-                "for it (the project's balance or budget)",
-                code="budget_exhausted",
-            )
+        reported = watch.reported
+        if stream is None:
+            if not reservation.would_exceed(reported):
+                return
+        elif not (
+            reservation.would_exceed(max(reported, stream.output_tokens_at_most()))
+            # The bound could overrun: the stream's count (tokenized now) decides.
+            and reservation.would_exceed(max(reported, stream.output_tokens()))
+        ):
+            return
+        raise InsufficientCreditsError(
+            "The answer was stopped: it would have cost more than the credits reserved "
+            "for it (the project's balance or budget)",
+            code="budget_exhausted",
+        )
 
     async def after(self, call: Call) -> None:
         reservation = _reservation(call)
@@ -235,6 +249,12 @@ def _delivered(pricing: PricingEngine, route: Route, usage: Usage) -> Delivered 
         return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
     except PricingError:
         return None
+
+
+def _checked(call: Call, reservation: Reservation) -> Reservation | None:
+    """``reservation`` when a stream's output is to be checked against it: only a limited one,
+    and not for an answer replayed from the cache (its charge is known already)."""
+    return reservation if reservation.limited and not _cached(call) else None
 
 
 def _cached(call: Call) -> bool:

@@ -15,7 +15,7 @@ error event in the caller's dialect, charged for what was delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -73,7 +73,9 @@ class ChatStream:
         self._pipeline = pipeline
         self._entered = tuple(entered)
         self._watchers = tuple(
-            hook for hook in entered if type(hook).on_stream_event is not Hook.on_stream_event
+            hook.on_stream_event
+            for hook in entered
+            if type(hook).on_stream_event is not Hook.on_stream_event
         )
         self._head = head
         self._rest = rest
@@ -106,7 +108,10 @@ class ChatStream:
         if self._opening:
             opening, self._opening = self._opening, []
             try:
-                await asyncio.gather(*opening, return_exceptions=True)
+                if len(opening) == 1:  # no gathering (and no turn of the loop once it is done)
+                    await _settled(opening[0])
+                else:
+                    await asyncio.gather(*opening, return_exceptions=True)
             except BaseException:  # the caller went away before the first byte
                 await self._cancelled()
                 raise
@@ -246,24 +251,27 @@ class ChatStream:
         # is recorded first, for the running count the hooks read (`output_tokens`), and taken
         # back when the batch is not forwarded.
         if self.passthrough is not None:  # hooks see the canonical events only
-            batch = [event for event in batch if not isinstance(event, WireBytes)]
-        self._output.add_batch(batch)
+            batch = [event for event in batch if type(event) is not WireBytes]
+        output = self._output
+        output.add_batch(batch)
+        call = self.call
         try:
-            for hook in self._watchers:
+            for watch in self._watchers:
                 for event in batch:
-                    hook.on_stream_event(self.call, event)
+                    watch(call, event)
         except BaseException:
-            self._output.take_back()
+            output.take_back()
             raise
         for event in batch:
-            if isinstance(event, StreamUsage):
+            if isinstance(event, _ACCOUNTED):
+                if isinstance(event, StreamFinish):
+                    self.finish_reason = event.reason
+                    continue
                 if event.input_tokens is not None:
                     self._input_tokens = event.input_tokens
                 if event.output_tokens is not None:
                     self._output_tokens = event.output_tokens
                 self._classes.update(event.classes())
-            elif isinstance(event, StreamFinish):
-                self.finish_reason = event.reason
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call
@@ -283,6 +291,23 @@ class ChatStream:
         self.cost = call.cost = self._pipeline.price(call, usage)
         call.outcome = outcome
         call.error = error
+
+
+async def _settled(waiting: Awaitable[object]) -> None:
+    """Wait for ``waiting`` to end, whatever its outcome (what the caller receives does not
+    depend on it); returns at once, without a turn of the loop, when it has ended already."""
+    if isinstance(waiting, asyncio.Future) and waiting.done():
+        if not waiting.cancelled():
+            waiting.exception()  # retrieved: never logged as an exception nobody read
+        return
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # this task is cancelled, not `waiting`
+            raise
+    except Exception:  # taken as `asyncio.gather(..., return_exceptions=True)` takes it
+        return
 
 
 def _uncancel() -> bool:
@@ -309,6 +334,8 @@ def response_events(response: ChatResponse, usage: Usage | None = None) -> list[
 
 
 _CONTENT = (TextDelta, ToolCallDelta, StreamFinish)
+#: The events a stream's accounting reads (besides the output's text).
+_ACCOUNTED = (StreamUsage, StreamFinish)
 
 
 async def open_batches(

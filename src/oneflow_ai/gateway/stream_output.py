@@ -46,15 +46,23 @@ class StreamOutput:
         self._fold()
         pieces = self._pieces
         self._batch_from = len(pieces)
+        size = 0  # their UTF-8 length
         for event in batch:
-            if isinstance(event, TextDelta | ThinkingDelta):  # thinking is billed as output
-                pieces.append(event.text)
+            if isinstance(event, _TEXT):  # thinking is billed as output
+                text = event.text
             elif isinstance(event, ToolCallDelta):
-                pieces.append(event.arguments)
-                if event.name:
-                    pieces.append(event.name)
+                text = event.arguments
+                pieces.append(text)
+                size += _utf8_length(text)
+                text = event.name or ""
+                if not text:
+                    continue
+            else:
+                continue
+            pieces.append(text)
+            size += _utf8_length(text)
         # The pieces of a batch are counted together, or with whole batches around them.
-        self._batch_bound = bound = self._at_most(_utf8_bytes(pieces[self._batch_from :]))
+        self._batch_bound = bound = self._at_most(size) if size else 0
         self._pending += bound
 
     def take_back(self) -> None:
@@ -94,7 +102,7 @@ class StreamOutput:
             self._tokens += self._count("".join(self._pieces[self._upto : end]))
             self._upto = end
             at_most = self._at_most
-            self._pending = sum([at_most(_utf8_bytes([p])) for p in self._pieces[end:]])
+            self._pending = sum([at_most(_utf8_length(p)) for p in self._pieces[end:]])
 
     def _fold(self) -> None:
         """The last batch, counted apart, joins what is counted."""
@@ -105,6 +113,9 @@ class StreamOutput:
         self._batch_tokens = None
 
 
-def _utf8_bytes(pieces: list[str]) -> int:
-    """The UTF-8 length of `pieces`, without encoding the ASCII ones."""
-    return sum([len(p) if p.isascii() else len(p.encode()) for p in pieces])
+_TEXT = (TextDelta, ThinkingDelta)
+
+
+def _utf8_length(text: str) -> int:
+    """The UTF-8 length of `text`, without encoding an ASCII one."""
+    return len(text) if text.isascii() else len(text.encode())

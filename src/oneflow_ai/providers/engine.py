@@ -9,9 +9,10 @@ timeouts, and, wrapped by the resilience layer, the retries and the circuit brea
 - `chat`: send the body, read the answer; an answer of an unexpected shape is a
   `ProviderError` naming the provider ("malformed answer"), never a crash;
 - `stream_chat`: open the stream, parse its server-sent events (`sse.py`) in batches as they
-  arrived, decode each event, hand each batch on; an error event ends the stream with its error
-  after the events that came before it; a stream that closes before the provider said the
-  answer was whole is a `ProviderUnavailableError`.
+  arrived (those of one chunk of the body together), decode each event, hand each batch on;
+  an error event ends the stream with its error after the events that came before it; a
+  stream that closes before the provider said the answer was whole is a
+  `ProviderUnavailableError`.
 
 `read_answer` is the one place any adapter (images, speech too) reads an answer's body.
 Which wires exist: `openai.py` (also every OpenAI-compatible API, `compatible.py`) and
@@ -28,7 +29,7 @@ import orjson
 from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent, WireDialect
 from oneflow_ai.errors import BadRequestError, ProviderError, ProviderUnavailableError
 from oneflow_ai.providers.errors import MALFORMED, malformed
-from oneflow_ai.providers.sse import SSEEvent, iter_sse_batches
+from oneflow_ai.providers.sse import SSEEvent, SSEParser
 from oneflow_ai.providers.upstream import UpstreamClient, UpstreamRequest
 
 __all__ = [
@@ -174,16 +175,20 @@ class ChatProvider:
         self, request: ChatRequest, model: str
     ) -> AsyncIterator[list[StreamEvent]]:
         decoder = self.wire.stream_decoder(request, model)
+        decode = decoder.decode
+        parser = SSEParser()
         async with self._client.stream(self._request(request, model, stream=True)) as response:
             chunks = response.chunks()
-            batches = iter_sse_batches(chunks)
             try:
-                async for batch in batches:
+                async for chunk in chunks:
+                    batch = parser.feed(chunk)
+                    if not batch:
+                        continue
                     events: list[StreamEvent] = []
                     ended = False
                     try:
                         for sse in batch:
-                            if decoder.decode(sse, events):
+                            if decode(sse, events):
                                 ended = True
                                 break
                     except ProviderError:
@@ -199,7 +204,6 @@ class ChatProvider:
             finally:
                 # Closed here, not left to the event loop's finalizer of abandoned generators
                 # (a task and a wake-up of the loop each, for every stream that ends early).
-                await batches.aclose()
                 await chunks.aclose()
             if not decoder.complete:
                 raise ProviderUnavailableError(

@@ -61,6 +61,7 @@ from oneflow_ai.providers.openai_responses import (
 from oneflow_ai.providers.openai_transcription import TranscriptionMixin
 from oneflow_ai.providers.openai_types import (
     ChatCompletionChunk,
+    ChunkChoice,
     OpenAIChatCompletion,
     OpenAIUsageObject,
 )
@@ -274,53 +275,55 @@ class OpenAIStream:
         return self.done or self.finished
 
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
-        if event.data == b"[DONE]":
+        data = event.data
+        if data == b"[DONE]":
             self.done = True
             return True
-        chunk: ChatCompletionChunk = orjson.loads(event.data)
+        chunk: ChatCompletionChunk = orjson.loads(data)
         error = chunk.get("error")
         if error:
             raise stream_failure(self._name, self._model, error, _TYPE_CLASSES)
         if not self._started:
             self._started = True
             out.append(StreamStart(str(chunk.get("id") or ""), chunk.get("model") or self._model))
-        usage = chunk.get("usage")
-        if isinstance(usage, dict) and self._usage_fields is not None:
-            self._usage_fields.check(self._model, usage, "openai")
-        if _chunk_events(chunk, out):
+        choices = chunk.get("choices")
+        if choices and _choice_events(choices, out):
             self.finished = True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            if self._usage_fields is not None:
+                self._usage_fields.check(self._model, usage, "openai")
+            out.append(openai_stream_usage(usage))
         if self._forward:
-            out.append(WireBytes("openai", None, event.data, self.finished))
+            out.append(WireBytes("openai", None, data, self.finished))
         return False
 
 
-def _chunk_events(chunk: ChatCompletionChunk, out: list[StreamEvent]) -> bool:
-    """Append a chunk's events to `out`; whether the answer's choice finished."""
+def _choice_events(choices: list[ChunkChoice], out: list[StreamEvent]) -> bool:
+    """Append the events of a chunk's answer choice (index 0) to `out`; whether it finished."""
     finished = False
-    for choice in chunk.get("choices") or ():
+    for choice in choices:
         if choice.get("index", 0) != 0:
             continue
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if content:
-            out.append(TextDelta(content))
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            out.append(
-                ToolCallDelta(
-                    index=int(call.get("index") or 0),
-                    arguments=function.get("arguments") or "",
-                    id=call.get("id"),
-                    name=function.get("name"),
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content:
+                out.append(TextDelta(content))
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                out.append(
+                    ToolCallDelta(
+                        index=int(call.get("index") or 0),
+                        arguments=function.get("arguments") or "",
+                        id=call.get("id"),
+                        name=function.get("name"),
+                    )
                 )
-            )
         reason = choice.get("finish_reason")
         if reason:
             out.append(StreamFinish(finish_reason(reason)))
             finished = True
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        out.append(openai_stream_usage(usage))
     return finished
 
 

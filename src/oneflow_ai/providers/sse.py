@@ -7,6 +7,8 @@ the stream closes is dropped. Data stays `bytes` so it goes to `orjson.loads` wi
 
 Events come in batches, one per network read: whatever arrived together is handled together,
 so the gateway writes it on to its caller in one piece rather than one write per event.
+`SSEParser.feed` reads one chunk (the engine calls it in its own loop over the body);
+`iter_sse_batches` is the same over an iterator of chunks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-__all__ = ["SSEEvent", "iter_sse_batches"]
+__all__ = ["SSEEvent", "SSEParser", "iter_sse_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,19 +25,34 @@ class SSEEvent:
     data: bytes
 
 
-async def iter_sse_batches(
-    chunks: AsyncIterator[bytes],
-) -> AsyncGenerator[list[SSEEvent], None]:
-    """The events completed by each chunk of the body (chunk boundaries may fall anywhere);
-    chunks that complete no event yield nothing."""
-    pending = b""
-    event: str | None = None
-    data: list[bytes] = []
-    async for chunk in chunks:
-        if pending:
-            chunk = pending + chunk
+class SSEParser:
+    """The events of a body fed chunk by chunk (chunk boundaries may fall anywhere)."""
+
+    __slots__ = ("_data", "_event", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = b""  # the start of a line not ended yet
+        self._event: str | None = None  # the event being read: its name
+        self._data: list[bytes] = []  # ... and its data lines so far
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events `chunk` completes (none when it ends none)."""
+        if (
+            # The common chunk, a whole event of one data line: nothing to split.
+            not self._pending
+            and not self._data
+            and self._event is None
+            and chunk[:6] == b"data: "
+            and chunk[-2:] == b"\n\n"
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            return [SSEEvent(None, chunk[6:-2])]
+        if self._pending:
+            chunk = self._pending + chunk
         lines = chunk.split(b"\n")
-        pending = lines.pop()
+        self._pending = lines.pop()
+        event, data = self._event, self._data
         batch: list[SSEEvent] = []
         for line in lines:
             if line[-1:] == b"\r":
@@ -49,5 +66,17 @@ async def iter_sse_batches(
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif line[:6] == b"event:":
                 event = (line[7:] if line[6:7] == b" " else line[6:]).decode()
+        self._event, self._data = event, data
+        return batch
+
+
+async def iter_sse_batches(
+    chunks: AsyncIterator[bytes],
+) -> AsyncGenerator[list[SSEEvent], None]:
+    """The events completed by each chunk of the body (chunk boundaries may fall anywhere);
+    chunks that complete no event yield nothing."""
+    parser = SSEParser()
+    async for chunk in chunks:
+        batch = parser.feed(chunk)
         if batch:
             yield batch
