@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select
@@ -69,22 +70,22 @@ async def test_postgresql_charges_and_resolve_travel_as_one_statement(
     """A batch's charges and its reservations' resolve are one statement returning each one's
     rows (only the new charges, only the reservations still there), after the writes deferred
     before them; statements on one table, and any outside PostgreSQL, run one by one."""
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+    from oneflow_ai.storage import direct_sql
 
     engine = create_engine(postgres_url, pool_size=1)
     executed: list[str] = []
-    execute = AsyncAdapt_asyncpg_cursor.execute
+    execute = direct_sql._execute
 
-    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
-        executed.append(operation.split()[0])
-        execute(self, operation, parameters)  # type: ignore[arg-type]
+    def spy(connection: Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
+        executed.append(sql.split()[0])
+        return execute(connection, sql, *args, **kwargs)
 
     def work(connection: Connection) -> list[object]:
         sql = ledger_statements(connection)
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
         connection.execute(reservations.insert(), [_reservation("a"), _reservation("b")])
         run(connection, sql.insert_charges, [entry("r1", -5)])
-        monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+        monkeypatch.setattr(direct_sql, "_execute", spy)
         with deferred_writes(connection):
             run(connection, sql.upsert_balance, {"p": "p1", "delta": 1, "at": AT})
             found = run_all(
