@@ -196,11 +196,12 @@ async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
 
 
 @pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
-async def test_on_postgresql_a_settlement_from_a_lease_takes_four_statements(
+async def test_on_postgresql_a_settlement_from_a_lease_takes_three_statements(
     engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its charge, its reservation, the lease's lock, then one statement for every write whose
-    outcome the batch does not read (the draw, the balance, the usage record and rollups)."""
+    """Its charge and its reservation in one, the lease's lock, then one statement for every
+    write whose outcome the batch does not read (the draw, the balance, the usage record and
+    rollups)."""
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
 
     await ledger.top_up("p1", 1000 * CREDIT)
@@ -218,7 +219,7 @@ async def test_on_postgresql_a_settlement_from_a_lease_takes_four_statements(
     monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
     charged = await settle(ledger, served)
     monkeypatch.undo()
-    assert executed == ["INSERT", "DELETE", "SELECT", "WITH"]
+    assert executed == ["WITH", "SELECT", "WITH"]
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
     assert snap.reserved == ledger.leases.held("p1")
     assert charged > 0

@@ -34,13 +34,18 @@ from one another (counting the tables they read and those their foreign keys tie
 combined: a data-modifying ``WITH`` clause does not see its siblings' changes, which then
 cannot matter. An error is raised where the combined statement runs, still inside the
 transaction (which it aborts, as before).
+
+:func:`run_all` runs several writes whose rows the caller reads (a batch's charges ``INSERT
+... RETURNING`` and its reservations' ``DELETE ... RETURNING``): on PostgreSQL, when they are
+disjoint in the same sense, as one statement of data-modifying ``WITH`` clauses whose rows come
+back tagged with the clause that returned them; otherwise, and elsewhere, one after the other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any
 
 from sqlalchemy import Connection
@@ -50,7 +55,7 @@ from sqlalchemy.sql import Executable
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
 
-__all__ = ["Rows", "deferred_writes", "run"]
+__all__ = ["Rows", "deferred_writes", "run", "run_all"]
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -130,6 +135,62 @@ def run(connection: Connection, statement: Executable, params: Params = None) ->
     return out
 
 
+def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) -> list[Rows]:
+    """``run`` each ``(statement, params)`` in order; their rows, in that order. Writes returning
+    rows, on tables disjoint from one another, travel as one statement on PostgreSQL."""
+    combined = _combinable(connection, parts)
+    if combined is None:
+        return [run(connection, statement, params) for statement, params in parts]
+    deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
+    if deferred:
+        _flush(connection, deferred)
+    key = tuple((id(plan), len(values)) for plan, values in combined)
+    sql = _returning.get(key)
+    if sql is None:
+        sql = _combine_returning([(plan, len(values)) for plan, values in combined])
+        if max(len(values) for _, values in combined) <= CACHED_ROWS:
+            _returning[key] = sql
+    flat = tuple(chain.from_iterable(chain.from_iterable(values) for _, values in combined))
+    found: list[Rows] = [Rows() for _ in combined]
+    starts = list(accumulate((len(plan.results or ()) for plan, _ in combined), initial=1))
+    for row in _execute(connection, sql, [flat], fetch=True):
+        part = row[0]
+        plan = combined[part][0]
+        assert plan.results is not None
+        found[part].append(convert_row(plan.results, row[starts[part] : starts[part + 1]]))
+    return found
+
+
+def _combinable(
+    connection: Connection, parts: Sequence[tuple[Executable, Params]]
+) -> list[tuple[Plan, list[tuple[Any, ...]]]] | None:
+    """The plans of ``parts`` and their bound rows, when they can run as one statement."""
+    if len(parts) < 2 or connection.dialect.driver != "asyncpg":
+        return None
+    combined: list[tuple[Plan, list[tuple[Any, ...]]]] = []
+    parameters = 0
+    for statement, params in parts:
+        rows: Sequence[Mapping[str, Any]] = (
+            params if isinstance(params, Sequence) else [params or {}]
+        )
+        if not rows:
+            return None
+        plan = plan_of(connection, statement, rows[0])
+        if (
+            plan is None
+            or plan.writes is None
+            or plan.results is None
+            or (len(rows) > 1 and plan.row_values is None)
+        ):
+            return None
+        for other, _ in combined:
+            if plan.writes in other.touches or other.writes in plan.touches:
+                return None
+        combined.append((plan, [bind(plan, row) for row in rows]))
+        parameters += len(rows) * len(plan.names)
+    return combined if parameters <= _MAX_PARAMETERS else None
+
+
 def _execute(
     connection: Connection, sql: str, values: list[tuple[Any, ...]], *, fetch: bool = False
 ) -> list[tuple[Any, ...]]:
@@ -160,8 +221,9 @@ _DEFERRED = "oneflow.direct_sql.deferred"
 #: A deferred write: its plan, how many rows it inserts (1 for any other write), its values.
 _Deferred = tuple[Plan, int, tuple[Any, ...]]
 #: The combined SQL of a run of deferred statements, by the identities of their plans (which
-#: live as long as the process, in ``sql_plans``) and their rows.
+#: live as long as the process, in ``sql_plans``) and their rows; and that of `run_all`.
 _combined: dict[tuple[tuple[int, int], ...], str] = {}
+_returning: dict[tuple[tuple[int, int], ...], str] = {}
 
 
 @contextmanager
@@ -184,7 +246,7 @@ def deferred_writes(connection: Connection) -> Iterator[None]:
 
 def _deferrable(plan: Plan, rows: int) -> bool:
     """A write returning nothing, of one row, or an INSERT of many (one multi-row VALUES)."""
-    if plan.writes is None:
+    if plan.writes is None or plan.results is not None:
         return False
     return rows == 1 or (plan.row_values is not None and rows * len(plan.names) <= _MAX_PARAMETERS)
 
@@ -230,6 +292,25 @@ def _combine(parts: list[tuple[Plan, int]]) -> str:
         offset += len(plan.names) * rows
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in reversed(list(enumerate(texts))[1:]))
     return f"WITH {clauses} {texts[0]}"
+
+
+def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
+    """One statement running the plans of ``parts`` (each for its number of rows) as ``WITH``
+    clauses; each row returned is the clause's index, then a column for every column any clause
+    returns, its own filled in and the others' NULL."""
+    texts: list[str] = []
+    widths: list[int] = []
+    offset = 0
+    for plan, rows in parts:
+        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
+        widths.append(len(plan.results or ()))
+        offset += len(plan.names) * rows
+    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
+    selects = []
+    for i in range(len(widths)):
+        columns = ["NULL"] * sum(widths[:i]) + [f"w{i}.*"] + ["NULL"] * sum(widths[i + 1 :])
+        selects.append(", ".join([str(i), *columns]) + f" FROM w{i}")
+    return f"WITH {clauses} SELECT {' UNION ALL SELECT '.join(selects)}"
 
 
 def _direct(connection: Connection) -> bool:

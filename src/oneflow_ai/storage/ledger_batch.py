@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.dialect import chunks
-from oneflow_ai.storage.direct_sql import deferred_writes, run
+from oneflow_ai.storage.direct_sql import deferred_writes, run, run_all
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
     CheckpointCommand,
@@ -54,7 +54,7 @@ from oneflow_ai.storage.ledger_commands import (
     SettleCommand,
     Settled,
 )
-from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve
+from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, resolving
 from oneflow_ai.storage.ledger_leases import draw, give_back_leases
 from oneflow_ai.storage.ledger_recovery import checkpoint, reap
 from oneflow_ai.storage.ledger_reservations import reserve
@@ -184,11 +184,20 @@ def post_entry(connection: Connection, entry: EntryRow, mode: str | None = None)
 def _settle(
     connection: Connection, sql: LedgerStatements, commands: Sequence[SettleCommand]
 ) -> list[Settled]:
-    inserted: set[str] = set()
-    for chunk in chunks([_entry_values(c.charge) for c in commands]):
-        result = run(connection, sql.insert_charges, chunk)
-        inserted.update(row[0] for row in result)
-    active = resolve(connection, sql, [c.reservation_id for c in commands])
+    # The charges (which are new), then the reservations (which were still active): one
+    # statement on PostgreSQL (`run_all`).
+    charges = [
+        (sql.insert_charges, chunk) for chunk in chunks([_entry_values(c.charge) for c in commands])
+    ]
+    found = run_all(
+        connection,
+        [
+            *charges,
+            *((sql.resolve, params) for params in resolving([c.reservation_id for c in commands])),
+        ],
+    )
+    inserted = {row[0] for rows in found[: len(charges)] for row in rows}
+    active = {row[0] for rows in found[len(charges) :] for row in rows}
     tally = _Tally()
     flags = [tally.add(index, command, inserted, active) for index, command in enumerate(commands)]
     balance_delta, account_release = tally.balance_delta, tally.account_release

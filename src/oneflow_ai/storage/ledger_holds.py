@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -12,7 +13,7 @@ from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.direct_sql import run
 from oneflow_ai.storage.ledger_statements import LedgerStatements
 
-__all__ = ["CounterKey", "give_back", "resolve", "shift_reserved"]
+__all__ = ["CounterKey", "give_back", "resolve", "resolving", "shift_reserved"]
 
 CounterKey = tuple[str, date]
 
@@ -48,9 +49,13 @@ def give_back(
 
 def resolve(connection: Connection, sql: LedgerStatements, ids: Sequence[str | None]) -> set[str]:
     """Delete the given reservations; return those that were still active."""
-    wanted = sorted({i for i in ids if i is not None})
     active: set[str] = set()
-    for chunk in chunks(wanted):
-        deleted = run(connection, sql.resolve, {"ids": chunk})
-        active.update(row[0] for row in deleted)
+    for params in resolving(ids):
+        active.update(row[0] for row in run(connection, sql.resolve, params))
     return active
+
+
+def resolving(ids: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The parameters of ``resolve``'s statements for these reservations (returning their ids:
+    those still active)."""
+    return [{"ids": chunk} for chunk in chunks(sorted({i for i in ids if i is not None}))]

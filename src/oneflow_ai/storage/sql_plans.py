@@ -40,7 +40,8 @@ class Plan:
     expanding: str | None = None  # the one ``IN`` list, rendered per length
     numbered: bool = False  # ``$1``-style placeholders (PostgreSQL)
     by_length: dict[int, str] = field(default_factory=dict)
-    #: For a write that may be deferred: the table it writes and every table it touches.
+    #: For a write that may be deferred, or combined with others returning rows
+    #: (`direct_sql.run_all`): the table it writes and every table it touches.
     writes: str | None = None
     touches: frozenset[str] = frozenset()
     #: For an ``INSERT`` of one ``VALUES`` row holding every parameter: that row's text, so
@@ -191,7 +192,7 @@ def _compile(connection: Connection, statement: Executable, keys: tuple[str, ...
         if returned
         else None
     )
-    writes, touches = _tables(statement) if numbered and not returned else (None, frozenset())
+    writes, touches = _tables(statement) if numbered else (None, frozenset())
     if sql.lstrip().upper().startswith("WITH") or len(set(names)) != len(names):
         # Its own WITH clause cannot nest in another statement's; a repeated parameter leaves
         # a number unused, which PostgreSQL cannot type in the middle of a combined statement.

@@ -1,0 +1,116 @@
+"""`run_all`: writes returning rows, on disjoint tables, as one statement on PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+
+from oneflow_ai.storage.database import create_engine
+from oneflow_ai.storage.direct_sql import deferred_writes, run, run_all
+from oneflow_ai.storage.ledger_statements import ledger_statements
+from oneflow_ai.storage.sql_plans import Plan
+from oneflow_ai.storage.tables import LedgerEntry, LedgerReservation, Project, table_of
+from tests.storage.test_direct_sql import entry as _entry
+
+entries, reservations = table_of(LedgerEntry), table_of(LedgerReservation)
+projects = table_of(Project)
+AT = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def test_writes_returning_rows_combine_into_one_tagged_select() -> None:
+    """Each write is a ``WITH`` clause, numbered on; each returned row is its clause's index and
+    then every clause's columns, the others' NULL."""
+    from oneflow_ai.storage.direct_sql import _combine_returning
+
+    charges = Plan(
+        "INSERT INTO e (x, y) VALUES ($1, $2) RETURNING e.r", ("x", "y"), (None, None), {}, (None,)
+    )
+    charges = replace(charges, row_values="($1, $2)", numbered=True)
+    resolve = Plan(
+        "DELETE FROM r WHERE r.id = ANY($1) RETURNING r.id, r.a",
+        ("ids",),
+        (None,),
+        {},
+        (None, None),
+    )
+    assert _combine_returning([(charges, 2), (resolve, 1)]) == (
+        "WITH w0 AS (INSERT INTO e (x, y) VALUES ($1, $2), ($3, $4) RETURNING e.r), "
+        "w1 AS (DELETE FROM r WHERE r.id = ANY($5) RETURNING r.id, r.a) "
+        "SELECT 0, w0.*, NULL, NULL FROM w0 UNION ALL SELECT 1, NULL, w1.* FROM w1"
+    )
+
+
+def entry(request_id: str, amount: int) -> dict[str, object]:
+    return _entry(request_id, amount, audio_seconds=0)
+
+
+def _reservation(id_: str) -> dict[str, object]:
+    return {
+        "id": id_,
+        "request_id": f"req-{id_}",
+        "project_id": "p1",
+        "model": "gpt-4o",
+        "provider": "openai",
+        "amount": 0,
+        "max_micro_credits": 0,
+        "owner": "o1",
+        "created_at": AT,
+        "expires_at": AT + timedelta(minutes=5),
+    }
+
+
+@pytest.mark.postgres
+async def test_postgresql_charges_and_resolve_travel_as_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's charges and its reservations' resolve are one statement returning each one's
+    rows (only the new charges, only the reservations still there), after the writes deferred
+    before them; statements on one table, and any outside PostgreSQL, run one by one."""
+    from oneflow_ai.storage import direct_sql
+
+    engine = create_engine(postgres_url, pool_size=1)
+    executed: list[str] = []
+    execute = direct_sql._execute
+
+    def spy(connection: Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
+        executed.append(sql.split()[0])
+        return execute(connection, sql, *args, **kwargs)
+
+    def work(connection: Connection) -> list[object]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        connection.execute(reservations.insert(), [_reservation("a"), _reservation("b")])
+        run(connection, sql.insert_charges, [entry("r1", -5)])
+        monkeypatch.setattr(direct_sql, "_execute", spy)
+        with deferred_writes(connection):
+            run(connection, sql.upsert_balance, {"p": "p1", "delta": 1, "at": AT})
+            found = run_all(
+                connection,
+                [
+                    (sql.insert_charges, [entry("r1", -5), entry("r2", -7), entry("r3", -1)]),
+                    (sql.resolve, {"ids": ["a", "c"]}),
+                ],
+            )
+            assert executed == ["INSERT", "WITH"]  # the deferred upsert first, then both
+            again = run_all(
+                connection, [(sql.resolve, {"ids": ["b"]}), (sql.resolve, {"ids": ["b", "a"]})]
+            )
+            assert executed == ["INSERT", "WITH", "DELETE", "DELETE"]
+        return [[list(rows) for rows in found], [list(rows) for rows in again]]
+
+    try:
+        async with engine.begin() as connection:
+            found, again = await connection.run_sync(work)
+        async with engine.connect() as connection:
+            amounts = (
+                await connection.execute(select(entries.c.amount).order_by(entries.c.amount))
+            ).scalars()
+            assert list(amounts) == [-7, -5, -1]
+    finally:
+        await engine.dispose()
+    assert found == [[("r2",), ("r3",)], [("a",)]]
+    assert again == [[("b",)], []]
