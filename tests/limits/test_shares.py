@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from oneflow_ai.limits import Bucket, RedisWindowStore
-from oneflow_ai.limits.shares import CAP_DIVISOR, MAX_TTL, ShareBook
+from oneflow_ai.limits.shares import CAP_DIVISOR, MAX_TTL, MIN_SHARE, ShareBook
 from oneflow_ai.limits.window import BucketResult
 from tests.limits.conftest import count_script_calls
 from tests.support.clock import FakeClock
@@ -142,13 +142,30 @@ async def test_near_the_limit_every_check_goes_to_redis(
 ) -> None:
     store = RedisWindowStore(redis_client)
     rounds = count_script_calls(store)
-    bucket = Bucket(f"{redis_prefix}near", 64, MINUTE, 1)  # shares of 4 up to 32 used
-    results = [(await store.hit([bucket]))[0] for _ in range(80)]
-    assert [r.used for r in results if r.allowed] == list(range(1, 65))
-    assert sum(r.allowed for r in results) == 64
-    assert 64 - 32 + 16 <= sum(rounds) < 80  # past half the limit, one call per check
+    bucket = Bucket(f"{redis_prefix}near", 128, MINUTE, 1)  # shares of 8 up to 64 used
+    results = [(await store.hit([bucket]))[0] for _ in range(160)]
+    assert [r.used for r in results if r.allowed] == list(range(1, 129))
+    assert sum(r.allowed for r in results) == 128
+    assert 128 - 64 + 32 <= sum(rounds) < 160  # past half the limit, one call per check
     await store.close()
-    assert await _used(redis_client, bucket.key) == 64
+    assert await _used(redis_client, bucket.key) == 128
+
+
+@pytest.mark.redis
+async def test_a_window_too_small_for_a_share_is_checked_request_by_request(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """Under `MIN_SHARE` units of cap, two replicas taking turns each ask Redis every time, so
+    every admission reports a count of its own (nothing given back is handed out again)."""
+    stores = [RedisWindowStore(redis_client) for _ in range(2)]
+    calls = [count_script_calls(store) for store in stores]
+    bucket = Bucket(f"{redis_prefix}small", MIN_SHARE * CAP_DIVISOR - 1, MINUTE, 1)
+    used = [(await stores[i % 2].hit([bucket]))[0].used for i in range(100)]
+    assert used == list(range(1, 101))
+    assert sum(sum(c) for c in calls) == 100
+    for store in stores:
+        await store.close()
+    assert await _used(redis_client, bucket.key) == 100
 
 
 @pytest.mark.redis
@@ -174,12 +191,12 @@ async def test_a_burst_in_flight_spends_the_share_it_brought(
     """Checks sent together all reach Redis before a share comes back: those refused because
     of it are admitted from it, so nothing is lost."""
     store = RedisWindowStore(redis_client)
-    bucket = Bucket(f"{redis_prefix}burst", 32, MINUTE, 1)
-    results = await asyncio.gather(*(store.hit([bucket]) for _ in range(100)))
+    bucket = Bucket(f"{redis_prefix}burst", 128, MINUTE, 1)
+    results = await asyncio.gather(*(store.hit([bucket]) for _ in range(300)))
     admitted = [r[0] for r in results if r[0].allowed]
-    assert sorted(r.used for r in admitted) == list(range(1, 33))
+    assert sorted(r.used for r in admitted) == list(range(1, 129))
     await store.close()
-    assert await _used(redis_client, bucket.key) == 32
+    assert await _used(redis_client, bucket.key) == 128
 
 
 @pytest.mark.redis

@@ -19,7 +19,8 @@ for wait for its answer instead of each making a call of its own.
   every replica is back to one exact check per request.
 - **Sized from this replica's rate.** A share is `SHARE_PERIODS` times what the key used here
   (admissions and top-ups) in the last `RATE_PERIOD` (asked only once a second request has
-  come), capped at `limit // CAP_DIVISOR`: a window under 16 units never gets one.
+  come), capped at `limit // CAP_DIVISOR`: a window under 128 units (`MIN_SHARE` times
+  `CAP_DIVISOR`) never gets one, and is checked request by request.
 - **Short-lived.** A share is charged to the slice in which it expires and lives at most
   `MAX_TTL` (and never past that slice): every local admission falls in the slice that counts
   it, or in the one before (counted a little longer than its own, never shorter), so the
@@ -32,7 +33,10 @@ for wait for its answer instead of each making a call of its own.
 - **Headers.** A share is a run of consecutive units of the window (`used` after the request
   that brought it, plus one for each unit): each admission from it reports its own position,
   so `X-RateLimit-Remaining` is what remained when the share was granted, at most one `MAX_TTL`
-  old, and no position is handed out twice.
+  old. Units given back are handed out again, so once a share has given units back a later
+  request can report a count an earlier one did: the count is exact only for windows checked
+  request by request (those too small for shares, and every window past `CEILING_PERCENT`);
+  what is admitted never exceeds the limit either way.
 
 The price is bounded under-admission: a request refused because a window is full could have
 fitted in the unused shares other replicas hold at that moment. Those are at most
@@ -57,6 +61,7 @@ __all__ = [
     "CAP_DIVISOR",
     "CEILING_PERCENT",
     "MAX_TTL",
+    "MIN_SHARE",
     "RATE_PERIOD",
     "Grant",
     "Return",
@@ -67,6 +72,9 @@ __all__ = [
 CEILING_PERCENT = 50
 #: A share holds at most this fraction of the limit.
 CAP_DIVISOR = 16
+#: A window whose cap is fewer units than this gets no share: under 128 units a key is checked
+#: request by request (a share would save little there, and its headers stay exactly sequenced).
+MIN_SHARE = 8
 #: Seconds a share lives at most.
 MAX_TTL = 1.0
 #: Seconds over which this replica's own use of a window is measured.
@@ -147,9 +155,10 @@ class _Key:
 
     def size(self, limit: int) -> int:
         """The share this key's recent demand asks for (0: none)."""
-        if max(self.hits, self.last_hits) < 2:
+        cap = limit // CAP_DIVISOR
+        if cap < MIN_SHARE or max(self.hits, self.last_hits) < 2:
             return 0
-        return min(limit // CAP_DIVISOR, max(self.units, self.last_units, 1) * SHARE_PERIODS)
+        return min(cap, max(self.units, self.last_units, 1) * SHARE_PERIODS)
 
 
 class ShareBook:
