@@ -2,8 +2,6 @@ import os
 import threading
 import uuid
 
-import pytest
-
 from oneflow_ai.domain.ids import random_hex, uuid4_hex
 
 
@@ -36,7 +34,6 @@ def test_ids_never_repeat_across_blocks_and_threads() -> None:
     assert all(len(value) == 32 and int(value, 16) >= 0 for value in every)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 def test_a_forked_child_makes_ids_of_its_own() -> None:
     random_hex()  # the parent holds a block with ids left in it
     read, write = os.pipe()
