@@ -4,6 +4,7 @@ balance in memory, never overspends it, returns it, and a dead replica's lease i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 
@@ -112,6 +113,45 @@ async def test_a_funding_change_retires_the_lease_and_returns_it(
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
     assert snap.reserved == WORST.micro_credits  # r0's own hold only
     assert ledger.leases.returned == 1
+
+
+async def test_a_lease_is_sized_for_the_requests_in_flight_at_once(engine: AsyncEngine) -> None:
+    """Ten requests in flight at once, each holding a worst case (16,000 output tokens) far
+    above its charge, take at most half of the lease the first rounds taught it, whatever
+    ``max_micro_credits`` caps for charges: the next ten are all served from it, and none of
+    them asks for another."""
+    await create_projects(engine, "p1")
+    worst = PRICING.max_cost("gpt-4o", 1000, 16_000)
+    config = dataclasses.replace(LEASES, max_micro_credits=worst.micro_credits)
+    ledger = make_ledger(engine, clock=FakeClock(), owner="replica-a", leases=config)  # type: ignore[arg-type]
+    await ledger.start()
+    await ledger.wait_ready()
+    await ledger.top_up("p1", 100_000 * CREDIT)  # 1/8 of it is no limit here
+
+    async def in_flight(name: str) -> list[Reservation]:
+        return [
+            await ledger.reserve(
+                request_id=f"{name}-{i}", project_id="p1", max_cost=worst, provider="openai"
+            )
+            for i in range(10)
+        ]
+
+    for round_ in range(3):
+        held = await in_flight(f"r{round_}")
+        await ledger.leases.settled()
+        for reservation in held:
+            await settle(ledger, reservation)
+        await ledger.leases.settled()
+    granted = ledger.leases.granted
+    held = await in_flight("last")
+    assert all(r.lease is not None for r in held)
+    await ledger.leases.settled()
+    assert ledger.leases.granted == granted  # no refill for what is only in flight
+    for reservation in held:
+        await settle(ledger, reservation)
+    await ledger.close()
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert (snap.reserved, snap.reservations) == (0, 0)
 
 
 async def test_two_replicas_racing_on_leases_never_overspend(engine: AsyncEngine) -> None:

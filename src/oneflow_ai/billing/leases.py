@@ -15,10 +15,13 @@ The rules that keep it exact:
   never be overspent through it, and a crash leaves nothing that reconciliation cannot give
   back: a dead replica's leases are released with its other reservations (its streams'
   checkpoints are charged as before).
-- Sizes come from recent spend: ``rate x LEDGER_LEASE_HORIZON_SECONDS``, at least
-  ``LEDGER_LEASE_MIN_REQUESTS`` worst cases of the request that asked, at most
-  ``LEDGER_LEASE_MAX_CREDITS``; the database grants at most ``1 / LEDGER_LEASE_SHARE`` of what
-  the balance has free, or nothing below that minimum. Near the end of a balance no lease is
+- Sizes come from what the project's requests hold at once and what they spend: twice the
+  largest sum of worst cases in flight at once since the last lease was asked for (so that the
+  requests in flight take at most half of a lease, and a lease is not refilled for them alone),
+  plus ``LEDGER_LEASE_HORIZON_SECONDS`` of recent charges (at most
+  ``LEDGER_LEASE_MAX_CREDITS``), and at least ``LEDGER_LEASE_MIN_REQUESTS`` worst cases of the
+  request that asked; the database grants at most ``1 / LEDGER_LEASE_SHARE`` of what the
+  balance has free, or nothing below that minimum. Near the end of a balance no lease is
   granted, and requests reserve one by one as before; a request whose worst case the lease
   cannot cover does too.
 - A lease that runs low is refilled in the background (a new lease; the old one is retired).
@@ -65,9 +68,9 @@ class LeaseConfig:
     enabled: bool = False
     share: int = 8  # a lease takes at most 1/share of what the balance has free
     min_requests: int = 16  # ... and at least this many worst cases of the request
-    horizon: float = 10.0  # seconds of recent spend a lease is sized for
+    horizon: float = 10.0  # seconds of recent charges a lease is sized for
     lifetime: float = 60.0  # seconds a lease serves before it is retired
-    max_micro_credits: int = 100_000_000  # 100 credits
+    max_micro_credits: int = 100_000_000  # 100 credits: at most this much for charges
     retry_after: float = 1.0  # seconds before asking again after a refusal
 
 
@@ -90,7 +93,9 @@ class Lease:
 @dataclass(slots=True)
 class _Spend:
     since: float
-    amount: int = 0
+    charged: int = 0  # charges settled on its leases since ``since``
+    holding: int = 0  # worst cases in flight on its leases
+    peak: int = 0  # the most held at once (with the request asking) since ``since``
     asking: bool = False
     refused_until: float = 0.0
     current: Lease | None = None
@@ -134,7 +139,9 @@ class Leases:
         project = self._projects.get(project_id)
         if project is None:
             project = self._projects[project_id] = _Spend(since=now)
-        project.amount += amount
+        demand = project.holding + amount
+        if demand > project.peak:
+            project.peak = demand
         lease = project.current
         if lease is not None and now >= lease.until:
             self._retire(project, lease)
@@ -146,12 +153,17 @@ class Leases:
         lease.free -= amount
         lease.in_flight += 1
         lease.used = True
+        project.holding = demand
         return lease
 
     def done(self, lease: Lease, held: int, charged: int, *, spooled: bool = False) -> None:
         """A request served from ``lease`` is settled (``charged``) or released (0); called
         once its settlement is committed (or spooled)."""
         lease.in_flight -= 1
+        project = self._projects.get(lease.project_id)
+        if project is not None:
+            project.holding -= held
+            project.charged += charged
         if spooled:
             lease.spooled += 1
             self._by_id[lease.id] = lease
@@ -218,12 +230,12 @@ class Leases:
     def _ask(self, project_id: str, project: _Spend, amount: int, now: float) -> None:
         if project.asking or now < project.refused_until:
             return
-        rate = project.amount / max(now - project.since, 1.0)
+        rate = project.charged / max(now - project.since, 1.0)
+        spend = min(int(rate * self.config.horizon), self.config.max_micro_credits)
         floor = amount * self.config.min_requests
-        want = max(floor, int(rate * self.config.horizon))
-        want = min(want, max(self.config.max_micro_credits, floor))
+        want = max(floor, 2 * project.peak + spend)
         project.asking = True
-        project.since, project.amount = now, 0
+        project.since, project.charged, project.peak = now, 0, project.holding
         task = asyncio.get_running_loop().create_task(
             self._acquire(project_id, project, want, floor), name="ledger-lease"
         )
