@@ -2,12 +2,19 @@
 
 Public names are imported lazily, so ``import oneflow_ai`` stays cheap. The version has one
 source, ``pyproject.toml``: ``__version__`` is the installed distribution's.
+
+structlog is imported here first, without ``rich`` (see `hidden_imports.py`).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING
+
+from oneflow_ai.hidden_imports import hidden
+
+with hidden("rich"):
+    import structlog  # noqa: F401
 
 if TYPE_CHECKING:
     from oneflow_ai.billing.pricing import PricingEngine

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
+from oneflow_ai.hidden_imports import hidden
 from oneflow_ai.storage.health import Health
+
+with hidden("opentelemetry.sdk.metrics"):  # redis-py's own client metrics stay off
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["create_redis", "redis_health"]
 
