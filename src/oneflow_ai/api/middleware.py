@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from oneflow_ai.api.call_log import CALL_STATE, call_fields
 from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
-from oneflow_ai.domain.ids import random_hex
+from oneflow_ai.domain.ids import time_ordered_hex
 from oneflow_ai.observability.labels import UNMATCHED_ROUTE
 from oneflow_ai.observability.logging import info_line
 from oneflow_ai.observability.metrics import HttpMetrics, NoopMetrics
@@ -120,7 +120,7 @@ class EdgeMiddleware:
         log_requests: bool = True,
         hsts: bool = True,
         extra_headers: Iterable[tuple[bytes, bytes]] = (),
-        id_factory: Callable[[], str] = random_hex,
+        id_factory: Callable[[], str] = time_ordered_hex,
         http_metrics: HttpMetrics | None = None,
         tracing: TracingApi | None = None,
     ) -> None:
