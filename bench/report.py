@@ -22,6 +22,15 @@ LABELS = {
     "portkey": "Portkey gateway (Node)",
     "litellm": "LiteLLM proxy, 1 worker",
 }
+#: The suffix of a OneFlow target served by granian instead of uvicorn (`--servers granian`).
+GRANIAN = "-granian"
+
+
+def label(target: str) -> str:
+    """The name of `target` in the tables."""
+    if target.endswith(GRANIAN):
+        return f"{label(target.removesuffix(GRANIAN))}, granian"
+    return LABELS.get(target, target)
 
 
 @dataclass
@@ -161,7 +170,7 @@ def summary_rows(report: Report) -> list[dict[str, object]]:
         rows.append(
             {
                 "target": target,
-                "server": LABELS.get(target, target),
+                "server": label(target),
                 "rps_c10": chat.rps if chat else None,
                 "vs_bare": _ratio(chat.rps, bare.rps if bare else None) if chat else None,
                 "added_p50_c1_ms": (
@@ -250,7 +259,7 @@ def faults_markdown(cells: list[Cell]) -> str:
     ]
     for c in cells:
         lines.append(
-            f"| {LABELS.get(c.target, c.target)} | {c.rps:,.0f} | {c.error_rate:.2%} "
+            f"| {label(c.target)} | {c.rps:,.0f} | {c.error_rate:.2%} "
             f"| {c.p50_ms:.2f} | {c.p99_ms:.2f} |"
         )
     return "\n".join(lines)

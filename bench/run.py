@@ -13,6 +13,9 @@ in Python, Lua script `bench/wrk/post.lua`):
     postgres  the same in production configuration: DATABASE_URL on a PostgreSQL database the
               run creates and drops itself, REDIS_URL for limits and shared state
     postgres-wb  the same with LEDGER_WRITE_BEHIND=true (settlements through the local spool)
+    *-granian  with `--servers uvicorn,granian`: each configuration also served by granian
+              (`bench/targets.py` `GRANIAN`) in place of `oneflow serve`'s uvicorn, on a
+              database of its own (granian's own settings can come as `--env GRANIAN_...`)
     portkey,  peer gateways (`--peers`, `make bench-peers`), installed into a cache folder by
     litellm   `bench/peers.py`, forwarding to the same fake upstream
 
@@ -33,7 +36,8 @@ Prints every cell, then the summary in the layout of docs/benchmarks.md (ratios 
 forwarder), and writes JSON (every round's raw figures too) to bench/results/.
 
 Options: --configs sqlite,postgres,postgres-wb (default all three; the PostgreSQL ones are
-skipped with a message when the server does not answer), --postgres-url URL (the server the
+skipped with a message when the server does not answer), --servers uvicorn,granian (default
+uvicorn; granian is skipped with a message when not installed), --postgres-url URL (the server the
 fresh database is created on; default postgresql+asyncpg://postgres@127.0.0.1:5432/),
 --redis-url URL (default: a redis-server of the run's own; on a given one the run's keys have a
 prefix of their own and are deleted at the end), --peers portkey,litellm, --duration SECONDS per
@@ -83,9 +87,10 @@ from bench.procs import (
     ttfb,
     wait_http,
 )
-from bench.report import FLOORS, Cell, Report, added_latency, cells_text, median_cell
+from bench.report import FLOORS, GRANIAN, Cell, Report, added_latency, cells_text, median_cell
 from bench.targets import (
     MODEL,
+    SERVERS,
     UPSTREAM_KEY,
     gateway_env,
     open_streams,
@@ -120,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--servers", default="uvicorn", help=", ".join(SERVERS))
     parser.add_argument("--peers", default="", help=f"comma-separated: {','.join(PEERS)}")
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
@@ -134,12 +140,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.configs = [c for c in args.configs.split(",") if c]
     args.peers = [p for p in args.peers.split(",") if p]
+    args.servers = [s for s in args.servers.split(",") if s]
     for name in args.configs:
         if name not in CONFIGS:
             parser.error(f"--configs: unknown {name!r} (known: {', '.join(CONFIGS)})")
     for name in args.peers:
         if name not in PEERS:
             parser.error(f"--peers: unknown {name!r} (known: {', '.join(PEERS)})")
+    for name in args.servers:
+        if name not in SERVERS:
+            parser.error(f"--servers: unknown {name!r} (known: {', '.join(SERVERS)})")
+    # Every configuration under every server, one after the other: `sqlite`, `sqlite-granian`.
+    args.targets = [
+        (config if server == "uvicorn" else f"{config}{GRANIAN}", config, server)
+        for config in args.configs
+        for server in args.servers
+    ]
     for flag in ("two_workers", "faults"):
         if getattr(args, flag) is None:
             setattr(args, flag, not args.quick)
@@ -180,11 +196,12 @@ def main() -> int:
 
 
 def config_env(
-    stack: ExitStack, name: str, workdir: Path, args: argparse.Namespace
+    stack: ExitStack, name: str, target: str, workdir: Path, args: argparse.Namespace
 ) -> dict[str, str]:
-    """The database (and Redis) settings of configuration `name`; raises Unreachable."""
+    """The database (and Redis) settings of configuration `name`, of `target`'s own;
+    raises Unreachable."""
     if name == "sqlite":
-        return {"DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'oneflow.db'}"}
+        return {"DATABASE_URL": f"sqlite+aiosqlite:///{workdir / f'{target}.db'}"}
     database = stack.enter_context(fresh_database(args.postgres_url))
     redis = stack.enter_context(redis_for_bench(args.redis_url))
     # Keys of this run's own on a shared Redis (the database name is random and unique).
@@ -193,7 +210,7 @@ def config_env(
         stack.callback(forget_keys, redis, f"{prefix}:")
     env = {"DATABASE_URL": database, "REDIS_URL": redis, "REDIS_KEY_PREFIX": f"{prefix}:"}
     if name == "postgres-wb":
-        env |= {"LEDGER_WRITE_BEHIND": "true", "ONEFLOW_DATA_DIR": str(workdir / name)}
+        env |= {"LEDGER_WRITE_BEHIND": "true", "ONEFLOW_DATA_DIR": str(workdir / target)}
     return env
 
 
@@ -211,9 +228,11 @@ def start_targets(
     }
     servers["bare"] = start_bare(start, direct_url, workdir, SERVER_CORE)
     envs: dict[str, dict[str, str]] = {}
-    for name in args.configs:
+    for name, config, server in args.targets:
         try:
-            env = gateway_env(fake, config_env(stack, name, workdir, args), args.env)
+            if server == "granian" and not (BIN / "granian").exists():
+                raise Unreachable("granian is not installed (pip install 'granian[uvloop]')")
+            env = gateway_env(fake, config_env(stack, config, name, workdir, args), args.env)
         except Unreachable as exc:
             report.skipped[name] = str(exc)
             print(f"skipping {name}: {exc}", file=sys.stderr)
@@ -221,7 +240,7 @@ def start_targets(
         key = project_key(env, workdir)
         envs[name] = {**env, "BENCH_KEY": key}
         servers[name] = start_gateway(
-            start, name, env, key, workdir, workers=args.workers, core=SERVER_CORE
+            start, name, env, key, workdir, workers=args.workers, core=SERVER_CORE, server=server
         )
     for name in args.peers:
         servers[name] = start_peer(start, name, fake, workdir, SERVER_CORE)
@@ -238,6 +257,7 @@ def run(stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace)
             "duration_s": args.duration,
             "rounds": args.rounds,
             "configs": args.configs,
+            "servers": args.servers,
             "peers": args.peers,
             "env": args.env,
         }
@@ -245,7 +265,7 @@ def run(stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace)
     fake, servers, envs = start_targets(stack, start, workdir, args, report)
     for name, server in servers.items():
         report.rss_mib[f"{name}_idle"] = rss_mib(server.process.pid)
-    oneflow = [n for n in args.configs if n in servers]
+    oneflow = [name for name, _, _ in args.targets if name in servers]
     report.rounds = sweep_rounds(servers, oneflow, workdir, args)
     for i in range(len(report.rounds[0])):
         report.cells.append(median_cell([sweep[i] for sweep in report.rounds]))
@@ -259,7 +279,7 @@ def run(stack: ExitStack, start: Start, workdir: Path, args: argparse.Namespace)
     if args.faults:
         report.faults = faults_cells(fake, servers, [*FLOORS[1:], *oneflow], workdir, args)
     if args.two_workers and oneflow:
-        report.workers = workers_cells(start, servers, envs[oneflow[0]], workdir, args, report)
+        report.workers = workers_cells(start, servers, oneflow[0], envs, workdir, args, report)
     for name, server in servers.items():
         report.rss_mib[f"{name}_peak"] = rss_mib(server.process.pid, peak=True)
     return report
@@ -324,15 +344,17 @@ def faults_cells(
 def workers_cells(
     start: Start,
     servers: dict[str, Server],
-    env: dict[str, str],
+    first: str,
+    envs: dict[str, dict[str, str]],
     workdir: Path,
     args: argparse.Namespace,
     report: Report,
 ) -> list[Cell]:
-    """The whole machine at c=50: the bare forwarder, one OneFlow worker, two workers."""
-    first = next(n for n in args.configs if n in servers)
+    """The whole machine at c=50: the bare forwarder, one worker of OneFlow target `first`,
+    two workers (on the same server and database)."""
+    env, how = envs[first], next(s for n, _, s in args.targets if n == first)
     key = env["BENCH_KEY"]
-    two = start_gateway(start, "2-workers", env, key, workdir, workers=2, core=None)
+    two = start_gateway(start, "2-workers", env, key, workdir, workers=2, core=None, server=how)
     time.sleep(1.0)
     report.rss_mib["2_workers_idle"] = rss_mib(two.process.pid)
     two.name = "2 workers"

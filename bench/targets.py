@@ -32,6 +32,19 @@ from bench.report import parse_wrk
 MODEL = "gpt-4o"
 MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
 UPSTREAM_KEY = "sk-bench-openai-key"
+#: What can serve OneFlow: `oneflow serve` (uvicorn), or granian on the same app factory.
+SERVERS = ("uvicorn", "granian")
+#: What `oneflow serve` serves, and how granian serves it in its place (`--servers granian`).
+APP_FACTORY = "oneflow_ai.app:create_app"
+GRANIAN = [
+    "--interface=asgi",
+    "--factory",
+    "--loop=uvloop",
+    "--http=1",
+    "--no-ws",
+    "--no-access-log",
+    "--host=127.0.0.1",
+]
 #: Limits high enough never to refuse, so that every window is still checked and charged.
 HIGH = "1000000000"
 
@@ -98,15 +111,38 @@ def start_gateway(
     *,
     workers: int = 1,
     core: int | None,
+    server: str = "uvicorn",
 ) -> Server:
-    """`oneflow serve` with `workers` workers on `core` (None: the whole machine), serving."""
-    serve = [str(BIN / "oneflow"), "serve", "--no-migrate", "--workers", str(workers)]
-    process, port = serve_on_port_0(
-        start, pinned(core, serve), workdir / f"{name}.log", env=env, cwd=workdir
-    )
+    """`oneflow serve` (uvicorn) with `workers` workers on `core` (None: the whole machine),
+    serving; with `server="granian"` the same application served by granian instead."""
+    if server == "granian":
+        process, port = _start_granian(start, name, env, workdir, workers, core)
+    else:
+        serve = [str(BIN / "oneflow"), "serve", "--no-migrate", "--workers", str(workers)]
+        process, port = serve_on_port_0(
+            start, pinned(core, serve), workdir / f"{name}.log", env=env, cwd=workdir
+        )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
     return Server(name, process, f"{url}/v1/chat/completions", {"Authorization": f"Bearer {key}"})
+
+
+def _start_granian(
+    start: Start, name: str, env: dict[str, str], workdir: Path, workers: int, core: int | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """granian serving the app factory `oneflow serve` gives uvicorn (cli.py `_uvicorn_config`):
+    ASGI, uvloop, HTTP/1.1, no WebSockets, no access log. Several workers share their metrics
+    through a directory, as `oneflow serve` arranges for uvicorn's."""
+    port = guessed_free_port()  # granian cannot report a port it chose
+    argv = [str(BIN / "granian"), *GRANIAN, "--workers", str(workers), "--port", str(port)]
+    if workers > 1:
+        metrics = workdir / f"{name}-metrics"
+        metrics.mkdir(exist_ok=True)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    process = start(
+        pinned(core, [*argv, APP_FACTORY]), workdir / f"{name}.log", env=env, cwd=workdir
+    )
+    return process, port
 
 
 def start_bare(start: Start, direct_url: str, workdir: Path, core: int | None) -> Server:

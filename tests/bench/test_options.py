@@ -20,7 +20,19 @@ def test_quick_stays_short_and_the_full_run_has_the_extra_cells() -> None:
     assert (chosen.configs, chosen.peers) == (["sqlite"], ["portkey", "litellm"])
 
 
-@pytest.mark.parametrize("flag", ["--configs=mysql", "--peers=kong"])
+def test_every_configuration_runs_under_every_server_asked_for() -> None:
+    assert parse_args(["--configs", "sqlite"]).targets == [("sqlite", "sqlite", "uvicorn")]
+    both = parse_args(["--configs", "sqlite,postgres", "--servers", "uvicorn,granian"])
+    assert [name for name, _, _ in both.targets] == [
+        "sqlite",
+        "sqlite-granian",
+        "postgres",
+        "postgres-granian",
+    ]
+    assert both.targets[1] == ("sqlite-granian", "sqlite", "granian")
+
+
+@pytest.mark.parametrize("flag", ["--configs=mysql", "--peers=kong", "--servers=hypercorn"])
 def test_unknown_configurations_and_peers_are_refused(flag: str) -> None:
     with pytest.raises(SystemExit):
         parse_args([flag])

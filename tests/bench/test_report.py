@@ -10,6 +10,7 @@ from bench.report import (
     added_latency,
     cell_from_wrk,
     faults_markdown,
+    label,
     median_cell,
     parse_wrk,
     summary_markdown,
@@ -118,3 +119,8 @@ def test_a_target_that_fails_its_streams_has_no_stream_figures() -> None:
     portkey = next(row for row in summary_rows(r) if row["target"] == "portkey")
     assert (portkey["stream_rps_c10"], portkey["stream_first_byte_ms"]) == (None, None)
     assert "| failed (100% errors) | – |" in summary_markdown(summary_rows(r))
+
+
+def test_a_target_served_by_granian_is_named_after_its_configuration() -> None:
+    assert label("postgres-granian") == "OneFlow, PostgreSQL + Redis, granian"
+    assert label("postgres-wb") == "OneFlow, PostgreSQL + Redis, write-behind"
