@@ -37,7 +37,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.gateway.call import Call, Outcome
 from oneflow_ai.gateway.estimate import TokenEstimator
-from oneflow_ai.gateway.hooks import Hook
+from oneflow_ai.gateway.hooks import Hook, StreamWatcher
 from oneflow_ai.gateway.stream_output import StreamOutput
 from oneflow_ai.providers.registry import Route
 
@@ -72,11 +72,6 @@ class ChatStream:
     ) -> None:
         self._pipeline = pipeline
         self._entered = tuple(entered)
-        self._watchers = tuple(
-            hook.on_stream_event
-            for hook in entered
-            if type(hook).on_stream_event is not Hook.on_stream_event
-        )
         self._head = head
         self._rest = rest
         self._output = StreamOutput(self._text_tokens, self._text_tokens_at_most)
@@ -101,6 +96,13 @@ class ChatStream:
             if type(hook).on_stream_open is not Hook.on_stream_open
             and (waiting := hook.on_stream_open(call, self)) is not None
         ]
+        # The hooks that watch this stream, each called once per batch.
+        self._watchers: tuple[StreamWatcher, ...] = tuple(
+            watcher
+            for hook in self._entered
+            if type(hook).stream_watcher is not Hook.stream_watcher
+            and (watcher := hook.stream_watcher(call, self)) is not None
+        )
 
     async def opened(self) -> ChatStream:
         """This stream, once what its hooks wait for before anything is sent has happened (the
@@ -254,11 +256,9 @@ class ChatStream:
             batch = [event for event in batch if type(event) is not WireBytes]
         output = self._output
         output.add_batch(batch)
-        call = self.call
         try:
             for watch in self._watchers:
-                for event in batch:
-                    watch(call, event)
+                watch(batch)
         except BaseException:
             output.take_back()
             raise
