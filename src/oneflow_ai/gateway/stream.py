@@ -15,7 +15,15 @@ error event in the caller's dialect, charged for what was delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Sequence,
+)
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -74,7 +82,19 @@ class ChatStream:
         self._entered = tuple(entered)
         self._head = head
         self._rest = rest
-        self._output = StreamOutput(self._text_tokens, self._text_tokens_at_most)
+        # Counted on the model answering (chosen before a stream is made), with no call of
+        # the stream's own between its output counter and the estimator.
+        assert call.route is not None
+        estimator, entry = pipeline.estimator, call.route.entry
+        self._output = output = StreamOutput(
+            partial(estimator.text_tokens, model=entry),
+            partial(estimator.text_tokens_at_most, model=entry),
+        )
+        #: OneFlow's running count of the output so far, the batch the hooks are seeing
+        #: included (the same count as `delivered`'s: each piece of text is tokenized once).
+        self.output_tokens: Callable[[], int] = output.running
+        #: At least `output_tokens()`, without tokenizing (see `gateway/stream_output.py`).
+        self.output_tokens_at_most: Callable[[], int] = output.running_at_most
         self._delivered_upto = 0  # pieces of `_output` the caller has received
         self._input_tokens: int | None = None
         self._classes: dict[str, int] = {}  # token classes the provider reported
@@ -230,21 +250,6 @@ class ChatStream:
             input_tokens = self.call.prompt_tokens(self._pipeline.estimator, self.route.entry)
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
         return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
-
-    def output_tokens(self) -> int:
-        """OneFlow's running count of the output so far, the batch the hooks are seeing
-        included (the same count as `delivered`'s: each piece of text is tokenized once)."""
-        return self._output.running()
-
-    def output_tokens_at_most(self) -> int:
-        """At least `output_tokens()`, without tokenizing (see `gateway/stream_output.py`)."""
-        return self._output.running_at_most()
-
-    def _text_tokens(self, text: str) -> int:
-        return self._pipeline.estimator.text_tokens(text, self.route.entry)
-
-    def _text_tokens_at_most(self, utf8_bytes: int) -> int:
-        return self._pipeline.estimator.text_tokens_at_most(utf8_bytes, self.route.entry)
 
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
