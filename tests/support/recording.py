@@ -15,7 +15,7 @@ from oneflow_ai.billing.pricing import PricingEngine
 from oneflow_ai.domain.chat import StreamEvent
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call, Operation, Outcome
-from oneflow_ai.gateway.hooks import Hook
+from oneflow_ai.gateway.hooks import Hook, RunningStream, StreamWatcher
 
 __all__ = ["CallRecord", "RecordingHook", "RecordingSink"]
 
@@ -89,8 +89,8 @@ class RecordingHook(Hook):
     async def before(self, call: Call) -> None:
         self.log.append(f"{self.name}.before")
 
-    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
-        self.events.append(event)
+    def stream_watcher(self, call: Call, progress: RunningStream) -> StreamWatcher:
+        return self.events.extend
 
     async def after(self, call: Call) -> None:
         self.log.append(f"{self.name}.after:{call.outcome}")

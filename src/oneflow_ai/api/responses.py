@@ -27,6 +27,7 @@ from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.stream import ChatStream
 
 __all__ = [
+    "ChatStreamResponse",
     "EventStreamResponse",
     "StreamEncoder",
     "gateway_headers",
@@ -138,8 +139,7 @@ class EventStreamResponse(Response):
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self.write_body(send)
             writing = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -150,27 +150,47 @@ class EventStreamResponse(Response):
             writing = False
             watcher.cancel()
 
+    async def write_body(self, send: Send) -> None:
+        """Send the body, one message per chunk, all with more to come."""
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-def sse_response(stream: ChatStream, encoder: StreamEncoder) -> EventStreamResponse:
-    """The stream as `text/event-stream`. It always ends with usage and credits, or with an
-    error event in the dialect; a caller that disconnects closes the stream (and so the
-    upstream request)."""
 
-    async def body() -> AsyncIterator[bytes]:
+class ChatStreamResponse(EventStreamResponse):
+    """A chat stream as `text/event-stream`, written by `encoder` straight from the stream's
+    batches (what arrived together leaves in one write, with no generator of its own between
+    the stream and the caller). It always ends with usage and credits, or with an error event
+    in the dialect; a caller that disconnects closes the stream (and so the upstream request).
+    """
+
+    def __init__(self, stream: ChatStream, encoder: StreamEncoder) -> None:
+        headers = gateway_headers(stream.call)
+        headers["Cache-Control"] = "no-cache"
+        headers["X-Accel-Buffering"] = "no"
+        self._stream = stream
+        self._encoder = encoder
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def write_body(self, send: Send) -> None:
+        stream, encoder = self._stream, self._encoder
+        event = encoder.event
         batches = stream.batches()
         try:
-            async for batch in batches:  # what arrived together leaves in one write
-                data = b"".join([encoder.event(event) for event in batch])
+            async for batch in batches:
+                data = b"".join([event(each) for each in batch])
                 if data:
-                    yield data
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
         except GatewayError as exc:
-            yield encoder.error(exc, stream.usage, stream.cost)
-            return
+            last = encoder.error(exc, stream.usage, stream.cost)
+        else:
+            last = encoder.end(stream.usage or Usage(estimated=True), stream.cost)
         finally:
             await batches.aclose()
-        yield encoder.end(stream.usage or Usage(estimated=True), stream.cost)
+        await send({"type": "http.response.body", "body": last, "more_body": True})
 
-    headers = gateway_headers(stream.call)
-    headers["Cache-Control"] = "no-cache"
-    headers["X-Accel-Buffering"] = "no"
-    return EventStreamResponse(body(), headers)
+
+def sse_response(stream: ChatStream, encoder: StreamEncoder) -> ChatStreamResponse:
+    """The stream as `text/event-stream` (`ChatStreamResponse`)."""
+    return ChatStreamResponse(stream, encoder)

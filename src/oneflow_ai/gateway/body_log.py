@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -28,7 +28,7 @@ from oneflow_ai.domain.embeddings import EmbeddingRequest, EmbeddingResponse
 from oneflow_ai.domain.media import ImageRequest, ImageResponse, SpeechResponse
 from oneflow_ai.domain.transcription import TranscriptionRequest, TranscriptionResponse
 from oneflow_ai.gateway.call import Call
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit, StreamWatcher
 from oneflow_ai.observability.logging import Redactor
 from oneflow_ai.storage.request_bodies import (
     BodyPolicy,
@@ -76,6 +76,13 @@ class _Capture:
     policy: BodyPolicy
     streamed: list[str] = field(default_factory=list)
     streamed_chars: int = 0
+
+    def watch(self, batch: Sequence[StreamEvent]) -> None:
+        """Keep the text of a stream's batch (up to the stored length)."""
+        for event in batch:
+            if isinstance(event, TextDelta) and self.streamed_chars <= MAX_TEXT_CHARS:
+                self.streamed.append(event.text)
+                self.streamed_chars += len(event.text)
 
 
 class BodyLogHook(Hook):
@@ -128,15 +135,9 @@ class BodyLogHook(Hook):
             call.state[_STATE] = _Capture(policy)
         return None
 
-    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
+    def stream_watcher(self, call: Call, progress: RunningStream) -> StreamWatcher | None:
         capture = call.state.get(_STATE)
-        if (
-            isinstance(capture, _Capture)
-            and isinstance(event, TextDelta)
-            and capture.streamed_chars <= MAX_TEXT_CHARS
-        ):
-            capture.streamed.append(event.text)
-            capture.streamed_chars += len(event.text)
+        return capture.watch if isinstance(capture, _Capture) else None
 
     async def after(self, call: Call) -> None:
         capture = call.state.get(_STATE)

@@ -34,7 +34,7 @@ import structlog
 
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.billing.cost import Cost
-from oneflow_ai.domain.chat import ChatRequest, ChatResponse, StreamEvent
+from oneflow_ai.domain.chat import ChatRequest, ChatResponse
 from oneflow_ai.domain.embeddings import EmbeddingResponse
 from oneflow_ai.domain.media import ImageResponse
 from oneflow_ai.domain.money import micro_credits_to_credits
@@ -45,7 +45,7 @@ from oneflow_ai.gateway.cache_entry import (
     response_from_events,
 )
 from oneflow_ai.gateway.call import CacheKind, CacheResult, CacheStatus, Call
-from oneflow_ai.gateway.hooks import Hook, ShortCircuit
+from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit, StreamWatcher
 from oneflow_ai.gateway.semantic_cache import SemanticCache
 from oneflow_ai.observability.failure_log import FailureLog
 from oneflow_ai.observability.metrics import GatewayMetrics
@@ -206,10 +206,10 @@ class ResponseCache(Hook):
         except Exception as exc:
             self._failed(exc)
 
-    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
+    def stream_watcher(self, call: Call, progress: RunningStream) -> StreamWatcher | None:
+        """The stream's events, kept for the answer to store (when it is to be stored)."""
         events = call.state.get(_EVENTS)
-        if isinstance(events, list):
-            events.append(event)
+        return events.extend if isinstance(events, list) else None
 
     async def after(self, call: Call) -> None:
         try:

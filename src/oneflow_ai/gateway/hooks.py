@@ -12,9 +12,10 @@ they need. For every call the pipeline runs
    `progress.output_tokens()` the stream's running count of its output, the events being
    seen included: the stream's own count, so that no hook tokenizes the deltas again; it may
    return an awaitable that the stream waits for before anything reaches the caller), then
-   `on_stream_event(call, event)` of each hook for every canonical event as it arrives (never
-   the provider's own bytes of a same-dialect stream; synchronous and
-   cheap: it runs on the hot path);
+   `stream_watcher(call, progress)` of each hook, once: what it returns (None: the hook does
+   not watch this stream) is called with every batch of canonical events as it arrives (never
+   the provider's own bytes of a same-dialect stream; synchronous and cheap: it runs on the
+   hot path, once per batch and hook that watches, with no per-event call of its own);
 4. `after(call)` of every hook whose `before` ran, **in reverse order**, whatever happened:
    `call.outcome`, `call.usage`, `call.cost`, `call.error` and `call.attempts` tell the story.
    For a stream this is when the stream has ended.
@@ -26,7 +27,7 @@ What a call consumed reaches billing and analytics through the ledger hook
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +38,10 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.providers.registry import Route
 
-__all__ = ["Hook", "RunningStream", "ShortCircuit"]
+__all__ = ["Hook", "RunningStream", "ShortCircuit", "StreamWatcher"]
+
+#: What a hook calls with each batch of a stream's canonical events (`Hook.stream_watcher`).
+StreamWatcher = Callable[[Sequence[StreamEvent]], None]
 
 
 class RunningStream(Protocol):
@@ -79,7 +83,7 @@ class Hook:
     def on_stream_open(self, call: Call, progress: RunningStream) -> Awaitable[object] | None:
         return None
 
-    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
+    def stream_watcher(self, call: Call, progress: RunningStream) -> StreamWatcher | None:
         return None
 
     async def after(self, call: Call) -> None:

@@ -24,7 +24,7 @@ and before a non-streamed answer leaves, so an answer its caller saw complete is
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
 from oneflow_ai.billing.checkpoints import Delivered, PricedProbe, Probe
@@ -49,32 +49,60 @@ from oneflow_ai.domain.usage_record import RequestOutcome, UsageRecord
 from oneflow_ai.errors import GatewayError, InsufficientCreditsError, RateLimitedError
 from oneflow_ai.gateway.call import Call
 from oneflow_ai.gateway.estimate import TokenEstimator
-from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit
+from oneflow_ai.gateway.hooks import Hook, RunningStream, ShortCircuit, StreamWatcher
 from oneflow_ai.gateway.request_route import request_route
 from oneflow_ai.providers.registry import Route
 
 __all__ = ["LedgerHook", "RefusalHook"]
 
 _RESERVATION = "ledger.reservation"
-_WATCH = "ledger.stream"
 _OUTPUT_EVENTS = (TextDelta, ToolCallDelta, ThinkingDelta)
 #: The status a caller saw when it went away before the answer ended (nginx's convention).
 CLIENT_CLOSED = 499
 
 
 class _StreamWatch:
-    """What the hook follows of a running stream: its reservation (None when nothing is to be
-    checked: an unlimited one, or an answer replayed from the cache), the stream (its running
-    count of the output) and the largest output count the provider reported so far. A
-    concrete class, so that the check on every event is a plain `isinstance` (a protocol's
-    costs microseconds)."""
+    """What the hook follows of a running stream whose output is checked: its reservation
+    (a limited one), the stream (its running count of the output) and the largest output count
+    the provider reported so far. `check` is the stream's watcher, called once per batch."""
 
     __slots__ = ("reported", "reservation", "stream")
 
-    def __init__(self, reservation: Reservation | None, stream: RunningStream | None) -> None:
+    def __init__(self, reservation: Reservation, stream: RunningStream) -> None:
         self.reservation = reservation
         self.stream = stream
         self.reported = 0
+
+    def check(self, batch: Sequence[StreamEvent]) -> None:
+        # The stream's own running count (it tokenizes its deltas once, for this and for what
+        # it charges, and has counted the batch already), or the provider's count when it
+        # reports a larger one as it goes. Checked once per batch that has output or a count:
+        # the count only grows, so the batch's last one decides as each event's would.
+        reported = self.reported
+        checked = False
+        for event in batch:
+            if isinstance(event, StreamUsage):
+                if event.output_tokens is not None:
+                    checked = True
+                    if event.output_tokens > reported:
+                        reported = event.output_tokens
+            elif isinstance(event, _OUTPUT_EVENTS):
+                checked = True
+        self.reported = reported
+        if not checked:
+            return
+        reservation, stream = self.reservation, self.stream
+        if not (
+            reservation.would_exceed(max(reported, stream.output_tokens_at_most()))
+            # The bound could overrun: the stream's count (tokenized now) decides.
+            and reservation.would_exceed(max(reported, stream.output_tokens()))
+        ):
+            return
+        raise InsufficientCreditsError(
+            "The answer was stopped: it would have cost more than the credits reserved "
+            "for it (the project's balance or budget)",
+            code="budget_exhausted",
+        )
 
 
 def _reservation(call: Call) -> Reservation | None:
@@ -123,7 +151,6 @@ class LedgerHook(Hook):
         reservation = _reservation(call)
         if reservation is None:
             return None
-        call.state[_WATCH] = _StreamWatch(_checked(call, reservation), progress)
         pricing = self._pricing
 
         def probe() -> Delivered | None:
@@ -136,40 +163,12 @@ class LedgerHook(Hook):
 
         return self._ledger.track(reservation, PricedProbe(probe, model))
 
-    def on_stream_event(self, call: Call, event: StreamEvent) -> None:
-        # The stream's own running count (it tokenizes its deltas once, for this and for what
-        # it charges), or the provider's count when it reports a larger one as it goes.
-        watch = call.state.get(_WATCH)
-        if not isinstance(watch, _StreamWatch):  # a stream that was not opened here
-            reservation = _reservation(call)
-            if reservation is None:
-                return
-            watch = call.state[_WATCH] = _StreamWatch(_checked(call, reservation), None)
-        reservation = watch.reservation
-        if reservation is None:
-            return
-        if isinstance(event, StreamUsage):
-            if event.output_tokens is None:
-                return
-            watch.reported = max(watch.reported, event.output_tokens)
-        elif not isinstance(event, _OUTPUT_EVENTS):
-            return
-        stream = watch.stream
-        reported = watch.reported
-        if stream is None:
-            if not reservation.would_exceed(reported):
-                return
-        elif not (
-            reservation.would_exceed(max(reported, stream.output_tokens_at_most()))
-            # The bound could overrun: the stream's count (tokenized now) decides.
-            and reservation.would_exceed(max(reported, stream.output_tokens()))
-        ):
-            return
-        raise InsufficientCreditsError(
-            "The answer was stopped: it would have cost more than the credits reserved "
-            "for it (the project's balance or budget)",
-            code="budget_exhausted",
-        )
+    def stream_watcher(self, call: Call, progress: RunningStream) -> StreamWatcher | None:
+        """A limited reservation's check of the stream's output (see the module docstring)."""
+        reservation = _reservation(call)
+        if reservation is None or not reservation.limited or _cached(call):
+            return None  # unlimited, or an answer replayed from the cache: its charge is known
+        return _StreamWatch(reservation, progress).check
 
     async def after(self, call: Call) -> None:
         reservation = _reservation(call)
@@ -249,12 +248,6 @@ def _delivered(pricing: PricingEngine, route: Route, usage: Usage) -> Delivered 
         return Delivered(usage, pricing.price(route.model, usage), route.provider_name)
     except PricingError:
         return None
-
-
-def _checked(call: Call, reservation: Reservation) -> Reservation | None:
-    """``reservation`` when a stream's output is to be checked against it: only a limited one,
-    and not for an answer replayed from the cache (its charge is known already)."""
-    return reservation if reservation.limited and not _cached(call) else None
 
 
 def _cached(call: Call) -> bool:

@@ -15,7 +15,15 @@ error event in the caller's dialect, charged for what was delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Sequence,
+)
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -37,7 +45,7 @@ from oneflow_ai.domain.usage import Usage
 from oneflow_ai.errors import GatewayError
 from oneflow_ai.gateway.call import Call, Outcome
 from oneflow_ai.gateway.estimate import TokenEstimator
-from oneflow_ai.gateway.hooks import Hook
+from oneflow_ai.gateway.hooks import Hook, StreamWatcher
 from oneflow_ai.gateway.stream_output import StreamOutput
 from oneflow_ai.providers.registry import Route
 
@@ -72,14 +80,21 @@ class ChatStream:
     ) -> None:
         self._pipeline = pipeline
         self._entered = tuple(entered)
-        self._watchers = tuple(
-            hook.on_stream_event
-            for hook in entered
-            if type(hook).on_stream_event is not Hook.on_stream_event
-        )
         self._head = head
         self._rest = rest
-        self._output = StreamOutput(self._text_tokens, self._text_tokens_at_most)
+        # Counted on the model answering (chosen before a stream is made), with no call of
+        # the stream's own between its output counter and the estimator.
+        assert call.route is not None
+        estimator, entry = pipeline.estimator, call.route.entry
+        self._output = output = StreamOutput(
+            partial(estimator.text_tokens, model=entry),
+            partial(estimator.text_tokens_at_most, model=entry),
+        )
+        #: OneFlow's running count of the output so far, the batch the hooks are seeing
+        #: included (the same count as `delivered`'s: each piece of text is tokenized once).
+        self.output_tokens: Callable[[], int] = output.running
+        #: At least `output_tokens()`, without tokenizing (see `gateway/stream_output.py`).
+        self.output_tokens_at_most: Callable[[], int] = output.running_at_most
         self._delivered_upto = 0  # pieces of `_output` the caller has received
         self._input_tokens: int | None = None
         self._classes: dict[str, int] = {}  # token classes the provider reported
@@ -101,6 +116,13 @@ class ChatStream:
             if type(hook).on_stream_open is not Hook.on_stream_open
             and (waiting := hook.on_stream_open(call, self)) is not None
         ]
+        # The hooks that watch this stream, each called once per batch.
+        self._watchers: tuple[StreamWatcher, ...] = tuple(
+            watcher
+            for hook in self._entered
+            if type(hook).stream_watcher is not Hook.stream_watcher
+            and (watcher := hook.stream_watcher(call, self)) is not None
+        )
 
     async def opened(self) -> ChatStream:
         """This stream, once what its hooks wait for before anything is sent has happened (the
@@ -229,21 +251,6 @@ class ChatStream:
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
         return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
 
-    def output_tokens(self) -> int:
-        """OneFlow's running count of the output so far, the batch the hooks are seeing
-        included (the same count as `delivered`'s: each piece of text is tokenized once)."""
-        return self._output.running()
-
-    def output_tokens_at_most(self) -> int:
-        """At least `output_tokens()`, without tokenizing (see `gateway/stream_output.py`)."""
-        return self._output.running_at_most()
-
-    def _text_tokens(self, text: str) -> int:
-        return self._pipeline.estimator.text_tokens(text, self.route.entry)
-
-    def _text_tokens_at_most(self, utf8_bytes: int) -> int:
-        return self._pipeline.estimator.text_tokens_at_most(utf8_bytes, self.route.entry)
-
     def _observe(self, batch: list[StreamEvent]) -> None:
         # The hooks see a batch before it is counted as delivered: one that ends the stream
         # (an answer about to overrun what the ledger reserved) stops it before any of the
@@ -254,11 +261,9 @@ class ChatStream:
             batch = [event for event in batch if type(event) is not WireBytes]
         output = self._output
         output.add_batch(batch)
-        call = self.call
         try:
             for watch in self._watchers:
-                for event in batch:
-                    watch(call, event)
+                watch(batch)
         except BaseException:
             output.take_back()
             raise
