@@ -20,6 +20,7 @@ from oneflow_ai.domain.usage_record import RequestOutcome
 from oneflow_ai.errors import InsufficientCreditsError
 from tests.conftest import POSTGRES
 from tests.support.ledger import FakeClock, assert_consistent, create_projects, make_ledger
+from tests.support.pg_statements import record_statements
 
 PRICING = PricingEngine()
 CREDIT = 1_000_000
@@ -242,21 +243,13 @@ async def test_on_postgresql_a_settlement_from_a_lease_takes_three_statements(
     """Its charge and its reservation in one, the lease's lock, then one statement for every
     write whose outcome the batch does not read (the draw, the balance, the usage record and
     rollups)."""
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
-
     await ledger.top_up("p1", 1000 * CREDIT)
     await settle(ledger, await reserve(ledger, "r1"))  # no lease yet
     await ledger.leases.settled()
     served = await reserve(ledger, "r2")
     assert served.lease is not None
     executed: list[str] = []
-    execute = AsyncAdapt_asyncpg_cursor.execute
-
-    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
-        executed.append(operation.split()[0])
-        execute(self, operation, parameters)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+    record_statements(monkeypatch, executed)
     charged = await settle(ledger, served)
     monkeypatch.undo()
     assert executed == ["WITH", "SELECT", "WITH"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from oneflow_ai.storage.database import create_engine, sqlite_file_engine
 from oneflow_ai.storage.direct_sql import run
@@ -24,6 +26,7 @@ from oneflow_ai.storage.tables import (
     utcnow,
 )
 from tests.support.databases import migrated_sqlite_url
+from tests.support.pg_statements import record_statements
 
 entries, accounts = table_of(LedgerEntry), table_of(LedgerAccount)
 counters, budgets, projects = table_of(BudgetCounter), table_of(Budget), table_of(Project)
@@ -276,6 +279,49 @@ async def test_postgresql_runs_on_the_asyncpg_cursor_with_the_same_results(
 
 
 @pytest.mark.postgres
+async def test_postgresql_errors_are_the_ones_sqlalchemys_execution_raises(
+    postgres_url: str,
+) -> None:
+    """On asyncpg the direct path raises what ``connection.execute`` raises for the same
+    statement: the same class, driver error and SQLSTATE; and on a connection the server
+    closed, an error SQLAlchemy marks as an invalidated connection, as its own path does."""
+    engine = create_engine(postgres_url, pool_size=2)
+    orphan = entry("orphan", -1, project_id="nobody", audio_seconds=0)
+
+    def direct(connection: Connection) -> None:
+        run(connection, ledger_statements(connection).insert_entries, [orphan])
+
+    def core(connection: Connection) -> None:
+        connection.execute(entries.insert(), [orphan])
+
+    async def raised(work: Callable[[Connection], None], *, closed: bool) -> DBAPIError:
+        async with engine.connect() as connection:
+            if closed:
+                driver = (await connection.get_raw_connection()).driver_connection
+                async with engine.connect() as other:
+                    pid = driver.get_server_pid()  # type: ignore[union-attr]
+                    await other.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
+                while not driver.is_closed():  # type: ignore[union-attr]
+                    await asyncio.sleep(0.01)  # until the driver has read the server's goodbye
+            with pytest.raises(DBAPIError) as error:
+                await connection.run_sync(work)
+            return error.value
+
+    try:
+        for closed in (False, True):
+            mine, theirs = [await raised(work, closed=closed) for work in (direct, core)]
+            assert type(mine) is type(theirs)
+            assert type(mine.orig) is type(theirs.orig)
+            assert getattr(mine.orig, "sqlstate", None) == getattr(theirs.orig, "sqlstate", None)
+            assert mine.connection_invalidated is theirs.connection_invalidated is closed
+            if not closed:  # the foreign key refuses an entry of no project
+                assert isinstance(mine, IntegrityError)
+                assert getattr(mine.orig, "sqlstate", None) == "23503"
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
 async def test_postgresql_many_rows_returning_are_one_statement(
     postgres_url: str, sent: list[str]
 ) -> None:
@@ -341,28 +387,16 @@ async def test_postgresql_deferred_writes_travel_together_and_land_before_a_read
     """Inside ``deferred_writes`` writes on disjoint tables share a statement, writes on one
     table follow each other, a statement that reads runs after them, and an error is
     SQLAlchemy's, raised when they run; outside the block nothing is deferred."""
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
-
     from oneflow_ai.storage import direct_sql
     from oneflow_ai.storage.direct_sql import deferred_writes
 
     engine = create_engine(postgres_url, pool_size=1)
     executed: list[str] = []
-    execute = AsyncAdapt_asyncpg_cursor.execute
-
-    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
-        if spying:
-            executed.append(operation.split()[0])
-        execute(self, operation, parameters)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
-    spying = False
 
     def work(connection: Connection) -> list[object]:
-        nonlocal spying
         sql = ledger_statements(connection)
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
-        spying = True
+        record_statements(monkeypatch, executed)
         try:
             with deferred_writes(connection):
                 topup = entry(None, 500, kind="topup", audio_seconds=0)  # type: ignore[arg-type]
@@ -375,7 +409,7 @@ async def test_postgresql_deferred_writes_travel_together_and_land_before_a_read
             assert direct_sql._DEFERRED not in connection.info
             balance = run(connection, sql.lock_accounts, {"ids": ["p1"]})
         finally:
-            spying = False
+            monkeypatch.undo()
         return [list(locked), list(balance)]
 
     def failing(connection: Connection) -> None:
@@ -407,22 +441,15 @@ async def test_postgresql_an_insert_of_many_rows_is_deferred_as_one_statement(
 ) -> None:
     """Inside ``deferred_writes`` an INSERT of many rows waits with the other writes and runs
     with them as one statement, storing every row."""
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
-
     from oneflow_ai.storage.direct_sql import deferred_writes
 
     engine = create_engine(postgres_url, pool_size=1)
     executed: list[str] = []
-    execute = AsyncAdapt_asyncpg_cursor.execute
-
-    def spy(self: AsyncAdapt_asyncpg_cursor, operation: str, parameters: object = None) -> None:
-        executed.append(operation.split()[0])
-        execute(self, operation, parameters)  # type: ignore[arg-type]
 
     def work(connection: Connection) -> list[object]:
         sql = ledger_statements(connection)
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
-        monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, "execute", spy)
+        record_statements(monkeypatch, executed)
         with deferred_writes(connection):
             topups = [
                 entry(None, amount, kind="topup", audio_seconds=0)  # type: ignore[arg-type]

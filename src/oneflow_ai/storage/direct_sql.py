@@ -10,17 +10,18 @@ columns), and then only converts values and calls ``sqlite3`` itself: the same S
 conversions, a fraction of the cost.
 
 It applies to connections of `sqlite_file_engine` (the writer's thread) and to asyncpg
-connections inside ``run_sync`` (the PostgreSQL writer's batches), whose DBAPI cursor is
-SQLAlchemy's own asyncpg adapter: the same transaction, prepared-statement cache and error
-translation as ``connection.execute``. On PostgreSQL an expanding ``IN`` list is sent as one
-array (``= ANY($n)``: one prepared statement for every length). On both, an ``INSERT`` returning
-rows for many parameter sets (a batch's charges) is one multi-row ``VALUES`` statement, where
-a cursor would take one execution per row (``executemany`` returns no rows) and SQLAlchemy's
-own multi-row execution costs several times the Python. Everywhere else, and for any statement it
-does not handle (an expanding list of tuples, a column whose default Python must compute), it
-is ``connection.execute``. Errors are raised as SQLAlchemy raises them
-(`sqlalchemy.exc.IntegrityError`, `OperationalError`, ...), so callers cannot tell the paths
-apart.
+connections inside ``run_sync`` (the PostgreSQL writer's batches), where a statement run once
+goes through SQLAlchemy's own asyncpg adapter without its cursor (`_fetch`): the same
+transaction, prepared-statement cache and error translation as ``connection.execute``, one
+switch to the event loop, none of the cursor's bookkeeping. On PostgreSQL an expanding ``IN``
+list is sent as one array (``= ANY($n)``: one prepared statement for every length). On both, an
+``INSERT`` returning rows for many parameter sets (a batch's charges) is one multi-row
+``VALUES`` statement, where a cursor would take one execution per row (``executemany`` returns
+no rows) and SQLAlchemy's own multi-row execution costs several times the Python. Everywhere
+else, and for any statement it does not handle (an expanding list of tuples, a column whose
+default Python must compute), it is ``connection.execute``. Errors are raised as SQLAlchemy
+raises them (`sqlalchemy.exc.IntegrityError`, `OperationalError`, ...), so callers cannot tell
+the paths apart.
 
 Inside :func:`deferred_writes` (the ledger's batch on PostgreSQL), a write that returns nothing
 (of one row, or an ``INSERT`` of many as one multi-row ``VALUES``; not an upsert, which could
@@ -49,8 +50,10 @@ from itertools import accumulate, chain
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
+from sqlalchemy.util import await_
 
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
@@ -194,10 +197,17 @@ def _combinable(
 def _execute(
     connection: Connection, sql: str, values: list[tuple[Any, ...]], *, fetch: bool = False
 ) -> list[tuple[Any, ...]]:
-    """``sql`` for each of ``values`` on the driver's cursor, errors raised as SQLAlchemy's."""
+    """``sql`` for each of ``values`` on the driver's cursor (once on asyncpg: `_fetch`), errors
+    raised as SQLAlchemy's."""
     dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+    once_on_asyncpg = len(values) == 1 and isinstance(
+        dbapi_connection, AsyncAdapt_asyncpg_connection
+    )
+    cursor = None if once_on_asyncpg else dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        if cursor is None:
+            found = await_(_fetch(dbapi_connection, sql, values[0]))  # type: ignore[arg-type]
+            return found if fetch else []
         if len(values) == 1:
             cursor.execute(sql, values[0])
         else:
@@ -212,7 +222,28 @@ def _execute(
             connection_invalidated=connection.dialect.is_disconnect(exc, dbapi_connection, cursor),
         ) from exc
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
+
+
+async def _fetch(
+    adapted: AsyncAdapt_asyncpg_connection, sql: str, args: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """What SQLAlchemy's asyncpg cursor does to execute ``sql`` once (its
+    ``_prepare_and_execute``; SQLAlchemy's version is pinned): under the connection's lock,
+    begin its transaction if none is open, take the prepared statement from the connection's
+    cache (schema stamp 0, as for a cursor made outside an execution) and fetch, asyncpg's
+    errors translated by the adapter. Without the cursor's per-execution work that nothing here
+    reads: the cursor object, its ``description``, its row count parsed from the status
+    message, its row buffer."""
+    async with adapted._execute_mutex:
+        if adapted._transaction is None:
+            await adapted._start_transaction()  # type: ignore[no-untyped-call]
+        try:
+            prepared, _ = await adapted._prepare(sql, 0)  # type: ignore[no-untyped-call]
+            return await prepared.fetch(*args)  # type: ignore[no-any-return]
+        except Exception as error:
+            adapted._handle_exception(error)
 
 
 # ---- deferred writes (PostgreSQL) ----------------------------------------------------------
