@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
-__all__ = ["header_value"]
+__all__ = ["header_value", "header_values"]
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
@@ -21,3 +21,14 @@ def header_value(scope: Scope, name: bytes) -> str | None:
             text: str = value.decode("latin-1")
             return text
     return None
+
+
+def header_values(scope: Scope, names: tuple[bytes, ...]) -> list[str | None]:
+    """`header_value` of each of ``names``, in one pass over the headers."""
+    found: list[str | None] = [None] * len(names)
+    for key, value in scope["headers"]:
+        if key in names:
+            index = names.index(key)
+            if found[index] is None:
+                found[index] = value.decode("latin-1")
+    return found
