@@ -29,6 +29,7 @@ from oneflow_ai.gateway.stream import ChatStream
 __all__ = [
     "EventStreamResponse",
     "StreamEncoder",
+    "call_response",
     "gateway_headers",
     "json_response",
     "route_view",
@@ -49,6 +50,41 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+def call_response(body: object, call: Call) -> Response:
+    """`json_response(body, headers=gateway_headers(call))`: a model call's answer."""
+    return _CallResponse(orjson.dumps(body), gateway_headers(call))
+
+
+#: The names `gateway_headers` gives, as they go on the wire (lower case, encoded once).
+_WIRE_NAMES = {
+    name: name.lower().encode("latin-1")
+    for name in (
+        MODEL_HEADER,
+        PROVIDER_HEADER,
+        FALLBACKS_HEADER,
+        ROUTE_HEADER,
+        IGNORED_PARAMS_HEADER,
+        CREDITS_HEADER,
+    )
+}
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class _CallResponse(Response):
+    """A JSON answer with `gateway_headers`: the headers Starlette's `Response` makes of them,
+    in the same order, without encoding each name again for every answer."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        raw = [(_WIRE_NAMES[name], value.encode("latin-1")) for name, value in headers.items()]
+        raw += ((b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE)
+        self.raw_headers = raw
 
 
 def gateway_headers(call: Call) -> dict[str, str]:
