@@ -59,7 +59,13 @@ def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     decision = call.rate_limit if isinstance(call, Call) else state.get(RATE_LIMIT_STATE)
     if not isinstance(decision, RateDecision):
         return []
-    return [(name.lower().encode(), value.encode()) for name, value in decision.headers.items()]
+    return [(_wire_name(name), value.encode()) for name, value in decision.headers.items()]
+
+
+@functools.cache
+def _wire_name(name: str) -> bytes:
+    """A header name as it goes on the wire (lower case, encoded once per name)."""
+    return name.lower().encode()
 
 
 def cache_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
