@@ -19,6 +19,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from oneflow_ai.api.headers import wire_name
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import StreamEvent
 from oneflow_ai.domain.usage import Usage
@@ -57,18 +58,6 @@ def call_response(body: object, call: Call) -> Response:
     return _CallResponse(orjson.dumps(body), gateway_headers(call))
 
 
-#: The names `gateway_headers` gives, as they go on the wire (lower case, encoded once).
-_WIRE_NAMES = {
-    name: name.lower().encode("latin-1")
-    for name in (
-        MODEL_HEADER,
-        PROVIDER_HEADER,
-        FALLBACKS_HEADER,
-        ROUTE_HEADER,
-        IGNORED_PARAMS_HEADER,
-        CREDITS_HEADER,
-    )
-}
 _JSON_TYPE = (b"content-type", b"application/json")
 
 
@@ -82,7 +71,7 @@ class _CallResponse(Response):
         self.status_code = 200
         self.background = None
         self.body = body
-        raw = [(_WIRE_NAMES[name], value.encode("latin-1")) for name, value in headers.items()]
+        raw = [(wire_name(name), value.encode("latin-1")) for name, value in headers.items()]
         raw += ((b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE)
         self.raw_headers = raw
 
