@@ -16,7 +16,7 @@ from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.passthrough import anthropic_encoder
 from oneflow_ai.api.request_body import read_body
-from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
+from oneflow_ai.api.responses import call_response, sse_response
 from oneflow_ai.api.validation import parse_object
 
 __all__ = ["messages"]
@@ -45,4 +45,4 @@ async def messages(request: Request) -> Response:
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_message(response, call.usage)
-    return json_response(body, headers=gateway_headers(call))
+    return call_response(body, call)

@@ -22,14 +22,15 @@ from __future__ import annotations
 from oneflow_ai.domain.money import micro_credits_to_credits
 from oneflow_ai.gateway.call import Call
 
-__all__ = ["CALL_STATE", "call_fields"]
+__all__ = ["CALL_STATE", "add_call_fields"]
 
 #: The request-state entry holding the request's `Call` until the access line is written.
 CALL_STATE = "call"
 
 
-def call_fields(call: Call) -> dict[str, object]:
-    fields: dict[str, object] = {"model_requested": call.model}
+def add_call_fields(fields: dict[str, object], call: Call) -> None:
+    """The call's fields, added to the access line's `fields` (after those it has)."""
+    fields["model_requested"] = call.model
     route = call.route
     if route is not None:
         fields["model"] = route.model
@@ -70,4 +71,3 @@ def call_fields(call: Call) -> dict[str, object]:
         fields["ignored_params"] = list(ignored)
     if call.error is not None:
         fields["error"] = call.error.kind
-    return fields

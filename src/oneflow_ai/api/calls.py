@@ -6,8 +6,8 @@ from starlette.requests import HTTPConnection, Request
 
 from oneflow_ai.api.call_log import CALL_STATE
 from oneflow_ai.api.deps import authenticate
-from oneflow_ai.api.fallbacks import requested_fallbacks
-from oneflow_ai.api.headers import header_value
+from oneflow_ai.api.fallbacks import FALLBACKS_HEADER, requested_fallbacks
+from oneflow_ai.api.headers import header_values
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
 from oneflow_ai.errors import BadRequestError
@@ -19,7 +19,10 @@ __all__ = ["CACHE_TTL_HEADER", "STRATEGY_HEADER", "cache_directive", "gateway_ca
 STRATEGY_HEADER = "X-OneFlow-Strategy"
 CACHE_TTL_HEADER = "X-OneFlow-Cache-TTL"
 _STRATEGY = STRATEGY_HEADER.lower().encode()
+_FALLBACKS = FALLBACKS_HEADER.lower().encode()
 _CACHE_TTL = CACHE_TTL_HEADER.lower().encode()
+#: The headers a call is made from (`new_call`), read in one pass.
+_HEADERS = (_STRATEGY, _FALLBACKS, b"cache-control", _CACHE_TTL)
 _DEFAULT_DIRECTIVE = CacheDirective()
 
 
@@ -50,9 +53,10 @@ def new_call(
     header. The fallback models are the body's `models` (`fallbacks`, see `api/fallbacks.py`)
     or the `X-OneFlow-Fallbacks` header. The call is left in the request's state for the
     edge: its access line and its `X-RateLimit-*` headers."""
+    strategy_header, fallbacks_header, control, ttl_text = header_values(request.scope, _HEADERS)
     if strategy is None:
-        strategy, strategy_field = header_value(request.scope, _STRATEGY), STRATEGY_HEADER
-    requested = requested_fallbacks(request, fallbacks)
+        strategy, strategy_field = strategy_header, STRATEGY_HEADER
+    requested = requested_fallbacks(fallbacks_header, fallbacks)
     state = request.scope.setdefault("state", {})
     state[CALL_STATE] = call = Call(
         request_id=state.get("request_id", ""),
@@ -62,18 +66,17 @@ def new_call(
         model=model,
         strategy=resolve_strategy(model, strategy, header_name=strategy_field),
         stream=stream,
-        cache_directive=cache_directive(request),
+        cache_directive=cache_directive(control, ttl_text),
     )
     if requested is not None:
         call.requested_fallbacks, call.fallbacks_param = requested
     return call
 
 
-def cache_directive(request: Request) -> CacheDirective:
-    """The caller's say over the response cache: `Cache-Control: no-cache` (do not answer
-    from the cache), `no-store` (nor keep the answer), `X-OneFlow-Cache-TTL: <seconds>`."""
-    scope = request.scope
-    control, ttl_text = header_value(scope, b"cache-control"), header_value(scope, _CACHE_TTL)
+def cache_directive(control: str | None, ttl_text: str | None) -> CacheDirective:
+    """The caller's say over the response cache, from its `Cache-Control` header's value
+    (`no-cache`: do not answer from the cache, `no-store`: nor keep the answer) and
+    `X-OneFlow-Cache-TTL: <seconds>`."""
     if control is None and ttl_text is None:
         return _DEFAULT_DIRECTIVE
     tokens = {part.strip().lower() for part in (control or "").split(",")}

@@ -26,6 +26,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from oneflow_ai.api.call_log import CALL_STATE
+from oneflow_ai.api.headers import wire_name
 from oneflow_ai.auth.credentials import credential_from_headers
 from oneflow_ai.auth.permissions import Permission, ensure_permission
 from oneflow_ai.auth.principal import Principal
@@ -59,7 +60,7 @@ def rate_limit_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     decision = call.rate_limit if isinstance(call, Call) else state.get(RATE_LIMIT_STATE)
     if not isinstance(decision, RateDecision):
         return []
-    return [(name.lower().encode(), value.encode()) for name, value in decision.headers.items()]
+    return [(wire_name(name), value.encode()) for name, value in decision.headers.items()]
 
 
 def cache_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:

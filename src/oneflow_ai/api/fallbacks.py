@@ -16,9 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-
-from oneflow_ai.api.headers import header_value
 from oneflow_ai.api.validation import invalid
 from oneflow_ai.errors import BadRequestError
 from oneflow_ai.gateway.planning import MAX_REQUESTED_FALLBACKS
@@ -26,7 +23,6 @@ from oneflow_ai.gateway.planning import MAX_REQUESTED_FALLBACKS
 __all__ = ["FALLBACKS_FIELD", "FALLBACKS_HEADER", "RequestedFallbacks", "take_models"]
 
 FALLBACKS_HEADER = "X-OneFlow-Fallbacks"
-_FALLBACKS = FALLBACKS_HEADER.lower().encode()
 FALLBACKS_FIELD = "models"
 
 RequestedFallbacks = tuple[tuple[str, ...], str] | None
@@ -53,9 +49,11 @@ def take_models(body: dict[str, Any]) -> tuple[str, ...] | None:
     return _checked(tuple(names), FALLBACKS_FIELD)
 
 
-def requested_fallbacks(request: Request, from_body: tuple[str, ...] | None) -> RequestedFallbacks:
-    """The caller's fallback list (body or header) and where it came from, or None."""
-    header = header_value(request.scope, _FALLBACKS)
+def requested_fallbacks(
+    header: str | None, from_body: tuple[str, ...] | None
+) -> RequestedFallbacks:
+    """The caller's fallback list (the body's, or the `X-OneFlow-Fallbacks` header's value)
+    and where it came from, or None."""
     if header is not None and from_body is not None:
         raise BadRequestError(
             f"Give fallback models in the body's '{FALLBACKS_FIELD}' or the {FALLBACKS_HEADER} "

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.estimates import MODALITIES, EstimateContext, estimate_answer
-from oneflow_ai.api.responses import gateway_headers, json_response, route_view
+from oneflow_ai.api.responses import call_response, json_response, route_view
 from oneflow_ai.api.schemas import (
     EstimateRequest,
     EstimateResponse,
@@ -105,7 +105,7 @@ async def process_request(request: Request, principal: Principal = CALLER) -> Re
         "cost_usd": str(call.cost.usd),
         "route": route_view(call),
     }
-    return json_response(body, headers=gateway_headers(call))
+    return call_response(body, call)
 
 
 @router.post(

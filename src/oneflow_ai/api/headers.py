@@ -8,9 +8,11 @@ four times the cost of this loop.
 
 from __future__ import annotations
 
+import functools
+
 from starlette.types import Scope
 
-__all__ = ["header_value"]
+__all__ = ["header_value", "header_values", "wire_name"]
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
@@ -21,3 +23,21 @@ def header_value(scope: Scope, name: bytes) -> str | None:
             text: str = value.decode("latin-1")
             return text
     return None
+
+
+def header_values(scope: Scope, names: tuple[bytes, ...]) -> list[str | None]:
+    """`header_value` of each of ``names``, in one pass over the headers."""
+    found: list[str | None] = [None] * len(names)
+    for key, value in scope["headers"]:
+        if key in names:
+            index = names.index(key)
+            if found[index] is None:
+                found[index] = value.decode("latin-1")
+    return found
+
+
+@functools.cache
+def wire_name(name: str) -> bytes:
+    """A response header's name as it goes on the wire (lower case, as Starlette's `Response`
+    encodes it), encoded once per name instead of once per answer."""
+    return name.lower().encode("latin-1")

@@ -34,7 +34,7 @@ import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oneflow_ai.api.call_log import CALL_STATE, call_fields
+from oneflow_ai.api.call_log import CALL_STATE, add_call_fields
 from oneflow_ai.api.deps import cache_headers, rate_limit_headers
 from oneflow_ai.api.errors import dialect_for_path, error_body
 from oneflow_ai.domain.ids import time_ordered_hex
@@ -212,7 +212,7 @@ class EdgeMiddleware:
                 "duration_ms": round(elapsed * 1000, 3),
             }
             if call is not None:
-                fields.update(call_fields(call))
+                add_call_fields(fields, call)
             info_line("oneflow.access")("request", fields)
 
     def _csp(self, path: str) -> tuple[bytes, bytes]:

@@ -32,7 +32,7 @@ from oneflow_ai.api.openai_transcriptions import (
 )
 from oneflow_ai.api.passthrough import openai_encoder
 from oneflow_ai.api.request_body import read_body
-from oneflow_ai.api.responses import gateway_headers, json_response, sse_response
+from oneflow_ai.api.responses import call_response, gateway_headers, json_response, sse_response
 from oneflow_ai.api.schemas import (
     ImageGenerationRequest,
     ImagesResponse,
@@ -70,7 +70,7 @@ async def chat_completions(request: Request) -> Response:
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_chat_completion(response, call.usage, int(time.time()))
-    return json_response(body, headers=gateway_headers(call))
+    return call_response(body, call)
 
 
 @router.post(
@@ -114,7 +114,7 @@ async def embeddings(request: Request, principal: Principal = CALLER) -> Respons
     response = await get_services(request).pipeline.embed(call)
     assert call.route is not None and call.usage is not None
     body = render_embeddings(response, embedding, response.model or call.route.model, call.usage)
-    return json_response(body, headers=gateway_headers(call))
+    return call_response(body, call)
 
 
 @router.post(

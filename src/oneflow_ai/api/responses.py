@@ -19,6 +19,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from oneflow_ai.api.headers import wire_name
 from oneflow_ai.billing.cost import Cost
 from oneflow_ai.domain.chat import StreamEvent
 from oneflow_ai.domain.usage import Usage
@@ -30,6 +31,7 @@ __all__ = [
     "ChatStreamResponse",
     "EventStreamResponse",
     "StreamEncoder",
+    "call_response",
     "gateway_headers",
     "json_response",
     "route_view",
@@ -50,6 +52,29 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+def call_response(body: object, call: Call) -> Response:
+    """`json_response(body, headers=gateway_headers(call))`: a model call's answer."""
+    return _CallResponse(orjson.dumps(body), gateway_headers(call))
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class _CallResponse(Response):
+    """A JSON answer with `gateway_headers`: the headers Starlette's `Response` makes of them,
+    in the same order, without encoding each name again for every answer."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        raw = [(wire_name(name), value.encode("latin-1")) for name, value in headers.items()]
+        raw += ((b"content-length", str(len(body)).encode("latin-1")), _JSON_TYPE)
+        self.raw_headers = raw
 
 
 def gateway_headers(call: Call) -> dict[str, str]:

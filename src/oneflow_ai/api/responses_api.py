@@ -30,7 +30,12 @@ from starlette.responses import Response
 from oneflow_ai.api.calls import gateway_caller, new_call
 from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
-from oneflow_ai.api.responses import EventStreamResponse, gateway_headers, json_response
+from oneflow_ai.api.responses import (
+    EventStreamResponse,
+    call_response,
+    gateway_headers,
+    json_response,
+)
 from oneflow_ai.api.responses_input import ResponsesInput, messages_of, parse_responses_request
 from oneflow_ai.api.responses_output import ResponseShape, created_now, new_id, render_response
 from oneflow_ai.api.responses_stream import ResponsesEncoder
@@ -120,7 +125,7 @@ async def create_response(request: Request, principal: Principal = CALLER) -> Re
     body = render_response(shape, answer, call.usage)
     if parsed.store:
         await _store(services, principal, parsed, body)
-    return json_response(body, headers=gateway_headers(call))
+    return call_response(body, call)
 
 
 async def _store(

@@ -71,6 +71,24 @@ _NO_BEFORE = Hook.before
 _NO_AFTER = Hook.after
 
 
+class _HookPlan:
+    """The hooks of a pipeline as a call runs them: those with a `before` of their own (with
+    their place in the list), and those with an `after` of their own, in reverse order."""
+
+    __slots__ = ("afters", "befores", "hooks")
+
+    def __init__(self, hooks: Sequence[Hook]) -> None:
+        self.hooks = list(hooks)  # a copy: `Pipeline.hooks` is compared with it
+        self.befores = tuple(
+            (index, hook)
+            for index, hook in enumerate(self.hooks)
+            if type(hook).before is not _NO_BEFORE
+        )
+        self.afters = tuple(
+            hook for hook in reversed(self.hooks) if type(hook).after is not _NO_AFTER
+        )
+
+
 class Pipeline:
     """Runs calls against the registry's providers, prices them and tells hooks and sinks.
 
@@ -92,6 +110,7 @@ class Pipeline:
         self.registry = registry
         self.pricing = pricing
         self.hooks: list[Hook] = list(hooks)
+        self._plan = _HookPlan(self.hooks)
         self.estimator: TokenEstimator = estimator or CharacterEstimator()
         self.planner = Planner(
             registry,
@@ -238,23 +257,43 @@ class Pipeline:
                 call.outcome = "cancelled"
             await self.finish(call, entered)
 
+    def _hook_plan(self) -> _HookPlan:
+        """Which hooks have a `before` and an `after` of their own: decided once for the list of
+        hooks (again only when it changes: hooks are added at start-up, and by tests)."""
+        plan = self._plan
+        if plan.hooks != self.hooks:
+            plan = self._plan = _HookPlan(self.hooks)
+        return plan
+
     async def _before(self, call: Call, entered: list[Hook]) -> ShortCircuit | None:
-        for hook in self.hooks:
-            # A hook without a `before` of its own (several have only an `after`) is entered
-            # without a coroutine made and awaited for nothing.
-            shortcut = await hook.before(call) if type(hook).before is not _NO_BEFORE else None
-            entered.append(hook)
+        """The pre-hooks, in order; `entered` gets the hooks entered (a prefix of the hooks:
+        up to the one that short-circuits, before the one that raises)."""
+        plan = self._hook_plan()
+        hooks = plan.hooks
+        for index, hook in plan.befores:
+            # Only hooks with a `before` of their own are awaited (several have only an
+            # `after`): no coroutine made and awaited for nothing.
+            try:
+                shortcut = await hook.before(call)
+            except BaseException:
+                entered.extend(hooks[:index])
+                raise
             if shortcut is not None:
+                entered.extend(hooks[: index + 1])
                 return shortcut
+        entered.extend(hooks)
         return None
 
     async def finish(self, call: Call, entered: Sequence[Hook]) -> None:
         """Post-hooks in reverse order; their failures are logged."""
         if call.finished_at is None:
             call.finished_at = time.perf_counter()
-        for hook in reversed(entered):
-            if type(hook).after is _NO_AFTER:
-                continue
+        plan = self._hook_plan()
+        if len(entered) == len(plan.hooks):  # every hook (`entered` is a prefix of them)
+            afters: Iterable[Hook] = plan.afters
+        else:
+            afters = [hook for hook in reversed(entered) if type(hook).after is not _NO_AFTER]
+        for hook in afters:
             try:
                 await hook.after(call)
             except Exception:

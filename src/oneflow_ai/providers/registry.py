@@ -20,7 +20,7 @@ another dialect is one module exposing a `SPEC` (`ProviderSpec`), its entry in `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
@@ -123,26 +123,24 @@ class Route:
     provider: Provider
     upstream_model: str
     _capabilities: _Capabilities
+    # Read several times by every call: kept as plain values, taken from `entry` and
+    # `provider` when the route is made (routes are made once per model and kept).
+    #: The catalog id (what OneFlow reports and bills): `entry.id`.
+    model: str = field(init=False, repr=False, compare=False)
+    #: `provider.name`.
+    provider_name: str = field(init=False, repr=False, compare=False)
+    #: The chat dialect the provider speaks (None for one without chat).
+    dialect: WireDialect | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def model(self) -> str:
-        """The catalog id (what OneFlow reports and bills)."""
-        return self.entry.id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", self.entry.id)
+        object.__setattr__(self, "provider_name", self.provider.name)
+        object.__setattr__(self, "dialect", getattr(self.provider, "dialect", None))
 
     @property
     def deployment(self) -> str:
         """`provider/upstream model`: this deployment's name (its circuit breaker's key)."""
         return f"{self.provider.name}/{self.upstream_model}"
-
-    @property
-    def provider_name(self) -> str:
-        return self.provider.name
-
-    @property
-    def dialect(self) -> WireDialect | None:
-        """The chat dialect the provider speaks (None for one without chat)."""
-        dialect: WireDialect | None = getattr(self.provider, "dialect", None)
-        return dialect
 
     def chat(self) -> ChatCapable:
         return _capable(self._capabilities.chat, self, "chat")
