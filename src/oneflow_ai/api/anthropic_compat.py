@@ -16,7 +16,7 @@ from oneflow_ai.api.deps import get_services
 from oneflow_ai.api.fallbacks import take_models
 from oneflow_ai.api.passthrough import anthropic_encoder
 from oneflow_ai.api.request_body import read_body
-from oneflow_ai.api.responses import call_response, sse_response
+from oneflow_ai.api.responses import ChatStreamResponse, call_response
 from oneflow_ai.api.validation import parse_object
 
 __all__ = ["messages"]
@@ -41,7 +41,7 @@ async def messages(request: Request) -> Response:
         if input_tokens is None:
             input_tokens = pipeline.prompt_tokens(stream.call)
         encoder = anthropic_encoder(stream, input_tokens=input_tokens)
-        return sse_response(stream, encoder)
+        return ChatStreamResponse(stream, encoder)
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_message(response, call.usage)

@@ -32,7 +32,12 @@ from oneflow_ai.api.openai_transcriptions import (
 )
 from oneflow_ai.api.passthrough import openai_encoder
 from oneflow_ai.api.request_body import read_body
-from oneflow_ai.api.responses import call_response, gateway_headers, json_response, sse_response
+from oneflow_ai.api.responses import (
+    ChatStreamResponse,
+    call_response,
+    gateway_headers,
+    json_response,
+)
 from oneflow_ai.api.schemas import (
     ImageGenerationRequest,
     ImagesResponse,
@@ -66,7 +71,7 @@ async def chat_completions(request: Request) -> Response:
     if chat.stream:
         stream = await pipeline.open_chat_stream(call)
         encoder = openai_encoder(stream, created=int(time.time()), include_usage=include_usage)
-        return sse_response(stream, encoder)
+        return ChatStreamResponse(stream, encoder)
     response = await pipeline.chat(call)
     assert call.route is not None and call.usage is not None
     body = render_chat_completion(response, call.usage, int(time.time()))

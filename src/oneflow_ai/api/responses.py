@@ -35,7 +35,6 @@ __all__ = [
     "gateway_headers",
     "json_response",
     "route_view",
-    "sse_response",
 ]
 
 MODEL_HEADER = "X-OneFlow-Model"
@@ -214,8 +213,3 @@ class ChatStreamResponse(EventStreamResponse):
         finally:
             await batches.aclose()
         await send({"type": "http.response.body", "body": last, "more_body": True})
-
-
-def sse_response(stream: ChatStream, encoder: StreamEncoder) -> ChatStreamResponse:
-    """The stream as `text/event-stream` (`ChatStreamResponse`)."""
-    return ChatStreamResponse(stream, encoder)
