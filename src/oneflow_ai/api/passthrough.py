@@ -55,6 +55,10 @@ def anthropic_encoder(stream: ChatStream, *, input_tokens: int) -> StreamEncoder
     return EventEncoder(model=stream.route.model, input_tokens=input_tokens)
 
 
+#: The canonical events an OpenAI passthrough's end reads (through its `ChunkEncoder`).
+_FOR_END = (StreamStart, StreamFinish)
+
+
 def _data(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
@@ -77,7 +81,7 @@ class OpenAIPassthrough:
             if self._include_usage:
                 return _data(event.data)
             return _data(_without_usage(event.data))
-        if isinstance(event, StreamStart | StreamFinish):
+        if isinstance(event, _FOR_END):
             self._inner.event(event)  # the id, the model and the finish, for a missing end
         return b""
 

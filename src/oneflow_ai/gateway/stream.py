@@ -181,13 +181,13 @@ class ChatStream:
         try:
             head, self._head = self._head, []
             if head:
-                self._observe(head)
+                upto = self._observe(head)
                 yield head
-                self._delivered_upto = len(self._output)
+                self._delivered_upto = upto
             async for batch in self._rest:
-                self._observe(batch)
+                upto = self._observe(batch)
                 yield batch
-                self._delivered_upto = len(self._output)
+                self._delivered_upto = upto
         except GatewayError as exc:
             self._close_out("cut_off", exc)
             log.warning("stream_cut_off", model=self.route.model, error=exc.kind)
@@ -251,7 +251,8 @@ class ChatStream:
         prompt_classes = {k: v for k, v in self._classes.items() if k != "reasoning_tokens"}
         return Usage.of_classes(input_tokens, output_tokens, prompt_classes, estimated=True)
 
-    def _observe(self, batch: list[StreamEvent]) -> None:
+    def _observe(self, batch: list[StreamEvent]) -> int:
+        """Record and check `batch`; the pieces of the output once it is delivered."""
         # The hooks see a batch before it is counted as delivered: one that ends the stream
         # (an answer about to overrun what the ledger reserved) stops it before any of the
         # batch is forwarded, so what is charged is exactly what the caller received. Its text
@@ -260,7 +261,7 @@ class ChatStream:
         if self.passthrough is not None:  # hooks see the canonical events only
             batch = [event for event in batch if type(event) is not WireBytes]
         output = self._output
-        output.add_batch(batch)
+        upto = output.add_batch(batch)
         try:
             for watch in self._watchers:
                 watch(batch)
@@ -277,6 +278,7 @@ class ChatStream:
                 if event.output_tokens is not None:
                     self._output_tokens = event.output_tokens
                 self._classes.update(event.classes())
+        return upto
 
     def _close_out(self, outcome: Outcome, error: GatewayError | None = None) -> None:
         call = self.call

@@ -41,9 +41,11 @@ class StreamOutput:
         """The number of pieces recorded (a position to count up to)."""
         return len(self._pieces)
 
-    def add_batch(self, batch: Iterable[StreamEvent]) -> None:
-        """Record the output text of a batch that is about to be forwarded."""
-        self._fold()
+    def add_batch(self, batch: Iterable[StreamEvent]) -> int:
+        """Record the output text of a batch that is about to be forwarded; the number of
+        pieces recorded so far, this batch's included."""
+        if self._batch_tokens is not None:
+            self._fold()
         pieces = self._pieces
         self._batch_from = len(pieces)
         size = 0  # their UTF-8 length
@@ -64,6 +66,7 @@ class StreamOutput:
         # The pieces of a batch are counted together, or with whole batches around them.
         self._batch_bound = bound = self._at_most(size) if size else 0
         self._pending += bound
+        return len(pieces)
 
     def take_back(self) -> None:
         """The last batch recorded is not forwarded after all: it is no part of the output."""

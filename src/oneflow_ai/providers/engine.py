@@ -178,33 +178,29 @@ class ChatProvider:
         decode = decoder.decode
         parser = SSEParser()
         async with self._client.stream(self._request(request, model, stream=True)) as response:
-            chunks = response.chunks()
-            try:
-                async for chunk in chunks:
-                    batch = parser.feed(chunk)
-                    if not batch:
-                        continue
-                    events: list[StreamEvent] = []
-                    ended = False
-                    try:
-                        for sse in batch:
-                            if decode(sse, events):
-                                ended = True
-                                break
-                    except ProviderError:
-                        if events:
-                            yield events  # what arrived before the error still counts
-                        raise
-                    except MALFORMED as exc:
-                        raise malformed(self.name, model, exc) from exc
+            # Read chunk by chunk, with no generator of chunks between the body and the events.
+            next_chunk = response.next_chunk
+            while chunk := await next_chunk():
+                batch = parser.feed(chunk)
+                if not batch:
+                    continue
+                events: list[StreamEvent] = []
+                ended = False
+                try:
+                    for sse in batch:
+                        if decode(sse, events):
+                            ended = True
+                            break
+                except ProviderError:
                     if events:
-                        yield events
-                    if ended:
-                        break
-            finally:
-                # Closed here, not left to the event loop's finalizer of abandoned generators
-                # (a task and a wake-up of the loop each, for every stream that ends early).
-                await chunks.aclose()
+                        yield events  # what arrived before the error still counts
+                    raise
+                except MALFORMED as exc:
+                    raise malformed(self.name, model, exc) from exc
+                if events:
+                    yield events
+                if ended:
+                    break
             if not decoder.complete:
                 raise ProviderUnavailableError(
                     f"{self.name}: the stream ended before the answer was complete",

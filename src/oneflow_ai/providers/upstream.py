@@ -130,10 +130,11 @@ class UpstreamStream:
     """An answer whose body is still arriving (server-sent events, audio).
 
     `read_chunk()` (the transport's) returns the next bytes as they arrive and `b""` at the
-    end, or raises a `ProviderError` when the connection drops or stalls mid-body. `chunks()`
-    hands them out and remembers how the body ended: `at_eof` once it was read to the end,
-    `error` when it failed (the resilience layer counts that against the circuit even when the
-    reader swallowed it). Leaving the `stream()` block before the end closes the connection.
+    end, or raises a `ProviderError` when the connection drops or stalls mid-body.
+    `next_chunk()` (and `chunks()`, an iterator over it) hands them out and remembers how the
+    body ended: `at_eof` once it was read to the end, `error` when it failed (the resilience
+    layer counts that against the circuit even when the reader swallowed it). Leaving the
+    `stream()` block before the end closes the connection.
     """
 
     __slots__ = ("_read_chunk", "at_eof", "error", "headers", "status")
@@ -147,18 +148,22 @@ class UpstreamStream:
         self.at_eof = False
         self._read_chunk = read_chunk
 
+    async def next_chunk(self) -> bytes:
+        """The next body bytes as they arrive (chunk boundaries are the network's, not the
+        events'); `b""` at the end."""
+        try:
+            chunk = await self._read_chunk()
+        except ProviderError as exc:
+            self.error = exc
+            raise
+        if not chunk:
+            self.at_eof = True
+        return chunk
+
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        """Body bytes as they arrive (chunk boundaries are the network's, not the events')."""
-        read_chunk = self._read_chunk
-        while True:
-            try:
-                chunk = await read_chunk()
-            except ProviderError as exc:
-                self.error = exc
-                raise
-            if not chunk:
-                self.at_eof = True
-                return
+        """`next_chunk()` until the end."""
+        next_chunk = self.next_chunk
+        while chunk := await next_chunk():
             yield chunk
 
     async def read(self) -> bytes:
