@@ -237,12 +237,12 @@ async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
 
 
 @pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
-async def test_on_postgresql_a_settlement_from_a_lease_takes_three_statements(
+async def test_on_postgresql_a_settlement_from_a_lease_takes_two_statements(
     engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its charge and its reservation in one, the lease's lock, then one statement for every
-    write whose outcome the batch does not read (the draw, the balance, the usage record and
-    rollups)."""
+    """Its charge and the lease's lock in one (it wrote no reservation row to resolve), then
+    one statement for every write whose outcome the batch does not read (the draw, the
+    balance, the usage record and rollups)."""
     await ledger.top_up("p1", 1000 * CREDIT)
     await settle(ledger, await reserve(ledger, "r1"))  # no lease yet
     await ledger.leases.settled()
@@ -252,7 +252,7 @@ async def test_on_postgresql_a_settlement_from_a_lease_takes_three_statements(
     record_statements(monkeypatch, executed)
     charged = await settle(ledger, served)
     monkeypatch.undo()
-    assert executed == ["WITH", "SELECT", "WITH"]
+    assert executed == ["WITH", "WITH"]
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
     assert snap.reserved == ledger.leases.held("p1")
     assert charged > 0

@@ -44,6 +44,21 @@ def test_writes_returning_rows_combine_into_one_tagged_select() -> None:
     )
 
 
+def _record(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first word of each statement `direct_sql` sends from now on."""
+    from oneflow_ai.storage import direct_sql
+
+    executed: list[str] = []
+    execute = direct_sql._execute
+
+    def spy(connection: Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
+        executed.append(sql.split()[0])
+        return execute(connection, sql, *args, **kwargs)
+
+    monkeypatch.setattr(direct_sql, "_execute", spy)
+    return executed
+
+
 def entry(request_id: str, amount: int) -> dict[str, object]:
     return _entry(request_id, amount, audio_seconds=0)
 
@@ -70,22 +85,14 @@ async def test_postgresql_charges_and_resolve_travel_as_one_statement(
     """A batch's charges and its reservations' resolve are one statement returning each one's
     rows (only the new charges, only the reservations still there), after the writes deferred
     before them; statements on one table, and any outside PostgreSQL, run one by one."""
-    from oneflow_ai.storage import direct_sql
-
     engine = create_engine(postgres_url, pool_size=1)
-    executed: list[str] = []
-    execute = direct_sql._execute
-
-    def spy(connection: Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
-        executed.append(sql.split()[0])
-        return execute(connection, sql, *args, **kwargs)
 
     def work(connection: Connection) -> list[object]:
         sql = ledger_statements(connection)
         connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
         connection.execute(reservations.insert(), [_reservation("a"), _reservation("b")])
         run(connection, sql.insert_charges, [entry("r1", -5)])
-        monkeypatch.setattr(direct_sql, "_execute", spy)
+        executed = _record(monkeypatch)
         with deferred_writes(connection):
             run(connection, sql.upsert_balance, {"p": "p1", "delta": 1, "at": AT})
             found = run_all(
@@ -114,3 +121,39 @@ async def test_postgresql_charges_and_resolve_travel_as_one_statement(
         await engine.dispose()
     assert found == [[("r2",), ("r3",)], [("a",)]]
     assert again == [[("b",)], []]
+
+
+@pytest.mark.postgres
+async def test_postgresql_a_locking_read_joins_the_writes_of_other_tables(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``SELECT ... FOR UPDATE`` (the leases a batch draws on) travels with the charges, on
+    another table, and returns the rows as they were; after a write of its own table it runs
+    apart, and so sees that write."""
+    from oneflow_ai.storage.ledger_leases import held
+
+    engine = create_engine(postgres_url, pool_size=1)
+
+    def work(connection: Connection) -> list[list[list[tuple[Any, ...]]]]:
+        sql = ledger_statements(connection)
+        connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        lease = {**_reservation("lease"), "amount": 40}
+        connection.execute(reservations.insert(), [lease, _reservation("a")])
+        executed = _record(monkeypatch)
+        together = run_all(
+            connection, [(sql.insert_charges, [entry("r1", -5)]), *held(connection, ["lease"])]
+        )
+        assert executed == ["WITH"]
+        apart = run_all(
+            connection, [(sql.resolve, {"ids": ["a", "lease"]}), *held(connection, ["lease"])]
+        )
+        assert executed == ["WITH", "DELETE", "SELECT"]
+        return [[list(rows) for rows in found] for found in (together, apart)]
+
+    try:
+        async with engine.begin() as connection:
+            together, apart = await connection.run_sync(work)
+    finally:
+        await engine.dispose()
+    assert together == [[("r1",)], [("lease", 40)]]
+    assert [sorted(apart[0]), apart[1]] == [[("a",), ("lease",)], []]

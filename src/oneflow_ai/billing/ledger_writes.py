@@ -137,7 +137,7 @@ class LedgerWrites:
     ) -> SettleCommand:
         """The charge of ``cost`` for ``usage``, with what it releases of the reservation's
         holds (when they were written), the budget increments and the usage record."""
-        durable = reservation.active and (reservation.limited or reservation.checkpointed)
+        durable = reservation.active and reservation.written
         charge = EntryRow(
             project_id=reservation.project_id,
             kind="charge",
@@ -209,7 +209,7 @@ class LedgerWrites:
         self.checkpoints.untrack(reservation)
         reservation.state = ReservationState.RELEASED
         self._lease_done(reservation, 0)  # nothing is drawn from the lease for it
-        durable = reservation.limited or reservation.checkpointed
+        durable = reservation.written
         future = self._durably(
             ReleaseCommand(
                 reservation_id=reservation.id if durable else None,

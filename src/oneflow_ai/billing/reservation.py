@@ -87,6 +87,12 @@ class Reservation:
     def active(self) -> bool:
         return self.state is ReservationState.ACTIVE
 
+    @property
+    def written(self) -> bool:
+        """Whether the database may hold its row, which settling or releasing it resolves: the
+        holds written before the call (limited, not on a lease), or a stream checkpoint."""
+        return (self.limited and self.lease is None) or self.checkpointed
+
     def would_exceed(self, output_tokens: int) -> bool:
         """Whether ``output_tokens`` output tokens so far would overrun what is reserved.
 

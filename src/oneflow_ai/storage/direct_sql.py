@@ -36,10 +36,13 @@ combined: a data-modifying ``WITH`` clause does not see its siblings' changes, w
 cannot matter. An error is raised where the combined statement runs, still inside the
 transaction (which it aborts, as before).
 
-:func:`run_all` runs several writes whose rows the caller reads (a batch's charges ``INSERT
-... RETURNING`` and its reservations' ``DELETE ... RETURNING``): on PostgreSQL, when they are
-disjoint in the same sense, as one statement of data-modifying ``WITH`` clauses whose rows come
-back tagged with the clause that returned them; otherwise, and elsewhere, one after the other.
+:func:`run_all` runs several statements whose rows the caller reads (a batch's charges
+``INSERT ... RETURNING``, its reservations' ``DELETE ... RETURNING`` and the ``SELECT ... FOR
+UPDATE`` of the credit leases it draws on): on PostgreSQL, consecutive ones disjoint in the same
+sense travel as one statement of ``WITH`` clauses whose rows come back tagged with the clause
+that returned them (a read among them sees the tables as they were before the statement, which
+its siblings, disjoint from it, do not change); the others, and all of them elsewhere, one
+after the other.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from sqlalchemy.util import await_
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
 
-__all__ = ["Rows", "deferred_writes", "run", "run_all"]
+__all__ = ["Params", "Rows", "deferred_writes", "run", "run_all"]
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -139,59 +142,82 @@ def run(connection: Connection, statement: Executable, params: Params = None) ->
 
 
 def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) -> list[Rows]:
-    """``run`` each ``(statement, params)`` in order; their rows, in that order. Writes returning
-    rows, on tables disjoint from one another, travel as one statement on PostgreSQL."""
-    combined = _combinable(connection, parts)
-    if combined is None:
+    """``run`` each ``(statement, params)`` in order; their rows, in that order. On PostgreSQL
+    consecutive statements returning rows (writes, or reads such as a locking ``SELECT``), on
+    tables disjoint from one another, travel as one statement."""
+    if connection.dialect.driver != "asyncpg":
         return [run(connection, statement, params) for statement, params in parts]
-    deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
-    if deferred:
-        _flush(connection, deferred)
-    key = tuple((id(plan), len(values)) for plan, values in combined)
-    sql = _returning.get(key)
-    if sql is None:
-        sql = _combine_returning([(plan, len(values)) for plan, values in combined])
-        if max(len(values) for _, values in combined) <= CACHED_ROWS:
-            _returning[key] = sql
-    flat = tuple(chain.from_iterable(chain.from_iterable(values) for _, values in combined))
-    found: list[Rows] = [Rows() for _ in combined]
-    starts = list(accumulate((len(plan.results or ()) for plan, _ in combined), initial=1))
-    for row in _execute(connection, sql, [flat], fetch=True):
-        part = row[0]
-        plan = combined[part][0]
-        assert plan.results is not None
-        found[part].append(convert_row(plan.results, row[starts[part] : starts[part + 1]]))
-    return found
-
-
-def _combinable(
-    connection: Connection, parts: Sequence[tuple[Executable, Params]]
-) -> list[tuple[Plan, list[tuple[Any, ...]]]] | None:
-    """The plans of ``parts`` and their bound rows, when they can run as one statement."""
-    if len(parts) < 2 or connection.dialect.driver != "asyncpg":
-        return None
-    combined: list[tuple[Plan, list[tuple[Any, ...]]]] = []
+    found = [Rows() for _ in parts]
+    group: list[_Part] = []
     parameters = 0
-    for statement, params in parts:
+    for index, (statement, params) in enumerate(parts):
         rows: Sequence[Mapping[str, Any]] = (
             params if isinstance(params, Sequence) else [params or {}]
         )
         if not rows:
-            return None
+            continue  # nothing to run: no rows
         plan = plan_of(connection, statement, rows[0])
-        if (
-            plan is None
-            or plan.writes is None
-            or plan.results is None
-            or (len(rows) > 1 and plan.row_values is None)
-        ):
-            return None
-        for other, _ in combined:
-            if plan.writes in other.touches or other.writes in plan.touches:
-                return None
-        combined.append((plan, [bind(plan, row) for row in rows]))
-        parameters += len(rows) * len(plan.names)
-    return combined if parameters <= _MAX_PARAMETERS else None
+        if not _joinable(plan, len(rows)):
+            _run_group(connection, group, found)
+            group, parameters = [], 0
+            found[index] = run(connection, statement, params)
+            continue
+        assert plan is not None
+        size = len(rows) * len(plan.names)
+        if parameters + size > _MAX_PARAMETERS or not _disjoint(plan, group):
+            _run_group(connection, group, found)
+            group, parameters = [], 0
+        group.append((index, statement, params, plan, [bind(plan, row) for row in rows]))
+        parameters += size
+    _run_group(connection, group, found)
+    return found
+
+
+#: A part of `run_all`'s: its index, statement, parameters, plan and bound rows.
+_Part = tuple[int, Executable, Params, Plan, list[tuple[Any, ...]]]
+
+
+def _joinable(plan: Plan | None, rows: int) -> bool:
+    """Whether a statement of ``plan`` for ``rows`` rows may join others in `run_all`."""
+    return (
+        plan is not None
+        and bool(plan.touches)
+        and plan.results is not None
+        and (rows == 1 or plan.row_values is not None)
+    )
+
+
+def _disjoint(plan: Plan, group: Sequence[_Part]) -> bool:
+    """No table written by ``plan`` or by one of ``group`` is touched by another of them."""
+    return not any(
+        plan.writes in other.touches or other.writes in plan.touches for _, _, _, other, _ in group
+    )
+
+
+def _run_group(connection: Connection, group: Sequence[_Part], found: list[Rows]) -> None:
+    """Run ``group``'s statements as one (one alone as itself), each one's rows into ``found``."""
+    if not group:
+        return
+    if len(group) == 1:
+        index, statement, params, _, _ = group[0]
+        found[index] = run(connection, statement, params)
+        return
+    deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
+    if deferred:
+        _flush(connection, deferred)
+    key = tuple((id(plan), len(values)) for _, _, _, plan, values in group)
+    sql = _returning.get(key)
+    if sql is None:
+        sql = _combine_returning([(plan, len(values)) for _, _, _, plan, values in group])
+        if max(len(values) for _, _, _, _, values in group) <= CACHED_ROWS:
+            _returning[key] = sql
+    flat = tuple(chain.from_iterable(chain.from_iterable(values) for _, _, _, _, values in group))
+    starts = list(accumulate((len(part[3].results or ()) for part in group), initial=1))
+    for row in _execute(connection, sql, [flat], fetch=True):
+        tag = row[0]
+        index, _, _, plan, _ = group[tag]
+        assert plan.results is not None
+        found[index].append(convert_row(plan.results, row[starts[tag] : starts[tag + 1]]))
 
 
 def _execute(

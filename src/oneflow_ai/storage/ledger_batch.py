@@ -55,7 +55,7 @@ from oneflow_ai.storage.ledger_commands import (
     Settled,
 )
 from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, resolving
-from oneflow_ai.storage.ledger_leases import draw, give_back_leases
+from oneflow_ai.storage.ledger_leases import draw, give_back_leases, held
 from oneflow_ai.storage.ledger_recovery import checkpoint, reap
 from oneflow_ai.storage.ledger_reservations import reserve
 from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
@@ -184,20 +184,18 @@ def post_entry(connection: Connection, entry: EntryRow, mode: str | None = None)
 def _settle(
     connection: Connection, sql: LedgerStatements, commands: Sequence[SettleCommand]
 ) -> list[Settled]:
-    # The charges (which are new), then the reservations (which were still active): one
-    # statement on PostgreSQL (`run_all`).
+    # The charges (which are new), the reservations (which were still active) and what the
+    # leases drawn on still hold (locked): on PostgreSQL one statement, or two when there are
+    # both reservations and leases, on the same table (`run_all`).
     charges = [
         (sql.insert_charges, chunk) for chunk in chunks([_entry_values(c.charge) for c in commands])
     ]
-    found = run_all(
-        connection,
-        [
-            *charges,
-            *((sql.resolve, params) for params in resolving([c.reservation_id for c in commands])),
-        ],
-    )
+    resolves = [(sql.resolve, params) for params in resolving([c.reservation_id for c in commands])]
+    leases = held(connection, [c.lease_id for c in commands if c.lease_id])
+    found = run_all(connection, [*charges, *resolves, *leases])
     inserted = {row[0] for rows in found[: len(charges)] for row in rows}
-    active = {row[0] for rows in found[len(charges) :] for row in rows}
+    active = {row[0] for rows in found[len(charges) : len(charges) + len(resolves)] for row in rows}
+    left = {row[0]: int(row[1]) for rows in found[len(charges) + len(resolves) :] for row in rows}
     tally = _Tally()
     flags = [tally.add(index, command, inserted, active) for index, command in enumerate(commands)]
     balance_delta, account_release = tally.balance_delta, tally.account_release
@@ -210,6 +208,7 @@ def _settle(
             for c, (charged, _) in zip(commands, flags, strict=True)
             if charged and c.lease_id
         ],
+        left,
     )
     for command in commands:  # what a lease gave up for a charge leaves ``reserved`` with it
         if command.lease_id in drawn:

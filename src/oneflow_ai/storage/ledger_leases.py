@@ -10,8 +10,9 @@ SUM(active holds)`` stays true because every change of a lease's ``amount`` move
 - Granting (:func:`grant`): a lease takes at most ``1 / share`` of what the balance has free
   (balance minus everything held), and at least its floor, or nothing at all (the replica
   then reserves per request).
-- Drawing (:func:`draw`): a settled charge of a request served from a lease takes its amount
-  out of the lease's row (never below zero) in the same transaction that appends the charge.
+- Drawing (:func:`held`, then :func:`draw`): a settled charge of a request served from a lease
+  takes its amount out of the lease's row (never below zero) in the same transaction that
+  appends the charge; the lease's row is read and locked in the statement that appends it.
 - Returning (:func:`give_back_leases`): the row is deleted and what it still held is given
   back to the account.
 """
@@ -28,11 +29,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from oneflow_ai.storage.dialect import chunks
-from oneflow_ai.storage.direct_sql import run
+from oneflow_ai.storage.direct_sql import Params, run
 from oneflow_ai.storage.ledger_commands import ReserveCommand, Reserved
 from oneflow_ai.storage.tables import LedgerReservation, table_of
 
-__all__ = ["LEASE_MODEL", "draw", "give_back_leases", "grant"]
+__all__ = ["LEASE_MODEL", "draw", "give_back_leases", "grant", "held"]
 
 #: The ``model`` (and ``provider``) of a lease's reservation row.
 LEASE_MODEL = "lease"
@@ -71,15 +72,20 @@ def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
     return Reserved(accepted=True, account_hold=size)
 
 
-def draw(connection: Connection, wanted: Sequence[tuple[str, int]]) -> dict[str, int]:
-    """Take each ``(lease id, amount)`` from its lease (in order, never below zero);
-    how much was taken per project is for the caller to give back from ``reserved``."""
-    if not wanted:
-        return {}
-    held_sql, take_sql, _ = _statements(connection.dialect.name)
-    left: dict[str, int] = {}
-    for chunk in chunks(sorted({lease for lease, _ in wanted})):
-        left.update((row[0], int(row[1])) for row in run(connection, held_sql, {"ids": chunk}))
+def held(connection: Connection, lease_ids: Sequence[str]) -> list[tuple[Executable, Params]]:
+    """The statements reading what these leases still hold (``(id, amount)`` rows), locked to
+    commit on PostgreSQL: for `run_all`, beside the batch's other statements, before `draw`."""
+    held_sql, _, _ = _statements(connection.dialect.name)
+    return [(held_sql, {"ids": chunk}) for chunk in chunks(sorted(set(lease_ids)))]
+
+
+def draw(
+    connection: Connection, wanted: Sequence[tuple[str, int]], left: dict[str, int]
+) -> dict[str, int]:
+    """Take each ``(lease id, amount)`` from its lease (in order, never below zero), given
+    what each still holds (``left``, read by `held`); how much was taken per project is for
+    the caller to give back from ``reserved``."""
+    _, take_sql, _ = _statements(connection.dialect.name)
     taken: dict[str, int] = defaultdict(int)
     for lease, amount in wanted:
         share = min(left.get(lease, 0), max(amount, 0))

@@ -4,7 +4,8 @@ placeholders and the type processors of its bound values and returned columns, s
 it again only converts values and calls the driver.
 
 On PostgreSQL (``$n`` placeholders) an expanding ``IN`` list becomes one array parameter
-(``= ANY($n)``), and a write records the tables it touches, for `direct_sql.deferred_writes`.
+(``= ANY($n)``), and a statement records the tables it touches (a write, also the one it
+writes), for `direct_sql.deferred_writes` and `direct_sql.run_all`.
 An ``INSERT`` of one ``VALUES`` row holding every parameter can be sent for many rows at once
 (:meth:`Plan.rows_text`). A statement this cannot run (an expanding list of tuples, a column
 whose default Python must compute) has no plan: it is left to ``connection.execute``.
@@ -18,10 +19,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Select, Table
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.sqltypes import TupleType
 from sqlalchemy.sql.util import find_tables
 
@@ -40,8 +42,9 @@ class Plan:
     expanding: str | None = None  # the one ``IN`` list, rendered per length
     numbered: bool = False  # ``$1``-style placeholders (PostgreSQL)
     by_length: dict[int, str] = field(default_factory=dict)
-    #: For a write that may be deferred, or combined with others returning rows
-    #: (`direct_sql.run_all`): the table it writes and every table it touches.
+    #: For a write that may be deferred, or a statement combined with others returning rows
+    #: (`direct_sql.run_all`): the table it writes (None for a read) and every table it
+    #: touches (none: it cannot be combined).
     writes: str | None = None
     touches: frozenset[str] = frozenset()
     #: For an ``INSERT`` of one ``VALUES`` row holding every parameter: that row's text, so
@@ -196,7 +199,7 @@ def _compile(connection: Connection, statement: Executable, keys: tuple[str, ...
     if sql.lstrip().upper().startswith("WITH") or len(set(names)) != len(names):
         # Its own WITH clause cannot nest in another statement's; a repeated parameter leaves
         # a number unused, which PostgreSQL cannot type in the middle of a combined statement.
-        writes = None
+        writes, touches = None, frozenset()
     plain = not fixed and expanding is None
     return Plan(
         sql,
@@ -301,11 +304,23 @@ def shifted(sql: str, offset: int) -> str:
 
 
 def _tables(statement: Executable) -> tuple[str | None, frozenset[str]]:
-    """The table a write changes (None for anything else: it is never deferred) and every
-    table it touches: those it reads, and those tied to the written one by a foreign key."""
+    """The table a write changes (None for a read, which is never deferred) and every table it
+    touches: those it reads, and those tied to the written one by a foreign key."""
+    if isinstance(statement, Select):
+        return None, frozenset(_read(statement))
     if not isinstance(statement, UpdateBase) or not isinstance(statement.table, Table):
         return None, frozenset()
     written = statement.table
+    touched = {written.name, *_read(statement)}
+    touched.update(key.target_fullname.split(".")[-2] for key in written.foreign_keys)
+    for table in written.metadata.tables.values():
+        if any(key.references(written) for key in table.foreign_keys):
+            touched.add(table.name)
+    return written.name, frozenset(touched)
+
+
+def _read(statement: ClauseElement) -> set[str]:
+    """The tables ``statement`` names."""
     found = find_tables(
         statement,
         check_columns=True,
@@ -314,13 +329,9 @@ def _tables(statement: Executable) -> tuple[str | None, frozenset[str]]:
         include_selects=True,
         include_crud=True,
     )
-    touched = {written.name}
+    named: set[str] = set()
     for item in found:
         table = getattr(item, "element", item)  # an alias of a table reads that table
         if isinstance(table, Table):
-            touched.add(table.name)
-    touched.update(key.target_fullname.split(".")[-2] for key in written.foreign_keys)
-    for table in written.metadata.tables.values():
-        if any(key.references(written) for key in table.foreign_keys):
-            touched.add(table.name)
-    return written.name, frozenset(touched)
+            named.add(table.name)
+    return named
