@@ -149,7 +149,7 @@ class CircuitBreakers:
         self._flush_batch = flush_batch
         self.on_change = on_change
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._pairs: dict[tuple[str, str | None], tuple[CircuitBreaker, ...]] = {}
+        self._allowed: dict[tuple[str, str | None], CallPermit] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
 
@@ -186,15 +186,22 @@ class CircuitBreakers:
 
     def breakers_for(self, provider: str, model: str | None) -> tuple[CircuitBreaker, ...]:
         """The provider's breaker, then the model's (looked up once per pair)."""
-        pair = self._pairs.get((provider, model))
-        if pair is None:
-            pair = tuple(self.breaker(key) for key in self.keys_for(provider, model))
-            self._pairs[(provider, model)] = pair
-        return pair
+        return self._allowed_permit(provider, model).breakers
+
+    def _allowed_permit(self, provider: str, model: str | None) -> CallPermit:
+        """The permit of a call that every breaker of the pair admitted as a normal call (the
+        usual): made once per pair, handed out to every such call."""
+        permit = self._allowed.get((provider, model))
+        if permit is None:
+            breakers = tuple(self.breaker(key) for key in self.keys_for(provider, model))
+            permit = CallPermit(provider, model, breakers, (False,) * len(breakers))
+            self._allowed[(provider, model)] = permit
+        return permit
 
     async def acquire(self, provider: str, model: str | None = None) -> CallPermit:
         """Leave for one call, or :class:`CircuitOpenError` naming the open circuit."""
-        breakers = self.breakers_for(provider, model)
+        allowed = self._allowed_permit(provider, model)
+        breakers = allowed.breakers
         probes: list[bool] = []
         for index, breaker in enumerate(breakers):
             admission = breaker.admit_now()  # no coroutine when no store is asked (the usual)
@@ -208,18 +215,23 @@ class CircuitBreakers:
                     breaker.key, retry_after=retry or None, provider=provider, model=model
                 )
             probes.append(admission is Admission.PROBE)
-        return CallPermit(provider, model, breakers, tuple(probes))
+        if True in probes:
+            return CallPermit(provider, model, breakers, tuple(probes))
+        return allowed
 
     async def release(self, permit: CallPermit, outcome: Outcome) -> None:
+        now = self._clock()
         for breaker, probe in zip(permit.breakers, permit.probes, strict=True):
-            if not breaker.record_now(outcome, probe=probe):
+            if not breaker.record_now(outcome, probe=probe, now=now):
                 await breaker.release(outcome, probe=probe)
 
     def open_for(self, provider: str, model: str | None = None) -> float:
         """Seconds until a call to ``model`` of ``provider`` may pass (0: now). No I/O."""
         now = self._clock()
-        pair = self._pairs.get((provider, model))
-        if pair is None:  # never called from here: whatever a refresh brought in
+        permit = self._allowed.get((provider, model))
+        if permit is not None:
+            pair = permit.breakers
+        else:  # never called from here: whatever a refresh brought in
             found = (self._breakers.get(k) for k in self.keys_for(provider, model))
             pair = tuple(b for b in found if b is not None)
         longest = 0.0

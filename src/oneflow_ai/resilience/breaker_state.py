@@ -205,8 +205,7 @@ class BreakerCore:
         """Count normal outcomes (``successes``/``failures``) and/or one probe's ``probe``."""
         if probe is not None:
             self._record_probe(config, now, probe)
-        if (successes or failures) and self.state is CircuitState.CLOSED:
-            self._count(config, now, successes, failures)
+        self.count(config, now, successes, failures)
 
     def snapshot(self, key: str, config: BreakerConfig, now: float) -> BreakerSnapshot:
         successes = failures = 0
@@ -240,9 +239,14 @@ class BreakerCore:
         elif outcome is Outcome.FAILURE:
             self._open(now)
 
-    def _count(self, config: BreakerConfig, now: float, successes: int, failures: int) -> None:
+    def count(self, config: BreakerConfig, now: float, successes: int, failures: int) -> None:
+        """Count normal outcomes: a closed breaker's (in any other state they are ignored)."""
+        if not (successes or failures) or self.state is not CircuitState.CLOSED:
+            return
         current = config.bucket_of(now)
-        bucket = self.buckets.setdefault(current, [0, 0])
+        bucket = self.buckets.get(current)
+        if bucket is None:
+            bucket = self.buckets[current] = [0, 0]
         bucket[0] += successes
         bucket[1] += failures
         if not failures:

@@ -96,8 +96,10 @@ class CircuitBreaker:
     def admit_now(self, now: float | None = None) -> Admission | None:
         """What `acquire` answers, when that needs no round trip to the store (in process,
         always; with Redis, while the cached state decides); None when it does."""
-        now = self._clock() if now is None else now
         core = self._core
+        if core is not None and core.state is CircuitState.CLOSED:
+            return Admission.ALLOWED  # what `core.acquire` answers, without asking the clock
+        now = self._clock() if now is None else now
         if core is not None:
             before = core.state
             admission = core.acquire(self.config, now)
@@ -143,9 +145,9 @@ class CircuitBreaker:
             if probe:
                 core.record(self.config, now, probe=outcome)
             elif outcome is Outcome.SUCCESS:
-                core.record(self.config, now, successes=1)
+                core.count(self.config, now, 1, 0)
             elif outcome is Outcome.FAILURE:
-                core.record(self.config, now, failures=1)
+                core.count(self.config, now, 0, 1)
             if core.state is not before:
                 self._changed(before, now)
             return True

@@ -84,8 +84,8 @@ class ResilientUpstream:
             return request, True
         if not self._keys:
             return request, False
-        headers = dict(given) if given else {}
-        headers["Idempotency-Key"] = self._new_key()
+        key = self._new_key()
+        headers = {**given, "Idempotency-Key": key} if given else {"Idempotency-Key": key}
         return request.with_headers(headers), True
 
     def __repr__(self) -> str:
