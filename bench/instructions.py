@@ -3,11 +3,12 @@
 Runs `bench/gateway_cpu.py` (the ASGI app called directly, an in-memory upstream, the full
 pipeline) under valgrind's callgrind twice, with a short and a long run, and divides the
 difference in executed instructions by the difference in requests: start-up, imports and
-migrations cancel out. Unlike CPU time the count does not move with the machine's load, so two
-versions of the code compare to a fraction of a percent on a busy machine where timings
-scatter by tens of percent. It counts instructions, not time: cache misses and the kernel's
-work (the network, which `make bench` measures) are not in it. Slow: valgrind runs Python
-~50x slower (a minute or two per count).
+migrations cancel out. With one request at a time (the default) the count hardly moves with the
+machine's load, so two versions of the code compare on a busy machine where timings scatter by
+tens of percent. With `--concurrency` above 1 it does move: how many settlements share a ledger
+batch depends on timing, and under load the count scatters by a few percent. It counts
+instructions, not time: cache misses and the kernel's work (the network, which `make bench`
+measures) are not in it. Slow: valgrind runs Python ~50x slower (minutes per count).
 
 Usage: `python -m bench.instructions [--source DIR] [--requests 200,700] [gateway_cpu options]`,
 e.g. `python -m bench.instructions --concurrency 10 --stream`. `--source` counts another copy
