@@ -11,7 +11,7 @@ instructions, not time: cache misses and the kernel's work (the network, which `
 measures) are not in it. Slow: valgrind runs Python ~50x slower (minutes per count).
 
 Usage: `python -m bench.instructions [--source DIR] [--requests 200,700] [gateway_cpu options]`,
-e.g. `python -m bench.instructions --concurrency 10 --stream`. `--source` counts another copy
+e.g. `python -m bench.instructions --stream`. `--source` counts another copy
 of the code (a directory holding `src/` and `bench/`, e.g. from `git archive`) with this
 interpreter; the database is the run's own SQLite unless `--database-url` says otherwise (then
 give each run an empty database). Needs `valgrind` (`apt-get install valgrind`).
