@@ -17,7 +17,6 @@ import io
 import json
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -129,13 +128,12 @@ def _time_call(call: Callable[[], None], n: int) -> float:
 def metric_calls(n: int) -> dict[str, float]:
     metrics = PrometheusMetrics(CatalogLabels(packaged_catalog()), registry=CollectorRegistry())
     noop = NoopMetrics()
-    credits = Decimal("0.0125")
     return {
         "observe_upstream (with ttft)": _time_call(
             lambda: metrics.observe_upstream("openai", "gpt-4o", "success", 0.8, 0.1), n
         ),
         "count_tokens": _time_call(lambda: metrics.count_tokens("openai", "gpt-4o", 150, 50), n),
-        "add_credits": _time_call(lambda: metrics.add_credits("openai", "gpt-4o", credits), n),
+        "add_credits": _time_call(lambda: metrics.add_credits("openai", "gpt-4o", 12_500), n),
         "noop observe_upstream": _time_call(
             lambda: noop.observe_upstream("openai", "gpt-4o", "success", 0.8, 0.1), n
         ),

@@ -4,7 +4,6 @@ every metric they read is one OneFlow exports (or a rule defines)."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def exported_names() -> set[str]:
     http.request_finished(http.request_started(), "GET", "/health", 200, 0.01)
     metrics.observe_upstream("openai", "gpt-4o", "success", 0.5, ttft=0.1)
     metrics.count_tokens("openai", "gpt-4o", 10, 20)
-    metrics.add_credits("openai", "gpt-4o", Decimal("0.01"))
+    metrics.add_credits("openai", "gpt-4o", 10_000)
     metrics.record_fallback("gpt-4o", "gpt-4", "timeout")
     metrics.record_retry("openai", "timeout")
     metrics.set_breaker_state("openai", "open")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -52,8 +51,8 @@ def test_upstream_attempts_tokens_and_credits(metrics: PrometheusMetrics) -> Non
     metrics.observe_upstream("openai", "gpt-4o", "success", 1.2)
     metrics.observe_upstream("openai", "gpt-4o", "timeout", 30.0)
     metrics.count_tokens("openai", "gpt-4o", 1500, 500)
-    metrics.add_credits("openai", "gpt-4o", Decimal("7.5"))
-    metrics.add_credits("openai", "gpt-4o", Decimal("0.25"))
+    metrics.add_credits("openai", "gpt-4o", 7_500_000)
+    metrics.add_credits("openai", "gpt-4o", 250_000)
 
     labels = {"provider": "openai", "model": "gpt-4o"}
     total = "oneflow_upstream_requests_total"
@@ -246,7 +245,7 @@ def test_disabled_metrics_are_one_noop_object_with_the_same_api() -> None:
     http.request_finished(http.request_started(), "GET", "/", 200, 0.1)
     metrics.observe_upstream("openai", "gpt-4o", "success", 0.1, 0.05)
     metrics.count_tokens("openai", "gpt-4o", 1, 2)
-    metrics.add_credits("openai", "gpt-4o", Decimal("1"))
+    metrics.add_credits("openai", "gpt-4o", 1_000_000)
     metrics.record_fallback("a", "b", "c")
     metrics.record_retry("openai", "timeout")
     metrics.set_breaker_state("openai", "open")

@@ -48,7 +48,7 @@ class FeedbackHook(Hook):
             route.provider_name, route.model, usage.input_tokens, usage.output_tokens
         )
         if call.cost is not None:
-            metrics.add_credits(route.provider_name, route.model, call.cost.credits)
+            metrics.add_credits(route.provider_name, route.model, call.cost.micro_credits)
         if call.outcome != "ok" or not attempts or attempts[-1].error is not None:
             return
         answered = attempts[-1]

@@ -13,7 +13,7 @@ pipeline reports the rest:
   records the attempt's metrics (outcome, duration, time to first token, tokens) and its span;
 - the upstream request's headers get ``traceparent`` from ``tracing.inject_trace_context``
   (or ``attempt.span.inject``);
-- ``metrics.add_credits(provider, model, Decimal)`` when the ledger settles;
+- ``metrics.add_credits(provider, model, micro_credits)`` when the ledger settles;
 - ``metrics.record_fallback(from_model, to_model, reason)``,
   ``metrics.record_retry(provider, reason)``, ``metrics.set_breaker_state(provider, state)``,
   ``metrics.record_rate_limited(reason)``, ``metrics.record_budget_rejected(reason)``,

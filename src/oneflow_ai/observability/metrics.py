@@ -76,7 +76,7 @@ class GatewayMetrics(Protocol):
         self, provider: str, model: str, input_tokens: int, output_tokens: int
     ) -> None: ...
 
-    def add_credits(self, provider: str, model: str, credits: Decimal) -> None: ...
+    def add_credits(self, provider: str, model: str, micro_credits: int) -> None: ...
 
     def record_fallback(self, from_model: str, to_model: str, reason: str) -> None: ...
 
@@ -145,7 +145,7 @@ class NoopMetrics:
     ) -> None:
         return None
 
-    def add_credits(self, provider: str, model: str, credits: Decimal) -> None:
+    def add_credits(self, provider: str, model: str, micro_credits: int) -> None:
         return None
 
     def record_fallback(self, from_model: str, to_model: str, reason: str) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from oneflow_ai.domain.money import MICRO_CREDITS_PER_CREDIT
 from oneflow_ai.observability._families import (
     BREAKER_STATE,
     BUDGET_ALERTS,
@@ -194,10 +195,11 @@ class PrometheusMetrics:
         if output_tokens > 0:
             children.output_tokens(output_tokens)
 
-    def add_credits(self, provider: str, model: str, credits: Decimal) -> None:
-        """Credits settled for a call (exact ``Decimal`` in the ledger, a float here)."""
-        if credits > 0:
-            self._children(provider, model).credits(float(credits))
+    def add_credits(self, provider: str, model: str, micro_credits: int) -> None:
+        """Credits settled for a call, given in micro-credits (exact in the ledger, a float
+        here: the quotient is rounded once, as ``float`` of the exact ``Decimal`` is)."""
+        if micro_credits > 0:
+            self._children(provider, model).credits(micro_credits / MICRO_CREDITS_PER_CREDIT)
 
     def record_fallback(self, from_model: str, to_model: str, reason: str) -> None:
         model = self._labels.model
