@@ -9,6 +9,8 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from asyncpg.transaction import Transaction
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oneflow_ai.billing import PricingEngine
@@ -236,23 +238,114 @@ async def test_an_idle_lease_is_returned_by_the_next_maintenance_rounds(
     assert (snap.reserved, snap.reservations, ledger.leases.returned) == (0, 0, 1)
 
 
-@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
-async def test_on_postgresql_a_settlement_from_a_lease_takes_two_statements(
-    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its charge and the lease's lock in one (it wrote no reservation row to resolve), then
-    one statement for every write whose outcome the batch does not read (the draw, the
-    balance, the usage record and rollups)."""
+async def served_from_the_lease(ledger: Ledger) -> Reservation:
+    """A reservation of ``p1`` served from a lease (the first request asks for it)."""
     await ledger.top_up("p1", 1000 * CREDIT)
     await settle(ledger, await reserve(ledger, "r1"))  # no lease yet
     await ledger.leases.settled()
     served = await reserve(ledger, "r2")
     assert served.lease is not None
+    return served
+
+
+def record_transactions(monkeypatch: pytest.MonkeyPatch, into: list[str]) -> None:
+    """Each statement executed from now on (its first word), and each ``BEGIN``."""
+    record_statements(monkeypatch, into)
+    start = Transaction.start
+
+    async def recording(self: Transaction) -> None:
+        into.append("BEGIN")
+        await start(self)
+
+    monkeypatch.setattr(Transaction, "start", recording)
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+async def test_on_postgresql_a_settlement_from_a_lease_is_one_statement_alone(
+    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charge, the lease's draw, the balance and the usage record and rollups: one
+    statement in a transaction of its own (no BEGIN, no COMMIT)."""
+    served = await served_from_the_lease(ledger)
+    before = (await assert_consistent(engine, ["p1"]))["p1"]
     executed: list[str] = []
-    record_statements(monkeypatch, executed)
+    record_transactions(monkeypatch, executed)
     charged = await settle(ledger, served)
     monkeypatch.undo()
-    assert executed == ["WITH", "WITH"]
+    assert executed == ["WITH"]
     snap = (await assert_consistent(engine, ["p1"]))["p1"]
-    assert snap.reserved == ledger.leases.held("p1")
-    assert charged > 0
+    assert charged > 0 and snap.charges["r2"] == charged
+    assert snap.balance == (before.balance or 0) - charged
+    assert snap.reserved == ledger.leases.held("p1") == (before.reserved or 0) - charged
+    assert snap.usage_records == 2
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+async def test_a_charge_already_appended_makes_the_one_statement_fail_whole(
+    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier attempt's charge (a spool replayed after its commit, say): the one statement
+    violates the charge's uniqueness and writes nothing, and the batch's ordinary path finds
+    the charge there and charges nothing again, draws nothing and records nothing."""
+    served = await served_from_the_lease(ledger)
+    async with engine.begin() as c:  # r2's charge, as an earlier attempt appended it
+        await c.execute(
+            text(
+                "INSERT INTO ledger_entries (project_id, kind, amount, request_id, estimated,"
+                " input_tokens, output_tokens, images, characters, price_table_version, created_at)"
+                " VALUES ('p1', 'charge', -5, 'r2', false, 0, 0, 0, 0, 'v1', now())"
+            )
+        )
+        await c.execute(text("UPDATE ledger_accounts SET balance = balance - 5"))
+    before = (await assert_consistent(engine, ["p1"]))["p1"]
+    executed: list[str] = []
+    record_transactions(monkeypatch, executed)
+    settled = await ledger.settle(served, Usage(input_tokens=1000, output_tokens=100))
+    monkeypatch.undo()
+    assert executed[0] == "WITH" and executed[1] == "BEGIN"  # then the ordinary path
+    assert not settled.charged
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert snap.charges["r2"] == 5 and snap.usage_records == 1
+    assert (snap.balance, snap.reserved) == (before.balance, before.reserved)  # nothing drawn
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+@pytest.mark.parametrize("lease_left", [0, 7, None], ids=["emptied", "short", "reclaimed"])
+async def test_a_lease_holding_less_makes_the_one_statement_fail_whole(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+    lease_left: int | None,
+) -> None:
+    """The lease's row holds less than the charge, or is gone (reclaimed by another replica):
+    the one statement's draw changes no row and it writes nothing; the ordinary path takes
+    what the lease still holds and charges the rest to the balance alone."""
+    served = await served_from_the_lease(ledger)
+    assert served.lease is not None
+    lease_id = served.lease.id
+    async with engine.begin() as c:  # what a reaper or another writer left of the lease
+        held = (
+            await c.execute(
+                text("SELECT amount FROM ledger_reservations WHERE id = :i"), {"i": lease_id}
+            )
+        ).scalar_one()
+        if lease_left is None:
+            await c.execute(text("DELETE FROM ledger_reservations WHERE id = :i"), {"i": lease_id})
+        else:
+            await c.execute(
+                text("UPDATE ledger_reservations SET amount = :a WHERE id = :i"),
+                {"a": lease_left, "i": lease_id},
+            )
+        gone = held - (lease_left or 0)
+        await c.execute(text("UPDATE ledger_accounts SET reserved = reserved - :g"), {"g": gone})
+    before = (await assert_consistent(engine, ["p1"]))["p1"]
+    executed: list[str] = []
+    record_transactions(monkeypatch, executed)
+    charged = await settle(ledger, served)
+    monkeypatch.undo()
+    assert executed[:2] == ["WITH", "BEGIN"]
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert charged > (lease_left or 0) and snap.charges["r2"] == charged
+    assert snap.balance == (before.balance or 0) - charged
+    assert snap.reserved == (before.reserved or 0) - (lease_left or 0)  # the lease emptied
+    assert snap.usage_records == 2

@@ -43,6 +43,12 @@ sense travel as one statement of ``WITH`` clauses whose rows come back tagged wi
 that returned them (a read among them sees the tables as they were before the statement, which
 its siblings, disjoint from it, do not change); the others, and all of them elsewhere, one
 after the other.
+
+:func:`all_or_nothing` sends writes as one statement without ``BEGIN`` or ``COMMIT``, in the
+transaction PostgreSQL gives a statement of its own: one round trip where a transaction takes
+three at least. It commits only if its first write (a checked one) changed a row and no unique
+constraint was violated; otherwise the statement fails whole, nothing of it is written, and the
+caller takes its ordinary path.
 """
 
 from __future__ import annotations
@@ -54,14 +60,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_
 
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
 
-__all__ = ["Params", "Rows", "deferred_writes", "run", "run_all"]
+__all__ = ["Params", "Rows", "all_or_nothing", "deferred_writes", "run", "run_all"]
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -173,6 +179,58 @@ def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) 
     return found
 
 
+#: Why `all_or_nothing`'s statement fails whole: a unique constraint violated, or the checked
+#: write changing no row (``1 / count(*)`` of its rows).
+_REFUSED = frozenset({"23505", "22012"})
+
+
+def all_or_nothing(
+    connection: Connection,
+    checked: tuple[Executable, Mapping[str, Any]],
+    writes: Sequence[tuple[Executable, Params]],
+) -> bool | None:
+    """On PostgreSQL, before anything else of the connection's transaction: ``checked`` (a
+    write of one row returning it) and ``writes`` (each of one row, or an ``INSERT`` of many)
+    as one statement, alone in its own transaction. True: all of it committed. False:
+    ``checked`` changed no row or a unique constraint was violated, and nothing was written.
+    None, with nothing sent: they cannot travel so (another database, a transaction already
+    begun, a statement that cannot be combined with the others, tables not disjoint)."""
+    if connection.dialect.driver != "asyncpg" or connection.info.get(_DEFERRED):
+        return None
+    adapted = connection.connection.dbapi_connection
+    if not isinstance(adapted, AsyncAdapt_asyncpg_connection) or adapted._transaction is not None:
+        return None
+    parts: list[_Deferred] = []
+    for statement, params in [checked, *writes]:
+        rows: Sequence[Mapping[str, Any]] = (
+            params if isinstance(params, Sequence) else [params or {}]
+        )
+        if not rows:
+            continue
+        plan = plan_of(connection, statement, rows[0])
+        if plan is None or not plan.touches:
+            return None
+        if not parts:  # the checked write
+            if plan.writes is None or plan.results is None or len(rows) != 1:
+                return None
+        elif not _deferrable(plan, len(rows)) or not _fits(parts, plan, len(rows)):
+            return None
+        flat = chain.from_iterable(bind(plan, row) for row in rows)
+        parts.append((plan, len(rows), tuple(flat)))
+    key = tuple((id(plan), rows) for plan, rows, _ in parts)
+    sql = _alone.get(key)
+    if sql is None:
+        sql = _combine_alone([(plan, rows) for plan, rows, _ in parts])
+        if max(rows for _, rows, _ in parts) <= CACHED_ROWS:
+            _alone[key] = sql
+    values = tuple(chain.from_iterable(values for _, _, values in parts))
+    try:
+        found = await_(_fetch(adapted, sql, values, refused=_REFUSED))
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _translated(connection, sql, [values], exc, None) from exc
+    return found is not None
+
+
 #: A part of `run_all`'s: its index, statement, parameters, plan and bound rows.
 _Part = tuple[int, Executable, Params, Plan, list[tuple[Any, ...]]]
 
@@ -233,43 +291,63 @@ def _execute(
     try:
         if cursor is None:
             found = await_(_fetch(dbapi_connection, sql, values[0]))  # type: ignore[arg-type]
-            return found if fetch else []
+            return found if fetch and found is not None else []
         if len(values) == 1:
             cursor.execute(sql, values[0])
         else:
             cursor.executemany(sql, values)
         return list(cursor.fetchall()) if fetch else []
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            sql,
-            values,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=connection.dialect.is_disconnect(exc, dbapi_connection, cursor),
-        ) from exc
+        raise _translated(connection, sql, values, exc, cursor) from exc
     finally:
         if cursor is not None:
             cursor.close()
 
 
+def _translated(
+    connection: Connection, sql: str, values: list[tuple[Any, ...]], exc: Any, cursor: Any
+) -> StatementError:
+    """The driver's ``exc`` as SQLAlchemy raises it."""
+    error: StatementError = DBAPIError.instance(
+        sql,
+        values,
+        exc,
+        connection.dialect.loaded_dbapi.Error,
+        connection_invalidated=connection.dialect.is_disconnect(
+            exc, connection.connection.dbapi_connection, cursor
+        ),
+    )
+    return error
+
+
 async def _fetch(
-    adapted: AsyncAdapt_asyncpg_connection, sql: str, args: tuple[Any, ...]
-) -> list[tuple[Any, ...]]:
+    adapted: AsyncAdapt_asyncpg_connection,
+    sql: str,
+    args: tuple[Any, ...],
+    *,
+    refused: frozenset[str] = frozenset(),
+) -> list[tuple[Any, ...]] | None:
     """What SQLAlchemy's asyncpg cursor does to execute ``sql`` once (its
     ``_prepare_and_execute``; SQLAlchemy's version is pinned): under the connection's lock,
     begin its transaction if none is open, take the prepared statement from the connection's
     cache (schema stamp 0, as for a cursor made outside an execution) and fetch, asyncpg's
     errors translated by the adapter. Without the cursor's per-execution work that nothing here
     reads: the cursor object, its ``description``, its row count parsed from the status
-    message, its row buffer."""
+    message, its row buffer.
+
+    With ``refused`` (SQLSTATEs) the statement runs alone, in no transaction (PostgreSQL's
+    implicit one), and an error of one of those states is None instead of raised."""
     async with adapted._execute_mutex:
-        if adapted._transaction is None:
+        if adapted._transaction is None and not refused:
             await adapted._start_transaction()  # type: ignore[no-untyped-call]
         try:
             prepared, _ = await adapted._prepare(sql, 0)  # type: ignore[no-untyped-call]
             return await prepared.fetch(*args)  # type: ignore[no-any-return]
         except Exception as error:
+            if getattr(error, "sqlstate", None) in refused:
+                return None
             adapted._handle_exception(error)
+    return None  # not reached: the adapter raises
 
 
 # ---- deferred writes (PostgreSQL) ----------------------------------------------------------
@@ -281,6 +359,7 @@ _Deferred = tuple[Plan, int, tuple[Any, ...]]
 #: live as long as the process, in ``sql_plans``) and their rows; and that of `run_all`.
 _combined: dict[tuple[tuple[int, int], ...], str] = {}
 _returning: dict[tuple[tuple[int, int], ...], str] = {}
+_alone: dict[tuple[tuple[int, int], ...], str] = {}
 
 
 @contextmanager
@@ -368,6 +447,18 @@ def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
         columns = ["NULL"] * sum(widths[:i]) + [f"w{i}.*"] + ["NULL"] * sum(widths[i + 1 :])
         selects.append(", ".join([str(i), *columns]) + f" FROM w{i}")
     return f"WITH {clauses} SELECT {' UNION ALL SELECT '.join(selects)}"
+
+
+def _combine_alone(parts: list[tuple[Plan, int]]) -> str:
+    """One statement running the plans of ``parts`` as ``WITH`` clauses, which fails (division
+    by zero) when the first, returning its row, changed none."""
+    texts: list[str] = []
+    offset = 0
+    for plan, rows in parts:
+        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
+        offset += len(plan.names) * rows
+    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
+    return f"WITH {clauses} SELECT 1 / count(*) FROM w0"  # noqa: S608  (compiled SQL, values bound)
 
 
 def _direct(connection: Connection) -> bool:

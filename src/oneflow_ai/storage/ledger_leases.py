@@ -13,6 +13,8 @@ SUM(active holds)`` stays true because every change of a lease's ``amount`` move
 - Drawing (:func:`held`, then :func:`draw`): a settled charge of a request served from a lease
   takes its amount out of the lease's row (never below zero) in the same transaction that
   appends the charge; the lease's row is read and locked in the statement that appends it.
+  A batch drawn whole from one lease that holds it all (:func:`draw_whole`) takes it with one
+  conditional update instead, which returns no row when the lease holds less.
 - Returning (:func:`give_back_leases`): the row is deleted and what it still held is given
   back to the account.
 """
@@ -33,7 +35,7 @@ from oneflow_ai.storage.direct_sql import Params, run
 from oneflow_ai.storage.ledger_commands import ReserveCommand, Reserved
 from oneflow_ai.storage.tables import LedgerReservation, table_of
 
-__all__ = ["LEASE_MODEL", "draw", "give_back_leases", "grant", "held"]
+__all__ = ["LEASE_MODEL", "draw", "draw_whole", "give_back_leases", "grant", "held"]
 
 #: The ``model`` (and ``provider``) of a lease's reservation row.
 LEASE_MODEL = "lease"
@@ -42,7 +44,7 @@ _reservations = table_of(LedgerReservation)
 
 
 @cache
-def _statements(dialect: str) -> tuple[Executable, Executable, Executable]:
+def _statements(dialect: str) -> tuple[Executable, Executable, Executable, Executable]:
     held: Select[Any] = select(_reservations.c.id, _reservations.c.amount).where(
         _reservations.c.id.in_(bindparam("ids", expanding=True))
     )
@@ -53,12 +55,21 @@ def _statements(dialect: str) -> tuple[Executable, Executable, Executable]:
         .where(_reservations.c.id == bindparam("lease"))
         .values(amount=_reservations.c.amount - bindparam("x", type_=BigInteger))
     )
+    covered = (
+        update(_reservations)
+        .where(
+            _reservations.c.id == bindparam("lease"),
+            _reservations.c.amount >= bindparam("x", type_=BigInteger),
+        )
+        .values(amount=_reservations.c.amount - bindparam("x", type_=BigInteger))
+        .returning(_reservations.c.id)
+    )
     returned = (
         delete(_reservations)
         .where(_reservations.c.id.in_(bindparam("ids", expanding=True)))
         .returning(_reservations.c.id, _reservations.c.project_id, _reservations.c.amount)
     )
-    return held, take, returned
+    return held, take, returned, covered
 
 
 def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
@@ -75,7 +86,7 @@ def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
 def held(connection: Connection, lease_ids: Sequence[str]) -> list[tuple[Executable, Params]]:
     """The statements reading what these leases still hold (``(id, amount)`` rows), locked to
     commit on PostgreSQL: for `run_all`, beside the batch's other statements, before `draw`."""
-    held_sql, _, _ = _statements(connection.dialect.name)
+    held_sql, _, _, _ = _statements(connection.dialect.name)
     return [(held_sql, {"ids": chunk}) for chunk in chunks(sorted(set(lease_ids)))]
 
 
@@ -85,7 +96,7 @@ def draw(
     """Take each ``(lease id, amount)`` from its lease (in order, never below zero), given
     what each still holds (``left``, read by `held`); how much was taken per project is for
     the caller to give back from ``reserved``."""
-    _, take_sql, _ = _statements(connection.dialect.name)
+    _, take_sql, _, _ = _statements(connection.dialect.name)
     taken: dict[str, int] = defaultdict(int)
     for lease, amount in wanted:
         share = min(left.get(lease, 0), max(amount, 0))
@@ -98,9 +109,18 @@ def draw(
     return dict(taken)
 
 
+def draw_whole(
+    connection: Connection, lease: str, amount: int
+) -> tuple[Executable, dict[str, Any]]:
+    """The statement taking ``amount`` out of ``lease`` when it still holds that much (then it
+    returns the lease's id; otherwise it changes nothing and returns no row)."""
+    _, _, _, covered_sql = _statements(connection.dialect.name)
+    return covered_sql, {"lease": lease, "x": amount}
+
+
 def give_back_leases(connection: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
     """Delete these leases; for each that was still active, its project and what it held."""
-    _, _, returned_sql = _statements(connection.dialect.name)
+    _, _, returned_sql, _ = _statements(connection.dialect.name)
     found: dict[str, tuple[str, int]] = {}
     for chunk in chunks(sorted(set(ids))):
         for row in run(connection, returned_sql, {"ids": chunk}):

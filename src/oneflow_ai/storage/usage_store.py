@@ -61,6 +61,7 @@ __all__ = [
     "bucket_hour",
     "insert_usage",
     "rebuild_rollups",
+    "usage_writes",
 ]
 
 records = table_of(UsageRecordRow)
@@ -166,10 +167,21 @@ def _rollup_upserts(dialect: str) -> tuple[Executable, ...]:
 
 def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
     """Insert ``batch`` into usage_records and fold it into both hourly rollups."""
+    for statement, rows in usage_writes(connection.dialect.name, batch):
+        run(connection, statement, rows)
+
+
+def usage_writes(
+    dialect: str, batch: Sequence[UsageRecord]
+) -> list[tuple[Executable, list[dict[str, Any]]]]:
+    """The statements `insert_usage` runs for ``batch``, with their rows: the records, then
+    each rollup's upsert, its rows folded per hour and dimensions (one row each)."""
     if not batch:
-        return
-    run(connection, _INSERT_RECORDS, [_record_row(r) for r in batch])
-    upserts = _rollup_upserts(connection.dialect.name)
+        return []
+    writes: list[tuple[Executable, list[dict[str, Any]]]] = [
+        (_INSERT_RECORDS, [_record_row(r) for r in batch])
+    ]
+    upserts = _rollup_upserts(dialect)
     # Each record's hour, dimensions and counters, once for both rollups.
     contributions = [
         (bucket_hour(r.occurred_at), tuple(v or "" for v in _dimensions_of(r)), record_counters(r))
@@ -189,8 +201,8 @@ def insert_usage(connection: Connection, batch: Sequence[UsageRecord]) -> None:
             }
             for (hour, dims), counters in sorted(folded.items())
         ]
-        for chunk in chunks(rows):
-            run(connection, upsert, chunk)
+        writes.extend((upsert, chunk) for chunk in chunks(rows))
+    return writes
 
 
 def _record_row(record: UsageRecord) -> dict[str, Any]:
