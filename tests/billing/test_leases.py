@@ -1,5 +1,6 @@
 """Credit leases, on SQLite and PostgreSQL: a replica reserves from a durable slice of a prepaid
-balance in memory, never overspends it, returns it, and a dead replica's lease is reclaimed."""
+balance in memory, never overspends it, returns it, and a dead replica's lease is reclaimed.
+On PostgreSQL its settlements, and a stream's lone checkpoint, are one statement alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asyncpg.transaction import Transaction
@@ -20,6 +22,7 @@ from oneflow_ai.billing.reservation import Reservation
 from oneflow_ai.domain.usage import Usage
 from oneflow_ai.domain.usage_record import RequestOutcome
 from oneflow_ai.errors import InsufficientCreditsError
+from oneflow_ai.storage.ledger_commands import CheckpointCommand, Checkpointed, StreamProgress
 from tests.conftest import POSTGRES
 from tests.support.ledger import FakeClock, assert_consistent, create_projects, make_ledger
 from tests.support.pg_statements import record_statements
@@ -349,3 +352,49 @@ async def test_a_lease_holding_less_makes_the_one_statement_fail_whole(
     assert snap.balance == (before.balance or 0) - charged
     assert snap.reserved == (before.reserved or 0) - (lease_left or 0)  # the lease emptied
     assert snap.usage_records == 2
+
+
+def _progress(stream: str, output_tokens: int) -> StreamProgress:
+    now = datetime.now(UTC)
+    return StreamProgress(
+        reservation_id=f"res-{stream}",
+        request_id=stream,
+        project_id="p1",
+        user_id=None,
+        key_id=None,
+        model="gpt-4o",
+        provider="openai",
+        input_tokens=12,
+        output_tokens=output_tokens,
+        micro_credits=30 + output_tokens,
+        price_table_version="v1",
+        owner="replica-a",
+        created_at=now,
+        expires_at=now + timedelta(minutes=5),
+        at=now,
+    )
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+async def test_on_postgresql_a_lone_stream_checkpoint_is_one_statement_alone(
+    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's checkpoint, when no other stream's is due (its first byte waits for the
+    first): one statement and no BEGIN or COMMIT; several streams' at once take a transaction."""
+    executed: list[str] = []
+    record_transactions(monkeypatch, executed)
+    assert await ledger.writer.run(CheckpointCommand((_progress("s1", 0),))) == Checkpointed(1)
+    assert await ledger.writer.run(CheckpointCommand((_progress("s1", 5),))) == Checkpointed(1)
+    assert executed == ["INSERT", "INSERT"]
+    both = CheckpointCommand((_progress("s1", 9), _progress("s2", 0)))
+    assert await ledger.writer.run(both) == Checkpointed(2)
+    assert executed[2] == "BEGIN"
+    monkeypatch.undo()
+    async with engine.connect() as c:
+        rows = await c.execute(
+            text(
+                "SELECT id, amount, output_tokens, progress_micro_credits FROM ledger_reservations"
+                " WHERE id LIKE 'res-s%' ORDER BY id"
+            )
+        )
+        assert [tuple(row) for row in rows] == [("res-s1", 0, 9, 39), ("res-s2", 0, 0, 30)]

@@ -186,12 +186,13 @@ _REFUSED = frozenset({"23505", "22012"})
 
 def all_or_nothing(
     connection: Connection,
-    checked: tuple[Executable, Mapping[str, Any]],
     writes: Sequence[tuple[Executable, Params]],
+    *,
+    checked: tuple[Executable, Mapping[str, Any]] | None = None,
 ) -> bool | None:
-    """On PostgreSQL, before anything else of the connection's transaction: ``checked`` (a
-    write of one row returning it) and ``writes`` (each of one row, or an ``INSERT`` of many)
-    as one statement, alone in its own transaction. True: all of it committed. False:
+    """On PostgreSQL, before anything else of the connection's transaction: ``writes`` (each
+    of one row, or an ``INSERT`` of many), and ``checked`` (a write of one row returning it) if
+    given, as one statement alone in its own transaction. True: all of it committed. False:
     ``checked`` changed no row or a unique constraint was violated, and nothing was written.
     None, with nothing sent: they cannot travel so (another database, a transaction already
     begun, a statement that cannot be combined with the others, tables not disjoint)."""
@@ -201,7 +202,7 @@ def all_or_nothing(
     if not isinstance(adapted, AsyncAdapt_asyncpg_connection) or adapted._transaction is not None:
         return None
     parts: list[_Deferred] = []
-    for statement, params in [checked, *writes]:
+    for statement, params in [checked, *writes] if checked is not None else writes:
         rows: Sequence[Mapping[str, Any]] = (
             params if isinstance(params, Sequence) else [params or {}]
         )
@@ -210,17 +211,20 @@ def all_or_nothing(
         plan = plan_of(connection, statement, rows[0])
         if plan is None or not plan.touches:
             return None
-        if not parts:  # the checked write
+        if checked is not None and not parts:  # the checked write
             if plan.writes is None or plan.results is None or len(rows) != 1:
                 return None
         elif not _deferrable(plan, len(rows)) or not _fits(parts, plan, len(rows)):
             return None
         flat = chain.from_iterable(bind(plan, row) for row in rows)
         parts.append((plan, len(rows), tuple(flat)))
-    key = tuple((id(plan), rows) for plan, rows, _ in parts)
+    if not parts:
+        return None
+    key = (checked is not None, *((id(plan), rows) for plan, rows, _ in parts))
     sql = _alone.get(key)
     if sql is None:
-        sql = _combine_alone([(plan, rows) for plan, rows, _ in parts])
+        pending = [(plan, rows) for plan, rows, _ in parts]
+        sql = _combine_checked(pending) if checked is not None else _combine(pending)
         if max(rows for _, rows, _ in parts) <= CACHED_ROWS:
             _alone[key] = sql
     values = tuple(chain.from_iterable(values for _, _, values in parts))
@@ -359,7 +363,7 @@ _Deferred = tuple[Plan, int, tuple[Any, ...]]
 #: live as long as the process, in ``sql_plans``) and their rows; and that of `run_all`.
 _combined: dict[tuple[tuple[int, int], ...], str] = {}
 _returning: dict[tuple[tuple[int, int], ...], str] = {}
-_alone: dict[tuple[tuple[int, int], ...], str] = {}
+_alone: dict[tuple[Any, ...], str] = {}
 
 
 @contextmanager
@@ -426,6 +430,8 @@ def _combine(parts: list[tuple[Plan, int]]) -> str:
     for plan, rows in parts:
         texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
         offset += len(plan.names) * rows
+    if len(texts) == 1:
+        return texts[0]
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in reversed(list(enumerate(texts))[1:]))
     return f"WITH {clauses} {texts[0]}"
 
@@ -449,7 +455,7 @@ def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
     return f"WITH {clauses} SELECT {' UNION ALL SELECT '.join(selects)}"
 
 
-def _combine_alone(parts: list[tuple[Plan, int]]) -> str:
+def _combine_checked(parts: list[tuple[Plan, int]]) -> str:
     """One statement running the plans of ``parts`` as ``WITH`` clauses, which fails (division
     by zero) when the first, returning its row, changed none."""
     texts: list[str] = []

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
 
 from oneflow_ai.storage.dialect import chunks
 from oneflow_ai.storage.direct_sql import run
@@ -21,12 +22,23 @@ from oneflow_ai.storage.ledger_commands import (
 from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve
 from oneflow_ai.storage.ledger_statements import LedgerStatements
 
-__all__ = ["checkpoint", "reap"]
+__all__ = ["checkpoint", "checkpoint_writes", "reap"]
 
 
 def checkpoint(
     connection: Connection, sql: LedgerStatements, command: CheckpointCommand
 ) -> Checkpointed:
+    written = 0
+    for statement, rows in checkpoint_writes(sql, command):
+        run(connection, statement, rows)
+        written += len(rows)
+    return Checkpointed(written=written)
+
+
+def checkpoint_writes(
+    sql: LedgerStatements, command: CheckpointCommand
+) -> list[tuple[Executable, list[dict[str, Any]]]]:
+    """The upserts `checkpoint` runs, each with its rows (one per stream)."""
     rows = [
         {
             "id": p.reservation_id,
@@ -47,9 +59,7 @@ def checkpoint(
         }
         for p in sorted(command.progress, key=lambda p: p.reservation_id)
     ]
-    for chunk in chunks(rows):
-        run(connection, sql.checkpoint, chunk)
-    return Checkpointed(written=len(rows))
+    return [(sql.checkpoint, chunk) for chunk in chunks(rows)]
 
 
 # ---- reaping -------------------------------------------------------------------------------
