@@ -398,3 +398,33 @@ async def test_on_postgresql_a_lone_stream_checkpoint_is_one_statement_alone(
             )
         )
         assert [tuple(row) for row in rows] == [("res-s1", 0, 9, 39), ("res-s2", 0, 0, 30)]
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+@pytest.mark.parametrize("row_left", [True, False], ids=["row-there", "row-gone"])
+async def test_on_postgresql_a_leased_streams_settlement_is_one_statement_alone(
+    engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, row_left: bool
+) -> None:
+    """A stream served from the lease has a row of its own, written by its checkpoints and
+    holding nothing: the one statement deletes it too. A row already gone (released by
+    another replica) makes it fail whole, and the ordinary path settles the stream alone."""
+    served = await served_from_the_lease(ledger)
+    progress = dataclasses.replace(
+        _progress("s", 3), reservation_id=served.id, request_id=served.request_id
+    )
+    assert await ledger.writer.run(CheckpointCommand((progress,))) == Checkpointed(1)
+    served.checkpointed = True
+    if not row_left:
+        async with engine.begin() as c:
+            await c.execute(text("DELETE FROM ledger_reservations WHERE id = :i"), {"i": served.id})
+    before = (await assert_consistent(engine, ["p1"]))["p1"]
+    executed: list[str] = []
+    record_transactions(monkeypatch, executed)
+    charged = await settle(ledger, served)
+    monkeypatch.undo()
+    assert executed[:2] == (["WITH"] if row_left else ["WITH", "BEGIN"])
+    snap = (await assert_consistent(engine, ["p1"]))["p1"]
+    assert charged > 0 and snap.charges["r2"] == charged
+    assert snap.balance == (before.balance or 0) - charged
+    assert snap.reserved == (before.reserved or 0) - charged == ledger.leases.held("p1")
+    assert snap.reservations == 1  # the lease's row alone

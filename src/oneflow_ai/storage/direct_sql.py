@@ -46,7 +46,7 @@ after the other.
 
 :func:`all_or_nothing` sends writes as one statement without ``BEGIN`` or ``COMMIT``, in the
 transaction PostgreSQL gives a statement of its own: one round trip where a transaction takes
-three at least. It commits only if its first write (a checked one) changed a row and no unique
+three at least. It commits only if its checked writes changed the rows they should and no unique
 constraint was violated; otherwise the statement fails whole, nothing of it is written, and the
 caller takes its ordinary path.
 """
@@ -179,8 +179,8 @@ def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) 
     return found
 
 
-#: Why `all_or_nothing`'s statement fails whole: a unique constraint violated, or the checked
-#: write changing no row (``1 / count(*)`` of its rows).
+#: Why `all_or_nothing`'s statement fails whole: a unique constraint violated, or a checked
+#: write changing another number of rows than it should (a division by zero).
 _REFUSED = frozenset({"23505", "22012"})
 
 
@@ -188,30 +188,32 @@ def all_or_nothing(
     connection: Connection,
     writes: Sequence[tuple[Executable, Params]],
     *,
-    checked: tuple[Executable, Mapping[str, Any]] | None = None,
+    checked: Sequence[tuple[Executable, Mapping[str, Any], int]] = (),
 ) -> bool | None:
     """On PostgreSQL, before anything else of the connection's transaction: ``writes`` (each
-    of one row, or an ``INSERT`` of many), and ``checked`` (a write of one row returning it) if
-    given, as one statement alone in its own transaction. True: all of it committed. False:
-    ``checked`` changed no row or a unique constraint was violated, and nothing was written.
-    None, with nothing sent: they cannot travel so (another database, a transaction already
-    begun, a statement that cannot be combined with the others, tables not disjoint)."""
+    of one row, or an ``INSERT`` of many) and the ``checked`` writes (each returning the rows
+    it changed, with how many it must change) as one statement, alone in its own transaction.
+    True: all of it committed. False: a checked write changed another number of rows, or a
+    unique constraint was violated, and nothing was written. None, with nothing sent: they
+    cannot travel so (another database, a transaction already begun, a statement that cannot
+    be combined with the others, tables not disjoint). The checked writes may share a table
+    with one another (not with the other writes): the caller knows they change different rows.
+    """
     if connection.dialect.driver != "asyncpg" or connection.info.get(_DEFERRED):
         return None
     adapted = connection.connection.dbapi_connection
     if not isinstance(adapted, AsyncAdapt_asyncpg_connection) or adapted._transaction is not None:
         return None
     parts: list[_Deferred] = []
-    for statement, params in [checked, *writes] if checked is not None else writes:
+    statements = [(statement, params) for statement, params, _ in checked]
+    for index, (statement, params) in enumerate([*statements, *writes]):
         rows: Sequence[Mapping[str, Any]] = (
             params if isinstance(params, Sequence) else [params or {}]
         )
-        if not rows:
-            continue
-        plan = plan_of(connection, statement, rows[0])
+        plan = plan_of(connection, statement, rows[0]) if rows else None
         if plan is None or not plan.touches:
             return None
-        if checked is not None and not parts:  # the checked write
+        if index < len(checked):
             if plan.writes is None or plan.results is None or len(rows) != 1:
                 return None
         elif not _deferrable(plan, len(rows)) or not _fits(parts, plan, len(rows)):
@@ -220,11 +222,12 @@ def all_or_nothing(
         parts.append((plan, len(rows), tuple(flat)))
     if not parts:
         return None
-    key = (checked is not None, *((id(plan), rows) for plan, rows, _ in parts))
+    counts = tuple(count for _, _, count in checked)
+    key = (counts, *((id(plan), rows) for plan, rows, _ in parts))
     sql = _alone.get(key)
     if sql is None:
         pending = [(plan, rows) for plan, rows, _ in parts]
-        sql = _combine_checked(pending) if checked is not None else _combine(pending)
+        sql = _combine_checked(pending, counts) if counts else _combine(pending)
         if max(rows for _, rows, _ in parts) <= CACHED_ROWS:
             _alone[key] = sql
     values = tuple(chain.from_iterable(values for _, _, values in parts))
@@ -455,16 +458,21 @@ def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
     return f"WITH {clauses} SELECT {' UNION ALL SELECT '.join(selects)}"
 
 
-def _combine_checked(parts: list[tuple[Plan, int]]) -> str:
+def _combine_checked(parts: list[tuple[Plan, int]], counts: tuple[int, ...]) -> str:
     """One statement running the plans of ``parts`` as ``WITH`` clauses, which fails (division
-    by zero) when the first, returning its row, changed none."""
+    by zero) unless each of the first ``len(counts)``, returning the rows it changed, changed
+    as many as ``counts`` says."""
     texts: list[str] = []
     offset = 0
     for plan, rows in parts:
         texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
         offset += len(plan.names) * rows
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
-    return f"WITH {clauses} SELECT 1 / count(*) FROM w0"  # noqa: S608  (compiled SQL, values bound)
+    expected = " AND ".join(
+        f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  (numbers, not values)
+        for i, count in enumerate(counts)
+    )
+    return f"WITH {clauses} SELECT 1 / ({expected})::int"
 
 
 def _direct(connection: Connection) -> bool:

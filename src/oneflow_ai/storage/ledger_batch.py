@@ -86,13 +86,15 @@ def _settle_from_lease(
     connection: Connection, commands: Sequence[LedgerCommand]
 ) -> list[LedgerResult] | None:
     """The common batch on PostgreSQL: settlements of requests served from one credit lease,
-    with no reservation row, hold or budget counter. If every charge is new and the lease
-    holds their sum, `_settle` would append the charges, take the sum out of the lease and out
-    of the account's ``reserved`` and ``balance``, and record their usage; all of that goes as
-    one statement in a transaction of its own (`all_or_nothing`: one round trip instead of
-    four), which a charge already appended (a unique violation) or a lease holding less makes
-    fail whole. Then, and for any other batch, None: nothing was written, and the batch takes
-    the ordinary path, which reads what it assumed here."""
+    with no hold or budget counter (a stream's reservation row, written by its checkpoints,
+    holds nothing). If every charge is new, the lease holds their sum and every stream's row
+    is still there, `_settle` would append the charges, delete the streams' rows, take the sum
+    out of the lease and out of the account's ``reserved`` and ``balance``, and record their
+    usage; all of that goes as one statement in a transaction of its own (`all_or_nothing`:
+    one round trip instead of four or five), which a charge already appended (a unique
+    violation), a lease holding less or a row gone makes fail whole. Then, and for any other
+    batch, None: nothing was written, and the batch takes the ordinary path, which reads what
+    it assumed here."""
     first = commands[0] if commands else None
     if not isinstance(first, SettleCommand) or first.lease_id is None:
         return None
@@ -102,9 +104,8 @@ def _settle_from_lease(
             not isinstance(command, SettleCommand)
             or command.lease_id != lease
             or command.charge.project_id != project_id
-            or command.charge.request_id is None
             or command.charge.amount > 0
-            or command.reservation_id is not None
+            or command.account_hold
             or command.holds
             or command.usage_increments
         ):
@@ -113,7 +114,13 @@ def _settle_from_lease(
     if total <= 0:
         return None
     settles: list[SettleCommand] = commands  # type: ignore[assignment]  # checked above
+    streams = {c.reservation_id for c in settles if c.reservation_id is not None}
+    if lease in streams:
+        return None
     sql = ledger_statements(connection)
+    take, draw_params = draw_whole(connection, lease, total)
+    checked = [(take, draw_params, 1)]
+    checked.extend((sql.resolve, params, len(params["ids"])) for params in resolving([*streams]))
     at = first.charge.created_at
     usage = [c.record for c in settles if c.record is not None]
     done = all_or_nothing(
@@ -123,11 +130,11 @@ def _settle_from_lease(
             (sql.charge_account, {"p": project_id, "delta": -total, "release": total, "at": at}),
             *usage_writes(connection.dialect.name, usage),
         ],
-        checked=draw_whole(connection, lease, total),
+        checked=checked,
     )
     if not done:
         return None
-    return [Settled(charged=True, released=False) for _ in settles]
+    return [Settled(charged=True, released=c.reservation_id is not None) for c in settles]
 
 
 def _apply(connection: Connection, commands: Sequence[LedgerCommand]) -> list[LedgerResult]:
