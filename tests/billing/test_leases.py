@@ -1,6 +1,6 @@
 """Credit leases, on SQLite and PostgreSQL: a replica reserves from a durable slice of a prepaid
 balance in memory, never overspends it, returns it, and a dead replica's lease is reclaimed.
-On PostgreSQL its settlements, and a stream's lone checkpoint, are one statement alone."""
+On PostgreSQL its settlements, and streams' checkpoints, are one statement alone."""
 
 from __future__ import annotations
 
@@ -376,18 +376,20 @@ def _progress(stream: str, output_tokens: int) -> StreamProgress:
 
 
 @pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
-async def test_on_postgresql_a_lone_stream_checkpoint_is_one_statement_alone(
+async def test_on_postgresql_stream_checkpoints_are_one_statement_alone(
     engine: AsyncEngine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stream's checkpoint, when no other stream's is due (its first byte waits for the
-    first): one statement and no BEGIN or COMMIT; several streams' at once take a transaction."""
+    """A batch of streams' checkpoints (a stream's first byte waits for its first): one
+    statement and no BEGIN or COMMIT, for one stream or several; a batch holding one stream
+    twice takes a transaction, which writes them in order."""
     executed: list[str] = []
     record_transactions(monkeypatch, executed)
     assert await ledger.writer.run(CheckpointCommand((_progress("s1", 0),))) == Checkpointed(1)
-    assert await ledger.writer.run(CheckpointCommand((_progress("s1", 5),))) == Checkpointed(1)
-    assert executed == ["INSERT", "INSERT"]
-    both = CheckpointCommand((_progress("s1", 9), _progress("s2", 0)))
+    both = CheckpointCommand((_progress("s1", 5), _progress("s2", 0)))
     assert await ledger.writer.run(both) == Checkpointed(2)
+    assert executed == ["INSERT", "INSERT"]
+    twice = CheckpointCommand((_progress("s1", 7), _progress("s1", 9)))
+    assert await ledger.writer.run(twice) == Checkpointed(2)
     assert executed[2] == "BEGIN"
     monkeypatch.undo()
     async with engine.connect() as c:
@@ -428,3 +430,42 @@ async def test_on_postgresql_a_leased_streams_settlement_is_one_statement_alone(
     assert snap.balance == (before.balance or 0) - charged
     assert snap.reserved == (before.reserved or 0) - charged == ledger.leases.held("p1")
     assert snap.reservations == 1  # the lease's row alone
+
+
+@pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+async def test_on_postgresql_settlements_from_several_leases_are_one_statement_alone(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of settlements of two projects, each served from its own lease: one statement
+    draws from both leases and moves both accounts."""
+    await create_projects(engine, "p1", "p2")
+    ledger = await started(engine, FakeClock(), "replica-a")
+    try:
+        served = []
+        for project in ("p1", "p2"):
+            await ledger.top_up(project, 1000 * CREDIT)
+            first = await ledger.reserve(
+                request_id=f"{project}-r1", project_id=project, max_cost=WORST, provider="openai"
+            )
+            await settle(ledger, first)
+            await ledger.leases.settled()
+            reservation = await ledger.reserve(
+                request_id=f"{project}-r2", project_id=project, max_cost=WORST, provider="openai"
+            )
+            assert reservation.lease is not None
+            served.append(reservation)
+        before = await assert_consistent(engine, ["p1", "p2"])
+        batches = ledger.writer.batches
+        executed: list[str] = []
+        record_transactions(monkeypatch, executed)
+        charged = await asyncio.gather(*(settle(ledger, r) for r in served))
+        monkeypatch.undo()
+        assert ledger.writer.batches == batches + 1 and executed == ["WITH"]
+        after = await assert_consistent(engine, ["p1", "p2"])
+        for project, amount in zip(("p1", "p2"), charged, strict=True):
+            assert after[project].charges[f"{project}-r2"] == amount > 0
+            assert after[project].balance == (before[project].balance or 0) - amount
+            assert after[project].reserved == (before[project].reserved or 0) - amount
+            assert after[project].reserved == ledger.leases.held(project)
+    finally:
+        await ledger.close()

@@ -157,3 +157,104 @@ async def test_postgresql_a_locking_read_joins_the_writes_of_other_tables(
         await engine.dispose()
     assert together == [[("r1",)], [("lease", 40)]]
     assert [sorted(apart[0]), apart[1]] == [[("a",), ("lease",)], []]
+
+
+def _progress(id_: str, output_tokens: int) -> dict[str, object]:
+    return {
+        "id": id_,
+        "amount": 0,
+        "max_micro_credits": 0,
+        "request_id": f"req-{id_}",
+        "project_id": "p1",
+        "user_id": None,
+        "key_id": None,
+        "model": "gpt-4o",
+        "provider": "openai",
+        "owner": "o1",
+        "created_at": AT,
+        "expires_at": AT + timedelta(minutes=5),
+        "input_tokens": 3,
+        "output_tokens": output_tokens,
+        "micro_credits": 7,
+        "price_table_version": "v1",
+        "at": AT,
+    }
+
+
+@pytest.mark.postgres
+async def test_postgresql_all_or_nothing_commits_one_statement_or_writes_nothing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes on disjoint tables and a checked draw, or an upsert of several rows, as one
+    statement with no BEGIN or COMMIT; a draw the lease cannot cover, a charge already there
+    or an upsert meeting one row twice makes the statement write nothing (False); inside a
+    begun transaction nothing is sent (None)."""
+    from oneflow_ai.storage.direct_sql import all_or_nothing
+    from oneflow_ai.storage.ledger_leases import draw_whole
+
+    engine = create_engine(postgres_url, pool_size=1)
+    async with engine.begin() as connection:
+        await connection.execute(projects.insert(), [{"id": "p1", "name": "one", "created_at": AT}])
+        await connection.execute(reservations.insert(), [{**_reservation("lease"), "amount": 40}])
+
+    def work(connection: Connection) -> list[bool | None]:
+        sql = ledger_statements(connection)
+        executed = _record_alone(monkeypatch)
+
+        def charge(request_id: str, draw: int) -> bool | None:
+            return all_or_nothing(
+                connection,
+                [(sql.insert_entries, [entry(request_id, -draw)])],
+                checked=[draw_whole({"lease": draw})],
+            )
+
+        def checkpoint(streams: list[str]) -> bool | None:
+            rows = [_progress(stream, 5) for stream in streams]
+            return all_or_nothing(connection, [(sql.checkpoint, rows)])
+
+        outcomes = [
+            charge("r1", 10),  # committed: the lease holds 30 more
+            charge("r2", 31),  # the lease holds less
+            charge("r1", 1),  # r1's charge is there
+            checkpoint(["s1", "s2"]),  # committed
+            checkpoint(["s3", "s3"]),  # one stream's row twice
+        ]
+        assert executed == ["WITH", "WITH", "WITH", "INSERT", "INSERT"]
+        run(connection, select(entries.c.id))  # a transaction begins
+        outcomes.append(charge("r4", 1))
+        assert len(executed) == 5
+        return outcomes
+
+    try:
+        async with engine.connect() as connection:
+            outcomes = await connection.run_sync(work)
+            await connection.rollback()
+        async with engine.connect() as connection:
+            charges = await connection.execute(select(entries.c.request_id))
+            rows = await connection.execute(
+                select(reservations.c.id, reservations.c.amount).order_by(reservations.c.id)
+            )
+            assert (list(charges.scalars()), list(rows)) == (
+                ["r1"],
+                [("lease", 30), ("s1", 0), ("s2", 0)],
+            )
+    finally:
+        await engine.dispose()
+    assert outcomes == [True, False, False, True, False, None]
+
+
+def _record_alone(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first word of each statement `direct_sql` sends alone (in no transaction) from now
+    on."""
+    from oneflow_ai.storage import direct_sql
+
+    executed: list[str] = []
+    fetch = direct_sql._fetch
+
+    async def spy(adapted: Any, sql: str, args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("refused"):
+            executed.append(sql.split()[0])
+        return await fetch(adapted, sql, args, **kwargs)
+
+    monkeypatch.setattr(direct_sql, "_fetch", spy)
+    return executed

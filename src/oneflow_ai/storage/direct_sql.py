@@ -179,9 +179,10 @@ def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) 
     return found
 
 
-#: Why `all_or_nothing`'s statement fails whole: a unique constraint violated, or a checked
-#: write changing another number of rows than it should (a division by zero).
-_REFUSED = frozenset({"23505", "22012"})
+#: Why `all_or_nothing`'s statement fails whole: a unique constraint violated, a checked write
+#: changing another number of rows than it should (a division by zero), or an upsert meeting
+#: one row twice (a cardinality violation).
+_REFUSED = frozenset({"23505", "22012", "21000"})
 
 
 def all_or_nothing(
@@ -191,10 +192,11 @@ def all_or_nothing(
     checked: Sequence[tuple[Executable, Mapping[str, Any], int]] = (),
 ) -> bool | None:
     """On PostgreSQL, before anything else of the connection's transaction: ``writes`` (each
-    of one row, or an ``INSERT`` of many) and the ``checked`` writes (each returning the rows
-    it changed, with how many it must change) as one statement, alone in its own transaction.
-    True: all of it committed. False: a checked write changed another number of rows, or a
-    unique constraint was violated, and nothing was written. None, with nothing sent: they
+    of one row, or an ``INSERT`` or upsert of many) and the ``checked`` writes (each returning
+    the rows it changed, with how many it must change) as one statement, alone in its own
+    transaction. True: all of it committed. False: a checked write changed another number of
+    rows, a unique constraint was violated or an upsert met one row twice, and nothing was
+    written. None, with nothing sent: they
     cannot travel so (another database, a transaction already begun, a statement that cannot
     be combined with the others, tables not disjoint). The checked writes may share a table
     with one another (not with the other writes): the caller knows they change different rows.
@@ -216,7 +218,12 @@ def all_or_nothing(
         if index < len(checked):
             if plan.writes is None or plan.results is None or len(rows) != 1:
                 return None
-        elif not _deferrable(plan, len(rows)) or not _fits(parts, plan, len(rows)):
+        elif (
+            plan.writes is None
+            or plan.results is not None
+            or (len(rows) > 1 and plan.row_values is None and plan.upsert_row is None)
+            or not _fits(parts, plan, len(rows))
+        ):
             return None
         flat = chain.from_iterable(bind(plan, row) for row in rows)
         parts.append((plan, len(rows), tuple(flat)))

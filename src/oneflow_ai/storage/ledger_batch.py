@@ -59,7 +59,11 @@ from oneflow_ai.storage.ledger_holds import CounterKey, give_back, resolve, reso
 from oneflow_ai.storage.ledger_leases import draw, draw_whole, give_back_leases, held
 from oneflow_ai.storage.ledger_recovery import checkpoint, checkpoint_writes, reap
 from oneflow_ai.storage.ledger_reservations import reserve
-from oneflow_ai.storage.ledger_statements import LedgerStatements, ledger_statements
+from oneflow_ai.storage.ledger_statements import (
+    LedgerStatements,
+    charge_accounts,
+    ledger_statements,
+)
 from oneflow_ai.storage.usage_store import insert_usage, usage_writes
 
 __all__ = ["apply_batch", "post_entry"]
@@ -70,64 +74,71 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
 
     On PostgreSQL the writes whose outcome nothing here reads (a lease's draw, the accounts'
     balances, the usage records and rollups) travel together, a round trip for several
-    (`deferred_writes`); a batch of settlements drawn from one lease is first tried as one
-    statement of its own (`_settle_from_lease`), and a stream's lone checkpoint goes so
-    (`_checkpoint_alone`)."""
-    done = _settle_from_lease(connection, commands)
+    (`deferred_writes`); a batch of settlements drawn from leases is first tried as one
+    statement of its own (`_settle_from_leases`), and a batch of streams' checkpoints goes so
+    (`_checkpoints_alone`)."""
+    done = _settle_from_leases(connection, commands)
     if done is None:
-        done = _checkpoint_alone(connection, commands)
+        done = _checkpoints_alone(connection, commands)
     if done is not None:
         return done
     with deferred_writes(connection):
         return _apply(connection, commands)
 
 
-def _settle_from_lease(
+def _settle_from_leases(
     connection: Connection, commands: Sequence[LedgerCommand]
 ) -> list[LedgerResult] | None:
-    """The common batch on PostgreSQL: settlements of requests served from one credit lease,
-    with no hold or budget counter (a stream's reservation row, written by its checkpoints,
-    holds nothing). If every charge is new, the lease holds their sum and every stream's row
-    is still there, `_settle` would append the charges, delete the streams' rows, take the sum
-    out of the lease and out of the account's ``reserved`` and ``balance``, and record their
-    usage; all of that goes as one statement in a transaction of its own (`all_or_nothing`:
-    one round trip instead of four or five), which a charge already appended (a unique
-    violation), a lease holding less or a row gone makes fail whole. Then, and for any other
-    batch, None: nothing was written, and the batch takes the ordinary path, which reads what
-    it assumed here."""
-    first = commands[0] if commands else None
-    if not isinstance(first, SettleCommand) or first.lease_id is None:
-        return None
-    lease, project_id, total = first.lease_id, first.charge.project_id, 0
+    """The common batch on PostgreSQL: settlements of requests served from credit leases, with
+    no hold or budget counter (a stream's reservation row, written by its checkpoints, holds
+    nothing). If every charge is new, each lease holds the sum of its charges and every
+    stream's row is still there, `_settle` would append the charges, delete the streams' rows,
+    take each lease's sum out of it and out of its account's ``reserved`` and ``balance``, and
+    record their usage; all of that goes as one statement in a transaction of its own
+    (`all_or_nothing`: one round trip instead of four or five), which a charge already
+    appended (a unique violation), a lease holding less or a row gone makes fail whole. Then,
+    and for any other batch, None: nothing was written, and the batch takes the ordinary path,
+    which reads what it assumed here."""
+    leases: dict[str, int] = defaultdict(int)  # what each lease gives
+    projects: dict[str, int] = defaultdict(int)  # and each account, summed over its leases
+    project_of: dict[str, str] = {}
     for command in commands:
         if (
             not isinstance(command, SettleCommand)
-            or command.lease_id != lease
-            or command.charge.project_id != project_id
+            or command.lease_id is None
             or command.charge.amount > 0
             or command.account_hold
             or command.holds
             or command.usage_increments
+            or project_of.setdefault(command.lease_id, command.charge.project_id)
+            != command.charge.project_id
         ):
             return None
-        total -= command.charge.amount
-    if total <= 0:
-        return None
+        leases[command.lease_id] -= command.charge.amount
+        projects[command.charge.project_id] -= command.charge.amount
     settles: list[SettleCommand] = commands  # type: ignore[assignment]  # checked above
     streams = {c.reservation_id for c in settles if c.reservation_id is not None}
-    if lease in streams:
+    takes = {lease: amount for lease, amount in leases.items() if amount > 0}
+    if not takes or not streams.isdisjoint(leases):
         return None
     sql = ledger_statements(connection)
-    take, draw_params = draw_whole(connection, lease, total)
-    checked = [(take, draw_params, 1)]
+    checked = [draw_whole(takes)]
     checked.extend((sql.resolve, params, len(params["ids"])) for params in resolving([*streams]))
-    at = first.charge.created_at
+    moves = sorted((project, amount) for project, amount in projects.items() if amount > 0)
     usage = [c.record for c in settles if c.record is not None]
     done = all_or_nothing(
         connection,
         [
             (sql.insert_entries, [_entry_values(c.charge) for c in settles]),
-            (sql.charge_account, {"p": project_id, "delta": -total, "release": total, "at": at}),
+            (
+                charge_accounts(),
+                {
+                    "ps": [project for project, _ in moves],
+                    "deltas": [-amount for _, amount in moves],
+                    "releases": [amount for _, amount in moves],
+                    "at": settles[0].charge.created_at,
+                },
+            ),
             *usage_writes(connection.dialect.name, usage),
         ],
         checked=checked,
@@ -188,22 +199,22 @@ def _apply(connection: Connection, commands: Sequence[LedgerCommand]) -> list[Le
     return [results[i] for i in range(len(commands))]
 
 
-def _checkpoint_alone(
+def _checkpoints_alone(
     connection: Connection, commands: Sequence[LedgerCommand]
 ) -> list[LedgerResult] | None:
-    """A batch of one stream's checkpoint alone (a stream's first, which its first byte waits
-    for, when no other stream's is due): its one write as a statement in a transaction of its
-    own on PostgreSQL, one round trip instead of three. None for any other batch."""
-    if len(commands) != 1 or not isinstance(commands[0], CheckpointCommand):
+    """A batch of stream checkpoints alone (a stream's first is what its first byte waits
+    for), each stream once: one upsert of all their rows, as a statement in a transaction of
+    its own on PostgreSQL (one round trip instead of three). None for any other batch."""
+    if not all(isinstance(c, CheckpointCommand) for c in commands):
         return None
-    progress = commands[0].progress
-    if len(progress) != 1:
+    checkpoints: list[CheckpointCommand] = commands  # type: ignore[assignment]  # checked above
+    streams = [p.reservation_id for c in checkpoints for p in c.progress]
+    if not streams or len(set(streams)) != len(streams):
         return None
-    sql = ledger_statements(connection)
-    statement, rows = checkpoint_writes(sql, commands[0])[0]
-    if not all_or_nothing(connection, [(statement, rows)]):
+    everything = CheckpointCommand(tuple(p for c in checkpoints for p in c.progress))
+    if not all_or_nothing(connection, checkpoint_writes(ledger_statements(connection), everything)):
         return None
-    return [Checkpointed(written=1)]
+    return [Checkpointed(written=len(c.progress)) for c in checkpoints]
 
 
 def _recorded(connection: Connection, sql: LedgerStatements, request_ids: set[str]) -> set[str]:

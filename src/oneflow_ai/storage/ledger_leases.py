@@ -13,8 +13,8 @@ SUM(active holds)`` stays true because every change of a lease's ``amount`` move
 - Drawing (:func:`held`, then :func:`draw`): a settled charge of a request served from a lease
   takes its amount out of the lease's row (never below zero) in the same transaction that
   appends the charge; the lease's row is read and locked in the statement that appends it.
-  A batch drawn whole from one lease that holds it all (:func:`draw_whole`) takes it with one
-  conditional update instead, which returns no row when the lease holds less.
+  A batch drawn whole from leases that hold it all (:func:`draw_whole`) takes it with one
+  conditional update instead, which changes no row of a lease that holds less.
 - Returning (:func:`give_back_leases`): the row is deleted and what it still held is given
   back to the account.
 """
@@ -22,11 +22,12 @@ SUM(active holds)`` stays true because every change of a lease's ``amount`` move
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, delete, select, update
+from sqlalchemy import BigInteger, Select, String, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
@@ -44,7 +45,7 @@ _reservations = table_of(LedgerReservation)
 
 
 @cache
-def _statements(dialect: str) -> tuple[Executable, Executable, Executable, Executable]:
+def _statements(dialect: str) -> tuple[Executable, Executable, Executable]:
     held: Select[Any] = select(_reservations.c.id, _reservations.c.amount).where(
         _reservations.c.id.in_(bindparam("ids", expanding=True))
     )
@@ -55,21 +56,12 @@ def _statements(dialect: str) -> tuple[Executable, Executable, Executable, Execu
         .where(_reservations.c.id == bindparam("lease"))
         .values(amount=_reservations.c.amount - bindparam("x", type_=BigInteger))
     )
-    covered = (
-        update(_reservations)
-        .where(
-            _reservations.c.id == bindparam("lease"),
-            _reservations.c.amount >= bindparam("x", type_=BigInteger),
-        )
-        .values(amount=_reservations.c.amount - bindparam("x", type_=BigInteger))
-        .returning(_reservations.c.id)
-    )
     returned = (
         delete(_reservations)
         .where(_reservations.c.id.in_(bindparam("ids", expanding=True)))
         .returning(_reservations.c.id, _reservations.c.project_id, _reservations.c.amount)
     )
-    return held, take, returned, covered
+    return held, take, returned
 
 
 def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
@@ -86,7 +78,7 @@ def grant(command: ReserveCommand, mode: str, free: int) -> Reserved:
 def held(connection: Connection, lease_ids: Sequence[str]) -> list[tuple[Executable, Params]]:
     """The statements reading what these leases still hold (``(id, amount)`` rows), locked to
     commit on PostgreSQL: for `run_all`, beside the batch's other statements, before `draw`."""
-    held_sql, _, _, _ = _statements(connection.dialect.name)
+    held_sql, _, _ = _statements(connection.dialect.name)
     return [(held_sql, {"ids": chunk}) for chunk in chunks(sorted(set(lease_ids)))]
 
 
@@ -96,7 +88,7 @@ def draw(
     """Take each ``(lease id, amount)`` from its lease (in order, never below zero), given
     what each still holds (``left``, read by `held`); how much was taken per project is for
     the caller to give back from ``reserved``."""
-    _, take_sql, _, _ = _statements(connection.dialect.name)
+    _, take_sql, _ = _statements(connection.dialect.name)
     taken: dict[str, int] = defaultdict(int)
     for lease, amount in wanted:
         share = min(left.get(lease, 0), max(amount, 0))
@@ -109,18 +101,34 @@ def draw(
     return dict(taken)
 
 
-def draw_whole(
-    connection: Connection, lease: str, amount: int
-) -> tuple[Executable, dict[str, Any]]:
-    """The statement taking ``amount`` out of ``lease`` when it still holds that much (then it
-    returns the lease's id; otherwise it changes nothing and returns no row)."""
-    _, _, _, covered_sql = _statements(connection.dialect.name)
-    return covered_sql, {"lease": lease, "x": amount}
+@cache
+def _draws() -> Executable:
+    """PostgreSQL's: take each lease's ``x`` out of its row if it holds that much, returning
+    the ids of the rows it took from (the leases and amounts as two arrays)."""
+    wanted = (
+        func.unnest(bindparam("ids", type_=ARRAY(String)), bindparam("xs", type_=ARRAY(BigInteger)))
+        .table_valued("id", "x")
+        .render_derived(name="wanted")
+    )
+    return (
+        update(_reservations)
+        .where(_reservations.c.id == wanted.c.id, _reservations.c.amount >= wanted.c.x)
+        .values(amount=_reservations.c.amount - wanted.c.x)
+        .returning(_reservations.c.id)
+    )
+
+
+def draw_whole(takes: Mapping[str, int]) -> tuple[Executable, dict[str, Any], int]:
+    """On PostgreSQL, the statement taking each ``lease: amount`` of ``takes`` out of its lease
+    if it still holds that much (and nothing from one that holds less), its parameters, and how
+    many rows it changes when every lease does."""
+    ids = sorted(takes)
+    return _draws(), {"ids": ids, "xs": [takes[lease] for lease in ids]}, len(ids)
 
 
 def give_back_leases(connection: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
     """Delete these leases; for each that was still active, its project and what it held."""
-    _, _, returned_sql, _ = _statements(connection.dialect.name)
+    _, _, returned_sql = _statements(connection.dialect.name)
     found: dict[str, tuple[str, int]] = {}
     for chunk in chunks(sorted(set(ids))):
         for row in run(connection, returned_sql, {"ids": chunk}):

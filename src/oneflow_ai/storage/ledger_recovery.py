@@ -42,6 +42,8 @@ def checkpoint_writes(
     rows = [
         {
             "id": p.reservation_id,
+            "amount": 0,
+            "max_micro_credits": 0,
             "request_id": p.request_id,
             "project_id": p.project_id,
             "user_id": p.user_id,

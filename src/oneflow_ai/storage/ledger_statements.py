@@ -15,8 +15,10 @@ from sqlalchemy import (
     BigInteger,
     Date,
     Select,
+    String,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     or_,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
@@ -41,7 +44,7 @@ from oneflow_ai.storage.tables import (
     table_of,
 )
 
-__all__ = ["LedgerStatements", "ledger_statements"]
+__all__ = ["LedgerStatements", "charge_accounts", "ledger_statements"]
 
 accounts = table_of(LedgerAccount)
 entries = table_of(LedgerEntry)
@@ -307,8 +310,8 @@ def _checkpoint(dialect: str) -> Executable:
         key_id=bindparam("key_id"),
         model=bindparam("model"),
         provider=bindparam("provider"),
-        amount=literal(0, BigInteger),
-        max_micro_credits=literal(0, BigInteger),
+        amount=bindparam("amount", type_=BigInteger),  # 0: a stream's row holds nothing
+        max_micro_credits=bindparam("max_micro_credits", type_=BigInteger),  # 0 too
         owner=bindparam("owner"),
         created_at=bindparam("created_at"),
         expires_at=bindparam("expires_at"),
@@ -328,6 +331,30 @@ def _checkpoint(dialect: str) -> Executable:
 def _for_update(dialect: str, statement: Select[Any], table: Any) -> Select[Any]:
     """Row locks held to commit on PostgreSQL; SQLite's write lock already covers it."""
     return statement.with_for_update(of=table) if dialect == "postgresql" else statement
+
+
+@cache
+def charge_accounts() -> Executable:
+    """PostgreSQL's ``charge_account`` for many accounts at once: each project ``ps[i]``'s
+    balance moves by ``deltas[i]`` and its ``reserved`` down by ``releases[i]``."""
+    moves = (
+        func.unnest(
+            bindparam("ps", type_=ARRAY(String)),
+            bindparam("deltas", type_=ARRAY(BigInteger)),
+            bindparam("releases", type_=ARRAY(BigInteger)),
+        )
+        .table_valued("p", "delta", "release")
+        .render_derived(name="moves")
+    )
+    return (
+        update(accounts)
+        .where(accounts.c.project_id == moves.c.p)
+        .values(
+            balance=accounts.c.balance + moves.c.delta,
+            reserved=accounts.c.reserved - moves.c.release,
+            updated_at=bindparam("at"),
+        )
+    )
 
 
 def ledger_statements(connection: Connection) -> LedgerStatements:

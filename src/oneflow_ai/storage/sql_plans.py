@@ -50,6 +50,9 @@ class Plan:
     #: For an ``INSERT`` of one ``VALUES`` row holding every parameter: that row's text, so
     #: that many rows returning theirs travel as one multi-row statement.
     row_values: str | None = None
+    #: The same row of an upsert (``DO UPDATE``), which may insert many rows at once only when
+    #: no two of them meet the same row (PostgreSQL refuses to update one row twice).
+    upsert_row: str | None = None
     by_rows: dict[int, str] = field(default_factory=dict)
     #: Every value from its own key (nothing fixed, no list): fetched at once, then converted.
     getter: Callable[[Mapping[str, Any]], Any] | None = None
@@ -67,17 +70,15 @@ class Plan:
         return sql
 
     def rows_text(self, count: int) -> str:
-        """The statement inserting ``count`` rows at once (only with ``row_values``); kept for
-        up to `CACHED_ROWS` rows."""
+        """The statement inserting ``count`` rows at once (only with ``row_values`` or
+        ``upsert_row``); kept for up to `CACHED_ROWS` rows."""
         sql = self.by_rows.get(count)
         if sql is None:
-            assert self.row_values is not None
+            row = self.row_values or self.upsert_row
+            assert row is not None
             width = len(self.names)
-            rows = (
-                shifted(self.row_values, k * width) if self.numbered else self.row_values
-                for k in range(count)
-            )
-            sql = self.sql.replace(self.row_values, ", ".join(rows), 1)
+            rows = (shifted(row, k * width) if self.numbered else row for k in range(count))
+            sql = self.sql.replace(row, ", ".join(rows), 1)
             if count <= CACHED_ROWS:
                 self.by_rows[count] = sql
         return sql
@@ -201,6 +202,8 @@ def _compile(connection: Connection, statement: Executable, keys: tuple[str, ...
         # a number unused, which PostgreSQL cannot type in the middle of a combined statement.
         writes, touches = None, frozenset()
     plain = not fixed and expanding is None
+    row = _row_values(sql, len(names), numbered) if plain else None
+    upsert = " DO UPDATE " in sql
     return Plan(
         sql,
         names,
@@ -211,7 +214,8 @@ def _compile(connection: Connection, statement: Executable, keys: tuple[str, ...
         numbered=numbered,
         writes=writes,
         touches=touches,
-        row_values=_row_values(sql, len(names), numbered) if plain else None,
+        row_values=None if upsert else row,
+        upsert_row=row if upsert else None,
         getter=_getter(names) if plain else None,
         converts=tuple((i, p) for i, p in enumerate(processors) if p is not None),
     )
@@ -232,10 +236,7 @@ _VALUES = " VALUES ("
 
 def _row_values(sql: str, width: int, numbered: bool) -> str | None:
     """The parenthesised row of an ``INSERT ... VALUES (...)`` holding all ``width`` parameters
-    of ``sql`` (numbered from 1 on PostgreSQL); None for any other statement, and for an upsert
-    (``DO UPDATE``), which on PostgreSQL cannot update one row twice in one statement."""
-    if " DO UPDATE " in sql:
-        return None
+    of ``sql`` (numbered from 1 on PostgreSQL); None for any other statement."""
     start = sql.find(_VALUES)
     if start < 0 or sql.find(_VALUES, start + 1) >= 0:
         return None
