@@ -196,12 +196,11 @@ def all_or_nothing(
     the rows it changed, with how many it must change) as one statement, alone in its own
     transaction. True: all of it committed. False: a checked write changed another number of
     rows, a unique constraint was violated or an upsert met one row twice, and nothing was
-    written. None, with nothing sent: they
-    cannot travel so (another database, a transaction already begun, a statement that cannot
-    be combined with the others, tables not disjoint). The checked writes may share a table
-    with one another (not with the other writes): the caller knows they change different rows.
-    """
-    if connection.dialect.driver != "asyncpg" or connection.info.get(_DEFERRED):
+    written. None, with nothing sent: they cannot travel so (another database, a transaction
+    already begun, a statement that cannot be combined with the others, tables not disjoint).
+    The checked writes may share a table with one another (not with the other writes): the
+    caller knows they change different rows."""
+    if connection.dialect.driver != "asyncpg" or _DEFERRED in connection.info:
         return None
     adapted = connection.connection.dbapi_connection
     if not isinstance(adapted, AsyncAdapt_asyncpg_connection) or adapted._transaction is not None:
@@ -435,11 +434,7 @@ def _combine(parts: list[tuple[Plan, int]]) -> str:
     """One statement running the plans of ``parts`` (each for its number of rows) in order:
     PostgreSQL runs the main statement first and then its data-modifying ``WITH`` clauses from
     the last written to the first."""
-    texts: list[str] = []
-    offset = 0
-    for plan, rows in parts:
-        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
-        offset += len(plan.names) * rows
+    texts = _texts(parts)
     if len(texts) == 1:
         return texts[0]
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in reversed(list(enumerate(texts))[1:]))
@@ -450,13 +445,8 @@ def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
     """One statement running the plans of ``parts`` (each for its number of rows) as ``WITH``
     clauses; each row returned is the clause's index, then a column for every column any clause
     returns, its own filled in and the others' NULL."""
-    texts: list[str] = []
-    widths: list[int] = []
-    offset = 0
-    for plan, rows in parts:
-        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
-        widths.append(len(plan.results or ()))
-        offset += len(plan.names) * rows
+    texts = _texts(parts)
+    widths = [len(plan.results or ()) for plan, _ in parts]
     clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
     selects = []
     for i in range(len(widths)):
@@ -469,17 +459,23 @@ def _combine_checked(parts: list[tuple[Plan, int]], counts: tuple[int, ...]) -> 
     """One statement running the plans of ``parts`` as ``WITH`` clauses, which fails (division
     by zero) unless each of the first ``len(counts)``, returning the rows it changed, changed
     as many as ``counts`` says."""
-    texts: list[str] = []
-    offset = 0
-    for plan, rows in parts:
-        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
-        offset += len(plan.names) * rows
-    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
+    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(_texts(parts)))
     expected = " AND ".join(
         f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  (numbers, not values)
         for i, count in enumerate(counts)
     )
     return f"WITH {clauses} SELECT 1 / ({expected})::int"
+
+
+def _texts(parts: list[tuple[Plan, int]]) -> list[str]:
+    """The SQL of each of ``parts`` (a plan for its number of rows), parameters numbered on
+    from one to the next."""
+    texts: list[str] = []
+    offset = 0
+    for plan, rows in parts:
+        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
+        offset += len(plan.names) * rows
+    return texts
 
 
 def _direct(connection: Connection) -> bool:
