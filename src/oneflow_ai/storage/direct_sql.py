@@ -67,7 +67,15 @@ from sqlalchemy.util import await_
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
 
-__all__ = ["Params", "Rows", "all_or_nothing", "deferred_writes", "run", "run_all"]
+__all__ = [
+    "Params",
+    "Rows",
+    "all_or_nothing",
+    "alone_possible",
+    "deferred_writes",
+    "run",
+    "run_all",
+]
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -185,6 +193,15 @@ def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) 
 _REFUSED = frozenset({"23505", "22012", "21000"})
 
 
+def alone_possible(connection: Connection) -> bool:
+    """Whether `all_or_nothing` could send anything on ``connection``: PostgreSQL, and nothing
+    of its transaction begun yet."""
+    if connection.dialect.driver != "asyncpg" or _DEFERRED in connection.info:
+        return False
+    adapted = connection.connection.dbapi_connection
+    return isinstance(adapted, AsyncAdapt_asyncpg_connection) and adapted._transaction is None
+
+
 def all_or_nothing(
     connection: Connection,
     writes: Sequence[tuple[Executable, Params]],
@@ -200,11 +217,10 @@ def all_or_nothing(
     already begun, a statement that cannot be combined with the others, tables not disjoint).
     The checked writes may share a table with one another (not with the other writes): the
     caller knows they change different rows."""
-    if connection.dialect.driver != "asyncpg" or _DEFERRED in connection.info:
+    if not alone_possible(connection):
         return None
     adapted = connection.connection.dbapi_connection
-    if not isinstance(adapted, AsyncAdapt_asyncpg_connection) or adapted._transaction is not None:
-        return None
+    assert isinstance(adapted, AsyncAdapt_asyncpg_connection)
     parts: list[_Deferred] = []
     statements = [(statement, params) for statement, params, _ in checked]
     for index, (statement, params) in enumerate([*statements, *writes]):

@@ -36,7 +36,13 @@ from sqlalchemy.engine import Connection
 
 from oneflow_ai.domain.usage_record import UsageRecord
 from oneflow_ai.storage.dialect import chunks
-from oneflow_ai.storage.direct_sql import all_or_nothing, deferred_writes, run, run_all
+from oneflow_ai.storage.direct_sql import (
+    all_or_nothing,
+    alone_possible,
+    deferred_writes,
+    run,
+    run_all,
+)
 from oneflow_ai.storage.ledger_commands import (
     AccountRow,
     CheckpointCommand,
@@ -77,11 +83,12 @@ def apply_batch(connection: Connection, commands: Sequence[LedgerCommand]) -> li
     (`deferred_writes`); a batch of settlements drawn from leases is first tried as one
     statement of its own (`_settle_from_leases`), and a batch of streams' checkpoints goes so
     (`_checkpoints_alone`)."""
-    done = _settle_from_leases(connection, commands)
-    if done is None:
-        done = _checkpoints_alone(connection, commands)
-    if done is not None:
-        return done
+    if alone_possible(connection):
+        done = _settle_from_leases(connection, commands)
+        if done is None:
+            done = _checkpoints_alone(connection, commands)
+        if done is not None:
+            return done
     with deferred_writes(connection):
         return _apply(connection, commands)
 
