@@ -56,7 +56,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import accumulate, chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
@@ -181,7 +181,7 @@ def run_all(connection: Connection, parts: Sequence[tuple[Executable, Params]]) 
         if parameters + size > _MAX_PARAMETERS or not _disjoint(plan, group):
             _run_group(connection, group, found)
             group, parameters = [], 0
-        group.append((index, statement, params, plan, [bind(plan, row) for row in rows]))
+        group.append(_Part(index, statement, params, plan, [bind(plan, row) for row in rows]))
         parameters += size
     _run_group(connection, group, found)
     return found
@@ -260,8 +260,14 @@ def all_or_nothing(
     return found is not None
 
 
-#: A part of `run_all`'s: its index, statement, parameters, plan and bound rows.
-_Part = tuple[int, Executable, Params, Plan, list[tuple[Any, ...]]]
+class _Part(NamedTuple):
+    """A part of `run_all`'s."""
+
+    position: int  # among run_all's parts
+    statement: Executable
+    params: Params
+    plan: Plan
+    values: list[tuple[Any, ...]]  # its rows, bound
 
 
 def _joinable(plan: Plan | None, rows: int) -> bool:
@@ -277,7 +283,7 @@ def _joinable(plan: Plan | None, rows: int) -> bool:
 def _disjoint(plan: Plan, group: Sequence[_Part]) -> bool:
     """No table written by ``plan`` or by one of ``group`` is touched by another of them."""
     return not any(
-        plan.writes in other.touches or other.writes in plan.touches for _, _, _, other, _ in group
+        plan.writes in part.plan.touches or part.plan.writes in plan.touches for part in group
     )
 
 
@@ -286,25 +292,26 @@ def _run_group(connection: Connection, group: Sequence[_Part], found: list[Rows]
     if not group:
         return
     if len(group) == 1:
-        index, statement, params, _, _ = group[0]
-        found[index] = run(connection, statement, params)
+        part = group[0]
+        found[part.position] = run(connection, part.statement, part.params)
         return
     deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
     if deferred:
         _flush(connection, deferred)
-    key = tuple((id(plan), len(values)) for _, _, _, plan, values in group)
+    key = tuple((id(part.plan), len(part.values)) for part in group)
     sql = _returning.get(key)
     if sql is None:
-        sql = _combine_returning([(plan, len(values)) for _, _, _, plan, values in group])
-        if max(len(values) for _, _, _, _, values in group) <= CACHED_ROWS:
+        sql = _combine_returning([(part.plan, len(part.values)) for part in group])
+        if max(len(part.values) for part in group) <= CACHED_ROWS:
             _returning[key] = sql
-    flat = tuple(chain.from_iterable(chain.from_iterable(values) for _, _, _, _, values in group))
-    starts = list(accumulate((len(part[3].results or ()) for part in group), initial=1))
+    flat = tuple(chain.from_iterable(chain.from_iterable(part.values) for part in group))
+    starts = list(accumulate((len(part.plan.results or ()) for part in group), initial=1))
     for row in _execute(connection, sql, [flat], fetch=True):
         tag = row[0]
-        index, _, _, plan, _ = group[tag]
-        assert plan.results is not None
-        found[index].append(convert_row(plan.results, row[starts[tag] : starts[tag + 1]]))
+        part = group[tag]
+        assert part.plan.results is not None
+        columns = row[starts[tag] : starts[tag + 1]]
+        found[part.position].append(convert_row(part.plan.results, columns))
 
 
 def _execute(
