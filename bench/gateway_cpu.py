@@ -17,6 +17,9 @@ CPU time is not, and it is what to compare before and after a change to the hot 
 
 With `--concurrency N` N connections send their requests at once, so that the ledger's
 settlement batches gather several requests as they do under load (default 1: one at a time).
+On PostgreSQL it also counts the round trips to the database per request (each statement
+asyncpg executes, and each ``BEGIN``, ``COMMIT`` or ``ROLLBACK``; statements are prepared
+during the warm-up).
 
 Usage: `python -m bench.gateway_cpu [--requests 5000] [--concurrency 1] [--stream]
 [--profile FILE.prof] [--master] [--database-url URL] [--redis-url URL]`.
@@ -33,8 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,12 +257,47 @@ async def _measure(
         profiler = cProfile.Profile()
         if profile:
             profiler.enable()
-        gateway = await _drive(app, requests, key, body, concurrency)
+        with _round_trips() as round_trips:
+            gateway = await _drive(app, requests, key, body, concurrency)
         if profile:
             profiler.disable()
             profiler.dump_stats(profile)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    if settings.database_url.startswith("postgresql"):
+        print(f"  PostgreSQL round trips per request: {len(round_trips) / requests:.2f}")
     return bare, gateway
+
+
+@contextmanager
+def _round_trips() -> Iterator[list[str]]:
+    """The round trips asyncpg makes to PostgreSQL meanwhile (their first words): every
+    statement a prepared statement or a connection executes (``BEGIN`` and ``COMMIT`` are the
+    connection's ``execute``)."""
+    from asyncpg.connection import Connection
+    from asyncpg.prepared_stmt import PreparedStatement
+
+    made: list[str] = []
+    patched = [
+        (PreparedStatement, "fetch", lambda self, *_: self.get_query()),
+        (Connection, "execute", lambda _, query, *__: query),
+        (Connection, "executemany", lambda _, query, *__: query),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+
+    def counting(original: Any, query_of: Any) -> Any:
+        async def count(self: Any, *args: Any, **kwargs: Any) -> Any:
+            made.append(str(query_of(self, *args)).split(maxsplit=1)[0].rstrip(";"))
+            return await original(self, *args, **kwargs)
+
+        return count
+
+    for (owner, name, query_of), (_, _, original) in zip(patched, originals, strict=True):
+        setattr(owner, name, counting(original, query_of))
+    try:
+        yield made
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 async def _main(
