@@ -18,8 +18,7 @@ CPU time is not, and it is what to compare before and after a change to the hot 
 With `--concurrency N` N connections send their requests at once, so that the ledger's
 settlement batches gather several requests as they do under load (default 1: one at a time).
 On PostgreSQL it also counts the round trips to the database per request (each statement
-asyncpg executes, and each ``BEGIN``, ``COMMIT`` or ``ROLLBACK``; statements are prepared
-during the warm-up).
+asyncpg executes or prepares, and each ``BEGIN``, ``COMMIT`` or ``ROLLBACK``).
 
 Usage: `python -m bench.gateway_cpu [--requests 5000] [--concurrency 1] [--stream]
 [--profile FILE.prof] [--master] [--database-url URL] [--redis-url URL]`.
@@ -272,7 +271,7 @@ async def _measure(
 def _round_trips() -> Iterator[list[str]]:
     """The round trips asyncpg makes to PostgreSQL meanwhile (their first words): every
     statement a prepared statement or a connection executes (``BEGIN`` and ``COMMIT`` are the
-    connection's ``execute``)."""
+    connection's ``execute``), and every statement prepared (``PREPARE``)."""
     from asyncpg.connection import Connection
     from asyncpg.prepared_stmt import PreparedStatement
 
@@ -281,6 +280,7 @@ def _round_trips() -> Iterator[list[str]]:
         (PreparedStatement, "fetch", lambda self, *_: self.get_query()),
         (Connection, "execute", lambda _, query, *__: query),
         (Connection, "executemany", lambda _, query, *__: query),
+        (Connection, "prepare", lambda *_: "PREPARE"),  # a statement not prepared before
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
 

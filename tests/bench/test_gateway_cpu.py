@@ -18,10 +18,10 @@ async def test_every_statement_and_transaction_boundary_is_a_round_trip(postgres
             await connection.rollback()
             with _round_trips() as made:
                 await connection.execute(text("SELECT 1"))
-                await connection.execute(text("SELECT 2"))
+                await connection.execute(text("SELECT 2"))  # prepared first
                 await connection.commit()
             await connection.execute(text("SELECT 3"))  # not counted any more
             await connection.rollback()
     finally:
         await engine.dispose()
-    assert [word.upper() for word in made] == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    assert [word.upper() for word in made] == ["BEGIN", "SELECT", "PREPARE", "SELECT", "COMMIT"]
