@@ -357,7 +357,7 @@ async def test_postgresql_many_rows_returning_are_one_statement(
 def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
     """The first write is the main statement and the others ``WITH`` clauses written last to
     first (PostgreSQL runs them after the main one, from the last written), numbered on."""
-    from oneflow_ai.storage.direct_sql import _combine
+    from oneflow_ai.storage.sql_combined import in_order
     from oneflow_ai.storage.sql_plans import Plan
 
     plans = [
@@ -365,7 +365,7 @@ def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
         Plan("INSERT INTO b (x) VALUES ($1)", ("x",), (None,), {}, None),
         Plan("DELETE FROM c WHERE x = ANY($1) AND y = $2", ("x", "y"), (None, None), {}, None),
     ]
-    assert _combine([(plan, 1) for plan in plans]) == (
+    assert in_order([(plan, 1) for plan in plans]) == (
         "WITH w2 AS (DELETE FROM c WHERE x = ANY($4) AND y = $5), "
         "w1 AS (INSERT INTO b (x) VALUES ($3)) "
         "UPDATE a SET x = $1 WHERE y = $2"
@@ -373,7 +373,7 @@ def test_deferred_writes_combine_into_one_statement_in_their_order() -> None:
     # an INSERT of many rows is one multi-row VALUES, the parameters after it numbered on
     many = Plan("INSERT INTO b (x, y) VALUES ($1, $2)", ("x", "y"), (None, None), {}, None)
     many = replace(many, row_values="($1, $2)", numbered=True)
-    assert _combine([(plans[0], 1), (many, 3), (plans[2], 1)]) == (
+    assert in_order([(plans[0], 1), (many, 3), (plans[2], 1)]) == (
         "WITH w2 AS (DELETE FROM c WHERE x = ANY($9) AND y = $10), "
         "w1 AS (INSERT INTO b (x, y) VALUES ($3, $4), ($5, $6), ($7, $8)) "
         "UPDATE a SET x = $1 WHERE y = $2"

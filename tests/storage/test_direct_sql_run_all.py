@@ -24,7 +24,7 @@ AT = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
 def test_writes_returning_rows_combine_into_one_tagged_select() -> None:
     """Each write is a ``WITH`` clause, numbered on; each returned row is its clause's index and
     then every clause's columns, the others' NULL."""
-    from oneflow_ai.storage.direct_sql import _combine_returning
+    from oneflow_ai.storage.sql_combined import returning
 
     charges = Plan(
         "INSERT INTO e (x, y) VALUES ($1, $2) RETURNING e.r", ("x", "y"), (None, None), {}, (None,)
@@ -37,10 +37,33 @@ def test_writes_returning_rows_combine_into_one_tagged_select() -> None:
         {},
         (None, None),
     )
-    assert _combine_returning([(charges, 2), (resolve, 1)]) == (
+    assert returning([(charges, 2), (resolve, 1)]) == (
         "WITH w0 AS (INSERT INTO e (x, y) VALUES ($1, $2), ($3, $4) RETURNING e.r), "
         "w1 AS (DELETE FROM r WHERE r.id = ANY($5) RETURNING r.id, r.a) "
         "SELECT 0, w0.*, NULL, NULL FROM w0 UNION ALL SELECT 1, NULL, w1.* FROM w1"
+    )
+
+
+def test_checked_writes_fail_by_a_division_by_zero_unless_each_changed_its_rows() -> None:
+    """`all_or_nothing`'s statement: every part a ``WITH`` clause, and a main query dividing by
+    whether each checked clause (the first ones) returned as many rows as it should."""
+    from oneflow_ai.storage.sql_combined import checked
+
+    draw = Plan(
+        "UPDATE l SET a = a - $1 WHERE id = $2 RETURNING l.id",
+        ("x", "id"),
+        (None, None),
+        {},
+        (None,),
+    )
+    drop = Plan("DELETE FROM l WHERE id = ANY($1) RETURNING l.id", ("ids",), (None,), {}, (None,))
+    charge = Plan("INSERT INTO e (x) VALUES ($1)", ("x",), (None,), {}, None)
+    charge = replace(charge, row_values="($1)", numbered=True)
+    assert checked([(draw, 1), (drop, 1), (charge, 2)], (1, 3)) == (
+        "WITH w0 AS (UPDATE l SET a = a - $1 WHERE id = $2 RETURNING l.id), "
+        "w1 AS (DELETE FROM l WHERE id = ANY($3) RETURNING l.id), "
+        "w2 AS (INSERT INTO e (x) VALUES ($4), ($5)) "
+        "SELECT 1 / ((SELECT count(*) FROM w0) = 1 AND (SELECT count(*) FROM w1) = 3)::int"
     )
 
 

@@ -64,8 +64,9 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_
 
+from oneflow_ai.storage import sql_combined as combined
 from oneflow_ai.storage.database import BEGINS_IMMEDIATE
-from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, bind, convert_row, plan_of, shifted
+from oneflow_ai.storage.sql_plans import Plan, bind, convert_row, plan_of
 
 __all__ = [
     "Params",
@@ -244,14 +245,9 @@ def all_or_nothing(
         parts.append((plan, len(rows), tuple(flat)))
     if not parts:
         return None
+    pending = [(plan, rows) for plan, rows, _ in parts]
     counts = tuple(count for _, _, count in checked)
-    key = (counts, *((id(plan), rows) for plan, rows, _ in parts))
-    sql = _alone.get(key)
-    if sql is None:
-        pending = [(plan, rows) for plan, rows, _ in parts]
-        sql = _combine_checked(pending, counts) if counts else _combine(pending)
-        if max(rows for _, rows, _ in parts) <= CACHED_ROWS:
-            _alone[key] = sql
+    sql = combined.checked(pending, counts) if counts else combined.in_order(pending)
     values = tuple(chain.from_iterable(values for _, _, values in parts))
     try:
         found = await_(_fetch(adapted, sql, values, refused=_REFUSED))
@@ -298,12 +294,7 @@ def _run_group(connection: Connection, group: Sequence[_Part], found: list[Rows]
     deferred: list[_Deferred] | None = connection.info.get(_DEFERRED)
     if deferred:
         _flush(connection, deferred)
-    key = tuple((id(part.plan), len(part.values)) for part in group)
-    sql = _returning.get(key)
-    if sql is None:
-        sql = _combine_returning([(part.plan, len(part.values)) for part in group])
-        if max(len(part.values) for part in group) <= CACHED_ROWS:
-            _returning[key] = sql
+    sql = combined.returning([(part.plan, len(part.values)) for part in group])
     flat = tuple(chain.from_iterable(chain.from_iterable(part.values) for part in group))
     starts = list(accumulate((len(part.plan.results or ()) for part in group), initial=1))
     for row in _execute(connection, sql, [flat], fetch=True):
@@ -391,11 +382,6 @@ async def _fetch(
 _DEFERRED = "oneflow.direct_sql.deferred"
 #: A deferred write: its plan, how many rows it inserts (1 for any other write), its values.
 _Deferred = tuple[Plan, int, tuple[Any, ...]]
-#: The combined SQL of a run of deferred statements, by the identities of their plans (which
-#: live as long as the process, in ``sql_plans``) and their rows; and that of `run_all`.
-_combined: dict[tuple[tuple[int, int], ...], str] = {}
-_returning: dict[tuple[tuple[int, int], ...], str] = {}
-_alone: dict[tuple[Any, ...], str] = {}
 
 
 @contextmanager
@@ -440,65 +426,7 @@ def _flush(connection: Connection, deferred: list[_Deferred]) -> None:
     pending = [(plan, rows) for plan, rows, _ in deferred]
     values = tuple(chain.from_iterable(values for _, _, values in deferred))
     deferred.clear()
-    if len(pending) == 1:
-        plan, rows = pending[0]
-        _execute(connection, plan.sql if rows == 1 else plan.rows_text(rows), [values])
-        return
-    key = tuple((id(plan), rows) for plan, rows in pending)
-    sql = _combined.get(key)
-    if sql is None:
-        sql = _combine(pending)
-        if max(rows for _, rows in pending) <= CACHED_ROWS:
-            _combined[key] = sql
-    _execute(connection, sql, [values])
-
-
-def _combine(parts: list[tuple[Plan, int]]) -> str:
-    """One statement running the plans of ``parts`` (each for its number of rows) in order:
-    PostgreSQL runs the main statement first and then its data-modifying ``WITH`` clauses from
-    the last written to the first."""
-    texts = _texts(parts)
-    if len(texts) == 1:
-        return texts[0]
-    clauses = ", ".join(f"w{i} AS ({text})" for i, text in reversed(list(enumerate(texts))[1:]))
-    return f"WITH {clauses} {texts[0]}"
-
-
-def _combine_returning(parts: list[tuple[Plan, int]]) -> str:
-    """One statement running the plans of ``parts`` (each for its number of rows) as ``WITH``
-    clauses; each row returned is the clause's index, then a column for every column any clause
-    returns, its own filled in and the others' NULL."""
-    texts = _texts(parts)
-    widths = [len(plan.results or ()) for plan, _ in parts]
-    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
-    selects = []
-    for i in range(len(widths)):
-        columns = ["NULL"] * sum(widths[:i]) + [f"w{i}.*"] + ["NULL"] * sum(widths[i + 1 :])
-        selects.append(", ".join([str(i), *columns]) + f" FROM w{i}")
-    return f"WITH {clauses} SELECT {' UNION ALL SELECT '.join(selects)}"
-
-
-def _combine_checked(parts: list[tuple[Plan, int]], counts: tuple[int, ...]) -> str:
-    """One statement running the plans of ``parts`` as ``WITH`` clauses, which fails (division
-    by zero) unless each of the first ``len(counts)``, returning the rows it changed, changed
-    as many as ``counts`` says."""
-    clauses = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(_texts(parts)))
-    expected = " AND ".join(
-        f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  (numbers, not values)
-        for i, count in enumerate(counts)
-    )
-    return f"WITH {clauses} SELECT 1 / ({expected})::int"
-
-
-def _texts(parts: list[tuple[Plan, int]]) -> list[str]:
-    """The SQL of each of ``parts`` (a plan for its number of rows), parameters numbered on
-    from one to the next."""
-    texts: list[str] = []
-    offset = 0
-    for plan, rows in parts:
-        texts.append(shifted(plan.sql if rows == 1 else plan.rows_text(rows), offset))
-        offset += len(plan.names) * rows
-    return texts
+    _execute(connection, combined.in_order(pending), [values])
 
 
 def _direct(connection: Connection) -> bool:
