@@ -64,7 +64,7 @@ def checked(parts: Parts, counts: tuple[int, ...]) -> str:
 
     def build(texts: list[str]) -> str:
         expected = " AND ".join(
-            f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  (numbers, not values)
+            f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  # nosec B608 (numbers)
             for i, count in enumerate(counts)
         )
         return f"WITH {_clauses(texts)} SELECT 1 / ({expected})::int"
