@@ -7,6 +7,10 @@ prepaid project from a lease of its own.
   (settlements through each replica's spool, written to the database moments later).
 - A replica killed (SIGKILL) while it holds a lease: the other one reclaims the slice once the
   dead one's heartbeat is stale; nothing of it is lost or charged.
+- Both replicas settling one project's requests at once, batches from leases in one statement
+  and others (lease grants among them) in a transaction: they wait for each other on the
+  project's rows and never deadlock (PostgreSQL would break the cycle after a second and the
+  batch would be written again, a second later).
 """
 
 from __future__ import annotations
@@ -44,7 +48,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 @contextmanager
 def replicas(
-    database_url: str, redis_prefix: str, tmp_path: Path, *, write_behind: bool = False
+    database_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    *,
+    write_behind: bool = False,
+    room: int = ROOM,
 ) -> Iterator[tuple[list[GatewayProcess], str]]:
     """Two replicas with leases (at least 4 requests' worth each), and the project's key."""
     with (
@@ -68,7 +77,7 @@ def replicas(
             for i in range(2)
         ]
         key = new_project(started[0].url, PROJECT)
-        credits = f"{ROOM * EACH / 1_000_000:.6f}"
+        credits = f"{room * EACH / 1_000_000:.6f}"
         admin_call(
             started[0].url, "POST", f"/api/v1/projects/{PROJECT}/credits", {"credits": credits}
         )
@@ -152,3 +161,29 @@ async def test_a_replica_killed_with_a_lease_has_its_slice_reclaimed(
         assert _leases_granted(doomed) > 0 and _leases_granted(survivor) == 0
     assert (snap.reserved, snap.reservations) == (0, 0), snap
     assert len(snap.charges) == sent and snap.balance == (ROOM - sent) * EACH
+
+
+async def test_replicas_settling_one_project_at_once_never_deadlock(
+    postgres_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    room = 100_000
+    with replicas(postgres_url, redis_prefix, tmp_path, room=room) as (running, key):
+        urls = [replica.url for replica in running]
+        statuses = Counter[int]()
+        for _ in range(3):
+            statuses += await _send(urls, key, 600)
+        logs = [replica.log_path.read_text() for replica in running]
+    assert statuses == Counter({200: 1_800}), statuses
+    retried = [
+        line
+        for log in logs
+        for line in log.splitlines()
+        if '"group_commit_retry"' in line or "deadlock" in line
+    ]
+    assert retried == [], retried[:3]
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
+    finally:
+        await engine.dispose()
+    assert len(snap.charges) == 1_800 and snap.balance == (room - 1_800) * EACH

@@ -9,7 +9,12 @@ be on tables disjoint from one another).
   ``WITH`` clauses, which PostgreSQL runs after it from the last written to the first.
 - :func:`returning`: statements whose rows the caller reads, each row tagged with its clause.
 - :func:`checked`: writes that fail whole (a division by zero) unless each of the first few,
-  returning the rows it changed, changed as many as it should.
+  returning the rows it changed, changed as many as it should; those run first (the final
+  ``SELECT`` reads them), then the others in order.
+
+The order is the order in which rows are locked, and so part of the ledger's rule against
+deadlocks between replicas: a batch takes its project's account row before the rows of its
+usage rollups, which other replicas' batches write too (`storage/ledger_batch.py`).
 
 A text is kept by kind, plans (which live as long as the process) and rows, for parts of up to
 `CACHED_ROWS` rows.
@@ -67,7 +72,11 @@ def checked(parts: Parts, counts: tuple[int, ...]) -> str:
             f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  # nosec B608 (numbers)
             for i, count in enumerate(counts)
         )
-        return f"WITH {_clauses(texts)} SELECT 1 / ({expected})::int"
+        # The clauses the SELECT reads run as it reads them; PostgreSQL runs the others after
+        # it from the last written to the first, so they are written last first.
+        order = [*range(len(counts)), *reversed(range(len(counts), len(texts)))]
+        clauses = ", ".join(f"w{i} AS ({texts[i]})" for i in order)
+        return f"WITH {clauses} SELECT 1 / ({expected})::int"
 
     return _text(("checked", *counts), parts, build)
 
