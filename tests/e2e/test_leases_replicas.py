@@ -84,12 +84,12 @@ def replicas(
         yield started, key
 
 
-async def _send(urls: list[str], key: str, requests: int) -> Counter[int]:
+async def _send(urls: list[str], key: str, requests: int, body: bytes = BODY) -> Counter[int]:
     connector = aiohttp.TCPConnector(limit=200)
     timeout = aiohttp.ClientTimeout(total=HANG_GUARD)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         answers = await asyncio.gather(
-            *(post_chat(session, urls[i % len(urls)], key, body=BODY) for i in range(requests))
+            *(post_chat(session, urls[i % len(urls)], key, body=body) for i in range(requests))
         )
     return Counter(answer.status for answer in answers)
 
@@ -163,15 +163,17 @@ async def test_a_replica_killed_with_a_lease_has_its_slice_reclaimed(
     assert len(snap.charges) == sent and snap.balance == (ROOM - sent) * EACH
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "streams"])
 async def test_replicas_settling_one_project_at_once_never_deadlock(
-    postgres_url: str, redis_prefix: str, tmp_path: Path
+    postgres_url: str, redis_prefix: str, tmp_path: Path, stream: bool
 ) -> None:
     room = 100_000
+    body = orjson.dumps({**orjson.loads(BODY), "stream": True}) if stream else BODY
     with replicas(postgres_url, redis_prefix, tmp_path, room=room) as (running, key):
         urls = [replica.url for replica in running]
         statuses = Counter[int]()
         for _ in range(3):
-            statuses += await _send(urls, key, 600)
+            statuses += await _send(urls, key, 600, body)
         logs = [replica.log_path.read_text() for replica in running]
     assert statuses == Counter({200: 1_800}), statuses
     retried = [
@@ -186,4 +188,5 @@ async def test_replicas_settling_one_project_at_once_never_deadlock(
         snap = (await assert_consistent(engine, [PROJECT]))[PROJECT]
     finally:
         await engine.dispose()
-    assert len(snap.charges) == 1_800 and snap.balance == (room - 1_800) * EACH
+    assert len(snap.charges) == 1_800 and set(snap.charges.values()) == {EACH}
+    assert snap.balance == (room - 1_800) * EACH
