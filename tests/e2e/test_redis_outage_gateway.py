@@ -103,10 +103,13 @@ async def test_redis_outage_decides_at_once_and_recovers(
                 await asyncio.sleep(2)  # the replicas' probes find it still away meanwhile
                 await asyncio.to_thread(redis.start)  # with what it held before (append-only)
                 back = time.monotonic()
-                while True:  # until both replicas count in Redis again
+                while True:  # until both replicas answer and count in Redis again
                     counted = await _counted(redis.url, prefix)
                     answers_back = [await post_chat(http, g.url, key) for g in replicas]
-                    if await _counted(redis.url, prefix) >= counted + len(replicas):
+                    # A request may count in more than one window: the count alone can rise
+                    # enough while one replica still refuses.
+                    answered = all(answer.status == 200 for answer in answers_back)
+                    if answered and await _counted(redis.url, prefix) >= counted + len(replicas):
                         break
                     assert time.monotonic() - back < HANG_GUARD
                     await asyncio.sleep(0.05)
