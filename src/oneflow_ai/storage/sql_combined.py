@@ -22,7 +22,7 @@ A text is kept by kind, plans (which live as long as the process) and rows, for 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from oneflow_ai.storage.sql_plans import CACHED_ROWS, Plan, shifted
@@ -40,8 +40,7 @@ def in_order(parts: Parts) -> str:
     def build(texts: list[str]) -> str:
         if len(texts) == 1:
             return texts[0]
-        later = reversed(list(enumerate(texts))[1:])
-        return f"WITH {', '.join(f'w{i} AS ({text})' for i, text in later)} {texts[0]}"
+        return f"WITH {_clauses(texts, _unread(1, texts))} {texts[0]}"
 
     return _text(("in order",), parts, build)
 
@@ -57,7 +56,9 @@ def returning(parts: Parts) -> str:
         for i in range(len(widths)):
             columns = ["NULL"] * sum(widths[:i]) + [f"w{i}.*"] + ["NULL"] * sum(widths[i + 1 :])
             selects.append(", ".join([str(i), *columns]) + f" FROM w{i}")
-        return f"WITH {_clauses(texts)} SELECT {' UNION ALL SELECT '.join(selects)}"
+        return (
+            f"WITH {_clauses(texts, range(len(texts)))} SELECT {' UNION ALL SELECT '.join(selects)}"
+        )
 
     return _text(("returning",), parts, build)
 
@@ -72,17 +73,23 @@ def checked(parts: Parts, counts: tuple[int, ...]) -> str:
             f"(SELECT count(*) FROM w{i}) = {int(count)}"  # noqa: S608  # nosec B608 (numbers)
             for i, count in enumerate(counts)
         )
-        # The clauses the SELECT reads run as it reads them; PostgreSQL runs the others after
-        # it from the last written to the first, so they are written last first.
-        order = [*range(len(counts)), *reversed(range(len(counts), len(texts)))]
-        clauses = ", ".join(f"w{i} AS ({texts[i]})" for i in order)
-        return f"WITH {clauses} SELECT 1 / ({expected})::int"
+        # The clauses the SELECT reads run as it reads them, then the others in order.
+        order = [*range(len(counts)), *_unread(len(counts), texts)]
+        return f"WITH {_clauses(texts, order)} SELECT 1 / ({expected})::int"
 
     return _text(("checked", *counts), parts, build)
 
 
-def _clauses(texts: list[str]) -> str:
-    return ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts))
+def _clauses(texts: list[str], order: Iterable[int]) -> str:
+    """The ``WITH`` clauses ``w0``, ``w1``, ... of ``texts``, written in ``order``."""
+    return ", ".join(f"w{i} AS ({texts[i]})" for i in order)
+
+
+def _unread(start: int, texts: list[str]) -> Iterable[int]:
+    """The order to write the clauses from ``start`` on, which the statement does not read, so
+    that they run in order: PostgreSQL runs those after the main query, from the last written
+    to the first."""
+    return reversed(range(start, len(texts)))
 
 
 def _text(kind: tuple[Any, ...], parts: Parts, build: Callable[[list[str]], str]) -> str:
